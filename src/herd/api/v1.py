@@ -1,0 +1,387 @@
+"""The `Stack` resource of `herd.suse.com/v1`: spec and status as pydantic models.
+
+Data only, no I/O. These models are the single source of truth: the CRD in `crds/` is
+generated from them (`herd.api.crd`), the operator and the CLI parse every Stack body
+through them, and `herd.status` builds the status from them. Field descriptions become
+`kubectl explain stack.spec...` text, so they are written for users.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+GROUP = "herd.suse.com"
+VERSION = "v1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "Stack"
+PLURAL = "stacks"
+SINGULAR = "stack"
+SHORT_NAMES = ("stk",)
+
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+REPO_URL = r"^(https?|oci)://[^\s]+$"
+GO_DURATION = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+def duration_seconds(duration: str) -> float:
+    """Seconds in a Go duration such as `15m` or `1h30m` (already validated)."""
+    return sum(
+        float(number) * _DURATION_SECONDS[unit] for number, unit in _DURATION_PART.findall(duration)
+    )
+
+
+class _Model(BaseModel):
+    """Camel-case on the wire, snake_case in Python; unknown spec fields are errors."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class Toggle(enum.StrEnum):
+    """`enabled` / `disabled`; YAML booleans are accepted too."""
+
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+
+
+def _toggle(value: object) -> object:
+    if isinstance(value, bool):
+        return Toggle.ENABLED if value else Toggle.DISABLED
+    return value
+
+
+# The API server cannot type a field "string or boolean" in a structural schema, so the
+# CRD leaves the type open and checks the value with a CEL rule instead.
+ToggleField = Annotated[
+    Toggle,
+    BeforeValidator(_toggle),
+    WithJsonSchema(
+        {
+            "x-kubernetes-preserve-unknown-fields": True,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "type(self) == bool || self in ['enabled', 'disabled']",
+                    "message": "must be enabled, disabled, true or false",
+                }
+            ],
+        }
+    ),
+]
+
+
+class LabelSelectorRequirement(_Model):
+    key: str = Field(min_length=1, description="The label key the requirement applies to.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="How the key relates to the values: In, NotIn, Exists or DoesNotExist."
+    )
+    values: list[str] = Field(
+        default_factory=list,
+        description="Label values; non-empty for In and NotIn, empty for Exists and DoesNotExist.",
+    )
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> LabelSelectorRequirement:
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"operator {self.operator} needs at least one value")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"operator {self.operator} takes no values")
+        return self
+
+
+class LabelSelector(_Model):
+    match_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Clusters whose labels contain every one of these key/value pairs.",
+    )
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list,
+        description="Set-based requirements on cluster labels; all must hold.",
+    )
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> LabelSelector:
+        if not self.match_labels and not self.match_expressions:
+            raise ValueError(
+                "selector needs matchLabels or matchExpressions "
+                "(an empty selector would target every cluster)"
+            )
+        return self
+
+
+class Targets(_Model):
+    cluster_ids: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description=(
+            "Clusters by Rancher cluster ID (e.g. c-m-abc12) or by name. "
+            "Unioned with the selector's clusters."
+        ),
+    )
+    selector: LabelSelector | None = Field(
+        default=None,
+        description="Clusters by label (Kubernetes LabelSelector semantics), following the fleet.",
+    )
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> Targets:
+        if not self.cluster_ids and self.selector is None:
+            raise ValueError("targets needs clusterIds or a selector")
+        return self
+
+
+class ValuesSource(_Model):
+    kind: Literal["ConfigMap", "Secret"] = Field(
+        description="ConfigMap or Secret, in the Stack's own namespace."
+    )
+    name: str = Field(min_length=1, description="Name of the ConfigMap or Secret.")
+    key: str = Field(
+        default="values.yaml",
+        min_length=1,
+        description="Key holding a YAML object of Helm values.",
+    )
+    optional: bool = Field(
+        default=False, description="When true, a missing object or key is not an error."
+    )
+
+
+class ChartValues(_Model):
+    inline: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Helm values written in the Stack (free-form).",
+    )
+    envs: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Values per environment: the entry named like spec.env is merged over inline.",
+    )
+    from_: list[ValuesSource] = Field(
+        default_factory=list,
+        alias="from",
+        description=(
+            "ConfigMap/Secret keys with Helm values, merged last and in order. "
+            "Secret values never appear in status, events or logs."
+        ),
+    )
+
+
+class ChartSpec(_Model):
+    name: str = Field(
+        max_length=53,
+        pattern=DNS1123_LABEL,
+        description=(
+            "Unique key of this chart within the Stack (DNS-1123 label); what dependsOn "
+            "refers to. Also the default chart and release name."
+        ),
+    )
+    chart: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Chart name in the repository; defaults to name.",
+    )
+    repo: str = Field(
+        pattern=REPO_URL,
+        description="Chart repository URL: https://, http:// or oci://.",
+    )
+    version: str = Field(min_length=1, description="Chart version to install (exact, e.g. 0.59.0).")
+    namespace: str = Field(
+        default="default",
+        max_length=63,
+        pattern=DNS1123_LABEL,
+        description="Namespace in each target cluster; created when missing.",
+    )
+    release_name: str | None = Field(
+        default=None,
+        max_length=53,
+        pattern=DNS1123_LABEL,
+        description="Helm release name; defaults to name.",
+    )
+    values: ChartValues = Field(
+        default_factory=ChartValues, description="Helm values for this chart."
+    )
+    depends_on: list[str] = Field(
+        default_factory=list,
+        description="Names of charts in this Stack that must be deployed first, in every cluster.",
+    )
+    wait: bool = Field(
+        default=False,
+        description="Wait until the release's resources are ready (helm --wait).",
+    )
+    timeout: str = Field(
+        default="5m",
+        pattern=GO_DURATION,
+        description="Go duration bounding each helm operation, e.g. 15m (helm --timeout).",
+    )
+    atomic: bool = Field(
+        default=False,
+        description="Roll back (or uninstall, on first install) when the operation fails.",
+    )
+
+    @property
+    def chart_name(self) -> str:
+        return self.chart or self.name
+
+    @property
+    def release(self) -> str:
+        return self.release_name or self.name
+
+    @property
+    def timeout_seconds(self) -> float:
+        return duration_seconds(self.timeout)
+
+
+class StackSpec(_Model):
+    env: str = Field(
+        default="",
+        description="Environment name (e.g. dev, staging, prod); selects values.envs entries.",
+    )
+    security: ToggleField = Field(
+        default=Toggle.DISABLED,
+        description="enabled: deploy NeuVector first in every target cluster and report scans.",
+    )
+    observability: ToggleField = Field(
+        default=Toggle.DISABLED,
+        description="enabled: deploy the SUSE Observability agent first in every target cluster.",
+    )
+    targets: Targets = Field(description="Where the Stack is deployed.")
+    charts: list[ChartSpec] = Field(
+        min_length=1, description="Helm charts to deploy, ordered by dependsOn."
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Status
+
+
+class _StatusModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class Condition(_StatusModel):
+    type: str = Field(description="Ready, Reconciling, Stalled, SecurityScanned, ...")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="CamelCase reason for the last transition.")
+    message: str = Field(default="", description="Human-readable detail.")
+    last_transition_time: str | None = Field(
+        default=None, description="When the status last changed (RFC 3339)."
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The Stack generation this condition describes."
+    )
+
+
+class DeploymentRow(_StatusModel):
+    chart_name: str = Field(description="The chart's name in the Stack.")
+    cluster_id: str = Field(description="The target cluster.")
+    release_name: str = Field(default="", description="Helm release name.")
+    namespace: str = Field(default="", description="Release namespace.")
+    status: str = Field(
+        description="Pending, Deploying, Deployed, Failed, Skipped, Uninstalling, Unreachable."
+    )
+    revision: int | None = Field(default=None, description="Helm release revision.")
+    chart_version: str | None = Field(default=None, description="Deployed chart version.")
+    message: str = Field(default="", description="Helm error or what is being waited on.")
+    last_updated: str | None = Field(default=None, description="Last change (RFC 3339).")
+    security_scan: str | None = Field(
+        default=None, description="Passed, Failed or Pending (security: enabled)."
+    )
+    observability_metrics: str | None = Field(
+        default=None, description="Active when the cluster's observability agent is ready."
+    )
+
+
+class SecurityStatus(_StatusModel):
+    neu_vector_enabled: bool = Field(default=False, description="security: enabled.")
+    scan_status: str = Field(default="", description="Pending, Scanning, Completed or Unavailable.")
+    vulnerabilities: int = Field(default=0, description="Vulnerabilities in deployed images.")
+    critical_issues: int = Field(default=0, description="Critical vulnerabilities.")
+
+
+class ObservabilityStatus(_StatusModel):
+    suse_observability_enabled: bool = Field(default=False, description="observability: enabled.")
+    agents_deployed: int = Field(default=0, description="Clusters with the agent deployed.")
+    agents_total: int = Field(default=0, description="Target clusters.")
+    metrics_collected: bool = Field(default=False, description="Every agent's workloads are ready.")
+
+
+class SkippedCluster(_StatusModel):
+    cluster_id: str = Field(description="The cluster ID or name that was skipped.")
+    reason: str = Field(description="Why it was skipped (never includes secret content).")
+
+
+class StackStatus(_StatusModel):
+    phase: str = Field(
+        default="Pending",
+        description="Pending, Deploying, Deployed, Degraded, Failed or Deleting.",
+    )
+    message: str = Field(default="", description="One sentence on where the Stack stands.")
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation last acted upon."
+    )
+    cluster_count: int = Field(default=0, description="Target clusters.")
+    chart_count: int = Field(default=0, description="Charts per cluster, add-ons included.")
+    target_clusters: list[str] = Field(
+        default_factory=list, description="Cluster IDs the Stack targets now."
+    )
+    skipped_clusters: list[SkippedCluster] = Field(
+        default_factory=list, description="Targeted clusters that could not be used, and why."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Reconciling, Stalled and add-on conditions."
+    )
+    deployments: list[DeploymentRow] = Field(
+        default_factory=list,
+        description="One row per chart and cluster (failing rows first; bounded in size).",
+    )
+    deployment_counts: dict[str, int] = Field(
+        default_factory=dict, description="Rows per status, including rows left out."
+    )
+    security: SecurityStatus | None = Field(
+        default=None, description="NeuVector scan summary (security: enabled)."
+    )
+    observability: ObservabilityStatus | None = Field(
+        default=None, description="SUSE Observability agent summary (observability: enabled)."
+    )
+
+
+class Stack(BaseModel):
+    """A whole Stack document as stored in Kubernetes or in a YAML file."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    api_version: Literal["herd.suse.com/v1"] = Field(alias="apiVersion")
+    kind: Literal["Stack"]
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: StackSpec
+    status: StackStatus | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata.get("namespace") or "default")
