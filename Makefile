@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LINTED := $(wildcard src tests e2e benchmarks)
 
 .PHONY: test lint type imports unit e2e crds demo demo-down bench clean
 
@@ -18,8 +19,8 @@ $(STAMP): pyproject.toml
 test: lint type imports unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests e2e benchmarks
-	$(BIN)/ruff format --check src tests e2e benchmarks
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 type: $(STAMP)
 	$(BIN)/mypy src

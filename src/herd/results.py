@@ -1,0 +1,45 @@
+"""Where each release stands after (or during) a rollout. Pure data.
+
+Produced by `herd.rollout`, read by `herd.status` (the Stack's status), the operator's
+Events and metrics, and the CLI's tables.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from herd.plan import Action, ReleaseKey
+
+
+class State(enum.StrEnum):
+    PENDING = "Pending"
+    DEPLOYING = "Deploying"
+    DEPLOYED = "Deployed"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+    UNINSTALLING = "Uninstalling"
+    UNINSTALLED = "Uninstalled"
+    UNREACHABLE = "Unreachable"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    """Where one release stands; replaced (not mutated) on every change."""
+
+    key: ReleaseKey
+    chart: str  # the chart's name in the Stack
+    state: State
+    action: Action | None = None
+    revision: int | None = None
+    chart_version: str | None = None
+    message: str = ""
+    transient: bool = False
+    started: datetime | None = None
+    finished: datetime | None = None
+    updated: datetime = field(default_factory=now)
