@@ -249,7 +249,7 @@ class ClusterHelm:
         )
         # Metadata only: the release bodies (chart, values) are never downloaded.
         raw: bytes = cast(Any, response).data
-        items: list[dict[str, Any]] = json.loads(raw).get("items", [])
+        items: list[dict[str, Any]] = json.loads(raw).get("items") or []
         return items
 
     async def install_or_upgrade(self, desired: DesiredRelease, chart_dir: Path, owner: str) -> int:

@@ -1,0 +1,94 @@
+"""Session fixtures for end-to-end tests: real control planes and a real chart repository.
+
+Callers: every test under `e2e/`. The test bed is one management cluster and three
+downstream clusters (`downstream-1..3`), started once per session and stopped at its
+end (and by an atexit hook, should the session die). Every test here is marked `e2e`.
+
+Missing binaries: in CI (`CI=true`) that is a broken pipeline, so the fixture fails
+loudly instead of building for minutes or skipping; locally it builds them once into
+the user cache (`python -m e2e.testbed.binaries` does the same ahead of time).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+import pytest
+
+from e2e.testbed import binaries
+from e2e.testbed.chartrepo import ChartRepo
+from e2e.testbed.controlplane import Cluster, TestBed
+
+MANAGEMENT = "management"
+DOWNSTREAM = ("downstream-1", "downstream-2", "downstream-3")
+_E2E_DIR = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Marking by location means a new e2e test cannot forget the marker and slip into
+    # a `-m "not e2e"` unit-test run, where it would start control planes.
+    for item in items:
+        if _E2E_DIR in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+def _binaries() -> binaries.Binaries:
+    if os.environ.get("CI", "").lower() == "true":
+        try:
+            return binaries.resolve()
+        except binaries.BinariesMissingError as error:
+            pytest.fail(f"CI must build the test-bed binaries before the e2e tests: {error}")
+    return binaries.ensure()
+
+
+def _interrupt_on_sigterm() -> None:
+    # A CI timeout or a plain `kill` sends SIGTERM, which ends Python without running
+    # fixture finalizers or atexit hooks: the control planes would outlive the run.
+    # Turned into KeyboardInterrupt, pytest tears the session down and they stop.
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"received signal {signum}")
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+@pytest.fixture(scope="session")
+def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestBed]:
+    _interrupt_on_sigterm()
+    workdir = tmp_path_factory.mktemp("testbed")
+    bed = TestBed.start([MANAGEMENT, *DOWNSTREAM], workdir, binaries=_binaries())
+    try:
+        yield bed
+    finally:
+        bed.stop()
+
+
+@pytest.fixture(scope="session")
+def management(testbed: TestBed) -> Cluster:
+    return testbed.clusters[MANAGEMENT]
+
+
+@pytest.fixture(scope="session")
+def downstream(testbed: TestBed) -> list[Cluster]:
+    return [testbed.clusters[name] for name in DOWNSTREAM]
+
+
+@pytest.fixture(scope="session")
+def kubeconfigs(testbed: TestBed) -> dict[str, Path]:
+    """Cluster name -> admin kubeconfig file, for every cluster of the test bed."""
+    return testbed.kubeconfigs()
+
+
+@pytest.fixture(scope="session")
+def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRepo]:
+    with ChartRepo.start(tmp_path_factory.mktemp("chartrepo")) as repo:
+        yield repo
+
+
+@pytest.fixture(scope="session")
+def chart_repo_url(chart_repo: ChartRepo) -> str:
+    return chart_repo.url

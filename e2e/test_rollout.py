@@ -1,0 +1,259 @@
+"""The rollout engine on real API servers with real helm and a real chart repository.
+
+Each test uses its own namespaces (a per-test prefix) so tests share the session's
+clusters without seeing each other's releases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.testbed.controlplane import Cluster as BedCluster
+from herd.api import parse_stack
+from herd.api.v1 import Stack
+from herd.clusters import FileCluster, FileSource, Inventory, KubeconfigStore
+from herd.engine import Engine, StackResult
+from herd.helm import HelmEnvironment
+from herd.results import State
+
+HELM = str(Path(os.environ.get("VIRTUAL_ENV", ".venv")) / "bin" / "helm")
+
+
+def helm(cluster: BedCluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [HELM, "--kubeconfig", str(cluster.kubeconfig), *args],
+        capture_output=True, text=True, check=check, timeout=300,
+    )  # fmt: skip
+
+
+def releases(cluster: BedCluster, namespace: str) -> dict[str, dict[str, Any]]:
+    """`helm ls -a` of one namespace, by release name."""
+    out = helm(cluster, "ls", "-a", "-n", namespace, "-o", "json").stdout
+    return {r["name"]: r for r in json.loads(out)}
+
+
+def revisions(cluster: BedCluster, *namespaces: str) -> dict[str, int]:
+    return {
+        f"{ns}/{name}": int(r["revision"])
+        for ns in namespaces
+        for name, r in releases(cluster, ns).items()
+    }
+
+
+def stack(name: str, repo: str, charts: list[dict[str, Any]], **spec: Any) -> Stack:
+    return parse_stack(
+        {
+            "apiVersion": "herd.suse.com/v1",
+            "kind": "Stack",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "targets": {"selector": {"matchLabels": {"e2e": "yes"}}},
+                "charts": charts,
+                **spec,
+            },
+        }
+    )
+
+
+def app(name: str, namespace: str, *depends: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "chart": "app",
+        "version": "0.1.0",
+        "namespace": namespace,
+        "dependsOn": list(depends),
+        "wait": True,
+        "timeout": "2m",
+        **fields,
+    }
+
+
+@pytest.fixture(scope="module")
+def two(downstream: list[BedCluster]) -> list[BedCluster]:
+    return downstream[:2]
+
+
+@pytest.fixture
+async def engine(two: list[BedCluster]) -> AsyncIterator[Engine]:
+    entries = [FileCluster(c.name, c.kubeconfig, labels={"e2e": "yes"}) for c in two]
+    store = KubeconfigStore(None)
+    env = HelmEnvironment()
+    try:
+        yield Engine(Inventory([FileSource(entries)], store), env)
+    finally:
+        store.close()
+        env.close()
+
+
+@pytest.fixture
+def ns(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace prefix unique to the test."""
+    yield request.node.name.replace("_", "-")[:40].rstrip("-")
+
+
+def by_chart(result: StackResult, cluster: str) -> dict[str, Any]:
+    return {r.chart: r for r in result.releases if r.key.cluster == cluster}
+
+
+async def test_dag_waves_parallel_clusters_and_idempotence(
+    engine: Engine, two: list[BedCluster], chart_repo_url: str, ns: str
+) -> None:
+    # Two independent roots (a, e) and a diamond a -> b, c -> d.
+    charts = [
+        app("a", ns, repo=chart_repo_url),
+        app("b", ns, "a", repo=chart_repo_url),
+        app("c", ns, "a", repo=chart_repo_url),
+        app("d", ns, "b", "c", repo=chart_repo_url),
+        app("e", ns, repo=chart_repo_url),
+    ]
+    first = await engine.apply(stack("dag", chart_repo_url, charts))
+    assert {r.state for r in first.releases} == {State.DEPLOYED}, first.releases
+    assert len(first.releases) == 10
+    for cluster in two:
+        rows = by_chart(first, cluster.name)
+        for child, parent in [("b", "a"), ("c", "a"), ("d", "b"), ("d", "c")]:
+            assert rows[child].started >= rows[parent].finished, (child, parent)
+        # Independent charts of one wave overlap in time.
+        assert rows["b"].started < rows["c"].finished and rows["c"].started < rows["b"].finished
+        assert rows["a"].started < rows["e"].finished and rows["e"].started < rows["a"].finished
+        deployments = json.loads(
+            subprocess.run(
+                ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "get", "deploy", "-n", ns,
+                 "-o", "json"], capture_output=True, text=True, check=True,
+            ).stdout
+        )["items"]  # fmt: skip
+        assert len(deployments) == 5
+        for d in deployments:
+            assert any(
+                c["type"] == "Available" and c["status"] == "True"
+                for c in d["status"]["conditions"]
+            )
+    # The two clusters ran at the same time.
+    one, other = (by_chart(first, c.name)["a"] for c in two)
+    assert one.started < other.finished and other.started < one.finished
+
+    before = [revisions(c, ns) for c in two]
+    second = await engine.apply(stack("dag", chart_repo_url, charts))
+    assert {r.state for r in second.releases} == {State.DEPLOYED}
+    assert all(r.started is None for r in second.releases), "a no-op pass ran helm"
+    assert [revisions(c, ns) for c in two] == before
+
+    # A values change upgrades only the affected release.
+    charts[2] = app("c", ns, "a", repo=chart_repo_url, values={"inline": {"message": "new"}})
+    third = await engine.apply(stack("dag", chart_repo_url, charts))
+    after = [revisions(c, ns) for c in two]
+    for old, new in zip(before, after, strict=True):
+        assert {k for k in new if new[k] != old[k]} == {f"{ns}/c"}
+    assert all(by_chart(third, c.name)["c"].revision == 2 for c in two)
+
+    # A chart removed from the spec is uninstalled; the rest stay.
+    fourth = await engine.apply(stack("dag", chart_repo_url, charts[:2] + charts[4:]))
+    uninstalled = {
+        (r.key.cluster, r.key.name) for r in fourth.releases if r.state is State.UNINSTALLED
+    }
+    assert uninstalled == {(c.name, n) for c in two for n in ("c", "d")}
+    assert set(releases(two[0], ns)) == {"a", "b", "e"}
+
+    gone = await engine.delete("default", "dag")
+    assert {r.state for r in gone.releases} == {State.UNINSTALLED}
+    assert releases(two[0], ns) == {} and releases(two[1], ns) == {}
+
+
+async def test_a_failure_skips_exactly_its_dependents(
+    engine: Engine, two: list[BedCluster], chart_repo_url: str, ns: str
+) -> None:
+    charts = [
+        app("root", ns, repo=chart_repo_url),
+        {"name": "bad", "chart": "broken", "repo": chart_repo_url, "version": "0.1.0",
+         "namespace": ns, "dependsOn": ["root"]},
+        app("child", ns, "bad", repo=chart_repo_url),
+        app("grandchild", ns, "child", repo=chart_repo_url),
+        app("sibling", ns, "root", repo=chart_repo_url),
+    ]  # fmt: skip
+    result = await engine.apply(stack("failing", chart_repo_url, charts))
+    for cluster in two:
+        rows = by_chart(result, cluster.name)
+        states = {name: r.state for name, r in rows.items()}
+        assert states == {
+            "root": State.DEPLOYED,
+            "bad": State.FAILED,
+            "child": State.SKIPPED,
+            "grandchild": State.SKIPPED,
+            "sibling": State.DEPLOYED,
+        }
+        assert "broken.mustSet is required" in rows["bad"].message
+        assert rows["child"].message == "dependency bad failed"
+        assert rows["grandchild"].message == "dependency child skipped"
+    await engine.delete("default", "failing")
+
+
+async def test_foreign_release_is_never_touched(
+    engine: Engine, two: list[BedCluster], chart_repo_url: str, ns: str
+) -> None:
+    helm(two[0], "install", "mine", "app", "--repo", chart_repo_url, "--version", "0.1.0",
+         "-n", ns, "--create-namespace")  # fmt: skip
+    result = await engine.apply(
+        stack("clash", chart_repo_url, [app("mine", ns, repo=chart_repo_url)])
+    )
+    rows = {r.key.cluster: r for r in result.releases}
+    assert rows[two[0].name].state is State.FAILED
+    assert "managed by another tool" in rows[two[0].name].message
+    assert rows[two[1].name].state is State.DEPLOYED
+    assert releases(two[0], ns)["mine"]["revision"] == "1"
+    await engine.delete("default", "clash")
+    assert "mine" in releases(two[0], ns), "delete removed a release Herd does not own"
+
+
+async def test_timeout_is_honoured(
+    engine: Engine, two: list[BedCluster], chart_repo_url: str, ns: str
+) -> None:
+    charts = [{"name": "stuck", "chart": "never-ready", "repo": chart_repo_url, "version": "0.1.0",
+               "namespace": ns, "wait": True, "timeout": "5s"}]  # fmt: skip
+    started = time.monotonic()
+    result = await engine.apply(stack("slow", chart_repo_url, charts))
+    elapsed = time.monotonic() - started
+    assert {r.state for r in result.releases} == {State.FAILED}
+    assert all("context deadline exceeded" in r.message or "timed out" in r.message
+               for r in result.releases), [r.message for r in result.releases]  # fmt: skip
+    assert elapsed < 60
+    await engine.delete("default", "slow")
+
+
+async def test_release_stuck_in_pending_upgrade_is_recovered(
+    engine: Engine, two: list[BedCluster], chart_repo_url: str, ns: str
+) -> None:
+    charts = [app("web", ns, chart="qdrant", version="0.7.4", repo=chart_repo_url)]
+    first = await engine.apply(stack("stuck", chart_repo_url, charts))
+    assert {r.state for r in first.releases} == {State.DEPLOYED}, first.releases
+    target = two[0]
+    # An upgrade (helm keeps the release's labels, so it stays Herd's) that waits on pods
+    # that never come, killed mid-way: the release is left pending-upgrade.
+    proc = subprocess.Popen(
+        [HELM, "--kubeconfig", str(target.kubeconfig), "upgrade", "web", "qdrant", "--repo",
+         chart_repo_url, "--version", "0.7.4", "-n", ns, "--wait", "--timeout", "5m",
+         "--set-string", "nodeSelector.herd\\.test/never=true"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for _ in range(100):
+        if releases(target, ns).get("web", {}).get("status") == "pending-upgrade":
+            break
+        await asyncio.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    _, stderr = proc.communicate()
+    assert releases(target, ns)["web"]["status"] == "pending-upgrade", stderr
+
+    result = await engine.apply(stack("stuck", chart_repo_url, charts))
+    row = next(r for r in result.releases if r.key.cluster == target.name)
+    assert row.state is State.DEPLOYED, row.message
+    assert releases(target, ns)["web"]["status"] == "deployed"
+    await engine.delete("default", "stuck")

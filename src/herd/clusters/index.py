@@ -1,0 +1,69 @@
+"""Following the fleet: which Stacks must be reconciled again when a cluster changes.
+
+Pure and in memory; table-tested in `tests/test_clusters_index.py`. Caller: the operator
+(`herd.operator`) keeps one `TargetIndex`, updates it from Stack events (`set`/`remove`),
+and on every cluster event — a provisioning Cluster or kubeconfig Secret appearing,
+changing or disappearing — asks `affected(before, after)` which Stacks to wake up.
+"""
+
+from __future__ import annotations
+
+from herd.api import Targets
+from herd.clusters.model import Cluster
+from herd.clusters.targets import targets_match
+
+StackKey = tuple[str, str]
+"""(namespace, name) of a Stack."""
+
+StackKeys = set[StackKey]  # module level: inside the class, `set` is the method below
+
+
+class TargetIndex:
+    """Stack → its targets, queried by cluster changes.
+
+    A Stack is affected when the change makes it start or stop targeting the cluster
+    (appearing, disappearing, relabelled, renamed), or when it targets the cluster before
+    and after and the cluster became (un)ready, changed id, or its kubeconfig moved or
+    rotated. A relabel that keeps a Stack's match as it was does not affect it.
+    """
+
+    def __init__(self) -> None:
+        self._targets: dict[StackKey, Targets] = {}
+
+    def set(self, stack: StackKey, targets: Targets) -> None:
+        self._targets[stack] = targets
+
+    def remove(self, stack: StackKey) -> None:
+        self._targets.pop(stack, None)
+
+    def get(self, stack: StackKey) -> Targets | None:
+        return self._targets.get(stack)
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+    def targeting(self, cluster: Cluster) -> StackKeys:
+        """Stacks whose targets name or select `cluster` (ready or not)."""
+        return {
+            stack for stack, targets in self._targets.items() if targets_match(targets, cluster)
+        }
+
+    def affected(self, before: Cluster | None, after: Cluster | None) -> StackKeys:
+        """Stacks to reconcile after a cluster went from `before` to `after` (None: absent)."""
+        changed = before is not None and after is not None and _material_change(before, after)
+        stacks: StackKeys = set()
+        for stack, targets in self._targets.items():
+            was = before is not None and targets_match(targets, before)
+            now = after is not None and targets_match(targets, after)
+            if was != now or (was and changed):
+                stacks.add(stack)
+        return stacks
+
+
+def _material_change(before: Cluster, after: Cluster) -> bool:
+    """A change that matters to a Stack targeting the cluster both before and after."""
+    return (
+        before.ready != after.ready
+        or before.id != after.id
+        or before.kubeconfig != after.kubeconfig
+    )

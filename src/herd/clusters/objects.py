@@ -1,0 +1,90 @@
+"""Kubernetes objects (as plain JSON dicts) → `Cluster`: the Rancher and Secret layouts.
+
+Pure: takes the bodies the API returns (or kopf hands to a watch handler) and reads only
+metadata, status and the *names* of Secret keys — never Secret values. Callers:
+`herd.clusters.sources` after listing, and the operator's watch handlers, so both see a
+cluster the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from herd.clusters.model import Cluster, KubeconfigRef
+
+RANCHER_GROUP = "provisioning.cattle.io"
+RANCHER_VERSION = "v1"
+RANCHER_PLURAL = "clusters"
+RANCHER_NAMESPACE = "fleet-default"
+RANCHER_SECRET_KEY = "value"
+
+HERD_PREFIX = "herd.suse.com/"
+CLUSTER_SECRET_LABEL = f"{HERD_PREFIX}cluster"
+CLUSTER_SECRET_SELECTOR = f"{CLUSTER_SECRET_LABEL}=true"
+CLUSTER_ID_ANNOTATION = f"{HERD_PREFIX}cluster-id"
+CLUSTER_SECRET_KEYS = ("kubeconfig", "value")
+
+
+def rancher_cluster(body: Mapping[str, Any]) -> Cluster:
+    """A `provisioning.cattle.io/v1` Cluster: id `status.clusterName`, kubeconfig Secret
+    `status.clientSecretName` (default `<name>-kubeconfig`) key `value`.
+
+    A cluster still being provisioned has no `clusterName` yet: it is listed under its
+    name and as not ready, so a Stack naming it says "not ready" rather than "unknown".
+    A cluster being deleted is not ready either: nothing new is deployed to it.
+    """
+    metadata = body.get("metadata") or {}
+    status = body.get("status") or {}
+    name = str(metadata.get("name", ""))
+    namespace = str(metadata.get("namespace") or RANCHER_NAMESPACE)
+    cluster_id = str(status.get("clusterName") or "")
+    secret = str(status.get("clientSecretName") or f"{name}-kubeconfig")
+    return Cluster(
+        id=cluster_id or name,
+        name=name,
+        labels=_labels(metadata),
+        ready=bool(cluster_id)
+        and status.get("ready") is True
+        and not metadata.get("deletionTimestamp"),
+        source="rancher",
+        kubeconfig=KubeconfigRef.secret(namespace, secret, RANCHER_SECRET_KEY),
+    )
+
+
+def is_cluster_secret(body: Mapping[str, Any]) -> bool:
+    """True for a Secret labelled `herd.suse.com/cluster=true`."""
+    return _labels(body.get("metadata") or {}).get(CLUSTER_SECRET_LABEL) == "true"
+
+
+def secret_cluster(body: Mapping[str, Any]) -> Cluster:
+    """A kubeconfig Secret labelled `herd.suse.com/cluster=true`: id from the
+    `herd.suse.com/cluster-id` annotation (default: the Secret's name), labels = its labels
+    minus `herd.suse.com/*`, kubeconfig under `kubeconfig` (or else `value`).
+
+    Such a cluster is always ready: a Secret says nothing about the cluster's health, and an
+    unusable kubeconfig is reported when the kubeconfig store reads it.
+    """
+    metadata = body.get("metadata") or {}
+    name = str(metadata.get("name", ""))
+    annotations = metadata.get("annotations") or {}
+    keys = set((body.get("data") or {}).keys()) | set((body.get("stringData") or {}).keys())
+    key = next((key for key in CLUSTER_SECRET_KEYS if key in keys), CLUSTER_SECRET_KEYS[0])
+    labels = {k: v for k, v in _labels(metadata).items() if not k.startswith(HERD_PREFIX)}
+    return Cluster(
+        id=str(annotations.get(CLUSTER_ID_ANNOTATION) or name),
+        name=name,
+        labels=labels,
+        ready=True,
+        source="secret",
+        kubeconfig=KubeconfigRef.secret(
+            str(metadata.get("namespace", "")),
+            name,
+            key,
+            str(metadata.get("resourceVersion", "")),
+        ),
+    )
+
+
+def _labels(metadata: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (metadata.get("labels") or {}).items()}

@@ -1,0 +1,178 @@
+"""The engine both faces share: Stack → targets → plan → rollout → result.
+
+`Engine.apply` resolves the Stack's targets from the cluster inventory, reads
+`values.from` sources, builds the plan (add-ons prepended), materialises each target's
+kubeconfig, and runs the rollout. Clusters that are no longer targeted but still hold
+releases of this Stack are cleaned up in the same pass. `Engine.delete` removes every
+release the Stack owns on every known cluster. `Engine.preview` is `apply` without
+writes (`herd plan`). Spec errors surface as `SpecError` before any helm call.
+
+Callers: `herd.operator` (kopf handlers) and `herd.cli` (CI pipelines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from herd.api.v1 import ChartSpec, SkippedCluster, Stack, StackSpec
+from herd.clusters.model import Cluster, ClusterUnavailable
+from herd.clusters.targets import resolve_targets
+from herd.helm import HelmEnvironment
+from herd.plan import (
+    DesiredRelease,
+    ObservedRelease,
+    ReleaseKey,
+    SourceKey,
+    StackPlan,
+    Values,
+    owner_label,
+    plan_stack,
+)
+from herd.results import ReleaseResult
+from herd.rollout import DEFAULT_LIMITS, Limits, Progress, ReleaseLocks, Rollout, Target
+
+
+class Inventory(Protocol):
+    """Where clusters and their kubeconfigs come from (`herd.clusters.Inventory`)."""
+
+    async def clusters(self) -> list[Cluster]: ...
+
+    async def kubeconfig(self, cluster: Cluster) -> Any: ...
+
+
+class ValuesReader(Protocol):
+    """Reads `values.from` sources (ConfigMap/Secret keys in the Stack's namespace)."""
+
+    async def read(self, namespace: str, spec: StackSpec) -> Mapping[SourceKey, Values]: ...
+
+
+class AddOns(Protocol):
+    """The add-on charts prepended to a Stack and their per-cluster values (`herd.addons`).
+
+    `refresh` runs before each plan (it may read configuration and Secrets); `charts` and
+    `cluster_values` are then pure lookups.
+    """
+
+    async def refresh(self) -> None: ...
+
+    def charts(self, spec: StackSpec) -> list[ChartSpec]: ...
+
+    def cluster_values(self, cluster: Cluster, chart: ChartSpec) -> Values: ...
+
+
+@dataclass
+class StackResult:
+    """What one pass did: targets, skipped clusters and one result per release."""
+
+    plan: StackPlan | None
+    targets: list[Cluster]
+    skipped: list[SkippedCluster]
+    releases: list[ReleaseResult] = field(default_factory=list)
+
+    @property
+    def chart_count(self) -> int:
+        return len(self.plan.charts) if self.plan else 0
+
+
+@dataclass(frozen=True)
+class Preview:
+    """One line of `herd plan`: the action for a release, and why."""
+
+    key: ReleaseKey
+    desired: DesiredRelease | None
+    observed: ObservedRelease | None
+    action: str
+
+
+class Engine:
+    def __init__(
+        self,
+        inventory: Inventory,
+        env: HelmEnvironment,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        values: ValuesReader | None = None,
+        addons: AddOns | None = None,
+    ) -> None:
+        self._inventory = inventory
+        self._env = env
+        self._limits = limits
+        self._values = values
+        self._addons = addons
+        self._locks = ReleaseLocks()
+
+    async def plan(self, stack: Stack, clusters: Sequence[Cluster] = ()) -> StackPlan:
+        """The checked plan; raises SpecError. Reads `values.from` when a reader is set."""
+        from_values = await self._values.read(stack.namespace, stack.spec) if self._values else None
+        by_id = {c.id: c for c in clusters}
+        addons = self._addons
+        if addons is not None:
+            await addons.refresh()
+
+        def cluster_values(cluster_id: str, chart: ChartSpec) -> Values:
+            if addons is None or cluster_id not in by_id:
+                return {}
+            return addons.cluster_values(by_id[cluster_id], chart)
+
+        return plan_stack(
+            stack.spec,
+            addons=addons.charts(stack.spec) if addons else (),
+            from_values=from_values,
+            cluster_values=cluster_values if addons else None,
+        )
+
+    async def apply(self, stack: Stack, on_progress: Progress | None = None) -> StackResult:
+        clusters = await self._inventory.clusters()
+        resolution = resolve_targets(stack.spec.targets, clusters)
+        plan = await self.plan(stack, resolution.clusters)
+        result = StackResult(plan, list(resolution.clusters), list(resolution.skipped))
+        targeted = {c.id for c in resolution.clusters}
+        reachable = await self._targets(resolution.clusters, result.skipped)
+        # Clusters the Stack no longer targets lose its releases in the same pass.
+        departed = await self._targets([c for c in clusters if c.id not in targeted], [])
+        owner = owner_label(stack.namespace, stack.name)
+        rollout = self._rollout(owner, on_progress)
+        result.releases = await rollout.apply(plan, reachable)
+        if departed:
+            result.releases += await self._rollout(owner, on_progress).apply(None, departed)
+        return result
+
+    async def delete(
+        self, namespace: str, name: str, on_progress: Progress | None = None
+    ) -> StackResult:
+        """Uninstall every release the Stack owns, on every known cluster."""
+        clusters = await self._inventory.clusters()
+        result = StackResult(None, clusters, [])
+        reachable = await self._targets(clusters, result.skipped)
+        rollout = self._rollout(owner_label(namespace, name), on_progress)
+        result.releases = await rollout.apply(None, reachable)
+        return result
+
+    async def preview(self, stack: Stack) -> tuple[StackResult, list[Preview]]:
+        clusters = await self._inventory.clusters()
+        resolution = resolve_targets(stack.spec.targets, clusters)
+        plan = await self.plan(stack, resolution.clusters)
+        result = StackResult(plan, list(resolution.clusters), list(resolution.skipped))
+        rollout = self._rollout(owner_label(stack.namespace, stack.name), None)
+        reachable = await self._targets(resolution.clusters, result.skipped)
+        rows = [Preview(*row) for row in await rollout.decisions(plan, reachable)]
+        return result, rows
+
+    def _rollout(self, owner: str, on_progress: Progress | None) -> Rollout:
+        return Rollout(
+            self._env, owner=owner, limits=self._limits, locks=self._locks, on_progress=on_progress
+        )
+
+    async def _targets(
+        self, clusters: Sequence[Cluster], skipped: list[SkippedCluster]
+    ) -> list[Target]:
+        """Kubeconfig files for `clusters`; the unavailable ones go to `skipped`."""
+        targets = []
+        for cluster in clusters:
+            try:
+                targets.append(Target(cluster.id, await self._inventory.kubeconfig(cluster)))
+            except ClusterUnavailable as unavailable:
+                skipped.append(unavailable.skipped())
+        return targets
