@@ -32,8 +32,11 @@ HELM = str(Path(os.environ.get("VIRTUAL_ENV", ".venv")) / "bin" / "helm")
 def helm(cluster: BedCluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [HELM, "--kubeconfig", str(cluster.kubeconfig), *args],
-        capture_output=True, text=True, check=check, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=300,
+    )
 
 
 def releases(cluster: BedCluster, namespace: str) -> dict[str, dict[str, Any]]:
@@ -128,10 +131,22 @@ async def test_dag_waves_parallel_clusters_and_idempotence(
         assert rows["a"].started < rows["e"].finished and rows["e"].started < rows["a"].finished
         deployments = json.loads(
             subprocess.run(
-                ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "get", "deploy", "-n", ns,
-                 "-o", "json"], capture_output=True, text=True, check=True,
+                [
+                    "kubectl",
+                    "--kubeconfig",
+                    str(cluster.kubeconfig),
+                    "get",
+                    "deploy",
+                    "-n",
+                    ns,
+                    "-o",
+                    "json",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
-        )["items"]  # fmt: skip
+        )["items"]
         assert len(deployments) == 5
         for d in deployments:
             assert any(
@@ -174,12 +189,18 @@ async def test_a_failure_skips_exactly_its_dependents(
 ) -> None:
     charts = [
         app("root", ns, repo=chart_repo_url),
-        {"name": "bad", "chart": "broken", "repo": chart_repo_url, "version": "0.1.0",
-         "namespace": ns, "dependsOn": ["root"]},
+        {
+            "name": "bad",
+            "chart": "broken",
+            "repo": chart_repo_url,
+            "version": "0.1.0",
+            "namespace": ns,
+            "dependsOn": ["root"],
+        },
         app("child", ns, "bad", repo=chart_repo_url),
         app("grandchild", ns, "child", repo=chart_repo_url),
         app("sibling", ns, "root", repo=chart_repo_url),
-    ]  # fmt: skip
+    ]
     result = await engine.apply(stack("failing", chart_repo_url, charts))
     for cluster in two:
         rows = by_chart(result, cluster.name)
@@ -200,8 +221,19 @@ async def test_a_failure_skips_exactly_its_dependents(
 async def test_foreign_release_is_never_touched(
     engine: Engine, two: list[BedCluster], chart_repo_url: str, ns: str
 ) -> None:
-    helm(two[0], "install", "mine", "app", "--repo", chart_repo_url, "--version", "0.1.0",
-         "-n", ns, "--create-namespace")  # fmt: skip
+    helm(
+        two[0],
+        "install",
+        "mine",
+        "app",
+        "--repo",
+        chart_repo_url,
+        "--version",
+        "0.1.0",
+        "-n",
+        ns,
+        "--create-namespace",
+    )
     result = await engine.apply(
         stack("clash", chart_repo_url, [app("mine", ns, repo=chart_repo_url)])
     )
@@ -217,14 +249,25 @@ async def test_foreign_release_is_never_touched(
 async def test_timeout_is_honoured(
     engine: Engine, two: list[BedCluster], chart_repo_url: str, ns: str
 ) -> None:
-    charts = [{"name": "stuck", "chart": "never-ready", "repo": chart_repo_url, "version": "0.1.0",
-               "namespace": ns, "wait": True, "timeout": "5s"}]  # fmt: skip
+    charts = [
+        {
+            "name": "stuck",
+            "chart": "never-ready",
+            "repo": chart_repo_url,
+            "version": "0.1.0",
+            "namespace": ns,
+            "wait": True,
+            "timeout": "5s",
+        }
+    ]
     started = time.monotonic()
     result = await engine.apply(stack("slow", chart_repo_url, charts))
     elapsed = time.monotonic() - started
     assert {r.state for r in result.releases} == {State.FAILED}
-    assert all("context deadline exceeded" in r.message or "timed out" in r.message
-               for r in result.releases), [r.message for r in result.releases]  # fmt: skip
+    assert all(
+        "context deadline exceeded" in r.message or "timed out" in r.message
+        for r in result.releases
+    ), [r.message for r in result.releases]
     assert elapsed < 60
     await engine.delete("default", "slow")
 
@@ -239,11 +282,29 @@ async def test_release_stuck_in_pending_upgrade_is_recovered(
     # An upgrade (helm keeps the release's labels, so it stays Herd's) that waits on pods
     # that never come, killed mid-way: the release is left pending-upgrade.
     proc = subprocess.Popen(
-        [HELM, "--kubeconfig", str(target.kubeconfig), "upgrade", "web", "qdrant", "--repo",
-         chart_repo_url, "--version", "0.7.4", "-n", ns, "--wait", "--timeout", "5m",
-         "--set-string", "nodeSelector.herd\\.test/never=true"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            HELM,
+            "--kubeconfig",
+            str(target.kubeconfig),
+            "upgrade",
+            "web",
+            "qdrant",
+            "--repo",
+            chart_repo_url,
+            "--version",
+            "0.7.4",
+            "-n",
+            ns,
+            "--wait",
+            "--timeout",
+            "5m",
+            "--set-string",
+            "nodeSelector.herd\\.test/never=true",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for _ in range(100):
         if releases(target, ns).get("web", {}).get("status") == "pending-upgrade":
             break

@@ -56,11 +56,24 @@ async def changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None
     memo["runtime"].signal((namespace or "", name))
 
 
+class _StackEvents:
+    """`herd.operator.runtime.Events` through kopf's event poster."""
+
+    def __init__(self, body: kopf.Body) -> None:
+        self._body = body
+
+    def normal(self, reason: str, message: str) -> None:
+        kopf.info(self._body, reason=reason, message=message)
+
+    def warning(self, reason: str, message: str) -> None:
+        kopf.warn(self._body, reason=reason, message=message)
+
+
 @kopf.daemon(*STACKS, cancellation_timeout=30.0)
 async def keeper(
     body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, logger: Any, **_: Any
 ) -> None:
-    await memo["runtime"].keep(body, stopped, logger)
+    await memo["runtime"].keep(body, stopped, logger, _StackEvents(body))
 
 
 @kopf.on.delete(*STACKS)
@@ -74,6 +87,7 @@ async def deleted(body: kopf.Body, memo: Any, logger: Any, **_: Any) -> None:
 def run(*, namespaces: list[str] | None = None) -> None:
     """Run the operator in this process (blocks); every namespace unless given."""
     config = OperatorConfig.from_env()
+    kopf.configure(log_format=kopf.LogFormat.FULL)  # INFO to stderr, as `kopf run` does
     liveness = f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None
     asyncio.run(
         kopf.operator(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client
 
@@ -41,6 +41,17 @@ from herd.rollout import Limits
 from herd.status import Phase, failed_status, stack_status
 
 StackKey = tuple[str, str]
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+class Events(Protocol):
+    """Posts Events on the Stack (kopf's daemon loggers do not post their lines)."""
+
+    def normal(self, reason: str, message: str) -> None: ...
+
+    def warning(self, reason: str, message: str) -> None: ...
+
+
 STATUS_INTERVAL = 1.0
 
 
@@ -112,15 +123,13 @@ class Runtime:
 
     # -- the keeper loop -----------------------------------------------------------------
 
-    async def keep(
-        self, body: Any, stopped: Any, logger: logging.Logger | logging.LoggerAdapter[Any]
-    ) -> None:
+    async def keep(self, body: Any, stopped: Any, logger: Logger, events: Events) -> None:
         """Reconcile the Stack in `body` (a live view) until `stopped`."""
         key: StackKey = (body["metadata"]["namespace"], body["metadata"]["name"])
         event = self._signals.setdefault(key, asyncio.Event())
         while not stopped:
             event.clear()
-            delay = await self.reconcile(body, logger)
+            delay = await self.reconcile(body, logger, events)
             waiter = asyncio.ensure_future(event.wait())
             stopper = asyncio.ensure_future(stopped.wait())
             try:
@@ -129,9 +138,7 @@ class Runtime:
                 waiter.cancel()
                 stopper.cancel()
 
-    async def reconcile(
-        self, body: Any, logger: logging.Logger | logging.LoggerAdapter[Any]
-    ) -> float:
+    async def reconcile(self, body: Any, logger: Logger, events: Events | None = None) -> float:
         """One pass; returns how long to wait before the next one."""
         meta = body["metadata"]
         key: StackKey = (meta["namespace"], meta["name"])
@@ -140,10 +147,14 @@ class Runtime:
         try:
             stack = parse_stack(dict(body))
             self.index.set(key, stack.spec.targets)
-            writer = _ProgressWriter(self, stack, previous, generation, logger)
+            writer = _ProgressWriter(
+                self, stack, previous, generation, logger=logger, events=events
+            )
             result = await self.engine.apply(stack, writer.progress)
         except SpecError as error:
             logger.error("Invalid Stack, nothing deployed or changed: %s", error)
+            if events is not None:
+                events.warning("InvalidSpec", f"Nothing deployed or changed: {error}")
             await self._write(key, failed_status(str(error), generation, now(), previous), previous)
             self.fleet.set(key, Phase.FAILED, {})
             return self.config.resync_seconds
@@ -158,11 +169,11 @@ class Runtime:
         )
         return self.config.retry_seconds if retry or result.skipped else self.config.resync_seconds
 
-    async def delete(self, body: Any, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+    async def delete(self, body: Any, logger: Logger) -> None:
         """Uninstall everything the Stack deployed; TransientError keeps the finalizer."""
         meta = body["metadata"]
         key: StackKey = (meta["namespace"], meta["name"])
-        result = await self.engine.delete(*key, lambda r: _log_event(r, logger))
+        result = await self.engine.delete(*key, lambda r: _log_event(r, logger, None))
         left = [r for r in result.releases if r.state in (State.FAILED, State.UNREACHABLE)]
         for skipped in result.skipped:
             logger.warning(
@@ -201,9 +212,12 @@ class _ProgressWriter:
         stack: Stack,
         previous: StackStatus | None,
         generation: int | None,
-        logger: logging.Logger | logging.LoggerAdapter[Any],
+        *,
+        logger: Logger,
+        events: Events | None,
     ) -> None:
         self._runtime = runtime
+        self._events = events
         self._key: StackKey = (stack.namespace, stack.name)
         self._previous = previous
         self._generation = generation
@@ -217,7 +231,7 @@ class _ProgressWriter:
 
     async def progress(self, result: ReleaseResult) -> None:
         self._results[result.key] = result
-        _log_event(result, self._logger)
+        _log_event(result, self._logger, self._events)
         metrics.record(result)
         # A pass that changes nothing writes nothing until its end.
         self._active = self._active or result.state in (State.DEPLOYING, State.UNINSTALLING)
@@ -251,16 +265,31 @@ class _ProgressWriter:
 _VERBS = {Action.INSTALL: "Installed", Action.UPGRADE: "Upgraded", Action.RECOVER: "Recovered"}
 
 
-def _log_event(result: ReleaseResult, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
-    """INFO and WARNING lines of kopf's per-object logger become the Stack's Events."""
+def _log_event(result: ReleaseResult, logger: Logger, events: Events | None) -> None:
+    """Log a release's change and post it as an Event naming cluster and chart.
+
+    Without `events` (kopf handlers, whose loggers post INFO+ lines themselves), the log
+    line is the Event.
+    """
     release = f"{result.key.namespace}/{result.key.name}"
     where = f"chart {result.chart} (release {release}) on cluster {result.key.cluster}"
     if result.state is State.DEPLOYED and result.action in _VERBS and result.started:
-        logger.info("%s %s, revision %s", _VERBS[result.action], where, result.revision)
+        reason, message = (
+            _VERBS[result.action],
+            f"{_VERBS[result.action]} {where}, revision {result.revision}",
+        )
+        logger.info("%s", message)
+        if events is not None:
+            events.normal(reason, message)
     elif result.state is State.UNINSTALLED:
         logger.info("Uninstalled %s", where)
+        if events is not None:
+            events.normal("Uninstalled", f"Uninstalled {where}")
     elif result.state in (State.FAILED, State.UNREACHABLE):
-        logger.warning("%s %s: %s", result.state.value, where, result.message)
+        message = f"{result.state.value} {where}: {result.message}"
+        logger.warning("%s", message)
+        if events is not None:
+            events.warning("Release" + result.state.value, message)
 
 
 def _previous_status(body: Any) -> StackStatus | None:

@@ -1,0 +1,451 @@
+"""The operator end to end: `herd operator` as a process, driven only through kubectl.
+
+The controller runs with the install/ ServiceAccount's own token (a real identity, so
+its RBAC is what is tested), against a Rancher-shaped management cluster whose
+provisioning Clusters point at the test bed's downstream clusters. The tests run in
+order on one Stack, like a user would: apply, watch, edit, break, repair, delete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+from e2e.testbed import rancher
+from e2e.testbed.controlplane import Cluster as BedCluster
+from e2e.testbed.processes import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+FLEET_NS = "fleet-op"  # the operator's Rancher namespace here (other tests use fleet-default)
+CONTROLLER_NS = "herd-system"
+STACK = "op-stack"
+IDS = {
+    "downstream-1": "c-m-op000001",
+    "downstream-2": "c-m-op000002",
+    "downstream-3": "c-m-op000003",
+}
+LABELS = {
+    "downstream-1": {"team": "op", "gpu": "true"},
+    "downstream-2": {"team": "op"},
+    "downstream-3": {"team": "other"},
+}
+
+T = TypeVar("T")
+
+
+def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, check: bool = True) -> str:
+    done = subprocess.run(
+        ["kubectl", "--kubeconfig", str(kubeconfig), *args],
+        input=stdin,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check and done.returncode:
+        raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr}")
+    return done.stdout
+
+
+def helm_releases(cluster: BedCluster, namespace: str) -> dict[str, dict[str, Any]]:
+    out = subprocess.run(
+        [
+            str(VENV_BIN / "helm"),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "ls",
+            "-a",
+            "-n",
+            namespace,
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {r["name"]: r for r in json.loads(out)}
+
+
+def eventually(what: str, probe: Callable[[], T | None], timeout: float = 120.0) -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+@dataclass
+class Operator:
+    management: BedCluster
+    log: Path
+    metrics_port: int
+
+    def stack(self) -> dict[str, Any]:
+        out = kubectl(
+            self.management.kubeconfig,
+            "get",
+            "stack",
+            STACK,
+            "-n",
+            "default",
+            "-o",
+            "json",
+            check=False,
+        )
+        return json.loads(out) if out else {}
+
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = self.stack().get("status") or {}
+        return status
+
+    def apply(self, body: dict[str, Any]) -> None:
+        kubectl(self.management.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(body))
+
+    def settled(self, phase: str, generation: int | None = None) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            stack = self.stack()
+            status = stack.get("status") or {}
+            wanted = generation or stack.get("metadata", {}).get("generation")
+            if status.get("phase") == phase and status.get("observedGeneration") == wanted:
+                return status
+            return None
+
+        return eventually(f"phase {phase}", probe)
+
+    def events(self) -> list[dict[str, Any]]:
+        out = kubectl(
+            self.management.kubeconfig,
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            f"involvedObject.name={STACK}",
+            "-o",
+            "json",
+        )
+        items: list[dict[str, Any]] = json.loads(out)["items"]
+        return items
+
+
+def stack_body(namespace: str, charts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "herd.suse.com/v1",
+        "kind": "Stack",
+        "metadata": {"name": STACK, "namespace": "default"},
+        "spec": {
+            "env": "test",
+            "targets": {"selector": {"matchLabels": {"team": "op"}}},
+            "charts": charts,
+        },
+    }
+
+
+def charts(repo: str, namespace: str, message: str = "v1") -> list[dict[str, Any]]:
+    common = {
+        "repo": repo,
+        "version": "0.1.0",
+        "namespace": namespace,
+        "wait": True,
+        "timeout": "1m",
+        "chart": "app",
+    }
+    return [
+        {"name": "db", **common},
+        {"name": "api", **common, "dependsOn": ["db"], "values": {"inline": {"message": message}}},
+        {"name": "ui", **common, "dependsOn": ["api"]},
+    ]
+
+
+def controller_kubeconfig(management: BedCluster, directory: Path) -> Path:
+    """The management kubeconfig with the install/ ServiceAccount's token as its user."""
+    token = kubectl(
+        management.kubeconfig,
+        "create",
+        "token",
+        "herd-controller",
+        "-n",
+        CONTROLLER_NS,
+        "--duration",
+        "2h",
+    ).strip()
+    config = yaml.safe_load(management.kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": token}
+    path = directory / "controller.yaml"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def grant_fleet_namespace(management: BedCluster) -> None:
+    """install/ grants fleet-default; this test's Rancher namespace gets the same Role."""
+    roles = [
+        d
+        for d in yaml.safe_load_all((ROOT / "install" / "10-rbac.yaml").read_text())
+        if d["kind"] in ("Role", "RoleBinding") and d["metadata"]["namespace"] == "fleet-default"
+    ]
+    for doc in roles:
+        doc["metadata"]["namespace"] = FLEET_NS
+    kubectl(management.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(roles))
+
+
+@pytest.fixture(scope="module")
+def operator(
+    management: BedCluster, downstream: list[BedCluster], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    rancher.register_clusters(
+        management.kubeconfig,
+        [
+            rancher.RancherCluster(f"op-{c.name}", IDS[c.name], c.kubeconfig, dict(LABELS[c.name]))
+            for c in downstream
+        ],
+        namespace=FLEET_NS,
+    )
+    kubectl(management.kubeconfig, "apply", "-f", str(ROOT / "crds"))
+    kubectl(management.kubeconfig, "create", "namespace", "fleet-default", check=False)
+    kubectl(management.kubeconfig, "apply", "-f", str(ROOT / "install"))
+    grant_fleet_namespace(management)
+    workdir = tmp_path_factory.mktemp("operator")
+    log = workdir / "operator.log"
+    metrics_port = free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(controller_kubeconfig(management, workdir)),
+        "HERD_NAMESPACE": CONTROLLER_NS,
+        "HERD_RANCHER_NAMESPACES": FLEET_NS,
+        "HERD_RESYNC_SECONDS": "10",
+        "HERD_RETRY_SECONDS": "3",
+        "HERD_FLEET_SECONDS": "1",
+        "HERD_METRICS_PORT": str(metrics_port),
+        "HERD_HEALTH_PORT": str(free_port()),
+    }
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(VENV_BIN / "herd"), "operator", "--namespace", "default"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        try:
+            eventually(
+                "the operator to start", lambda: "Herd operator started" in log.read_text(), 60
+            )
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{log.read_text()[-3000:]}") from None
+        yield Operator(management, log, metrics_port)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def targets(downstream: list[BedCluster]) -> list[BedCluster]:
+    return [c for c in downstream if LABELS[c.name]["team"] == "op"]
+
+
+NS = "op-apps"
+
+
+def test_apply_deploys_with_living_status(
+    operator: Operator, targets: list[BedCluster], chart_repo_url: str
+) -> None:
+    operator.apply(stack_body(NS, charts(chart_repo_url, NS)))
+    seen = set()
+
+    def deployed() -> dict[str, Any] | None:
+        status = operator.status()
+        seen.add(status.get("phase"))
+        return status if status.get("phase") == "Deployed" else None
+
+    status = eventually("Deployed", deployed)
+    assert "Deploying" in seen, f"status was not written during the rollout: {seen}"
+    assert status["clusterCount"] == 2 and status["chartCount"] == 3
+    assert sorted(status["targetClusters"]) == ["c-m-op000001", "c-m-op000002"]
+    rows = {(r["clusterId"], r["chartName"]): r for r in status["deployments"]}
+    assert len(rows) == 6
+    assert {r["status"] for r in rows.values()} == {"Deployed"}
+    assert {r["revision"] for r in rows.values()} == {1}
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "DeploymentSucceeded")
+    table = kubectl(operator.management.kubeconfig, "get", "stacks", "-n", "default")
+    header, line = table.splitlines()[0].split(), table.splitlines()[1].split()
+    assert header == ["NAME", "PHASE", "CLUSTERS", "CHARTS", "AGE"]
+    assert line[:4] == [STACK, "Deployed", "2", "3"]
+    messages = [e["message"] for e in operator.events()]
+    assert any(m.startswith("Installed chart db") and "c-m-op000001" in m for m in messages), (
+        kubectl(operator.management.kubeconfig, "get", "events", "-A")
+        + operator.log.read_text()[-3000:]
+    )
+    for cluster in targets:
+        assert set(helm_releases(cluster, NS)) == {"db", "api", "ui"}
+    kubectl(
+        operator.management.kubeconfig,
+        "wait",
+        "--for=condition=Ready",
+        f"stack/{STACK}",
+        "-n",
+        "default",
+        "--timeout=10s",
+    )
+
+
+def test_update_upgrades_only_what_changed(
+    operator: Operator, targets: list[BedCluster], chart_repo_url: str
+) -> None:
+    operator.apply(stack_body(NS, charts(chart_repo_url, NS, message="v2")))
+    status = operator.settled("Deployed")
+    revisions = {(r["clusterId"], r["chartName"]): r["revision"] for r in status["deployments"]}
+    assert {k[1]: v for k, v in revisions.items() if v == 2} == {"api": 2}
+    assert sum(v == 2 for v in revisions.values()) == 2
+
+
+def test_failing_chart_degrades_the_stack(operator: Operator, chart_repo_url: str) -> None:
+    broken = {
+        "name": "broken",
+        "chart": "broken",
+        "repo": chart_repo_url,
+        "version": "0.1.0",
+        "namespace": NS,
+    }
+    operator.apply(stack_body(NS, [*charts(chart_repo_url, NS, message="v2"), broken]))
+    status = operator.settled("Degraded")
+    failed = [r for r in status["deployments"] if r["status"] == "Failed"]
+    assert len(failed) == 2 and all("broken.mustSet is required" in r["message"] for r in failed)
+    assert status["deployments"][0]["status"] == "Failed", "failing rows come first"
+    assert {r["status"] for r in status["deployments"][2:]} == {"Deployed"}
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False"
+    warnings = [e for e in operator.events() if e["type"] == "Warning"]
+    assert any("broken" in e["message"] and "c-m-op00000" in e["message"] for e in warnings)
+    operator.apply(stack_body(NS, charts(chart_repo_url, NS, message="v2")))
+    operator.settled("Deployed")
+
+
+def test_drift_is_repaired(operator: Operator, targets: list[BedCluster]) -> None:
+    subprocess.run(
+        [
+            str(VENV_BIN / "helm"),
+            "--kubeconfig",
+            str(targets[0].kubeconfig),
+            "uninstall",
+            "ui",
+            "-n",
+            NS,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    eventually("ui reinstalled", lambda: "ui" in helm_releases(targets[0], NS), 60)
+
+
+def test_relabelled_cluster_joins_and_leaves(
+    operator: Operator, downstream: list[BedCluster]
+) -> None:
+    third = downstream[2]
+    mgmt = operator.management.kubeconfig
+    rancher.set_labels(mgmt, "op-downstream-3", {"team": "op"}, namespace=FLEET_NS)
+    eventually(
+        "the third cluster deployed",
+        lambda: (
+            len(helm_releases(third, NS)) == 3
+            and operator.status().get("phase") == "Deployed"
+            and operator.status().get("clusterCount") == 3
+        ),
+    )
+    rancher.set_labels(mgmt, "op-downstream-3", {"team": "other"}, namespace=FLEET_NS)
+    eventually("the third cluster cleaned", lambda: helm_releases(third, NS) == {})
+    status = operator.settled("Deployed")
+    assert status["clusterCount"] == 2
+
+
+def test_unreachable_cluster_is_reported_and_converges(
+    operator: Operator, targets: list[BedCluster], chart_repo_url: str
+) -> None:
+    down = targets[1]
+    down.stop_apiserver()
+    try:
+        operator.apply(stack_body(NS, charts(chart_repo_url, NS, message="v3")))
+
+        def unreachable_rows() -> list[dict[str, Any]] | None:
+            rows = [
+                r
+                for r in operator.status().get("deployments", [])
+                if r["clusterId"] == IDS[down.name] and r["status"] == "Unreachable"
+            ]
+            return rows or None
+
+        rows = eventually("rows of the stopped cluster to say Unreachable", unreachable_rows)
+        assert all(r["message"] for r in rows)
+        eventually(
+            "the live cluster upgraded",
+            lambda: int(helm_releases(targets[0], NS)["api"]["revision"]) == 3,
+        )
+    finally:
+        down.start_apiserver()
+    status = operator.settled("Deployed")
+    assert {r["status"] for r in status["deployments"]} == {"Deployed"}
+    assert int(helm_releases(down, NS)["api"]["revision"]) == 3
+
+
+def test_metrics_are_served(operator: Operator) -> None:
+    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    assert 'herd_operations_total{chart="db",cluster="c-m-op000001",operation="install"' in text
+    assert 'herd_stacks{phase="Deployed"} 1.0' in text
+    assert "herd_helm_duration_seconds_bucket" in text
+
+
+def test_no_secret_material_in_logs_status_or_events(
+    operator: Operator, downstream: list[BedCluster]
+) -> None:
+    secrets = []
+    for cluster in downstream:
+        config = yaml.safe_load(cluster.kubeconfig.read_text())
+        for user in config["users"]:
+            secrets += [v for k, v in user["user"].items() if k in ("client-key-data", "token")]
+    token = yaml.safe_load((operator.log.parent / "controller.yaml").read_text())["users"][0]
+    secrets.append(token["user"]["token"])
+    assert secrets
+    haystacks = {
+        "log": operator.log.read_text(),
+        "stack": json.dumps(operator.stack()),
+        "events": json.dumps(operator.events()),
+    }
+    for name, text in haystacks.items():
+        for secret in secrets:
+            assert secret[20:60] not in text, f"secret material in the {name}"
+
+
+def test_delete_removes_every_release_then_the_stack(
+    operator: Operator, targets: list[BedCluster]
+) -> None:
+    kubectl(
+        operator.management.kubeconfig, "delete", "stack", STACK, "-n", "default", "--timeout=120s"
+    )
+    assert operator.stack() == {}
+    for cluster in targets:
+        assert helm_releases(cluster, NS) == {}
