@@ -13,6 +13,7 @@ from herd.plan import (
     LABEL_CONFIG,
     LABEL_STACK,
     LABEL_WAVE,
+    SHARED_OWNER,
     Action,
     ObservedRelease,
     changed_keys,
@@ -194,3 +195,22 @@ def test_deep_merge_and_changed_keys() -> None:
         "d",
         "e",
     ]
+
+
+def test_addon_releases_are_shared_between_stacks() -> None:
+    addons = [addon("neuvector", "cattle-neuvector-system")]
+    one = plan_stack(spec(chart("db")), addons=addons).releases_for("c")[0]
+    other = plan_stack(spec(chart("api")), addons=addons).releases_for("c")[0]
+    assert one.owner == other.owner == SHARED_OWNER
+    assert plan_stack(spec(chart("db")), addons=addons).releases_for("c")[1].owner is None
+    installed = ObservedRelease(
+        "cattle-neuvector-system",
+        "neuvector",
+        "deployed",
+        1,
+        {LABEL_STACK: SHARED_OWNER, LABEL_CONFIG: one.config},
+    )
+    # Another Stack wanting the same add-on finds it up to date, not a conflict ...
+    assert decide(other, installed, "default.other").action is Action.NOTHING
+    # ... and a Stack that no longer wants it leaves it alone.
+    assert decide(None, installed, OWNER).action is Action.NOTHING

@@ -253,9 +253,9 @@ class ClusterHelm:
         return items
 
     async def install_or_upgrade(self, desired: DesiredRelease, chart_dir: Path, owner: str) -> int:
-        """`helm upgrade --install`; returns the new revision."""
+        """`helm upgrade --install`; returns the new revision. Add-ons keep their shared owner."""
         chart = desired.chart
-        labels = {LABEL_STACK: owner, **desired.labels}
+        labels = {LABEL_STACK: desired.owner or owner, **desired.labels}
         command: list[str] = [
             *("upgrade", desired.key.name, str(chart_dir), "--install"),
             *("--namespace", desired.key.namespace, "--create-namespace"),

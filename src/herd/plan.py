@@ -34,6 +34,11 @@ LABEL_CHART = "herd.suse.com/chart"
 LABEL_WAVE = "herd.suse.com/wave"
 LABEL_CONFIG = "herd.suse.com/config"
 
+# Add-on releases (NeuVector, the observability agent) serve every Stack on a cluster:
+# they carry this owner instead of a Stack's, so two Stacks with `security: enabled`
+# share one NeuVector, and removing a Stack never removes them.
+SHARED_OWNER = "herd.shared-addons"
+
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
 Values = dict[str, Any]
@@ -96,6 +101,7 @@ class DesiredRelease:
     wave: int
     values: Values = field(compare=False)
     config: str  # digest of everything that, changed, needs a helm upgrade
+    owner: str | None = None  # SHARED_OWNER for add-ons; None: the Stack's own label
 
     @property
     def labels(self) -> dict[str, str]:
@@ -150,6 +156,8 @@ def decide(
     desired: DesiredRelease | None, observed: ObservedRelease | None, owner: str
 ) -> Decision:
     """The one thing to do next about a release. `owner` is this Stack's owner label."""
+    if desired is not None and desired.owner is not None:
+        owner = desired.owner
     if observed is not None and observed.owner != owner:
         if desired is None:
             return Decision(Action.NOTHING, "not managed by this Stack")
@@ -186,6 +194,7 @@ class StackPlan:
     waves: tuple[tuple[str, ...], ...]
     from_values: Mapping[SourceKey, Values]
     cluster_values: ClusterValues | None = None
+    shared: frozenset[str] = frozenset()  # names of the add-on charts
 
     @property
     def wave_of(self) -> dict[str, int]:
@@ -215,6 +224,7 @@ class StackPlan:
                     wave=wave_of[name],
                     values=values,
                     config=config_digest(chart, values),
+                    owner=SHARED_OWNER if name in self.shared else None,
                 )
             )
         return releases
@@ -276,6 +286,7 @@ def plan_stack(
         waves=tuple(tuple(w) for w in graph.waves()),
         from_values=dict(from_values or {}),
         cluster_values=cluster_values,
+        shared=frozenset(addon_names),
     )
 
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from kubernetes import client
 
+from herd.addons import AddonCatalog, AddonProbe, carry_over, enrich
 from herd.api import GROUP, PLURAL, VERSION, StackStatus, parse_stack
 from herd.api.v1 import Stack
 from herd.clusters.index import TargetIndex
@@ -29,7 +30,7 @@ from herd.clusters.kube import api_client_from_kubeconfig
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.clusters.model import Cluster
 from herd.clusters.sources import ClusterSource, RancherSource, SecretSource
-from herd.engine import AddOns, Engine, StackResult
+from herd.engine import Engine, StackResult
 from herd.errors import HerdError, SpecError, TransientError
 from herd.helm import HelmEnvironment
 from herd.operator import metrics
@@ -61,7 +62,7 @@ class Runtime:
         config: OperatorConfig,
         api: client.ApiClient,
         *,
-        addons: AddOns | None = None,
+        addons: AddonCatalog | None = None,
     ) -> None:
         self.config = config
         self.api = api
@@ -73,12 +74,16 @@ class Runtime:
         self.store = KubeconfigStore(api)
         self.inventory = Inventory(sources, self.store)
         self.env = HelmEnvironment()
+        self.addons = addons or AddonCatalog.from_cluster(
+            api, config.namespace, config.addons_configmap
+        )
+        self.probe = AddonProbe(self.addons, self.env, concurrency=config.max_clusters)
         self.engine = Engine(
             self.inventory,
             self.env,
             limits=Limits(clusters=config.max_clusters, helm=config.max_helm),
             values=KubeValuesReader(api),
-            addons=addons,
+            addons=self.addons,
         )
         self.index = TargetIndex()
         self.fleet = metrics.Fleet()
@@ -90,6 +95,7 @@ class Runtime:
         return cls(config, api_client_from_kubeconfig(None))
 
     def close(self) -> None:
+        self.probe.close()
         self.store.close()
         self.env.close()
         self.api.close()  # type: ignore[no-untyped-call]
@@ -162,6 +168,16 @@ class Runtime:
             logger.warning("Will retry in %.0fs: %s", self.config.retry_seconds, error)
             return self.config.retry_seconds
         status = writer.final(result)
+        seen = await self.probe.observe(result, self.inventory)
+        status = enrich(
+            status,
+            result,
+            seen.scans,
+            seen.agents,
+            fail_on=seen.fail_on,
+            previous=previous,
+            now=now(),
+        )
         await self._write(key, status, writer.written or previous)
         self.fleet.set(key, status.phase, status.deployment_counts)
         retry = any(
@@ -249,7 +265,7 @@ class _ProgressWriter:
     def _status(
         self, releases: list[ReleaseResult], skipped: list[Any], phase: str | None = None
     ) -> StackStatus:
-        return stack_status(
+        status = stack_status(
             releases,
             targets=self.targets or (self._previous.target_clusters if self._previous else []),
             skipped=skipped,
@@ -260,6 +276,7 @@ class _ProgressWriter:
             max_rows=self._runtime.config.max_rows,
             phase=phase,
         )
+        return carry_over(status, self._previous)
 
 
 _VERBS = {Action.INSTALL: "Installed", Action.UPGRADE: "Upgraded", Action.RECOVER: "Recovered"}

@@ -1,0 +1,176 @@
+"""Add the add-ons' story to a Stack's status: sections, conditions and row fields. Pure.
+
+`enrich` takes the status `herd.status.stack_status` built for a finished pass, the
+pass's result, and what `herd.addons.probe` observed (NeuVector scans, agent health),
+and returns the status with `security` / `observability`, the `SecurityScanned` /
+`ObservabilityConfigured` conditions, and each row's `securityScan` /
+`observabilityMetrics`. A disabled add-on's section, condition and row fields are
+removed. `carry_over` keeps the last known add-on conditions and row fields on the
+status written while a rollout is running (the probe runs only after a pass).
+
+Callers: the operator's runtime (after each pass), the CLI, tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+from herd.addons.config import AGENT, FailOn
+from herd.addons.observability import (
+    AgentHealth,
+    ObservabilitySummary,
+    observability_summary,
+    row_metrics,
+)
+from herd.addons.security import ClusterScan, SecuritySummary, release_verdict, security_summary
+from herd.api.v1 import Condition, DeploymentRow, StackStatus, Toggle
+from herd.clusters.model import Cluster
+from herd.plan import StackPlan
+from herd.results import ReleaseResult, State
+from herd.status import rfc3339
+
+SECURITY_SCANNED = "SecurityScanned"
+OBSERVABILITY_CONFIGURED = "ObservabilityConfigured"
+ADDON_CONDITIONS = (SECURITY_SCANNED, OBSERVABILITY_CONFIGURED)
+
+
+class PassResult(Protocol):
+    """The parts of `herd.engine.StackResult` read here."""
+
+    @property
+    def plan(self) -> StackPlan | None: ...
+
+    @property
+    def targets(self) -> Sequence[Cluster]: ...
+
+    @property
+    def releases(self) -> Sequence[ReleaseResult]: ...
+
+
+def enrich(
+    status: StackStatus,
+    result: PassResult,
+    scans: Mapping[str, ClusterScan],
+    agents: Mapping[str, AgentHealth],
+    *,
+    fail_on: FailOn = FailOn.CRITICAL,
+    previous: StackStatus | None = None,
+    now: datetime | None = None,
+) -> StackStatus:
+    """`status` with the add-on sections, conditions and row fields of this pass."""
+    if result.plan is None:
+        return status
+    spec = result.plan.spec
+    security = spec.security is Toggle.ENABLED
+    observability = spec.observability is Toggle.ENABLED
+    moment = now or datetime.now(UTC)
+    targets = [c.id for c in result.targets]
+    conditions = [c for c in status.conditions if c.type not in ADDON_CONDITIONS]
+    before = {c.type: c for c in (previous.conditions if previous else ())}
+    before.update({c.type: c for c in status.conditions if c.type in ADDON_CONDITIONS})
+    update: dict[str, object] = {"security": None, "observability": None}
+
+    if security:
+        cluster_scans = [scans.get(c) or ClusterScan(cluster=c) for c in targets]
+        summary = security_summary(cluster_scans)
+        update["security"] = summary.status
+        conditions.append(
+            _condition(SECURITY_SCANNED, summary, status.observed_generation, moment, before)
+        )
+    agent_rows = {
+        r.key.cluster: (r.state.value, r.message) for r in result.releases if r.chart == AGENT
+    }
+    if observability:
+        obs = observability_summary(targets, agent_rows, agents)
+        update["observability"] = obs.status
+        conditions.append(
+            _condition(OBSERVABILITY_CONFIGURED, obs, status.observed_generation, moment, before)
+        )
+    update["conditions"] = conditions
+    update["deployments"] = [
+        _row(
+            row,
+            security=security,
+            observability=observability,
+            scans=scans,
+            agents=agents,
+            agent_rows=agent_rows,
+            fail_on=fail_on,
+        )
+        for row in status.deployments
+    ]
+    return status.model_copy(update=update)
+
+
+def carry_over(status: StackStatus, previous: StackStatus | None) -> StackStatus:
+    """`status` (built while a rollout runs) with the add-on conditions and row fields
+    of `previous`, so an in-progress write does not blank what the last pass found."""
+    if previous is None:
+        return status
+    kept = [c for c in previous.conditions if c.type in ADDON_CONDITIONS]
+    known = {c.type for c in status.conditions}
+    old_rows = {_key(r): r for r in previous.deployments}
+    rows = []
+    for row in status.deployments:
+        old = old_rows.get(_key(row))
+        blank = row.security_scan is None and row.observability_metrics is None
+        if old is not None and blank:
+            fields = ("security_scan", "observability_metrics")
+            rows.append(row.model_copy(update={f: getattr(old, f) for f in fields}))
+        else:
+            rows.append(row)
+    return status.model_copy(
+        update={
+            "conditions": [*status.conditions, *(c for c in kept if c.type not in known)],
+            "deployments": rows,
+        }
+    )
+
+
+def _row(
+    row: DeploymentRow,
+    *,
+    security: bool,
+    observability: bool,
+    scans: Mapping[str, ClusterScan],
+    agents: Mapping[str, AgentHealth],
+    agent_rows: Mapping[str, tuple[str, str]],
+    fail_on: FailOn,
+) -> DeploymentRow:
+    security_scan = observability_metrics = None
+    if security:
+        scan = scans.get(row.cluster_id) or ClusterScan(cluster=row.cluster_id)
+        images = scan.releases.get((row.namespace, row.release_name))
+        deployed = row.status == State.DEPLOYED.value
+        security_scan = release_verdict(images if deployed else None, scan, fail_on).value
+    if observability:
+        deployed = agent_rows.get(row.cluster_id, ("", ""))[0] == State.DEPLOYED.value
+        observability_metrics = row_metrics(deployed, agents.get(row.cluster_id)).value
+    return row.model_copy(
+        update={"security_scan": security_scan, "observability_metrics": observability_metrics}
+    )
+
+
+def _key(row: DeploymentRow) -> tuple[str, str, str]:
+    return (row.cluster_id, row.namespace, row.release_name)
+
+
+def _condition(
+    kind: str,
+    summary: SecuritySummary | ObservabilitySummary,
+    generation: int | None,
+    now: datetime,
+    before: Mapping[str, Condition],
+) -> Condition:
+    old = before.get(kind)
+    kept = old is not None and old.status == summary.condition
+    return Condition(
+        type=kind,
+        status=summary.condition,
+        reason=summary.reason,
+        message=summary.message,
+        last_transition_time=(old.last_transition_time if old and kept else None) or rfc3339(now),
+        observed_generation=generation,
+    )

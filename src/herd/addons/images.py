@@ -1,0 +1,92 @@
+"""What a release runs, read from its rendered manifest: container images and workloads.
+
+Pure. `manifest_facts` parses the YAML that `helm get manifest` prints; `normalize`
+writes an image reference the way a container runtime resolves it, so the images a
+chart names (`nginx:1.25`) match what NeuVector reports (`docker.io/library/nginx:1.25`).
+Callers: `herd.addons.probe` (images for the scan, workloads for the agent's readiness).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+_CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
+_DEFAULT_REGISTRY = "docker.io"
+
+
+@dataclass(frozen=True, order=True)
+class Workload:
+    """A long-running workload object a release created."""
+
+    kind: str
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ManifestFacts:
+    images: frozenset[str]  # normalized references
+    workloads: tuple[Workload, ...]
+
+
+def manifest_facts(manifest: str, namespace: str) -> ManifestFacts:
+    """Images (normalized) and workloads in a rendered manifest; `namespace` is the
+    release's, used for objects whose template does not name one."""
+    images: set[str] = set()
+    workloads: list[Workload] = []
+    try:
+        documents = [d for d in yaml.safe_load_all(manifest) if isinstance(d, dict)]
+    except yaml.YAMLError:
+        return ManifestFacts(frozenset(), ())
+    for doc in documents:
+        images.update(normalize(image) for image in _images(doc))
+        kind, metadata = doc.get("kind"), doc.get("metadata") or {}
+        if kind in WORKLOAD_KINDS and isinstance(metadata, dict) and metadata.get("name"):
+            workloads.append(
+                Workload(str(kind), str(metadata.get("namespace") or namespace), metadata["name"])
+            )
+    return ManifestFacts(frozenset(images), tuple(sorted(workloads)))
+
+
+def _images(node: Any) -> Iterator[str]:
+    """Every `image` of every container list anywhere in an object (pod templates of
+    Deployments, Jobs, CronJobs, and custom resources that embed a pod spec)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _CONTAINER_LISTS and isinstance(value, list):
+                for container in value:
+                    if isinstance(container, dict) and isinstance(container.get("image"), str):
+                        yield container["image"]
+            else:
+                yield from _images(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _images(item)
+
+
+def normalize(image: str) -> str:
+    """`registry/path:tag` (or `@digest`) with Docker's defaults filled in.
+
+    `nginx` → `docker.io/library/nginx:latest`; `quay.io/x/y:1` stays; a digest is kept
+    and no tag is invented next to it.
+    """
+    reference = image.strip()
+    name, digest = reference.split("@", 1) if "@" in reference else (reference, "")
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        registry, path = first, rest
+    else:
+        registry, path = _DEFAULT_REGISTRY, name
+    if registry == "index.docker.io":
+        registry = _DEFAULT_REGISTRY
+    last = path.rsplit("/", 1)[-1]
+    if ":" not in last and not digest:
+        path += ":latest"
+    if registry == _DEFAULT_REGISTRY and "/" not in path:
+        path = f"library/{path}"
+    return f"{registry}/{path}" + (f"@{digest}" if digest else "")

@@ -1,0 +1,107 @@
+"""The SUSE Observability agent across a Stack's clusters → `status.observability`. Pure.
+
+An agent counts as *deployed* on a cluster when its release row there is Deployed (from
+the rollout result), and as *ready* when every workload its manifest creates is ready
+(`herd.addons.probe` reads them: Deployments Available, DaemonSets and StatefulSets with
+all replicas ready). `metricsCollected` is true when the agent is ready on every target
+cluster. Rows get `observabilityMetrics`: Active (agent ready in the row's cluster),
+NotReady (deployed, workloads not ready), Pending (not deployed yet, or not known).
+
+Callers: `herd.addons.enrich`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from herd.api.v1 import ObservabilityStatus
+
+
+class Metrics(enum.StrEnum):
+    ACTIVE = "Active"
+    NOT_READY = "NotReady"
+    PENDING = "Pending"
+
+
+@dataclass(frozen=True)
+class AgentHealth:
+    """The agent's workloads in one cluster: `ready`, or what is not (`detail`)."""
+
+    cluster: str
+    ready: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ObservabilitySummary:
+    status: ObservabilityStatus
+    condition: Literal["True", "False"]
+    reason: str
+    message: str
+
+
+def row_metrics(deployed: bool, health: AgentHealth | None) -> Metrics:
+    if not deployed:
+        return Metrics.PENDING
+    if health is None:
+        return Metrics.PENDING
+    return Metrics.ACTIVE if health.ready else Metrics.NOT_READY
+
+
+def observability_summary(
+    targets: Sequence[str],
+    agent_rows: Mapping[str, tuple[str, str]],
+    agents: Mapping[str, AgentHealth],
+) -> ObservabilitySummary:
+    """`agent_rows`: cluster → (row state, message) of the agent release there."""
+    deployed = [c for c in targets if agent_rows.get(c, ("", ""))[0] == "Deployed"]
+    ready = [c for c in deployed if c in agents and agents[c].ready]
+    status = ObservabilityStatus(
+        suse_observability_enabled=True,
+        agents_deployed=len(deployed),
+        agents_total=len(targets),
+        metrics_collected=bool(targets) and len(ready) == len(targets),
+    )
+    if not targets:
+        return ObservabilitySummary(status, "False", "NoTargets", "No target cluster")
+    where = f"on {len(deployed)} of {len(targets)} clusters"
+    if len(ready) == len(targets):
+        return ObservabilitySummary(status, "True", "AgentsReady", f"Agent ready {where}")
+    missing = [c for c in targets if c not in deployed]
+    if missing:
+        first = missing[0]
+        state, message = agent_rows.get(first, ("NotPlanned", ""))
+        busy = state in ("Pending", "Deploying")
+        detail = f"{first}: {state.lower() or 'unknown'}" + (f" ({message})" if message else "")
+        return ObservabilitySummary(
+            status,
+            "False",
+            "AgentsDeploying" if busy else "AgentsNotDeployed",
+            f"Agent deployed {where}; first missing {detail}",
+        )
+    unready = [c for c in deployed if c not in ready]
+    first = unready[0]
+    detail = agents[first].detail if first in agents else "not checked yet"
+    return ObservabilitySummary(
+        status,
+        "False",
+        "AgentsNotReady",
+        f"Agent deployed {where}, not ready on {len(unready)}; first {first}: {detail}",
+    )
+
+
+def workload_ready(kind: str, body: dict[str, Any]) -> bool:
+    """Deployment: Available; StatefulSet: all replicas ready; DaemonSet: ready everywhere."""
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    if kind == "Deployment":
+        conditions = status.get("conditions") or []
+        return any(c.get("type") == "Available" and c.get("status") == "True" for c in conditions)
+    if kind == "StatefulSet":
+        return int(status.get("readyReplicas") or 0) >= int(spec.get("replicas", 1))
+    if kind == "DaemonSet":
+        desired = int(status.get("desiredNumberScheduled") or 0)
+        return int(status.get("numberReady") or 0) >= desired
+    return False

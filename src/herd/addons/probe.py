@@ -1,0 +1,279 @@
+"""After a pass: look at the add-ons in each target cluster (the I/O behind `enrich`).
+
+`AddonProbe.observe(result, inventory)` visits the pass's target clusters, a bounded
+number at a time, with each cluster's own kubeconfig:
+
+- each deployed release's images and workloads, from its rendered manifest
+  (`helm get manifest --revision N`; cached per cluster, release and revision, since a
+  revision's manifest never changes);
+- `security: enabled`: NeuVector's scan report through the API server's service proxy
+  (`herd.addons.neuvector`), once NeuVector's own release is deployed there;
+- `observability: enabled`: whether the agent release's workloads are ready.
+
+It never raises for one cluster's trouble: a cluster that cannot be asked gets an
+Unavailable scan or no agent health, with a reason fit for the status. Callers: the
+operator's runtime after each pass, then `herd.addons.enrich`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import kubernetes
+from kubernetes import client
+
+from herd.addons.catalog import AddonCatalog
+from herd.addons.config import AGENT, NEUVECTOR, Credentials, FailOn, NeuVectorApi
+from herd.addons.enrich import PassResult
+from herd.addons.images import ManifestFacts, Workload, manifest_facts
+from herd.addons.neuvector import NeuVectorClient, NeuVectorError, ServiceProxy
+from herd.addons.observability import AgentHealth, workload_ready
+from herd.addons.security import ClusterScan, ReleaseRef, ScanReport, ScanState
+from herd.api.v1 import Toggle
+from herd.clusters.kube import API_ERRORS, api_error_summary, read_json
+from herd.clusters.model import Cluster, ClusterUnavailable
+from herd.engine import Inventory
+from herd.errors import HerdError
+from herd.helm import HelmEnvironment
+from herd.results import ReleaseResult, State
+
+logger = logging.getLogger(__name__)
+
+ManifestKey = tuple[str, str, str, int]  # cluster, namespace, release, revision
+_CACHE_LIMIT = 5000
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the probe saw, by cluster id; the input of `enrich`."""
+
+    scans: dict[str, ClusterScan] = field(default_factory=dict)
+    agents: dict[str, AgentHealth] = field(default_factory=dict)
+    fail_on: FailOn = FailOn.CRITICAL
+
+
+class AddonProbe:
+    def __init__(
+        self,
+        catalog: AddonCatalog,
+        env: HelmEnvironment,
+        *,
+        concurrency: int = 10,
+        timeout: float = 10.0,
+    ) -> None:
+        self._catalog = catalog
+        self._env = env
+        self._slots = asyncio.Semaphore(concurrency)
+        self._timeout = timeout
+        self._manifests: dict[ManifestKey, ManifestFacts] = {}
+
+    async def observe(self, result: PassResult, inventory: Inventory) -> Observation:
+        config = self._catalog.config
+        plan = result.plan
+        if plan is None or config is None:
+            return Observation()
+        security = plan.spec.security is Toggle.ENABLED
+        observability = plan.spec.observability is Toggle.ENABLED
+        observation = Observation(fail_on=config.api.fail_on)
+        if not (security or observability):
+            return observation
+        async with asyncio.TaskGroup() as group:
+            for cluster in result.targets:
+                releases = [r for r in result.releases if r.key.cluster == cluster.id]
+                group.create_task(
+                    self._cluster(
+                        cluster,
+                        releases=releases,
+                        inventory=inventory,
+                        observation=observation,
+                        api=config.api if security else None,
+                        observability=observability,
+                    )
+                )
+        return observation
+
+    def close(self) -> None:
+        self._manifests.clear()
+
+    # -- one cluster ----------------------------------------------------------------------
+
+    async def _cluster(
+        self,
+        cluster: Cluster,
+        *,
+        releases: Sequence[ReleaseResult],
+        inventory: Inventory,
+        observation: Observation,
+        api: NeuVectorApi | None,
+        observability: bool,
+    ) -> None:
+        async with self._slots:
+            try:
+                kubeconfig = Path(await inventory.kubeconfig(cluster))
+            except HerdError as error:  # ClusterUnavailable, or TransientError from the store
+                reason = error.reason if isinstance(error, ClusterUnavailable) else str(error)
+                if api is not None:
+                    observation.scans[cluster.id] = ClusterScan(
+                        cluster.id, state=ScanState.UNAVAILABLE, problem=reason
+                    )
+                return
+            deployed = [r for r in releases if r.state is State.DEPLOYED]
+            facts = {
+                (r.key.namespace, r.key.name): await self._facts(kubeconfig, r)
+                for r in deployed
+                if api is not None or r.chart == AGENT
+            }
+            if api is not None:
+                scan = await self._scan(cluster.id, kubeconfig, api, releases, facts)
+                observation.scans[cluster.id] = scan
+            agent = next((r for r in deployed if r.chart == AGENT), None)
+            if observability and agent is not None:
+                agent_facts = facts.get((agent.key.namespace, agent.key.name))
+                observation.agents[cluster.id] = await self._agent(
+                    cluster.id, kubeconfig, agent_facts
+                )
+
+    async def _facts(self, kubeconfig: Path, release: ReleaseResult) -> ManifestFacts | None:
+        key = (release.key.cluster, release.key.namespace, release.key.name, release.revision or 0)
+        if key in self._manifests:
+            return self._manifests[key]
+        manifest = await release_manifest(
+            self._env, kubeconfig, release.key.namespace, release.key.name, release.revision
+        )
+        if manifest is None:
+            return None
+        facts = manifest_facts(manifest, release.key.namespace)
+        if len(self._manifests) >= _CACHE_LIMIT:
+            self._manifests.clear()
+        self._manifests[key] = facts
+        return facts
+
+    async def _scan(
+        self,
+        cluster: str,
+        kubeconfig: Path,
+        api: NeuVectorApi,
+        releases: Sequence[ReleaseResult],
+        facts: dict[ReleaseRef, ManifestFacts | None],
+    ) -> ClusterScan:
+        images = {ref: f.images for ref, f in facts.items() if f is not None}
+        neuvector = next((r for r in releases if r.chart == NEUVECTOR), None)
+        if neuvector is None or neuvector.state is not State.DEPLOYED:
+            state = neuvector.state if neuvector else State.PENDING
+            waiting = state in (State.PENDING, State.DEPLOYING)
+            return ClusterScan(
+                cluster,
+                images,
+                state=ScanState.PENDING if waiting else ScanState.UNAVAILABLE,
+                problem=f"NeuVector release {state.value.lower()}",
+            )
+        credentials = self._catalog.credentials
+        if not credentials.can_read_scans:
+            return ClusterScan(
+                cluster,
+                images,
+                state=ScanState.UNAVAILABLE,
+                problem="no neuvector.password in the add-on Secret",
+            )
+        try:
+            report = await asyncio.to_thread(
+                _scan_report, kubeconfig, api, credentials, self._timeout
+            )
+        except NeuVectorError as error:
+            logger.info("NeuVector scan results unavailable on cluster %s: %s", cluster, error)
+            return ClusterScan(cluster, images, state=ScanState.UNAVAILABLE, problem=str(error))
+        return ClusterScan(cluster, images, report=report)
+
+    async def _agent(
+        self, cluster: str, kubeconfig: Path, facts: ManifestFacts | None
+    ) -> AgentHealth:
+        if facts is None:
+            return AgentHealth(cluster, ready=False, detail="agent manifest unreadable")
+        if not facts.workloads:
+            return AgentHealth(cluster, ready=False, detail="agent release has no workloads")
+        try:
+            unready = await asyncio.to_thread(
+                _unready_workloads, kubeconfig, facts.workloads, self._timeout
+            )
+        except _UnusableKubeconfig as error:
+            return AgentHealth(cluster, ready=False, detail=str(error))
+        except API_ERRORS as error:
+            return AgentHealth(cluster, ready=False, detail=api_error_summary(error))
+        if unready:
+            return AgentHealth(cluster, ready=False, detail=f"not ready: {', '.join(unready)}")
+        return AgentHealth(cluster, ready=True)
+
+
+async def release_manifest(
+    env: HelmEnvironment, kubeconfig: Path, namespace: str, name: str, revision: int | None
+) -> str | None:
+    """`helm get manifest` of one release revision; None when helm cannot tell."""
+    command = [*("get", "manifest", name, "--namespace", namespace)]
+    if revision:
+        command += ["--revision", str(revision)]
+    try:
+        output: bytes = await env.command(kubeconfig).run(command)
+    except Exception as error:  # pyhelm3's errors.Error; only herd.helm imports pyhelm3
+        logger.info(
+            "Cannot read the manifest of release %s/%s: %s", namespace, name, type(error).__name__
+        )
+        return None
+    return output.decode(errors="replace")
+
+
+class _UnusableKubeconfig(Exception):
+    """The kubeconfig file the store handed out does not make a client (never its content)."""
+
+
+def _api_client(kubeconfig: Path) -> client.ApiClient:
+    try:
+        api: client.ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig), persist_config=False
+        )
+    except Exception as error:  # ConfigException, YAML or file errors
+        raise _UnusableKubeconfig(f"kubeconfig unusable ({type(error).__name__})") from None
+    return api
+
+
+def _scan_report(
+    kubeconfig: Path, api: NeuVectorApi, credentials: Credentials, timeout: float
+) -> ScanReport:
+    try:
+        kube = _api_client(kubeconfig)
+    except Exception as error:  # a kubeconfig the store accepted but the client cannot use
+        raise NeuVectorError(
+            f"cannot use the cluster's kubeconfig ({type(error).__name__})"
+        ) from None
+    try:
+        proxy = ServiceProxy(kube, api.namespace, api.service, timeout)
+        nv = NeuVectorClient(proxy, credentials.neuvector_username, credentials.neuvector_password)
+        return nv.scan_report()
+    finally:
+        kube.close()  # type: ignore[no-untyped-call]
+
+
+def _unready_workloads(
+    kubeconfig: Path, workloads: Sequence[Workload], timeout: float
+) -> list[str]:
+    kube = _api_client(kubeconfig)
+    try:
+        apps = client.AppsV1Api(kube)
+        read = {
+            "Deployment": apps.read_namespaced_deployment_status,
+            "StatefulSet": apps.read_namespaced_stateful_set_status,
+            "DaemonSet": apps.read_namespaced_daemon_set_status,
+        }
+        unready = []
+        for workload in workloads:
+            body = read_json(
+                read[workload.kind], workload.name, workload.namespace, _request_timeout=timeout
+            )
+            if not workload_ready(workload.kind, body):
+                unready.append(f"{workload.kind} {workload.namespace}/{workload.name}")
+        return unready
+    finally:
+        kube.close()  # type: ignore[no-untyped-call]
