@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINTED := $(wildcard src tests e2e benchmarks)
 
-.PHONY: test lint type imports unit e2e crds demo demo-down bench clean
+.PHONY: test lint type imports unit binaries e2e crds demo demo-down bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: lint type imports unit
+test: lint type imports unit e2e
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
@@ -31,11 +31,23 @@ imports: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests -q
 
+# Real kube-apiservers, helm and a chart repository on loopback (e2e/testbed). The
+# binaries are built once from the Go module proxy into ~/.cache/herd (minutes, cold).
+binaries: $(STAMP)
+	$(BIN)/python -m e2e.testbed.binaries
+
+e2e: binaries
+	$(BIN)/pytest e2e -q
+
 crds: $(STAMP)
 	$(BIN)/python -m herd.api.crd > crds/herd.suse.com_stacks.yaml
 
-demo: $(STAMP)
+demo: binaries
 	$(BIN)/herd validate -f examples/
+	$(BIN)/python -m e2e.demo
+
+demo-down: $(STAMP)
+	$(BIN)/python -m e2e.testbed down --dir .demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

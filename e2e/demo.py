@@ -1,0 +1,126 @@
+"""`make demo`: the local default, end to end, left running.
+
+Starts the test bed (1 management + 2 downstream clusters, the fixture chart repository,
+Rancher-shaped cluster registration), installs the CRD, runs the Herd controller in the
+background, applies `examples/test-stack.yaml` pointed at the local repository, waits for
+the Stack to reach Deployed and prints `kubectl get stacks` and `helm ls -A` of each
+downstream cluster. Everything it starts is recorded in `.demo/pids`, so
+`make demo-down` (`python -m e2e.testbed down --dir .demo`) stops it all.
+
+`.demo/env` is a sourceable file: KUBECONFIG (the management cluster), HERD_DEMO_REPO (the
+chart repository URL) and HERD_DEMO_KUBECONFIGS (the directory of management.yaml,
+downstream-1.yaml, downstream-2.yaml).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from e2e.testbed import __main__ as testbed
+from e2e.testbed import processes
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DEMO = ROOT / ".demo"
+STACK_FILE = ROOT / "examples" / "test-stack.yaml"
+DEPLOY_TIMEOUT = 300.0
+
+
+def run(*argv: str | Path) -> str:
+    done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(map(str, argv))} failed:\n{done.stderr}")
+    return done.stdout
+
+
+def start_controller(kubeconfig: Path) -> Path:
+    log = DEMO / "logs" / "herd-controller.log"
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "HERD_NAMESPACE": "herd-system",
+        "HERD_METRICS_PORT": str(processes.free_port()),
+        "HERD_HEALTH_PORT": str(processes.free_port()),
+        "HERD_FLEET_SECONDS": "5",
+    }
+    controller = processes.ManagedProcess(
+        "herd-controller",
+        [sys.executable, "-m", "herd", "operator"],
+        log,
+        DEMO / processes.PIDFILE,
+        env,
+    )
+    controller.start()
+    return log
+
+
+def demo_stack(repo: str) -> dict[str, Any]:
+    stack: dict[str, Any] = yaml.safe_load(STACK_FILE.read_text())
+    for chart in stack["spec"]["charts"]:
+        chart["repo"] = repo
+    return stack
+
+
+def wait_deployed(kubeconfig: Path, name: str) -> dict[str, Any]:
+    deadline = time.monotonic() + DEPLOY_TIMEOUT
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        out = run("kubectl", "--kubeconfig", kubeconfig, "get", "stack", name, "-o", "json")
+        status = json.loads(out).get("status") or {}
+        if status.get("phase") in ("Deployed", "Degraded", "Failed"):
+            return status
+        time.sleep(1)
+    raise SystemExit(f"stack {name} not deployed after {DEPLOY_TIMEOUT:.0f}s: {status}")
+
+
+def write_env(summary: dict[str, Any]) -> None:
+    kubeconfigs = {name: Path(path) for name, path in summary["kubeconfigs"].items()}
+    values = {
+        "KUBECONFIG": str(kubeconfigs["management"]),
+        "HERD_DEMO_REPO": summary["chart_repo_url"],
+        "HERD_DEMO_KUBECONFIGS": str(kubeconfigs["management"].parent),
+    }
+    lines = ["# Written by `make demo`; source it: . .demo/env"]
+    lines += [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
+    (DEMO / "env").write_text("\n".join(lines) + "\n")
+
+
+def main() -> int:
+    if testbed.up(DEMO, downstream=2, chart_repo=True, rancher=True):
+        return 1
+    summary = json.loads((DEMO / testbed.SUMMARY).read_text())
+    write_env(summary)
+    management = Path(summary["kubeconfigs"]["management"])
+    run("kubectl", "--kubeconfig", management, "apply", "-f", ROOT / "crds")
+    run("kubectl", "--kubeconfig", management, "wait", "--for=condition=Established",
+        "crd/stacks.herd.suse.com", "--timeout=60s")  # fmt: skip
+    log = start_controller(management)
+    print(f"Herd controller running (log: {log})")
+    stack = demo_stack(summary["chart_repo_url"])
+    subprocess.run(
+        ["kubectl", "--kubeconfig", str(management), "apply", "-f", "-"],
+        input=yaml.safe_dump(stack), text=True, check=True,
+    )  # fmt: skip
+    status = wait_deployed(management, stack["metadata"]["name"])
+    print(run("kubectl", "--kubeconfig", management, "get", "stacks", "-A"))
+    for name, path in summary["kubeconfigs"].items():
+        if name != "management":
+            print(f"--- helm ls -A on {name}")
+            print(run(BIN / "helm", "--kubeconfig", path, "ls", "-A"))
+    print(f"Stack {stack['metadata']['name']}: {status.get('phase')}: {status.get('message')}")
+    print("Everything keeps running. Try:  . .demo/env && kubectl get stacks -w")
+    print("Stop it all with:  make demo-down")
+    return 0 if status.get("phase") == "Deployed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
