@@ -41,6 +41,7 @@ e2e: binaries
 
 crds: $(STAMP)
 	$(BIN)/python -m herd.api.crd > crds/herd.suse.com_stacks.yaml
+	cp crds/herd.suse.com_stacks.yaml install/helm/herd/crds/
 
 demo: binaries
 	$(BIN)/herd validate -f examples/

@@ -66,3 +66,8 @@ def test_every_spec_field_has_a_description() -> None:
         if path.endswith(("{}", "[]")) or path == ".spec.charts[].dependsOn[]":
             continue
         assert node.get("description"), path
+
+
+def test_the_helm_chart_ships_the_same_crd() -> None:
+    chart_crd = CRD_FILE.parent.parent / "install" / "helm" / "herd" / "crds" / CRD_FILE.name
+    assert chart_crd.read_text() == CRD_FILE.read_text(), "run `make crds`"

@@ -1,0 +1,169 @@
+"""Rollout benchmark: Herd vs a sequential helm loop vs the critical path. Prints figures.
+
+    .venv/bin/python -m benchmarks.rollout_bench [--clusters 3] [--rounds 1]
+
+On the local test bed (real API servers, real helm, real chart repository), one Stack
+of five charts (two independent roots and a diamond: a, e; b, c after a; d after b, c;
+all `wait: true`) goes to N clusters:
+
+1. Herd, full deploy: `Engine.apply` wall time.
+2. Critical path: per cluster, the longest dependsOn chain of the helm durations Herd
+   measured in (1); the largest over clusters. No scheduler can beat it.
+3. Herd, no-op pass: the same Stack again (nothing to do).
+4. The loop a CI pipeline writes today: `helm upgrade --install --wait` per cluster,
+   per chart in dependency order, one after the other (into fresh namespaces).
+
+Targets (issue 5): Herd ≥ 2.5x faster than the loop, ≤ 1.2x the critical path, no-op
+pass ≤ 5% of a full deploy. Nothing here asserts; it measures and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from e2e.testbed import binaries
+from e2e.testbed.chartrepo import ChartRepo
+from e2e.testbed.controlplane import TestBed
+from herd.api import parse_stack
+from herd.api.v1 import Stack
+from herd.clusters import FileCluster, FileSource, Inventory, KubeconfigStore
+from herd.engine import Engine
+from herd.helm import HelmEnvironment
+from herd.results import ReleaseResult
+
+DAG = {"a": [], "e": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
+HELM = str(Path(sys.executable).parent / "helm")
+
+
+def stack(repo: str, namespace: str) -> Stack:
+    charts = [
+        {
+            "name": name,
+            "chart": "app",
+            "repo": repo,
+            "version": "0.1.0",
+            "namespace": namespace,
+            "dependsOn": deps,
+            "wait": True,
+            "timeout": "2m",
+        }
+        for name, deps in DAG.items()
+    ]
+    return parse_stack(
+        {
+            "apiVersion": "herd.suse.com/v1",
+            "kind": "Stack",
+            "metadata": {"name": "bench", "namespace": "default"},
+            "spec": {"targets": {"selector": {"matchLabels": {"bench": "yes"}}}, "charts": charts},
+        }
+    )
+
+
+def critical_path(results: list[ReleaseResult]) -> float:
+    """The longest dependsOn chain of measured helm durations, worst cluster."""
+    worst = 0.0
+    for cluster in {r.key.cluster for r in results}:
+        took = {
+            r.chart: (r.finished - r.started).total_seconds()
+            for r in results
+            if r.key.cluster == cluster and r.started and r.finished
+        }
+        done: dict[str, float] = {}
+        for name in ["a", "e", "b", "c", "d"]:  # a topological order of DAG
+            done[name] = took[name] + max((done[d] for d in DAG[name]), default=0.0)
+        worst = max(worst, *done.values())
+    return worst
+
+
+def sequential_loop(kubeconfigs: list[Path], repo: str, namespace: str) -> float:
+    started = time.monotonic()
+    for kubeconfig in kubeconfigs:
+        for name in ["a", "e", "b", "c", "d"]:
+            subprocess.run(
+                [
+                    HELM,
+                    "--kubeconfig",
+                    str(kubeconfig),
+                    "upgrade",
+                    "--install",
+                    name,
+                    "app",
+                    "--repo",
+                    repo,
+                    "--version",
+                    "0.1.0",
+                    "-n",
+                    namespace,
+                    "--create-namespace",
+                    "--wait",
+                    "--timeout",
+                    "2m",
+                ],
+                check=True,
+                capture_output=True,
+            )
+    return time.monotonic() - started
+
+
+async def herd_passes(engine: Engine, repo: str, namespace: str) -> tuple[float, float, float]:
+    started = time.monotonic()
+    full = await engine.apply(stack(repo, namespace))
+    deploy = time.monotonic() - started
+    failed = [r for r in full.releases if r.state.value != "Deployed"]
+    if failed:
+        raise SystemExit(f"benchmark deploy failed: {failed[0].message}")
+    started = time.monotonic()
+    await engine.apply(stack(repo, namespace))
+    noop = time.monotonic() - started
+    return deploy, critical_path(full.releases), noop
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--clusters", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="herd-bench-"))
+    names = [f"bench-{i}" for i in range(1, args.clusters + 1)]
+    bed = TestBed.start(names, workdir, binaries=binaries.ensure())
+    try:
+        with ChartRepo.start(workdir / "repo") as repo:
+            kubeconfigs = [bed.clusters[n].kubeconfig for n in names]
+            entries = [
+                FileCluster(n, bed.clusters[n].kubeconfig, labels={"bench": "yes"}) for n in names
+            ]
+            env = HelmEnvironment()
+            with KubeconfigStore(None) as store:
+                engine = Engine(Inventory([FileSource(entries)], store), env)
+                for round_number in range(1, args.rounds + 1):
+                    ns = f"herd-{round_number}"
+                    deploy, path, noop = asyncio.run(herd_passes(engine, repo.url, ns))
+                    loop = sequential_loop(kubeconfigs, repo.url, f"loop-{round_number}")
+                    print(f"round {round_number}: {args.clusters} clusters x {len(DAG)} charts")
+                    print(f"  herd full deploy        {deploy:7.2f} s")
+                    print(
+                        f"  sequential helm loop    {loop:7.2f} s   speed-up {loop / deploy:5.2f}x"
+                        "   (target >= 2.5x)"
+                    )
+                    print(
+                        f"  critical path           {path:7.2f} s   herd/path {deploy / path:5.2f}x"
+                        "   (target <= 1.2x)"
+                    )
+                    print(
+                        f"  herd no-op pass         {noop:7.2f} s   {100 * noop / deploy:5.1f}% of"
+                        " a full deploy   (target <= 5%)"
+                    )
+            env.close()
+    finally:
+        bed.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

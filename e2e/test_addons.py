@@ -1,0 +1,517 @@
+"""Security and observability add-ons on the test bed: real API servers, helm, charts.
+
+The catalog points at the local chart repository, whose `core` and
+`suse-observability-agent` are stand-ins of the real NeuVector and agent charts. The
+three downstream clusters play a small fleet: two labelled `env=prod, workload=ai-ml`
+with the ids the README's examples name (`c-m-gpu01`, `c-m-gpu02`), one not. Each
+cluster's *name* differs from its id, so the agent's per-cluster identity is visible.
+
+NeuVector cannot run here. Its REST API is reached for real through each cluster's API
+server service proxy: to no endpoint at all (the `core` stand-in with no controller
+replica: Unavailable, cleanly), and to the NeuVector stand-in, behind a selector-less
+Service whose Endpoints name a pod that "runs" at the stand-in's address. The API server
+proxies only to addresses of existing pods and never to loopback, so that pod sits on a
+Node no kubelet (nor kwok) manages, its status written by the test, and the stand-in
+runs in a network namespace the test makes (`e2e.testbed.netns`), reached over a veth
+pair: test traffic goes to loopback or to that namespace, nowhere else.
+
+Every test deletes its Stack: the add-on releases have fixed names, so two Stacks with
+add-ons on one cluster would contend for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from e2e.testbed import netns, rancher
+from e2e.testbed.controlplane import Cluster as BedCluster
+from e2e.testbed.neuvector_standin import CannedImage, StandInProcess, served
+from herd.addons import (
+    AGENT,
+    NEUVECTOR,
+    OBSERVABILITY_CONFIGURED,
+    SECURITY_SCANNED,
+    AddonCatalog,
+    AddonProbe,
+    enrich,
+)
+from herd.api import StackStatus, parse_stack
+from herd.api.v1 import Stack
+from herd.clusters import Cluster, KubeconfigRef, api_client_from_kubeconfig
+from herd.engine import Engine, StackResult
+from herd.errors import SpecError
+from herd.helm import HelmEnvironment, find_helm
+from herd.results import State, now
+from herd.status import stack_status
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+PROD = {"env": "prod", "workload": "ai-ml"}
+FLEET: tuple[tuple[str, str, dict[str, str]], ...] = (
+    ("c-m-gpu01", "gpu-east", PROD),
+    ("c-m-gpu02", "gpu-west", PROD),
+    ("c-m-cpu01", "cpu", {}),
+)
+NV_PASSWORD = "nv-" + uuid.uuid4().hex
+NV_IMAGE = "registry.example.com/neuvector/controller:5.4.4"
+APP_OLD = "registry.example.com/herd/app:0.1.0"
+APP_NEW = "registry.example.com/herd/app:0.2.0"
+STANDIN_SERVICE = "herd-nv-standin"
+STANDIN_PORT = 10443  # NeuVector's own; the namespace is fresh, so it is free
+
+
+class FleetInventory:
+    """The downstream clusters as `herd.engine.Inventory` lists them (ids ≠ names)."""
+
+    def __init__(self, downstream: list[BedCluster]) -> None:
+        self.clusters_by_id = {
+            cluster_id: Cluster(
+                id=cluster_id,
+                name=name,
+                labels=labels,
+                ready=True,
+                source="file",
+                kubeconfig=KubeconfigRef.file(bed.kubeconfig),
+            )
+            for (cluster_id, name, labels), bed in zip(FLEET, downstream, strict=True)
+        }
+        self.beds = {c: bed for c, bed in zip(self.clusters_by_id, downstream, strict=True)}
+
+    async def clusters(self) -> list[Cluster]:
+        return list(self.clusters_by_id.values())
+
+    async def kubeconfig(self, cluster: Cluster) -> Path:
+        assert cluster.kubeconfig.path is not None
+        return cluster.kubeconfig.path
+
+
+@dataclass
+class Addons:
+    catalog: AddonCatalog
+    api_key: str
+
+
+@pytest.fixture(scope="module")
+def fleet(downstream: list[BedCluster]) -> FleetInventory:
+    return FleetInventory(downstream)
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[HelmEnvironment]:
+    helm = HelmEnvironment()
+    yield helm
+    helm.close()
+
+
+def addons(chart_repo_url: str, **config: Any) -> Addons:
+    api_key = "sts-" + uuid.uuid4().hex  # unique, so any leak of it is found
+    secret = {
+        "stackstate.url": "https://observability.example.com/receiver/stsAgent",
+        "stackstate.apiKey": api_key,
+        "neuvector.password": NV_PASSWORD,
+    }
+    data = {
+        "neuvector.repo": chart_repo_url,
+        "observability.repo": chart_repo_url,
+        "neuvector.timeout": "2m",
+        "observability.timeout": "2m",
+        **config,
+    }
+    return Addons(AddonCatalog.from_config(data, secret), api_key)
+
+
+def example(name: str, repo: str) -> Stack:
+    """An owner's README example with its charts taken from the local repository."""
+    body = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
+    for chart in body["spec"]["charts"]:
+        chart["repo"] = repo
+    return parse_stack(body)
+
+
+def helm_values(bed: BedCluster, namespace: str, release: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [find_helm(), "--kubeconfig", str(bed.kubeconfig), "get", "values", release,
+         "-n", namespace, "-o", "json"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    values: dict[str, Any] = json.loads(out)
+    return values
+
+
+async def status_of(
+    result: StackResult, probe: AddonProbe, inventory: FleetInventory
+) -> StackStatus:
+    """What the operator writes after a pass: `stack_status`, then the probe and `enrich`."""
+    status = stack_status(
+        result.releases,
+        targets=[c.id for c in result.targets],
+        skipped=result.skipped,
+        chart_count=result.chart_count,
+        generation=1,
+        now=now(),
+    )
+    seen = await probe.observe(result, inventory)
+    return enrich(status, result, seen.scans, seen.agents, fail_on=seen.fail_on)
+
+
+def assert_addons_first(result: StackResult, addon_names: tuple[str, ...]) -> None:
+    """On every target: the add-ons are wave 0 and finished before any user chart began."""
+    assert result.plan is not None
+    assert result.plan.waves[0] == addon_names
+    for target in result.targets:
+        rows = [r for r in result.releases if r.key.cluster == target.id]
+        first = [r for r in rows if r.chart in addon_names]
+        rest = [r for r in rows if r.chart not in addon_names]
+        assert {r.chart for r in first} == set(addon_names), target.id
+        assert rest, target.id
+        last_addon = max(r.finished for r in first if r.finished)
+        assert all(r.started and r.started >= last_addon for r in rest), target.id
+
+
+def assert_no_leak(secret: str, *texts: str) -> None:
+    for text in texts:
+        assert secret not in text
+
+
+def condition(status: StackStatus, kind: str) -> tuple[str, str, str]:
+    found = next(c for c in status.conditions if c.type == kind)
+    return found.status, found.reason, found.message
+
+
+EXAMPLE_ADDONS = {
+    "secure-ai-stack": (NEUVECTOR,),
+    "observable-ai-stack": (AGENT,),
+    "production-ai-platform": (NEUVECTOR, AGENT),
+}
+
+
+@pytest.mark.parametrize("name", list(EXAMPLE_ADDONS))
+async def test_readme_example_deploys_addons_first_with_per_cluster_identity(
+    name: str,
+    fleet: FleetInventory,
+    env: HelmEnvironment,
+    chart_repo_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    # No controller replica: NeuVector's API Service has no endpoint, as when it is down.
+    config = addons(chart_repo_url, **{"neuvector.values": "controller:\n  replicas: 0\n"})
+    engine = Engine(fleet, env, addons=config.catalog)
+    probe = AddonProbe(config.catalog, env)
+    stack = example(name, chart_repo_url)
+    try:
+        result = await engine.apply(stack)
+        assert {r.state for r in result.releases} == {State.DEPLOYED}, result.releases
+        assert sorted(c.id for c in result.targets) == ["c-m-gpu01", "c-m-gpu02"]
+        assert not [r for r in result.releases if r.key.cluster == "c-m-cpu01"]
+        assert_addons_first(result, EXAMPLE_ADDONS[name])
+
+        if AGENT in EXAMPLE_ADDONS[name]:
+            for target in result.targets:
+                values = helm_values(
+                    fleet.beds[target.id], "suse-observability", "suse-observability-agent"
+                )
+                assert values["stackstate"]["cluster"]["name"] == target.name
+                assert values["stackstate"]["apiKey"] == config.api_key  # it reaches helm
+        if NEUVECTOR in EXAMPLE_ADDONS[name]:
+            values = helm_values(fleet.beds["c-m-gpu01"], "cattle-neuvector-system", "neuvector")
+            assert values["bootstrapPassword"] == NV_PASSWORD
+            assert values["controller"] == {"replicas": 0}
+
+        status = await status_of(result, probe, fleet)
+        if NEUVECTOR in EXAMPLE_ADDONS[name]:
+            assert status.security is not None
+            assert status.security.neu_vector_enabled
+            assert status.security.scan_status == "Unavailable"
+            state, reason, message = condition(status, SECURITY_SCANNED)
+            assert (state, reason) == ("False", "NeuVectorUnavailable")
+            assert "HTTP 503" in message and "no endpoints available" in message, message
+            assert {r.security_scan for r in status.deployments} == {"Pending"}
+        else:
+            assert status.security is None
+        if AGENT in EXAMPLE_ADDONS[name]:
+            assert status.observability is not None
+            assert status.observability.model_dump() == {
+                "suse_observability_enabled": True,
+                "agents_deployed": 2,
+                "agents_total": 2,
+                "metrics_collected": True,
+            }
+            assert condition(status, OBSERVABILITY_CONFIGURED)[:2] == ("True", "AgentsReady")
+            assert {r.observability_metrics for r in status.deployments} == {"Active"}
+        else:
+            assert status.observability is None
+
+        assert_no_leak(
+            config.api_key,
+            repr(result),
+            status.model_dump_json(),
+            stack.model_dump_json(),
+            caplog.text,
+        )
+        assert_no_leak(NV_PASSWORD, status.model_dump_json(), caplog.text)
+    finally:
+        gone = await engine.delete(stack.namespace, stack.name)
+        assert {r.state for r in gone.releases} <= {State.UNINSTALLED}
+
+
+# -- scans through the real service proxy, answered by the NeuVector stand-in --------------
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandInProcess]:
+    images = [
+        CannedImage(APP_OLD, critical=1, high=2, medium=3),
+        CannedImage(APP_NEW, medium=1),
+        CannedImage(NV_IMAGE),
+    ]
+    with contextlib.ExitStack() as stack:
+        try:
+            host = stack.enter_context(netns.netns_host("herd-nv"))
+        except netns.NetnsUnavailable as error:
+            message = f"no network namespace for the NeuVector stand-in: {error}"
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(message)
+            pytest.skip(message)
+        yield stack.enter_context(
+            served(
+                host.popen,
+                host=host.address,
+                port=STANDIN_PORT,
+                password=NV_PASSWORD,
+                images=images,
+                workdir=tmp_path_factory.mktemp("neuvector-standin"),
+            )
+        )
+
+
+def expose_standin(bed: BedCluster, namespace: str, standin: StandInProcess) -> None:
+    """Service `STANDIN_SERVICE` in `namespace`, its one endpoint the stand-in's address."""
+    meta = client.V1ObjectMeta
+    with rancher.api_client(bed.kubeconfig) as api:
+        core = client.CoreV1Api(api)
+        try:  # no kubelet and no kwok will ever look after this Node
+            core.create_node(client.V1Node(metadata=meta(name=STANDIN_SERVICE)))
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        core.create_namespaced_pod(
+            namespace,
+            client.V1Pod(
+                metadata=meta(name=STANDIN_SERVICE),
+                spec=client.V1PodSpec(
+                    node_name=STANDIN_SERVICE,
+                    tolerations=[client.V1Toleration(operator="Exists")],
+                    containers=[client.V1Container(name="api", image="example.com/nv:1")],
+                ),
+            ),
+        )
+        running = {
+            "phase": "Running",
+            "podIP": standin.host,
+            "podIPs": [{"ip": standin.host}],
+            "conditions": [{"type": "Ready", "status": "True"}],
+        }
+        core.patch_namespaced_pod_status(STANDIN_SERVICE, namespace, {"status": running})
+        port = "controller-api"
+        core.create_namespaced_service(
+            namespace,
+            client.V1Service(
+                metadata=meta(name=STANDIN_SERVICE),
+                spec=client.V1ServiceSpec(ports=[client.V1ServicePort(name=port, port=10443)]),
+            ),
+        )
+        pod = client.V1ObjectReference(kind="Pod", namespace=namespace, name=STANDIN_SERVICE)
+        core.create_namespaced_endpoints(
+            namespace,
+            client.V1Endpoints(
+                metadata=meta(name=STANDIN_SERVICE),
+                subsets=[
+                    client.V1EndpointSubset(
+                        addresses=[client.V1EndpointAddress(ip=standin.host, target_ref=pod)],
+                        ports=[client.CoreV1EndpointPort(name=port, port=standin.port)],
+                    )
+                ],
+            ),
+        )
+
+
+def remove_standin(bed: BedCluster, namespace: str) -> None:
+    with rancher.api_client(bed.kubeconfig) as api:
+        core = client.CoreV1Api(api)
+        for delete in (
+            core.delete_namespaced_service,
+            core.delete_namespaced_endpoints,
+            core.delete_namespaced_pod,
+        ):
+            try:
+                delete(STANDIN_SERVICE, namespace, grace_period_seconds=0)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+
+
+async def test_scans_through_the_service_proxy_reach_status_and_rows(
+    fleet: FleetInventory,
+    env: HelmEnvironment,
+    chart_repo_url: str,
+    standin: StandInProcess,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = addons(chart_repo_url, **{"neuvector.apiService": f"https:{STANDIN_SERVICE}:10443"})
+    engine = Engine(fleet, env, addons=config.catalog)
+    probe = AddonProbe(config.catalog, env)
+    app = {"chart": "app", "repo": chart_repo_url, "namespace": "shop", "wait": True}
+    stack = parse_stack(
+        {
+            "apiVersion": "herd.suse.com/v1",
+            "kind": "Stack",
+            "metadata": {"name": "scanned", "namespace": "default"},
+            "spec": {
+                "security": "enabled",
+                "observability": "enabled",
+                "targets": {"selector": {"matchLabels": PROD}},
+                "charts": [
+                    {"name": "web", "version": "0.1.0", **app},
+                    {"name": "api", "version": "0.2.0", "dependsOn": ["web"], **app},
+                ],
+            },
+        }
+    )
+    try:
+        result = await engine.apply(stack)
+        assert {r.state for r in result.releases} == {State.DEPLOYED}, result.releases
+        assert_addons_first(result, (NEUVECTOR, AGENT))
+        for target in result.targets:
+            expose_standin(fleet.beds[target.id], "cattle-neuvector-system", standin)
+
+        status = await status_of(result, probe, fleet)
+        assert status.security is not None
+        assert status.security.model_dump() == {
+            "neu_vector_enabled": True,
+            "scan_status": "Pending",  # the agent's image is not in the stand-in's scans
+            "vulnerabilities": 7,
+            "critical_issues": 1,
+        }
+        scans = {(r.cluster_id, r.chart_name): r.security_scan for r in status.deployments}
+        assert scans == {
+            (cluster, chart): verdict
+            for cluster in ("c-m-gpu01", "c-m-gpu02")
+            for chart, verdict in (
+                ("web", "Failed"),
+                ("api", "Passed"),
+                (NEUVECTOR, "Passed"),
+                (AGENT, "Pending"),
+            )
+        }
+        state, reason, message = condition(status, SECURITY_SCANNED)
+        assert (state, reason) == ("False", "ScanPending"), message
+        # Every call went through the proxy with a live session, and every session ended.
+        requests = standin.requests
+        assert [r.path for r in requests].count("/v1/scan/image") == 2
+        assert all(r.authorized for r in requests if r.path.startswith("/v1/scan/"))
+        assert standin.open_sessions == 0
+
+        # Once NeuVector has scanned the agent's image too, the scan is complete.
+        standin.add_image(
+            CannedImage("registry.example.com/stackstate/stackstate-k8s-cluster-agent:3.0.0")
+        )
+        status = await status_of(result, probe, fleet)
+        assert status.security is not None and status.security.scan_status == "Completed"
+        assert condition(status, SECURITY_SCANNED)[:2] == ("True", "CriticalVulnerabilitiesFound")
+        assert condition(status, OBSERVABILITY_CONFIGURED)[:2] == ("True", "AgentsReady")
+
+        assert_no_leak(config.api_key, repr(result), status.model_dump_json(), caplog.text)
+        assert_no_leak(NV_PASSWORD, status.model_dump_json(), caplog.text)
+    finally:
+        for cluster_id in ("c-m-gpu01", "c-m-gpu02"):
+            remove_standin(fleet.beds[cluster_id], "cattle-neuvector-system")
+        await engine.delete(stack.namespace, stack.name)
+
+
+# -- the catalog reads its ConfigMap and Secret from the management cluster ----------------
+
+
+@pytest.fixture
+def controller_ns(management: BedCluster) -> Iterator[str]:
+    name = f"herd-{uuid.uuid4().hex[:8]}"
+    with rancher.api_client(management.kubeconfig) as api:
+        client.CoreV1Api(api).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
+        )
+    yield name
+    with rancher.api_client(management.kubeconfig) as api:
+        client.CoreV1Api(api).delete_namespace(name)
+
+
+async def test_catalog_follows_its_configmap_and_secret(
+    management: BedCluster, controller_ns: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    api = api_client_from_kubeconfig(management.kubeconfig)
+    core = client.CoreV1Api(api)
+    spec = parse_stack(
+        {
+            "apiVersion": "herd.suse.com/v1",
+            "kind": "Stack",
+            "metadata": {"name": "s"},
+            "spec": {
+                "security": True,
+                "observability": True,
+                "targets": {"clusterIds": ["x"]},
+                "charts": [{"name": "app", "repo": "https://r", "version": "1"}],
+            },
+        }
+    ).spec
+    catalog = AddonCatalog.from_cluster(api, controller_ns, "herd-addons", min_interval=0)
+    try:
+        # No ConfigMap: the defaults, but the agent lacks its Secret.
+        await catalog.refresh()
+        with pytest.raises(SpecError, match=r"needs stackstate\.url and stackstate\.apiKey"):
+            catalog.charts(spec)
+        assert catalog.config is not None and catalog.config.neuvector.version == "2.8.6"
+
+        core.create_namespaced_config_map(
+            controller_ns,
+            client.V1ConfigMap(
+                metadata=client.V1ObjectMeta(name="herd-addons"),
+                data={"neuvector.version": "2.8.7", "secretName": "sts"},
+            ),
+        )
+        key = "sts-" + uuid.uuid4().hex
+        core.create_namespaced_secret(
+            controller_ns,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name="sts"),
+                string_data={"stackstate.url": "https://sts", "stackstate.apiKey": key},
+            ),
+        )
+        await catalog.refresh()
+        neuvector, agent = catalog.charts(spec)
+        assert agent.namespace == "suse-observability"
+        assert neuvector.version == "2.8.7"
+        assert catalog.credentials.stackstate_api_key == key
+
+        core.patch_namespaced_config_map(
+            "herd-addons", controller_ns, {"data": {"neuvector.wait": "perhaps"}}
+        )
+        await catalog.refresh()
+        with pytest.raises(SpecError, match=r"herd-addons, key neuvector.wait: must be true or"):
+            catalog.charts(spec)
+        assert key not in caplog.text
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
