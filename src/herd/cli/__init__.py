@@ -1,7 +1,12 @@
 """The `herd` command: the CI face of the engine, plus `herd operator` and `herd validate`.
 
+- `validate`: offline schema and graph check of Stack files (here).
+- `apply`, `plan`, `delete`, `status`: the engine on kubeconfig files (`herd.cli.fleet`,
+  rendering in `herd.cli.render`, live progress in `herd.cli.progress`).
+- `operator`: the kopf controller (`herd.operator.handlers`).
+
 Exit codes (stable; pipelines script against them): 0 success / no changes,
-1 something failed, 2 invalid input, 3 `plan` found changes pending.
+1 something failed, 2 invalid input (nothing was touched), 3 `plan` found changes pending.
 """
 
 from __future__ import annotations
@@ -11,12 +16,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from herd.cli import fleet
+from herd.cli.render import EXIT_CHANGES, EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from herd.documents import load
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-EXIT_CHANGES = 3
+__all__ = ["EXIT_CHANGES", "EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "main"]
+EXIT_INTERRUPTED = 130
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -40,6 +45,14 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID if invalid else EXIT_OK
 
 
+def _operator(args: argparse.Namespace) -> int:
+    # Imported here: kopf registers its handlers on import, and only this command wants them.
+    from herd.operator import handlers  # noqa: PLC0415
+
+    handlers.run(namespaces=args.namespace)
+    return EXIT_OK
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="herd", description="Deploy Stacks of Helm charts into many clusters."
@@ -57,12 +70,28 @@ def _parser() -> argparse.ArgumentParser:
         help="Stack YAML file or directory (repeatable)",
     )
     validate.set_defaults(run=_validate)
+    operator = commands.add_parser(
+        "operator", help="run the controller against the current kubeconfig (or in-cluster)"
+    )
+    operator.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        help="watch Stacks only in this namespace (repeatable; default: all namespaces)",
+    )
+    operator.set_defaults(run=_operator)
+    fleet.add_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+    except KeyboardInterrupt:
+        # asyncio.run cancelled the rollout; pyhelm3 terminated the helm processes.
+        print(f"herd {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return code
 
 

@@ -1,0 +1,415 @@
+"""`herd apply / plan / delete / status` as a CI pipeline runs them: subprocesses of the
+installed `herd`, on the test bed's downstream clusters, charts from the fixture repo.
+
+Facts are checked where they live: releases with `helm ls` on each cluster, "no helm
+write" by helm revisions and by a recording `helm` wrapper (`HERD_HELM`) that logs every
+helm process Herd starts. Each test uses its own namespace and Stack name, so it shares
+the session's clusters with other tests, and deletes what it deployed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from e2e.testbed.chartrepo import helm_binary, helm_env
+from e2e.testbed.controlplane import Cluster
+
+HERD = Path(sys.executable).parent / "herd"
+TIMEOUT = 300
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def chart(name: str, repo: str, namespace: str, **fields: Any) -> dict[str, Any]:
+    base = {"name": name, "chart": "app", "repo": repo, "version": "0.1.0", "namespace": namespace}
+    return base | fields
+
+
+def write_stack(path: Path, name: str, targets: dict[str, Any], *charts: dict[str, Any]) -> Path:
+    body = {
+        "apiVersion": "herd.suse.com/v1",
+        "kind": "Stack",
+        "metadata": {"name": name, "namespace": "ci"},
+        "spec": {"targets": targets, "charts": list(charts)},
+    }
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+def herd(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(HERD), *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=TIMEOUT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def table(stdout: str) -> list[dict[str, str]]:
+    """The rows of the table `herd` prints first (cells cut at the headers' columns)."""
+    lines = stdout.split("\n\n", 1)[0].splitlines()
+    header = lines[0]
+    names = header.split()
+    starts = [header.index(f"{name}") for name in names]
+    ends = [*starts[1:], None]
+    columns = list(zip(names, starts, ends, strict=True))
+    return [{name: line[start:end].strip() for name, start, end in columns} for line in lines[1:]]
+
+
+def releases(cluster: Cluster, namespace: str, home: Path) -> dict[str, dict[str, Any]]:
+    """`helm ls --all` in `namespace`: release name → helm's record (status, revision, ...)."""
+    result = subprocess.run(
+        [
+            helm_binary(),
+            *("ls", "--all", "--namespace", namespace, "--output", "json"),
+            *("--kubeconfig", str(cluster.kubeconfig)),
+        ],
+        env=helm_env(home),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {r["name"]: r for r in json.loads(result.stdout)}
+
+
+@pytest.fixture
+def helm_home(tmp_path: Path) -> Path:
+    return tmp_path / "helm-home"
+
+
+@pytest.fixture
+def recording_helm(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """Env making Herd run helm through a wrapper that logs each call; and the log."""
+    log = tmp_path / "helm-calls.log"
+    log.touch()
+    wrapper = tmp_path / "helm"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{helm_binary()}" "$@"\n')
+    wrapper.chmod(0o755)
+    return {"HERD_HELM": str(wrapper)}, log
+
+
+@pytest.fixture
+def cleanup() -> Iterator[Callable[[Path, list[str]], None]]:
+    """Register (stack file, cluster args); `herd delete` runs for each at teardown."""
+    registered: list[tuple[Path, list[str]]] = []
+    yield lambda stack, clusters: registered.append((stack, clusters))
+    for stack, clusters in registered:
+        done = herd("delete", "-f", stack, *clusters)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_apply_to_two_clusters_changes_only_the_selected_one(
+    downstream: list[Cluster],
+    chart_repo_url: str,
+    tmp_path: Path,
+    helm_home: Path,
+    cleanup: Callable[[Path, list[str]], None],
+) -> None:
+    one, two = downstream[:2]
+    ns = unique("cli-select")
+    stack = write_stack(
+        tmp_path / "stack.yaml",
+        ns,
+        {"selector": {"matchLabels": {"herd.test/cli": ns}}},
+        chart("web", chart_repo_url, ns),
+    )
+    clusters = [
+        *("--kubeconfig", f"{one.kubeconfig}=one"),
+        *("--kubeconfig", f"{two.kubeconfig}=two"),
+        *("--label", f"one:herd.test/cli={ns}"),
+    ]
+    cleanup(stack, clusters)
+
+    done = herd("apply", "-f", stack, *clusters)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [(r["CLUSTER"], r["CHART"], r["STATUS"], r["REVISION"]) for r in table(done.stdout)]
+    assert rows == [("one", "web", "Deployed", "1")]
+    assert "[one] web: Deployed revision 1, installed" in done.stderr  # plain progress lines
+    assert releases(one, ns, helm_home)["web"]["status"] == "deployed"
+    assert releases(two, ns, helm_home) == {}
+
+    deleted = herd("delete", "-f", stack, *clusters)
+
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    assert [(r["CLUSTER"], r["STATUS"]) for r in table(deleted.stdout)] == [("one", "Uninstalled")]
+    assert releases(one, ns, helm_home) == {}
+
+
+def test_plan_shows_exactly_what_changes_and_writes_nothing(
+    downstream: list[Cluster],
+    chart_repo_url: str,
+    tmp_path: Path,
+    helm_home: Path,
+    recording_helm: tuple[dict[str, str], Path],
+    cleanup: Callable[[Path, list[str]], None],
+) -> None:
+    cluster = downstream[0]
+    env, helm_calls = recording_helm
+    ns = unique("cli-plan")
+    charts = [
+        chart("front", chart_repo_url, ns, values={"inline": {"message": "one"}}),
+        chart("back", chart_repo_url, ns, dependsOn=["front"]),
+    ]
+    stack = write_stack(tmp_path / "stack.yaml", ns, {"clusterIds": ["one"]}, *charts)
+    clusters = ["--kubeconfig", f"{cluster.kubeconfig}=one"]
+    cleanup(stack, clusters)
+
+    before = herd("plan", "-f", stack, *clusters, env=env)
+
+    assert before.returncode == 3, before.stdout + before.stderr
+    assert [(r["CHART"], r["ACTION"]) for r in table(before.stdout)] == [
+        ("front", "install"),
+        ("back", "install"),
+    ]
+    assert "values: message" in table(before.stdout)[0]["DETAIL"]
+    assert releases(cluster, ns, helm_home) == {}
+    applied = herd("apply", "-f", stack, *clusters)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    deployed = releases(cluster, ns, helm_home)
+
+    unchanged = herd("plan", "-f", stack, *clusters, env=env)
+
+    assert unchanged.returncode == 0, unchanged.stdout + unchanged.stderr
+    assert {(r["CHART"], r["ACTION"]) for r in table(unchanged.stdout)} == {
+        ("front", "unchanged"),
+        ("back", "unchanged"),
+    }
+
+    charts[1]["values"] = {"inline": {"replicaCount": 2}}
+    write_stack(stack, ns, {"clusterIds": ["one"]}, *charts)
+    edited = herd("plan", "-f", stack, *clusters, env=env)
+
+    assert edited.returncode == 3, edited.stdout + edited.stderr
+    rows = {(r["CHART"], r["ACTION"], r["REVISION"], r["DETAIL"]) for r in table(edited.stdout)}
+    assert rows == {
+        ("front", "unchanged", "1", "-"),
+        ("back", "upgrade", "1", "chart, version or values changed"),
+    }
+    assert helm_calls.read_text() == ""  # plans start no helm process at all
+    assert releases(cluster, ns, helm_home) == deployed  # same revisions, same update times
+
+
+def test_failing_chart_exits_1_with_helms_error_in_the_table(
+    downstream: list[Cluster],
+    chart_repo_url: str,
+    tmp_path: Path,
+    cleanup: Callable[[Path, list[str]], None],
+) -> None:
+    ns = unique("cli-broken")
+    stack = write_stack(
+        tmp_path / "stack.yaml",
+        ns,
+        {"clusterIds": ["one"]},
+        chart("bad", chart_repo_url, ns, chart="broken"),
+        chart("after-bad", chart_repo_url, ns, dependsOn=["bad"]),
+        chart("alone", chart_repo_url, ns),
+    )
+    clusters = ["--kubeconfig", f"{downstream[0].kubeconfig}=one"]
+    cleanup(stack, clusters)
+
+    done = herd("apply", "-f", stack, *clusters)
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    rows = {r["CHART"]: (r["STATUS"], r["MESSAGE"]) for r in table(done.stdout)}
+    assert rows["bad"][0] == "Failed" and "broken.mustSet is required" in rows["bad"][1]
+    assert rows["after-bad"] == ("Skipped", "dependency bad failed")
+    assert rows["alone"] == ("Deployed", "installed")
+    assert "2 of 3 releases not deployed" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("case", "extra", "error"),
+    [
+        ("unknown dependency", {"dependsOn": ["nope"]}, "spec.charts[0].dependsOn[0]"),
+        (
+            "values from a Secret, no cluster to read it from",
+            {"values": {"from": [{"kind": "Secret", "name": "web-values"}]}},
+            "spec.charts[0].values.from[0]: Secret ci/web-values cannot be read",
+        ),
+    ],
+)
+def test_invalid_stack_exits_2_before_any_helm_call(
+    downstream: list[Cluster],
+    chart_repo_url: str,
+    tmp_path: Path,
+    helm_home: Path,
+    recording_helm: tuple[dict[str, str], Path],
+    case: str,
+    extra: dict[str, Any],
+    error: str,
+) -> None:
+    env, helm_calls = recording_helm
+    ns = unique("cli-invalid")
+    web = chart("web", chart_repo_url, ns, **extra)
+    stack = write_stack(tmp_path / "stack.yaml", ns, {"clusterIds": ["one"]}, web)
+    one = f"{downstream[0].kubeconfig}=one"
+
+    for command in ("apply", "plan"):
+        done = herd(command, "-f", stack, "--kubeconfig", one, env=env)
+
+        assert done.returncode == 2, case + done.stdout + done.stderr
+        assert error in done.stderr
+        assert done.stdout == ""
+    assert helm_calls.read_text() == ""
+    assert releases(downstream[0], ns, helm_home) == {}
+
+
+def test_bad_cluster_options_exit_2(tmp_path: Path, downstream: list[Cluster]) -> None:
+    stack = write_stack(
+        tmp_path / "stack.yaml", "x", {"clusterIds": ["one"]}, chart("web", "https://e.x", "x")
+    )
+    one = f"{downstream[0].kubeconfig}=one"
+
+    unknown_label = herd("apply", "-f", stack, "--kubeconfig", one, "--label", "two:a=b")
+    missing_file = herd("apply", "-f", stack, "--kubeconfig", str(tmp_path / "nope.yaml"))
+    no_cluster = herd("apply", "-f", stack)
+
+    assert unknown_label.returncode == 2 and "no cluster 'two'" in unknown_label.stderr
+    assert missing_file.returncode == 2 and "not found" in missing_file.stderr
+    assert no_cluster.returncode == 2 and "no cluster given" in no_cluster.stderr
+
+
+def test_values_from_a_secret_are_read_from_the_values_cluster_and_never_shown(
+    management: Cluster,
+    downstream: list[Cluster],
+    chart_repo_url: str,
+    tmp_path: Path,
+    cleanup: Callable[[Path, list[str]], None],
+) -> None:
+    ns = unique("cli-values")
+    secret_value = f"from-secret-{uuid.uuid4().hex}"
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ci"}}
+    assert management.api.post("/api/v1/namespaces", namespace).status in (201, 409)
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": ns, "namespace": "ci"},
+        "stringData": {"values.yaml": f"message: {secret_value}"},
+    }
+    assert management.api.post("/api/v1/namespaces/ci/secrets", secret).status == 201
+    values = {"from": [{"kind": "Secret", "name": ns}]}
+    web = chart("web", chart_repo_url, ns, values=values)
+    stack = write_stack(tmp_path / "stack.yaml", ns, {"clusterIds": ["one"]}, web)
+    clusters = ["--kubeconfig", f"{downstream[0].kubeconfig}=one"]
+    cleanup(stack, clusters)
+    from_management = ["--values-kubeconfig", str(management.kubeconfig)]
+
+    planned = herd("plan", "-f", stack, *clusters, *from_management)
+    applied = herd("apply", "-f", stack, *clusters, *from_management, "-o", "json")
+
+    assert planned.returncode == 3, planned.stdout + planned.stderr
+    assert "values: message" in table(planned.stdout)[0]["DETAIL"]
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    configmap = downstream[0].api.get(f"/api/v1/namespaces/{ns}/configmaps/web").body
+    assert configmap["data"]["message"] == secret_value
+    for output in (planned, applied):
+        assert secret_value not in output.stdout + output.stderr
+
+
+def test_json_output_parses_and_matches_the_table(
+    downstream: list[Cluster],
+    chart_repo_url: str,
+    tmp_path: Path,
+    cleanup: Callable[[Path, list[str]], None],
+) -> None:
+    ns = unique("cli-json")
+    stack = write_stack(
+        tmp_path / "stack.yaml",
+        ns,
+        {"clusterIds": ["one", "two"]},
+        chart("web", chart_repo_url, ns),
+        chart("api", chart_repo_url, ns, version="0.2.0", dependsOn=["web"]),
+    )
+    clusters = [
+        *("--kubeconfig", f"{downstream[0].kubeconfig}=one"),
+        *("--kubeconfig", f"{downstream[1].kubeconfig}=two"),
+    ]
+    cleanup(stack, clusters)
+
+    as_json = herd("apply", "-f", stack, *clusters, "--output", "json")
+    assert as_json.returncode == 0, as_json.stdout + as_json.stderr
+    document = json.loads(as_json.stdout)
+    as_table = herd("apply", "-f", stack, *clusters)  # again: every release unchanged
+    assert as_table.returncode == 0, as_table.stdout + as_table.stderr
+
+    assert document["stack"] == {"namespace": "ci", "name": ns}
+    assert document["phase"] == "Deployed"
+    assert document["targets"] == ["one", "two"]
+    assert document["skipped"] == []
+    columns = ("cluster", "chart", "release", "namespace", "status", "revision", "version")
+    from_json = [tuple(str(r[c]) for c in columns) for r in document["releases"]]
+    from_table = [tuple(r[c.upper()] for c in columns) for r in table(as_table.stdout)]
+    assert from_json == from_table
+    assert from_json == [
+        ("one", "web", "web", ns, "Deployed", "1", "0.1.0"),
+        ("one", "api", "api", ns, "Deployed", "1", "0.2.0"),
+        ("two", "web", "web", ns, "Deployed", "1", "0.1.0"),
+        ("two", "api", "api", ns, "Deployed", "1", "0.2.0"),
+    ]
+    assert [r["message"] for r in document["releases"]] == ["installed"] * 4
+    assert {r["MESSAGE"] for r in table(as_table.stdout)} == {"unchanged"}
+
+    plan_json = json.loads(herd("plan", "-f", stack, *clusters, "-o", "json").stdout)
+    plan_table = table(herd("plan", "-f", stack, *clusters).stdout)
+    assert plan_json["changes"] is False
+    assert [(r["cluster"], r["chart"], r["action"]) for r in plan_json["releases"]] == [
+        (r["CLUSTER"], r["CHART"], r["ACTION"]) for r in plan_table
+    ]
+
+
+def test_status_lists_herd_releases_and_delete_removes_them(
+    downstream: list[Cluster], chart_repo_url: str, tmp_path: Path, helm_home: Path
+) -> None:
+    ns = unique("cli-status")
+    stack = write_stack(
+        tmp_path / "stack.yaml",
+        ns,
+        {"clusterIds": ["one"]},
+        chart("web", chart_repo_url, ns),
+        chart("api", chart_repo_url, ns, dependsOn=["web"]),
+    )
+    clusters = [
+        *("--kubeconfig", f"{downstream[0].kubeconfig}=one"),
+        *("--kubeconfig", f"{downstream[1].kubeconfig}=two"),
+    ]
+    assert herd("apply", "-f", stack, *clusters).returncode == 0
+
+    status = herd("status", "-f", stack, *clusters)
+    status_json = json.loads(herd("status", "-f", stack, *clusters, "-o", "json").stdout)
+
+    assert status.returncode == 0, status.stdout + status.stderr
+    rows = [(r["CLUSTER"], r["STACK"], r["RELEASE"], r["STATUS"]) for r in table(status.stdout)]
+    assert rows == [("one", f"ci.{ns}", "api", "deployed"), ("one", f"ci.{ns}", "web", "deployed")]
+    from_json = [
+        (r["cluster"], r["stack"], r["release"], r["status"]) for r in status_json["releases"]
+    ]
+    assert from_json == rows
+
+    deleted = herd("delete", "-f", stack, *clusters)
+    again = herd("delete", "-f", stack, *clusters)
+
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    assert {(r["CHART"], r["STATUS"]) for r in table(deleted.stdout)} == {
+        ("web", "Uninstalled"),
+        ("api", "Uninstalled"),
+    }
+    assert releases(downstream[0], ns, helm_home) == {}
+    assert again.returncode == 0 and "Nothing to uninstall" in again.stdout
+    assert table(herd("status", "-f", stack, *clusters).stdout) == []

@@ -1,0 +1,381 @@
+"""`herd apply`, `plan`, `delete` and `status`: the operator's engine, run from a pipeline.
+
+Each command checks its input first (the Stack file, the cluster options, the kubeconfig
+files exist) and exits 2 before any helm call when something is wrong. It then builds
+what the operator builds — an `Inventory` (here of kubeconfig files), a `HelmEnvironment`
+and an `Engine` — and calls the same engine method the operator calls: `apply`,
+`preview`, `delete`. Status reads helm's release labels with `ClusterHelm.observe`, as
+the rollout does. Rendering and exit codes live in `herd.cli.render`, live progress in
+`herd.cli.progress`.
+
+`values.from` sources are ConfigMaps/Secrets in a cluster; the CLI reads them with the
+operator's reader from the cluster given as `--values-kubeconfig`. Without it, a Stack
+whose charts need such values is invalid input (the CLI never deploys a chart silently
+without values the Stack asks for).
+
+Callers: `herd.cli.main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from herd.api.v1 import Stack, StackSpec
+from herd.cli import progress as live
+from herd.cli import render
+from herd.clusters import (
+    Cluster,
+    ClusterConfigError,
+    ClusterUnavailable,
+    FileCluster,
+    FileSource,
+    Inventory,
+    KubeconfigStore,
+    add_cluster_options,
+    api_client_from_kubeconfig,
+    parse_cluster_options,
+)
+from herd.clusters.files import OPTIONS_DEST
+from herd.documents import load
+from herd.engine import Engine, ValuesReader
+from herd.errors import Problem, SpecError, TransientError
+from herd.helm import ClusterHelm, HelmEnvironment, HelmFailure
+from herd.operator.values import KubeValuesReader
+from herd.plan import ObservedRelease, SourceKey, Values, owner_label
+from herd.rollout import DEFAULT_LIMITS, Limits
+
+
+class InvalidInput(Exception):
+    """Bad arguments or an invalid Stack: exit 2, nothing touched. `lines` say why."""
+
+    def __init__(self, *lines: str) -> None:
+        self.lines = lines
+        super().__init__("; ".join(lines))
+
+
+# -- input ---------------------------------------------------------------------------------
+
+
+def load_stack(path: Path) -> Stack:
+    """The one valid Stack in `path` (schema and graph checked, as `herd validate` does)."""
+    documents = load([path])
+    if not documents:
+        raise InvalidInput(f"{path}: no Stack document found")
+    if len(documents) > 1:
+        raise InvalidInput(f"{path}: {len(documents)} documents; give one Stack per run")
+    (document,) = documents
+    if document.problems:
+        raise InvalidInput(f"{document.label} is invalid:", *(f"  {p}" for p in document.problems))
+    assert document.stack is not None
+    if not document.stack.name:
+        raise InvalidInput(f"{document.label}: metadata.name is required")
+    return document.stack
+
+
+def file_clusters(args: argparse.Namespace) -> list[FileCluster]:
+    """The clusters given on the command line; each kubeconfig file must exist."""
+    try:
+        clusters = parse_cluster_options(getattr(args, OPTIONS_DEST))
+    except ClusterConfigError as error:
+        raise InvalidInput(str(error)) from None
+    if not clusters:
+        raise InvalidInput("no cluster given: use --kubeconfig FILE[=ID] or --clusters FILE")
+    missing = [c for c in clusters if not c.path.is_file()]
+    if missing:
+        raise InvalidInput(
+            *(f"cluster {c.id}: kubeconfig file {c.path} not found" for c in missing)
+        )
+    return clusters
+
+
+class NoValuesCluster:
+    """`values.from` without `--values-kubeconfig`: every required source is a problem."""
+
+    async def read(self, namespace: str, spec: StackSpec) -> Mapping[SourceKey, Values]:
+        problems = [
+            Problem(
+                f"spec.charts[{i}].values.from[{k}]",
+                f"{source.kind} {namespace}/{source.name} cannot be read: give the cluster "
+                "holding it with --values-kubeconfig FILE",
+            )
+            for i, chart in enumerate(spec.charts)
+            for k, source in enumerate(chart.values.from_)
+            if not source.optional
+        ]
+        if problems:
+            raise SpecError(problems)
+        return {}
+
+
+# -- the engine, as the operator builds it ---------------------------------------------------
+
+
+class Session:
+    """Inventory of kubeconfig files, a private helm home and the engine; `close()` removes
+    every file it wrote (kubeconfigs split out of multi-context files, helm's home)."""
+
+    def __init__(
+        self,
+        clusters: Sequence[FileCluster],
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        values_kubeconfig: Path | None = None,
+    ) -> None:
+        self._api: client.ApiClient | None = None
+        if values_kubeconfig is not None:
+            try:
+                self._api = api_client_from_kubeconfig(values_kubeconfig)
+            except Exception as error:
+                raise InvalidInput(
+                    f"--values-kubeconfig {values_kubeconfig}: not a usable kubeconfig "
+                    f"({type(error).__name__})"
+                ) from None
+        values: ValuesReader = KubeValuesReader(self._api) if self._api else NoValuesCluster()
+        self.limits = limits
+        self.store = KubeconfigStore(None)
+        self.inventory = Inventory([FileSource(clusters)], self.store)
+        self.env = HelmEnvironment()
+        self.engine = Engine(self.inventory, self.env, limits=limits, values=values)
+
+    def close(self) -> None:
+        self.store.close()
+        self.env.close()
+        if self._api is not None:
+            self._api.close()  # type: ignore[no-untyped-call]
+
+
+Body = Callable[[argparse.Namespace, Session, Stack | None], Coroutine[Any, Any, int]]
+
+
+def run(body: Body, *, needs_stack: bool = True) -> Callable[[argparse.Namespace], int]:
+    """A command: check input (exit 2), run `body` on a fresh Session, map the errors."""
+
+    def command(args: argparse.Namespace) -> int:
+        _quiet_logs()
+        session: Session | None = None
+        try:
+            filename: Path | None = args.filename
+            stack = load_stack(filename) if filename is not None else None
+            if needs_stack and stack is None:
+                raise InvalidInput("give the Stack file with -f FILE")
+            clusters = file_clusters(args)
+            session = Session(
+                clusters,
+                limits=limits_of(args.concurrency),
+                values_kubeconfig=getattr(args, "values_kubeconfig", None),
+            )
+            return asyncio.run(body(args, session, stack))
+        except InvalidInput as error:
+            _error(args, *error.lines)
+            return render.EXIT_INVALID
+        except SpecError as error:
+            _error(
+                args,
+                "the Stack is invalid; nothing was changed:",
+                *(f"  {p}" for p in error.problems),
+            )
+            return render.EXIT_INVALID
+        except TransientError as error:
+            _error(args, f"{error} (retry later)")
+            return render.EXIT_FAILED
+        finally:
+            if session is not None:
+                session.close()
+
+    return command
+
+
+def limits_of(concurrency: int | None) -> Limits:
+    """`--concurrency N`: at most N clusters and N helm processes at once."""
+    return Limits(clusters=concurrency, helm=concurrency) if concurrency else DEFAULT_LIMITS
+
+
+def _quiet_logs() -> None:
+    """Warnings of Herd's own modules on stderr. The libraries' are silenced: pyhelm3 logs
+    every failed helm command line and urllib3 every connection retry, which would tear
+    the live progress and only repeat what the release's row says in one line."""
+    logging.basicConfig(level=logging.WARNING, format="herd: %(levelname)s: %(message)s")
+    for library in ("pyhelm3", "urllib3", "kubernetes"):
+        logging.getLogger(library).setLevel(logging.CRITICAL)
+
+
+def _error(args: argparse.Namespace, *lines: str) -> None:
+    for line in lines:
+        print(f"herd {args.command}: {line}" if line[:1] != " " else line, file=sys.stderr)
+
+
+def _emit(
+    args: argparse.Namespace, document: dict[str, Any], table: str, notes: Sequence[str], text: str
+) -> None:
+    """The result on stdout: one JSON document, or the table, notes and summary."""
+    if args.output == "json":
+        print(json.dumps(document, indent=2))
+        return
+    print(table)
+    print()
+    for note in notes:
+        print(note)
+    print(text)
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+async def apply(args: argparse.Namespace, session: Session, stack: Stack | None) -> int:
+    assert stack is not None
+    progress = live.for_stream(sys.stderr)
+    try:
+        result = await session.engine.apply(stack, progress)
+    finally:
+        progress.close()
+    rows = render.release_rows(result)
+    text = render.apply_summary(result)
+    document = render.release_document(stack, result, rows, text)
+    _emit(args, document, render.release_table(rows), render.skipped_lines(result.skipped), text)
+    return render.apply_exit(result)
+
+
+async def plan(args: argparse.Namespace, session: Session, stack: Stack | None) -> int:
+    assert stack is not None
+    try:
+        result, previews = await session.engine.preview(stack)
+    except HelmFailure as failure:
+        # The engine does not say which cluster failed to answer (see the report).
+        _error(args, f"cannot read the releases of a target cluster: {failure.message}")
+        return render.EXIT_FAILED
+    rows = render.plan_rows(stack, result, previews)
+    text = render.plan_summary(result, rows)
+    document = render.plan_document(stack, result, rows, text)
+    _emit(args, document, render.plan_table(rows), render.skipped_lines(result.skipped), text)
+    return render.plan_exit(result, rows)
+
+
+async def delete(args: argparse.Namespace, session: Session, stack: Stack | None) -> int:
+    assert stack is not None
+    progress = live.for_stream(sys.stderr)
+    try:
+        result = await session.engine.delete(stack.namespace, stack.name, progress)
+    finally:
+        progress.close()
+    # The engine reports nothing for a cluster it could not read while deleting, which
+    # would look like "nothing to uninstall": read each cluster once more to tell.
+    _, unreachable = await observe(session, result.targets)
+    result = render.with_unreadable(result, unreachable)
+    rows = render.release_rows(result)
+    text = render.delete_summary(result)
+    document = render.release_document(stack, result, rows, text)
+    _emit(args, document, render.release_table(rows), render.skipped_lines(result.skipped), text)
+    return render.delete_exit(result)
+
+
+async def status(args: argparse.Namespace, session: Session, stack: Stack | None) -> int:
+    clusters = await session.inventory.clusters()
+    observed, unreachable = await observe(session, clusters)
+    owner = owner_label(stack.namespace, stack.name) if stack else None
+    rows = render.status_rows(observed, owner)
+    text = render.status_summary(rows, len(clusters), unreachable)
+    document = render.status_document(rows, unreachable, text)
+    notes = [f"cannot read cluster {c}: {reason}" for c, reason in sorted(unreachable.items())]
+    _emit(args, document, render.status_table(rows), notes, text)
+    return render.status_exit(rows, unreachable)
+
+
+async def observe(
+    session: Session, clusters: Sequence[Cluster]
+) -> tuple[dict[str, list[ObservedRelease]], dict[str, str]]:
+    """Every cluster's helm releases (labels only), clusters in parallel, bounded."""
+    slots = asyncio.Semaphore(session.limits.clusters)
+    observed: dict[str, list[ObservedRelease]] = {}
+    unreachable: dict[str, str] = {}
+
+    async def one(cluster: Cluster) -> None:
+        async with slots:
+            try:
+                path = await session.inventory.kubeconfig(cluster)
+            except ClusterUnavailable as error:
+                unreachable[cluster.id] = error.reason
+                return
+            helm = ClusterHelm(session.env, cluster.id, path)
+            try:
+                observed[cluster.id] = list((await helm.observe()).values())
+            except HelmFailure as failure:
+                unreachable[cluster.id] = failure.message
+            finally:
+                helm.close()
+
+    async with asyncio.TaskGroup() as group:
+        for cluster in clusters:
+            group.create_task(one(cluster))
+    return observed, unreachable
+
+
+# -- arguments -------------------------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_commands(commands: Any) -> None:
+    """Register apply, plan, delete and status on the `herd` parser's subcommands."""
+    specs: list[tuple[str, str, Body, bool]] = [
+        (
+            "apply",
+            "deploy a Stack to the given clusters (exit 0 deployed, 1 failed, 2 invalid)",
+            apply,
+            True,
+        ),
+        (
+            "plan",
+            "show what apply would change, changing nothing (exit 0 none, 3 changes)",
+            plan,
+            True,
+        ),
+        ("delete", "uninstall every release of a Stack from the given clusters", delete, True),
+        ("status", "list the Herd-managed releases on the given clusters", status, False),
+    ]
+    for name, text, body, needs_stack in specs:
+        parser: argparse.ArgumentParser = commands.add_parser(name, help=text, description=text)
+        parser.add_argument(
+            "-f",
+            "--filename",
+            type=Path,
+            required=needs_stack,
+            help="the Stack YAML file" + ("" if needs_stack else " (only its releases are listed)"),
+        )
+        add_cluster_options(parser)
+        if name in ("apply", "plan"):
+            parser.add_argument(
+                "--values-kubeconfig",
+                type=Path,
+                metavar="FILE",
+                help="cluster holding the ConfigMaps/Secrets of values.from "
+                "(in the Stack's namespace)",
+            )
+        parser.add_argument(
+            "--concurrency",
+            type=_positive,
+            metavar="N",
+            help=f"clusters and helm processes at once (default {DEFAULT_LIMITS.clusters} "
+            f"clusters, {DEFAULT_LIMITS.helm} helm processes)",
+        )
+        parser.add_argument(
+            "-o",
+            "--output",
+            choices=("table", "json"),
+            default="table",
+            help="table (default) or one JSON document on stdout",
+        )
+        parser.set_defaults(run=run(body, needs_stack=needs_stack))
