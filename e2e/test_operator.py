@@ -381,6 +381,21 @@ def test_relabelled_cluster_joins_and_leaves(
     assert status["clusterCount"] == 2
 
 
+def test_a_cluster_that_is_not_ready_keeps_its_releases(
+    operator: Operator, targets: list[BedCluster]
+) -> None:
+    mgmt, name, cluster_id = operator.management.kubeconfig, "op-downstream-2", IDS["downstream-2"]
+    rancher.set_ready(mgmt, name, False, namespace=FLEET_NS)
+    try:
+        status = operator.settled("Degraded")
+        assert [s["clusterId"] for s in status["skippedClusters"]] == [cluster_id]
+        assert "not ready" in status["skippedClusters"][0]["reason"]
+        assert set(helm_releases(targets[1], NS)) == {"db", "api", "ui"}
+    finally:
+        rancher.set_ready(mgmt, name, True, namespace=FLEET_NS)
+    operator.settled("Deployed")
+
+
 def test_unreachable_cluster_is_reported_and_converges(
     operator: Operator, targets: list[BedCluster], chart_repo_url: str
 ) -> None:

@@ -204,10 +204,10 @@ def previews(stack: Stack, found: dict[str, ObservedRelease]) -> tuple[StackResu
     desired = plan.releases_for("c1")
     for d in desired:
         o = found.get(d.key.name)
-        rows.append(Preview(d.key, d, o, decide(d, o, OWNER).action))
+        rows.append(Preview(d.key, d, o, decide(d, o, OWNER)))
     for name, o in found.items():
         if name not in {d.key.name for d in desired} and o.owner == OWNER:
-            rows.append(Preview(ReleaseKey("c1", "default", name), None, o, Action.UNINSTALL))
+            rows.append(Preview(ReleaseKey("c1", "default", name), None, o, decide(None, o, OWNER)))
     return result([], plan=plan), rows
 
 

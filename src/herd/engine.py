@@ -21,6 +21,7 @@ from herd.clusters.model import Cluster, ClusterUnavailable
 from herd.clusters.targets import resolve_targets
 from herd.helm import HelmEnvironment
 from herd.plan import (
+    Decision,
     DesiredRelease,
     ObservedRelease,
     ReleaseKey,
@@ -70,6 +71,10 @@ class StackResult:
     targets: list[Cluster]
     skipped: list[SkippedCluster]
     releases: list[ReleaseResult] = field(default_factory=list)
+    # Clusters whose helm releases could not be read, so nothing there changed: id -> why.
+    # For targets this also shows in their rows (Unreachable); for clusters the Stack left
+    # (or all clusters, on delete) it is the only trace.
+    unreachable: dict[str, str] = field(default_factory=dict)
 
     @property
     def chart_count(self) -> int:
@@ -83,7 +88,15 @@ class Preview:
     key: ReleaseKey
     desired: DesiredRelease | None
     observed: ObservedRelease | None
-    action: str
+    decision: Decision
+
+    @property
+    def action(self) -> str:
+        return self.decision.action.value
+
+    @property
+    def reason(self) -> str:
+        return self.decision.reason
 
 
 class Engine:
@@ -124,19 +137,12 @@ class Engine:
         )
 
     async def apply(self, stack: Stack, on_progress: Progress | None = None) -> StackResult:
-        clusters = await self._inventory.clusters()
-        resolution = resolve_targets(stack.spec.targets, clusters)
-        plan = await self.plan(stack, resolution.clusters)
-        result = StackResult(plan, list(resolution.clusters), list(resolution.skipped))
-        targeted = {c.id for c in resolution.clusters}
-        reachable = await self._targets(resolution.clusters, result.skipped)
-        # Clusters the Stack no longer targets lose its releases in the same pass.
-        departed = await self._targets([c for c in clusters if c.id not in targeted], [])
+        result, reachable, departed = await self._resolve(stack)
         owner = owner_label(stack.namespace, stack.name)
-        rollout = self._rollout(owner, on_progress)
-        result.releases = await rollout.apply(plan, reachable)
-        if departed:
-            result.releases += await self._rollout(owner, on_progress).apply(None, departed)
+        for plan, targets in ((result.plan, reachable), (None, departed)):
+            rollout = self._rollout(owner, on_progress)
+            result.releases += await rollout.apply(plan, targets)
+            result.unreachable.update(rollout.unreachable)
         return result
 
     async def delete(
@@ -148,17 +154,34 @@ class Engine:
         reachable = await self._targets(clusters, result.skipped)
         rollout = self._rollout(owner_label(namespace, name), on_progress)
         result.releases = await rollout.apply(None, reachable)
+        result.unreachable.update(rollout.unreachable)
         return result
 
     async def preview(self, stack: Stack) -> tuple[StackResult, list[Preview]]:
+        """What `apply` would do, departed clusters included; no writes anywhere."""
+        result, reachable, departed = await self._resolve(stack)
+        rollout = self._rollout(owner_label(stack.namespace, stack.name), None)
+        rows = [Preview(*row) for row in await rollout.decisions(result.plan, reachable)]
+        rows += [Preview(*row) for row in await rollout.decisions(None, departed)]
+        result.unreachable.update(rollout.unreachable)
+        return result, rows
+
+    async def _resolve(self, stack: Stack) -> tuple[StackResult, list[Target], list[Target]]:
+        """Targets and plan (SpecError before anything else), and the clusters left behind.
+
+        A cluster the Stack no longer targets loses its releases in the same pass; one that
+        is targeted but skipped (not ready, no kubeconfig) keeps them: it may come back.
+        """
         clusters = await self._inventory.clusters()
         resolution = resolve_targets(stack.spec.targets, clusters)
         plan = await self.plan(stack, resolution.clusters)
         result = StackResult(plan, list(resolution.clusters), list(resolution.skipped))
-        rollout = self._rollout(owner_label(stack.namespace, stack.name), None)
+        keep = {c.id for c in resolution.clusters} | {s.cluster_id for s in resolution.skipped}
+        keep |= {c.name for c in clusters if c.id in keep}
+        left = [c for c in clusters if c.ready and c.id not in keep and c.name not in keep]
         reachable = await self._targets(resolution.clusters, result.skipped)
-        rows = [Preview(*row) for row in await rollout.decisions(plan, reachable)]
-        return result, rows
+        departed = await self._targets(left, [])
+        return result, reachable, departed
 
     def _rollout(self, owner: str, on_progress: Progress | None) -> Rollout:
         return Rollout(

@@ -24,7 +24,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from herd.helm import ChartCache, ClusterHelm, HelmEnvironment, HelmFailure
-from herd.plan import Action, DesiredRelease, ObservedRelease, ReleaseKey, StackPlan, decide
+from herd.plan import (
+    Action,
+    Decision,
+    DesiredRelease,
+    ObservedRelease,
+    ReleaseKey,
+    StackPlan,
+    decide,
+)
 from herd.results import ReleaseResult, State
 from herd.results import now as _now
 
@@ -78,6 +86,8 @@ class Rollout:
         self._on_progress = on_progress
         self._cache = ChartCache(env)
         self.results: dict[ReleaseKey, ReleaseResult] = {}
+        # Clusters whose releases could not be read (and so not changed): id -> reason.
+        self.unreachable: dict[str, str] = {}
 
     @property
     def charts_pulled(self) -> int:
@@ -95,25 +105,40 @@ class Rollout:
 
     async def decisions(
         self, plan: StackPlan | None, targets: Sequence[Target]
-    ) -> list[tuple[ReleaseKey, DesiredRelease | None, ObservedRelease | None, str]]:
-        """What `apply` would do, per release, without changing anything (`herd plan`)."""
-        out: list[tuple[ReleaseKey, DesiredRelease | None, ObservedRelease | None, str]] = []
+    ) -> list[tuple[ReleaseKey, DesiredRelease | None, ObservedRelease | None, Decision]]:
+        """What `apply` would do, per release, without changing anything (`herd plan`).
+
+        A cluster that cannot be read is left out and named in `unreachable`.
+        """
+        out: list[tuple[ReleaseKey, DesiredRelease | None, ObservedRelease | None, Decision]] = []
         for target in targets:
             helm = ClusterHelm(self._env, target.cluster, target.kubeconfig)
             try:
                 observed = await helm.observe()
+            except HelmFailure as failure:
+                self.unreachable[target.cluster] = failure.message
+                continue
             finally:
                 helm.close()
             desired = plan.releases_for(target.cluster) if plan else []
             for d in desired:
                 o = observed.get((d.key.namespace, d.key.name))
-                out.append((d.key, d, o, decide(d, o, self._owner).action))
-            wanted = {(d.key.namespace, d.key.name) for d in desired}
-            for o in observed.values():
-                if o.owner == self._owner and (o.namespace, o.name) not in wanted:
-                    key = ReleaseKey(target.cluster, o.namespace, o.name)
-                    out.append((key, None, o, decide(None, o, self._owner).action))
+                out.append((d.key, d, o, decide(d, o, self._owner)))
+            for o in self._leftovers(observed, desired):
+                key = ReleaseKey(target.cluster, o.namespace, o.name)
+                out.append((key, None, o, decide(None, o, self._owner)))
         return out
+
+    def _leftovers(
+        self, observed: dict[tuple[str, str], ObservedRelease], desired: list[DesiredRelease]
+    ) -> list[ObservedRelease]:
+        """Releases this Stack owns that it no longer wants (never shared add-ons)."""
+        wanted = {(d.key.namespace, d.key.name) for d in desired}
+        return [
+            o
+            for o in observed.values()
+            if o.owner == self._owner and (o.namespace, o.name) not in wanted
+        ]
 
     # -- one cluster ---------------------------------------------------------------------
 
@@ -126,6 +151,7 @@ class Rollout:
             try:
                 await self._converge(helm, plan, desired)
             except HelmFailure as failure:
+                self.unreachable[target.cluster] = failure.message
                 for d in desired:
                     if self.results[d.key].state in (State.PENDING, State.DEPLOYING):
                         await self._report(
@@ -156,12 +182,7 @@ class Rollout:
                         continue
                     found = observed.get((release.key.namespace, release.key.name))
                     group.create_task(self._release(helm, release, found))
-        wanted = {(d.key.namespace, d.key.name) for d in desired}
-        leftovers = [
-            o
-            for o in observed.values()
-            if o.owner == self._owner and (o.namespace, o.name) not in wanted
-        ]
+        leftovers = self._leftovers(observed, desired)
         for level in sorted({o.wave for o in leftovers}, reverse=True):
             async with asyncio.TaskGroup() as group:
                 for o in (o for o in leftovers if o.wave == level):

@@ -246,12 +246,8 @@ async def apply(args: argparse.Namespace, session: Session, stack: Stack | None)
 
 async def plan(args: argparse.Namespace, session: Session, stack: Stack | None) -> int:
     assert stack is not None
-    try:
-        result, previews = await session.engine.preview(stack)
-    except HelmFailure as failure:
-        # The engine does not say which cluster failed to answer (see the report).
-        _error(args, f"cannot read the releases of a target cluster: {failure.message}")
-        return render.EXIT_FAILED
+    result, previews = await session.engine.preview(stack)
+    result = render.with_unreadable(result, result.unreachable)
     rows = render.plan_rows(stack, result, previews)
     text = render.plan_summary(result, rows)
     document = render.plan_document(stack, result, rows, text)
@@ -266,10 +262,8 @@ async def delete(args: argparse.Namespace, session: Session, stack: Stack | None
         result = await session.engine.delete(stack.namespace, stack.name, progress)
     finally:
         progress.close()
-    # The engine reports nothing for a cluster it could not read while deleting, which
-    # would look like "nothing to uninstall": read each cluster once more to tell.
-    _, unreachable = await observe(session, result.targets)
-    result = render.with_unreadable(result, unreachable)
+    # A cluster that could not be read may still hold releases: say so, and exit 1.
+    result = render.with_unreadable(result, result.unreachable)
     rows = render.release_rows(result)
     text = render.delete_summary(result)
     document = render.release_document(stack, result, rows, text)

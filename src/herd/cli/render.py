@@ -21,7 +21,7 @@ from typing import Any
 
 from herd.api.v1 import SkippedCluster, Stack
 from herd.engine import Preview, StackResult
-from herd.plan import Action, ObservedRelease, changed_keys, decide, owner_label
+from herd.plan import Action, ObservedRelease, changed_keys
 from herd.results import ReleaseResult, State
 from herd.status import phase_of, summary
 
@@ -278,14 +278,11 @@ class PlanRow:
 
 
 def plan_rows(stack: Stack, result: StackResult, previews: Sequence[Preview]) -> list[PlanRow]:
-    owner = owner_label(stack.namespace, stack.name)
     rows = []
     for preview in previews:
         desired, observed = preview.desired, preview.observed
-        # The engine's Preview carries the action only; `decide` is the same pure function
-        # it used, called again for the words that explain the action.
-        reason = decide(desired, observed, owner).reason
-        action = Action(preview.action)
+        reason = preview.reason
+        action = preview.decision.action
         rows.append(
             PlanRow(
                 cluster=preview.key.cluster,

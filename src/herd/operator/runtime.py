@@ -195,10 +195,22 @@ class Runtime:
             logger.warning(
                 "Cluster %s is unusable; its releases stay: %s", skipped.cluster_id, skipped.reason
             )
-        if left:
+        # A cluster the Stack targeted may hold its releases: wait for it. Any other
+        # unreadable cluster of the fleet should not hold every deletion hostage.
+        previous = _previous_status(body)
+        targeted = set(previous.target_clusters) if previous else set()
+        for cluster, reason in result.unreachable.items():
+            if cluster not in targeted:
+                logger.warning("Cluster %s could not be checked for releases: %s", cluster, reason)
+        stuck = sorted(c for c in result.unreachable if c in targeted)
+        if left or stuck:
+            first = (
+                f"{left[0].chart} on {left[0].key.cluster}: {left[0].message}"
+                if left
+                else f"cluster {stuck[0]} unreachable: {result.unreachable[stuck[0]]}"
+            )
             raise TransientError(
-                f"{len(left)} releases could not be uninstalled yet; first: {left[0].chart} on "
-                f"{left[0].key.cluster}: {left[0].message}",
+                f"{len(left)} releases and {len(stuck)} clusters not cleaned up yet; {first}",
                 delay=self.config.retry_seconds,
             )
         self.index.remove(key)
