@@ -200,7 +200,7 @@ def test_plan_shows_exactly_what_changes_and_writes_nothing(
     rows = {(r["CHART"], r["ACTION"], r["REVISION"], r["DETAIL"]) for r in table(edited.stdout)}
     assert rows == {
         ("front", "unchanged", "1", "-"),
-        ("back", "upgrade", "1", "chart, version or values changed"),
+        ("back", "upgrade", "1", "values or chart source changed"),
     }
     assert helm_calls.read_text() == ""  # plans start no helm process at all
     assert releases(cluster, ns, helm_home) == deployed  # same revisions, same update times

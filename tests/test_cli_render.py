@@ -222,7 +222,7 @@ def test_plan_rows_name_each_action_and_the_keys_a_new_release_sets() -> None:
 
     assert [(r.chart, r.action, r.revision, r.detail) for r in plan_rows] == [
         ("a", "unchanged", 3, ""),
-        ("b", "upgrade", 3, "chart, version or values changed"),
+        ("b", "upgrade", 3, "values or chart source changed"),
         ("c", "install", None, "not installed; values: db, replicas"),
         ("gone", "uninstall", 3, "no longer in the Stack or its targets"),
     ]

@@ -12,6 +12,7 @@ from herd.plan import (
     LABEL_CHART,
     LABEL_CONFIG,
     LABEL_STACK,
+    LABEL_VERSION,
     LABEL_WAVE,
     SHARED_OWNER,
     Action,
@@ -172,7 +173,30 @@ def test_config_digest_follows_version_and_values_only() -> None:
 
 def test_labels_carry_chart_wave_and_config() -> None:
     llm = PLAN.releases_for("c")[1]
-    assert llm.labels == {LABEL_CHART: "llm", LABEL_WAVE: "1", LABEL_CONFIG: llm.config}
+    assert llm.labels == {
+        LABEL_CHART: "llm",
+        LABEL_WAVE: "1",
+        LABEL_CONFIG: llm.config,
+        LABEL_VERSION: "1.0.0",
+    }
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        ("1.0.0", "1.0.0", "values or chart source changed"),
+        ("0.9.0", "1.0.0", "chart version 0.9.0 -> 1.0.0"),
+        (None, "1.0.0", "values or chart source changed"),
+        ("1.0.0_build.1", "1.0.0+build.1", "values or chart source changed"),
+    ],
+)
+def test_upgrade_reason_names_the_version_change(old: str | None, new: str, reason: str) -> None:
+    desired = plan_stack(spec(chart("db", version=new))).releases_for("c")[0]
+    labels = {LABEL_STACK: OWNER, LABEL_CONFIG: "stale"}
+    if old:
+        labels[LABEL_VERSION] = old
+    found = ObservedRelease("default", "db", "deployed", 1, labels)
+    assert decide(desired, found, OWNER).reason == reason
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ LABEL_STACK = "herd.suse.com/stack"
 LABEL_CHART = "herd.suse.com/chart"
 LABEL_WAVE = "herd.suse.com/wave"
 LABEL_CONFIG = "herd.suse.com/config"
+LABEL_VERSION = "herd.suse.com/chart-version"
 
 # Add-on releases (NeuVector, the observability agent) serve every Stack on a cluster:
 # they carry this owner instead of a Stack's, so two Stacks with `security: enabled`
@@ -56,6 +57,12 @@ def owner_label(namespace: str, name: str) -> str:
     if _LABEL_VALUE.match(value):
         return value
     return "h-" + hashlib.sha256(value.encode()).hexdigest()[:40]
+
+
+def label_value(text: str) -> str:
+    """`text` made a valid label value (SemVer build metadata `+` becomes `_`)."""
+    value = re.sub(r"[^-A-Za-z0-9_.]", "_", text)[:63].strip("-_.")
+    return value or "none"
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Values:
@@ -105,7 +112,12 @@ class DesiredRelease:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {LABEL_CHART: self.chart.name, LABEL_WAVE: str(self.wave), LABEL_CONFIG: self.config}
+        return {
+            LABEL_CHART: self.chart.name,
+            LABEL_WAVE: str(self.wave),
+            LABEL_CONFIG: self.config,
+            LABEL_VERSION: label_value(self.chart.version),
+        }
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,10 @@ class ObservedRelease:
     @property
     def chart(self) -> str:
         return self.labels.get(LABEL_CHART, self.name)
+
+    @property
+    def chart_version(self) -> str | None:
+        return self.labels.get(LABEL_VERSION)
 
     @property
     def wave(self) -> int:
@@ -180,7 +196,10 @@ def decide(
     if observed.status != "deployed":
         return Decision(Action.UPGRADE, f"last operation left it {observed.status}")
     if observed.labels.get(LABEL_CONFIG) != desired.config:
-        return Decision(Action.UPGRADE, "chart, version or values changed")
+        old, new = observed.chart_version, label_value(desired.chart.version)
+        if old and old != new:
+            return Decision(Action.UPGRADE, f"chart version {old} -> {new}")
+        return Decision(Action.UPGRADE, "values or chart source changed")
     return Decision(Action.NOTHING, "up to date")
 
 
