@@ -11,6 +11,7 @@ when the Go build cache was empty then).
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 import tempfile
 import threading
@@ -62,21 +63,27 @@ class ReadyzWatch:
 
     def _run(self) -> None:
         pending = set(self._names)
+        clients: dict[str, ApiClient] = {}
         while pending and not self._done.wait(0.05):
             for name in list(pending):
-                client = self._client(name)
-                if client is not None and client.ok("/readyz"):
+                client = clients.get(name) or self._client(name)
+                if client is None:
+                    continue
+                clients[name] = client
+                if client.ok("/readyz"):
                     pending.discard(name)
         if not pending:
             self.seconds = time.monotonic() - self._started
 
     def _client(self, name: str) -> ApiClient | None:
+        """A client once the cluster's kubeconfig and CA exist (they appear mid-start)."""
         path = self._workdir / "kubeconfigs" / f"{name}.yaml"
         ca = self._workdir / "clusters" / name / "pki" / "ca.crt"
-        if not (path.is_file() and ca.is_file()):
+        try:
+            server = yaml.safe_load(path.read_text())["clusters"][0]["cluster"]["server"]
+            return ApiClient(server, ca)
+        except (OSError, ssl.SSLError, TypeError, KeyError):
             return None
-        server = yaml.safe_load(path.read_text())["clusters"][0]["cluster"]["server"]
-        return ApiClient(server, ca)
 
 
 def one_round(names: list[str], bins: binaries.Binaries) -> None:

@@ -77,6 +77,8 @@ def up(workdir: Path, downstream: int, chart_repo: bool, rancher: bool) -> int:
     if processes.recorded_alive(workdir):
         print(f"test bed in {workdir} is already up; run `down` first", file=sys.stderr)
         return 1
+    # Whatever the pidfile still lists is dead (a reboot, a kill -9): start a new list.
+    (workdir / processes.PIDFILE).unlink(missing_ok=True)
     names = [MANAGEMENT, *downstream_names(downstream)]
     bed = TestBed.start(names, workdir, binaries=binaries.ensure(), detach=True)
     try:

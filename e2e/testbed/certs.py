@@ -31,11 +31,13 @@ ADMIN_USER = "admin"
 CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
 SCHEDULER_USER = "system:kube-scheduler"
 
-# Identities that get a client certificate: (file stem, CN, O). Bootstrap RBAC binds the
-# two system: users to their ClusterRoles; kwok acts as the node agent, so it is admin.
+# Identities that get a client certificate: (file stem, CN, O). The controller manager
+# runs all controllers under its own name (see components.controller_manager_args), so
+# it needs superuser rights; bootstrap RBAC covers the scheduler's named user. kwok acts
+# as the node agent and uses the admin kubeconfig.
 _CLIENTS: tuple[tuple[str, str, str | None], ...] = (
     ("admin", ADMIN_USER, "system:masters"),
-    ("controller-manager", CONTROLLER_MANAGER_USER, None),
+    ("controller-manager", CONTROLLER_MANAGER_USER, "system:masters"),
     ("scheduler", SCHEDULER_USER, None),
 )
 
