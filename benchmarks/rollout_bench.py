@@ -59,7 +59,7 @@ def stack(repo: str, namespace: str) -> Stack:
         {
             "apiVersion": "herd.suse.com/v1",
             "kind": "Stack",
-            "metadata": {"name": "bench", "namespace": "default"},
+            "metadata": {"name": f"bench-{namespace}", "namespace": "default"},
             "spec": {"targets": {"selector": {"matchLabels": {"bench": "yes"}}}, "charts": charts},
         }
     )

@@ -255,9 +255,9 @@ class Rollout:
         if action is Action.CONFLICT:
             return replace(base, state=State.FAILED, message=reason, finished=_now())
         chart_dir = await self._cache.get(desired.chart)
-        started = _now()
-        await self._report(replace(base, state=State.DEPLOYING, message=reason, started=started))
+        await self._report(replace(base, state=State.DEPLOYING, message=reason, started=_now()))
         async with self._helm_slots:
+            started = _now()  # helm's own time, not the wait for a slot
             revision = await helm.install_or_upgrade(desired, chart_dir, self._owner)
         return replace(
             base,
