@@ -19,6 +19,15 @@ def run(*argv: str, stdin: str | None = None) -> str:
     return done.stdout
 
 
+def ensure_namespaces(kubeconfig: str, *names: str) -> None:
+    for name in names:  # "already exists" is fine
+        subprocess.run(
+            ["kubectl", "--kubeconfig", kubeconfig, "create", "namespace", name],
+            capture_output=True,
+            check=False,
+        )
+
+
 def test_chart_lints_and_renders_objects_the_api_server_accepts(management: BedCluster) -> None:
     run(HELM, "lint", str(CHART))
     rendered = run(
@@ -33,12 +42,7 @@ def test_chart_lints_and_renders_objects_the_api_server_accepts(management: BedC
         "rancherNamespaces={fleet-default}",
     )
     kubeconfig = str(management.kubeconfig)
-    for namespace in ("herd-system", "fleet-default"):
-        subprocess.run(
-            ["kubectl", "--kubeconfig", kubeconfig, "create", "namespace", namespace],
-            capture_output=True,
-            check=False,
-        )
+    ensure_namespaces(kubeconfig, "herd-system", "fleet-default")
     out = run(
         "kubectl",
         "--kubeconfig",
@@ -56,11 +60,7 @@ def test_chart_lints_and_renders_objects_the_api_server_accepts(management: BedC
 def test_plain_manifests_apply(management: BedCluster) -> None:
     kubeconfig = str(management.kubeconfig)
     run("kubectl", "--kubeconfig", kubeconfig, "apply", "-f", str(ROOT / "crds"))
-    subprocess.run(
-        ["kubectl", "--kubeconfig", kubeconfig, "create", "namespace", "fleet-default"],
-        capture_output=True,
-        check=False,
-    )
+    ensure_namespaces(kubeconfig, "fleet-default")
     out = run(
         "kubectl",
         "--kubeconfig",

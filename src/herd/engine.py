@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Protocol
 
 from herd.api.v1 import ChartSpec, SkippedCluster, Stack, StackSpec
 from herd.clusters.model import Cluster, ClusterUnavailable
@@ -40,7 +41,7 @@ class Inventory(Protocol):
 
     async def clusters(self) -> list[Cluster]: ...
 
-    async def kubeconfig(self, cluster: Cluster) -> Any: ...
+    async def kubeconfig(self, cluster: Cluster) -> Path: ...
 
 
 class ValuesReader(Protocol):

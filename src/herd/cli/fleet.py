@@ -49,9 +49,9 @@ from herd.documents import load
 from herd.engine import Engine, ValuesReader
 from herd.errors import Problem, SpecError, TransientError
 from herd.helm import ClusterHelm, HelmEnvironment, HelmFailure
-from herd.operator.values import KubeValuesReader
 from herd.plan import ObservedRelease, SourceKey, Values, owner_label
 from herd.rollout import DEFAULT_LIMITS, Limits
+from herd.values import KubeValuesReader
 
 
 class InvalidInput(Exception):

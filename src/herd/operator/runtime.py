@@ -35,11 +35,11 @@ from herd.errors import HerdError, SpecError, TransientError
 from herd.helm import HelmEnvironment
 from herd.operator import metrics
 from herd.operator.config import OperatorConfig
-from herd.operator.values import KubeValuesReader
 from herd.plan import Action
 from herd.results import ReleaseResult, State, now
 from herd.rollout import Limits
 from herd.status import Phase, failed_status, stack_status
+from herd.values import KubeValuesReader
 
 StackKey = tuple[str, str]
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -161,7 +161,9 @@ class Runtime:
             logger.error("Invalid Stack, nothing deployed or changed: %s", error)
             if events is not None:
                 events.warning("InvalidSpec", f"Nothing deployed or changed: {error}")
-            await self._write(key, failed_status(str(error), generation, now(), previous), previous)
+            await self.write_status(
+                key, failed_status(str(error), generation, now(), previous), previous
+            )
             self.fleet.set(key, Phase.FAILED, {})
             return self.config.resync_seconds
         except TransientError as error:
@@ -178,7 +180,7 @@ class Runtime:
             previous=previous,
             now=now(),
         )
-        await self._write(key, status, writer.written or previous)
+        await self.write_status(key, status, writer.written or previous)
         self.fleet.set(key, status.phase, status.deployment_counts)
         retry = any(
             r.transient and r.state in (State.FAILED, State.UNREACHABLE) for r in result.releases
@@ -217,7 +219,7 @@ class Runtime:
         self.fleet.forget(key)
         self._signals.pop(key, None)
 
-    async def _write(
+    async def write_status(
         self, key: StackKey, status: StackStatus, previous: StackStatus | None
     ) -> None:
         if previous is not None and _comparable(previous) == _comparable(status):
@@ -266,7 +268,7 @@ class _ProgressWriter:
         if self._active and time.monotonic() - self._last_write >= STATUS_INTERVAL:
             self._last_write = time.monotonic()
             status = self._status(list(self._results.values()), [], phase=Phase.DEPLOYING)
-            await self._runtime._write(self._key, status, self.written or self._previous)
+            await self._runtime.write_status(self._key, status, self.written or self._previous)
             self.written = status
 
     def final(self, result: StackResult) -> StackStatus:

@@ -1,7 +1,8 @@
 """Read `values.from` sources (ConfigMap/Secret keys) from the Stack's own namespace.
 
-Used by the operator's engine (`herd.engine.ValuesReader`). Content is parsed, never
-logged: errors name the object and key only. A missing object or key, or content that
+Used by the engine of both faces (`herd.engine.ValuesReader`): the operator reads the
+management cluster, the CLI the cluster named by `--values-kubeconfig`. Content is parsed,
+never logged: errors name the object and key only. A missing object or key, or content that
 is not a YAML object, is a spec problem located at `spec.charts[i].values.from[k]`.
 """
 
