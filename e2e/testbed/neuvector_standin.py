@@ -41,6 +41,7 @@ import ipaddress
 import json
 import secrets
 import select
+import shutil
 import socket
 import ssl
 import subprocess
@@ -171,6 +172,7 @@ class NeuVectorStandIn:
         server = _Server((host, port), self)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.certificate, key_file)
+        key_file.unlink()  # loaded; no private key lingers on disk
         server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
         self._thread = threading.Thread(
@@ -185,6 +187,7 @@ class NeuVectorStandIn:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        shutil.rmtree(self._directory, ignore_errors=True)
 
     def __enter__(self) -> NeuVectorStandIn:
         return self.start() if self._server is None else self
