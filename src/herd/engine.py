@@ -12,7 +12,8 @@ Callers: `herd.operator` (kopf handlers) and `herd.cli` (CI pipelines).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -33,7 +34,7 @@ from herd.plan import (
     plan_stack,
 )
 from herd.results import ReleaseResult
-from herd.rollout import DEFAULT_LIMITS, Limits, Progress, ReleaseLocks, Rollout, Target
+from herd.rollout import DEFAULT_LIMITS, Gates, Limits, Progress, Rollout, Target
 
 
 class Inventory(Protocol):
@@ -115,7 +116,7 @@ class Engine:
         self._limits = limits
         self._values = values
         self._addons = addons
-        self._locks = ReleaseLocks()
+        self._gates = Gates(limits.helm)
 
     async def plan(self, stack: Stack, clusters: Sequence[Cluster] = ()) -> StackPlan:
         """The checked plan; raises SpecError. Reads `values.from` when a reader is set."""
@@ -137,8 +138,19 @@ class Engine:
             cluster_values=cluster_values if addons else None,
         )
 
-    async def apply(self, stack: Stack, on_progress: Progress | None = None) -> StackResult:
-        result, reachable, departed = await self._resolve(stack)
+    async def apply(
+        self,
+        stack: Stack,
+        on_progress: Progress | None = None,
+        *,
+        previous_targets: Collection[str] | None = None,
+    ) -> StackResult:
+        """Converge the Stack's targets; clean up the clusters it left.
+
+        `previous_targets` (the operator's last status) narrows the clean-up to clusters the
+        Stack targeted before; None checks every other ready cluster (the CLI's few).
+        """
+        result, reachable, departed = await self._resolve(stack, previous_targets)
         owner = owner_label(stack.namespace, stack.name)
         for plan, targets in ((result.plan, reachable), (None, departed)):
             rollout = self._rollout(owner, on_progress)
@@ -160,14 +172,16 @@ class Engine:
 
     async def preview(self, stack: Stack) -> tuple[StackResult, list[Preview]]:
         """What `apply` would do, departed clusters included; no writes anywhere."""
-        result, reachable, departed = await self._resolve(stack)
+        result, reachable, departed = await self._resolve(stack, None)
         rollout = self._rollout(owner_label(stack.namespace, stack.name), None)
         rows = [Preview(*row) for row in await rollout.decisions(result.plan, reachable)]
         rows += [Preview(*row) for row in await rollout.decisions(None, departed)]
         result.unreachable.update(rollout.unreachable)
         return result, rows
 
-    async def _resolve(self, stack: Stack) -> tuple[StackResult, list[Target], list[Target]]:
+    async def _resolve(
+        self, stack: Stack, previous_targets: Collection[str] | None
+    ) -> tuple[StackResult, list[Target], list[Target]]:
         """Targets and plan (SpecError before anything else), and the clusters left behind.
 
         A cluster the Stack no longer targets loses its releases in the same pass; one that
@@ -179,24 +193,38 @@ class Engine:
         result = StackResult(plan, list(resolution.clusters), list(resolution.skipped))
         keep = {c.id for c in resolution.clusters} | {s.cluster_id for s in resolution.skipped}
         keep |= {c.name for c in clusters if c.id in keep}
-        left = [c for c in clusters if c.ready and c.id not in keep and c.name not in keep]
+        left = [
+            c
+            for c in clusters
+            if c.ready
+            and c.id not in keep
+            and c.name not in keep
+            and (previous_targets is None or c.id in previous_targets)
+        ]
         reachable = await self._targets(resolution.clusters, result.skipped)
         departed = await self._targets(left, [])
         return result, reachable, departed
 
     def _rollout(self, owner: str, on_progress: Progress | None) -> Rollout:
         return Rollout(
-            self._env, owner=owner, limits=self._limits, locks=self._locks, on_progress=on_progress
+            self._env, owner=owner, limits=self._limits, gates=self._gates, on_progress=on_progress
         )
 
     async def _targets(
         self, clusters: Sequence[Cluster], skipped: list[SkippedCluster]
     ) -> list[Target]:
-        """Kubeconfig files for `clusters`; the unavailable ones go to `skipped`."""
-        targets = []
-        for cluster in clusters:
-            try:
-                targets.append(Target(cluster.id, await self._inventory.kubeconfig(cluster)))
-            except ClusterUnavailable as unavailable:
-                skipped.append(unavailable.skipped())
-        return targets
+        """Kubeconfig files for `clusters` (fetched in parallel); unavailable ones go to
+        `skipped`, which stays sorted by cluster id."""
+        slots = asyncio.Semaphore(self._limits.clusters)
+
+        async def one(cluster: Cluster) -> Target | None:
+            async with slots:
+                try:
+                    return Target(cluster.id, await self._inventory.kubeconfig(cluster))
+                except ClusterUnavailable as unavailable:
+                    skipped.append(unavailable.skipped())
+                    return None
+
+        found = await asyncio.gather(*(one(c) for c in clusters))
+        skipped.sort(key=lambda s: s.cluster_id)
+        return [target for target in found if target is not None]

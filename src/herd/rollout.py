@@ -7,10 +7,11 @@ independent releases and other clusters carry on. Releases this Stack owns that 
 longer desired are uninstalled afterwards, highest wave first. Every state change is
 reported to `on_progress` so the operator can write status and the CLI draw progress.
 
-Concurrency: `asyncio.TaskGroup`s under two semaphores (clusters at once, helm
-processes at once), and one lock per (cluster, namespace, release) in the process, so
-two Stacks or two passes never run helm on one release at the same time. Cancelling
-the rollout cancels the tasks, and pyhelm3 terminates the helm child processes.
+Concurrency: `asyncio.TaskGroup`s under two semaphores (clusters at once per pass; helm
+processes at once in the whole process, `Gates`), and one lock per (cluster, namespace,
+release) in the process, so two Stacks or two passes never run helm on one release at
+the same time. Cancelling the rollout cancels the tasks, and pyhelm3 terminates the helm
+child processes.
 
 Callers: `herd.engine`.
 """
@@ -56,13 +57,18 @@ DEFAULT_LIMITS = Limits()
 Progress = Callable[[ReleaseResult], Awaitable[None] | None]
 
 
-class ReleaseLocks:
-    """One lock per release key, for the whole process."""
+class Gates:
+    """What every rollout of a process shares: one lock per release, and the helm slots.
 
-    def __init__(self) -> None:
+    The engine holds one `Gates`, so however many Stacks reconcile at once, helm never runs
+    twice on one release and never more than `limits.helm` times in all.
+    """
+
+    def __init__(self, helm: int = DEFAULT_LIMITS.helm) -> None:
+        self.helm = asyncio.Semaphore(helm)
         self._locks: dict[ReleaseKey, asyncio.Lock] = {}
 
-    def __call__(self, key: ReleaseKey) -> asyncio.Lock:
+    def release(self, key: ReleaseKey) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
 
@@ -75,14 +81,13 @@ class Rollout:
         *,
         owner: str,
         limits: Limits = DEFAULT_LIMITS,
-        locks: ReleaseLocks | None = None,
+        gates: Gates | None = None,
         on_progress: Progress | None = None,
     ) -> None:
         self._env = env
         self._owner = owner
         self._cluster_slots = asyncio.Semaphore(limits.clusters)
-        self._helm_slots = asyncio.Semaphore(limits.helm)
-        self._locks = locks or ReleaseLocks()
+        self._gates = gates or Gates(limits.helm)
         self._on_progress = on_progress
         self._cache = ChartCache(env)
         self.results: dict[ReleaseKey, ReleaseResult] = {}
@@ -207,7 +212,7 @@ class Rollout:
         self, helm: ClusterHelm, desired: DesiredRelease, observed: ObservedRelease | None
     ) -> None:
         current = self.results[desired.key]
-        async with self._locks(desired.key):
+        async with self._gates.release(desired.key):
             try:
                 decision = decide(desired, observed, self._owner)
                 if decision.action is Action.RECOVER and observed is not None:
@@ -219,7 +224,7 @@ class Rollout:
                             message=decision.reason,
                         )
                     )
-                    async with self._helm_slots:
+                    async with self._gates.helm:
                         await helm.recover(observed)
                     observed = (await helm.observe()).get((observed.namespace, observed.name))
                     decision = decide(desired, observed, self._owner)
@@ -256,7 +261,7 @@ class Rollout:
             return replace(base, state=State.FAILED, message=reason, finished=_now())
         chart_dir = await self._cache.get(desired.chart)
         await self._report(replace(base, state=State.DEPLOYING, message=reason, started=_now()))
-        async with self._helm_slots:
+        async with self._gates.helm:
             started = _now()  # helm's own time, not the wait for a slot
             revision = await helm.install_or_upgrade(desired, chart_dir, self._owner)
         return replace(
@@ -279,9 +284,9 @@ class Rollout:
             started=_now(),
         )
         await self._report(result)
-        async with self._locks(key):
+        async with self._gates.release(key):
             try:
-                async with self._helm_slots:
+                async with self._gates.helm:
                     await helm.uninstall(observed.namespace, observed.name)
                 result = replace(result, state=State.UNINSTALLED, finished=_now())
             except HelmFailure as failure:

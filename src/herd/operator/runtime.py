@@ -156,7 +156,11 @@ class Runtime:
             writer = _ProgressWriter(
                 self, stack, previous, generation, logger=logger, events=events
             )
-            result = await self.engine.apply(stack, writer.progress)
+            result = await self.engine.apply(
+                stack,
+                writer.progress,
+                previous_targets=_known_clusters(previous),
+            )
         except SpecError as error:
             logger.error("Invalid Stack, nothing deployed or changed: %s", error)
             if events is not None:
@@ -321,6 +325,20 @@ def _log_event(result: ReleaseResult, logger: Logger, events: Events | None) -> 
         logger.warning("%s", message)
         if events is not None:
             events.warning("Release" + result.state.value, message)
+
+
+def _known_clusters(previous: StackStatus | None) -> set[str] | None:
+    """Clusters that may hold the Stack's releases, as its last status knows them.
+
+    None (no status yet, e.g. after a restore) makes the engine check every cluster.
+    """
+    if previous is None:
+        return None
+    return (
+        set(previous.target_clusters)
+        | {s.cluster_id for s in previous.skipped_clusters}
+        | {r.cluster_id for r in previous.deployments}
+    )
 
 
 def _previous_status(body: Any) -> StackStatus | None:
