@@ -464,3 +464,66 @@ def test_delete_removes_every_release_then_the_stack(
     assert operator.stack() == {}
     for cluster in targets:
         assert helm_releases(cluster, NS) == {}
+
+
+def test_invalid_stack_fails_without_any_helm_call(
+    operator: Operator, targets: list[BedCluster], chart_repo_url: str
+) -> None:
+    """Errors the API server cannot see (a cycle, a missing values Secret) make the Stack
+    Failed with the field named; nothing is deployed and nothing is retried in a loop."""
+    mgmt = operator.management.kubeconfig
+    name, namespace = "op-invalid", "op-invalid"
+    common = {"chart": "app", "repo": chart_repo_url, "version": "0.1.0", "namespace": namespace}
+    body = {
+        "apiVersion": "herd.suse.com/v1",
+        "kind": "Stack",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "targets": {"selector": {"matchLabels": {"team": "op"}}},
+            "charts": [
+                {"name": "a", **common, "dependsOn": ["b"]},
+                {"name": "b", **common, "dependsOn": ["a"]},
+                {"name": "c", **common, "values": {"from": [{"kind": "Secret", "name": "nope"}]}},
+            ],
+        },
+    }
+    kubectl(mgmt, "apply", "-f", "-", stdin=yaml.safe_dump(body))
+
+    def failed() -> dict[str, Any] | None:
+        out = kubectl(mgmt, "get", "stack", name, "-n", "default", "-o", "json")
+        status: dict[str, Any] = json.loads(out).get("status") or {}
+        return status if status.get("phase") == "Failed" else None
+
+    status = eventually("the invalid Stack to be Failed", failed, 60)
+    # Every problem at once, each naming its field.
+    assert "spec.charts[0].dependsOn: dependency cycle a -> b -> a" in status["message"]
+    assert "spec.charts[2].values.from[0]: Secret default/nope not found" in status["message"]
+    stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "True"
+    events = json.loads(
+        kubectl(
+            mgmt,
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            f"involvedObject.name={name}",
+            "-o",
+            "json",
+        )
+    )["items"]
+    assert any(e["reason"] == "InvalidSpec" and e["type"] == "Warning" for e in events)
+    for cluster in targets:
+        assert helm_releases(cluster, namespace) == {}
+    # The cycle fixed, the missing Secret is what remains.
+    body["spec"]["charts"][0]["dependsOn"] = []
+    kubectl(mgmt, "apply", "-f", "-", stdin=yaml.safe_dump(body))
+    status = eventually(
+        "the second generation judged",
+        lambda: (s := failed()) and s.get("observedGeneration") == 2 and s,
+        60,
+    )
+    assert status["message"] == "spec.charts[2].values.from[0]: Secret default/nope not found"
+    assert all(helm_releases(cluster, namespace) == {} for cluster in targets)
+    kubectl(mgmt, "delete", "stack", name, "-n", "default", "--timeout=60s")

@@ -21,6 +21,7 @@ from typing import Protocol
 from herd.api.v1 import ChartSpec, SkippedCluster, Stack, StackSpec
 from herd.clusters.model import Cluster, ClusterUnavailable
 from herd.clusters.targets import resolve_targets
+from herd.errors import Problem, SpecError
 from herd.helm import HelmEnvironment
 from herd.plan import (
     Decision,
@@ -119,8 +120,15 @@ class Engine:
         self._gates = Gates(limits.helm)
 
     async def plan(self, stack: Stack, clusters: Sequence[Cluster] = ()) -> StackPlan:
-        """The checked plan; raises SpecError. Reads `values.from` when a reader is set."""
-        from_values = await self._values.read(stack.namespace, stack.spec) if self._values else None
+        """The checked plan; raises SpecError with every problem found, values sources and
+        graph together. Reads `values.from` when a reader is set."""
+        problems: list[Problem] = []
+        from_values = None
+        if self._values is not None:
+            try:
+                from_values = await self._values.read(stack.namespace, stack.spec)
+            except SpecError as error:
+                problems += error.problems
         by_id = {c.id: c for c in clusters}
         addons = self._addons
         if addons is not None:
@@ -131,12 +139,18 @@ class Engine:
                 return {}
             return addons.cluster_values(by_id[cluster_id], chart)
 
-        return plan_stack(
-            stack.spec,
-            addons=addons.charts(stack.spec) if addons else (),
-            from_values=from_values,
-            cluster_values=cluster_values if addons else None,
-        )
+        try:
+            plan = plan_stack(
+                stack.spec,
+                addons=addons.charts(stack.spec) if addons else (),
+                from_values=from_values,
+                cluster_values=cluster_values if addons else None,
+            )
+        except SpecError as error:
+            problems += error.problems
+        if problems:
+            raise SpecError(sorted(set(problems)))
+        return plan
 
     async def apply(
         self,
