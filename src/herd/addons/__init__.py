@@ -19,7 +19,9 @@ Callers: the operator's runtime (catalog for the engine; probe + enrich after a 
 the CLI (`AddonCatalog.from_file`).
 """
 
-from herd.addons.catalog import AddonCatalog
+import importlib
+from typing import TYPE_CHECKING
+
 from herd.addons.config import (
     AGENT,
     NEUVECTOR,
@@ -37,8 +39,26 @@ from herd.addons.enrich import (
     enrich,
 )
 from herd.addons.observability import AgentHealth
-from herd.addons.probe import AddonProbe, Observation
 from herd.addons.security import ClusterScan, ImageScan, ScanReport, ScanState
+
+if TYPE_CHECKING:
+    from herd.addons.catalog import AddonCatalog
+    from herd.addons.probe import AddonProbe, Observation
+
+# The parts that talk to clusters load on first use, so the pure modules (config,
+# security, observability, enrich) can be imported without the kubernetes client.
+_LAZY = {
+    "AddonCatalog": "herd.addons.catalog",
+    "AddonProbe": "herd.addons.probe",
+    "Observation": "herd.addons.probe",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AGENT",

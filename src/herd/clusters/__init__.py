@@ -7,6 +7,9 @@ affects. Callers: the engine (`herd.plan`, `herd.rollout`), `herd.operator` and 
 The modules `model`, `objects`, `targets`, `index` and `kubeconfig_yaml` are pure.
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from herd.clusters.files import (
     ClusterConfigError,
     FileCluster,
@@ -16,11 +19,7 @@ from herd.clusters.files import (
     parse_cluster_options,
 )
 from herd.clusters.index import StackKey, TargetIndex
-from herd.clusters.inventory import Inventory
-from herd.clusters.kube import api_client_from_kubeconfig
-from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.clusters.model import Cluster, ClusterUnavailable, KubeconfigRef
-from herd.clusters.sources import ClusterSource, RancherSource, SecretSource
 from herd.clusters.targets import (
     Resolution,
     departed_clusters,
@@ -28,6 +27,30 @@ from herd.clusters.targets import (
     selector_matches,
     targets_match,
 )
+
+if TYPE_CHECKING:
+    from herd.clusters.inventory import Inventory
+    from herd.clusters.kube import api_client_from_kubeconfig
+    from herd.clusters.kubeconfigs import KubeconfigStore
+    from herd.clusters.sources import ClusterSource, RancherSource, SecretSource
+
+# The parts that talk to Kubernetes load on first use, so importing a pure module of this
+# package (model, targets, index) does not drag the kubernetes client along.
+_LAZY = {
+    "Inventory": "herd.clusters.inventory",
+    "api_client_from_kubeconfig": "herd.clusters.kube",
+    "KubeconfigStore": "herd.clusters.kubeconfigs",
+    "ClusterSource": "herd.clusters.sources",
+    "RancherSource": "herd.clusters.sources",
+    "SecretSource": "herd.clusters.sources",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Cluster",
