@@ -135,7 +135,12 @@ class Runtime:
         event = self._signals.setdefault(key, asyncio.Event())
         while not stopped:
             event.clear()
-            delay = await self.reconcile(body, logger, events)
+            try:
+                delay = await self.reconcile(body, logger, events)
+            except Exception:
+                # A bug or an unforeseen API answer must not end the Stack's loop for good.
+                logger.exception("Reconcile failed; retrying in %.0fs", self.config.retry_seconds)
+                delay = self.config.retry_seconds
             waiter = asyncio.ensure_future(event.wait())
             stopper = asyncio.ensure_future(stopped.wait())
             try:
@@ -163,7 +168,8 @@ class Runtime:
             )
         except SpecError as error:
             logger.error("Invalid Stack, nothing deployed or changed: %s", error)
-            if events is not None:
+            unchanged = previous is not None and previous.message == str(error)
+            if events is not None and not unchanged:  # one Event per new verdict, not per resync
                 events.warning("InvalidSpec", f"Nothing deployed or changed: {error}")
             await self.write_status(
                 key, failed_status(str(error), generation, now(), previous), previous
