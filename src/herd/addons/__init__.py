@@ -19,9 +19,9 @@ Callers: the operator's runtime (catalog for the engine; probe + enrich after a 
 the CLI (`AddonCatalog.from_file`).
 """
 
-import importlib
 from typing import TYPE_CHECKING
 
+from herd._lazy import lazy_attributes
 from herd.addons.config import (
     AGENT,
     NEUVECTOR,
@@ -53,11 +53,7 @@ _LAZY = {
     "Observation": "herd.addons.probe",
 }
 
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

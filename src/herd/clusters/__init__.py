@@ -7,9 +7,9 @@ affects. Callers: the engine (`herd.plan`, `herd.rollout`), `herd.operator` and 
 The modules `model`, `objects`, `targets`, `index` and `kubeconfig_yaml` are pure.
 """
 
-import importlib
 from typing import TYPE_CHECKING
 
+from herd._lazy import lazy_attributes
 from herd.clusters.files import (
     ClusterConfigError,
     FileCluster,
@@ -45,11 +45,7 @@ _LAZY = {
     "SecretSource": "herd.clusters.sources",
 }
 
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
