@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -162,6 +163,7 @@ def main() -> int:
             env.close()
     finally:
         bed.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

@@ -165,7 +165,7 @@ class ChartCache:
 
     def __init__(self, env: HelmEnvironment) -> None:
         self._command = env.command()
-        self._directory = Path(tempfile.mkdtemp(prefix="herd-charts-"))
+        self._directory: Path | None = None  # made on the first pull: no-op passes make none
         self._pulls: dict[tuple[str, str, str], asyncio.Task[Path]] = {}
         self.pulled = 0  # how many pulls were made (benchmarks and tests read it)
 
@@ -182,6 +182,8 @@ class ChartCache:
             ref, repo = f"{chart.repo.rstrip('/')}/{chart.chart_name}", None
         else:
             ref, repo = chart.chart_name, chart.repo
+        if self._directory is None:
+            self._directory = Path(tempfile.mkdtemp(prefix="herd-charts-"))
         destination = Path(tempfile.mkdtemp(dir=self._directory))
         try:
             await self._command.run(
@@ -203,7 +205,8 @@ class ChartCache:
     def close(self) -> None:
         for task in self._pulls.values():
             task.cancel()
-        shutil.rmtree(self._directory, ignore_errors=True)
+        if self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
 
 
 class ClusterHelm:
