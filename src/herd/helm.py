@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import logging
 import os
 import re
 import shutil
@@ -32,9 +33,11 @@ from pyhelm3 import Command
 from pyhelm3 import errors as helm_errors
 
 from herd.api.v1 import ChartSpec
+from herd.clusters.kube import api_client_from_kubeconfig, api_error_summary
 from herd.plan import LABEL_STACK, DesiredRelease, ObservedRelease
 
 HISTORY_MAX = 10
+logger = logging.getLogger(__name__)
 _METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 
@@ -225,7 +228,7 @@ class ClusterHelm:
         except Exception as error:
             raise HelmFailure(
                 FailureKind.CLUSTER_UNREACHABLE,
-                f"cannot list helm releases: {type(error).__name__}: {_short(error)}",
+                f"cannot list helm releases: {api_error_summary(error)}",
                 transient=True,
             ) from None
         latest: dict[tuple[str, str], ObservedRelease] = {}
@@ -240,10 +243,7 @@ class ClusterHelm:
 
     def _release_secrets(self) -> list[dict[str, Any]]:
         if self._api is None:
-            client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=str(self._kubeconfig)
-            )
-            self._api = kubernetes.client.CoreV1Api(client)
+            self._api = kubernetes.client.CoreV1Api(api_client_from_kubeconfig(self._kubeconfig))
         response = self._api.list_secret_for_all_namespaces(
             label_selector="owner=helm",
             _headers={"Accept": _METADATA_ONLY},
@@ -288,6 +288,23 @@ class ClusterHelm:
         except helm_errors.Error as error:
             raise _failure(error) from None
 
+    async def manifest(self, namespace: str, name: str, revision: int | None) -> str | None:
+        """The rendered manifest of a release revision; None when helm cannot tell."""
+        command = ["get", "manifest", name, "--namespace", namespace]
+        if revision:
+            command += ["--revision", str(revision)]
+        try:
+            output: bytes = await self._command.run(command)
+        except helm_errors.Error as error:
+            logger.info(
+                "Cannot read the manifest of release %s/%s: %s",
+                namespace,
+                name,
+                _failure(error).message,
+            )
+            return None
+        return output.decode(errors="replace")
+
     async def recover(self, observed: ObservedRelease) -> None:
         """Unstick a pending-* release: roll back an upgrade, remove a half install."""
         if observed.status in ("pending-upgrade", "pending-rollback") and observed.revision > 1:
@@ -318,8 +335,3 @@ def _observed(item: Mapping[str, Any]) -> ObservedRelease | None:
         )
     except (KeyError, ValueError):
         return None  # not a helm release Secret after all
-
-
-def _short(error: Exception) -> str:
-    text = str(error).splitlines()[0] if str(error) else ""
-    return text[:200]

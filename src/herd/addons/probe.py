@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import kubernetes
 from kubernetes import client
 
 from herd.addons.catalog import AddonCatalog
@@ -34,11 +33,16 @@ from herd.addons.neuvector import NeuVectorClient, NeuVectorError, ServiceProxy
 from herd.addons.observability import AgentHealth, workload_ready
 from herd.addons.security import ClusterScan, ReleaseRef, ScanReport, ScanState
 from herd.api.v1 import Toggle
-from herd.clusters.kube import API_ERRORS, api_error_summary, read_json
+from herd.clusters.kube import (
+    API_ERRORS,
+    api_client_from_kubeconfig,
+    api_error_summary,
+    read_json,
+)
 from herd.clusters.model import Cluster, ClusterUnavailable
 from herd.engine import Inventory
 from herd.errors import HerdError
-from herd.helm import HelmEnvironment
+from herd.helm import ClusterHelm, HelmEnvironment
 from herd.results import ReleaseResult, State
 
 logger = logging.getLogger(__name__)
@@ -141,9 +145,8 @@ class AddonProbe:
         key = (release.key.cluster, release.key.namespace, release.key.name, release.revision or 0)
         if key in self._manifests:
             return self._manifests[key]
-        manifest = await release_manifest(
-            self._env, kubeconfig, release.key.namespace, release.key.name, release.revision
-        )
+        helm = ClusterHelm(self._env, release.key.cluster, kubeconfig)
+        manifest = await helm.manifest(release.key.namespace, release.key.name, release.revision)
         if manifest is None:
             return None
         facts = manifest_facts(manifest, release.key.namespace)
@@ -208,32 +211,13 @@ class AddonProbe:
         return AgentHealth(cluster, ready=True)
 
 
-async def release_manifest(
-    env: HelmEnvironment, kubeconfig: Path, namespace: str, name: str, revision: int | None
-) -> str | None:
-    """`helm get manifest` of one release revision; None when helm cannot tell."""
-    command = [*("get", "manifest", name, "--namespace", namespace)]
-    if revision:
-        command += ["--revision", str(revision)]
-    try:
-        output: bytes = await env.command(kubeconfig).run(command)
-    except Exception as error:  # pyhelm3's errors.Error; only herd.helm imports pyhelm3
-        logger.info(
-            "Cannot read the manifest of release %s/%s: %s", namespace, name, type(error).__name__
-        )
-        return None
-    return output.decode(errors="replace")
-
-
 class _UnusableKubeconfig(Exception):
     """The kubeconfig file the store handed out does not make a client (never its content)."""
 
 
 def _api_client(kubeconfig: Path) -> client.ApiClient:
     try:
-        api: client.ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(kubeconfig), persist_config=False
-        )
+        api = api_client_from_kubeconfig(kubeconfig)
     except Exception as error:  # ConfigException, YAML or file errors
         raise _UnusableKubeconfig(f"kubeconfig unusable ({type(error).__name__})") from None
     return api
