@@ -66,7 +66,7 @@ BASE = cluster(env="prod")
         (BASE, replaced(BASE, labels={"env": "prod", "team": "x"}), set()),  # same matches
         (BASE, replaced(BASE, ready=False), {PROD, BY_ID, BY_NAME}),  # becomes not ready
         (cluster(ready=False, env="prod"), BASE, {PROD, BY_ID, BY_NAME}),  # becomes ready
-        (BASE, BASE.with_kubeconfig_version("2"), {PROD, BY_ID, BY_NAME}),  # rotation
+        (BASE, cluster(env="prod", version="2"), {PROD, BY_ID, BY_NAME}),  # rotation
         (BASE, cluster(env="prod"), set()),  # nothing changed
         (BASE, replaced(BASE, id="c-m-9"), {PROD, BY_ID, BY_NAME, OTHER}),  # id assigned
         (cluster(env="dev"), cluster(env="dev", version="2"), {BY_ID, BY_NAME}),

@@ -8,7 +8,7 @@ import pytest
 
 from herd.api import LabelSelector, SkippedCluster, Targets
 from herd.clusters.model import Cluster, KubeconfigRef
-from herd.clusters.targets import departed_clusters, resolve_targets, selector_matches
+from herd.clusters.targets import resolve_targets, selector_matches
 
 
 def cluster(cluster_id: str, name: str = "", ready: bool = True, **labels: str) -> Cluster:
@@ -146,11 +146,3 @@ def test_id_wins_over_name_and_ambiguous_name_is_skipped() -> None:
     assert [(s.cluster_id, s.reason) for s in resolution.skipped] == [
         ("x", "name matches several clusters (c-m-2, c-m-3); target one by its id")
     ]
-
-
-def test_departed_clusters_are_known_ready_and_no_longer_targeted() -> None:
-    targets = Targets.model_validate({"selector": {"matchLabels": {"env": "prod"}}})
-    resolution = resolve_targets(targets, FLEET)
-    previous = ["c-m-1", "c-m-3", "c-m-4", "c-m-gone"]
-    # c-m-1 still targeted, c-m-4 targeted but not ready, c-m-gone unknown: only c-m-3 left.
-    assert [c.id for c in departed_clusters(previous, resolution, FLEET)] == ["c-m-3"]

@@ -18,11 +18,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from herd.api.v1 import StackSpec, ValuesSource
-from herd.clusters.kube import api_error_summary, read_json
+from herd.clusters.kube import NOT_FOUND, api_error_summary, read_json
 from herd.errors import Problem, SpecError, TransientError
 from herd.plan import SourceKey, Values, source_key
-
-_NOT_FOUND = 404
 
 
 class KubeValuesReader:
@@ -57,7 +55,7 @@ class KubeValuesReader:
             else:
                 body = read_json(self._core.read_namespaced_config_map, source.name, namespace)
         except ApiException as error:
-            if error.status == _NOT_FOUND:
+            if error.status == NOT_FOUND:
                 raise _Missing(f"{what} not found") from None
             raise TransientError(f"cannot read {what}: {api_error_summary(error)}") from None
         data: dict[str, str] = body.get("data") or {}

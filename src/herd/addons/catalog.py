@@ -50,14 +50,13 @@ from herd.addons.config import (
     parse_secret,
 )
 from herd.api.v1 import ChartSpec, StackSpec, Toggle
-from herd.clusters.kube import API_ERRORS, api_error_summary, read_json
+from herd.clusters.kube import API_ERRORS, NOT_FOUND, api_error_summary, read_json
 from herd.clusters.model import Cluster
 from herd.errors import Problem, SpecError, TransientError
 from herd.plan import Values
 
 logger = logging.getLogger(__name__)
 
-_NOT_FOUND = 404
 _ABSENT = "absent"  # resource version of an object that does not exist
 
 
@@ -264,7 +263,7 @@ class _ClusterSource:
         try:
             body = read_json(read, name, self._namespace)
         except ApiException as error:
-            if error.status == _NOT_FOUND:
+            if error.status == NOT_FOUND:
                 return {}, _ABSENT
             raise
         return dict(body.get("data") or {}), str(body["metadata"].get("resourceVersion", ""))

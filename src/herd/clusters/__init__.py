@@ -22,7 +22,6 @@ from herd.clusters.index import StackKey, TargetIndex
 from herd.clusters.model import Cluster, ClusterUnavailable, KubeconfigRef
 from herd.clusters.targets import (
     Resolution,
-    departed_clusters,
     resolve_targets,
     selector_matches,
     targets_match,
@@ -65,7 +64,6 @@ __all__ = [
     "TargetIndex",
     "add_cluster_options",
     "api_client_from_kubeconfig",
-    "departed_clusters",
     "load_clusters_file",
     "parse_cluster_options",
     "resolve_targets",

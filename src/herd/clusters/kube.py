@@ -21,6 +21,9 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import HTTPError
 
+# HTTP statuses the callers tell apart.
+NOT_FOUND, FORBIDDEN = 404, 403
+
 
 def api_client_from_kubeconfig(path: Path | None = None) -> client.ApiClient:
     """A client for the cluster Herd runs against (the management cluster).

@@ -83,11 +83,6 @@ class Cluster:
         # must not change which stacks it matches.
         object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
 
-    def with_kubeconfig_version(self, resource_version: str) -> Cluster:
-        """This cluster after its kubeconfig Secret changed (from a Secret watch event)."""
-        ref = dataclasses.replace(self.kubeconfig, resource_version=resource_version)
-        return dataclasses.replace(self, kubeconfig=ref)
-
     def __str__(self) -> str:
         return self.id if self.id == self.name else f"{self.id} ({self.name})"
 

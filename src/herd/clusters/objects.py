@@ -52,11 +52,6 @@ def rancher_cluster(body: Mapping[str, Any]) -> Cluster:
     )
 
 
-def is_cluster_secret(body: Mapping[str, Any]) -> bool:
-    """True for a Secret labelled `herd.suse.com/cluster=true`."""
-    return _labels(body.get("metadata") or {}).get(CLUSTER_SECRET_LABEL) == "true"
-
-
 def secret_cluster(body: Mapping[str, Any]) -> Cluster:
     """A kubeconfig Secret labelled `herd.suse.com/cluster=true`: id from the
     `herd.suse.com/cluster-id` annotation (default: the Secret's name), labels = its labels

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from kubernetes import client
 
-from herd.clusters.kube import API_ERRORS, api_error_summary, read_json
+from herd.clusters.kube import API_ERRORS, NOT_FOUND, api_error_summary, read_json
 from herd.clusters.model import Cluster
 from herd.clusters.objects import (
     CLUSTER_SECRET_SELECTOR,
@@ -27,8 +27,6 @@ from herd.clusters.objects import (
     secret_cluster,
 )
 from herd.errors import TransientError
-
-_NOT_FOUND = 404
 
 
 class ClusterSource(Protocol):
@@ -106,6 +104,6 @@ def _list_or_raise(what: str, call: Any, *args: Any, **kwargs: Any) -> dict[str,
     except API_ERRORS as error:
         summary = api_error_summary(error)
         hint = ""
-        if getattr(error, "status", None) == _NOT_FOUND:
+        if getattr(error, "status", None) == NOT_FOUND:
             hint = " (is the resource type served here?)"
         raise TransientError(f"cannot list {what}: {summary}{hint}") from None

@@ -8,7 +8,7 @@ which Stacks a cluster change affects.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from herd.api import LabelSelector, LabelSelectorRequirement, SkippedCluster, Targets
@@ -98,26 +98,6 @@ def resolve_targets(targets: Targets, clusters: Sequence[Cluster]) -> Resolution
         clusters=sorted(ready, key=lambda cluster: cluster.id),
         skipped=[skipped[key] for key in sorted(skipped)],
     )
-
-
-def departed_clusters(
-    previous_ids: Iterable[str], resolution: Resolution, clusters: Sequence[Cluster]
-) -> list[Cluster]:
-    """Clusters a Stack was deployed to (`previous_ids`, e.g. its status.targetClusters)
-    that it no longer targets and whose releases should now be uninstalled.
-
-    Only clusters that are still known and ready qualify: a cluster that vanished or is not
-    ready cannot be reached, and a skipped one (not ready, ...) is still targeted — its
-    releases stay until it either comes back or really stops matching.
-    """
-    keep = set(resolution.cluster_ids) | {row.cluster_id for row in resolution.skipped}
-    by_id = {cluster.id: cluster for cluster in clusters}
-    departed = [
-        by_id[cluster_id]
-        for cluster_id in set(previous_ids)
-        if cluster_id not in keep and cluster_id in by_id and by_id[cluster_id].ready
-    ]
-    return sorted(departed, key=lambda cluster: cluster.id)
 
 
 def _by_id_or_name(wanted: str, clusters: Sequence[Cluster]) -> list[Cluster]:
