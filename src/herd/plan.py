@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from herd.api.v1 import ChartSpec, StackSpec, ValuesSource
@@ -34,6 +34,10 @@ LABEL_CHART = "herd.suse.com/chart"
 LABEL_WAVE = "herd.suse.com/wave"
 LABEL_CONFIG = "herd.suse.com/config"
 LABEL_VERSION = "herd.suse.com/chart-version"
+# Which face of Herd installed the release: "operator" or "cli" (C2). A release without
+# it (older Herd) counts as the caller's.
+LABEL_MANAGER = "herd.suse.com/managed-by"
+MANAGERS = {"operator": "the Herd operator", "cli": "herd apply (CLI)"}
 
 # Add-on releases (NeuVector, the observability agent) serve every Stack on a cluster:
 # they carry this owner instead of a Stack's, so two Stacks with `security: enabled`
@@ -129,10 +133,17 @@ class ObservedRelease:
     status: str  # deployed, failed, pending-install, pending-upgrade, ...
     revision: int
     labels: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # When helm last wrote this revision (epoch seconds; its storage Secret's
+    # modifiedAt/createdAt labels); None when helm did not say.
+    modified: float | None = field(default=None, compare=False)
 
     @property
     def owner(self) -> str | None:
         return self.labels.get(LABEL_STACK)
+
+    @property
+    def manager(self) -> str | None:
+        return self.labels.get(LABEL_MANAGER)
 
     @property
     def chart(self) -> str:
@@ -155,8 +166,10 @@ class Action(enum.StrEnum):
     UPGRADE = "upgrade"
     NOTHING = "nothing"
     UNINSTALL = "uninstall"
-    RECOVER = "recover"  # a pending-* release must be unstuck before anything else
-    CONFLICT = "conflict"  # the release exists but another tool or Stack owns it
+    RECOVER = "recover"  # a pending-* release left by a dead actor must be unstuck first
+    CONFLICT = "conflict"  # the release exists but another tool, Stack or Herd face owns it
+    WAIT = "wait"  # a live actor is changing the release right now: leave it alone
+    HELD = "held"  # this exact configuration failed permanently before: not retried
 
 
 @dataclass(frozen=True)
@@ -166,15 +179,89 @@ class Decision:
 
 
 PENDING = frozenset({"pending-install", "pending-upgrade", "pending-rollback", "uninstalling"})
+DEFAULT_TIMEOUT_SECONDS = 300.0  # helm's own default --timeout, for releases of no chart
+DEFAULT_STUCK_SECONDS = 60.0  # HERD_STUCK_SECONDS
+
+
+@dataclass(frozen=True)
+class Context:
+    """What `decide` needs besides the release itself.
+
+    `now` (epoch seconds) and `stuck_after` (seconds beyond the chart's timeout) age a
+    pending-* release: younger, a live actor may own it. `held` is the config digest whose
+    last attempt failed permanently. `manager`/`force`: the C2 face check.
+    """
+
+    owner: str
+    manager: str = "operator"
+    force: bool = False
+    now: float = 0.0
+    stuck_after: float = DEFAULT_STUCK_SECONDS
+    held: str | None = None
 
 
 def decide(
-    desired: DesiredRelease | None, observed: ObservedRelease | None, owner: str
+    desired: DesiredRelease | None,
+    observed: ObservedRelease | None,
+    owner: str,
+    *,
+    manager: str = "operator",
+    force: bool = False,
+    now: float | None = None,
+    stuck_after: float = DEFAULT_STUCK_SECONDS,
+    held: str | None = None,
 ) -> Decision:
-    """The one thing to do next about a release. `owner` is this Stack's owner label."""
+    """The one thing to do next about a release. `owner` is this Stack's owner label.
+
+    A pending-* release is stuck (RECOVER) only when helm's last change to it is older
+    than the chart's timeout plus `stuck_after` at `now` (epoch seconds); the caller
+    holds the release's lock, so no task of this process is running it. Otherwise a live
+    actor owns it (WAIT). `now=None` is the read-only view (`herd plan`): every pending-*
+    counts as stuck.
+    """
+    context = Context(owner, manager, force, now or 0.0, stuck_after, held)
     if desired is not None and desired.owner is not None:
-        owner = desired.owner
-    if observed is not None and observed.owner != owner:
+        context = replace(context, owner=desired.owner)
+    foreign = _foreign(desired, observed, context)
+    if foreign is not None:
+        return foreign
+    if observed is None:
+        if desired is None:
+            return Decision(Action.NOTHING, "absent, as desired")
+        return _unless_held(desired, context, Decision(Action.INSTALL, "not installed"))
+    if observed.status in PENDING:
+        return _pending(desired, observed, context, checked=now is not None)
+    if desired is None:
+        return Decision(Action.UNINSTALL, "no longer in the Stack or its targets")
+    if observed.status == "uninstalled":
+        return _unless_held(
+            desired, context, Decision(Action.INSTALL, "uninstalled (history kept)")
+        )
+    if observed.status != "deployed":
+        reason = f"last operation left it {observed.status}"
+        return _unless_held(desired, context, Decision(Action.UPGRADE, reason))
+    if observed.labels.get(LABEL_CONFIG) != desired.config:
+        old, new = observed.chart_version, label_value(desired.chart.version)
+        if old and old != new:
+            return _unless_held(
+                desired, context, Decision(Action.UPGRADE, f"chart version {old} -> {new}")
+            )
+        return _unless_held(
+            desired, context, Decision(Action.UPGRADE, "values or chart source changed")
+        )
+    return Decision(Action.NOTHING, "up to date")
+
+
+HELD_MESSAGE = "not retried: last attempt with this configuration failed"
+
+
+def _foreign(
+    desired: DesiredRelease | None, observed: ObservedRelease | None, context: Context
+) -> Decision | None:
+    """CONFLICT (or NOTHING, for a release we do not want) when someone else owns it."""
+    if observed is None:
+        return None
+    if observed.owner != context.owner:
         if desired is None:
             return Decision(Action.NOTHING, "not managed by this Stack")
         managed_by = f"Stack {observed.owner}" if observed.owner else "another tool"
@@ -183,24 +270,37 @@ def decide(
             f"release {observed.namespace}/{observed.name} exists and is managed by "
             f"{managed_by}; Herd will not take it over",
         )
-    if observed is None:
-        if desired is None:
-            return Decision(Action.NOTHING, "absent, as desired")
-        return Decision(Action.INSTALL, "not installed")
-    if observed.status in PENDING:
+    shared = desired is not None and desired.owner is not None
+    other = observed.manager
+    if shared or context.force or other is None or other == context.manager:
+        return None
+    how = "use --force to take it over" if context.manager == "cli" else "unless forced"
+    return Decision(
+        Action.CONFLICT,
+        f"release {observed.namespace}/{observed.name} is managed by "
+        f"{MANAGERS.get(other, other)}; {how}",
+    )
+
+
+def _pending(
+    desired: DesiredRelease | None, observed: ObservedRelease, context: Context, *, checked: bool
+) -> Decision:
+    if not checked or observed.modified is None:
+        # No clock (herd plan) or helm gave no time: nothing tells a live actor apart.
         return Decision(Action.RECOVER, f"stuck in {observed.status}")
-    if desired is None:
-        return Decision(Action.UNINSTALL, "no longer in the Stack or its targets")
-    if observed.status == "uninstalled":
-        return Decision(Action.INSTALL, "uninstalled (history kept)")
-    if observed.status != "deployed":
-        return Decision(Action.UPGRADE, f"last operation left it {observed.status}")
-    if observed.labels.get(LABEL_CONFIG) != desired.config:
-        old, new = observed.chart_version, label_value(desired.chart.version)
-        if old and old != new:
-            return Decision(Action.UPGRADE, f"chart version {old} -> {new}")
-        return Decision(Action.UPGRADE, "values or chart source changed")
-    return Decision(Action.NOTHING, "up to date")
+    timeout = desired.chart.timeout_seconds if desired is not None else DEFAULT_TIMEOUT_SECONDS
+    age = max(0.0, context.now - observed.modified)
+    if age <= timeout + context.stuck_after:
+        return Decision(
+            Action.WAIT, f"operation in progress elsewhere, {age:.0f} s old ({observed.status})"
+        )
+    return Decision(Action.RECOVER, f"stuck in {observed.status} for {age:.0f} s")
+
+
+def _unless_held(desired: DesiredRelease, context: Context, decision: Decision) -> Decision:
+    if context.held is not None and context.held == desired.config:
+        return Decision(Action.HELD, HELD_MESSAGE)
+    return decision
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,11 @@ SHORT_NAMES = ("stk",)
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 REPO_URL = r"^(https?|oci)://[^\s]+$"
 GO_DURATION = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
+# A chart name in a repository, or a path reference below it (e.g. `app`, `team/app`):
+# segments start with a letter or digit, so nothing reaches helm as a flag or climbs up.
+CHART_REF = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$"
+# A chart version or version constraint; never a flag.
+CHART_VERSION = r"^[^-\s].*$"
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _DURATION_SECONDS = {
     "ns": 1e-9,
@@ -191,13 +196,23 @@ class ChartSpec(_Model):
     chart: str | None = Field(
         default=None,
         min_length=1,
-        description="Chart name in the repository; defaults to name.",
+        max_length=253,
+        pattern=CHART_REF,
+        description=(
+            "Chart name in the repository, or a path reference below it (team/app); "
+            "defaults to name."
+        ),
     )
     repo: str = Field(
         pattern=REPO_URL,
         description="Chart repository URL: https://, http:// or oci://.",
     )
-    version: str = Field(min_length=1, description="Chart version to install (exact, e.g. 0.59.0).")
+    version: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=CHART_VERSION,
+        description="Chart version to install (exact, e.g. 0.59.0); must not start with '-'.",
+    )
     namespace: str = Field(
         default="default",
         max_length=63,
