@@ -349,6 +349,17 @@ class StackPlan:
         return releases
 
 
+def blocked_by(plan: StackPlan, chart: str, states: Mapping[str, str]) -> str:
+    """Why `chart` cannot start: its first dependency whose state (by chart name, e.g.
+    "Deployed", "Failed") is not Deployed; "" when all are. The scheduler asks once every
+    dependency has finished, so a chart never waits for more than its own dependencies."""
+    for dependency in plan.graph.dependencies(chart):
+        state = states.get(dependency, "Pending")
+        if state != "Deployed":
+            return f"dependency {dependency} {state.lower()}"
+    return ""
+
+
 def config_digest(chart: ChartSpec, values: Mapping[str, Any]) -> str:
     """A short digest of repo, chart, version, flags and values: equal means no upgrade."""
     material = json.dumps(

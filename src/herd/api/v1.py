@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -197,7 +198,7 @@ class ChartSpec(_Model):
         default=None,
         min_length=1,
         max_length=253,
-        pattern=CHART_REF,
+        json_schema_extra={"pattern": CHART_REF},  # checked below, with a clear message
         description=(
             "Chart name in the repository, or a path reference below it (team/app); "
             "defaults to name."
@@ -210,7 +211,7 @@ class ChartSpec(_Model):
     version: str = Field(
         min_length=1,
         max_length=128,
-        pattern=CHART_VERSION,
+        json_schema_extra={"pattern": CHART_VERSION},
         description="Chart version to install (exact, e.g. 0.59.0); must not start with '-'.",
     )
     namespace: str = Field(
@@ -245,6 +246,23 @@ class ChartSpec(_Model):
         default=False,
         description="Roll back (or uninstall, on first install) when the operation fails.",
     )
+
+    @field_validator("chart")
+    @classmethod
+    def _chart_reference(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(CHART_REF, value):
+            raise ValueError(
+                "must be a chart name or a path below the repository (letters, digits, "
+                f"'.', '_', '-' and '/', starting with a letter or digit), got {value!r}"
+            )
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _version_not_a_flag(cls, value: str) -> str:
+        if not re.match(CHART_VERSION, value):
+            raise ValueError(f"must be a chart version such as 1.2.3, got {value!r}")
+        return value
 
     @property
     def chart_name(self) -> str:

@@ -34,6 +34,7 @@ from herd.plan import (
     ObservedRelease,
     ReleaseKey,
     StackPlan,
+    blocked_by,
 )
 from herd.results import ReleaseResult, State
 from herd.results import now as _now
@@ -237,16 +238,12 @@ class Rollout:
 
     def _blocker(self, plan: StackPlan, release: DesiredRelease) -> str:
         """Why `release` cannot go ahead: the first dependency that is not deployed."""
+        states = {}
         for dependency in plan.graph.dependencies(release.chart.name):
-            key = replace(
-                release.key,
-                namespace=plan.graph.charts[dependency].namespace,
-                name=plan.graph.charts[dependency].release,
-            )
-            state = self.results[key].state
-            if state is not State.DEPLOYED:
-                return f"dependency {dependency} {state.lower()}"
-        return ""
+            spec = plan.graph.charts[dependency]
+            key = replace(release.key, namespace=spec.namespace, name=spec.release)
+            states[dependency] = self.results[key].state.value
+        return blocked_by(plan, release.chart.name, states)
 
     # -- bookkeeping -----------------------------------------------------------------------
 
