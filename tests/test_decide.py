@@ -100,8 +100,10 @@ def test_without_a_clock_pending_reads_as_stuck() -> None:
         ("cli", "cli", False, Action.NOTHING),
         ("operator", "cli", False, Action.CONFLICT),
         ("cli", "operator", False, Action.CONFLICT),
-        ("operator", "cli", True, Action.NOTHING),
-        ("cli", "operator", True, Action.NOTHING),
+        # forced: upgraded, so the release carries the new face's label from now on
+        ("operator", "cli", True, Action.UPGRADE),
+        ("cli", "operator", True, Action.UPGRADE),
+        ("cli", "cli", True, Action.NOTHING),
     ],
 )
 def test_manager_conflicts_unless_forced(

@@ -240,6 +240,9 @@ def decide(
     if observed.status != "deployed":
         reason = f"last operation left it {observed.status}"
         return _unless_held(desired, context, Decision(Action.UPGRADE, reason))
+    if context.force and observed.manager not in (None, context.manager):
+        taken = MANAGERS.get(observed.manager or "", observed.manager)
+        return Decision(Action.UPGRADE, f"taken over from {taken} (forced)")
     if observed.labels.get(LABEL_CONFIG) != desired.config:
         old, new = observed.chart_version, label_value(desired.chart.version)
         if old and old != new:
