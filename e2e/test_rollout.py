@@ -374,13 +374,12 @@ def helm_labels(cluster: BedCluster, ns: str, name: str) -> dict[str, str]:
 async def test_helm_stamps_when_it_last_changed_a_release(
     engine: Engine, two: list[BedCluster], chart_repo_url: str, ns: str
 ) -> None:
-    """What the stuck check reads: helm 3's Secret driver sets createdAt (and modifiedAt
-    when it updates a revision, e.g. pending-install -> deployed), epoch seconds."""
+    """What the stuck check reads: helm 3.17's Secret driver stamps `modifiedAt` (epoch
+    seconds) on every write of a revision: its creation (pending-*) and each update."""
     before = int(time.time())
     await engine.apply(stack("stamps", chart_repo_url, [app("web", ns, repo=chart_repo_url)]))
     labels = helm_labels(two[0], ns, "web")
-    assert before - 2 <= int(labels["createdAt"]) <= time.time() + 2, labels
-    assert int(labels["modifiedAt"]) >= int(labels["createdAt"]), labels
+    assert before - 2 <= int(labels["modifiedAt"]) <= time.time() + 2, labels
     assert labels["herd.suse.com/managed-by"] == "operator"
     await engine.delete("default", "stamps")
 
@@ -397,7 +396,8 @@ async def test_a_chart_starts_when_its_own_dependencies_are_deployed(
     ]
     result = await engine.apply(stack("dagspeed", chart_repo_url, charts))
     assert result.plan is not None
-    assert result.plan.waves == (("a", "slow"), ("b",), ("c",))  # waves stay, for display
+    # waves stay, for display
+    assert [set(w) for w in result.plan.waves] == [{"a", "slow"}, {"b"}, {"c"}]
     assert {r.state for r in result.releases} == {State.DEPLOYED}, result.releases
     for cluster in two:
         rows = by_chart(result, cluster.name)

@@ -397,8 +397,9 @@ def _observed(item: Mapping[str, Any]) -> ObservedRelease | None:
 
 
 def _modified(labels: Mapping[str, str], created: str | None) -> float | None:
-    """helm's last write of a revision: its `modifiedAt` (updates) or `createdAt` label
-    (epoch seconds, set by helm 3's Secret driver), else the Secret's creation time."""
+    """helm's last write of a revision: the `modifiedAt` label helm 3's Secret driver sets
+    on every create and update (epoch seconds; `createdAt` where a helm version sets it),
+    else the Secret's creation time."""
     stamps = [float(labels[k]) for k in ("modifiedAt", "createdAt") if labels.get(k, "").isdigit()]
     if stamps:
         return max(stamps)
