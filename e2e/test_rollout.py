@@ -483,3 +483,39 @@ async def test_operator_and_cli_releases_conflict_unless_forced(
     assert all("managed by herd apply (CLI)" in r.message for r in back.releases)
     await cli.delete("default", "faces")
     assert releases(two[0], ns) == {}
+
+
+async def test_a_cluster_that_departs_while_down_is_cleaned_up_when_it_returns(
+    engines: MakeEngine, two: list[BedCluster], chart_repo_url: str, ns: str
+) -> None:
+    first, second = two
+    body = stack("departs", chart_repo_url, [app("web", ns, repo=chart_repo_url)])
+    deployed = await engines().apply(body)
+    assert {r.state for r in deployed.releases} == {State.DEPLOYED}
+    assert deployed.holding == {first.name, second.name}
+    # `first` stops matching the selector while its API server is down.
+    narrowed = stack(
+        "departs",
+        chart_repo_url,
+        [app("web", ns, repo=chart_repo_url)],
+        targets={"clusterIds": [second.name]},
+    )
+    await asyncio.to_thread(first.stop_apiserver)
+    try:
+        away = await engines().apply(narrowed, previous_targets=deployed.holding)
+    finally:
+        await asyncio.to_thread(first.start_apiserver)
+    assert first.name in away.unreachable, away.unreachable
+    assert first.name in away.holding  # remembered: it may still hold `web`
+    assert releases(first, ns)["web"]["status"] == "deployed"
+
+    back = await engines().apply(narrowed, previous_targets=away.holding)
+    assert releases(first, ns) == {}
+    assert back.holding == {second.name}
+    assert [r.state for r in back.releases if r.key.cluster == first.name] == [State.UNINSTALLED]
+
+    # Deletion limited to the clusters the record names.
+    gone = await engines().delete("default", "departs", only=back.holding)
+    assert {r.key.cluster for r in gone.releases} == {second.name}
+    assert gone.holding == frozenset()
+    assert releases(second, ns) == {}

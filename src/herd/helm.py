@@ -24,7 +24,8 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -181,9 +182,16 @@ class ChartCache:
     `close()`.
     """
 
-    def __init__(self, env: HelmEnvironment, directory: Path | None = None) -> None:
+    def __init__(
+        self,
+        env: HelmEnvironment,
+        directory: Path | None = None,
+        *,
+        slot: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+    ) -> None:
         self._command = env.command()
         self._parent = directory or env.charts
+        self._slot = slot or nullcontext  # the rollout's helm slot: a pull is a helm process
         self._directory: Path | None = None  # made on the first pull: no-op passes make none
         self._pulls: dict[tuple[str, str, str], asyncio.Task[Path]] = {}
 
@@ -204,17 +212,18 @@ class ChartCache:
         destination = Path(tempfile.mkdtemp(dir=self._directory))
         try:
             # `--flag=value` and `--` before the chart: nothing from the spec is read as a flag.
-            await self._command.run(
-                [
-                    "pull",
-                    f"--version={chart.version}",
-                    "--untar",
-                    f"--destination={destination}",
-                    *([f"--repo={repo}"] if repo else []),
-                    "--",
-                    ref,
-                ]
-            )
+            async with self._slot():
+                await self._command.run(
+                    [
+                        "pull",
+                        f"--version={chart.version}",
+                        "--untar",
+                        f"--destination={destination}",
+                        *([f"--repo={repo}"] if repo else []),
+                        "--",
+                        ref,
+                    ]
+                )
         except helm_errors.Error as error:
             raise _failure(error, pulling=True) from None
         return next(destination.glob("*/Chart.yaml")).parent

@@ -81,7 +81,7 @@ class Rollout:
         self._gates = gates or Gates(DEFAULT_LIMITS.helm, DEFAULT_LIMITS.clusters)
         self._on_progress = on_progress
         self._defer = frozenset(defer)
-        self._cache = ChartCache(env)
+        self._cache = ChartCache(env, slot=self._gates.slot)
         self._actions = ReleaseActions(
             self._gates, self._cache, settings, self._report, lambda key: self.results[key]
         )
@@ -229,6 +229,18 @@ class Rollout:
                     return
                 found = observed.get((release.key.namespace, release.key.name))
                 await self._actions.converge(helm, release, found)
+            except Exception as error:  # a bug stays this release's failure
+                logger.exception("Unexpected error scheduling release %s", release.key)
+                message = f"unexpected {type(error).__name__} on cluster {helm.cluster}"
+                await self._report(
+                    replace(
+                        self.results[release.key],
+                        state=State.FAILED,
+                        message=message,
+                        transient=True,
+                        finished=_now(),
+                    )
+                )
             finally:
                 done[release.chart.name].set()
 
