@@ -20,8 +20,9 @@ Figures, per Stack:
 4. (diamond) The loop a CI pipeline writes today: `helm upgrade --install --wait` per
    cluster, per chart in dependency order, one after the other (into fresh namespaces).
 
-Targets: Herd >= 2.5x faster than the loop, <= 1.1x the critical path (issue 11), no-op
-pass <= 5% of a full deploy. Nothing here asserts; it measures and prints.
+Targets: Herd >= 2.5x faster than the loop; <= 1.2x the critical path for the diamond
+(issue 5) and <= 1.1x for the asymmetric Stack (issue 11); no-op pass <= 5% of a full
+deploy. Nothing here asserts; it measures and prints.
 """
 
 from __future__ import annotations
@@ -136,11 +137,11 @@ async def herd_passes(
     return deploy, critical_path(full.releases, dag), noop
 
 
-def report(deploy: float, path: float, noop: float) -> None:
+def report(deploy: float, path: float, noop: float, target: float) -> None:
     print(f"  herd full deploy        {deploy:7.2f} s")
     print(
         f"  critical path           {path:7.2f} s   herd/path {deploy / path:5.2f}x"
-        "   (target <= 1.1x)"
+        f"   (target <= {target}x)"
     )
     print(
         f"  herd no-op pass         {noop:7.2f} s   {100 * noop / deploy:5.1f}% of"
@@ -173,7 +174,7 @@ def main() -> int:
                         f"round {round_number}, diamond: {args.clusters} clusters x "
                         f"{len(DAG)} charts"
                     )
-                    report(deploy, path, noop)
+                    report(deploy, path, noop, 1.2)
                     print(
                         f"  sequential helm loop    {loop:7.2f} s   speed-up {loop / deploy:5.2f}x"
                         "   (target >= 2.5x)"
@@ -185,7 +186,7 @@ def main() -> int:
                         f"round {round_number}, asymmetric: {args.clusters} clusters x slow "
                         "(400 ConfigMaps) beside a -> b -> c"
                     )
-                    report(deploy, path, noop)
+                    report(deploy, path, noop, 1.1)
             env.close()
     finally:
         bed.stop()

@@ -19,6 +19,7 @@ Callers: `herd.operator` (kopf handlers) and `herd.cli` (CI pipelines).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Protocol
 from herd.api.v1 import ChartSpec, SkippedCluster, Stack, StackSpec
 from herd.clusters.model import Cluster, ClusterUnavailable
 from herd.clusters.targets import resolve_targets
-from herd.errors import Problem, SpecError
+from herd.errors import Problem, SpecError, TransientError
 from herd.helm import HelmEnvironment
 from herd.plan import (
     DEFAULT_STUCK_SECONDS,
@@ -43,6 +44,8 @@ from herd.plan import (
 )
 from herd.results import ReleaseResult
 from herd.rollout import DEFAULT_LIMITS, Gates, Limits, Progress, Rollout, Settings, Target
+
+logger = logging.getLogger(__name__)
 
 
 class Inventory(Protocol):
@@ -290,7 +293,8 @@ class Engine:
         self, clusters: Sequence[Cluster], skipped: list[SkippedCluster]
     ) -> list[Target]:
         """Kubeconfig files for `clusters` (fetched in parallel); unavailable ones go to
-        `skipped`, which stays sorted by cluster id."""
+        `skipped` (sorted by cluster id), a failing Secret read included: one cluster's
+        kubeconfig never fails the pass."""
         slots = asyncio.Semaphore(self._limits.clusters)
 
         async def one(cluster: Cluster) -> Target | None:
@@ -299,6 +303,14 @@ class Engine:
                     return Target(cluster.id, await self._inventory.kubeconfig(cluster))
                 except ClusterUnavailable as unavailable:
                     skipped.append(unavailable.skipped())
+                    return None
+                except TransientError as error:  # one cluster's Secret: only that cluster waits
+                    skipped.append(SkippedCluster(cluster_id=cluster.id, reason=str(error)))
+                    return None
+                except Exception as error:
+                    logger.exception("Unexpected error getting the kubeconfig of %s", cluster.id)
+                    reason = f"unexpected {type(error).__name__} getting its kubeconfig"
+                    skipped.append(SkippedCluster(cluster_id=cluster.id, reason=reason))
                     return None
 
         found = await asyncio.gather(*(one(c) for c in clusters))
