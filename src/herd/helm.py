@@ -7,8 +7,9 @@
 - `ClusterHelm` is one cluster's helm: observe releases, install/upgrade, uninstall,
   recover stuck releases. Observation reads helm's release Secrets' *labels* only (one
   metadata list per cluster), so a pass with nothing to do makes no helm call at all.
-- `HelmFailure` is every helm error, classified once: kind, transient or not, and a
-  one-line message fit for status and Events (never a kubeconfig or a values file).
+- `HelmFailure` (`herd.failures`, re-exported) is every helm error, classified once: kind,
+  transient or not, and a one-line message fit for status and Events (never a kubeconfig
+  or a values file).
 
 Callers: `herd.rollout` (and through it the operator and the CLI).
 """
@@ -16,11 +17,9 @@ Callers: `herd.rollout` (and through it the operator and the CLI).
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -36,96 +35,23 @@ from pyhelm3 import errors as helm_errors
 
 from herd.api.v1 import ChartSpec
 from herd.clusters.kube import api_client_from_kubeconfig, api_error_summary
+from herd.failures import FailureKind, HelmFailure, classify, first_line
 from herd.plan import LABEL_MANAGER, LABEL_STACK, DesiredRelease, ObservedRelease
+
+__all__ = [
+    "ChartCache",
+    "ClusterHelm",
+    "FailureKind",
+    "HelmEnvironment",
+    "HelmFailure",
+    "classify",
+    "find_helm",
+    "first_line",
+]
 
 HISTORY_MAX = 10
 logger = logging.getLogger(__name__)
 _METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
-
-
-class FailureKind(enum.StrEnum):
-    CHART_NOT_FOUND = "ChartNotFound"
-    REPO_UNREACHABLE = "RepoUnreachable"
-    RENDER = "RenderFailed"
-    TIMEOUT = "Timeout"
-    OPERATION_IN_PROGRESS = "OperationInProgress"
-    CLUSTER_UNREACHABLE = "ClusterUnreachable"
-    RESOURCE_CONFLICT = "ResourceConflict"
-    INVALID = "InvalidResource"
-    FAILED = "HelmFailed"
-
-
-# (pattern in helm's stderr, kind, transient). First match wins; order matters.
-_RULES: tuple[tuple[re.Pattern[str], FailureKind, bool], ...] = tuple(
-    (re.compile(pattern, re.IGNORECASE), kind, transient)
-    for pattern, kind, transient in [
-        (r"another operation .* is in progress", FailureKind.OPERATION_IN_PROGRESS, True),
-        (r"kubernetes cluster unreachable", FailureKind.CLUSTER_UNREACHABLE, True),
-        (r"timed out waiting|context deadline exceeded", FailureKind.TIMEOUT, False),
-        (
-            r"execution error|parse error|failed to render|error converting yaml|"
-            r"template: |values don't meet the specifications",
-            FailureKind.RENDER,
-            False,
-        ),
-        (
-            r"chart .*not found|no chart version found|no chart name found|"
-            r"404 not found|failed to fetch .* : 404",
-            FailureKind.CHART_NOT_FOUND,
-            False,
-        ),
-        (
-            r"is not a valid chart repository or cannot be reached|"
-            r"failed to fetch .*index\.yaml|couldn't load repositories",
-            FailureKind.REPO_UNREACHABLE,
-            True,
-        ),
-        (
-            r"resource that already exists|invalid ownership metadata",
-            FailureKind.RESOURCE_CONFLICT,
-            False,
-        ),
-        (
-            r"connection refused|no such host|i/o timeout|dial tcp|eof$",
-            FailureKind.CLUSTER_UNREACHABLE,
-            True,
-        ),
-        (r" is invalid", FailureKind.INVALID, False),
-    ]
-)
-
-
-class HelmFailure(Exception):
-    """A classified helm error: `kind`, `transient`, and a one-line `message`."""
-
-    def __init__(self, kind: FailureKind, message: str, *, transient: bool) -> None:
-        self.kind = kind
-        self.transient = transient
-        self.message = message
-        super().__init__(message)
-
-
-def first_line(stderr: str, limit: int = 300) -> str:
-    """The line of helm's stderr that says what went wrong, without the `Error: ` noise."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.lower().startswith("error")]
-    line = (errors or lines or ["helm failed without a message"])[-1]
-    line = re.sub(r"^error:\s*", "", line, flags=re.IGNORECASE)
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def classify(stderr: str, *, pulling: bool = False) -> HelmFailure:
-    """One HelmFailure for helm's stderr. Connection errors while pulling are the repo's."""
-    message = first_line(stderr)
-    for pattern, kind, transient in _RULES:
-        if pattern.search(stderr):
-            unreachable_repo = pulling and kind is FailureKind.CLUSTER_UNREACHABLE
-            return HelmFailure(
-                FailureKind.REPO_UNREACHABLE if unreachable_repo else kind,
-                message,
-                transient=transient,
-            )
-    return HelmFailure(FailureKind.FAILED, message, transient=False)
 
 
 def _failure(error: helm_errors.Error, *, pulling: bool = False) -> HelmFailure:

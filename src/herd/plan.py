@@ -3,9 +3,10 @@
 `plan_stack` turns a Stack spec (plus the add-on charts the controller configuration
 prepends, and the values read from ConfigMaps/Secrets) into a `StackPlan`: the checked
 chart graph, its waves, and for any cluster the `DesiredRelease`s with fully merged
-values. `decide` compares one desired release with what helm has (`ObservedRelease`)
-and returns the action. The rollout (`herd.rollout`) and `herd plan` act on these;
-nothing here performs I/O, so every rule is covered by table tests.
+values. `decide` compares one desired release with what helm has (`ObservedRelease`,
+from `herd.releases`, re-exported here) and returns the action. The rollout
+(`herd.rollout`) and `herd plan` act on these; nothing here performs I/O, so every rule
+is covered by table tests.
 
 Values merge order (later wins): chart defaults (helm) < `values.inline` <
 `values.envs[spec.env]` < each `values.from` source in order < per-cluster values an
@@ -18,55 +19,62 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from herd.api.v1 import ChartSpec, StackSpec, ValuesSource
 from herd.errors import Problem, SpecError
 from herd.graph import ChartGraph
+from herd.releases import (
+    LABEL_CHART,
+    LABEL_CONFIG,
+    LABEL_MANAGER,
+    LABEL_STACK,
+    LABEL_VERSION,
+    LABEL_WAVE,
+    MANAGERS,
+    SHARED_OWNER,
+    DesiredRelease,
+    ObservedRelease,
+    ReleaseKey,
+    Values,
+    label_value,
+    owner_label,
+)
 
-# Labels Herd puts on the helm releases it manages (helm --labels; stored on the
-# release's storage Secret, so one metadata list per cluster shows all of them).
-LABEL_STACK = "herd.suse.com/stack"
-LABEL_CHART = "herd.suse.com/chart"
-LABEL_WAVE = "herd.suse.com/wave"
-LABEL_CONFIG = "herd.suse.com/config"
-LABEL_VERSION = "herd.suse.com/chart-version"
-# Which face of Herd installed the release: "operator" or "cli" (C2). A release without
-# it (older Herd) counts as the caller's.
-LABEL_MANAGER = "herd.suse.com/managed-by"
-MANAGERS = {"operator": "the Herd operator", "cli": "herd apply (CLI)"}
+__all__ = [
+    "LABEL_CHART",
+    "LABEL_CONFIG",
+    "LABEL_MANAGER",
+    "LABEL_STACK",
+    "LABEL_VERSION",
+    "LABEL_WAVE",
+    "MANAGERS",
+    "SHARED_OWNER",
+    "Action",
+    "Decision",
+    "DesiredRelease",
+    "ObservedRelease",
+    "ReleaseKey",
+    "StackPlan",
+    "Values",
+    "blocked_by",
+    "changed_keys",
+    "config_digest",
+    "decide",
+    "deep_merge",
+    "label_value",
+    "owner_label",
+    "plan_stack",
+]
 
-# Add-on releases (NeuVector, the observability agent) serve every Stack on a cluster:
-# they carry this owner instead of a Stack's, so two Stacks with `security: enabled`
-# share one NeuVector, and removing a Stack never removes them.
-SHARED_OWNER = "herd.shared-addons"
-
-_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-
-Values = dict[str, Any]
 SourceKey = tuple[str, str, str]  # (kind, name, key) of a values.from entry
 ClusterValues = Callable[[str, "ChartSpec"], Values]
 
 
 def source_key(source: ValuesSource) -> SourceKey:
     return (source.kind, source.name, source.key)
-
-
-def owner_label(namespace: str, name: str) -> str:
-    """The `herd.suse.com/stack` label value naming a Stack (a valid label value)."""
-    value = f"{namespace}.{name}"
-    if _LABEL_VALUE.match(value):
-        return value
-    return "h-" + hashlib.sha256(value.encode()).hexdigest()[:40]
-
-
-def label_value(text: str) -> str:
-    """`text` made a valid label value (SemVer build metadata `+` becomes `_`)."""
-    value = re.sub(r"[^-A-Za-z0-9_.]", "_", text)[:63].strip("-_.")
-    return value or "none"
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Values:
@@ -91,74 +99,6 @@ def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
         elif before != after or (key in old) != (key in new):
             changed.append(path)
     return changed
-
-
-@dataclass(frozen=True)
-class ReleaseKey:
-    """A release's identity: one (cluster, namespace, release name) is one helm release."""
-
-    cluster: str
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.cluster}/{self.namespace}/{self.name}"
-
-
-@dataclass(frozen=True)
-class DesiredRelease:
-    key: ReleaseKey
-    chart: ChartSpec
-    wave: int
-    values: Values = field(compare=False)
-    config: str  # digest of everything that, changed, needs a helm upgrade
-    owner: str | None = None  # SHARED_OWNER for add-ons; None: the Stack's own label
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return {
-            LABEL_CHART: self.chart.name,
-            LABEL_WAVE: str(self.wave),
-            LABEL_CONFIG: self.config,
-            LABEL_VERSION: label_value(self.chart.version),
-        }
-
-
-@dataclass(frozen=True)
-class ObservedRelease:
-    """What helm's storage says about a release (latest revision), labels included."""
-
-    namespace: str
-    name: str
-    status: str  # deployed, failed, pending-install, pending-upgrade, ...
-    revision: int
-    labels: Mapping[str, str] = field(default_factory=dict, compare=False)
-    # When helm last wrote this revision (epoch seconds; its storage Secret's
-    # modifiedAt/createdAt labels); None when helm did not say.
-    modified: float | None = field(default=None, compare=False)
-
-    @property
-    def owner(self) -> str | None:
-        return self.labels.get(LABEL_STACK)
-
-    @property
-    def manager(self) -> str | None:
-        return self.labels.get(LABEL_MANAGER)
-
-    @property
-    def chart(self) -> str:
-        return self.labels.get(LABEL_CHART, self.name)
-
-    @property
-    def chart_version(self) -> str | None:
-        return self.labels.get(LABEL_VERSION)
-
-    @property
-    def wave(self) -> int:
-        try:
-            return int(self.labels.get(LABEL_WAVE, "0"))
-        except ValueError:
-            return 0
 
 
 class Action(enum.StrEnum):
