@@ -519,3 +519,38 @@ async def test_a_cluster_that_departs_while_down_is_cleaned_up_when_it_returns(
     assert {r.key.cluster for r in gone.releases} == {second.name}
     assert gone.holding == frozenset()
     assert releases(second, ns) == {}
+
+
+async def test_held_failures_and_deferred_clusters_make_no_helm_call(
+    engine: Engine, two: list[BedCluster], chart_repo_url: str, ns: str
+) -> None:
+    broken = {
+        "name": "bad",
+        "chart": "broken",
+        "repo": chart_repo_url,
+        "version": "0.1.0",
+        "namespace": ns,
+    }
+    body = stack("held", chart_repo_url, [broken, app("ok", ns, repo=chart_repo_url)])
+    first = await engine.apply(body)
+    failed = {r.key: r for r in first.releases if r.chart == "bad"}
+    assert {r.state for r in failed.values()} == {State.FAILED}
+    assert all(r.config for r in failed.values())
+    history = {c.name: helm(c, "history", "bad", "-n", ns, check=False).stdout for c in two}
+
+    held = {key: r.config for key, r in failed.items() if r.config}
+    again = await engine.apply(body, held=held, defer=[two[1].name])
+    rows = {(r.key.cluster, r.chart): r for r in again.releases}
+    mine = rows[(two[0].name, "bad")]
+    assert mine.state is State.FAILED and mine.held and mine.started is None
+    assert mine.message == "not retried: last attempt with this configuration failed"
+    assert rows[(two[0].name, "ok")].state is State.DEPLOYED
+    for chart in ("bad", "ok"):
+        deferred = rows[(two[1].name, chart)]
+        assert deferred.state is State.UNREACHABLE and deferred.transient
+        assert deferred.message == "retrying in backoff"
+    assert two[1].name in again.holding and two[1].name in again.unreachable
+    assert {c.name: helm(c, "history", "bad", "-n", ns, check=False).stdout for c in two} == (
+        history
+    )
+    await engine.delete("default", "held")
