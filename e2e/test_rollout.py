@@ -554,3 +554,40 @@ async def test_held_failures_and_deferred_clusters_make_no_helm_call(
         history
     )
     await engine.delete("default", "held")
+
+
+async def test_drain_lets_running_helm_finish_and_starts_nothing_new(
+    engine: Engine, two: list[BedCluster], chart_repo_url: str, ns: str
+) -> None:
+    charts = [app("first", ns, repo=chart_repo_url), app("then", ns, "first", repo=chart_repo_url)]
+    running = asyncio.Event()
+
+    def progress(result: ReleaseResult) -> None:
+        if result.chart == "first" and result.state is State.DEPLOYING:
+            running.set()
+
+    rollout = asyncio.create_task(engine.apply(stack("drain", chart_repo_url, charts), progress))
+    await asyncio.wait_for(running.wait(), 120)
+    engine.gates.drain()
+    assert engine.gates.draining
+    await asyncio.wait_for(engine.gates.idle(), 180)
+    result = await asyncio.wait_for(rollout, 60)
+    rows = {(r.key.cluster, r.chart): r for r in result.releases}
+    started = [c.name for c in two if rows[(c.name, "first")].state is State.DEPLOYED]
+    assert started, "the helm operation running at drain time was not let finish"
+    for cluster in two:
+        after = rows[(cluster.name, "then")]
+        if cluster.name in started:
+            assert after.state is State.PENDING and after.transient, after
+            assert after.message == "controller shutting down"
+        else:  # its own dependency was drained before it started
+            assert after.message == "dependency first pending", after
+        assert "then" not in releases(cluster, ns)
+    await engines_cleanup(two, ns)
+
+
+async def engines_cleanup(two: list[BedCluster], ns: str) -> None:
+    """Remove by hand what a drained engine (which starts no helm any more) left."""
+    for cluster in two:
+        for name in releases(cluster, ns):
+            await asyncio.to_thread(helm, cluster, "uninstall", name, "-n", ns, check=False)
