@@ -33,6 +33,7 @@ EXPECTED_KINDS: dict[str, set[str]] = {
     "app": {"ConfigMap", "Deployment", "Service"},
     "with-crd": {"Widget"},
     "with-hook": {"Deployment", "Job"},
+    "slow": {"ConfigMap"},
 }
 DEPLOYMENT_AND_SERVICE = {"Deployment", "Service"}
 

@@ -243,6 +243,13 @@ def test_failing_chart_exits_1_with_helms_error_in_the_table(
             {"values": {"from": [{"kind": "Secret", "name": "web-values"}]}},
             "spec.charts[0].values.from[0]: Secret ci/web-values cannot be read",
         ),
+        ("chart is a flag", {"chart": "--help"}, "spec.charts[0].chart: must be a chart name"),
+        (
+            "chart smuggles a flag",
+            {"chart": "--repo=http://127.0.0.1:1"},
+            "spec.charts[0].chart: must be a chart name",
+        ),
+        ("version is a flag", {"version": "--devel"}, "spec.charts[0].version: must be"),
     ],
 )
 def test_invalid_stack_exits_2_before_any_helm_call(
@@ -266,7 +273,11 @@ def test_invalid_stack_exits_2_before_any_helm_call(
 
         assert done.returncode == 2, case + done.stdout + done.stderr
         assert error in done.stderr
+        assert "Traceback" not in done.stderr
         assert done.stdout == ""
+    if "flag" in case:
+        checked = herd("validate", "-f", stack)
+        assert checked.returncode == 2 and error in checked.stdout, checked.stdout
     assert helm_calls.read_text() == ""
     assert releases(downstream[0], ns, helm_home) == {}
 
@@ -413,3 +424,42 @@ def test_status_lists_herd_releases_and_delete_removes_them(
     assert releases(downstream[0], ns, helm_home) == {}
     assert again.returncode == 0 and "Nothing to uninstall" in again.stdout
     assert table(herd("status", "-f", stack, *clusters).stdout) == []
+
+
+def test_apply_refuses_an_operator_release_unless_forced(
+    downstream: list[Cluster],
+    chart_repo_url: str,
+    tmp_path: Path,
+    helm_home: Path,
+    cleanup: Callable[[Path, list[str]], None],
+) -> None:
+    one = downstream[0]
+    ns = unique("cli-faces")
+    stack = write_stack(
+        tmp_path / "stack.yaml", ns, {"clusterIds": ["one"]}, chart("web", chart_repo_url, ns)
+    )
+    clusters = ["--kubeconfig", f"{one.kubeconfig}=one"]
+    # The release as the operator installs it for this Stack (ci/<ns>).
+    subprocess.run(
+        [
+            helm_binary(),
+            *("upgrade", "--install", "web", "app", "--repo", chart_repo_url, "--version=0.1.0"),
+            *("--namespace", ns, "--create-namespace", "--kubeconfig", str(one.kubeconfig)),
+            f"--labels=herd.suse.com/stack=ci.{ns},herd.suse.com/managed-by=operator",
+        ],
+        env=helm_env(helm_home),
+        capture_output=True,
+        check=True,
+    )
+
+    refused = herd("apply", "-f", stack, *clusters)
+
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "managed by the Herd operator; use --force to take it over" in refused.stdout
+    assert releases(one, ns, helm_home)["web"]["revision"] == "1"
+
+    forced = herd("apply", "--force", "-f", stack, *clusters)
+    cleanup(stack, clusters)
+
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert releases(one, ns, helm_home)["web"]["revision"] == "2"

@@ -123,6 +123,17 @@ async def test_file_problems_are_cluster_unavailable(tmp_path: Path) -> None:
         assert raised.value.skipped().cluster_id == "f"
 
 
+def test_a_fixed_directory_loses_what_a_crashed_run_left(tmp_path: Path) -> None:
+    directory = tmp_path / "kubeconfigs"
+    directory.mkdir()
+    (directory / "c-1-abcd.kubeconfig").write_text(f"token: {SECRET}\n")
+    (directory / ".writing-x1").write_text(f"token: {SECRET}\n")
+    with KubeconfigStore(None, directory) as store:
+        assert list(store.directory.iterdir()) == []
+        assert mode(store.directory) == 0o700
+    assert directory.exists()  # not ours to remove: the work directory's
+
+
 def test_close_is_idempotent_and_removes_its_temp_directory() -> None:
     store = KubeconfigStore(None)
     assert mode(store.directory) == 0o700

@@ -2,10 +2,11 @@
 
 Role: turn the chart sources under ``e2e/charts/`` into ready-to-package chart directories.
 Several published charts share one source so similar charts are written once: ``app`` is
-published at 0.1.0 and 0.2.0, and ``never-ready`` plus the offline stand-ins for the README's
+published at 0.1.0 and 0.2.0, ``never-ready`` plus the offline stand-ins for the README's
 example charts (``ollama``, ``qdrant``, ...) are all the ``workload`` source under another
-name. Staging copies a source and stamps ``Chart.yaml`` (name, version, appVersion) and,
-where an entry says so, default values; the result is an ordinary Helm chart.
+name, and ``slow`` is the ``many-configmaps`` source. Staging copies a source and stamps
+``Chart.yaml`` (name, version, appVersion) and, where an entry says so, default values; the
+result is an ordinary Helm chart.
 
 Callers: ``e2e.testbed.chartrepo`` packages what ``stage`` writes; tests read ``CATALOG`` to
 know what the repository must serve.
@@ -70,6 +71,8 @@ CATALOG: tuple[FixtureChart, ...] = (
         description="Herd e2e fixture - a Deployment whose pod can never be scheduled.",
     ),
     FixtureChart("broken", "0.1.0", "0.1.0", "broken"),
+    # The benchmark's slow chart: 400 ConfigMaps, about 11 s (`count` sets how many).
+    FixtureChart("slow", "0.1.0", "0.1.0", "many-configmaps"),
     FixtureChart("core", "2.8.6", "5.4.4", "core"),
     FixtureChart("suse-observability-agent", "1.2.16", "3.0.0", "suse-observability-agent"),
     _stand_in("gpu-operator", "23.9.1", "v23.9.1"),

@@ -4,8 +4,14 @@
 `values.from` sources, builds the plan (add-ons prepended), materialises each target's
 kubeconfig, and runs the rollout. Clusters that are no longer targeted but still hold
 releases of this Stack are cleaned up in the same pass. `Engine.delete` removes every
-release the Stack owns on every known cluster. `Engine.preview` is `apply` without
-writes (`herd plan`). Spec errors surface as `SpecError` before any helm call.
+release the Stack owns on every known cluster (or on the clusters given). `Engine.preview`
+is `apply` without writes (`herd plan`). Spec errors surface as `SpecError` before any
+helm call. Every result says which clusters still hold (or may hold) the Stack's
+releases (`StackResult.holding`), so the caller can persist it and clean up a cluster
+that departed while unreachable once it returns.
+
+One engine per process: its `Gates` bound helm and clusters process-wide, and `manager`
+("operator" or "cli") labels every release it installs.
 
 Callers: `herd.operator` (kopf handlers) and `herd.cli` (CI pipelines).
 """
@@ -13,6 +19,7 @@ Callers: `herd.operator` (kopf handlers) and `herd.cli` (CI pipelines).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +28,10 @@ from typing import Protocol
 from herd.api.v1 import ChartSpec, SkippedCluster, Stack, StackSpec
 from herd.clusters.model import Cluster, ClusterUnavailable
 from herd.clusters.targets import resolve_targets
-from herd.errors import Problem, SpecError
+from herd.errors import Problem, SpecError, TransientError
 from herd.helm import HelmEnvironment
 from herd.plan import (
+    DEFAULT_STUCK_SECONDS,
     Decision,
     DesiredRelease,
     ObservedRelease,
@@ -35,7 +43,9 @@ from herd.plan import (
     plan_stack,
 )
 from herd.results import ReleaseResult
-from herd.rollout import DEFAULT_LIMITS, Gates, Limits, Progress, Rollout, Target
+from herd.rollout import DEFAULT_LIMITS, Gates, Limits, Progress, Rollout, Settings, Target
+
+logger = logging.getLogger(__name__)
 
 
 class Inventory(Protocol):
@@ -78,6 +88,9 @@ class StackResult:
     # For targets this also shows in their rows (Unreachable); for clusters the Stack left
     # (or all clusters, on delete) it is the only trace.
     unreachable: dict[str, str] = field(default_factory=dict)
+    # Cluster ids that after the pass still hold, or may hold (could not be read, deferred,
+    # skipped), releases of this Stack. The operator persists it.
+    holding: frozenset[str] = frozenset()
 
     @property
     def chart_count(self) -> int:
@@ -111,13 +124,18 @@ class Engine:
         limits: Limits = DEFAULT_LIMITS,
         values: ValuesReader | None = None,
         addons: AddOns | None = None,
+        gates: Gates | None = None,
+        manager: str = "operator",
+        stuck_seconds: float = DEFAULT_STUCK_SECONDS,
     ) -> None:
         self._inventory = inventory
         self._env = env
         self._limits = limits
         self._values = values
         self._addons = addons
-        self._gates = Gates(limits.helm)
+        self.gates = gates or Gates(limits.helm, limits.clusters)
+        self._manager = manager
+        self._stuck_seconds = stuck_seconds
 
     async def plan(self, stack: Stack, clusters: Sequence[Cluster] = ()) -> StackPlan:
         """The checked plan; raises SpecError with every problem found, values sources and
@@ -158,36 +176,60 @@ class Engine:
         on_progress: Progress | None = None,
         *,
         previous_targets: Collection[str] | None = None,
+        held: Mapping[ReleaseKey, str] | None = None,
+        force: bool = False,
+        defer: Collection[str] = (),
     ) -> StackResult:
         """Converge the Stack's targets; clean up the clusters it left.
 
-        `previous_targets` (the operator's last status) narrows the clean-up to clusters the
-        Stack targeted before; None checks every other ready cluster (the CLI's few).
+        `previous_targets` (the operator's record of clusters that may hold the Stack's
+        releases) narrows the clean-up to those; None checks every other ready cluster
+        (the CLI's few). `held`: release -> config digest that failed permanently (not
+        retried while unchanged). `force`: take over releases the other Herd face manages.
+        `defer`: cluster ids in backoff, not contacted this pass.
         """
         result, reachable, departed = await self._resolve(stack, previous_targets)
-        owner = owner_label(stack.namespace, stack.name)
+        settings = self._settings(stack.namespace, stack.name, force, held)
+        holding = {s.cluster_id for s in result.skipped}
         for plan, targets in ((result.plan, reachable), (None, departed)):
-            rollout = self._rollout(owner, on_progress)
+            rollout = self._rollout(settings, on_progress, defer)
             result.releases += await rollout.apply(plan, targets)
             result.unreachable.update(rollout.unreachable)
+            holding |= rollout.holding
+        result.holding = frozenset(holding | set(result.unreachable))
         return result
 
     async def delete(
-        self, namespace: str, name: str, on_progress: Progress | None = None
+        self,
+        namespace: str,
+        name: str,
+        on_progress: Progress | None = None,
+        *,
+        only: Collection[str] | None = None,
+        force: bool = False,
     ) -> StackResult:
-        """Uninstall every release the Stack owns, on every known cluster."""
+        """Uninstall every release the Stack owns on every known cluster, or on `only`.
+
+        A cluster of `only` that the inventory no longer knows holds nothing any more
+        (removing a cluster from the inventory is a way out of a stuck deletion).
+        """
         clusters = await self._inventory.clusters()
+        if only is not None:
+            clusters = [c for c in clusters if c.id in only]
         result = StackResult(None, clusters, [])
         reachable = await self._targets(clusters, result.skipped)
-        rollout = self._rollout(owner_label(namespace, name), on_progress)
+        rollout = self._rollout(self._settings(namespace, name, force), on_progress, ())
         result.releases = await rollout.apply(None, reachable)
         result.unreachable.update(rollout.unreachable)
+        result.holding = frozenset(
+            rollout.holding | set(result.unreachable) | {s.cluster_id for s in result.skipped}
+        )
         return result
 
     async def preview(self, stack: Stack) -> tuple[StackResult, list[Preview]]:
         """What `apply` would do, departed clusters included; no writes anywhere."""
         result, reachable, departed = await self._resolve(stack, None)
-        rollout = self._rollout(owner_label(stack.namespace, stack.name), None)
+        rollout = self._rollout(self._settings(stack.namespace, stack.name), None, ())
         rows = [Preview(*row) for row in await rollout.decisions(result.plan, reachable)]
         rows += [Preview(*row) for row in await rollout.decisions(None, departed)]
         result.unreachable.update(rollout.unreachable)
@@ -199,7 +241,9 @@ class Engine:
         """Targets and plan (SpecError before anything else), and the clusters left behind.
 
         A cluster the Stack no longer targets loses its releases in the same pass; one that
-        is targeted but skipped (not ready, no kubeconfig) keeps them: it may come back.
+        is targeted but skipped (not ready, no kubeconfig) keeps them: it may come back. A
+        departed cluster the caller knows may hold releases but that cannot be reached now
+        is named in `unreachable` (so it stays in `holding`).
         """
         clusters = await self._inventory.clusters()
         resolution = resolve_targets(stack.spec.targets, clusters)
@@ -210,25 +254,47 @@ class Engine:
         left = [
             c
             for c in clusters
-            if c.ready
-            and c.id not in keep
+            if c.id not in keep
             and c.name not in keep
             and (previous_targets is None or c.id in previous_targets)
         ]
+        known = previous_targets is not None
+        for cluster in left:
+            if not cluster.ready and known:
+                result.unreachable[cluster.id] = "cluster is not ready; its releases stay for now"
         reachable = await self._targets(resolution.clusters, result.skipped)
-        departed = await self._targets(left, [])
+        lost: list[SkippedCluster] = []
+        departed = await self._targets([c for c in left if c.ready], lost)
+        if known:
+            result.unreachable.update({s.cluster_id: s.reason for s in lost})
         return result, reachable, departed
 
-    def _rollout(self, owner: str, on_progress: Progress | None) -> Rollout:
-        return Rollout(
-            self._env, owner=owner, limits=self._limits, gates=self._gates, on_progress=on_progress
+    def _settings(
+        self,
+        namespace: str,
+        name: str,
+        force: bool = False,
+        held: Mapping[ReleaseKey, str] | None = None,
+    ) -> Settings:
+        return Settings(
+            owner=owner_label(namespace, name),
+            manager=self._manager,
+            force=force,
+            stuck_seconds=self._stuck_seconds,
+            held=dict(held or {}),
         )
+
+    def _rollout(
+        self, settings: Settings, on_progress: Progress | None, defer: Collection[str]
+    ) -> Rollout:
+        return Rollout(self._env, settings, gates=self.gates, on_progress=on_progress, defer=defer)
 
     async def _targets(
         self, clusters: Sequence[Cluster], skipped: list[SkippedCluster]
     ) -> list[Target]:
         """Kubeconfig files for `clusters` (fetched in parallel); unavailable ones go to
-        `skipped`, which stays sorted by cluster id."""
+        `skipped` (sorted by cluster id), a failing Secret read included: one cluster's
+        kubeconfig never fails the pass."""
         slots = asyncio.Semaphore(self._limits.clusters)
 
         async def one(cluster: Cluster) -> Target | None:
@@ -237,6 +303,14 @@ class Engine:
                     return Target(cluster.id, await self._inventory.kubeconfig(cluster))
                 except ClusterUnavailable as unavailable:
                     skipped.append(unavailable.skipped())
+                    return None
+                except TransientError as error:  # one cluster's Secret: only that cluster waits
+                    skipped.append(SkippedCluster(cluster_id=cluster.id, reason=str(error)))
+                    return None
+                except Exception as error:
+                    logger.exception("Unexpected error getting the kubeconfig of %s", cluster.id)
+                    reason = f"unexpected {type(error).__name__} getting its kubeconfig"
+                    skipped.append(SkippedCluster(cluster_id=cluster.id, reason=reason))
                     return None
 
         found = await asyncio.gather(*(one(c) for c in clusters))

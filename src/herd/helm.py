@@ -7,8 +7,9 @@
 - `ClusterHelm` is one cluster's helm: observe releases, install/upgrade, uninstall,
   recover stuck releases. Observation reads helm's release Secrets' *labels* only (one
   metadata list per cluster), so a pass with nothing to do makes no helm call at all.
-- `HelmFailure` is every helm error, classified once: kind, transient or not, and a
-  one-line message fit for status and Events (never a kubeconfig or a values file).
+- `HelmFailure` (`herd.failures`, re-exported) is every helm error, classified once: kind,
+  transient or not, and a one-line message fit for status and Events (never a kubeconfig
+  or a values file).
 
 Callers: `herd.rollout` (and through it the operator and the CLI).
 """
@@ -16,15 +17,15 @@ Callers: `herd.rollout` (and through it the operator and the CLI).
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -34,96 +35,23 @@ from pyhelm3 import errors as helm_errors
 
 from herd.api.v1 import ChartSpec
 from herd.clusters.kube import api_client_from_kubeconfig, api_error_summary
-from herd.plan import LABEL_STACK, DesiredRelease, ObservedRelease
+from herd.failures import FailureKind, HelmFailure, classify, first_line
+from herd.plan import LABEL_MANAGER, LABEL_STACK, DesiredRelease, ObservedRelease
+
+__all__ = [
+    "ChartCache",
+    "ClusterHelm",
+    "FailureKind",
+    "HelmEnvironment",
+    "HelmFailure",
+    "classify",
+    "find_helm",
+    "first_line",
+]
 
 HISTORY_MAX = 10
 logger = logging.getLogger(__name__)
 _METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
-
-
-class FailureKind(enum.StrEnum):
-    CHART_NOT_FOUND = "ChartNotFound"
-    REPO_UNREACHABLE = "RepoUnreachable"
-    RENDER = "RenderFailed"
-    TIMEOUT = "Timeout"
-    OPERATION_IN_PROGRESS = "OperationInProgress"
-    CLUSTER_UNREACHABLE = "ClusterUnreachable"
-    RESOURCE_CONFLICT = "ResourceConflict"
-    INVALID = "InvalidResource"
-    FAILED = "HelmFailed"
-
-
-# (pattern in helm's stderr, kind, transient). First match wins; order matters.
-_RULES: tuple[tuple[re.Pattern[str], FailureKind, bool], ...] = tuple(
-    (re.compile(pattern, re.IGNORECASE), kind, transient)
-    for pattern, kind, transient in [
-        (r"another operation .* is in progress", FailureKind.OPERATION_IN_PROGRESS, True),
-        (r"kubernetes cluster unreachable", FailureKind.CLUSTER_UNREACHABLE, True),
-        (r"timed out waiting|context deadline exceeded", FailureKind.TIMEOUT, False),
-        (
-            r"execution error|parse error|failed to render|error converting yaml|"
-            r"template: |values don't meet the specifications",
-            FailureKind.RENDER,
-            False,
-        ),
-        (
-            r"chart .*not found|no chart version found|no chart name found|"
-            r"404 not found|failed to fetch .* : 404",
-            FailureKind.CHART_NOT_FOUND,
-            False,
-        ),
-        (
-            r"is not a valid chart repository or cannot be reached|"
-            r"failed to fetch .*index\.yaml|couldn't load repositories",
-            FailureKind.REPO_UNREACHABLE,
-            True,
-        ),
-        (
-            r"resource that already exists|invalid ownership metadata",
-            FailureKind.RESOURCE_CONFLICT,
-            False,
-        ),
-        (
-            r"connection refused|no such host|i/o timeout|dial tcp|eof$",
-            FailureKind.CLUSTER_UNREACHABLE,
-            True,
-        ),
-        (r" is invalid", FailureKind.INVALID, False),
-    ]
-)
-
-
-class HelmFailure(Exception):
-    """A classified helm error: `kind`, `transient`, and a one-line `message`."""
-
-    def __init__(self, kind: FailureKind, message: str, *, transient: bool) -> None:
-        self.kind = kind
-        self.transient = transient
-        self.message = message
-        super().__init__(message)
-
-
-def first_line(stderr: str, limit: int = 300) -> str:
-    """The line of helm's stderr that says what went wrong, without the `Error: ` noise."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.lower().startswith("error")]
-    line = (errors or lines or ["helm failed without a message"])[-1]
-    line = re.sub(r"^error:\s*", "", line, flags=re.IGNORECASE)
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def classify(stderr: str, *, pulling: bool = False) -> HelmFailure:
-    """One HelmFailure for helm's stderr. Connection errors while pulling are the repo's."""
-    message = first_line(stderr)
-    for pattern, kind, transient in _RULES:
-        if pattern.search(stderr):
-            unreachable_repo = pulling and kind is FailureKind.CLUSTER_UNREACHABLE
-            return HelmFailure(
-                FailureKind.REPO_UNREACHABLE if unreachable_repo else kind,
-                message,
-                transient=transient,
-            )
-    return HelmFailure(FailureKind.FAILED, message, transient=False)
 
 
 def _failure(error: helm_errors.Error, *, pulling: bool = False) -> HelmFailure:
@@ -131,11 +59,20 @@ def _failure(error: helm_errors.Error, *, pulling: bool = False) -> HelmFailure:
 
 
 class HelmEnvironment:
-    """A private helm home and the helm executable, shared by every helm call of a process."""
+    """A private helm home and the helm executable, shared by every helm call of a process.
 
-    def __init__(self, home: Path | None = None) -> None:
+    `home` (and `charts`, where pulled charts are unpacked) may be fixed directories of the
+    controller's work directory (`herd.workdir.prepare` empties it at start); without them
+    both are temporary directories removed by `close()`. Charts go to `home/charts` when
+    only `home` is given.
+    """
+
+    def __init__(self, home: Path | None = None, *, charts: Path | None = None) -> None:
         self._owned = home is None
         self.home = home or Path(tempfile.mkdtemp(prefix="herd-helm-"))
+        self.charts = charts or (None if self._owned else self.home / "charts")
+        if self.charts is not None:
+            self.charts.mkdir(mode=0o700, parents=True, exist_ok=True)
         for name in ("cache", "config", "data"):
             (self.home / name).mkdir(parents=True, exist_ok=True)
             # pyhelm3 runs helm with this process's environment: set it once, here.
@@ -164,13 +101,25 @@ def find_helm() -> str:
 
 
 class ChartCache:
-    """Charts pulled once per pass: concurrent callers for one chart share one pull."""
+    """Charts pulled once per pass: concurrent callers for one chart share one pull.
 
-    def __init__(self, env: HelmEnvironment) -> None:
+    Each pass unpacks into its own directory under `directory` (default: the environment's
+    `charts`, else the system temp directory), made on the first pull and removed by
+    `close()`.
+    """
+
+    def __init__(
+        self,
+        env: HelmEnvironment,
+        directory: Path | None = None,
+        *,
+        slot: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+    ) -> None:
         self._command = env.command()
+        self._parent = directory or env.charts
+        self._slot = slot or nullcontext  # the rollout's helm slot: a pull is a helm process
         self._directory: Path | None = None  # made on the first pull: no-op passes make none
         self._pulls: dict[tuple[str, str, str], asyncio.Task[Path]] = {}
-        self.pulled = 0  # how many pulls were made (benchmarks and tests read it)
 
     async def get(self, chart: ChartSpec) -> Path:
         """The unpacked chart directory; raises HelmFailure when it cannot be pulled."""
@@ -180,27 +129,27 @@ class ChartCache:
         return await asyncio.shield(self._pulls[key])
 
     async def _pull(self, chart: ChartSpec) -> Path:
-        self.pulled += 1
         if chart.repo.startswith("oci://"):
             ref, repo = f"{chart.repo.rstrip('/')}/{chart.chart_name}", None
         else:
             ref, repo = chart.chart_name, chart.repo
         if self._directory is None:
-            self._directory = Path(tempfile.mkdtemp(prefix="herd-charts-"))
+            self._directory = Path(tempfile.mkdtemp(prefix="herd-charts-", dir=self._parent))
         destination = Path(tempfile.mkdtemp(dir=self._directory))
         try:
-            await self._command.run(
-                [
-                    "pull",
-                    ref,
-                    "--version",
-                    chart.version,
-                    "--untar",
-                    "--destination",
-                    str(destination),
-                    *(["--repo", repo] if repo else []),
-                ]
-            )
+            # `--flag=value` and `--` before the chart: nothing from the spec is read as a flag.
+            async with self._slot():
+                await self._command.run(
+                    [
+                        "pull",
+                        f"--version={chart.version}",
+                        "--untar",
+                        f"--destination={destination}",
+                        *([f"--repo={repo}"] if repo else []),
+                        "--",
+                        ref,
+                    ]
+                )
         except helm_errors.Error as error:
             raise _failure(error, pulling=True) from None
         return next(destination.glob("*/Chart.yaml")).parent
@@ -218,8 +167,17 @@ class ClusterHelm:
     def __init__(self, env: HelmEnvironment, cluster: str, kubeconfig: Path) -> None:
         self.cluster = cluster
         self._kubeconfig = kubeconfig
-        self._command = env.command(kubeconfig)
+        # pyhelm3 would append --kubeconfig after our arguments, where `--` has ended the
+        # flags: put it first ourselves.
+        self._command = env.command()
+        self._flags = [f"--kubeconfig={kubeconfig}"]
         self._api: kubernetes.client.CoreV1Api | None = None
+
+    async def _run(
+        self, args: list[str], positionals: list[str], stdin: bytes | None = None
+    ) -> bytes:
+        output: bytes = await self._command.run([*args, *self._flags, "--", *positionals], stdin)
+        return output
 
     async def observe(self) -> dict[tuple[str, str], ObservedRelease]:
         """Latest revision of every helm release in the cluster, with its labels."""
@@ -231,48 +189,70 @@ class ClusterHelm:
                 f"cannot list helm releases: {api_error_summary(error)}",
                 transient=True,
             ) from None
-        latest: dict[tuple[str, str], ObservedRelease] = {}
-        for item in items:
-            release = _observed(item)
-            if release is None:
-                continue
-            key = (release.namespace, release.name)
-            if key not in latest or latest[key].revision < release.revision:
-                latest[key] = release
-        return latest
+        return _latest(items)
 
-    def _release_secrets(self) -> list[dict[str, Any]]:
+    async def observe_release(self, namespace: str, name: str) -> ObservedRelease | None:
+        """The latest revision of one release, read fresh (its storage Secrets' labels).
+
+        The rollout calls it under the release's lock, just before acting.
+        """
+        try:
+            items = await asyncio.to_thread(self._release_secrets, namespace, name)
+        except Exception as error:
+            raise HelmFailure(
+                FailureKind.CLUSTER_UNREACHABLE,
+                f"cannot read helm release {namespace}/{name}: {api_error_summary(error)}",
+                transient=True,
+            ) from None
+        return _latest(items).get((namespace, name))
+
+    def _release_secrets(
+        self, namespace: str | None = None, name: str | None = None
+    ) -> list[dict[str, Any]]:
         if self._api is None:
             self._api = kubernetes.client.CoreV1Api(api_client_from_kubeconfig(self._kubeconfig))
-        response = self._api.list_secret_for_all_namespaces(
-            label_selector="owner=helm",
-            _headers={"Accept": _METADATA_ONLY},
-            _preload_content=False,
-            _request_timeout=30,
-        )
+        options: dict[str, Any] = {
+            "_headers": {"Accept": _METADATA_ONLY},
+            "_preload_content": False,
+            "_request_timeout": 30,
+        }
+        if namespace is None:
+            response = self._api.list_secret_for_all_namespaces(
+                label_selector="owner=helm", **options
+            )
+        else:
+            response = self._api.list_namespaced_secret(
+                namespace, label_selector=f"owner=helm,name={name}", **options
+            )
         # Metadata only: the release bodies (chart, values) are never downloaded.
         raw: bytes = cast(Any, response).data
         items: list[dict[str, Any]] = json.loads(raw).get("items") or []
         return items
 
-    async def install_or_upgrade(self, desired: DesiredRelease, chart_dir: Path, owner: str) -> int:
-        """`helm upgrade --install`; returns the new revision. Add-ons keep their shared owner."""
+    async def install_or_upgrade(
+        self, desired: DesiredRelease, chart_dir: Path, owner: str, manager: str = "operator"
+    ) -> int:
+        """`helm upgrade --install`; returns the new revision. Add-ons keep their shared owner.
+
+        The release is labelled with its owner Stack and the Herd face (`manager`) acting.
+        """
         chart = desired.chart
-        labels = {LABEL_STACK: desired.owner or owner, **desired.labels}
+        labels = {LABEL_STACK: desired.owner or owner, LABEL_MANAGER: manager, **desired.labels}
         command: list[str] = [
-            *("upgrade", desired.key.name, str(chart_dir), "--install"),
-            *("--namespace", desired.key.namespace, "--create-namespace"),
-            *("--history-max", str(HISTORY_MAX), "--timeout", chart.timeout),
-            *("--values", "-", "--output", "json"),
-            *("--labels", ",".join(f"{k}={v}" for k, v in labels.items())),
-            *("--description", f"Herd Stack {owner}, chart {chart.name}"),
+            *("upgrade", "--install", f"--namespace={desired.key.namespace}"),
+            *("--create-namespace", f"--history-max={HISTORY_MAX}", f"--timeout={chart.timeout}"),
+            *("--values=-", "--output=json"),
+            "--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()),
+            f"--description=Herd Stack {owner}, chart {chart.name}",
         ]
         if chart.wait:
             command += ["--wait", "--wait-for-jobs"]
         if chart.atomic:
             command.append("--atomic")
         try:
-            output = await self._command.run(command, json.dumps(desired.values).encode())
+            output = await self._run(
+                command, [desired.key.name, str(chart_dir)], json.dumps(desired.values).encode()
+            )
         except helm_errors.Error as error:
             raise _failure(error) from None
         revision: int = json.loads(output[output.index(b"{") :])["version"]
@@ -280,8 +260,8 @@ class ClusterHelm:
 
     async def uninstall(self, namespace: str, name: str, timeout: str = "5m") -> None:
         try:
-            await self._command.run(
-                ["uninstall", name, "--namespace", namespace, "--timeout", timeout, "--wait"]
+            await self._run(
+                ["uninstall", f"--namespace={namespace}", f"--timeout={timeout}", "--wait"], [name]
             )
         except helm_errors.ReleaseNotFoundError:
             return
@@ -290,11 +270,11 @@ class ClusterHelm:
 
     async def manifest(self, namespace: str, name: str, revision: int | None) -> str | None:
         """The rendered manifest of a release revision; None when helm cannot tell."""
-        command = ["get", "manifest", name, "--namespace", namespace]
+        command = ["get", "manifest", f"--namespace={namespace}"]
         if revision:
-            command += ["--revision", str(revision)]
+            command.append(f"--revision={revision}")
         try:
-            output: bytes = await self._command.run(command)
+            output: bytes = await self._run(command, [name])
         except helm_errors.Error as error:
             logger.info(
                 "Cannot read the manifest of release %s/%s: %s",
@@ -309,8 +289,8 @@ class ClusterHelm:
         """Unstick a pending-* release: roll back an upgrade, remove a half install."""
         if observed.status in ("pending-upgrade", "pending-rollback") and observed.revision > 1:
             try:
-                await self._command.run(
-                    ["rollback", observed.name, "--namespace", observed.namespace, "--wait"]
+                await self._run(
+                    ["rollback", f"--namespace={observed.namespace}", "--wait"], [observed.name]
                 )
             except helm_errors.Error as error:
                 raise _failure(error) from None
@@ -320,6 +300,19 @@ class ClusterHelm:
     def close(self) -> None:
         if self._api is not None:
             self._api.api_client.close()
+
+
+def _latest(items: list[dict[str, Any]]) -> dict[tuple[str, str], ObservedRelease]:
+    """The latest revision of each release among helm's storage Secrets."""
+    latest: dict[tuple[str, str], ObservedRelease] = {}
+    for item in items:
+        release = _observed(item)
+        if release is None:
+            continue
+        key = (release.namespace, release.name)
+        if key not in latest or latest[key].revision < release.revision:
+            latest[key] = release
+    return latest
 
 
 def _observed(item: Mapping[str, Any]) -> ObservedRelease | None:
@@ -332,6 +325,22 @@ def _observed(item: Mapping[str, Any]) -> ObservedRelease | None:
             status=labels.get("status", "unknown"),
             revision=int(labels["version"]),
             labels=labels,
+            modified=_modified(labels, metadata.get("creationTimestamp")),
         )
     except (KeyError, ValueError):
         return None  # not a helm release Secret after all
+
+
+def _modified(labels: Mapping[str, str], created: str | None) -> float | None:
+    """helm's last write of a revision: the `modifiedAt` label helm 3's Secret driver sets
+    on every create and update (epoch seconds; `createdAt` where a helm version sets it),
+    else the Secret's creation time."""
+    stamps = [float(labels[k]) for k in ("modifiedAt", "createdAt") if labels.get(k, "").isdigit()]
+    if stamps:
+        return max(stamps)
+    if created:
+        try:
+            return datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None

@@ -3,9 +3,10 @@
 `plan_stack` turns a Stack spec (plus the add-on charts the controller configuration
 prepends, and the values read from ConfigMaps/Secrets) into a `StackPlan`: the checked
 chart graph, its waves, and for any cluster the `DesiredRelease`s with fully merged
-values. `decide` compares one desired release with what helm has (`ObservedRelease`)
-and returns the action. The rollout (`herd.rollout`) and `herd plan` act on these;
-nothing here performs I/O, so every rule is covered by table tests.
+values. `decide` compares one desired release with what helm has (`ObservedRelease`,
+from `herd.releases`, re-exported here) and returns the action. The rollout
+(`herd.rollout`) and `herd plan` act on these; nothing here performs I/O, so every rule
+is covered by table tests.
 
 Values merge order (later wins): chart defaults (helm) < `values.inline` <
 `values.envs[spec.env]` < each `values.from` source in order < per-cluster values an
@@ -18,51 +19,62 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 from herd.api.v1 import ChartSpec, StackSpec, ValuesSource
 from herd.errors import Problem, SpecError
 from herd.graph import ChartGraph
+from herd.releases import (
+    LABEL_CHART,
+    LABEL_CONFIG,
+    LABEL_MANAGER,
+    LABEL_STACK,
+    LABEL_VERSION,
+    LABEL_WAVE,
+    MANAGERS,
+    SHARED_OWNER,
+    DesiredRelease,
+    ObservedRelease,
+    ReleaseKey,
+    Values,
+    label_value,
+    owner_label,
+)
 
-# Labels Herd puts on the helm releases it manages (helm --labels; stored on the
-# release's storage Secret, so one metadata list per cluster shows all of them).
-LABEL_STACK = "herd.suse.com/stack"
-LABEL_CHART = "herd.suse.com/chart"
-LABEL_WAVE = "herd.suse.com/wave"
-LABEL_CONFIG = "herd.suse.com/config"
-LABEL_VERSION = "herd.suse.com/chart-version"
+__all__ = [
+    "LABEL_CHART",
+    "LABEL_CONFIG",
+    "LABEL_MANAGER",
+    "LABEL_STACK",
+    "LABEL_VERSION",
+    "LABEL_WAVE",
+    "MANAGERS",
+    "SHARED_OWNER",
+    "Action",
+    "Decision",
+    "DesiredRelease",
+    "ObservedRelease",
+    "ReleaseKey",
+    "StackPlan",
+    "Values",
+    "blocked_by",
+    "changed_keys",
+    "config_digest",
+    "decide",
+    "deep_merge",
+    "label_value",
+    "owner_label",
+    "plan_stack",
+]
 
-# Add-on releases (NeuVector, the observability agent) serve every Stack on a cluster:
-# they carry this owner instead of a Stack's, so two Stacks with `security: enabled`
-# share one NeuVector, and removing a Stack never removes them.
-SHARED_OWNER = "herd.shared-addons"
-
-_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-
-Values = dict[str, Any]
 SourceKey = tuple[str, str, str]  # (kind, name, key) of a values.from entry
 ClusterValues = Callable[[str, "ChartSpec"], Values]
 
 
 def source_key(source: ValuesSource) -> SourceKey:
     return (source.kind, source.name, source.key)
-
-
-def owner_label(namespace: str, name: str) -> str:
-    """The `herd.suse.com/stack` label value naming a Stack (a valid label value)."""
-    value = f"{namespace}.{name}"
-    if _LABEL_VALUE.match(value):
-        return value
-    return "h-" + hashlib.sha256(value.encode()).hexdigest()[:40]
-
-
-def label_value(text: str) -> str:
-    """`text` made a valid label value (SemVer build metadata `+` becomes `_`)."""
-    value = re.sub(r"[^-A-Za-z0-9_.]", "_", text)[:63].strip("-_.")
-    return value or "none"
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Values:
@@ -89,74 +101,15 @@ def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
     return changed
 
 
-@dataclass(frozen=True)
-class ReleaseKey:
-    """A release's identity: one (cluster, namespace, release name) is one helm release."""
-
-    cluster: str
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.cluster}/{self.namespace}/{self.name}"
-
-
-@dataclass(frozen=True)
-class DesiredRelease:
-    key: ReleaseKey
-    chart: ChartSpec
-    wave: int
-    values: Values = field(compare=False)
-    config: str  # digest of everything that, changed, needs a helm upgrade
-    owner: str | None = None  # SHARED_OWNER for add-ons; None: the Stack's own label
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return {
-            LABEL_CHART: self.chart.name,
-            LABEL_WAVE: str(self.wave),
-            LABEL_CONFIG: self.config,
-            LABEL_VERSION: label_value(self.chart.version),
-        }
-
-
-@dataclass(frozen=True)
-class ObservedRelease:
-    """What helm's storage says about a release (latest revision), labels included."""
-
-    namespace: str
-    name: str
-    status: str  # deployed, failed, pending-install, pending-upgrade, ...
-    revision: int
-    labels: Mapping[str, str] = field(default_factory=dict, compare=False)
-
-    @property
-    def owner(self) -> str | None:
-        return self.labels.get(LABEL_STACK)
-
-    @property
-    def chart(self) -> str:
-        return self.labels.get(LABEL_CHART, self.name)
-
-    @property
-    def chart_version(self) -> str | None:
-        return self.labels.get(LABEL_VERSION)
-
-    @property
-    def wave(self) -> int:
-        try:
-            return int(self.labels.get(LABEL_WAVE, "0"))
-        except ValueError:
-            return 0
-
-
 class Action(enum.StrEnum):
     INSTALL = "install"
     UPGRADE = "upgrade"
     NOTHING = "nothing"
     UNINSTALL = "uninstall"
-    RECOVER = "recover"  # a pending-* release must be unstuck before anything else
-    CONFLICT = "conflict"  # the release exists but another tool or Stack owns it
+    RECOVER = "recover"  # a pending-* release left by a dead actor must be unstuck first
+    CONFLICT = "conflict"  # the release exists but another tool, Stack or Herd face owns it
+    WAIT = "wait"  # a live actor is changing the release right now: leave it alone
+    HELD = "held"  # this exact configuration failed permanently before: not retried
 
 
 @dataclass(frozen=True)
@@ -166,15 +119,92 @@ class Decision:
 
 
 PENDING = frozenset({"pending-install", "pending-upgrade", "pending-rollback", "uninstalling"})
+DEFAULT_TIMEOUT_SECONDS = 300.0  # helm's own default --timeout, for releases of no chart
+DEFAULT_STUCK_SECONDS = 60.0  # HERD_STUCK_SECONDS
+
+
+@dataclass(frozen=True)
+class Context:
+    """What `decide` needs besides the release itself.
+
+    `now` (epoch seconds) and `stuck_after` (seconds beyond the chart's timeout) age a
+    pending-* release: younger, a live actor may own it. `held` is the config digest whose
+    last attempt failed permanently. `manager`/`force`: the C2 face check.
+    """
+
+    owner: str
+    manager: str = "operator"
+    force: bool = False
+    now: float = 0.0
+    stuck_after: float = DEFAULT_STUCK_SECONDS
+    held: str | None = None
 
 
 def decide(
-    desired: DesiredRelease | None, observed: ObservedRelease | None, owner: str
+    desired: DesiredRelease | None,
+    observed: ObservedRelease | None,
+    owner: str,
+    *,
+    manager: str = "operator",
+    force: bool = False,
+    now: float | None = None,
+    stuck_after: float = DEFAULT_STUCK_SECONDS,
+    held: str | None = None,
 ) -> Decision:
-    """The one thing to do next about a release. `owner` is this Stack's owner label."""
+    """The one thing to do next about a release. `owner` is this Stack's owner label.
+
+    A pending-* release is stuck (RECOVER) only when helm's last change to it is older
+    than the chart's timeout plus `stuck_after` at `now` (epoch seconds); the caller
+    holds the release's lock, so no task of this process is running it. Otherwise a live
+    actor owns it (WAIT). `now=None` is the read-only view (`herd plan`): every pending-*
+    counts as stuck.
+    """
+    context = Context(owner, manager, force, now or 0.0, stuck_after, held)
     if desired is not None and desired.owner is not None:
-        owner = desired.owner
-    if observed is not None and observed.owner != owner:
+        context = replace(context, owner=desired.owner)
+    foreign = _foreign(desired, observed, context)
+    if foreign is not None:
+        return foreign
+    if observed is None:
+        if desired is None:
+            return Decision(Action.NOTHING, "absent, as desired")
+        return _unless_held(desired, context, Decision(Action.INSTALL, "not installed"))
+    if observed.status in PENDING:
+        return _pending(desired, observed, context, checked=now is not None)
+    if desired is None:
+        return Decision(Action.UNINSTALL, "no longer in the Stack or its targets")
+    if observed.status == "uninstalled":
+        return _unless_held(
+            desired, context, Decision(Action.INSTALL, "uninstalled (history kept)")
+        )
+    if observed.status != "deployed":
+        reason = f"last operation left it {observed.status}"
+        return _unless_held(desired, context, Decision(Action.UPGRADE, reason))
+    if context.force and observed.manager not in (None, context.manager):
+        taken = MANAGERS.get(observed.manager or "", observed.manager)
+        return Decision(Action.UPGRADE, f"taken over from {taken} (forced)")
+    if observed.labels.get(LABEL_CONFIG) != desired.config:
+        old, new = observed.chart_version, label_value(desired.chart.version)
+        if old and old != new:
+            return _unless_held(
+                desired, context, Decision(Action.UPGRADE, f"chart version {old} -> {new}")
+            )
+        return _unless_held(
+            desired, context, Decision(Action.UPGRADE, "values or chart source changed")
+        )
+    return Decision(Action.NOTHING, "up to date")
+
+
+HELD_MESSAGE = "not retried: last attempt with this configuration failed"
+
+
+def _foreign(
+    desired: DesiredRelease | None, observed: ObservedRelease | None, context: Context
+) -> Decision | None:
+    """CONFLICT (or NOTHING, for a release we do not want) when someone else owns it."""
+    if observed is None:
+        return None
+    if observed.owner != context.owner:
         if desired is None:
             return Decision(Action.NOTHING, "not managed by this Stack")
         managed_by = f"Stack {observed.owner}" if observed.owner else "another tool"
@@ -183,24 +213,37 @@ def decide(
             f"release {observed.namespace}/{observed.name} exists and is managed by "
             f"{managed_by}; Herd will not take it over",
         )
-    if observed is None:
-        if desired is None:
-            return Decision(Action.NOTHING, "absent, as desired")
-        return Decision(Action.INSTALL, "not installed")
-    if observed.status in PENDING:
+    shared = desired is not None and desired.owner is not None
+    other = observed.manager
+    if shared or context.force or other is None or other == context.manager:
+        return None
+    how = "use --force to take it over" if context.manager == "cli" else "unless forced"
+    return Decision(
+        Action.CONFLICT,
+        f"release {observed.namespace}/{observed.name} is managed by "
+        f"{MANAGERS.get(other, other)}; {how}",
+    )
+
+
+def _pending(
+    desired: DesiredRelease | None, observed: ObservedRelease, context: Context, *, checked: bool
+) -> Decision:
+    if not checked or observed.modified is None:
+        # No clock (herd plan) or helm gave no time: nothing tells a live actor apart.
         return Decision(Action.RECOVER, f"stuck in {observed.status}")
-    if desired is None:
-        return Decision(Action.UNINSTALL, "no longer in the Stack or its targets")
-    if observed.status == "uninstalled":
-        return Decision(Action.INSTALL, "uninstalled (history kept)")
-    if observed.status != "deployed":
-        return Decision(Action.UPGRADE, f"last operation left it {observed.status}")
-    if observed.labels.get(LABEL_CONFIG) != desired.config:
-        old, new = observed.chart_version, label_value(desired.chart.version)
-        if old and old != new:
-            return Decision(Action.UPGRADE, f"chart version {old} -> {new}")
-        return Decision(Action.UPGRADE, "values or chart source changed")
-    return Decision(Action.NOTHING, "up to date")
+    timeout = desired.chart.timeout_seconds if desired is not None else DEFAULT_TIMEOUT_SECONDS
+    age = max(0.0, context.now - observed.modified)
+    if age <= timeout + context.stuck_after:
+        return Decision(
+            Action.WAIT, f"operation in progress elsewhere, {age:.0f} s old ({observed.status})"
+        )
+    return Decision(Action.RECOVER, f"stuck in {observed.status} for {age:.0f} s")
+
+
+def _unless_held(desired: DesiredRelease, context: Context, decision: Decision) -> Decision:
+    if context.held is not None and context.held == desired.config:
+        return Decision(Action.HELD, HELD_MESSAGE)
+    return decision
 
 
 @dataclass(frozen=True)
@@ -247,6 +290,17 @@ class StackPlan:
                 )
             )
         return releases
+
+
+def blocked_by(plan: StackPlan, chart: str, states: Mapping[str, str]) -> str:
+    """Why `chart` cannot start: its first dependency whose state (by chart name, e.g.
+    "Deployed", "Failed") is not Deployed; "" when all are. The scheduler asks once every
+    dependency has finished, so a chart never waits for more than its own dependencies."""
+    for dependency in plan.graph.dependencies(chart):
+        state = states.get(dependency, "Pending")
+        if state != "Deployed":
+            return f"dependency {dependency} {state.lower()}"
+    return ""
 
 
 def config_digest(chart: ChartSpec, values: Mapping[str, Any]) -> str:

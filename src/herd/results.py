@@ -43,3 +43,5 @@ class ReleaseResult:
     started: datetime | None = None
     finished: datetime | None = None
     updated: datetime = field(default_factory=now)
+    config: str | None = None  # the desired config digest acted on (None: no desired release)
+    held: bool = False  # not retried: this config failed permanently before (C3)

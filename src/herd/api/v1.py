@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -33,6 +34,11 @@ SHORT_NAMES = ("stk",)
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 REPO_URL = r"^(https?|oci)://[^\s]+$"
 GO_DURATION = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
+# A chart name in a repository, or a path reference below it (e.g. `app`, `team/app`):
+# segments start with a letter or digit, so nothing reaches helm as a flag or climbs up.
+CHART_REF = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$"
+# A chart version or version constraint; never a flag.
+CHART_VERSION = r"^[^-\s].*$"
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _DURATION_SECONDS = {
     "ns": 1e-9,
@@ -191,13 +197,23 @@ class ChartSpec(_Model):
     chart: str | None = Field(
         default=None,
         min_length=1,
-        description="Chart name in the repository; defaults to name.",
+        max_length=253,
+        json_schema_extra={"pattern": CHART_REF},  # checked below, with a clear message
+        description=(
+            "Chart name in the repository, or a path reference below it (team/app); "
+            "defaults to name."
+        ),
     )
     repo: str = Field(
         pattern=REPO_URL,
         description="Chart repository URL: https://, http:// or oci://.",
     )
-    version: str = Field(min_length=1, description="Chart version to install (exact, e.g. 0.59.0).")
+    version: str = Field(
+        min_length=1,
+        max_length=128,
+        json_schema_extra={"pattern": CHART_VERSION},
+        description="Chart version to install (exact, e.g. 0.59.0); must not start with '-'.",
+    )
     namespace: str = Field(
         default="default",
         max_length=63,
@@ -230,6 +246,23 @@ class ChartSpec(_Model):
         default=False,
         description="Roll back (or uninstall, on first install) when the operation fails.",
     )
+
+    @field_validator("chart")
+    @classmethod
+    def _chart_reference(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(CHART_REF, value):
+            raise ValueError(
+                "must be a chart name or a path below the repository (letters, digits, "
+                f"'.', '_', '-' and '/', starting with a letter or digit), got {value!r}"
+            )
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _version_not_a_flag(cls, value: str) -> str:
+        if not re.match(CHART_VERSION, value):
+            raise ValueError(f"must be a chart version such as 1.2.3, got {value!r}")
+        return value
 
     @property
     def chart_name(self) -> str:

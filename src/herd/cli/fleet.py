@@ -144,7 +144,7 @@ class Session:
         self.store = KubeconfigStore(None)
         self.inventory = Inventory([FileSource(clusters)], self.store)
         self.env = HelmEnvironment()
-        self.engine = Engine(self.inventory, self.env, limits=limits, values=values)
+        self.engine = Engine(self.inventory, self.env, limits=limits, values=values, manager="cli")
 
     def close(self) -> None:
         self.store.close()
@@ -234,7 +234,7 @@ async def apply(args: argparse.Namespace, session: Session, stack: Stack | None)
     assert stack is not None
     progress = live.for_stream(sys.stderr)
     try:
-        result = await session.engine.apply(stack, progress)
+        result = await session.engine.apply(stack, progress, force=args.force)
     finally:
         progress.close()
     rows = render.release_rows(result)
@@ -259,7 +259,9 @@ async def delete(args: argparse.Namespace, session: Session, stack: Stack | None
     assert stack is not None
     progress = live.for_stream(sys.stderr)
     try:
-        result = await session.engine.delete(stack.namespace, stack.name, progress)
+        result = await session.engine.delete(
+            stack.namespace, stack.name, progress, force=args.force
+        )
     finally:
         progress.close()
     # A cluster that could not be read may still hold releases: say so, and exit 1.
@@ -357,6 +359,12 @@ def add_commands(commands: Any) -> None:
                 metavar="FILE",
                 help="cluster holding the ConfigMaps/Secrets of values.from "
                 "(in the Stack's namespace)",
+            )
+        if name in ("apply", "delete"):
+            parser.add_argument(
+                "--force",
+                action="store_true",
+                help="take over (or remove) releases the Herd operator manages for this Stack",
             )
         parser.add_argument(
             "--concurrency",

@@ -1,5 +1,8 @@
 """Kubeconfigs as files for helm: materialised from Secrets (or checked files), 0600 in a
 private 0700 directory, reused while unchanged, rewritten on rotation, removed on close.
+The directory is a temporary one, or a fixed one of the controller's work directory
+(`herd.workdir`): then kubeconfig files an earlier (crashed) run left there are removed
+when the store opens.
 
 Callers: `herd.clusters.Inventory.kubeconfig` (the engine asks it for each target cluster
 before building that cluster's helm client); the operator and the CLI create one store per
@@ -65,6 +68,9 @@ class KubeconfigStore:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             directory.chmod(0o700)
             self._directory = directory
+            # A fixed directory is this process's own: what a crashed run wrote goes now.
+            for stale in [*directory.glob("*.kubeconfig"), *directory.glob(".writing-*")]:
+                stale.unlink(missing_ok=True)
         self._written: dict[str, _Written] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._closed = False

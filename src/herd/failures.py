@@ -1,0 +1,97 @@
+"""Helm's errors, classified once: kind, transient or not, and a one-line message.
+
+`classify` reads helm's stderr (never a kubeconfig or values file: helm does not print
+them) into a `HelmFailure` fit for status rows and Events. Pure: no I/O, no pyhelm3.
+
+Callers: `herd.helm` (which raises them and re-exports them), the rollout, the CLI.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+
+class FailureKind(enum.StrEnum):
+    CHART_NOT_FOUND = "ChartNotFound"
+    REPO_UNREACHABLE = "RepoUnreachable"
+    RENDER = "RenderFailed"
+    TIMEOUT = "Timeout"
+    OPERATION_IN_PROGRESS = "OperationInProgress"
+    CLUSTER_UNREACHABLE = "ClusterUnreachable"
+    RESOURCE_CONFLICT = "ResourceConflict"
+    INVALID = "InvalidResource"
+    FAILED = "HelmFailed"
+
+
+# (pattern in helm's stderr, kind, transient). First match wins; order matters.
+_RULES: tuple[tuple[re.Pattern[str], FailureKind, bool], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), kind, transient)
+    for pattern, kind, transient in [
+        (r"another operation .* is in progress", FailureKind.OPERATION_IN_PROGRESS, True),
+        (r"kubernetes cluster unreachable", FailureKind.CLUSTER_UNREACHABLE, True),
+        (r"timed out waiting|context deadline exceeded", FailureKind.TIMEOUT, False),
+        (
+            r"execution error|parse error|failed to render|error converting yaml|"
+            r"template: |values don't meet the specifications",
+            FailureKind.RENDER,
+            False,
+        ),
+        (
+            r"chart .*not found|no chart version found|no chart name found|"
+            r"404 not found|failed to fetch .* : 404",
+            FailureKind.CHART_NOT_FOUND,
+            False,
+        ),
+        (
+            r"is not a valid chart repository or cannot be reached|"
+            r"failed to fetch .*index\.yaml|couldn't load repositories",
+            FailureKind.REPO_UNREACHABLE,
+            True,
+        ),
+        (
+            r"resource that already exists|invalid ownership metadata",
+            FailureKind.RESOURCE_CONFLICT,
+            False,
+        ),
+        (
+            r"connection refused|no such host|i/o timeout|dial tcp|eof$",
+            FailureKind.CLUSTER_UNREACHABLE,
+            True,
+        ),
+        (r" is invalid", FailureKind.INVALID, False),
+    ]
+)
+
+
+class HelmFailure(Exception):
+    """A classified helm error: `kind`, `transient`, and a one-line `message`."""
+
+    def __init__(self, kind: FailureKind, message: str, *, transient: bool) -> None:
+        self.kind = kind
+        self.transient = transient
+        self.message = message
+        super().__init__(message)
+
+
+def first_line(stderr: str, limit: int = 300) -> str:
+    """The line of helm's stderr that says what went wrong, without the `Error: ` noise."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.lower().startswith("error")]
+    line = (errors or lines or ["helm failed without a message"])[-1]
+    line = re.sub(r"^error:\s*", "", line, flags=re.IGNORECASE)
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def classify(stderr: str, *, pulling: bool = False) -> HelmFailure:
+    """One HelmFailure for helm's stderr. Connection errors while pulling are the repo's."""
+    message = first_line(stderr)
+    for pattern, kind, transient in _RULES:
+        if pattern.search(stderr):
+            unreachable_repo = pulling and kind is FailureKind.CLUSTER_UNREACHABLE
+            return HelmFailure(
+                FailureKind.REPO_UNREACHABLE if unreachable_repo else kind,
+                message,
+                transient=transient,
+            )
+    return HelmFailure(FailureKind.FAILED, message, transient=False)

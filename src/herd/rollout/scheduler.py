@@ -1,0 +1,283 @@
+"""Carry out a plan: each cluster supervised, each release as soon as its dependencies are.
+
+For each cluster the rollout observes helm's releases once, then starts one task per
+release; a release's task waits only for its own dependencies (not for its whole wave)
+and then for a helm slot (`Gates`). A release whose dependency did not deploy is
+`Skipped`, naming that dependency, while independent releases and other clusters carry
+on. Releases this Stack owns that are no longer desired are uninstalled afterwards,
+highest wave first. What one release does is `herd.rollout.actions`.
+
+Faults stay where they happen: every cluster is its own supervised task, and any
+exception there (a helm failure, a bug) becomes that cluster's results, never a
+sibling's cancellation. `on_progress` (sync or async) is told every state change; an
+exception it raises is logged and the rollout goes on.
+
+Cancelling the rollout cancels the tasks, and pyhelm3 terminates the helm processes.
+
+Callers: `herd.engine`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from herd.helm import ChartCache, ClusterHelm, HelmEnvironment, HelmFailure
+from herd.plan import (
+    Action,
+    Decision,
+    DesiredRelease,
+    ObservedRelease,
+    ReleaseKey,
+    StackPlan,
+    blocked_by,
+)
+from herd.results import ReleaseResult, State
+from herd.results import now as _now
+from herd.rollout.actions import ReleaseActions, Settings
+from herd.rollout.gates import DEFAULT_LIMITS, Gates
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[ReleaseResult], Awaitable[None] | None]
+BACKOFF_MESSAGE = "retrying in backoff"
+_GONE = (State.UNINSTALLED,)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A cluster to roll out to: its id and a kubeconfig file the caller keeps alive."""
+
+    cluster: str
+    kubeconfig: Path
+
+
+PreviewRow = tuple[ReleaseKey, DesiredRelease | None, ObservedRelease | None, Decision]
+
+
+class Rollout:
+    """One pass of one Stack over a set of clusters.
+
+    After `apply`: `results` (one per release), `unreachable` (cluster id -> why its
+    releases could not be read) and `holding` (clusters that still hold, or may hold,
+    releases of this Stack).
+    """
+
+    def __init__(
+        self,
+        env: HelmEnvironment,
+        settings: Settings,
+        *,
+        gates: Gates | None = None,
+        on_progress: Progress | None = None,
+        defer: Collection[str] = (),
+    ) -> None:
+        self._env = env
+        self._settings = settings
+        self._gates = gates or Gates(DEFAULT_LIMITS.helm, DEFAULT_LIMITS.clusters)
+        self._on_progress = on_progress
+        self._defer = frozenset(defer)
+        self._cache = ChartCache(env, slot=self._gates.slot)
+        self._actions = ReleaseActions(
+            self._gates, self._cache, settings, self._report, lambda key: self.results[key]
+        )
+        self.results: dict[ReleaseKey, ReleaseResult] = {}
+        self.unreachable: dict[str, str] = {}
+        self.holding: set[str] = set()
+        self._owned: set[ReleaseKey] = set()  # releases of this Stack seen at the start
+        self._shared: set[ReleaseKey] = set()  # add-on releases: no Stack's own
+
+    async def apply(self, plan: StackPlan | None, targets: Sequence[Target]) -> list[ReleaseResult]:
+        """Converge every target on the plan; `plan=None` removes everything owned."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                for target in targets:
+                    group.create_task(self._supervised(plan, target))
+        finally:
+            self._cache.close()
+        self._settle_holding(targets)
+        return list(self.results.values())
+
+    async def decisions(
+        self, plan: StackPlan | None, targets: Sequence[Target]
+    ) -> list[PreviewRow]:
+        """What `apply` would do, per release, without changing anything (`herd plan`).
+
+        A cluster that cannot be read is left out and named in `unreachable`.
+        """
+        out: list[PreviewRow] = []
+        for target in targets:
+            if target.cluster in self._defer:
+                self.unreachable[target.cluster] = BACKOFF_MESSAGE
+                continue
+            helm = ClusterHelm(self._env, target.cluster, target.kubeconfig)
+            try:
+                observed = await helm.observe()
+            except HelmFailure as failure:
+                self.unreachable[target.cluster] = failure.message
+                continue
+            finally:
+                helm.close()
+            desired = plan.releases_for(target.cluster) if plan else []
+            for d in desired:
+                o = observed.get((d.key.namespace, d.key.name))
+                out.append((d.key, d, o, self._actions.decide(d, o, fresh=True)))
+            for o in self._leftovers(observed, desired):
+                key = ReleaseKey(target.cluster, o.namespace, o.name)
+                out.append((key, None, o, self._actions.decide(None, o, fresh=True, key=key)))
+        return out
+
+    def _leftovers(
+        self, observed: dict[tuple[str, str], ObservedRelease], desired: list[DesiredRelease]
+    ) -> list[ObservedRelease]:
+        """Releases this Stack owns that it no longer wants (never shared add-ons)."""
+        wanted = {(d.key.namespace, d.key.name) for d in desired}
+        return [
+            o
+            for o in observed.values()
+            if o.owner == self._settings.owner and (o.namespace, o.name) not in wanted
+        ]
+
+    # -- one cluster, supervised -----------------------------------------------------------
+
+    async def _supervised(self, plan: StackPlan | None, target: Target) -> None:
+        desired = plan.releases_for(target.cluster) if plan else []
+        self._shared |= {d.key for d in desired if d.owner is not None}
+        try:
+            for d in desired:
+                await self._report(
+                    ReleaseResult(d.key, d.chart.name, State.PENDING, config=d.config)
+                )
+            if target.cluster in self._defer:
+                await self._unreachable(target.cluster, desired, BACKOFF_MESSAGE)
+                return
+            async with self._gates.clusters:
+                helm = ClusterHelm(self._env, target.cluster, target.kubeconfig)
+                try:
+                    await self._cluster(helm, plan, desired)
+                finally:
+                    helm.close()
+        except HelmFailure as failure:
+            await self._unreachable(target.cluster, desired, failure.message)
+        except Exception as error:  # a bug here must stay this cluster's failure
+            logger.exception("Unexpected error in the rollout on cluster %s", target.cluster)
+            message = f"unexpected {type(error).__name__} on cluster {target.cluster}"
+            self.holding.add(target.cluster)
+            for d in desired:
+                if self.results[d.key].state in (State.PENDING, State.DEPLOYING):
+                    await self._report(
+                        replace(
+                            self.results[d.key],
+                            state=State.FAILED,
+                            message=message,
+                            transient=True,
+                            finished=_now(),
+                        )
+                    )
+
+    async def _unreachable(self, cluster: str, desired: list[DesiredRelease], why: str) -> None:
+        self.unreachable[cluster] = why
+        self.holding.add(cluster)
+        for d in desired:
+            if self.results[d.key].state in (State.PENDING, State.DEPLOYING):
+                await self._report(
+                    replace(
+                        self.results[d.key], state=State.UNREACHABLE, message=why, transient=True
+                    )
+                )
+
+    async def _cluster(
+        self, helm: ClusterHelm, plan: StackPlan | None, desired: list[DesiredRelease]
+    ) -> None:
+        observed = await helm.observe()
+        self._owned |= {
+            ReleaseKey(helm.cluster, o.namespace, o.name)
+            for o in observed.values()
+            if o.owner == self._settings.owner
+        }
+        if plan is not None:
+            await self._releases(helm, plan, desired, observed)
+        leftovers = self._leftovers(observed, desired)
+        for level in sorted({o.wave for o in leftovers}, reverse=True):
+            async with asyncio.TaskGroup() as group:  # actions never raise: no sibling is lost
+                for o in (o for o in leftovers if o.wave == level):
+                    group.create_task(self._actions.remove(helm, o))
+
+    async def _releases(
+        self,
+        helm: ClusterHelm,
+        plan: StackPlan,
+        desired: list[DesiredRelease],
+        observed: dict[tuple[str, str], ObservedRelease],
+    ) -> None:
+        """One task per release; each waits for its own dependencies only."""
+        done = {d.chart.name: asyncio.Event() for d in desired}
+
+        async def one(release: DesiredRelease) -> None:
+            try:
+                for dependency in plan.graph.dependencies(release.chart.name):
+                    await done[dependency].wait()
+                blocker = self._blocker(plan, release)
+                if blocker:
+                    await self._report(
+                        replace(self.results[release.key], state=State.SKIPPED, message=blocker)
+                    )
+                    return
+                found = observed.get((release.key.namespace, release.key.name))
+                await self._actions.converge(helm, release, found)
+            except Exception as error:  # a bug stays this release's failure
+                logger.exception("Unexpected error scheduling release %s", release.key)
+                message = f"unexpected {type(error).__name__} on cluster {helm.cluster}"
+                await self._report(
+                    replace(
+                        self.results[release.key],
+                        state=State.FAILED,
+                        message=message,
+                        transient=True,
+                        finished=_now(),
+                    )
+                )
+            finally:
+                done[release.chart.name].set()
+
+        async with asyncio.TaskGroup() as group:
+            for release in desired:
+                group.create_task(one(release))
+
+    def _blocker(self, plan: StackPlan, release: DesiredRelease) -> str:
+        """Why `release` cannot go ahead: the first dependency that is not deployed."""
+        states = {}
+        for dependency in plan.graph.dependencies(release.chart.name):
+            spec = plan.graph.charts[dependency]
+            key = replace(release.key, namespace=spec.namespace, name=spec.release)
+            states[dependency] = self.results[key].state.value
+        return blocked_by(plan, release.chart.name, states)
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def _settle_holding(self, targets: Sequence[Target]) -> None:
+        """Which clusters may still hold this Stack's releases after the pass."""
+        clusters = {t.cluster for t in targets}
+        for result in self.results.values():
+            cluster = result.key.cluster
+            if cluster not in clusters or result.state in _GONE:
+                continue
+            acted = result.action in (Action.INSTALL, Action.UPGRADE, Action.RECOVER)
+            if (result.key in self._owned or acted) and result.key not in self._shared:
+                self.holding.add(cluster)
+
+    async def _report(self, result: ReleaseResult) -> None:
+        result = replace(result, updated=_now())
+        self.results[result.key] = result
+        if self._on_progress is None:
+            return
+        try:
+            outcome = self._on_progress(result)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:  # a progress/status failure never cancels helm work (C4)
+            logger.exception("Progress callback failed for release %s; going on", result.key)
