@@ -32,7 +32,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from herd.clusters.kube import API_ERRORS, api_error_summary, read_json
+from herd.clusters.kube import API_ERRORS, FORBIDDEN, NOT_FOUND, api_error_summary, read_json
 from herd.clusters.kubeconfig_yaml import (
     InvalidKubeconfig,
     absolutize_paths,
@@ -43,8 +43,6 @@ from herd.clusters.model import Cluster, ClusterUnavailable, KubeconfigRef
 from herd.errors import TransientError
 
 logger = logging.getLogger(__name__)
-
-_NOT_FOUND, _FORBIDDEN = 404, 403
 
 
 @dataclass(frozen=True)
@@ -161,9 +159,9 @@ class KubeconfigStore:
                 client.CoreV1Api(self._api).read_namespaced_secret, ref.name, ref.namespace
             )
         except ApiException as error:
-            if error.status == _NOT_FOUND:
+            if error.status == NOT_FOUND:
                 raise ClusterUnavailable(cluster.id, f"kubeconfig {secret} not found") from None
-            if error.status == _FORBIDDEN:
+            if error.status == FORBIDDEN:
                 raise ClusterUnavailable(cluster.id, f"not allowed to read {secret}") from None
             raise TransientError(f"cannot read {secret}: {api_error_summary(error)}") from None
         except API_ERRORS as error:
