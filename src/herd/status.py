@@ -3,22 +3,30 @@
 Pure. The operator calls `stack_status` after every progress event of a rollout (so the
 status lives while helm runs) and at the end; the CLI uses `phase_of` and `summary`.
 Conditions follow kstatus (`Ready`, `Reconciling`, `Stalled`) so Argo CD, Flux and
-`kubectl wait --for=condition=Ready` understand a Stack without custom health checks.
-The row list is capped (failing rows first) with per-state counts of every row, so the
-object stays small at 100 clusters × 20 charts.
+`kubectl wait --for=condition=Ready` understand a Stack without custom health checks;
+a deletion that waits adds `Deleting` (`deleting_status`).
+
+Everything is bounded, so the object stays small at 1000 clusters × 20 charts: rows
+(failing rows first, with per-state counts of every row), target, skipped and
+release-holding cluster lists (each with its full count), messages and condition texts.
+`release_record` keeps the persisted list of clusters that may hold the Stack's
+releases (`status.releaseClusters`), so a restart or a cluster that was down while the
+Stack left it is still cleaned up.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from herd.api.v1 import Condition, DeploymentRow, SkippedCluster, StackStatus
 from herd.results import ReleaseResult, State
 
 DEFAULT_MAX_ROWS = 100
-MESSAGE_LIMIT = 200
+MESSAGE_LIMIT = 200  # a row's message, a skipped cluster's reason
+TEXT_LIMIT = 1000  # the Stack's message and condition messages (spec errors list problems)
+RELEASE_CLUSTERS_LIMIT = 1000  # beyond this, passes and deletion check every cluster
 
 # Rows a reader must see first when the list is cut.
 _ROW_ORDER = {
@@ -42,6 +50,10 @@ class Phase:
     DEGRADED = "Degraded"
     FAILED = "Failed"
     DELETING = "Deleting"
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def rfc3339(moment: datetime) -> str:
@@ -85,10 +97,11 @@ def summary(releases: Sequence[ReleaseResult], skipped: Sequence[SkippedCluster]
     return text + (f"; {len(skipped)} clusters skipped" if skipped else "")
 
 
-def row(result: ReleaseResult) -> DeploymentRow:
-    message = result.message
-    if len(message) > MESSAGE_LIMIT:
-        message = message[: MESSAGE_LIMIT - 1] + "…"
+def row(result: ReleaseResult, held_message: str = "") -> DeploymentRow:
+    """The status row of a release. A permanent failure keeps the config digest it failed
+    with (`failedConfig`), so the next pass holds it; a held one keeps its first message."""
+    message = clip(held_message if result.held and held_message else result.message, MESSAGE_LIMIT)
+    permanent = result.state is State.FAILED and not result.transient and result.config
     return DeploymentRow(
         chart_name=result.chart,
         cluster_id=result.key.cluster,
@@ -99,15 +112,34 @@ def row(result: ReleaseResult) -> DeploymentRow:
         chart_version=result.chart_version,
         message=message,
         last_updated=rfc3339(result.updated),
+        failed_config=result.config if permanent else None,
     )
 
 
-def rows(releases: Sequence[ReleaseResult], limit: int) -> list[DeploymentRow]:
+def rows(
+    releases: Sequence[ReleaseResult], limit: int, previous: Sequence[DeploymentRow] = ()
+) -> list[DeploymentRow]:
     ordered = sorted(
         (r for r in releases if r.state is not State.UNINSTALLED),
         key=lambda r: (_ROW_ORDER[r.state], r.key.cluster, r.key.namespace, r.key.name),
     )
-    return [row(r) for r in ordered[:limit]]
+    before = {(p.cluster_id, p.namespace, p.release_name): p.message for p in previous}
+    return [
+        row(r, before.get((r.key.cluster, r.key.namespace, r.key.name), ""))
+        for r in ordered[:limit]
+    ]
+
+
+def release_record(
+    previous: Collection[str], holding: Collection[str], unverified: Collection[str]
+) -> list[str]:
+    """Clusters that hold or may hold the Stack's releases after a pass, sorted.
+
+    `holding`: what the pass found or could not rule out. A previously recorded cluster
+    stays while the pass could not verify it (`unverified`: unreachable, in backoff, not
+    ready, gone from the inventory); the pass confirmed every other one clean.
+    """
+    return sorted(set(holding) | (set(previous) & set(unverified)))
 
 
 def conditions(
@@ -119,6 +151,7 @@ def conditions(
 ) -> list[Condition]:
     """Ready / Reconciling / Stalled for `phase`; transition times kept when unchanged."""
     ready = phase == Phase.DEPLOYED
+    message = clip(message, TEXT_LIMIT)
     reconciling = phase in (Phase.DEPLOYING, Phase.DELETING, Phase.PENDING)
     stalled = phase in (Phase.FAILED, Phase.DEGRADED)
     reason = {
@@ -160,23 +193,39 @@ def stack_status(
     previous: StackStatus | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
     phase: str | None = None,
+    release_clusters: Sequence[str] | None = None,
+    reconcile_at: str | None = None,
 ) -> StackStatus:
-    """The whole status for a pass (in progress or finished)."""
+    """The whole status for a pass (in progress or finished).
+
+    `release_clusters` None keeps the previous record (a pass in progress)."""
     phase = phase or phase_of(releases, skipped)
-    message = summary(releases, skipped)
+    message = clip(summary(releases, skipped), TEXT_LIMIT)
     live = [r for r in releases if r.state is not State.UNINSTALLED]
+    record, record_count = (
+        (release_clusters, len(release_clusters))
+        if release_clusters is not None
+        else ((previous.release_clusters, previous.release_cluster_count) if previous else ([], 0))
+    )
     return StackStatus(
         phase=phase,
         message=message,
         observed_generation=generation,
+        reconcile_at=reconcile_at,
         cluster_count=len(targets),
         chart_count=chart_count,
-        target_clusters=list(targets),
-        skipped_clusters=list(skipped),
+        target_clusters=list(targets[:max_rows]),
+        skipped_clusters=[
+            s.model_copy(update={"reason": clip(s.reason, MESSAGE_LIMIT)})
+            for s in skipped[:max_rows]
+        ],
+        skipped_cluster_count=len(skipped),
+        release_clusters=list(record[:RELEASE_CLUSTERS_LIMIT]),
+        release_cluster_count=max(record_count, len(record)),
         conditions=conditions(
             phase, message, generation, now, previous.conditions if previous else ()
         ),
-        deployments=rows(releases, max_rows),
+        deployments=rows(releases, max_rows, previous.deployments if previous else ()),
         deployment_counts=dict(sorted(Counter(r.state.value for r in live).items())),
         security=previous.security if previous else None,
         observability=previous.observability if previous else None,
@@ -184,19 +233,42 @@ def stack_status(
 
 
 def failed_status(
-    message: str, generation: int | None, now: datetime, previous: StackStatus | None = None
+    message: str,
+    generation: int | None,
+    now: datetime,
+    previous: StackStatus | None = None,
+    *,
+    phase: str = Phase.FAILED,
 ) -> StackStatus:
-    """Status of a Stack whose spec is invalid: nothing was deployed or changed."""
-    return StackStatus(
-        phase=Phase.FAILED,
-        message=message,
-        observed_generation=generation,
-        target_clusters=previous.target_clusters if previous else [],
-        cluster_count=previous.cluster_count if previous else 0,
-        chart_count=previous.chart_count if previous else 0,
-        conditions=conditions(
-            Phase.FAILED, message, generation, now, previous.conditions if previous else ()
-        ),
-        deployments=previous.deployments if previous else [],
-        deployment_counts=previous.deployment_counts if previous else {},
+    """Status of a Stack whose pass could not run (invalid spec, or an unforeseen error
+    named in `message`): nothing changed, so what the previous status knew is kept."""
+    message = clip(message, TEXT_LIMIT)
+    kept = previous or StackStatus()
+    return kept.model_copy(
+        update={
+            "phase": phase,
+            "message": message,
+            "observed_generation": generation,
+            "conditions": conditions(phase, message, generation, now, kept.conditions),
+        }
     )
+
+
+def deleting_status(
+    reason: str, message: str, generation: int | None, now: datetime, previous: StackStatus | None
+) -> StackStatus:
+    """Status of a Stack whose deletion waits: phase Deleting and a `Deleting` condition
+    (reason `ClusterUnreachable` or `UninstallFailed`) naming what it waits for."""
+    message = clip(message, TEXT_LIMIT)
+    status = failed_status(message, generation, now, previous, phase=Phase.DELETING)
+    old = next((c for c in (previous.conditions if previous else []) if c.type == "Deleting"), None)
+    same = old is not None and old.reason == reason and old.status == "True"
+    deleting = Condition(
+        type="Deleting",
+        status="True",
+        reason=reason,
+        message=message,
+        last_transition_time=old.last_transition_time if same and old else rfc3339(now),
+        observed_generation=generation,
+    )
+    return status.model_copy(update={"conditions": [*status.conditions, deleting]})

@@ -294,6 +294,13 @@ class StackSpec(_Model):
     charts: list[ChartSpec] = Field(
         min_length=1, description="Helm charts to deploy, ordered by dependsOn."
     )
+    deletion_policy: Literal["Delete", "Orphan"] = Field(
+        default="Delete",
+        description=(
+            "What deleting the Stack does to its releases: Delete uninstalls them from every "
+            "cluster that holds them (waiting for unreachable ones); Orphan leaves them."
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -329,6 +336,13 @@ class DeploymentRow(_StatusModel):
     chart_version: str | None = Field(default=None, description="Deployed chart version.")
     message: str = Field(default="", description="Helm error or what is being waited on.")
     last_updated: str | None = Field(default=None, description="Last change (RFC 3339).")
+    failed_config: str | None = Field(
+        default=None,
+        description=(
+            "Digest of the chart, version and values whose install failed permanently; not "
+            "retried until they or the spec change, or herd.suse.com/reconcile-at is set anew."
+        ),
+    )
     security_scan: str | None = Field(
         default=None, description="Passed, Failed or Pending (security: enabled)."
     )
@@ -361,6 +375,10 @@ class StackStatus(_StatusModel):
         default="Pending",
         description="Pending, Deploying, Deployed, Degraded, Failed or Deleting.",
     )
+    reconcile_at: str | None = Field(
+        default=None,
+        description="The herd.suse.com/reconcile-at annotation value last acted upon.",
+    )
     message: str = Field(default="", description="One sentence on where the Stack stands.")
     observed_generation: int | None = Field(
         default=None, description="The spec generation last acted upon."
@@ -368,10 +386,26 @@ class StackStatus(_StatusModel):
     cluster_count: int = Field(default=0, description="Target clusters.")
     chart_count: int = Field(default=0, description="Charts per cluster, add-ons included.")
     target_clusters: list[str] = Field(
-        default_factory=list, description="Cluster IDs the Stack targets now."
+        default_factory=list,
+        description="Cluster IDs the Stack targets now (bounded; clusterCount counts them all).",
     )
     skipped_clusters: list[SkippedCluster] = Field(
-        default_factory=list, description="Targeted clusters that could not be used, and why."
+        default_factory=list,
+        description="Targeted clusters that could not be used, and why (bounded).",
+    )
+    skipped_cluster_count: int = Field(
+        default=0, description="Skipped clusters, including those left out of the list."
+    )
+    release_clusters: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Cluster IDs that hold or may hold this Stack's releases, unreachable and departed "
+            "ones included: where deletion and departure clean up (bounded)."
+        ),
+    )
+    release_cluster_count: int = Field(
+        default=0,
+        description="Clusters that hold or may hold releases; more than listed: check all.",
     )
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready, Reconciling, Stalled and add-on conditions."

@@ -1,9 +1,10 @@
 """Following the fleet: which Stacks must be reconciled again when a cluster changes.
 
 Pure and in memory; table-tested in `tests/test_clusters_index.py`. Caller: the operator
-(`herd.operator`) keeps one `TargetIndex`, updates it from Stack events (`set`/`remove`),
-and on every cluster event — a provisioning Cluster or kubeconfig Secret appearing,
-changing or disappearing — asks `affected(before, after)` which Stacks to wake up.
+(`herd.operator.runtime`) keeps one `TargetIndex`, updates it from each Stack's passes
+and deletion (`set`/`remove`), and, when its poll of the inventory finds a cluster
+changed — a provisioning Cluster or kubeconfig Secret appearing, changing or
+disappearing — asks `affected(before, after)` which Stacks to wake up.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from herd.clusters.model import Cluster
 from herd.clusters.targets import targets_match
 
 StackKey = tuple[str, str]
-"""(namespace, name) of a Stack."""
+"""(namespace, name) of a Stack; the one definition (the operator uses it too)."""
 
 StackKeys = set[StackKey]  # module level: inside the class, `set` is the method below
 

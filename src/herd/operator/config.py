@@ -13,6 +13,8 @@
 | HERD_ADDONS_CONFIGMAP | herd-addons | ConfigMap with add-on chart settings |
 | HERD_METRICS_PORT | 8080 | Prometheus metrics (0 = off) |
 | HERD_HEALTH_PORT | 8081 | kopf liveness endpoint /healthz (0 = off) |
+| HERD_BACKOFF_MAX_SECONDS | 300 | longest wait before retrying a cluster or a deletion |
+| HERD_WORKDIR | /tmp/herd-<ns>-<shard> | own dir (kubeconfigs, helm, charts); emptied at start |
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class OperatorConfig:
     addons_configmap: str = "herd-addons"
     metrics_port: int = 8080
     health_port: int = 8081
+    backoff_max_seconds: float = 300.0
+    workdir: Path | None = None  # None: `work_directory()`'s default
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -63,4 +68,10 @@ class OperatorConfig:
             addons_configmap=env.get("HERD_ADDONS_CONFIGMAP", base.addons_configmap),
             metrics_port=int(number("HERD_METRICS_PORT", base.metrics_port)),
             health_port=int(number("HERD_HEALTH_PORT", base.health_port)),
+            backoff_max_seconds=number("HERD_BACKOFF_MAX_SECONDS", base.backoff_max_seconds),
+            workdir=Path(env["HERD_WORKDIR"]) if env.get("HERD_WORKDIR") else None,
         )
+
+    def work_directory(self, shard: str = "") -> Path:
+        """HERD_WORKDIR, else /tmp/herd-<namespace>-<shard or 'default'>."""
+        return self.workdir or Path(f"/tmp/herd-{self.namespace}-{shard or 'default'}")  # noqa: S108 (C5: 0700, own)

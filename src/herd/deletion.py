@@ -1,0 +1,103 @@
+"""What a Stack's deletion may do after a clean-up pass: finish, or wait and why. Pure.
+
+The operator (`herd.operator.teardown`) uninstalls the Stack's releases on the clusters
+its status records as holding them (plus its current targets), then asks `decide` for
+a verdict. Deletion finishes only when no recorded cluster may still hold a release:
+
+- a cluster that could not be checked (API unreachable, kubeconfig missing, not ready)
+  holds deletion back, named in the Stack's `Deleting` condition, and is retried with
+  backoff;
+- ways out: the annotation `herd.suse.com/orphan-clusters: id1,id2` gives up on those
+  clusters' releases; a cluster removed from the inventory is released (with a warning
+  Event: its releases, if any, are left behind);
+- an uninstall that failed holds deletion back, naming the release;
+- `spec.deletionPolicy: Orphan` keeps every release and never contacts a cluster.
+
+Table-tested in `tests/test_deletion.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+ORPHAN_ANNOTATION = "herd.suse.com/orphan-clusters"
+DELETE = "Delete"
+ORPHAN = "Orphan"
+
+
+def orphaned_clusters(annotations: Mapping[str, str]) -> frozenset[str]:
+    """The cluster ids listed in the orphan-clusters annotation (comma separated)."""
+    raw = annotations.get(ORPHAN_ANNOTATION, "")
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one deletion pass."""
+
+    done: bool
+    waiting: Mapping[str, str]  # cluster id -> why it holds deletion back
+    released: tuple[str, ...] = ()  # gone from the inventory: given up, with a warning
+    orphaned: tuple[str, ...] = ()  # given up on by the orphan-clusters annotation
+    failed: Mapping[str, str] | None = None  # cluster id -> an uninstall that failed there
+
+    @property
+    def reason(self) -> str:
+        """The `Deleting` condition's reason while deletion waits."""
+        if self.waiting:
+            return "ClusterUnreachable"
+        return "UninstallFailed" if self.failed else "Deleted"
+
+    def message(self, limit: int = 10) -> str:
+        parts = []
+        if self.waiting:
+            ids = sorted(self.waiting)
+            shown = ", ".join(f"{c} ({self.waiting[c]})" for c in ids[:limit])
+            more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
+            parts.append(
+                f"waiting for clusters {shown}{more}; to give up on their releases, list them "
+                f"in the annotation {ORPHAN_ANNOTATION}"
+            )
+        if self.failed:
+            ids = sorted(self.failed)
+            more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
+            shown = "; ".join(f"on {c}: {self.failed[c]}" for c in ids[:limit])
+            parts.append(f"uninstall failed {shown}{more}")
+        return "; ".join(parts) or "every release removed"
+
+
+def decide(
+    *,
+    holding: Collection[str],
+    inventory: Collection[str],
+    unchecked: Mapping[str, str],
+    failed: Mapping[str, str] | None = None,
+    orphan: Collection[str] = (),
+) -> Verdict:
+    """Finish or wait, after a pass that uninstalled what it could reach.
+
+    `holding`: clusters that hold or may hold the Stack's releases (its record and
+    targets). `inventory`: cluster ids known now. `unchecked`: clusters the pass could
+    not check, id -> why. `failed`: cluster id -> an uninstall that failed there.
+    `orphan`: clusters given up on.
+    """
+    waiting: dict[str, str] = {}
+    released: list[str] = []
+    orphaned: list[str] = []
+    for cluster in sorted(set(holding) | set(unchecked)):
+        if cluster in orphan:
+            orphaned.append(cluster)
+        elif cluster not in inventory:
+            if cluster in holding:
+                released.append(cluster)
+        elif cluster in unchecked and cluster in holding:
+            waiting[cluster] = unchecked[cluster]
+    blocking = {c: why for c, why in (failed or {}).items() if c not in orphan}
+    return Verdict(
+        done=not waiting and not blocking,
+        waiting=waiting,
+        released=tuple(released),
+        orphaned=tuple(orphaned),
+        failed=blocking or None,
+    )

@@ -1,0 +1,84 @@
+"""Events on a Stack: one per change a user should see, never the same one twice in a row.
+
+`StackEvents` wraps the poster the kopf daemon gives (`herd.operator.handlers`) and drops
+an Event whose reason and message were already posted for the Stack within the window
+(the resync interval), so a resync that finds the same failure adds nothing. `log_release`
+turns a release's progress into a log line and, for changes, an Event naming cluster and
+chart. Callers: `herd.operator.keeper` and `herd.operator.teardown`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Protocol
+
+from herd.plan import Action
+from herd.results import ReleaseResult, State
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+class Events(Protocol):
+    """Posts Events on the Stack (kopf's daemon loggers do not post their lines)."""
+
+    def normal(self, reason: str, message: str) -> None: ...
+
+    def warning(self, reason: str, message: str) -> None: ...
+
+
+class StackEvents:
+    """`Events`, de-duplicated: the same reason and message at most once per window."""
+
+    def __init__(self, events: Events | None, window: float) -> None:
+        self._events = events
+        self._window = window
+        self._posted: dict[tuple[str, str, str], float] = {}
+
+    def normal(self, reason: str, message: str) -> None:
+        if self._events is not None and self._fresh("Normal", reason, message):
+            self._events.normal(reason, message)
+
+    def warning(self, reason: str, message: str) -> None:
+        if self._events is not None and self._fresh("Warning", reason, message):
+            self._events.warning(reason, message)
+
+    def _fresh(self, kind: str, reason: str, message: str) -> bool:
+        now = time.monotonic()
+        for old in [k for k, at in self._posted.items() if now - at >= self._window]:
+            del self._posted[old]
+        key = (kind, reason, message)
+        if key in self._posted:
+            return False
+        self._posted[key] = now
+        return True
+
+
+_VERBS = {Action.INSTALL: "Installed", Action.UPGRADE: "Upgraded", Action.RECOVER: "Recovered"}
+
+
+def log_release(result: ReleaseResult, logger: Logger, events: Events | None) -> None:
+    """Log a release's change and post it as an Event naming cluster and chart.
+
+    Without `events` (kopf handlers, whose loggers post INFO+ lines themselves), the log
+    line is the Event. A held failure (not retried) was reported when it happened.
+    """
+    if result.held:
+        return
+    release = f"{result.key.namespace}/{result.key.name}"
+    where = f"chart {result.chart} (release {release}) on cluster {result.key.cluster}"
+    if result.state is State.DEPLOYED and result.action in _VERBS and result.started:
+        verb = _VERBS[result.action]
+        message = f"{verb} {where}, revision {result.revision}"
+        logger.info("%s", message)
+        if events is not None:
+            events.normal(verb, message)
+    elif result.state is State.UNINSTALLED:
+        logger.info("Uninstalled %s", where)
+        if events is not None:
+            events.normal("Uninstalled", f"Uninstalled {where}")
+    elif result.state in (State.FAILED, State.UNREACHABLE):
+        message = f"{result.state.value} {where}: {result.message}"
+        logger.warning("%s", message)
+        if events is not None:
+            events.warning("Release" + result.state.value, message)

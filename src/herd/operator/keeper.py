@@ -1,0 +1,300 @@
+"""One Stack's keeper: its reconcile loop, one pass at a time, and what a pass remembers.
+
+Created by `Runtime.keep` (run by the kopf daemon of `herd.operator.handlers`) for each
+Stack. A pass parses the Stack, asks the engine to converge it, and hands status to the
+Stack's `StatusWriter` (which writes apart from helm, so a management API outage only
+delays status). Between passes the keeper waits for the resync interval, the earliest
+cluster retry, or a signal (spec change, inventory change). A spec change during a
+rollout is handled by finishing the rollout, then reconciling again with the new spec
+("finish then redo": helm is never interrupted half-way by an edit).
+
+What a pass decides from lives on the Stack's status, flushed before the next pass:
+
+- `releaseClusters`: clusters that hold or may hold its releases (`previous_targets`),
+  so a cluster that left the selector while down is cleaned up when it returns;
+- rows' `failedConfig`: permanent failures, passed as `held` so a resync makes no new
+  helm revision, until the spec, chart or values change or `herd.suse.com/reconcile-at`
+  gets a new value;
+- in memory only: per-cluster backoff (`herd.retry.Backoff`): a cluster that did not
+  answer is left alone (`defer`) until it is due, and the next pass is set for then.
+
+Every exception of a pass ends as the Stack's status message; the loop never dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from herd.addons import carry_over, enrich
+from herd.api import StackStatus, parse_stack
+from herd.api.v1 import Stack
+from herd.engine import StackResult
+from herd.errors import SpecError, TransientError
+from herd.operator import metrics
+from herd.operator.events import Events, Logger, StackEvents, log_release
+from herd.operator.statuswriter import Gone, StatusWriter
+from herd.plan import ReleaseKey
+from herd.results import ReleaseResult, State, now
+from herd.retry import Backoff, jitter, next_delay
+from herd.status import Phase, failed_status, release_record, stack_status
+
+if TYPE_CHECKING:
+    from herd.operator.runtime import Runtime
+
+RECONCILE_AT = "herd.suse.com/reconcile-at"
+STATUS_INTERVAL = 1.0
+IN_BACKOFF = "retrying in backoff"
+
+
+def held_releases(
+    previous: StackStatus | None, generation: int | None, reconcile_at: str | None
+) -> dict[ReleaseKey, str]:
+    """Releases whose last attempt failed permanently with the config digest given: not
+    retried while the spec generation and the reconcile-at annotation stay the same."""
+    if previous is None or previous.observed_generation != generation:
+        return {}
+    if previous.reconcile_at != reconcile_at:
+        return {}
+    return {
+        ReleaseKey(r.cluster_id, r.namespace, r.release_name): r.failed_config
+        for r in previous.deployments
+        if r.failed_config
+    }
+
+
+def previous_targets(previous: StackStatus | None) -> set[str] | None:
+    """Clusters that may hold the Stack's releases; None (no status, or a record cut at
+    its bound) makes the engine check every cluster."""
+    if previous is None or previous.release_cluster_count > len(previous.release_clusters):
+        return None
+    return (
+        set(previous.release_clusters)
+        | set(previous.target_clusters)
+        | {s.cluster_id for s in previous.skipped_clusters}
+        | {r.cluster_id for r in previous.deployments}
+    )
+
+
+def parse_status(body: Any) -> StackStatus | None:
+    raw = body.get("status") or {}
+    if not raw.get("phase"):
+        return None
+    try:
+        return StackStatus.model_validate(dict(raw))
+    except ValueError:
+        return None
+
+
+class Keeper:
+    def __init__(self, runtime: Runtime, body: Any, logger: Logger, events: Events | None):
+        meta = body["metadata"]
+        self.key = (meta["namespace"], meta["name"])
+        self._runtime = runtime
+        self._config = runtime.config
+        self._logger = logger
+        self.events = StackEvents(events, window=self._config.resync_seconds)
+        self.backoff = Backoff(base=2.0, cap=self._config.backoff_max_seconds)
+        self.writer = StatusWriter(
+            lambda status: runtime.patch_status(self.key, status),
+            logger=logger,
+            written=parse_status(body),
+            interval=STATUS_INTERVAL,
+            backoff_max=min(30.0, self._config.backoff_max_seconds),
+        )
+        self._failures = 0  # passes in a row that ended in an error
+
+    async def reconcile(self, body: Any) -> float:
+        """One pass; returns how long to wait before the next one."""
+        meta = body["metadata"]
+        generation = meta.get("generation")
+        reconcile_at = (meta.get("annotations") or {}).get(RECONCILE_AT)
+        previous = self.writer.written
+        try:
+            stack = parse_stack(dict(body))
+            self._runtime.index.set(self.key, stack.spec.targets)
+            delay = await self._apply(stack, previous, generation, reconcile_at)
+            self._failures = 0
+            return delay
+        except SpecError as error:
+            self._logger.error("Invalid Stack, nothing deployed or changed: %s", error)
+            self.events.warning("InvalidSpec", f"Nothing deployed or changed: {error}")
+            status = failed_status(str(error), generation, now(), previous)
+            await self.writer.flush(lambda: status)
+            self._runtime.fleet.set(self.key, Phase.FAILED, {})
+            return self._config.resync_seconds
+        except (Gone, asyncio.CancelledError):
+            raise
+        except Exception as error:
+            self._failures += 1
+            delay = next_delay(
+                self._failures,
+                rand=jitter(),
+                base=self._config.retry_seconds,
+                cap=self._config.backoff_max_seconds,
+            )
+            if isinstance(error, TransientError):
+                text = f"{error}; retrying in {delay:.0f}s"
+                self._logger.warning("%s", text)
+            else:  # a bug or an unforeseen answer: it still ends as the Stack's status
+                text = (
+                    f"Reconcile failed ({type(error).__name__}: {error}); retrying in {delay:.0f}s"
+                )
+                self._logger.exception("%s", text)
+            phase = previous.phase if previous else Phase.PENDING
+            status = failed_status(text, generation, now(), previous, phase=phase)
+            self.writer.offer(lambda: status)
+            return delay
+
+    async def _apply(
+        self,
+        stack: Stack,
+        previous: StackStatus | None,
+        generation: int | None,
+        reconcile_at: str | None,
+    ) -> float:
+        runtime = self._runtime
+        known = {c.id: c for c in runtime.known_clusters()}
+        deferred = self.backoff.deferred(time.monotonic())
+        progress = _Progress(self, previous, generation, reconcile_at)
+        result = await runtime.engine.apply(
+            stack,
+            progress.record,
+            previous_targets=previous_targets(previous),
+            held=held_releases(previous, generation, reconcile_at),
+            defer=deferred,
+        )
+        record = self._record(result, previous, deferred, known)
+        status = progress.final(result, record)
+        seen = await runtime.probe.observe(result, runtime.inventory)
+        status = enrich(
+            status,
+            result,
+            seen.scans,
+            seen.agents,
+            fail_on=seen.fail_on,
+            previous=previous,
+            now=now(),
+        )
+        await self.writer.flush(lambda: status)
+        runtime.fleet.set(self.key, status.phase, status.deployment_counts)
+        return self._next_pass(result, deferred, record)
+
+    def _record(
+        self,
+        result: StackResult,
+        previous: StackStatus | None,
+        deferred: frozenset[str],
+        known: dict[str, Any],
+    ) -> list[str]:
+        before = previous.release_clusters if previous else []
+        unverified = (
+            set(result.unreachable)
+            | set(deferred)
+            | {s.cluster_id for s in result.skipped}
+            | {c for c in before if c not in known or not known[c].ready}
+        )
+        return release_record(before, result.holding, unverified)
+
+    def _next_pass(self, result: StackResult, deferred: frozenset[str], record: list[str]) -> float:
+        """Back off each cluster that did not answer; the next pass is due at the earliest
+        cluster retry, else at the resync."""
+        clock = time.monotonic()
+        failing = set(result.unreachable) | {
+            r.key.cluster
+            for r in result.releases
+            if r.transient and r.state in (State.FAILED, State.UNREACHABLE)
+        }
+        contacted = {r.key.cluster for r in result.releases} | set(result.unreachable)
+        for cluster in contacted - deferred:
+            if cluster in failing:
+                delay = self.backoff.failed(cluster, clock, jitter())
+                self._logger.info("Cluster %s: retrying in %.0fs", cluster, delay)
+            else:
+                self.backoff.succeeded(cluster)
+        self.backoff.forget(set(record) | {c.id for c in result.targets})
+        delays = [self._config.resync_seconds]
+        due = self.backoff.next_due(time.monotonic())
+        if due is not None:
+            delays.append(due)
+        if result.skipped:
+            delays.append(self._config.retry_seconds)
+        return max(0.5, min(delays))
+
+
+class _Progress:
+    """Rollout progress → Events, metrics and an offered status. Never awaits anything:
+    the rollout goes on whatever the management API does."""
+
+    def __init__(
+        self,
+        keeper: Keeper,
+        previous: StackStatus | None,
+        generation: int | None,
+        reconcile_at: str | None,
+    ) -> None:
+        self._keeper = keeper
+        self._previous = previous
+        self._generation = generation
+        self._reconcile_at = reconcile_at
+        self._results: dict[ReleaseKey, ReleaseResult] = {}
+        self._active = False
+
+    def record(self, result: ReleaseResult) -> None:
+        self._results[result.key] = result
+        log_release(result, self._keeper._logger, self._keeper.events)
+        metrics.record(result)
+        # A pass that changes nothing writes nothing until its end.
+        self._active = self._active or result.state in (State.DEPLOYING, State.UNINSTALLING)
+        if self._active:
+            self._keeper.writer.offer(self._in_progress)
+
+    def _in_progress(self) -> StackStatus:
+        previous = self._previous
+        # Clusters this pass touched join the record at once: a crash mid-pass forgets none.
+        touched = {r.key.cluster for r in self._results.values()}
+        before = set(previous.release_clusters) if previous else set()
+        return self._status(
+            list(self._results.values()),
+            targets=previous.target_clusters if previous else [],
+            skipped=[],
+            chart_count=previous.chart_count if previous else 0,
+            record=sorted(before | touched),
+            phase=Phase.DEPLOYING,
+        )
+
+    def final(self, result: StackResult, record: list[str]) -> StackStatus:
+        return self._status(
+            result.releases,
+            targets=[c.id for c in result.targets],
+            skipped=result.skipped,
+            chart_count=result.chart_count,
+            record=record,
+            phase=None,
+        )
+
+    def _status(
+        self,
+        releases: list[ReleaseResult],
+        *,
+        targets: list[str],
+        skipped: list[Any],
+        chart_count: int,
+        record: list[str] | None,
+        phase: str | None,
+    ) -> StackStatus:
+        status = stack_status(
+            releases,
+            targets=targets,
+            skipped=skipped,
+            chart_count=chart_count,
+            generation=self._generation,
+            now=now(),
+            previous=self._previous,
+            max_rows=self._keeper._config.max_rows,
+            phase=phase,
+            release_clusters=record,
+            reconcile_at=self._reconcile_at,
+        )
+        return carry_over(status, self._previous)

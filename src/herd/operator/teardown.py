@@ -1,0 +1,100 @@
+"""Deleting a Stack: stop its keeper, then uninstall where its releases are, or wait.
+
+Called by `Runtime.delete` from kopf's delete handler (`herd.operator.handlers`), which
+holds the finalizer until this returns and retries it when it raises `TransientError`
+(with the delay given). Steps:
+
+1. The Stack's keeper loop is told to stop and awaited, so no pass installs anything
+   after this deletion looked (a pass in progress finishes first; while it runs, the
+   deletion is retried shortly).
+2. `spec.deletionPolicy: Orphan` keeps every release: nothing is contacted.
+3. Otherwise the releases are uninstalled on the clusters the status records as holding
+   them (`status.releaseClusters`) plus the current targets; every cluster when that
+   record is missing or was cut at its bound.
+4. `herd.deletion.decide` says whether deletion is done. If not, the Stack shows phase
+   Deleting and a `Deleting` condition naming the clusters or releases it waits for, and
+   the next attempt comes after an exponential backoff.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from herd import deletion
+from herd.errors import TransientError
+from herd.operator.events import Logger, log_release
+from herd.operator.keeper import parse_status, previous_targets
+from herd.results import State, now
+from herd.retry import jitter, next_delay
+from herd.status import deleting_status
+
+if TYPE_CHECKING:
+    from herd.operator.runtime import Runtime
+
+KEEPER_WAIT = 10.0  # seconds to wait for a pass in progress before retrying the deletion
+
+
+async def delete(runtime: Runtime, body: Any, logger: Logger) -> None:
+    meta = body["metadata"]
+    key = (meta["namespace"], meta["name"])
+    attempt = runtime.deletion_attempts.get(key, 0) + 1
+    runtime.deletion_attempts[key] = attempt
+    if not await runtime.stop_keeping(key, timeout=KEEPER_WAIT):
+        raise TransientError("waiting for the Stack's current pass to finish", delay=5.0)
+    previous = runtime.last_status(key) or parse_status(body)
+    policy = (body.get("spec") or {}).get("deletionPolicy") or deletion.DELETE
+    if policy == deletion.ORPHAN:
+        logger.info("deletionPolicy Orphan: the Stack's releases stay where they are")
+        runtime.forget(key)
+        return
+    recorded = previous_targets(previous)
+    result = await runtime.engine.delete(
+        *key, lambda r: log_release(r, logger, None), only=recorded
+    )
+    unchecked = dict(result.unreachable)
+    unchecked.update({s.cluster_id: s.reason for s in result.skipped})
+    failed: dict[str, str] = {}
+    for r in result.releases:
+        if r.state in (State.FAILED, State.UNREACHABLE):
+            failed.setdefault(
+                r.key.cluster, f"{r.chart} ({r.key.namespace}/{r.key.name}): {r.message}"
+            )
+    if recorded is None:  # no record: what the status knew, and what the pass found
+        holding = set(result.holding) & (set(previous.target_clusters) if previous else set()) | {
+            r.key.cluster for r in result.releases
+        }
+        for cluster, reason in unchecked.items():
+            if cluster not in holding:
+                logger.warning("Cluster %s could not be checked for releases: %s", cluster, reason)
+    else:
+        holding = set(recorded)
+    verdict = deletion.decide(
+        holding=holding,
+        inventory=await runtime.inventory_ids(),
+        unchecked={c: why for c, why in unchecked.items() if c not in failed},
+        failed=failed,
+        orphan=deletion.orphaned_clusters(meta.get("annotations") or {}),
+    )
+    for cluster in verdict.released:
+        logger.warning(
+            "Cluster %s is gone from the inventory; releases left there are no longer managed",
+            cluster,
+        )
+    for cluster in verdict.orphaned:
+        logger.warning("Cluster %s orphaned by annotation: its releases stay", cluster)
+    if not verdict.done:
+        delay = next_delay(
+            attempt,
+            rand=jitter(),
+            base=runtime.config.retry_seconds,
+            cap=runtime.config.backoff_max_seconds,
+        )
+        message = f"{verdict.message()}; retrying in {delay:.0f}s"
+        status = deleting_status(verdict.reason, message, meta.get("generation"), now(), previous)
+        try:
+            await runtime.patch_status(key, status)
+            runtime.remember_status(key, status)
+        except Exception as error:  # status is a courtesy here; the retry is what counts
+            logger.warning("Cannot write the deleting status: %s", error)
+        raise TransientError(message, delay=delay)
+    runtime.forget(key)

@@ -1,0 +1,88 @@
+"""When to try again: exponential backoff with jitter, capped, per cluster. Pure.
+
+`next_delay` is the one retry decision; `Backoff` remembers, per cluster, how many
+passes in a row failed to reach it and when it is due again. Time and randomness are
+passed in, so both are table-tested (`tests/test_retry.py`).
+
+Callers: the operator's keeper (`herd.operator.keeper`: clusters in backoff are not
+contacted until due, and the Stack's next pass is set at the earliest due time), its
+status writer (`herd.operator.statuswriter`: retrying a failed status write) and its
+deletion (`herd.operator.teardown`: a deletion held back by an unreachable cluster).
+
+Permanent failures are not retried on a timer at all: they wait for a change (see
+`herd.operator.keeper`, which passes them to the engine as `held`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+DEFAULT_BASE = 2.0
+DEFAULT_CAP = 300.0
+
+
+def jitter() -> float:
+    """A draw in [0, 1) for `rand` (spreading retries, not a secret)."""
+    return random.random()  # noqa: S311
+
+
+def next_delay(
+    attempt: int, *, rand: float, base: float = DEFAULT_BASE, cap: float = DEFAULT_CAP
+) -> float:
+    """Seconds to wait after the `attempt`-th failure in a row (1 = the first failure).
+
+    The ceiling doubles from `base` up to `cap`; the delay is drawn in its upper half
+    ("equal jitter": `rand` in [0, 1) picks where), so retries of many clusters spread
+    out but never come back sooner than half the ceiling.
+    """
+    if attempt < 1:
+        return 0.0
+    ceiling = min(cap, base * 2.0 ** min(attempt - 1, 62))
+    return ceiling / 2.0 + ceiling / 2.0 * min(max(rand, 0.0), 1.0)
+
+
+@dataclass
+class _Entry:
+    attempts: int
+    due: float
+
+
+@dataclass
+class Backoff:
+    """Clusters that failed to answer, and when each may be contacted again."""
+
+    base: float = DEFAULT_BASE
+    cap: float = DEFAULT_CAP
+    _entries: dict[str, _Entry] = field(default_factory=dict)
+
+    def failed(self, cluster: str, now: float, rand: float) -> float:
+        """Record one more failure of `cluster`; returns the delay chosen."""
+        attempts = self._entries[cluster].attempts + 1 if cluster in self._entries else 1
+        delay = next_delay(attempts, rand=rand, base=self.base, cap=self.cap)
+        self._entries[cluster] = _Entry(attempts, now + delay)
+        return delay
+
+    def succeeded(self, cluster: str) -> None:
+        self._entries.pop(cluster, None)
+
+    def forget(self, keep: Iterable[str]) -> None:
+        """Drop every cluster not in `keep` (no longer relevant to the Stack)."""
+        wanted = set(keep)
+        for cluster in [c for c in self._entries if c not in wanted]:
+            del self._entries[cluster]
+
+    def attempts(self, cluster: str) -> int:
+        entry = self._entries.get(cluster)
+        return entry.attempts if entry else 0
+
+    def deferred(self, now: float) -> frozenset[str]:
+        """Clusters not due yet: the next pass leaves them alone."""
+        return frozenset(c for c, e in self._entries.items() if e.due > now)
+
+    def next_due(self, now: float) -> float | None:
+        """Seconds until the earliest cluster is due (0 if one is due now), None if none."""
+        if not self._entries:
+            return None
+        return max(0.0, min(e.due for e in self._entries.values()) - now)
