@@ -1,0 +1,51 @@
+"""Retry decisions: exponential delay with jitter, capped; per-cluster backoff."""
+
+from __future__ import annotations
+
+import pytest
+
+from herd.retry import Backoff, next_delay
+
+
+@pytest.mark.parametrize(
+    ("attempt", "rand", "base", "cap", "delay"),
+    [
+        (0, 0.5, 2.0, 300.0, 0.0),  # nothing failed yet
+        (1, 0.0, 2.0, 300.0, 1.0),  # half the ceiling at least
+        (1, 1.0, 2.0, 300.0, 2.0),  # the ceiling at most
+        (2, 0.0, 2.0, 300.0, 2.0),
+        (3, 0.5, 2.0, 300.0, 6.0),
+        (8, 1.0, 2.0, 300.0, 256.0),
+        (9, 1.0, 2.0, 300.0, 300.0),  # capped
+        (9, 0.0, 2.0, 300.0, 150.0),
+        (10_000, 0.99, 2.0, 300.0, 298.5),  # no overflow, still capped
+        (1, 7.0, 30.0, 300.0, 30.0),  # a bad draw is clamped
+        (4, 0.0, 30.0, 60.0, 30.0),
+    ],
+)
+def test_next_delay(attempt: int, rand: float, base: float, cap: float, delay: float) -> None:
+    assert next_delay(attempt, rand=rand, base=base, cap=cap) == pytest.approx(delay)
+
+
+def test_a_dead_cluster_is_deferred_until_due_and_healthy_ones_never() -> None:
+    backoff = Backoff(base=2.0, cap=300.0)
+    assert backoff.deferred(0.0) == frozenset() and backoff.next_due(0.0) is None
+    assert backoff.failed("dead", now=100.0, rand=1.0) == 2.0
+    assert backoff.deferred(101.0) == {"dead"}
+    assert backoff.next_due(101.0) == pytest.approx(1.0)
+    assert backoff.deferred(102.0) == frozenset()  # due: contacted again
+    assert backoff.failed("dead", now=102.0, rand=1.0) == 4.0
+    assert backoff.failed("dead", now=106.0, rand=1.0) == 8.0
+    assert backoff.attempts("dead") == 3 and backoff.attempts("alive") == 0
+    backoff.succeeded("dead")
+    assert backoff.deferred(106.0) == frozenset() and backoff.next_due(106.0) is None
+
+
+def test_backoff_grows_to_the_cap_and_forgets_departed_clusters() -> None:
+    backoff = Backoff(base=2.0, cap=300.0)
+    for _ in range(20):
+        delay = backoff.failed("dead", now=0.0, rand=1.0)
+    assert delay == 300.0
+    backoff.failed("other", now=0.0, rand=0.0)
+    backoff.forget({"other"})
+    assert backoff.attempts("dead") == 0 and backoff.attempts("other") == 1
