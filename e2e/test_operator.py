@@ -15,6 +15,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -95,13 +96,14 @@ class Operator:
     management: BedCluster
     log: Path
     metrics_port: int
+    name: str = STACK  # the Stack the helpers below look at
 
     def stack(self) -> dict[str, Any]:
         out = kubectl(
             self.management.kubeconfig,
             "get",
             "stack",
-            STACK,
+            self.name,
             "-n",
             "default",
             "-o",
@@ -136,7 +138,7 @@ class Operator:
             "-n",
             "default",
             "--field-selector",
-            f"involvedObject.name={STACK}",
+            f"involvedObject.name={self.name}",
             "-o",
             "json",
         )
@@ -194,52 +196,61 @@ def controller_kubeconfig(management: BedCluster, directory: Path) -> Path:
     return path
 
 
-def grant_fleet_namespace(management: BedCluster) -> None:
-    """install/ grants fleet-default; this test's Rancher namespace gets the same Role."""
+def grant_fleet_namespace(management: BedCluster, namespace: str = FLEET_NS) -> None:
+    """install/ grants fleet-default; a test's Rancher namespace gets the same Role."""
     roles = [
         d
         for d in yaml.safe_load_all((ROOT / "install" / "10-rbac.yaml").read_text())
         if d["kind"] in ("Role", "RoleBinding") and d["metadata"]["namespace"] == "fleet-default"
     ]
     for doc in roles:
-        doc["metadata"]["namespace"] = FLEET_NS
+        doc["metadata"]["namespace"] = namespace
     kubectl(management.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(roles))
 
 
-@pytest.fixture(scope="module")
-def operator(
-    management: BedCluster, downstream: list[BedCluster], tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def run_operator(
+    management: BedCluster,
+    downstream: list[BedCluster],
+    workdir: Path,
+    *,
+    fleet_ns: str,
+    ids: dict[str, str],
+    labels: dict[str, dict[str, str]],
+    env: dict[str, str] | None = None,
 ) -> Iterator[Operator]:
+    """`herd operator` as a process, with its own Rancher namespace of downstream clusters."""
     rancher.register_clusters(
         management.kubeconfig,
         [
-            rancher.RancherCluster(f"op-{c.name}", IDS[c.name], c.kubeconfig, dict(LABELS[c.name]))
+            rancher.RancherCluster(f"op-{c.name}", ids[c.name], c.kubeconfig, dict(labels[c.name]))
             for c in downstream
         ],
-        namespace=FLEET_NS,
+        namespace=fleet_ns,
     )
     kubectl(management.kubeconfig, "apply", "-f", str(ROOT / "crds"))
     kubectl(management.kubeconfig, "create", "namespace", "fleet-default", check=False)
     kubectl(management.kubeconfig, "apply", "-f", str(ROOT / "install"))
-    grant_fleet_namespace(management)
-    workdir = tmp_path_factory.mktemp("operator")
+    grant_fleet_namespace(management, fleet_ns)
     log = workdir / "operator.log"
     metrics_port = free_port()
-    env = {
+    variables = {
         **os.environ,
         "KUBECONFIG": str(controller_kubeconfig(management, workdir)),
         "HERD_NAMESPACE": CONTROLLER_NS,
-        "HERD_RANCHER_NAMESPACES": FLEET_NS,
+        "HERD_RANCHER_NAMESPACES": fleet_ns,
         "HERD_RESYNC_SECONDS": "10",
         "HERD_RETRY_SECONDS": "3",
         "HERD_FLEET_SECONDS": "1",
         "HERD_METRICS_PORT": str(metrics_port),
         "HERD_HEALTH_PORT": str(free_port()),
+        "HERD_WORKDIR": str(workdir / "work"),  # never the shared default under /tmp
+        **(env or {}),
     }
     with log.open("w") as out:
         process = subprocess.Popen(
             [str(VENV_BIN / "herd"), "operator", "--namespace", "default"],
-            env=env,
+            env=variables,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -259,6 +270,21 @@ def operator(
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def operator(
+    management: BedCluster, downstream: list[BedCluster], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    with run_operator(
+        management,
+        downstream,
+        tmp_path_factory.mktemp("operator"),
+        fleet_ns=FLEET_NS,
+        ids=IDS,
+        labels=LABELS,
+    ) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -284,6 +310,8 @@ def test_apply_deploys_with_living_status(
     assert "Deploying" in seen, f"status was not written during the rollout: {seen}"
     assert status["clusterCount"] == 2 and status["chartCount"] == 3
     assert sorted(status["targetClusters"]) == ["c-m-op000001", "c-m-op000002"]
+    assert status["releaseClusters"] == ["c-m-op000001", "c-m-op000002"]
+    assert status["releaseClusterCount"] == 2
     rows = {(r["clusterId"], r["chartName"]): r for r in status["deployments"]}
     assert len(rows) == 6
     assert {r["status"] for r in rows.values()} == {"Deployed"}
@@ -379,6 +407,11 @@ def test_relabelled_cluster_joins_and_leaves(
     eventually("the third cluster cleaned", lambda: helm_releases(third, NS) == {})
     status = operator.settled("Deployed")
     assert status["clusterCount"] == 2
+    eventually(
+        "the third cluster off the release record",
+        lambda: IDS["downstream-3"] not in operator.status().get("releaseClusters", ["?"]),
+        30,
+    )
 
 
 def test_a_cluster_that_is_not_ready_keeps_its_releases(

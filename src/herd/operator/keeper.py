@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 RECONCILE_AT = "herd.suse.com/reconcile-at"
 STATUS_INTERVAL = 1.0
+WRITE_BACKOFF_MAX = 5.0  # status lags a management API outage by at most this much
 IN_BACKOFF = "retrying in backoff"
 
 
@@ -95,13 +96,15 @@ class Keeper:
         self._config = runtime.config
         self._logger = logger
         self.events = StackEvents(events, window=self._config.resync_seconds)
-        self.backoff = Backoff(base=2.0, cap=self._config.backoff_max_seconds)
+        self.backoff = Backoff(
+            base=self._config.retry_seconds, cap=self._config.backoff_max_seconds
+        )
         self.writer = StatusWriter(
             lambda status: runtime.patch_status(self.key, status),
             logger=logger,
             written=parse_status(body),
             interval=STATUS_INTERVAL,
-            backoff_max=min(30.0, self._config.backoff_max_seconds),
+            backoff_max=min(WRITE_BACKOFF_MAX, self._config.backoff_max_seconds),
         )
         self._failures = 0  # passes in a row that ended in an error
 
@@ -167,16 +170,20 @@ class Keeper:
         )
         record = self._record(result, previous, deferred, known)
         status = progress.final(result, record)
-        seen = await runtime.probe.observe(result, runtime.inventory)
-        status = enrich(
-            status,
-            result,
-            seen.scans,
-            seen.agents,
-            fail_on=seen.fail_on,
-            previous=previous,
-            now=now(),
-        )
+        try:
+            seen = await runtime.probe.observe(result, runtime.inventory)
+        except Exception as error:  # add-on reports are extras: the pass's status goes out
+            self._logger.warning("Cannot read add-on reports: %s", error)
+        else:
+            status = enrich(
+                status,
+                result,
+                seen.scans,
+                seen.agents,
+                fail_on=seen.fail_on,
+                previous=previous,
+                now=now(),
+            )
         await self.writer.flush(lambda: status)
         runtime.fleet.set(self.key, status.phase, status.deployment_counts)
         return self._next_pass(result, deferred, record)

@@ -37,6 +37,7 @@ from herd.operator.keeper import Keeper
 from herd.operator.statuswriter import Gone
 from herd.rollout import Gates, Limits
 from herd.values import KubeValuesReader
+from herd.workdir import prepare
 
 
 class Runtime:
@@ -54,9 +55,12 @@ class Runtime:
             [RancherSource(api, config.rancher_namespaces)] if config.rancher_namespaces else []
         )
         sources.append(SecretSource(api, config.namespace))
-        self.store = KubeconfigStore(api)
+        # One fixed directory per controller (C5), emptied at start: what a crashed run
+        # left there (admin kubeconfigs among it) goes. HERD_SHARD is the HA part's field.
+        self.workdir = prepare(config.work_directory(getattr(config, "shard", "")))
+        self.store = KubeconfigStore(api, self.workdir / "kubeconfigs")
         self.inventory = Inventory(sources, self.store)
-        self.env = HelmEnvironment()
+        self.env = HelmEnvironment(self.workdir / "helm")
         self.addons = addons or AddonCatalog.from_cluster(
             api, config.namespace, config.addons_configmap
         )
