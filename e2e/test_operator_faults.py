@@ -191,6 +191,23 @@ def test_a_cluster_that_leaves_while_down_is_cleaned_when_it_returns(
     )
 
 
+def test_deletion_during_a_rollout_leaves_nothing_behind(
+    operator: Operator, management: BedCluster, downstream: list[BedCluster], chart_repo_url: str
+) -> None:
+    """Deleting while the keeper installs: the pass finishes, then deletion removes all."""
+    namespace, length = "ft-midway", 4
+    apply(operator, stack("ft-midway", namespace, chain(chart_repo_url, namespace, length)))
+    eventually("the rollout under way", lambda: operator.status().get("phase") == "Deploying", 120)
+    kubectl(
+        management.kubeconfig, "delete", "stack", "ft-midway", "-n", "default", "--timeout=300s"
+    )
+    for cluster in (bed(downstream, "downstream-1"), bed(downstream, "downstream-3")):
+        assert helm_releases(cluster, namespace) == {}, cluster.name
+    time.sleep(5)  # nothing installs after the Stack is gone
+    for cluster in (bed(downstream, "downstream-1"), bed(downstream, "downstream-3")):
+        assert helm_releases(cluster, namespace) == {}, cluster.name
+
+
 def deleting(operator: Operator) -> dict[str, Any] | None:
     for condition in operator.status().get("conditions", []):
         if condition["type"] == "Deleting" and condition["status"] == "True":

@@ -1,0 +1,156 @@
+"""The keeper's decisions around one pass, with the engine and API server as stand-ins:
+every exception ends as the Stack's status message; a cluster that does not answer is
+backed off alone (`defer`) and sets the next pass; held failures and the record are
+passed to the engine. The real thing runs in e2e/test_operator_faults.py."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import pytest
+
+from herd.addons.probe import Observation
+from herd.api import StackStatus
+from herd.api.v1 import DeploymentRow
+from herd.clusters.index import TargetIndex
+from herd.clusters.model import Cluster
+from herd.engine import StackResult
+from herd.errors import TransientError
+from herd.operator import metrics
+from herd.operator.config import OperatorConfig
+from herd.operator.keeper import IN_BACKOFF, Keeper
+from herd.plan import ReleaseKey
+from herd.results import ReleaseResult, State
+
+BODY = {
+    "apiVersion": "herd.suse.com/v1",
+    "kind": "Stack",
+    "metadata": {"name": "s", "namespace": "default", "generation": 1},
+    "spec": {
+        "targets": {"clusterIds": ["alive", "dead"]},
+        "charts": [{"name": "db", "repo": "https://charts.example.com", "version": "1.0.0"}],
+    },
+}
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.error: Exception | None = None
+
+    async def apply(self, stack: Any, on_progress: Any, **kwargs: Any) -> StackResult:
+        self.calls.append(kwargs)
+        if self.error is not None:
+            raise self.error
+        defer: Collection[str] = kwargs["defer"]
+        releases = []
+        for cluster in ("alive", "dead"):
+            key = ReleaseKey(cluster, "default", "db")
+            if cluster in defer:
+                state, message = State.UNREACHABLE, IN_BACKOFF
+            elif cluster == "dead":
+                state, message = State.UNREACHABLE, "connection refused"
+            else:
+                state, message = State.DEPLOYED, ""
+            result = ReleaseResult(key, "db", state, message=message, transient=bool(message))
+            on_progress(result)
+            releases.append(result)
+        result = StackResult(None, [], [], releases)
+        if "dead" not in defer:
+            result.unreachable["dead"] = "connection refused"
+        result.holding = frozenset({"alive", "dead"})
+        return result
+
+
+class FakeProbe:
+    async def observe(self, result: Any, inventory: Any) -> Observation:
+        return Observation()
+
+
+class FakeRuntime:
+    def __init__(self) -> None:
+        self.config = OperatorConfig(retry_seconds=4.0, resync_seconds=300.0)
+        self.engine = FakeEngine()
+        self.probe = FakeProbe()
+        self.inventory = None
+        self.index = TargetIndex()
+        self.fleet = metrics.Fleet()
+        self.written: list[StackStatus] = []
+
+    def known_clusters(self) -> list[Cluster]:
+        return []
+
+    async def patch_status(self, key: Any, status: StackStatus) -> None:
+        self.written.append(status)
+
+
+@pytest.fixture
+def runtime() -> FakeRuntime:
+    return FakeRuntime()
+
+
+def keeper(runtime: FakeRuntime, body: dict[str, Any] = BODY) -> Keeper:
+    made = Keeper(runtime, body, logging.getLogger("test"), None)  # type: ignore[arg-type]
+    made.writer.start()
+    return made
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (RuntimeError("coroutine raised StopIteration"), ["Reconcile failed", "StopIteration"]),
+        (TransientError("cluster c-m-1: Secret unreadable"), ["c-m-1", "retrying in"]),
+    ],
+)
+async def test_every_exception_ends_as_a_status_message(
+    runtime: FakeRuntime, error: Exception, words: list[str]
+) -> None:
+    runtime.engine.error = error
+    k = keeper(runtime)
+    delay = await k.reconcile(BODY)
+    await k.writer.flush()
+    await k.writer.close()
+    assert 2.0 <= delay <= 4.0
+    assert all(w in runtime.written[-1].message for w in words), runtime.written[-1].message
+
+
+async def test_a_dead_cluster_is_backed_off_alone_and_sets_the_next_pass(
+    runtime: FakeRuntime,
+) -> None:
+    k = keeper(runtime)
+    delay = await k.reconcile(BODY)
+    assert 2.0 <= delay <= 4.0, "the next pass comes when the dead cluster is due"
+    assert runtime.engine.calls[0]["defer"] == frozenset()
+    assert runtime.engine.calls[0]["previous_targets"] is None  # no status yet: check all
+    await k.reconcile(BODY)  # too early for "dead": it is not contacted
+    assert runtime.engine.calls[1]["defer"] == {"dead"}
+    assert k.backoff.attempts("dead") == 1 and k.backoff.attempts("alive") == 0
+    status = runtime.written[-1]
+    assert status.release_clusters == ["alive", "dead"]
+    assert runtime.engine.calls[1]["previous_targets"] >= {"alive", "dead"}
+    await k.writer.close()
+
+
+async def test_held_failures_go_to_the_engine(runtime: FakeRuntime) -> None:
+    previous = StackStatus(
+        phase="Degraded",
+        observed_generation=1,
+        deployments=[
+            DeploymentRow(
+                chart_name="db",
+                cluster_id="alive",
+                release_name="db",
+                namespace="default",
+                status="Failed",
+                failed_config="d1",
+            )
+        ],
+    )
+    body = {**BODY, "status": previous.model_dump(by_alias=True, mode="json")}
+    k = keeper(runtime, body)
+    await k.reconcile(body)
+    held: Mapping[ReleaseKey, str] = runtime.engine.calls[0]["held"]
+    assert held == {ReleaseKey("alive", "default", "db"): "d1"}
+    await k.writer.close()
