@@ -350,3 +350,52 @@ def test_a_permanent_failure_is_not_retried_until_asked(
         120,
     )
     kubectl(management.kubeconfig, "delete", "stack", "ft-held", "-n", "default", "--timeout=120s")
+
+
+def test_a_cluster_removed_from_the_inventory_releases_a_deletion(
+    operator: Operator, management: BedCluster, downstream: list[BedCluster], chart_repo_url: str
+) -> None:
+    namespace = "ft-gone"
+    third = bed(downstream, "downstream-3")
+    apply(operator, stack("ft-gone", namespace, chain(chart_repo_url, namespace, 1)))
+    settled(operator, "Deployed")
+    third.stop_apiserver()
+    try:
+        kubectl(
+            management.kubeconfig, "delete", "stack", "ft-gone", "-n", "default", "--wait=false"
+        )
+        eventually("a Deleting condition", lambda: deleting(operator), 120)
+        rancher.unregister(management.kubeconfig, "op-downstream-3", namespace=FLEET_NS)
+        eventually("the Stack gone", lambda: operator.stack() == {}, 120)
+        warnings = [e["message"] for e in operator.events() if e["type"] == "Warning"]
+        assert any(IDS["downstream-3"] in m and "no longer managed" in m for m in warnings), (
+            warnings
+        )
+    finally:
+        third.start_apiserver()
+        rancher.register_clusters(
+            management.kubeconfig,
+            [
+                rancher.RancherCluster(
+                    "op-downstream-3",
+                    IDS["downstream-3"],
+                    third.kubeconfig,
+                    dict(LABELS["downstream-3"]),
+                )
+            ],
+            namespace=FLEET_NS,
+        )
+    assert set(helm_releases(third, namespace)) == {"link0"}, "left, as the Warning said"
+    subprocess.run(
+        [
+            str(VENV_BIN / "helm"),
+            "--kubeconfig",
+            str(third.kubeconfig),
+            "uninstall",
+            "link0",
+            "-n",
+            namespace,
+        ],
+        check=True,
+        capture_output=True,
+    )

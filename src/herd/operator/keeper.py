@@ -33,7 +33,7 @@ from herd.api.v1 import Stack
 from herd.engine import StackResult
 from herd.errors import SpecError, TransientError
 from herd.operator import metrics
-from herd.operator.events import Events, Logger, StackEvents, log_release
+from herd.operator.events import Events, Logger, StackEvents, describe_error, log_release
 from herd.operator.statuswriter import Gone, StatusWriter
 from herd.plan import ReleaseKey
 from herd.results import ReleaseResult, State, now
@@ -141,9 +141,7 @@ class Keeper:
                 text = f"{error}; retrying in {delay:.0f}s"
                 self._logger.warning("%s", text)
             else:  # a bug or an unforeseen answer: it still ends as the Stack's status
-                text = (
-                    f"Reconcile failed ({type(error).__name__}: {error}); retrying in {delay:.0f}s"
-                )
+                text = f"Reconcile failed ({describe_error(error)}); retrying in {delay:.0f}s"
                 self._logger.exception("%s", text)
             phase = previous.phase if previous else Phase.PENDING
             status = failed_status(text, generation, now(), previous, phase=phase)

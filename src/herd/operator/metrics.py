@@ -1,7 +1,7 @@
 """Prometheus metrics of the operator, served on HERD_METRICS_PORT.
 
-Updated by `herd.operator.runtime` from rollout progress; names are stable (dashboards
-and alerts use them).
+Updated by `herd.operator.keeper` from rollout progress and by the status writer;
+names are stable (dashboards and alerts use them).
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ HELM_SECONDS = Histogram(
     "Duration of helm install/upgrade/uninstall operations.",
     ["operation"],
     buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+STATUS_WRITE_FAILURES = Counter(
+    "herd_status_write_failures_total",
+    "Stack status writes that failed and were retried (management API trouble).",
 )
 STACKS = Gauge("herd_stacks", "Stacks by phase.", ["phase"])
 RELEASES = Gauge("herd_releases", "Releases by state, all Stacks together.", ["state"])

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from herd.api import StackStatus
+from herd.operator import metrics
+from herd.operator.events import describe_error
 from herd.retry import jitter, next_delay
 
 Patch = Callable[[StackStatus], Awaitable[None]]
@@ -119,12 +121,13 @@ class StatusWriter:
             except Exception as error:  # the API server, a bug in building: retry, later
                 attempt += 1
                 self.failures = attempt
+                metrics.STATUS_WRITE_FAILURES.inc()
                 delay = next_delay(attempt, rand=jitter(), base=0.5, cap=self._backoff_max)
                 self._logger.warning(
                     "Cannot write the Stack's status (attempt %d; retrying in %.1fs): %s",
                     attempt,
                     delay,
-                    _describe(error),
+                    describe_error(error),
                 )
                 await asyncio.sleep(delay)
                 continue
@@ -145,15 +148,6 @@ class StatusWriter:
 
 def _clock() -> float:
     return time.monotonic()
-
-
-def _describe(error: Exception) -> str:
-    """One line about a failed write (an API exception's reason, not its headers)."""
-    reason = getattr(error, "reason", None)
-    status = getattr(error, "status", None)
-    if status and reason:
-        return f"{status} {reason}"
-    return f"{type(error).__name__}: {error}"[:300]
 
 
 def comparable(status: StackStatus) -> dict[str, Any]:
