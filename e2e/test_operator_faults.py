@@ -367,10 +367,19 @@ def test_a_cluster_removed_from_the_inventory_releases_a_deletion(
         eventually("a Deleting condition", lambda: deleting(operator), 120)
         rancher.unregister(management.kubeconfig, "op-downstream-3", namespace=FLEET_NS)
         eventually("the Stack gone", lambda: operator.stack() == {}, 120)
-        warnings = [e["message"] for e in operator.events() if e["type"] == "Warning"]
-        assert any(IDS["downstream-3"] in m and "no longer managed" in m for m in warnings), (
-            warnings
-        )
+
+        def warned() -> bool:
+            return any(
+                IDS["downstream-3"] in e["message"] and "no longer managed" in e["message"]
+                for e in operator.events()
+                if e["type"] == "Warning"
+            )
+
+        try:
+            eventually("a Warning Event naming the released cluster", warned, 30)
+        except AssertionError as error:
+            every = kubectl(management.kubeconfig, "get", "events", "-n", "default")
+            raise AssertionError(f"{error}\n{every}\n{operator.log.read_text()[-3000:]}") from None
     finally:
         third.start_apiserver()
         rancher.register_clusters(

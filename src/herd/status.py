@@ -195,10 +195,12 @@ def stack_status(
     phase: str | None = None,
     release_clusters: Sequence[str] | None = None,
     reconcile_at: str | None = None,
+    cluster_count: int | None = None,
 ) -> StackStatus:
     """The whole status for a pass (in progress or finished).
 
-    `release_clusters` None keeps the previous record (a pass in progress)."""
+    `release_clusters` None keeps the previous record; `cluster_count` None counts
+    `targets` (a pass in progress passes the last count with the last, bounded, list)."""
     phase = phase or phase_of(releases, skipped)
     message = clip(summary(releases, skipped), TEXT_LIMIT)
     live = [r for r in releases if r.state is not State.UNINSTALLED]
@@ -212,7 +214,7 @@ def stack_status(
         message=message,
         observed_generation=generation,
         reconcile_at=reconcile_at,
-        cluster_count=len(targets),
+        cluster_count=len(targets) if cluster_count is None else cluster_count,
         chart_count=chart_count,
         target_clusters=list(targets[:max_rows]),
         skipped_clusters=[

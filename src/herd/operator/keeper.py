@@ -267,6 +267,7 @@ class _Progress:
             chart_count=previous.chart_count if previous else 0,
             record=sorted(before | touched),
             phase=Phase.DEPLOYING,
+            cluster_count=previous.cluster_count if previous else 0,
         )
 
     def final(self, result: StackResult, record: list[str]) -> StackStatus:
@@ -277,6 +278,7 @@ class _Progress:
             chart_count=result.chart_count,
             record=record,
             phase=None,
+            cluster_count=None,
         )
 
     def _status(
@@ -288,6 +290,7 @@ class _Progress:
         chart_count: int,
         record: list[str] | None,
         phase: str | None,
+        cluster_count: int | None,
     ) -> StackStatus:
         status = stack_status(
             releases,
@@ -301,5 +304,6 @@ class _Progress:
             phase=phase,
             release_clusters=record,
             reconcile_at=self._reconcile_at,
+            cluster_count=cluster_count,
         )
         return carry_over(status, self._previous)

@@ -84,6 +84,7 @@ class Runtime:
         self._running: dict[StackKey, asyncio.Event] = {}  # set when the loop has ended
         self._deleting: set[StackKey] = set()
         self._statuses: dict[StackKey, StackStatus] = {}
+        self._posters: dict[StackKey, Events] = {}  # the daemons' Event posters
 
     @classmethod
     def create(cls, config: OperatorConfig) -> Runtime:
@@ -132,6 +133,7 @@ class Runtime:
         key: StackKey = (body["metadata"]["namespace"], body["metadata"]["name"])
         event = self._signals.setdefault(key, asyncio.Event())
         ended = self._running[key] = asyncio.Event()
+        self._posters[key] = events
         keeper = self._keepers[key] = Keeper(self, body, logger, events)
         keeper.writer.start()
         try:
@@ -182,8 +184,13 @@ class Runtime:
         self._signals.pop(key, None)
         self._running.pop(key, None)
         self._statuses.pop(key, None)
+        self._posters.pop(key, None)
         self._deleting.discard(key)
         self.deletion_attempts.pop(key, None)
+
+    def events(self, key: StackKey) -> Events | None:
+        """The Stack's Event poster, once its keeper ran in this process."""
+        return self._posters.get(key)
 
     # -- status --------------------------------------------------------------------------
 

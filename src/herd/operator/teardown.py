@@ -75,13 +75,20 @@ async def delete(runtime: Runtime, body: Any, logger: Logger) -> None:
         failed=failed,
         orphan=deletion.orphaned_clusters(meta.get("annotations") or {}),
     )
+    events = runtime.events(key)
     for cluster in verdict.released:
-        logger.warning(
-            "Cluster %s is gone from the inventory; releases left there are no longer managed",
-            cluster,
+        text = (
+            f"Cluster {cluster} is gone from the inventory; "
+            "releases left there are no longer managed"
         )
+        logger.warning("%s", text)
+        if events is not None:
+            events.warning("ClusterReleased", text)
     for cluster in verdict.orphaned:
-        logger.warning("Cluster %s orphaned by annotation: its releases stay", cluster)
+        text = f"Cluster {cluster} orphaned by annotation: its releases stay"
+        logger.warning("%s", text)
+        if events is not None:
+            events.warning("ClusterOrphaned", text)
     if not verdict.done:
         delay = next_delay(
             attempt,
