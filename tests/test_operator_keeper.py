@@ -5,6 +5,8 @@ passed to the engine. The real thing runs in e2e/test_operator_faults.py."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -21,6 +23,7 @@ from herd.errors import TransientError
 from herd.operator import metrics
 from herd.operator.config import OperatorConfig
 from herd.operator.keeper import IN_BACKOFF, Keeper
+from herd.operator.runtime import finish_pass
 from herd.plan import ReleaseKey
 from herd.results import ReleaseResult, State
 
@@ -154,3 +157,21 @@ async def test_held_failures_go_to_the_engine(runtime: FakeRuntime) -> None:
     held: Mapping[ReleaseKey, str] = runtime.engine.calls[0]["held"]
     assert held == {ReleaseKey("alive", "default", "db"): "d1"}
     await k.writer.close()
+
+
+async def test_a_cancelled_daemon_lets_its_passfinish_pass() -> None:
+    finished = asyncio.Event()
+
+    async def a_pass() -> float:
+        await asyncio.sleep(0.3)
+        finished.set()
+        return 1.0
+
+    daemon = asyncio.ensure_future(finish_pass(a_pass(), logging.getLogger("test")))
+    await asyncio.sleep(0.05)
+    daemon.cancel()
+    await asyncio.sleep(0.01)
+    daemon.cancel()  # kopf escalates: cancelled again
+    with contextlib.suppress(asyncio.CancelledError):
+        await daemon
+    assert finished.is_set(), "the daemon ended before its pass"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from kubernetes import client
@@ -139,7 +140,7 @@ class Runtime:
         try:
             while not stopped and key not in self._deleting:
                 event.clear()
-                delay = await keeper.reconcile(body)
+                delay = await finish_pass(keeper.reconcile(body), logger)
                 if key in self._deleting:
                     break
                 waiter = asyncio.ensure_future(event.wait())
@@ -218,3 +219,21 @@ class Runtime:
             if error.status == 404:
                 raise Gone() from None
             raise
+
+
+async def finish_pass(work: Coroutine[Any, Any, float], logger: Logger) -> float:
+    """Run a pass to its end even when the daemon is cancelled (kopf cancels a Stack's
+    daemon on deletion and at shutdown): helm is never killed half-way by that. Graceful
+    shutdown makes a pass short by draining `Runtime.gates`; deletion waits for it."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            logger.info("Letting the Stack's current pass finish before stopping")
+        while not task.done():  # the loop ends (and deletion may go on) only after it
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError:
+                continue
+        raise
