@@ -319,7 +319,8 @@ def test_apply_deploys_with_living_status(
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("True", "DeploymentSucceeded")
     table = kubectl(operator.management.kubeconfig, "get", "stacks", "-n", "default")
-    header, line = table.splitlines()[0].split(), table.splitlines()[1].split()
+    lines = [row.split() for row in table.splitlines()]
+    header, line = lines[0], next(row for row in lines if row[0] == STACK)
     assert header == ["NAME", "PHASE", "CLUSTERS", "CHARTS", "AGE"]
     assert line[:4] == [STACK, "Deployed", "2", "3"]
     messages = [e["message"] for e in operator.events()]

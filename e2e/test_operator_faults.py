@@ -145,6 +145,9 @@ def test_management_outage_only_delays_status(
     assert "Cannot write the Stack's status" in log, "the outage was not seen by the writer"
     assert "Reconcile failed" not in log and "TaskGroup" not in log
     assert converged < 60
+    kubectl(
+        management.kubeconfig, "delete", "stack", "ft-outage", "-n", "default", "--timeout=120s"
+    )
 
 
 def test_a_cluster_that_leaves_while_down_is_cleaned_when_it_returns(
