@@ -15,14 +15,21 @@
 | HERD_HEALTH_PORT | 8081 | kopf liveness endpoint /healthz (0 = off) |
 | HERD_BACKOFF_MAX_SECONDS | 300 | longest wait before retrying a cluster or a deletion |
 | HERD_WORKDIR | /tmp/herd-<ns>-<shard> | own dir (kubeconfigs, helm, charts); emptied at start |
+| HERD_HEALTH_PORT | 8081 | liveness endpoint /healthz, leader and standby (0 = off) |
+| HERD_SHARD | "" | handle only Stacks labelled herd.suse.com/shard=<this> ("" = unlabelled ones) |
+| HERD_LEASE_SECONDS | 15 | leader-election Lease duration (renewed every third of it) |
+| HERD_SHUTDOWN_SECONDS | 25 | on SIGTERM, running helm may finish for this long (< pod grace) |
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from herd.rollout import DEFAULT_LIMITS
 
 
 @dataclass(frozen=True)
@@ -32,14 +39,17 @@ class OperatorConfig:
     resync_seconds: float = 300.0
     retry_seconds: float = 30.0
     fleet_seconds: float = 10.0
-    max_clusters: int = 10
-    max_helm: int = 8
+    max_clusters: int = DEFAULT_LIMITS.clusters
+    max_helm: int = DEFAULT_LIMITS.helm
     max_rows: int = 100
     addons_configmap: str = "herd-addons"
     metrics_port: int = 8080
     health_port: int = 8081
     backoff_max_seconds: float = 300.0
     workdir: Path | None = None  # None: `work_directory()`'s default
+    shard: str = ""
+    lease_seconds: float = 15.0
+    shutdown_seconds: float = 25.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -70,8 +80,24 @@ class OperatorConfig:
             health_port=int(number("HERD_HEALTH_PORT", base.health_port)),
             backoff_max_seconds=number("HERD_BACKOFF_MAX_SECONDS", base.backoff_max_seconds),
             workdir=Path(env["HERD_WORKDIR"]) if env.get("HERD_WORKDIR") else None,
+            shard=_shard(env.get("HERD_SHARD", base.shard)),
+            lease_seconds=number("HERD_LEASE_SECONDS", base.lease_seconds),
+            shutdown_seconds=number("HERD_SHUTDOWN_SECONDS", base.shutdown_seconds),
         )
 
-    def work_directory(self, shard: str = "") -> Path:
+    def work_directory(self) -> Path:
         """HERD_WORKDIR, else /tmp/herd-<namespace>-<shard or 'default'>."""
-        return self.workdir or Path(f"/tmp/herd-{self.namespace}-{shard or 'default'}")  # noqa: S108 (C5: 0700, own)
+        return self.workdir or Path(f"/tmp/herd-{self.namespace}-{self.shard or 'default'}")  # noqa: S108 (C5: 0700, own)
+
+
+# A label value that is also usable in the Lease's name (lowercase DNS label).
+_SHARD = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def _shard(raw: str) -> str:
+    shard = raw.strip()
+    if shard and not _SHARD.fullmatch(shard):
+        raise ValueError(
+            f"HERD_SHARD must be lowercase letters, digits and '-' (at most 63), got {raw!r}"
+        )
+    return shard

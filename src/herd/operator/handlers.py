@@ -1,4 +1,4 @@
-"""kopf handlers: translate Kubernetes events into `Runtime` calls. No logic lives here.
+"""kopf handlers: translate Kubernetes events into `Runtime` calls, and run the controller.
 
 - startup/cleanup: build and close the `Runtime`, start metrics and the fleet watcher.
 - create/update/resume: wake the Stack's keeper (the daemon below).
@@ -6,29 +6,74 @@
 - delete: uninstall everything the Stack deployed (the finalizer holds the object until
   that is done); herd's TransientError becomes kopf's TemporaryError, so kopf retries.
 
-Run with `herd operator` (or `python -m herd`).
+Every Stack handler is filtered by shard (`shard_filter`): a controller with `HERD_SHARD`
+handles only Stacks labelled `herd.suse.com/shard=<shard>`, one without handles only
+Stacks without that label.
+
+`run` (called by `herd operator`) is the process: it waits as a standby until it holds the
+shard's Lease (`herd.operator.leader`), runs kopf while it leads, and stops on SIGTERM
+without cutting helm short: no new helm operation starts, running ones get
+`HERD_SHUTDOWN_SECONDS` to finish, then kopf stops and the Lease is handed over. Losing the
+Lease stops the work the same way, within what is left of the Lease, and exits 1 so the
+pod restarts as a standby.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
+import time
+from collections.abc import Coroutine
 from typing import Any
 
 import kopf
 
 from herd.api import GROUP, PLURAL, VERSION
+from herd.clusters.kube import api_client_from_kubeconfig
 from herd.errors import TransientError
 from herd.operator import metrics
 from herd.operator.config import OperatorConfig
+from herd.operator.leader import LeaderElector, identity, lease_name, serve_health
 from herd.operator.runtime import Runtime
 
 STACKS = (GROUP, VERSION, PLURAL)
+SHARD_LABEL = f"{GROUP}/shard"
+EXIT_LOST = 1  # leadership lost: the pod restarts and stands by
+SETTLE_SECONDS = 10.0  # after helm is idle: kopf's own stop (final status writes)
+
+logger = logging.getLogger(__name__)
 
 
-@kopf.on.startup()
+def shard_filter(shard: str) -> dict[str, Any]:
+    """kopf's `labels=` filter of a controller's shard ("" = Stacks without the label)."""
+    return {SHARD_LABEL: shard or kopf.ABSENT}
+
+
+def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
+    """The handlers below, filtered to the controller's shard."""
+    found = kopf.OperatorRegistry()
+    labels = shard_filter(config.shard)
+    kopf.on.startup(registry=found)(startup)
+    kopf.on.cleanup(registry=found)(cleanup)
+    for on in (kopf.on.create, kopf.on.update, kopf.on.resume):
+        on(*STACKS, labels=labels, registry=found)(changed)
+    # Stopping a keeper (Stack deleted, shard relabelled, controller exiting) first waits
+    # for it to end its pass: cancelling it would kill its helm processes half-way.
+    kopf.daemon(
+        *STACKS,
+        labels=labels,
+        cancellation_backoff=config.shutdown_seconds,
+        cancellation_timeout=SETTLE_SECONDS,
+        registry=found,
+    )(keeper)
+    kopf.on.delete(*STACKS, labels=labels, registry=found)(deleted)
+    return found
+
+
 async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: Any) -> None:
-    config = OperatorConfig.from_env()
+    config: OperatorConfig = memo["config"]
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
@@ -38,20 +83,17 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: 
     metrics.serve(config.metrics_port)
     memo["fleet"] = asyncio.create_task(runtime.watch_fleet(logger))
     logger.info(
-        "Herd operator started (Rancher namespaces: %s)",
+        "Herd operator started (shard: %s, Rancher namespaces: %s)",
+        config.shard or "none",
         ",".join(config.rancher_namespaces) or "none",
     )
 
 
-@kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
     memo["fleet"].cancel()
     memo["runtime"].close()
 
 
-@kopf.on.create(*STACKS)
-@kopf.on.update(*STACKS)
-@kopf.on.resume(*STACKS)
 async def changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     memo["runtime"].signal((namespace or "", name))
 
@@ -69,14 +111,12 @@ class _StackEvents:
         kopf.warn(self._body, reason=reason, message=message)
 
 
-@kopf.daemon(*STACKS, cancellation_timeout=30.0)
 async def keeper(
     body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, logger: Any, **_: Any
 ) -> None:
     await memo["runtime"].keep(body, stopped, logger, _StackEvents(body))
 
 
-@kopf.on.delete(*STACKS)
 async def deleted(body: kopf.Body, memo: Any, logger: Any, **_: Any) -> None:
     try:
         await memo["runtime"].delete(body, logger)
@@ -84,16 +124,126 @@ async def deleted(body: kopf.Body, memo: Any, logger: Any, **_: Any) -> None:
         raise kopf.TemporaryError(str(error), delay=error.delay) from None
 
 
+# -- the process ---------------------------------------------------------------------------
+
+
 def run(*, namespaces: list[str] | None = None) -> None:
-    """Run the operator in this process (blocks); every namespace unless given."""
+    """Run the controller in this process (blocks); every namespace unless given.
+
+    Raises SystemExit(1) when leadership was lost (the pod restarts as a standby).
+    """
     config = OperatorConfig.from_env()
     kopf.configure(log_format=kopf.LogFormat.FULL)  # INFO to stderr, as `kopf run` does
-    liveness = f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not namespaces,
-            namespaces=namespaces or (),
-            standalone=True,
-            liveness_endpoint=liveness,
-        )
+    code = asyncio.run(_main(config, namespaces or []))
+    if code:
+        raise SystemExit(code)
+
+
+async def _main(config: OperatorConfig, namespaces: list[str]) -> int:
+    api = api_client_from_kubeconfig(None)
+    elector = LeaderElector(
+        api, config.namespace, lease_name(config.shard), identity(), config.lease_seconds
     )
+    health = await serve_health(config.health_port, elector)
+    stopping = asyncio.Event()  # SIGTERM or SIGINT
+    _on_signals(stopping)
+    try:
+        if not await _first(elector.acquire(), stopping.wait()):
+            logger.info("Stopped while standby")
+            return 0
+        return await _lead(config, namespaces, elector, stopping)
+    finally:
+        if health is not None:
+            await health.cleanup()
+        api.close()  # type: ignore[no-untyped-call]
+
+
+async def _lead(
+    config: OperatorConfig, namespaces: list[str], elector: LeaderElector, stopping: asyncio.Event
+) -> int:
+    renewal = asyncio.create_task(elector.keep(), name="herd lease renewal")
+    signalled = asyncio.create_task(stopping.wait(), name="herd signal waiter")
+    memo = kopf.Memo(config=config)
+    stop_flag = asyncio.Event()
+    ours = asyncio.all_tasks()  # kopf cancels every other task when it exits
+    tasks = await kopf.spawn_tasks(
+        registry=registry(config),
+        memo=memo,
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        stop_flag=stop_flag,
+    )
+    _on_signals(stopping)  # kopf took SIGTERM/SIGINT; helm must finish before kopf stops
+    operator = asyncio.create_task(kopf.run_tasks(tasks, ignored=ours), name="herd kopf")
+    try:
+        await asyncio.wait({operator, renewal, signalled}, return_when=asyncio.FIRST_COMPLETED)
+        lost = renewal.done()
+        if not operator.done():
+            if lost:  # finish before any standby may take over
+                budget, settle = max(0.0, elector.remaining() - 1.0), 1.0
+            else:
+                budget, settle = config.shutdown_seconds, SETTLE_SECONDS
+            await _stop(memo, stop_flag, operator, budget, settle)
+    finally:
+        renewal.cancel()
+        signalled.cancel()
+    if lost:
+        return EXIT_LOST
+    await elector.release()
+    if not operator.cancelled() and operator.exception() is not None:
+        logger.error("kopf stopped: %s", operator.exception())
+        return 1
+    return 0
+
+
+async def _stop(
+    memo: kopf.Memo,
+    stop_flag: asyncio.Event,
+    operator: asyncio.Task[None],
+    budget: float,
+    settle: float,
+) -> None:
+    """Start no new helm work, let running helm finish within `budget`, then stop kopf."""
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None:
+        gates = runtime.gates
+        gates.drain()
+        logger.info("Stopping: no new helm work; waiting up to %.0fs for running helm", budget)
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(gates.idle(), budget)
+            logger.info("Helm is idle after %.1fs", time.monotonic() - started)
+        except TimeoutError:
+            logger.warning(
+                "Helm still running after %.0fs; stopping it (the next leader recovers "
+                "those releases as stuck)",
+                budget,
+            )
+    stop_flag.set()
+    done, _ = await asyncio.wait({operator}, timeout=settle)
+    if not done:
+        operator.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await operator
+
+
+def _on_signals(stopping: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, stopping.set)
+
+
+async def _first(wanted: Coroutine[Any, Any, None], other: Coroutine[Any, Any, Any]) -> bool:
+    """Run both; True when `wanted` finished first (the other is cancelled)."""
+    first = asyncio.ensure_future(wanted)
+    second = asyncio.ensure_future(other)
+    try:
+        await asyncio.wait({first, second}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (first, second):
+            task.cancel()
+    if first.done() and not first.cancelled():
+        first.result()  # re-raise its error
+        return True
+    return False

@@ -58,7 +58,7 @@ class Runtime:
         sources.append(SecretSource(api, config.namespace))
         # One fixed directory per controller (C5), emptied at start: what a crashed run
         # left there (admin kubeconfigs among it) goes. HERD_SHARD is the HA part's field.
-        self.workdir = prepare(config.work_directory(getattr(config, "shard", "")))
+        self.workdir = prepare(config.work_directory())
         self.store = KubeconfigStore(api, self.workdir / "kubeconfigs")
         self.inventory = Inventory(sources, self.store)
         self.env = HelmEnvironment(self.workdir / "helm")

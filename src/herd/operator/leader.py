@@ -1,0 +1,316 @@
+"""Leader election on a `coordination.k8s.io/v1` Lease, as client-go's leaderelection does.
+
+Callers: `herd.operator.handlers.run` waits in `LeaderElector.acquire` (standby), then
+runs kopf while `LeaderElector.keep` renews; `keep` returning means leadership is lost.
+`release` hands the Lease over on a clean exit, so a standby takes over at its next try.
+
+The decisions are pure (`observe`, `decide`, `lease_spec`, `still_leading`), table-tested:
+
+- A Lease is expired when this process has seen it unchanged (same holder, renew time
+  and transitions) for `leaseDurationSeconds`, measured on its own monotonic clock. The
+  holder's timestamps are never compared with this machine's clock, so clock skew between
+  nodes cannot make two leaders.
+- Writes carry the `resourceVersion` that was read: of two candidates, one wins (409
+  for the other).
+- The leader renews every third of the duration and gives up when it could not renew for
+  two thirds of it, before any standby can consider the Lease expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from herd.clusters.kube import API_ERRORS, api_error_summary, read_json
+
+RENEW_FRACTION = 1 / 3  # the leader renews this often (of the duration)
+DEADLINE_FRACTION = 2 / 3  # ... and gives up when it could not renew for this long
+RETRY_FRACTION = 2 / 15  # a standby tries this often (client-go: 2 s of 15 s)
+
+logger = logging.getLogger(__name__)
+
+
+def lease_name(shard: str) -> str:
+    """One Lease per shard: each shard elects its own leader."""
+    return f"herd-controller-{shard}" if shard else "herd-controller"
+
+
+def identity() -> str:
+    """Pod name (the hostname in a pod), pid and a random part: unique per process."""
+    return f"{socket.gethostname()}_{os.getpid()}_{secrets.token_hex(3)}"
+
+
+# -- pure decisions ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """What the Lease says; `holder` "" means released."""
+
+    holder: str
+    duration: float
+    acquired: str | None = None
+    renewed: str | None = None
+    transitions: int = 0
+    version: str = ""
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> LeaseRecord:
+        spec = body.get("spec") or {}
+        return cls(
+            holder=spec.get("holderIdentity") or "",
+            duration=float(spec.get("leaseDurationSeconds") or 0),
+            acquired=spec.get("acquireTime"),
+            renewed=spec.get("renewTime"),
+            transitions=int(spec.get("leaseTransitions") or 0),
+            version=str((body.get("metadata") or {}).get("resourceVersion") or ""),
+        )
+
+    def same_term(self, other: LeaseRecord) -> bool:
+        return (self.holder, self.renewed, self.transitions) == (
+            other.holder,
+            other.renewed,
+            other.transitions,
+        )
+
+
+@dataclass(frozen=True)
+class Observation:
+    record: LeaseRecord
+    since: float  # local monotonic time when this record was first seen
+
+
+def observe(previous: Observation | None, record: LeaseRecord, now: float) -> Observation:
+    """Keep the first time a record was seen while it does not change."""
+    if previous is not None and previous.record.same_term(record):
+        return Observation(record, previous.since)
+    return Observation(record, now)
+
+
+class Verdict(enum.Enum):
+    CREATE = "create"  # no Lease yet
+    ACQUIRE = "acquire"  # released or expired: take it
+    RENEW = "renew"  # ours
+    WAIT = "wait"  # another holder's, still valid
+
+
+def decide(observation: Observation | None, me: str, now: float) -> Verdict:
+    if observation is None:
+        return Verdict.CREATE
+    record = observation.record
+    if record.holder == me:
+        return Verdict.RENEW
+    if not record.holder or now - observation.since >= record.duration:
+        return Verdict.ACQUIRE
+    return Verdict.WAIT
+
+
+def lease_spec(
+    record: LeaseRecord | None, me: str, verdict: Verdict, duration: float, now: datetime
+) -> dict[str, Any]:
+    """The Lease spec to write for a CREATE, ACQUIRE or RENEW verdict."""
+    stamp = micro_time(now)
+    spec: dict[str, Any] = {
+        "holderIdentity": me,
+        "leaseDurationSeconds": max(1, round(duration)),
+        "renewTime": stamp,
+    }
+    if verdict is Verdict.RENEW and record is not None:
+        spec["acquireTime"] = record.acquired or stamp
+        spec["leaseTransitions"] = record.transitions
+    else:
+        spec["acquireTime"] = stamp
+        changed = record is not None and record.holder not in ("", me)
+        spec["leaseTransitions"] = (record.transitions if record else 0) + int(changed)
+    return spec
+
+
+def still_leading(last_renewed: float, now: float, duration: float) -> bool:
+    """True while the last successful renewal is recent enough to keep acting."""
+    return now - last_renewed < duration * DEADLINE_FRACTION
+
+
+def micro_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# -- the elector ---------------------------------------------------------------------------
+
+
+class LeaderElector:
+    """Acquire, renew and release one Lease through the (blocking) kubernetes client."""
+
+    def __init__(
+        self, api: client.ApiClient, namespace: str, name: str, me: str, duration: float
+    ) -> None:
+        self._leases = client.CoordinationV1Api(api)
+        self.namespace = namespace
+        self.name = name
+        self.me = me
+        self.duration = duration
+        self._observation: Observation | None = None
+        self._renewed = 0.0  # monotonic time of our last successful write
+        self._reported: str | None = None  # the holder last logged, to log changes only
+        self.leading = False
+
+    @property
+    def where(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def remaining(self) -> float:
+        """Seconds before a standby may consider our last renewal expired."""
+        return self._renewed + self.duration - time.monotonic()
+
+    async def acquire(self) -> None:
+        """Return once this process holds the Lease (standby until then)."""
+        while not await self._attempt():
+            record = self._observation.record if self._observation else None
+            if record is not None and record.holder != self._reported:
+                self._reported = record.holder
+                logger.info(
+                    "Standby: Lease %s is held by %s; waiting for it to be released or expire",
+                    self.where,
+                    record.holder or "nobody",
+                )
+            await asyncio.sleep(self._retry_delay())
+        self.leading = True
+        logger.info("Leading: acquired Lease %s as %s", self.where, self.me)
+
+    async def keep(self) -> None:
+        """Renew until leadership is lost (then return; the caller stops its work)."""
+        while True:
+            await asyncio.sleep(self.duration * RENEW_FRACTION)
+            while not await self._attempt():
+                if self._observation and self._observation.record.holder not in ("", self.me):
+                    logger.error("Lost Lease %s to %s", self.where, self._observation.record.holder)
+                    self.leading = False
+                    return
+                if not still_leading(self._renewed, time.monotonic(), self.duration):
+                    logger.error(
+                        "Could not renew Lease %s for %.0fs; giving up leadership",
+                        self.where,
+                        time.monotonic() - self._renewed,
+                    )
+                    self.leading = False
+                    return
+                await asyncio.sleep(self.duration * RETRY_FRACTION / 2)
+
+    async def release(self) -> None:
+        """Hand the Lease over (best effort): a standby acquires it at its next try."""
+        if not self.leading or self._observation is None:
+            return
+        self.leading = False
+        record = self._observation.record
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": self.name, "resourceVersion": record.version},
+            "spec": {
+                "holderIdentity": "",
+                "leaseDurationSeconds": 1,
+                "acquireTime": record.acquired,
+                "renewTime": micro_time(datetime.now(UTC)),
+                "leaseTransitions": record.transitions,
+            },
+        }
+        try:
+            await self._call(self._leases.replace_namespaced_lease, self.name, self.namespace, body)
+            logger.info("Released Lease %s", self.where)
+        except API_ERRORS as error:
+            logger.warning("Could not release Lease %s: %s", self.where, api_error_summary(error))
+
+    def _retry_delay(self) -> float:
+        """Try again soon, and right when the observed Lease would expire."""
+        retry = max(0.5, self.duration * RETRY_FRACTION)
+        if self._observation is None:
+            return retry
+        expires = self._observation.since + self._observation.record.duration
+        return max(0.1, min(retry, expires - time.monotonic() + 0.05))
+
+    async def _attempt(self) -> bool:
+        """One read-decide-write round; True when this process holds the Lease after it."""
+        try:
+            body: dict[str, Any] | None = await self._call(
+                self._leases.read_namespaced_lease, self.name, self.namespace
+            )
+        except ApiException as error:
+            if error.status != 404:
+                logger.warning("Cannot read Lease %s: %s", self.where, api_error_summary(error))
+                return False
+            body = None
+        except API_ERRORS as error:
+            logger.warning("Cannot read Lease %s: %s", self.where, api_error_summary(error))
+            return False
+        now = time.monotonic()
+        record = LeaseRecord.from_body(body) if body else None
+        self._observation = observe(self._observation, record, now) if record else None
+        verdict = decide(self._observation, self.me, now)
+        if verdict is Verdict.WAIT:
+            return False
+        metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        lease = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": lease_spec(record, self.me, verdict, self.duration, datetime.now(UTC)),
+        }
+        try:
+            if record is None:
+                written = await self._call(
+                    self._leases.create_namespaced_lease, self.namespace, lease
+                )
+            else:
+                metadata["resourceVersion"] = record.version  # optimistic concurrency
+                written = await self._call(
+                    self._leases.replace_namespaced_lease, self.name, self.namespace, lease
+                )
+        except ApiException as error:
+            if error.status != 409:  # 409: another candidate wrote first; read again
+                logger.warning("Cannot write Lease %s: %s", self.where, api_error_summary(error))
+            return False
+        except API_ERRORS as error:
+            logger.warning("Cannot write Lease %s: %s", self.where, api_error_summary(error))
+            return False
+        self._renewed = now
+        self._observation = Observation(LeaseRecord.from_body(written), now)
+        return True
+
+    async def _call(self, method: Any, *args: Any) -> dict[str, Any]:
+        """A blocking client call in a thread, with a timeout well under the renew period."""
+        timeout = max(1.0, self.duration * RETRY_FRACTION)
+        return await asyncio.to_thread(read_json, method, *args, _request_timeout=timeout)
+
+
+# -- liveness ------------------------------------------------------------------------------
+
+
+async def serve_health(port: int, elector: LeaderElector) -> web.AppRunner | None:
+    """`/healthz` for leader and standby alike (kopf's own endpoint runs only when leading).
+
+    A standby is alive and ready: the Deployment's rollout and liveness must not depend
+    on which replica leads.
+    """
+    if not port:
+        return None
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"role": "leader" if elector.leading else "standby"})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()  # noqa: S104 (probed by the kubelet)
+    return runner
