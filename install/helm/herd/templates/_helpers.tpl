@@ -9,4 +9,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "herd.selectorLabels" -}}
 app.kubernetes.io/name: herd
 app.kubernetes.io/component: controller
+{{- with .Values.shard }}
+herd.suse.com/shard: {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "herd.controllerName" -}}
+{{- if .Values.shard }}herd-controller-{{ .Values.shard }}{{ else }}herd-controller{{ end }}
 {{- end }}
