@@ -1,11 +1,13 @@
 """`make demo`: the local default, end to end, left running.
 
 Starts the test bed (1 management + 2 downstream clusters, the fixture chart repository,
-Rancher-shaped cluster registration), installs the CRD, runs the Herd controller in the
-background, applies `examples/test-stack.yaml` pointed at the local repository, waits for
-the Stack to reach Deployed and prints `kubectl get stacks` and `helm ls -A` of each
-downstream cluster. Everything it starts is recorded in `.demo/pids`, so
-`make demo-down` (`python -m e2e.testbed down --dir .demo`) stops it all.
+Rancher-shaped cluster registration), installs the CRD, runs two Herd controllers in the
+background (one leads and reconciles, the other stands by: `kubectl get lease -n
+herd-system` shows the holder; kill the leader and the standby takes over), applies
+`examples/test-stack.yaml` pointed at the local repository, waits for the Stack to reach
+Deployed and prints `kubectl get stacks` and `helm ls -A` of each downstream cluster.
+Everything it starts is recorded in `.demo/pids`, so `make demo-down`
+(`python -m e2e.testbed down --dir .demo`) stops it all, both controllers included.
 
 `.demo/env` is a sourceable file: KUBECONFIG (the management cluster), HERD_DEMO_REPO (the
 chart repository URL) and HERD_DEMO_KUBECONFIGS (the directory of management.yaml,
@@ -42,8 +44,11 @@ def run(*argv: str | Path) -> str:
     return done.stdout
 
 
-def start_controller(kubeconfig: Path) -> Path:
-    log = DEMO / "logs" / "herd-controller.log"
+CONTROLLERS = ("herd-controller-1", "herd-controller-2")  # leader and standby
+
+
+def start_controller(kubeconfig: Path, name: str) -> Path:
+    log = DEMO / "logs" / f"{name}.log"
     env = {
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
@@ -51,9 +56,13 @@ def start_controller(kubeconfig: Path) -> Path:
         "HERD_METRICS_PORT": str(processes.free_port()),
         "HERD_HEALTH_PORT": str(processes.free_port()),
         "HERD_FLEET_SECONDS": "5",
+        # Its own working directory (kubeconfigs, helm home), emptied at each start.
+        "HERD_WORKDIR": str(DEMO / "work" / name),
+        # `make demo-down` gives each process 10 s after SIGTERM.
+        "HERD_SHUTDOWN_SECONDS": "8",
     }
     controller = processes.ManagedProcess(
-        "herd-controller",
+        name,
         [sys.executable, "-m", "herd", "operator"],
         log,
         DEMO / processes.PIDFILE,
@@ -61,6 +70,20 @@ def start_controller(kubeconfig: Path) -> Path:
     )
     controller.start()
     return log
+
+
+def wait_leader(kubeconfig: Path) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done = subprocess.run(
+            ["kubectl", "--kubeconfig", str(kubeconfig), "get", "lease", "herd-controller",
+             "-n", "herd-system", "-o", "jsonpath={.spec.holderIdentity}"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode == 0 and done.stdout.strip():
+            return done.stdout.strip()
+        time.sleep(1)
+    raise SystemExit("no controller acquired the Lease herd-system/herd-controller in 60s")
 
 
 def demo_stack(repo: str) -> dict[str, Any]:
@@ -103,8 +126,13 @@ def main() -> int:
     run("kubectl", "--kubeconfig", management, "apply", "-f", ROOT / "crds")
     run("kubectl", "--kubeconfig", management, "wait", "--for=condition=Established",
         "crd/stacks.herd.suse.com", "--timeout=60s")  # fmt: skip
-    log = start_controller(management)
-    print(f"Herd controller running (log: {log})")
+    subprocess.run(  # the Lease's namespace ("already exists" is fine)
+        ["kubectl", "--kubeconfig", str(management), "create", "namespace", "herd-system"],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    logs = [start_controller(management, name) for name in CONTROLLERS]
+    print(f"Herd controllers running, one leads, one stands by (logs: {', '.join(map(str, logs))})")
+    print(f"Lease herd-system/herd-controller held by {wait_leader(management)}")
     stack = demo_stack(summary["chart_repo_url"])
     subprocess.run(
         ["kubectl", "--kubeconfig", str(management), "apply", "-f", "-"],
@@ -118,6 +146,7 @@ def main() -> int:
             print(run(BIN / "helm", "--kubeconfig", path, "ls", "-A"))
     print(f"Stack {stack['metadata']['name']}: {status.get('phase')}: {status.get('message')}")
     print("Everything keeps running. Try:  . .demo/env && kubectl get stacks -w")
+    print("Leader election:  kubectl get lease -n herd-system")
     print("Stop it all with:  make demo-down")
     return 0 if status.get("phase") == "Deployed" else 1
 

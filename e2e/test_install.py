@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from e2e.testbed.controlplane import Cluster as BedCluster
 
@@ -71,3 +74,82 @@ def test_plain_manifests_apply(management: BedCluster) -> None:
         str(ROOT / "install"),
     )
     assert "deployment.apps/herd-controller" in out
+
+
+def render(*values: str) -> list[dict[str, Any]]:
+    args = [a for value in values for a in ("--set", value)]
+    out = run(HELM, "template", "herd", str(CHART), "-n", "herd-system", *args)
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def controller(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    return deployment
+
+
+def env_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def test_both_installs_run_a_leader_and_a_standby_with_a_grace_period() -> None:
+    plain = [d for f in sorted((ROOT / "install").glob("*.yaml"))
+             for d in yaml.safe_load_all(f.read_text()) if d]  # fmt: skip
+    for docs in (plain, render()):
+        deployment = controller(docs)
+        spec = deployment["spec"]["template"]["spec"]
+        env = env_of(deployment)
+        assert deployment["spec"]["replicas"] == 2
+        assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+        # Running helm gets the grace period minus the time for the final status writes.
+        assert float(env["HERD_SHUTDOWN_SECONDS"]) < spec["terminationGracePeriodSeconds"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        (container,) = spec["containers"]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert volumes[mounts[env["HERD_WORKDIR"]]]["emptyDir"]["medium"] == "Memory"
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        roles = [d for d in docs if d["kind"] == "Role"]
+        assert any(
+            "leases" in rule["resources"]
+            and {"get", "create", "update"} <= set(rule["verbs"])
+            and role["metadata"]["namespace"] == "herd-system"
+            for role in roles
+            for rule in role["rules"]
+        ), roles
+
+
+def test_a_shard_release_adds_only_its_controller() -> None:
+    docs = render("shard=gpu", "createRBAC=false", "terminationGracePeriodSeconds=120")
+    assert [d["kind"] for d in docs] == ["Deployment"]
+    deployment = controller(docs)
+    assert deployment["metadata"]["name"] == "herd-controller-gpu"
+    assert deployment["spec"]["selector"]["matchLabels"]["herd.suse.com/shard"] == "gpu"
+    env = env_of(deployment)
+    assert (env["HERD_SHARD"], env["HERD_SHUTDOWN_SECONDS"]) == ("gpu", "90")
+
+
+def test_the_controller_account_may_hold_its_lease(management: BedCluster) -> None:
+    kubeconfig = str(management.kubeconfig)
+    run(
+        "kubectl",
+        "--kubeconfig",
+        kubeconfig,
+        "apply",
+        "-f",
+        str(ROOT / "install" / "00-namespace.yaml"),
+    )
+    ensure_namespaces(kubeconfig, "fleet-default")
+    run(
+        "kubectl", "--kubeconfig", kubeconfig, "apply", "-f", str(ROOT / "install" / "10-rbac.yaml")
+    )
+    account = "system:serviceaccount:herd-system:herd-controller"
+    for verb in ("get", "create", "update"):
+        answer = run("kubectl", "--kubeconfig", kubeconfig, "auth", "can-i", verb, "leases",
+                     "-n", "herd-system", "--as", account)  # fmt: skip
+        assert answer.strip() == "yes", verb
+    denied = subprocess.run(
+        ["kubectl", "--kubeconfig", kubeconfig, "auth", "can-i", "create", "leases",
+         "-n", "default", "--as", account],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert denied.stdout.strip() == "no"
