@@ -55,6 +55,8 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     """The handlers below, filtered to the controller's shard."""
     found = kopf.OperatorRegistry()
     labels = shard_filter(config.shard)
+    # kopf's default registry logs in with the kubernetes client; a new one must be told.
+    kopf.on.login(registry=found)(kopf.login_via_client)
     kopf.on.startup(registry=found)(startup)
     kopf.on.cleanup(registry=found)(cleanup)
     for on in (kopf.on.create, kopf.on.update, kopf.on.resume):
