@@ -8,7 +8,7 @@ import kopf
 import pytest
 
 from herd.operator.config import OperatorConfig
-from herd.operator.handlers import SHARD_LABEL, shard_filter
+from herd.operator.handlers import SHARD_LABEL, finalizer, shard_filter
 from herd.operator.leader import (
     LeaseRecord,
     Observation,
@@ -120,20 +120,34 @@ def test_record_from_a_lease_body() -> None:
 
 
 @pytest.mark.parametrize(
-    ("shard", "name", "labels"),
+    ("shard", "name", "labels", "finalizer_name"),
     [
-        ("", "herd-controller", {SHARD_LABEL: kopf.ABSENT}),
-        ("gpu-eu", "herd-controller-gpu-eu", {SHARD_LABEL: "gpu-eu"}),
+        ("", "herd-controller", {SHARD_LABEL: kopf.ABSENT}, "herd.suse.com/finalizer"),
+        (
+            "gpu-eu",
+            "herd-controller-gpu-eu",
+            {SHARD_LABEL: "gpu-eu"},
+            "herd.suse.com/finalizer-gpu-eu",
+        ),
+        (
+            "a" * 53,
+            "herd-controller-" + "a" * 53,
+            {SHARD_LABEL: "a" * 53},
+            "herd.suse.com/finalizer-" + "a" * 53,
+        ),
     ],
 )
-def test_each_shard_has_its_lease_and_its_stacks(
-    shard: str, name: str, labels: dict[str, object]
+def test_each_shard_has_its_lease_finalizer_and_stacks(
+    shard: str, name: str, labels: dict[str, object], finalizer_name: str
 ) -> None:
     assert lease_name(shard) == name
     assert shard_filter(shard) == labels
+    assert finalizer(shard) == finalizer_name
+    assert len(finalizer(shard).split("/")[1]) <= 63
+    assert OperatorConfig.from_env({"HERD_SHARD": shard}).shard == shard
 
 
-@pytest.mark.parametrize("raw", ["GPU", "a_b", "-a", "a" * 64, "a.b"])
+@pytest.mark.parametrize("raw", ["GPU", "a_b", "-a", "a-", "a" * 54, "a.b"])
 def test_a_shard_must_fit_a_label_value_and_a_lease_name(raw: str) -> None:
     with pytest.raises(ValueError, match="HERD_SHARD"):
         OperatorConfig.from_env({"HERD_SHARD": raw})

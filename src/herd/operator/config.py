@@ -90,14 +90,15 @@ class OperatorConfig:
         return self.workdir or Path(f"/tmp/herd-{self.namespace}-{self.shard or 'default'}")  # noqa: S108 (C5: 0700, own)
 
 
-# A label value that is also usable in the Lease's name (lowercase DNS label).
-_SHARD = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# A label value that also fits the Lease's name and the shard's finalizer name
+# (herd.suse.com/finalizer-<shard>: at most 63 characters after the slash).
+_SHARD = re.compile(r"[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?")
 
 
 def _shard(raw: str) -> str:
     shard = raw.strip()
     if shard and not _SHARD.fullmatch(shard):
         raise ValueError(
-            f"HERD_SHARD must be lowercase letters, digits and '-' (at most 63), got {raw!r}"
+            f"HERD_SHARD must be lowercase letters, digits and '-' (at most 53), got {raw!r}"
         )
     return shard

@@ -51,6 +51,12 @@ def shard_filter(shard: str) -> dict[str, Any]:
     return {SHARD_LABEL: shard or kopf.ABSENT}
 
 
+def finalizer(shard: str) -> str:
+    """Each shard its own finalizer: kopf removes its finalizer from objects its filters
+    exclude, so a shared name would let one shard strip another shard's finalizer."""
+    return f"{GROUP}/finalizer-{shard}" if shard else f"{GROUP}/finalizer"
+
+
 def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     """The handlers below, filtered to the controller's shard."""
     found = kopf.OperatorRegistry()
@@ -76,7 +82,7 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
 
 async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: Any) -> None:
     config: OperatorConfig = memo["config"]
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.finalizer = finalizer(config.shard)
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.INFO
