@@ -290,8 +290,16 @@ def test_a_sharded_stack_is_handled_only_by_its_shard(bed: Bed) -> None:
             "--timeout=120s")  # fmt: skip
     assert "blue-web" not in releases(bed.target)
     assert len(helm_operations(blue.text(), "blue-web")) == 2  # install, uninstall
+    # A clean stop hands the Lease over: the shard's standby leads at its next try.
+    spare = bed.start("blue-spare", shard="blue")
+    started(spare, "Standby: Lease herd-ha/herd-controller-blue is held by")
     blue.terminate()
+    stopped = time.monotonic()
     assert blue.process.wait(30) == 0
+    eventually("the handover", lambda: spare.identity_part() in bed.holder("blue"), 30)
+    print(f"\nHANDOVER on SIGTERM: standby leads {time.monotonic() - stopped:.1f}s after it")
+    spare.terminate()
+    assert spare.process.wait(30) == 0
 
 
 def test_sigterm_lets_running_helm_finish_and_starts_no_more(bed: Bed) -> None:
@@ -326,3 +334,16 @@ def test_sigterm_lets_running_helm_finish_and_starts_no_more(bed: Bed) -> None:
     assert "after-slow" not in found, "a helm operation started after SIGTERM"
     assert "Stopping: no new helm work" in text and "Helm is idle" in text
     assert bed.holder() == "", "the Lease was not handed over"
+
+
+def test_a_leader_that_loses_its_lease_stops_and_exits_1(bed: Bed) -> None:
+    c = bed.start("c")
+    eventually("c to lead", lambda: c.identity_part() in bed.holder(), 60)
+    started(c, "Herd operator started")
+    # Another actor takes the Lease (as after a partition): c must notice at its next
+    # renewal and stop, so that two controllers never act at once.
+    kubectl(bed.management.kubeconfig, "patch", "lease", "herd-controller", "-n", CONTROLLER_NS,
+            "--type=merge", "-p", '{"spec": {"holderIdentity": "intruder"}}')  # fmt: skip
+    assert c.process.wait(30) == 1, c.text()[-3000:]
+    assert "Lost Lease herd-ha/herd-controller to intruder" in c.text()
+    assert bed.holder() == "intruder", "a controller that lost the Lease released it"
