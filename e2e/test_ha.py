@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,15 @@ class Controller:
     name: str
     log: Path
     process: subprocess.Popen[bytes]
+    health_port: int
+
+    def role(self) -> str:
+        """What /healthz (the pod's liveness and readiness probe) answers."""
+        url = f"http://127.0.0.1:{self.health_port}/healthz"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.status == 200
+            role: str = json.loads(response.read())["role"]
+            return role
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -101,6 +111,7 @@ class Bed:
 
     def start(self, name: str, shard: str = "") -> Controller:
         log = self.workdir / f"{name}.log"
+        health_port = free_port()
         env = {
             **os.environ,
             "KUBECONFIG": str(self.management.kubeconfig),
@@ -113,14 +124,14 @@ class Bed:
             "HERD_FLEET_SECONDS": "2",
             "HERD_SHUTDOWN_SECONDS": str(SHUTDOWN_SECONDS),
             "HERD_METRICS_PORT": str(free_port()),
-            "HERD_HEALTH_PORT": str(free_port()),
+            "HERD_HEALTH_PORT": str(health_port),
         }
         with log.open("w") as out:
             process = subprocess.Popen(
                 [str(VENV_BIN / "herd"), "operator", "--namespace", STACKS_NS],
                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-        controller = Controller(name, log, process)
+        controller = Controller(name, log, process, health_port)
         self.controllers.append(controller)
         return controller
 
@@ -242,6 +253,7 @@ def test_one_controller_leads_the_other_stands_by_and_helm_runs_once(bed: Bed) -
     assert helm_operations(b.text(), "db", "api") == []
     assert "Herd operator started" not in b.text()
     assert b.process.poll() is None
+    assert (a.role(), b.role()) == ("leader", "standby")  # both alive for the kubelet
     assert a.identity_part() in bed.holder()
 
 

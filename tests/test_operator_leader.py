@@ -78,7 +78,7 @@ STAMP = "2026-12-01T09:30:00.123456Z"
         (None, Verdict.CREATE, STAMP, 0),
         (record(ME, transitions=3), Verdict.RENEW, "t0", 3),  # keeps acquire time
         (record(OTHER, transitions=3), Verdict.ACQUIRE, STAMP, 4),  # a new holder
-        (record("", transitions=3), Verdict.ACQUIRE, STAMP, 3),  # released, handed over
+        (record("", transitions=3), Verdict.ACQUIRE, STAMP, 4),  # released, handed over
     ],
 )
 def test_lease_spec(

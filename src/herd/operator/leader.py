@@ -132,7 +132,8 @@ def lease_spec(
         spec["leaseTransitions"] = record.transitions
     else:
         spec["acquireTime"] = stamp
-        changed = record is not None and record.holder not in ("", me)
+        # As client-go counts: every change of holder (a handover from "" included).
+        changed = record is not None and record.holder != me
         spec["leaseTransitions"] = (record.transitions if record else 0) + int(changed)
     return spec
 
