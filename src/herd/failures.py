@@ -19,6 +19,7 @@ class FailureKind(enum.StrEnum):
     TIMEOUT = "Timeout"
     OPERATION_IN_PROGRESS = "OperationInProgress"
     CLUSTER_UNREACHABLE = "ClusterUnreachable"
+    API_TIMEOUT = "ApiTimeout"
     RESOURCE_CONFLICT = "ResourceConflict"
     INVALID = "InvalidResource"
     FAILED = "HelmFailed"
@@ -30,6 +31,16 @@ _RULES: tuple[tuple[re.Pattern[str], FailureKind, bool], ...] = tuple(
     for pattern, kind, transient in [
         (r"another operation .* is in progress", FailureKind.OPERATION_IN_PROGRESS, True),
         (r"kubernetes cluster unreachable", FailureKind.CLUSTER_UNREACHABLE, True),
+        # The API server or the connection to it was slow: the same call may succeed next
+        # time. Placed before TIMEOUT, which is the chart's own resources not getting ready.
+        (
+            r"client\.timeout exceeded|tls handshake timeout|"
+            r"unable to return a response in the time allotted|"
+            r"etcdserver: request timed out|http2: client connection lost|"
+            r"net/http: request canceled",
+            FailureKind.API_TIMEOUT,
+            True,
+        ),
         (r"timed out waiting|context deadline exceeded", FailureKind.TIMEOUT, False),
         (
             r"execution error|parse error|failed to render|error converting yaml|"
