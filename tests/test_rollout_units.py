@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from herd.api import StackSpec
+from herd.clusters.kube import api_client_from_kubeconfig
 from herd.plan import ReleaseKey, blocked_by, plan_stack
 from herd.rollout import DRAINING_MESSAGE, Gates
 from herd.rollout.gates import Draining
-from herd.workdir import prepare
+from herd.workdir import keep_temp_files_in, prepare
 
 PLAN = plan_stack(
     StackSpec.model_validate(
@@ -121,3 +125,32 @@ def test_prepare_refuses_symlinks_and_files(tmp_path: Path) -> None:
             prepare(tmp_path / bad)
     with pytest.raises(ValueError):
         prepare(Path("/"))
+
+
+def test_the_kubernetes_client_writes_its_key_files_into_the_work_directory(
+    tmp_path: Path,
+) -> None:
+    pem = base64.b64encode(b"-----BEGIN X-----\nnot a real key\n-----END X-----\n").decode()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "c",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [
+                    {"name": "u", "user": {"client-certificate-data": pem, "client-key-data": pem}}
+                ],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            }
+        )
+    )
+    before = tempfile.tempdir
+    try:
+        temp = keep_temp_files_in(tmp_path / "work" / "tmp")
+        api_client_from_kubeconfig(kubeconfig).close()  # type: ignore[no-untyped-call]
+        assert temp.stat().st_mode & 0o777 == 0o700
+        assert list(temp.iterdir()), "the client's key files should be in the work directory"
+    finally:
+        tempfile.tempdir = before

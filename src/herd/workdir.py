@@ -6,6 +6,10 @@ crash cannot clean up after itself, so the next start does: `prepare` removes wh
 earlier run left there and recreates the directory 0700. Being fixed, the directory is
 known to be this controller's own, unlike a fresh temp directory per run.
 
+The kubernetes client writes a kubeconfig's client certificate and key to temp files
+(removed only at a clean exit): `keep_temp_files_in` points the process's temp files into
+the work directory, so a crash leaves them where the next start removes them.
+
 Callers: the operator at start (`herd.operator`), before it builds the `KubeconfigStore`
 and the `HelmEnvironment` on the subdirectories.
 """
@@ -13,6 +17,7 @@ and the `HelmEnvironment` on the subdirectories.
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 
@@ -36,4 +41,11 @@ def prepare(path: Path) -> Path:
             shutil.rmtree(child)
         else:
             child.unlink()
+    return path
+
+
+def keep_temp_files_in(path: Path) -> Path:
+    """Make `path` (created 0700) the directory of this process's temp files."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tempfile.tempdir = str(path)
     return path

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -38,7 +39,7 @@ from herd.operator.keeper import Keeper
 from herd.operator.statuswriter import Gone
 from herd.rollout import Gates, Limits
 from herd.values import KubeValuesReader
-from herd.workdir import prepare
+from herd.workdir import keep_temp_files_in, prepare
 
 
 class Runtime:
@@ -48,6 +49,7 @@ class Runtime:
         api: client.ApiClient,
         *,
         addons: AddonCatalog | None = None,
+        workdir: Path | None = None,
     ) -> None:
         self.config = config
         self.api = api
@@ -58,7 +60,7 @@ class Runtime:
         sources.append(SecretSource(api, config.namespace))
         # One fixed directory per controller (C5), emptied at start: what a crashed run
         # left there (admin kubeconfigs among it) goes. HERD_SHARD is the HA part's field.
-        self.workdir = prepare(config.work_directory())
+        self.workdir = workdir or prepare(config.work_directory())
         self.store = KubeconfigStore(api, self.workdir / "kubeconfigs")
         self.inventory = Inventory(sources, self.store)
         self.env = HelmEnvironment(self.workdir / "helm")
@@ -89,7 +91,11 @@ class Runtime:
 
     @classmethod
     def create(cls, config: OperatorConfig) -> Runtime:
-        return cls(config, api_client_from_kubeconfig(None))
+        # The work directory first: the kubernetes client writes the client keys of a
+        # kubeconfig to temp files, and those must land where the next start removes them.
+        workdir = prepare(config.work_directory())
+        keep_temp_files_in(workdir / "tmp")
+        return cls(config, api_client_from_kubeconfig(None), workdir=workdir)
 
     def close(self) -> None:
         self.probe.close()
