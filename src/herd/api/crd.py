@@ -151,7 +151,7 @@ def crd() -> Schema:
 
 
 def grant_crd() -> Schema:
-    """The CustomResourceDefinition for `clustergrants.herd.suse.com` (cluster-scoped), as a dict."""
+    """The cluster-scoped CustomResourceDefinition for `clustergrants.herd.suse.com`."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
