@@ -89,6 +89,7 @@ def test_grants_are_cluster_scoped_with_safe_defaults(api: BedCluster) -> None:
     ("spec", "complaint"),
     [
         ({"namespaces": []}, "spec.namespaces"),
+        ({"clusters": {}}, "spec.clusters"),
         ({"namespaces": ["Team_A"]}, "spec.namespaces[0]"),
         ({"targetNamespaces": ["team a"]}, "spec.targetNamespaces[0]"),
         ({"clusterScopedResources": "maybe"}, "spec.clusterScopedResources"),

@@ -15,6 +15,7 @@ from herd.tenancy import (
     Identity,
     Mode,
     addons_allowed,
+    affected_namespaces,
     cluster_granted,
     cluster_scoped_allowed,
     describe_forbidden,
@@ -24,6 +25,7 @@ from herd.tenancy import (
     helm_identity,
     kind_key,
     namespace_allowed,
+    parse_grants,
     spec_problems,
 )
 
@@ -412,3 +414,31 @@ def test_forbidden_message_names_kind_name_and_grants() -> None:
 )
 def test_kind_key(api_version: str, kind: str, key: str) -> None:
     assert kind_key(api_version, kind) == key
+
+
+# ---------------------------------------------------------------------------------------
+# Grants as listed from the API server
+
+
+def test_an_invalid_grant_grants_nothing_and_is_named() -> None:
+    good = TEAM_A.model_dump(by_alias=True)
+    bad = {"apiVersion": "herd.suse.com/v1", "kind": "ClusterGrant", "metadata": {"name": "oops"}}
+    bad["spec"] = {"namespaces": ["team-a"], "targetNamespaces": ["team-a"]}
+    grants, invalid = parse_grants([good, bad])
+    assert [g.name for g in grants] == ["team-a"]
+    assert invalid == ["ClusterGrant oops grants nothing: spec.clusters: is required"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (None, {"spec": {"namespaces": ["a", "b"]}}, {"a", "b"}),
+        ({"spec": {"namespaces": ["a"]}}, {"spec": {"namespaces": ["b"]}}, {"a", "b"}),
+        ({"spec": {"namespaces": ["a"]}}, None, {"a"}),
+        ({"spec": {}}, {"metadata": {}}, set()),
+    ],
+)
+def test_affected_namespaces(
+    old: dict[str, Any] | None, new: dict[str, Any] | None, expected: set[str]
+) -> None:
+    assert affected_namespaces(old, new) == expected

@@ -27,7 +27,7 @@ helm call, render check per release and cluster) and the operator (which lists t
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
@@ -35,10 +35,10 @@ from typing import Any
 import yaml
 
 from herd.api import SkippedCluster, StackSpec, Targets, Toggle
-from herd.api.grants import ClusterGrant, ClusterGrantSpec
+from herd.api.grants import ClusterGrant, ClusterGrantSpec, parse_grant
 from herd.clusters.model import Cluster
 from herd.clusters.targets import targets_match
-from herd.errors import Problem
+from herd.errors import Problem, SpecError
 
 NOT_GRANTED = "NotGranted"
 """Row state and Stack reason for a cluster (or a whole Stack) no grant covers."""
@@ -105,6 +105,31 @@ def grants_for(
         key=lambda pair: pair[0],
     )
     return Grants(namespace, tuple(mine))
+
+
+def parse_grants(bodies: Iterable[Mapping[str, Any]]) -> tuple[list[ClusterGrant], list[str]]:
+    """ClusterGrant bodies as the API server lists them: the valid grants, and one message per
+    invalid one (it grants nothing: a broken grant fails closed). Messages name the grant and
+    the field, for a log line or an Event on the grant.
+    """
+    grants: list[ClusterGrant] = []
+    invalid: list[str] = []
+    for body in bodies:
+        try:
+            grants.append(parse_grant(body))
+        except SpecError as error:
+            name = (body.get("metadata") or {}).get("name", "?")
+            invalid.append(f"ClusterGrant {name} grants nothing: {error}")
+    return grants, invalid
+
+
+def affected_namespaces(*bodies: Mapping[str, Any] | None) -> set[str]:
+    """Stack namespaces whose grants a change of these bodies (old, new) touches."""
+    found: set[str] = set()
+    for body in bodies:
+        namespaces = ((body or {}).get("spec") or {}).get("namespaces") or []
+        found.update(str(ns) for ns in namespaces if isinstance(ns, str))
+    return found
 
 
 def _covers(spec: ClusterGrantSpec, cluster: Cluster) -> bool:

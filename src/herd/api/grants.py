@@ -30,6 +30,9 @@ NAMESPACE_GLOB = r"^[a-z0-9*?\[\]!-]{1,63}$"
 
 
 class GrantClusters(_Model):
+    # An empty `clusters: {}` would grant nothing by mistake: the API server refuses it.
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
     cluster_ids: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list,
         description=(
