@@ -25,6 +25,7 @@ from herd.clusters.tenant_rbac import TENANT_LABEL, provision
 from herd.tenancy import ForbiddenObject, Grants, forbidden_objects, grants_for
 
 CHARTS = Path(__file__).resolve().parent / "charts-tenancy"
+WITH_CRD = Path(__file__).resolve().parent / "charts" / "with-crd"  # shared fixture, read only
 TENANT = "team-a"
 AS_TENANT = ["--as", f"herd:tenant:{TENANT}", "--as-group", "herd:tenants"]
 HELM_AS_TENANT = ["--kube-as-user", f"herd:tenant:{TENANT}", "--kube-as-group", "herd:tenants"]
@@ -225,6 +226,33 @@ def test_the_render_check_on_a_real_render_and_discovery(
         grants_of(bed, clusterScopedResources=True), rendered.stdout, TENANT, scope.kinds
     )
     assert allowed == [ForbiddenObject("ConfigMap", "probe-probe-elsewhere", "kube-system")]
+
+
+def test_a_crd_from_crds_dir_is_caught_by_both_checks(
+    bed: BedCluster, api: client.ApiClient, helm_home: Path
+) -> None:
+    grants = grants_of(bed)
+    scope = provision(api, grants, create_namespaces=[TENANT])
+    rendered = helm(
+        bed,
+        helm_home,
+        "template",
+        "widgets",
+        str(WITH_CRD),
+        "--namespace",
+        TENANT,
+        "--include-crds",
+        as_tenant=False,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    assert forbidden_objects(grants, rendered.stdout, TENANT, scope.kinds) == [
+        ForbiddenObject("CustomResourceDefinition", "widgets.fixtures.herd.test", None)
+    ]
+    # Without the render check, the API server refuses the CRD (or, should another test have
+    # installed it already, the Widget: custom resources are not in the admin role).
+    done = helm(bed, helm_home, "upgrade", "--install", "widgets", str(WITH_CRD), "-n", TENANT)
+    assert done.returncode != 0
+    assert "forbidden" in done.stderr, done.stderr
 
 
 def test_cluster_scoped_resources_are_granted_and_revoked(
