@@ -11,6 +11,8 @@ import pytest
 import yaml
 
 from e2e.testbed.controlplane import Cluster as BedCluster
+from herd.clusters.grants import list_grants
+from herd.clusters.kube import api_client_from_kubeconfig
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD_FILE = ROOT / "crds" / "herd.suse.com_clustergrants.yaml"
@@ -134,3 +136,21 @@ def test_printer_columns_and_explain(api: BedCluster) -> None:
     assert "Stack namespaces" in explained.stdout, explained.stdout
     explained = kubectl(api, "explain", "clustergrant.spec.targetNamespaces")
     assert "globs" in explained.stdout, explained.stdout
+
+
+def test_list_grants_reads_them_fresh(api: BedCluster) -> None:
+    done = apply(api, grant("listed", clusters={"clusterIds": ["c-m-1"]}, addons=True))
+    assert done.returncode == 0, done.stderr
+    kube = api_client_from_kubeconfig(api.kubeconfig)
+    try:
+        grants, invalid = list_grants(kube)
+        (listed,) = [g for g in grants if g.name == "listed"]
+        assert listed.spec.addons is True
+        assert listed.spec.clusters.cluster_ids == ["c-m-1"]
+        assert invalid == []
+        kubectl(api, "delete", "clustergrant", "listed")
+        grants, _ = list_grants(kube)
+        assert "listed" not in [g.name for g in grants]
+    finally:
+        kube.close()
+        kubectl(api, "delete", "clustergrant", "listed", "--ignore-not-found")
