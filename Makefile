@@ -40,8 +40,9 @@ e2e: binaries
 	$(BIN)/pytest e2e -q
 
 crds: $(STAMP)
-	$(BIN)/python -m herd.api.crd > crds/herd.suse.com_stacks.yaml
-	cp crds/herd.suse.com_stacks.yaml install/helm/herd/crds/
+	$(BIN)/python -m herd.api.crd stacks > crds/herd.suse.com_stacks.yaml
+	$(BIN)/python -m herd.api.crd clustergrants > crds/herd.suse.com_clustergrants.yaml
+	cp crds/herd.suse.com_stacks.yaml crds/herd.suse.com_clustergrants.yaml install/helm/herd/crds/
 
 demo: binaries
 	$(BIN)/herd validate -f examples/

@@ -16,6 +16,8 @@ PURE = [
     "herd.status",
     "herd.results",
     "herd.documents",
+    "herd.tenancy",
+    "herd.api.grants",
     "herd.clusters.model",
     "herd.clusters.targets",
     "herd.clusters.index",

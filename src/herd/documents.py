@@ -1,7 +1,9 @@
 """Read Stack documents from YAML files and directories (for the CLI and `herd validate`).
 
 Every problem is collected with the file and document it came from, so one run of
-`herd validate -f examples/` lists everything that is wrong.
+`herd validate -f examples/` lists everything that is wrong. ClusterGrant documents (a
+cluster admin's, e.g. `examples/grant-default.yaml`) are checked against their schema too:
+an invalid one is listed with its problems, a valid one is no Stack and is left out.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import yaml
 
 from herd.api import Stack, parse_stack
+from herd.api.grants import GRANT_KIND, parse_grant
 from herd.errors import Problem, SpecError
 from herd.graph import ChartGraph
 
@@ -71,11 +74,29 @@ def check_document(source: str, raw: Any) -> Document:
     return document
 
 
+def _grant_problems(raw: Any) -> list[Problem] | None:
+    """None when `raw` is no ClusterGrant; else its schema problems ([] when valid)."""
+    if not isinstance(raw, dict) or raw.get("kind") != GRANT_KIND:
+        return None
+    try:
+        parse_grant(raw)
+    except SpecError as error:
+        return list(error.problems)
+    return []
+
+
 def load(paths: list[Path]) -> list[Document]:
-    """Every document of every file (directories are walked for *.yaml / *.yml)."""
-    return [
-        check_document(source, raw)
-        for path in paths
-        for file in _files(path)
-        for source, raw in _raw_documents(file)
-    ]
+    """Every Stack document of every file (directories are walked for *.yaml / *.yml).
+
+    Valid ClusterGrant documents are left out; invalid ones come back with their problems.
+    """
+    documents: list[Document] = []
+    for path in paths:
+        for file in _files(path):
+            for source, raw in _raw_documents(file):
+                grant_problems = _grant_problems(raw)
+                if grant_problems is None:
+                    documents.append(check_document(source, raw))
+                elif grant_problems:
+                    documents.append(Document(source, problems=grant_problems))
+    return documents

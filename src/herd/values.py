@@ -4,6 +4,14 @@ Used by the engine of both faces (`herd.engine.ValuesReader`): the operator read
 management cluster, the CLI the cluster named by `--values-kubeconfig`. Content is parsed,
 never logged: errors name the object and key only. A missing object or key, or content that
 is not a YAML object, is a spec problem located at `spec.charts[i].values.from[k]`.
+
+No confused deputy: given `service_account` (the Stack's `spec.serviceAccountName`), every
+read impersonates that ServiceAccount of the Stack's namespace
+(`Impersonate-User: system:serviceaccount:<ns>:<sa>`; the API server adds the
+ServiceAccount's groups), so a Stack ships only what its ServiceAccount may read. A read the
+API server forbids is a spec problem naming the field and the ServiceAccount; the
+controller itself needs only `impersonate` on `serviceaccounts`, no cluster-wide Secret
+`get`. A forbidden impersonation (Herd's own RBAC lacks it) is transient: an install problem.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from herd.api.v1 import StackSpec, ValuesSource
-from herd.clusters.kube import NOT_FOUND, api_error_summary, read_json
+from herd.clusters.kube import FORBIDDEN, NOT_FOUND, api_error_summary, read_json
 from herd.errors import Problem, SpecError, TransientError
 from herd.plan import SourceKey, Values, source_key
 
@@ -27,14 +35,21 @@ class KubeValuesReader:
     def __init__(self, api: client.ApiClient) -> None:
         self._core = client.CoreV1Api(api)
 
-    async def read(self, namespace: str, spec: StackSpec) -> Mapping[SourceKey, Values]:
+    async def read(
+        self, namespace: str, spec: StackSpec, *, service_account: str | None = None
+    ) -> Mapping[SourceKey, Values]:
+        """Every `values.from` source of `spec`, read as `service_account` when given.
+
+        Raises `SpecError` listing every missing, forbidden or malformed source, and
+        `TransientError` when the API server cannot answer.
+        """
         found: dict[SourceKey, Values] = {}
         problems: list[Problem] = []
         for i, chart in enumerate(spec.charts):
             for k, source in enumerate(chart.values.from_):
                 where = f"spec.charts[{i}].values.from[{k}]"
                 try:
-                    values = await asyncio.to_thread(self._read, namespace, source)
+                    values = await asyncio.to_thread(self._read, namespace, source, service_account)
                 except _Missing as missing:
                     if not source.optional:
                         problems.append(Problem(where, str(missing)))
@@ -47,16 +62,32 @@ class KubeValuesReader:
             raise SpecError(problems)
         return found
 
-    def _read(self, namespace: str, source: ValuesSource) -> Values:
+    def _read(self, namespace: str, source: ValuesSource, service_account: str | None) -> Values:
         what = f"{source.kind} {namespace}/{source.name}"
+        headers = {}
+        if service_account:
+            headers["Impersonate-User"] = serviceaccount_user(namespace, service_account)
+        call = (
+            self._core.read_namespaced_secret
+            if source.kind == "Secret"
+            else self._core.read_namespaced_config_map
+        )
         try:
-            if source.kind == "Secret":
-                body = read_json(self._core.read_namespaced_secret, source.name, namespace)
-            else:
-                body = read_json(self._core.read_namespaced_config_map, source.name, namespace)
+            body = read_json(call, source.name, namespace, _headers=headers)
         except ApiException as error:
             if error.status == NOT_FOUND:
                 raise _Missing(f"{what} not found") from None
+            if error.status == FORBIDDEN and service_account:
+                account = f"ServiceAccount {namespace}/{service_account}"
+                if "cannot impersonate" in str(error.body or ""):
+                    raise TransientError(
+                        f"Herd may not impersonate {account} to read {what} "
+                        "(its ClusterRole needs impersonate on serviceaccounts)"
+                    ) from None
+                raise ValueError(
+                    f"{account} (spec.serviceAccountName) may not get {what}: "
+                    "grant it get on that object with a Role in the Stack's namespace"
+                ) from None
             raise TransientError(f"cannot read {what}: {api_error_summary(error)}") from None
         data: dict[str, str] = body.get("data") or {}
         if source.key not in data:
@@ -65,6 +96,11 @@ class KubeValuesReader:
         if source.kind == "Secret":
             text = base64.b64decode(text).decode()
         return _yaml_object(text, f"{what} key {source.key!r}")
+
+
+def serviceaccount_user(namespace: str, name: str) -> str:
+    """The user name Kubernetes gives a ServiceAccount: `system:serviceaccount:<ns>:<name>`."""
+    return f"system:serviceaccount:{namespace}:{name}"
 
 
 class _Missing(Exception):

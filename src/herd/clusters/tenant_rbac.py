@@ -1,0 +1,314 @@
+"""The RBAC a tenant's helm identity gets in a downstream cluster, and applying it there.
+
+Defence in depth for `herd.tenancy`: helm deploys a non-admin Stack's releases as the tenant
+identity (`--kube-as-user herd:tenant:<namespace> --kube-as-group herd:tenants`), so the
+downstream API server itself refuses what the namespace's grants do not allow, including
+what the render check cannot see (a hook's own API calls, a lookup, a CRD's conversion...).
+
+What Herd provisions for tenant namespace N (all labelled `herd.suse.com/tenant: N`,
+applied server-side with field manager `herd`, as the kubeconfig's admin identity):
+
+- every chart namespace of N's Stacks that the grants allow and that is missing (Herd creates
+  it, so helm runs without `--create-namespace`, which would need a cluster-wide right);
+- in every allowed namespace that exists, a RoleBinding `herd-tenant-N` of the built-in
+  `admin` ClusterRole to user `herd:tenant:N` (namespace-local: no Namespaces, CRDs or
+  ClusterRoles);
+- only when a grant has `clusterScopedResources: true`: a ClusterRole and ClusterRoleBinding
+  `herd:tenant:N:cluster-scoped` with every verb on every cluster-scoped resource the
+  cluster's discovery lists (which includes ClusterRoleBindings: such a tenant is trusted
+  with the cluster).
+
+The group `herd:tenants` is bound to nothing here; it lets a cluster admin give every tenant
+something at once. RBAC of N that the grants no longer call for (a namespace or the
+cluster-scoped switch revoked) is deleted on the next apply; namespaces are never deleted.
+
+`tenant_rbac_objects` decides (pure, table-tested in `tests/test_tenant_rbac.py`);
+`discover_scope`, `list_namespaces`, `apply_tenant_rbac` and `provision` talk to the cluster
+(blocking: run them in a worker thread). Callers: the engine, per downstream cluster and
+tenant, before the first helm call of a pass.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from herd.clusters.kube import API_ERRORS, NOT_FOUND, api_error_summary, read_json
+from herd.errors import TransientError
+from herd.tenancy import (
+    Grants,
+    cluster_scoped_allowed,
+    namespace_allowed,
+    tenant_identity,
+)
+
+FIELD_MANAGER = "herd"
+TENANT_LABEL = "herd.suse.com/tenant"
+ADMIN_CLUSTER_ROLE = "admin"
+RBAC_API = "rbac.authorization.k8s.io/v1"
+_APPLY = "application/apply-patch+yaml"
+
+Object = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a cluster's discovery says is cluster-scoped.
+
+    `kinds`: `Kind.group` keys as `herd.tenancy.kind_key` makes them
+    (`ClusterRole.rbac.authorization.k8s.io`), for the render check; `resources`: (API group,
+    plural) pairs, for RBAC rules.
+    """
+
+    kinds: frozenset[str]
+    resources: frozenset[tuple[str, str]]
+
+
+def binding_name(tenant: str) -> str:
+    return f"herd-tenant-{tenant}"
+
+
+def cluster_scoped_name(tenant: str) -> str:
+    return f"herd:tenant:{tenant}:cluster-scoped"
+
+
+def tenant_rbac_objects(
+    grants: Grants,
+    *,
+    existing_namespaces: Collection[str],
+    create_namespaces: Collection[str] = (),
+    cluster_scoped_resources: Collection[tuple[str, str]] = (),
+) -> list[Object]:
+    """The objects to apply in one downstream cluster for `grants` (use `grants.on_cluster`).
+
+    Namespaces first (only those of `create_namespaces` that are allowed and missing), then
+    a RoleBinding per allowed namespace that exists or is created, then the cluster-scoped
+    ClusterRole and its binding when granted. [] for unrestricted grants (admin, open).
+    """
+    if grants.unrestricted:
+        return []
+    tenant = grants.namespace
+    labels = {TENANT_LABEL: tenant, "app.kubernetes.io/managed-by": "herd"}
+    created = sorted(
+        ns
+        for ns in set(create_namespaces)
+        if ns not in existing_namespaces and namespace_allowed(grants, ns)
+    )
+    bound = sorted(
+        ns for ns in set(existing_namespaces) | set(created) if namespace_allowed(grants, ns)
+    )
+    subject = {
+        "kind": "User",
+        "apiGroup": "rbac.authorization.k8s.io",
+        "name": tenant_identity(tenant).user,
+    }
+    objects: list[Object] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in created
+    ]
+    objects += [
+        {
+            "apiVersion": RBAC_API,
+            "kind": "RoleBinding",
+            "metadata": {"name": binding_name(tenant), "namespace": ns, "labels": labels},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": ADMIN_CLUSTER_ROLE,
+            },
+            "subjects": [subject],
+        }
+        for ns in bound
+    ]
+    if cluster_scoped_allowed(grants) and cluster_scoped_resources:
+        name = cluster_scoped_name(tenant)
+        objects.append(
+            {
+                "apiVersion": RBAC_API,
+                "kind": "ClusterRole",
+                "metadata": {"name": name, "labels": labels},
+                "rules": _rules(cluster_scoped_resources),
+            }
+        )
+        objects.append(
+            {
+                "apiVersion": RBAC_API,
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": name, "labels": labels},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": name,
+                },
+                "subjects": [subject],
+            }
+        )
+    return objects
+
+
+def _rules(resources: Iterable[tuple[str, str]]) -> list[Object]:
+    by_group: dict[str, set[str]] = {}
+    for group, plural in resources:
+        by_group.setdefault(group, set()).add(plural)
+    return [
+        {"apiGroups": [group], "resources": sorted(plurals), "verbs": ["*"]}
+        for group, plurals in sorted(by_group.items())
+    ]
+
+
+# ---------------------------------------------------------------------------------------
+# I/O (blocking)
+
+
+def discover_scope(api: client.ApiClient) -> Scope:
+    """Ask the cluster's discovery which kinds and resources are cluster-scoped."""
+    try:
+        lists = [("", _get(api, "/api/v1"))]
+        for group in _get(api, "/apis").get("groups") or []:
+            preferred = (group.get("preferredVersion") or {}).get("groupVersion")
+            if preferred:
+                lists.append((str(group.get("name", "")), _get(api, f"/apis/{preferred}")))
+    except API_ERRORS as error:
+        raise TransientError(
+            f"cannot read the cluster's API discovery: {api_error_summary(error)}"
+        ) from None
+    kinds: set[str] = set()
+    resources: set[tuple[str, str]] = set()
+    for group, listing in lists:
+        for resource in listing.get("resources") or []:
+            name = str(resource.get("name", ""))
+            if resource.get("namespaced") or "/" in name:
+                continue
+            kind = str(resource.get("kind", ""))
+            kinds.add(f"{kind}.{group}" if group else kind)
+            resources.add((group, name))
+    return Scope(frozenset(kinds), frozenset(resources))
+
+
+def list_namespaces(api: client.ApiClient) -> list[str]:
+    """Names of the cluster's namespaces."""
+    core = client.CoreV1Api(api)
+    try:
+        body = read_json(core.list_namespace)
+    except API_ERRORS as error:
+        raise TransientError(f"cannot list namespaces: {api_error_summary(error)}") from None
+    return sorted(str(item["metadata"]["name"]) for item in body.get("items") or [])
+
+
+def apply_tenant_rbac(api: client.ApiClient, tenant: str, objects: Sequence[Object]) -> None:
+    """Apply `objects` server-side, then delete tenant RBAC that is no longer among them.
+
+    Raises `TransientError` naming the object (never its content) when a call fails.
+    """
+    for obj in objects:
+        _apply(api, obj)
+    wanted = {_identity(obj) for obj in objects}
+    for obj in _labelled(api, tenant):
+        if _identity(obj) not in wanted:
+            _delete(api, obj)
+
+
+def provision(
+    api: client.ApiClient, grants: Grants, create_namespaces: Collection[str] = ()
+) -> Scope:
+    """Discover, compute and apply a tenant's RBAC in one cluster; return the cluster's scope.
+
+    `grants` should be `grants.on_cluster(cluster)`. Nothing is applied for unrestricted grants;
+    the scope is returned either way, for the render check.
+    """
+    scope = discover_scope(api)
+    if not grants.unrestricted:
+        objects = tenant_rbac_objects(
+            grants,
+            existing_namespaces=list_namespaces(api),
+            create_namespaces=create_namespaces,
+            cluster_scoped_resources=scope.resources,
+        )
+        apply_tenant_rbac(api, grants.namespace, objects)
+    return scope
+
+
+def _get(api: client.ApiClient, path: str) -> Object:
+    request = api.param_serialize(
+        method="GET",
+        resource_path=path,
+        header_params={"Accept": "application/json"},
+        auth_settings=["BearerToken"],
+    )
+    response = api.call_api(*request, _request_timeout=30)
+    data = cast(bytes, response.read())  # type: ignore[no-untyped-call]
+    if not 200 <= int(response.status) <= 299:
+        raise ApiException(status=int(response.status), reason=str(response.reason))
+    return cast(Object, json.loads(data))
+
+
+def _identity(obj: Object) -> tuple[str, str, str]:
+    metadata = obj["metadata"]
+    return (str(obj["kind"]), str(metadata.get("namespace", "")), str(metadata["name"]))
+
+
+def _describe(obj: Object) -> str:
+    kind, namespace, name = _identity(obj)
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
+def _apply(api: client.ApiClient, obj: Object) -> None:
+    kind, namespace, name = _identity(obj)
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    options = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": _APPLY}
+    calls: dict[str, Callable[[], Object]] = {
+        "Namespace": lambda: read_json(core.patch_namespace, name, obj, **options),
+        "RoleBinding": lambda: read_json(
+            rbac.patch_namespaced_role_binding, name, namespace, obj, **options
+        ),
+        "ClusterRole": lambda: read_json(rbac.patch_cluster_role, name, obj, **options),
+        "ClusterRoleBinding": lambda: read_json(
+            rbac.patch_cluster_role_binding, name, obj, **options
+        ),
+    }
+    try:
+        calls[kind]()
+    except API_ERRORS as error:
+        raise TransientError(f"cannot apply {_describe(obj)}: {api_error_summary(error)}") from None
+
+
+def _labelled(api: client.ApiClient, tenant: str) -> list[Object]:
+    rbac = client.RbacAuthorizationV1Api(api)
+    selector = f"{TENANT_LABEL}={tenant}"
+    found: list[Object] = []
+    try:
+        for kind, call in (
+            ("RoleBinding", rbac.list_role_binding_for_all_namespaces),
+            ("ClusterRole", rbac.list_cluster_role),
+            ("ClusterRoleBinding", rbac.list_cluster_role_binding),
+        ):
+            items = read_json(call, label_selector=selector).get("items") or []
+            found += [{"kind": kind, "metadata": item["metadata"]} for item in items]
+    except API_ERRORS as error:
+        raise TransientError(f"cannot list tenant RBAC: {api_error_summary(error)}") from None
+    return found
+
+
+def _delete(api: client.ApiClient, obj: Object) -> None:
+    kind, namespace, name = _identity(obj)
+    rbac = client.RbacAuthorizationV1Api(api)
+    try:
+        if kind == "RoleBinding":
+            read_json(rbac.delete_namespaced_role_binding, name, namespace)
+        elif kind == "ClusterRole":
+            read_json(rbac.delete_cluster_role, name)
+        else:
+            read_json(rbac.delete_cluster_role_binding, name)
+    except ApiException as error:
+        if error.status != NOT_FOUND:
+            raise TransientError(
+                f"cannot delete {_describe(obj)}: {api_error_summary(error)}"
+            ) from None
+    except API_ERRORS as error:
+        raise TransientError(
+            f"cannot delete {_describe(obj)}: {api_error_summary(error)}"
+        ) from None

@@ -1,0 +1,338 @@
+"""What a Stack's namespace was granted, and every decision taken from it. Pure.
+
+`Grants` is the union of the `ClusterGrant`s naming one Stack namespace. The decisions are
+plain functions of it, table-tested in `tests/test_tenancy.py`:
+
+- `cluster_granted` / `granted_clusters`: may the Stack touch this cluster (same id / name /
+  label semantics as `herd.clusters.targets`)? A cluster that is not granted is left untouched
+  and reported with the reason `NOT_GRANTED`.
+- `namespace_allowed`: may a release (or one of its objects) live in this downstream
+  namespace (`targetNamespaces` globs, fnmatch semantics)?
+- `addons_allowed`, `cluster_scoped_allowed`: the two switches of a grant.
+- `spec_problems`: the spec-level checks, as `Problem`s naming the field and the grants.
+- `forbidden_objects`: the render check of one release's manifest.
+- `helm_identity`: who helm acts as in a downstream cluster (`herd.clusters.tenant_rbac`
+  provisions that identity's RBAC there).
+
+Stacks in the controller's own namespace (`HERD_NAMESPACE`) are admin Stacks and need no grant;
+`open` mode (`HERD_TENANCY=open`) grants everything to everyone. Both give an unrestricted
+`Grants`, for which every check passes and helm keeps the kubeconfig's identity.
+
+Grants for one namespace add up, and per cluster: `Grants.on_cluster` keeps the grants that
+cover that cluster, so a namespace granted on the staging clusters by one grant is not
+granted on the production clusters of another. Callers: the engine (spec checks before any
+helm call, render check per release and cluster) and the operator (which lists the grants).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+import yaml
+
+from herd.api import SkippedCluster, StackSpec, Targets, Toggle
+from herd.api.grants import ClusterGrant, ClusterGrantSpec, parse_grant
+from herd.clusters.model import Cluster
+from herd.clusters.targets import targets_match
+from herd.errors import Problem, SpecError
+
+NOT_GRANTED = "NotGranted"
+"""Row state and Stack reason for a cluster (or a whole Stack) no grant covers."""
+
+TENANT_USER_PREFIX = "herd:tenant:"
+TENANT_GROUP = "herd:tenants"
+
+
+class Mode(enum.StrEnum):
+    """`HERD_TENANCY`: `grants` (default) bounds every non-admin Stack; `open` bounds nobody."""
+
+    GRANTS = "grants"
+    OPEN = "open"
+
+
+@dataclass(frozen=True)
+class Grants:
+    """The grants that apply to the Stacks of one namespace.
+
+    `unrestricted` is true for the admin namespace and in open mode; `grants` then is empty
+    and every check passes.
+    """
+
+    namespace: str
+    grants: tuple[tuple[str, ClusterGrantSpec], ...] = ()
+    unrestricted: bool = False
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(name for name, _ in self.grants)
+
+    def describe(self) -> str:
+        """The grants, as error messages name them."""
+        if self.unrestricted:
+            return f"namespace {self.namespace} is unrestricted"
+        if not self.grants:
+            return f"no ClusterGrant names namespace {self.namespace}"
+        label = "ClusterGrant" if len(self.grants) == 1 else "ClusterGrants"
+        return f"{label} {', '.join(self.names)} of namespace {self.namespace}"
+
+    def on_cluster(self, cluster: Cluster) -> Grants:
+        """Only the grants that cover `cluster`: what the Stack may do there."""
+        if self.unrestricted:
+            return self
+        kept = tuple((n, s) for n, s in self.grants if _covers(s, cluster))
+        return Grants(self.namespace, kept)
+
+    def _specs(self) -> Iterator[ClusterGrantSpec]:
+        return (spec for _, spec in self.grants)
+
+
+def grants_for(
+    namespace: str,
+    grants: Iterable[ClusterGrant],
+    *,
+    admin_namespace: str,
+    mode: Mode = Mode.GRANTS,
+) -> Grants:
+    """The union of `grants` that name `namespace` (all when it is the admin namespace or open)."""
+    if mode is Mode.OPEN or namespace == admin_namespace:
+        return Grants(namespace, unrestricted=True)
+    mine = sorted(
+        ((grant.name, grant.spec) for grant in grants if namespace in grant.spec.namespaces),
+        key=lambda pair: pair[0],
+    )
+    return Grants(namespace, tuple(mine))
+
+
+def parse_grants(bodies: Iterable[Mapping[str, Any]]) -> tuple[list[ClusterGrant], list[str]]:
+    """ClusterGrant bodies as the API server lists them: the valid grants, and one message per
+    invalid one (it grants nothing: a broken grant fails closed). Messages name the grant and
+    the field, for a log line or an Event on the grant.
+    """
+    grants: list[ClusterGrant] = []
+    invalid: list[str] = []
+    for body in bodies:
+        try:
+            grants.append(parse_grant(body))
+        except SpecError as error:
+            name = (body.get("metadata") or {}).get("name", "?")
+            invalid.append(f"ClusterGrant {name} grants nothing: {error}")
+    return grants, invalid
+
+
+def affected_namespaces(*bodies: Mapping[str, Any] | None) -> set[str]:
+    """Stack namespaces whose grants a change of these bodies (old, new) touches."""
+    found: set[str] = set()
+    for body in bodies:
+        namespaces = ((body or {}).get("spec") or {}).get("namespaces") or []
+        found.update(str(ns) for ns in namespaces if isinstance(ns, str))
+    return found
+
+
+def _covers(spec: ClusterGrantSpec, cluster: Cluster) -> bool:
+    clusters = spec.clusters
+    return targets_match(
+        Targets(cluster_ids=clusters.cluster_ids, selector=clusters.selector), cluster
+    )
+
+
+def cluster_granted(grants: Grants, cluster: Cluster) -> bool:
+    """True when some grant covers the cluster by id, by name or by its labels now."""
+    return grants.unrestricted or any(_covers(spec, cluster) for spec in grants._specs())
+
+
+def namespace_allowed(grants: Grants, namespace: str) -> bool:
+    """True when a `targetNamespaces` glob of some grant matches the downstream namespace."""
+    return grants.unrestricted or any(
+        fnmatchcase(namespace, pattern)
+        for spec in grants._specs()
+        for pattern in spec.target_namespaces
+    )
+
+
+def addons_allowed(grants: Grants) -> bool:
+    """True when the Stacks may turn on spec.security / spec.observability."""
+    return grants.unrestricted or any(spec.addons for spec in grants._specs())
+
+
+def cluster_scoped_allowed(grants: Grants) -> bool:
+    """True when the charts may create cluster-scoped objects (CRDs, ClusterRoles, ...)."""
+    return grants.unrestricted or any(spec.cluster_scoped_resources for spec in grants._specs())
+
+
+def granted_clusters(
+    grants: Grants, clusters: Sequence[Cluster]
+) -> tuple[list[Cluster], list[SkippedCluster]]:
+    """Split resolved target clusters into the granted ones and `NotGranted` skips (in order)."""
+    kept: list[Cluster] = []
+    skipped: list[SkippedCluster] = []
+    for cluster in clusters:
+        if cluster_granted(grants, cluster):
+            kept.append(cluster)
+        else:
+            skipped.append(
+                SkippedCluster(
+                    cluster_id=cluster.id,
+                    reason=f"not granted ({grants.describe()})",
+                )
+            )
+    return kept, skipped
+
+
+def spec_problems(
+    grants: Grants, spec: StackSpec, *, service_account_name: str | None = None
+) -> list[Problem]:
+    """What the grants forbid in the spec itself, each naming its field; [] when unrestricted.
+
+    `service_account_name` is the Stack's spec.serviceAccountName: a bounded Stack that reads
+    `values.from` must name the ServiceAccount Herd reads them as.
+    """
+    if grants.unrestricted:
+        return []
+    problems: list[Problem] = []
+    for i, chart in enumerate(spec.charts):
+        if not namespace_allowed(grants, chart.namespace):
+            problems.append(
+                Problem(
+                    f"spec.charts[{i}].namespace",
+                    f"namespace {chart.namespace!r} is not in the targetNamespaces of "
+                    f"{grants.describe()}",
+                )
+            )
+    if not addons_allowed(grants):
+        for field, toggle in (("security", spec.security), ("observability", spec.observability)):
+            if toggle is Toggle.ENABLED:
+                problems.append(
+                    Problem(
+                        f"spec.{field}",
+                        "add-ons are shared by the whole cluster and need a ClusterGrant with "
+                        f"addons: true ({grants.describe()})",
+                    )
+                )
+    if not service_account_name:
+        readers = [i for i, chart in enumerate(spec.charts) if chart.values.from_]
+        if readers:
+            problems.append(
+                Problem(
+                    "spec.serviceAccountName",
+                    f"spec.charts[{readers[0]}].values.from needs a ServiceAccount of namespace "
+                    f"{grants.namespace} to read it as (Stacks outside Herd's namespace read "
+                    "ConfigMaps and Secrets with their own rights)",
+                )
+            )
+    return problems
+
+
+# ---------------------------------------------------------------------------------------
+# The render check
+
+
+@dataclass(frozen=True, order=True)
+class ForbiddenObject:
+    """One object of a rendered manifest that the grants do not allow."""
+
+    kind: str
+    name: str
+    namespace: str | None  # None: cluster-scoped
+
+    def __str__(self) -> str:
+        if self.namespace is None:
+            return f"{self.kind} {self.name} (cluster-scoped)"
+        return f"{self.kind} {self.namespace}/{self.name} (namespace {self.namespace})"
+
+
+def kind_key(api_version: str, kind: str) -> str:
+    """`Kind.group` as discovery and CRDs name a kind; the core group is just `Kind`."""
+    group = api_version.rpartition("/")[0]
+    return f"{kind}.{group}" if group else kind
+
+
+def forbidden_objects(
+    grants: Grants,
+    manifest: str,
+    release_namespace: str,
+    cluster_scoped: Collection[str],
+) -> list[ForbiddenObject]:
+    """The objects of a rendered manifest (templates, hooks, crds/) the grants do not allow.
+
+    `cluster_scoped` holds the `kind_key`s the downstream cluster's discovery reports as
+    cluster-scoped; kinds that the manifest's own CRDs define get the scope those CRDs give.
+    A namespaced object with no namespace lands in `release_namespace`. A kind neither knows
+    is taken as namespaced (helm cannot create it anyway; the downstream RBAC backs this up).
+    Pass `grants.on_cluster(cluster)`. Sorted, without duplicates; [] when unrestricted.
+    """
+    if grants.unrestricted:
+        return []
+    objects = list(_objects(manifest))
+    scoped = set(cluster_scoped) | _cluster_scoped_crd_kinds(objects)
+    may_be_cluster_scoped = cluster_scoped_allowed(grants)
+    found: set[ForbiddenObject] = set()
+    for obj in objects:
+        kind = str(obj.get("kind", ""))
+        metadata = _mapping(obj.get("metadata"))
+        name = str(metadata.get("name", ""))
+        if kind_key(str(obj.get("apiVersion", "")), kind) in scoped:
+            if not may_be_cluster_scoped:
+                found.add(ForbiddenObject(kind, name, None))
+            continue
+        namespace = str(metadata.get("namespace") or release_namespace)
+        if not namespace_allowed(grants, namespace):
+            found.add(ForbiddenObject(kind, name, namespace))
+    return sorted(found)
+
+
+def describe_forbidden(grants: Grants, objects: Sequence[ForbiddenObject]) -> str:
+    """The release failure message for a failed render check."""
+    listed = ", ".join(str(obj) for obj in objects)
+    return f"the chart would create objects not granted ({grants.describe()}): {listed}"
+
+
+def _objects(manifest: str) -> Iterator[dict[str, Any]]:
+    for doc in yaml.safe_load_all(manifest):
+        if not isinstance(doc, dict):
+            continue
+        if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
+            yield from (item for item in doc["items"] if isinstance(item, dict))
+        else:
+            yield doc
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _cluster_scoped_crd_kinds(objects: Iterable[dict[str, Any]]) -> set[str]:
+    kinds: set[str] = set()
+    for obj in objects:
+        if obj.get("kind") != "CustomResourceDefinition":
+            continue
+        spec = _mapping(obj.get("spec"))
+        names = _mapping(spec.get("names"))
+        if spec.get("scope") == "Cluster" and names.get("kind") and spec.get("group"):
+            kinds.add(f"{names['kind']}.{spec['group']}")
+    return kinds
+
+
+# ---------------------------------------------------------------------------------------
+# The downstream identity
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who helm impersonates in a downstream cluster (`--kube-as-user`, `--kube-as-group`)."""
+
+    user: str
+    groups: tuple[str, ...]
+
+
+def tenant_identity(namespace: str) -> Identity:
+    """`herd:tenant:<namespace>` in group `herd:tenants`: the identity of one tenant namespace."""
+    return Identity(f"{TENANT_USER_PREFIX}{namespace}", (TENANT_GROUP,))
+
+
+def helm_identity(grants: Grants) -> Identity | None:
+    """The identity helm acts as for these grants; None keeps the kubeconfig's (admin, open)."""
+    return None if grants.unrestricted else tenant_identity(grants.namespace)

@@ -1,0 +1,444 @@
+"""Tenancy decisions: which grants apply, clusters, namespaces, switches, spec and render checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from herd.api import parse_spec
+from herd.api.grants import ClusterGrant, parse_grant
+from herd.clusters.model import Cluster, KubeconfigRef
+from herd.tenancy import (
+    ForbiddenObject,
+    Grants,
+    Identity,
+    Mode,
+    addons_allowed,
+    affected_namespaces,
+    cluster_granted,
+    cluster_scoped_allowed,
+    describe_forbidden,
+    forbidden_objects,
+    granted_clusters,
+    grants_for,
+    helm_identity,
+    kind_key,
+    namespace_allowed,
+    parse_grants,
+    spec_problems,
+)
+
+ADMIN = "herd-system"
+
+
+def grant(name: str, *namespaces: str, **spec: Any) -> ClusterGrant:
+    body = {
+        "clusters": {"selector": {"matchLabels": {"env": "staging"}}},
+        "targetNamespaces": [namespaces[0] if namespaces else name, f"{name}-*"],
+        **spec,
+        "namespaces": list(namespaces or [name]),
+    }
+    return parse_grant(
+        {
+            "apiVersion": "herd.suse.com/v1",
+            "kind": "ClusterGrant",
+            "metadata": {"name": name},
+            "spec": body,
+        }
+    )
+
+
+def cluster(cluster_id: str, name: str = "", **labels: str) -> Cluster:
+    return Cluster(
+        id=cluster_id,
+        name=name or f"{cluster_id}-name",
+        labels=labels,
+        ready=True,
+        source="rancher",
+        kubeconfig=KubeconfigRef.secret("fleet-default", f"{cluster_id}-kubeconfig", "value"),
+    )
+
+
+TEAM_A = grant("team-a")
+TEAM_A_PROD = grant(
+    "team-a-prod",
+    "team-a",
+    clusters={"clusterIds": ["c-m-prod1", "edge"]},
+    targetNamespaces=["prod-a"],
+    addons=True,
+)
+TEAM_B = grant("team-b", clusterScopedResources=True)
+ALL = [TEAM_B, TEAM_A_PROD, TEAM_A]
+
+
+def a() -> Grants:
+    return grants_for("team-a", ALL, admin_namespace=ADMIN)
+
+
+# ---------------------------------------------------------------------------------------
+# Which grants apply
+
+
+def test_grants_for_a_namespace_add_up_in_name_order() -> None:
+    assert a().names == ["team-a", "team-a-prod"]
+    assert not a().unrestricted
+    assert a().describe() == "ClusterGrants team-a, team-a-prod of namespace team-a"
+
+
+def test_a_namespace_nobody_granted_gets_nothing() -> None:
+    none = grants_for("team-c", ALL, admin_namespace=ADMIN)
+    assert none.grants == ()
+    assert none.describe() == "no ClusterGrant names namespace team-c"
+    assert not cluster_granted(none, cluster("c-1", env="staging"))
+    assert not namespace_allowed(none, "team-c")
+
+
+@pytest.mark.parametrize(
+    ("namespace", "mode"),
+    [(ADMIN, Mode.GRANTS), ("team-c", Mode.OPEN), (ADMIN, Mode.OPEN)],
+)
+def test_admin_namespace_and_open_mode_are_unrestricted(namespace: str, mode: Mode) -> None:
+    grants = grants_for(namespace, [], admin_namespace=ADMIN, mode=mode)
+    assert grants.unrestricted
+    assert cluster_granted(grants, cluster("anything"))
+    assert namespace_allowed(grants, "kube-system")
+    assert addons_allowed(grants) and cluster_scoped_allowed(grants)
+    assert helm_identity(grants) is None
+
+
+def test_tenants_act_as_their_own_identity() -> None:
+    assert helm_identity(a()) == Identity("herd:tenant:team-a", ("herd:tenants",))
+
+
+# ---------------------------------------------------------------------------------------
+# Clusters
+
+
+@pytest.mark.parametrize(
+    ("target", "granted"),
+    [
+        (cluster("c-1", env="staging"), True),  # TEAM_A's selector
+        (cluster("c-1", env="prod"), False),
+        (cluster("c-1"), False),
+        (cluster("c-m-prod1", env="prod"), True),  # TEAM_A_PROD by id
+        (cluster("c-m-zz", "edge"), True),  # TEAM_A_PROD by name
+        (cluster("c-m-zz", "edge-2"), False),
+    ],
+)
+def test_cluster_granted(target: Cluster, granted: bool) -> None:
+    assert cluster_granted(a(), target) is granted
+
+
+def test_relabelling_a_cluster_moves_its_grant() -> None:
+    assert not cluster_granted(a(), cluster("c-9", env="dev"))
+    assert cluster_granted(a(), cluster("c-9", env="staging"))
+
+
+def test_granted_clusters_keeps_order_and_says_why() -> None:
+    clusters = [cluster("c-1", env="staging"), cluster("c-2", env="prod"), cluster("c-m-prod1")]
+    kept, skipped = granted_clusters(a(), clusters)
+    assert [c.id for c in kept] == ["c-1", "c-m-prod1"]
+    assert [(s.cluster_id, s.reason) for s in skipped] == [
+        ("c-2", "not granted (ClusterGrants team-a, team-a-prod of namespace team-a)")
+    ]
+
+
+def test_on_cluster_keeps_only_the_grants_covering_it() -> None:
+    staging = a().on_cluster(cluster("c-1", env="staging"))
+    assert staging.names == ["team-a"]
+    assert namespace_allowed(staging, "team-a")
+    assert not namespace_allowed(staging, "prod-a")
+    assert not addons_allowed(staging)
+    prod = a().on_cluster(cluster("c-m-prod1"))
+    assert prod.names == ["team-a-prod"]
+    assert not namespace_allowed(prod, "team-a-x")
+
+
+# ---------------------------------------------------------------------------------------
+# Namespaces and switches
+
+
+@pytest.mark.parametrize(
+    ("namespace", "allowed"),
+    [
+        ("team-a", True),
+        ("team-a-cache", True),  # team-a-*
+        ("team-a-", True),
+        ("team-ab", False),
+        ("team-b", False),
+        ("kube-system", False),
+        ("default", False),
+        ("team-a-prod", True),
+        ("prod-a", True),  # TEAM_A_PROD
+        ("prod-a-1", False),
+    ],
+)
+def test_namespace_allowed(namespace: str, allowed: bool) -> None:
+    assert namespace_allowed(a(), namespace) is allowed
+
+
+@pytest.mark.parametrize(
+    ("namespace", "addons", "cluster_scoped"),
+    [("team-a", True, False), ("team-b", False, True), ("team-c", False, False)],
+)
+def test_switches(namespace: str, addons: bool, cluster_scoped: bool) -> None:
+    grants = grants_for(namespace, ALL, admin_namespace=ADMIN)
+    assert addons_allowed(grants) is addons
+    assert cluster_scoped_allowed(grants) is cluster_scoped
+
+
+# ---------------------------------------------------------------------------------------
+# Spec checks
+
+
+def spec(*charts: dict[str, Any], **fields: Any) -> Any:
+    return parse_spec(
+        {
+            "targets": {"selector": {"matchLabels": {"env": "staging"}}},
+            "charts": [
+                {"repo": "https://charts.example.com", "version": "1.0.0", **chart}
+                for chart in charts
+            ],
+            **fields,
+        }
+    )
+
+
+B = grants_for("team-b", ALL, admin_namespace=ADMIN)
+
+
+@pytest.mark.parametrize(
+    ("stack", "account", "expected"),
+    [
+        (spec({"name": "web", "namespace": "team-b"}), None, []),
+        (spec({"name": "web", "namespace": "team-b-cache"}), None, []),
+        (
+            spec(
+                {"name": "web", "namespace": "team-b"}, {"name": "db", "namespace": "kube-system"}
+            ),
+            None,
+            [
+                (
+                    "spec.charts[1].namespace",
+                    "namespace 'kube-system' is not in the targetNamespaces of "
+                    "ClusterGrant team-b of namespace team-b",
+                )
+            ],
+        ),
+        (
+            spec({"name": "web", "namespace": "team-b"}, security="enabled", observability=True),
+            None,
+            [
+                (
+                    "spec.security",
+                    "add-ons are shared by the whole cluster and need a ClusterGrant with "
+                    "addons: true (ClusterGrant team-b of namespace team-b)",
+                ),
+                (
+                    "spec.observability",
+                    "add-ons are shared by the whole cluster and need a ClusterGrant with "
+                    "addons: true (ClusterGrant team-b of namespace team-b)",
+                ),
+            ],
+        ),
+        (
+            spec(
+                {"name": "web", "namespace": "team-b"},
+                {
+                    "name": "db",
+                    "namespace": "team-b",
+                    "values": {"from": [{"kind": "Secret", "name": "db"}]},
+                },
+            ),
+            None,
+            [
+                (
+                    "spec.serviceAccountName",
+                    "spec.charts[1].values.from needs a ServiceAccount of namespace team-b to "
+                    "read it as (Stacks outside Herd's namespace read ConfigMaps and Secrets "
+                    "with their own rights)",
+                )
+            ],
+        ),
+        (
+            spec(
+                {
+                    "name": "db",
+                    "namespace": "team-b",
+                    "values": {"from": [{"kind": "Secret", "name": "db"}]},
+                }
+            ),
+            "deployer",
+            [],
+        ),
+    ],
+)
+def test_spec_problems(stack: Any, account: str | None, expected: list[tuple[str, str]]) -> None:
+    problems = spec_problems(B, stack, service_account_name=account)
+    assert [(p.field, p.message) for p in problems] == expected
+
+
+def test_addons_granted_by_one_grant_suffice() -> None:
+    stack = spec({"name": "web", "namespace": "team-a"}, security="enabled")
+    assert spec_problems(a(), stack) == []
+
+
+def test_unrestricted_specs_pass_everything() -> None:
+    admin = grants_for(ADMIN, ALL, admin_namespace=ADMIN)
+    stack = spec(
+        {
+            "name": "web",
+            "namespace": "kube-system",
+            "values": {"from": [{"kind": "Secret", "name": "x"}]},
+        },
+        security="enabled",
+    )
+    assert spec_problems(admin, stack) == []
+
+
+# ---------------------------------------------------------------------------------------
+# The render check
+
+DISCOVERY = {
+    "Namespace",
+    "Node",
+    "ClusterRole.rbac.authorization.k8s.io",
+    "ClusterRoleBinding.rbac.authorization.k8s.io",
+    "CustomResourceDefinition.apiextensions.k8s.io",
+}
+
+CRD = """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.fixtures.herd.test}
+spec:
+  group: fixtures.herd.test
+  scope: Cluster
+  names: {kind: Widget, plural: widgets}
+"""
+NAMESPACED_CRD = (
+    CRD.replace("widgets", "gadgets").replace("Widget", "Gadget").replace("Cluster", "Namespaced")
+)
+CLUSTER_ROLE = (
+    "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: reader}\n"
+)
+NAMESPACE = "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-b}\n"
+CONFIG_MAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n"
+ELSEWHERE = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: sneaky, namespace: kube-system}\n"
+SIBLING = "apiVersion: v1\nkind: Secret\nmetadata: {name: ok, namespace: team-b-cache}\n"
+HOOK = (
+    "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  namespace: default\n"
+    "  annotations: {helm.sh/hook: pre-install}\n"
+)
+WIDGET = "apiVersion: fixtures.herd.test/v1\nkind: Widget\nmetadata: {name: w1}\n"
+GADGET = "apiVersion: fixtures.herd.test/v1\nkind: Gadget\nmetadata: {name: g1}\n"
+ROLE_LIST = (
+    "apiVersion: v1\nkind: List\nitems:\n"
+    "- apiVersion: rbac.authorization.k8s.io/v1\n"
+    "  kind: ClusterRoleBinding\n"
+    "  metadata: {name: crb}\n"
+)
+
+
+def manifest(*docs: str) -> str:
+    return "---\n" + "\n---\n".join(docs) + "\n---\n"
+
+
+C = ForbiddenObject
+
+
+@pytest.mark.parametrize(
+    ("namespace", "docs", "release_namespace", "expected"),
+    [
+        ("team-b", [CONFIG_MAP], "team-b", []),  # no namespace = release namespace
+        ("team-b", [CONFIG_MAP, SIBLING], "team-b", []),  # another allowed namespace
+        ("team-a", [CONFIG_MAP], "kube-system", [C("ConfigMap", "settings", "kube-system")]),
+        ("team-a", [ELSEWHERE, CONFIG_MAP], "team-a", [C("ConfigMap", "sneaky", "kube-system")]),
+        ("team-a", [HOOK], "team-a", [C("Job", "migrate", "default")]),  # hooks count
+        (
+            "team-a",
+            [CRD],
+            "team-a",
+            [C("CustomResourceDefinition", "widgets.fixtures.herd.test", None)],
+        ),
+        ("team-a", [CLUSTER_ROLE], "team-a", [C("ClusterRole", "reader", None)]),
+        ("team-a", [NAMESPACE], "team-a", [C("Namespace", "team-b", None)]),
+        ("team-a", [ROLE_LIST], "team-a", [C("ClusterRoleBinding", "crb", None)]),
+        (  # the chart's own CRD says Widget is cluster-scoped, Gadget namespaced
+            "team-a",
+            [CRD, NAMESPACED_CRD, WIDGET, GADGET],
+            "team-a",
+            [
+                C("CustomResourceDefinition", "gadgets.fixtures.herd.test", None),
+                C("CustomResourceDefinition", "widgets.fixtures.herd.test", None),
+                C("Widget", "w1", None),
+            ],
+        ),
+        # team-b may create cluster-scoped objects, but not leave its namespaces
+        ("team-b", [CRD, CLUSTER_ROLE, NAMESPACE, WIDGET, CONFIG_MAP], "team-b", []),
+        ("team-b", [CLUSTER_ROLE, ELSEWHERE], "team-b", [C("ConfigMap", "sneaky", "kube-system")]),
+        (ADMIN, [CRD, CLUSTER_ROLE, ELSEWHERE], "kube-system", []),  # admin Stack
+        ("team-a", ["", "# only a comment", CONFIG_MAP, CONFIG_MAP], "team-a", []),
+    ],
+)
+def test_forbidden_objects(
+    namespace: str, docs: list[str], release_namespace: str, expected: list[ForbiddenObject]
+) -> None:
+    grants = grants_for(namespace, ALL, admin_namespace=ADMIN)
+    assert forbidden_objects(grants, manifest(*docs), release_namespace, DISCOVERY) == expected
+
+
+def test_the_render_check_follows_the_cluster() -> None:
+    docs = manifest("apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: prod-a}\n")
+    assert forbidden_objects(a().on_cluster(cluster("c-m-prod1")), docs, "prod-a", DISCOVERY) == []
+    staging = a().on_cluster(cluster("c-1", env="staging"))
+    assert forbidden_objects(staging, docs, "prod-a", DISCOVERY) == [C("Service", "api", "prod-a")]
+
+
+def test_forbidden_message_names_kind_name_and_grants() -> None:
+    objects = [C("ClusterRole", "reader", None), C("ConfigMap", "sneaky", "kube-system")]
+    assert describe_forbidden(B, objects) == (
+        "the chart would create objects not granted (ClusterGrant team-b of namespace team-b): "
+        "ClusterRole reader (cluster-scoped), ConfigMap kube-system/sneaky (namespace kube-system)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind", "key"),
+    [
+        ("v1", "Namespace", "Namespace"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole", "ClusterRole.rbac.authorization.k8s.io"),
+        ("fixtures.herd.test/v1alpha1", "Widget", "Widget.fixtures.herd.test"),
+    ],
+)
+def test_kind_key(api_version: str, kind: str, key: str) -> None:
+    assert kind_key(api_version, kind) == key
+
+
+# ---------------------------------------------------------------------------------------
+# Grants as listed from the API server
+
+
+def test_an_invalid_grant_grants_nothing_and_is_named() -> None:
+    good = TEAM_A.model_dump(by_alias=True)
+    bad = {"apiVersion": "herd.suse.com/v1", "kind": "ClusterGrant", "metadata": {"name": "oops"}}
+    bad["spec"] = {"namespaces": ["team-a"], "targetNamespaces": ["team-a"]}
+    grants, invalid = parse_grants([good, bad])
+    assert [g.name for g in grants] == ["team-a"]
+    assert invalid == ["ClusterGrant oops grants nothing: spec.clusters: is required"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (None, {"spec": {"namespaces": ["a", "b"]}}, {"a", "b"}),
+        ({"spec": {"namespaces": ["a"]}}, {"spec": {"namespaces": ["b"]}}, {"a", "b"}),
+        ({"spec": {"namespaces": ["a"]}}, None, {"a"}),
+        ({"spec": {}}, {"metadata": {}}, set()),
+    ],
+)
+def test_affected_namespaces(
+    old: dict[str, Any] | None, new: dict[str, Any] | None, expected: set[str]
+) -> None:
+    assert affected_namespaces(old, new) == expected
