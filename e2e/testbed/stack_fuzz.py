@@ -60,10 +60,8 @@ NASTY: tuple[str, ...] = (
 
 # Strings the API server stores as given: no lone surrogates (JSON cannot carry them
 # as UTF-8) and no NUL (kubectl and YAML tooling choke on it before the server sees it).
-_TEXT = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-    max_size=40,
-)
+_CHARS = st.characters(codec="utf-8", exclude_characters="\x00")
+_TEXT = st.text(alphabet=_CHARS, max_size=40)
 _JSON_SCALAR = st.none() | st.booleans() | st.integers(-(2**31), 2**31) | _TEXT
 _JSON = st.recursive(
     _JSON_SCALAR,
@@ -95,7 +93,7 @@ def _string(schema: dict[str, Any], path: str) -> st.SearchStrategy[str]:
         base: st.SearchStrategy[str] = st.from_regex(schema["pattern"], fullmatch=True)
     else:
         base = st.text(
-            alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+            alphabet=_CHARS,
             min_size=schema.get("minLength", 0),
             max_size=max(schema.get("minLength", 0), 60),
         )
