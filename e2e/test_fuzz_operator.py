@@ -71,6 +71,11 @@ def test_generated_bodies_get_a_status_and_no_crash(
     assert verdict.helm_calls_for_invalid == [], verdict.helm_calls_for_invalid[:5]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 11 point 10 (chart references checked up front) is not merged yet; "
+    "remove this marker when it is",
+)
 def test_flag_like_chart_is_failed_with_the_field_named(
     controller: Controller, management: Cluster
 ) -> None:
