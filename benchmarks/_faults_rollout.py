@@ -85,7 +85,8 @@ def sigkills(bed: Bed, trials: int, seed: int = 11, budget: float = 600.0) -> Fi
         ("releases left pending-*", f"{len(pending)} {pending or ''}".strip()),
         (
             "secret files of killed runs still on disk after the restarts (target 0)",
-            f"{len(left)} (TMPDIR {in_tmp}, HERD_WORKDIR {len(left) - in_tmp})",
+            f"{len(left)} (TMPDIR {in_tmp}, HERD_WORKDIR {len(left) - in_tmp};"
+            f" {faults.describe(left)})",
         ),
         (
             "herd-kubeconfigs-/herd-helm-/herd-charts- dirs in the controller's TMPDIR",
@@ -134,7 +135,7 @@ def management_outage(bed: Bed, outage: float = 15.0) -> Figures:
     ]
 
 
-def departures(bed: Bed, grace: float = 120.0) -> Figures:
+def departures(bed: Bed, grace: float = 90.0) -> Figures:
     """A downstream cluster down while it leaves the selector, and while the Stack is deleted."""
     ns, apps, name = "faults-depart", "faults-depart-apps", "depart"
     down = bed.downstream[1]

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from e2e.testbed import fuzz_run
+from e2e.testbed import fuzz_run, stack_fuzz
 from e2e.testbed.controlplane import Cluster
 from e2e.testbed.herd_controller import Controller, kubectl, prepare_management
 from e2e.testbed.herd_controller import service_account_kubeconfig as sa_kubeconfig
@@ -81,7 +81,7 @@ def test_flag_like_chart_is_failed_with_the_field_named(
 ) -> None:
     """`chart: --help` (issue 11) ends Failed naming spec.charts[0].chart, no helm call."""
     since = time.time()
-    body = fuzz_run.stack_fuzz.stack_body(
+    body = stack_fuzz.stack_body(
         "fuzz-flag",
         NAMESPACE,
         {

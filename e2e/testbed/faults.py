@@ -26,7 +26,7 @@ T = TypeVar("T")
 HELM = str(Path(sys.executable).parent / "helm")
 # What Herd writes secrets into: kubeconfigs, helm homes (repository credentials, cache)
 # and pulled charts. Today they are mkdtemp() dirs in TMPDIR; with HERD_WORKDIR they are
-# subdirectories of the work directory.
+# subdirectories of the work directory (kubeconfigs/, helm/, charts/).
 SECRET_DIR_PREFIXES = ("herd-kubeconfigs-", "herd-helm-", "herd-charts-")
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
 
@@ -80,29 +80,60 @@ def kill_group(pgid: int) -> list[str]:
 
 @dataclass(frozen=True)
 class FileId:
+    """One version of one file: a file rewritten or recreated at the same path differs."""
+
     path: Path
     inode: int
+    mtime_ns: int
 
 
 def secret_files(tmpdir: Path, workdir: Path | None) -> set[FileId]:
-    """Regular files that may hold secrets: under TMPDIR's herd-* dirs and in the workdir.
+    """Every regular file below the controller's own TMPDIR and below its HERD_WORKDIR.
 
-    Counted: every regular file below `tmpdir/herd-kubeconfigs-*`, `tmpdir/herd-helm-*`,
-    `tmpdir/herd-charts-*`, and every regular file below `workdir` (kubeconfigs/, helm/,
-    charts/ and whatever else the controller keeps there).
+    Each controller of the fault suite gets a private TMPDIR, so everything there is its
+    own: Herd's herd-kubeconfigs-*/herd-helm-*/herd-charts-* directories, and the
+    kubernetes client's tmp* files, which hold client certificates and private keys
+    taken from kubeconfigs.
     """
-    roots = [p for p in tmpdir.iterdir() if p.name.startswith(SECRET_DIR_PREFIXES)]
-    if workdir is not None and workdir.exists():
-        roots.append(workdir)
+    roots = [tmpdir] + ([workdir] if workdir is not None and workdir.exists() else [])
     found = set()
     for root in roots:
-        for path in [root, *root.rglob("*")] if root.is_dir() else [root]:
+        for path in root.rglob("*"):
             try:
                 if path.is_file() and not path.is_symlink():
-                    found.add(FileId(path, path.stat().st_ino))
+                    stat = path.stat()
+                    found.add(FileId(path, stat.st_ino, stat.st_mtime_ns))
             except OSError:
                 continue  # removed while walking: not left over
     return found
+
+
+def kind_of(file: FileId) -> str:
+    """What a leftover file is, for the report (its content is never printed)."""
+    parts = file.path.parts
+    if any(p.startswith("herd-kubeconfigs-") or p == "kubeconfigs" for p in parts):
+        return "kubeconfig"
+    if any(p.startswith("herd-helm-") or p == "helm" for p in parts):
+        return "helm home"
+    if any(p.startswith("herd-charts-") or p == "charts" for p in parts):
+        return "chart cache"
+    try:
+        head = file.path.read_bytes()[:64]
+    except OSError:
+        return "gone"
+    if b"PRIVATE KEY" in head:
+        return "private key"
+    if b"CERTIFICATE" in head:
+        return "certificate"
+    return "other"
+
+
+def describe(files: Iterable[FileId]) -> str:
+    kinds: dict[str, int] = {}
+    for file in files:
+        kind = kind_of(file)
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items())) or "none"
 
 
 def secret_dirs(tmpdir: Path) -> list[Path]:
