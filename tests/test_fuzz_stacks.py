@@ -25,7 +25,7 @@ from herd.plan import plan_stack
 SPECS = stack_fuzz.spec_strategy()
 BODIES = st.builds(lambda spec: stack_fuzz.stack_body("fuzz", "default", spec), SPECS)
 FUZZ = settings(
-    max_examples=250,
+    max_examples=150,
     derandomize=True,
     database=None,
     deadline=None,

@@ -47,7 +47,9 @@ def register_dead_cluster(management: Path, namespace: str, directory: Path) -> 
 
 def bodies(count: int, namespace: str) -> list[dict[str, Any]]:
     """`count` generated bodies (plus the targeted ones), named fuzz-NNNN, marked by name."""
-    specs = stack_fuzz.generate(count, stack_fuzz.spec_strategy(repo=stack_fuzz.loopback_repo()))
+    specs = stack_fuzz.generate(
+        count, stack_fuzz.spec_strategy(repo=stack_fuzz.loopback_repo(), labels=DEAD_LABELS)
+    )
     specs += [
         stack_fuzz.mark(s, stack_fuzz.MARKER)
         for s in stack_fuzz.targeted_specs(f"http://127.0.0.1:1/{stack_fuzz.MARKER}/")

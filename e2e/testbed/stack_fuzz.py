@@ -148,25 +148,74 @@ def _chart_strategy(schema: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]
     return strategy(
         chart_schema,
         overrides={
-            "name": st.one_of(pool, _string(names, "name")),
-            "dependsOn[]": st.one_of(pool, _TEXT),
+            "name": st.one_of(pool, pool, _string(names, "name")),
+            "dependsOn": st.lists(st.one_of(pool, pool, pool, _TEXT), max_size=2),
         },
+    )
+
+
+def _targets_strategy(
+    schema: dict[str, Any], labels: dict[str, str]
+) -> st.SearchStrategy[dict[str, Any]]:
+    """Raw schema-drawn targets (often empty: an error), or ones Herd can act on."""
+    targets = schema["properties"]["spec"]["properties"]["targets"]
+    raw = strategy(targets)
+    key = st.one_of(st.sampled_from(sorted(labels) or ["team"]), _TEXT.filter(bool))
+    with_values = st.fixed_dictionaries(
+        {
+            "key": key,
+            "operator": st.sampled_from(["In", "NotIn"]),
+            "values": st.lists(_string({"type": "string"}, ""), min_size=1, max_size=3),
+        }
+    )
+    without = st.fixed_dictionaries(
+        {"key": key, "operator": st.sampled_from(["Exists", "DoesNotExist"])}
+    )
+    selector = st.one_of(
+        st.just({"matchLabels": dict(labels)}) if labels else st.nothing(),
+        st.fixed_dictionaries({"matchLabels": st.dictionaries(key, _TEXT, min_size=1, max_size=2)}),
+        st.fixed_dictionaries(
+            {"matchExpressions": st.lists(st.one_of(with_values, without), min_size=1, max_size=2)}
+        ),
+    )
+    ids = st.lists(
+        _string(targets["properties"]["clusterIds"]["items"], ""), min_size=1, max_size=3
+    )
+    return st.one_of(
+        raw,
+        st.fixed_dictionaries({"selector": selector}),
+        st.fixed_dictionaries({"clusterIds": ids}),
     )
 
 
 def spec_strategy(
     schema: dict[str, Any] | None = None,
     repo: st.SearchStrategy[str] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> st.SearchStrategy[dict[str, Any]]:
-    """Stack specs; `repo` replaces the repository URL strategy (see module docstring)."""
+    """Stack specs; `repo` replaces the repository URL strategy (see module docstring).
+
+    `labels`: a cluster's labels that generated selectors often ask for, so some bodies
+    target that cluster. Add-on toggles are usually `enabled`/`disabled` (or booleans),
+    sometimes any JSON, so most bodies get past them.
+    """
     schema = schema or crd_schema()
     spec_schema = schema["properties"]["spec"]
     chart = _chart_strategy(schema)
     if repo is not None:
         chart = st.tuples(chart, repo).map(lambda pair: {**pair[0], "repo": pair[1]})
+    toggle = st.one_of(
+        st.sampled_from(["disabled", "disabled", "enabled", False, True]),
+        _JSON,
+    )
     return strategy(
         spec_schema,
-        overrides={"charts": st.lists(chart, min_size=1, max_size=4)},
+        overrides={
+            "charts": st.lists(chart, min_size=1, max_size=4),
+            "targets": _targets_strategy(schema, labels or {}),
+            "security": toggle,
+            "observability": toggle,
+        },
     )
 
 
