@@ -4,8 +4,8 @@ Bodies come from the CRD's own openAPIV3Schema (`e2e.testbed.stack_fuzz`), mixed
 targeted nasty strings (`--help`, `--repo=...`, unicode, long names). Whatever the body,
 the pure checks a Stack goes through before any helm call (`parse_stack`, the chart
 graph, `plan_stack`, release placement, each timeout) either accept it or raise
-`SpecError` whose every problem names a field. Deterministic (derandomized), a few
-hundred examples, a few seconds.
+`SpecError` whose every problem names a field. Deterministic (derandomized), 150
+examples per property (450 bodies), well under 30 s.
 """
 
 from __future__ import annotations
