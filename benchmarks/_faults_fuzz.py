@@ -7,6 +7,7 @@ never be reached, so no chart is ever installed.
 
 from __future__ import annotations
 
+import json
 import time
 
 from benchmarks._faults_bed import Bed
@@ -27,6 +28,10 @@ def generated_bodies(bed: Bed, count: int, timeout: float = 360.0) -> Figures:
     outcome = fuzz_run.run(bed.mgmt, ns, specs, timeout)
     time.sleep(5)  # a crash a moment after the last status still counts
     verdict = fuzz_run.judge(controller, outcome, since)
+    missing = sorted(set(outcome.accepted) - set(outcome.with_status()))
+    by_name = {b["metadata"]["name"]: b for b in specs}
+    kept = bed.directory / "fuzz-without-status.json"
+    kept.write_text(json.dumps([by_name[n] for n in missing], indent=1))
     phases: dict[str, int] = {}
     for name in outcome.accepted:
         phase = (outcome.statuses.get(name) or {}).get("phase") or "(none)"
@@ -42,6 +47,10 @@ def generated_bodies(bed: Bed, count: int, timeout: float = 360.0) -> Figures:
         (
             f"accepted Stacks with phase and message within {timeout:.0f}s",
             f"{len(outcome.with_status())}/{len(outcome.accepted)} (after {outcome.seconds:.0f}s)",
+        ),
+        (
+            "accepted Stacks without a clear status (first 5)",
+            f"{missing[:5]} (bodies in {kept.name} of the work dir)" if missing else "none",
         ),
         ("phases", ", ".join(f"{k} {v}" for k, v in sorted(phases.items()))),
         ("judged invalid by Herd (Failed, no rows)", str(len(outcome.invalid()))),
