@@ -103,3 +103,33 @@ def test_flag_like_chart_is_failed_with_the_field_named(
     assert status.get("phase") == "Failed", status
     assert "spec.charts[0].chart" in status.get("message", ""), status
     assert not [c for c in controller.helm_calls(since) if "/fuzz-flag/" in " ".join(c.args)]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="found by fuzzing: GET configmaps//tmp is 403, retried every HERD_RETRY_SECONDS "
+    "as transient, and no status is ever written; remove this marker once fixed",
+)
+def test_values_source_name_with_a_slash_gets_a_status(
+    controller: Controller, management: Cluster
+) -> None:
+    """A values.from name that is no object name (here `/tmp`) must still get a status:
+    a spec error naming the field, or at least a phase and message while retrying."""
+    name, source = "fuzz-slash", "/tmp"
+    body = stack_fuzz.stack_body(
+        name,
+        NAMESPACE,
+        {
+            "targets": {"clusterIds": ["c-m-nowhere"]},
+            "charts": [
+                {
+                    "name": "a",
+                    "repo": f"http://127.0.0.1:1/{name}/",
+                    "version": "0.1.0",
+                    "values": {"from": [{"kind": "ConfigMap", "name": source}]},
+                }
+            ],
+        },
+    )
+    outcome = fuzz_run.run(management.kubeconfig, NAMESPACE, [body], 30)
+    assert outcome.rejected or outcome.with_status() == [name], outcome.statuses
