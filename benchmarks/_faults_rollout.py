@@ -109,8 +109,10 @@ def management_outage(bed: Bed, outage: float = 15.0) -> Figures:
     bed.apply(stack_body(name, ns, charts(bed.repo_url, apps, "outage")))
     first_mutation(controller, since, 60)
     bed.management.stop_apiserver()
-    time.sleep(outage)
-    bed.management.start_apiserver()
+    try:
+        time.sleep(outage)
+    finally:  # the scenarios after this one need the management API back
+        bed.management.start_apiserver()
     back = time.monotonic()
     try:
         seconds = f"{bed.wait_converged(name, ns, apps, CONVERGE_TIMEOUT):.1f}"
