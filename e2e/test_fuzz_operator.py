@@ -71,11 +71,6 @@ def test_generated_bodies_get_a_status_and_no_crash(
     assert verdict.helm_calls_for_invalid == [], verdict.helm_calls_for_invalid[:5]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 point 10 (chart references checked up front) is not merged yet; "
-    "remove this marker when it is",
-)
 def test_flag_like_chart_is_failed_with_the_field_named(
     controller: Controller, management: Cluster
 ) -> None:
@@ -105,11 +100,6 @@ def test_flag_like_chart_is_failed_with_the_field_named(
     assert not [c for c in controller.helm_calls(since) if "/fuzz-flag/" in " ".join(c.args)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by fuzzing: GET configmaps//tmp is 403, retried every HERD_RETRY_SECONDS "
-    "as transient, and no status is ever written; remove this marker once fixed",
-)
 def test_values_source_name_with_a_slash_gets_a_status(
     controller: Controller, management: Cluster
 ) -> None:

@@ -57,6 +57,14 @@ def test_toggles_accept_words_and_yaml_booleans(given: object, expected: Toggle)
             {"values": {"from": [{"kind": "Pod", "name": "x"}]}},
             "spec.charts[0].values.from[0].kind",
         ),
+        (
+            {"values": {"from": [{"kind": "Secret", "name": "/tmp"}]}},
+            "spec.charts[0].values.from[0].name",
+        ),
+        (
+            {"values": {"from": [{"kind": "Secret", "name": "s", "key": "a/b"}]}},
+            "spec.charts[0].values.from[0].key",
+        ),
     ],
 )
 def test_bad_chart_fields_are_named(override: dict[str, Any], expected: str) -> None:

@@ -92,9 +92,6 @@ def test_targeted_bodies(spec: dict[str, Any]) -> None:
         assert problem.field.startswith(FIELD_ROOTS), problem
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 11 point 10: chart references are checked by the API work"
-)
 @pytest.mark.parametrize("chart", ["--help", "--repo=http://127.0.0.1:1", "-x"])
 def test_flag_like_chart_names_are_spec_errors(chart: str) -> None:
     """Issue 11 point 10: a chart that would reach helm as a flag is refused up front."""

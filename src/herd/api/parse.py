@@ -13,13 +13,23 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from herd.api.v1 import DNS1123_LABEL, GO_DURATION, REPO_URL, Stack, StackSpec
+from herd.api.v1 import (
+    DATA_KEY,
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    GO_DURATION,
+    REPO_URL,
+    Stack,
+    StackSpec,
+)
 from herd.errors import Problem, SpecError
 
 _PATTERN_MEANING = {
     REPO_URL: "must be an https://, http:// or oci:// URL",
     GO_DURATION: "must be a Go duration such as 90s, 5m or 1h30m",
     DNS1123_LABEL: "must be a DNS-1123 label (lowercase letters, digits and '-')",
+    DNS1123_SUBDOMAIN: "must be an object name (lowercase letters, digits, '-' and '.')",
+    DATA_KEY: "must be a ConfigMap/Secret key (letters, digits, '-', '_' and '.')",
 }
 
 

@@ -39,6 +39,9 @@ GO_DURATION = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
 CHART_REF = r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$"
 # A chart version or version constraint; never a flag.
 CHART_VERSION = r"^[^-\s].*$"
+# Kubernetes object names (DNS-1123 subdomain) and ConfigMap/Secret keys.
+DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DATA_KEY = r"^[-._a-zA-Z0-9]+$"
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
 _DURATION_SECONDS = {
     "ns": 1e-9,
@@ -155,10 +158,17 @@ class ValuesSource(_Model):
     kind: Literal["ConfigMap", "Secret"] = Field(
         description="ConfigMap or Secret, in the Stack's own namespace."
     )
-    name: str = Field(min_length=1, description="Name of the ConfigMap or Secret.")
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description="Name of the ConfigMap or Secret.",
+    )
     key: str = Field(
         default="values.yaml",
         min_length=1,
+        max_length=253,
+        pattern=DATA_KEY,
         description="Key holding a YAML object of Helm values.",
     )
     optional: bool = Field(
