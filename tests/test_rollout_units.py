@@ -154,3 +154,20 @@ def test_the_kubernetes_client_writes_its_key_files_into_the_work_directory(
         assert list(temp.iterdir()), "the client's key files should be in the work directory"
     finally:
         tempfile.tempdir = before
+
+
+async def test_a_paused_gate_starts_nothing_until_resumed() -> None:
+    gates = Gates(helm=2, clusters=2)
+    gates.pause()
+    assert gates.draining
+    with pytest.raises(Draining, match="leader Lease"):
+        async with gates.slot():
+            pass
+    gates.resume()
+    assert not gates.draining
+    async with gates.slot():
+        pass
+    gates.drain()
+    gates.resume()  # resuming never undoes a drain
+    with pytest.raises(Draining, match="shutting down"):
+        gates.check()

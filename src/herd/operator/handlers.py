@@ -169,9 +169,15 @@ async def _main(config: OperatorConfig, namespaces: list[str]) -> int:
 async def _lead(
     config: OperatorConfig, namespaces: list[str], elector: LeaderElector, stopping: asyncio.Event
 ) -> int:
-    renewal = asyncio.create_task(elector.keep(), name="herd lease renewal")
-    signalled = asyncio.create_task(stopping.wait(), name="herd signal waiter")
     memo = kopf.Memo(config=config)
+
+    def paused(pause: bool) -> None:
+        runtime: Runtime | None = memo.get("runtime")
+        if runtime is not None:
+            runtime.pause(pause)
+
+    renewal = asyncio.create_task(elector.keep(paused), name="herd lease renewal")
+    signalled = asyncio.create_task(stopping.wait(), name="herd signal waiter")
     stop_flag = asyncio.Event()
     ours = asyncio.all_tasks()  # kopf cancels every other task when it exits
     tasks = await kopf.spawn_tasks(
@@ -188,10 +194,9 @@ async def _lead(
         await asyncio.wait({operator, renewal, signalled}, return_when=asyncio.FIRST_COMPLETED)
         lost = renewal.done()
         if not operator.done():
-            if lost:  # finish before any standby may take over
-                budget, settle = max(0.0, elector.remaining() - 1.0), 1.0
-            else:
-                budget, settle = config.shutdown_seconds, SETTLE_SECONDS
+            # Lost: another process leads. Running helm may still finish: the new leader
+            # treats a release whose operation is younger than its timeout as in progress.
+            budget, settle = config.shutdown_seconds, (1.0 if lost else SETTLE_SECONDS)
             await _stop(memo, stop_flag, operator, budget, settle)
     finally:
         renewal.cancel()

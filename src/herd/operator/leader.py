@@ -1,7 +1,8 @@
 """Leader election on a `coordination.k8s.io/v1` Lease, as client-go's leaderelection does.
 
 Callers: `herd.operator.handlers.run` waits in `LeaderElector.acquire` (standby), then
-runs kopf while `LeaderElector.keep` renews; `keep` returning means leadership is lost.
+runs kopf while `LeaderElector.keep` renews; `keep` returning means another process
+leads now, and a renewal that fails for too long pauses helm work until it succeeds again.
 `release` hands the Lease over on a clean exit, so a standby takes over at its next try.
 
 The decisions are pure (`observe`, `decide`, `lease_spec`, `still_leading`), table-tested:
@@ -12,8 +13,9 @@ The decisions are pure (`observe`, `decide`, `lease_spec`, `still_leading`), tab
   nodes cannot make two leaders.
 - Writes carry the `resourceVersion` that was read: of two candidates, one wins (409
   for the other).
-- The leader renews every third of the duration and gives up when it could not renew for
-  two thirds of it, before any standby can consider the Lease expired.
+- The leader renews every third of the duration; when it could not renew for two thirds
+  of it, before any standby can consider the Lease expired, it starts no new helm work
+  until it renews again (or exits, if another process took the Lease meanwhile).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -170,10 +173,6 @@ class LeaderElector:
     def where(self) -> str:
         return f"{self.namespace}/{self.name}"
 
-    def remaining(self) -> float:
-        """Seconds before a standby may consider our last renewal expired."""
-        return self._renewed + self.duration - time.monotonic()
-
     async def acquire(self) -> None:
         """Return once this process holds the Lease (standby until then)."""
         while not await self._attempt():
@@ -189,8 +188,17 @@ class LeaderElector:
         self.leading = True
         logger.info("Leading: acquired Lease %s as %s", self.where, self.me)
 
-    async def keep(self) -> None:
-        """Renew until leadership is lost (then return; the caller stops its work)."""
+    async def keep(self, paused: Callable[[bool], None] = lambda _: None) -> None:
+        """Renew until another holder has the Lease (then return; the caller stops).
+
+        When renewal fails for two thirds of the duration (the management API is down,
+        or this process is cut off from it), others may soon consider the Lease expired:
+        `paused(True)` tells the caller to start no new helm work, and renewal goes on.
+        Renewed again with the Lease still this process's, `paused(False)`. Helm already
+        running is left to finish: a new leader's recovery treats a release whose helm
+        operation is younger than its timeout as in progress elsewhere, never as stuck.
+        """
+        suspended = False
         while True:
             await asyncio.sleep(self.duration * RENEW_FRACTION)
             while not await self._attempt():
@@ -198,15 +206,24 @@ class LeaderElector:
                     logger.error("Lost Lease %s to %s", self.where, self._observation.record.holder)
                     self.leading = False
                     return
-                if not still_leading(self._renewed, time.monotonic(), self.duration):
+                if not suspended and not still_leading(
+                    self._renewed, time.monotonic(), self.duration
+                ):
                     logger.error(
-                        "Could not renew Lease %s for %.0fs; giving up leadership",
+                        "Could not renew Lease %s for %.0fs; starting no new helm work "
+                        "until it is renewed",
                         self.where,
                         time.monotonic() - self._renewed,
                     )
+                    suspended = True
                     self.leading = False
-                    return
+                    paused(True)
                 await asyncio.sleep(self.duration * RETRY_FRACTION / 2)
+            if suspended:
+                logger.info("Renewed Lease %s again; resuming helm work", self.where)
+                suspended = False
+                self.leading = True
+                paused(False)
 
     async def release(self) -> None:
         """Hand the Lease over (best effort): a standby acquires it at its next try."""

@@ -105,6 +105,16 @@ class Runtime:
 
     # -- signals and the fleet -----------------------------------------------------------
 
+    def pause(self, paused: bool) -> None:
+        """Start no new helm work (the leader Lease is not renewed), or resume it and
+        reconcile every Stack: a pass made while paused left its releases pending."""
+        if paused:
+            self.gates.pause()
+            return
+        self.gates.resume()
+        for event in self._signals.values():
+            event.set()
+
     def signal(self, key: StackKey) -> None:
         """Ask the Stack's keeper to reconcile now (or right after its current pass)."""
         self._signals.setdefault(key, asyncio.Event()).set()

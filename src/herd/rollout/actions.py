@@ -33,7 +33,7 @@ from herd.plan import (
 )
 from herd.results import ReleaseResult, State
 from herd.results import now as _now
-from herd.rollout.gates import DRAINING_MESSAGE, Draining, Gates
+from herd.rollout.gates import Draining, Gates
 
 logger = logging.getLogger(__name__)
 _NO_HELM = (Action.NOTHING, Action.CONFLICT, Action.HELD, Action.WAIT)
@@ -129,8 +129,7 @@ class ReleaseActions:
         decision = self.decide(desired, observed, fresh=False)
         if decision.action not in _NO_HELM:
             async with self._gates.release(desired.key):
-                if self._gates.draining:
-                    raise Draining(DRAINING_MESSAGE)
+                self._gates.check()
                 observed = await helm.observe_release(desired.key.namespace, desired.key.name)
                 decision = self.decide(desired, observed, fresh=True)
                 if decision.action is Action.RECOVER and observed is not None:
@@ -225,8 +224,7 @@ class ReleaseActions:
         if decision.action is Action.CONFLICT:
             return replace(result, state=State.FAILED, message=decision.reason, finished=_now())
         async with self._gates.release(key):
-            if self._gates.draining:
-                raise Draining(DRAINING_MESSAGE)
+            self._gates.check()
             fresh = await helm.observe_release(observed.namespace, observed.name)
             decision = self.decide(None, fresh, fresh=True, key=key)
             if decision.action is Action.WAIT:

@@ -30,6 +30,7 @@ class Limits:
 
 DEFAULT_LIMITS = Limits()
 DRAINING_MESSAGE = "controller shutting down"
+PAUSED_MESSAGE = "controller paused: it cannot renew its leader Lease"
 
 
 class Draining(Exception):
@@ -42,17 +43,33 @@ class Gates:
         self.clusters = asyncio.Semaphore(clusters)
         self._locks: dict[ReleaseKey, asyncio.Lock] = {}
         self._draining = False
+        self._paused = False
         self._running = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
     @property
     def draining(self) -> bool:
-        return self._draining
+        """Whether a helm operation about to start would not start (drained or paused)."""
+        return self._draining or self._paused
 
     def drain(self) -> None:
         """Start no new helm operation from now on (they raise `Draining`)."""
         self._draining = True
+
+    def pause(self) -> None:
+        """Start no new helm operation until `resume` (running ones go on)."""
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+
+    def check(self) -> None:
+        """Raise `Draining` when no new helm operation may start now."""
+        if self._draining:
+            raise Draining(DRAINING_MESSAGE)
+        if self._paused:
+            raise Draining(PAUSED_MESSAGE)
 
     async def idle(self) -> None:
         """Return when no helm process of this process is running."""
@@ -70,11 +87,9 @@ class Gates:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """One helm process: waits for a slot; raises `Draining` instead of starting."""
-        if self._draining:
-            raise Draining(DRAINING_MESSAGE)
+        self.check()
         async with self.helm:
-            if self._draining:
-                raise Draining(DRAINING_MESSAGE)
+            self.check()
             self._running += 1
             self._idle.clear()
             try:
