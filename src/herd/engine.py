@@ -149,17 +149,17 @@ class Engine:
     ) -> StackPlan:
         """The checked plan; raises SpecError with every problem found, values sources,
         grants and graph together. Reads `values.from` when a reader is set: as the Stack's
-        `serviceAccountName` for a Stack that is not unrestricted (admin Stacks, and the
-        CLI's `grants=None`, read with the caller's own identity)."""
+        `serviceAccountName` when it names one (required for bounded Stacks), except for
+        admin Stacks and the CLI's `grants=None`, which read with the caller's identity."""
         problems: list[Problem] = []
-        bounded = grants is not None and not grants.unrestricted
         if grants is not None:
             problems += spec_problems(
                 grants, stack.spec, service_account_name=stack.spec.service_account_name
             )
         from_values = None
         if self._values is not None and not problems:
-            account = stack.spec.service_account_name if bounded else None
+            admin = grants is None or grants.admin
+            account = None if admin else stack.spec.service_account_name
             try:
                 from_values = await self._values.read(
                     stack.namespace, stack.spec, service_account=account
