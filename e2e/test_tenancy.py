@@ -104,6 +104,7 @@ class Controller:
             "TMPDIR": str(self.directory),
             **settings,
         }
+        offset = len(self.text())
         namespaces = [arg for ns in ("tn-a", "tn-b", ADMIN_NS) for arg in ("--namespace", ns)]
         with self.log.open("a") as out:
             self.process = subprocess.Popen(
@@ -113,7 +114,11 @@ class Controller:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        eventually("the controller to start", lambda: "Herd operator started" in self.text(), 90)
+        eventually(
+            "the controller to start",
+            lambda: "Herd operator started" in self.text()[offset:],
+            90,
+        )
 
     def stop(self) -> None:
         if self.process is None:
@@ -170,11 +175,11 @@ def controller(
     running.start()
     try:
         yield running
-    finally:
-        running.stop()
+    finally:  # the controller uninstalls the Stacks' releases, then stops
         for namespace in ("tn-a", "tn-b", ADMIN_NS):
             kubectl(mgmt, "delete", "stacks", "--all", "-n", namespace, "--timeout=120s",
                     check=False, timeout=180)  # fmt: skip
+        running.stop()
         kubectl(mgmt, "delete", "clustergrants", "tn-a", "tn-b", check=False)
 
 
