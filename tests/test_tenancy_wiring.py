@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -255,3 +256,39 @@ def test_herd_tenancy(raw: str, mode: Mode) -> None:
 def test_herd_tenancy_refuses_other_values() -> None:
     with pytest.raises(ValueError, match="HERD_TENANCY"):
         OperatorConfig.from_env({"HERD_TENANCY": "closed"})
+
+
+# -- the operator's grant poll -----------------------------------------------------------
+
+
+class FakeRuntime:
+    def __init__(self) -> None:
+        self.config = OperatorConfig()
+        self.api = None
+        self._grants: dict[str, Any] | None = None
+        self._signals = {
+            ("team-a", "app"): None,
+            ("team-b", "app"): None,
+            ("herd-system", "x"): None,
+        }
+        self.signalled: list[tuple[str, str]] = []
+
+    def signal(self, key: tuple[str, str]) -> None:
+        self.signalled.append(key)
+
+
+def test_a_grant_change_wakes_the_stacks_of_the_namespaces_it_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from herd.operator import runtime as module  # noqa: PLC0415
+
+    listed = [[GRANT], [GRANT], []]
+    monkeypatch.setattr(module, "list_grants", lambda api: (listed.pop(0), []))
+    fake = FakeRuntime()
+    watch = module.Runtime._watch_grants
+    logger = logging.getLogger("test")
+    asyncio.run(watch(fake, logger))  # type: ignore[arg-type]  # first look: nothing to compare
+    asyncio.run(watch(fake, logger))  # type: ignore[arg-type]  # unchanged
+    assert fake.signalled == []
+    asyncio.run(watch(fake, logger))  # type: ignore[arg-type]  # team-a's grant deleted
+    assert fake.signalled == [("team-a", "app")]

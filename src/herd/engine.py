@@ -13,6 +13,11 @@ that departed while unreachable once it returns.
 One engine per process: its `Gates` bound helm and clusters process-wide, and `manager`
 ("operator" or "cli") labels every release it installs.
 
+Multi-tenancy (`herd.tenancy`): `apply` takes the Stack's `Grants` (the operator's; None,
+unrestricted, for the CLI). The grants' spec checks join the plan's spec errors; targets no
+grant covers are not contacted at all (their rows are `NotGranted`, the release there, if
+any, kept); the others are rolled out as the tenant (`herd.rollout.tenants`).
+
 Callers: `herd.operator` (kopf handlers) and `herd.cli` (CI pipelines).
 """
 
