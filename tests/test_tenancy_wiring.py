@@ -292,3 +292,32 @@ def test_a_grant_change_wakes_the_stacks_of_the_namespaces_it_names(
     assert fake.signalled == []
     asyncio.run(watch(fake, logger))  # type: ignore[arg-type]  # team-a's grant deleted
     assert fake.signalled == [("team-a", "app")]
+
+
+def test_tenant_rbac_is_provisioned_once_until_the_grants_or_namespaces_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from herd.rollout import tenants as module  # noqa: PLC0415
+
+    calls: list[list[str]] = []
+
+    def provision(kubeconfig: Path, grants: Grants, namespaces: list[str]) -> frozenset[str]:
+        calls.append(namespaces)
+        return frozenset({"ClusterRole.rbac.authorization.k8s.io"})
+
+    monkeypatch.setattr(module, "_provision", provision)
+    cache = module.TenantClusters()
+    other = grants_for("team-a", [GRANT, GRANT.model_copy()], admin_namespace="herd-system")
+
+    async def passes() -> None:
+        config = Path("/nonexistent")
+        await cache.prepare("c1", config, TEAM_A, {"team-a-x"})
+        await cache.prepare("c1", config, TEAM_A, {"team-a-x"})  # cached
+        await cache.prepare("c1", config, TEAM_A, {"team-a-y"})  # a new namespace
+        await cache.prepare("c1", config, TEAM_A, {"team-a-x"})  # both ensured: cached
+        await cache.prepare("c2", config, TEAM_A, {"team-a-x"})  # another cluster
+        check = await cache.prepare("c1", config, other, {"team-a-x"})  # grants changed
+        assert check.cluster_scoped == {"ClusterRole.rbac.authorization.k8s.io"}
+
+    asyncio.run(passes())
+    assert calls == [["team-a-x"], ["team-a-x", "team-a-y"], ["team-a-x"], ["team-a-x"]]

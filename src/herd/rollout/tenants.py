@@ -6,8 +6,8 @@ helm call on a cluster the scheduler asks `TenantClusters.prepare` for that clus
 allowed chart namespaces created, RoleBindings, the cluster-scoped ClusterRole when granted)
 as the kubeconfig's admin, and learns from discovery what is cluster-scoped. This is cached
 process-wide per (cluster, tenant) and redone only when what it depends on changes (the
-grants covering the cluster, the chart namespaces) or after `REFRESH_SECONDS`, so a pass with
-nothing new makes no RBAC call and starts no helm process.
+grants covering the cluster, a chart namespace not ensured yet) or after `REFRESH_SECONDS`,
+so a pass with nothing new makes no RBAC call and starts no helm process.
 
 `RenderCheck.problems` is the render check of one release (`herd.tenancy.forbidden_objects`
 over `helm template`), run just before an install or upgrade.
@@ -49,7 +49,8 @@ class TenantClusters:
 
     def __init__(self, refresh_seconds: float = REFRESH_SECONDS) -> None:
         self._refresh = refresh_seconds
-        self._done: dict[tuple[str, str], tuple[str, float, frozenset[str]]] = {}
+        # (cluster, tenant) -> grants fingerprint, when, namespaces ensured, cluster-scoped kinds
+        self._done: dict[tuple[str, str], tuple[str, float, frozenset[str], frozenset[str]]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def prepare(
@@ -60,13 +61,16 @@ class TenantClusters:
         Raises `TransientError` when the cluster cannot be read or written.
         """
         key = (cluster, grants.namespace)
-        fingerprint = _fingerprint(grants, namespaces)
+        fingerprint = _fingerprint(grants)
+        wanted = frozenset(namespaces)
         async with self._locks.setdefault(key, asyncio.Lock()):
             done = self._done.get(key)
             if done and done[0] == fingerprint and time.monotonic() - done[1] < self._refresh:
-                return RenderCheck(grants, done[2])
-            kinds = await asyncio.to_thread(_provision, kubeconfig, grants, sorted(namespaces))
-            self._done[key] = (fingerprint, time.monotonic(), kinds)
+                if wanted <= done[2]:
+                    return RenderCheck(grants, done[3])
+                wanted |= done[2]  # the tenant's other Stacks' namespaces stay ensured
+            kinds = await asyncio.to_thread(_provision, kubeconfig, grants, sorted(wanted))
+            self._done[key] = (fingerprint, time.monotonic(), wanted, kinds)
             return RenderCheck(grants, kinds)
 
     def forget(self, cluster: str) -> None:
@@ -83,11 +87,7 @@ def _provision(kubeconfig: Path, grants: Grants, namespaces: list[str]) -> froze
         api.close()  # type: ignore[no-untyped-call]
 
 
-def _fingerprint(grants: Grants, namespaces: Collection[str]) -> str:
+def _fingerprint(grants: Grants) -> str:
     return json.dumps(
-        {
-            "grants": [[name, spec.model_dump(mode="json")] for name, spec in grants.grants],
-            "namespaces": sorted(set(namespaces)),
-        },
-        sort_keys=True,
+        [[name, spec.model_dump(mode="json")] for name, spec in grants.grants], sort_keys=True
     )
