@@ -4,10 +4,12 @@ Starts the test bed (1 management + 2 downstream clusters, the fixture chart rep
 Rancher-shaped cluster registration), installs the CRD, runs two Herd controllers in the
 background (one leads and reconciles, the other stands by: `kubectl get lease -n
 herd-system` shows the holder; kill the leader and the standby takes over), applies
-`examples/test-stack.yaml` pointed at the local repository, waits for the Stack to reach
-Deployed and prints `kubectl get stacks` and `helm ls -A` of each downstream cluster.
-Everything it starts is recorded in `.demo/pids`, so `make demo-down`
-(`python -m e2e.testbed down --dir .demo`) stops it all, both controllers included.
+`examples/grant-default.yaml` (the ClusterGrant letting Stacks in `default` reach the
+demo clusters, labelled env=demo) and `examples/test-stack.yaml` pointed at the local
+repository, waits for the Stack to reach Deployed and prints `kubectl get stacks` and
+`helm ls -A` of each downstream cluster. Everything it starts is recorded in
+`.demo/pids`, so `make demo-down` (`python -m e2e.testbed down --dir .demo`) stops it
+all, both controllers included.
 
 `.demo/env` is a sourceable file: KUBECONFIG (the management cluster), HERD_DEMO_REPO (the
 chart repository URL) and HERD_DEMO_KUBECONFIGS (the directory of management.yaml,
@@ -34,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DEMO = ROOT / ".demo"
 STACK_FILE = ROOT / "examples" / "test-stack.yaml"
+GRANT_FILE = ROOT / "examples" / "grant-default.yaml"
 DEPLOY_TIMEOUT = 300.0
 
 
@@ -126,6 +129,10 @@ def main() -> int:
     run("kubectl", "--kubeconfig", management, "apply", "-f", ROOT / "crds")
     run("kubectl", "--kubeconfig", management, "wait", "--for=condition=Established",
         "crd/stacks.herd.suse.com", "--timeout=60s")  # fmt: skip
+    # Stacks in `default` (the examples) are tenants: the demo grants them its clusters.
+    run("kubectl", "--kubeconfig", management, "wait", "--for=condition=Established",
+        "crd/clustergrants.herd.suse.com", "--timeout=60s")  # fmt: skip
+    run("kubectl", "--kubeconfig", management, "apply", "-f", GRANT_FILE)
     subprocess.run(  # the Lease's namespace ("already exists" is fine)
         ["kubectl", "--kubeconfig", str(management), "create", "namespace", "herd-system"],
         capture_output=True, check=False,

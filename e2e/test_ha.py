@@ -208,10 +208,24 @@ def bed(
             "herd.suse.com/cluster=true", "ha=yes")  # fmt: skip
     kubectl(config, "annotate", "secret", secret, "-n", CONTROLLER_NS,
             f"herd.suse.com/cluster-id={CLUSTER_ID}")  # fmt: skip
+    # The Stacks live outside the controller's namespace: a ClusterGrant lets them reach the
+    # test's cluster and namespace.
+    grant = {
+        "apiVersion": "herd.suse.com/v1",
+        "kind": "ClusterGrant",
+        "metadata": {"name": STACKS_NS},
+        "spec": {
+            "namespaces": [STACKS_NS],
+            "clusters": {"clusterIds": [CLUSTER_ID]},
+            "targetNamespaces": [APPS_NS],
+        },
+    }
+    kubectl(config, "apply", "-f", "-", stdin=yaml.safe_dump(grant))
     result = Bed(management, target, tmp_path_factory.mktemp("ha"), chart_repo_url)
     try:
         yield result
     finally:
+        kubectl(config, "delete", "clustergrant", STACKS_NS, check=False)
         for controller in result.controllers:
             if controller.process.poll() is None:
                 controller.crash()

@@ -232,6 +232,27 @@ def run_operator(
     kubectl(management.kubeconfig, "create", "namespace", "fleet-default", check=False)
     kubectl(management.kubeconfig, "apply", "-f", str(ROOT / "install"))
     grant_fleet_namespace(management, fleet_ns)
+    # The Stacks live in `default`, outside Herd's namespace: a ClusterGrant gives them the
+    # test's clusters (by id, whatever their labels) and the op-* / ft-* namespaces there.
+    grant = f"test-{fleet_ns}"
+    kubectl(
+        management.kubeconfig,
+        "apply",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump(
+            {
+                "apiVersion": "herd.suse.com/v1",
+                "kind": "ClusterGrant",
+                "metadata": {"name": grant},
+                "spec": {
+                    "namespaces": ["default"],
+                    "clusters": {"clusterIds": sorted(ids.values())},
+                    "targetNamespaces": ["op-*", "ft-*"],
+                },
+            }
+        ),
+    )
     log = workdir / "operator.log"
     metrics_port = free_port()
     variables = {
@@ -270,6 +291,7 @@ def run_operator(
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        kubectl(management.kubeconfig, "delete", "clustergrant", grant, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -507,12 +529,19 @@ def test_invalid_stack_fails_without_any_helm_call(
     Failed with the field named; nothing is deployed and nothing is retried in a loop."""
     mgmt = operator.management.kubeconfig
     name, namespace = "op-invalid", "op-invalid"
+    # values.from is read as the Stack's ServiceAccount, which may get Secrets in `default`.
+    kubectl(mgmt, "create", "serviceaccount", "op-values", "-n", "default", check=False)
+    kubectl(mgmt, "create", "role", "op-values", "-n", "default", "--verb=get",
+            "--resource=secrets", check=False)  # fmt: skip
+    kubectl(mgmt, "create", "rolebinding", "op-values", "-n", "default", "--role=op-values",
+            "--serviceaccount=default:op-values", check=False)  # fmt: skip
     common = {"chart": "app", "repo": chart_repo_url, "version": "0.1.0", "namespace": namespace}
     body = {
         "apiVersion": "herd.suse.com/v1",
         "kind": "Stack",
         "metadata": {"name": name, "namespace": "default"},
         "spec": {
+            "serviceAccountName": "op-values",
             "targets": {"selector": {"matchLabels": {"team": "op"}}},
             "charts": [
                 {"name": "a", **common, "dependsOn": ["b"]},

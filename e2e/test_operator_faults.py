@@ -49,6 +49,10 @@ def operator(
         fleet_ns=FLEET_NS,
         ids=IDS,
         labels=LABELS,
+        # The management outage test stops the API for 15 s: with the default 15 s Lease the
+        # leader gives up (10 s without renewal) and exits, by design. A longer Lease keeps
+        # this test about status writes, not leader election (e2e/test_ha.py covers that).
+        env={"HERD_LEASE_SECONDS": "60"},
     ) as running:
         yield running
 

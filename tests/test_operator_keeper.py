@@ -26,6 +26,7 @@ from herd.operator.keeper import IN_BACKOFF, Keeper
 from herd.operator.runtime import finish_pass
 from herd.plan import ReleaseKey
 from herd.results import ReleaseResult, State
+from herd.tenancy import Grants
 
 BODY = {
     "apiVersion": "herd.suse.com/v1",
@@ -84,6 +85,9 @@ class FakeRuntime:
 
     def known_clusters(self) -> list[Cluster]:
         return []
+
+    async def grants(self, namespace: str) -> Grants:
+        return Grants(namespace, unrestricted=True)
 
     async def patch_status(self, key: Any, status: StackStatus) -> None:
         self.written.append(status)

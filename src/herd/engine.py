@@ -13,6 +13,11 @@ that departed while unreachable once it returns.
 One engine per process: its `Gates` bound helm and clusters process-wide, and `manager`
 ("operator" or "cli") labels every release it installs.
 
+Multi-tenancy (`herd.tenancy`): `apply` takes the Stack's `Grants` (the operator's; None,
+unrestricted, for the CLI). The grants' spec checks join the plan's spec errors; targets no
+grant covers are not contacted at all (their rows are `NotGranted`, the release there, if
+any, kept); the others are rolled out as the tenant (`herd.rollout.tenants`).
+
 Callers: `herd.operator` (kopf handlers) and `herd.cli` (CI pipelines).
 """
 
@@ -42,8 +47,10 @@ from herd.plan import (
     owner_label,
     plan_stack,
 )
-from herd.results import ReleaseResult
+from herd.results import ReleaseResult, State
 from herd.rollout import DEFAULT_LIMITS, Gates, Limits, Progress, Rollout, Settings, Target
+from herd.rollout.tenants import TenantClusters
+from herd.tenancy import Grants, cluster_granted, granted_clusters, spec_problems
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +66,9 @@ class Inventory(Protocol):
 class ValuesReader(Protocol):
     """Reads `values.from` sources (ConfigMap/Secret keys in the Stack's namespace)."""
 
-    async def read(self, namespace: str, spec: StackSpec) -> Mapping[SourceKey, Values]: ...
+    async def read(
+        self, namespace: str, spec: StackSpec, *, service_account: str | None = None
+    ) -> Mapping[SourceKey, Values]: ...
 
 
 class AddOns(Protocol):
@@ -91,6 +100,8 @@ class StackResult:
     # Cluster ids that after the pass still hold, or may hold (could not be read, deferred,
     # skipped), releases of this Stack. The operator persists it.
     holding: frozenset[str] = frozenset()
+    # Clusters the Stack's grants do not cover (also in `skipped`): not contacted at all.
+    denied: set[str] = field(default_factory=set)
 
     @property
     def chart_count(self) -> int:
@@ -136,15 +147,28 @@ class Engine:
         self.gates = gates or Gates(limits.helm, limits.clusters)
         self._manager = manager
         self._stuck_seconds = stuck_seconds
+        self._tenants = TenantClusters()  # tenant RBAC provisioned, per cluster and tenant
 
-    async def plan(self, stack: Stack, clusters: Sequence[Cluster] = ()) -> StackPlan:
-        """The checked plan; raises SpecError with every problem found, values sources and
-        graph together. Reads `values.from` when a reader is set."""
+    async def plan(
+        self, stack: Stack, clusters: Sequence[Cluster] = (), grants: Grants | None = None
+    ) -> StackPlan:
+        """The checked plan; raises SpecError with every problem found, values sources,
+        grants and graph together. Reads `values.from` when a reader is set: as the Stack's
+        `serviceAccountName` when it names one (required for bounded Stacks), except for
+        admin Stacks and the CLI's `grants=None`, which read with the caller's identity."""
         problems: list[Problem] = []
+        if grants is not None:
+            problems += spec_problems(
+                grants, stack.spec, service_account_name=stack.spec.service_account_name
+            )
         from_values = None
-        if self._values is not None:
+        if self._values is not None and not problems:
+            admin = grants is None or grants.admin
+            account = None if admin else stack.spec.service_account_name
             try:
-                from_values = await self._values.read(stack.namespace, stack.spec)
+                from_values = await self._values.read(
+                    stack.namespace, stack.spec, service_account=account
+                )
             except SpecError as error:
                 problems += error.problems
         by_id = {c.id: c for c in clusters}
@@ -179,8 +203,14 @@ class Engine:
         held: Mapping[ReleaseKey, str] | None = None,
         force: bool = False,
         defer: Collection[str] = (),
+        grants: Grants | None = None,
     ) -> StackResult:
         """Converge the Stack's targets; clean up the clusters it left.
+
+        `grants`: what the Stack's namespace was granted (`herd.tenancy`); None is
+        unrestricted (the CLI: its limits are the RBAC of its kubeconfigs). Targets no
+        grant covers are left untouched, their rows `NotGranted`; the Stack's own releases
+        elsewhere go through the tenant identity and the render check.
 
         `previous_targets` (the operator's record of clusters that may hold the Stack's
         releases) narrows the clean-up to those; None checks every other ready cluster
@@ -188,9 +218,10 @@ class Engine:
         retried while unchanged). `force`: take over releases the other Herd face manages.
         `defer`: cluster ids in backoff, not contacted this pass.
         """
-        result, reachable, departed = await self._resolve(stack, previous_targets)
+        result, reachable, departed = await self._resolve(stack, previous_targets, grants)
         settings = self._settings(stack.namespace, stack.name, force, held)
-        holding = {s.cluster_id for s in result.skipped}
+        # A cluster not granted is not contacted: what it holds stays as the record says.
+        holding = {s.cluster_id for s in result.skipped if s.cluster_id not in result.denied}
         for plan, targets in ((result.plan, reachable), (None, departed)):
             rollout = self._rollout(settings, on_progress, defer)
             result.releases += await rollout.apply(plan, targets)
@@ -236,7 +267,10 @@ class Engine:
         return result, rows
 
     async def _resolve(
-        self, stack: Stack, previous_targets: Collection[str] | None
+        self,
+        stack: Stack,
+        previous_targets: Collection[str] | None,
+        grants: Grants | None = None,
     ) -> tuple[StackResult, list[Target], list[Target]]:
         """Targets and plan (SpecError before anything else), and the clusters left behind.
 
@@ -247,8 +281,14 @@ class Engine:
         """
         clusters = await self._inventory.clusters()
         resolution = resolve_targets(stack.spec.targets, clusters)
-        plan = await self.plan(stack, resolution.clusters)
+        plan = await self.plan(stack, resolution.clusters, grants)
         result = StackResult(plan, list(resolution.clusters), list(resolution.skipped))
+        usable: Sequence[Cluster] = resolution.clusters
+        if grants is not None and not grants.unrestricted:
+            usable, denied = granted_clusters(grants, resolution.clusters)
+            result.skipped += denied
+            result.denied = {s.cluster_id for s in denied}
+            result.releases += not_granted_rows(plan, denied)
         keep = {c.id for c in resolution.clusters} | {s.cluster_id for s in resolution.skipped}
         keep |= {c.name for c in clusters if c.id in keep}
         left = [
@@ -262,9 +302,15 @@ class Engine:
         for cluster in left:
             if not cluster.ready and known:
                 result.unreachable[cluster.id] = "cluster is not ready; its releases stay for now"
-        reachable = await self._targets(resolution.clusters, result.skipped)
+        if grants is not None and not grants.unrestricted:
+            # A cluster the Stack left that is not granted any more is not touched either.
+            gone = [c for c in left if not cluster_granted(grants, c)]
+            result.skipped += granted_clusters(grants, gone)[1]
+            result.denied |= {c.id for c in gone}
+            left = [c for c in left if cluster_granted(grants, c)]
+        reachable = await self._targets(usable, result.skipped, grants)
         lost: list[SkippedCluster] = []
-        departed = await self._targets([c for c in left if c.ready], lost)
+        departed = await self._targets([c for c in left if c.ready], lost, grants)
         if known:
             result.unreachable.update({s.cluster_id: s.reason for s in lost})
         return result, reachable, departed
@@ -287,10 +333,20 @@ class Engine:
     def _rollout(
         self, settings: Settings, on_progress: Progress | None, defer: Collection[str]
     ) -> Rollout:
-        return Rollout(self._env, settings, gates=self.gates, on_progress=on_progress, defer=defer)
+        return Rollout(
+            self._env,
+            settings,
+            gates=self.gates,
+            on_progress=on_progress,
+            defer=defer,
+            tenants=self._tenants,
+        )
 
     async def _targets(
-        self, clusters: Sequence[Cluster], skipped: list[SkippedCluster]
+        self,
+        clusters: Sequence[Cluster],
+        skipped: list[SkippedCluster],
+        grants: Grants | None = None,
     ) -> list[Target]:
         """Kubeconfig files for `clusters` (fetched in parallel); unavailable ones go to
         `skipped` (sorted by cluster id), a failing Secret read included: one cluster's
@@ -300,7 +356,8 @@ class Engine:
         async def one(cluster: Cluster) -> Target | None:
             async with slots:
                 try:
-                    return Target(cluster.id, await self._inventory.kubeconfig(cluster))
+                    path = await self._inventory.kubeconfig(cluster)
+                    return Target(cluster.id, path, grants.on_cluster(cluster) if grants else None)
                 except ClusterUnavailable as unavailable:
                     skipped.append(unavailable.skipped())
                     return None
@@ -316,3 +373,21 @@ class Engine:
         found = await asyncio.gather(*(one(c) for c in clusters))
         skipped.sort(key=lambda s: s.cluster_id)
         return [target for target in found if target is not None]
+
+
+KEPT_MESSAGE = "left untouched; a release of this Stack already there is kept, no longer managed"
+
+
+def not_granted_rows(plan: StackPlan, denied: Sequence[SkippedCluster]) -> list[ReleaseResult]:
+    """One `NotGranted` row per release the Stack would have on each cluster not granted."""
+    return [
+        ReleaseResult(
+            release.key,
+            release.chart.name,
+            State.NOT_GRANTED,
+            message=f"{skip.reason}: {KEPT_MESSAGE}",
+            config=release.config,
+        )
+        for skip in denied
+        for release in plan.releases_for(skip.cluster_id)
+    ]

@@ -37,6 +37,7 @@ from herd.api.v1 import ChartSpec
 from herd.clusters.kube import api_client_from_kubeconfig, api_error_summary
 from herd.failures import FailureKind, HelmFailure, classify, first_line
 from herd.plan import LABEL_MANAGER, LABEL_STACK, DesiredRelease, ObservedRelease
+from herd.tenancy import Identity
 
 __all__ = [
     "ChartCache",
@@ -164,13 +165,27 @@ class ChartCache:
 class ClusterHelm:
     """helm for one cluster, through one kubeconfig file kept alive by the caller."""
 
-    def __init__(self, env: HelmEnvironment, cluster: str, kubeconfig: Path) -> None:
+    def __init__(
+        self,
+        env: HelmEnvironment,
+        cluster: str,
+        kubeconfig: Path,
+        *,
+        identity: Identity | None = None,
+    ) -> None:
         self.cluster = cluster
         self._kubeconfig = kubeconfig
         # pyhelm3 would append --kubeconfig after our arguments, where `--` has ended the
         # flags: put it first ourselves.
         self._command = env.command()
         self._flags = [f"--kubeconfig={kubeconfig}"]
+        # A tenant Stack's helm acts as the tenant identity (`herd.tenancy.helm_identity`):
+        # the downstream API server enforces the RBAC Herd provisioned from the grants. It
+        # may not create namespaces: Herd creates the allowed ones beforehand.
+        self.identity = identity
+        if identity is not None:
+            self._flags.append(f"--kube-as-user={identity.user}")
+            self._flags += [f"--kube-as-group={group}" for group in identity.groups]
         self._api: kubernetes.client.CoreV1Api | None = None
 
     async def _run(
@@ -240,7 +255,8 @@ class ClusterHelm:
         labels = {LABEL_STACK: desired.owner or owner, LABEL_MANAGER: manager, **desired.labels}
         command: list[str] = [
             *("upgrade", "--install", f"--namespace={desired.key.namespace}"),
-            *("--create-namespace", f"--history-max={HISTORY_MAX}", f"--timeout={chart.timeout}"),
+            *([] if self.identity is not None else ["--create-namespace"]),
+            *(f"--history-max={HISTORY_MAX}", f"--timeout={chart.timeout}"),
             *("--values=-", "--output=json"),
             "--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()),
             f"--description=Herd Stack {owner}, chart {chart.name}",
@@ -257,6 +273,24 @@ class ClusterHelm:
             raise _failure(error) from None
         revision: int = json.loads(output[output.index(b"{") :])["version"]
         return revision
+
+    async def render(self, desired: DesiredRelease, chart_dir: Path) -> str:
+        """`helm template` with the release's values (stdin, as install): every object the
+        install would create, hooks and the chart's `crds/` included. Client-side only: the
+        cluster is not asked (a `lookup` renders empty; the downstream RBAC covers that)."""
+        command = [
+            "template",
+            f"--namespace={desired.key.namespace}",
+            "--include-crds",
+            "--values=-",
+        ]
+        try:
+            output = await self._run(
+                command, [desired.key.name, str(chart_dir)], json.dumps(desired.values).encode()
+            )
+        except helm_errors.Error as error:
+            raise _failure(error) from None
+        return output.decode(errors="replace")
 
     async def uninstall(self, namespace: str, name: str, timeout: str = "5m") -> None:
         try:

@@ -207,11 +207,10 @@ def _foreign(
     if observed.owner != context.owner:
         if desired is None:
             return Decision(Action.NOTHING, "not managed by this Stack")
-        managed_by = f"Stack {observed.owner}" if observed.owner else "another tool"
         return Decision(
             Action.CONFLICT,
-            f"release {observed.namespace}/{observed.name} exists and is managed by "
-            f"{managed_by}; Herd will not take it over",
+            f"release {observed.namespace}/{observed.name} exists and is "
+            f"{_owned_by(observed.owner, context.owner)}; Herd will not take it over",
         )
     shared = desired is not None and desired.owner is not None
     other = observed.manager
@@ -223,6 +222,16 @@ def _foreign(
         f"release {observed.namespace}/{observed.name} is managed by "
         f"{MANAGERS.get(other, other)}; {how}",
     )
+
+
+def _owned_by(other: str | None, mine: str) -> str:
+    """Who owns a release, as a Stack may be told: the owning Stack only when it is in the
+    same namespace (a tenant learns nothing of other tenants' Stacks)."""
+    if not other:
+        return "managed by another tool"
+    if other.partition(".")[0] == mine.partition(".")[0]:
+        return f"managed by Stack {other}"
+    return "owned by another Stack"
 
 
 def _pending(

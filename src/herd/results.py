@@ -22,6 +22,7 @@ class State(enum.StrEnum):
     UNINSTALLING = "Uninstalling"
     UNINSTALLED = "Uninstalled"
     UNREACHABLE = "Unreachable"
+    NOT_GRANTED = "NotGranted"  # the Stack's grants do not cover the cluster: left untouched
 
 
 def now() -> datetime:

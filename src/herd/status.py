@@ -31,15 +31,17 @@ RELEASE_CLUSTERS_LIMIT = 1000  # beyond this, passes and deletion check every cl
 # Rows a reader must see first when the list is cut.
 _ROW_ORDER = {
     State.FAILED: 0,
-    State.UNREACHABLE: 1,
-    State.SKIPPED: 2,
-    State.DEPLOYING: 3,
-    State.UNINSTALLING: 4,
-    State.PENDING: 5,
-    State.DEPLOYED: 6,
-    State.UNINSTALLED: 7,
+    State.NOT_GRANTED: 1,
+    State.UNREACHABLE: 2,
+    State.SKIPPED: 3,
+    State.DEPLOYING: 4,
+    State.UNINSTALLING: 5,
+    State.PENDING: 6,
+    State.DEPLOYED: 7,
+    State.UNINSTALLED: 8,
 }
-_BAD = (State.FAILED, State.UNREACHABLE, State.SKIPPED)
+_BAD = (State.FAILED, State.UNREACHABLE, State.SKIPPED, State.NOT_GRANTED)
+NOT_GRANTED_REASON = "NotGranted"  # condition reason of a Stack no grant lets deploy anywhere
 _BUSY = (State.PENDING, State.DEPLOYING, State.UNINSTALLING)
 
 
@@ -72,6 +74,15 @@ def phase_of(releases: Sequence[ReleaseResult], skipped: Sequence[SkippedCluster
     if bad or skipped:
         return Phase.DEGRADED
     return Phase.DEPLOYED
+
+
+def not_granted(releases: Sequence[ReleaseResult], skipped: Sequence[SkippedCluster]) -> bool:
+    """True when the Stack may deploy nowhere: every row (or, without rows, every skipped
+    cluster) is not granted."""
+    live = [r for r in releases if r.state is not State.UNINSTALLED]
+    if live:
+        return all(r.state is State.NOT_GRANTED for r in live)
+    return bool(skipped) and all(s.reason.startswith("not granted") for s in skipped)
 
 
 def summary(releases: Sequence[ReleaseResult], skipped: Sequence[SkippedCluster]) -> str:
@@ -148,6 +159,8 @@ def conditions(
     generation: int | None,
     now: datetime,
     previous: Sequence[Condition] = (),
+    *,
+    reason_override: str | None = None,
 ) -> list[Condition]:
     """Ready / Reconciling / Stalled for `phase`; transition times kept when unchanged."""
     ready = phase == Phase.DEPLOYED
@@ -162,6 +175,7 @@ def conditions(
         Phase.FAILED: "DeploymentFailed",
         Phase.DELETING: "Deleting",
     }.get(phase, phase)
+    reason = reason_override or reason
     wanted = [("Ready", ready), ("Reconciling", reconciling), ("Stalled", stalled)]
     before = {c.type: c for c in previous}
     out = []
@@ -201,7 +215,8 @@ def stack_status(
 
     `release_clusters` None keeps the previous record; `cluster_count` None counts
     `targets` (a pass in progress passes the last count with the last, bounded, list)."""
-    phase = phase or phase_of(releases, skipped)
+    denied = phase is None and not_granted(releases, skipped)
+    phase = Phase.FAILED if denied else (phase or phase_of(releases, skipped))
     message = clip(summary(releases, skipped), TEXT_LIMIT)
     live = [r for r in releases if r.state is not State.UNINSTALLED]
     record, record_count = (
@@ -225,7 +240,12 @@ def stack_status(
         release_clusters=list(record[:RELEASE_CLUSTERS_LIMIT]),
         release_cluster_count=max(record_count, len(record)),
         conditions=conditions(
-            phase, message, generation, now, previous.conditions if previous else ()
+            phase,
+            message,
+            generation,
+            now,
+            previous.conditions if previous else (),
+            reason_override=NOT_GRANTED_REASON if denied else None,
         ),
         deployments=rows(releases, max_rows, previous.deployments if previous else ()),
         deployment_counts=dict(sorted(Counter(r.state.value for r in live).items())),

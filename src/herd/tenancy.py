@@ -65,6 +65,7 @@ class Grants:
     namespace: str
     grants: tuple[tuple[str, ClusterGrantSpec], ...] = ()
     unrestricted: bool = False
+    admin: bool = False  # the controller's own namespace: reads values.from as the controller
 
     @property
     def names(self) -> list[str]:
@@ -98,7 +99,9 @@ def grants_for(
     mode: Mode = Mode.GRANTS,
 ) -> Grants:
     """The union of `grants` that name `namespace` (all when it is the admin namespace or open)."""
-    if mode is Mode.OPEN or namespace == admin_namespace:
+    if namespace == admin_namespace:
+        return Grants(namespace, unrestricted=True, admin=True)
+    if mode is Mode.OPEN:
         return Grants(namespace, unrestricted=True)
     mine = sorted(
         ((grant.name, grant.spec) for grant in grants if namespace in grant.spec.namespaces),

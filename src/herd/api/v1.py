@@ -304,6 +304,16 @@ class StackSpec(_Model):
     charts: list[ChartSpec] = Field(
         min_length=1, description="Helm charts to deploy, ordered by dependsOn."
     )
+    service_account_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description=(
+            "A ServiceAccount of the Stack's namespace: Herd reads values.from ConfigMaps and "
+            "Secrets as this ServiceAccount (impersonation), so a Stack ships only what it may "
+            "read. Required, with HERD_TENANCY=grants, for a Stack outside Herd's namespace "
+            "that uses values.from."
+        ),
+    )
     deletion_policy: Literal["Delete", "Orphan"] = Field(
         default="Delete",
         description=(

@@ -100,7 +100,9 @@ def file_clusters(args: argparse.Namespace) -> list[FileCluster]:
 class NoValuesCluster:
     """`values.from` without `--values-kubeconfig`: every required source is a problem."""
 
-    async def read(self, namespace: str, spec: StackSpec) -> Mapping[SourceKey, Values]:
+    async def read(
+        self, namespace: str, spec: StackSpec, *, service_account: str | None = None
+    ) -> Mapping[SourceKey, Values]:
         problems = [
             Problem(
                 f"spec.charts[{i}].values.from[{k}]",

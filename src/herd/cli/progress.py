@@ -27,6 +27,7 @@ _ATTENTION = {
     State.FAILED: 0,
     State.UNREACHABLE: 0,
     State.SKIPPED: 0,
+    State.NOT_GRANTED: 0,
     State.DEPLOYING: 1,
     State.UNINSTALLING: 1,
     State.PENDING: 2,

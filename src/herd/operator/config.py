@@ -19,6 +19,7 @@
 | HERD_SHARD | "" | handle only Stacks labelled herd.suse.com/shard=<this> ("" = unlabelled ones) |
 | HERD_LEASE_SECONDS | 15 | leader-election Lease duration (renewed every third of it) |
 | HERD_SHUTDOWN_SECONDS | 25 | on SIGTERM, running helm may finish for this long (< pod grace) |
+| HERD_TENANCY | grants | grants: other namespaces' Stacks get what ClusterGrants give; open |
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from herd.rollout import DEFAULT_LIMITS
+from herd.tenancy import Mode
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class OperatorConfig:
     shard: str = ""
     lease_seconds: float = 15.0
     shutdown_seconds: float = 25.0
+    tenancy: Mode = Mode.GRANTS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -83,6 +86,7 @@ class OperatorConfig:
             shard=_shard(env.get("HERD_SHARD", base.shard)),
             lease_seconds=number("HERD_LEASE_SECONDS", base.lease_seconds),
             shutdown_seconds=number("HERD_SHUTDOWN_SECONDS", base.shutdown_seconds),
+            tenancy=_tenancy(env.get("HERD_TENANCY", "")),
         )
 
     def work_directory(self) -> Path:
@@ -93,6 +97,14 @@ class OperatorConfig:
 # A label value that also fits the Lease's name and the shard's finalizer name
 # (herd.suse.com/finalizer-<shard>: at most 63 characters after the slash).
 _SHARD = re.compile(r"[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?")
+
+
+def _tenancy(raw: str) -> Mode:
+    value = raw.strip().lower() or Mode.GRANTS.value
+    try:
+        return Mode(value)
+    except ValueError:
+        raise ValueError(f"HERD_TENANCY must be grants or open, got {raw!r}") from None
 
 
 def _shard(raw: str) -> str:

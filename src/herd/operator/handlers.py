@@ -37,6 +37,7 @@ from herd.operator import metrics
 from herd.operator.config import OperatorConfig
 from herd.operator.leader import LeaderElector, identity, lease_name, serve_health
 from herd.operator.runtime import Runtime
+from herd.tenancy import Mode
 
 STACKS = (GROUP, VERSION, PLURAL)
 SHARD_LABEL = f"{GROUP}/shard"
@@ -90,10 +91,16 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: 
     memo["runtime"] = runtime
     metrics.serve(config.metrics_port)
     memo["fleet"] = asyncio.create_task(runtime.watch_fleet(logger))
+    if config.tenancy is Mode.OPEN:
+        logger.warning(
+            "HERD_TENANCY=open: every Stack, in any namespace, may deploy anything into every "
+            "cluster with its admin credentials; use grants unless one team owns the fleet"
+        )
     logger.info(
-        "Herd operator started (shard: %s, Rancher namespaces: %s)",
+        "Herd operator started (shard: %s, Rancher namespaces: %s, tenancy: %s)",
         config.shard or "none",
         ",".join(config.rancher_namespaces) or "none",
+        config.tenancy.value,
     )
 
 

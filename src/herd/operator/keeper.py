@@ -39,6 +39,7 @@ from herd.plan import ReleaseKey
 from herd.results import ReleaseResult, State, now
 from herd.retry import Backoff, jitter, next_delay
 from herd.status import Phase, failed_status, release_record, stack_status
+from herd.tenancy import Grants
 
 if TYPE_CHECKING:
     from herd.operator.runtime import Runtime
@@ -107,6 +108,7 @@ class Keeper:
             backoff_max=min(WRITE_BACKOFF_MAX, self._config.backoff_max_seconds),
         )
         self._failures = 0  # passes in a row that ended in an error
+        self._grants: Grants | None = None  # what the last pass was granted
 
     async def reconcile(self, body: Any) -> float:
         """One pass; returns how long to wait before the next one."""
@@ -157,14 +159,19 @@ class Keeper:
     ) -> float:
         runtime = self._runtime
         known = {c.id: c for c in runtime.known_clusters()}
+        grants = await runtime.grants(stack.namespace)
+        # A grant change may make a held failure (a refused render) pass: retry those.
+        changed = self._grants is not None and self._grants != grants
+        self._grants = grants
         deferred = self.backoff.deferred(time.monotonic())
         progress = _Progress(self, previous, generation, reconcile_at)
         result = await runtime.engine.apply(
             stack,
             progress.record,
             previous_targets=previous_targets(previous),
-            held=held_releases(previous, generation, reconcile_at),
+            held={} if changed else held_releases(previous, generation, reconcile_at),
             defer=deferred,
+            grants=grants,
         )
         record = self._record(result, previous, deferred, known)
         status = progress.final(result, record)
@@ -223,7 +230,7 @@ class Keeper:
         due = self.backoff.next_due(time.monotonic())
         if due is not None:
             delays.append(due)
-        if result.skipped:
+        if {s.cluster_id for s in result.skipped} - result.denied:  # not granted: no retry
             delays.append(self._config.retry_seconds)
         return max(0.5, min(delays))
 

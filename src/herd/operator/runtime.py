@@ -9,6 +9,8 @@ daemon, `signal` on create/update/resume, `delete` from the delete handler
 
 The inventory is polled, not watched: the sources live in a few namespaces, and a
 namespaced list keeps RBAC to those namespaces (a kopf watch would be cluster-wide).
+ClusterGrants are read fresh for every pass of a non-admin Stack (`grants`), and the fleet
+poll compares them too, waking the Stacks of the namespaces a grant change touches.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from kubernetes import client
 
 from herd.addons import AddonCatalog, AddonProbe
 from herd.api import GROUP, PLURAL, VERSION, StackStatus
+from herd.api.grants import ClusterGrant
+from herd.clusters.grants import list_grants
 from herd.clusters.index import StackKey, TargetIndex
 from herd.clusters.inventory import Inventory
 from herd.clusters.kube import api_client_from_kubeconfig
@@ -38,6 +42,7 @@ from herd.operator.events import Events, Logger
 from herd.operator.keeper import Keeper
 from herd.operator.statuswriter import Gone
 from herd.rollout import Gates, Limits
+from herd.tenancy import Grants, Mode, affected_namespaces, grants_for
 from herd.values import KubeValuesReader
 from herd.workdir import keep_temp_files_in, prepare
 
@@ -88,6 +93,7 @@ class Runtime:
         self._deleting: set[StackKey] = set()
         self._statuses: dict[StackKey, StackStatus] = {}
         self._posters: dict[StackKey, Events] = {}  # the daemons' Event posters
+        self._grants: dict[str, ClusterGrant] | None = None  # as the fleet poll last saw them
 
     @classmethod
     def create(cls, config: OperatorConfig) -> Runtime:
@@ -126,9 +132,46 @@ class Runtime:
     async def inventory_ids(self) -> set[str]:
         return {c.id for c in await self.inventory.clusters()}
 
+    async def grants(self, namespace: str) -> Grants:
+        """What the Stacks of `namespace` were granted, read now (unrestricted for admin
+        Stacks and in open mode). `TransientError` when the grants cannot be listed: a
+        bounded Stack then waits, it never runs unbounded."""
+        config = self.config
+        if config.tenancy is Mode.OPEN or namespace == config.namespace:
+            return grants_for(namespace, [], admin_namespace=config.namespace, mode=config.tenancy)
+        found, _ = await asyncio.to_thread(list_grants, self.api)
+        return grants_for(namespace, found, admin_namespace=config.namespace)
+
+    async def _watch_grants(self, logger: logging.Logger) -> None:
+        """Wake the Stacks of every namespace whose grants changed since the last poll."""
+        if self.config.tenancy is Mode.OPEN:
+            return
+        try:
+            found, invalid = await asyncio.to_thread(list_grants, self.api)
+        except HerdError as error:
+            logger.warning("Cannot list ClusterGrants: %s", error)
+            return
+        current = {g.name: g for g in found}
+        before = self._grants
+        self._grants = current
+        if before is None:
+            for message in invalid:
+                logger.warning("%s", message)
+            return
+        touched: set[str] = set()
+        for name in set(current) | set(before):
+            old, new = before.get(name), current.get(name)
+            if old != new:
+                touched |= affected_namespaces(*(_body(g) for g in (old, new)))
+        for key in [k for k in self._signals if k[0] in touched]:
+            logger.info("ClusterGrants changed; reconciling Stack %s/%s", *key)
+            self.signal(key)
+
     async def watch_fleet(self, logger: logging.Logger) -> None:
-        """Poll the inventory every few seconds; wake the Stacks a change affects."""
+        """Poll the inventory (and the grants) every few seconds; wake the Stacks a change
+        affects."""
         while True:
+            await self._watch_grants(logger)
             try:
                 current = {c.id: c for c in await self.inventory.clusters()}
             except HerdError as error:
@@ -235,6 +278,10 @@ class Runtime:
             if error.status == 404:
                 raise Gone() from None
             raise
+
+
+def _body(grant: ClusterGrant | None) -> dict[str, Any] | None:
+    return None if grant is None else {"spec": {"namespaces": list(grant.spec.namespaces)}}
 
 
 async def finish_pass(work: Coroutine[Any, Any, float], logger: Logger) -> float:

@@ -34,6 +34,7 @@ from herd.plan import (
 from herd.results import ReleaseResult, State
 from herd.results import now as _now
 from herd.rollout.gates import Draining, Gates
+from herd.rollout.tenants import RenderCheck
 
 logger = logging.getLogger(__name__)
 _NO_HELM = (Action.NOTHING, Action.CONFLICT, Action.HELD, Action.WAIT)
@@ -91,13 +92,18 @@ class ReleaseActions:
         )
 
     async def converge(
-        self, helm: ClusterHelm, desired: DesiredRelease, observed: ObservedRelease | None
+        self,
+        helm: ClusterHelm,
+        desired: DesiredRelease,
+        observed: ObservedRelease | None,
+        check: RenderCheck | None = None,
     ) -> None:
+        """`check`: a tenant release's render check, run before any install or upgrade."""
         base = replace(
             self._current(desired.key), config=desired.config, chart_version=desired.chart.version
         )
         try:
-            result = await self._converge(helm, desired, observed, base)
+            result = await self._converge(helm, desired, observed, base, check)
         except Draining as draining:
             result = replace(base, state=State.PENDING, message=str(draining), transient=True)
         except HelmFailure as failure:
@@ -125,6 +131,7 @@ class ReleaseActions:
         desired: DesiredRelease,
         observed: ObservedRelease | None,
         base: ReleaseResult,
+        check: RenderCheck | None,
     ) -> ReleaseResult:
         decision = self.decide(desired, observed, fresh=False)
         if decision.action not in _NO_HELM:
@@ -139,7 +146,7 @@ class ReleaseActions:
                     observed = await helm.observe_release(desired.key.namespace, desired.key.name)
                     decision = self.decide(desired, observed, fresh=True)
                 if decision.action not in _NO_HELM:
-                    return await self._deploy(helm, desired, decision, base)
+                    return await self._deploy(helm, desired, decision, base, check)
         return self._without_helm(decision, observed, base)
 
     def _without_helm(
@@ -162,10 +169,23 @@ class ReleaseActions:
         )
 
     async def _deploy(
-        self, helm: ClusterHelm, desired: DesiredRelease, decision: Decision, base: ReleaseResult
+        self,
+        helm: ClusterHelm,
+        desired: DesiredRelease,
+        decision: Decision,
+        base: ReleaseResult,
+        check: RenderCheck | None = None,
     ) -> ReleaseResult:
         base = replace(base, action=decision.action)
         chart_dir = await self._cache.get(desired.chart)
+        if check is not None:
+            async with self._gates.slot():
+                manifest = await helm.render(desired, chart_dir)
+            refused = check.problems(manifest, desired.key.namespace)
+            if refused:  # the same config fails the same way: permanent (held) until changed
+                return replace(
+                    base, state=State.FAILED, message=refused, transient=False, finished=_now()
+                )
         await self._report(
             replace(base, state=State.DEPLOYING, message=decision.reason, started=_now())
         )

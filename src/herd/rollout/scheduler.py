@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from herd.errors import TransientError
 from herd.helm import ChartCache, ClusterHelm, HelmEnvironment, HelmFailure
 from herd.plan import (
     Action,
@@ -40,6 +41,8 @@ from herd.results import ReleaseResult, State
 from herd.results import now as _now
 from herd.rollout.actions import ReleaseActions, Settings
 from herd.rollout.gates import DEFAULT_LIMITS, Gates
+from herd.rollout.tenants import RenderCheck, TenantClusters
+from herd.tenancy import Grants, helm_identity
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +53,17 @@ _GONE = (State.UNINSTALLED,)
 
 @dataclass(frozen=True)
 class Target:
-    """A cluster to roll out to: its id and a kubeconfig file the caller keeps alive."""
+    """A cluster to roll out to: its id and a kubeconfig file the caller keeps alive.
+
+    `grants`: what the Stack was granted on this cluster (`Grants.on_cluster`); None or
+    unrestricted keeps the kubeconfig's identity and checks nothing. Bounded grants make the
+    Stack's own releases go through `herd.rollout.tenants` (RBAC provisioned, helm as the
+    tenant identity, render check); shared add-on releases keep the admin identity.
+    """
 
     cluster: str
     kubeconfig: Path
+    grants: Grants | None = None
 
 
 PreviewRow = tuple[ReleaseKey, DesiredRelease | None, ObservedRelease | None, Decision]
@@ -75,8 +85,10 @@ class Rollout:
         gates: Gates | None = None,
         on_progress: Progress | None = None,
         defer: Collection[str] = (),
+        tenants: TenantClusters | None = None,
     ) -> None:
         self._env = env
+        self._tenants = tenants or TenantClusters()
         self._settings = settings
         self._gates = gates or Gates(DEFAULT_LIMITS.helm, DEFAULT_LIMITS.clusters)
         self._on_progress = on_progress
@@ -156,11 +168,31 @@ class Rollout:
                 await self._unreachable(target.cluster, desired, BACKOFF_MESSAGE)
                 return
             async with self._gates.clusters:
+                identity = helm_identity(target.grants) if target.grants else None
+                check = None
+                if target.grants is not None and identity is not None:
+                    own = {d.key.namespace for d in desired if d.owner is None}
+                    try:
+                        check = await self._tenants.prepare(
+                            target.cluster, target.kubeconfig, target.grants, own
+                        )
+                    except TransientError as error:
+                        await self._unreachable(
+                            target.cluster, desired, f"cannot set up the tenant's RBAC: {error}"
+                        )
+                        return
                 helm = ClusterHelm(self._env, target.cluster, target.kubeconfig)
+                tenant = (
+                    ClusterHelm(self._env, target.cluster, target.kubeconfig, identity=identity)
+                    if identity is not None
+                    else None
+                )
                 try:
-                    await self._cluster(helm, plan, desired)
+                    await self._cluster(helm, plan, desired, tenant, check)
                 finally:
                     helm.close()
+                    if tenant is not None:
+                        tenant.close()
         except HelmFailure as failure:
             await self._unreachable(target.cluster, desired, failure.message)
         except Exception as error:  # a bug here must stay this cluster's failure
@@ -191,8 +223,14 @@ class Rollout:
                 )
 
     async def _cluster(
-        self, helm: ClusterHelm, plan: StackPlan | None, desired: list[DesiredRelease]
+        self,
+        helm: ClusterHelm,
+        plan: StackPlan | None,
+        desired: list[DesiredRelease],
+        tenant: ClusterHelm | None = None,
+        check: RenderCheck | None = None,
     ) -> None:
+        """`tenant` (with `check`): the helm of a bounded Stack's own releases."""
         observed = await helm.observe()
         self._owned |= {
             ReleaseKey(helm.cluster, o.namespace, o.name)
@@ -200,12 +238,12 @@ class Rollout:
             if o.owner == self._settings.owner
         }
         if plan is not None:
-            await self._releases(helm, plan, desired, observed)
+            await self._releases(helm, plan, desired, observed, tenant=tenant, check=check)
         leftovers = self._leftovers(observed, desired)
         for level in sorted({o.wave for o in leftovers}, reverse=True):
             async with asyncio.TaskGroup() as group:  # actions never raise: no sibling is lost
                 for o in (o for o in leftovers if o.wave == level):
-                    group.create_task(self._actions.remove(helm, o))
+                    group.create_task(self._actions.remove(tenant or helm, o))
 
     async def _releases(
         self,
@@ -213,8 +251,12 @@ class Rollout:
         plan: StackPlan,
         desired: list[DesiredRelease],
         observed: dict[tuple[str, str], ObservedRelease],
+        *,
+        tenant: ClusterHelm | None = None,
+        check: RenderCheck | None = None,
     ) -> None:
-        """One task per release; each waits for its own dependencies only."""
+        """One task per release; each waits for its own dependencies only. A bounded
+        Stack's own releases go through `tenant` and `check`; shared add-ons do not."""
         done = {d.chart.name: asyncio.Event() for d in desired}
 
         async def one(release: DesiredRelease) -> None:
@@ -228,7 +270,10 @@ class Rollout:
                     )
                     return
                 found = observed.get((release.key.namespace, release.key.name))
-                await self._actions.converge(helm, release, found)
+                if release.owner is None and tenant is not None:
+                    await self._actions.converge(tenant, release, found, check)
+                else:
+                    await self._actions.converge(helm, release, found)
             except Exception as error:  # a bug stays this release's failure
                 logger.exception("Unexpected error scheduling release %s", release.key)
                 message = f"unexpected {type(error).__name__} on cluster {helm.cluster}"

@@ -1,0 +1,93 @@
+"""A tenant Stack's side of a rollout: its RBAC in each downstream cluster, its render check.
+
+For a Stack bounded by grants (`herd.tenancy.Grants`, not unrestricted), before the first
+helm call on a cluster the scheduler asks `TenantClusters.prepare` for that cluster's
+`RenderCheck`: Herd provisions the tenant's RBAC there (`herd.clusters.tenant_rbac.provision`:
+allowed chart namespaces created, RoleBindings, the cluster-scoped ClusterRole when granted)
+as the kubeconfig's admin, and learns from discovery what is cluster-scoped. This is cached
+process-wide per (cluster, tenant) and redone only when what it depends on changes (the
+grants covering the cluster, a chart namespace not ensured yet) or after `REFRESH_SECONDS`,
+so a pass with nothing new makes no RBAC call and starts no helm process.
+
+`RenderCheck.problems` is the render check of one release (`herd.tenancy.forbidden_objects`
+over `helm template`), run just before an install or upgrade.
+
+Callers: `herd.rollout.scheduler` (prepare), `herd.rollout.actions` (the check).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+from herd.clusters.kube import api_client_from_kubeconfig
+from herd.clusters.tenant_rbac import provision
+from herd.tenancy import Grants, describe_forbidden, forbidden_objects
+
+REFRESH_SECONDS = 600.0  # discovery and RBAC redone at least this often (new CRDs, deleted ns)
+
+
+@dataclass(frozen=True)
+class RenderCheck:
+    """What a tenant's release may create in one cluster."""
+
+    grants: Grants  # already `on_cluster`
+    cluster_scoped: frozenset[str]
+
+    def problems(self, manifest: str, namespace: str) -> str:
+        """The release's failure message when the manifest is not allowed, else ""."""
+        found = forbidden_objects(self.grants, manifest, namespace, self.cluster_scoped)
+        return describe_forbidden(self.grants, found) if found else ""
+
+
+class TenantClusters:
+    """Process-wide cache of provisioned tenant RBAC, one entry per (cluster, tenant)."""
+
+    def __init__(self, refresh_seconds: float = REFRESH_SECONDS) -> None:
+        self._refresh = refresh_seconds
+        # (cluster, tenant) -> grants fingerprint, when, namespaces ensured, cluster-scoped kinds
+        self._done: dict[tuple[str, str], tuple[str, float, frozenset[str], frozenset[str]]] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def prepare(
+        self, cluster: str, kubeconfig: Path, grants: Grants, namespaces: Collection[str]
+    ) -> RenderCheck:
+        """Provision (if needed) and return the cluster's render check for `grants`.
+
+        Raises `TransientError` when the cluster cannot be read or written.
+        """
+        key = (cluster, grants.namespace)
+        fingerprint = _fingerprint(grants)
+        wanted = frozenset(namespaces)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            done = self._done.get(key)
+            if done and done[0] == fingerprint and time.monotonic() - done[1] < self._refresh:
+                if wanted <= done[2]:
+                    return RenderCheck(grants, done[3])
+                wanted |= done[2]  # the tenant's other Stacks' namespaces stay ensured
+            kinds = await asyncio.to_thread(_provision, kubeconfig, grants, sorted(wanted))
+            self._done[key] = (fingerprint, time.monotonic(), wanted, kinds)
+            return RenderCheck(grants, kinds)
+
+    def forget(self, cluster: str) -> None:
+        """Redo the cluster's provisioning next time (its RBAC may have been changed)."""
+        for key in [k for k in self._done if k[0] == cluster]:
+            self._done.pop(key, None)
+
+
+def _provision(kubeconfig: Path, grants: Grants, namespaces: list[str]) -> frozenset[str]:
+    api = api_client_from_kubeconfig(kubeconfig)
+    try:
+        return provision(api, grants, namespaces).kinds
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+
+
+def _fingerprint(grants: Grants) -> str:
+    return json.dumps(
+        [[name, spec.model_dump(mode="json")] for name, spec in grants.grants], sort_keys=True
+    )
