@@ -73,8 +73,20 @@ class Bed:
         rancher.set_labels(self.mgmt, f"f-{cluster.name}", {"team": team}, namespace=RANCHER_NS)
 
     def controller(self, name: str, namespace: str, **settings: str) -> Controller:
-        """A new (not started) controller watching `namespace`, which is created."""
+        """A new (not started) controller watching `namespace`, which is created, and
+        granted (ClusterGrant) every cluster of the bed and any release namespace."""
         kubectl(self.mgmt, "create", "namespace", namespace, check=False)
+        grant = {
+            "apiVersion": "herd.suse.com/v1",
+            "kind": "ClusterGrant",
+            "metadata": {"name": f"faults-{namespace}"},
+            "spec": {
+                "namespaces": [namespace],
+                "clusters": {"clusterIds": sorted(IDS.values())},
+                "targetNamespaces": ["*"],
+            },
+        }
+        self.apply(grant)
         directory = self.directory / "controllers" / name
         kubeconfig = service_account_kubeconfig(self.mgmt, directory / "controller.yaml")
         controller = Controller(
