@@ -88,124 +88,106 @@ def _schema_of(model: type[BaseModel], description: str) -> Schema:
     return {**structural(raw, defs), "description": description}
 
 
-def crd() -> Schema:
-    """The CustomResourceDefinition for `stacks.herd.suse.com`, as a dict."""
+_AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+
+def _definition(
+    *,
+    kind: str,
+    plural: str,
+    singular: str,
+    short_names: tuple[str, ...],
+    scope: str,
+    columns: list[Schema],
+    description: str,
+    spec: Schema,
+    status: Schema | None = None,
+) -> Schema:
+    """One CustomResourceDefinition of the group: names, one served version, its schema."""
+    properties: Schema = {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+        "spec": spec,
+    }
+    version: Schema = {"name": VERSION, "served": True, "storage": True}
+    if status is not None:
+        properties["status"] = status
+        version["subresources"] = {"status": {}}
+    version["additionalPrinterColumns"] = [*columns, _AGE]
+    version["schema"] = {
+        "openAPIV3Schema": {
+            "type": "object",
+            "description": description,
+            "required": ["spec"],
+            "properties": properties,
+        }
+    }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "metadata": {"name": f"{plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": list(SHORT_NAMES),
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": list(short_names),
             },
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                        {
-                            "name": "Clusters",
-                            "type": "integer",
-                            "jsonPath": ".status.clusterCount",
-                        },
-                        {"name": "Charts", "type": "integer", "jsonPath": ".status.chartCount"},
-                        {
-                            "name": "Age",
-                            "type": "date",
-                            "jsonPath": ".metadata.creationTimestamp",
-                        },
-                    ],
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": (
-                                "A Stack deploys a set of Helm charts, ordered by their "
-                                "dependencies, into every cluster it targets."
-                            ),
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": _schema_of(StackSpec, "What to deploy and where."),
-                                "status": _schema_of(
-                                    StackStatus,
-                                    "What is deployed where, written by the Herd controller.",
-                                ),
-                            },
-                        }
-                    },
-                }
-            ],
+            "scope": scope,
+            "versions": [version],
         },
     }
+
+
+def crd() -> Schema:
+    """The CustomResourceDefinition for `stacks.herd.suse.com`, as a dict."""
+    return _definition(
+        kind=KIND,
+        plural=PLURAL,
+        singular=SINGULAR,
+        short_names=SHORT_NAMES,
+        scope="Namespaced",
+        columns=[
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Clusters", "type": "integer", "jsonPath": ".status.clusterCount"},
+            {"name": "Charts", "type": "integer", "jsonPath": ".status.chartCount"},
+        ],
+        description=(
+            "A Stack deploys a set of Helm charts, ordered by their "
+            "dependencies, into every cluster it targets."
+        ),
+        spec=_schema_of(StackSpec, "What to deploy and where."),
+        status=_schema_of(StackStatus, "What is deployed where, written by the Herd controller."),
+    )
 
 
 def grant_crd() -> Schema:
     """The cluster-scoped CustomResourceDefinition for `clustergrants.herd.suse.com`."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{GRANT_PLURAL}.{GROUP}"},
-        "spec": {
-            "group": GROUP,
-            "names": {
-                "kind": GRANT_KIND,
-                "listKind": f"{GRANT_KIND}List",
-                "plural": GRANT_PLURAL,
-                "singular": GRANT_SINGULAR,
-                "shortNames": list(GRANT_SHORT_NAMES),
-            },
-            "scope": "Cluster",
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "additionalPrinterColumns": [
-                        {"name": "Namespaces", "type": "string", "jsonPath": ".spec.namespaces"},
-                        {"name": "Clusters", "type": "string", "jsonPath": ".spec.clusters"},
-                        {
-                            "name": "Age",
-                            "type": "date",
-                            "jsonPath": ".metadata.creationTimestamp",
-                        },
-                    ],
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": (
-                                "A ClusterGrant, created by a cluster admin, lets the Stacks of "
-                                "some namespaces deploy into some downstream clusters and "
-                                "namespaces. Stacks outside Herd's own namespace reach only "
-                                "what their namespace was granted."
-                            ),
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": _schema_of(
-                                    ClusterGrantSpec,
-                                    "Which Stack namespaces get which clusters, downstream "
-                                    "namespaces, cluster-scoped objects and add-ons.",
-                                ),
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    return _definition(
+        kind=GRANT_KIND,
+        plural=GRANT_PLURAL,
+        singular=GRANT_SINGULAR,
+        short_names=GRANT_SHORT_NAMES,
+        scope="Cluster",
+        columns=[
+            {"name": "Namespaces", "type": "string", "jsonPath": ".spec.namespaces"},
+            {"name": "Clusters", "type": "string", "jsonPath": ".spec.clusters"},
+        ],
+        description=(
+            "A ClusterGrant, created by a cluster admin, lets the Stacks of "
+            "some namespaces deploy into some downstream clusters and "
+            "namespaces. Stacks outside Herd's own namespace reach only "
+            "what their namespace was granted."
+        ),
+        spec=_schema_of(
+            ClusterGrantSpec,
+            "Which Stack namespaces get which clusters, downstream "
+            "namespaces, cluster-scoped objects and add-ons.",
+        ),
+    )
 
 
 _SOURCES = {
