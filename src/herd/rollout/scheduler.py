@@ -201,15 +201,14 @@ class Rollout:
             self.holding.add(target.cluster)
             for d in desired:
                 if self.results[d.key].state in (State.PENDING, State.DEPLOYING):
-                    await self._report(
-                        replace(
-                            self.results[d.key],
-                            state=State.FAILED,
-                            message=message,
-                            transient=True,
-                            finished=_now(),
-                        )
-                    )
+                    await self._fail(d.key, message)
+
+    async def _fail(self, key: ReleaseKey, message: str) -> None:
+        """A release that a bug stopped: Failed, transient (the next pass tries again)."""
+        failed = replace(
+            self.results[key], state=State.FAILED, message=message, transient=True, finished=_now()
+        )
+        await self._report(failed)
 
     async def _unreachable(self, cluster: str, desired: list[DesiredRelease], why: str) -> None:
         self.unreachable[cluster] = why
@@ -276,15 +275,8 @@ class Rollout:
                     await self._actions.converge(helm, release, found)
             except Exception as error:  # a bug stays this release's failure
                 logger.exception("Unexpected error scheduling release %s", release.key)
-                message = f"unexpected {type(error).__name__} on cluster {helm.cluster}"
-                await self._report(
-                    replace(
-                        self.results[release.key],
-                        state=State.FAILED,
-                        message=message,
-                        transient=True,
-                        finished=_now(),
-                    )
+                await self._fail(
+                    release.key, f"unexpected {type(error).__name__} on cluster {helm.cluster}"
                 )
             finally:
                 done[release.chart.name].set()
