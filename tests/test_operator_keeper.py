@@ -43,6 +43,8 @@ class FakeEngine:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
         self.error: Exception | None = None
+        self.clusters = ("alive", "dead")
+        self.waiting = False  # "alive" reports a release another actor is changing
 
     async def apply(self, stack: Any, on_progress: Any, **kwargs: Any) -> StackResult:
         self.calls.append(kwargs)
@@ -50,9 +52,11 @@ class FakeEngine:
             raise self.error
         defer: Collection[str] = kwargs["defer"]
         releases = []
-        for cluster in ("alive", "dead"):
+        for cluster in self.clusters:
             key = ReleaseKey(cluster, "default", "db")
-            if cluster in defer:
+            if cluster == "alive" and self.waiting:
+                state, message = State.PENDING, "operation in progress elsewhere, 5 s old"
+            elif cluster in defer:
                 state, message = State.UNREACHABLE, IN_BACKOFF
             elif cluster == "dead":
                 state, message = State.UNREACHABLE, "connection refused"
@@ -62,7 +66,7 @@ class FakeEngine:
             on_progress(result)
             releases.append(result)
         result = StackResult(None, [], [], releases)
-        if "dead" not in defer:
+        if "dead" in self.clusters and "dead" not in defer:
             result.unreachable["dead"] = "connection refused"
         result.holding = frozenset({"alive", "dead"})
         return result
@@ -137,6 +141,17 @@ async def test_a_dead_cluster_is_backed_off_alone_and_sets_the_next_pass(
     status = runtime.written[-1]
     assert status.release_clusters == ["alive", "dead"]
     assert runtime.engine.calls[1]["previous_targets"] >= {"alive", "dead"}
+    await k.writer.close()
+
+
+@pytest.mark.parametrize(("waiting", "expected"), [(True, 4.0), (False, 300.0)])
+async def test_a_release_waiting_on_a_live_actor_is_retried_soon(
+    runtime: FakeRuntime, waiting: bool, expected: float
+) -> None:
+    runtime.engine.clusters = ("alive",)
+    runtime.engine.waiting = waiting
+    k = keeper(runtime)
+    assert await k.reconcile(BODY) == expected
     await k.writer.close()
 
 

@@ -29,6 +29,8 @@ from e2e.testbed.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTROLLER_NS = "herd-system"
+# What a started controller logs: as the leader, or as a standby behind another one.
+STARTED = ("Herd operator started", "Standby: Lease")
 SEPARATOR = "\x1f"  # between the arguments of one logged helm call
 
 
@@ -169,7 +171,7 @@ class Controller:
         }
 
     def start(self, wait: float = 90.0) -> None:
-        """Start (or restart) the process; return once it logs that it started."""
+        """Start (or restart) the process; return once it leads or stands by."""
         offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
             out.write(f"\n=== start {self.starts + 1} at {time.time():.3f}\n".encode())
@@ -186,7 +188,7 @@ class Controller:
         self.starts += 1
         faults.eventually(
             f"controller {self.name} to start",
-            lambda: "Herd operator started" in self.log_text(offset) or not self.alive(),
+            lambda: any(line in self.log_text(offset) for line in STARTED) or not self.alive(),
             wait,
         )
         if not self.alive():

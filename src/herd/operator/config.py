@@ -12,8 +12,8 @@
 | HERD_MAX_ROWS | 100 | deployment rows kept in a Stack's status |
 | HERD_ADDONS_CONFIGMAP | herd-addons | ConfigMap with add-on chart settings |
 | HERD_METRICS_PORT | 8080 | Prometheus metrics (0 = off) |
-| HERD_HEALTH_PORT | 8081 | kopf liveness endpoint /healthz (0 = off) |
 | HERD_BACKOFF_MAX_SECONDS | 300 | longest wait before retrying a cluster or a deletion |
+| HERD_STUCK_SECONDS | 60 | age beyond a chart's timeout after which pending-* is stuck |
 | HERD_WORKDIR | /tmp/herd-<ns>-<shard> | own dir (kubeconfigs, helm, charts); emptied at start |
 | HERD_HEALTH_PORT | 8081 | liveness endpoint /healthz, leader and standby (0 = off) |
 | HERD_SHARD | "" | handle only Stacks labelled herd.suse.com/shard=<this> ("" = unlabelled ones) |
@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from herd.plan import DEFAULT_STUCK_SECONDS
 from herd.rollout import DEFAULT_LIMITS
 from herd.tenancy import Mode
 
@@ -48,6 +49,7 @@ class OperatorConfig:
     metrics_port: int = 8080
     health_port: int = 8081
     backoff_max_seconds: float = 300.0
+    stuck_seconds: float = DEFAULT_STUCK_SECONDS
     workdir: Path | None = None  # None: `work_directory()`'s default
     shard: str = ""
     lease_seconds: float = 15.0
@@ -82,6 +84,7 @@ class OperatorConfig:
             metrics_port=int(number("HERD_METRICS_PORT", base.metrics_port)),
             health_port=int(number("HERD_HEALTH_PORT", base.health_port)),
             backoff_max_seconds=number("HERD_BACKOFF_MAX_SECONDS", base.backoff_max_seconds),
+            stuck_seconds=number("HERD_STUCK_SECONDS", base.stuck_seconds),
             workdir=Path(env["HERD_WORKDIR"]) if env.get("HERD_WORKDIR") else None,
             shard=_shard(env.get("HERD_SHARD", base.shard)),
             lease_seconds=number("HERD_LEASE_SECONDS", base.lease_seconds),

@@ -26,6 +26,7 @@ import logging
 import signal
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -36,7 +37,7 @@ from herd.errors import TransientError
 from herd.operator import metrics
 from herd.operator.config import OperatorConfig
 from herd.operator.leader import LeaderElector, identity, lease_name, serve_health
-from herd.operator.runtime import Runtime
+from herd.operator.runtime import Runtime, open_workdir
 from herd.tenancy import Mode
 
 STACKS = (GROUP, VERSION, PLURAL)
@@ -87,7 +88,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: 
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.INFO
-    runtime = Runtime.create(config)
+    runtime = Runtime.create(config, memo["workdir"])
     memo["runtime"] = runtime
     metrics.serve(config.metrics_port)
     memo["fleet"] = asyncio.create_task(runtime.watch_fleet(logger))
@@ -155,6 +156,7 @@ def run(*, namespaces: list[str] | None = None) -> None:
 
 
 async def _main(config: OperatorConfig, namespaces: list[str]) -> int:
+    workdir = open_workdir(config)  # before any API client writes its key files
     api = api_client_from_kubeconfig(None)
     elector = LeaderElector(
         api, config.namespace, lease_name(config.shard), identity(), config.lease_seconds
@@ -166,7 +168,7 @@ async def _main(config: OperatorConfig, namespaces: list[str]) -> int:
         if not await _first(elector.acquire(), stopping.wait()):
             logger.info("Stopped while standby")
             return 0
-        return await _lead(config, namespaces, elector, stopping)
+        return await _lead(config, namespaces, elector, stopping, workdir)
     finally:
         if health is not None:
             await health.cleanup()
@@ -174,9 +176,13 @@ async def _main(config: OperatorConfig, namespaces: list[str]) -> int:
 
 
 async def _lead(
-    config: OperatorConfig, namespaces: list[str], elector: LeaderElector, stopping: asyncio.Event
+    config: OperatorConfig,
+    namespaces: list[str],
+    elector: LeaderElector,
+    stopping: asyncio.Event,
+    workdir: Path,
 ) -> int:
-    memo = kopf.Memo(config=config)
+    memo = kopf.Memo(config=config, workdir=workdir)
 
     def paused(pause: bool) -> None:
         runtime: Runtime | None = memo.get("runtime")

@@ -211,7 +211,8 @@ class Keeper:
 
     def _next_pass(self, result: StackResult, deferred: frozenset[str], record: list[str]) -> float:
         """Back off each cluster that did not answer; the next pass is due at the earliest
-        cluster retry, else at the resync."""
+        cluster retry, after the retry interval when a cluster was skipped or a release
+        waits (on a live actor's helm, or a paused process), else at the resync."""
         clock = time.monotonic()
         failing = set(result.unreachable) | {
             r.key.cluster
@@ -230,7 +231,10 @@ class Keeper:
         due = self.backoff.next_due(time.monotonic())
         if due is not None:
             delays.append(due)
-        if {s.cluster_id for s in result.skipped} - result.denied:  # not granted: no retry
+        skipped = {s.cluster_id for s in result.skipped} - result.denied  # not granted: no retry
+        # A release waiting on a live actor's helm, or on this process to lead again.
+        waiting = any(r.transient and r.state is State.PENDING for r in result.releases)
+        if skipped or waiting:
             delays.append(self._config.retry_seconds)
         return max(0.5, min(delays))
 

@@ -47,6 +47,18 @@ from herd.values import KubeValuesReader
 from herd.workdir import keep_temp_files_in, prepare
 
 
+def open_workdir(config: OperatorConfig) -> Path:
+    """Empty the controller's work directory and keep this process's temp files in it.
+
+    Called first thing at process start, before any API client exists: the kubernetes
+    client writes a kubeconfig's CA, client certificate and key to temp files, removed
+    only at a clean exit, so after a crash they must be where the next start removes them.
+    """
+    workdir = prepare(config.work_directory())
+    keep_temp_files_in(workdir / "tmp")
+    return workdir
+
+
 class Runtime:
     def __init__(
         self,
@@ -82,6 +94,7 @@ class Runtime:
             addons=self.addons,
             gates=self.gates,
             manager="operator",
+            stuck_seconds=config.stuck_seconds,
         )
         self.index = TargetIndex()
         self.fleet = metrics.Fleet()
@@ -96,11 +109,8 @@ class Runtime:
         self._grants: dict[str, ClusterGrant] | None = None  # as the fleet poll last saw them
 
     @classmethod
-    def create(cls, config: OperatorConfig) -> Runtime:
-        # The work directory first: the kubernetes client writes the client keys of a
-        # kubeconfig to temp files, and those must land where the next start removes them.
-        workdir = prepare(config.work_directory())
-        keep_temp_files_in(workdir / "tmp")
+    def create(cls, config: OperatorConfig, workdir: Path) -> Runtime:
+        """The process's Runtime, on the work directory `open_workdir` prepared."""
         return cls(config, api_client_from_kubeconfig(None), workdir=workdir)
 
     def close(self) -> None:
