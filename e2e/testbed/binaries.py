@@ -9,9 +9,15 @@ Lookup order, per binary:
 2. the cache `${HERD_CACHE:-~/.cache/herd}/bin/<k8s-version>/`, outside the repository
    so a fresh clone or `git clean` does not cost a rebuild.
 
+Two more programs are built the same way, each into a cache directory of its own
+(`bin/helm-<version>/`, `bin/registry-<version>/`) so that a version bump of one does not
+rebuild Kubernetes: Helm 4 (`tools/helm`), which Herd runs on in the test bed, and the
+CNCF distribution registry (`tools/registry`), the private OCI registry of the test bed.
+
 A missing cache is filled by building from source with the Go toolchain: the modules
-under `e2e/testbed/tools/` pin Kubernetes, etcd and kwok, and the Go module proxy is
-the only network this needs. A lock file makes concurrent callers build once.
+under `e2e/testbed/tools/` pin Kubernetes, etcd, kwok, helm and distribution, and the Go
+module proxy is the only network this needs. A lock file makes concurrent callers build
+once.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ from pathlib import Path
 KUBERNETES_VERSION = "v1.35.4"
 ETCD_VERSION = "v3.6.5"
 KWOK_VERSION = "v0.8.0"
+# Keep in step with tools/helm/go.mod and tools/registry/go.mod.
+HELM_VERSION = "v4.3.2"
+REGISTRY_VERSION = "v3.1.2"
 
 TOOLS_DIR = Path(__file__).resolve().parent / "tools"
 BUILD_INFO = "build-info.json"
@@ -48,6 +57,46 @@ _KUBERNETES_PACKAGES = {
 }
 _KWOK_PACKAGES = {"sigs.k8s.io/kwok/cmd/kwok": "kwok"}
 _ENVTEST_NAMES = ("kube-apiserver", "etcd")
+
+
+@dataclass(frozen=True)
+class _Tool:
+    """A program built from a module of its own into `bin/<name>-<version>/<name>`."""
+
+    name: str
+    version: str
+    package: str
+    ldflags: str
+
+    @property
+    def module(self) -> Path:
+        return TOOLS_DIR / self.name
+
+    def directory(self) -> Path:
+        return cache_root() / "bin" / f"{self.name}-{self.version}"
+
+    def path(self) -> Path:
+        return self.directory() / self.name
+
+    def built(self) -> bool:
+        return (self.directory() / BUILD_INFO).is_file() and os.access(self.path(), os.X_OK)
+
+
+_TOOLS = (
+    # `helm version` reads these: without them it says v4.0+unreleased.
+    _Tool(
+        "helm",
+        HELM_VERSION,
+        "helm.sh/helm/v4/cmd/helm",
+        f"-X helm.sh/helm/v4/internal/version.version={HELM_VERSION}",
+    ),
+    _Tool(
+        "registry",
+        REGISTRY_VERSION,
+        "github.com/distribution/distribution/v3/cmd/registry",
+        f"-X github.com/distribution/distribution/v3/version.version={REGISTRY_VERSION}",
+    ),
+)
 
 
 class BinariesMissingError(RuntimeError):
@@ -67,6 +116,8 @@ class Binaries:
     kube_scheduler: Path
     kwok: Path
     etcd: Path
+    helm: Path  # Helm 4, the helm Herd runs on in the test bed
+    registry: Path  # CNCF distribution, the test bed's private OCI registry
 
     def paths(self) -> dict[str, Path]:
         return {
@@ -75,6 +126,8 @@ class Binaries:
             "kube-scheduler": self.kube_scheduler,
             "kwok": self.kwok,
             "etcd": self.etcd,
+            "helm": self.helm,
+            "registry": self.registry,
         }
 
 
@@ -90,11 +143,12 @@ def resolve() -> Binaries:
     """Return the binaries without building; raise BinariesMissingError if absent."""
     found = _cached() or {}
     found.update(_envtest_assets())
+    found.update({tool.name: tool.path() for tool in _TOOLS if tool.built()})
     names = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "etcd")
-    missing = [name for name in names if name not in found]
+    missing = [name for name in (*names, *(tool.name for tool in _TOOLS)) if name not in found]
     if missing:
         raise BinariesMissingError(
-            f"test-bed binaries missing: {', '.join(missing)} (looked in {cache_dir()}"
+            f"test-bed binaries missing: {', '.join(missing)} (looked in {cache_root() / 'bin'}"
             f" and $KUBEBUILDER_ASSETS); build them with `python -m e2e.testbed.binaries`"
         )
     return Binaries(
@@ -103,6 +157,8 @@ def resolve() -> Binaries:
         kube_scheduler=found["kube-scheduler"],
         kwok=found["kwok"],
         etcd=found["etcd"],
+        helm=found["helm"],
+        registry=found["registry"],
     )
 
 
@@ -116,6 +172,9 @@ def ensure(log: bool = True) -> Binaries:
         # Another process may have finished the build while we waited for the lock.
         if _cached() is None:
             build(log=log)
+        for tool in _TOOLS:
+            if not tool.built():
+                build_tool(tool, log=log)
     return resolve()
 
 
@@ -161,6 +220,31 @@ def build(log: bool = True) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
     if log:
         print(f"built test-bed binaries in {seconds:.0f}s into {target}", file=sys.stderr)
+    return target
+
+
+def build_tool(tool: _Tool, log: bool = True) -> Path:
+    """Build one program of `_TOOLS` into its own cache directory (same staging as `build`)."""
+    target = tool.directory()
+    staging = target.with_name(f".{target.name}.build-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    go_cache = "warm" if _go_cache_has_entries() else "cold"
+    started = time.monotonic()
+    try:
+        _go_build(tool.module, {tool.package: tool.name}, staging, tool.ldflags, log)
+        info = {
+            tool.name: tool.version,
+            "build_seconds": round(time.monotonic() - started, 1),
+            "go_build_cache": go_cache,
+            "go": _go_version(),
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        (staging / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -284,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.rebuild:
             with _build_lock():
                 build()
+                for tool in _TOOLS:
+                    build_tool(tool)
         binaries = resolve() if args.check else ensure()
     except (BinariesMissingError, BuildError) as error:
         print(error, file=sys.stderr)
