@@ -53,6 +53,7 @@ def test_only_free_form_values_preserve_unknown_fields() -> None:
     schema = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     free = sorted(p for p, n in walk(schema) if n.get("x-kubernetes-preserve-unknown-fields"))
     assert free == [
+        ".spec.charts[].values.clusters[].inline",
         ".spec.charts[].values.envs{}",
         ".spec.charts[].values.inline",
         ".spec.observability",

@@ -187,6 +187,7 @@ class Engine:
                 addons=addons.charts(stack.spec) if addons else (),
                 from_values=from_values,
                 cluster_values=cluster_values if addons else None,
+                clusters=clusters,
             )
         except SpecError as error:
             problems += error.problems
@@ -257,9 +258,16 @@ class Engine:
         )
         return result
 
-    async def preview(self, stack: Stack) -> tuple[StackResult, list[Preview]]:
-        """What `apply` would do, departed clusters included; no writes anywhere."""
-        result, reachable, departed = await self._resolve(stack, None)
+    async def preview(
+        self,
+        stack: Stack,
+        *,
+        previous_targets: Collection[str] | None = None,
+        grants: Grants | None = None,
+    ) -> tuple[StackResult, list[Preview]]:
+        """What `apply` would do, departed clusters included; no writes anywhere (`herd
+        plan`, and the operator's `spec.mode: DryRun`, which passes what `apply` takes)."""
+        result, reachable, departed = await self._resolve(stack, previous_targets, grants)
         rollout = self._rollout(self._settings(stack.namespace, stack.name), None, ())
         rows = [Preview(*row) for row in await rollout.decisions(result.plan, reachable)]
         rows += [Preview(*row) for row in await rollout.decisions(None, departed)]

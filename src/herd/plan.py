@@ -9,9 +9,14 @@ from `herd.releases`, re-exported here) and returns the action. The rollout
 is covered by table tests.
 
 Values merge order (later wins): chart defaults (helm) < `values.inline` <
-`values.envs[spec.env]` < each `values.from` source in order < per-cluster values an
-add-on needs (e.g. the observability agent's cluster name). Maps merge key by key;
-lists and scalars are replaced, as helm itself does with several `-f` files.
+`values.envs[spec.env]` < each `values.clusters` entry selecting the cluster, in list order
+< each `values.from` source in order < per-cluster values an add-on needs (e.g. the
+observability agent's cluster name). Maps merge key by key; lists and scalars are
+replaced, as helm itself does with several `-f` files. With `values.templated`, the
+strings of inline, envs and clusters are rendered with the cluster's facts before the
+merge (`herd.clustervalues`); `from` values never are. The config digest is taken over
+the rendered values, per cluster. A cluster lacking a fact gets a release with a
+`problem` (action INVALID): only its rows fail.
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ import enum
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from herd.api.v1 import ChartSpec, StackSpec, ValuesSource
+from herd.clusters.model import Cluster, KubeconfigRef
+from herd.clustervalues import ClusterValuesError, rendered_layers
+from herd.clustervalues import spec_problems as template_problems
 from herd.errors import Problem, SpecError
 from herd.graph import ChartGraph
 from herd.releases import (
@@ -110,6 +118,7 @@ class Action(enum.StrEnum):
     CONFLICT = "conflict"  # the release exists but another tool, Stack or Herd face owns it
     WAIT = "wait"  # a live actor is changing the release right now: leave it alone
     HELD = "held"  # this exact configuration failed permanently before: not retried
+    INVALID = "invalid"  # its values cannot be rendered for this cluster (a fact it lacks)
 
 
 @dataclass(frozen=True)
@@ -159,6 +168,8 @@ def decide(
     actor owns it (WAIT). `now=None` is the read-only view (`herd plan`): every pending-*
     counts as stuck.
     """
+    if desired is not None and desired.problem:
+        return Decision(Action.INVALID, desired.problem)
     context = Context(owner, manager, force, now or 0.0, stuck_after, held)
     if desired is not None and desired.owner is not None:
         context = replace(context, owner=desired.owner)
@@ -266,18 +277,28 @@ class StackPlan:
     from_values: Mapping[SourceKey, Values]
     cluster_values: ClusterValues | None = None
     shared: frozenset[str] = frozenset()  # names of the add-on charts
+    clusters: Mapping[str, Cluster] = field(default_factory=dict)  # facts, by cluster id
 
     @property
     def wave_of(self) -> dict[str, int]:
         return {name: i for i, wave in enumerate(self.waves) for name in wave}
 
-    def base_values(self, chart: ChartSpec) -> Values:
-        """Merged values that are the same in every cluster."""
-        values = deep_merge({}, chart.values.inline)
-        values = deep_merge(values, chart.values.envs.get(self.spec.env, {}))
+    def values_for(self, cluster: str, chart: ChartSpec) -> tuple[Values, str]:
+        """The merged values of `chart` on `cluster` (module docstring: the order), and
+        the problem ("" when none) that keeps them from being rendered there."""
+        facts = self.clusters.get(cluster) or _unknown_cluster(cluster)
+        values: Values = {}
+        problem = ""
+        try:
+            for layer in rendered_layers(chart, self.spec.env, facts):
+                values = deep_merge(values, layer)
+        except ClusterValuesError as error:
+            problem = str(error)
         for source in chart.values.from_:
             values = deep_merge(values, self.from_values.get(source_key(source), {}))
-        return values
+        if self.cluster_values is not None:
+            values = deep_merge(values, self.cluster_values(cluster, chart))
+        return values, problem
 
     def releases_for(self, cluster: str) -> list[DesiredRelease]:
         """Every release this Stack wants in `cluster`, in wave order."""
@@ -285,9 +306,7 @@ class StackPlan:
         releases = []
         for name in (n for wave in self.waves for n in wave):
             chart = self.graph.charts[name]
-            values = self.base_values(chart)
-            if self.cluster_values is not None:
-                values = deep_merge(values, self.cluster_values(cluster, chart))
+            values, problem = self.values_for(cluster, chart)
             releases.append(
                 DesiredRelease(
                     key=ReleaseKey(cluster, chart.namespace, chart.release),
@@ -296,9 +315,15 @@ class StackPlan:
                     values=values,
                     config=config_digest(chart, values),
                     owner=SHARED_OWNER if name in self.shared else None,
+                    problem=problem,
                 )
             )
         return releases
+
+
+def _unknown_cluster(cluster: str) -> Cluster:
+    """Facts of a cluster the plan was not told about: its id only."""
+    return Cluster(cluster, cluster, {}, True, "file", KubeconfigRef())
 
 
 def blocked_by(plan: StackPlan, chart: str, states: Mapping[str, str]) -> str:
@@ -334,8 +359,10 @@ def plan_stack(
     addons: Sequence[ChartSpec] = (),
     from_values: Mapping[SourceKey, Values] | None = None,
     cluster_values: ClusterValues | None = None,
+    clusters: Sequence[Cluster] = (),
 ) -> StackPlan:
     """Prepend `addons` (every user chart depends on them), check the graph, cut waves.
+    `clusters`: the targets, whose facts `values.clusters` and templated values use.
 
     Raises `SpecError` for any problem, before anything touches a cluster.
     """
@@ -354,6 +381,7 @@ def plan_stack(
         if c.name in {a.name for a in addons}
     ]
     problems += _missing_sources(spec, from_values)
+    problems += template_problems(spec)
     if problems:
         raise SpecError(problems)
     addon_names = [a.name for a in addons]
@@ -369,6 +397,7 @@ def plan_stack(
         from_values=dict(from_values or {}),
         cluster_values=cluster_values,
         shared=frozenset(addon_names),
+        clusters={c.id: c for c in clusters},
     )
 
 

@@ -73,6 +73,7 @@ class DesiredRelease:
     values: Values = field(compare=False)
     config: str  # digest of everything that, changed, needs a helm upgrade
     owner: str | None = None  # SHARED_OWNER for add-ons; None: the Stack's own label
+    problem: str = ""  # why its values cannot be rendered on this cluster (action INVALID)
 
     @property
     def labels(self) -> dict[str, str]:

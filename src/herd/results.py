@@ -23,6 +23,7 @@ class State(enum.StrEnum):
     UNINSTALLED = "Uninstalled"
     UNREACHABLE = "Unreachable"
     NOT_GRANTED = "NotGranted"  # the Stack's grants do not cover the cluster: left untouched
+    PLANNED = "Planned"  # spec.mode DryRun: what Apply would do is the result's action
 
 
 def now() -> datetime:

@@ -39,6 +39,7 @@ _ROW_ORDER = {
     State.PENDING: 6,
     State.DEPLOYED: 7,
     State.UNINSTALLED: 8,
+    State.PLANNED: 9,
 }
 _BAD = (State.FAILED, State.UNREACHABLE, State.SKIPPED, State.NOT_GRANTED)
 NOT_GRANTED_REASON = "NotGranted"  # condition reason of a Stack no grant lets deploy anywhere
@@ -124,6 +125,7 @@ def row(result: ReleaseResult, held_message: str = "") -> DeploymentRow:
         message=message,
         last_updated=rfc3339(result.updated),
         failed_config=result.config if permanent else None,
+        action=result.action.value if result.action else None,
     )
 
 

@@ -176,6 +176,26 @@ class ValuesSource(_Model):
     )
 
 
+class ClusterOverride(_Model):
+    cluster_ids: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="Clusters by Rancher cluster ID or by name; unioned with the selector's.",
+    )
+    selector: LabelSelector | None = Field(
+        default=None, description="Clusters by label (Kubernetes LabelSelector semantics)."
+    )
+    inline: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Helm values for the selected clusters, merged over inline and envs.",
+    )
+
+    @model_validator(mode="after")
+    def _selects_something(self) -> ClusterOverride:
+        if not self.cluster_ids and self.selector is None:
+            raise ValueError("a clusters entry needs clusterIds or a selector")
+        return self
+
+
 class ChartValues(_Model):
     inline: dict[str, Any] = Field(
         default_factory=dict,
@@ -191,6 +211,21 @@ class ChartValues(_Model):
         description=(
             "ConfigMap/Secret keys with Helm values, merged last and in order. "
             "Secret values never appear in status, events or logs."
+        ),
+    )
+    clusters: list[ClusterOverride] = Field(
+        default_factory=list,
+        description=(
+            "Per-cluster overrides, merged in order after envs and before from, on the "
+            "clusters each entry selects."
+        ),
+    )
+    templated: bool = Field(
+        default=False,
+        description=(
+            "true: string values of inline, envs and clusters may use the cluster's facts, "
+            "{{ .Cluster.id }}, {{ .Cluster.name }} and {{ .Cluster.labels.KEY }}, rendered "
+            "per cluster (values from ConfigMaps/Secrets are not templated)."
         ),
     )
 
@@ -314,6 +349,13 @@ class StackSpec(_Model):
             "that uses values.from."
         ),
     )
+    mode: Literal["Apply", "DryRun"] = Field(
+        default="Apply",
+        description=(
+            "Apply deploys. DryRun makes no helm write: each status row says what Apply would "
+            "do (status Planned, action install, upgrade, uninstall, conflict or nothing)."
+        ),
+    )
     deletion_policy: Literal["Delete", "Orphan"] = Field(
         default="Delete",
         description=(
@@ -350,7 +392,10 @@ class DeploymentRow(_StatusModel):
     release_name: str = Field(default="", description="Helm release name.")
     namespace: str = Field(default="", description="Release namespace.")
     status: str = Field(
-        description="Pending, Deploying, Deployed, Failed, Skipped, Uninstalling, Unreachable."
+        description=(
+            "Pending, Deploying, Deployed, Failed, Skipped, Uninstalling, Unreachable; "
+            "Planned in DryRun mode."
+        )
     )
     revision: int | None = Field(default=None, description="Helm release revision.")
     chart_version: str | None = Field(default=None, description="Deployed chart version.")
@@ -368,6 +413,13 @@ class DeploymentRow(_StatusModel):
     )
     observability_metrics: str | None = Field(
         default=None, description="Active when the cluster's observability agent is ready."
+    )
+    action: str | None = Field(
+        default=None,
+        description=(
+            "What the last pass did (Apply) or would do (DryRun): install, upgrade, "
+            "uninstall, nothing, conflict, invalid, recover, wait or held."
+        ),
     )
 
 
@@ -393,7 +445,7 @@ class SkippedCluster(_StatusModel):
 class StackStatus(_StatusModel):
     phase: str = Field(
         default="Pending",
-        description="Pending, Deploying, Deployed, Degraded, Failed or Deleting.",
+        description="Pending, Deploying, Deployed, Degraded, Failed, Deleting or DryRun.",
     )
     reconcile_at: str | None = Field(
         default=None,

@@ -234,6 +234,9 @@ def _emit(
 
 async def apply(args: argparse.Namespace, session: Session, stack: Stack | None) -> int:
     assert stack is not None
+    if stack.spec.mode == "DryRun":  # the operator's DryRun from CI: a plan, no writes
+        _error(args, "spec.mode is DryRun: nothing is applied; this is what apply would do")
+        return await plan(args, session, stack)
     progress = live.for_stream(sys.stderr)
     try:
         result = await session.engine.apply(stack, progress, force=args.force)

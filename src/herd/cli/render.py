@@ -309,7 +309,8 @@ def _observed_chart(observed: ObservedRelease | None) -> str:
 def plan_exit(result: StackResult, rows: Sequence[PlanRow]) -> int:
     """3 when applying would change something, 0 when not; 1 when apply could not
     succeed as planned (a conflict, a skipped cluster, no target at all)."""
-    if not result.targets or result.skipped or any(r.action == Action.CONFLICT for r in rows):
+    blocked = (Action.CONFLICT, Action.INVALID)
+    if not result.targets or result.skipped or any(r.action in blocked for r in rows):
         return EXIT_FAILED
     return EXIT_CHANGES if any(r.action != "unchanged" for r in rows) else EXIT_OK
 
@@ -323,6 +324,8 @@ def plan_summary(result: StackResult, rows: Sequence[PlanRow]) -> str:
     ]
     if counts["conflict"]:
         words.append(f"{counts['conflict']} in conflict")
+    if counts["invalid"]:
+        words.append(f"{counts['invalid']} invalid")
     words.append(f"{counts['unchanged']} unchanged")
     clusters = len({r.cluster for r in rows})
     text = f"Plan: {', '.join(words)} on {clusters} clusters"

@@ -27,6 +27,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from herd import dryrun
 from herd.addons import carry_over, enrich
 from herd.api import StackStatus, parse_stack
 from herd.api.v1 import Stack
@@ -163,6 +164,8 @@ class Keeper:
         # A grant change may make a held failure (a refused render) pass: retry those.
         changed = self._grants is not None and self._grants != grants
         self._grants = grants
+        if stack.spec.mode == "DryRun":
+            return await self._dry_run(stack, previous, generation, reconcile_at, grants)
         deferred = self.backoff.deferred(time.monotonic())
         progress = _Progress(self, previous, generation, reconcile_at)
         result = await runtime.engine.apply(
@@ -192,6 +195,39 @@ class Keeper:
         await self.writer.flush(lambda: status)
         runtime.fleet.set(self.key, status.phase, status.deployment_counts)
         return self._next_pass(result, deferred, record)
+
+    async def _dry_run(
+        self,
+        stack: Stack,
+        previous: StackStatus | None,
+        generation: int | None,
+        reconcile_at: str | None,
+        grants: Grants,
+    ) -> float:
+        """`spec.mode: DryRun`: the engine's read-only preview as the status (`herd.dryrun`);
+        no helm write, the release record kept. Checked again at every resync."""
+        result, previews = await self._runtime.engine.preview(
+            stack, previous_targets=previous_targets(previous), grants=grants
+        )
+        rows = [*result.releases, *dryrun.unreachable_rows(result.plan, result.unreachable)]
+        rows += [dryrun.planned(p.key, p.desired, p.observed, p.decision) for p in previews]
+        status = dryrun.dry_run_status(
+            rows,
+            targets=[c.id for c in result.targets],
+            skipped=result.skipped,
+            chart_count=result.chart_count,
+            generation=generation,
+            now=now(),
+            previous=previous,
+            max_rows=self._config.max_rows,
+            reconcile_at=reconcile_at,
+        )
+        status = carry_over(status, previous)
+        if previous is None or previous.message != status.message:
+            self.events.normal(dryrun.DRY_RUN, status.message)
+        await self.writer.flush(lambda: status)
+        self._runtime.fleet.set(self.key, status.phase, status.deployment_counts)
+        return self._config.resync_seconds
 
     def _record(
         self,

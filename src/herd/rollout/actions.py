@@ -37,7 +37,7 @@ from herd.rollout.gates import Draining, Gates
 from herd.rollout.tenants import RenderCheck
 
 logger = logging.getLogger(__name__)
-_NO_HELM = (Action.NOTHING, Action.CONFLICT, Action.HELD, Action.WAIT)
+_NO_HELM = (Action.NOTHING, Action.CONFLICT, Action.HELD, Action.WAIT, Action.INVALID)
 
 
 @dataclass(frozen=True)
