@@ -90,3 +90,17 @@ def test_set_replaces_and_remove_forgets(index: TargetIndex) -> None:
 
 def test_targeting_ignores_readiness(index: TargetIndex) -> None:
     assert index.targeting(cluster(ready=False, gpu="true")) == {GPU, BY_ID, BY_NAME}
+
+
+def test_a_relabel_wakes_stacks_whose_values_follow_cluster_facts() -> None:
+    index = TargetIndex()
+    targets = Targets.model_validate({"selector": {"matchLabels": {"env": "prod"}}})
+    index.set(("apps", "plain"), targets)
+    index.set(("apps", "templated"), targets, facts=True)
+    before, after = cluster(env="prod", zone="a"), cluster(env="prod", zone="b")
+    assert index.affected(before, after) == {("apps", "templated")}
+    renamed = dataclasses.replace(before, name="prod-one")
+    assert index.affected(before, renamed) == {("apps", "templated")}
+    assert index.affected(before, before) == set()
+    index.set(("apps", "templated"), targets)  # values no longer follow facts
+    assert index.affected(before, after) == set()

@@ -68,6 +68,11 @@ def rendered_layers(chart: ChartSpec, env: str, cluster: Cluster) -> list[Mappin
         ) from None
 
 
+def follows_facts(spec: StackSpec) -> bool:
+    """True when a cluster's labels or name may change the Stack's values there."""
+    return any(c.values.clusters or c.values.templated for c in spec.charts)
+
+
 def spec_problems(spec: StackSpec) -> list[Problem]:
     """Malformed templates of templated charts, located at the value."""
     problems = []

@@ -25,17 +25,25 @@ class TargetIndex:
     A Stack is affected when the change makes it start or stop targeting the cluster
     (appearing, disappearing, relabelled, renamed), or when it targets the cluster before
     and after and the cluster became (un)ready, changed id, or its kubeconfig moved or
-    rotated. A relabel that keeps a Stack's match as it was does not affect it.
+    rotated. A relabel that keeps a Stack's match as it was does not affect it, unless the
+    Stack's values follow cluster facts (`facts=True`: `values.clusters` or templated
+    values), when a relabel or rename of a cluster it targets does.
     """
 
     def __init__(self) -> None:
         self._targets: dict[StackKey, Targets] = {}
+        self._facts: StackKeys = set()  # Stacks whose values depend on labels and names
 
-    def set(self, stack: StackKey, targets: Targets) -> None:
+    def set(self, stack: StackKey, targets: Targets, *, facts: bool = False) -> None:
         self._targets[stack] = targets
+        if facts:
+            self._facts.add(stack)
+        else:
+            self._facts.discard(stack)
 
     def remove(self, stack: StackKey) -> None:
         self._targets.pop(stack, None)
+        self._facts.discard(stack)
 
     def get(self, stack: StackKey) -> Targets | None:
         return self._targets.get(stack)
@@ -51,12 +59,16 @@ class TargetIndex:
 
     def affected(self, before: Cluster | None, after: Cluster | None) -> StackKeys:
         """Stacks to reconcile after a cluster went from `before` to `after` (None: absent)."""
-        changed = before is not None and after is not None and _material_change(before, after)
+        changed = relabelled = False
+        if before is not None and after is not None:
+            changed = _material_change(before, after)
+            relabelled = (dict(before.labels), before.name) != (dict(after.labels), after.name)
         stacks: StackKeys = set()
         for stack, targets in self._targets.items():
             was = before is not None and targets_match(targets, before)
             now = after is not None and targets_match(targets, after)
-            if was != now or (was and changed):
+            facts = relabelled and stack in self._facts
+            if was != now or (was and (changed or facts)):
                 stacks.add(stack)
         return stacks
 

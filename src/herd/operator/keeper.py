@@ -31,6 +31,7 @@ from herd import dryrun
 from herd.addons import carry_over, enrich
 from herd.api import StackStatus, parse_stack
 from herd.api.v1 import Stack
+from herd.clustervalues import follows_facts
 from herd.engine import StackResult
 from herd.errors import SpecError, TransientError
 from herd.operator import metrics
@@ -119,7 +120,7 @@ class Keeper:
         previous = self.writer.written
         try:
             stack = parse_stack(dict(body))
-            self._runtime.index.set(self.key, stack.spec.targets)
+            self._runtime.index.set(self.key, stack.spec.targets, facts=follows_facts(stack.spec))
             delay = await self._apply(stack, previous, generation, reconcile_at)
             self._failures = 0
             return delay
