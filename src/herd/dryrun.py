@@ -32,7 +32,7 @@ from herd.status import Phase, conditions, stack_status
 DRY_RUN = "DryRun"  # the Stack's phase, and the reason of its conditions
 UP_TO_DATE = "up to date"
 # Actions after which Apply would not have the release as desired.
-BLOCKED = (Action.CONFLICT, Action.INVALID, Action.HELD, Action.WAIT)
+BLOCKED = (Action.CONFLICT, Action.INVALID, Action.HELD)
 _VERB = {
     Action.INSTALL: "would install",
     Action.UPGRADE: "would upgrade",
