@@ -293,3 +293,16 @@ def test_status_rows_list_herd_releases_only_and_filter_by_stack() -> None:
     document = render.status_document(rows, {"c3": "refused"}, "text")
     assert document["unreachable"] == [{"cluster": "c3", "reason": "refused"}]
     assert [r["release"] for r in document["releases"]] == ["db", "web"]
+
+
+def test_a_value_a_cluster_cannot_render_is_invalid_and_fails_the_plan() -> None:
+    values = {"templated": True, "inline": {"zone": "{{ .Cluster.labels.zone }}"}}
+    stack = the_stack(chart("a", values=values))
+    done, rows = previews(stack, {})  # cluster c1: no facts known, no zone label
+
+    plan_rows = render.plan_rows(stack, done, rows)
+
+    assert [r.action for r in plan_rows] == ["invalid"]
+    assert ".Cluster.labels.zone" in plan_rows[0].detail
+    assert render.plan_exit(done, plan_rows) == render.EXIT_FAILED
+    assert "1 invalid" in render.plan_summary(done, plan_rows)

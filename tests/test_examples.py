@@ -70,6 +70,16 @@ def broken(tmp_path: Path, mutate: Any) -> Path:
             lambda charts: charts[0].update(repo="helm.ngc.nvidia.com/nvidia"),
             "spec.charts[0].repo: must be an https://, http:// or oci:// URL",
         ),
+        (
+            lambda charts: charts[1].update(
+                values={"templated": True, "inline": {"host": "{{ .Cluster.labels.region"}}
+            ),
+            "spec.charts[1].values.inline.host: '{{' is not closed by '}}'",
+        ),
+        (
+            lambda charts: charts[1].update(values={"clusters": [{"inline": {"a": 1}}]}),
+            "spec.charts[1].values.clusters[0]: a clusters entry needs clusterIds or a selector",
+        ),
     ],
 )
 def test_broken_variants_exit_2_naming_the_field(

@@ -18,6 +18,7 @@ import yaml
 from herd.api import Stack, parse_stack
 from herd.api.grants import GRANT_KIND, parse_grant
 from herd.errors import Problem, SpecError
+from herd.clustervalues import spec_problems as template_problems
 from herd.graph import ChartGraph
 
 
@@ -69,6 +70,7 @@ def check_document(source: str, raw: Any) -> Document:
     try:
         document.stack = parse_stack(raw)
         document.graph = ChartGraph(document.stack.spec.charts)
+        document.problems.extend(template_problems(document.stack.spec))
     except SpecError as error:
         document.problems.extend(error.problems)
     return document
