@@ -17,8 +17,8 @@ import yaml
 
 from herd.api import Stack, parse_stack
 from herd.api.grants import GRANT_KIND, parse_grant
-from herd.errors import Problem, SpecError
 from herd.clustervalues import spec_problems as template_problems
+from herd.errors import Problem, SpecError
 from herd.graph import ChartGraph
 
 
