@@ -5,7 +5,8 @@ plan; `charts(spec)` then returns the NeuVector chart for `security: enabled` an
 SUSE Observability agent for `observability: enabled`, and `cluster_values` gives each
 cluster its own values:
 
-- agent: `stackstate.cluster.name` = the cluster's name, plus `stackstate.url` and
+- agent: `stackstate.cluster.name` = the cluster's name (made valid for the agent's
+  schema when it is not, `herd.addons.agentname`), plus `stackstate.url` and
   `stackstate.apiKey` from the add-on Secret;
 - NeuVector: `bootstrapPassword` = the Secret's `neuvector.password` when set (NeuVector
   applies it on first start only, so Herd can later log in to read scans); else nothing.
@@ -40,6 +41,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from herd.addons.agentname import agent_cluster_name
 from herd.addons.config import (
     AGENT,
     NEUVECTOR,
@@ -173,7 +175,7 @@ class AddonCatalog:
         if chart.name == AGENT:
             return {
                 "stackstate": {
-                    "cluster": {"name": cluster.name},
+                    "cluster": {"name": agent_cluster_name(cluster.name)},
                     "url": credentials.stackstate_url,
                     "apiKey": credentials.stackstate_api_key,
                 }
