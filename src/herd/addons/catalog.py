@@ -96,26 +96,35 @@ class AddonCatalog:
 
     @classmethod
     def from_file(cls, path: Path) -> AddonCatalog:
-        """From a YAML file holding a ConfigMap document and optionally a Secret document."""
-        configmap: dict[str, Any] | None = None
-        secret: dict[str, str] = {}
-        for doc in yaml.safe_load_all(path.read_text()):
-            if not isinstance(doc, dict):
-                continue
-            if doc.get("kind") == "ConfigMap" and configmap is None:
-                configmap = doc
-            elif doc.get("kind") == "Secret":
-                where = f"{path}: Secret"
-                secret = {**_decoded(doc.get("data") or {}, where), **(doc.get("stringData") or {})}
-        if configmap is None:
+        """From a YAML file holding the add-on ConfigMap document and optionally its Secret,
+        as `kubectl apply` would create them for the operator (`examples/addons-config.yaml
+        .sample`); parsed by the operator's `parse_config` and `parse_secret`.
+
+        As the operator reads only the Secret the ConfigMap names (`secretName`, same
+        namespace), a Secret named otherwise is an error, not silently unused. Raises
+        `AddonConfigError`; its problems name documents and keys, never a value (a YAML
+        syntax error gives its line only: the text around it may be a secret).
+        """
+        documents = _documents(path)
+        configmaps = [d for d in documents if d.get("kind") == "ConfigMap"]
+        secrets = [d for d in documents if d.get("kind") == "Secret"]
+        if not configmaps:
             raise AddonConfigError([Problem(str(path), "has no ConfigMap document")])
-        metadata = configmap.get("metadata") or {}
-        return cls.from_config(
-            configmap.get("data") or {},
-            secret,
-            configmap=str(metadata.get("name", "herd-addons")),
-            namespace=str(metadata.get("namespace", "herd-system")),
+        if len(configmaps) > 1 or len(secrets) > 1:
+            raise AddonConfigError(
+                [Problem(str(path), "give one ConfigMap and at most one Secret document")]
+            )
+        name, namespace = _name(configmaps[0], "herd-addons"), _namespace(configmaps[0])
+        catalog = cls.from_config(
+            _mapping(configmaps[0], "data", f"{path}: ConfigMap"),
+            _secret_values(path, secrets[0]) if secrets else {},
+            configmap=name,
+            namespace=namespace,
         )
+        assert catalog.config is not None
+        if secrets:
+            _check_secret_is_named(path, secrets[0], catalog.config.secret_name, namespace)
+        return catalog
 
     @classmethod
     def from_cluster(
@@ -282,3 +291,62 @@ def _decoded(data: Mapping[str, Any], where: str) -> dict[str, str]:
                 [Problem(f"{where}, key {key}", "is not base64-encoded UTF-8 text")]
             ) from None
     return decoded
+
+
+# -- the add-on file (`from_file`) --------------------------------------------------------
+
+
+def _documents(path: Path) -> list[dict[str, Any]]:
+    try:
+        loaded = list(yaml.safe_load_all(path.read_text()))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise AddonConfigError([Problem(str(path), f"is not valid YAML{line}")]) from None
+    return [doc for doc in loaded if isinstance(doc, dict)]
+
+
+def _name(doc: Mapping[str, Any], default: str) -> str:
+    metadata = doc.get("metadata")
+    return str(metadata.get("name") or default) if isinstance(metadata, dict) else default
+
+
+def _namespace(doc: Mapping[str, Any]) -> str:
+    metadata = doc.get("metadata")
+    found = metadata.get("namespace") if isinstance(metadata, dict) else None
+    return str(found or "herd-system")
+
+
+def _mapping(doc: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = doc.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise AddonConfigError([Problem(f"{where}, {key}", "must be a mapping of keys")])
+    return value
+
+
+def _secret_values(path: Path, secret: Mapping[str, Any]) -> dict[str, str]:
+    where = f"{path}: Secret"
+    plain = _mapping(secret, "stringData", where)
+    bad = sorted(str(k) for k, v in plain.items() if not isinstance(v, str))
+    if bad:
+        raise AddonConfigError(
+            [Problem(f"{where}, key {key}", "must be a string (quote it)") for key in bad]
+        )
+    return {**_decoded(_mapping(secret, "data", where), where), **plain}
+
+
+def _check_secret_is_named(
+    path: Path, secret: Mapping[str, Any], wanted: str, namespace: str
+) -> None:
+    name = _name(secret, wanted)
+    where = f"{path}: Secret {name}"
+    if name != wanted:
+        reason = f"the ConfigMap names the Secret {wanted!r} (key secretName), not this one"
+        raise AddonConfigError([Problem(where, reason)])
+    metadata = secret.get("metadata")
+    explicit = metadata.get("namespace") if isinstance(metadata, dict) else None
+    if explicit and str(explicit) != namespace:
+        reason = f"must be in the ConfigMap's namespace {namespace!r}"
+        raise AddonConfigError([Problem(where, reason)])

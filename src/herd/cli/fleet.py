@@ -13,6 +13,10 @@ operator's reader from the cluster given as `--values-kubeconfig`. Without it, a
 whose charts need such values is invalid input (the CLI never deploys a chart silently
 without values the Stack asks for).
 
+Add-ons (`security` / `observability: enabled`) come from `--addons FILE`, the operator's
+add-on ConfigMap and Secret as a file (`herd.cli.addons`); without it such a Stack is
+invalid input. The Secret's values never appear in anything the CLI prints.
+
 Callers: `herd.cli.main`.
 """
 
@@ -29,7 +33,9 @@ from typing import Any
 
 from kubernetes import client
 
+from herd.addons import AddonCatalog
 from herd.api.v1 import Stack, StackSpec
+from herd.cli import addons as addon_file
 from herd.cli import progress as live
 from herd.cli import render
 from herd.clusters import (
@@ -46,7 +52,7 @@ from herd.clusters import (
 )
 from herd.clusters.files import OPTIONS_DEST
 from herd.documents import load
-from herd.engine import Engine, ValuesReader
+from herd.engine import AddOns, Engine, ValuesReader
 from herd.errors import Problem, SpecError, TransientError
 from herd.helm import ClusterHelm, HelmEnvironment, HelmFailure
 from herd.plan import ObservedRelease, SourceKey, Values, owner_label
@@ -131,6 +137,7 @@ class Session:
         *,
         limits: Limits = DEFAULT_LIMITS,
         values_kubeconfig: Path | None = None,
+        addons: AddonCatalog | None = None,
     ) -> None:
         self._api: client.ApiClient | None = None
         if values_kubeconfig is not None:
@@ -143,10 +150,14 @@ class Session:
                 ) from None
         values: ValuesReader = KubeValuesReader(self._api) if self._api else NoValuesCluster()
         self.limits = limits
+        self.redact = addon_file.Redactor.of(addons)
         self.store = KubeconfigStore(None)
         self.inventory = Inventory([FileSource(clusters)], self.store)
         self.env = HelmEnvironment()
-        self.engine = Engine(self.inventory, self.env, limits=limits, values=values, manager="cli")
+        planned: AddOns = addons or addon_file.NoAddons()
+        self.engine = Engine(
+            self.inventory, self.env, limits=limits, values=values, addons=planned, manager="cli"
+        )
 
     def close(self) -> None:
         self.store.close()
@@ -164,36 +175,50 @@ def run(body: Body, *, needs_stack: bool = True) -> Callable[[argparse.Namespace
     def command(args: argparse.Namespace) -> int:
         _quiet_logs()
         session: Session | None = None
+        redact = addon_file.Redactor()
         try:
             filename: Path | None = args.filename
             stack = load_stack(filename) if filename is not None else None
             if needs_stack and stack is None:
                 raise InvalidInput("give the Stack file with -f FILE")
+            addons = load_addons(getattr(args, "addons", None))
+            redact = addon_file.Redactor.of(addons)
             clusters = file_clusters(args)
             session = Session(
                 clusters,
                 limits=limits_of(args.concurrency),
                 values_kubeconfig=getattr(args, "values_kubeconfig", None),
+                addons=addons,
             )
             return asyncio.run(body(args, session, stack))
         except InvalidInput as error:
-            _error(args, *error.lines)
+            _error(args, *map(redact.text, error.lines))
             return render.EXIT_INVALID
         except SpecError as error:
             _error(
                 args,
                 "the Stack is invalid; nothing was changed:",
-                *(f"  {p}" for p in error.problems),
+                *(redact.text(f"  {p}") for p in error.problems),
             )
             return render.EXIT_INVALID
         except TransientError as error:
-            _error(args, f"{error} (retry later)")
+            _error(args, redact.text(f"{error} (retry later)"))
             return render.EXIT_FAILED
         finally:
             if session is not None:
                 session.close()
 
     return command
+
+
+def load_addons(path: Path | None) -> AddonCatalog | None:
+    """`--addons FILE` parsed as the operator parses its add-on configuration."""
+    if path is None:
+        return None
+    try:
+        return addon_file.load(path)
+    except addon_file.AddonFileError as error:
+        raise InvalidInput(*error.lines) from None
 
 
 def limits_of(concurrency: int | None) -> Limits:
@@ -239,9 +264,12 @@ async def apply(args: argparse.Namespace, session: Session, stack: Stack | None)
         return await plan(args, session, stack)
     progress = live.for_stream(sys.stderr)
     try:
-        result = await session.engine.apply(stack, progress, force=args.force)
+        result = await session.engine.apply(
+            stack, lambda r: progress(session.redact.result(r)), force=args.force
+        )
     finally:
         progress.close()
+    result.releases = [session.redact.result(r) for r in result.releases]
     rows = render.release_rows(result)
     text = render.apply_summary(result)
     document = render.release_document(stack, result, rows, text)
@@ -265,10 +293,14 @@ async def delete(args: argparse.Namespace, session: Session, stack: Stack | None
     progress = live.for_stream(sys.stderr)
     try:
         result = await session.engine.delete(
-            stack.namespace, stack.name, progress, force=args.force
+            stack.namespace,
+            stack.name,
+            lambda r: progress(session.redact.result(r)),
+            force=args.force,
         )
     finally:
         progress.close()
+    result.releases = [session.redact.result(r) for r in result.releases]
     # A cluster that could not be read may still hold releases: say so, and exit 1.
     result = render.with_unreadable(result, result.unreachable)
     rows = render.release_rows(result)
@@ -364,6 +396,15 @@ def add_commands(commands: Any) -> None:
                 metavar="FILE",
                 help="cluster holding the ConfigMaps/Secrets of values.from "
                 "(in the Stack's namespace)",
+            )
+        if name != "status":
+            parser.add_argument(
+                addon_file.FLAG,
+                type=Path,
+                metavar="FILE",
+                help="Herd's add-on configuration (the ConfigMap and Secret documents of "
+                f"{addon_file.SAMPLE}); required for a Stack with security or "
+                "observability enabled",
             )
         if name in ("apply", "delete"):
             parser.add_argument(
