@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
+import os
+import pty
+import re
+import select
+import struct
+import termios
 
 import pytest
+from rich.console import Console
 
 from herd.cli.progress import LiveProgress, PlainProgress, for_stream, progress_line
 from herd.plan import Action, ReleaseKey
@@ -79,9 +87,27 @@ class Clock:
         return self.now
 
 
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+CURSOR_UP = "\x1b[1A"  # rich's Live moves up over its last frame, line by line
+ERASE_LINE = "\x1b[2K"
+
+
+def console(out: io.StringIO, width: int = 80, height: int = 24) -> Console:
+    return Console(
+        file=out, force_terminal=True, width=width, height=height, color_system="standard"
+    )
+
+
+def frames(text: str) -> list[list[str]]:
+    """The frames a terminal showed: each redraw starts by moving up over the last one."""
+    parts = re.split(r"(?:\x1b\[2K\x1b\[1A)+\x1b\[2K|\r", text)
+    shown = [ANSI.sub("", part).rstrip("\n") for part in parts]
+    return [[line.rstrip() for line in frame.split("\n")] for frame in shown if frame.strip()]
+
+
 def test_live_progress_redraws_in_place_throttled() -> None:
     out, clock = io.StringIO(), Clock()
-    progress = LiveProgress(out, size=lambda: (80, 24), clock=clock)
+    progress = LiveProgress(out, console=console(out), clock=clock)
 
     progress(result("c1", "db", State.PENDING))
     first = out.getvalue()
@@ -91,32 +117,71 @@ def test_live_progress_redraws_in_place_throttled() -> None:
     progress(result("c1", "db", State.DEPLOYING, Action.INSTALL, message="not installed"))
     progress.close()
 
-    assert first == "\x1b[JPending: 1\nc1  db  Pending\n"
+    assert frames(first) == [["Pending: 1", "c1  db  Pending"]]
     redraws = out.getvalue()[len(first) :]
-    # Each redraw moves up over the previous block, clears, and draws every row.
-    assert redraws.startswith("\x1b[2F\x1b[J")
-    assert redraws.endswith(
-        "\x1b[3F\x1b[JPending: 1  Deploying: 1\n"
-        "c1  db   Deploying     install: not installed\n"
-        "c1  web  Pending\n"
-    )
+    assert CURSOR_UP in redraws and ERASE_LINE in redraws  # in place, not appended
+    assert "\x1b[33m" in redraws  # Deploying and Pending in colour
+    assert frames(out.getvalue())[-1] == [
+        "Pending: 1  Deploying: 1",
+        "c1  db   Deploying     install: not installed",
+        "c1  web  Pending",
+    ]
 
 
 def test_live_progress_keeps_rows_needing_attention_when_the_screen_is_short() -> None:
     out = io.StringIO()
-    progress = LiveProgress(out, size=lambda: (40, 5))
+    progress = LiveProgress(out, console=console(out, width=40, height=5))
     for number in range(6):
         progress(result(f"c{number}", "db", State.DEPLOYED, Action.NOTHING, revision=1))
     progress(result("c9", "db", State.FAILED, message="x" * 100))
 
-    lines = progress.lines(4)
-
-    assert lines[0] == "Deployed: 6  Failed: 1"
-    assert lines[1].startswith("c0  db  Deployed")
-    assert lines[2].startswith("c9  db  Failed")
-    assert lines[3] == "… 5 more releases"
+    assert [r.key.cluster for r in progress.chosen(4)] == ["c0", "c9"]
     progress.draw()
-    assert all(len(line) <= 39 for line in out.getvalue().splitlines())
+    progress.close()
+
+    last = frames(out.getvalue())[-1]
+    assert last[0] == "Deployed: 6  Failed: 1"
+    assert last[1].startswith("c0  db  Deployed")
+    assert last[2].startswith("c9  db  Failed") and last[2].endswith("…")
+    assert last[3] == "… 5 more releases"
+    assert all(len(line) <= 40 for line in last)
+
+
+def test_live_progress_on_a_real_pseudo_terminal_redraws_and_ends_on_the_final_rows() -> None:
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    stream = os.fdopen(follower, "w")
+    clock = Clock()
+    assert isinstance(for_stream(stream), LiveProgress)  # a terminal: live redraws
+    progress = LiveProgress(stream, clock=clock)
+    for step, state in enumerate((State.PENDING, State.DEPLOYING, State.DEPLOYED)):
+        clock.now = float(step)
+        progress(result("edge-1", "web", state, Action.INSTALL, revision=1))
+        progress(result("edge-2", "web", state, Action.INSTALL, revision=1))
+    progress.close()
+    stream.close()
+
+    shown = read_all(leader)
+    assert shown.count(CURSOR_UP) >= 3 * 2  # every redraw moves up over the previous frame
+    assert frames(shown)[-1] == [
+        "Deployed: 2",
+        "edge-1  web  Deployed      revision 1, installed",
+        "edge-2  web  Deployed      revision 1, installed",
+    ]
+
+
+def read_all(fd: int) -> str:
+    chunks = []
+    while select.select([fd], [], [], 0.5)[0]:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the follower side is closed: all read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode().replace("\r\n", "\n")
 
 
 class Terminal(io.StringIO):

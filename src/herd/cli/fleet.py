@@ -241,17 +241,17 @@ def _error(args: argparse.Namespace, *lines: str) -> None:
 
 
 def _emit(
-    args: argparse.Namespace, document: dict[str, Any], table: str, notes: Sequence[str], text: str
+    args: argparse.Namespace,
+    document: dict[str, Any],
+    table: render.Grid,
+    notes: Sequence[str],
+    text: str,
 ) -> None:
     """The result on stdout: one JSON document, or the table, notes and summary."""
     if args.output == "json":
         print(json.dumps(document, indent=2))
         return
-    print(table)
-    print()
-    for note in notes:
-        print(note)
-    print(text)
+    render.write_result(sys.stdout, table, notes, text)
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ async def apply(args: argparse.Namespace, session: Session, stack: Stack | None)
     rows = render.release_rows(result)
     text = render.apply_summary(result)
     document = render.release_document(stack, result, rows, text)
-    _emit(args, document, render.release_table(rows), render.skipped_lines(result.skipped), text)
+    _emit(args, document, render.release_grid(rows), render.skipped_lines(result.skipped), text)
     return render.apply_exit(result)
 
 
@@ -284,7 +284,7 @@ async def plan(args: argparse.Namespace, session: Session, stack: Stack | None) 
     rows = render.plan_rows(stack, result, previews)
     text = render.plan_summary(result, rows)
     document = render.plan_document(stack, result, rows, text)
-    _emit(args, document, render.plan_table(rows), render.skipped_lines(result.skipped), text)
+    _emit(args, document, render.plan_grid(rows), render.skipped_lines(result.skipped), text)
     return render.plan_exit(result, rows)
 
 
@@ -306,7 +306,7 @@ async def delete(args: argparse.Namespace, session: Session, stack: Stack | None
     rows = render.release_rows(result)
     text = render.delete_summary(result)
     document = render.release_document(stack, result, rows, text)
-    _emit(args, document, render.release_table(rows), render.skipped_lines(result.skipped), text)
+    _emit(args, document, render.release_grid(rows), render.skipped_lines(result.skipped), text)
     return render.delete_exit(result)
 
 
@@ -318,7 +318,7 @@ async def status(args: argparse.Namespace, session: Session, stack: Stack | None
     text = render.status_summary(rows, len(clusters), unreachable)
     document = render.status_document(rows, unreachable, text)
     notes = [f"cannot read cluster {c}: {reason}" for c, reason in sorted(unreachable.items())]
-    _emit(args, document, render.status_table(rows), notes, text)
+    _emit(args, document, render.status_grid(rows), notes, text)
     return render.status_exit(rows, unreachable)
 
 

@@ -1,7 +1,7 @@
 """Live progress of `herd apply` and `herd delete`, fed by the rollout's `on_progress`.
 
 Two faces: on a terminal, `LiveProgress` redraws one line per cluster × chart in place
-(ANSI cursor movement, throttled, busy and failing rows kept visible when the fleet is
+(a `rich` Live view, throttled, busy and failing rows kept visible when the fleet is
 taller than the screen); anywhere else, `PlainProgress` writes one line per state change
 (`[cluster] chart: State message`), which reads well in CI logs. Both write to stderr,
 so stdout holds only the final table or JSON document.
@@ -11,13 +11,17 @@ Callers: `herd.cli.fleet`.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Protocol, TextIO
 
-from herd.cli.render import result_message
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from herd.cli.render import STATE_STYLES, result_message, terminal
 from herd.plan import ReleaseKey
 from herd.results import ReleaseResult, State
 
@@ -73,21 +77,24 @@ class PlainProgress:
 
 
 class LiveProgress:
-    """A block of lines redrawn in place; `close()` draws the final state and leaves it."""
+    """A `rich` Live view redrawn in place; `close()` draws the final state and leaves it.
+
+    Redraws are throttled (at most one per `REDRAW_SECONDS`, on the caller's clock) and
+    made by the caller, not a refresh thread, so a run's output is what its updates say.
+    """
 
     def __init__(
         self,
         stream: TextIO,
         *,
-        size: Callable[[], tuple[int, int]] | None = None,
+        console: Console | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._stream = stream
-        self._size = size or _terminal_size
+        self._console = console or terminal(stream)
         self._clock = clock
         self._results: dict[ReleaseKey, ReleaseResult] = {}
-        self._drawn = 0
         self._last_draw: float | None = None
+        self._live: Live | None = None
 
     def __call__(self, result: ReleaseResult) -> None:
         self._results[result.key] = result
@@ -99,47 +106,66 @@ class LiveProgress:
     def close(self) -> None:
         if self._results:
             self.draw()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
     def draw(self) -> None:
-        width, height = self._size()
-        lines = [line[: max(width - 1, 10)] for line in self.lines(max(height - 1, 3))]
-        up = f"\x1b[{self._drawn}F" if self._drawn else ""
-        self._stream.write(up + "\x1b[J" + "".join(f"{line}\n" for line in lines))
-        self._stream.flush()
-        self._drawn = len(lines)
+        size = self._console.size
+        view = self.view(max(size.height - 1, 3), size.width)
+        if self._live is None:
+            self._live = Live(
+                view,
+                console=self._console,
+                auto_refresh=False,
+                redirect_stdout=False,
+                redirect_stderr=False,
+                vertical_overflow="crop",
+            )
+            self._live.start(refresh=True)
+        else:
+            self._live.update(view, refresh=True)
 
-    def lines(self, height: int) -> list[str]:
-        """A counts header, then rows; if too many, the ones needing attention first."""
+    def view(self, height: int, width: int) -> Group:
+        """The counts header, then one row per release (`chosen`), then how many are hidden."""
         results = list(self._results.values())
         counts = Counter(r.state for r in results)
-        header = "  ".join(f"{state.value}: {counts[state]}" for state in State if counts[state])
-        cluster_width = max(len(r.key.cluster) for r in results)
-        chart_width = max(len(r.chart) for r in results)
+        header = Text()
+        for state in (s for s in State if counts[s]):
+            if header:
+                header.append("  ")
+            header.append(f"{state.value}: {counts[state]}", style=STATE_STYLES.get(state.value))
+        # Names and states keep their width; a long message is cut, ending in "…".
+        names = [max(len(r.key.cluster) for r in results), max(len(r.chart) for r in results)]
+        rows = Table.grid(padding=(0, 2))
+        for name_width in names:
+            rows.add_column(no_wrap=True, min_width=name_width)
+        rows.add_column(no_wrap=True, min_width=12)
+        detail = max(width - sum(names) - 12 - 3 * 2, 10)
+        rows.add_column(no_wrap=True, overflow="ellipsis", max_width=detail)
+        chosen = self.chosen(height)
+        for r in chosen:
+            shown = Text(r.state.value, style=STATE_STYLES.get(r.state.value, ""))
+            rows.add_row(r.key.cluster, r.chart, shown, _detail(r))
+        hidden = len(results) - len(chosen)
+        more = [Text(f"… {hidden} more releases", style="dim")] if hidden else []
+        return Group(header, rows, *more)
+
+    def chosen(self, height: int) -> list[ReleaseResult]:
+        """The rows that fit below the header; if too many, the ones needing attention."""
+        results = list(self._results.values())
         chosen = results
         if len(results) + 1 > height:
             keep = height - 2  # header and the "more" line
             ranked = sorted(enumerate(results), key=lambda pair: _ATTENTION[pair[1].state])
             chosen = [r for _, r in sorted(ranked[:keep], key=lambda pair: pair[0])]
-        chosen = sorted(chosen, key=lambda r: r.key.cluster)  # stable: wave order kept
-        rows = [
-            f"{r.key.cluster.ljust(cluster_width)}  {r.chart.ljust(chart_width)}  "
-            f"{r.state.value.ljust(12)}  {_detail(r)}".rstrip()
-            for r in chosen
-        ]
-        hidden = len(results) - len(chosen)
-        more = [f"… {hidden} more releases"] if hidden else []
-        return [header, *rows, *more]
+        return sorted(chosen, key=lambda r: r.key.cluster)  # stable: wave order kept
 
 
 def _detail(result: ReleaseResult) -> str:
     line = progress_line(result)
     prefix = f"[{result.key.cluster}] {result.chart}: {result.state.value}"
     return line[len(prefix) :].strip()
-
-
-def _terminal_size() -> tuple[int, int]:
-    size = shutil.get_terminal_size()
-    return size.columns, size.lines
 
 
 def for_stream(stream: TextIO) -> Progress:

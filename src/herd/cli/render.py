@@ -6,6 +6,9 @@ parses `--output json` sees exactly what a person reads in the table. The exit-c
 functions are the CLI's half of the error taxonomy (`herd.errors`): SpecError → 2 is
 mapped by the caller; everything per release is decided here.
 
+Tables are `Grid`s: as text (`str`) they are the plain columns logs and pipes get, byte for
+byte as ever; on a terminal `write_result` shows them as a `rich` Table, states in colour.
+
 Nothing here prints values or kubeconfigs: rows hold names, states, versions, helm's
 one-line messages and, in a plan, the *keys* of the values a release would set.
 
@@ -17,7 +20,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, TextIO
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from herd.api.v1 import SkippedCluster, Stack
 from herd.engine import Preview, StackResult
@@ -59,6 +67,80 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
         ).rstrip()
         for line in lines
     )
+
+
+_GOOD = "green"
+_BAD = "bold red"
+_BUSY = "yellow"
+STATE_STYLES: Mapping[str, str] = {
+    **dict.fromkeys(("Deployed", "Uninstalled", "deployed", "unchanged"), _GOOD),
+    **dict.fromkeys(("Failed", "Unreachable", "failed", "conflict"), _BAD),
+    **dict.fromkeys(("Skipped", "NotGranted"), "magenta"),
+    **dict.fromkeys(("Pending", "Deploying", "Uninstalling"), _BUSY),
+    **dict.fromkeys(("install", "upgrade", "recover", "uninstall"), "cyan"),
+}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A table's headers and cells. `str()` is the plain text; `rich` renders a Table, the
+    cells of the `STATUS`/`ACTION` column styled by `STATE_STYLES`."""
+
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+    @classmethod
+    def of(cls, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> Grid:
+        return cls(tuple(headers), tuple(tuple(cell(v) for v in row) for row in rows))
+
+    def __str__(self) -> str:
+        return table(self.headers, self.rows)
+
+    def __rich__(self) -> Table:
+        # Laid out as the plain text is (two spaces apart, no edges), a rule under the
+        # headers; the last column (helm's message, a plan's detail) folds, never cut.
+        grid = Table(
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            collapse_padding=True,
+            header_style="bold",
+        )
+        last = len(self.headers) - 1
+        for i, header in enumerate(self.headers):
+            grid.add_column(header, overflow="fold" if i == last else "ellipsis")
+        styled = {i for i, h in enumerate(self.headers) if h in ("STATUS", "ACTION")}
+        for row in self.rows:
+            grid.add_row(
+                *(
+                    Text(v, style=STATE_STYLES.get(v, "") if i in styled else "")
+                    for i, v in enumerate(row)
+                )
+            )
+        return grid
+
+
+def terminal(stream: TextIO) -> Console:
+    """A rich Console on `stream` that prints text as it is (no markup, no highlighting:
+    helm's messages may hold brackets)."""
+    return Console(file=stream, markup=False, highlight=False, emoji=False)
+
+
+def write_result(stream: TextIO, grid: Grid, notes: Sequence[str], text: str) -> None:
+    """The table, the notes and the summary: a rich Table on a terminal, else plain text."""
+    if not stream.isatty():
+        print(grid, file=stream)
+        print(file=stream)
+        for note in notes:
+            print(note, file=stream)
+        print(text, file=stream)
+        return
+    console = terminal(stream)
+    console.print(grid)
+    console.print()
+    for note in notes:
+        console.print(Text(note, style="yellow"))
+    console.print(Text(text, style="bold"))
 
 
 def stack_ref(stack: Stack) -> dict[str, str]:
@@ -222,8 +304,12 @@ def release_document(
     }
 
 
+def release_grid(rows: Sequence[ReleaseRow]) -> Grid:
+    return Grid.of(RELEASE_HEADERS, (row.cells() for row in rows))
+
+
 def release_table(rows: Sequence[ReleaseRow]) -> str:
-    return table(RELEASE_HEADERS, (row.cells() for row in rows))
+    return str(release_grid(rows))
 
 
 # -- plan --------------------------------------------------------------------------------
@@ -345,8 +431,12 @@ def plan_document(
     }
 
 
+def plan_grid(rows: Sequence[PlanRow]) -> Grid:
+    return Grid.of(PLAN_HEADERS, (row.cells() for row in rows))
+
+
 def plan_table(rows: Sequence[PlanRow]) -> str:
-    return table(PLAN_HEADERS, (row.cells() for row in rows))
+    return str(plan_grid(rows))
 
 
 # -- status ------------------------------------------------------------------------------
@@ -416,5 +506,9 @@ def status_document(
     }
 
 
+def status_grid(rows: Sequence[StatusRow]) -> Grid:
+    return Grid.of(STATUS_HEADERS, (row.cells() for row in rows))
+
+
 def status_table(rows: Sequence[StatusRow]) -> str:
-    return table(STATUS_HEADERS, (row.cells() for row in rows))
+    return str(status_grid(rows))
