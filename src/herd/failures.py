@@ -22,6 +22,7 @@ class FailureKind(enum.StrEnum):
     API_TIMEOUT = "ApiTimeout"
     RESOURCE_CONFLICT = "ResourceConflict"
     INVALID = "InvalidResource"
+    FORBIDDEN = "Forbidden"  # the API server's RBAC refused a call of Herd's own (CRD apply)
     FAILED = "HelmFailed"
 
 
@@ -106,3 +107,44 @@ def classify(stderr: str, *, pulling: bool = False) -> HelmFailure:
                 transient=transient,
             )
     return HelmFailure(FailureKind.FAILED, message, transient=False)
+
+
+def api_failure(
+    what: str, status: int | None, detail: str = "", *, forbidden_hint: str = ""
+) -> HelmFailure:
+    """A failed Kubernetes API call of a release's own step (not helm's), classified.
+
+    `what` says what was attempted (naming the object, never its content); `status` is the
+    HTTP status (None: the API server did not answer); `detail` the server's message, for
+    invalid objects. Forbidden and invalid are permanent; throttling, server errors and no
+    answer are transient.
+    """
+    if status is None:
+        return HelmFailure(
+            FailureKind.CLUSTER_UNREACHABLE, f"{what}: API server unreachable", transient=True
+        )
+    kind, transient = _API_STATUS.get(status, (FailureKind.FAILED, status >= 500))
+    message = f"{what}: HTTP {status}"
+    if detail:
+        message += f": {detail}"
+    if status == 403 and forbidden_hint:
+        message += f" ({forbidden_hint})"
+    message = " ".join(message.split())  # one line, whatever the server's detail held
+    if len(message) > _API_MESSAGE_LIMIT:
+        message = message[: _API_MESSAGE_LIMIT - 1] + "…"
+    return HelmFailure(kind, message, transient=transient)
+
+
+_API_MESSAGE_LIMIT = 400
+
+
+# HTTP status of a failed API call -> (kind, transient).
+_API_STATUS: dict[int, tuple[FailureKind, bool]] = {
+    400: (FailureKind.INVALID, False),
+    403: (FailureKind.FORBIDDEN, False),
+    404: (FailureKind.FAILED, False),
+    409: (FailureKind.RESOURCE_CONFLICT, False),
+    422: (FailureKind.INVALID, False),
+    429: (FailureKind.API_TIMEOUT, True),
+    504: (FailureKind.API_TIMEOUT, True),
+}

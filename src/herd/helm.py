@@ -188,6 +188,11 @@ class ClusterHelm:
             self._flags += [f"--kube-as-group={group}" for group in identity.groups]
         self._api: kubernetes.client.CoreV1Api | None = None
 
+    @property
+    def kubeconfig(self) -> Path:
+        """The kubeconfig file helm uses (for the release's own API calls, as `identity`)."""
+        return self._kubeconfig
+
     async def _run(
         self, args: list[str], positionals: list[str], stdin: bytes | None = None
     ) -> bytes:
@@ -265,6 +270,8 @@ class ClusterHelm:
             command += ["--wait", "--wait-for-jobs"]
         if chart.atomic:
             command.append("--atomic")
+        if chart.crds != "Create":  # Skip; or CreateReplace, which Herd applied itself
+            command.append("--skip-crds")
         try:
             output = await self._run(
                 command, [desired.key.name, str(chart_dir)], json.dumps(desired.values).encode()
@@ -276,12 +283,13 @@ class ClusterHelm:
 
     async def render(self, desired: DesiredRelease, chart_dir: Path) -> str:
         """`helm template` with the release's values (stdin, as install): every object the
-        install would create, hooks and the chart's `crds/` included. Client-side only: the
-        cluster is not asked (a `lookup` renders empty; the downstream RBAC covers that)."""
+        install would create, hooks and the chart's `crds/` included (unless `crds: Skip`).
+        Client-side only: the cluster is not asked (a `lookup` renders empty; the
+        downstream RBAC covers that)."""
         command = [
             "template",
             f"--namespace={desired.key.namespace}",
-            "--include-crds",
+            *([] if desired.chart.crds == "Skip" else ["--include-crds"]),
             "--values=-",
         ]
         try:

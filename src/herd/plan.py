@@ -346,6 +346,8 @@ def config_digest(chart: ChartSpec, values: Mapping[str, Any]) -> str:
             "version": chart.version,
             "atomic": chart.atomic,
             "values": values,
+            # Only when set: the default keeps every existing release's digest (no upgrade).
+            **({"crds": chart.crds} if chart.crds != "Create" else {}),
         },
         sort_keys=True,
         default=str,

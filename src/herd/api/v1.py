@@ -291,6 +291,16 @@ class ChartSpec(_Model):
         default=False,
         description="Roll back (or uninstall, on first install) when the operation fails.",
     )
+    crds: Literal["Skip", "Create", "CreateReplace"] = Field(
+        default="Create",
+        description=(
+            "What happens to the CustomResourceDefinitions in the chart's crds/ directories "
+            "(its subcharts' included), as Flux's CRD policy: Create (helm's behaviour) "
+            "creates missing ones on install and never changes them; Skip installs none "
+            "(helm --skip-crds); CreateReplace makes Herd apply them on every install and "
+            "upgrade, server-side as field manager herd, before helm runs."
+        ),
+    )
 
     @field_validator("chart")
     @classmethod

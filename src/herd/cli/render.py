@@ -28,8 +28,9 @@ from rich.table import Table
 from rich.text import Text
 
 from herd.api.v1 import SkippedCluster, Stack
+from herd.chart_crds import crd_note
 from herd.engine import Preview, StackResult
-from herd.plan import Action, ObservedRelease, changed_keys
+from herd.plan import Action, DesiredRelease, ObservedRelease, changed_keys
 from herd.results import ReleaseResult, State
 from herd.status import phase_of, summary
 
@@ -378,7 +379,7 @@ def plan_rows(stack: Stack, result: StackResult, previews: Sequence[Preview]) ->
                 action=_PLAN_WORDS.get(action, action.value),
                 revision=observed.revision if observed else None,
                 version=desired.chart.version if desired else None,
-                reason="" if action is Action.NOTHING else reason,
+                reason="" if action is Action.NOTHING else reason + _crds(desired, action),
                 values=changed_keys({}, desired.values)
                 if desired and action is Action.INSTALL
                 else [],
@@ -386,6 +387,13 @@ def plan_rows(stack: Stack, result: StackResult, previews: Sequence[Preview]) ->
         )
     place = _placing(result)
     return sorted(rows, key=lambda r: place(r.cluster, r.chart, r.action == "uninstall", r.release))
+
+
+def _crds(desired: DesiredRelease | None, action: Action) -> str:
+    """ "; CRDs: CreateReplace" on an install or upgrade whose chart is not helm's default."""
+    if desired is None or action not in (Action.INSTALL, Action.UPGRADE):
+        return ""
+    return crd_note(desired.chart.crds)
 
 
 def _observed_chart(observed: ObservedRelease | None) -> str:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 
+from herd.chart_crds import crd_note
 from herd.helm import ChartCache, ClusterHelm, HelmFailure
 from herd.plan import (
     DEFAULT_STUCK_SECONDS,
@@ -33,6 +34,7 @@ from herd.plan import (
 )
 from herd.results import ReleaseResult, State
 from herd.results import now as _now
+from herd.rollout.crds import CrdStep
 from herd.rollout.gates import Draining, Gates
 from herd.rollout.tenants import RenderCheck
 
@@ -69,6 +71,7 @@ class ReleaseActions:
         self._settings = settings
         self._report = report
         self._current = current
+        self._crds = CrdStep()
 
     def decide(
         self,
@@ -186,11 +189,12 @@ class ReleaseActions:
                 return replace(
                     base, state=State.FAILED, message=refused, transient=False, finished=_now()
                 )
-        await self._report(
-            replace(base, state=State.DEPLOYING, message=decision.reason, started=_now())
-        )
+        crds = await self._crds.crds(desired, chart_dir)  # CreateReplace only
+        message = decision.reason + crd_note(desired.chart.crds, len(crds))
+        await self._report(replace(base, state=State.DEPLOYING, message=message, started=_now()))
         async with self._gates.slot():
             started = _now()  # helm's own time, not the wait for a slot
+            await self._crds.apply(helm.cluster, helm.kubeconfig, helm.identity, crds)
             revision = await helm.install_or_upgrade(
                 desired, chart_dir, self._settings.owner, self._settings.manager
             )

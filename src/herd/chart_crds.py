@@ -1,0 +1,268 @@
+"""The CustomResourceDefinitions a chart ships in `crds/`, as helm would install them. Pure.
+
+For `charts[].crds: CreateReplace` Herd applies these itself (`herd.rollout.crds`), because
+helm creates them on install and never changes them afterwards. Which files count follows
+helm's own loader (`Chart.CRDObjects` after `ProcessDependencies`):
+
+- every file below the chart's `crds/` (any depth) ending `.yaml`, `.yml` or `.json`
+  (case-insensitive), never rendered as a template;
+- the same for every subchart in `charts/` (unpacked directories and `.tgz` archives,
+  recursively), except subcharts that the release's values disable: a dependency's
+  `condition` (the first of its comma-separated value paths that holds a boolean), else its
+  `tags` (the root's `tags` values; disabled only when every one of its tags is false).
+  Conditions are read against the chart's `values.yaml` merged with the release's values.
+
+Each file may hold several YAML documents; empty ones are skipped. Only
+`apiextensions.k8s.io/v1` `CustomResourceDefinition`s are accepted: anything else in a
+`crds/` directory is a `ChartCrdError` naming the file (`chart/charts/sub/crds/x.yaml`, as
+helm names it), and the release fails without touching the cluster.
+
+Reads the chart directory the rollout pulled (`herd.helm.ChartCache`); no Kubernetes, no
+helm. Callers: `herd.rollout.actions` (through `herd.rollout.crds`); table-tested in
+`tests/test_chart_crds.py`.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+import yaml
+
+from herd.plan import deep_merge
+
+CrdPolicy = Literal["Skip", "Create", "CreateReplace"]
+CREATE: CrdPolicy = "Create"
+SKIP: CrdPolicy = "Skip"
+CREATE_REPLACE: CrdPolicy = "CreateReplace"
+
+CRD_API_VERSION = "apiextensions.k8s.io/v1"
+CRD_KIND = "CustomResourceDefinition"
+_MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+Files = dict[str, bytes]  # one chart's files by path relative to the chart's root
+
+
+class ChartCrdError(ValueError):
+    """A chart's crds/ cannot be applied as it is; the message names the file."""
+
+
+@dataclass(frozen=True)
+class ChartFile:
+    """One file of a crds/ directory: `path` as helm names it (`chart/charts/sub/crds/x.yaml`)."""
+
+    path: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Crd:
+    """One CustomResourceDefinition to apply: its name, the file it came from, its body."""
+
+    name: str
+    source: str
+    body: Mapping[str, Any]
+
+
+def crd_note(policy: CrdPolicy, count: int | None = None) -> str:
+    """What a row says about the CRDs of an install or upgrade ("" for helm's default).
+
+    `count`: how many CRDs CreateReplace applies, once the chart was read.
+    """
+    if policy == CREATE:
+        return ""
+    shown = count is not None and policy == CREATE_REPLACE
+    return f"; CRDs: {policy}" + (f" ({count})" if shown else "")
+
+
+def chart_crds(chart_dir: Path, values: Mapping[str, Any] | None = None) -> list[Crd]:
+    """The CRDs of the unpacked chart at `chart_dir` with release `values` (`ChartCrdError`)."""
+    return parse_crds(crd_files(chart_dir, values))
+
+
+def crd_files(chart_dir: Path, values: Mapping[str, Any] | None = None) -> list[ChartFile]:
+    """Every crds/ file of the chart and its enabled subcharts, the root's first."""
+    try:
+        files = _read_directory(chart_dir)
+    except OSError as error:
+        raise ChartCrdError(f"cannot read chart {chart_dir.name}: {error.strerror}") from None
+    name = _chart_name(files, chart_dir.name)
+    values = dict(values or {})
+    return list(_collect(name, files, values, _tags(values, files, name)))
+
+
+def parse_crds(files: list[ChartFile]) -> list[Crd]:
+    """The CRDs in `files`: each document must be an apiextensions.k8s.io/v1 CRD."""
+    crds: list[Crd] = []
+    for file in files:
+        try:
+            documents = list(yaml.safe_load_all(file.content.decode()))
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            problem = type(error).__name__
+            raise ChartCrdError(f"{file.path} is not valid YAML ({problem})") from None
+        for document in documents:
+            if document is None:
+                continue
+            crds.append(_crd(file.path, document))
+    return crds
+
+
+def _crd(path: str, document: object) -> Crd:
+    if not isinstance(document, dict):
+        raise ChartCrdError(f"{path} holds a document that is not an object")
+    api_version, kind = document.get("apiVersion"), document.get("kind")
+    if (api_version, kind) != (CRD_API_VERSION, CRD_KIND):
+        raise ChartCrdError(
+            f"{path} holds a {kind or 'document without kind'} ({api_version or 'no apiVersion'})"
+            f": only {CRD_API_VERSION} {CRD_KIND}s are applied from crds/"
+        )
+    metadata = document.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if not isinstance(name, str) or not name:
+        raise ChartCrdError(f"{path} holds a {CRD_KIND} without metadata.name")
+    return Crd(name, path, document)
+
+
+# -- the chart tree ----------------------------------------------------------------------
+
+
+def _collect(
+    name: str, files: Files, values: Mapping[str, Any], tags: Mapping[str, Any]
+) -> Iterator[ChartFile]:
+    for path in sorted(files):
+        if path.startswith("crds/") and path.lower().endswith(_MANIFEST_SUFFIXES):
+            yield ChartFile(f"{name}/{path}", files[path])
+    merged = deep_merge(_values(files, name), values)
+    subcharts = _subcharts(name, files)
+    listed: set[str] = set()
+    for dependency in _dependencies(files, name):
+        chart = str(dependency.get("name", ""))
+        listed.add(chart)
+        key = str(dependency.get("alias") or chart)  # an alias is its own copy of the chart
+        if chart in subcharts and _enabled(dependency, merged, tags):
+            yield from _collect(f"{name}/charts/{key}", subcharts[chart], _under(merged, key), tags)
+    for chart in sorted(set(subcharts) - listed):  # in charts/ without a dependency entry
+        yield from _collect(f"{name}/charts/{chart}", subcharts[chart], _under(merged, chart), tags)
+
+
+def _under(values: Mapping[str, Any], key: str) -> dict[str, Any]:
+    found = values.get(key)
+    return found if isinstance(found, dict) else {}
+
+
+def _enabled(
+    dependency: Mapping[str, Any], values: Mapping[str, Any], tags: Mapping[str, Any]
+) -> bool:
+    """helm's rule: the first condition path holding a boolean decides, then the tags."""
+    condition = dependency.get("condition")
+    if isinstance(condition, str):
+        for path in (p.strip() for p in condition.split(",")):
+            found = _lookup(values, path) if path else None
+            if isinstance(found, bool):
+                return found
+    dependency_tags = dependency.get("tags")
+    if isinstance(dependency_tags, list) and dependency_tags:
+        states = [tags.get(str(tag)) for tag in dependency_tags]
+        if any(state is True for state in states):
+            return True
+        if all(state is False for state in states):
+            return False
+    return True
+
+
+def _lookup(values: Mapping[str, Any], path: str) -> object:
+    current: object = values
+    for part in path.split("."):
+        if not isinstance(current, Mapping) or part not in current:
+            return None
+        current = current[part]
+    return current
+
+
+def _tags(values: Mapping[str, Any], files: Files, name: str) -> Mapping[str, Any]:
+    tags = deep_merge(_values(files, name), values).get("tags")
+    return tags if isinstance(tags, dict) else {}
+
+
+def _subcharts(name: str, files: Files) -> dict[str, Files]:
+    """The charts in `charts/`, by chart name (Chart.yaml's, as helm matches dependencies)."""
+    groups: dict[str, Files] = {}
+    for path, content in files.items():
+        parts = PurePosixPath(path).parts
+        if len(parts) < 2 or parts[0] != "charts" or path.endswith(".prov"):
+            continue
+        groups.setdefault(parts[1], {})["/".join(parts[2:])] = content
+    found: dict[str, Files] = {}
+    for entry, group in sorted(groups.items()):
+        if entry.endswith(".tgz") and "" in group:
+            sub = _read_archive(group[""], f"{name}/charts/{entry}")
+        elif "Chart.yaml" in group:
+            sub = group
+        else:
+            continue  # helm would refuse the chart; `helm pull` gave us one it accepted
+        found[_chart_name(sub, entry.removesuffix(".tgz"))] = sub
+    return found
+
+
+def _dependencies(files: Files, name: str) -> list[Mapping[str, Any]]:
+    metadata = _yaml_mapping(files, "Chart.yaml", name)
+    dependencies = metadata.get("dependencies")
+    if not isinstance(dependencies, list):
+        return []
+    return [d for d in dependencies if isinstance(d, dict)]
+
+
+def _chart_name(files: Files, default: str) -> str:
+    name = _yaml_mapping(files, "Chart.yaml", default).get("name")
+    return name if isinstance(name, str) and name else default
+
+
+def _values(files: Files, name: str) -> dict[str, Any]:
+    return _yaml_mapping(files, "values.yaml", name)
+
+
+def _yaml_mapping(files: Files, path: str, chart: str) -> dict[str, Any]:
+    if path not in files:
+        return {}
+    try:
+        loaded = yaml.safe_load(files[path].decode())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        problem = type(error).__name__
+        raise ChartCrdError(f"{chart}/{path} is not valid YAML ({problem})") from None
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _wanted(path: str) -> bool:
+    """The files the CRD selection reads: metadata, values, crds/ and subcharts."""
+    return path in ("Chart.yaml", "values.yaml") or path.startswith(("crds/", "charts/"))
+
+
+def _read_directory(root: Path) -> Files:
+    files: Files = {}
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        if path.is_file() and _wanted(relative):
+            files[relative] = path.read_bytes()
+    return files
+
+
+def _read_archive(content: bytes, where: str) -> Files:
+    """A packaged subchart's files, without the archive's top directory."""
+    files: Files = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(content), mode="r:*") as archive:
+            for member in archive:
+                if not member.isfile():
+                    continue
+                parts = PurePosixPath(member.name).parts
+                relative = "/".join(parts[1:])
+                extracted = archive.extractfile(member)
+                if relative and extracted is not None and _wanted(relative):
+                    files[relative] = extracted.read()
+    except (tarfile.TarError, OSError) as error:
+        raise ChartCrdError(f"{where} is not a readable chart archive ({error})") from None
+    return files
