@@ -5,8 +5,9 @@ Several published charts share one source so similar charts are written once: ``
 published at 0.1.0 and 0.2.0, ``never-ready`` plus the offline stand-ins for the README's
 example charts (``ollama``, ``qdrant``, ...) are all the ``workload`` source under another
 name, and ``slow`` is the ``many-configmaps`` source. Staging copies a source and stamps
-``Chart.yaml`` (name, version, appVersion) and, where an entry says so, default values; the
-result is an ordinary Helm chart.
+``Chart.yaml`` (name, version, appVersion) and, where an entry says so, default values and
+an overlay (files of ``charts/overlays/<name>`` over the copy: ``gadgets`` 0.2.0's new CRDs);
+the result is an ordinary Helm chart.
 
 Callers: ``e2e.testbed.chartrepo`` packages what ``stage`` writes; tests read ``CATALOG`` to
 know what the repository must serve.
@@ -23,6 +24,7 @@ from typing import Any
 import yaml
 
 CHARTS_DIR = Path(__file__).resolve().parent.parent / "charts"
+OVERLAYS_DIR = CHARTS_DIR / "overlays"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class FixtureChart:
     # Top-level keys that replace the source's values.yaml defaults.
     values: Mapping[str, Any] = field(default_factory=dict)
     description: str | None = None
+    # A directory of ``overlays/`` whose files replace or add to the source's (a chart
+    # version whose crds/ or subcharts differ from the source's).
+    overlay: str | None = None
 
     @property
     def archive_name(self) -> str:
@@ -59,6 +64,9 @@ CATALOG: tuple[FixtureChart, ...] = (
     FixtureChart("app", "0.2.0", "0.2.0", "app"),
     FixtureChart("with-crd", "0.1.0", "0.1.0", "with-crd"),
     FixtureChart("with-hook", "0.1.0", "0.1.0", "with-hook"),
+    # The CRD-upgrade fixture: 0.2.0 changes the Gadget CRD and adds a subchart's CRD.
+    FixtureChart("gadgets", "0.1.0", "0.1.0", "gadgets"),
+    FixtureChart("gadgets", "0.2.0", "0.2.0", "gadgets", overlay="gadgets-0.2.0"),
     FixtureChart(
         "never-ready",
         "0.1.0",
@@ -102,6 +110,8 @@ def stage(dest: Path) -> list[Path]:
 
 def _stage_one(chart: FixtureChart, target: Path) -> Path:
     shutil.copytree(CHARTS_DIR / chart.source, target)
+    if chart.overlay is not None:
+        shutil.copytree(OVERLAYS_DIR / chart.overlay, target, dirs_exist_ok=True)
     metadata = _read_yaml(target / "Chart.yaml")
     metadata.update(name=chart.name, version=chart.version, appVersion=chart.app_version)
     if chart.description is not None:
