@@ -32,6 +32,7 @@ NEEDS_VALUES = {"broken", "suse-observability-agent"}
 EXPECTED_KINDS: dict[str, set[str]] = {
     "app": {"ConfigMap", "Deployment", "Service"},
     "with-crd": {"Widget"},
+    "gadgets": {"ConfigMap", "Gadget"},
     "with-hook": {"Deployment", "Job"},
     "slow": {"ConfigMap"},
 }
