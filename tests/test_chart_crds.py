@@ -86,6 +86,14 @@ def test_root_crds_files_by_helm_extension_rule_any_depth(tmp_path: Path) -> Non
     assert names(root) == ["as.example.com", "cs.example.com", "bs.example.com"]
 
 
+def test_symlinks_out_of_the_chart_are_not_read(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.yaml"
+    outside.write_text(documents(crd("outsides.example.com")))
+    root = write_chart(tmp_path / "op", "op", {"crds/a.yaml": documents(crd("as.example.com"))})
+    (root / "crds" / "link.yaml").symlink_to(outside)
+    assert names(root) == ["as.example.com"]
+
+
 def test_multi_document_files_skip_empty_documents(tmp_path: Path) -> None:
     text = "---\n" + documents(crd("as.example.com"), None, crd("bs.example.com")) + "---\n"
     root = write_chart(tmp_path / "op", "op", {"crds/all.yaml": text})

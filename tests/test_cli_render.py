@@ -236,6 +236,23 @@ def test_plan_rows_name_each_action_and_the_keys_a_new_release_sets() -> None:
     assert "replicas" in shown and "s3cr3t" not in shown  # keys, never values
 
 
+def test_plan_rows_say_the_crd_policy_of_an_install_or_upgrade() -> None:
+    stack = the_stack(
+        chart("a", crds="CreateReplace"), chart("b", crds="Skip"), chart("c", crds="CreateReplace")
+    )
+    current = plan_stack(stack.spec).releases_for("c1")[2].config
+    found = {"b": observed("b", config="old"), "c": observed("c", config=current)}
+    done, rows = previews(stack, found)
+
+    details = {r.chart: r.detail for r in render.plan_rows(stack, done, rows)}
+
+    assert details == {
+        "a": "not installed; CRDs: CreateReplace",
+        "b": "values or chart source changed; CRDs: Skip",
+        "c": "",  # unchanged: nothing is applied
+    }
+
+
 def test_plan_exit_0_when_nothing_changes_and_1_when_apply_cannot_succeed() -> None:
     stack = the_stack(chart("a"))
     current = plan_stack(stack.spec).releases_for("c1")[0].config

@@ -245,7 +245,8 @@ def _read_directory(root: Path) -> Files:
     files: Files = {}
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root).as_posix()
-        if path.is_file() and _wanted(relative):
+        # A symlink could point out of the chart (an archive helm pulled holds none).
+        if path.is_file() and not path.is_symlink() and _wanted(relative):
             files[relative] = path.read_bytes()
     return files
 
