@@ -200,6 +200,22 @@ def test_create_replace_applies_the_new_crds_before_the_upgrade(
     assert again.returncode == 0, again.stdout + again.stderr
 
 
+def test_create_replace_on_a_first_install_creates_the_crds_and_their_objects(
+    downstream: list[BedCluster], cli_stack: Callable[[BedCluster], CliStack]
+) -> None:
+    cluster = downstream[0]
+    stack = cli_stack(cluster)
+
+    stack.apply("0.2.0", crds="CreateReplace", values={"inline": {"gadget": {"mode": "slow"}}})
+
+    for name in (GADGETS, GIZMOS):
+        created = crd(cluster, name)
+        assert created is not None and managers(created).get("herd") == "Apply"
+        assert "helm" not in managers(created)  # helm ran with --skip-crds
+    # helm created the Gadget right after Herd's apply: the kind was served already.
+    assert stack.gadget()["spec"] == {"size": 1, "mode": "slow"}
+
+
 def test_skip_installs_no_crd(
     downstream: list[BedCluster], cli_stack: Callable[[BedCluster], CliStack]
 ) -> None:

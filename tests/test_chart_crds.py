@@ -20,7 +20,7 @@ from herd.api import StackSpec
 from herd.chart_crds import ChartCrdError, ChartFile, chart_crds, crd_files, crd_note, parse_crds
 from herd.failures import FailureKind, api_failure
 from herd.plan import config_digest
-from herd.rollout.crds import impersonation
+from herd.rollout.crds import established, impersonation
 from herd.tenancy import Identity, tenant_identity
 from tests.conftest import chart as chart_entry
 from tests.conftest import stack_body
@@ -266,3 +266,16 @@ def test_impersonation_headers_mirror_helms_kube_as_flags() -> None:
     }
     with pytest.raises(ValueError, match="more than one group"):
         impersonation(Identity("u", ("g1", "g2")))
+
+
+@pytest.mark.parametrize(
+    ("status", "served"),
+    [
+        ({}, False),
+        ({"conditions": [{"type": "NamesAccepted", "status": "True"}]}, False),
+        ({"conditions": [{"type": "Established", "status": "False"}]}, False),
+        ({"conditions": [{"type": "Established", "status": "True"}]}, True),
+    ],
+)
+def test_established(status: dict[str, Any], served: bool) -> None:
+    assert established({"status": status}) is served

@@ -5,7 +5,9 @@ With CreateReplace, just before a release's `helm upgrade --install`, `CrdStep` 
 CRDs from the unpacked chart the pass pulled (`herd.chart_crds`, subcharts included, parsed
 once per chart and configuration) and applies each one server-side (`PATCH`,
 `application/apply-patch+yaml`, `fieldManager=herd`, `force=true`: Herd takes over the
-fields helm or a person set, as Flux's replace does), then helm runs with `--skip-crds`.
+fields helm or a person set, as Flux's replace does), waits until the API server serves
+them (`Established`, as helm waits for the CRDs it creates), then helm runs with
+`--skip-crds`.
 
 The apply acts as the identity the release's helm uses on that cluster: the kubeconfig's,
 or for a tenant Stack its impersonated `herd:tenant:<namespace>` identity, which may write
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,8 @@ from herd.tenancy import Identity
 
 FIELD_MANAGER = "herd"
 _APPLY = "application/apply-patch+yaml"
+ESTABLISHED_SECONDS = 60.0  # helm's own wait for the CRDs it creates
+_POLL_SECONDS = 0.2
 _DETAIL_STATUSES = (400, 422)  # the API server says what is wrong with the CRD itself
 logger = logging.getLogger(__name__)
 
@@ -92,9 +97,10 @@ def _apply_all(kubeconfig: Path, identity: Identity | None, crds: Sequence[Crd])
     try:
         extensions = client.ApiextensionsV1Api(api)
         headers = impersonation(identity)
+        waiting: list[Crd] = []
         for crd in crds:
             try:
-                read_json(
+                applied = read_json(
                     extensions.patch_custom_resource_definition,
                     crd.name,
                     dict(crd.body),
@@ -106,8 +112,50 @@ def _apply_all(kubeconfig: Path, identity: Identity | None, crds: Sequence[Crd])
                 )
             except API_ERRORS as error:
                 raise _failure(crd, identity, error) from None
+            if not established(applied):
+                waiting.append(crd)
+        # As helm does after creating crds/: the chart's own objects of these kinds can be
+        # created only once the API server serves them.
+        deadline = time.monotonic() + ESTABLISHED_SECONDS
+        for crd in waiting:
+            _wait_established(extensions, crd, identity, headers, deadline)
     finally:
         api.close()  # type: ignore[no-untyped-call]
+
+
+def established(body: Mapping[str, Any]) -> bool:
+    """True when a CRD's status says the API server serves its kinds."""
+    conditions = (body.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
+def _wait_established(
+    extensions: client.ApiextensionsV1Api,
+    crd: Crd,
+    identity: Identity | None,
+    headers: dict[str, str],
+    deadline: float,
+) -> None:
+    while True:
+        try:
+            body = read_json(
+                extensions.read_custom_resource_definition,
+                crd.name,
+                _headers=headers,
+                _request_timeout=30,
+            )
+        except API_ERRORS as error:
+            raise _failure(crd, identity, error) from None
+        if established(body):
+            return
+        if time.monotonic() > deadline:
+            raise HelmFailure(
+                FailureKind.API_TIMEOUT,
+                f"CRD {crd.name} (from {crd.source}) not established "
+                f"{ESTABLISHED_SECONDS:.0f} s after it was applied",
+                transient=True,
+            )
+        time.sleep(_POLL_SECONDS)
 
 
 def _failure(crd: Crd, identity: Identity | None, error: Exception) -> HelmFailure:
