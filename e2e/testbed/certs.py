@@ -214,3 +214,41 @@ def _write_secret(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+
+
+@dataclass(frozen=True)
+class ServingPki:
+    """A private CA and a serving certificate it signed for loopback (127.0.0.1, localhost).
+
+    For the test bed's private chart sources (`e2e.testbed.registry`, the TLS chart
+    repository): clients trust them only when given `ca.cert`.
+    """
+
+    ca: CertPair
+    serving: CertPair
+
+
+def write_serving_pki(
+    directory: Path,
+    common_name: str = "herd-testbed-registry",
+    names: tuple[str, ...] = (),
+    ips: tuple[str, ...] = (),
+) -> ServingPki:
+    """A fresh CA under `directory` and a loopback serving certificate signed by it (also
+    valid for the extra DNS `names` and `ips`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = _self_signed_ca(ca_key)
+    ca = _write_pair(directory / "ca", ca_cert, ca_key)
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in ("localhost", *names)]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in {"127.0.0.1", *ips}]
+    cert = _issue(
+        ca_cert,
+        ca_key,
+        key,
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]),
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        sans,
+    )
+    return ServingPki(ca, _write_pair(directory / "serving", cert, key))

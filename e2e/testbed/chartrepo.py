@@ -13,9 +13,12 @@ Callers: e2e fixtures use ``ChartRepo.start``; the demo runs
 from __future__ import annotations
 
 import argparse
+import base64
+import hmac
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -27,7 +30,7 @@ from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from e2e.testbed import fixture_charts
+from e2e.testbed import certs, fixture_charts
 
 
 def helm_binary() -> str:
@@ -84,8 +87,11 @@ class _RepoServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], directory: Path) -> None:
+    def __init__(
+        self, address: tuple[str, int], directory: Path, authorization: str | None = None
+    ) -> None:
         self.directory = directory
+        self.authorization = authorization  # the expected `Authorization` header, if any
         self.fetched: list[str] = []
         self.fetched_lock = threading.Lock()
         super().__init__(address, _RepoHandler)
@@ -103,6 +109,15 @@ class _RepoHandler(SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.record(urlsplit(self.path).path)
+        expected = self.server.authorization
+        if expected is not None and not hmac.compare_digest(
+            self.headers.get("Authorization", ""), expected
+        ):
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="herd-testbed"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         super().do_GET()
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -128,15 +143,33 @@ class ChartRepo:
         return cls.serve(build_repository(workdir), host, port)
 
     @classmethod
-    def serve(cls, directory: Path, host: str = "127.0.0.1", port: int = 0) -> ChartRepo:
-        """Serve an already built repository directory."""
-        server = _RepoServer((host, port), directory)
+    def serve(
+        cls,
+        directory: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        basic_auth: tuple[str, str] | None = None,
+        tls: certs.CertPair | None = None,
+    ) -> ChartRepo:
+        """Serve an already built repository directory; `basic_auth` (username, password)
+        answers 401 to any other request, `tls` (a serving pair) makes it HTTPS."""
+        authorization = None
+        if basic_auth is not None:
+            token = base64.b64encode(":".join(basic_auth).encode()).decode()
+            authorization = f"Basic {token}"
+        server = _RepoServer((host, port), directory, authorization)
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls.cert, tls.key)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         bound_host, bound_port = server.server_address[:2]
         thread = threading.Thread(
             target=server.serve_forever, name=f"chartrepo:{bound_port}", daemon=True
         )
         thread.start()
-        return cls(f"http://{bound_host!s}:{bound_port}", directory, server, thread)
+        scheme = "https" if tls is not None else "http"
+        return cls(f"{scheme}://{bound_host!s}:{bound_port}", directory, server, thread)
 
     @property
     def requests(self) -> list[str]:

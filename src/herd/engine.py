@@ -50,6 +50,7 @@ from herd.plan import (
 from herd.results import ReleaseResult, State
 from herd.rollout import DEFAULT_LIMITS, Gates, Limits, Progress, Rollout, Settings, Target
 from herd.rollout.tenants import TenantClusters
+from herd.sources import ChartSource, unread_sources
 from herd.tenancy import Grants, cluster_granted, granted_clusters, spec_problems
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,14 @@ class ValuesReader(Protocol):
     async def read(
         self, namespace: str, spec: StackSpec, *, service_account: str | None = None
     ) -> Mapping[SourceKey, Values]: ...
+
+
+class SourcesReader(Protocol):
+    """Reads private chart sources' Secrets (`herd.credentials`): chart name -> source."""
+
+    async def read(
+        self, namespace: str, spec: StackSpec, *, service_account: str | None = None
+    ) -> Mapping[str, ChartSource]: ...
 
 
 class AddOns(Protocol):
@@ -138,7 +147,9 @@ class Engine:
         gates: Gates | None = None,
         manager: str = "operator",
         stuck_seconds: float = DEFAULT_STUCK_SECONDS,
+        sources: SourcesReader | None = None,
     ) -> None:
+        self._sources = sources
         self._inventory = inventory
         self._env = env
         self._limits = limits
@@ -162,6 +173,7 @@ class Engine:
                 grants, stack.spec, service_account_name=stack.spec.service_account_name
             )
         from_values = None
+        granted = not problems  # the grants' own problems stop any Secret read
         if self._values is not None and not problems:
             admin = grants is None or grants.admin
             account = None if admin else stack.spec.service_account_name
@@ -171,6 +183,7 @@ class Engine:
                 )
             except SpecError as error:
                 problems += error.problems
+        sources = await self._chart_sources(stack, grants, problems) if granted else {}
         by_id = {c.id: c for c in clusters}
         addons = self._addons
         if addons is not None:
@@ -188,12 +201,28 @@ class Engine:
                 from_values=from_values,
                 cluster_values=cluster_values if addons else None,
                 clusters=clusters,
+                sources=sources,
             )
         except SpecError as error:
             problems += error.problems
         if problems:
             raise SpecError(sorted(set(problems)))
         return plan
+
+    async def _chart_sources(
+        self, stack: Stack, grants: Grants | None, problems: list[Problem]
+    ) -> Mapping[str, ChartSource]:
+        """Private chart sources, read as `values.from` is (same identity); problems join
+        `problems`. Without a reader, a chart naming a Secret is a problem."""
+        admin = grants is None or grants.admin
+        account = None if admin else stack.spec.service_account_name
+        try:
+            if self._sources is None:
+                return unread_sources(stack.namespace, stack.spec, "no Secret reader configured")
+            return await self._sources.read(stack.namespace, stack.spec, service_account=account)
+        except SpecError as error:
+            problems += error.problems
+            return {}
 
     async def apply(
         self,

@@ -13,6 +13,8 @@ import re
 
 
 class FailureKind(enum.StrEnum):
+    AUTH = "AuthenticationFailed"
+    TLS = "TLSVerifyFailed"
     CHART_NOT_FOUND = "ChartNotFound"
     REPO_UNREACHABLE = "RepoUnreachable"
     RENDER = "RenderFailed"
@@ -31,6 +33,21 @@ _RULES: tuple[tuple[re.Pattern[str], FailureKind, bool], ...] = tuple(
     (re.compile(pattern, re.IGNORECASE), kind, transient)
     for pattern, kind, transient in [
         (r"another operation .* is in progress", FailureKind.OPERATION_IN_PROGRESS, True),
+        # A private source refused the credentials (or got none): permanent until the
+        # Secret or the spec changes (the hold is keyed by the Secret's resourceVersion).
+        (
+            r"\b401\b|unauthorized|authentication required|authorization failed|"
+            r"basic credential not found|pull access denied|\b403 forbidden",
+            FailureKind.AUTH,
+            False,
+        ),
+        # The source's certificate is not trusted: permanent until caSecretName (or the CA
+        # in it) or insecureSkipTLSVerify changes.
+        (
+            r"x509: |tls: failed to verify certificate|certificate signed by unknown authority",
+            FailureKind.TLS,
+            False,
+        ),
         (r"kubernetes cluster unreachable", FailureKind.CLUSTER_UNREACHABLE, True),
         # The API server or the connection to it was slow: the same call may succeed next
         # time. Placed before TIMEOUT, which is the chart's own resources not getting ready.
@@ -76,6 +93,16 @@ _RULES: tuple[tuple[re.Pattern[str], FailureKind, bool], ...] = tuple(
 )
 
 
+_PULL_ONLY = frozenset({FailureKind.AUTH, FailureKind.TLS})
+
+
+def auth_message(repo: str | None, secret: str | None) -> str:
+    message = f"authentication failed for {repo or 'the chart repository'}"
+    if secret:
+        return f"{message} (credentials Secret {secret})"
+    return f"{message} (no charts[].credentials set, or the chart does not exist)"
+
+
 class HelmFailure(Exception):
     """A classified helm error: `kind`, `transient`, and a one-line `message`."""
 
@@ -95,11 +122,21 @@ def first_line(stderr: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def classify(stderr: str, *, pulling: bool = False) -> HelmFailure:
-    """One HelmFailure for helm's stderr. Connection errors while pulling are the repo's."""
+def classify(
+    stderr: str, *, pulling: bool = False, repo: str | None = None, secret: str | None = None
+) -> HelmFailure:
+    """One HelmFailure for helm's stderr. Connection errors while pulling are the repo's.
+
+    A refused login while pulling from `repo` says "authentication failed for <repo>",
+    naming the credentials Secret (`namespace/name`) when there is one, never its content.
+    """
     message = first_line(stderr)
     for pattern, kind, transient in _RULES:
         if pattern.search(stderr):
+            if kind in _PULL_ONLY and not pulling:
+                continue  # an API server's 401 or certificate is not a chart source's
+            if kind is FailureKind.AUTH:
+                message = auth_message(repo, secret)
             unreachable_repo = pulling and kind is FailureKind.CLUSTER_UNREACHABLE
             return HelmFailure(
                 FailureKind.REPO_UNREACHABLE if unreachable_repo else kind,
@@ -148,3 +185,15 @@ _API_STATUS: dict[int, tuple[FailureKind, bool]] = {
     429: (FailureKind.API_TIMEOUT, True),
     504: (FailureKind.API_TIMEOUT, True),
 }
+_UPDATE_FAILED = re.compile(r"unable to get an update from .*?:\s*\n\s*(.+)", re.IGNORECASE)
+
+
+def update_failure(output: str) -> str | None:
+    """Why `helm repo update` could not fetch a repository's index (`Error: <reason>`),
+    from its output; None when it could."""
+    found = _UPDATE_FAILED.search(output)
+    if found:
+        return f"Error: {found.group(1).strip()}"
+    if "failed to update the following repositories" in output.lower():
+        return first_line(output)
+    return None

@@ -35,8 +35,10 @@ from pyhelm3 import errors as helm_errors
 
 from herd.api.v1 import ChartSpec
 from herd.clusters.kube import api_client_from_kubeconfig, api_error_summary
-from herd.failures import FailureKind, HelmFailure, classify, first_line
+from herd.failures import FailureKind, HelmFailure, classify, first_line, update_failure
 from herd.plan import LABEL_MANAGER, LABEL_STACK, DesiredRelease, ObservedRelease
+from herd.sourcefiles import source_files
+from herd.sources import ChartSource
 from herd.tenancy import Identity
 
 __all__ = [
@@ -117,43 +119,63 @@ class ChartCache:
         slot: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         self._command = env.command()
+        self._home = env.home
         self._parent = directory or env.charts
         self._slot = slot or nullcontext  # the rollout's helm slot: a pull is a helm process
         self._directory: Path | None = None  # made on the first pull: no-op passes make none
-        self._pulls: dict[tuple[str, str, str], asyncio.Task[Path]] = {}
+        self._pulls: dict[tuple[str, str, str, str], asyncio.Task[Path]] = {}
 
-    async def get(self, chart: ChartSpec) -> Path:
-        """The unpacked chart directory; raises HelmFailure when it cannot be pulled."""
-        key = (chart.repo, chart.chart_name, chart.version)
+    async def get(self, chart: ChartSpec, source: ChartSource | None = None) -> Path:
+        """The unpacked chart directory; raises HelmFailure when it cannot be pulled.
+
+        A private `source` (`herd.sources`) is part of the key: a pull made with one
+        Stack's credentials never serves another Stack's chart."""
+        key = (chart.repo, chart.chart_name, chart.version, source.identity if source else "")
         if key not in self._pulls:
-            self._pulls[key] = asyncio.ensure_future(self._pull(chart))
+            self._pulls[key] = asyncio.ensure_future(self._pull(chart, source))
         return await asyncio.shield(self._pulls[key])
 
-    async def _pull(self, chart: ChartSpec) -> Path:
-        if chart.repo.startswith("oci://"):
-            ref, repo = f"{chart.repo.rstrip('/')}/{chart.chart_name}", None
-        else:
-            ref, repo = chart.chart_name, chart.repo
+    async def _pull(self, chart: ChartSpec, source: ChartSource | None) -> Path:
         if self._directory is None:
             self._directory = Path(tempfile.mkdtemp(prefix="herd-charts-", dir=self._parent))
         destination = Path(tempfile.mkdtemp(dir=self._directory))
+        secret = source.secret if source is not None else None
         try:
             # `--flag=value` and `--` before the chart: nothing from the spec is read as a flag.
+            # Credentials reach helm only in files of the private home (`herd.sourcefiles`).
             async with self._slot():
-                await self._command.run(
-                    [
-                        "pull",
-                        f"--version={chart.version}",
-                        "--untar",
-                        f"--destination={destination}",
-                        *([f"--repo={repo}"] if repo else []),
-                        "--",
-                        ref,
-                    ]
-                )
+                with source_files(self._home, chart, source) as pull:
+                    if pull.repo_name is not None:
+                        await self._update(chart, pull.repo_name, pull.update_flags, secret)
+                    await self._command.run(
+                        [
+                            "pull",
+                            f"--version={chart.version}",
+                            "--untar",
+                            f"--destination={destination}",
+                            *([f"--repo={pull.repo_url}"] if pull.repo_url else []),
+                            *pull.flags,
+                            "--",
+                            pull.ref,
+                        ]
+                    )
         except helm_errors.Error as error:
-            raise _failure(error, pulling=True) from None
+            stderr = error.stderr.decode(errors="replace")
+            raise classify(stderr, pulling=True, repo=chart.repo, secret=secret) from None
         return next(destination.glob("*/Chart.yaml")).parent
+
+    async def _update(
+        self, chart: ChartSpec, name: str, flags: list[str], secret: str | None
+    ) -> None:
+        """`helm repo update NAME`: the named repository's index into the pull's own cache.
+        helm 3 exits 0 when the index cannot be fetched (the reason is on stdout)."""
+        try:
+            output: bytes = await self._command.run(["repo", "update", *flags, "--", name])
+        except helm_errors.Error as error:  # helm 4: exit 1, the reason still on stdout
+            output = error.stdout + b"\n" + error.stderr
+        reason = update_failure(output.decode(errors="replace"))
+        if reason is not None:
+            raise classify(reason, pulling=True, repo=chart.repo, secret=secret)
 
     def close(self) -> None:
         for task in self._pulls.values():

@@ -50,6 +50,7 @@ from herd.releases import (
     label_value,
     owner_label,
 )
+from herd.sources import ChartSource
 
 __all__ = [
     "LABEL_CHART",
@@ -261,7 +262,7 @@ def _pending(
 
 
 def _unless_held(desired: DesiredRelease, context: Context, decision: Decision) -> Decision:
-    if context.held is not None and context.held == desired.config:
+    if context.held is not None and context.held == desired.attempt:
         return Decision(Action.HELD, HELD_MESSAGE)
     return decision
 
@@ -278,6 +279,7 @@ class StackPlan:
     cluster_values: ClusterValues | None = None
     shared: frozenset[str] = frozenset()  # names of the add-on charts
     clusters: Mapping[str, Cluster] = field(default_factory=dict)  # facts, by cluster id
+    sources: Mapping[str, ChartSource] = field(default_factory=dict)  # private chart sources
 
     @property
     def wave_of(self) -> dict[str, int]:
@@ -316,6 +318,7 @@ class StackPlan:
                     config=config_digest(chart, values),
                     owner=SHARED_OWNER if name in self.shared else None,
                     problem=problem,
+                    source=self.sources.get(name),
                 )
             )
         return releases
@@ -362,6 +365,7 @@ def plan_stack(
     from_values: Mapping[SourceKey, Values] | None = None,
     cluster_values: ClusterValues | None = None,
     clusters: Sequence[Cluster] = (),
+    sources: Mapping[str, ChartSource] | None = None,
 ) -> StackPlan:
     """Prepend `addons` (every user chart depends on them), check the graph, cut waves.
     `clusters`: the targets, whose facts `values.clusters` and templated values use.
@@ -400,6 +404,7 @@ def plan_stack(
         cluster_values=cluster_values,
         shared=frozenset(addon_names),
         clusters={c.id: c for c in clusters},
+        sources=dict(sources or {}),
     )
 
 

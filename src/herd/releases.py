@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from herd.api.v1 import ChartSpec
+from herd.sources import ChartSource
 
 # Labels Herd puts on the helm releases it manages (helm --labels; stored on the
 # release's storage Secret, so one metadata list per cluster shows all of them).
@@ -74,6 +75,17 @@ class DesiredRelease:
     config: str  # digest of everything that, changed, needs a helm upgrade
     owner: str | None = None  # SHARED_OWNER for add-ons; None: the Stack's own label
     problem: str = ""  # why its values cannot be rendered on this cluster (action INVALID)
+    # Credentials, CA and TLS flags of a private chart source (`herd.sources`).
+    source: ChartSource | None = field(default=None, compare=False)
+
+    @property
+    def attempt(self) -> str:
+        """What a permanent failure is held by: the config, and the chart source's identity
+        (its Secrets' resourceVersions), so a fixed credentials Secret is retried without
+        making every release upgrade when a Secret rotates."""
+        if self.source is None:
+            return self.config
+        return hashlib.sha256(f"{self.config}/{self.source.identity}".encode()).hexdigest()[:32]
 
     @property
     def labels(self) -> dict[str, str]:

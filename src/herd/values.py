@@ -50,7 +50,7 @@ class KubeValuesReader:
                 where = f"spec.charts[{i}].values.from[{k}]"
                 try:
                     values = await asyncio.to_thread(self._read, namespace, source, service_account)
-                except _Missing as missing:
+                except Missing as missing:
                     if not source.optional:
                         problems.append(Problem(where, str(missing)))
                     continue
@@ -64,38 +64,52 @@ class KubeValuesReader:
 
     def _read(self, namespace: str, source: ValuesSource, service_account: str | None) -> Values:
         what = f"{source.kind} {namespace}/{source.name}"
-        headers = {}
-        if service_account:
-            headers["Impersonate-User"] = serviceaccount_user(namespace, service_account)
-        call = (
-            self._core.read_namespaced_secret
-            if source.kind == "Secret"
-            else self._core.read_namespaced_config_map
-        )
-        try:
-            body = read_json(call, source.name, namespace, _headers=headers)
-        except ApiException as error:
-            if error.status == NOT_FOUND:
-                raise _Missing(f"{what} not found") from None
-            if error.status == FORBIDDEN and service_account:
-                account = f"ServiceAccount {namespace}/{service_account}"
-                if "cannot impersonate" in str(error.body or ""):
-                    raise TransientError(
-                        f"Herd may not impersonate {account} to read {what} "
-                        "(its ClusterRole needs impersonate on serviceaccounts)"
-                    ) from None
-                raise ValueError(
-                    f"{account} (spec.serviceAccountName) may not get {what}: "
-                    "grant it get on that object with a Role in the Stack's namespace"
-                ) from None
-            raise TransientError(f"cannot read {what}: {api_error_summary(error)}") from None
+        body = read_object(self._core, source.kind, namespace, source.name, service_account)
         data: dict[str, str] = body.get("data") or {}
         if source.key not in data:
-            raise _Missing(f"{what} has no key {source.key!r}")
+            raise Missing(f"{what} has no key {source.key!r}")
         text = data[source.key]
         if source.kind == "Secret":
             text = base64.b64decode(text).decode()
         return _yaml_object(text, f"{what} key {source.key!r}")
+
+
+def read_object(
+    core: client.CoreV1Api,
+    kind: str,
+    namespace: str,
+    name: str,
+    service_account: str | None,
+) -> dict[str, Any]:
+    """A ConfigMap or Secret of the Stack's namespace, read as `service_account` when given.
+
+    Raises `Missing` (not found), `ValueError` (the ServiceAccount may not read it: a spec
+    problem) or `TransientError` (the API server did not answer, or Herd may not
+    impersonate). Shared with `herd.credentials`: both follow the same rules.
+    """
+    what = f"{kind} {namespace}/{name}"
+    headers = {}
+    if service_account:
+        headers["Impersonate-User"] = serviceaccount_user(namespace, service_account)
+    call = core.read_namespaced_secret if kind == "Secret" else core.read_namespaced_config_map
+    try:
+        body: dict[str, Any] = read_json(call, name, namespace, _headers=headers)
+    except ApiException as error:
+        if error.status == NOT_FOUND:
+            raise Missing(f"{what} not found") from None
+        if error.status == FORBIDDEN and service_account:
+            account = f"ServiceAccount {namespace}/{service_account}"
+            if "cannot impersonate" in str(error.body or ""):
+                raise TransientError(
+                    f"Herd may not impersonate {account} to read {what} "
+                    "(its ClusterRole needs impersonate on serviceaccounts)"
+                ) from None
+            raise ValueError(
+                f"{account} (spec.serviceAccountName) may not get {what}: "
+                "grant it get on that object with a Role in the Stack's namespace"
+            ) from None
+        raise TransientError(f"cannot read {what}: {api_error_summary(error)}") from None
+    return body
 
 
 def serviceaccount_user(namespace: str, name: str) -> str:
@@ -103,8 +117,8 @@ def serviceaccount_user(namespace: str, name: str) -> str:
     return f"system:serviceaccount:{namespace}:{name}"
 
 
-class _Missing(Exception):
-    pass
+class Missing(Exception):
+    """The object or key is not there."""
 
 
 def _yaml_object(text: str, what: str) -> Values:

@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -230,6 +231,19 @@ class ChartValues(_Model):
     )
 
 
+class ChartCredentials(_Model):
+    secret_name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description=(
+            "Secret in the Stack's namespace: kubernetes.io/basic-auth (username, password) "
+            "for https:// repositories and oci:// registries, or kubernetes.io/dockerconfigjson "
+            "for oci:// registries. Its content never appears in status, events or logs."
+        ),
+    )
+
+
 class ChartSpec(_Model):
     name: str = Field(
         max_length=53,
@@ -301,6 +315,40 @@ class ChartSpec(_Model):
             "upgrade, server-side as field manager herd, before helm runs."
         ),
     )
+
+    credentials: ChartCredentials | None = Field(
+        default=None, description="Credentials for a private repository or registry."
+    )
+    ca_secret_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description=(
+            "Secret in the Stack's namespace whose key ca.crt holds the PEM CA that signed "
+            "the repository's certificate (a private CA)."
+        ),
+    )
+    insecure_skip_tls_verify: bool = Field(
+        default=False,
+        alias="insecureSkipTLSVerify",
+        description="Do not verify the repository's TLS certificate (labs only).",
+    )
+    plain_http: bool = Field(
+        default=False,
+        alias="plainHTTP",
+        description="Talk plain HTTP to an oci:// registry (labs only); oci:// repos only.",
+    )
+
+    @field_validator("plain_http")
+    @classmethod
+    def _plain_http_oci_only(cls, value: bool, info: ValidationInfo) -> bool:
+        repo = info.data.get("repo")
+        if value and isinstance(repo, str) and not repo.startswith("oci://"):
+            raise ValueError(
+                "plainHTTP is for oci:// registries only; use an http:// repo URL instead"
+            )
+        return value
 
     @field_validator("chart")
     @classmethod

@@ -9,9 +9,10 @@ the rollout does. Rendering and exit codes live in `herd.cli.render`, live progr
 `herd.cli.progress`.
 
 `values.from` sources are ConfigMaps/Secrets in a cluster; the CLI reads them with the
-operator's reader from the cluster given as `--values-kubeconfig`. Without it, a Stack
-whose charts need such values is invalid input (the CLI never deploys a chart silently
-without values the Stack asks for).
+operator's reader from the cluster given as `--values-kubeconfig` (so are the Secrets of
+private chart sources, `charts[].credentials` and `caSecretName`: `herd.credentials`).
+Without it, a Stack whose charts need such values or Secrets is invalid input (the CLI
+never deploys a chart silently without values the Stack asks for).
 
 Add-ons (`security` / `observability: enabled`) come from `--addons FILE`, the operator's
 add-on ConfigMap and Secret as a file (`herd.cli.addons`); without it such a Stack is
@@ -51,12 +52,14 @@ from herd.clusters import (
     parse_cluster_options,
 )
 from herd.clusters.files import OPTIONS_DEST
+from herd.credentials import KubeSourcesReader
 from herd.documents import load
-from herd.engine import AddOns, Engine, ValuesReader
+from herd.engine import AddOns, Engine, SourcesReader, ValuesReader
 from herd.errors import Problem, SpecError, TransientError
 from herd.helm import ClusterHelm, HelmEnvironment, HelmFailure
 from herd.plan import ObservedRelease, SourceKey, Values, owner_label
 from herd.rollout import DEFAULT_LIMITS, Limits
+from herd.sources import ChartSource, unread_sources
 from herd.values import KubeValuesReader
 
 
@@ -124,6 +127,17 @@ class NoValuesCluster:
         return {}
 
 
+class NoSourcesCluster:
+    """Private chart sources without `--values-kubeconfig`: a Secret named is a problem."""
+
+    async def read(
+        self, namespace: str, spec: StackSpec, *, service_account: str | None = None
+    ) -> Mapping[str, ChartSource]:
+        return unread_sources(
+            namespace, spec, "give the cluster holding it with --values-kubeconfig FILE"
+        )
+
+
 # -- the engine, as the operator builds it ---------------------------------------------------
 
 
@@ -149,6 +163,7 @@ class Session:
                     f"({type(error).__name__})"
                 ) from None
         values: ValuesReader = KubeValuesReader(self._api) if self._api else NoValuesCluster()
+        sources: SourcesReader = KubeSourcesReader(self._api) if self._api else NoSourcesCluster()
         self.limits = limits
         self.redact = addon_file.Redactor.of(addons)
         self.store = KubeconfigStore(None)
@@ -156,7 +171,13 @@ class Session:
         self.env = HelmEnvironment()
         planned: AddOns = addons or addon_file.NoAddons()
         self.engine = Engine(
-            self.inventory, self.env, limits=limits, values=values, addons=planned, manager="cli"
+            self.inventory,
+            self.env,
+            limits=limits,
+            values=values,
+            addons=planned,
+            sources=sources,
+            manager="cli",
         )
 
     def close(self) -> None:

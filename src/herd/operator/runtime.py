@@ -33,6 +33,7 @@ from herd.clusters.kube import api_client_from_kubeconfig
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.clusters.model import Cluster
 from herd.clusters.sources import ClusterSource, RancherSource, SecretSource
+from herd.credentials import KubeSourcesReader
 from herd.engine import Engine
 from herd.errors import HerdError
 from herd.helm import HelmEnvironment
@@ -91,6 +92,7 @@ class Runtime:
             self.env,
             limits=Limits(clusters=config.max_clusters, helm=config.max_helm),
             values=KubeValuesReader(api),
+            sources=KubeSourcesReader(api),
             addons=self.addons,
             gates=self.gates,
             manager="operator",

@@ -103,7 +103,7 @@ class ReleaseActions:
     ) -> None:
         """`check`: a tenant release's render check, run before any install or upgrade."""
         base = replace(
-            self._current(desired.key), config=desired.config, chart_version=desired.chart.version
+            self._current(desired.key), config=desired.attempt, chart_version=desired.chart.version
         )
         try:
             result = await self._converge(helm, desired, observed, base, check)
@@ -180,7 +180,7 @@ class ReleaseActions:
         check: RenderCheck | None = None,
     ) -> ReleaseResult:
         base = replace(base, action=decision.action)
-        chart_dir = await self._cache.get(desired.chart)
+        chart_dir = await self._cache.get(desired.chart, desired.source)
         if check is not None:
             async with self._gates.slot():
                 manifest = await helm.render(desired, chart_dir)

@@ -162,7 +162,7 @@ class Rollout:
         try:
             for d in desired:
                 await self._report(
-                    ReleaseResult(d.key, d.chart.name, State.PENDING, config=d.config)
+                    ReleaseResult(d.key, d.chart.name, State.PENDING, config=d.attempt)
                 )
             if target.cluster in self._defer:
                 await self._unreachable(target.cluster, desired, BACKOFF_MESSAGE)
