@@ -26,6 +26,7 @@ from herd.sources import (
     repository_config,
     unread_sources,
 )
+from herd.tenancy import Grants, spec_problems
 
 PASSWORD = "s3cret-value"
 
@@ -232,3 +233,25 @@ def test_source_files_are_0600_in_a_0700_directory_and_removed(tmp_path: Path) -
         assert all(PASSWORD not in flag for flag in pull.flags)
     assert not any(p.exists() for p in paths)
     assert list((tmp_path / "sources").iterdir()) == []
+
+
+def test_a_bounded_stack_reading_a_credentials_secret_needs_a_service_account() -> None:
+    spec = parse_spec(
+        {
+            "targets": {"clusterIds": ["c"]},
+            "charts": [
+                {
+                    "name": "a",
+                    "repo": "oci://r/c",
+                    "version": "1",
+                    "credentials": {"secretName": "creds"},
+                }
+            ],
+        }
+    )
+    grants = Grants("team")
+    found = [str(p) for p in spec_problems(grants, spec)]
+    assert any(
+        p.startswith("spec.serviceAccountName: spec.charts[0].credentials.secretName needs")
+        for p in found
+    ), found

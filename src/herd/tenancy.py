@@ -39,6 +39,7 @@ from herd.api.grants import ClusterGrant, ClusterGrantSpec, parse_grant
 from herd.clusters.model import Cluster
 from herd.clusters.targets import targets_match
 from herd.errors import Problem, SpecError
+from herd.sources import secret_names
 
 NOT_GRANTED = "NotGranted"
 """Row state and Stack reason for a cluster (or a whole Stack) no grant covers."""
@@ -191,7 +192,8 @@ def spec_problems(
     """What the grants forbid in the spec itself, each naming its field; [] when unrestricted.
 
     `service_account_name` is the Stack's spec.serviceAccountName: a bounded Stack that reads
-    `values.from` must name the ServiceAccount Herd reads them as.
+    `values.from` (or a private chart source's Secret) must name the ServiceAccount Herd
+    reads them as.
     """
     if grants.unrestricted:
         return []
@@ -216,12 +218,17 @@ def spec_problems(
                     )
                 )
     if not service_account_name:
-        readers = [i for i, chart in enumerate(spec.charts) if chart.values.from_]
+        readers = [(i, "values.from") for i, chart in enumerate(spec.charts) if chart.values.from_]
+        # Private chart sources' Secrets are read by the same rules (`herd.credentials`).
+        readers += [
+            (i, where) for i, chart in enumerate(spec.charts) for where, _ in secret_names(chart)
+        ]
         if readers:
+            i, where = min(readers)
             problems.append(
                 Problem(
                     "spec.serviceAccountName",
-                    f"spec.charts[{readers[0]}].values.from needs a ServiceAccount of namespace "
+                    f"spec.charts[{i}].{where} needs a ServiceAccount of namespace "
                     f"{grants.namespace} to read it as (Stacks outside Herd's namespace read "
                     "ConfigMaps and Secrets with their own rights)",
                 )
