@@ -14,6 +14,14 @@ all, both controllers included.
 `.demo/env` is a sourceable file: KUBECONFIG (the management cluster), HERD_DEMO_REPO (the
 chart repository URL) and HERD_DEMO_KUBECONFIGS (the directory of management.yaml,
 downstream-1.yaml, downstream-2.yaml).
+
+Private chart sources also run (`e2e.testbed.registry`): a distribution registry with
+htpasswd auth and TLS from a private CA (HERD_DEMO_OCI_REPO) and an HTTPS chart repository
+with basic auth (HERD_DEMO_AUTH_REPO), same user, password and CA (in the 0600 JSON file
+HERD_DEMO_PRIVATE_INFO). The demo creates, in `default`, the Secrets
+`herd-demo-registry` (basic-auth) and `herd-demo-registry-ca` (ca.crt) and the
+ServiceAccount `herd-demo-puller` allowed to read them, as in
+`examples/private-registry-secret.yaml.sample`; `examples/private-oci-stack.yaml` uses them.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ BIN = Path(sys.executable).parent
 DEMO = ROOT / ".demo"
 STACK_FILE = ROOT / "examples" / "test-stack.yaml"
 GRANT_FILE = ROOT / "examples" / "grant-default.yaml"
+PRIVATE_SAMPLE = ROOT / "examples" / "private-registry-secret.yaml.sample"
+PRIVATE_INFO = DEMO / "private-sources.json"
 DEPLOY_TIMEOUT = 300.0
 
 
@@ -108,13 +118,41 @@ def wait_deployed(kubeconfig: Path, name: str) -> dict[str, Any]:
     raise SystemExit(f"stack {name} not deployed after {DEPLOY_TIMEOUT:.0f}s: {status}")
 
 
-def write_env(summary: dict[str, Any]) -> None:
+def start_private_sources(management: Path) -> dict[str, str]:
+    """The registry and the authenticated repository, and the Secrets to pull from them."""
+    PRIVATE_INFO.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "e2e.testbed.registry", "serve", "--dir", str(DEMO / "private")]
+    server = processes.ManagedProcess(
+        "private-sources",
+        [*argv, "--info-file", str(PRIVATE_INFO)],
+        DEMO / "logs" / "private-sources.log",
+        DEMO / processes.PIDFILE,
+        dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    server.start()
+    processes.wait_for("the private registry", PRIVATE_INFO.is_file, 120, [server])
+    info: dict[str, str] = json.loads(PRIVATE_INFO.read_text())
+    objects = list(yaml.safe_load_all(PRIVATE_SAMPLE.read_text()))
+    objects[0]["stringData"] = {"username": info["username"], "password": info["password"]}
+    objects[1]["stringData"] = {"ca.crt": Path(info["ca"]).read_text()}
+    subprocess.run(  # the password goes through stdin, never argv
+        ["kubectl", "--kubeconfig", str(management), "apply", "-f", "-"],
+        input=yaml.safe_dump_all(objects), text=True, check=True, capture_output=True,
+    )  # fmt: skip
+    return info
+
+
+def write_env(summary: dict[str, Any], private: dict[str, str] | None = None) -> None:
     kubeconfigs = {name: Path(path) for name, path in summary["kubeconfigs"].items()}
     values = {
         "KUBECONFIG": str(kubeconfigs["management"]),
         "HERD_DEMO_REPO": summary["chart_repo_url"],
         "HERD_DEMO_KUBECONFIGS": str(kubeconfigs["management"].parent),
     }
+    if private is not None:
+        values["HERD_DEMO_OCI_REPO"] = private["oci_repo"]
+        values["HERD_DEMO_AUTH_REPO"] = private["https_repo"]
+        values["HERD_DEMO_PRIVATE_INFO"] = str(PRIVATE_INFO)
     lines = ["# Written by `make demo`; source it: . .demo/env"]
     lines += [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
     (DEMO / "env").write_text("\n".join(lines) + "\n")
@@ -133,6 +171,7 @@ def main() -> int:
     run("kubectl", "--kubeconfig", management, "wait", "--for=condition=Established",
         "crd/clustergrants.herd.suse.com", "--timeout=60s")  # fmt: skip
     run("kubectl", "--kubeconfig", management, "apply", "-f", GRANT_FILE)
+    write_env(summary, start_private_sources(management))
     subprocess.run(  # the Lease's namespace ("already exists" is fine)
         ["kubectl", "--kubeconfig", str(management), "create", "namespace", "herd-system"],
         capture_output=True, check=False,
@@ -154,6 +193,11 @@ def main() -> int:
     print(f"Stack {stack['metadata']['name']}: {status.get('phase')}: {status.get('message')}")
     print("Everything keeps running. Try:  . .demo/env && kubectl get stacks -w")
     print("Leader election:  kubectl get lease -n herd-system")
+    print(
+        "Private registry (README: Private chart sources):  sed "
+        '"s#oci://registry.example.com:5000/charts#$HERD_DEMO_OCI_REPO#" '
+        "examples/private-oci-stack.yaml | kubectl apply -f -"
+    )
     print("Stop it all with:  make demo-down")
     return 0 if status.get("phase") == "Deployed" else 1
 

@@ -18,6 +18,7 @@ the files must be 0600 while helm runs and gone afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -43,6 +44,11 @@ from e2e.testbed.herd_controller import (
     service_account_kubeconfig,
 )
 from e2e.testbed.registry import Registry
+from herd.api import parse_spec
+from herd.api.v1 import StackSpec
+from herd.clusters.kube import api_client_from_kubeconfig
+from herd.credentials import KubeSourcesReader
+from herd.errors import SpecError
 
 HERD = Path(sys.executable).parent / "herd"
 CI_NS = "ci-private"  # the CLI's Stacks and their Secrets, on the management cluster
@@ -224,8 +230,9 @@ class Cli:
         }
         path = self.directory / f"{name}.yaml"
         path.write_text(yaml.safe_dump(body))
-        self.stacks.append(path)
         done = self.run("apply", "-f", path, *self.clusters, "-o", "json")
+        if done.returncode != 2:  # an invalid Stack deployed nothing to delete
+            self.stacks.append(path)
         try:
             document: dict[str, Any] = json.loads(done.stdout)
         except ValueError:
@@ -513,3 +520,76 @@ def test_operator_pulls_with_a_fixed_secret_and_leaks_nothing(
     assert_files_private_and_gone(operator.modes)
     leftovers = list((operator.controller.workdir / "helm" / "sources").glob("*"))
     assert leftovers == [], leftovers
+
+
+# -- the Secrets read as the Stack's ServiceAccount --------------------------------------------
+
+SA_NS = "private-sa"
+
+
+def test_secrets_are_read_as_the_stacks_service_account(
+    management: Cluster, registry: Registry
+) -> None:
+    """A tenant Stack's credentials are read impersonating its ServiceAccount: a Secret its
+    Role allows is read, another one in the same namespace is a spec error naming both."""
+    kubeconfig = management.kubeconfig
+    kubectl(kubeconfig, "create", "namespace", SA_NS, check=False)
+    kubectl(kubeconfig, "create", "serviceaccount", "puller", "-n", SA_NS, check=False)
+    apply(
+        kubeconfig,
+        basic_auth("allowed", SA_NS, registry.username, registry.password),
+        basic_auth("denied", SA_NS, registry.username, registry.password),
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "puller", "namespace": SA_NS},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["secrets"],
+                    "resourceNames": ["allowed"],
+                    "verbs": ["get"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "puller", "namespace": SA_NS},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "puller"},
+            "subjects": [{"kind": "ServiceAccount", "name": "puller", "namespace": SA_NS}],
+        },
+    )
+
+    def spec(secret_name: str) -> StackSpec:
+        return parse_spec(
+            {
+                "targets": {"clusterIds": ["one"]},
+                "charts": [
+                    {
+                        "name": "web",
+                        "chart": "app",
+                        "repo": registry.repo,
+                        "version": "0.1.0",
+                        "credentials": {"secretName": secret_name},
+                    }
+                ],
+            }
+        )
+
+    api = api_client_from_kubeconfig(kubeconfig)
+    reader = KubeSourcesReader(api)
+    try:
+        found = asyncio.run(reader.read(SA_NS, spec("allowed"), service_account="puller"))
+        assert found["web"].password == registry.password
+        assert found["web"].secret == f"{SA_NS}/allowed"
+        with pytest.raises(SpecError) as error:
+            asyncio.run(reader.read(SA_NS, spec("denied"), service_account="puller"))
+        (problem,) = error.value.problems
+        assert problem.field == "spec.charts[0].credentials.secretName"
+        assert f"ServiceAccount {SA_NS}/puller" in problem.message
+        assert f"Secret {SA_NS}/denied" in problem.message
+        assert registry.password not in str(problem)
+    finally:
+        api.close()
+        kubectl(kubeconfig, "delete", "namespace", SA_NS, "--wait=false", check=False)

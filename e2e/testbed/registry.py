@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import secrets
 import signal
@@ -190,6 +191,8 @@ class Registry:
 
 
 def _serve_until_signalled(workdir: Path, info_file: Path, tls: bool) -> None:
+    """The registry and, with TLS, an HTTPS chart repository of the fixture charts with
+    basic auth (same user, password and CA); `info_file` (0600) tells how to reach them."""
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -197,17 +200,31 @@ def _serve_until_signalled(workdir: Path, info_file: Path, tls: bool) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with Registry.start(workdir, tls=tls) as registry:
+    with contextlib.ExitStack() as running:
+        registry = running.enter_context(Registry.start(workdir, tls=tls))
         info = {
-            "repo": registry.repo,
+            "oci_repo": registry.repo,
             "username": registry.username,
             "password": registry.password,
             "ca": str(registry.ca or ""),
+            "https_repo": "",
         }
+        if tls:
+            repo = running.enter_context(
+                chartrepo.ChartRepo.serve(
+                    workdir / "build" / "repo",
+                    basic_auth=(registry.username, registry.password),
+                    tls=certs.CertPair(
+                        workdir / "pki" / "serving.crt", workdir / "pki" / "serving.key"
+                    ),
+                )
+            )
+            info["https_repo"] = repo.url
         partial = info_file.with_name(info_file.name + ".partial")
+        partial.unlink(missing_ok=True)
         certs._write_secret(partial, json.dumps(info).encode())
         partial.replace(info_file)
-        print(f"registry at {registry.repo}", flush=True)
+        print(f"registry at {info['oci_repo']}, repository at {info['https_repo']}", flush=True)
         stopping.wait()
     info_file.unlink(missing_ok=True)
 
@@ -215,10 +232,12 @@ def _serve_until_signalled(workdir: Path, info_file: Path, tls: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m e2e.testbed.registry")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the registry with the fixture charts")
+    serve = commands.add_parser(
+        "serve", help="run the registry (and the authenticated HTTPS repository) with the charts"
+    )
     serve.add_argument("--dir", type=Path, required=True, help="work directory")
     serve.add_argument(
-        "--info-file", type=Path, required=True, help="gets repo, username, password (0600)"
+        "--info-file", type=Path, required=True, help="gets repos, username, password (0600)"
     )
     serve.add_argument("--plain-http", action="store_true", help="no TLS")
     args = parser.parse_args(argv)
