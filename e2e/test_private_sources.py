@@ -198,6 +198,17 @@ def secrets(
 # -- the CLI matrix ---------------------------------------------------------------------------
 
 
+def stack_body(name: str, namespace: str, cluster: str, **chart: Any) -> dict[str, Any]:
+    """A one-chart Stack: fixture chart `app` 0.1.0 as `web`, into namespace `name`."""
+    web = {"name": "web", "chart": "app", "version": "0.1.0", "namespace": name, **chart}
+    return {
+        "apiVersion": "herd.suse.com/v1",
+        "kind": "Stack",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"targets": {"clusterIds": [cluster]}, "charts": [web]},
+    }
+
+
 class Cli:
     def __init__(self, management: Cluster, downstream: Cluster, directory: Path) -> None:
         self.management, self.downstream, self.directory = management, downstream, directory
@@ -217,17 +228,7 @@ class Cli:
     def apply(self, **chart: Any) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
         """`herd apply` of a one-chart Stack (`app` 0.1.0 into a fresh namespace)."""
         name = unique("pv")
-        body = {
-            "apiVersion": "herd.suse.com/v1",
-            "kind": "Stack",
-            "metadata": {"name": name, "namespace": CI_NS},
-            "spec": {
-                "targets": {"clusterIds": ["one"]},
-                "charts": [
-                    {"name": "web", "chart": "app", "version": "0.1.0", "namespace": name, **chart}
-                ],
-            },
-        }
+        body = stack_body(name, CI_NS, "one", **chart)
         path = self.directory / f"{name}.yaml"
         path.write_text(yaml.safe_dump(body))
         done = self.run("apply", "-f", path, *self.clusters, "-o", "json")
@@ -464,25 +465,14 @@ def test_operator_pulls_with_a_fixed_secret_and_leaks_nothing(
         ca_secret("pv-oci-ca", ADMIN_NS, registry.ca or Path("/nonexistent")),
     )
     name = unique("pv-op")
-    body = {
-        "apiVersion": "herd.suse.com/v1",
-        "kind": "Stack",
-        "metadata": {"name": name, "namespace": ADMIN_NS},
-        "spec": {
-            "targets": {"clusterIds": [CLUSTER_ID]},
-            "charts": [
-                {
-                    "name": "web",
-                    "chart": "app",
-                    "repo": registry.repo,
-                    "version": "0.1.0",
-                    "namespace": name,
-                    "credentials": {"secretName": "pv-oci"},
-                    "caSecretName": "pv-oci-ca",
-                }
-            ],
-        },
-    }
+    body = stack_body(
+        name,
+        ADMIN_NS,
+        CLUSTER_ID,
+        repo=registry.repo,
+        credentials={"secretName": "pv-oci"},
+        caSecretName="pv-oci-ca",
+    )
     apply(kubeconfig, body)
     failed = faults.eventually(
         "the wrong password to fail the release",
