@@ -18,6 +18,8 @@ RANCHER_VERSION = "v1"
 RANCHER_PLURAL = "clusters"
 RANCHER_NAMESPACE = "fleet-default"
 RANCHER_SECRET_KEY = "value"
+# Rancher (pkg/provisioningv2/kubeconfig) labels each Cluster's kubeconfig Secret with it.
+RANCHER_SECRET_SELECTOR = "cluster.x-k8s.io/cluster-name"
 
 HERD_PREFIX = "herd.suse.com/"
 CLUSTER_SECRET_LABEL = f"{HERD_PREFIX}cluster"
@@ -52,19 +54,20 @@ def rancher_cluster(body: Mapping[str, Any]) -> Cluster:
     )
 
 
-def secret_cluster(body: Mapping[str, Any]) -> Cluster:
+def secret_cluster(body: Mapping[str, Any], key: str | None = None) -> Cluster:
     """A kubeconfig Secret labelled `herd.suse.com/cluster=true`: id from the
     `herd.suse.com/cluster-id` annotation (default: the Secret's name), labels = its labels
     minus `herd.suse.com/*`, kubeconfig under `kubeconfig` (or else `value`).
 
     Such a cluster is always ready: a Secret says nothing about the cluster's health, and an
-    unusable kubeconfig is reported when the kubeconfig store reads it.
+    unusable kubeconfig is reported when the kubeconfig store reads it. `key`: the data key
+    as an earlier full read found it, for a metadata-only `body` (`herd.clusters.versions`).
     """
     metadata = body.get("metadata") or {}
     name = str(metadata.get("name", ""))
     annotations = metadata.get("annotations") or {}
-    keys = set((body.get("data") or {}).keys()) | set((body.get("stringData") or {}).keys())
-    key = next((key for key in CLUSTER_SECRET_KEYS if key in keys), CLUSTER_SECRET_KEYS[0])
+    if key is None:
+        key = secret_key(body)
     labels = {k: v for k, v in _labels(metadata).items() if not k.startswith(HERD_PREFIX)}
     return Cluster(
         id=str(annotations.get(CLUSTER_ID_ANNOTATION) or name),
@@ -79,6 +82,12 @@ def secret_cluster(body: Mapping[str, Any]) -> Cluster:
             str(metadata.get("resourceVersion", "")),
         ),
     )
+
+
+def secret_key(body: Mapping[str, Any]) -> str:
+    """The data key of a cluster Secret that holds the kubeconfig (names only are read)."""
+    keys = set((body.get("data") or {}).keys()) | set((body.get("stringData") or {}).keys())
+    return next((key for key in CLUSTER_SECRET_KEYS if key in keys), CLUSTER_SECRET_KEYS[0])
 
 
 def _labels(metadata: Mapping[str, Any]) -> dict[str, str]:

@@ -5,6 +5,11 @@ each pass. `herd.clusters.files.FileSource` is the third source, for the CLI. Ea
 reads with the synchronous kubernetes client in a worker thread, so it can run on kopf's
 event loop. RBAC needed: get/list/watch on `clusters.provisioning.cattle.io` and on Secrets,
 in the configured namespaces only.
+
+Cost of a pass (`herd.clusters.versions`): the Rancher source makes two list calls per
+namespace (the Clusters, and their kubeconfig Secrets metadata-only, so the store reuses
+each file by resourceVersion without a GET); the Secret source one metadata-only list, plus
+one full list when a Secret was added or changed. No call per cluster.
 """
 
 from __future__ import annotations
@@ -22,11 +27,16 @@ from herd.clusters.objects import (
     RANCHER_GROUP,
     RANCHER_NAMESPACE,
     RANCHER_PLURAL,
+    RANCHER_SECRET_SELECTOR,
     RANCHER_VERSION,
     rancher_cluster,
     secret_cluster,
+    secret_key,
 )
+from herd.clusters.versions import SecretKeys, versions_of, with_secret_version
 from herd.errors import TransientError
+
+METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
 
 
 class ClusterSource(Protocol):
@@ -38,8 +48,10 @@ class ClusterSource(Protocol):
 class RancherSource:
     """Rancher's `provisioning.cattle.io/v1` Clusters (see `herd.clusters.objects`).
 
-    The kubeconfig refs carry no resource version (the Cluster object does not know its
-    Secret's): the kubeconfig store reads the Secret to learn it.
+    The Cluster object does not know its Secret's resource version: a metadata-only list
+    of the namespace's kubeconfig Secrets (labelled `cluster.x-k8s.io/cluster-name`, as
+    Rancher labels them) supplies it. A Secret that listing misses keeps an empty version,
+    and the kubeconfig store reads it to learn it.
     """
 
     def __init__(
@@ -64,7 +76,18 @@ class RancherSource:
                 namespace,
                 RANCHER_PLURAL,
             )
-            clusters.extend(rancher_cluster(item) for item in body.get("items") or [])
+            secrets = _list_or_raise(
+                f"kubeconfig Secrets ({RANCHER_SECRET_SELECTOR}) in namespace {namespace}",
+                client.CoreV1Api(self._api).list_namespaced_secret,
+                namespace,
+                label_selector=RANCHER_SECRET_SELECTOR,
+                _headers=METADATA_ONLY,
+            )
+            versions = versions_of(secrets.get("items") or [])
+            clusters.extend(
+                with_secret_version(rancher_cluster(item), versions)
+                for item in body.get("items") or []
+            )
         return clusters
 
     def __repr__(self) -> str:
@@ -72,23 +95,39 @@ class RancherSource:
 
 
 class SecretSource:
-    """Kubeconfig Secrets labelled `herd.suse.com/cluster=true` in one namespace."""
+    """Kubeconfig Secrets labelled `herd.suse.com/cluster=true` in one namespace.
+
+    Listed metadata-only; the Secrets' data (for the names of their keys) is listed only
+    when one was added or changed since the last full listing (`SecretKeys`).
+    """
 
     def __init__(self, api: client.ApiClient, namespace: str) -> None:
         self._api = api
         self._namespace = namespace
+        self._keys = SecretKeys()
 
     async def list_clusters(self) -> list[Cluster]:
         return await asyncio.to_thread(self._list)
 
-    def _list(self) -> list[Cluster]:
+    def _list(self, metadata_only: bool = True) -> list[Cluster]:
         body = _list_or_raise(
             f"cluster Secrets ({CLUSTER_SECRET_SELECTOR}) in namespace {self._namespace}",
             client.CoreV1Api(self._api).list_namespaced_secret,
             self._namespace,
             label_selector=CLUSTER_SECRET_SELECTOR,
+            **({"_headers": METADATA_ONLY} if metadata_only else {}),
         )
         items = body.get("items") or []
+        if metadata_only:
+            listed = versions_of(items)
+            if not self._keys.current(listed):
+                return self._list(metadata_only=False)
+            return [secret_cluster(item, self._keys.key(*_name_version(item))) for item in items]
+        keys = {}
+        for item in items:
+            name, version = _name_version(item)
+            keys[name] = (version, secret_key(item))
+        self._keys.replace(keys)
         clusters = [secret_cluster(item) for item in items]
         # Secret values were in the response; keep no reference to them.
         items.clear()
@@ -96,6 +135,11 @@ class SecretSource:
 
     def __repr__(self) -> str:
         return f"SecretSource(namespace={self._namespace!r})"
+
+
+def _name_version(item: dict[str, Any]) -> tuple[str, str]:
+    metadata = item.get("metadata") or {}
+    return str(metadata.get("name", "")), str(metadata.get("resourceVersion", ""))
 
 
 def _list_or_raise(what: str, call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
