@@ -236,6 +236,8 @@ async def test_rotation_rewrites_the_same_file_and_unchanged_secret_is_reused(
     assert path.stat().st_mtime_ns == written  # unchanged Secret: file left alone
 
     rancher.rotate_kubeconfig(management.kubeconfig, "dev", downstream[0].kubeconfig, fleet_ns)
+    # The next listing carries the Secret's new resourceVersion (herd.clusters.versions).
+    dev = (await _rancher_clusters(management_api, fleet_ns))["dev"]
     rotated = await store.path(dev)
 
     assert rotated == path
@@ -295,6 +297,7 @@ async def test_broken_secret_makes_one_cluster_unavailable(
         content = base64.b64encode(b"token: s3cr3t-t0ken-do-not-print\n").decode()
         await _patch_secret(management, fleet_ns, secret, {"value": content})
 
+    clusters = await _rancher_clusters(management_api, fleet_ns)  # the Secret's new version
     with pytest.raises(ClusterUnavailable) as raised:
         await store.path(clusters["dev"])
 
@@ -387,9 +390,11 @@ async def test_no_kubeconfig_bytes_in_logs_or_errors(
     for cluster in clusters.values():
         await inventory.kubeconfig(cluster)
     rancher.rotate_kubeconfig(management.kubeconfig, "dev", downstream[0].kubeconfig, fleet_ns)
+    clusters = {c.name: c for c in await inventory.clusters()}  # the rotated version
     await inventory.kubeconfig(clusters["dev"])
     half = base64.b64encode(downstream[1].kubeconfig.read_bytes()[:-200]).decode()
     await _patch_secret(management, fleet_ns, "dev-kubeconfig", {"value": half})
+    clusters = {c.name: c for c in await inventory.clusters()}
     with pytest.raises(ClusterUnavailable) as raised:
         await inventory.kubeconfig(clusters["dev"])
     texts += [str(raised.value), repr(raised.value)]

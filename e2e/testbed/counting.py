@@ -1,0 +1,59 @@
+"""Count the HTTP requests a kubernetes `ApiClient` really sends.
+
+Role: a test hands Herd a management-cluster client wrapped by `RequestLog`; every request
+the generated API methods make goes through `rest_client.request`, which the log records
+(method, path, query, and whether it asked for metadata only) before sending it
+unchanged. Nothing is answered from here: the requests reach the real API server.
+
+Callers: `e2e/test_inventory_cache.py`. (The scale benchmark, whose controller is another
+process, counts from the management API server's audit log instead.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from kubernetes import client
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...]
+    metadata_only: bool
+
+    @property
+    def is_secret_get(self) -> bool:
+        """A GET of one Secret (not a list)."""
+        parts = self.path.strip("/").split("/")
+        return self.method == "GET" and len(parts) == 6 and parts[4] == "secrets"
+
+
+class RequestLog:
+    """Records every request `api` sends from now on."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.requests: list[Request] = []
+        rest = api.rest_client
+        send: Callable[..., Any] = rest.request
+
+        def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            parts = urlsplit(url)
+            accept = str((kwargs.get("headers") or {}).get("Accept", ""))
+            query = tuple(parse_qsl(parts.query))
+            self.requests.append(
+                Request(method, parts.path, query, "PartialObjectMetadata" in accept)
+            )
+            return send(method, url, *args, **kwargs)
+
+        rest.request = counted
+
+    def since(self, mark: int) -> list[Request]:
+        return self.requests[mark:]
+
+    def mark(self) -> int:
+        return len(self.requests)
