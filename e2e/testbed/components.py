@@ -22,6 +22,72 @@ KWOK_STAGES = Path(__file__).resolve().parent / "kwok-stages.yaml"
 
 
 @dataclass(frozen=True)
+class Shape:
+    """How much of a control plane runs. The default is everything, as the e2e tests need;
+    the scale benchmark (`benchmarks/scale.py`) runs many light ones on one machine.
+
+    - `light`: apiserver without watch cache, API priority and fairness or unused API
+      groups, a controller manager with only the controllers a chart install needs, and a
+      Go memory limit for both (they give memory back instead of growing into free RAM);
+    - `pods`: the scheduler, kwok and its fake nodes, so pods bind and run; without them a
+      chart's Deployments of zero replicas and ConfigMaps still install and wait fine;
+    - `audit`: the apiserver writes a JSON audit log (Metadata level), from which the
+      benchmark counts the controller's real requests.
+    """
+
+    light: bool = False
+    pods: bool = True
+    audit: bool = False
+
+
+DEFAULT_SHAPE = Shape()
+LIGHT_SHAPE = Shape(light=True, pods=False)
+# GOMEMLIMIT of a light cluster's Go programs (soft: the GC works harder near it).
+LIGHT_MEMORY_LIMIT = {"kube-apiserver": "120MiB", "kube-controller-manager": "50MiB"}
+LIGHT_GOGC = "40"
+# The controllers a chart install (Deployments, Jobs, namespaces) and helm --wait need.
+LIGHT_CONTROLLERS = (
+    "namespace,garbagecollector,serviceaccount,serviceaccount-token,deployment,replicaset,"
+    "job,statefulset,daemonset,nodelifecycle,root-ca-cert-publisher,endpointslice"
+)
+# Groups a light apiserver does not serve (nothing on the test bed uses them).
+LIGHT_DISABLED_APIS = (
+    "autoscaling/v2",
+    "autoscaling/v1",
+    "flowcontrol.apiserver.k8s.io/v1",
+)
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+"""
+
+
+def light_apiserver_args(audit_dir: Path | None, light: bool) -> list[str]:
+    """What `apiserver_args` adds for a `Shape`; nothing for the default one."""
+    extra: list[str] = []
+    if light:
+        extra += [
+            "--watch-cache=false",
+            "--enable-priority-and-fairness=false",
+            "--runtime-config=" + ",".join(f"{api}=false" for api in LIGHT_DISABLED_APIS),
+            "--event-ttl=5m",
+        ]
+    if audit_dir is not None:
+        policy = audit_dir / "audit-policy.yaml"
+        audit_dir.mkdir(parents=True, exist_ok=True)
+        policy.write_text(AUDIT_POLICY)
+        extra += [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={audit_dir / 'audit.log'}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",
+        ]
+    return extra
+
+
+@dataclass(frozen=True)
 class Ports:
     """The loopback ports one cluster's processes listen on."""
 
@@ -79,7 +145,9 @@ def apiserver_args(
     ]
 
 
-def controller_manager_args(binary: Path, pki: Pki, kubeconfig: Path, port: int) -> list[str]:
+def controller_manager_args(
+    binary: Path, pki: Pki, kubeconfig: Path, port: int, controllers: str = "*"
+) -> list[str]:
     return [
         str(binary),
         f"--kubeconfig={kubeconfig}",
@@ -87,7 +155,7 @@ def controller_manager_args(binary: Path, pki: Pki, kubeconfig: Path, port: int)
         f"--authorization-kubeconfig={kubeconfig}",
         "--bind-address=127.0.0.1",
         f"--secure-port={port}",
-        "--controllers=*",
+        f"--controllers={controllers}",
         "--leader-elect=false",
         # One shared identity instead of a service account per controller: minting ~40
         # controller tokens one after another costs ~5s per cluster at start, and the

@@ -8,13 +8,18 @@ cluster, kube-apiserver, kube-controller-manager, kube-scheduler and kwok. kwok 
 the kubelet for a few fake Nodes, so Deployments, Jobs and `helm --wait` go through
 the real controllers and only the containers are imaginary. Nothing listens on
 anything but loopback, and every process is recorded in `<workdir>/pids`.
+
+A cluster's `components.Shape` (default: all of the above) can make it light (tuned
+apiserver, trimmed controller manager, no scheduler or kwok where no pod must bind) or
+give its apiserver an audit log: the scale benchmark runs 20 such clusters at once.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +87,12 @@ class Cluster:
     scheduler: ManagedProcess
     kwok: ManagedProcess
     api: ApiClient = field(repr=False)
+    shape: components.Shape = components.DEFAULT_SHAPE
+
+    @property
+    def audit_log(self) -> Path:
+        """The apiserver's audit log (written only when `shape.audit`)."""
+        return self.workdir / "audit" / "audit.log"
 
     @property
     def server(self) -> str:
@@ -89,6 +100,8 @@ class Cluster:
 
     @property
     def processes(self) -> list[ManagedProcess]:
+        if not self.shape.pods:
+            return [self.apiserver, self.controller_manager]
         return [self.apiserver, self.controller_manager, self.scheduler, self.kwok]
 
     def stop_apiserver(self, graceful: bool = False) -> None:
@@ -113,9 +126,10 @@ class Cluster:
 
     def start_workloads_plane(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         """After /readyz: fake nodes, then the controllers and kwok; wait until usable."""
-        for node in FAKE_NODES:
-            self._create("/api/v1/nodes", components.fake_node(node))
-        for process in (self.controller_manager, self.scheduler, self.kwok):
+        if self.shape.pods:
+            for node in FAKE_NODES:
+                self._create("/api/v1/nodes", components.fake_node(node))
+        for process in self.processes[1:]:
             process.start()
         wait_for(
             f"{self.name} nodes Ready and default ServiceAccount",
@@ -140,9 +154,8 @@ class Cluster:
         # "Usable" = what a chart install needs: schedulable Ready nodes (kwok +
         # node-lifecycle) and the default ServiceAccount (kcm's serviceaccount controller;
         # without it pod creation is refused).
-        return self._nodes_ready() and self.api.ok(
-            "/api/v1/namespaces/default/serviceaccounts/default"
-        )
+        nodes = self._nodes_ready() if self.shape.pods else True
+        return nodes and self.api.ok("/api/v1/namespaces/default/serviceaccounts/default")
 
     def _nodes_ready(self) -> bool:
         response = self.api.try_get("/api/v1/nodes")
@@ -164,7 +177,12 @@ def _node_ready(node: dict[str, Any]) -> bool:
 
 
 def new_cluster(
-    name: str, workdir: Path, binaries: Binaries, etcd_url: str, etcd_prefix: str
+    name: str,
+    workdir: Path,
+    binaries: Binaries,
+    etcd_url: str,
+    etcd_prefix: str,
+    shape: components.Shape = components.DEFAULT_SHAPE,
 ) -> Cluster:
     """Write the cluster's PKI and kubeconfigs and prepare (not start) its processes."""
     directory = workdir / "clusters" / name
@@ -200,7 +218,14 @@ def new_cluster(
 
     def process(component: str, argv: list[str], tier: int = 0) -> ManagedProcess:
         log = logs / f"{name}-{component}.log"
-        return ManagedProcess(f"{name}/{component}", argv, log, pidfile, tier=tier)
+        env = None
+        if shape.light and component in components.LIGHT_MEMORY_LIMIT:
+            limit = components.LIGHT_MEMORY_LIMIT[component]
+            env = {**os.environ, "GOMEMLIMIT": limit, "GOGC": components.LIGHT_GOGC}
+        return ManagedProcess(f"{name}/{component}", argv, log, pidfile, env=env, tier=tier)
+
+    audit = directory / "audit" if shape.audit else None
+    controllers = components.LIGHT_CONTROLLERS if shape.light else "*"
 
     b = binaries
     return Cluster(
@@ -218,13 +243,14 @@ def new_cluster(
                 etcd_prefix,
                 ports.apiserver,
                 directory / "apiserver-certs",
-            ),
+            )
+            + components.light_apiserver_args(audit, shape.light),
             tier=1,
         ),
         controller_manager=process(
             "kube-controller-manager",
             components.controller_manager_args(
-                b.kube_controller_manager, pki, kcm_config, ports.controller_manager
+                b.kube_controller_manager, pki, kcm_config, ports.controller_manager, controllers
             ),
         ),
         scheduler=process(
@@ -233,6 +259,7 @@ def new_cluster(
         ),
         kwok=process("kwok", components.kwok_args(b.kwok, admin, ports.kwok)),
         api=ApiClient(server, pki.ca.cert, pki.client("admin")),
+        shape=shape,
     )
 
 
@@ -246,6 +273,7 @@ class TestBed:
     binaries: Binaries
     etcd: Etcd | None = None
     clusters: dict[str, Cluster] = field(default_factory=dict)
+    shapes: dict[str, components.Shape] = field(default_factory=dict)
     _stopped: bool = False
 
     @classmethod
@@ -257,6 +285,8 @@ class TestBed:
         binaries: Binaries | None = None,
         detach: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
+        shapes: Mapping[str, components.Shape] | None = None,
+        parallel: int | None = None,
     ) -> TestBed:
         """Start every cluster in parallel and return once all are usable.
 
@@ -264,19 +294,21 @@ class TestBed:
         removed first. `detach=True` (the `up` command) leaves the processes running
         after this Python process exits; otherwise an atexit hook stops them, so a
         crashed or interrupted test session does not leave control planes behind.
+        `shapes`: cluster name -> `components.Shape` (default: full). `parallel`: how many
+        clusters start at once (default: all).
         """
         workdir = workdir.resolve()
         for stale in ("etcd", "clusters", KUBECONFIG_DIR, "logs"):
             shutil.rmtree(workdir / stale, ignore_errors=True)
         workdir.mkdir(parents=True, exist_ok=True)
-        bed = cls(workdir, binaries or binaries_module.resolve())
+        bed = cls(workdir, binaries or binaries_module.resolve(), shapes=dict(shapes or {}))
         if not detach:
             atexit.register(bed.stop)
         try:
             bed._start_etcd(timeout)
             # One thread per cluster: each starts its apiserver at once, so on two
             # cores their start-ups overlap; that is what keeps four clusters fast.
-            with ThreadPoolExecutor(max_workers=max(len(names), 1)) as pool:
+            with ThreadPoolExecutor(max_workers=max(parallel or len(names), 1)) as pool:
                 list(pool.map(lambda name: bed._start_cluster(name, timeout), names))
             bed.clusters = {name: bed.clusters[name] for name in names}  # caller's order
         except BaseException:
@@ -302,7 +334,8 @@ class TestBed:
             # A fresh etcd prefix per attempt, so a retry never sees half the objects
             # of the attempt that lost its port.
             prefix = f"/clusters/{name}" + (f"-{attempt}" if attempt > 1 else "")
-            cluster = new_cluster(name, self.workdir, self.binaries, self.etcd.url, prefix)
+            shape = self.shapes.get(name, components.DEFAULT_SHAPE)
+            cluster = new_cluster(name, self.workdir, self.binaries, self.etcd.url, prefix, shape)
             self.clusters[name] = cluster
             try:
                 cluster.apiserver.start()
