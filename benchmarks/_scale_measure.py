@@ -1,0 +1,93 @@
+"""What the scale benchmark measures outside Herd: audit-log requests, process memory.
+
+Callers: `benchmarks/scale.py`. Pure reading of files the kernel and the management API
+server write: `/proc/<pid>/status` (VmRSS, VmHWM) and the apiserver's JSON audit log
+(`e2e.testbed.components.Shape(audit=True)`), where every request the controller's
+ServiceAccount makes is one event with a unique `auditID`. Counting those is counting
+real requests, not estimating them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+CONTROLLER_USER = "system:serviceaccount:herd-system:herd-controller"
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Audited:
+    """One request of the audit log."""
+
+    at: float  # epoch seconds the request was received
+    verb: str
+    resource: str
+    subresource: str
+    name: str
+
+    def __str__(self) -> str:
+        sub = f"/{self.subresource}" if self.subresource else ""
+        return f"{self.verb} {self.resource}{sub}{' ' + self.name if self.name else ''}"
+
+
+def requests(log: Path, user: str = CONTROLLER_USER) -> list[Audited]:
+    """Every request `user` made, once each (the stages of one request share an auditID)."""
+    seen: dict[str, Audited] = {}
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # a line being written
+        if (event.get("user") or {}).get("username") != user or event["auditID"] in seen:
+            continue
+        ref = event.get("objectRef") or {}
+        received = datetime.fromisoformat(event["requestReceivedTimestamp"]).timestamp()
+        seen[event["auditID"]] = Audited(
+            received,
+            event.get("verb", ""),
+            ref.get("resource", event.get("requestURI", "")),
+            ref.get("subresource", ""),
+            ref.get("name", ""),
+        )
+    return sorted(seen.values(), key=lambda r: r.at)
+
+
+def between(found: Iterable[Audited], start: float, end: float) -> list[Audited]:
+    return [r for r in found if start <= r.at <= end]
+
+
+def summary(found: Iterable[Audited]) -> str:
+    """`verb resource` counts, most frequent first (names dropped)."""
+    counts = Counter(
+        f"{r.verb} {r.resource}{'/' + r.subresource if r.subresource else ''}" for r in found
+    )
+    return ", ".join(f"{n}x {what}" for what, n in counts.most_common())
+
+
+def memory(pid: int) -> tuple[int, int]:
+    """(current, peak) resident set size of a process, in bytes."""
+    values: dict[str, int] = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) * 1024
+    return values.get("VmRSS", 0), values.get("VmHWM", 0)
+
+
+def available_memory() -> int:
+    """MemAvailable of the machine, in bytes."""
+    with open("/proc/meminfo") as info:
+        for line in info:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
