@@ -16,6 +16,7 @@ Stack left it is still cleaned up.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Collection, Sequence
 from datetime import datetime
@@ -132,15 +133,15 @@ def row(result: ReleaseResult, held_message: str = "") -> DeploymentRow:
 def rows(
     releases: Sequence[ReleaseResult], limit: int, previous: Sequence[DeploymentRow] = ()
 ) -> list[DeploymentRow]:
-    ordered = sorted(
+    # The first `limit` rows only: a partial sort keeps a status build linear in the
+    # releases (it runs every second of a pass; a full sort made 1,000 clusters slow).
+    ordered = heapq.nsmallest(
+        limit,
         (r for r in releases if r.state is not State.UNINSTALLED),
         key=lambda r: (_ROW_ORDER[r.state], r.key.cluster, r.key.namespace, r.key.name),
     )
     before = {(p.cluster_id, p.namespace, p.release_name): p.message for p in previous}
-    return [
-        row(r, before.get((r.key.cluster, r.key.namespace, r.key.name), ""))
-        for r in ordered[:limit]
-    ]
+    return [row(r, before.get((r.key.cluster, r.key.namespace, r.key.name), "")) for r in ordered]
 
 
 def release_record(
