@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -176,6 +177,32 @@ def cluster_memory(clusters: list[Cluster]) -> tuple[float, float]:
     return now / len(clusters) / measure.MIB, peak / len(clusters) / measure.MIB
 
 
+def cpu_by_program(run: Run) -> dict[str, float]:
+    """CPU seconds so far: each test-bed program summed over clusters, the controller
+    alone, and helm (the controller's waited-for children)."""
+    found: dict[str, float] = {}
+    for cluster in run.bed.clusters.values():
+        for process in cluster.processes:
+            if process.pid is not None:
+                program = process.name.split("/")[-1]
+                found[program] = found.get(program, 0.0) + measure.cpu_seconds(process.pid)
+    if run.bed.etcd is not None and run.bed.etcd.process.pid is not None:
+        found["etcd"] = measure.cpu_seconds(run.bed.etcd.process.pid)
+    pid = run.controller.process.pid if run.controller.process else 0
+    found["herd controller"] = measure.cpu_seconds(pid)
+    found["helm"] = measure.cpu_seconds(pid, children=True) - found["herd controller"]
+    return found
+
+
+def cpu_report(before: dict[str, float], after: dict[str, float], releases: int) -> None:
+    used = {k: after[k] - before.get(k, 0.0) for k in after}
+    line(
+        "CPU per release in the rollout",
+        ", ".join(f"{k} {v / releases:.2f} s" for k, v in sorted(used.items(), key=lambda i: -i[1]))
+        + f"; total {sum(used.values()) / releases:.2f} CPU-s",
+    )
+
+
 def helm_started(controller: Controller, since: float, until: float) -> int:
     return len([c for c in controller.helm_calls(since) if c.at <= until])
 
@@ -228,15 +255,26 @@ def measure_run(run: Run) -> None:
     def sample() -> None:
         peak[0] = max(peak[0], measure.memory(pid)[1])
 
+    cpu_before, machine_before = cpu_by_program(run), measure.machine_cpu()
     began = time.time()
     kubectl(run.management.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(bodies))
     wait("convergence", lambda: run.converged(stacks), args.timeout, sample)
     took = time.time() - began
+    cpu_after, machine_after = cpu_by_program(run), measure.machine_cpu()
     rate = releases / took
     line(
         f"converge {releases} releases",
         f"{took:.1f} s, {rate:.2f} releases/s",
         ">= 4 releases/s" if releases >= 400 else "",
+    )
+    cpu_report(cpu_before, cpu_after, releases)
+    busy = machine_after[0] - machine_before[0]
+    total = machine_after[1] - machine_before[1]
+    ours = sum(cpu_after.values()) - sum(cpu_before.values())
+    line(
+        "machine CPU in the rollout",
+        f"{100 * busy / total:.0f}% busy, this benchmark {100 * ours / total:.0f}% "
+        f"(the rest: other programs); {os.cpu_count()} cores",
     )
     helm = [c for c in run.controller.helm_calls(began) if c.at <= began + took]
     verbs: dict[str, int] = {}
@@ -295,6 +333,10 @@ def measure_run(run: Run) -> None:
             "<= 2 s, 0 helm, <= 5 requests",
         )
         line("  beside it (not the pass's)", measure.summary(aside) or "none")
+    quiet = cpu_by_program(run)
+    time.sleep(10)
+    idle = sum(cpu_by_program(run).values()) - sum(quiet.values())
+    line("idle CPU of the test bed and controller", f"{idle / 10:.2f} cores")
     sample()
     line("controller peak RSS", f"{peak[0] / measure.MIB:.0f} MiB", "<= 200 MiB")
     now, high = cluster_memory(run.downstream)
