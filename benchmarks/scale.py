@@ -45,6 +45,7 @@ from e2e.testbed.components import LIGHT_SHAPE, Shape
 from e2e.testbed.controlplane import Cluster, TestBed
 from e2e.testbed.herd_controller import (
     CONTROLLER_NS,
+    ROOT,
     Controller,
     kubectl,
     prepare_management,
@@ -150,6 +151,20 @@ def start(args: argparse.Namespace, workdir: Path) -> tuple[TestBed, ChartRepo]:
     return bed, ChartRepo.start(workdir / "repo")
 
 
+def crds_established(kubeconfig: Path, timeout: float = 120) -> None:
+    """Apply the CRDs and wait for Established by polling: `kubectl wait` right after the
+    apply fails while the CRD has no conditions yet (seen on a loaded machine)."""
+    kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds"))
+    path = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = kubectl(kubeconfig, "get", "crd", "stacks.herd.suse.com", "-o", path, check=False)
+        if out.strip() == "True":
+            return
+        time.sleep(0.5)
+    raise SystemExit("the Stack CRD did not become Established")
+
+
 def register(bed: TestBed, pod_clusters: int) -> None:
     management = bed.clusters["management"].kubeconfig
     clusters = [
@@ -211,6 +226,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     bed, repo = start(args, workdir)
     try:
         management = bed.clusters["management"]
+        crds_established(management.kubeconfig)
         prepare_management(management.kubeconfig, [RANCHER_NS])
         register(bed, args.pod_clusters)
         identity = service_account_kubeconfig(
