@@ -15,6 +15,7 @@ one full list when a Secret was added or changed. No call per cluster.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -36,6 +37,7 @@ from herd.clusters.objects import (
 from herd.clusters.versions import SecretKeys, versions_of, with_secret_version
 from herd.errors import TransientError
 
+logger = logging.getLogger(__name__)
 METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
 
 
@@ -59,6 +61,7 @@ class RancherSource:
     ) -> None:
         self._api = api
         self._namespaces = tuple(namespaces)
+        self._unlisted: set[str] = set()  # namespaces whose Secrets could not be listed
 
     async def list_clusters(self) -> list[Cluster]:
         return await asyncio.to_thread(self._list)
@@ -76,6 +79,17 @@ class RancherSource:
                 namespace,
                 RANCHER_PLURAL,
             )
+            versions = self._secret_versions(namespace)
+            clusters.extend(
+                with_secret_version(rancher_cluster(item), versions)
+                for item in body.get("items") or []
+            )
+        return clusters
+
+    def _secret_versions(self, namespace: str) -> dict[str, str]:
+        """The kubeconfig Secrets' resourceVersions; none when they cannot be listed: the
+        listing only saves reads, so the store then reads each Secret as it would anyway."""
+        try:
             secrets = _list_or_raise(
                 f"kubeconfig Secrets ({RANCHER_SECRET_SELECTOR}) in namespace {namespace}",
                 client.CoreV1Api(self._api).list_namespaced_secret,
@@ -83,12 +97,13 @@ class RancherSource:
                 label_selector=RANCHER_SECRET_SELECTOR,
                 _headers=METADATA_ONLY,
             )
-            versions = versions_of(secrets.get("items") or [])
-            clusters.extend(
-                with_secret_version(rancher_cluster(item), versions)
-                for item in body.get("items") or []
-            )
-        return clusters
+        except TransientError as error:
+            if namespace not in self._unlisted:
+                logger.warning("%s; each kubeconfig Secret is read instead", error)
+                self._unlisted.add(namespace)
+            return {}
+        self._unlisted.discard(namespace)
+        return versions_of(secrets.get("items") or [])
 
     def __repr__(self) -> str:
         return f"RancherSource(namespaces={list(self._namespaces)})"
