@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from herd.api.v1 import ChartSpec, SkippedCluster, Stack, StackSpec
+from herd.api.v1 import ChartSpec, SkippedCluster, Stack, StackSpec, Toggle
 from herd.clusters.model import Cluster, ClusterUnavailable
 from herd.clusters.targets import resolve_targets
 from herd.errors import Problem, SpecError, TransientError
@@ -186,8 +186,8 @@ class Engine:
         sources = await self._chart_sources(stack, grants, problems) if granted else {}
         by_id = {c.id: c for c in clusters}
         addons = self._addons
-        if addons is not None:
-            await addons.refresh()
+        if addons is not None and _enables_addons(stack.spec):
+            await addons.refresh()  # reads the add-on configuration: only when it is needed
 
         def cluster_values(cluster_id: str, chart: ChartSpec) -> Values:
             if addons is None or cluster_id not in by_id:
@@ -413,6 +413,10 @@ class Engine:
 
 
 KEPT_MESSAGE = "left untouched; a release of this Stack already there is kept, no longer managed"
+
+
+def _enables_addons(spec: StackSpec) -> bool:
+    return Toggle.ENABLED in (spec.security, spec.observability)
 
 
 def not_granted_rows(plan: StackPlan, denied: Sequence[SkippedCluster]) -> list[ReleaseResult]:
