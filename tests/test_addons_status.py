@@ -454,6 +454,8 @@ def test_enrich_fills_sections_conditions_and_rows() -> None:
         "agents_deployed": 2,
         "agents_total": 2,
         "metrics_collected": False,
+        "dashboards_available": 0,
+        "alerts_configured": 0,
     }
     scanned = condition(status, SECURITY_SCANNED)
     assert (scanned.status, scanned.reason) == ("True", "CriticalVulnerabilitiesFound")

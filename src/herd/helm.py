@@ -350,6 +350,18 @@ class ClusterHelm:
             return None
         return output.decode(errors="replace")
 
+    async def nodes(self) -> list[dict[str, Any]]:
+        """The cluster's Node objects (with the kubeconfig's own identity, never a
+        tenant's); raises what the API client raises."""
+        return await asyncio.to_thread(self._nodes)
+
+    def _nodes(self) -> list[dict[str, Any]]:
+        if self._api is None:
+            self._api = kubernetes.client.CoreV1Api(api_client_from_kubeconfig(self._kubeconfig))
+        response = self._api.list_node(_preload_content=False, _request_timeout=30)
+        items: list[dict[str, Any]] = json.loads(cast(Any, response).data).get("items") or []
+        return items
+
     async def recover(self, observed: ObservedRelease) -> None:
         """Unstick a pending-* release: roll back an upgrade, remove a half install."""
         if observed.status in ("pending-upgrade", "pending-rollback") and observed.revision > 1:

@@ -4,9 +4,10 @@
 pass's result, and what `herd.addons.probe` observed (NeuVector scans, agent health),
 and returns the status with `security` / `observability`, the `SecurityScanned` /
 `ObservabilityConfigured` conditions, and each row's `securityScan` /
-`observabilityMetrics`. A disabled add-on's section, condition and row fields are
-removed. `carry_over` keeps the last known add-on conditions and row fields on the
-status written while a rollout is running (the probe runs only after a pass).
+`observabilityMetrics`; for every Stack, the GPU facts (`herd.addons.gpustatus`). A
+disabled add-on's section, condition and row fields are removed. `carry_over` keeps the
+last known add-on conditions and row fields on the status written while a rollout is
+running (the probe runs only after a pass).
 
 Callers: the operator's runtime (after each pass), the CLI, tests.
 """
@@ -18,6 +19,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from herd.addons.config import AGENT, FailOn
+from herd.addons.gpus import ClusterGpus
+from herd.addons.gpustatus import GPU_ROW_FIELDS, ReleaseGpus, RowKey, with_gpus
 from herd.addons.observability import (
     AgentHealth,
     ObservabilitySummary,
@@ -58,10 +61,15 @@ def enrich(
     fail_on: FailOn = FailOn.CRITICAL,
     previous: StackStatus | None = None,
     now: datetime | None = None,
+    gpus: Mapping[str, ClusterGpus] | None = None,
+    release_gpus: Mapping[RowKey, ReleaseGpus] | None = None,
 ) -> StackStatus:
-    """`status` with the add-on sections, conditions and row fields of this pass."""
+    """`status` with the add-on sections, conditions and row fields of this pass, and
+    its GPU facts (`herd.addons.gpustatus`) when `gpus` is given."""
     if result.plan is None:
         return status
+    if gpus is not None:
+        status = with_gpus(status, gpus, release_gpus or {})
     spec = result.plan.spec
     security = spec.security is Toggle.ENABLED
     observability = spec.observability is Toggle.ENABLED
@@ -113,18 +121,22 @@ def carry_over(status: StackStatus, previous: StackStatus | None) -> StackStatus
     known = {c.type for c in status.conditions}
     old_rows = {_key(r): r for r in previous.deployments}
     rows = []
-    for row in status.deployments:
-        old = old_rows.get(_key(row))
+    for fresh in status.deployments:
+        row, old = fresh, old_rows.get(_key(fresh))
         blank = row.security_scan is None and row.observability_metrics is None
         if old is not None and blank:
             fields = ("security_scan", "observability_metrics")
-            rows.append(row.model_copy(update={f: getattr(old, f) for f in fields}))
-        else:
-            rows.append(row)
+            row = row.model_copy(update={f: getattr(old, f) for f in fields})
+        if old is not None and row.gpu_requests is None:
+            row = row.model_copy(update={f: getattr(old, f) for f in GPU_ROW_FIELDS})
+        rows.append(row)
     return status.model_copy(
         update={
             "conditions": [*status.conditions, *(c for c in kept if c.type not in known)],
             "deployments": rows,
+            "cluster_resources": status.cluster_resources or previous.cluster_resources,
+            "cluster_resource_count": status.cluster_resource_count
+            or previous.cluster_resource_count,
         }
     )
 

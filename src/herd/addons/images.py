@@ -1,18 +1,21 @@
-"""What a release runs, read from its rendered manifest: container images and workloads.
+"""What a release runs, read from its rendered manifest: images, workloads, GPUs.
 
 Pure. `manifest_facts` parses the YAML that `helm get manifest` prints; `normalize`
 writes an image reference the way a container runtime resolves it, so the images a
 chart names (`nginx:1.25`) match what NeuVector reports (`docker.io/library/nginx:1.25`).
-Callers: `herd.addons.probe` (images for the scan, workloads for the agent's readiness).
+`gpus` is the `nvidia.com/gpu` demand (`herd.addons.gpus`). Callers: `herd.addons.probe`
+(images for the scan, workloads for the agent's readiness, GPUs for the rows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+
+from herd.addons.gpus import GpuDemand, gpu_demand
 
 _CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
@@ -32,6 +35,7 @@ class Workload:
 class ManifestFacts:
     images: frozenset[str]  # normalized references
     workloads: tuple[Workload, ...]
+    gpus: GpuDemand = field(default_factory=GpuDemand)
 
 
 def manifest_facts(manifest: str, namespace: str) -> ManifestFacts:
@@ -50,7 +54,8 @@ def manifest_facts(manifest: str, namespace: str) -> ManifestFacts:
             workloads.append(
                 Workload(str(kind), str(metadata.get("namespace") or namespace), metadata["name"])
             )
-    return ManifestFacts(frozenset(images), tuple(sorted(workloads)))
+    gpus = gpu_demand(documents, namespace)
+    return ManifestFacts(frozenset(images), tuple(sorted(workloads)), gpus)
 
 
 def _images(node: Any) -> Iterator[str]:

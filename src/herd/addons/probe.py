@@ -8,7 +8,11 @@ number at a time, with each cluster's own kubeconfig:
   revision's manifest never changes);
 - `security: enabled`: NeuVector's scan report through the API server's service proxy
   (`herd.addons.neuvector`), once NeuVector's own release is deployed there;
-- `observability: enabled`: whether the agent release's workloads are ready.
+- `observability: enabled`: whether the agent release's workloads are ready;
+- for every Stack: the GPUs of the cluster's nodes, each release's `nvidia.com/gpu`
+  requests (from the same manifests) and, for the releases that request some, their
+  utilization from dcgm-exporter (`herd.addons.gpuprobe`, at most once per
+  `refresh_seconds` per cluster).
 
 It never raises for one cluster's trouble: a cluster that cannot be asked gets an
 Unavailable scan or no agent health, with a reason fit for the status. Callers: the
@@ -28,6 +32,9 @@ from kubernetes import client
 from herd.addons.catalog import AddonCatalog
 from herd.addons.config import AGENT, NEUVECTOR, Credentials, FailOn, NeuVectorApi
 from herd.addons.enrich import PassResult
+from herd.addons.gpuprobe import GpuProbe
+from herd.addons.gpus import ClusterGpus
+from herd.addons.gpustatus import ReleaseGpus, RowKey, release_gpus
 from herd.addons.images import ManifestFacts, Workload, manifest_facts
 from herd.addons.neuvector import NeuVectorClient, NeuVectorError, ServiceProxy
 from herd.addons.observability import AgentHealth, workload_ready
@@ -48,7 +55,7 @@ from herd.results import ReleaseResult, State
 logger = logging.getLogger(__name__)
 
 ManifestKey = tuple[str, str, str, int]  # cluster, namespace, release, revision
-_CACHE_LIMIT = 5000
+_CACHE_LIMIT = 50000  # small facts; every release of every Stack
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,8 @@ class Observation:
     scans: dict[str, ClusterScan] = field(default_factory=dict)
     agents: dict[str, AgentHealth] = field(default_factory=dict)
     fail_on: FailOn = FailOn.CRITICAL
+    gpus: dict[str, ClusterGpus] = field(default_factory=dict)
+    release_gpus: dict[RowKey, ReleaseGpus] = field(default_factory=dict)
 
 
 class AddonProbe:
@@ -68,23 +77,23 @@ class AddonProbe:
         *,
         concurrency: int = 10,
         timeout: float = 10.0,
+        refresh_seconds: float = 300.0,
     ) -> None:
         self._catalog = catalog
         self._env = env
         self._slots = asyncio.Semaphore(concurrency)
         self._timeout = timeout
         self._manifests: dict[ManifestKey, ManifestFacts] = {}
+        self._gpus = GpuProbe(refresh_seconds=refresh_seconds, timeout=timeout)
 
     async def observe(self, result: PassResult, inventory: Inventory) -> Observation:
         config = self._catalog.config
         plan = result.plan
-        if plan is None or config is None:
+        if plan is None:
             return Observation()
-        security = plan.spec.security is Toggle.ENABLED
-        observability = plan.spec.observability is Toggle.ENABLED
-        observation = Observation(fail_on=config.api.fail_on)
-        if not (security or observability):
-            return observation
+        security = config is not None and plan.spec.security is Toggle.ENABLED
+        observability = config is not None and plan.spec.observability is Toggle.ENABLED
+        observation = Observation(fail_on=config.api.fail_on if config else FailOn.CRITICAL)
         async with asyncio.TaskGroup() as group:
             for cluster in result.targets:
                 releases = [r for r in result.releases if r.key.cluster == cluster.id]
@@ -94,7 +103,7 @@ class AddonProbe:
                         releases=releases,
                         inventory=inventory,
                         observation=observation,
-                        api=config.api if security else None,
+                        api=config.api if config and security else None,
                         observability=observability,
                     )
                 )
@@ -124,13 +133,18 @@ class AddonProbe:
                     observation.scans[cluster.id] = ClusterScan(
                         cluster.id, state=ScanState.UNAVAILABLE, problem=reason
                     )
+                observation.gpus[cluster.id] = ClusterGpus(problem=reason)
                 return
             deployed = [r for r in releases if r.state is State.DEPLOYED]
             facts = {
-                (r.key.namespace, r.key.name): await self._facts(kubeconfig, r)
-                for r in deployed
-                if api is not None or r.chart == AGENT
+                (r.key.namespace, r.key.name): await self._facts(kubeconfig, r) for r in deployed
             }
+            failed = {  # a failed install's GPUs explain a timeout: its latest revision
+                (r.key.namespace, r.key.name): await self._facts(kubeconfig, r, latest=True)
+                for r in releases
+                if r.state is State.FAILED and not r.held
+            }
+            await self._gpu_facts(cluster.id, kubeconfig, {**facts, **failed}, observation)
             if api is not None:
                 scan = await self._scan(cluster.id, kubeconfig, api, releases, facts)
                 observation.scans[cluster.id] = scan
@@ -141,15 +155,38 @@ class AddonProbe:
                     cluster.id, kubeconfig, agent_facts
                 )
 
-    async def _facts(self, kubeconfig: Path, release: ReleaseResult) -> ManifestFacts | None:
-        key = (release.key.cluster, release.key.namespace, release.key.name, release.revision or 0)
-        if key in self._manifests:
+    async def _gpu_facts(
+        self,
+        cluster: str,
+        kubeconfig: Path,
+        facts: dict[ReleaseRef, ManifestFacts | None],
+        observation: Observation,
+    ) -> None:
+        observation.gpus[cluster] = await asyncio.to_thread(self._gpus.nodes, cluster, kubeconfig)
+        demands = {ref: f.gpus for ref, f in facts.items() if f is not None}
+        wanted = any(d.total for d in demands.values())
+        samples = (
+            await asyncio.to_thread(self._gpus.exporter, cluster, kubeconfig) if wanted else []
+        )
+        for (namespace, name), demand in demands.items():
+            gpus = release_gpus(demand, samples, namespace)
+            observation.release_gpus[(cluster, namespace, name)] = gpus
+
+    async def _facts(
+        self, kubeconfig: Path, release: ReleaseResult, *, latest: bool = False
+    ) -> ManifestFacts | None:
+        """`latest`: the release's last revision, whatever its state (not kept)."""
+        revision = None if latest else release.revision
+        key = (release.key.cluster, release.key.namespace, release.key.name, revision or 0)
+        if not latest and key in self._manifests:
             return self._manifests[key]
         helm = ClusterHelm(self._env, release.key.cluster, kubeconfig)
-        manifest = await helm.manifest(release.key.namespace, release.key.name, release.revision)
+        manifest = await helm.manifest(release.key.namespace, release.key.name, revision)
         if manifest is None:
             return None
         facts = manifest_facts(manifest, release.key.namespace)
+        if latest:
+            return facts
         if len(self._manifests) >= _CACHE_LIMIT:
             self._manifests.clear()
         self._manifests[key] = facts

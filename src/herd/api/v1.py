@@ -479,6 +479,23 @@ class DeploymentRow(_StatusModel):
             "uninstall, nothing, conflict, invalid, recover, wait or held."
         ),
     )
+    gpu_requests: int | None = Field(
+        default=None,
+        description=(
+            "nvidia.com/gpu the release's workloads request (requests, else limits) from its "
+            "manifest: per pod x replicas (Jobs: parallelism), one pod per DaemonSet."
+        ),
+    )
+    gpu_utilization: str | None = Field(
+        default=None,
+        description=(
+            "Mean DCGM_FI_DEV_GPU_UTIL over the release's pods from dcgm-exporter, e.g. 75%; "
+            "Unavailable (see gpuUtilizationReason) when it cannot be read. GPU releases only."
+        ),
+    )
+    gpu_utilization_reason: str | None = Field(
+        default=None, description="Why gpuUtilization is Unavailable."
+    )
 
 
 class SecurityStatus(_StatusModel):
@@ -493,6 +510,25 @@ class ObservabilityStatus(_StatusModel):
     agents_deployed: int = Field(default=0, description="Clusters with the agent deployed.")
     agents_total: int = Field(default=0, description="Target clusters.")
     metrics_collected: bool = Field(default=False, description="Every agent's workloads are ready.")
+    dashboards_available: int = Field(
+        default=0,
+        description="Herd's Grafana dashboard ConfigMaps found on the target clusters (read back).",
+    )
+    alerts_configured: int = Field(
+        default=0,
+        description="Alert rules of Herd's PrometheusRules found on the target clusters.",
+    )
+
+
+class ClusterResources(_StatusModel):
+    cluster_id: str = Field(description="The target cluster.")
+    gpu_capacity: int | None = Field(
+        default=None, description="nvidia.com/gpu capacity summed over the cluster's nodes."
+    )
+    gpu_allocatable: int | None = Field(
+        default=None, description="nvidia.com/gpu allocatable summed over the cluster's nodes."
+    )
+    message: str = Field(default="", description="Why the nodes could not be read, if so.")
 
 
 class SkippedCluster(_StatusModel):
@@ -546,6 +582,13 @@ class StackStatus(_StatusModel):
     )
     deployment_counts: dict[str, int] = Field(
         default_factory=dict, description="Rows per status, including rows left out."
+    )
+    cluster_resources: list[ClusterResources] = Field(
+        default_factory=list,
+        description="GPU capacity and allocatable per target cluster (bounded).",
+    )
+    cluster_resource_count: int = Field(
+        default=0, description="Clusters with resources read, including those left out."
     )
     security: SecurityStatus | None = Field(
         default=None, description="NeuVector scan summary (security: enabled)."

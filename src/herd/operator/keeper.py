@@ -192,6 +192,8 @@ class Keeper:
                 fail_on=seen.fail_on,
                 previous=previous,
                 now=now(),
+                gpus=seen.gpus,
+                release_gpus=seen.release_gpus,
             )
         await self.writer.flush(lambda: status)
         runtime.fleet.set(self.key, status.phase, status.deployment_counts)

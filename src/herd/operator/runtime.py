@@ -85,7 +85,12 @@ class Runtime:
         self.addons = addons or AddonCatalog.from_cluster(
             api, config.namespace, config.addons_configmap
         )
-        self.probe = AddonProbe(self.addons, self.env, concurrency=config.max_clusters)
+        self.probe = AddonProbe(
+            self.addons,
+            self.env,
+            concurrency=config.max_clusters,
+            refresh_seconds=config.resync_seconds,
+        )
         self.gates = Gates(helm=config.max_helm, clusters=config.max_clusters)
         self.engine = Engine(
             self.inventory,

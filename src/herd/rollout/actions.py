@@ -15,6 +15,7 @@ Callers: `herd.rollout.scheduler`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,6 +37,7 @@ from herd.results import ReleaseResult, State
 from herd.results import now as _now
 from herd.rollout.crds import CrdStep
 from herd.rollout.gates import Draining, Gates
+from herd.rollout.gpufit import watch_fit
 from herd.rollout.tenants import RenderCheck
 
 logger = logging.getLogger(__name__)
@@ -195,9 +197,26 @@ class ReleaseActions:
         async with self._gates.slot():
             started = _now()  # helm's own time, not the wait for a slot
             await self._crds.apply(helm.cluster, helm.kubeconfig, helm.identity, crds)
-            revision = await helm.install_or_upgrade(
-                desired, chart_dir, self._settings.owner, self._settings.manager
+
+            async def warn(message: str) -> None:
+                await self._report(
+                    replace(base, state=State.DEPLOYING, message=message, started=started)
+                )
+
+            # Only helm --wait can take long enough for an early warning to matter.
+            fit = (
+                asyncio.ensure_future(watch_fit(helm, desired, warn))
+                if desired.chart.wait
+                else None
             )
+            try:
+                revision = await helm.install_or_upgrade(
+                    desired, chart_dir, self._settings.owner, self._settings.manager
+                )
+            finally:
+                if fit is not None:
+                    fit.cancel()
+                    await asyncio.gather(fit, return_exceptions=True)
         return replace(
             base,
             state=State.DEPLOYED,

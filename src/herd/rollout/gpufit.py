@@ -1,0 +1,55 @@
+"""The GPU fit warning while helm waits: a release asking for GPUs its cluster lacks.
+
+A release whose pods request `nvidia.com/gpu` on a cluster with none allocatable never
+becomes ready: its pods stay Pending and `helm --wait` runs into its timeout. So while
+helm waits, `watch_fit` reads the release's manifest as helm stored it (`helm get
+manifest` of the pending revision, a few seconds in), counts its GPU requests
+(`herd.addons.gpus`) and the cluster's allocatable GPUs (one Node list), and when they
+do not fit reports the release as Deploying with the warning as its message, at once.
+It is a warning: helm goes on (a node may yet join, or a device plugin start).
+
+Anything that goes wrong here only means no early warning: the pass's status repeats the
+check after helm is done (`herd.addons.gpustatus`). Callers: `herd.rollout.actions`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from herd.addons.gpus import fit_warning, node_gpus
+from herd.addons.images import manifest_facts
+from herd.helm import ClusterHelm
+from herd.plan import DesiredRelease
+
+logger = logging.getLogger(__name__)
+FIT_DELAYS = (2.0, 4.0, 8.0)  # seconds before each look at the stored manifest
+
+
+async def watch_fit(
+    helm: ClusterHelm,
+    desired: DesiredRelease,
+    warn: Callable[[str], Awaitable[None]],
+    delays: Sequence[float] = FIT_DELAYS,
+) -> None:
+    """Report `warn(message)` once if the release's GPU requests cannot fit; cancelled
+    by the caller when helm returns."""
+    key = desired.key
+    for delay in delays:
+        await asyncio.sleep(delay)
+        manifest = await helm.manifest(key.namespace, key.name, None)
+        if manifest is None:
+            continue  # helm has not stored the release yet
+        requested = manifest_facts(manifest, key.namespace).gpus.total
+        if not requested:
+            return
+        try:
+            _, allocatable = node_gpus(await helm.nodes())
+        except Exception as error:  # only the early warning is lost
+            logger.info("Cannot list nodes of cluster %s: %s", key.cluster, type(error).__name__)
+            return
+        warning = fit_warning(requested, key.cluster, allocatable)
+        if warning:
+            await warn(warning)
+        return
