@@ -35,9 +35,8 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from e2e.testbed import netns, rancher
+from e2e.testbed import netns, proxied, rancher
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.neuvector_standin import CannedImage, StandInProcess, served
 from herd.addons import (
@@ -300,68 +299,19 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandInProcess
 
 def expose_standin(bed: BedCluster, namespace: str, standin: StandInProcess) -> None:
     """Service `STANDIN_SERVICE` in `namespace`, its one endpoint the stand-in's address."""
-    meta = client.V1ObjectMeta
-    with rancher.api_client(bed.kubeconfig) as api:
-        core = client.CoreV1Api(api)
-        try:  # no kubelet and no kwok will ever look after this Node
-            core.create_node(client.V1Node(metadata=meta(name=STANDIN_SERVICE)))
-        except ApiException as error:
-            if error.status != 409:
-                raise
-        core.create_namespaced_pod(
-            namespace,
-            client.V1Pod(
-                metadata=meta(name=STANDIN_SERVICE),
-                spec=client.V1PodSpec(
-                    node_name=STANDIN_SERVICE,
-                    tolerations=[client.V1Toleration(operator="Exists")],
-                    containers=[client.V1Container(name="api", image="example.com/nv:1")],
-                ),
-            ),
-        )
-        running = {
-            "phase": "Running",
-            "podIP": standin.host,
-            "podIPs": [{"ip": standin.host}],
-            "conditions": [{"type": "Ready", "status": "True"}],
-        }
-        core.patch_namespaced_pod_status(STANDIN_SERVICE, namespace, {"status": running})
-        port = "controller-api"
-        core.create_namespaced_service(
-            namespace,
-            client.V1Service(
-                metadata=meta(name=STANDIN_SERVICE),
-                spec=client.V1ServiceSpec(ports=[client.V1ServicePort(name=port, port=10443)]),
-            ),
-        )
-        pod = client.V1ObjectReference(kind="Pod", namespace=namespace, name=STANDIN_SERVICE)
-        core.create_namespaced_endpoints(
-            namespace,
-            client.V1Endpoints(
-                metadata=meta(name=STANDIN_SERVICE),
-                subsets=[
-                    client.V1EndpointSubset(
-                        addresses=[client.V1EndpointAddress(ip=standin.host, target_ref=pod)],
-                        ports=[client.CoreV1EndpointPort(name=port, port=standin.port)],
-                    )
-                ],
-            ),
-        )
+    proxied.expose(
+        bed.kubeconfig,
+        namespace,
+        STANDIN_SERVICE,
+        address=standin.host,
+        port=standin.port,
+        port_name="controller-api",
+        service_port=10443,
+    )
 
 
 def remove_standin(bed: BedCluster, namespace: str) -> None:
-    with rancher.api_client(bed.kubeconfig) as api:
-        core = client.CoreV1Api(api)
-        for delete in (
-            core.delete_namespaced_service,
-            core.delete_namespaced_endpoints,
-            core.delete_namespaced_pod,
-        ):
-            try:
-                delete(STANDIN_SERVICE, namespace, grace_period_seconds=0)
-            except ApiException as error:
-                if error.status != 404:
-                    raise
+    proxied.remove(bed.kubeconfig, namespace, STANDIN_SERVICE)
 
 
 async def test_scans_through_the_service_proxy_reach_status_and_rows(

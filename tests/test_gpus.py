@@ -157,7 +157,7 @@ DCGM_FI_DEV_GPU_UTIL{gpu="2",UUID="GPU-77ac",device="nvidia2",modelName="Tesla T
 # HELP DCGM_FI_DEV_FB_USED Framebuffer memory used (in MiB).
 # TYPE DCGM_FI_DEV_FB_USED gauge
 DCGM_FI_DEV_FB_USED{gpu="0",UUID="GPU-8f1f4d06-07fd-27a7-52d5-e58aa060d256",modelName="Tesla \"T4\"\\x",namespace="ai",pod="ollama-7d9f8b6c4-x2k9p",} 11245 1700000000000
-"""
+"""  # noqa: E501
 
 
 def test_parse_metrics_reads_the_exporter_format() -> None:
@@ -251,6 +251,5 @@ def test_with_gpus_fills_rows_warns_and_lists_clusters() -> None:
         "clusterId": "cpu",
         "gpuCapacity": 0,
         "gpuAllocatable": 0,
-        "message": "",
     }
     assert yaml.safe_dump(dumped)  # what kubectl get -o yaml shows

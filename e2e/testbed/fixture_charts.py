@@ -89,6 +89,9 @@ CATALOG: tuple[FixtureChart, ...] = (
     _stand_in("kserve", "0.11.2", "v0.11.2"),
     _stand_in("mlflow", "0.7.19", "2.8.1"),
     _stand_in("jupyterhub", "3.1.0", "4.0.2"),
+    # GPU values as the real otwld/ollama-helm 1.x: `ollama.gpu.enabled` puts
+    # `nvidia.com/gpu` in the container's limits.
+    FixtureChart("ollama", "1.4.0", "0.5.7", "ollama-gpu"),
 )
 
 

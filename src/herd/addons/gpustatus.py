@@ -64,7 +64,7 @@ def with_gpus(
             cluster_id=cluster,
             gpu_capacity=gpus.capacity,
             gpu_allocatable=gpus.allocatable,
-            message=clip(gpus.problem, MESSAGE_LIMIT),
+            message=clip(gpus.problem, MESSAGE_LIMIT) or None,
         )
         for cluster, gpus in sorted(clusters.items())
     ]

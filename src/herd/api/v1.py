@@ -528,7 +528,7 @@ class ClusterResources(_StatusModel):
     gpu_allocatable: int | None = Field(
         default=None, description="nvidia.com/gpu allocatable summed over the cluster's nodes."
     )
-    message: str = Field(default="", description="Why the nodes could not be read, if so.")
+    message: str | None = Field(default=None, description="Why the nodes could not be read.")
 
 
 class SkippedCluster(_StatusModel):
