@@ -51,7 +51,13 @@ from herd.results import ReleaseResult, State
 from herd.rollout import DEFAULT_LIMITS, Gates, Limits, Progress, Rollout, Settings, Target
 from herd.rollout.tenants import TenantClusters
 from herd.sources import ChartSource, unread_sources
-from herd.tenancy import Grants, cluster_granted, granted_clusters, spec_problems
+from herd.tenancy import (
+    Grants,
+    addon_namespace_problems,
+    cluster_granted,
+    granted_clusters,
+    spec_problems,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +98,10 @@ class AddOns(Protocol):
     def charts(self, spec: StackSpec) -> list[ChartSpec]: ...
 
     def cluster_values(self, cluster: Cluster, chart: ChartSpec) -> Values: ...
+
+    def stack_charts(self, stack: Stack) -> list[ChartSpec]:
+        """Charts of the Stack's own the add-ons bring (appended to its charts)."""
+        ...
 
 
 @dataclass
@@ -195,9 +205,15 @@ class Engine:
             return addons.cluster_values(by_id[cluster_id], chart)
 
         try:
+            shared = addons.charts(stack.spec) if addons else []
+            spec = stack.spec
+            own = addons.stack_charts(stack) if addons else []
+            if own:
+                spec = spec.model_copy(update={"charts": [*spec.charts, *own]})
+                problems += addon_namespace_problems(grants, own)
             plan = plan_stack(
-                stack.spec,
-                addons=addons.charts(stack.spec) if addons else (),
+                spec,
+                addons=shared,
                 from_values=from_values,
                 cluster_values=cluster_values if addons else None,
                 clusters=clusters,

@@ -35,6 +35,7 @@ from pyhelm3 import Command
 from pyhelm3 import errors as helm_errors
 
 from herd.api.v1 import ChartSpec
+from herd.bundled import BUNDLED_REPO, bundled_chart
 from herd.clusters.kube import api_client_from_kubeconfig, api_error_summary
 from herd.failures import FailureKind, HelmFailure, classify, first_line, update_failure
 from herd.plan import LABEL_MANAGER, LABEL_STACK, DesiredRelease, ObservedRelease
@@ -137,6 +138,8 @@ class ChartCache:
         return await asyncio.shield(self._pulls[key])
 
     async def _pull(self, chart: ChartSpec, source: ChartSource | None) -> Path:
+        if chart.repo == BUNDLED_REPO:
+            return self._bundled(chart)
         if self._directory is None:
             self._directory = Path(tempfile.mkdtemp(prefix="herd-charts-", dir=self._parent))
         destination = Path(tempfile.mkdtemp(dir=self._directory))
@@ -177,6 +180,20 @@ class ChartCache:
         reason = update_failure(output.decode(errors="replace"))
         if reason is not None:
             raise classify(reason, pulling=True, repo=chart.repo, secret=secret)
+    def _bundled(self, chart: ChartSpec) -> Path:
+        """A chart shipped with Herd (`herd.bundled`), copied as a pull would unpack it."""
+        source = bundled_chart(chart.chart_name, chart.version)
+        if source is None:
+            raise HelmFailure(
+                FailureKind.CHART_NOT_FOUND,
+                f"Herd ships no chart {chart.chart_name} {chart.version}",
+                transient=False,
+            )
+        if self._directory is None:
+            self._directory = Path(tempfile.mkdtemp(prefix="herd-charts-", dir=self._parent))
+        destination = Path(tempfile.mkdtemp(dir=self._directory)) / source.name
+        shutil.copytree(source, destination)
+        return destination
 
     def close(self) -> None:
         for task in self._pulls.values():

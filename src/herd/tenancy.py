@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from herd.api import SkippedCluster, StackSpec, Targets, Toggle
+from herd.api import ChartSpec, SkippedCluster, StackSpec, Targets, Toggle
 from herd.api.grants import ClusterGrant, ClusterGrantSpec, parse_grant
 from herd.clusters.model import Cluster
 from herd.clusters.targets import targets_match
@@ -184,6 +184,23 @@ def granted_clusters(
                 )
             )
     return kept, skipped
+
+
+def addon_namespace_problems(grants: Grants | None, charts: Sequence[ChartSpec]) -> list[Problem]:
+    """Charts of the Stack's own that an add-on brings (Herd's dashboards and alerts) go
+    where the grants allow, like the Stack's charts; each refusal names the add-on field."""
+    if grants is None or grants.unrestricted:
+        return []
+    return [
+        Problem(
+            "spec.observability",
+            f"Herd's dashboards and alerts (release {c.release}) go to namespace "
+            f"{c.namespace!r} beside the agent, which is not in the targetNamespaces of "
+            f"{grants.describe()}",
+        )
+        for c in charts
+        if not namespace_allowed(grants, c.namespace)
+    ]
 
 
 def spec_problems(

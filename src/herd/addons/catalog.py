@@ -11,6 +11,9 @@ cluster its own values:
 - NeuVector: `bootstrapPassword` = the Secret's `neuvector.password` when set (NeuVector
   applies it on first start only, so Herd can later log in to read scans); else nothing.
 
+`stack_charts(stack)` adds charts of the Stack's own: with `observability: enabled`,
+Herd's dashboards and alerts (`herd.addons.insights`), which the Stack's deletion removes.
+
 Secret values live only here and in the helm values handed to helm on stdin: never in a
 `ChartSpec`, the Stack, its status, Events or logs.
 
@@ -51,7 +54,8 @@ from herd.addons.config import (
     parse_config,
     parse_secret,
 )
-from herd.api.v1 import ChartSpec, StackSpec, Toggle
+from herd.addons.insights import insights_chart
+from herd.api.v1 import ChartSpec, Stack, StackSpec, Toggle
 from herd.clusters.kube import API_ERRORS, NOT_FOUND, api_error_summary, read_json
 from herd.clusters.model import Cluster
 from herd.errors import Problem, SpecError, TransientError
@@ -178,6 +182,15 @@ class AddonCatalog:
                 )
             charts.append(config.agent)
         return charts
+
+    def stack_charts(self, stack: Stack) -> list[ChartSpec]:
+        """Charts of the Stack's own that its add-ons bring: with observability enabled,
+        Herd's dashboards and alerts (`herd.addons.insights`) beside the agent. Call after
+        `charts`, which raises when the configuration is unusable."""
+        if stack.spec.observability is not Toggle.ENABLED or self._config is None:
+            return []
+        agent = self._config.agent
+        return [insights_chart(stack, agent.namespace, timeout=agent.timeout)]
 
     def cluster_values(self, cluster: Cluster, chart: ChartSpec) -> Values:
         credentials = self._credentials

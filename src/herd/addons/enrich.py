@@ -63,6 +63,7 @@ def enrich(
     now: datetime | None = None,
     gpus: Mapping[str, ClusterGpus] | None = None,
     release_gpus: Mapping[RowKey, ReleaseGpus] | None = None,
+    insights: Mapping[str, tuple[int, int]] | None = None,
 ) -> StackStatus:
     """`status` with the add-on sections, conditions and row fields of this pass, and
     its GPU facts (`herd.addons.gpustatus`) when `gpus` is given."""
@@ -91,7 +92,7 @@ def enrich(
         r.key.cluster: (r.state.value, r.message) for r in result.releases if r.chart == AGENT
     }
     if observability:
-        obs = observability_summary(targets, agent_rows, agents)
+        obs = observability_summary(targets, agent_rows, agents, insights)
         update["observability"] = obs.status
         conditions.append(
             _condition(OBSERVABILITY_CONFIGURED, obs, status.observed_generation, moment, before)

@@ -4,7 +4,9 @@ An agent counts as *deployed* on a cluster when its release row there is Deploye
 the rollout result), and as *ready* when every workload its manifest creates is ready
 (`herd.addons.probe` reads them: Deployments Available, DaemonSets and StatefulSets with
 all replicas ready). `metricsCollected` is true when the agent is ready on every target
-cluster. Rows get `observabilityMetrics`: Active (agent ready in the row's cluster),
+cluster. `dashboardsAvailable` and `alertsConfigured` count Herd's dashboard ConfigMaps and
+alert rules read back from the target clusters (`herd.addons.insights`).
+Rows get `observabilityMetrics`: Active (agent ready in the row's cluster),
 NotReady (deployed, workloads not ready), Pending (not deployed yet, or not known).
 
 Callers: `herd.addons.enrich`.
@@ -55,8 +57,10 @@ def observability_summary(
     targets: Sequence[str],
     agent_rows: Mapping[str, tuple[str, str]],
     agents: Mapping[str, AgentHealth],
+    insights: Mapping[str, tuple[int, int]] | None = None,
 ) -> ObservabilitySummary:
-    """`agent_rows`: cluster → (row state, message) of the agent release there."""
+    """`agent_rows`: cluster → (row state, message) of the agent release there;
+    `insights`: cluster → (dashboards, alert rules) of Herd's found there."""
     deployed = [c for c in targets if agent_rows.get(c, ("", ""))[0] == "Deployed"]
     ready = [c for c in deployed if c in agents and agents[c].ready]
     status = ObservabilityStatus(
@@ -64,6 +68,8 @@ def observability_summary(
         agents_deployed=len(deployed),
         agents_total=len(targets),
         metrics_collected=bool(targets) and len(ready) == len(targets),
+        dashboards_available=sum(d for c, (d, _) in (insights or {}).items() if c in targets),
+        alerts_configured=sum(a for c, (_, a) in (insights or {}).items() if c in targets),
     )
     if not targets:
         return ObservabilitySummary(status, "False", "NoTargets", "No target cluster")

@@ -36,12 +36,14 @@ from herd.addons.gpuprobe import GpuProbe
 from herd.addons.gpus import ClusterGpus
 from herd.addons.gpustatus import ReleaseGpus, RowKey, release_gpus
 from herd.addons.images import ManifestFacts, Workload, manifest_facts
+from herd.addons.insights import INSIGHTS, insights_counts
 from herd.addons.neuvector import NeuVectorClient, NeuVectorError, ServiceProxy
 from herd.addons.observability import AgentHealth, workload_ready
 from herd.addons.security import ClusterScan, ReleaseRef, ScanReport, ScanState
 from herd.api.v1 import Toggle
 from herd.clusters.kube import (
     API_ERRORS,
+    NOT_FOUND,
     api_client_from_kubeconfig,
     api_error_summary,
     read_json,
@@ -67,6 +69,7 @@ class Observation:
     fail_on: FailOn = FailOn.CRITICAL
     gpus: dict[str, ClusterGpus] = field(default_factory=dict)
     release_gpus: dict[RowKey, ReleaseGpus] = field(default_factory=dict)
+    insights: dict[str, tuple[int, int]] = field(default_factory=dict)  # dashboards, alerts
 
 
 class AddonProbe:
@@ -154,6 +157,13 @@ class AddonProbe:
                 observation.agents[cluster.id] = await self._agent(
                     cluster.id, kubeconfig, agent_facts
                 )
+            insights = next((r for r in deployed if r.chart == INSIGHTS), None)
+            if observability and insights is not None:
+                counts = await asyncio.to_thread(
+                    _insights, kubeconfig, insights.key.namespace, insights.key.name, self._timeout
+                )
+                if counts is not None:
+                    observation.insights[cluster.id] = counts
 
     async def _gpu_facts(
         self,
@@ -273,6 +283,42 @@ def _scan_report(
         proxy = ServiceProxy(kube, api.namespace, api.service, timeout)
         nv = NeuVectorClient(proxy, credentials.neuvector_username, credentials.neuvector_password)
         return nv.scan_report()
+    finally:
+        kube.close()  # type: ignore[no-untyped-call]
+
+
+def _insights(
+    kubeconfig: Path, namespace: str, release: str, timeout: float
+) -> tuple[int, int] | None:
+    """Herd's dashboards and alert rules of `release` as the cluster has them now (None
+    when they cannot be read). No PrometheusRule CRD: no rules."""
+    selector = f"app.kubernetes.io/instance={release}"
+    try:
+        kube = _api_client(kubeconfig)
+    except _UnusableKubeconfig:
+        return None
+    try:
+        configmaps = read_json(
+            client.CoreV1Api(kube).list_namespaced_config_map,
+            namespace,
+            label_selector=f"{selector},grafana_dashboard=1",
+            _request_timeout=timeout,
+        )
+        try:
+            rules = read_json(
+                client.CustomObjectsApi(kube).list_namespaced_custom_object,
+                *("monitoring.coreos.com", "v1", namespace, "prometheusrules"),
+                label_selector=selector,
+                _request_timeout=timeout,
+            )
+        except client.ApiException as error:
+            if error.status != NOT_FOUND:
+                raise
+            rules = {}
+        return insights_counts(configmaps.get("items") or [], rules.get("items") or [])
+    except API_ERRORS as error:
+        logger.info("Cannot read Herd's dashboards in %s: %s", namespace, api_error_summary(error))
+        return None
     finally:
         kube.close()  # type: ignore[no-untyped-call]
 

@@ -194,6 +194,7 @@ class Keeper:
                 now=now(),
                 gpus=seen.gpus,
                 release_gpus=seen.release_gpus,
+                insights=seen.insights,
             )
         await self.writer.flush(lambda: status)
         runtime.fleet.set(self.key, status.phase, status.deployment_counts)
