@@ -248,6 +248,8 @@ async def test_readme_example_deploys_addons_first_with_per_cluster_identity(
                 "agents_deployed": 2,
                 "agents_total": 2,
                 "metrics_collected": True,
+                "dashboards_available": 4,  # Herd's two dashboards on each cluster
+                "alerts_configured": 0,  # no PrometheusRule CRD on these clusters
             }
             assert condition(status, OBSERVABILITY_CONFIGURED)[:2] == ("True", "AgentsReady")
             assert {r.observability_metrics for r in status.deployments} == {"Active"}

@@ -156,6 +156,7 @@ async def status_of(result: StackResult, probe: AddonProbe, inventory: Inventory
         seen.agents,
         gpus=seen.gpus,
         release_gpus=seen.release_gpus,
+        insights=seen.insights,
     )
 
 
