@@ -39,6 +39,7 @@ from kubernetes import client
 from e2e.testbed import netns, proxied, rancher
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.neuvector_standin import CannedImage, StandInProcess, served
+from e2e.testbed.passes import status_of
 from herd.addons import (
     AGENT,
     NEUVECTOR,
@@ -46,16 +47,15 @@ from herd.addons import (
     SECURITY_SCANNED,
     AddonCatalog,
     AddonProbe,
-    enrich,
 )
+from herd.addons.insights import INSIGHTS
 from herd.api import StackStatus, parse_stack
 from herd.api.v1 import Stack
 from herd.clusters import Cluster, KubeconfigRef, api_client_from_kubeconfig
 from herd.engine import Engine, StackResult
 from herd.errors import SpecError
 from herd.helm import HelmEnvironment, find_helm
-from herd.results import State, now
-from herd.status import stack_status
+from herd.results import State
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PROD = {"env": "prod", "workload": "ai-ml"}
@@ -148,22 +148,6 @@ def helm_values(bed: BedCluster, namespace: str, release: str) -> dict[str, Any]
     ).stdout  # fmt: skip
     values: dict[str, Any] = json.loads(out)
     return values
-
-
-async def status_of(
-    result: StackResult, probe: AddonProbe, inventory: FleetInventory
-) -> StackStatus:
-    """What the operator writes after a pass: `stack_status`, then the probe and `enrich`."""
-    status = stack_status(
-        result.releases,
-        targets=[c.id for c in result.targets],
-        skipped=result.skipped,
-        chart_count=result.chart_count,
-        generation=1,
-        now=now(),
-    )
-    seen = await probe.observe(result, inventory)
-    return enrich(status, result, seen.scans, seen.agents, fail_on=seen.fail_on)
 
 
 def assert_addons_first(result: StackResult, addon_names: tuple[str, ...]) -> None:
@@ -368,6 +352,7 @@ async def test_scans_through_the_service_proxy_reach_status_and_rows(
                 ("api", "Passed"),
                 (NEUVECTOR, "Passed"),
                 (AGENT, "Pending"),
+                (INSIGHTS, "Passed"),  # Herd's dashboards: ConfigMaps, no image
             )
         }
         state, reason, message = condition(status, SECURITY_SCANNED)

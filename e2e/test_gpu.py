@@ -27,13 +27,13 @@ from kubernetes.client.exceptions import ApiException
 from e2e.testbed import components, netns, proxied, rancher
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.dcgm_standin import CannedGpu, StandInProcess, served
-from herd.addons import AddonCatalog, AddonProbe, enrich
-from herd.api import StackStatus, parse_stack
+from e2e.testbed.passes import status_of
+from herd.addons import AddonCatalog, AddonProbe
+from herd.api import parse_stack
 from herd.clusters import Cluster, KubeconfigRef
-from herd.engine import Engine, StackResult
+from herd.engine import Engine
 from herd.helm import HelmEnvironment
-from herd.results import ReleaseResult, State, now
-from herd.status import stack_status
+from herd.results import ReleaseResult, State
 
 GPU_NODE = "kwok-gpu-1"
 EXPORTER = "nvidia-dcgm-exporter"
@@ -136,28 +136,6 @@ def pods_of(bed: BedCluster, namespace: str, release: str) -> list[client.V1Pod]
             namespace, label_selector=f"app.kubernetes.io/instance={release}"
         )
     return list(found.items)
-
-
-async def status_of(result: StackResult, probe: AddonProbe, inventory: Inventory) -> StackStatus:
-    """What the operator writes after a pass: `stack_status`, then the probe and `enrich`."""
-    status = stack_status(
-        result.releases,
-        targets=[c.id for c in result.targets],
-        skipped=result.skipped,
-        chart_count=result.chart_count,
-        generation=1,
-        now=now(),
-    )
-    seen = await probe.observe(result, inventory)
-    return enrich(
-        status,
-        result,
-        seen.scans,
-        seen.agents,
-        gpus=seen.gpus,
-        release_gpus=seen.release_gpus,
-        insights=seen.insights,
-    )
 
 
 async def test_gpu_requests_fit_warning_and_utilization_through_the_proxy(

@@ -19,9 +19,10 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from e2e.test_gpu import Inventory, status_of
+from e2e.test_gpu import Inventory
 from e2e.testbed import rancher
 from e2e.testbed.controlplane import Cluster as BedCluster
+from e2e.testbed.passes import status_of
 from herd.addons import AGENT, AddonCatalog, AddonProbe
 from herd.addons.insights import INSIGHTS
 from herd.api import parse_stack

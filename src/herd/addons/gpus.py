@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 GPU_RESOURCE = "nvidia.com/gpu"
+FIT_WARNING = "GPU warning"  # how a fit warning starts (rows, Events)
 _REPLICATED = frozenset({"Deployment", "StatefulSet", "ReplicaSet"})
 _BATCH = frozenset({"Job", "CronJob"})
 
@@ -94,7 +95,7 @@ def fit_warning(requested: int, cluster: str, allocatable: int | None) -> str:
         return ""
     have = "no" if allocatable == 0 else f"only {allocatable}"
     return (
-        f"GPU warning: requests {requested} {GPU_RESOURCE} but cluster {cluster} has {have} "
+        f"{FIT_WARNING}: requests {requested} {GPU_RESOURCE} but cluster {cluster} has {have} "
         "allocatable; its GPU pods stay Pending"
     )
 

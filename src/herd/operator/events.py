@@ -13,6 +13,7 @@ import logging
 import time
 from typing import Any, Protocol
 
+from herd.addons.gpus import FIT_WARNING
 from herd.plan import Action
 from herd.results import ReleaseResult, State
 
@@ -77,6 +78,11 @@ def log_release(result: ReleaseResult, logger: Logger, events: Events | None) ->
         logger.info("Uninstalled %s", where)
         if events is not None:
             events.normal("Uninstalled", f"Uninstalled {where}")
+    elif result.state is State.DEPLOYING and result.message.startswith(FIT_WARNING):
+        message = f"{where}: {result.message}"
+        logger.warning("%s", message)
+        if events is not None:
+            events.warning("GpuFit", message)
     elif result.state in (State.FAILED, State.UNREACHABLE):
         message = f"{result.state.value} {where}: {result.message}"
         logger.warning("%s", message)

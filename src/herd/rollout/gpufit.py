@@ -3,9 +3,11 @@
 A release whose pods request `nvidia.com/gpu` on a cluster with none allocatable never
 becomes ready: its pods stay Pending and `helm --wait` runs into its timeout. So while
 helm waits, `watch_fit` reads the release's manifest as helm stored it (`helm get
-manifest` of the pending revision, a few seconds in), counts its GPU requests
-(`herd.addons.gpus`) and the cluster's allocatable GPUs (one Node list), and when they
-do not fit reports the release as Deploying with the warning as its message, at once.
+manifest` of the pending revision, 5 seconds in, later again if helm has not stored it
+yet), counts its GPU requests (`herd.addons.gpus`) and the cluster's allocatable GPUs
+(one Node list), and when they do not fit reports the release as Deploying with the
+warning as its message. Cost: one `helm get manifest` per `--wait` install that lasts
+over 5 seconds, and a Node list when the release asks for GPUs.
 It is a warning: helm goes on (a node may yet join, or a device plugin start).
 
 Anything that goes wrong here only means no early warning: the pass's status repeats the
@@ -24,7 +26,7 @@ from herd.helm import ClusterHelm
 from herd.plan import DesiredRelease
 
 logger = logging.getLogger(__name__)
-FIT_DELAYS = (2.0, 4.0, 8.0)  # seconds before each look at the stored manifest
+FIT_DELAYS = (5.0, 10.0, 20.0)  # seconds before each look at the stored manifest
 
 
 async def watch_fit(
