@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -13,6 +14,9 @@ from herd.addons.gpus import ClusterGpus, GpuDemand, fit_warning, gpu_demand, no
 from herd.addons.gpustatus import UNAVAILABLE, ReleaseGpus, release_gpus, with_gpus
 from herd.addons.images import manifest_facts
 from herd.api.v1 import DeploymentRow, StackStatus
+from herd.operator.events import log_release
+from herd.plan import ReleaseKey
+from herd.results import ReleaseResult, State
 
 
 def pod(*containers: dict[str, Any], init: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
@@ -253,3 +257,31 @@ def test_with_gpus_fills_rows_warns_and_lists_clusters() -> None:
         "gpuAllocatable": 0,
     }
     assert yaml.safe_dump(dumped)  # what kubectl get -o yaml shows
+
+
+class Recorded:
+    def __init__(self) -> None:
+        self.posted: list[tuple[str, str, str]] = []
+
+    def normal(self, reason: str, message: str) -> None:
+        self.posted.append(("Normal", reason, message))
+
+    def warning(self, reason: str, message: str) -> None:
+        self.posted.append(("Warning", reason, message))
+
+
+def test_a_fit_warning_is_a_warning_event_and_plain_deploying_is_not() -> None:
+    key = ReleaseKey("c-m-cpu01", "ai", "ollama")
+    events = Recorded()
+    logger = logging.getLogger("test")
+    log_release(ReleaseResult(key, "ollama", State.DEPLOYING, message="installing"), logger, events)
+    assert events.posted == []
+    warning = fit_warning(1, "c-m-cpu01", 0)
+    log_release(ReleaseResult(key, "ollama", State.DEPLOYING, message=warning), logger, events)
+    assert events.posted == [
+        (
+            "Warning",
+            "GpuFit",
+            f"chart ollama (release ai/ollama) on cluster c-m-cpu01: {warning}",
+        )
+    ]
