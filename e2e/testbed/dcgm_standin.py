@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import select
 import socket
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
+
+from e2e.testbed.standin_child import ChildStandIn, launch
 
 # (field, type, help) of dcgm-exporter's default counters, in its order.
 DEFAULT_COUNTERS: tuple[tuple[str, str, str], ...] = (
@@ -210,55 +211,29 @@ class DcgmStandIn:
             self._server = None
 
 
-class StandInProcess:
+class StandInProcess(ChildStandIn):
     """The stand-in in a child process, driven over its stdin and stdout."""
 
-    def __init__(self, process: subprocess.Popen[str], host: str, port: int, log: Path) -> None:
-        self.process, self.host, self.port, self.log = process, host, port, log
+    what = "dcgm-exporter stand-in"
 
     def set_gpus(self, gpus: Sequence[CannedGpu]) -> None:
-        self._ask({"op": "set", "gpus": [dataclasses.asdict(g) for g in gpus]})
+        self.ask({"op": "set", "gpus": [dataclasses.asdict(g) for g in gpus]})
 
     @property
     def served(self) -> int:
-        return int(self._ask({"op": "state"})["served"])
+        return int(self.ask({"op": "state"})["served"])
 
     def wait_until_answering(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"dcgm stand-in exited: {self.log.read_text()[-2000:]}")
+                raise self.failure(f"exited with code {self.process.returncode}")
             with contextlib.suppress(OSError):
                 socket.create_connection((self.host, self.port), timeout=1).close()
                 return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"dcgm stand-in not answering after {timeout:.0f}s")
+                raise self.failure(f"not answering after {timeout:.0f}s")
             time.sleep(0.1)
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            if self.process.stdin is not None:
-                self.process.stdin.close()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-    def _ask(self, command: dict[str, Any]) -> dict[str, Any]:
-        stdin, stdout = self.process.stdin, self.process.stdout
-        assert stdin is not None and stdout is not None
-        stdin.write(json.dumps(command) + "\n")
-        stdin.flush()
-        if not select.select([stdout], [], [], 10)[0]:
-            raise RuntimeError(f"dcgm stand-in did not answer {command['op']}")
-        answer: dict[str, Any] = json.loads(stdout.readline() or "{}")
-        return answer
-
-
-_REPO = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
@@ -275,12 +250,7 @@ def served(
     log = workdir / "dcgm-standin.log"
     argv = [sys.executable, "-m", "e2e.testbed.dcgm_standin", "serve", "--host", host,
             "--port", str(port)]  # fmt: skip
-    with log.open("w") as stderr:
-        process = spawn(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-            text=True, cwd=_REPO,
-        )  # fmt: skip
-    standin = StandInProcess(process, host, port, log)
+    standin = StandInProcess(launch(spawn, argv, log), host, port, log)
     try:
         standin.wait_until_answering(timeout)
         yield standin

@@ -40,7 +40,6 @@ import datetime
 import ipaddress
 import json
 import secrets
-import select
 import shutil
 import socket
 import ssl
@@ -61,6 +60,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from e2e.testbed.standin_child import ChildStandIn, launch
 
 TOKEN_HEADER = "X-Auth-Token"
 CVEDB_VERSION = "3.812"
@@ -337,33 +338,22 @@ def _error(code: int, text: str) -> dict[str, Any]:
 
 # -- in a child process: `serve`, and its driver `served()` -------------------------------
 
-_REPO = Path(__file__).resolve().parents[2]
-_ANSWER_SECONDS = 10.0
 
-
-class StandInError(RuntimeError):
-    """The child process died, did not start answering, or did not answer its driver."""
-
-
-class StandInProcess:
+class StandInProcess(ChildStandIn):
     """A stand-in served by a child process; the test's view of it, as of one in process."""
 
-    def __init__(self, process: subprocess.Popen[str], host: str, port: int, log: Path) -> None:
-        self.process = process
-        self.host = host
-        self.port = port
-        self.log = log
+    what = "NeuVector stand-in"
 
     @property
     def requests(self) -> list[Request]:
-        return [Request(**request) for request in self._ask({"op": "state"})["requests"]]
+        return [Request(**request) for request in self.ask({"op": "state"})["requests"]]
 
     @property
     def open_sessions(self) -> int:
-        return int(self._ask({"op": "state"})["open_sessions"])
+        return int(self.ask({"op": "state"})["open_sessions"])
 
     def add_image(self, image: CannedImage) -> None:
-        self._ask({"op": "add_image", "image": dataclasses.asdict(image)})
+        self.ask({"op": "add_image", "image": dataclasses.asdict(image)})
 
     def wait_until_answering(self, timeout: float) -> None:
         """Poll with a TLS handshake (no request, so the log stays clean) until it answers."""
@@ -373,52 +363,15 @@ class StandInProcess:
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
-                raise self._failure(f"exited with code {self.process.returncode}")
+                raise self.failure(f"exited with code {self.process.returncode}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=1) as sock:
                     context.wrap_socket(sock).close()
                 return
             except OSError:
                 if time.monotonic() > deadline:
-                    raise self._failure(f"not answering after {timeout:.0f}s") from None
+                    raise self.failure(f"not answering after {timeout:.0f}s") from None
                 time.sleep(0.1)
-
-    def stop(self) -> None:
-        """End its input, so it shuts down; kill it if it does not."""
-        with contextlib.suppress(OSError):
-            if self.process.stdin is not None:
-                self.process.stdin.close()
-        try:
-            self.process.wait(timeout=_ANSWER_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-    def _ask(self, command: Mapping[str, Any]) -> dict[str, Any]:
-        stdin, stdout = self.process.stdin, self.process.stdout
-        assert stdin is not None and stdout is not None, "started without pipes"
-        try:
-            stdin.write(json.dumps(command) + "\n")
-            stdin.flush()
-        except OSError as error:
-            raise self._failure(f"gone ({error})") from error
-        if not select.select([stdout], [], [], _ANSWER_SECONDS)[0]:
-            raise self._failure(f"no answer to {command['op']} in {_ANSWER_SECONDS:.0f}s")
-        line = stdout.readline()
-        if not line:
-            raise self._failure(f"exited with code {self.process.wait()}")
-        answer: dict[str, Any] = json.loads(line)
-        if "error" in answer:
-            raise self._failure(f"refused {command['op']}: {answer['error']}")
-        return answer
-
-    def _failure(self, what: str) -> StandInError:
-        return StandInError(
-            f"NeuVector stand-in at {self.host}:{self.port} {what}\n"
-            f"--- its log {self.log} ---\n{self.log.read_text(errors='replace')[-4000:]}"
-        )
 
 
 @contextlib.contextmanager
@@ -448,12 +401,7 @@ def served(
         "--host", host, "--port", str(port),
         "--password-file", str(password_file), "--images", str(images_file),
     ]  # fmt: skip
-    with log.open("w") as stderr:
-        process = spawn(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-            text=True, cwd=_REPO,
-        )  # fmt: skip
-    standin = StandInProcess(process, host, port, log)
+    standin = StandInProcess(launch(spawn, argv, log), host, port, log)
     try:
         standin.wait_until_answering(timeout)
         yield standin

@@ -14,6 +14,11 @@ them and tells their story in the Stack's status.
 | `observability` | agent health → `status.observability` (pure) |
 | `probe` | after a pass: manifests, NeuVector scans and agent readiness per cluster |
 | `enrich` | status + probe observations → sections, conditions, row fields (pure) |
+| `gpus` | `nvidia.com/gpu` requested in a manifest, on nodes; the fit warning (pure) |
+| `dcgm` | dcgm-exporter's text format → utilization per release (pure) |
+| `gpustatus` | GPU facts → row fields, fit warning, `clusterResources` (pure) |
+| `gpuprobe` | a cluster's node GPUs and dcgm-exporter samples, through the service proxy |
+| `insights` | Herd's dashboards and alerts chart of a Stack, and their counts (pure) |
 
 Callers: the operator's runtime (catalog for the engine; probe + enrich after a pass) and
 the CLI (`AddonCatalog.from_file`).
