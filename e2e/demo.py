@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from e2e.testbed import __main__ as testbed
-from e2e.testbed import processes
+from e2e.testbed import components, processes
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -97,6 +97,18 @@ def wait_leader(kubeconfig: Path) -> str:
             return done.stdout.strip()
         time.sleep(1)
     raise SystemExit("no controller acquired the Lease herd-system/herd-controller in 60s")
+
+
+def add_gpu_node(kubeconfig: Path) -> None:
+    """A kwok node with 4 nvidia.com/gpu (kwok keeps the capacity it is made with), so
+    `examples/gpu-stack.yaml` fits on this cluster and not on the other."""
+    node = components.fake_node("kwok-gpu-1")
+    resources = {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "4"}
+    node["status"] = {"capacity": resources, "allocatable": resources}
+    subprocess.run(
+        ["kubectl", "--kubeconfig", str(kubeconfig), "apply", "-f", "-"],
+        input=json.dumps(node), text=True, capture_output=True, check=True,
+    )  # fmt: skip
 
 
 def demo_stack(repo: str) -> dict[str, Any]:
@@ -164,6 +176,7 @@ def main() -> int:
     summary = json.loads((DEMO / testbed.SUMMARY).read_text())
     write_env(summary)
     management = Path(summary["kubeconfigs"]["management"])
+    add_gpu_node(Path(summary["kubeconfigs"]["downstream-1"]))
     run("kubectl", "--kubeconfig", management, "apply", "-f", ROOT / "crds")
     run("kubectl", "--kubeconfig", management, "wait", "--for=condition=Established",
         "crd/stacks.herd.suse.com", "--timeout=60s")  # fmt: skip
@@ -198,6 +211,7 @@ def main() -> int:
         '"s#oci://registry.example.com:5000/charts#$HERD_DEMO_OCI_REPO#" '
         "examples/private-oci-stack.yaml | kubectl apply -f -"
     )
+    print("GPUs (downstream-1 has 4, downstream-2 none): see examples/gpu-stack.yaml")
     print("Stop it all with:  make demo-down")
     return 0 if status.get("phase") == "Deployed" else 1
 
