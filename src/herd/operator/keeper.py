@@ -179,6 +179,10 @@ class Keeper:
         )
         record = self._record(result, previous, deferred, known)
         status = progress.final(result, record)
+        # The pass's outcome goes out now (with the last add-on and GPU facts carried
+        # over); the probe's reads (manifests, nodes, exporters) only refine it.
+        final = status
+        self.writer.offer(lambda: final)
         try:
             seen = await runtime.probe.observe(result, runtime.inventory)
         except Exception as error:  # add-on reports are extras: the pass's status goes out
