@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,17 @@ def test_both_installs_run_a_leader_and_a_standby_with_a_grace_period() -> None:
             for role in roles
             for rule in role["rules"]
         ), roles
+
+
+def test_both_installs_ship_herds_grafana_dashboard() -> None:
+    plain = [d for f in sorted((ROOT / "install").glob("*.yaml"))
+             for d in yaml.safe_load_all(f.read_text()) if d]  # fmt: skip
+    for docs in (plain, render()):
+        (board,) = [d for d in docs if d["metadata"]["name"] == "herd-grafana-dashboard"]
+        assert board["kind"] == "ConfigMap"
+        assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert json.loads(board["data"]["herd.json"])["uid"] == "herd-controller"
+    assert not [d for d in render("grafanaDashboard.enabled=false") if d["kind"] == "ConfigMap"]
 
 
 def test_a_shard_release_adds_only_its_controller() -> None:
