@@ -10,7 +10,14 @@ import pytest
 import yaml
 
 from herd.addons.dcgm import GPU_UTIL, MetricsError, parse_metrics, release_utilization
-from herd.addons.gpus import ClusterGpus, GpuDemand, fit_warning, gpu_demand, node_gpus
+from herd.addons.gpus import (
+    ClusterGpus,
+    GpuDemand,
+    fit_warning,
+    gpu_demand,
+    largest_node,
+    node_gpus,
+)
 from herd.addons.gpustatus import UNAVAILABLE, ReleaseGpus, release_gpus, with_gpus
 from herd.addons.images import manifest_facts
 from herd.api.v1 import DeploymentRow, StackStatus
@@ -132,6 +139,31 @@ def test_node_gpus_sums_capacity_and_allocatable() -> None:
     ]
     assert node_gpus(nodes) == (12, 11)
     assert node_gpus([]) == (0, 0)
+    assert largest_node(nodes) == 7
+    assert largest_node([]) == 0
+
+
+def test_per_pod_demand_is_the_biggest_pod() -> None:
+    docs = [
+        workload("Deployment", "a", pod(gpu(1)), replicas=4),
+        workload("StatefulSet", "b", pod(gpu(2), init=(gpu(3),)), replicas=1),
+    ]
+    demand = gpu_demand(docs, "ai")
+    assert (demand.total, demand.per_pod) == (7, 3)
+
+
+@pytest.mark.parametrize(
+    ("per_pod", "largest", "warned"), [(2, 1, True), (2, 2, False), (2, None, False)]
+)
+def test_fit_warning_per_node(per_pod: int, largest: int | None, warned: bool) -> None:
+    # 2 nodes with 1 GPU each: 2 in all, but a pod asking for 2 fits on neither.
+    message = fit_warning(2, "c-m-gpu01", 2, per_pod=per_pod, largest=largest)
+    assert bool(message) is warned
+    if warned:
+        assert message == (
+            "GPU warning: a pod requests 2 nvidia.com/gpu but no node of cluster c-m-gpu01 "
+            "has more than 1 allocatable; that pod stays Pending"
+        )
 
 
 @pytest.mark.parametrize(

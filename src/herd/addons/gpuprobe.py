@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from kubernetes import client
 
 from herd.addons.dcgm import MetricsError, Sample, parse_metrics
-from herd.addons.gpus import ClusterGpus, node_gpus
+from herd.addons.gpus import ClusterGpus, largest_node, node_gpus
 from herd.addons.neuvector import NeuVectorError, ServiceProxy
 from herd.clusters.kube import API_ERRORS, api_client_from_kubeconfig, api_error_summary
 
@@ -57,7 +57,7 @@ class GpuProbe:
                     )
                 )
             capacity, allocatable = node_gpus(items)
-            found = ClusterGpus(capacity, allocatable)
+            found = ClusterGpus(capacity, allocatable, largest=largest_node(items))
         except _Unusable as error:
             found = ClusterGpus(problem=str(error))
         except API_ERRORS as error:

@@ -15,8 +15,9 @@ which the manifest does not say. `GpuDemand.pods` are the pod names' patterns of
 workloads that ask for GPUs, so dcgm-exporter's `pod` label can be matched to the
 release (`herd.addons.dcgm`).
 
-`node_gpus(nodes)` sums `nvidia.com/gpu` capacity and allocatable over Node objects, and
-`fit_warning` words the row message when a release needs GPUs its cluster cannot give.
+`node_gpus(nodes)` sums `nvidia.com/gpu` capacity and allocatable over Node objects
+(`largest_node`: the most on one node), and `fit_warning` words the row message when a
+release needs GPUs its cluster cannot give (in all, or for one pod on any one node).
 
 Callers: `herd.addons.images` (manifest facts), `herd.addons.probe`, `herd.rollout.gpufit`.
 """
@@ -40,6 +41,7 @@ class GpuDemand:
 
     total: int = 0
     pods: tuple[str, ...] = ()  # regular expressions, anchored, one per GPU workload
+    per_pod: int = 0  # the most one of its pods needs (a pod runs on one node)
 
     def owns(self, pod: str) -> bool:
         return any(re.fullmatch(pattern, pod) for pattern in self.pods)
@@ -52,11 +54,12 @@ class ClusterGpus:
     capacity: int | None = None
     allocatable: int | None = None
     problem: str = ""
+    largest: int | None = None  # the most any one node has allocatable
 
 
 def gpu_demand(documents: Iterable[Mapping[str, Any]], namespace: str) -> GpuDemand:
     """The `nvidia.com/gpu` the workloads among `documents` request (see the module)."""
-    total = 0
+    total = biggest = 0
     pods: list[str] = []
     for doc in documents:
         kind = doc.get("kind")
@@ -68,8 +71,9 @@ def gpu_demand(documents: Iterable[Mapping[str, Any]], namespace: str) -> GpuDem
         if not per_pod:
             continue
         total += per_pod * _copies(str(kind), doc.get("spec") or {})
+        biggest = max(biggest, per_pod)
         pods.append(_pod_pattern(str(kind), name))
-    return GpuDemand(total, tuple(pods))
+    return GpuDemand(total, tuple(pods), biggest)
 
 
 def pod_gpus(spec: Mapping[str, Any]) -> int:
@@ -89,15 +93,42 @@ def node_gpus(nodes: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
     return capacity, allocatable
 
 
-def fit_warning(requested: int, cluster: str, allocatable: int | None) -> str:
-    """The row's warning when `requested` GPUs cannot fit; "" when they may (or unknown)."""
-    if requested <= 0 or allocatable is None or allocatable >= requested:
-        return ""
-    have = "no" if allocatable == 0 else f"only {allocatable}"
-    return (
-        f"{FIT_WARNING}: requests {requested} {GPU_RESOURCE} but cluster {cluster} has {have} "
-        "allocatable; its GPU pods stay Pending"
+def largest_node(nodes: Iterable[Mapping[str, Any]]) -> int:
+    """The most `nvidia.com/gpu` one node has allocatable (0 without nodes)."""
+    return max(
+        (
+            _quantity(((n.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE))
+            for n in nodes
+        ),
+        default=0,
     )
+
+
+def fit_warning(
+    requested: int,
+    cluster: str,
+    allocatable: int | None,
+    *,
+    per_pod: int = 0,
+    largest: int | None = None,
+) -> str:
+    """The row's warning when the GPUs cannot fit: fewer allocatable in the cluster than
+    `requested`, or a pod needing `per_pod` on one node when no node has that many
+    (`largest`); "" when they may fit, or when the cluster's GPUs are unknown."""
+    if requested <= 0 or allocatable is None:
+        return ""
+    if allocatable < requested:
+        have = "no" if allocatable == 0 else f"only {allocatable}"
+        return (
+            f"{FIT_WARNING}: requests {requested} {GPU_RESOURCE} but cluster {cluster} has "
+            f"{have} allocatable; its GPU pods stay Pending"
+        )
+    if largest is not None and per_pod > largest:
+        return (
+            f"{FIT_WARNING}: a pod requests {per_pod} {GPU_RESOURCE} but no node of cluster "
+            f"{cluster} has more than {largest} allocatable; that pod stays Pending"
+        )
+    return ""
 
 
 def _pod_spec(doc: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -36,6 +36,7 @@ class ReleaseGpus:
     requests: int
     utilization: float | None = None
     reason: str = ""
+    per_pod: int = 0  # the most one pod needs
 
 
 def release_gpus(demand: GpuDemand, samples: list[Sample] | str, namespace: str) -> ReleaseGpus:
@@ -43,12 +44,14 @@ def release_gpus(demand: GpuDemand, samples: list[Sample] | str, namespace: str)
     reason there are none)."""
     if not demand.total:
         return ReleaseGpus(0)
+    per_pod = demand.per_pod
     if isinstance(samples, str):
-        return ReleaseGpus(demand.total, reason=samples)
+        return ReleaseGpus(demand.total, reason=samples, per_pod=per_pod)
     mean = release_utilization(samples, namespace, demand)
     if mean is None:
-        return ReleaseGpus(demand.total, reason="dcgm-exporter reports no GPU held by its pods")
-    return ReleaseGpus(demand.total, mean)
+        reason = "dcgm-exporter reports no GPU held by its pods"
+        return ReleaseGpus(demand.total, reason=reason, per_pod=per_pod)
+    return ReleaseGpus(demand.total, mean, per_pod=per_pod)
 
 
 def with_gpus(
@@ -94,7 +97,13 @@ def _row(
             update["gpu_utilization_reason"] = clip(found.reason or "not read", MESSAGE_LIMIT)
         else:
             update["gpu_utilization"] = f"{round(found.utilization)}%"
-    warning = fit_warning(found.requests, row.cluster_id, cluster.allocatable if cluster else None)
+    warning = fit_warning(
+        found.requests,
+        row.cluster_id,
+        cluster.allocatable if cluster else None,
+        per_pod=found.per_pod,
+        largest=cluster.largest if cluster else None,
+    )
     if warning and not row.message.startswith(warning):
         message = f"{warning}; {row.message}" if row.message else warning
         update["message"] = clip(message, MESSAGE_LIMIT)

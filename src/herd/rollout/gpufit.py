@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from herd.addons.gpus import fit_warning, node_gpus
+from herd.addons.gpus import fit_warning, largest_node, node_gpus
 from herd.addons.images import manifest_facts
 from herd.helm import ClusterHelm
 from herd.plan import DesiredRelease
@@ -43,15 +43,22 @@ async def watch_fit(
         manifest = await helm.manifest(key.namespace, key.name, None)
         if manifest is None:
             continue  # helm has not stored the release yet
-        requested = manifest_facts(manifest, key.namespace).gpus.total
-        if not requested:
+        demand = manifest_facts(manifest, key.namespace).gpus
+        if not demand.total:
             return
         try:
-            _, allocatable = node_gpus(await helm.nodes())
+            nodes = await helm.nodes()
         except Exception as error:  # only the early warning is lost
             logger.info("Cannot list nodes of cluster %s: %s", key.cluster, type(error).__name__)
             return
-        warning = fit_warning(requested, key.cluster, allocatable)
+        _, allocatable = node_gpus(nodes)
+        warning = fit_warning(
+            demand.total,
+            key.cluster,
+            allocatable,
+            per_pod=demand.per_pod,
+            largest=largest_node(nodes),
+        )
         if warning:
             await warn(warning)
         return
