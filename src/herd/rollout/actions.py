@@ -198,7 +198,10 @@ class ReleaseActions:
             started = _now()  # helm's own time, not the wait for a slot
             await self._crds.apply(helm.cluster, helm.kubeconfig, helm.identity, crds)
 
+            warnings: list[str] = []
+
             async def warn(message: str) -> None:
+                warnings.append(message)
                 await self._report(
                     replace(base, state=State.DEPLOYING, message=message, started=started)
                 )
@@ -213,6 +216,10 @@ class ReleaseActions:
                 revision = await helm.install_or_upgrade(
                     desired, chart_dir, self._settings.owner, self._settings.manager
                 )
+            except HelmFailure as failure:  # the warning explains helm's timeout: keep it
+                if warnings:
+                    failure.message = f"{warnings[0]}; {failure.message}"
+                raise
             finally:
                 if fit is not None:
                     fit.cancel()

@@ -8,7 +8,8 @@ yet), counts its GPU requests (`herd.addons.gpus`) and the cluster's allocatable
 (one Node list), and when they do not fit reports the release as Deploying with the
 warning as its message. Cost: one `helm get manifest` per `--wait` install that lasts
 over 5 seconds, and a Node list when the release asks for GPUs.
-It is a warning: helm goes on (a node may yet join, or a device plugin start).
+It is a warning: helm goes on (a node may yet join, or a device plugin start); when helm
+then fails, `herd.rollout.actions` keeps the warning in front of helm's message.
 
 Anything that goes wrong here only means no early warning: the pass's status repeats the
 check after helm is done (`herd.addons.gpustatus`). Callers: `herd.rollout.actions`.
