@@ -26,6 +26,9 @@ class CountingAddOns:
     def charts(self, spec: StackSpec) -> list[ChartSpec]:
         return []
 
+    def stack_charts(self, stack: Stack) -> list[ChartSpec]:
+        return []
+
     def cluster_values(self, cluster: Cluster, chart: ChartSpec) -> Values:
         return {}
 

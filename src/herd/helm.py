@@ -180,6 +180,7 @@ class ChartCache:
         reason = update_failure(output.decode(errors="replace"))
         if reason is not None:
             raise classify(reason, pulling=True, repo=chart.repo, secret=secret)
+
     def _bundled(self, chart: ChartSpec) -> Path:
         """A chart shipped with Herd (`herd.bundled`), copied as a pull would unpack it."""
         source = bundled_chart(chart.chart_name, chart.version)

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from herd.addons import AddonCatalog, AddonConfigError
-from herd.api.v1 import ChartSpec, StackSpec, Toggle
+from herd.api.v1 import ChartSpec, Stack, StackSpec, Toggle
 from herd.clusters import Cluster
 from herd.errors import Problem, SpecError
 from herd.plan import Values
@@ -79,6 +79,9 @@ class NoAddons:
         if problems:
             raise SpecError(problems)
         return []
+
+    def stack_charts(self, stack: Stack) -> list[ChartSpec]:
+        return []  # `charts` refused every Stack that enables an add-on
 
     def cluster_values(self, cluster: Cluster, chart: ChartSpec) -> Values:
         return {}
