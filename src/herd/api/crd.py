@@ -77,7 +77,8 @@ def structural(node: Schema, defs: dict[str, Schema]) -> Schema:
                 out["x-kubernetes-preserve-unknown-fields"] = True
         else:
             out[key] = value
-    if "type" not in out and "x-kubernetes-preserve-unknown-fields" not in out:
+    open_keys = ("x-kubernetes-preserve-unknown-fields", "x-kubernetes-int-or-string")
+    if "type" not in out and not any(key in out for key in open_keys):
         out["x-kubernetes-preserve-unknown-fields"] = True
     return out
 
@@ -154,6 +155,7 @@ def crd() -> Schema:
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Clusters", "type": "integer", "jsonPath": ".status.clusterCount"},
             {"name": "Charts", "type": "integer", "jsonPath": ".status.chartCount"},
+            {"name": "Stage", "type": "string", "jsonPath": ".status.rollout.stage"},
         ],
         description=(
             "A Stack deploys a set of Helm charts, ordered by their "
