@@ -36,6 +36,7 @@ def test_printer_columns_match_the_readme() -> None:
         ("Phase", ".status.phase"),
         ("Clusters", ".status.clusterCount"),
         ("Charts", ".status.chartCount"),
+        ("Stage", ".status.rollout.stage"),
         ("Age", ".metadata.creationTimestamp"),
     ]
     assert version["subresources"] == {"status": {}}
@@ -45,7 +46,11 @@ def test_schema_is_structural() -> None:
     schema = yaml.safe_load(CRD_FILE.read_text())["spec"]["versions"][0]["schema"]
     for path, node in walk(schema["openAPIV3Schema"]):
         assert "$ref" not in node and "anyOf" not in node, path
-        assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), path
+        assert (
+            "type" in node
+            or node.get("x-kubernetes-preserve-unknown-fields")
+            or node.get("x-kubernetes-int-or-string")
+        ), path
         assert not ("properties" in node and "additionalProperties" in node), path
 
 

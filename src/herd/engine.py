@@ -49,6 +49,7 @@ from herd.plan import (
 )
 from herd.results import ReleaseResult, State
 from herd.rollout import DEFAULT_LIMITS, Gates, Limits, Progress, Rollout, Settings, Target
+from herd.rollout.staged import StagedOutcome, StageInputs, run_staged, stage_names
 from herd.rollout.tenants import TenantClusters
 from herd.sources import ChartSource, unread_sources
 from herd.tenancy import (
@@ -121,6 +122,10 @@ class StackResult:
     holding: frozenset[str] = frozenset()
     # Clusters the Stack's grants do not cover (also in `skipped`): not contacted at all.
     denied: set[str] = field(default_factory=set)
+    # Every targeted cluster, unusable ones included (what stages are made of).
+    members: list[Cluster] = field(default_factory=list)
+    # A staged pass (spec.rollout, spec.suspend or --stage): where the rollout stands.
+    rollout: StagedOutcome | None = None
 
     @property
     def chart_count(self) -> int:
@@ -250,8 +255,13 @@ class Engine:
         force: bool = False,
         defer: Collection[str] = (),
         grants: Grants | None = None,
+        staging: StageInputs | None = None,
     ) -> StackResult:
         """Converge the Stack's targets; clean up the clusters it left.
+
+        With `spec.rollout`, `spec.suspend` or `staging.only`, the pass is staged
+        (`herd.rollout.staged`; `staging` carries the persisted rollout status, the
+        approval annotation and callbacks) and `StackResult.rollout` says where it stands.
 
         `grants`: what the Stack's namespace was granted (`herd.tenancy`); None is
         unrestricted (the CLI: its limits are the RBAC of its kubeconfigs). Targets no
@@ -268,6 +278,18 @@ class Engine:
         settings = self._settings(stack.namespace, stack.name, force, held)
         # A cluster not granted is not contacted: what it holds stays as the record says.
         holding = {s.cluster_id for s in result.skipped if s.cluster_id not in result.denied}
+        spec = stack.spec
+        if spec.rollout is not None or spec.suspend or (staging and staging.only):
+            return await self._staged(
+                result,
+                reachable,
+                departed,
+                settings=settings,
+                on_progress=on_progress,
+                defer=defer,
+                holding=holding,
+                staging=staging,
+            )
         for plan, targets in ((result.plan, reachable), (None, departed)):
             rollout = self._rollout(settings, on_progress, defer)
             result.releases += await rollout.apply(plan, targets)
@@ -275,6 +297,55 @@ class Engine:
             holding |= rollout.holding
         result.holding = frozenset(holding | set(result.unreachable))
         return result
+
+    async def _staged(
+        self,
+        result: StackResult,
+        reachable: list[Target],
+        departed: list[Target],
+        *,
+        settings: Settings,
+        on_progress: Progress | None,
+        defer: Collection[str],
+        holding: set[str],
+        staging: StageInputs | None,
+    ) -> StackResult:
+        """`apply` in stages (`herd.rollout.staged`). The clusters the Stack left are
+        cleaned up as without stages, except while suspended or for `--stage`: then
+        nothing is written there and they keep what they hold."""
+        assert result.plan is not None
+        spec = result.plan.spec
+        staging = staging or StageInputs()
+        rollout = self._rollout(settings, on_progress, defer)
+        known = {s.cluster_id: s.reason for s in result.skipped}
+        known |= {c: "retrying in backoff" for c in defer}
+        known |= {key.cluster: "its last attempt failed permanently" for key in settings.held}
+        result.rollout = await run_staged(
+            rollout,
+            result.plan,
+            reachable,
+            result.members,
+            spec=spec.rollout,
+            suspended=spec.suspend,
+            known_failed=known,
+            inputs=staging,
+        )
+        result.releases += rollout.finish(reachable)
+        result.unreachable.update(rollout.unreachable)
+        holding |= rollout.holding
+        if spec.suspend or staging.only:
+            holding |= {t.cluster for t in departed}
+        else:
+            cleanup = self._rollout(settings, on_progress, defer)
+            result.releases += await cleanup.apply(None, departed)
+            result.unreachable.update(cleanup.unreachable)
+            holding |= cleanup.holding
+        result.holding = frozenset(holding | set(result.unreachable))
+        return result
+
+    def stage_names(self, stack: Stack, clusters: Sequence[Cluster]) -> list[str]:
+        """The Stack's stages over `clusters` (the implicit last one included)."""
+        return stage_names(stack.spec.rollout, clusters)
 
     async def delete(
         self,
@@ -336,6 +407,8 @@ class Engine:
         resolution = resolve_targets(stack.spec.targets, clusters)
         plan = await self.plan(stack, resolution.clusters, grants)
         result = StackResult(plan, list(resolution.clusters), list(resolution.skipped))
+        unusable = {s.cluster_id for s in resolution.skipped}
+        result.members = [*resolution.clusters, *(c for c in clusters if c.id in unusable)]
         usable: Sequence[Cluster] = resolution.clusters
         if grants is not None and not grants.unrestricted:
             usable, denied = granted_clusters(grants, resolution.clusters)

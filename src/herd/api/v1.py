@@ -678,7 +678,9 @@ class SkippedCluster(_StatusModel):
 
 class StageStatus(_StatusModel):
     name: str = Field(description="The stage's name.")
-    done: int = Field(default=0, description="Clusters of the stage deployed at the current config.")
+    done: int = Field(
+        default=0, description="Clusters of the stage deployed at the current config."
+    )
     total: int = Field(default=0, description="Clusters in the stage.")
     config: str | None = Field(
         default=None, description="Digest of the stage's desired releases when it succeeded."

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from herd import dryrun
 from herd.addons import carry_over, enrich
 from herd.api import StackStatus, parse_stack
-from herd.api.v1 import Stack
+from herd.api.v1 import RolloutStatus, Stack
 from herd.clustervalues import follows_facts
 from herd.engine import StackResult
 from herd.errors import SpecError, TransientError
@@ -40,6 +41,8 @@ from herd.operator.statuswriter import Gone, StatusWriter
 from herd.plan import ReleaseKey
 from herd.results import ReleaseResult, State, now
 from herd.retry import Backoff, jitter, next_delay
+from herd.rollout.staged import StageInputs
+from herd.stages import APPROVE_ANNOTATION, rollout_events, with_rollout
 from herd.status import Phase, failed_status, release_record, stack_status
 from herd.tenancy import Grants
 
@@ -121,7 +124,14 @@ class Keeper:
         try:
             stack = parse_stack(dict(body))
             self._runtime.index.set(self.key, stack.spec.targets, facts=follows_facts(stack.spec))
-            delay = await self._apply(stack, previous, generation, reconcile_at)
+            annotations = meta.get("annotations") or {}
+            staging = StageInputs(
+                previous=previous.rollout if previous else None,
+                approval=annotations.get(APPROVE_ANNOTATION),
+                # kopf's body is a live view: a new generation stops further stages.
+                interrupted=lambda: body["metadata"].get("generation") != generation,
+            )
+            delay = await self._apply(stack, previous, generation, reconcile_at, staging)
             self._failures = 0
             return delay
         except SpecError as error:
@@ -158,6 +168,7 @@ class Keeper:
         previous: StackStatus | None,
         generation: int | None,
         reconcile_at: str | None,
+        staging: StageInputs | None = None,
     ) -> float:
         runtime = self._runtime
         known = {c.id: c for c in runtime.known_clusters()}
@@ -176,6 +187,7 @@ class Keeper:
             held={} if changed else held_releases(previous, generation, reconcile_at),
             defer=deferred,
             grants=grants,
+            staging=replace(staging or StageInputs(), on_stage=progress.stage),
         )
         record = self._record(result, previous, deferred, known)
         status = progress.final(result, record)
@@ -200,9 +212,21 @@ class Keeper:
                 release_gpus=seen.release_gpus,
                 insights=seen.insights,
             )
+        staged = result.rollout
+        if staged is not None:
+            progress.stage(staged.status)
+            status = with_rollout(status, staged.status, now())
         await self.writer.flush(lambda: status)
         runtime.fleet.set(self.key, status.phase, status.deployment_counts)
-        return self._next_pass(result, deferred, record)
+        delay = self._next_pass(result, deferred, record)
+        if staged is not None:
+            if staged.decision.approved:
+                await runtime.clear_approval(self.key, staged.decision.approved, self._logger)
+            if staged.wake_seconds is not None:
+                delay = max(0.5, min(delay, staged.wake_seconds + 0.5))
+            if staged.interrupted:
+                delay = 0.5
+        return delay
 
     async def _dry_run(
         self,
@@ -300,6 +324,18 @@ class _Progress:
         self._reconcile_at = reconcile_at
         self._results: dict[ReleaseKey, ReleaseResult] = {}
         self._active = False
+        self._rollout = previous.rollout if previous else None  # the live status.rollout
+
+    def stage(self, rollout: RolloutStatus) -> None:
+        """A staged pass decided again: post the Events it deserves, show the stage."""
+        for kind, reason, message in rollout_events(self._rollout, rollout):
+            (self._keeper.events.warning if kind == "Warning" else self._keeper.events.normal)(
+                reason, message
+            )
+            self._keeper._logger.info("%s: %s", reason, message)
+        self._rollout = rollout
+        if self._active:
+            self._keeper.writer.offer(self._in_progress)
 
     def record(self, result: ReleaseResult) -> None:
         self._results[result.key] = result
@@ -361,4 +397,6 @@ class _Progress:
             reconcile_at=self._reconcile_at,
             cluster_count=cluster_count,
         )
+        if self._rollout is not None and phase is not None:  # in progress: the live stage
+            status = status.model_copy(update={"rollout": self._rollout})
         return carry_over(status, self._previous)

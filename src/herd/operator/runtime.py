@@ -43,6 +43,7 @@ from herd.operator.events import Events, Logger
 from herd.operator.keeper import Keeper
 from herd.operator.statuswriter import Gone
 from herd.rollout import Gates, Limits
+from herd.stages import APPROVE_ANNOTATION
 from herd.tenancy import Grants, Mode, affected_namespaces, grants_for
 from herd.values import KubeValuesReader
 from herd.workdir import keep_temp_files_in, prepare
@@ -280,6 +281,27 @@ class Runtime:
     def remember_status(self, key: StackKey, status: StackStatus) -> None:
         self._statuses[key] = status
 
+    async def clear_approval(self, key: StackKey, stage: str, logger: Logger) -> None:
+        """Remove `herd.suse.com/approve=<stage>` once the approval is recorded in the
+        status: an approval opens one gate once, the next rollout waits again. A failure
+        is logged (the status already holds the approval)."""
+        patch = [
+            {"op": "test", "path": f"/metadata/annotations/{_APPROVE_PATH}", "value": stage},
+            {"op": "remove", "path": f"/metadata/annotations/{_APPROVE_PATH}"},
+        ]
+        try:
+            await asyncio.to_thread(
+                self._objects.patch_namespaced_custom_object,
+                *(GROUP, VERSION, key[0], PLURAL, key[1]),
+                patch,
+                _content_type="application/json-patch+json",
+                _request_timeout=10,
+            )
+        except client.ApiException as error:
+            logger.warning(
+                "Cannot remove the approval annotation: %s %s", error.status, error.reason
+            )
+
     async def patch_status(self, key: StackKey, status: StackStatus) -> None:
         """Replace the Stack's status; `Gone` when the Stack no longer exists."""
         body = status.model_dump(by_alias=True, exclude_none=True, mode="json")
@@ -295,6 +317,9 @@ class Runtime:
             if error.status == 404:
                 raise Gone() from None
             raise
+
+
+_APPROVE_PATH = APPROVE_ANNOTATION.replace("~", "~0").replace("/", "~1")
 
 
 def _body(grant: ClusterGrant | None) -> dict[str, Any] | None:

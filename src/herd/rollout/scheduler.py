@@ -40,6 +40,7 @@ from herd.plan import (
 from herd.results import ReleaseResult, State
 from herd.results import now as _now
 from herd.rollout.actions import ReleaseActions, Settings
+from herd.rollout.admission import Admission
 from herd.rollout.gates import DEFAULT_LIMITS, Gates
 from herd.rollout.tenants import RenderCheck, TenantClusters
 from herd.tenancy import Grants, helm_identity
@@ -49,6 +50,7 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[ReleaseResult], Awaitable[None] | None]
 BACKOFF_MESSAGE = "retrying in backoff"
 _GONE = (State.UNINSTALLED,)
+_FAILED = (State.FAILED, State.UNREACHABLE, State.SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -106,13 +108,39 @@ class Rollout:
     async def apply(self, plan: StackPlan | None, targets: Sequence[Target]) -> list[ReleaseResult]:
         """Converge every target on the plan; `plan=None` removes everything owned."""
         try:
-            async with asyncio.TaskGroup() as group:
-                for target in targets:
-                    group.create_task(self._supervised(plan, target))
+            await self.run(plan, targets)
         finally:
             self._cache.close()
+        return self.finish(targets)
+
+    async def run(
+        self,
+        plan: StackPlan | None,
+        targets: Sequence[Target],
+        *,
+        admission: Admission | None = None,
+        hold: str = "",
+    ) -> None:
+        """One group of targets (a stage) on the plan; call `finish` after the last group.
+
+        `admission` bounds the group's clusters in flight and stops new ones past the
+        failure budget (`herd.rollout.admission`). `hold`: the targets are only observed,
+        nothing is written there; their rows say `hold` (what they wait for)."""
+        async with asyncio.TaskGroup() as group:
+            for target in targets:
+                group.create_task(self._supervised(plan, target, admission, hold))
+
+    def finish(self, targets: Sequence[Target]) -> list[ReleaseResult]:
+        """After the last `run`: drop the pass's charts, settle `holding`, the results."""
+        self._cache.close()
         self._settle_holding(targets)
         return list(self.results.values())
+
+    def cluster_failed(self, cluster: str) -> bool:
+        """Whether a release of `cluster` failed, was skipped or could not be reached."""
+        return cluster in self.unreachable or any(
+            r.state in _FAILED for r in self.results.values() if r.key.cluster == cluster
+        )
 
     async def decisions(
         self, plan: StackPlan | None, targets: Sequence[Target]
@@ -156,7 +184,13 @@ class Rollout:
 
     # -- one cluster, supervised -----------------------------------------------------------
 
-    async def _supervised(self, plan: StackPlan | None, target: Target) -> None:
+    async def _supervised(
+        self,
+        plan: StackPlan | None,
+        target: Target,
+        admission: Admission | None = None,
+        hold: str = "",
+    ) -> None:
         desired = plan.releases_for(target.cluster) if plan else []
         self._shared |= {d.key for d in desired if d.owner is not None}
         try:
@@ -167,32 +201,22 @@ class Rollout:
             if target.cluster in self._defer:
                 await self._unreachable(target.cluster, desired, BACKOFF_MESSAGE)
                 return
-            async with self._gates.clusters:
-                identity = helm_identity(target.grants) if target.grants else None
-                check = None
-                if target.grants is not None and identity is not None:
-                    own = {d.key.namespace for d in desired if d.owner is None}
-                    try:
-                        check = await self._tenants.prepare(
-                            target.cluster, target.kubeconfig, target.grants, own
-                        )
-                    except TransientError as error:
-                        await self._unreachable(
-                            target.cluster, desired, f"cannot set up the tenant's RBAC: {error}"
-                        )
-                        return
-                helm = ClusterHelm(self._env, target.cluster, target.kubeconfig)
-                tenant = (
-                    ClusterHelm(self._env, target.cluster, target.kubeconfig, identity=identity)
-                    if identity is not None
-                    else None
-                )
+            if hold:
+                await self._observe_only(target, desired, hold)
+                return
+            if admission is None:
+                await self._write(plan, target, desired)
+                return
+            async with admission.slot() as refused:
+                if refused:
+                    await self._observe_only(target, desired, refused)
+                    return
+                failed = True  # an exception out of the cluster's work is its failure
                 try:
-                    await self._cluster(helm, plan, desired, tenant, check)
+                    await self._write(plan, target, desired)
+                    failed = self.cluster_failed(target.cluster)
                 finally:
-                    helm.close()
-                    if tenant is not None:
-                        tenant.close()
+                    admission.finished(target.cluster, failed)
         except HelmFailure as failure:
             await self._unreachable(target.cluster, desired, failure.message)
         except Exception as error:  # a bug here must stay this cluster's failure
@@ -202,6 +226,65 @@ class Rollout:
             for d in desired:
                 if self.results[d.key].state in (State.PENDING, State.DEPLOYING):
                     await self._fail(d.key, message)
+
+    async def _observe_only(self, target: Target, desired: list[DesiredRelease], hold: str) -> None:
+        """Read the cluster's releases and say where each stands; write nothing. A release
+        at its desired config is Deployed; any other waits, its row saying for what."""
+        async with self._gates.clusters:
+            helm = ClusterHelm(self._env, target.cluster, target.kubeconfig)
+            try:
+                observed = await helm.observe()
+            finally:
+                helm.close()
+        owned = {
+            ReleaseKey(target.cluster, o.namespace, o.name)
+            for o in observed.values()
+            if o.owner == self._settings.owner
+        }
+        self._owned |= owned
+        if owned:
+            self.holding.add(target.cluster)
+        for d in desired:
+            found = observed.get((d.key.namespace, d.key.name))
+            decision = self._actions.decide(d, found, fresh=False)
+            if decision.action is Action.NOTHING:
+                revision = found.revision if found else None
+                await self._report(
+                    replace(self.results[d.key], state=State.DEPLOYED, revision=revision)
+                )
+            else:
+                message = f"{hold} (then: {decision.action.value}, {decision.reason})"
+                await self._report(replace(self.results[d.key], message=message))
+
+    async def _write(
+        self, plan: StackPlan | None, target: Target, desired: list[DesiredRelease]
+    ) -> None:
+        async with self._gates.clusters:
+            identity = helm_identity(target.grants) if target.grants else None
+            check = None
+            if target.grants is not None and identity is not None:
+                own = {d.key.namespace for d in desired if d.owner is None}
+                try:
+                    check = await self._tenants.prepare(
+                        target.cluster, target.kubeconfig, target.grants, own
+                    )
+                except TransientError as error:
+                    await self._unreachable(
+                        target.cluster, desired, f"cannot set up the tenant's RBAC: {error}"
+                    )
+                    return
+            helm = ClusterHelm(self._env, target.cluster, target.kubeconfig)
+            tenant = (
+                ClusterHelm(self._env, target.cluster, target.kubeconfig, identity=identity)
+                if identity is not None
+                else None
+            )
+            try:
+                await self._cluster(helm, plan, desired, tenant, check)
+            finally:
+                helm.close()
+                if tenant is not None:
+                    tenant.close()
 
     async def _fail(self, key: ReleaseKey, message: str) -> None:
         """A release that a bug stopped: Failed, transient (the next pass tries again)."""

@@ -1,0 +1,237 @@
+"""A staged pass: the stages of `spec.rollout` one after the other, or none (suspend).
+
+`run_staged` carries out what `herd.stages.decide` says. It asks which stage may run,
+runs that stage's clusters (bounded by the stage's `maxConcurrent`, stopped past the
+failure budget: `herd.rollout.admission`), learns where each cluster stands, and asks
+again, until the decision names no stage to run (a stage incomplete or halted, a soak
+pause or an approval gate, or every stage done) or the Stack's spec changed meanwhile
+(`interrupted`: the next pass restarts the stages with the new spec). The clusters of
+the stages that did not run are only observed: no helm write, their rows saying what
+they wait for. `spec.suspend` observes every cluster and writes nothing. `only`
+(`herd apply --stage NAME`) writes to that stage's clusters alone, whatever the gates.
+
+Callers: `herd.engine`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from herd.api.v1 import RolloutSpec, RolloutStatus
+from herd.clusters.model import Cluster
+from herd.plan import StackPlan
+from herd.results import State
+from herd.results import now as _now
+from herd.rollout.admission import Admission
+from herd.rollout.scheduler import Rollout, Target
+from herd.stages import (
+    ClusterState,
+    Decision,
+    Stage,
+    assign_stages,
+    decide,
+    records_of,
+    rollout_status,
+    stage_config,
+)
+
+INTERRUPTED = "the spec changed: the stages restart with it"
+
+
+@dataclass(frozen=True)
+class StageInputs:
+    """What a staged pass needs besides the plan: the persisted `status.rollout`, the
+    approval annotation's value, `only` one stage, and callbacks: `interrupted` (True
+    once the spec changed: no further stage starts), `on_stage` (each decision)."""
+
+    previous: RolloutStatus | None = None
+    approval: str | None = None
+    only: str | None = None
+    interrupted: Callable[[], bool] | None = None
+    on_stage: Callable[[RolloutStatus], None] | None = None
+    clock: Callable[[], datetime] = _now
+
+
+@dataclass
+class StagedOutcome:
+    stages: list[Stage]
+    decision: Decision
+    status: RolloutStatus
+    peaks: dict[str, int] = field(default_factory=dict)  # stage -> most clusters in flight
+    interrupted: bool = False
+
+    @property
+    def wake_seconds(self) -> float | None:
+        """Seconds until a soak pause ends (the next pass is due then)."""
+        if self.decision.wake_at is None:
+            return None
+        return max(0.0, (self.decision.wake_at - _now()).total_seconds())
+
+
+class StagedPass:
+    def __init__(
+        self,
+        rollout: Rollout,
+        plan: StackPlan,
+        targets: Sequence[Target],
+        stages: list[Stage],
+        *,
+        spec: RolloutSpec | None,
+        suspended: bool,
+        known_failed: Mapping[str, str],
+        inputs: StageInputs,
+    ) -> None:
+        self._rollout = rollout
+        self._plan = plan
+        self._targets = {t.cluster: t for t in targets}
+        self.stages = stages
+        self._max_failures = spec.max_failures if spec else 0
+        self._suspended = suspended
+        self._inputs = inputs
+        self._why = dict(known_failed)
+        members = {c for s in stages for c in s.clusters}
+        self.states: dict[str, ClusterState] = {
+            c: ClusterState.FAILED for c in known_failed if c in members
+        }
+        self._seeded = frozenset(self.states)
+        self._records = records_of(inputs.previous, stages)
+        self._configs = [
+            stage_config([r for c in s.clusters for r in plan.releases_for(c)]) for s in stages
+        ]
+        self.peaks: dict[str, int] = {}
+        self._ran: set[str] = set()  # clusters this pass ran or observed
+        self._approved: str | None = None
+
+    def decide(self) -> Decision:
+        decision = decide(
+            self.stages,
+            self.states,
+            self._records,
+            self._configs,
+            now=self._inputs.clock(),
+            approval=self._inputs.approval,
+            max_failures=self._max_failures,
+            suspended=self._suspended,
+            first_failure=self._first_failure(),
+        )
+        self._records = list(decision.records)
+        self._approved = self._approved or decision.approved
+        if self._inputs.on_stage is not None:
+            self._inputs.on_stage(rollout_status(self.stages, decision))
+        return decision
+
+    async def run(self) -> StagedOutcome:
+        interrupted = False
+        if self._inputs.only is not None:
+            index = next(i for i, s in enumerate(self.stages) if s.name == self._inputs.only)
+            await self._stage(index)
+            waiting = f"not in --stage {self._inputs.only}"
+        else:
+            ran: set[int] = set()
+            while True:
+                decision = self.decide()
+                if decision.active is None or decision.active in ran:
+                    break
+                if ran and self._inputs.interrupted is not None and self._inputs.interrupted():
+                    interrupted = True
+                    break
+                ran.add(decision.active)
+                await self._stage(decision.active)
+            waiting = INTERRUPTED if interrupted else decision.waiting
+        await self._observe_rest(waiting or "waiting")
+        final = self.decide()
+        if self._approved and final.approved is None:
+            final = _with_approved(final, self._approved)
+        return StagedOutcome(
+            self.stages,
+            final,
+            rollout_status(self.stages, final),
+            peaks=self.peaks,
+            interrupted=interrupted,
+        )
+
+    async def _stage(self, index: int) -> None:
+        stage = self.stages[index]
+        walked = [c for s in self.stages[: index + 1] for c in s.clusters]
+        failed = sum(self.states.get(c) is ClusterState.FAILED for c in walked)
+        admission = Admission(stage.max_concurrent, self._max_failures - failed, stage.name)
+        targets = [self._targets[c] for c in stage.clusters if c in self._targets]
+        self._ran.update(stage.clusters)
+        await self._rollout.run(self._plan, targets, admission=admission)
+        self.peaks[stage.name] = admission.peak
+        self._learn(stage.clusters)
+
+    async def _observe_rest(self, hold: str) -> None:
+        rest = [c for s in self.stages for c in s.clusters if c not in self._ran]
+        self._ran.update(rest)
+        targets = [self._targets[c] for c in rest if c in self._targets]
+        if targets:
+            await self._rollout.run(self._plan, targets, hold=hold)
+        self._learn(rest)
+
+    def _learn(self, clusters: Collection[str]) -> None:
+        """Each cluster's state from its releases' results (unusable ones stay Failed)."""
+        by_cluster: dict[str, list[State]] = {}
+        for result in self._rollout.results.values():
+            by_cluster.setdefault(result.key.cluster, []).append(result.state)
+        for cluster in clusters:
+            if cluster not in self._targets or self._rollout.cluster_failed(cluster):
+                self.states[cluster] = ClusterState.FAILED
+            elif all(s is State.DEPLOYED for s in by_cluster.get(cluster, [])):
+                self.states[cluster] = ClusterState.DONE
+            elif cluster in self._seeded:
+                continue  # held or in backoff: it stays a failure
+            else:
+                self.states[cluster] = ClusterState.PENDING
+
+    def _first_failure(self) -> str:
+        for stage in self.stages:
+            for cluster in stage.clusters:
+                if self.states.get(cluster) is not ClusterState.FAILED:
+                    continue
+                if cluster in self._rollout.unreachable:
+                    return f"cluster {cluster}: {self._rollout.unreachable[cluster]}"
+                for result in self._rollout.results.values():
+                    if result.key.cluster == cluster and result.state is State.FAILED:
+                        return f"chart {result.chart} on cluster {cluster}: {result.message}"
+                return f"cluster {cluster}: {self._why.get(cluster, 'not deployed')}"
+        return ""
+
+
+def _with_approved(decision: Decision, stage: str) -> Decision:
+    return replace(decision, approved=stage)
+
+
+async def run_staged(
+    rollout: Rollout,
+    plan: StackPlan,
+    targets: Sequence[Target],
+    members: Sequence[Cluster],
+    *,
+    spec: RolloutSpec | None,
+    suspended: bool,
+    known_failed: Mapping[str, str],
+    inputs: StageInputs,
+) -> StagedOutcome:
+    """One staged pass over `members` (every targeted cluster, unusable ones included:
+    they hold their stage back). `known_failed`: clusters already failed (not usable,
+    in backoff, held), counted against `maxFailures` before their stage starts."""
+    stages = assign_stages(spec, members)
+    staged = StagedPass(
+        rollout,
+        plan,
+        targets,
+        stages,
+        spec=spec,
+        suspended=suspended,
+        known_failed=known_failed,
+        inputs=inputs,
+    )
+    return await staged.run()
+
+
+def stage_names(spec: RolloutSpec | None, members: Sequence[Cluster]) -> list[str]:
+    """The stages' names, the implicit one included when clusters fall into it."""
+    return [s.name for s in assign_stages(spec, members)]
