@@ -207,7 +207,7 @@ class Rollout:
             if admission is None:
                 await self._write(plan, target, desired)
                 return
-            async with admission.slot() as refused:
+            async with admission.slot(target.cluster) as refused:
                 if refused:
                     await self._observe_only(target, desired, refused)
                     return

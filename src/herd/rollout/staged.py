@@ -29,6 +29,7 @@ from herd.rollout.scheduler import Rollout, Target
 from herd.stages import (
     ClusterState,
     Decision,
+    RolloutState,
     Stage,
     assign_stages,
     decide,
@@ -139,6 +140,10 @@ class StagedPass:
                     break
                 ran.add(decision.active)
                 await self._stage(decision.active)
+            if decision.state is RolloutState.HALTED:
+                halted = [s.name for s in self.stages].index(decision.stage)
+                if halted not in ran:  # its failed clusters keep their rows; no new start
+                    await self._stage(halted)
             waiting = INTERRUPTED if interrupted else decision.waiting
         await self._observe_rest(waiting or "waiting")
         final = self.decide()
@@ -156,7 +161,9 @@ class StagedPass:
         stage = self.stages[index]
         walked = [c for s in self.stages[: index + 1] for c in s.clusters]
         failed = sum(self.states.get(c) is ClusterState.FAILED for c in walked)
-        admission = Admission(stage.max_concurrent, self._max_failures - failed, stage.name)
+        admission = Admission(
+            stage.max_concurrent, self._max_failures - failed, stage.name, known=self._seeded
+        )
         targets = [self._targets[c] for c in stage.clusters if c in self._targets]
         self._ran.update(stage.clusters)
         await self._rollout.run(self._plan, targets, admission=admission)
