@@ -49,9 +49,10 @@ from herd.plan import (
 )
 from herd.results import ReleaseResult, State
 from herd.rollout import DEFAULT_LIMITS, Gates, Limits, Progress, Rollout, Settings, Target
-from herd.rollout.staged import StagedOutcome, StageInputs, run_staged, stage_names
+from herd.rollout.staged import StagedOutcome, StageInputs, run_staged
 from herd.rollout.tenants import TenantClusters
 from herd.sources import ChartSource, unread_sources
+from herd.stages import Stage, assign_stages
 from herd.tenancy import (
     Grants,
     addon_namespace_problems,
@@ -343,9 +344,9 @@ class Engine:
         result.holding = frozenset(holding | set(result.unreachable))
         return result
 
-    def stage_names(self, stack: Stack, clusters: Sequence[Cluster]) -> list[str]:
+    def stages(self, stack: Stack, clusters: Sequence[Cluster]) -> list[Stage]:
         """The Stack's stages over `clusters` (the implicit last one included)."""
-        return stage_names(stack.spec.rollout, clusters)
+        return assign_stages(stack.spec.rollout, clusters)
 
     async def delete(
         self,

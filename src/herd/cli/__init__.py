@@ -5,8 +5,12 @@
   rendering in `herd.cli.render`, live progress in `herd.cli.progress`).
 - `operator`: the kopf controller (`herd.operator.handlers`).
 
+- `approve`: pass a staged Stack's approval gate on the management cluster
+  (`herd.cli.stages`, which also walks the stages of `apply` and `plan`).
+
 Exit codes (stable; pipelines script against them): 0 success / no changes,
-1 something failed, 2 invalid input (nothing was touched), 3 `plan` found changes pending.
+1 something failed, 2 invalid input (nothing was touched), 3 `plan` found changes pending
+(also `apply` of a suspended Stack), 4 `apply` stopped at an approval gate of spec.rollout.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from herd.cli import fleet
+from herd.cli import fleet, stages
 from herd.cli.render import EXIT_CHANGES, EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from herd.documents import load
 
@@ -81,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     operator.set_defaults(run=_operator)
     fleet.add_commands(commands)
+    stages.add_approve(commands)
     return parser
 
 

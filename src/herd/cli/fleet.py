@@ -38,7 +38,7 @@ from herd.addons import AddonCatalog
 from herd.api.v1 import Stack, StackSpec
 from herd.cli import addons as addon_file
 from herd.cli import progress as live
-from herd.cli import render
+from herd.cli import render, stages
 from herd.clusters import (
     Cluster,
     ClusterConfigError,
@@ -59,6 +59,7 @@ from herd.errors import Problem, SpecError, TransientError
 from herd.helm import ClusterHelm, HelmEnvironment, HelmFailure
 from herd.plan import ObservedRelease, SourceKey, Values, owner_label
 from herd.rollout import DEFAULT_LIMITS, Limits
+from herd.results import ReleaseResult
 from herd.sources import ChartSource, unread_sources
 from herd.values import KubeValuesReader
 
@@ -284,28 +285,44 @@ async def apply(args: argparse.Namespace, session: Session, stack: Stack | None)
         _error(args, "spec.mode is DryRun: nothing is applied; this is what apply would do")
         return await plan(args, session, stack)
     progress = live.for_stream(sys.stderr)
+    code: int | None = None
+
+    def redacted(row: ReleaseResult) -> None:
+        progress(session.redact.result(row))
+
     try:
-        result = await session.engine.apply(
-            stack, lambda r: progress(session.redact.result(r)), force=args.force
-        )
+        if stages.staged(stack, args.stage):
+            result, code = await stages.staged_apply(
+                session.engine,
+                stack,
+                redacted,
+                force=args.force,
+                stage=args.stage,
+                approve=args.approve or (),
+            )
+        else:
+            result = await session.engine.apply(stack, redacted, force=args.force)
     finally:
         progress.close()
     result.releases = [session.redact.result(r) for r in result.releases]
     rows = render.release_rows(result)
     text = render.apply_summary(result)
     document = render.release_document(stack, result, rows, text)
-    _emit(args, document, render.release_grid(rows), render.skipped_lines(result.skipped), text)
-    return render.apply_exit(result)
+    notes = [*render.skipped_lines(result.skipped), *stages.stage_lines(result.rollout)]
+    _emit(args, document, render.release_grid(rows), notes, text)
+    return render.apply_exit(result) if code is None else code
 
 
 async def plan(args: argparse.Namespace, session: Session, stack: Stack | None) -> int:
     assert stack is not None
     result, previews = await session.engine.preview(stack)
     result = render.with_unreadable(result, result.unreachable)
+    previews, stage_notes = stages.plan_stages(session.engine, stack, result, previews, args.stage)
     rows = render.plan_rows(stack, result, previews)
     text = render.plan_summary(result, rows)
     document = render.plan_document(stack, result, rows, text)
-    _emit(args, document, render.plan_grid(rows), render.skipped_lines(result.skipped), text)
+    notes = [*render.skipped_lines(result.skipped), *stage_notes]
+    _emit(args, document, render.plan_grid(rows), notes, text)
     return render.plan_exit(result, rows)
 
 
@@ -426,6 +443,20 @@ def add_commands(commands: Any) -> None:
                 help="Herd's add-on configuration (the ConfigMap and Secret documents of "
                 f"{addon_file.SAMPLE}); required for a Stack with security or "
                 "observability enabled",
+            )
+        if name in ("apply", "plan"):
+            parser.add_argument(
+                "--stage",
+                metavar="NAME",
+                help="only the clusters of this stage of spec.rollout (apply: whatever the gates)",
+            )
+        if name == "apply":
+            parser.add_argument(
+                "--approve",
+                action="append",
+                metavar="STAGE",
+                help="pass this stage's approval gate (repeatable); without it apply stops "
+                f"at the gate with exit {stages.EXIT_APPROVAL}",
             )
         if name in ("apply", "delete"):
             parser.add_argument(

@@ -21,6 +21,7 @@ from datetime import datetime
 
 from herd.api.v1 import RolloutSpec, RolloutStatus
 from herd.clusters.model import Cluster
+from herd.errors import Problem, SpecError
 from herd.plan import StackPlan
 from herd.results import State
 from herd.results import now as _now
@@ -226,6 +227,10 @@ async def run_staged(
     they hold their stage back). `known_failed`: clusters already failed (not usable,
     in backoff, held), counted against `maxFailures` before their stage starts."""
     stages = assign_stages(spec, members)
+    names = [s.name for s in stages]
+    if inputs.only is not None and inputs.only not in names:
+        why = f"no stage named {inputs.only!r}; the Stack's stages: {', '.join(names)}"
+        raise SpecError([Problem("--stage", why)])
     staged = StagedPass(
         rollout,
         plan,
@@ -237,8 +242,3 @@ async def run_staged(
         inputs=inputs,
     )
     return await staged.run()
-
-
-def stage_names(spec: RolloutSpec | None, members: Sequence[Cluster]) -> list[str]:
-    """The stages' names, the implicit one included when clusters fall into it."""
-    return [s.name for s in assign_stages(spec, members)]
