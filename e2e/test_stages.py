@@ -12,13 +12,14 @@ write went to (its --kubeconfig file is named after the cluster id).
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from e2e.test_operator import Operator, eventually, kubectl, run_operator
+from e2e.test_operator import VENV_BIN, Operator, eventually, kubectl, run_operator
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.herd_controller import Controller, HelmCall
 
@@ -208,7 +209,12 @@ def test_canary_failure_halts_and_prod_stays_untouched(
     # The fixed spec (a new generation) resumes: canary is at v2 already, prod follows.
     operator.apply(body(chart_repo_url, "v2"))
     rollout_in(operator, "WaitingForApproval")
-    annotate(operator, "canary")
+    approved = subprocess.run(
+        [str(VENV_BIN / "herd"), "approve", STACK, "canary", "-n", "default",
+         "--kubeconfig", str(operator.management.kubeconfig)],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert approved.returncode == 0, approved.stderr
     rollout_in(operator, "Complete")
     for cluster in (PROD_A, PROD_B):
         assert len(release_secrets(clusters[cluster])) == len(before[cluster]) + 1
