@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from herd.api import parse_spec
 from herd.api.v1 import IMPLICIT_STAGE, RolloutSpec, RolloutStatus, StackStatus
 from herd.clusters.model import Cluster, KubeconfigRef
 from herd.errors import SpecError
+from herd.rollout.admission import Admission
 from herd.stages import (
     ClusterState,
     RolloutState,
@@ -363,3 +365,38 @@ def test_events_on_transitions_only() -> None:
     assert [e[1] for e in rollout_events(None, started)] == ["StageStarted"]
     halted = rollout_status(STAGES, run({"c1": FAILED}))
     assert [e[:2] for e in rollout_events(started, halted)] == [("Warning", "RolloutHalted")]
+
+
+# -- admission (the per-stage bound and the budget; asyncio only, no helm) -----------------
+
+
+async def test_admission_bounds_in_flight_and_stops_new_clusters_past_the_budget() -> None:
+    admission = Admission(2, budget=0, stage="prod", known=frozenset({"held"}))
+    refused: dict[str, str] = {}
+    release = asyncio.Event()
+
+    async def cluster(name: str, fails: bool) -> None:
+        async with admission.slot(name) as why:
+            refused[name] = why
+            if why:
+                return
+            await release.wait()
+            admission.finished(name, fails)
+
+    tasks = [asyncio.create_task(cluster(n, n == "a")) for n in ("a", "b", "c", "held")]
+    await asyncio.sleep(0.05)
+    assert admission.in_flight == 2  # a and b; c and held queue behind the bound
+    release.set()
+    await asyncio.gather(*tasks)
+    assert admission.peak == 2
+    assert admission.failed == ["a"] and admission.halted
+    assert "rollout halted in stage prod" in refused["c"]
+    assert refused["held"] == ""  # failed before the stage: still runs, counted once
+
+
+def test_progressing_and_complete_keep_the_release_phase() -> None:
+    status = with_rollout(
+        base_status("Degraded"), RolloutStatus(stage="a", state="Progressing", message="m"), NOW
+    )
+    assert status.phase == "Degraded" and status.message == ""
+    assert status.rollout is not None and status.rollout.state == "Progressing"

@@ -5,6 +5,8 @@
   release started as soon as its own dependencies are deployed).
 - `herd.rollout.actions`: one release's steps (fresh observation under its lock, decide,
   helm).
+- `herd.rollout.staged`: a pass in the stages of `spec.rollout` (or none: suspend), as
+  `herd.stages` decides; `herd.rollout.admission`: a stage's bound and failure budget.
 
 Callers: `herd.engine` (and the operator for `Gates.drain`/`idle`).
 """

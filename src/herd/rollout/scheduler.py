@@ -7,6 +7,12 @@ and then for a helm slot (`Gates`). A release whose dependency did not deploy is
 on. Releases this Stack owns that are no longer desired are uninstalled afterwards,
 highest wave first. What one release does is `herd.rollout.actions`.
 
+A staged pass (`herd.rollout.staged`) calls `run` once per stage, with that stage's
+`Admission` (its `maxConcurrent` and the failure budget), and once more with `hold` for the
+clusters that must not be written (later stages, suspend): those are only observed, each
+release `Deployed` when at its desired config, else `Pending` saying what it waits for.
+`finish` ends the pass. `apply` is one `run` of every target, then `finish`.
+
 Faults stay where they happen: every cluster is its own supervised task, and any
 exception there (a helm failure, a bug) becomes that cluster's results, never a
 sibling's cancellation. `on_progress` (sync or async) is told every state change; an
