@@ -169,7 +169,9 @@ def test_without_rollout_one_implicit_stage() -> None:
 
 @given(
     st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f"]), unique=True),
-    st.lists(st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f", "zz"]), min_size=1)),
+    st.lists(
+        st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f", "zz"]), min_size=1), max_size=20
+    ),
 )
 def test_every_cluster_is_in_exactly_one_stage(ids: list[str], picks: list[list[str]]) -> None:
     spec = (
