@@ -1,6 +1,6 @@
 """`make demo`: the local default, end to end, left running.
 
-Starts the test bed (1 management + 2 downstream clusters, the fixture chart repository,
+Starts the test bed (1 management + 3 downstream clusters, the fixture chart repository,
 Rancher-shaped cluster registration), installs the CRD, runs two Herd controllers in the
 background (one leads and reconciles, the other stands by: `kubectl get lease -n
 herd-system` shows the holder; kill the leader and the standby takes over), applies
@@ -12,8 +12,9 @@ repository, waits for the Stack to reach Deployed and prints `kubectl get stacks
 all, both controllers included.
 
 `.demo/env` is a sourceable file: KUBECONFIG (the management cluster), HERD_DEMO_REPO (the
-chart repository URL) and HERD_DEMO_KUBECONFIGS (the directory of management.yaml,
-downstream-1.yaml, downstream-2.yaml).
+chart repository URL) and HERD_DEMO_KUBECONFIGS (the directory of management.yaml and
+downstream-1.yaml to downstream-3.yaml). Three downstream clusters let
+`examples/staged-stack.yaml` show stages: a canary, then the others half at a time.
 
 Private chart sources also run (`e2e.testbed.registry`): a distribution registry with
 htpasswd auth and TLS from a private CA (HERD_DEMO_OCI_REPO) and an HTTPS chart repository
@@ -171,7 +172,7 @@ def write_env(summary: dict[str, Any], private: dict[str, str] | None = None) ->
 
 
 def main() -> int:
-    if testbed.up(DEMO, downstream=2, chart_repo=True, rancher=True):
+    if testbed.up(DEMO, downstream=3, chart_repo=True, rancher=True):
         return 1
     summary = json.loads((DEMO / testbed.SUMMARY).read_text())
     write_env(summary)
@@ -211,7 +212,8 @@ def main() -> int:
         '"s#oci://registry.example.com:5000/charts#$HERD_DEMO_OCI_REPO#" '
         "examples/private-oci-stack.yaml | kubectl apply -f -"
     )
-    print("GPUs (downstream-1 has 4, downstream-2 none): see examples/gpu-stack.yaml")
+    print("GPUs (downstream-1 has 4, the others none): see examples/gpu-stack.yaml")
+    print("Stages (a canary behind an approval): see examples/staged-stack.yaml")
     print("Stop it all with:  make demo-down")
     return 0 if status.get("phase") == "Deployed" else 1
 
