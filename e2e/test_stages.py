@@ -34,6 +34,7 @@ LABELS = {
 }
 STACK = "staged"
 APPROVE = "herd.suse.com/approve"
+RESYNC = 60
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,8 @@ def operator(
         fleet_ns=FLEET_NS,
         ids=IDS,
         labels=LABELS,
-        env={"HERD_HELM": str(wrapper.wrapper)},
+        # A long resync: an approval must wake the controller itself, not wait for it.
+        env={"HERD_HELM": str(wrapper.wrapper), "HERD_RESYNC_SECONDS": str(RESYNC)},
     ) as running:
         running.name = STACK
         yield running
@@ -167,8 +169,10 @@ def test_approval_gate_then_prod_at_fifty_percent(
     assert set(writes(wrapper, since)) == {CANARY}
     eventually("WaitingForApproval event", lambda: "WaitingForApproval" in reasons(operator))
 
+    annotated = time.monotonic()
     annotate(operator, "canary")
     status = rollout_in(operator, "Complete")
+    assert time.monotonic() - annotated < RESYNC / 2, "the approval did not wake the controller"
     assert status["phase"] == "Deployed"
     assert [(s["name"], s["done"], s["total"]) for s in status["rollout"]["stages"]] == [
         ("canary", 1, 1),
@@ -260,10 +264,13 @@ def test_suspend_makes_no_helm_write_while_drift_exists(
     status = rollout_in(operator, "Suspended")
     rows = [r for r in status["deployments"] if r["chartName"] == "api"]
     assert rows and all("suspended" in r["message"] for r in rows), rows
-    time.sleep(12)  # past a resync: still no write
+    # Another edit, still suspended: one more pass over the drift, still no write.
+    operator.apply(body(chart_repo_url, "v7", pause="1s", suspend=True))
+    rollout_in(operator, "Suspended")
+    time.sleep(3)
     assert writes(wrapper, since) == {}
     assert {c: release_secrets(clusters[c]) for c in clusters} == before
 
-    operator.apply(body(chart_repo_url, "v6", pause="1s"))
+    operator.apply(body(chart_repo_url, "v7", pause="1s"))
     rollout_in(operator, "Complete")
     assert set(writes(wrapper, since)) == {CANARY, PROD_A, PROD_B}

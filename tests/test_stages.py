@@ -402,3 +402,12 @@ def test_progressing_and_complete_keep_the_release_phase() -> None:
     )
     assert status.phase == "Degraded" and status.message == ""
     assert status.rollout is not None and status.rollout.state == "Progressing"
+
+
+def test_a_stage_already_done_at_this_config_does_not_start_again() -> None:
+    """Every pass walks the stages from the first: a canary at the current config is no
+    StageStarted, only the stage that has work is."""
+    waiting = rollout_status(STAGES, run({"c1": DONE}))
+    again = rollout_status(STAGES, run({}, list(run({"c1": DONE}).records)))
+    assert again.state == "Progressing" and again.stage == "canary"
+    assert rollout_events(waiting, again) == []

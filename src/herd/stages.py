@@ -381,7 +381,8 @@ Event = tuple[str, str, str]  # ("Normal" or "Warning", reason, message)
 
 def rollout_events(previous: RolloutStatus | None, current: RolloutStatus) -> list[Event]:
     """The Events a change of `status.rollout` deserves: StageSucceeded for each stage
-    newly succeeded (at a new config), StageStarted when a stage starts rolling out,
+    newly succeeded (at a new config), StageStarted when a stage not yet succeeded at this
+    config starts rolling out,
     WaitingForApproval and RolloutHalted when the rollout enters those states."""
     before = {s.name: s for s in previous.stages} if previous else {}
     events: list[Event] = []
@@ -399,7 +400,9 @@ def rollout_events(previous: RolloutStatus | None, current: RolloutStatus) -> li
                 )
             )
     moved = previous is None or (previous.stage, previous.state) != (current.stage, current.state)
-    if moved and current.state == RolloutState.PROGRESSING and current.stage:
+    now_at = next((s for s in current.stages if s.name == current.stage), None)
+    fresh = now_at is not None and now_at.succeeded_at is None  # not yet done at this config
+    if moved and current.state == RolloutState.PROGRESSING and fresh:
         events.append(
             ("Normal", "StageStarted", f"Stage {current.stage} started: {current.message}")
         )

@@ -3,6 +3,7 @@
 - startup/cleanup: build and close the `Runtime`, start metrics and the fleet watcher.
 - create/update/resume: wake the Stack's keeper (the daemon below).
 - daemon: the keeper loop, one per Stack: reconcile, then wait for resync or a signal.
+- event: a new `herd.suse.com/approve` value wakes the Stack's keeper (staged rollouts).
 - delete: uninstall everything the Stack deployed (the finalizer holds the object until
   that is done); herd's TransientError becomes kopf's TemporaryError, so kopf retries.
 
@@ -38,6 +39,7 @@ from herd.operator import metrics
 from herd.operator.config import OperatorConfig
 from herd.operator.leader import LeaderElector, identity, lease_name, serve_health
 from herd.operator.runtime import Runtime, open_workdir
+from herd.stages import APPROVE_ANNOTATION
 from herd.tenancy import Mode
 
 STACKS = (GROUP, VERSION, PLURAL)
@@ -79,6 +81,9 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         registry=found,
     )(keeper)
     kopf.on.delete(*STACKS, labels=labels, registry=found)(deleted)
+    # kopf's create/update diff ignores annotations under its storage prefix (our group),
+    # so herd.suse.com/approve is watched raw: a new value wakes the Stack's keeper.
+    kopf.on.event(*STACKS, labels=labels, registry=found)(annotated)
     return found
 
 
@@ -112,6 +117,15 @@ async def cleanup(memo: Any, **_: Any) -> None:
 
 async def changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     memo["runtime"].signal((namespace or "", name))
+
+
+async def annotated(body: kopf.Body, memo: Any, **_: Any) -> None:
+    runtime = memo.get("runtime")
+    if runtime is None:
+        return
+    meta = body.get("metadata") or {}
+    value = (meta.get("annotations") or {}).get(APPROVE_ANNOTATION)
+    runtime.approval_seen((meta.get("namespace") or "", meta.get("name") or ""), value)
 
 
 class _StackEvents:

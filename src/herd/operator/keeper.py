@@ -42,7 +42,7 @@ from herd.plan import ReleaseKey
 from herd.results import ReleaseResult, State, now
 from herd.retry import Backoff, jitter, next_delay
 from herd.rollout.staged import StageInputs
-from herd.stages import APPROVE_ANNOTATION, rollout_events, with_rollout
+from herd.stages import APPROVE_ANNOTATION, RolloutState, rollout_events, with_rollout
 from herd.status import Phase, failed_status, release_record, stack_status
 from herd.tenancy import Grants
 
@@ -325,15 +325,24 @@ class _Progress:
         self._results: dict[ReleaseKey, ReleaseResult] = {}
         self._active = False
         self._rollout = previous.rollout if previous else None  # the live status.rollout
+        self._posted: set[tuple[str, str]] = set()  # rollout Events of this pass
 
     def stage(self, rollout: RolloutStatus) -> None:
-        """A staged pass decided again: post the Events it deserves, show the stage."""
-        for kind, reason, message in rollout_events(self._rollout, rollout):
+        """A staged pass decided again: post the Events it deserves (against where the
+        last pass left the rollout, each once per pass), show the stage."""
+        baseline = self._previous.rollout if self._previous else None
+        for kind, reason, message in rollout_events(baseline, rollout):
+            if (reason, message) in self._posted:
+                continue
+            self._posted.add((reason, message))
             (self._keeper.events.warning if kind == "Warning" else self._keeper.events.normal)(
                 reason, message
             )
             self._keeper._logger.info("%s: %s", reason, message)
-        self._rollout = rollout
+        # While the pass runs, status shows the stage rolling out; where the rollout
+        # stops (paused, waiting, halted) shows with the pass's final rows.
+        if rollout.state == RolloutState.PROGRESSING:
+            self._rollout = rollout
         if self._active:
             self._keeper.writer.offer(self._in_progress)
 

@@ -108,6 +108,7 @@ class Runtime:
         self.fleet = metrics.Fleet()
         self.deletion_attempts: dict[StackKey, int] = {}
         self._signals: dict[StackKey, asyncio.Event] = {}
+        self._approvals: dict[StackKey, str] = {}  # herd.suse.com/approve values seen
         self._clusters: dict[str, Cluster] = {}
         self._keepers: dict[StackKey, Keeper] = {}
         self._running: dict[StackKey, asyncio.Event] = {}  # set when the loop has ended
@@ -142,6 +143,16 @@ class Runtime:
     def signal(self, key: StackKey) -> None:
         """Ask the Stack's keeper to reconcile now (or right after its current pass)."""
         self._signals.setdefault(key, asyncio.Event()).set()
+
+    def approval_seen(self, key: StackKey, value: str | None) -> None:
+        """The Stack's `herd.suse.com/approve` as a watch event shows it: a new value wakes
+        its keeper at once (a gate waits for it); the same value again does nothing."""
+        if value and self._approvals.get(key) != value:
+            self.signal(key)
+        if value:
+            self._approvals[key] = value
+        else:
+            self._approvals.pop(key, None)
 
     def known_clusters(self) -> list[Cluster]:
         """The inventory as the last poll saw it."""
@@ -260,6 +271,7 @@ class Runtime:
         self.index.remove(key)
         self.fleet.forget(key)
         self._signals.pop(key, None)
+        self._approvals.pop(key, None)
         self._running.pop(key, None)
         self._statuses.pop(key, None)
         self._posters.pop(key, None)
