@@ -83,7 +83,13 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     kopf.on.delete(*STACKS, labels=labels, registry=found)(deleted)
     # kopf's create/update diff ignores annotations under its storage prefix (our group),
     # so herd.suse.com/approve is watched raw: a new value wakes the Stack's keeper.
-    kopf.on.event(*STACKS, labels=labels, registry=found)(annotated)
+    # Only while the annotation is set (kopf logs, and posts, every handled event).
+    kopf.on.event(
+        *STACKS,
+        labels=labels,
+        annotations={APPROVE_ANNOTATION: kopf.PRESENT},
+        registry=found,
+    )(annotated)
     return found
 
 

@@ -151,8 +151,6 @@ class Runtime:
             self.signal(key)
         if value:
             self._approvals[key] = value
-        else:
-            self._approvals.pop(key, None)
 
     def known_clusters(self) -> list[Cluster]:
         """The inventory as the last poll saw it."""
@@ -297,6 +295,7 @@ class Runtime:
         """Remove `herd.suse.com/approve=<stage>` once the approval is recorded in the
         status: an approval opens one gate once, the next rollout waits again. A failure
         is logged (the status already holds the approval)."""
+        self._approvals.pop(key, None)  # the same value set again is a new approval
         patch = [
             {"op": "test", "path": f"/metadata/annotations/{_APPROVE_PATH}", "value": stage},
             {"op": "remove", "path": f"/metadata/annotations/{_APPROVE_PATH}"},
