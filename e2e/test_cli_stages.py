@@ -7,6 +7,7 @@ middle stage, and `--stage NAME` runs one stage (an unknown one is invalid input
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -86,8 +87,14 @@ def test_apply_walks_stages_and_stops_at_approval(
     body = yaml.safe_load(changed.read_text())
     body["spec"]["charts"][0]["values"] = {"inline": {"message": "staged"}}
     changed.write_text(yaml.safe_dump(body))
-    done = herd("apply", "-f", changed, "--stage", "canary", *clusters)
+    done = herd("apply", "-f", changed, "--stage", "canary", "-o", "json", *clusters)
     assert done.returncode == 0, done.stdout + done.stderr
+    document = json.loads(done.stdout)
+    assert [(s["name"], s["done"], s["total"]) for s in document["rollout"]["stages"]] == [
+        ("canary", 1, 1),
+        ("mid", 0, 1),
+        ("remaining", 0, 1),
+    ]
     assert str(releases(one, ns, home)["web"]["revision"]) == "2"
     assert str(releases(two, ns, home)["web"]["revision"]) == "1"
     assert str(releases(three, ns, home)["web"]["revision"]) == "1"

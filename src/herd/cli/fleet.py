@@ -308,6 +308,8 @@ async def apply(args: argparse.Namespace, session: Session, stack: Stack | None)
     rows = render.release_rows(result)
     text = render.apply_summary(result)
     document = render.release_document(stack, result, rows, text)
+    if result.rollout is not None:  # status.rollout's shape: stage, state, message, stages
+        document["rollout"] = result.rollout.status.model_dump(by_alias=True, mode="json")
     notes = [*render.skipped_lines(result.skipped), *stages.stage_lines(result.rollout)]
     _emit(args, document, render.release_grid(rows), notes, text)
     return render.apply_exit(result) if code is None else code
