@@ -58,8 +58,8 @@ from herd.engine import AddOns, Engine, SourcesReader, ValuesReader
 from herd.errors import Problem, SpecError, TransientError
 from herd.helm import ClusterHelm, HelmEnvironment, HelmFailure
 from herd.plan import ObservedRelease, SourceKey, Values, owner_label
-from herd.rollout import DEFAULT_LIMITS, Limits
 from herd.results import ReleaseResult
+from herd.rollout import DEFAULT_LIMITS, Limits
 from herd.sources import ChartSource, unread_sources
 from herd.values import KubeValuesReader
 
