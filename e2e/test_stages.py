@@ -274,3 +274,31 @@ def test_suspend_makes_no_helm_write_while_drift_exists(
     operator.apply(body(chart_repo_url, "v7", pause="1s"))
     rollout_in(operator, "Complete")
     assert set(writes(wrapper, since)) == {CANARY, PROD_A, PROD_B}
+
+
+def test_reconcile_at_retries_a_held_failure_without_waiting_for_a_resync(
+    operator: Operator, wrapper: Controller, chart_repo_url: str
+) -> None:
+    """kopf's diff ignores our group's annotations, so herd.suse.com/reconcile-at is
+    watched raw like the approval: a new value wakes the keeper, not the next resync."""
+    broken = {"name": "bad", "chart": "broken", "repo": chart_repo_url, "version": "0.1.0"}
+    spec = body(chart_repo_url, "v7", extra_charts=[{**broken, "namespace": NS}])
+    del spec["spec"]["rollout"]  # every cluster at once: the failure is held everywhere
+
+    def bad_writes(since: float) -> list[HelmCall]:
+        return [c for calls in writes(wrapper, since).values() for c in calls if "bad" in c.args]
+
+    def held_everywhere() -> bool:
+        rows = operator.status().get("deployments", [])
+        return len([r for r in rows if r["chartName"] == "bad" and r.get("failedConfig")]) == 3
+
+    operator.apply(spec)
+    eventually("bad held on every cluster", held_everywhere, timeout=150)
+    time.sleep(3)  # any pass that was under way ends
+    since = time.time()
+    kubectl(
+        operator.management.kubeconfig,
+        "annotate", "stack", STACK, "-n", "default",
+        f"herd.suse.com/reconcile-at={time.time()}", "--overwrite",
+    )  # fmt: skip
+    eventually("a new attempt of bad", lambda: bad_writes(since), timeout=RESYNC / 3)

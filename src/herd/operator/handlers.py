@@ -3,7 +3,8 @@
 - startup/cleanup: build and close the `Runtime`, start metrics and the fleet watcher.
 - create/update/resume: wake the Stack's keeper (the daemon below).
 - daemon: the keeper loop, one per Stack: reconcile, then wait for resync or a signal.
-- event: a new `herd.suse.com/approve` value wakes the Stack's keeper (staged rollouts).
+- event: a new `herd.suse.com/approve` (staged rollouts) or `herd.suse.com/reconcile-at`
+  (retry held failures) value wakes the Stack's keeper.
 - delete: uninstall everything the Stack deployed (the finalizer holds the object until
   that is done); herd's TransientError becomes kopf's TemporaryError, so kopf retries.
 
@@ -26,7 +27,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from herd.clusters.kube import api_client_from_kubeconfig
 from herd.errors import TransientError
 from herd.operator import metrics
 from herd.operator.config import OperatorConfig
+from herd.operator.keeper import RECONCILE_AT
 from herd.operator.leader import LeaderElector, identity, lease_name, serve_health
 from herd.operator.runtime import Runtime, open_workdir
 from herd.stages import APPROVE_ANNOTATION
@@ -82,15 +84,23 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     )(keeper)
     kopf.on.delete(*STACKS, labels=labels, registry=found)(deleted)
     # kopf's create/update diff ignores annotations under its storage prefix (our group),
-    # so herd.suse.com/approve is watched raw: a new value wakes the Stack's keeper.
-    # Only while the annotation is set (kopf logs, and posts, every handled event).
-    kopf.on.event(
-        *STACKS,
-        labels=labels,
-        annotations={APPROVE_ANNOTATION: kopf.PRESENT},
-        registry=found,
-    )(annotated)
+    # so herd.suse.com/approve and herd.suse.com/reconcile-at are watched raw: a new value
+    # wakes the Stack's keeper. The filter lets only a new value through, since kopf logs
+    # (and posts as an Event) every handled event, and a status write is an event too.
+    for annotation in WAKE_ANNOTATIONS:
+        kopf.on.event(
+            *STACKS,
+            id=f"wake-{annotation.split('/')[-1]}",
+            param=annotation,
+            labels=labels,
+            annotations={annotation: kopf.PRESENT},
+            when=_new_value(annotation),
+            registry=found,
+        )(annotated)
     return found
+
+
+WAKE_ANNOTATIONS = (APPROVE_ANNOTATION, RECONCILE_AT)
 
 
 async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: Any) -> None:
@@ -125,13 +135,26 @@ async def changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None
     memo["runtime"].signal((namespace or "", name))
 
 
-async def annotated(body: kopf.Body, memo: Any, **_: Any) -> None:
-    runtime = memo.get("runtime")
-    if runtime is None:
-        return
+def _annotation(body: kopf.Body, annotation: str) -> tuple[tuple[str, str], str | None]:
     meta = body.get("metadata") or {}
-    value = (meta.get("annotations") or {}).get(APPROVE_ANNOTATION)
-    runtime.approval_seen((meta.get("namespace") or "", meta.get("name") or ""), value)
+    key = (meta.get("namespace") or "", meta.get("name") or "")
+    return key, (meta.get("annotations") or {}).get(annotation)
+
+
+def _new_value(annotation: str) -> Callable[..., bool]:
+    def new(body: kopf.Body, memo: Any, **_: Any) -> bool:
+        runtime = memo.get("runtime")
+        key, value = _annotation(body, annotation)
+        return runtime is not None and bool(runtime.annotation_new(key, annotation, value))
+
+    return new
+
+
+async def annotated(body: kopf.Body, memo: Any, param: Any = None, **_: Any) -> None:
+    runtime = memo.get("runtime")
+    if runtime is not None and isinstance(param, str):
+        key, value = _annotation(body, param)
+        runtime.annotation_seen(key, param, value)
 
 
 class _StackEvents:

@@ -108,7 +108,8 @@ class Runtime:
         self.fleet = metrics.Fleet()
         self.deletion_attempts: dict[StackKey, int] = {}
         self._signals: dict[StackKey, asyncio.Event] = {}
-        self._approvals: dict[StackKey, str] = {}  # herd.suse.com/approve values seen
+        # Values of the annotations that wake a keeper (WAKE_ANNOTATIONS), as last seen.
+        self._annotations: dict[tuple[StackKey, str], str] = {}
         self._clusters: dict[str, Cluster] = {}
         self._keepers: dict[StackKey, Keeper] = {}
         self._running: dict[StackKey, asyncio.Event] = {}  # set when the loop has ended
@@ -144,13 +145,19 @@ class Runtime:
         """Ask the Stack's keeper to reconcile now (or right after its current pass)."""
         self._signals.setdefault(key, asyncio.Event()).set()
 
-    def approval_seen(self, key: StackKey, value: str | None) -> None:
-        """The Stack's `herd.suse.com/approve` as a watch event shows it: a new value wakes
-        its keeper at once (a gate waits for it); the same value again does nothing."""
-        if value and self._approvals.get(key) != value:
+    def annotation_new(self, key: StackKey, annotation: str, value: str | None) -> bool:
+        """Whether a watch event shows a value of a wake annotation this process has not
+        acted on (kopf's own diff ignores our group's annotations: `handlers`)."""
+        return bool(value) and self._annotations.get((key, annotation)) != value
+
+    def annotation_seen(self, key: StackKey, annotation: str, value: str | None) -> None:
+        """A new value of `herd.suse.com/approve` (a gate waits for it) or
+        `herd.suse.com/reconcile-at` (retry held failures now) wakes the Stack's keeper at
+        once; the same value again does nothing."""
+        if value and self.annotation_new(key, annotation, value):
             self.signal(key)
         if value:
-            self._approvals[key] = value
+            self._annotations[(key, annotation)] = value
 
     def known_clusters(self) -> list[Cluster]:
         """The inventory as the last poll saw it."""
@@ -269,7 +276,8 @@ class Runtime:
         self.index.remove(key)
         self.fleet.forget(key)
         self._signals.pop(key, None)
-        self._approvals.pop(key, None)
+        for seen in [seen for seen in self._annotations if seen[0] == key]:
+            del self._annotations[seen]
         self._running.pop(key, None)
         self._statuses.pop(key, None)
         self._posters.pop(key, None)
@@ -295,7 +303,8 @@ class Runtime:
         """Remove `herd.suse.com/approve=<stage>` once the approval is recorded in the
         status: an approval opens one gate once, the next rollout waits again. A failure
         is logged (the status already holds the approval)."""
-        self._approvals.pop(key, None)  # the same value set again is a new approval
+        # the same value set again is a new approval
+        self._annotations.pop((key, APPROVE_ANNOTATION), None)
         patch = [
             {"op": "test", "path": f"/metadata/annotations/{_APPROVE_PATH}", "value": stage},
             {"op": "remove", "path": f"/metadata/annotations/{_APPROVE_PATH}"},
