@@ -143,7 +143,8 @@ def test_plan_and_apply_with_addons_deploy_neuvector_and_the_agent_first(
         expected = [
             (cluster, name, "install")
             for cluster in ("GPU_West", "gpu-east")
-            for name in ("neuvector", "suse-observability-agent", "web")
+            # herd-insights: Herd's dashboards and alerts beside the agent (observability)
+            for name in ("neuvector", "suse-observability-agent", "herd-insights", "web")
         ]
         assert [(r["CLUSTER"], r["CHART"], r["ACTION"]) for r in table(planned.stdout)] == expected
         document = json.loads(planned_json.stdout)
