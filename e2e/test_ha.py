@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+from e2e.testbed.chartrepo import helm_binary
 from e2e.testbed.controlplane import FAKE_NODES
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.processes import free_port
@@ -51,7 +52,7 @@ def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, check: bool 
 
 def helm(cluster: BedCluster, *args: str) -> Any:
     out = subprocess.run(
-        [str(VENV_BIN / "helm"), "--kubeconfig", str(cluster.kubeconfig), *args, "-o", "json"],
+        [helm_binary(), "--kubeconfig", str(cluster.kubeconfig), *args, "-o", "json"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     return json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else None

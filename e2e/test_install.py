@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from e2e.testbed.chartrepo import helm_binary
 from e2e.testbed.controlplane import Cluster as BedCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "install" / "helm" / "herd"
-HELM = str(Path(sys.executable).parent / "helm")
+HELM = helm_binary()
 
 
 def run(*argv: str, stdin: str | None = None) -> str:

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from e2e.testbed import rancher
+from e2e.testbed.chartrepo import helm_binary
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.processes import free_port
 
@@ -63,7 +64,7 @@ def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, check: bool 
 def helm_releases(cluster: BedCluster, namespace: str) -> dict[str, dict[str, Any]]:
     out = subprocess.run(
         [
-            str(VENV_BIN / "helm"),
+            helm_binary(),
             "--kubeconfig",
             str(cluster.kubeconfig),
             "ls",
@@ -317,6 +318,7 @@ def targets(downstream: list[BedCluster]) -> list[BedCluster]:
 NS = "op-apps"
 
 
+@pytest.mark.helm3
 def test_apply_deploys_with_living_status(
     operator: Operator, targets: list[BedCluster], chart_repo_url: str
 ) -> None:
@@ -363,6 +365,7 @@ def test_apply_deploys_with_living_status(
     )
 
 
+@pytest.mark.helm3
 def test_update_upgrades_only_what_changed(
     operator: Operator, targets: list[BedCluster], chart_repo_url: str
 ) -> None:
@@ -398,7 +401,7 @@ def test_failing_chart_degrades_the_stack(operator: Operator, chart_repo_url: st
 def test_drift_is_repaired(operator: Operator, targets: list[BedCluster]) -> None:
     subprocess.run(
         [
-            str(VENV_BIN / "helm"),
+            helm_binary(),
             "--kubeconfig",
             str(targets[0].kubeconfig),
             "uninstall",
@@ -511,6 +514,7 @@ def test_no_secret_material_in_logs_status_or_events(
             assert secret[20:60] not in text, f"secret material in the {name}"
 
 
+@pytest.mark.helm3
 def test_delete_removes_every_release_then_the_stack(
     operator: Operator, targets: list[BedCluster]
 ) -> None:

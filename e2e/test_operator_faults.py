@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from e2e.test_operator import (
-    VENV_BIN,
     Operator,
     eventually,
     helm_releases,
@@ -23,6 +22,7 @@ from e2e.test_operator import (
     run_operator,
 )
 from e2e.testbed import rancher
+from e2e.testbed.chartrepo import helm_binary
 from e2e.testbed.controlplane import Cluster as BedCluster
 
 FLEET_NS = "fleet-faults"
@@ -102,7 +102,7 @@ def settled(operator: Operator, phase: str, timeout: float = 180.0) -> dict[str,
 def history(cluster: BedCluster, namespace: str, release: str) -> list[dict[str, Any]]:
     out = subprocess.run(
         [
-            str(VENV_BIN / "helm"),
+            helm_binary(),
             "--kubeconfig",
             str(cluster.kubeconfig),
             "history",
@@ -276,7 +276,7 @@ def test_orphan_annotation_and_policy_release_a_deletion(
     assert set(helm_releases(third, namespace)) == {"link0"}, "orphaned releases stay"
     subprocess.run(
         [
-            str(VENV_BIN / "helm"),
+            helm_binary(),
             "--kubeconfig",
             str(third.kubeconfig),
             "uninstall",
@@ -298,7 +298,7 @@ def test_orphan_annotation_and_policy_release_a_deletion(
         assert set(helm_releases(cluster, namespace)) == {"link0"}
         subprocess.run(
             [
-                str(VENV_BIN / "helm"),
+                helm_binary(),
                 "--kubeconfig",
                 str(cluster.kubeconfig),
                 "uninstall",
@@ -404,7 +404,7 @@ def test_a_cluster_removed_from_the_inventory_releases_a_deletion(
     assert set(helm_releases(third, namespace)) == {"link0"}, "left, as the Warning said"
     subprocess.run(
         [
-            str(VENV_BIN / "helm"),
+            helm_binary(),
             "--kubeconfig",
             str(third.kubeconfig),
             "uninstall",

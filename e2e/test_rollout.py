@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from e2e.testbed.chartrepo import helm_binary
 from e2e.testbed.controlplane import Cluster as BedCluster
 from herd.api import parse_stack
 from herd.api.v1 import Stack
@@ -26,7 +25,7 @@ from herd.engine import Engine, StackResult
 from herd.helm import HelmEnvironment
 from herd.results import ReleaseResult, State
 
-HELM = str(Path(os.environ.get("VIRTUAL_ENV", ".venv")) / "bin" / "helm")
+HELM = helm_binary()  # the lane's helm: e2e/conftest.py sets HERD_HELM before collection
 
 
 def helm(cluster: BedCluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -119,6 +118,7 @@ def by_chart(result: StackResult, cluster: str) -> dict[str, Any]:
     return {r.chart: r for r in result.releases if r.key.cluster == cluster}
 
 
+@pytest.mark.helm3
 async def test_dag_waves_parallel_clusters_and_idempotence(
     engine: Engine, two: list[BedCluster], chart_repo_url: str, ns: str
 ) -> None:
@@ -257,6 +257,7 @@ async def test_foreign_release_is_never_touched(
     assert "mine" in releases(two[0], ns), "delete removed a release Herd does not own"
 
 
+@pytest.mark.helm3
 async def test_timeout_is_honoured(
     engine: Engine, two: list[BedCluster], chart_repo_url: str, ns: str
 ) -> None:
@@ -320,6 +321,7 @@ def kill_mid_upgrade(target: BedCluster, repo: str, ns: str) -> None:
     assert releases(target, ns)["web"]["status"] == "pending-upgrade", stderr
 
 
+@pytest.mark.helm3
 async def test_young_pending_is_left_alone_and_an_old_one_is_recovered(
     engines: MakeEngine, two: list[BedCluster], chart_repo_url: str, ns: str
 ) -> None:
@@ -371,6 +373,7 @@ def helm_labels(cluster: BedCluster, ns: str, name: str) -> dict[str, str]:
     return labels
 
 
+@pytest.mark.helm3
 async def test_helm_stamps_when_it_last_changed_a_release(
     engine: Engine, two: list[BedCluster], chart_repo_url: str, ns: str
 ) -> None:

