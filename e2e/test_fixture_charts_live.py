@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from e2e.testbed.chartrepo import ChartRepo, helm_binary, helm_env
+from e2e.testbed.chartrepo import ChartRepo, helm_binary, helm_env, helm_list_all
 from e2e.testbed.controlplane import Cluster
 
 
@@ -77,7 +77,7 @@ def install(
 
 def releases(cluster: Cluster, home: Path, namespace: str) -> dict[str, dict[str, Any]]:
     """Release name -> its ``helm list`` row (status, revision, chart, app_version)."""
-    result = helm(cluster, home, "list", "--all", "--namespace", namespace, "-o", "json")
+    result = helm(cluster, home, *helm_list_all(), "--namespace", namespace, "-o", "json")
     return {row["name"]: row for row in json.loads(result.stdout)}
 
 

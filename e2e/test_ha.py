@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from e2e.testbed.chartrepo import helm_binary
+from e2e.testbed.chartrepo import helm_binary, helm_list_all
 from e2e.testbed.controlplane import FAKE_NODES
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.processes import free_port
@@ -59,7 +59,7 @@ def helm(cluster: BedCluster, *args: str) -> Any:
 
 
 def releases(cluster: BedCluster) -> dict[str, dict[str, Any]]:
-    return {r["name"]: r for r in helm(cluster, "ls", "-a", "-n", APPS_NS) or []}
+    return {r["name"]: r for r in helm(cluster, *helm_list_all(), "-n", APPS_NS) or []}
 
 
 def eventually(what: str, probe: Callable[[], T | None], timeout: float = 180.0) -> T:

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from e2e.testbed import rancher
-from e2e.testbed.chartrepo import helm_binary
+from e2e.testbed.chartrepo import helm_binary, helm_list_all
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.processes import free_port
 
@@ -67,8 +67,7 @@ def helm_releases(cluster: BedCluster, namespace: str) -> dict[str, dict[str, An
             helm_binary(),
             "--kubeconfig",
             str(cluster.kubeconfig),
-            "ls",
-            "-a",
+            *helm_list_all(),
             "-n",
             namespace,
             "-o",

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from e2e.testbed.chartrepo import helm_binary
+from e2e.testbed.chartrepo import helm_binary, helm_list_all
 from e2e.testbed.controlplane import Cluster as BedCluster
 from herd.api import parse_stack
 from herd.api.v1 import Stack
@@ -39,8 +39,8 @@ def helm(cluster: BedCluster, *args: str, check: bool = True) -> subprocess.Comp
 
 
 def releases(cluster: BedCluster, namespace: str) -> dict[str, dict[str, Any]]:
-    """`helm ls -a` of one namespace, by release name."""
-    out = helm(cluster, "ls", "-a", "-n", namespace, "-o", "json").stdout
+    """`helm list` (every status) of one namespace, by release name."""
+    out = helm(cluster, *helm_list_all(), "-n", namespace, "-o", "json").stdout
     return {r["name"]: r for r in json.loads(out)}
 
 

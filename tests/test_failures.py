@@ -227,4 +227,8 @@ def test_helm4_server_side_apply_conflict_is_a_resource_conflict() -> None:
 
 def test_helm4_timeout_message_names_the_object_that_was_not_ready() -> None:
     failure = classify(HELM3_AND_HELM4[0][2])
-    assert failure.message.startswith("resource Deployment/t4/nr not ready")
+    assert failure.message == (
+        "timed out: resource Deployment/t4/nr not ready. status: InProgress, "
+        "message: Available: 0/1"
+    )
+    assert classify(HELM3_AND_HELM4[0][1]).message == "context deadline exceeded"

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from e2e.testbed import certs, fixture_charts
+from herd.helm import dialect_of
 
 
 def helm_binary() -> str:
@@ -47,6 +48,12 @@ def helm_binary() -> str:
     if found is None:
         raise FileNotFoundError("no helm binary beside the interpreter or on PATH")
     return found
+
+
+def helm_list_all() -> list[str]:
+    """`helm list` of releases in every status: Helm 4 lists them all by default (and has
+    no `--all`), Helm 3 needs `--all`."""
+    return ["list"] if dialect_of(helm_binary()).major >= 4 else ["list", "--all"]
 
 
 def helm_env(home: Path) -> dict[str, str]:

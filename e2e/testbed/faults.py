@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from e2e.testbed.chartrepo import helm_binary
+from e2e.testbed.chartrepo import helm_binary, helm_list_all
 
 T = TypeVar("T")
 # What Herd writes secrets into: kubeconfigs, helm homes (repository credentials, cache)
@@ -157,8 +157,8 @@ def helm_json(kubeconfig: Path, *args: str) -> Any:
 
 
 def releases(kubeconfig: Path, namespace: str) -> dict[str, dict[str, Any]]:
-    """Release name -> `helm ls -a` row, every state included."""
-    rows = helm_json(kubeconfig, "ls", "-a", "-n", namespace) or []
+    """Release name -> `helm list` row, every state included."""
+    rows = helm_json(kubeconfig, *helm_list_all(), "-n", namespace) or []
     return {row["name"]: row for row in rows}
 
 

@@ -109,6 +109,9 @@ def auth_message(repo: str | None, secret: str | None) -> str:
     return f"{message} (no charts[].credentials set, or the chart does not exist)"
 
 
+_SAYS_TIMEOUT = re.compile(r"timed out|deadline exceeded", re.IGNORECASE)
+
+
 class HelmFailure(Exception):
     """A classified helm error: `kind`, `transient`, and a one-line `message`."""
 
@@ -143,6 +146,10 @@ def classify(
                 continue  # an API server's 401 or certificate is not a chart source's
             if kind is FailureKind.AUTH:
                 message = auth_message(repo, secret)
+            if kind is FailureKind.TIMEOUT and not _SAYS_TIMEOUT.search(message):
+                # helm 4 names the object not ready and prints the deadline on a line of
+                # its own: keep the object, say that it was a timeout.
+                message = f"timed out: {message}"
             unreachable_repo = pulling and kind is FailureKind.CLUSTER_UNREACHABLE
             return HelmFailure(
                 FailureKind.REPO_UNREACHABLE if unreachable_repo else kind,

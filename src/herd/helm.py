@@ -57,6 +57,7 @@ __all__ = [
     "HelmEnvironment",
     "HelmFailure",
     "classify",
+    "dialect_of",
     "find_helm",
     "first_line",
 ]
@@ -108,7 +109,8 @@ _DIALECTS: dict[str, HelmDialect] = {}  # helm executable -> its dialect, once p
 _DIALECTS_LOCK = threading.Lock()  # not an asyncio.Lock: environments outlive event loops
 
 
-def _dialect_of(executable: str) -> HelmDialect:
+def dialect_of(executable: str) -> HelmDialect:
+    """The dialect of a helm executable (`helm version`, once per process). Blocking."""
     with _DIALECTS_LOCK:
         if executable not in _DIALECTS:
             try:
@@ -156,7 +158,7 @@ class HelmEnvironment:
         Asked lazily, by the first call that needs a changed flag: a pass with nothing to
         do starts no helm process at all.
         """
-        return await asyncio.to_thread(_dialect_of, self.executable)
+        return await asyncio.to_thread(dialect_of, self.executable)
 
     def command(self, kubeconfig: Path | None = None) -> Command:
         return Command(executable=self.executable, kubeconfig=kubeconfig)
