@@ -39,10 +39,9 @@ from typing import Any
 import yaml
 
 from e2e.testbed import __main__ as testbed
-from e2e.testbed import components, processes
+from e2e.testbed import binaries, components, processes
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 DEMO = ROOT / ".demo"
 STACK_FILE = ROOT / "examples" / "test-stack.yaml"
 GRANT_FILE = ROOT / "examples" / "grant-default.yaml"
@@ -56,6 +55,11 @@ def run(*argv: str | Path) -> str:
     if done.returncode:
         raise SystemExit(f"{' '.join(map(str, argv))} failed:\n{done.stderr}")
     return done.stdout
+
+
+def demo_helm() -> str:
+    """Helm 4, as the image ships it (the test bed builds it); `HERD_HELM` overrides."""
+    return os.environ.get("HERD_HELM") or str(binaries.resolve().helm)
 
 
 CONTROLLERS = ("herd-controller-1", "herd-controller-2")  # leader and standby
@@ -74,6 +78,8 @@ def start_controller(kubeconfig: Path, name: str) -> Path:
         "HERD_WORKDIR": str(DEMO / "work" / name),
         # `make demo-down` gives each process 10 s after SIGTERM.
         "HERD_SHUTDOWN_SECONDS": "8",
+        # Helm 4, as the image ships it (the test bed builds it; HERD_HELM overrides).
+        "HERD_HELM": demo_helm(),
     }
     controller = processes.ManagedProcess(
         name,
@@ -203,7 +209,7 @@ def main() -> int:
     for name, path in summary["kubeconfigs"].items():
         if name != "management":
             print(f"--- helm ls -A on {name}")
-            print(run(BIN / "helm", "--kubeconfig", path, "ls", "-A"))
+            print(run(demo_helm(), "--kubeconfig", path, "ls", "-A"))
     print(f"Stack {stack['metadata']['name']}: {status.get('phase')}: {status.get('message')}")
     print("Everything keeps running. Try:  . .demo/env && kubectl get stacks -w")
     print("Leader election:  kubectl get lease -n herd-system")
