@@ -295,7 +295,7 @@ def test_stand_ins_accept_example_stack_values_but_request_no_gpus(
         "resources": {"requests": {"nvidia.com/gpu": 1, "memory": "16Gi"}},
         "persistence": {"enabled": True, "size": "100Gi"},
     }
-    docs = render(repo, helm_home, chart_named("ollama"), values=example_values)
+    docs = render(repo, helm_home, chart_named("ollama", "0.59.0"), values=example_values)
 
     deployment = only(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 3

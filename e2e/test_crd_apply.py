@@ -95,6 +95,6 @@ def test_printer_columns(api: BedCluster) -> None:
         "-o",
         "jsonpath={.spec.versions[0].additionalPrinterColumns[*].name}",
     )
-    assert done.stdout.split() == ["Phase", "Clusters", "Charts", "Age"]
+    assert done.stdout.split() == ["Phase", "Clusters", "Charts", "Stage", "Age"]
     explained = kubectl(api, "explain", "stack.spec.charts.dependsOn")
     assert "must be deployed first" in explained.stdout, explained.stderr
