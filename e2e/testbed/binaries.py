@@ -30,7 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,12 +188,35 @@ def build_info() -> dict[str, object] | None:
 
 
 def build(log: bool = True) -> Path:
-    """Build every binary into a fresh cache directory and return it.
-
-    Builds into a sibling temporary directory and renames it into place, so a reader
-    never sees a half-filled cache and an interrupted build leaves nothing behind.
-    """
+    """Build every binary into a fresh cache directory and return it (`_staged`)."""
     target = cache_dir()
+
+    def compile_into(staging: Path) -> dict[str, object]:
+        _go_build(TOOLS_DIR, _KUBERNETES_PACKAGES, staging, _version_ldflags(), log)
+        _go_build(TOOLS_DIR / "kwok", _KWOK_PACKAGES, staging, "", log)
+        return {"kubernetes": KUBERNETES_VERSION, "etcd": ETCD_VERSION, "kwok": KWOK_VERSION}
+
+    seconds = _staged(target, compile_into)
+    if log:
+        print(f"built test-bed binaries in {seconds:.0f}s into {target}", file=sys.stderr)
+    return target
+
+
+def build_tool(tool: _Tool, log: bool = True) -> Path:
+    """Build one program of `_TOOLS` into its own cache directory (`_staged`)."""
+
+    def compile_into(staging: Path) -> dict[str, object]:
+        _go_build(tool.module, {tool.package: tool.name}, staging, tool.ldflags, log)
+        return {tool.name: tool.version}
+
+    _staged(tool.directory(), compile_into)
+    return tool.directory()
+
+
+def _staged(target: Path, compile_into: Callable[[Path], dict[str, object]]) -> float:
+    """Build into a sibling temporary directory, record what was built (versions, seconds,
+    cold or warm Go cache) in BUILD_INFO, and rename it into place: a reader never sees a
+    half-filled cache and an interrupted build leaves nothing behind. Returns the seconds."""
     staging = target.with_name(f".{target.name}.build-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -201,51 +224,22 @@ def build(log: bool = True) -> Path:
     go_cache = "warm" if _go_cache_has_entries() else "cold"
     started = time.monotonic()
     try:
-        _go_build(TOOLS_DIR, _KUBERNETES_PACKAGES, staging, _version_ldflags(), log)
-        _go_build(TOOLS_DIR / "kwok", _KWOK_PACKAGES, staging, "", log)
+        info = compile_into(staging)
         seconds = round(time.monotonic() - started, 1)
-        info = {
-            "kubernetes": KUBERNETES_VERSION,
-            "etcd": ETCD_VERSION,
-            "kwok": KWOK_VERSION,
-            "build_seconds": seconds,
-            "go_build_cache": go_cache,
-            "go": _go_version(),
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
+        info.update(
+            {
+                "build_seconds": seconds,
+                "go_build_cache": go_cache,
+                "go": _go_version(),
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+        )
         (staging / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n")
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if log:
-        print(f"built test-bed binaries in {seconds:.0f}s into {target}", file=sys.stderr)
-    return target
-
-
-def build_tool(tool: _Tool, log: bool = True) -> Path:
-    """Build one program of `_TOOLS` into its own cache directory (same staging as `build`)."""
-    target = tool.directory()
-    staging = target.with_name(f".{target.name}.build-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    go_cache = "warm" if _go_cache_has_entries() else "cold"
-    started = time.monotonic()
-    try:
-        _go_build(tool.module, {tool.package: tool.name}, staging, tool.ldflags, log)
-        info = {
-            tool.name: tool.version,
-            "build_seconds": round(time.monotonic() - started, 1),
-            "go_build_cache": go_cache,
-            "go": _go_version(),
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        (staging / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n")
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return seconds
 
 
 def _cached() -> dict[str, Path] | None:
