@@ -26,22 +26,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
 
 from herd.api.v1 import ChartSpec, SkippedCluster, Stack, StackSpec, Toggle
 from herd.clusters.model import Cluster, ClusterUnavailable
 from herd.clusters.targets import resolve_targets
+from herd.engine_types import (
+    AddOns,
+    Inventory,
+    Preview,
+    SourcesReader,
+    StackResult,
+    ValuesReader,
+)
 from herd.errors import Problem, SpecError, TransientError
 from herd.helm import HelmEnvironment
 from herd.plan import (
     DEFAULT_STUCK_SECONDS,
-    Decision,
-    DesiredRelease,
-    ObservedRelease,
     ReleaseKey,
-    SourceKey,
     StackPlan,
     Values,
     owner_label,
@@ -49,7 +50,7 @@ from herd.plan import (
 )
 from herd.results import ReleaseResult, State
 from herd.rollout import DEFAULT_LIMITS, Gates, Limits, Progress, Rollout, Settings, Target
-from herd.rollout.staged import StagedOutcome, StageInputs, run_staged
+from herd.rollout.staged import StageInputs, run_staged
 from herd.rollout.tenants import TenantClusters
 from herd.sources import ChartSource, unread_sources
 from herd.stages import Stage, assign_stages
@@ -61,94 +62,19 @@ from herd.tenancy import (
     spec_problems,
 )
 
+__all__ = [
+    "KEPT_MESSAGE",
+    "AddOns",
+    "Engine",
+    "Inventory",
+    "Preview",
+    "SourcesReader",
+    "StackResult",
+    "ValuesReader",
+    "not_granted_rows",
+]
+
 logger = logging.getLogger(__name__)
-
-
-class Inventory(Protocol):
-    """Where clusters and their kubeconfigs come from (`herd.clusters.Inventory`)."""
-
-    async def clusters(self) -> list[Cluster]: ...
-
-    async def kubeconfig(self, cluster: Cluster) -> Path: ...
-
-
-class ValuesReader(Protocol):
-    """Reads `values.from` sources (ConfigMap/Secret keys in the Stack's namespace)."""
-
-    async def read(
-        self, namespace: str, spec: StackSpec, *, service_account: str | None = None
-    ) -> Mapping[SourceKey, Values]: ...
-
-
-class SourcesReader(Protocol):
-    """Reads private chart sources' Secrets (`herd.credentials`): chart name -> source."""
-
-    async def read(
-        self, namespace: str, spec: StackSpec, *, service_account: str | None = None
-    ) -> Mapping[str, ChartSource]: ...
-
-
-class AddOns(Protocol):
-    """The add-on charts prepended to a Stack and their per-cluster values (`herd.addons`).
-
-    `refresh` runs before each plan (it may read configuration and Secrets); `charts` and
-    `cluster_values` are then pure lookups.
-    """
-
-    async def refresh(self) -> None: ...
-
-    def charts(self, spec: StackSpec) -> list[ChartSpec]: ...
-
-    def cluster_values(self, cluster: Cluster, chart: ChartSpec) -> Values: ...
-
-    def stack_charts(self, stack: Stack) -> list[ChartSpec]:
-        """Charts of the Stack's own the add-ons bring (appended to its charts)."""
-        ...
-
-
-@dataclass
-class StackResult:
-    """What one pass did: targets, skipped clusters and one result per release."""
-
-    plan: StackPlan | None
-    targets: list[Cluster]
-    skipped: list[SkippedCluster]
-    releases: list[ReleaseResult] = field(default_factory=list)
-    # Clusters whose helm releases could not be read, so nothing there changed: id -> why.
-    # For targets this also shows in their rows (Unreachable); for clusters the Stack left
-    # (or all clusters, on delete) it is the only trace.
-    unreachable: dict[str, str] = field(default_factory=dict)
-    # Cluster ids that after the pass still hold, or may hold (could not be read, deferred,
-    # skipped), releases of this Stack. The operator persists it.
-    holding: frozenset[str] = frozenset()
-    # Clusters the Stack's grants do not cover (also in `skipped`): not contacted at all.
-    denied: set[str] = field(default_factory=set)
-    # Every targeted cluster, unusable ones included (what stages are made of).
-    members: list[Cluster] = field(default_factory=list)
-    # A staged pass (spec.rollout, spec.suspend or --stage): where the rollout stands.
-    rollout: StagedOutcome | None = None
-
-    @property
-    def chart_count(self) -> int:
-        return len(self.plan.charts) if self.plan else 0
-
-
-@dataclass(frozen=True)
-class Preview:
-    """One line of `herd plan`: the action for a release, and why."""
-
-    key: ReleaseKey
-    desired: DesiredRelease | None
-    observed: ObservedRelease | None
-    decision: Decision
-
-    @property
-    def action(self) -> str:
-        return self.decision.action.value
-
-    @property
-    def reason(self) -> str:
-        return self.decision.reason
 
 
 class Engine:
