@@ -10,6 +10,9 @@ a verdict. Deletion finishes only when no recorded cluster may still hold a rele
 - ways out: the annotation `herd.suse.com/orphan-clusters: id1,id2` gives up on those
   clusters' releases; a cluster removed from the inventory is released (with a warning
   Event: its releases, if any, are left behind);
+- a cluster the Stack's grants no longer cover is never contacted (every uninstall runs
+  as the tenant, and the tenant may not reach it): it is orphaned, its releases stay, and
+  the operator says so in a warning Event naming it;
 - an uninstall that failed holds deletion back, naming the release;
 - `spec.deletionPolicy: Orphan` keeps every release and never contacts a cluster.
 
@@ -40,6 +43,7 @@ class Verdict:
     waiting: Mapping[str, str]  # cluster id -> why it holds deletion back
     released: tuple[str, ...] = ()  # gone from the inventory: given up, with a warning
     orphaned: tuple[str, ...] = ()  # given up on by the orphan-clusters annotation
+    not_granted: tuple[str, ...] = ()  # no longer granted: orphaned, never cleaned as admin
     failed: Mapping[str, str] | None = None  # cluster id -> an uninstall that failed there
 
     @property
@@ -74,19 +78,25 @@ def decide(
     unchecked: Mapping[str, str],
     failed: Mapping[str, str] | None = None,
     orphan: Collection[str] = (),
+    denied: Collection[str] = (),
 ) -> Verdict:
     """Finish or wait, after a pass that uninstalled what it could reach.
 
     `holding`: clusters that hold or may hold the Stack's releases (its record and
     targets). `inventory`: cluster ids known now. `unchecked`: clusters the pass could
     not check, id -> why. `failed`: cluster id -> an uninstall that failed there.
-    `orphan`: clusters given up on.
+    `orphan`: clusters given up on. `denied`: clusters the Stack's grants no longer cover
+    (not contacted): orphaned when they may hold a release.
     """
     waiting: dict[str, str] = {}
     released: list[str] = []
     orphaned: list[str] = []
+    not_granted: list[str] = []
     for cluster in sorted(set(holding) | set(unchecked)):
-        if cluster in orphan:
+        if cluster in denied:
+            if cluster in holding:
+                not_granted.append(cluster)
+        elif cluster in orphan:
             orphaned.append(cluster)
         elif cluster not in inventory:
             if cluster in holding:
@@ -99,5 +109,6 @@ def decide(
         waiting=waiting,
         released=tuple(released),
         orphaned=tuple(orphaned),
+        not_granted=tuple(not_granted),
         failed=blocking or None,
     )

@@ -16,7 +16,13 @@ One engine per process: its `Gates` bound helm and clusters process-wide, and `m
 Multi-tenancy (`herd.tenancy`): `apply` takes the Stack's `Grants` (the operator's; None,
 unrestricted, for the CLI). The grants' spec checks join the plan's spec errors; targets no
 grant covers are not contacted at all (their rows are `NotGranted`, the release there, if
-any, kept); the others are rolled out as the tenant (`herd.rollout.tenants`).
+any, kept); the others are rolled out as the tenant (`herd.rollout.tenants`). `delete` takes
+the same grants: every uninstall runs as the tenant, and a cluster no longer granted is
+not contacted (`StackResult.denied`: orphaned, reported by the caller).
+
+Ownership (`herd.ownership`): each pass loads the Stack's record from the `OwnershipStore`
+(the operator's on the management cluster, the CLI's in each downstream cluster), removes
+only the leftovers it records, and saves the record after the pass (once, when it changed).
 
 Callers: `herd.operator` (kopf handlers) and `herd.cli` (CI pipelines).
 """
@@ -25,7 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
 
 from herd.api.v1 import ChartSpec, SkippedCluster, Stack, StackSpec, Toggle
 from herd.clusters.model import Cluster, ClusterUnavailable
@@ -33,6 +40,7 @@ from herd.clusters.targets import resolve_targets
 from herd.engine_types import (
     AddOns,
     Inventory,
+    OwnershipStore,
     Preview,
     SourcesReader,
     StackResult,
@@ -40,6 +48,7 @@ from herd.engine_types import (
 )
 from herd.errors import Problem, SpecError, TransientError
 from herd.helm import HelmEnvironment
+from herd.ownership import MemoryOwnership, Owned, StackRef, next_record
 from herd.plan import (
     DEFAULT_STUCK_SECONDS,
     ReleaseKey,
@@ -67,6 +76,7 @@ __all__ = [
     "AddOns",
     "Engine",
     "Inventory",
+    "OwnershipStore",
     "Preview",
     "SourcesReader",
     "StackResult",
@@ -90,8 +100,10 @@ class Engine:
         manager: str = "operator",
         stuck_seconds: float = DEFAULT_STUCK_SECONDS,
         sources: SourcesReader | None = None,
+        ownership: OwnershipStore | None = None,
     ) -> None:
         self._sources = sources
+        self._ownership: OwnershipStore = ownership or MemoryOwnership()
         self._inventory = inventory
         self._env = env
         self._limits = limits
@@ -203,27 +215,57 @@ class Engine:
         """
         result, reachable, departed = await self._resolve(stack, previous_targets, grants)
         settings = self._settings(stack.namespace, stack.name, force, held)
+        ref = stack_ref(stack)
+        kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
+        owned = await self._ownership.load(ref, kubeconfigs)
+        made: list[Rollout] = []
+
+        def new_rollout() -> Rollout:
+            made.append(self._rollout(settings, on_progress, defer, owned))
+            return made[-1]
+
         # A cluster not granted is not contacted: what it holds stays as the record says.
         holding = {s.cluster_id for s in result.skipped if s.cluster_id not in result.denied}
         spec = stack.spec
-        if spec.rollout is not None or spec.suspend or (staging and staging.only):
-            return await self._staged(
-                result,
-                reachable,
-                departed,
-                settings=settings,
-                on_progress=on_progress,
-                defer=defer,
-                holding=holding,
-                staging=staging,
-            )
-        for plan, targets in ((result.plan, reachable), (None, departed)):
-            rollout = self._rollout(settings, on_progress, defer)
-            result.releases += await rollout.apply(plan, targets)
-            result.unreachable.update(rollout.unreachable)
-            holding |= rollout.holding
-        result.holding = frozenset(holding | set(result.unreachable))
-        return result
+        try:
+            if spec.rollout is not None or spec.suspend or (staging and staging.only):
+                return await self._staged(
+                    result,
+                    reachable,
+                    departed,
+                    new_rollout=new_rollout,
+                    holding=holding,
+                    staging=staging,
+                )
+            for plan, targets in ((result.plan, reachable), (None, departed)):
+                rollout = new_rollout()
+                result.releases += await rollout.apply(plan, targets)
+                result.unreachable.update(rollout.unreachable)
+                holding |= rollout.holding
+            result.holding = frozenset(holding | set(result.unreachable))
+            return result
+        finally:  # what the pass installed is recorded even when it was cancelled midway
+            await self._record(ref, owned, made, kubeconfigs)
+
+    async def _record(
+        self, ref: StackRef, owned: Owned, made: Sequence[Rollout], kubeconfigs: Mapping[str, Any]
+    ) -> None:
+        """Save the record after a pass: one write at most, never failing the pass."""
+        observed: dict[str, set[str]] = {}
+        results: list[ReleaseResult] = []
+        shared: set[ReleaseKey] = set()
+        for rollout in made:
+            for cluster, ids in rollout.observed.items():
+                observed.setdefault(cluster, set()).update(ids)
+            results += rollout.results.values()
+            shared |= rollout.shared
+        after = next_record(owned, results, observed, shared)
+        if after == owned.releases and not owned.migrating:
+            return
+        try:
+            await asyncio.shield(self._ownership.save(ref, owned, after, kubeconfigs))
+        except Exception:  # a store's bug: the pass's work stands, the old record stays
+            logger.exception("Cannot save the ownership record of Stack %s", ref.owner)
 
     async def _staged(
         self,
@@ -231,9 +273,7 @@ class Engine:
         reachable: list[Target],
         departed: list[Target],
         *,
-        settings: Settings,
-        on_progress: Progress | None,
-        defer: Collection[str],
+        new_rollout: Callable[[], Rollout],
         holding: set[str],
         staging: StageInputs | None,
     ) -> StackResult:
@@ -243,10 +283,10 @@ class Engine:
         assert result.plan is not None
         spec = result.plan.spec
         staging = staging or StageInputs()
-        rollout = self._rollout(settings, on_progress, defer)
+        rollout = new_rollout()
         known = {s.cluster_id: s.reason for s in result.skipped}
-        known |= {c: "retrying in backoff" for c in defer}
-        known |= {key.cluster: "its last attempt failed permanently" for key in settings.held}
+        known |= {c: "retrying in backoff" for c in rollout.deferred}
+        known |= {key.cluster: "its last attempt failed permanently" for key in rollout.held}
         result.rollout = await run_staged(
             rollout,
             result.plan,
@@ -263,7 +303,7 @@ class Engine:
         if spec.suspend or staging.only:
             holding |= {t.cluster for t in departed}
         else:
-            cleanup = self._rollout(settings, on_progress, defer)
+            cleanup = new_rollout()
             result.releases += await cleanup.apply(None, departed)
             result.unreachable.update(cleanup.unreachable)
             holding |= cleanup.holding
@@ -282,24 +322,44 @@ class Engine:
         *,
         only: Collection[str] | None = None,
         force: bool = False,
+        grants: Grants | None = None,
+        uid: str | None = None,
     ) -> StackResult:
-        """Uninstall every release the Stack owns on every known cluster, or on `only`.
+        """Uninstall every release the Stack recorded on every known cluster, or on `only`.
 
         A cluster of `only` that the inventory no longer knows holds nothing any more
-        (removing a cluster from the inventory is a way out of a stuck deletion).
+        (removing a cluster from the inventory is a way out of a stuck deletion). With
+        bounded `grants`, every uninstall runs as the tenant, and a cluster no longer
+        granted is not contacted: it is in `denied` (and `skipped`), its releases stay.
         """
         clusters = await self._inventory.clusters()
         if only is not None:
             clusters = [c for c in clusters if c.id in only]
         result = StackResult(None, clusters, [])
-        reachable = await self._targets(clusters, result.skipped)
-        rollout = self._rollout(self._settings(namespace, name, force), on_progress, ())
-        result.releases = await rollout.apply(None, reachable)
+        usable: Sequence[Cluster] = clusters
+        if grants is not None and not grants.unrestricted:
+            usable, denied = granted_clusters(grants, clusters)
+            result.skipped += denied
+            result.denied = {s.cluster_id for s in denied}
+        reachable = await self._targets(usable, result.skipped, grants)
+        ref = StackRef(namespace, name, uid)
+        kubeconfigs = {t.cluster: t.kubeconfig for t in reachable}
+        owned = await self._ownership.load(ref, kubeconfigs)
+        rollout = self._rollout(self._settings(namespace, name, force), on_progress, (), owned)
+        try:
+            result.releases = await rollout.apply(None, reachable)
+        finally:
+            await self._record(ref, owned, [rollout], kubeconfigs)
         result.unreachable.update(rollout.unreachable)
         result.holding = frozenset(
             rollout.holding | set(result.unreachable) | {s.cluster_id for s in result.skipped}
         )
         return result
+
+    async def forget(self, namespace: str, name: str, uid: str | None = None) -> None:
+        """The Stack's deletion completed: drop its ownership record (`TransientError`
+        when the store cannot)."""
+        await self._ownership.drop(StackRef(namespace, name, uid), {})
 
     async def preview(
         self,
@@ -311,7 +371,9 @@ class Engine:
         """What `apply` would do, departed clusters included; no writes anywhere (`herd
         plan`, and the operator's `spec.mode: DryRun`, which passes what `apply` takes)."""
         result, reachable, departed = await self._resolve(stack, previous_targets, grants)
-        rollout = self._rollout(self._settings(stack.namespace, stack.name), None, ())
+        kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
+        owned = await self._ownership.load(stack_ref(stack), kubeconfigs)
+        rollout = self._rollout(self._settings(stack.namespace, stack.name), None, (), owned)
         rows = [Preview(*row) for row in await rollout.decisions(result.plan, reachable)]
         rows += [Preview(*row) for row in await rollout.decisions(None, departed)]
         result.unreachable.update(rollout.unreachable)
@@ -384,7 +446,11 @@ class Engine:
         )
 
     def _rollout(
-        self, settings: Settings, on_progress: Progress | None, defer: Collection[str]
+        self,
+        settings: Settings,
+        on_progress: Progress | None,
+        defer: Collection[str],
+        owned: Owned | None = None,
     ) -> Rollout:
         return Rollout(
             self._env,
@@ -393,6 +459,7 @@ class Engine:
             on_progress=on_progress,
             defer=defer,
             tenants=self._tenants,
+            owned=owned,
         )
 
     async def _targets(
@@ -426,6 +493,12 @@ class Engine:
         found = await asyncio.gather(*(one(c) for c in clusters))
         skipped.sort(key=lambda s: s.cluster_id)
         return [target for target in found if target is not None]
+
+
+def stack_ref(stack: Stack) -> StackRef:
+    """Whose ownership record: the Stack's namespace, name and (in Kubernetes) uid."""
+    uid = stack.metadata.get("uid")
+    return StackRef(stack.namespace, stack.name, str(uid) if uid else None)
 
 
 KEPT_MESSAGE = "left untouched; a release of this Stack already there is kept, no longer managed"

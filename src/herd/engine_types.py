@@ -15,6 +15,7 @@ from typing import Protocol
 
 from herd.api.v1 import ChartSpec, SkippedCluster, Stack, StackSpec
 from herd.clusters.model import Cluster
+from herd.ownership import Owned, Releases, StackRef
 from herd.plan import (
     Decision,
     DesiredRelease,
@@ -69,6 +70,27 @@ class AddOns(Protocol):
     def stack_charts(self, stack: Stack) -> list[ChartSpec]:
         """Charts of the Stack's own the add-ons bring (appended to its charts)."""
         ...
+
+
+class OwnershipStore(Protocol):
+    """Where a Stack's record of the releases Herd installed is kept (`herd.ownership`;
+    `herd.clusters.owned`: the management cluster for the operator, each downstream
+    cluster for the CLI). `clusters`: cluster id -> kubeconfig of the clusters concerned.
+
+    `load` raises `TransientError` when the record cannot be read at all; `save` never
+    raises (a failed write keeps the old record); `drop` forgets the Stack's record."""
+
+    async def load(self, stack: StackRef, clusters: Mapping[str, Path]) -> Owned: ...
+
+    async def save(
+        self,
+        stack: StackRef,
+        before: Owned,
+        after: Mapping[str, Releases],
+        clusters: Mapping[str, Path],
+    ) -> None: ...
+
+    async def drop(self, stack: StackRef, clusters: Mapping[str, Path]) -> None: ...
 
 
 @dataclass

@@ -95,6 +95,19 @@ class HelmDialect:
         """Wait for the objects to be ready (uninstall: gone) before returning."""
         return ["--wait=watcher"] if self.major >= 4 else ["--wait"]
 
+    @property
+    def template_as_upgrade(self) -> list[str]:
+        """`helm template` flags rendering what an upgrade of an existing release runs:
+        `.Release.IsUpgrade` set, and `lookup` answered by the API server (as the
+        command's identity) instead of rendering empty. Same spelling in Helm 3 (3.13+)
+        and Helm 4."""
+        return ["--is-upgrade", "--dry-run=server"]
+
+    @property
+    def template_as_install(self) -> list[str]:
+        """`helm template` flags for a first install: `lookup` answered by the cluster."""
+        return ["--dry-run=server"]
+
     def upgrade(self, *, wait: bool, atomic: bool, force: bool = False) -> list[str]:
         """The wait / atomic / force flags of `helm upgrade --install`."""
         flags = [*self.wait, "--wait-for-jobs"] if wait else []
@@ -398,15 +411,19 @@ class ClusterHelm:
         revision: int = json.loads(output[output.index(b"{") :])["version"]
         return revision
 
-    async def render(self, desired: DesiredRelease, chart_dir: Path) -> str:
+    async def render(
+        self, desired: DesiredRelease, chart_dir: Path, *, upgrade: bool = False
+    ) -> str:
         """`helm template` with the release's values (stdin, as install): every object the
-        install would create, hooks and the chart's `crds/` included (unless `crds: Skip`).
-        Client-side only: the cluster is not asked (a `lookup` renders empty; the
-        downstream RBAC covers that)."""
+        install (`upgrade`: the upgrade) would create, hooks and the chart's `crds/`
+        included (unless `crds: Skip`). `lookup` is answered by the API server as this
+        helm's identity (a tenant sees what the tenant may read); nothing is written."""
+        dialect = await self._env.dialect()
         command = [
             "template",
             f"--namespace={desired.key.namespace}",
             *([] if desired.chart.crds == "Skip" else ["--include-crds"]),
+            *(dialect.template_as_upgrade if upgrade else dialect.template_as_install),
             "--values=-",
         ]
         try:
@@ -417,16 +434,36 @@ class ClusterHelm:
             raise _failure(error) from None
         return output.decode(errors="replace")
 
-    async def uninstall(self, namespace: str, name: str, timeout: str = "5m") -> None:
+    async def uninstall(
+        self, namespace: str, name: str, timeout: str = "5m", *, no_hooks: bool = False
+    ) -> None:
+        """`helm uninstall`; `no_hooks`: the stored release's hooks do not run."""
         wait = (await self._env.dialect()).wait
+        flags = ["--no-hooks"] if no_hooks else []
         try:
             await self._run(
-                ["uninstall", f"--namespace={namespace}", f"--timeout={timeout}", *wait], [name]
+                ["uninstall", f"--namespace={namespace}", f"--timeout={timeout}", *wait, *flags],
+                [name],
             )
         except helm_errors.ReleaseNotFoundError:
             return
         except helm_errors.Error as error:
             raise _failure(error) from None
+
+    async def hooks(self, namespace: str, name: str) -> str | None:
+        """The hooks of the release's latest stored revision (`helm get hooks`, as this
+        helm's identity); None when helm cannot tell."""
+        try:
+            output: bytes = await self._run(["get", "hooks", f"--namespace={namespace}"], [name])
+        except helm_errors.Error as error:
+            logger.info(
+                "Cannot read the hooks of release %s/%s: %s",
+                namespace,
+                name,
+                _failure(error).message,
+            )
+            return None
+        return output.decode(errors="replace")
 
     async def manifest(self, namespace: str, name: str, revision: int | None) -> str | None:
         """The rendered manifest of a release revision; None when helm cannot tell."""

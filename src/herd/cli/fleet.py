@@ -52,6 +52,7 @@ from herd.clusters import (
     parse_cluster_options,
 )
 from herd.clusters.files import OPTIONS_DEST
+from herd.clusters.owned import DownstreamOwnership
 from herd.credentials import KubeSourcesReader
 from herd.documents import load
 from herd.engine import AddOns, Engine, SourcesReader, ValuesReader
@@ -179,6 +180,9 @@ class Session:
             addons=planned,
             sources=sources,
             manager="cli",
+            # No management cluster: the ownership record lives in each cluster's
+            # herd-system namespace, which only the cluster's admins write.
+            ownership=DownstreamOwnership(),
         )
 
     def close(self) -> None:

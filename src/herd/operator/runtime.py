@@ -32,6 +32,7 @@ from herd.clusters.inventory import Inventory
 from herd.clusters.kube import api_client_from_kubeconfig
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.clusters.model import Cluster
+from herd.clusters.owned import ManagementOwnership
 from herd.clusters.sources import ClusterSource, RancherSource, SecretSource
 from herd.credentials import KubeSourcesReader
 from herd.engine import Engine
@@ -103,6 +104,7 @@ class Runtime:
             gates=self.gates,
             manager="operator",
             stuck_seconds=config.stuck_seconds,
+            ownership=ManagementOwnership(api, config.namespace),
         )
         self.index = TargetIndex()
         self.fleet = metrics.Fleet()

@@ -10,8 +10,12 @@ holds the finalizer until this returns and retries it when it raises `TransientE
 2. `spec.deletionPolicy: Orphan` keeps every release: nothing is contacted.
 3. Otherwise the releases are uninstalled on the clusters the status records as holding
    them (`status.releaseClusters`) plus the current targets; every cluster when that
-   record is missing or was cut at its bound.
-4. `herd.deletion.decide` says whether deletion is done. If not, the Stack shows phase
+   record is missing or was cut at its bound. Only the releases the Stack's ownership
+   record holds (`herd.ownership`), and as the Stack's identity: its grants are read now
+   (`Runtime.grants`), and a cluster they no longer cover is not contacted: it is
+   orphaned, with a warning Event naming it.
+4. `herd.deletion.decide` says whether deletion is done (then the ownership record goes
+   too). If not, the Stack shows phase
    Deleting and a `Deleting` condition naming the clusters or releases it waits for, and
    the next attempt comes after an exponential backoff.
 """
@@ -29,6 +33,7 @@ from herd.retry import jitter, next_delay
 from herd.status import deleting_status
 
 if TYPE_CHECKING:
+    from herd.clusters.index import StackKey
     from herd.operator.runtime import Runtime
 
 KEEPER_WAIT = 10.0  # seconds to wait for a pass in progress before retrying the deletion
@@ -48,11 +53,15 @@ async def delete(runtime: Runtime, body: Any, logger: Logger) -> None:
         runtime.forget(key)
         return
     recorded = previous_targets(previous)
+    grants = await runtime.grants(key[0])  # TransientError: retried, never done as admin
+    uid = meta.get("uid")
     result = await runtime.engine.delete(
-        *key, lambda r: log_release(r, logger, None), only=recorded
+        *key, lambda r: log_release(r, logger, None), only=recorded, grants=grants, uid=uid
     )
     unchecked = dict(result.unreachable)
     unchecked.update({s.cluster_id: s.reason for s in result.skipped})
+    for cluster in result.denied:
+        unchecked.pop(cluster, None)
     failed: dict[str, str] = {}
     for r in result.releases:
         if r.state in (State.FAILED, State.UNREACHABLE):
@@ -74,21 +83,9 @@ async def delete(runtime: Runtime, body: Any, logger: Logger) -> None:
         unchecked={c: why for c, why in unchecked.items() if c not in failed},
         failed=failed,
         orphan=deletion.orphaned_clusters(meta.get("annotations") or {}),
+        denied=result.denied,
     )
-    events = runtime.events(key)
-    for cluster in verdict.released:
-        text = (
-            f"Cluster {cluster} is gone from the inventory; "
-            "releases left there are no longer managed"
-        )
-        logger.warning("%s", text)
-        if events is not None:
-            events.warning("ClusterReleased", text)
-    for cluster in verdict.orphaned:
-        text = f"Cluster {cluster} orphaned by annotation: its releases stay"
-        logger.warning("%s", text)
-        if events is not None:
-            events.warning("ClusterOrphaned", text)
+    _report(runtime, key, verdict, logger)
     if not verdict.done:
         delay = next_delay(
             attempt,
@@ -104,4 +101,31 @@ async def delete(runtime: Runtime, body: Any, logger: Logger) -> None:
         except Exception as error:  # status is a courtesy here; the retry is what counts
             logger.warning("Cannot write the deleting status: %s", error)
         raise TransientError(message, delay=delay)
+    await runtime.engine.forget(*key, uid=uid)  # TransientError: the deletion is retried
     runtime.forget(key)
+
+
+def _report(runtime: Runtime, key: StackKey, verdict: deletion.Verdict, logger: Logger) -> None:
+    """Warn (log and Event) about every cluster whose releases the deletion leaves behind."""
+    events = runtime.events(key)
+    for cluster in verdict.not_granted:
+        text = (
+            f"Cluster {cluster} is not granted to namespace {key[0]} any more: the Stack's "
+            "releases there are left in place (orphaned), not removed with Herd's own identity"
+        )
+        logger.warning("%s", text)
+        if events is not None:
+            events.warning("ClusterNotGranted", text)
+    for cluster in verdict.released:
+        text = (
+            f"Cluster {cluster} is gone from the inventory; "
+            "releases left there are no longer managed"
+        )
+        logger.warning("%s", text)
+        if events is not None:
+            events.warning("ClusterReleased", text)
+    for cluster in verdict.orphaned:
+        text = f"Cluster {cluster} orphaned by annotation: its releases stay"
+        logger.warning("%s", text)
+        if events is not None:
+            events.warning("ClusterOrphaned", text)

@@ -1,7 +1,11 @@
 """One release's steps: decide from a fresh observation under its lock, then act.
 
 `ReleaseActions.converge` brings one desired release to its desired state, and
-`ReleaseActions.remove` uninstalls one release the Stack no longer wants. Both decide
+`ReleaseActions.remove` uninstalls one release the Stack no longer wants. A tenant's
+release is render-checked before an install or upgrade as helm will run it (upgrade or
+install, hooks, `lookup` as the tenant); before an uninstall, the stored release's hooks
+are checked against the grants, and skipped (`--no-hooks`, said in the row) when they fail,
+cannot be read, or the latest revision is not the one Herd recorded (`herd.ownership`). Both decide
 first from the pass's observation (a no-op pass reads nothing more). When there is
 something to do they take the release's lock, re-read that release's helm Secrets
 (`ClusterHelm.observe_release`), decide again (`herd.plan.decide`, with the clock: a
@@ -20,12 +24,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from herd.chart_crds import crd_note
 from herd.helm import ChartCache, ClusterHelm, HelmFailure
+from herd.ownership import pinned
 from herd.plan import (
     DEFAULT_STUCK_SECONDS,
     HELD_MESSAGE,
+    LABEL_CONFIG,
     Action,
     Decision,
     DesiredRelease,
@@ -151,7 +158,9 @@ class ReleaseActions:
                     observed = await helm.observe_release(desired.key.namespace, desired.key.name)
                     decision = self.decide(desired, observed, fresh=True)
                 if decision.action not in _NO_HELM:
-                    return await self._deploy(helm, desired, decision, base, check)
+                    return await self._deploy(
+                        helm, desired, decision, base, check=check, observed=observed
+                    )
         return self._without_helm(decision, observed, base)
 
     def _without_helm(
@@ -179,14 +188,19 @@ class ReleaseActions:
         desired: DesiredRelease,
         decision: Decision,
         base: ReleaseResult,
+        *,
         check: RenderCheck | None = None,
+        observed: ObservedRelease | None = None,
     ) -> ReleaseResult:
         base = replace(base, action=decision.action)
         chart_dir = await self._cache.get(desired.chart, desired.source)
         if check is not None:
+            # As helm will run it: an upgrade when a release exists, hooks included,
+            # `lookup` answered by the API server as the tenant (`helm` is the tenant's).
+            upgrade = observed is not None and observed.status != "uninstalled"
             async with self._gates.slot():
-                manifest = await helm.render(desired, chart_dir)
-            refused = check.problems(manifest, desired.key.namespace)
+                manifest = await helm.render(desired, chart_dir, upgrade=upgrade)
+            refused = await _checked(check, manifest, desired.key.namespace)
             if refused:  # the same config fails the same way: permanent (held) until changed
                 return replace(
                     base, state=State.FAILED, message=refused, transient=False, finished=_now()
@@ -219,7 +233,7 @@ class ReleaseActions:
             except HelmFailure as failure:  # the warning explains helm's timeout: keep it
                 if warnings:
                     failure.message = f"{warnings[0]}; {failure.message}"
-                raise
+                return await self._failed(helm, desired, base, failure, started)
             finally:
                 if fit is not None:
                     fit.cancel()
@@ -234,8 +248,44 @@ class ReleaseActions:
             finished=_now(),
         )
 
-    async def remove(self, helm: ClusterHelm, observed: ObservedRelease) -> None:
-        """Uninstall a release this Stack owns and no longer wants (or recover it first)."""
+    async def _failed(
+        self,
+        helm: ClusterHelm,
+        desired: DesiredRelease,
+        base: ReleaseResult,
+        failure: HelmFailure,
+        started: datetime,
+    ) -> ReleaseResult:
+        """A failed install or upgrade; the row carries the revision helm left when it is
+        Herd's (its config label), so the ownership record keeps it removable."""
+        revision = None
+        try:
+            left = await helm.observe_release(desired.key.namespace, desired.key.name)
+        except HelmFailure:
+            left = None
+        if left is not None and left.labels.get(LABEL_CONFIG) == desired.config:
+            revision = left.revision
+        return replace(
+            base,
+            state=State.FAILED,
+            revision=revision,
+            message=failure.message,
+            transient=failure.transient,
+            started=started,
+            finished=_now(),
+        )
+
+    async def remove(
+        self,
+        helm: ClusterHelm,
+        observed: ObservedRelease,
+        *,
+        recorded: int | None = None,
+        check: RenderCheck | None = None,
+    ) -> None:
+        """Uninstall a release this Stack recorded and no longer wants (or recover it
+        first). `recorded`: the revision Herd installed; `check`: the tenant's render check,
+        which the stored release's hooks must pass."""
         key = ReleaseKey(helm.cluster, observed.namespace, observed.name)
         result = ReleaseResult(
             key,
@@ -245,7 +295,7 @@ class ReleaseActions:
             revision=observed.revision,
         )
         try:
-            result = await self._remove(helm, key, observed, result)
+            result = await self._remove(helm, key, observed, result, recorded=recorded, check=check)
         except Draining as draining:
             result = replace(result, state=State.PENDING, message=str(draining), transient=True)
         except HelmFailure as failure:
@@ -268,7 +318,14 @@ class ReleaseActions:
         await self._report(result)
 
     async def _remove(
-        self, helm: ClusterHelm, key: ReleaseKey, observed: ObservedRelease, result: ReleaseResult
+        self,
+        helm: ClusterHelm,
+        key: ReleaseKey,
+        observed: ObservedRelease,
+        result: ReleaseResult,
+        *,
+        recorded: int | None,
+        check: RenderCheck | None,
     ) -> ReleaseResult:
         decision = self.decide(None, observed, fresh=False, key=key)
         if decision.action is Action.CONFLICT:
@@ -283,8 +340,36 @@ class ReleaseActions:
                 return replace(result, state=State.FAILED, message=decision.reason, finished=_now())
             if fresh is None or decision.action is Action.NOTHING:
                 return replace(result, state=State.UNINSTALLED, finished=_now())
-            result = replace(result, started=_now())
+            result = replace(result, started=_now(), revision=fresh.revision)
             await self._report(result)
             async with self._gates.slot():
-                await helm.uninstall(observed.namespace, observed.name)
-            return replace(result, state=State.UNINSTALLED, finished=_now())
+                skip = pinned(recorded, fresh.revision) or await _hooks_refused(
+                    helm, check, observed.namespace, observed.name
+                )
+                await helm.uninstall(observed.namespace, observed.name, no_hooks=bool(skip))
+            message = f"uninstalled with --no-hooks: {skip}" if skip else ""
+            return replace(result, state=State.UNINSTALLED, message=message, finished=_now())
+
+
+async def _checked(check: RenderCheck, manifest: str, namespace: str) -> str:
+    """The render check's verdict on a manifest ("" when allowed). The one place the
+    check is called: it may move to a worker."""
+    return check.problems(manifest, namespace)
+
+
+async def _hooks_refused(
+    helm: ClusterHelm, check: RenderCheck | None, namespace: str, name: str
+) -> str:
+    """Why the stored release's hooks must not run at its uninstall, else "". Read as
+    the tenant (`helm`) and checked against its grants; an admin Stack's (`check` None)
+    are not checked."""
+    if check is None:
+        return ""
+    hooks = await helm.hooks(namespace, name)
+    if hooks is None:
+        return "its hooks could not be read"
+    try:
+        refused = await _checked(check, hooks, namespace)
+    except Exception as error:  # hostile bytes: anything unparsable is refused
+        return f"its hooks could not be checked ({type(error).__name__})"
+    return f"its hooks are refused: {refused}" if refused else ""

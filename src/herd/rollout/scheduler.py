@@ -4,8 +4,11 @@ For each cluster the rollout observes helm's releases once, then starts one task
 release; a release's task waits only for its own dependencies (not for its whole wave)
 and then for a helm slot (`Gates`). A release whose dependency did not deploy is
 `Skipped`, naming that dependency, while independent releases and other clusters carry
-on. Releases this Stack owns that are no longer desired are uninstalled afterwards,
-highest wave first. What one release does is `herd.rollout.actions`.
+on. Releases this Stack no longer desires are uninstalled afterwards, highest wave
+first, but only those its ownership record holds (`herd.ownership`: in the record for
+that cluster, still labelled for the Stack, in a namespace its grants allow), as the
+Stack's identity; any other release labelled for the Stack is left in place and its row
+says why. What one release does is `herd.rollout.actions`.
 
 A staged pass (`herd.rollout.staged`) calls `run` once per stage, with that stage's
 `Admission` (its `maxConcurrent` and the failure budget), and once more with `hold` for the
@@ -34,6 +37,7 @@ from pathlib import Path
 
 from herd.errors import TransientError
 from herd.helm import ChartCache, ClusterHelm, HelmEnvironment, HelmFailure
+from herd.ownership import Leftover, LeftoverDecision, Owned, leftovers, release_id
 from herd.plan import (
     Action,
     Decision,
@@ -49,7 +53,7 @@ from herd.rollout.actions import ReleaseActions, Settings
 from herd.rollout.admission import Admission
 from herd.rollout.gates import DEFAULT_LIMITS, Gates
 from herd.rollout.tenants import RenderCheck, TenantClusters
-from herd.tenancy import Grants, helm_identity
+from herd.tenancy import Grants, helm_identity, namespace_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +98,10 @@ class Rollout:
         on_progress: Progress | None = None,
         defer: Collection[str] = (),
         tenants: TenantClusters | None = None,
+        owned: Owned | None = None,
     ) -> None:
         self._env = env
+        self.owned = owned or Owned()  # the Stack's ownership record, as the pass began
         self._tenants = tenants or TenantClusters()
         self._settings = settings
         self._gates = gates or Gates(DEFAULT_LIMITS.helm, DEFAULT_LIMITS.clusters)
@@ -108,7 +114,9 @@ class Rollout:
         self.results: dict[ReleaseKey, ReleaseResult] = {}
         self.unreachable: dict[str, str] = {}
         self.holding: set[str] = set()
-        self._owned: set[ReleaseKey] = set()  # releases of this Stack seen at the start
+        self._owned: set[ReleaseKey] = set()  # recorded releases of this Stack seen at the start
+        self._left: set[ReleaseKey] = set()  # leftovers left in place: reported, no failure
+        self.observed: dict[str, set[str]] = {}  # cluster -> release ids there (read this pass)
         self._shared: set[ReleaseKey] = set()  # add-on releases: no Stack's own
 
     async def apply(self, plan: StackPlan | None, targets: Sequence[Target]) -> list[ReleaseResult]:
@@ -142,10 +150,27 @@ class Rollout:
         self._settle_holding(targets)
         return list(self.results.values())
 
+    @property
+    def deferred(self) -> frozenset[str]:
+        """Clusters in backoff: not contacted this pass."""
+        return self._defer
+
+    @property
+    def held(self) -> Collection[ReleaseKey]:
+        """Releases whose last attempt with this config failed permanently."""
+        return self._settings.held.keys()
+
+    @property
+    def shared(self) -> frozenset[ReleaseKey]:
+        """Shared add-on releases of the pass: never a Stack's own."""
+        return frozenset(self._shared)
+
     def cluster_failed(self, cluster: str) -> bool:
         """Whether a release of `cluster` failed, was skipped or could not be reached."""
         return cluster in self.unreachable or any(
-            r.state in _FAILED for r in self.results.values() if r.key.cluster == cluster
+            r.state in _FAILED
+            for r in self.results.values()
+            if r.key.cluster == cluster and r.key not in self._left
         )
 
     async def decisions(
@@ -172,21 +197,50 @@ class Rollout:
             for d in desired:
                 o = observed.get((d.key.namespace, d.key.name))
                 out.append((d.key, d, o, self._actions.decide(d, o, fresh=True)))
-            for o in self._leftovers(observed, desired):
+            for o, found in self._leftovers(target, observed, desired):
                 key = ReleaseKey(target.cluster, o.namespace, o.name)
-                out.append((key, None, o, self._actions.decide(None, o, fresh=True, key=key)))
+                decision = (
+                    self._actions.decide(None, o, fresh=True, key=key)
+                    if found.verdict is Leftover.REMOVE
+                    else Decision(Action.NOTHING, found.message)
+                )
+                out.append((key, None, o, decision))
         return out
 
     def _leftovers(
-        self, observed: dict[tuple[str, str], ObservedRelease], desired: list[DesiredRelease]
-    ) -> list[ObservedRelease]:
-        """Releases this Stack owns that it no longer wants (never shared add-ons)."""
-        wanted = {(d.key.namespace, d.key.name) for d in desired}
-        return [
-            o
-            for o in observed.values()
-            if o.owner == self._settings.owner and (o.namespace, o.name) not in wanted
-        ]
+        self,
+        target: Target,
+        observed: dict[tuple[str, str], ObservedRelease],
+        desired: list[DesiredRelease],
+    ) -> list[tuple[ObservedRelease, LeftoverDecision]]:
+        """Releases no longer wanted that the record or a label ties to this Stack, and
+        what to do with each (`herd.ownership.leftover`); never shared add-ons."""
+        grants = target.grants
+
+        def allowed(namespace: str) -> bool:
+            return grants is None or namespace_allowed(grants, namespace)
+
+        return leftovers(
+            observed.values(),
+            [(d.key.namespace, d.key.name) for d in desired],
+            self._settings.owner,
+            self.owned.on(target.cluster),
+            allowed,
+            known=target.cluster not in self.owned.unknown,
+        )
+
+    def _seen(self, cluster: str, observed: dict[tuple[str, str], ObservedRelease]) -> None:
+        """Note a cluster's observation: which recorded releases are there."""
+        self.observed[cluster] = {release_id(ns, name) for ns, name in observed}
+        recorded = self.owned.on(cluster)
+        owned = {
+            ReleaseKey(cluster, ns, name)
+            for ns, name in observed
+            if release_id(ns, name) in recorded
+        }
+        self._owned |= owned
+        if owned:
+            self.holding.add(cluster)
 
     # -- one cluster, supervised -----------------------------------------------------------
 
@@ -242,14 +296,7 @@ class Rollout:
                 observed = await helm.observe()
             finally:
                 helm.close()
-        owned = {
-            ReleaseKey(target.cluster, o.namespace, o.name)
-            for o in observed.values()
-            if o.owner == self._settings.owner
-        }
-        self._owned |= owned
-        if owned:
-            self.holding.add(target.cluster)
+        self._seen(target.cluster, observed)
         for d in desired:
             found = observed.get((d.key.namespace, d.key.name))
             decision = self._actions.decide(d, found, fresh=False)
@@ -286,7 +333,7 @@ class Rollout:
                 else None
             )
             try:
-                await self._cluster(helm, plan, desired, tenant, check)
+                await self._cluster(helm, plan, target, desired, tenant=tenant, check=check)
             finally:
                 helm.close()
                 if tenant is not None:
@@ -314,24 +361,38 @@ class Rollout:
         self,
         helm: ClusterHelm,
         plan: StackPlan | None,
+        target: Target,
         desired: list[DesiredRelease],
+        *,
         tenant: ClusterHelm | None = None,
         check: RenderCheck | None = None,
     ) -> None:
-        """`tenant` (with `check`): the helm of a bounded Stack's own releases."""
-        observed = await helm.observe()
-        self._owned |= {
-            ReleaseKey(helm.cluster, o.namespace, o.name)
-            for o in observed.values()
-            if o.owner == self._settings.owner
-        }
+        """`tenant` (with `check`): the helm of a bounded Stack's own releases, and of
+        every uninstall of a leftover (the stored hooks checked first)."""
+        observed = await helm.observe()  # labels only, as the kubeconfig's identity
+        self._seen(helm.cluster, observed)
         if plan is not None:
             await self._releases(helm, plan, desired, observed, tenant=tenant, check=check)
-        leftovers = self._leftovers(observed, desired)
-        for level in sorted({o.wave for o in leftovers}, reverse=True):
+        found = self._leftovers(target, observed, desired)
+        for o, why in found:
+            if why.verdict is not Leftover.REMOVE:
+                await self._kept(ReleaseKey(helm.cluster, o.namespace, o.name), o, why)
+        removable = [o for o, why in found if why.verdict is Leftover.REMOVE]
+        recorded = self.owned.on(helm.cluster)
+        for level in sorted({o.wave for o in removable}, reverse=True):
             async with asyncio.TaskGroup() as group:  # actions never raise: no sibling is lost
-                for o in (o for o in leftovers if o.wave == level):
-                    group.create_task(self._actions.remove(tenant or helm, o))
+                for o in (o for o in removable if o.wave == level):
+                    revision = recorded.get(release_id(o.namespace, o.name))
+                    group.create_task(
+                        self._actions.remove(tenant or helm, o, recorded=revision, check=check)
+                    )
+
+    async def _kept(self, key: ReleaseKey, o: ObservedRelease, why: LeftoverDecision) -> None:
+        """A leftover Herd may not remove: left in place, its row says why."""
+        self._left.add(key)
+        await self._report(
+            ReleaseResult(key, o.chart, State.SKIPPED, revision=o.revision, message=why.message)
+        )
 
     async def _releases(
         self,
