@@ -22,6 +22,7 @@ from herd.api import parse_stack
 from herd.api.v1 import Stack
 from herd.clusters import FileCluster, FileSource, Inventory, KubeconfigStore
 from herd.engine import Engine, StackResult
+from herd.ownership import MemoryOwnership
 from herd.helm import HelmEnvironment
 from herd.results import ReleaseResult, State
 
@@ -96,8 +97,11 @@ async def engines(two: list[BedCluster]) -> AsyncIterator[MakeEngine]:
     store = KubeconfigStore(None)
     env = HelmEnvironment()
     inventory = Inventory([FileSource(entries)], store)
+    # One ownership record for every engine of a test: a release one engine installed is
+    # recorded, so another engine (a restarted process) may remove it (herd.ownership).
+    owned = MemoryOwnership()
     try:
-        yield lambda **options: Engine(inventory, env, **options)
+        yield lambda **options: Engine(inventory, env, **{"ownership": owned, **options})
     finally:
         store.close()
         env.close()
