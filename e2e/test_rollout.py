@@ -22,8 +22,8 @@ from herd.api import parse_stack
 from herd.api.v1 import Stack
 from herd.clusters import FileCluster, FileSource, Inventory, KubeconfigStore
 from herd.engine import Engine, StackResult
-from herd.ownership import MemoryOwnership
 from herd.helm import HelmEnvironment
+from herd.ownership import MemoryOwnership
 from herd.results import ReleaseResult, State
 
 HELM = helm_binary()  # the lane's helm: e2e/conftest.py sets HERD_HELM before collection
