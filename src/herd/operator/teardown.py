@@ -62,6 +62,9 @@ async def delete(runtime: Runtime, body: Any, logger: Logger) -> None:
     unchecked.update({s.cluster_id: s.reason for s in result.skipped})
     for cluster in result.denied:
         unchecked.pop(cluster, None)
+    for r in result.releases:  # labelled for the Stack but not its to remove: said, kept
+        if r.state is State.SKIPPED and r.message:
+            logger.warning("Release %s on cluster %s: %s", r.key.name, r.key.cluster, r.message)
     failed: dict[str, str] = {}
     for r in result.releases:
         if r.state in (State.FAILED, State.UNREACHABLE):

@@ -346,6 +346,8 @@ class ReleaseActions:
                 skip = pinned(recorded, fresh.revision) or await _hooks_refused(
                     helm, check, observed.namespace, observed.name
                 )
+                if skip:
+                    logger.warning("Uninstalling release %s with --no-hooks: %s", key, skip)
                 await helm.uninstall(observed.namespace, observed.name, no_hooks=bool(skip))
             message = f"uninstalled with --no-hooks: {skip}" if skip else ""
             return replace(result, state=State.UNINSTALLED, message=message, finished=_now())
