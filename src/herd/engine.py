@@ -29,14 +29,14 @@ Callers: `herd.operator` (kopf handlers) and `herd.cli` (CI pipelines).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any
 
 from herd.api.v1 import ChartSpec, SkippedCluster, Stack, StackSpec, Toggle
-from herd.clusters.model import Cluster, ClusterUnavailable
+from herd.clusters.model import Cluster
 from herd.clusters.targets import resolve_targets
+from herd.engine_owned import save_record, stack_ref
+from herd.engine_targets import KEPT_MESSAGE, kubeconfig_targets, not_granted_rows
 from herd.engine_types import (
     AddOns,
     Inventory,
@@ -46,9 +46,9 @@ from herd.engine_types import (
     StackResult,
     ValuesReader,
 )
-from herd.errors import Problem, SpecError, TransientError
+from herd.errors import Problem, SpecError
 from herd.helm import HelmEnvironment
-from herd.ownership import MemoryOwnership, Owned, StackRef, next_record
+from herd.ownership import MemoryOwnership, Owned, StackRef
 from herd.plan import (
     DEFAULT_STUCK_SECONDS,
     ReleaseKey,
@@ -57,7 +57,6 @@ from herd.plan import (
     owner_label,
     plan_stack,
 )
-from herd.results import ReleaseResult, State
 from herd.rollout import DEFAULT_LIMITS, Gates, Limits, Progress, Rollout, Settings, Target
 from herd.rollout.staged import StageInputs, run_staged
 from herd.rollout.tenants import TenantClusters
@@ -245,27 +244,7 @@ class Engine:
             result.holding = frozenset(holding | set(result.unreachable))
             return result
         finally:  # what the pass installed is recorded even when it was cancelled midway
-            await self._record(ref, owned, made, kubeconfigs)
-
-    async def _record(
-        self, ref: StackRef, owned: Owned, made: Sequence[Rollout], kubeconfigs: Mapping[str, Any]
-    ) -> None:
-        """Save the record after a pass: one write at most, never failing the pass."""
-        observed: dict[str, set[str]] = {}
-        results: list[ReleaseResult] = []
-        shared: set[ReleaseKey] = set()
-        for rollout in made:
-            for cluster, ids in rollout.observed.items():
-                observed.setdefault(cluster, set()).update(ids)
-            results += rollout.results.values()
-            shared |= rollout.shared
-        after = next_record(owned, results, observed, shared)
-        if after == owned.releases and not owned.migrating:
-            return
-        try:
-            await asyncio.shield(self._ownership.save(ref, owned, after, kubeconfigs))
-        except Exception:  # a store's bug: the pass's work stands, the old record stays
-            logger.exception("Cannot save the ownership record of Stack %s", ref.owner)
+            await save_record(self._ownership, ref, owned, made, kubeconfigs)
 
     async def _staged(
         self,
@@ -341,7 +320,9 @@ class Engine:
             usable, denied = granted_clusters(grants, clusters)
             result.skipped += denied
             result.denied = {s.cluster_id for s in denied}
-        reachable = await self._targets(usable, result.skipped, grants)
+        reachable = await kubeconfig_targets(
+            self._inventory, self._limits.clusters, usable, result.skipped, grants
+        )
         ref = StackRef(namespace, name, uid)
         kubeconfigs = {t.cluster: t.kubeconfig for t in reachable}
         owned = await self._ownership.load(ref, kubeconfigs)
@@ -349,7 +330,7 @@ class Engine:
         try:
             result.releases = await rollout.apply(None, reachable)
         finally:
-            await self._record(ref, owned, [rollout], kubeconfigs)
+            await save_record(self._ownership, ref, owned, [rollout], kubeconfigs)
         result.unreachable.update(rollout.unreachable)
         result.holding = frozenset(
             rollout.holding | set(result.unreachable) | {s.cluster_id for s in result.skipped}
@@ -423,9 +404,13 @@ class Engine:
             result.skipped += granted_clusters(grants, gone)[1]
             result.denied |= {c.id for c in gone}
             left = [c for c in left if cluster_granted(grants, c)]
-        reachable = await self._targets(usable, result.skipped, grants)
+        reachable = await kubeconfig_targets(
+            self._inventory, self._limits.clusters, usable, result.skipped, grants
+        )
         lost: list[SkippedCluster] = []
-        departed = await self._targets([c for c in left if c.ready], lost, grants)
+        departed = await kubeconfig_targets(
+            self._inventory, self._limits.clusters, [c for c in left if c.ready], lost, grants
+        )
         if known:
             result.unreachable.update({s.cluster_id: s.reason for s in lost})
         return result, reachable, departed
@@ -462,62 +447,6 @@ class Engine:
             owned=owned,
         )
 
-    async def _targets(
-        self,
-        clusters: Sequence[Cluster],
-        skipped: list[SkippedCluster],
-        grants: Grants | None = None,
-    ) -> list[Target]:
-        """Kubeconfig files for `clusters` (fetched in parallel); unavailable ones go to
-        `skipped` (sorted by cluster id), a failing Secret read included: one cluster's
-        kubeconfig never fails the pass."""
-        slots = asyncio.Semaphore(self._limits.clusters)
-
-        async def one(cluster: Cluster) -> Target | None:
-            async with slots:
-                try:
-                    path = await self._inventory.kubeconfig(cluster)
-                    return Target(cluster.id, path, grants.on_cluster(cluster) if grants else None)
-                except ClusterUnavailable as unavailable:
-                    skipped.append(unavailable.skipped())
-                    return None
-                except TransientError as error:  # one cluster's Secret: only that cluster waits
-                    skipped.append(SkippedCluster(cluster_id=cluster.id, reason=str(error)))
-                    return None
-                except Exception as error:
-                    logger.exception("Unexpected error getting the kubeconfig of %s", cluster.id)
-                    reason = f"unexpected {type(error).__name__} getting its kubeconfig"
-                    skipped.append(SkippedCluster(cluster_id=cluster.id, reason=reason))
-                    return None
-
-        found = await asyncio.gather(*(one(c) for c in clusters))
-        skipped.sort(key=lambda s: s.cluster_id)
-        return [target for target in found if target is not None]
-
-
-def stack_ref(stack: Stack) -> StackRef:
-    """Whose ownership record: the Stack's namespace, name and (in Kubernetes) uid."""
-    uid = stack.metadata.get("uid")
-    return StackRef(stack.namespace, stack.name, str(uid) if uid else None)
-
-
-KEPT_MESSAGE = "left untouched; a release of this Stack already there is kept, no longer managed"
-
 
 def _enables_addons(spec: StackSpec) -> bool:
     return Toggle.ENABLED in (spec.security, spec.observability)
-
-
-def not_granted_rows(plan: StackPlan, denied: Sequence[SkippedCluster]) -> list[ReleaseResult]:
-    """One `NotGranted` row per release the Stack would have on each cluster not granted."""
-    return [
-        ReleaseResult(
-            release.key,
-            release.chart.name,
-            State.NOT_GRANTED,
-            message=f"{skip.reason}: {KEPT_MESSAGE}",
-            config=release.config,
-        )
-        for skip in denied
-        for release in plan.releases_for(skip.cluster_id)
-    ]
