@@ -4,6 +4,7 @@ when an uninstall skips hooks, how a pass updates the record, and the record's b
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,7 @@ from herd.ownership import (
 from herd.plan import Action, ObservedRelease, ReleaseKey
 from herd.releases import LABEL_STACK
 from herd.results import ReleaseResult, State
+from herd.rollout.actions import calls_lookup
 
 OWNER = "team.app"
 
@@ -237,3 +239,24 @@ def test_a_cluster_no_longer_granted_is_orphaned_not_waited_for() -> None:
     assert verdict.done
     assert verdict.not_granted == ("b",)
     assert not verdict.waiting
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"templates/cm.yaml": "kind: ConfigMap"}, False),
+        ({"templates/cm.yaml": '{{ if lookup "v1" "Secret" "ns" "x" }}{{ end }}'}, True),
+        ({"charts/sub/templates/_h.tpl": '{{ (lookup "v1" "Pod" "" "") }}'}, True),
+        ({"charts/sub-0.1.0.tgz": "packed"}, True),
+        ({"values.yaml": "lookup: not a template"}, False),
+        ({"templates/x.yaml": "lookups: a word, not the function"}, False),
+    ],
+)
+def test_which_charts_get_a_render_with_lookup_from_the_cluster(
+    tmp_path: Path, files: dict[str, str], expected: bool
+) -> None:
+    for name, text in files.items():
+        path = tmp_path / "chart" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert calls_lookup(tmp_path / "chart") is expected

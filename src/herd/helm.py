@@ -96,16 +96,13 @@ class HelmDialect:
         return ["--wait=watcher"] if self.major >= 4 else ["--wait"]
 
     @property
-    def template_as_upgrade(self) -> list[str]:
-        """`helm template` flags rendering what an upgrade of an existing release runs:
-        `.Release.IsUpgrade` set, and `lookup` answered by the API server (as the
-        command's identity) instead of rendering empty. Same spelling in Helm 3 (3.13+)
-        and Helm 4."""
-        return ["--is-upgrade", "--dry-run=server"]
-
-    @property
-    def template_as_install(self) -> list[str]:
-        """`helm template` flags for a first install: `lookup` answered by the cluster."""
+    def template_server(self) -> list[str]:
+        """`helm template` answering `lookup` from the API server (as the command's
+        identity) instead of rendering it empty. Same spelling in Helm 3 (3.13+) and 4, not
+        the same weight: Helm 3 keeps its fake client for everything else, Helm 4 also
+        maps every object through discovery and, for an install, GETs each one (so a kind
+        whose CRD is not installed yet, or an object the identity may not read, fails it).
+        Herd renders client-side first and adds this only for charts that call `lookup`."""
         return ["--dry-run=server"]
 
     def upgrade(self, *, wait: bool, atomic: bool, force: bool = False) -> list[str]:
@@ -412,18 +409,26 @@ class ClusterHelm:
         return revision
 
     async def render(
-        self, desired: DesiredRelease, chart_dir: Path, *, upgrade: bool = False
+        self,
+        desired: DesiredRelease,
+        chart_dir: Path,
+        *,
+        upgrade: bool = False,
+        server: bool = False,
     ) -> str:
         """`helm template` with the release's values (stdin, as install): every object the
-        install (`upgrade`: the upgrade) would create, hooks and the chart's `crds/`
-        included (unless `crds: Skip`). `lookup` is answered by the API server as this
-        helm's identity (a tenant sees what the tenant may read); nothing is written."""
-        dialect = await self._env.dialect()
+        install (`upgrade`: the upgrade, `.Release.IsUpgrade` set) would create, hooks and
+        the chart's `crds/` included (unless `crds: Skip`). `server`: `lookup` answered by
+        the API server as this helm's identity (a tenant sees what the tenant may read;
+        `HelmDialect.template_server`); nothing is written either way."""
+        flags = ["--is-upgrade"] if upgrade else []
+        if server:
+            flags += (await self._env.dialect()).template_server
         command = [
             "template",
             f"--namespace={desired.key.namespace}",
             *([] if desired.chart.crds == "Skip" else ["--include-crds"]),
-            *(dialect.template_as_upgrade if upgrade else dialect.template_as_install),
+            *flags,
             "--values=-",
         ]
         try:

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 
 from herd.chart_crds import crd_note
 from herd.helm import ChartCache, ClusterHelm, HelmFailure
@@ -198,8 +200,7 @@ class ReleaseActions:
             # As helm will run it: an upgrade when a release exists, hooks included,
             # `lookup` answered by the API server as the tenant (`helm` is the tenant's).
             upgrade = observed is not None and observed.status != "uninstalled"
-            async with self._gates.slot():
-                manifest = await helm.render(desired, chart_dir, upgrade=upgrade)
+            manifest = await self._render(helm, desired, chart_dir, upgrade=upgrade)
             refused = await _checked(check, manifest, desired.key.namespace)
             if refused:  # the same config fails the same way: permanent (held) until changed
                 return replace(
@@ -247,6 +248,30 @@ class ReleaseActions:
             started=started,
             finished=_now(),
         )
+
+    async def _render(
+        self, helm: ClusterHelm, desired: DesiredRelease, chart_dir: Path, *, upgrade: bool
+    ) -> str:
+        """What the render check reads: the client-side render (hooks, `IsUpgrade`), plus,
+        for a chart that calls `lookup`, a render with `lookup` answered by the cluster as
+        the tenant. When that one fails (Helm 4 maps and reads every object), the
+        client-side render is checked alone and the downstream RBAC stays the guard."""
+        async with self._gates.slot():
+            manifest = await helm.render(desired, chart_dir, upgrade=upgrade)
+        if not await asyncio.to_thread(calls_lookup, chart_dir):
+            return manifest
+        try:
+            async with self._gates.slot():
+                seen = await helm.render(desired, chart_dir, upgrade=upgrade, server=True)
+        except HelmFailure as failure:
+            logger.info(
+                "Release %s: the render with lookup from the cluster failed (%s); "
+                "checking the client-side render",
+                desired.key,
+                failure.message,
+            )
+            return manifest
+        return f"{manifest}\n---\n{seen}"
 
     async def _failed(
         self,
@@ -375,3 +400,26 @@ async def _hooks_refused(
     except Exception as error:  # hostile bytes: anything unparsable is refused
         return f"its hooks could not be checked ({type(error).__name__})"
     return f"its hooks are refused: {refused}" if refused else ""
+
+
+LOOKUP = re.compile(rb"\blookup\b")
+SCAN_BYTES = 8 * 1024 * 1024  # past this much template text, assume `lookup` is used
+
+
+def calls_lookup(chart_dir: Path) -> bool:
+    """Whether the chart's templates (subcharts included) may call `lookup`. A packed
+    subchart, or more text than `SCAN_BYTES`, counts as yes. Blocking: run in a thread."""
+    budget = SCAN_BYTES
+    for path in chart_dir.rglob("*"):
+        if path.suffix == ".tgz":
+            return True
+        if path.is_symlink() or not path.is_file():
+            continue
+        if "templates" not in path.relative_to(chart_dir).parts:
+            continue
+        budget -= path.stat().st_size
+        if budget < 0:
+            return True
+        if LOOKUP.search(path.read_bytes()):
+            return True
+    return False
