@@ -110,25 +110,27 @@ async def delete(runtime: Runtime, body: Any, logger: Logger) -> None:
 
 def _report(runtime: Runtime, key: StackKey, verdict: deletion.Verdict, logger: Logger) -> None:
     """Warn (log and Event) about every cluster whose releases the deletion leaves behind."""
+    warnings = [
+        (
+            "ClusterNotGranted",
+            f"Cluster {c} is not granted to namespace {key[0]} any more: the Stack's releases "
+            "there are left in place (orphaned), not removed with Herd's own identity",
+        )
+        for c in verdict.not_granted
+    ]
+    warnings += [
+        (
+            "ClusterReleased",
+            f"Cluster {c} is gone from the inventory; releases left there are no longer managed",
+        )
+        for c in verdict.released
+    ]
+    warnings += [
+        ("ClusterOrphaned", f"Cluster {c} orphaned by annotation: its releases stay")
+        for c in verdict.orphaned
+    ]
     events = runtime.events(key)
-    for cluster in verdict.not_granted:
-        text = (
-            f"Cluster {cluster} is not granted to namespace {key[0]} any more: the Stack's "
-            "releases there are left in place (orphaned), not removed with Herd's own identity"
-        )
+    for reason, text in warnings:
         logger.warning("%s", text)
         if events is not None:
-            events.warning("ClusterNotGranted", text)
-    for cluster in verdict.released:
-        text = (
-            f"Cluster {cluster} is gone from the inventory; "
-            "releases left there are no longer managed"
-        )
-        logger.warning("%s", text)
-        if events is not None:
-            events.warning("ClusterReleased", text)
-    for cluster in verdict.orphaned:
-        text = f"Cluster {cluster} orphaned by annotation: its releases stay"
-        logger.warning("%s", text)
-        if events is not None:
-            events.warning("ClusterOrphaned", text)
+            events.warning(reason, text)
