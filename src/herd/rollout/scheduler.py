@@ -229,8 +229,12 @@ class Rollout:
             known=target.cluster not in self.owned.unknown,
         )
 
-    def _seen(self, cluster: str, observed: dict[tuple[str, str], ObservedRelease]) -> None:
-        """Note a cluster's observation: which recorded releases are there."""
+    def _seen(
+        self, cluster: str, observed: dict[tuple[str, str], ObservedRelease], *, hold: bool
+    ) -> None:
+        """Note a cluster's observation: which recorded releases are there. `hold`: the
+        cluster is only observed, so it holds what it holds (a written one is settled by
+        its results)."""
         self.observed[cluster] = {release_id(ns, name) for ns, name in observed}
         recorded = self.owned.on(cluster)
         owned = {
@@ -239,7 +243,7 @@ class Rollout:
             if release_id(ns, name) in recorded
         }
         self._owned |= owned
-        if owned:
+        if owned and hold:
             self.holding.add(cluster)
 
     # -- one cluster, supervised -----------------------------------------------------------
@@ -296,7 +300,7 @@ class Rollout:
                 observed = await helm.observe()
             finally:
                 helm.close()
-        self._seen(target.cluster, observed)
+        self._seen(target.cluster, observed, hold=True)
         for d in desired:
             found = observed.get((d.key.namespace, d.key.name))
             decision = self._actions.decide(d, found, fresh=False)
@@ -370,7 +374,7 @@ class Rollout:
         """`tenant` (with `check`): the helm of a bounded Stack's own releases, and of
         every uninstall of a leftover (the stored hooks checked first)."""
         observed = await helm.observe()  # labels only, as the kubeconfig's identity
-        self._seen(helm.cluster, observed)
+        self._seen(helm.cluster, observed, hold=False)
         if plan is not None:
             await self._releases(helm, plan, desired, observed, tenant=tenant, check=check)
         found = self._leftovers(target, observed, desired)
