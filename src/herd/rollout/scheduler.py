@@ -331,7 +331,10 @@ class Rollout:
         for level in sorted({o.wave for o in leftovers}, reverse=True):
             async with asyncio.TaskGroup() as group:  # actions never raise: no sibling is lost
                 for o in (o for o in leftovers if o.wave == level):
-                    group.create_task(self._actions.remove(tenant or helm, o))
+                    as_tenant = check is None or check.runs_as_tenant(o.namespace)
+                    group.create_task(
+                        self._actions.remove((tenant or helm) if as_tenant else helm, o)
+                    )
 
     async def _releases(
         self,
@@ -358,7 +361,9 @@ class Rollout:
                     )
                     return
                 found = observed.get((release.key.namespace, release.key.name))
-                if release.owner is None and tenant is not None:
+                # The Stack's add-on releases (its dashboards) keep the kubeconfig's identity.
+                as_tenant = check is None or check.runs_as_tenant(release.key.namespace)
+                if release.owner is None and tenant is not None and as_tenant:
                     await self._actions.converge(tenant, release, found, check)
                 else:
                     await self._actions.converge(helm, release, found)
