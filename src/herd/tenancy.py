@@ -51,9 +51,6 @@ IDENTITY_NAMESPACE = "herd-tenants"
 """The downstream namespace of the tenants' ServiceAccounts. No tenant may use it: whoever may
 create tokens or pods there can act as every tenant."""
 SERVICE_ACCOUNT_PREFIX = "tenant-"
-LEGACY_USER_PREFIX = "herd:tenant:"
-"""The user Herd impersonated before tenants were ServiceAccounts (bindings to it are
-replaced by `herd.clusters.tenant_rbac`)."""
 
 
 class Mode(enum.StrEnum):
@@ -432,10 +429,6 @@ def tenant_identity(namespace: str) -> Identity:
     """
     return Identity(f"system:serviceaccount:{IDENTITY_NAMESPACE}:{service_account_name(namespace)}")
 
-
-def legacy_user(namespace: str) -> str:
-    """The user of the old scheme, `herd:tenant:<namespace>` (only to find its bindings)."""
-    return f"{LEGACY_USER_PREFIX}{namespace}"
 
 
 def helm_identity(grants: Grants) -> Identity | None:
