@@ -1,5 +1,5 @@
-"""The tenant identity downstream is a ServiceAccount: real RBAC, real helm, a Rancher-proxy
-stand-in, and the real controller.
+"""The tenant identity downstream is a ServiceAccount: real RBAC on a real API server, and a
+Rancher-proxy stand-in in front of it.
 
 - Upgrading from the user-based scheme (`herd:tenant:N`, group `herd:tenants`) leaves nothing
   of it: objects of the old shape, created as the old Herd did, get the ServiceAccount as
@@ -9,9 +9,8 @@ stand-in, and the real controller.
   namespaces, whatever the grant's globs say.
 - Through `e2e.testbed.rancher_proxy` (a stand-in for Rancher's `/k8s/clusters/<id>`, see
   its docstring for what it leaves unproven): the old identity is refused with 403, the
-  ServiceAccount passes; the controller deploys a tenant Stack with `observability: enabled`
-  (grant with `addons: true`) through a Rancher-shaped kubeconfig Secret pointing at the
-  proxy, and a tenant without `addons` is refused naming the field.
+  ServiceAccount passes with its own rights only. The controller through the proxy:
+  `e2e/test_security_identity_rancher.py`.
 
 Runs on `downstream[2]` only. Fixture chart: `e2e/charts-tenancy/tenant-probe`.
 """
@@ -20,54 +19,34 @@ from __future__ import annotations
 
 import json
 import ssl
-import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client
 
-from e2e.testbed import rancher
-from e2e.testbed.chartrepo import ChartRepo, run_helm
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.herd_controller import (
-    Controller,
     kubectl,
-    prepare_management,
-    service_account_kubeconfig,
 )
 from e2e.testbed.rancher_proxy import RancherProxy
-from herd.api.grants import parse_grant
+from e2e.testbed.tenant_identity import (
+    ADDON_NAMESPACES,
+    CLUSTER_ID,
+    account,
+    bed_kubectl,
+    bindings_naming,
+    can,
+    grants_of,
+    rancher_proxy,
+    remove_tenant_rbac,
+    settles_to,
+)
 from herd.clusters.kube import api_client_from_kubeconfig
 from herd.clusters.tenant_rbac import TENANT_LABEL, provision
-from herd.tenancy import Grants, grants_for
-
-CHARTS = Path(__file__).resolve().parent / "charts-tenancy"
-ADDON_NAMESPACES = ("suse-observability", "cattle-neuvector-system")
-CLUSTER_ID = "c-m-idproxy1"
-RANCHER_NS = "fleet-identity"
-WAIT = 180.0
-T = TypeVar("T")
-
-
-def account(tenant: str) -> str:
-    return f"system:serviceaccount:herd-tenants:tenant-{tenant}"
-
-
-def eventually(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
 @pytest.fixture(scope="module")
@@ -82,74 +61,6 @@ def api(bed: BedCluster) -> Iterator[client.ApiClient]:
         yield api
     finally:
         api.close()
-
-
-def grant_body(tenant: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "herd.suse.com/v1",
-        "kind": "ClusterGrant",
-        "metadata": {"name": tenant},
-        "spec": {
-            "namespaces": [tenant],
-            "clusters": {"clusterIds": [CLUSTER_ID]},
-            "targetNamespaces": [f"{tenant}-*"],
-            **spec,
-        },
-    }
-
-
-def grants_of(tenant: str, **spec: Any) -> Grants:
-    return grants_for(
-        tenant,
-        [parse_grant(grant_body(tenant, **spec))],
-        admin_namespace="herd-system",
-        addon_namespaces=ADDON_NAMESPACES,
-    )
-
-
-def bed_kubectl(bed: BedCluster, *args: str, stdin: str | None = None) -> str:
-    return kubectl(bed.kubeconfig, *args, stdin=stdin, check=True)
-
-
-def can(bed: BedCluster, user: str, *question: str) -> bool:
-    done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(bed.kubeconfig), "auth", "can-i", *question, "--as", user],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert done.stdout.strip() in ("yes", "no"), done.stderr
-    return done.stdout.strip() == "yes"
-
-
-def settles_to(bed: BedCluster, user: str, answer: bool, *question: str) -> bool:
-    """RBAC changes reach the authorizer within seconds: wait for `answer`, bounded."""
-    deadline = time.monotonic() + 60
-    while can(bed, user, *question) is not answer:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(1)
-    return True
-
-
-def bindings_naming(bed: BedCluster, subject: str) -> list[str]:
-    found = json.loads(
-        bed_kubectl(bed, "get", "rolebindings,clusterrolebindings", "-A", "-o", "json")
-    )
-    return [
-        f"{item['kind']} {item['metadata'].get('namespace', '')}/{item['metadata']['name']}"
-        for item in found["items"]
-        if any(s.get("name") == subject for s in item.get("subjects") or [])
-    ]
-
-
-def remove_tenant_rbac(bed: BedCluster, *tenants: str) -> None:
-    for tenant in tenants:
-        kubectl(
-            bed.kubeconfig, "delete", "rolebindings,clusterroles,clusterrolebindings", "-A",
-            "-l", f"{TENANT_LABEL}={tenant}", check=False,
-        )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------
@@ -281,25 +192,10 @@ def test_tenants_are_apart_and_out_of_the_reserved_namespaces(
 
 # ---------------------------------------------------------------------------------------
 # Through the Rancher-proxy stand-in
-
-
 @pytest.fixture(scope="module")
 def proxy(bed: BedCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RancherProxy]:
-    # The Rancher user is the cluster's owner downstream, as Rancher's RBAC sync makes it.
-    owner = bed_kubectl(
-        bed, "create", "clusterrolebinding", "rancher-standin-u-herd",
-        "--clusterrole=cluster-admin", "--user=u-herd", "--dry-run=client", "-o", "yaml",
-    )  # fmt: skip
-    bed_kubectl(bed, "apply", "-f", "-", stdin=owner)
-    running = RancherProxy(tmp_path_factory.mktemp("rancher-proxy"), {CLUSTER_ID: bed})
-    running.start()
-    try:
+    with rancher_proxy(bed, tmp_path_factory.mktemp("rancher-proxy")) as running:
         yield running
-    finally:
-        running.stop()
-        kubectl(
-            bed.kubeconfig, "delete", "clusterrolebinding", "rancher-standin-u-herd", check=False
-        )
 
 
 def through(
@@ -359,170 +255,3 @@ def test_the_proxy_refuses_the_old_identity_and_forwards_the_service_account(
         assert through(proxy, path, token)[0] == 200
     finally:
         remove_tenant_rbac(bed, tenant)
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRepo]:
-    workdir = tmp_path_factory.mktemp("identity-charts")
-    served = workdir / "repo"
-    served.mkdir()
-    run_helm(["package", str(CHARTS / "tenant-probe"), "--destination", str(served)], workdir)
-    run_helm(["repo", "index", str(served)], workdir)
-    with ChartRepo.serve(served) as running:
-        yield running
-
-
-OBS_GRANT = grant_body("id-obs")
-ADDONS_SECRET = {"stackstate.url": "https://observability.example.com/receiver/stsAgent"}
-
-
-@pytest.fixture(scope="module")
-def controller(
-    management: BedCluster,
-    bed: BedCluster,
-    proxy: RancherProxy,
-    chart_repo_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Controller]:
-    mgmt = management.kubeconfig
-    prepare_management(mgmt, [RANCHER_NS])
-    directory = tmp_path_factory.mktemp("identity-controller")
-    # The Rancher-shaped kubeconfig Secret points at the proxy, with a Rancher token.
-    via_proxy = directory / "via-proxy.yaml"
-    via_proxy.write_text(proxy.kubeconfig(CLUSTER_ID, proxy.issue_token()))
-    via_proxy.chmod(0o600)
-    rancher.register_clusters(
-        mgmt, [rancher.RancherCluster("id-proxied", CLUSTER_ID, via_proxy, {"id": "proxied"})],
-        namespace=RANCHER_NS,
-    )  # fmt: skip
-    addons = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": "herd-addons", "namespace": "herd-system"},
-        "data": {"observability.repo": chart_repo_url, "observability.timeout": "2m"},
-    }
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "herd-addons", "namespace": "herd-system"},
-        "stringData": {**ADDONS_SECRET, "stackstate.apiKey": "sts-identity-test"},
-    }
-    # No add-ons granted yet: the test grants them after the first refusal.
-    kubectl(mgmt, "apply", "-f", "-", stdin=yaml.safe_dump_all([addons, secret, OBS_GRANT]))
-    kubectl(mgmt, "create", "namespace", "id-obs", check=False)
-    running = Controller(
-        "identity",
-        directory / "controller",
-        service_account_kubeconfig(mgmt, directory / "sa.yaml"),
-        "id-obs",
-        settings={
-            "HERD_RANCHER_NAMESPACES": RANCHER_NS,
-            "HERD_RESYNC_SECONDS": "20",
-            "HERD_RETRY_SECONDS": "3",
-            "HERD_FLEET_SECONDS": "1",
-        },
-    )
-    running.start()
-    try:
-        yield running
-    finally:
-        kubectl(mgmt, "delete", "stacks", "--all", "-n", "id-obs", "--timeout=120s",
-                check=False, timeout=180)  # fmt: skip
-        running.stop()
-        kubectl(mgmt, "delete", "clustergrants", "id-obs", check=False)
-        kubectl(mgmt, "delete", "configmap,secret", "herd-addons", "-n", "herd-system", check=False)
-        rancher.unregister(mgmt, "id-proxied", namespace=RANCHER_NS)
-
-
-def stack(namespace: str, repo: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "herd.suse.com/v1",
-        "kind": "Stack",
-        "metadata": {"name": "observed", "namespace": namespace},
-        "spec": {
-            "targets": {"clusterIds": [CLUSTER_ID]},
-            "observability": "enabled",
-            "charts": [
-                {
-                    "name": "probe",
-                    "chart": "tenant-probe",
-                    "repo": repo,
-                    "version": "0.1.0",
-                    "namespace": f"{namespace}-apps",
-                    "releaseName": "observed",
-                }
-            ],
-        },
-    }
-
-
-def settled(management: BedCluster, body: dict[str, Any]) -> dict[str, Any]:
-    meta = body["metadata"]
-
-    def probe() -> dict[str, Any] | None:
-        out = kubectl(
-            management.kubeconfig, "get", "stack", meta["name"], "-n", meta["namespace"],
-            "-o", "json",
-        )  # fmt: skip
-        found = json.loads(out)
-        current = found.get("status") or {}
-        done = current.get("phase") not in (None, "Pending", "Deploying")
-        fresh = current.get("observedGeneration") == found["metadata"]["generation"]
-        return current if done and fresh else None
-
-    return eventually(f"Stack {meta['namespace']}/{meta['name']} to settle", probe)
-
-
-def rows_of(found: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(found.get("deployments") or [])
-
-
-def test_observability_is_refused_without_addons_then_deploys_through_the_proxy(
-    controller: Controller,
-    management: BedCluster,
-    bed: BedCluster,
-    proxy: RancherProxy,
-    repo: ChartRepo,
-) -> None:
-    body = stack("id-obs", repo.url)
-    kubectl(management.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(body))
-    refused = settled(management, body)
-    assert refused["phase"] == "Failed", refused
-    assert "spec.observability" in refused["message"], refused
-    assert "addons: true" in refused["message"], refused
-
-    # The grant gains `addons: true` (its targetNamespaces still do not name the agent's
-    # namespace): the grant change wakes the Stack, which now deploys.
-    granted = grant_body("id-obs", addons=True)
-    kubectl(management.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(granted))
-
-    def deployed() -> dict[str, Any] | None:
-        found = (
-            json.loads(
-                kubectl(
-                    management.kubeconfig, "get", "stack", "observed", "-n", "id-obs", "-o", "json"
-                )
-            ).get("status")
-            or {}
-        )
-        rows = rows_of(found)
-        return found if rows and {r["status"] for r in rows} == {"Deployed"} else None
-
-    found = eventually("the Stack to deploy once add-ons are granted", deployed)
-    charts = {r["chartName"]: r for r in rows_of(found)}
-    assert {"probe", "suse-observability-agent", "herd-insights"} <= set(charts), charts
-    assert charts["herd-insights"]["namespace"] == "suse-observability"
-
-    # The tenant's release went downstream as its ServiceAccount, through the proxy ...
-    assert (CLUSTER_ID, "herd-tenants/tenant-id-obs") in proxy.minted
-    as_tenant = [f for f in proxy.log if f.impersonated == account("id-obs")]
-    assert any(f.method in ("POST", "PATCH", "PUT") and f.status < 300 for f in as_tenant)
-    refusals = [f for f in proxy.log if f.status in (401, 403) and f.caller]
-    assert not [f for f in refusals if f.impersonated.startswith("herd:")], refusals
-    # ... and has no right in the add-on namespace, where Herd put the dashboards itself.
-    assert not can(bed, account("id-obs"), "create", "configmaps", "-n", "suse-observability")
-    dashboards = bed_kubectl(
-        bed, "get", "configmaps", "-n", "suse-observability", "-l", "grafana_dashboard=1",
-        "-o", "name",
-    )  # fmt: skip
-    assert dashboards.strip(), "Herd's dashboards are not in suse-observability"

@@ -89,6 +89,7 @@ class RancherProxy:
     def __post_init__(self) -> None:
         self._tokens: dict[str, str] = {}  # bearer token -> Rancher user id
         self._sa_tokens: dict[tuple[str, str], tuple[str, float]] = {}
+        self._allowed: dict[tuple[int, str, str, str], tuple[bool, float]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
@@ -245,6 +246,16 @@ class RancherProxy:
     async def _may_impersonate(
         self, session: ClientSession, caller: str, namespace: str, name: str
     ) -> bool:
+        key = (id(session), caller, namespace, name)
+        cached = self._allowed.get(key)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        allowed = await self._review(session, caller, namespace, name)
+        self._allowed[key] = (allowed, time.monotonic() + 10)  # Rancher caches its reviews too
+        return allowed
+
+    @staticmethod
+    async def _review(session: ClientSession, caller: str, namespace: str, name: str) -> bool:
         review = {
             "apiVersion": "authorization.k8s.io/v1",
             "kind": "SubjectAccessReview",
