@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from e2e.testbed import faults
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.herd_controller import kubectl
 from e2e.testbed.rancher_proxy import RancherProxy
@@ -31,14 +32,8 @@ def account(tenant: str) -> str:
 
 
 def eventually(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+    """`faults.eventually` with these tests' default bound."""
+    return faults.eventually(what, probe, timeout, interval=1.0)
 
 
 def grant_body(tenant: str, **spec: Any) -> dict[str, Any]:
