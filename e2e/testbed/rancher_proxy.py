@@ -152,6 +152,9 @@ class RancherProxy:
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         self._sessions = {cid: self._session(bed) for cid, bed in self.clusters.items()}
+        # Requests with a minted token go without the client certificate: the API server
+        # authenticates a certificate before a bearer token.
+        self._bare = {cid: self._session(bed, admin=False) for cid, bed in self.clusters.items()}
         app = web.Application(client_max_size=_MAX_BODY)
         app.router.add_route("*", PREFIX + "{cluster}/{path:.*}", self._handle)
         runner = web.AppRunner(app, handle_signals=False)
@@ -164,15 +167,17 @@ class RancherProxy:
             await self._stopped.wait()
         finally:
             await runner.cleanup()
-            for session in self._sessions.values():
+            for session in [*self._sessions.values(), *self._bare.values()]:
                 await session.close()
 
     @staticmethod
-    def _session(bed: BedCluster) -> ClientSession:
-        """Downstream as the test bed's admin (client certificate, system:masters)."""
+    def _session(bed: BedCluster, *, admin: bool = True) -> ClientSession:
+        """Downstream as the test bed's admin (client certificate, system:masters), or with
+        no credentials of its own (`admin=False`: the caller sets a bearer token)."""
         context = ssl.create_default_context(cafile=str(bed.pki.ca.cert))
-        admin = bed.pki.client("admin")
-        context.load_cert_chain(admin.cert, admin.key)
+        if admin:
+            pair = bed.pki.client("admin")
+            context.load_cert_chain(pair.cert, pair.key)
         # auto_decompress off: bytes and Content-Encoding pass through unchanged.
         return ClientSession(
             base_url=bed.server,
@@ -219,6 +224,7 @@ class RancherProxy:
                 note(500)
                 return _status(500, "InternalError", "error getting service account token")
             headers["Authorization"] = f"Bearer {token}"
+            session = self._bare[cluster]
         else:
             headers["Impersonate-User"] = caller
             headers["Impersonate-Group"] = "system:authenticated"
