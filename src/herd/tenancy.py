@@ -430,7 +430,6 @@ def tenant_identity(namespace: str) -> Identity:
     return Identity(f"system:serviceaccount:{IDENTITY_NAMESPACE}:{service_account_name(namespace)}")
 
 
-
 def helm_identity(grants: Grants) -> Identity | None:
     """The identity helm acts as for these grants; None keeps the kubeconfig's (admin, open)."""
     return None if grants.unrestricted else tenant_identity(grants.namespace)
