@@ -39,6 +39,7 @@ from e2e.testbed.tenant_identity import (
     eventually,
     grant_body,
     rancher_proxy,
+    settled,
 )
 
 CHARTS = Path(__file__).resolve().parent / "charts-tenancy"
@@ -149,23 +150,6 @@ def stack(namespace: str, repo: str) -> dict[str, Any]:
             ],
         },
     }
-
-
-def settled(management: BedCluster, body: dict[str, Any]) -> dict[str, Any]:
-    meta = body["metadata"]
-
-    def probe() -> dict[str, Any] | None:
-        out = kubectl(
-            management.kubeconfig, "get", "stack", meta["name"], "-n", meta["namespace"],
-            "-o", "json",
-        )  # fmt: skip
-        found = json.loads(out)
-        current = found.get("status") or {}
-        done = current.get("phase") not in (None, "Pending", "Deploying")
-        fresh = current.get("observedGeneration") == found["metadata"]["generation"]
-        return current if done and fresh else None
-
-    return eventually(f"Stack {meta['namespace']}/{meta['name']} to settle", probe)
 
 
 def rows_of(found: dict[str, Any]) -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ from e2e.testbed.chartrepo import ChartRepo, helm_binary, helm_env, run_helm
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.herd_controller import kubectl, prepare_management, service_account_kubeconfig
 from e2e.testbed.processes import free_port
+from e2e.testbed.tenant_identity import settled as stack_settled
 
 CHARTS = Path(__file__).resolve().parent / "charts-tenancy"
 RANCHER_NS = "fleet-tenancy"
@@ -225,20 +226,7 @@ def status(management: BedCluster, namespace: str, name: str) -> dict[str, Any]:
 
 def settled(management: BedCluster, body: dict[str, Any]) -> dict[str, Any]:
     """The Stack's status once its current generation's pass has ended."""
-    meta = body["metadata"]
-
-    def probe() -> dict[str, Any] | None:
-        out = kubectl(
-            management.kubeconfig, "get", "stack", meta["name"], "-n", meta["namespace"],
-            "-o", "json",
-        )  # fmt: skip
-        found = json.loads(out)
-        current = found.get("status") or {}
-        done = current.get("phase") not in (None, "Pending", "Deploying")
-        fresh = current.get("observedGeneration") == found["metadata"]["generation"]
-        return current if done and fresh else None
-
-    return eventually(f"Stack {meta['namespace']}/{meta['name']} to settle", probe)
+    return stack_settled(management, body, WAIT)
 
 
 def rows(found: dict[str, Any]) -> dict[str, dict[str, Any]]:

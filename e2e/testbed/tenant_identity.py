@@ -122,3 +122,21 @@ def rancher_proxy(bed: BedCluster, directory: Path) -> Iterator[RancherProxy]:
         kubectl(
             bed.kubeconfig, "delete", "clusterrolebinding", "rancher-standin-u-herd", check=False
         )
+
+
+def settled(management: BedCluster, body: dict[str, Any], timeout: float = WAIT) -> dict[str, Any]:
+    """The Stack's status once its current generation's pass has ended."""
+    meta = body["metadata"]
+
+    def probe() -> dict[str, Any] | None:
+        out = kubectl(
+            management.kubeconfig, "get", "stack", meta["name"], "-n", meta["namespace"],
+            "-o", "json",
+        )  # fmt: skip
+        found = json.loads(out)
+        current = found.get("status") or {}
+        done = current.get("phase") not in (None, "Pending", "Deploying")
+        fresh = current.get("observedGeneration") == found["metadata"]["generation"]
+        return current if done and fresh else None
+
+    return eventually(f"Stack {meta['namespace']}/{meta['name']} to settle", probe, timeout)
