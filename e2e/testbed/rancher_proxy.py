@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+from aiohttp import ClientPayloadError, ClientSession, ClientTimeout, TCPConnector, web
 from yarl import URL
 
 from e2e.testbed.certs import write_serving_pki
@@ -243,7 +243,8 @@ class RancherProxy:
                 if key.lower() not in _HOP:
                     response.headers.add(key, value)
             await response.prepare(request)
-            with contextlib.suppress(ConnectionResetError):
+            # A client gone, or a watch the API server cut (at teardown): end this response.
+            with contextlib.suppress(ConnectionResetError, ClientPayloadError):
                 async for chunk in upstream.content.iter_any():
                     await response.write(chunk)  # a watch event reaches helm at once
                 await response.write_eof()
