@@ -337,8 +337,8 @@ def test_the_crd_apply_acts_as_the_tenant_and_a_refusal_names_the_crd(
 
     assert raised.value.kind is FailureKind.FORBIDDEN and not raised.value.transient
     assert raised.value.message.startswith(
-        f"cannot apply CRD {GADGETS} (from gadgets/crds/{GADGETS}.yaml) as herd:tenant:crd-nobody"
-        ": HTTP 403"
+        f"cannot apply CRD {GADGETS} (from gadgets/crds/{GADGETS}.yaml) as "
+        "system:serviceaccount:herd-tenants:tenant-crd-nobody: HTTP 403"
     )
     assert "clusterScopedResources: true" in raised.value.message
     assert crd(cluster, GADGETS) is None

@@ -5,7 +5,8 @@ tn-env=prod) and two tenants: `tn-a` granted the staging cluster and namespaces 
 `tn-b` granted the prod cluster by id, namespaces tn-b-*, and cluster-scoped objects. The
 controller runs as a process with the install/ ServiceAccount's token (no cluster-wide
 Secret get), watching the tenants' namespaces and its own (admin Stacks). The downstream API
-servers enforce real RBAC: helm runs there as `herd:tenant:<namespace>`.
+servers enforce real RBAC: helm runs there as the ServiceAccount
+`system:serviceaccount:herd-tenants:tenant-<namespace>`.
 
 Fixture chart: `e2e/charts-tenancy/tenant-probe` (a ConfigMap; `clusterRole: true` adds a
 ClusterRole). The last test restarts the controller in `open` mode.
@@ -32,6 +33,7 @@ from e2e.testbed.chartrepo import ChartRepo, helm_binary, helm_env, run_helm
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.herd_controller import kubectl, prepare_management, service_account_kubeconfig
 from e2e.testbed.processes import free_port
+from e2e.testbed.tenant_identity import settled as stack_settled
 
 CHARTS = Path(__file__).resolve().parent / "charts-tenancy"
 RANCHER_NS = "fleet-tenancy"
@@ -224,20 +226,7 @@ def status(management: BedCluster, namespace: str, name: str) -> dict[str, Any]:
 
 def settled(management: BedCluster, body: dict[str, Any]) -> dict[str, Any]:
     """The Stack's status once its current generation's pass has ended."""
-    meta = body["metadata"]
-
-    def probe() -> dict[str, Any] | None:
-        out = kubectl(
-            management.kubeconfig, "get", "stack", meta["name"], "-n", meta["namespace"],
-            "-o", "json",
-        )  # fmt: skip
-        found = json.loads(out)
-        current = found.get("status") or {}
-        done = current.get("phase") not in (None, "Pending", "Deploying")
-        fresh = current.get("observedGeneration") == found["metadata"]["generation"]
-        return current if done and fresh else None
-
-    return eventually(f"Stack {meta['namespace']}/{meta['name']} to settle", probe)
+    return stack_settled(management, body, WAIT)
 
 
 def rows(found: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -298,15 +287,17 @@ def test_two_tenants_each_reach_only_their_granted_cluster(
         # The denied cluster was left untouched: helm has no history of the release there.
         assert has_release(clusters[mine], namespace, name)
         assert not has_release(clusters[other], namespace, name)
-        # The release on the granted cluster was made by the tenant identity, which Herd
-        # bound to `admin` in the allowed namespace it created.
+        # The release on the granted cluster was made by the tenant's ServiceAccount, which
+        # Herd bound to `admin` in the allowed namespace it created.
         binding = cluster_kubectl(
             clusters[mine], "get", "rolebinding", f"herd-tenant-{body['metadata']['namespace']}",
             "-n", namespace, "-o", "json",
         )  # fmt: skip
         assert binding.returncode == 0, binding.stderr
-        subject = json.loads(binding.stdout)["subjects"][0]["name"]
-        assert subject == f"herd:tenant:{body['metadata']['namespace']}"
+        subjects = json.loads(binding.stdout)["subjects"]
+        account = f"tenant-{body['metadata']['namespace']}"
+        expected = {"kind": "ServiceAccount", "name": account, "namespace": "herd-tenants"}
+        assert subjects == [expected]
 
 
 def test_a_stack_granted_nowhere_is_failed_not_granted(
@@ -363,7 +354,7 @@ def test_a_cluster_role_is_refused_unless_granted_and_the_api_server_backs_it(
     # Bypassing the render check (helm called directly as the tenant identity), the
     # downstream API server itself refuses the ClusterRole.
     staging = clusters[STAGING]
-    identity = ["--as", "herd:tenant:tn-a", "--as-group", "herd:tenants"]
+    identity = ["--as", "system:serviceaccount:herd-tenants:tenant-tn-a"]
     can = cluster_kubectl(staging, "auth", "can-i", "create", "clusterroles", *identity)
     assert can.stdout.strip() == "no"
     can = cluster_kubectl(
@@ -377,7 +368,7 @@ def test_a_cluster_role_is_refused_unless_granted_and_the_api_server_backs_it(
     bypass = helm(
         staging, "upgrade", "--install", "tn-a-bypass", "tenant-probe", f"--repo={repo.url}",
         "--version=0.1.0", "--namespace=tn-a-apps", "--set", "clusterRole=true",
-        "--kube-as-user=herd:tenant:tn-a", "--kube-as-group=herd:tenants",
+        "--kube-as-user=system:serviceaccount:herd-tenants:tenant-tn-a",
     )  # fmt: skip
     assert bypass.returncode != 0
     assert "forbidden" in bypass.stderr.lower(), bypass.stderr

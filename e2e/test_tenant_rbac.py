@@ -27,8 +27,9 @@ from herd.tenancy import ForbiddenObject, Grants, forbidden_objects, grants_for
 CHARTS = Path(__file__).resolve().parent / "charts-tenancy"
 WITH_CRD = Path(__file__).resolve().parent / "charts" / "with-crd"  # shared fixture, read only
 TENANT = "team-a"
-AS_TENANT = ["--as", f"herd:tenant:{TENANT}", "--as-group", "herd:tenants"]
-HELM_AS_TENANT = ["--kube-as-user", f"herd:tenant:{TENANT}", "--kube-as-group", "herd:tenants"]
+ACCOUNT = f"system:serviceaccount:herd-tenants:tenant-{TENANT}"
+AS_TENANT = ["--as", ACCOUNT]  # the API server adds the ServiceAccount groups
+HELM_AS_TENANT = ["--kube-as-user", ACCOUNT]
 
 
 @pytest.fixture(scope="module")

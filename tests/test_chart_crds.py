@@ -260,9 +260,13 @@ def test_api_failure_message_is_one_bounded_line_with_the_hint_on_403() -> None:
 
 def test_impersonation_headers_mirror_helms_kube_as_flags() -> None:
     assert impersonation(None) == {}
+    # A ServiceAccount: no group (the API server adds the ServiceAccount groups).
     assert impersonation(tenant_identity("team-a")) == {
-        "Impersonate-User": "herd:tenant:team-a",
-        "Impersonate-Group": "herd:tenants",
+        "Impersonate-User": "system:serviceaccount:herd-tenants:tenant-team-a"
+    }
+    assert impersonation(Identity("u", ("g",))) == {
+        "Impersonate-User": "u",
+        "Impersonate-Group": "g",
     }
     with pytest.raises(ValueError, match="more than one group"):
         impersonation(Identity("u", ("g1", "g2")))

@@ -105,3 +105,16 @@ def test_counts_are_what_is_there() -> None:
     }
     assert insights_counts(dashboards, [rule]) == (2, 2)
     assert insights_counts([], []) == (0, 0)
+
+
+async def test_the_catalog_names_every_addon_namespace_for_the_grants() -> None:
+    defaults = {"suse-observability", "cattle-neuvector-system"}
+    assert await AddonCatalog.from_config({}, SECRET).namespaces() == defaults
+    moved = AddonCatalog.from_config({"observability.namespace": "monitoring"}, SECRET)
+    assert await moved.namespaces() == {*defaults, "monitoring"}
+    # The dashboards go where the catalog says, so a granted tenant's grants know it.
+    grants = grants_for(
+        "team-a", [], admin_namespace="herd-system", addon_namespaces=await moved.namespaces()
+    )
+    chart = moved.stack_charts(stack())[0]
+    assert chart.namespace == "monitoring" and chart.namespace in grants.addon_namespaces

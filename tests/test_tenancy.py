@@ -6,14 +6,17 @@ from typing import Any
 
 import pytest
 
-from herd.api import parse_spec
+from herd.api import ChartSpec, parse_spec
 from herd.api.grants import ClusterGrant, parse_grant
 from herd.clusters.model import Cluster, KubeconfigRef
 from herd.tenancy import (
+    IDENTITY_NAMESPACE,
     ForbiddenObject,
     Grants,
     Identity,
     Mode,
+    addon_namespace_problems,
+    addon_release,
     addons_allowed,
     affected_namespaces,
     cluster_granted,
@@ -107,8 +110,78 @@ def test_admin_namespace_and_open_mode_are_unrestricted(namespace: str, mode: Mo
     assert helm_identity(grants) is None
 
 
-def test_tenants_act_as_their_own_identity() -> None:
-    assert helm_identity(a()) == Identity("herd:tenant:team-a", ("herd:tenants",))
+def test_tenants_act_as_their_own_service_account() -> None:
+    # No group: the API server adds system:serviceaccounts(:herd-tenants) itself, and
+    # Rancher's proxy would refuse an impersonated group.
+    assert helm_identity(a()) == Identity("system:serviceaccount:herd-tenants:tenant-team-a")
+    assert helm_identity(a()) != helm_identity(B)
+
+
+# ---------------------------------------------------------------------------------------
+# Reserved namespaces: the tenants' identities, the add-ons
+
+ADDON_NAMESPACES = ("suse-observability", "cattle-neuvector-system")
+
+
+def everything(addons: bool) -> Grants:
+    """A grant whose globs match every namespace."""
+    wide = grant("wide", "team-w", targetNamespaces=["*", "herd-*"], addons=addons)
+    return grants_for("team-w", [wide], admin_namespace=ADMIN, addon_namespaces=ADDON_NAMESPACES)
+
+
+@pytest.mark.parametrize("addons", [False, True])
+@pytest.mark.parametrize("namespace", [IDENTITY_NAMESPACE, *ADDON_NAMESPACES])
+def test_reserved_namespaces_are_refused_whatever_the_globs(addons: bool, namespace: str) -> None:
+    grants = everything(addons)
+    assert namespace_allowed(grants, "team-w") and namespace_allowed(grants, "herd-other")
+    assert not namespace_allowed(grants, namespace)
+    assert not namespace_allowed(grants.on_cluster(cluster("c-1", env="staging")), namespace)
+    manifest = (
+        f"kind: ServiceAccount\napiVersion: v1\nmetadata: {{name: x, namespace: {namespace}}}"
+    )
+    assert forbidden_objects(grants, manifest, "team-w", ()) == [
+        ForbiddenObject("ServiceAccount", "x", namespace)
+    ]
+    (problem,) = spec_problems(grants, spec({"name": "web", "namespace": namespace}))
+    assert problem.field == "spec.charts[0].namespace"
+    assert "no tenant may use it" in problem.message
+
+
+def test_unrestricted_grants_reserve_nothing() -> None:
+    admin = grants_for(ADMIN, [], admin_namespace=ADMIN, addon_namespaces=ADDON_NAMESPACES)
+    assert namespace_allowed(admin, IDENTITY_NAMESPACE)
+    assert namespace_allowed(admin, "suse-observability")
+    assert not addon_release(admin, "suse-observability")
+
+
+def insights(namespace: str = "suse-observability") -> ChartSpec:
+    return ChartSpec(
+        name="herd-insights",
+        repo="https://bundled.herd.invalid/charts",
+        version="0.1.0",
+        namespace=namespace,
+        release_name="herd-insights-web-abc123",
+    )
+
+
+def test_dashboards_need_addons_not_target_namespaces() -> None:
+    granted = everything(addons=True)
+    assert addon_namespace_problems(granted, [insights()]) == []
+    assert addon_release(granted, "suse-observability")
+    assert not addon_release(granted, "team-w")
+    (problem,) = addon_namespace_problems(everything(addons=False), [insights()])
+    assert problem.field == "spec.observability"
+    assert "addons: true" in problem.message
+    (problem,) = addon_namespace_problems(granted, [insights("team-w")])
+    assert "did not know as an add-on namespace" in problem.message
+
+
+def test_observability_for_a_granted_tenant_passes_the_spec_checks() -> None:
+    granted = everything(addons=True)
+    stack = spec({"name": "web", "namespace": "team-w"}, observability=True, security="enabled")
+    assert spec_problems(granted, stack) == []
+    refused = spec_problems(everything(addons=False), stack)
+    assert [p.field for p in refused] == ["spec.security", "spec.observability"]
 
 
 # ---------------------------------------------------------------------------------------

@@ -309,9 +309,11 @@ class ClusterHelm:
         # flags: put it first ourselves.
         self._command = env.command()
         self._flags = [f"--kubeconfig={kubeconfig}"]
-        # A tenant Stack's helm acts as the tenant identity (`herd.tenancy.helm_identity`):
-        # the downstream API server enforces the RBAC Herd provisioned from the grants. It
-        # may not create namespaces: Herd creates the allowed ones beforehand.
+        # A tenant Stack's helm acts as the tenant's ServiceAccount
+        # (`herd.tenancy.helm_identity`): the downstream API server enforces the RBAC Herd
+        # provisioned from the grants. It may not create namespaces: Herd creates the allowed
+        # ones beforehand. A ServiceAccount has no --kube-as-group: the API server adds its
+        # groups (and Rancher's proxy would refuse any other group).
         self.identity = identity
         if identity is not None:
             self._flags.append(f"--kube-as-user={identity.user}")

@@ -7,12 +7,15 @@ plain functions of it, table-tested in `tests/test_tenancy.py`:
   label semantics as `herd.clusters.targets`)? A cluster that is not granted is left untouched
   and reported with the reason `NOT_GRANTED`.
 - `namespace_allowed`: may a release (or one of its objects) live in this downstream
-  namespace (`targetNamespaces` globs, fnmatch semantics)?
+  namespace (`targetNamespaces` globs, fnmatch semantics)? Never `IDENTITY_NAMESPACE` nor an
+  add-on namespace, whatever the globs say (`reserved_reason`).
 - `addons_allowed`, `cluster_scoped_allowed`: the two switches of a grant.
 - `spec_problems`: the spec-level checks, as `Problem`s naming the field and the grants.
 - `forbidden_objects`: the render check of one release's manifest.
-- `helm_identity`: who helm acts as in a downstream cluster (`herd.clusters.tenant_rbac`
-  provisions that identity's RBAC there).
+- `helm_identity`: who helm acts as in a downstream cluster: the tenant's ServiceAccount
+  `system:serviceaccount:herd-tenants:tenant-<namespace>` (`herd.clusters.tenant_rbac`
+  provisions it and its RBAC there). `addon_release`: which of a Stack's own releases are
+  Herd's add-on releases, deployed with the kubeconfig's identity instead.
 
 Stacks in the controller's own namespace (`HERD_NAMESPACE`) are admin Stacks and need no grant;
 `open` mode (`HERD_TENANCY=open`) grants everything to everyone. Both give an unrestricted
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -44,8 +47,10 @@ from herd.sources import secret_names
 NOT_GRANTED = "NotGranted"
 """Row state and Stack reason for a cluster (or a whole Stack) no grant covers."""
 
-TENANT_USER_PREFIX = "herd:tenant:"
-TENANT_GROUP = "herd:tenants"
+IDENTITY_NAMESPACE = "herd-tenants"
+"""The downstream namespace of the tenants' ServiceAccounts. No tenant may use it: whoever may
+create tokens or pods there can act as every tenant."""
+SERVICE_ACCOUNT_PREFIX = "tenant-"
 
 
 class Mode(enum.StrEnum):
@@ -67,6 +72,9 @@ class Grants:
     grants: tuple[tuple[str, ClusterGrantSpec], ...] = ()
     unrestricted: bool = False
     admin: bool = False  # the controller's own namespace: reads values.from as the controller
+    # Downstream namespaces of the add-ons (NeuVector, the observability agent, Herd's
+    # dashboards beside it): only Herd's add-on releases go there, never a tenant's charts.
+    addon_namespaces: frozenset[str] = frozenset()
 
     @property
     def names(self) -> list[str]:
@@ -86,7 +94,7 @@ class Grants:
         if self.unrestricted:
             return self
         kept = tuple((n, s) for n, s in self.grants if _covers(s, cluster))
-        return Grants(self.namespace, kept)
+        return replace(self, grants=kept)
 
     def _specs(self) -> Iterator[ClusterGrantSpec]:
         return (spec for _, spec in self.grants)
@@ -98,8 +106,12 @@ def grants_for(
     *,
     admin_namespace: str,
     mode: Mode = Mode.GRANTS,
+    addon_namespaces: Iterable[str] = (),
 ) -> Grants:
-    """The union of `grants` that name `namespace` (all when it is the admin namespace or open)."""
+    """The union of `grants` that name `namespace` (all when it is the admin namespace or open).
+
+    `addon_namespaces`: where the add-on releases go downstream (`AddonCatalog.namespaces`).
+    """
     if namespace == admin_namespace:
         return Grants(namespace, unrestricted=True, admin=True)
     if mode is Mode.OPEN:
@@ -108,7 +120,7 @@ def grants_for(
         ((grant.name, grant.spec) for grant in grants if namespace in grant.spec.namespaces),
         key=lambda pair: pair[0],
     )
-    return Grants(namespace, tuple(mine))
+    return Grants(namespace, tuple(mine), addon_namespaces=frozenset(addon_namespaces))
 
 
 def parse_grants(bodies: Iterable[Mapping[str, Any]]) -> tuple[list[ClusterGrant], list[str]]:
@@ -149,12 +161,33 @@ def cluster_granted(grants: Grants, cluster: Cluster) -> bool:
 
 
 def namespace_allowed(grants: Grants, namespace: str) -> bool:
-    """True when a `targetNamespaces` glob of some grant matches the downstream namespace."""
-    return grants.unrestricted or any(
+    """True when a `targetNamespaces` glob of some grant matches the downstream namespace,
+    and the namespace is not reserved (`reserved_reason`)."""
+    if grants.unrestricted:
+        return True
+    return not reserved_reason(grants, namespace) and any(
         fnmatchcase(namespace, pattern)
         for spec in grants._specs()
         for pattern in spec.target_namespaces
     )
+
+
+def reserved_reason(grants: Grants, namespace: str) -> str:
+    """Why no tenant may use this downstream namespace, whatever its grants' globs say; "".
+
+    - `IDENTITY_NAMESPACE` holds every tenant's ServiceAccount: a tenant with rights there
+      could mint a token for another tenant's.
+    - The add-on namespaces hold the shared add-ons (and their Secrets: the agent's API
+      key) and Herd's dashboards; Herd deploys those with the kubeconfig's identity, so a
+      tenant needs no rights there, even with `addons: true`, and gets none.
+    """
+    if grants.unrestricted:
+        return ""
+    if namespace == IDENTITY_NAMESPACE:
+        return f"namespace {namespace!r} holds Herd's tenant identities"
+    if namespace in grants.addon_namespaces:
+        return f"namespace {namespace!r} is an add-on namespace, where only Herd's add-ons go"
+    return ""
 
 
 def addons_allowed(grants: Grants) -> bool:
@@ -187,20 +220,42 @@ def granted_clusters(
 
 
 def addon_namespace_problems(grants: Grants | None, charts: Sequence[ChartSpec]) -> list[Problem]:
-    """Charts of the Stack's own that an add-on brings (Herd's dashboards and alerts) go
-    where the grants allow, like the Stack's charts; each refusal names the add-on field."""
+    """Charts of the Stack's own that an add-on brings (Herd's dashboards and alerts, beside
+    the agent) need `addons: true`, like the add-on itself; `targetNamespaces` do not matter
+    (`addon_release`). Each refusal names the add-on field."""
     if grants is None or grants.unrestricted:
         return []
-    return [
-        Problem(
-            "spec.observability",
-            f"Herd's dashboards and alerts (release {c.release}) go to namespace "
-            f"{c.namespace!r} beside the agent, which is not in the targetNamespaces of "
-            f"{grants.describe()}",
+    problems = []
+    for chart in charts:
+        if not addons_allowed(grants):
+            why = f"need a ClusterGrant with addons: true ({grants.describe()})"
+        elif chart.namespace not in grants.addon_namespaces:
+            # Only when the add-on configuration changed between reading the grants and
+            # planning: the next pass reads both again.
+            why = "go to a namespace Herd did not know as an add-on namespace"
+        else:
+            continue
+        problems.append(
+            Problem(
+                "spec.observability",
+                f"Herd's dashboards and alerts (release {chart.release}, namespace "
+                f"{chart.namespace!r}) {why}",
+            )
         )
-        for c in charts
-        if not namespace_allowed(grants, c.namespace)
-    ]
+    return problems
+
+
+def addon_release(grants: Grants, namespace: str) -> bool:
+    """True when a bounded Stack's own release in `namespace` is an add-on release of Herd's
+    (its dashboards and alerts), deployed with the kubeconfig's identity, not the tenant's.
+
+    Only Herd's charts can be there: `namespace_allowed` refuses the add-on namespaces to the
+    tenant's own charts, so this never lets a tenant chart run as admin. The chart is Herd's
+    (bundled), its values are Herd's (the Stack's name and chart namespaces), and its release
+    data sits where no tenant may write; giving the tenant rights there instead would give it
+    the add-ons' Secrets (helm's release storage needs `list` on Secrets).
+    """
+    return not grants.unrestricted and namespace in grants.addon_namespaces
 
 
 def spec_problems(
@@ -217,13 +272,14 @@ def spec_problems(
     problems: list[Problem] = []
     for i, chart in enumerate(spec.charts):
         if not namespace_allowed(grants, chart.namespace):
-            problems.append(
-                Problem(
-                    f"spec.charts[{i}].namespace",
-                    f"namespace {chart.namespace!r} is not in the targetNamespaces of "
-                    f"{grants.describe()}",
-                )
+            reserved = reserved_reason(grants, chart.namespace)
+            why = (
+                f"{reserved}: no tenant may use it ({grants.describe()})"
+                if reserved
+                else f"namespace {chart.namespace!r} is not in the targetNamespaces of "
+                f"{grants.describe()}"
             )
+            problems.append(Problem(f"spec.charts[{i}].namespace", why))
     if not addons_allowed(grants):
         for field, toggle in (("security", spec.security), ("observability", spec.observability)):
             if toggle is Toggle.ENABLED:
@@ -349,15 +405,29 @@ def _cluster_scoped_crd_kinds(objects: Iterable[dict[str, Any]]) -> set[str]:
 
 @dataclass(frozen=True)
 class Identity:
-    """Who helm impersonates in a downstream cluster (`--kube-as-user`, `--kube-as-group`)."""
+    """Who helm impersonates in a downstream cluster (`--kube-as-user`, `--kube-as-group`).
+
+    A ServiceAccount needs no group: the API server adds `system:serviceaccounts`,
+    `system:serviceaccounts:<its namespace>` and `system:authenticated` itself.
+    """
 
     user: str
-    groups: tuple[str, ...]
+    groups: tuple[str, ...] = ()
+
+
+def service_account_name(namespace: str) -> str:
+    """`tenant-<namespace>`: the tenant's ServiceAccount in `IDENTITY_NAMESPACE`."""
+    return f"{SERVICE_ACCOUNT_PREFIX}{namespace}"
 
 
 def tenant_identity(namespace: str) -> Identity:
-    """`herd:tenant:<namespace>` in group `herd:tenants`: the identity of one tenant namespace."""
-    return Identity(f"{TENANT_USER_PREFIX}{namespace}", (TENANT_GROUP,))
+    """`system:serviceaccount:herd-tenants:tenant-<namespace>`: one tenant namespace's identity.
+
+    A ServiceAccount, not a made-up user, so that it works the same through Rancher's cluster
+    proxy, which impersonates only its own Users or ServiceAccounts (for which it mints a
+    token downstream).
+    """
+    return Identity(f"system:serviceaccount:{IDENTITY_NAMESPACE}:{service_account_name(namespace)}")
 
 
 def helm_identity(grants: Grants) -> Identity | None:

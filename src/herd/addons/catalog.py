@@ -47,7 +47,9 @@ from kubernetes.client.exceptions import ApiException
 from herd.addons.agentname import agent_cluster_name
 from herd.addons.config import (
     AGENT,
+    AGENT_DEFAULTS,
     NEUVECTOR,
+    NEUVECTOR_DEFAULTS,
     AddonConfigError,
     AddonsConfig,
     Credentials,
@@ -160,6 +162,17 @@ class AddonCatalog:
             return
         self._unavailable = ""
         self._config, self._credentials, self._problem = outcome
+
+    async def namespaces(self) -> frozenset[str]:
+        """Every downstream namespace an add-on release may go to: the defaults' and the
+        configuration's (read once first if it never was), for `herd.tenancy.grants_for`,
+        which keeps tenants out of them."""
+        if self._config is None:
+            await self.refresh()
+        found = {str(NEUVECTOR_DEFAULTS["namespace"]), str(AGENT_DEFAULTS["namespace"])}
+        if self._config is not None:
+            found |= {self._config.neuvector.namespace, self._config.agent.namespace}
+        return frozenset(found)
 
     def charts(self, spec: StackSpec) -> list[ChartSpec]:
         """The add-on charts `spec` enables, NeuVector first."""

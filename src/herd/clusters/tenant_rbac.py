@@ -1,31 +1,39 @@
-"""The RBAC a tenant's helm identity gets in a downstream cluster, and applying it there.
+"""The identity a tenant's helm acts as in a downstream cluster, its RBAC, and applying them.
 
-Defence in depth for `herd.tenancy`: helm deploys a non-admin Stack's releases as the tenant
-identity (`--kube-as-user herd:tenant:<namespace> --kube-as-group herd:tenants`), so the
-downstream API server itself refuses what the namespace's grants do not allow, including
-what the render check cannot see (a hook's own API calls, a lookup, a CRD's conversion...).
+Defence in depth for `herd.tenancy`: helm deploys a non-admin Stack's releases as the tenant's
+ServiceAccount (`--kube-as-user=system:serviceaccount:herd-tenants:tenant-<namespace>`, no
+`--kube-as-group`: the API server adds the ServiceAccount groups), so the downstream API
+server itself refuses what the namespace's grants do not allow, including what the render
+check cannot see (a hook's own API calls, a lookup, a CRD's conversion...). A ServiceAccount,
+unlike a made-up user, can also be impersonated through Rancher's cluster proxy.
 
-What Herd provisions for tenant namespace N (all labelled `herd.suse.com/tenant: N`,
-applied server-side with field manager `herd`, as the kubeconfig's admin identity):
+What Herd provisions for tenant namespace N (applied server-side with field manager `herd`,
+as the kubeconfig's admin identity; all but the shared namespace labelled
+`herd.suse.com/tenant: N`):
 
+- the namespace `herd-tenants` (`herd.tenancy.IDENTITY_NAMESPACE`, shared by all tenants, no
+  tenant is ever bound there) and in it the ServiceAccount `tenant-N`
+  (`automountServiceAccountToken: false`; Herd never reads a token of it, it impersonates it);
 - every chart namespace of N's Stacks that the grants allow and that is missing (Herd creates
   it, so helm runs without `--create-namespace`, which would need a cluster-wide right);
 - in every allowed namespace that exists, a RoleBinding `herd-tenant-N` of the built-in
-  `admin` ClusterRole to user `herd:tenant:N` (namespace-local: no Namespaces, CRDs or
+  `admin` ClusterRole to that ServiceAccount (namespace-local: no Namespaces, CRDs or
   ClusterRoles);
 - only when a grant has `clusterScopedResources: true`: a ClusterRole and ClusterRoleBinding
   `herd:tenant:N:cluster-scoped` with every verb on every cluster-scoped resource the
   cluster's discovery lists (which includes ClusterRoleBindings: such a tenant is trusted
   with the cluster).
 
-The group `herd:tenants` is bound to nothing here; it lets a cluster admin give every tenant
-something at once. RBAC of N that the grants no longer call for (a namespace or the
-cluster-scoped switch revoked) is deleted on the next apply; namespaces are never deleted.
+RBAC of N that the grants no longer call for (a namespace or the cluster-scoped switch
+revoked, a namespace now reserved) is deleted on the next apply; namespaces are never deleted.
+Upgrading from the old scheme (user `herd:tenant:N`, group `herd:tenants`): its bindings have
+the same names and label, so the apply gives them the ServiceAccount as their only subject,
+and the ones no longer wanted are deleted like any other.
 
 `tenant_rbac_objects` decides (pure, table-tested in `tests/test_tenant_rbac.py`);
 `discover_scope`, `list_namespaces`, `apply_tenant_rbac` and `provision` talk to the cluster
-(blocking: run them in a worker thread). Callers: the engine, per downstream cluster and
-tenant, before the first helm call of a pass.
+(blocking: run them in a worker thread). Callers: `herd.rollout.tenants`, per downstream
+cluster and tenant, before the first helm call of a pass.
 """
 
 from __future__ import annotations
@@ -41,10 +49,11 @@ from kubernetes.client.exceptions import ApiException
 from herd.clusters.kube import API_ERRORS, NOT_FOUND, api_error_summary, read_json
 from herd.errors import TransientError
 from herd.tenancy import (
+    IDENTITY_NAMESPACE,
     Grants,
     cluster_scoped_allowed,
     namespace_allowed,
-    tenant_identity,
+    service_account_name,
 )
 
 FIELD_MANAGER = "herd"
@@ -86,9 +95,10 @@ def tenant_rbac_objects(
 ) -> list[Object]:
     """The objects to apply in one downstream cluster for `grants` (use `grants.on_cluster`).
 
-    Namespaces first (only those of `create_namespaces` that are allowed and missing), then
-    a RoleBinding per allowed namespace that exists or is created, then the cluster-scoped
-    ClusterRole and its binding when granted. [] for unrestricted grants (admin, open).
+    The identity first (namespace `herd-tenants`, the tenant's ServiceAccount), then the
+    namespaces of `create_namespaces` that are allowed and missing, a RoleBinding per allowed
+    namespace that exists or is created, and the cluster-scoped ClusterRole and its binding
+    when granted. [] for unrestricted grants (admin, open).
     """
     if grants.unrestricted:
         return []
@@ -103,11 +113,12 @@ def tenant_rbac_objects(
         ns for ns in set(existing_namespaces) | set(created) if namespace_allowed(grants, ns)
     )
     subject = {
-        "kind": "User",
-        "apiGroup": "rbac.authorization.k8s.io",
-        "name": tenant_identity(tenant).user,
+        "kind": "ServiceAccount",
+        "name": service_account_name(tenant),
+        "namespace": IDENTITY_NAMESPACE,
     }
-    objects: list[Object] = [
+    objects: list[Object] = identity_objects(tenant)
+    objects += [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in created
     ]
     objects += [
@@ -148,6 +159,30 @@ def tenant_rbac_objects(
             }
         )
     return objects
+
+
+def identity_objects(tenant: str) -> list[Object]:
+    """The namespace `herd-tenants` and the tenant's ServiceAccount in it."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": IDENTITY_NAMESPACE,
+                "labels": {"app.kubernetes.io/managed-by": "herd"},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {
+                "name": service_account_name(tenant),
+                "namespace": IDENTITY_NAMESPACE,
+                "labels": {TENANT_LABEL: tenant, "app.kubernetes.io/managed-by": "herd"},
+            },
+            "automountServiceAccountToken": False,
+        },
+    ]
 
 
 def _rules(resources: Iterable[tuple[str, str]]) -> list[Object]:
@@ -262,6 +297,9 @@ def _apply(api: client.ApiClient, obj: Object) -> None:
     options = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": _APPLY}
     calls: dict[str, Callable[[], Object]] = {
         "Namespace": lambda: read_json(core.patch_namespace, name, obj, **options),
+        "ServiceAccount": lambda: read_json(
+            core.patch_namespaced_service_account, name, namespace, obj, **options
+        ),
         "RoleBinding": lambda: read_json(
             rbac.patch_namespaced_role_binding, name, namespace, obj, **options
         ),

@@ -176,7 +176,10 @@ class Runtime:
         if config.tenancy is Mode.OPEN or namespace == config.namespace:
             return grants_for(namespace, [], admin_namespace=config.namespace, mode=config.tenancy)
         found, _ = await asyncio.to_thread(list_grants, self.api)
-        return grants_for(namespace, found, admin_namespace=config.namespace)
+        addons = await self.addons.namespaces()  # reserved: no tenant chart goes there
+        return grants_for(
+            namespace, found, admin_namespace=config.namespace, addon_namespaces=addons
+        )
 
     async def _watch_grants(self, logger: logging.Logger) -> None:
         """Wake the Stacks of every namespace whose grants changed since the last poll."""

@@ -10,12 +10,12 @@ them (`Established`, as helm waits for the CRDs it creates), then helm runs with
 `--skip-crds`.
 
 The apply acts as the identity the release's helm uses on that cluster: the kubeconfig's,
-or for a tenant Stack its impersonated `herd:tenant:<namespace>` identity, which may write
-CRDs only when a ClusterGrant gives it `clusterScopedResources: true` (the render check
-refuses the chart before that; the downstream RBAC answers 403 otherwise). Every failure
-is that release's `HelmFailure`, naming the CRD and its file: a chart whose crds/ holds
-something else, a forbidden or invalid CRD (permanent), an API server that does not answer
-(transient). Nothing else is touched: no other release, no other cluster.
+or for a tenant Stack its impersonated ServiceAccount (`herd.tenancy.tenant_identity`),
+which may write CRDs only when a ClusterGrant gives it `clusterScopedResources: true` (the
+render check refuses the chart before that; the downstream RBAC answers 403 otherwise).
+Every failure is that release's `HelmFailure`, naming the CRD and its file: a chart whose
+crds/ holds something else, a forbidden or invalid CRD (permanent), an API server that does
+not answer (transient). Nothing else is touched: no other release, no other cluster.
 
 Callers: `herd.rollout.actions`.
 """

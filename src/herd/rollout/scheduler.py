@@ -53,7 +53,7 @@ from herd.rollout.actions import ReleaseActions, Settings
 from herd.rollout.admission import Admission
 from herd.rollout.gates import DEFAULT_LIMITS, Gates
 from herd.rollout.tenants import RenderCheck, TenantClusters
-from herd.tenancy import Grants, helm_identity, namespace_allowed
+from herd.tenancy import Grants, addon_release, helm_identity, namespace_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +218,12 @@ class Rollout:
         grants = target.grants
 
         def allowed(namespace: str) -> bool:
-            return grants is None or namespace_allowed(grants, namespace)
+            # Herd's own add-on release of the Stack (its dashboards) is removed as admin.
+            return (
+                grants is None
+                or namespace_allowed(grants, namespace)
+                or addon_release(grants, namespace)
+            )
 
         return leftovers(
             observed.values(),
@@ -387,8 +392,14 @@ class Rollout:
             async with asyncio.TaskGroup() as group:  # actions never raise: no sibling is lost
                 for o in (o for o in removable if o.wave == level):
                     revision = recorded.get(release_id(o.namespace, o.name))
+                    as_tenant = check is None or check.runs_as_tenant(o.namespace)
                     group.create_task(
-                        self._actions.remove(tenant or helm, o, recorded=revision, check=check)
+                        self._actions.remove(
+                            (tenant or helm) if as_tenant else helm,
+                            o,
+                            recorded=revision,
+                            check=check if as_tenant else None,
+                        )
                     )
 
     async def _kept(self, key: ReleaseKey, o: ObservedRelease, why: LeftoverDecision) -> None:
@@ -423,7 +434,9 @@ class Rollout:
                     )
                     return
                 found = observed.get((release.key.namespace, release.key.name))
-                if release.owner is None and tenant is not None:
+                # The Stack's add-on releases (its dashboards) keep the kubeconfig's identity.
+                as_tenant = check is None or check.runs_as_tenant(release.key.namespace)
+                if release.owner is None and tenant is not None and as_tenant:
                     await self._actions.converge(tenant, release, found, check)
                 else:
                     await self._actions.converge(helm, release, found)

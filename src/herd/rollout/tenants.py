@@ -10,7 +10,10 @@ grants covering the cluster, a chart namespace not ensured yet) or after `REFRES
 so a pass with nothing new makes no RBAC call and starts no helm process.
 
 `RenderCheck.problems` is the render check of one release (`herd.tenancy.forbidden_objects`
-over `helm template`), run just before an install or upgrade.
+over `helm template`), run just before an install or upgrade. `RenderCheck.runs_as_tenant`
+says which helm a Stack's own release goes through: the tenant's, except Herd's add-on
+releases of the Stack (its dashboards, in the agent's namespace: `herd.tenancy.addon_release`),
+which keep the kubeconfig's identity like the shared add-ons.
 
 Callers: `herd.rollout.scheduler` (prepare), `herd.rollout.actions` (the check).
 """
@@ -26,7 +29,7 @@ from pathlib import Path
 
 from herd.clusters.kube import api_client_from_kubeconfig
 from herd.clusters.tenant_rbac import provision
-from herd.tenancy import Grants, describe_forbidden, forbidden_objects
+from herd.tenancy import Grants, addon_release, describe_forbidden, forbidden_objects
 
 REFRESH_SECONDS = 600.0  # discovery and RBAC redone at least this often (new CRDs, deleted ns)
 
@@ -42,6 +45,11 @@ class RenderCheck:
         """The release's failure message when the manifest is not allowed, else ""."""
         found = forbidden_objects(self.grants, manifest, namespace, self.cluster_scoped)
         return describe_forbidden(self.grants, found) if found else ""
+
+    def runs_as_tenant(self, namespace: str) -> bool:
+        """False for the Stack's add-on releases (`herd.tenancy.addon_release`): they are
+        deployed, and removed, with the kubeconfig's identity and no render check."""
+        return not addon_release(self.grants, namespace)
 
 
 class TenantClusters:
@@ -89,5 +97,9 @@ def _provision(kubeconfig: Path, grants: Grants, namespaces: list[str]) -> froze
 
 def _fingerprint(grants: Grants) -> str:
     return json.dumps(
-        [[name, spec.model_dump(mode="json")] for name, spec in grants.grants], sort_keys=True
+        [
+            [[name, spec.model_dump(mode="json")] for name, spec in grants.grants],
+            sorted(grants.addon_namespaces),  # newly reserved: its RoleBinding goes
+        ],
+        sort_keys=True,
     )
