@@ -26,10 +26,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 
 from herd.api.v1 import ChartSpec, SkippedCluster, Stack, StackSpec, Toggle
+from herd.bundled import BUNDLED_REPO
 from herd.clusters.model import Cluster, ClusterUnavailable
 from herd.clusters.targets import resolve_targets
+from herd.egress import EgressPolicy
+from herd.egress_guard import RepoGuard
 from herd.engine_types import (
     AddOns,
     Inventory,
@@ -75,6 +79,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_NOT_PULLED = frozenset({BUNDLED_REPO})
 
 
 class Engine:
@@ -90,8 +95,10 @@ class Engine:
         manager: str = "operator",
         stuck_seconds: float = DEFAULT_STUCK_SECONDS,
         sources: SourcesReader | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self._sources = sources
+        self._egress = egress  # the deny list for bounded Stacks' repositories (`herd.egress`)
         self._inventory = inventory
         self._env = env
         self._limits = limits
@@ -203,6 +210,9 @@ class Engine:
         """
         result, reachable, departed = await self._resolve(stack, previous_targets, grants)
         settings = self._settings(stack.namespace, stack.name, force, held)
+        if self._egress is not None and grants is not None and not grants.unrestricted:
+            guard = RepoGuard.for_charts(self._egress, stack.spec.charts, skip=_NOT_PULLED)
+            settings = replace(settings, guard=guard)
         # A cluster not granted is not contacted: what it holds stays as the record says.
         holding = {s.cluster_id for s in result.skipped if s.cluster_id not in result.denied}
         spec = stack.spec

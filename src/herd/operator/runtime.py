@@ -34,6 +34,8 @@ from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.clusters.model import Cluster
 from herd.clusters.sources import ClusterSource, RancherSource, SecretSource
 from herd.credentials import KubeSourcesReader
+from herd.egress import EgressPolicy
+from herd.egress_guard import api_server_endpoint
 from herd.engine import Engine
 from herd.errors import HerdError
 from herd.helm import HelmEnvironment
@@ -103,6 +105,7 @@ class Runtime:
             gates=self.gates,
             manager="operator",
             stuck_seconds=config.stuck_seconds,
+            egress=_egress(config, api),
         )
         self.index = TargetIndex()
         self.fleet = metrics.Fleet()
@@ -340,6 +343,12 @@ class Runtime:
 
 
 _APPROVE_PATH = APPROVE_ANNOTATION.replace("~", "~0").replace("/", "~1")
+
+
+def _egress(config: OperatorConfig, api: client.ApiClient) -> EgressPolicy:
+    """The deny list for tenant repositories, with this controller's own API server."""
+    server = api_server_endpoint(str(api.configuration.host or ""))
+    return config.egress.with_api_servers([server] if server else [])
 
 
 def _body(grant: ClusterGrant | None) -> dict[str, Any] | None:
