@@ -82,7 +82,9 @@ class Runtime:
         # One fixed directory per controller (C5), emptied at start: what a crashed run
         # left there (admin kubeconfigs among it) goes. HERD_SHARD is the HA part's field.
         self.workdir = workdir or prepare(config.work_directory())
-        self.store = KubeconfigStore(api, self.workdir / "kubeconfigs")
+        self.store = KubeconfigStore(
+            api, self.workdir / "kubeconfigs", allow_exec=config.allow_exec_kubeconfigs
+        )
         self.inventory = Inventory(sources, self.store)
         self.env = HelmEnvironment(self.workdir / "helm")
         self.addons = addons or AddonCatalog.from_cluster(
