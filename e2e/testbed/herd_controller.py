@@ -135,6 +135,7 @@ class Controller:
     settings: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    also_watch: tuple[str, ...] = ()  # more namespaces (tenants beside the admin one)
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -178,7 +179,13 @@ class Controller:
             out.write(f"\n=== start {self.starts + 1} at {time.time():.3f}\n".encode())
             out.flush()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "herd", "operator", "--namespace", self.watch_namespace],
+                [
+                    sys.executable,
+                    "-m",
+                    "herd",
+                    "operator",
+                    *(f"--namespace={ns}" for ns in (self.watch_namespace, *self.also_watch)),
+                ],
                 env=self.environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
