@@ -384,6 +384,14 @@ def test_the_api_server_refuses_the_controller_a_binding_in_kube_system(
     assert done.returncode != 0
     assert "herd-impersonation-bindings" in done.stderr, done.stderr
     assert can_i(management, "impersonate", "serviceaccounts", "kube-system") == "no"
+    # Nor may it delete a RoleBinding that is not one of its own.
+    deleted = subprocess.run(
+        ["kubectl", "--kubeconfig", str(management.kubeconfig), "--as", CONTROLLER,
+         "delete", "rolebinding", "read-values", "-n", TENANT],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert deleted.returncode != 0
+    assert "herd-impersonation-bindings" in deleted.stderr, deleted.stderr
 
 
 # -- kubeconfigs that run programs -------------------------------------------------------
