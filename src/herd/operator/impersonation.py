@@ -132,4 +132,6 @@ async def keep_bindings(api: client.ApiClient, config: OperatorConfig, log: Any)
             log.warning("Cannot keep the impersonation RoleBindings: %s", error)
         except API_ERRORS as error:
             log.warning("Cannot keep the impersonation RoleBindings: %s", api_error_summary(error))
+        except Exception:  # a bug here must not end the loop for good
+            logger.exception("Unexpected error keeping the impersonation RoleBindings")
         await asyncio.sleep(config.fleet_seconds)
