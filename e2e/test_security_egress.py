@@ -20,14 +20,14 @@ import json
 import socket
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 
+from e2e.testbed import faults
 from e2e.testbed.chartrepo import ChartRepo, run_helm
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.herd_controller import (
@@ -35,6 +35,7 @@ from e2e.testbed.herd_controller import (
     kubectl,
     prepare_management,
     service_account_kubeconfig,
+    settled_stack,
 )
 
 CHARTS = Path(__file__).resolve().parent / "charts-tenancy"
@@ -45,18 +46,6 @@ CLUSTER = "eg-downstream"
 EXEC_CLUSTER = "eg-exec"
 CONTROLLER = "system:serviceaccount:herd-system:herd-controller"
 WAIT = 150.0
-T = TypeVar("T")
-
-
-def eventually(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
 class Listener:
@@ -255,19 +244,8 @@ def apply(management: BedCluster, body: dict[str, Any]) -> None:
 
 
 def settled(management: BedCluster, body: dict[str, Any]) -> dict[str, Any]:
-    """The Stack's status once its current generation's pass has ended."""
     meta = body["metadata"]
-
-    def probe() -> dict[str, Any] | None:
-        out = kubectl(management.kubeconfig, "get", "stack", meta["name"], "-n",
-                      meta["namespace"], "-o", "json")  # fmt: skip
-        found = json.loads(out)
-        current = found.get("status") or {}
-        done = current.get("phase") not in (None, "Pending", "Deploying")
-        fresh = current.get("observedGeneration") == found["metadata"]["generation"]
-        return current if done and fresh else None
-
-    return eventually(f"Stack {meta['namespace']}/{meta['name']} to settle", probe)
+    return settled_stack(management.kubeconfig, meta["namespace"], meta["name"], WAIT)
 
 
 def only_row(found: dict[str, Any]) -> dict[str, Any]:
@@ -355,7 +333,7 @@ def test_the_controller_may_impersonate_only_in_granted_namespaces(
                       namespace, "--ignore-not-found", "-o", "name")  # fmt: skip
         return bool(out.strip())
 
-    eventually("the RoleBinding in the granted namespace", lambda: bound(TENANT))
+    faults.eventually("the RoleBinding in the granted namespace", lambda: bound(TENANT), WAIT)
     assert can_i(management, "impersonate", "serviceaccounts", TENANT) == "yes"
     # The grant also names kube-system and herd-system: Herd never binds there.
     for namespace in ("kube-system", ADMIN_NS, "default"):
@@ -363,9 +341,9 @@ def test_the_controller_may_impersonate_only_in_granted_namespaces(
         assert can_i(management, "impersonate", "serviceaccounts", namespace) == "no"
     # A new grant adds its namespace; deleting it removes the RoleBinding again.
     apply(management, grant(OTHER, [OTHER]))
-    eventually("the RoleBinding of a new grant", lambda: bound(OTHER))
+    faults.eventually("the RoleBinding of a new grant", lambda: bound(OTHER), WAIT)
     kubectl(mgmt, "delete", "clustergrant", OTHER)
-    eventually("the RoleBinding of a deleted grant to go", lambda: not bound(OTHER))
+    faults.eventually("the RoleBinding of a deleted grant to go", lambda: not bound(OTHER), WAIT)
     assert can_i(management, "impersonate", "serviceaccounts", OTHER) == "no"
 
 
