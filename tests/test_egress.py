@@ -22,6 +22,7 @@ from herd.egress import (
 )
 from herd.egress_guard import RepoGuard
 from herd.failures import FailureKind, HelmFailure
+from herd.helm import ChartCache, HelmEnvironment
 from herd.operator.config import OperatorConfig
 
 LOOPBACK = "a loopback address"
@@ -171,3 +172,17 @@ async def test_guard_finds_the_api_server_by_name() -> None:
     guard = RepoGuard.for_charts(policy, [chart("a", "https://127.0.0.1:6443")])
     with pytest.raises(HelmFailure, match="API server"):
         await guard(chart("a", "https://127.0.0.1:6443"))
+
+
+async def test_the_chart_cache_asks_the_guard_before_any_pull() -> None:
+    env = HelmEnvironment()
+    refused = chart("bad", "http://127.0.0.1:1")
+    cache = ChartCache(env, guard=RepoGuard.for_charts(DEFAULT, [refused]))
+    try:
+        with pytest.raises(HelmFailure) as raised:
+            await cache.get(refused)
+        assert raised.value.kind is FailureKind.EGRESS_DENIED
+        assert cache._pulls == {}  # no helm pull was even started
+    finally:
+        cache.close()
+        env.close()

@@ -213,6 +213,8 @@ class ChartCache:
 
         A private `source` (`herd.sources`) is part of the key: a pull made with one
         Stack's credentials never serves another Stack's chart."""
+        if self._guard is not None:
+            await self._guard(chart)  # a refused repository is never contacted
         key = (chart.repo, chart.chart_name, chart.version, source.identity if source else "")
         if key not in self._pulls:
             self._pulls[key] = asyncio.ensure_future(self._pull(chart, source))
