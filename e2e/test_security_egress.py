@@ -295,8 +295,8 @@ def test_a_tenant_repository_on_a_denied_host_is_refused_without_contact(
     row = only_row(settled(management, body))
     assert row["status"] == "Failed", row
     message = row["message"]
-    assert message.startswith("spec.charts[0].repo: host "), message
-    assert rule in message and "nothing was contacted" in message, message
+    assert message.startswith("spec.charts[0].repo: not allowed for a tenant Stack, "), message
+    assert rule in message and "nothing contacted" in message, message
     for tell in ("refused", "timeout", "404", "x509", "EOF", "unreachable"):
         assert tell not in message, message
     assert listener.accepted == 0

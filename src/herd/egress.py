@@ -44,7 +44,7 @@ _FIXED: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("a loopback address", ("127.0.0.0/8", "::1/128")),
     ("the unspecified address", ("0.0.0.0/8", "::/128")),
 )
-CONFIGURED = "a denied range (HERD_EGRESS_DENY_CIDRS: the cluster's service and pod ranges)"
+CONFIGURED = "in HERD_EGRESS_DENY_CIDRS (the cluster's service and pod ranges)"
 _DEFAULT_PORTS = {"http": 80, "https": 443, "oci": 443}
 # A host as helm's Go URL parser and Python's agree on it: a DNS name or an IP literal.
 # Anything else (backslashes, percent-escapes, spaces) is refused rather than guessed at.
@@ -154,13 +154,14 @@ def literal_address(host: str) -> Address | None:
 
 
 def refusal_message(field_path: str, verdict: Verdict) -> str:
-    """The row message of a refused repository: the field, the host, the rules."""
+    """The row message of a refused repository: field and rule first (a row message is
+    clipped at 200 characters), then the host."""
     if verdict.problem or verdict.endpoint is None:
         return f"{field_path} {verdict.problem or 'has no host'}"
     return (
-        f"{field_path}: host {verdict.endpoint.host!r} is not allowed for a tenant Stack: it "
-        f"is {' and '.join(verdict.rules)} (Herd's egress deny list; nothing was contacted. "
-        "An admin may allow it with HERD_EGRESS_ALLOW_HOSTS)"
+        f"{field_path}: not allowed for a tenant Stack, nothing contacted: host "
+        f"{verdict.endpoint.host[:63]!r} is {' and '.join(verdict.rules)} "
+        "(admins may allow it: HERD_EGRESS_ALLOW_HOSTS)"
     )
 
 

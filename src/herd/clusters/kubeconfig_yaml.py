@@ -55,9 +55,8 @@ def refuse_plugins(document: dict[str, Any]) -> None:
     users = plugin_users(document)
     if users:
         raise InvalidKubeconfig(
-            "has a user with an exec or auth-provider entry, which would run a "
-            "program inside Herd: refused (an admin may allow it with "
-            "HERD_ALLOW_EXEC_KUBECONFIGS=true)"
+            "has an exec or auth-provider user, which would run a program in Herd: "
+            "refused unless HERD_ALLOW_EXEC_KUBECONFIGS=true"
         )
 
 
