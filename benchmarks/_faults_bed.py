@@ -32,6 +32,8 @@ SETTINGS = {
     "HERD_LEASE_SECONDS": "10",
     "HERD_STUCK_SECONDS": "10",
     "HERD_BACKOFF_MAX_SECONDS": "10",
+    # The bed's chart repository is on loopback, which tenant Stacks may not reach otherwise.
+    "HERD_EGRESS_ALLOW_CIDRS": "127.0.0.0/8,::1/128",
 }
 
 

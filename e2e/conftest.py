@@ -37,6 +37,11 @@ _E2E_DIR = Path(__file__).resolve().parent
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ["HERD_HELM"] = _lane_helm()
+    # The test bed's chart repositories and registries listen on loopback, which Herd's
+    # egress deny list refuses to tenant Stacks: every controller the suite starts (they
+    # inherit this environment) may reach loopback. e2e/test_security_egress.py runs its
+    # controller without this, allowing only its repository's host:port.
+    os.environ.setdefault("HERD_EGRESS_ALLOW_CIDRS", "127.0.0.0/8,::1/128")
 
 
 def _lane_helm() -> str:

@@ -35,6 +35,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -65,8 +66,12 @@ def demo_helm() -> str:
 CONTROLLERS = ("herd-controller-1", "herd-controller-2")  # leader and standby
 
 
-def start_controller(kubeconfig: Path, name: str) -> Path:
+def start_controller(kubeconfig: Path, name: str, repos: list[str]) -> Path:
     log = DEMO / "logs" / f"{name}.log"
+    # The demo's own repositories listen on loopback, which Herd refuses to tenant Stacks:
+    # allow exactly their host:port, so that any other loopback port (and the metadata
+    # address, the API server) stays refused as in a real install.
+    allowed = ",".join(urlsplit(url).netloc.rpartition("@")[2] for url in repos)
     env = {
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
@@ -80,6 +85,7 @@ def start_controller(kubeconfig: Path, name: str) -> Path:
         "HERD_SHUTDOWN_SECONDS": "8",
         # Helm 4, as the image ships it (the test bed builds it; HERD_HELM overrides).
         "HERD_HELM": demo_helm(),
+        "HERD_EGRESS_ALLOW_HOSTS": allowed,
     }
     controller = processes.ManagedProcess(
         name,
@@ -191,12 +197,14 @@ def main() -> int:
     run("kubectl", "--kubeconfig", management, "wait", "--for=condition=Established",
         "crd/clustergrants.herd.suse.com", "--timeout=60s")  # fmt: skip
     run("kubectl", "--kubeconfig", management, "apply", "-f", GRANT_FILE)
-    write_env(summary, start_private_sources(management))
+    private = start_private_sources(management)
+    write_env(summary, private)
+    repos = [summary["chart_repo_url"], private["oci_repo"], private["https_repo"]]
     subprocess.run(  # the Lease's namespace ("already exists" is fine)
         ["kubectl", "--kubeconfig", str(management), "create", "namespace", "herd-system"],
         capture_output=True, check=False,
     )  # fmt: skip
-    logs = [start_controller(management, name) for name in CONTROLLERS]
+    logs = [start_controller(management, name, repos) for name in CONTROLLERS]
     print(f"Herd controllers running, one leads, one stands by (logs: {', '.join(map(str, logs))})")
     print(f"Lease herd-system/herd-controller held by {wait_leader(management)}")
     stack = demo_stack(summary["chart_repo_url"])

@@ -165,3 +165,33 @@ def test_the_controller_account_may_hold_its_lease(management: BedCluster) -> No
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert denied.stdout.strip() == "no"
+
+
+def test_both_installs_impersonate_only_through_per_namespace_bindings_and_limit_egress() -> None:
+    plain = [d for f in sorted((ROOT / "install").glob("*.yaml"))
+             for d in yaml.safe_load_all(f.read_text()) if d]  # fmt: skip
+    for docs in (plain, render()):
+        roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterRole"}
+        impersonating = [
+            name
+            for name, role in roles.items()
+            for rule in role["rules"]
+            if "impersonate" in rule["verbs"]
+        ]
+        assert impersonating == ["herd-impersonate-serviceaccounts"]
+        bound = {d["roleRef"]["name"] for d in docs if d["kind"] == "ClusterRoleBinding"}
+        assert "herd-impersonate-serviceaccounts" not in bound
+        secrets = [
+            rule["verbs"]
+            for d in docs
+            if d["kind"] == "Role"
+            for rule in d["rules"]
+            if "secrets" in rule["resources"]
+        ]
+        assert secrets and all(set(verbs) == {"get", "list"} for verbs in secrets), secrets
+        (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+        assert policy["spec"]["policyTypes"] == ["Egress"]
+        blocks = [t["ipBlock"] for rule in policy["spec"]["egress"] for t in rule["to"]
+                  if "ipBlock" in t]  # fmt: skip
+        assert all("169.254.0.0/16" in b["except"] for b in blocks if b["cidr"] == "0.0.0.0/0")
+        assert [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]

@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 import yaml
 
-from herd.clusters.kubeconfig_yaml import InvalidKubeconfig, parse_kubeconfig, select_context
+from herd.clusters.kubeconfig_yaml import (
+    InvalidKubeconfig,
+    parse_kubeconfig,
+    plugin_users,
+    refuse_plugins,
+    select_context,
+)
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.clusters.model import Cluster, ClusterUnavailable, KubeconfigRef
 from herd.clusters.objects import rancher_cluster, secret_cluster
@@ -194,3 +200,28 @@ def test_secret_cluster(
         True,
     )
     assert cluster.kubeconfig == KubeconfigRef.secret("herd", "edge-1", key, "42")
+
+
+@pytest.mark.parametrize(
+    ("user", "refused"),
+    [
+        ({}, False),
+        ({"exec": {"command": "/bin/sh", "args": ["-c", "touch /tmp/x"]}}, True),
+        ({"auth-provider": {"name": "gcp", "config": {"cmd-path": "/bin/sh"}}}, True),
+        ({"exec": None}, False),  # an empty entry runs nothing
+    ],
+)
+def test_plugin_users_are_refused_without_naming_content(
+    user: dict[str, Any], refused: bool
+) -> None:
+    document = kubeconfig("a", current="a")
+    document["users"][0]["user"].update(user)
+    assert plugin_users(document) == (["u"] if refused else [])
+    if not refused:
+        refuse_plugins(document)
+        return
+    with pytest.raises(InvalidKubeconfig) as raised:
+        refuse_plugins(document)
+    assert "exec or auth-provider" in str(raised.value)
+    assert "HERD_ALLOW_EXEC_KUBECONFIGS" in str(raised.value)
+    assert SECRET not in str(raised.value) and "/bin/sh" not in str(raised.value)

@@ -31,10 +31,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 
 from herd.api.v1 import ChartSpec, SkippedCluster, Stack, StackSpec, Toggle
+from herd.bundled import BUNDLED_REPO
 from herd.clusters.model import Cluster
 from herd.clusters.targets import resolve_targets
+from herd.egress import EgressPolicy
+from herd.egress_guard import RepoGuard
 from herd.engine_owned import save_record, stack_ref
 from herd.engine_targets import KEPT_MESSAGE, kubeconfig_targets, not_granted_rows
 from herd.engine_types import (
@@ -84,6 +88,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_NOT_PULLED = frozenset({BUNDLED_REPO})
 
 
 class Engine:
@@ -100,9 +105,11 @@ class Engine:
         stuck_seconds: float = DEFAULT_STUCK_SECONDS,
         sources: SourcesReader | None = None,
         ownership: OwnershipStore | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self._sources = sources
         self._ownership: OwnershipStore = ownership or MemoryOwnership()
+        self._egress = egress  # the deny list for bounded Stacks' repositories (`herd.egress`)
         self._inventory = inventory
         self._env = env
         self._limits = limits
@@ -214,6 +221,9 @@ class Engine:
         """
         result, reachable, departed = await self._resolve(stack, previous_targets, grants)
         settings = self._settings(stack.namespace, stack.name, force, held)
+        if self._egress is not None and grants is not None and not grants.unrestricted:
+            guard = RepoGuard.for_charts(self._egress, stack.spec.charts, skip=_NOT_PULLED)
+            settings = replace(settings, guard=guard)
         ref = stack_ref(stack)
         kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
         owned = await self._ownership.load(ref, kubeconfigs)

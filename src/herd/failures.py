@@ -26,6 +26,8 @@ class FailureKind(enum.StrEnum):
     INVALID = "InvalidResource"
     FORBIDDEN = "Forbidden"  # the API server's RBAC refused a call of Herd's own (CRD apply)
     FAILED = "HelmFailed"
+    # A tenant's chart repository is on Herd's egress deny list (`herd.egress`): no pull.
+    EGRESS_DENIED = "RepoNotAllowed"
 
 
 # (pattern in helm's stderr, kind, transient). First match wins; order matters. The texts

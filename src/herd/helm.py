@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -207,8 +207,11 @@ class ChartCache:
         directory: Path | None = None,
         *,
         slot: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+        guard: Callable[[ChartSpec], Awaitable[None]] | None = None,
     ) -> None:
         self._command = env.command()
+        # A tenant Stack's egress check (`herd.egress_guard.RepoGuard`): before any pull.
+        self._guard = guard
         self._home = env.home
         self._parent = directory or env.charts
         self._slot = slot or nullcontext  # the rollout's helm slot: a pull is a helm process
@@ -220,6 +223,8 @@ class ChartCache:
 
         A private `source` (`herd.sources`) is part of the key: a pull made with one
         Stack's credentials never serves another Stack's chart."""
+        if self._guard is not None:
+            await self._guard(chart)  # a refused repository is never contacted
         key = (chart.repo, chart.chart_name, chart.version, source.identity if source else "")
         if key not in self._pulls:
             self._pulls[key] = asyncio.ensure_future(self._pull(chart, source))

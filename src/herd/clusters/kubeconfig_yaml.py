@@ -39,6 +39,27 @@ def parse_kubeconfig(content: bytes) -> dict[str, Any]:
     return document
 
 
+def plugin_users(document: dict[str, Any]) -> list[str]:
+    """Names of the user entries that make the client run something: `exec` (a program)
+    or `auth-provider` (gcp/azure/oidc plugins, some of which run a `cmd-path`)."""
+    found = []
+    for item in document.get("users") or []:
+        user = item.get("user") if isinstance(item, dict) else None
+        if isinstance(user, dict) and (user.get("exec") or user.get("auth-provider")):
+            found.append(str(item.get("name")))
+    return found
+
+
+def refuse_plugins(document: dict[str, Any]) -> None:
+    """`InvalidKubeconfig` when a user entry runs a plugin (names the entry, not content)."""
+    users = plugin_users(document)
+    if users:
+        raise InvalidKubeconfig(
+            "has an exec or auth-provider user, which would run a program in Herd: "
+            "refused unless HERD_ALLOW_EXEC_KUBECONFIGS=true"
+        )
+
+
 def select_context(document: dict[str, Any], context: str | None) -> dict[str, Any] | None:
     """Check the context to use (`context`, else current-context, else the only one).
 

@@ -37,6 +37,7 @@ from herd.clusters.kubeconfig_yaml import (
     InvalidKubeconfig,
     absolutize_paths,
     parse_kubeconfig,
+    refuse_plugins,
     select_context,
 )
 from herd.clusters.model import Cluster, ClusterUnavailable, KubeconfigRef
@@ -56,8 +57,18 @@ class _Written:
 class KubeconfigStore:
     """One kubeconfig file per cluster id; safe for concurrent use on one event loop."""
 
-    def __init__(self, api: client.ApiClient | None, directory: Path | None = None) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient | None,
+        directory: Path | None = None,
+        *,
+        allow_exec: bool = False,
+    ) -> None:
         self._api = api
+        # Whoever may write a kubeconfig Secret must not be able to run a program in Herd:
+        # `exec` / `auth-provider` users in Secrets are refused unless an admin opts in
+        # (HERD_ALLOW_EXEC_KUBECONFIGS). Files given to the CLI are its user's own.
+        self._allow_exec = allow_exec
         if directory is None:
             self._directory = Path(tempfile.mkdtemp(prefix="herd-kubeconfigs-"))  # mode 0700
             self._created = True
@@ -134,6 +145,8 @@ class KubeconfigStore:
         if known is not None:
             return known
         document = parse_kubeconfig(content)
+        if not self._allow_exec:
+            refuse_plugins(document)
         selected = select_context(document, None)
         if selected is not None:
             content = yaml.safe_dump(selected, sort_keys=False).encode()

@@ -20,6 +20,10 @@
 | HERD_LEASE_SECONDS | 15 | leader-election Lease duration (renewed every third of it) |
 | HERD_SHUTDOWN_SECONDS | 25 | on SIGTERM, running helm may finish for this long (< pod grace) |
 | HERD_TENANCY | grants | grants: other namespaces' Stacks get what ClusterGrants give; open |
+| HERD_EGRESS_DENY_CIDRS | RKE2, kubeadm ranges | tenant repos may not resolve here (herd.egress) |
+| HERD_EGRESS_ALLOW_CIDRS | "" | tenant repos may resolve here (never metadata, API server) |
+| HERD_EGRESS_ALLOW_HOSTS | "" | tenant repos on these `host` or `host:port` are never refused |
+| HERD_ALLOW_EXEC_KUBECONFIGS | false | true: kubeconfigs may run `exec` / `auth-provider` |
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from herd.egress import DEFAULT_DENY_CIDRS, EgressPolicy, parse_hosts, parse_networks
 from herd.plan import DEFAULT_STUCK_SECONDS
 from herd.rollout import DEFAULT_LIMITS
 from herd.tenancy import Mode
@@ -55,6 +60,10 @@ class OperatorConfig:
     lease_seconds: float = 15.0
     shutdown_seconds: float = 25.0
     tenancy: Mode = Mode.GRANTS
+    # Egress and credentials (issue 20): the deny list for tenant repository hosts
+    # (`herd.egress`), and whether kubeconfig `exec`/`auth-provider` plugins may run.
+    egress: EgressPolicy = field(default_factory=lambda: _egress({}))
+    allow_exec_kubeconfigs: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -90,6 +99,8 @@ class OperatorConfig:
             lease_seconds=number("HERD_LEASE_SECONDS", base.lease_seconds),
             shutdown_seconds=number("HERD_SHUTDOWN_SECONDS", base.shutdown_seconds),
             tenancy=_tenancy(env.get("HERD_TENANCY", "")),
+            egress=_egress(env),
+            allow_exec_kubeconfigs=_flag(env, "HERD_ALLOW_EXEC_KUBECONFIGS"),
         )
 
     def work_directory(self) -> Path:
@@ -100,6 +111,25 @@ class OperatorConfig:
 # A label value that also fits the Lease's name and the shard's finalizer name
 # (herd.suse.com/finalizer-<shard>: at most 63 characters after the slash).
 _SHARD = re.compile(r"[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?")
+
+
+def _egress(env: Mapping[str, str]) -> EgressPolicy:
+    """HERD_EGRESS_*: the deny list (default: RKE2/k3s and kubeadm ranges) and allow lists."""
+    deny = env.get("HERD_EGRESS_DENY_CIDRS", DEFAULT_DENY_CIDRS)
+    return EgressPolicy(
+        deny_networks=parse_networks(deny, "HERD_EGRESS_DENY_CIDRS"),
+        allow_networks=parse_networks(
+            env.get("HERD_EGRESS_ALLOW_CIDRS", ""), "HERD_EGRESS_ALLOW_CIDRS"
+        ),
+        allow_hosts=parse_hosts(env.get("HERD_EGRESS_ALLOW_HOSTS", "")),
+    )
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw not in ("", "true", "false"):
+        raise ValueError(f"{name} must be true or false, got {raw!r}")
+    return raw == "true"
 
 
 def _tenancy(raw: str) -> Mode:

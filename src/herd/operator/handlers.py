@@ -38,6 +38,7 @@ from herd.clusters.kube import api_client_from_kubeconfig
 from herd.errors import TransientError
 from herd.operator import metrics
 from herd.operator.config import OperatorConfig
+from herd.operator.impersonation import keep_bindings
 from herd.operator.keeper import RECONCILE_AT
 from herd.operator.leader import LeaderElector, identity, lease_name, serve_health
 from herd.operator.runtime import Runtime, open_workdir
@@ -113,6 +114,8 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: 
     memo["runtime"] = runtime
     metrics.serve(config.metrics_port)
     memo["fleet"] = asyncio.create_task(runtime.watch_fleet(logger))
+    # Impersonation only where grants name a namespace (`herd.operator.impersonation`).
+    memo["impersonation"] = asyncio.create_task(keep_bindings(runtime.api, config, logger))
     if config.tenancy is Mode.OPEN:
         logger.warning(
             "HERD_TENANCY=open: every Stack, in any namespace, may deploy anything into every "
@@ -128,6 +131,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: 
 
 async def cleanup(memo: Any, **_: Any) -> None:
     memo["fleet"].cancel()
+    memo["impersonation"].cancel()
     memo["runtime"].close()
 
 

@@ -35,6 +35,8 @@ from herd.clusters.model import Cluster
 from herd.clusters.owned import ManagementOwnership
 from herd.clusters.sources import ClusterSource, RancherSource, SecretSource
 from herd.credentials import KubeSourcesReader
+from herd.egress import EgressPolicy
+from herd.egress_guard import api_server_endpoint
 from herd.engine import Engine
 from herd.errors import HerdError
 from herd.helm import HelmEnvironment
@@ -81,7 +83,9 @@ class Runtime:
         # One fixed directory per controller (C5), emptied at start: what a crashed run
         # left there (admin kubeconfigs among it) goes. HERD_SHARD is the HA part's field.
         self.workdir = workdir or prepare(config.work_directory())
-        self.store = KubeconfigStore(api, self.workdir / "kubeconfigs")
+        self.store = KubeconfigStore(
+            api, self.workdir / "kubeconfigs", allow_exec=config.allow_exec_kubeconfigs
+        )
         self.inventory = Inventory(sources, self.store)
         self.env = HelmEnvironment(self.workdir / "helm")
         self.addons = addons or AddonCatalog.from_cluster(
@@ -105,6 +109,7 @@ class Runtime:
             manager="operator",
             stuck_seconds=config.stuck_seconds,
             ownership=ManagementOwnership(api, config.namespace),
+            egress=_egress(config, api),
         )
         self.index = TargetIndex()
         self.fleet = metrics.Fleet()
@@ -345,6 +350,12 @@ class Runtime:
 
 
 _APPROVE_PATH = APPROVE_ANNOTATION.replace("~", "~0").replace("/", "~1")
+
+
+def _egress(config: OperatorConfig, api: client.ApiClient) -> EgressPolicy:
+    """The deny list for tenant repositories, with this controller's own API server."""
+    server = api_server_endpoint(str(api.configuration.host or ""))
+    return config.egress.with_api_servers([server] if server else [])
 
 
 def _body(grant: ClusterGrant | None) -> dict[str, Any] | None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+from herd.api.v1 import ChartSpec
 from herd.chart_crds import crd_note
 from herd.helm import ChartCache, ClusterHelm, HelmFailure
 from herd.ownership import pinned
@@ -63,6 +64,8 @@ class Settings:
     stuck_seconds: float = DEFAULT_STUCK_SECONDS
     # Release -> config digest that failed permanently before; message per release.
     held: Mapping[ReleaseKey, str] = field(default_factory=dict)
+    # A tenant Stack's egress check before each pull (`herd.egress_guard.RepoGuard`).
+    guard: Callable[[ChartSpec], Awaitable[None]] | None = None
 
 
 Report = Callable[[ReleaseResult], Awaitable[None]]

@@ -107,7 +107,7 @@ class Rollout:
         self._gates = gates or Gates(DEFAULT_LIMITS.helm, DEFAULT_LIMITS.clusters)
         self._on_progress = on_progress
         self._defer = frozenset(defer)
-        self._cache = ChartCache(env, slot=self._gates.slot)
+        self._cache = ChartCache(env, slot=self._gates.slot, guard=settings.guard)
         self._actions = ReleaseActions(
             self._gates, self._cache, settings, self._report, lambda key: self.results[key]
         )
