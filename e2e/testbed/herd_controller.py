@@ -14,6 +14,7 @@ one ignores it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -49,6 +51,19 @@ def kubectl(
     if check and done.returncode:
         raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
     return done.stdout
+
+
+def settled_stack(kubeconfig: Path, namespace: str, name: str, timeout: float) -> dict[str, Any]:
+    """A Stack's status once the pass of its current generation has ended."""
+
+    def probe() -> dict[str, Any] | None:
+        found = json.loads(kubectl(kubeconfig, "get", "stack", name, "-n", namespace, "-o", "json"))
+        current: dict[str, Any] = found.get("status") or {}
+        done = current.get("phase") not in (None, "Pending", "Deploying")
+        fresh = current.get("observedGeneration") == found["metadata"]["generation"]
+        return current if done and fresh else None
+
+    return faults.eventually(f"Stack {namespace}/{name} to settle", probe, timeout, interval=1)
 
 
 def prepare_management(management: Path, rancher_namespaces: list[str]) -> None:
