@@ -186,7 +186,7 @@ class ReleaseActions:
         if check is not None:
             async with self._gates.slot():
                 manifest = await helm.render(desired, chart_dir)
-            refused = check.problems(manifest, desired.key.namespace)
+            refused = await check.problems(manifest, desired.key.namespace)
             if refused:  # the same config fails the same way: permanent (held) until changed
                 return replace(
                     base, state=State.FAILED, message=refused, transient=False, finished=_now()

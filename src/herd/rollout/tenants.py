@@ -9,8 +9,8 @@ process-wide per (cluster, tenant) and redone only when what it depends on chang
 grants covering the cluster, a chart namespace not ensured yet) or after `REFRESH_SECONDS`,
 so a pass with nothing new makes no RBAC call and starts no helm process.
 
-`RenderCheck.problems` is the render check of one release (`herd.tenancy.forbidden_objects`
-over `helm template`), run just before an install or upgrade.
+`RenderCheck.problems` is the render check of one release (`herd.tenancy.render_check`
+over `helm template`), run just before an install or upgrade, in a worker process.
 
 Callers: `herd.rollout.scheduler` (prepare), `herd.rollout.actions` (the check).
 """
@@ -24,9 +24,10 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from herd import worker
 from herd.clusters.kube import api_client_from_kubeconfig
 from herd.clusters.tenant_rbac import provision
-from herd.tenancy import Grants, describe_forbidden, forbidden_objects
+from herd.tenancy import Grants, render_check
 
 REFRESH_SECONDS = 600.0  # discovery and RBAC redone at least this often (new CRDs, deleted ns)
 
@@ -38,10 +39,19 @@ class RenderCheck:
     grants: Grants  # already `on_cluster`
     cluster_scoped: frozenset[str]
 
-    def problems(self, manifest: str, namespace: str) -> str:
-        """The release's failure message when the manifest is not allowed, else ""."""
-        found = forbidden_objects(self.grants, manifest, namespace, self.cluster_scoped)
-        return describe_forbidden(self.grants, found) if found else ""
+    async def problems(self, manifest: str, namespace: str) -> str:
+        """The release's failure message when the manifest is not allowed, else "".
+
+        Parsed and decided in a worker process (`herd.worker`), with a time and memory
+        limit: a check that exceeds them refuses the release (permanent for this config).
+        """
+        try:
+            return await worker.pool().run(
+                "the render check", render_check, self.grants, manifest, namespace,
+                self.cluster_scoped,
+            )  # fmt: skip
+        except worker.WorkerError as error:
+            return str(error)
 
 
 class TenantClusters:
