@@ -18,8 +18,17 @@
 | HERD_HEALTH_PORT | 8081 | liveness endpoint /healthz, leader and standby (0 = off) |
 | HERD_SHARD | "" | handle only Stacks labelled herd.suse.com/shard=<this> ("" = unlabelled ones) |
 | HERD_LEASE_SECONDS | 15 | leader-election Lease duration (renewed every third of it) |
-| HERD_SHUTDOWN_SECONDS | 25 | on SIGTERM, running helm may finish for this long (< pod grace) |
+| HERD_SHUTDOWN_SECONDS | 15 | on SIGTERM, running helm may finish for this long (< pod grace) |
 | HERD_TENANCY | grants | grants: other namespaces' Stacks get what ClusterGrants give; open |
+
+Hostile input and shutdown (`herd.worker`, `herd.operator.shutdown`):
+
+| variable | default | meaning |
+|---|---|---|
+| HERD_CHECK_SECONDS | 10 | a render check or CRD read of a chart is stopped after this long |
+| HERD_CHECK_MEMORY_MB | 1024 | address-space limit of the worker processes that run those checks |
+| HERD_CHECK_WORKERS | 2 | worker processes (checks at once) |
+| HERD_EXIT_SECONDS | shutdown + 10 | once stopping (SIGTERM, Lease lost), exit within this |
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ from pathlib import Path
 from herd.plan import DEFAULT_STUCK_SECONDS
 from herd.rollout import DEFAULT_LIMITS
 from herd.tenancy import Mode
+
+EXIT_MARGIN_SECONDS = 10.0  # after helm's budget: kopf's own stop, the Lease hand-over
 
 
 @dataclass(frozen=True)
@@ -53,8 +64,20 @@ class OperatorConfig:
     workdir: Path | None = None  # None: `work_directory()`'s default
     shard: str = ""
     lease_seconds: float = 15.0
-    shutdown_seconds: float = 25.0
+    shutdown_seconds: float = 15.0
     tenancy: Mode = Mode.GRANTS
+    # hostile input and shutdown
+    check_seconds: float = 10.0
+    check_memory_mb: int = 1024
+    check_workers: int = 2
+    exit_seconds: float | None = None  # None: shutdown_seconds + EXIT_MARGIN_SECONDS
+
+    @property
+    def exit_budget(self) -> float:
+        """Seconds from the decision to stop to the process's exit, at the latest."""
+        if self.exit_seconds is not None:
+            return self.exit_seconds
+        return self.shutdown_seconds + EXIT_MARGIN_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -90,6 +113,10 @@ class OperatorConfig:
             lease_seconds=number("HERD_LEASE_SECONDS", base.lease_seconds),
             shutdown_seconds=number("HERD_SHUTDOWN_SECONDS", base.shutdown_seconds),
             tenancy=_tenancy(env.get("HERD_TENANCY", "")),
+            check_seconds=number("HERD_CHECK_SECONDS", base.check_seconds),
+            check_memory_mb=int(number("HERD_CHECK_MEMORY_MB", base.check_memory_mb)),
+            check_workers=int(number("HERD_CHECK_WORKERS", base.check_workers)),
+            exit_seconds=number("HERD_EXIT_SECONDS", 0) or None,
         )
 
     def work_directory(self) -> Path:

@@ -227,11 +227,35 @@ class LeaderElector:
 
     async def release(self) -> None:
         """Hand the Lease over (best effort): a standby acquires it at its next try."""
-        if not self.leading or self._observation is None:
+        body = self._released()
+        if body is None:
             return
+        try:
+            await self._call(self._leases.replace_namespaced_lease, self.name, self.namespace, body)
+            logger.info("Released Lease %s", self.where)
+        except API_ERRORS as error:
+            logger.warning("Could not release Lease %s: %s", self.where, api_error_summary(error))
+
+    def release_now(self, timeout: float = 2.0) -> None:
+        """`release` without the event loop (a forced exit's cleanup, from a thread)."""
+        body = self._released()
+        if body is not None:
+            read_json(
+                self._leases.replace_namespaced_lease,
+                self.name,
+                self.namespace,
+                body,
+                _request_timeout=timeout,
+            )
+            logger.info("Released Lease %s", self.where)
+
+    def _released(self) -> dict[str, Any] | None:
+        """The Lease body that hands it over; None when this process does not lead."""
+        if not self.leading or self._observation is None:
+            return None
         self.leading = False
         record = self._observation.record
-        body = {
+        return {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
             "metadata": {"name": self.name, "resourceVersion": record.version},
@@ -243,11 +267,6 @@ class LeaderElector:
                 "leaseTransitions": record.transitions,
             },
         }
-        try:
-            await self._call(self._leases.replace_namespaced_lease, self.name, self.namespace, body)
-            logger.info("Released Lease %s", self.where)
-        except API_ERRORS as error:
-            logger.warning("Could not release Lease %s: %s", self.where, api_error_summary(error))
 
     def _retry_delay(self) -> float:
         """Try again soon, and right when the observed Lease would expire."""
