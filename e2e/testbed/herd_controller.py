@@ -135,6 +135,7 @@ class Controller:
     settings: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    extra_namespaces: tuple[str, ...] = ()  # watched beside `watch_namespace`
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -178,7 +179,7 @@ class Controller:
             out.write(f"\n=== start {self.starts + 1} at {time.time():.3f}\n".encode())
             out.flush()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "herd", "operator", "--namespace", self.watch_namespace],
+                [sys.executable, "-m", "herd", "operator", *self._namespace_args()],
                 env=self.environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -194,6 +195,10 @@ class Controller:
         )
         if not self.alive():
             raise RuntimeError(f"controller {self.name} exited:\n{self.log_text(offset)[-2000:]}")
+
+    def _namespace_args(self) -> list[str]:
+        namespaces = (self.watch_namespace, *self.extra_namespaces)
+        return [arg for namespace in namespaces for arg in ("--namespace", namespace)]
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -40,7 +40,9 @@ from herd.errors import HerdError
 T = TypeVar("T")
 MIB = 1024 * 1024
 PRELOAD = ["herd.tenancy", "herd.chart_crds"]  # imported once by the fork server
-STALL_ENV = "HERD_TEST_STALL_CHECKS"  # tests only: every check sleeps forever (a stalled check)
+# Tests only: every check hangs, its child asleep and a controller thread blocked reading
+# its answer (the shutdown watchdog's real case: a thread stuck in a call).
+STALL_ENV = "HERD_TEST_STALL_CHECKS"
 
 
 class WorkerError(HerdError):
@@ -120,6 +122,9 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         readable = loop.create_future()
         await asyncio.to_thread(child.conn.send, (function, args))
+        if os.environ.get(STALL_ENV) == "1":  # tests: a thread stuck in a blocking call
+            stuck: tuple[bool, Any] = await asyncio.to_thread(child.conn.recv)
+            return stuck
 
         def answered() -> None:
             if not readable.done():

@@ -17,7 +17,7 @@
 | HERD_WORKDIR | /tmp/herd-<ns>-<shard> | own dir (kubeconfigs, helm, charts); emptied at start |
 | HERD_HEALTH_PORT | 8081 | liveness endpoint /healthz, leader and standby (0 = off) |
 | HERD_SHARD | "" | handle only Stacks labelled herd.suse.com/shard=<this> ("" = unlabelled ones) |
-| HERD_LEASE_SECONDS | 15 | leader-election Lease duration (renewed every third of it) |
+| HERD_LEASE_SECONDS | 15 | leader-election Lease duration (renewed every fifth of it) |
 | HERD_SHUTDOWN_SECONDS | 15 | on SIGTERM, running helm may finish for this long (< pod grace) |
 | HERD_TENANCY | grants | grants: other namespaces' Stacks get what ClusterGrants give; open |
 

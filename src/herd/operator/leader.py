@@ -13,7 +13,7 @@ The decisions are pure (`observe`, `decide`, `lease_spec`, `still_leading`), tab
   nodes cannot make two leaders.
 - Writes carry the `resourceVersion` that was read: of two candidates, one wins (409
   for the other).
-- The leader renews every third of the duration; when it could not renew for two thirds
+- The leader renews every fifth of the duration; when it could not renew for two thirds
   of it, before any standby can consider the Lease expired, it starts no new helm work
   until it renews again (or exits, if another process took the Lease meanwhile).
 """
@@ -38,7 +38,8 @@ from kubernetes.client.exceptions import ApiException
 
 from herd.clusters.kube import API_ERRORS, api_error_summary, read_json
 
-RENEW_FRACTION = 1 / 3  # the leader renews this often (of the duration)
+RENEW_FRACTION = 1 / 5  # the leader renews this often (of the duration): a renewal that
+# comes late (a slow API call, a busy loop) still lands within a third of the duration
 DEADLINE_FRACTION = 2 / 3  # ... and gives up when it could not renew for this long
 RETRY_FRACTION = 2 / 15  # a standby tries this often (client-go: 2 s of 15 s)
 
