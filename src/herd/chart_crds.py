@@ -17,8 +17,20 @@ Each file may hold several YAML documents; empty ones are skipped. Only
 `crds/` directory is a `ChartCrdError` naming the file (`chart/charts/sub/crds/x.yaml`, as
 helm names it), and the release fails without touching the cluster.
 
+The chart is tenant input, so reading it is bounded and follows helm's loader:
+
+- the root's `.helmignore` is honoured (`herd.helmignore`), as `helm template` honours it,
+  so Herd applies exactly the crds/ the render check saw (reading helm's own output instead
+  would need a second `helm template` per release and cluster, and would not see
+  `CreateReplace`'s subchart selection for admin Stacks, which have no render check);
+- `ReadLimits`: files and archive members, one file's size, everything decompressed
+  (declared sizes count before a member is read or skipped) and subchart nesting depth;
+  past one, a `ChartCrdError` says which (a 146 KB archive that would be 150 MB is refused
+  from its tar header, before anything is decompressed);
+- YAML is parsed without alias expansion and within bounds (`herd.yamlsafe`).
+
 Reads the chart directory the rollout pulled (`herd.helm.ChartCache`); no Kubernetes, no
-helm. Callers: `herd.rollout.actions` (through `herd.rollout.crds`); table-tested in
+helm. The rollout runs it in a worker process (`herd.worker`) with a time and memory limit. Callers: `herd.rollout.actions` (through `herd.rollout.crds`); table-tested in
 `tests/test_chart_crds.py`.
 """
 

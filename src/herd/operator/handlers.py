@@ -289,7 +289,8 @@ async def _lead(  # noqa: PLR0917 (the process's parts, handed down once)
             # Lost: another process leads. Running helm may still finish: the new leader
             # treats a release whose operation is younger than its timeout as in progress.
             budget, settle = config.shutdown_seconds, (1.0 if lost else SETTLE_SECONDS)
-            await _stop(memo, stop_flag, operator, budget, settle)
+            exit_at = time.monotonic() + config.exit_budget
+            await _stop(memo, stop_flag, operator, budget, settle, exit_at)
     finally:
         renewal.cancel()
         signalled.cancel()
@@ -302,12 +303,13 @@ async def _lead(  # noqa: PLR0917 (the process's parts, handed down once)
     return 0
 
 
-async def _stop(
+async def _stop(  # noqa: PLR0917 (the stop's parts, from `_lead` only)
     memo: kopf.Memo,
     stop_flag: asyncio.Event,
     operator: asyncio.Task[None],
     budget: float,
     settle: float,
+    exit_at: float,
 ) -> None:
     """Start no new helm work, let running helm finish within `budget`, then stop kopf."""
     runtime: Runtime | None = memo.get("runtime")
@@ -326,6 +328,8 @@ async def _stop(
                 budget,
             )
     stop_flag.set()
+    # kopf's stop, then the Lease hand-over, must fit before the watchdog's exit.
+    settle = min(settle, max(0.5, exit_at - time.monotonic() - 3.0))
     done, _ = await asyncio.wait({operator}, timeout=settle)
     if not done:
         operator.cancel()
