@@ -7,6 +7,7 @@ Bounds are asserted on what the code does (refusals, counts), not on wall-clock 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -14,8 +15,9 @@ import pytest
 import yaml
 
 from e2e.testbed import hostile_charts
-from herd import templating, yamlsafe
+from herd import clustervalues, templating, yamlsafe
 from herd.chart_crds import ChartCrdError, chart_crds, crd_files
+from herd.errors import SpecError
 from herd.failures import MESSAGE_LIMIT, FailureKind, HelmFailure, classify
 from herd.helmignore import Rules
 from herd.tenancy import (
@@ -243,3 +245,33 @@ def test_metric_labels_are_bounded_per_process() -> None:
     assert labels.pair("c", "chart1") == ("c", "chart1")  # known pairs keep their series
     assert labels.pair("c" * 300, "x") == (OVERFLOW, OVERFLOW)
     assert len(_Labels().pair("c" * 300, "x")[0]) == 63
+
+
+# -- the grant comes before templating -------------------------------------------------------
+
+
+def test_a_namespace_without_a_grant_fails_on_its_grant_before_templating(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from herd.tenancy import grants_for  # noqa: PLC0415
+    from tests.test_tenancy_wiring import FakeInventory, FakeValues, engine, make_stack, spec  # noqa: PLC0415
+
+    templated: list[str] = []
+    real = templating.check_values
+    monkeypatch.setattr(
+        clustervalues, "check_values", lambda *a: templated.append("called") or real(*a)
+    )
+    values = FakeValues()
+    body = spec(namespace="nogrant-a")
+    chart = body.charts[0].model_copy(
+        update={"values": body.charts[0].values.model_copy(
+            update={"templated": True, "inline": {"note": "{{" * 30_000}}
+        )}
+    )  # fmt: skip
+    stack = make_stack("nogrant", body.model_copy(update={"charts": [chart]}))
+    nobody = grants_for("nogrant", [], admin_namespace="herd-system")
+    with pytest.raises(SpecError) as refused:
+        asyncio.run(engine(FakeInventory([]), values).plan(stack, grants=nobody))
+    assert templated == [] and values.calls == []  # nothing of the tenant's was touched
+    assert "templated string" not in str(refused.value)
+    assert len(str(refused.value)) < 2000
