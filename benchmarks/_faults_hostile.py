@@ -16,11 +16,10 @@ import time
 from benchmarks._faults_bed import Bed
 
 from e2e.testbed import faults, hostile_bed
-from e2e.testbed.herd_controller import CONTROLLER_NS, Controller, service_account_kubeconfig
-from e2e.testbed.processes import free_port
+from e2e.testbed.herd_controller import Controller
 
 Figures = list[tuple[str, str]]
-LEASE_SECONDS = 15.0
+LEASE_SECONDS = hostile_bed.LEASE_SECONDS
 RANCHER_NS = hostile_bed.RANCHER_NS
 TIMEOUT = 300.0
 
@@ -62,20 +61,7 @@ def hostile_stacks(bed: Bed) -> Figures:
 
 
 def _controller(bed: Bed) -> Controller:
-    directory = bed.directory / "controllers" / "hostile"
-    kubeconfig = service_account_kubeconfig(bed.mgmt, directory / "controller.yaml")
-    controller = Controller(
-        "hostile", directory, kubeconfig, CONTROLLER_NS,
-        settings={
-            "HERD_RANCHER_NAMESPACES": hostile_bed.RANCHER_NS,
-            "HERD_RESYNC_SECONDS": "60",
-            "HERD_RETRY_SECONDS": "3",
-            "HERD_FLEET_SECONDS": "2",
-            "HERD_LEASE_SECONDS": str(int(LEASE_SECONDS)),
-            "HERD_METRICS_PORT": str(free_port()),
-        },
-        extra_namespaces=hostile_bed.TENANTS,
-    )  # fmt: skip
+    controller = hostile_bed.controller(bed.directory / "controllers" / "hostile", bed.mgmt)
     bed.controllers.append(controller)
     return controller
 

@@ -15,6 +15,7 @@ budget (`HERD_EXIT_SECONDS`), through the watchdog.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -28,38 +29,16 @@ import pytest
 from e2e.testbed import faults, hostile_bed
 from e2e.testbed.chartrepo import ChartRepo
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.herd_controller import (
-    CONTROLLER_NS,
-    Controller,
-    kubectl,
-    service_account_kubeconfig,
-)
-from e2e.testbed.processes import free_port
+from e2e.testbed.herd_controller import CONTROLLER_NS, Controller, kubectl
 
-LEASE_SECONDS = 15.0
+LEASE_SECONDS = hostile_bed.LEASE_SECONDS
 WAIT = 240.0
 EXIT_SECONDS = 8.0
 MESSAGE_LIMIT = 1100  # a row's failure message is at most 1000 characters (herd.failures)
 
 
-def settings(**extra: str) -> dict[str, str]:
-    return {
-        "HERD_RANCHER_NAMESPACES": hostile_bed.RANCHER_NS,
-        "HERD_RESYNC_SECONDS": "60",
-        "HERD_RETRY_SECONDS": "3",
-        "HERD_FLEET_SECONDS": "2",
-        "HERD_LEASE_SECONDS": str(int(LEASE_SECONDS)),
-        "HERD_METRICS_PORT": str(free_port()),
-        **extra,
-    }
-
-
 def controller(directory: Path, management: Path, **extra: str) -> Controller:
-    kubeconfig = service_account_kubeconfig(management, directory / "sa.yaml")
-    return Controller(
-        directory.name, directory, kubeconfig, CONTROLLER_NS, settings(**extra),
-        extra_namespaces=hostile_bed.TENANTS,
-    )  # fmt: skip
+    return hostile_bed.controller(directory, management, **extra)
 
 
 @pytest.fixture(scope="module")
@@ -137,66 +116,62 @@ def test_hostile_stacks_fail_bounded_while_the_lease_and_another_tenant_progress
         _delete_stacks(bed, tmp)
 
 
-def _stalled(bed: Path, repo: ChartRepo, directory: Path, name: str) -> Controller:
-    """A controller whose render check hangs in a thread, with a tenant Stack stuck in it."""
+@contextlib.contextmanager
+def _stalled(bed: Path, repo: ChartRepo, directory: Path, name: str) -> Iterator[Controller]:
+    """A controller whose render check hangs in a thread, with a tenant Stack stuck in it;
+    afterwards the Lease is removed (a test may have handed it away) and the Stacks go."""
     stalled = controller(
-        directory, bed, HERD_TEST_STALL_CHECKS="1", HERD_CHECK_SECONDS="600",
+        directory / "stalled", bed, HERD_TEST_STALL_CHECKS="1", HERD_CHECK_SECONDS="600",
         HERD_SHUTDOWN_SECONDS="3", HERD_EXIT_SECONDS=str(int(EXIT_SECONDS)),
     )  # fmt: skip
     stalled.start()
-    body = hostile_bed.stack(hostile_bed.GOOD, name, "plain", repo.url, f"{hostile_bed.GOOD}-s")
-    hostile_bed.apply(bed, body)
-    faults.eventually(
-        "helm template to run (the check starts right after)",
-        lambda: any(c.verb == "template" for c in stalled.helm_calls()),
-        WAIT,
-    )
-    time.sleep(2)  # the check is now waiting on a worker that never answers
-    return stalled
+    try:
+        body = hostile_bed.stack(hostile_bed.GOOD, name, "plain", repo.url, f"{hostile_bed.GOOD}-s")
+        hostile_bed.apply(bed, body)
+        faults.eventually(
+            "helm template to run (the check starts right after)",
+            lambda: any(c.verb == "template" for c in stalled.helm_calls()),
+            WAIT,
+        )
+        time.sleep(2)  # the check is now waiting on a worker that never answers
+        yield stalled
+    finally:
+        stalled.stop()
+        kubectl(bed, "delete", "lease", hostile_bed.LEASE, "-n", CONTROLLER_NS, check=False)
+        _delete_stacks(bed, directory)
 
 
 def _exit_time(process: Controller, deadline: float) -> tuple[int, float]:
+    """Wait for the process to end: its exit code and how long it took."""
     assert process.process is not None
     started = time.monotonic()
     code = process.process.wait(deadline)
-    return code, time.monotonic() - started
+    process.process = None
+    took = time.monotonic() - started
+    print(f"\n{process.name}: exit {code} after {took:.1f}s")
+    return code, took
 
 
 def test_sigterm_ends_a_controller_stuck_in_a_check_within_its_budget(
     bed: Path, repo: ChartRepo, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    tmp = tmp_path_factory.mktemp("hostile-sigterm")
-    stalled = _stalled(bed, repo, tmp / "stalled", "stall-term")
-    try:
-        assert stalled.process is not None
-        os.killpg(stalled.process.pid, signal.SIGTERM)
-        code, took = _exit_time(stalled, EXIT_SECONDS + 30)
-        print(f"\nSIGTERM with a stalled check: exit {code} after {took:.1f}s")
+    with _stalled(bed, repo, tmp_path_factory.mktemp("hostile-sigterm"), "stall-term") as stuck:
+        assert stuck.process is not None
+        os.killpg(stuck.process.pid, signal.SIGTERM)
+        _, took = _exit_time(stuck, EXIT_SECONDS + 30)
         assert took <= EXIT_SECONDS + 2
-        assert "Shutdown budget of 8s spent" in stalled.log_text()  # the watchdog ended it
-        stalled.process = None
-    finally:
-        stalled.stop()
-        _delete_stacks(bed, tmp)
+        assert "Shutdown budget of 8s spent" in stuck.log_text()  # the watchdog ended it
 
 
 def test_a_controller_that_lost_its_lease_while_stuck_exits_within_its_budget(
     bed: Path, repo: ChartRepo, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    tmp = tmp_path_factory.mktemp("hostile-lost")
-    stalled = _stalled(bed, repo, tmp / "stalled", "stall-lost")
-    try:
+    with _stalled(bed, repo, tmp_path_factory.mktemp("hostile-lost"), "stall-lost") as stuck:
         patch = {"spec": {"holderIdentity": "an-intruder", "leaseDurationSeconds": 3600}}
         kubectl(bed, "patch", "lease", hostile_bed.LEASE, "-n", CONTROLLER_NS, "--type=merge",
                 "-p", json.dumps(patch))  # fmt: skip
         # Noticed at the next renewal (a fifth of the Lease), then the exit budget.
-        code, took = _exit_time(stalled, LEASE_SECONDS + EXIT_SECONDS + 30)
-        print(f"\nLease taken with a stalled check: exit {code} after {took:.1f}s")
+        code, took = _exit_time(stuck, LEASE_SECONDS + EXIT_SECONDS + 30)
         assert code == 1  # lost: the pod restarts as a standby
         assert took <= LEASE_SECONDS / 5 + EXIT_SECONDS + 3
-        assert "Lost Lease" in stalled.log_text()
-        stalled.process = None
-    finally:
-        stalled.stop()
-        kubectl(bed, "delete", "lease", hostile_bed.LEASE, "-n", CONTROLLER_NS, check=False)
-        _delete_stacks(bed, tmp)
+        assert "Lost Lease" in stuck.log_text()

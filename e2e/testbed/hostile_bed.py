@@ -32,13 +32,39 @@ import yaml
 
 from e2e.testbed import hostile_charts, rancher
 from e2e.testbed.chartrepo import ChartRepo, run_helm
-from e2e.testbed.herd_controller import CONTROLLER_NS, kubectl, prepare_management
+from e2e.testbed.herd_controller import (
+    CONTROLLER_NS,
+    Controller,
+    kubectl,
+    prepare_management,
+    service_account_kubeconfig,
+)
+from e2e.testbed.processes import free_port
 
 RANCHER_NS = "fleet-hostile"
 CLUSTER = "c-m-hx000001"
 GOOD, EVIL, NOGRANT = "hx-good", "hx-evil", "hx-nogrant"
 TENANTS = (GOOD, EVIL, NOGRANT)
 LEASE = "herd-controller"
+LEASE_SECONDS = 15.0
+
+
+def controller(directory: Path, management: Path, **settings: str) -> Controller:
+    """A (not started) controller watching the tenants and herd-system, as install/ runs it
+    (its ServiceAccount's token); `settings` override the defaults (`HERD_*`)."""
+    kubeconfig = service_account_kubeconfig(management, directory / "sa.yaml")
+    defaults = {
+        "HERD_RANCHER_NAMESPACES": RANCHER_NS,
+        "HERD_RESYNC_SECONDS": "60",
+        "HERD_RETRY_SECONDS": "3",
+        "HERD_FLEET_SECONDS": "2",
+        "HERD_LEASE_SECONDS": str(int(LEASE_SECONDS)),
+        "HERD_METRICS_PORT": str(free_port()),
+    }
+    return Controller(
+        directory.name, directory, kubeconfig, CONTROLLER_NS, {**defaults, **settings},
+        extra_namespaces=TENANTS,
+    )  # fmt: skip
 
 
 def grants() -> list[dict[str, Any]]:
