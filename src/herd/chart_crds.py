@@ -30,8 +30,9 @@ The chart is tenant input, so reading it is bounded and follows helm's loader:
 - YAML is parsed without alias expansion and within bounds (`herd.yamlsafe`).
 
 Reads the chart directory the rollout pulled (`herd.helm.ChartCache`); no Kubernetes, no
-helm. The rollout runs it in a worker process (`herd.worker`) with a time and memory limit. Callers: `herd.rollout.actions` (through `herd.rollout.crds`); table-tested in
-`tests/test_chart_crds.py`.
+helm. The rollout runs it in a worker process (`herd.worker`) with a time and memory
+limit. Callers: `herd.rollout.actions` (through `herd.rollout.crds`); table-tested in
+`tests/test_chart_crds.py`, bounds in `tests/test_hostile_bytes.py`.
 """
 
 from __future__ import annotations

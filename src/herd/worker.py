@@ -8,7 +8,9 @@ the answer without blocking the event loop:
 - the child runs under `RLIMIT_AS` (`memory_bytes`): a bomb that still slips through ends
   in a `MemoryError` there, never in the controller;
 - after `seconds` the child is killed (SIGKILL) and `WorkerTimeout` raised;
-- a child that dies (the memory limit, a crash) raises `WorkerFailed`;
+- a child that dies without answering (killed, crashed) raises `WorkerFailed`, which
+  callers treat as transient (`WorkerDied`) (the controller may be stopping); a `MemoryError` in the
+  child comes back as a `WorkerFailed` answer, which they treat as the check's verdict;
 - children are reused (a fork from a `forkserver` that preloaded Herd), so a check costs a
   round trip through a pipe, not an interpreter start (about 1 ms for a small manifest);
 - a child exits with its parent: it reads its pipe until EOF, and the kernel kills it
@@ -28,7 +30,7 @@ import multiprocessing
 import os
 import pickle
 import signal
-import time
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -40,9 +42,10 @@ from herd.errors import HerdError
 T = TypeVar("T")
 MIB = 1024 * 1024
 PRELOAD = ["herd.tenancy", "herd.chart_crds"]  # imported once by the fork server
-# Tests only: every check hangs, its child asleep and a controller thread blocked reading
-# its answer (the shutdown watchdog's real case: a thread stuck in a call).
+# Tests only: every check hangs in a controller thread that never returns (the shutdown
+# watchdog's real case: a thread stuck in a blocking call, which asyncio.run then joins).
 STALL_ENV = "HERD_TEST_STALL_CHECKS"
+START_SECONDS = 60.0  # the first start also starts the fork server (imports Herd)
 
 
 class WorkerError(HerdError):
@@ -54,7 +57,11 @@ class WorkerTimeout(WorkerError):
 
 
 class WorkerFailed(WorkerError):
-    """The check's process died (memory limit, crash)."""
+    """The check ran out of memory (or its answer could not be sent): its verdict."""
+
+
+class WorkerDied(WorkerError):
+    """The check's process ended without an answer (killed, crashed): try again later."""
 
 
 @dataclass(frozen=True)
@@ -77,11 +84,12 @@ class _Child:
         theirs.close()
 
     def kill(self) -> None:
+        """SIGKILL, close our end; reaped at once in practice (a killed process ends)."""
         with contextlib.suppress(OSError, ValueError):
             self.process.kill()
         with contextlib.suppress(OSError):
             self.conn.close()
-        self.process.join(5)
+        self.process.join(0.2)
 
 
 class WorkerPool:
@@ -101,11 +109,11 @@ class WorkerPool:
         if self._slots is None or self._slots[0] is not loop:  # a semaphore serves one loop
             self._slots = (loop, asyncio.Semaphore(max(1, self.limits.workers)))
         async with self._slots[1]:
-            child = self._idle.pop() if self._idle else await asyncio.to_thread(self._start)
+            child = self._idle.pop() if self._idle else await self._spawn(what)
             try:
                 answer = await self._call(child, what, function, args)
             except BaseException:
-                await asyncio.to_thread(child.kill)  # timed out, cancelled, or died
+                child.kill()  # timed out, cancelled, or died: never reused
                 raise
             if self._closed:
                 child.kill()
@@ -116,15 +124,39 @@ class WorkerPool:
             return value  # type: ignore[no-any-return]
         raise value
 
+    async def _spawn(self, what: str) -> _Child:
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self._start), START_SECONDS)
+        except (TimeoutError, OSError) as error:
+            raise WorkerDied(f"{what} could not start a worker process ({error!r})") from None
+
     async def _call(
         self, child: _Child, what: str, function: Callable[..., Any], args: tuple[Any, ...]
+    ) -> tuple[bool, Any]:
+        """Send, wait and read within the time limit: a thread blocked on the pipe ends
+        when the child is killed (the pipe breaks)."""
+        try:
+            return await asyncio.wait_for(
+                self._exchange(child, function, args), self.limits.seconds
+            )
+        except TimeoutError:
+            raise WorkerTimeout(
+                f"{what} did not finish within {self.limits.seconds:g}s and was stopped"
+            ) from None
+        except (EOFError, OSError):
+            child.process.join(1)
+            code = child.process.exitcode
+            raise WorkerDied(f"{what} stopped without an answer (exit code {code})") from None
+
+    @staticmethod
+    async def _exchange(
+        child: _Child, function: Callable[..., Any], args: tuple[Any, ...]
     ) -> tuple[bool, Any]:
         loop = asyncio.get_running_loop()
         readable = loop.create_future()
         await asyncio.to_thread(child.conn.send, (function, args))
         if os.environ.get(STALL_ENV) == "1":  # tests: a thread stuck in a blocking call
-            stuck: tuple[bool, Any] = await asyncio.to_thread(child.conn.recv)
-            return stuck
+            await asyncio.to_thread(threading.Event().wait)
 
         def answered() -> None:
             if not readable.done():
@@ -132,22 +164,10 @@ class WorkerPool:
 
         loop.add_reader(child.conn.fileno(), answered)
         try:
-            await asyncio.wait_for(readable, self.limits.seconds)
-        except TimeoutError:
-            raise WorkerTimeout(
-                f"{what} did not finish within {self.limits.seconds:g}s and was stopped"
-            ) from None
+            await readable
         finally:
             loop.remove_reader(child.conn.fileno())
-        try:
-            answer: tuple[bool, Any] = await asyncio.to_thread(child.conn.recv)
-        except (EOFError, OSError):
-            child.process.join(1)
-            code = child.process.exitcode
-            raise WorkerFailed(
-                f"{what} stopped (exit code {code}; more than "
-                f"{self.limits.memory_bytes // MIB} MiB of memory?)"
-            ) from None
+        answer: tuple[bool, Any] = await asyncio.to_thread(child.conn.recv)
         return answer
 
     def _start(self) -> _Child:
@@ -167,7 +187,9 @@ class WorkerPool:
 def _serve(conn: Connection, memory_bytes: int) -> None:
     """The child's loop: run what arrives, answer (ok, value), until the pipe closes."""
     _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller decides when we stop
+    # The controller decides when we stop (a pod's SIGTERM reaches the whole group).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if memory_bytes:
         import resource  # noqa: PLC0415 (only in the child)
 
@@ -177,8 +199,6 @@ def _serve(conn: Connection, memory_bytes: int) -> None:
             message = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        if os.environ.get(STALL_ENV) == "1":
-            time.sleep(1e9)
         try:
             function, args = pickle.loads(message)  # noqa: S301 (from our own parent)
             answer: tuple[bool, Any] = (True, function(*args))

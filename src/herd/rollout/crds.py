@@ -68,6 +68,9 @@ class CrdStep:
             )
         try:
             return await asyncio.shield(self._read[key])
+        except worker.WorkerDied as error:  # killed (the controller stops?): not a verdict
+            self._read.pop(key, None)
+            raise HelmFailure(FailureKind.FAILED, f"crds: {error}", transient=True) from None
         except (ChartCrdError, worker.WorkerError) as error:
             raise HelmFailure(FailureKind.INVALID, f"crds: {error}", transient=False) from None
 

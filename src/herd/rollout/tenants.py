@@ -27,6 +27,7 @@ from pathlib import Path
 from herd import worker
 from herd.clusters.kube import api_client_from_kubeconfig
 from herd.clusters.tenant_rbac import provision
+from herd.failures import FailureKind, HelmFailure
 from herd.tenancy import Grants, render_check
 
 REFRESH_SECONDS = 600.0  # discovery and RBAC redone at least this often (new CRDs, deleted ns)
@@ -50,7 +51,9 @@ class RenderCheck:
                 "the render check", render_check, self.grants, manifest, namespace,
                 self.cluster_scoped,
             )  # fmt: skip
-        except worker.WorkerError as error:
+        except worker.WorkerDied as error:  # killed (the controller stops?): not a verdict
+            raise HelmFailure(FailureKind.FAILED, str(error), transient=True) from None
+        except worker.WorkerError as error:  # too slow or too big: this config's verdict
             return str(error)
 
 
