@@ -115,7 +115,8 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: 
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.INFO
-    runtime = Runtime.create(config, memo["workdir"])
+    # Clients, helm home, add-on catalog: blocking work, kept off the event loop.
+    runtime = await asyncio.to_thread(Runtime.create, config, memo["workdir"])
     memo["runtime"] = runtime
     metrics.serve(config.metrics_port)
     memo["fleet"] = asyncio.create_task(runtime.watch_fleet(logger))

@@ -9,6 +9,7 @@ tenants choose (chart names) are bounded: `MAX_SERIES` pairs, then `_other`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter as Tally
 
@@ -44,6 +45,8 @@ LOOP_LAG = Histogram(
 )
 LOOP_LAG_MAX = Gauge("herd_event_loop_lag_max_seconds", "The largest event-loop lag seen.")
 LAG_INTERVAL = 0.1  # the sampler sleeps this long; any oversleep is lag
+STALL_SECONDS = 0.25  # a lag beyond this is logged
+logger = logging.getLogger(__name__)
 
 MAX_SERIES = 2000  # (cluster, chart) pairs with their own series; later ones share OVERFLOW
 OVERFLOW = "_other"
@@ -127,6 +130,8 @@ async def sample_loop_lag(interval: float = LAG_INTERVAL) -> None:
         await asyncio.sleep(interval)
         lag = max(0.0, time.monotonic() - started - interval)
         LOOP_LAG.observe(lag)
+        if lag > STALL_SECONDS:  # something blocked the loop: say when, to find what
+            logger.warning("Event loop stalled for %.2fs", lag)
         if lag > worst:
             worst = lag
             LOOP_LAG_MAX.set(lag)
