@@ -24,6 +24,7 @@ One process-wide pool (`pool()`), configured once by the operator (`configure`),
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import ctypes
 import multiprocessing
@@ -187,9 +188,7 @@ class WorkerPool:
 def _serve(conn: Connection, memory_bytes: int) -> None:
     """The child's loop: run what arrives, answer (ok, value), until the pipe closes."""
     _die_with_parent()
-    # The controller decides when we stop (a pod's SIGTERM reaches the whole group).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C is the controller's
     if memory_bytes:
         import resource  # noqa: PLC0415 (only in the child)
 
@@ -219,6 +218,9 @@ def _die_with_parent() -> None:
 
 
 _POOL = WorkerPool()
+# Before multiprocessing's own exit hook (registered earlier, so run later), which would
+# join the workers: they wait on their pipe, so kill them.
+atexit.register(lambda: _POOL.close())  # noqa: PLW0108 (the pool `configure` set last)
 
 
 def configure(limits: Limits) -> None:
