@@ -1,6 +1,6 @@
 """Fault suite of issue 11: real faults on the local test bed, one printed line per figure.
 
-    .venv/bin/python -m benchmarks.faults [--scenarios kill,api,depart,dual,failover,fuzz]
+    .venv/bin/python -m benchmarks.faults [--scenarios kill,api,depart,dual,failover,fuzz,hostile]
                                           [--kills 10] [--fuzz 500] [--keep DIR]
 
 Starts its own test bed (a Rancher-shaped management cluster and two downstream
@@ -21,7 +21,10 @@ logged through a HERD_HELM wrapper) and measures:
 - failover: the active one of two controllers SIGKILLed: seconds until an edit made
   right after the kill is Deployed;
 - fuzz: generated Stack bodies (CRD schema + nasty strings) through the controller:
-  crashes, Stacks with a clear status, helm calls for Stacks judged invalid.
+  crashes, Stacks with a clear status, helm calls for Stacks judged invalid;
+- hostile: five hostile Stacks (alias, nesting and object-count bombs, a 60k templated
+  value without a grant, a decompression-bomb subchart) beside another tenant's Stack:
+  the largest event-loop lag and the longest gap between Lease renewals.
 
 "Secret files of killed runs": regular files below TMPDIR/herd-kubeconfigs-*,
 TMPDIR/herd-helm-*, TMPDIR/herd-charts-* and below HERD_WORKDIR (kubeconfigs, helm homes,
@@ -45,7 +48,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import _faults_fuzz, _faults_ha, _faults_rollout
+from benchmarks import _faults_fuzz, _faults_ha, _faults_hostile, _faults_rollout
 from benchmarks._faults_bed import RANCHER_NS, Bed, NotMeasured
 
 from e2e.testbed import binaries
@@ -54,7 +57,7 @@ from e2e.testbed.controlplane import TestBed
 from e2e.testbed.herd_controller import prepare_management
 
 Figures = list[tuple[str, str]]
-SCENARIOS = ("kill", "api", "depart", "dual", "failover", "fuzz")
+SCENARIOS = ("kill", "api", "depart", "dual", "failover", "fuzz", "hostile")
 TITLES = {
     "kill": "SIGKILL of controller + helm children mid-rollout, restart",
     "api": "management API down 15 s mid-rollout",
@@ -62,6 +65,7 @@ TITLES = {
     "dual": "two controllers at once, 4 edits",
     "failover": "leader SIGKILLed",
     "fuzz": "generated Stack bodies",
+    "hostile": "5 hostile Stacks (bombs) beside another tenant's Stack",
 }
 
 
@@ -73,6 +77,7 @@ def _runners(args: argparse.Namespace) -> dict[str, Callable[[Bed], Figures]]:
         "dual": _faults_ha.two_controllers,
         "failover": _faults_ha.leader_killed,
         "fuzz": lambda bed: _faults_fuzz.generated_bodies(bed, args.fuzz),
+        "hostile": _faults_hostile.hostile_stacks,
     }
 
 
@@ -125,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             bed = Bed(testbed, repo.url, directory, [
                 testbed.clusters["downstream-1"], testbed.clusters["downstream-2"],
             ])  # fmt: skip
-            prepare_management(bed.mgmt, [RANCHER_NS, _faults_fuzz.RANCHER_NS])
+            prepare_management(
+                bed.mgmt, [RANCHER_NS, _faults_fuzz.RANCHER_NS, _faults_hostile.RANCHER_NS]
+            )
             bed.register()
             print(f"# test bed up in {time.monotonic() - started:.0f}s", flush=True)
             runners = _runners(args)

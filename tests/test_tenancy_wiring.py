@@ -239,10 +239,10 @@ metadata: {name: reader}
 
 def test_render_check_names_the_forbidden_object() -> None:
     check = RenderCheck(TEAM_A, frozenset({"ClusterRole.rbac.authorization.k8s.io"}))
-    message = check.problems(MANIFEST, "team-a-apps")
+    message = asyncio.run(check.problems(MANIFEST, "team-a-apps"))  # in a worker process
     assert "ClusterRole reader (cluster-scoped)" in message
     assert "ConfigMap" not in message
-    assert check.problems(MANIFEST.split("---", maxsplit=1)[0], "team-a-apps") == ""
+    assert asyncio.run(check.problems(MANIFEST.split("---", maxsplit=1)[0], "team-a-apps")) == ""
 
 
 @pytest.mark.parametrize(

@@ -17,15 +17,30 @@ Each file may hold several YAML documents; empty ones are skipped. Only
 `crds/` directory is a `ChartCrdError` naming the file (`chart/charts/sub/crds/x.yaml`, as
 helm names it), and the release fails without touching the cluster.
 
+The chart is tenant input, so reading it is bounded and follows helm's loader:
+
+- the root's `.helmignore` is honoured (`herd.helmignore`), as `helm template` honours it,
+  so Herd applies exactly the crds/ the render check saw (reading helm's own output instead
+  would need a second `helm template` per release and cluster, and would not see
+  `CreateReplace`'s subchart selection for admin Stacks, which have no render check);
+- `ReadLimits`: files and archive members, one file's size, everything decompressed
+  (declared sizes count before a member is read or skipped) and subchart nesting depth;
+  past one, a `ChartCrdError` says which (a 146 KB archive that would be 150 MB is refused
+  from its tar header, before anything is decompressed);
+- YAML is parsed without alias expansion and within bounds (`herd.yamlsafe`).
+
 Reads the chart directory the rollout pulled (`herd.helm.ChartCache`); no Kubernetes, no
-helm. Callers: `herd.rollout.actions` (through `herd.rollout.crds`); table-tested in
-`tests/test_chart_crds.py`.
+helm. The rollout runs it in a worker process (`herd.worker`) with a time and memory
+limit. Callers: `herd.rollout.actions` (through `herd.rollout.crds`); table-tested in
+`tests/test_chart_crds.py`, bounds in `tests/test_hostile_bytes.py`.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import tarfile
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -33,7 +48,10 @@ from typing import Any, Literal
 
 import yaml
 
+from herd import yamlsafe
+from herd.helmignore import Rules
 from herd.plan import deep_merge
+from herd.yamlsafe import MIB
 
 CrdPolicy = Literal["Skip", "Create", "CreateReplace"]
 CREATE: CrdPolicy = "Create"
@@ -86,13 +104,14 @@ def chart_crds(chart_dir: Path, values: Mapping[str, Any] | None = None) -> list
 
 def crd_files(chart_dir: Path, values: Mapping[str, Any] | None = None) -> list[ChartFile]:
     """Every crds/ file of the chart and its enabled subcharts, the root's first."""
+    budget = _Budget(LIMITS)
     try:
-        files = _read_directory(chart_dir)
+        files = _read_directory(chart_dir, budget)
     except OSError as error:
         raise ChartCrdError(f"cannot read chart {chart_dir.name}: {error.strerror}") from None
     name = _chart_name(files, chart_dir.name)
     values = dict(values or {})
-    return list(_collect(name, files, values, _tags(values, files, name)))
+    return list(_collect(name, files, values, _tags(values, files, name), budget))
 
 
 def parse_crds(files: list[ChartFile]) -> list[Crd]:
@@ -100,7 +119,9 @@ def parse_crds(files: list[ChartFile]) -> list[Crd]:
     crds: list[Crd] = []
     for file in files:
         try:
-            documents = list(yaml.safe_load_all(file.content.decode()))
+            documents = list(yamlsafe.load_all(file.content))
+        except yamlsafe.YamlLimitError as error:
+            raise ChartCrdError(f"{file.path} is refused: {error}") from None
         except (yaml.YAMLError, UnicodeDecodeError) as error:
             problem = type(error).__name__
             raise ChartCrdError(f"{file.path} is not valid YAML ({problem})") from None
@@ -131,22 +152,24 @@ def _crd(path: str, document: object) -> Crd:
 
 
 def _collect(
-    name: str, files: Files, values: Mapping[str, Any], tags: Mapping[str, Any]
+    name: str, files: Files, values: Mapping[str, Any], tags: Mapping[str, Any], budget: _Budget
 ) -> Iterator[ChartFile]:
     for path in sorted(files):
         if path.startswith("crds/") and path.lower().endswith(_MANIFEST_SUFFIXES):
             yield ChartFile(f"{name}/{path}", files[path])
     merged = deep_merge(_values(files, name), values)
-    subcharts = _subcharts(name, files)
+    subcharts = _subcharts(name, files, budget)
     listed: set[str] = set()
     for dependency in _dependencies(files, name):
         chart = str(dependency.get("name", ""))
         listed.add(chart)
         key = str(dependency.get("alias") or chart)  # an alias is its own copy of the chart
         if chart in subcharts and _enabled(dependency, merged, tags):
-            yield from _collect(f"{name}/charts/{key}", subcharts[chart], _under(merged, key), tags)
+            sub = _under(merged, key)
+            yield from _collect(f"{name}/charts/{key}", subcharts[chart], sub, tags, budget)
     for chart in sorted(set(subcharts) - listed):  # in charts/ without a dependency entry
-        yield from _collect(f"{name}/charts/{chart}", subcharts[chart], _under(merged, chart), tags)
+        sub = _under(merged, chart)
+        yield from _collect(f"{name}/charts/{chart}", subcharts[chart], sub, tags, budget)
 
 
 def _under(values: Mapping[str, Any], key: str) -> dict[str, Any]:
@@ -188,7 +211,7 @@ def _tags(values: Mapping[str, Any], files: Files, name: str) -> Mapping[str, An
     return tags if isinstance(tags, dict) else {}
 
 
-def _subcharts(name: str, files: Files) -> dict[str, Files]:
+def _subcharts(name: str, files: Files, budget: _Budget) -> dict[str, Files]:
     """The charts in `charts/`, by chart name (Chart.yaml's, as helm matches dependencies)."""
     groups: dict[str, Files] = {}
     for path, content in files.items():
@@ -199,7 +222,7 @@ def _subcharts(name: str, files: Files) -> dict[str, Files]:
     found: dict[str, Files] = {}
     for entry, group in sorted(groups.items()):
         if entry.endswith(".tgz") and "" in group:
-            sub = _read_archive(group[""], f"{name}/charts/{entry}")
+            sub = _read_archive(group[""], f"{name}/charts/{entry}", budget)
         elif "Chart.yaml" in group:
             sub = group
         else:
@@ -229,7 +252,9 @@ def _yaml_mapping(files: Files, path: str, chart: str) -> dict[str, Any]:
     if path not in files:
         return {}
     try:
-        loaded = yaml.safe_load(files[path].decode())
+        loaded = yamlsafe.load(files[path])
+    except yamlsafe.YamlLimitError as error:
+        raise ChartCrdError(f"{chart}/{path} is refused: {error}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         problem = type(error).__name__
         raise ChartCrdError(f"{chart}/{path} is not valid YAML ({problem})") from None
@@ -241,29 +266,98 @@ def _wanted(path: str) -> bool:
     return path in ("Chart.yaml", "values.yaml") or path.startswith(("crds/", "charts/"))
 
 
-def _read_directory(root: Path) -> Files:
+# -- bounded reading -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What reading one chart (its subcharts included) may cost."""
+
+    files: int = 10_000  # files and archive members, all levels together
+    file_bytes: int = 16 * MIB  # one file (a big crds/ file is a few MB)
+    total_bytes: int = 64 * MIB  # everything decompressed, read or skipped, all levels
+    depth: int = 5  # subcharts inside subcharts
+
+
+LIMITS = ReadLimits()
+
+
+class _Budget:
+    """What reading one chart has cost so far; `ChartCrdError` past `LIMITS`."""
+
+    def __init__(self, limits: ReadLimits) -> None:
+        self.limits = limits
+        self._files = 0
+        self._bytes = 0
+
+    def take(self, where: str, size: int) -> None:
+        self._files += 1
+        self._bytes += size
+        if self._files > self.limits.files:
+            raise ChartCrdError(f"{where}: the chart holds more than {self.limits.files} files")
+        if size > self.limits.file_bytes:
+            raise ChartCrdError(
+                f"{where} is {size} bytes, more than the {self.limits.file_bytes} allowed"
+            )
+        if self._bytes > self.limits.total_bytes:
+            raise ChartCrdError(
+                f"{where}: the chart decompresses to more than {self.limits.total_bytes} bytes"
+            )
+
+
+def _read_directory(root: Path, budget: _Budget) -> Files:
+    """The wanted files of an unpacked chart, skipping what its `.helmignore` ignores, as
+    helm's `LoadDir` does (so `helm template` and Herd see the same crds/)."""
+    ignore = root / ".helmignore"
+    rules = Rules(_read_file(ignore, ".helmignore", budget).decode(errors="replace"))
     files: Files = {}
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root).as_posix()
-        # A symlink could point out of the chart (an archive helm pulled holds none).
-        if path.is_file() and not path.is_symlink() and _wanted(relative):
-            files[relative] = path.read_bytes()
+    for directory, subdirectories, names in os.walk(root):
+        base = Path(directory).relative_to(root).as_posix()
+        prefix = "" if base == "." else f"{base}/"
+        subdirectories[:] = sorted(
+            d
+            for d in subdirectories
+            if not rules.ignored(prefix + d, True) and not Path(directory, d).is_symlink()
+        )
+        for name in sorted(names):
+            relative, path = prefix + name, Path(directory, name)
+            # A symlink could point out of the chart (an archive helm pulled holds none).
+            if path.is_symlink() or rules.ignored(relative, False) or not _wanted(relative):
+                continue
+            files[relative] = _read_file(path, relative, budget)
     return files
 
 
-def _read_archive(content: bytes, where: str) -> Files:
-    """A packaged subchart's files, without the archive's top directory."""
+def _read_file(path: Path, where: str, budget: _Budget) -> bytes:
+    if not path.is_file() or path.is_symlink():
+        return b""
+    budget.take(where, path.stat().st_size)
+    with path.open("rb") as handle:
+        content = handle.read(budget.limits.file_bytes + 1)  # never more than allowed
+    if len(content) > budget.limits.file_bytes:  # it grew since the stat
+        budget.take(where, len(content))
+    return content
+
+
+def _read_archive(content: bytes, where: str, budget: _Budget) -> Files:
+    """A packaged subchart's files, without the archive's top directory.
+
+    Every member's declared size counts against the budget before it is read or skipped
+    (skipping a member of a compressed stream decompresses it too).
+    """
+    if where.count("/charts/") > budget.limits.depth:
+        raise ChartCrdError(f"{where}: subcharts nested deeper than {budget.limits.depth}")
     files: Files = {}
     try:
         with tarfile.open(fileobj=io.BytesIO(content), mode="r:*") as archive:
             for member in archive:
+                budget.take(f"{where}:{member.name[:200]}", member.size)
                 if not member.isfile():
                     continue
-                parts = PurePosixPath(member.name).parts
-                relative = "/".join(parts[1:])
+                relative = "/".join(PurePosixPath(member.name).parts[1:])
                 extracted = archive.extractfile(member)
                 if relative and extracted is not None and _wanted(relative):
-                    files[relative] = extracted.read()
-    except (tarfile.TarError, OSError) as error:
+                    files[relative] = extracted.read(budget.limits.file_bytes)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
         raise ChartCrdError(f"{where} is not a readable chart archive ({error})") from None
     return files

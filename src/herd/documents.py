@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from herd import yamlsafe
 from herd.api import Stack, parse_stack
 from herd.api.grants import GRANT_KIND, parse_grant
 from herd.clustervalues import spec_problems as template_problems
@@ -50,7 +51,7 @@ def _raw_documents(path: Path) -> Iterator[tuple[str, Any]]:
         yield str(path), error
         return
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in yamlsafe.load_all(text) if d is not None]
     except yaml.YAMLError as error:
         yield str(path), error
         return

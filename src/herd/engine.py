@@ -132,9 +132,10 @@ class Engine:
             problems += spec_problems(
                 grants, stack.spec, service_account_name=stack.spec.service_account_name
             )
+        if problems:  # refused by the grants: nothing of the tenant's is read or templated
+            raise SpecError(sorted(set(problems)))
         from_values = None
-        granted = not problems  # the grants' own problems stop any Secret read
-        if self._values is not None and not problems:
+        if self._values is not None:
             admin = grants is None or grants.admin
             account = None if admin else stack.spec.service_account_name
             try:
@@ -143,7 +144,7 @@ class Engine:
                 )
             except SpecError as error:
                 problems += error.problems
-        sources = await self._chart_sources(stack, grants, problems) if granted else {}
+        sources = await self._chart_sources(stack, grants, problems)
         by_id = {c.id: c for c in clusters}
         addons = self._addons
         if addons is not None and _enables_addons(stack.spec):

@@ -120,13 +120,22 @@ class HelmFailure(Exception):
     def __init__(self, kind: FailureKind, message: str, *, transient: bool) -> None:
         self.kind = kind
         self.transient = transient
-        self.message = message
-        super().__init__(message)
+        self.message = clip(message)  # kept in status rows and Events: bounded
+        super().__init__(self.message)
+
+
+MESSAGE_LIMIT = 1000  # characters of a failure message kept in a row
+STDERR_LIMIT = 64 * 1024  # the tail of helm's output that is classified (the error is last)
+
+
+def clip(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """`message` cut to `limit` characters (an ellipsis marks the cut)."""
+    return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
 def first_line(stderr: str, limit: int = 300) -> str:
     """The line of helm's stderr that says what went wrong, without the `Error: ` noise."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in stderr[-STDERR_LIMIT:].splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.lower().startswith("error")]
     line = (errors or lines or ["helm failed without a message"])[-1]
     line = re.sub(r"^error:\s*", "", line, flags=re.IGNORECASE)
@@ -141,6 +150,7 @@ def classify(
     A refused login while pulling from `repo` says "authentication failed for <repo>",
     naming the credentials Secret (`namespace/name`) when there is one, never its content.
     """
+    stderr = stderr[-STDERR_LIMIT:]  # helm may echo tenant text; the patterns stay cheap
     message = first_line(stderr)
     for pattern, kind, transient in _RULES:
         if pattern.search(stderr):
@@ -206,6 +216,7 @@ _UPDATE_FAILED = re.compile(r"unable to get an update from .*?:\s*\n\s*(.+)", re
 def update_failure(output: str) -> str | None:
     """Why `helm repo update` could not fetch a repository's index (`Error: <reason>`),
     from its output; None when it could."""
+    output = output[-STDERR_LIMIT:]
     found = _UPDATE_FAILED.search(output)
     if found:
         return f"Error: {found.group(1).strip()}"

@@ -11,6 +11,10 @@ No functions, pipelines, conditionals or code: a string is split into literal te
 variables, and each variable is looked up in the cluster's facts. Only string values are
 templated (map keys, numbers and booleans are left alone); a rendered value stays a string.
 
+The scan is linear (`str.find`, no backtracking regular expression over the whole string),
+and a string holding `{{` may be at most `MAX_CHARS` long (a spec error naming the value):
+tenant strings cost bounded time wherever the engine templates them.
+
 Two kinds of error, found at different times:
 
 - `check_values` finds malformed templates (an unclosed `{{`, anything but a PATH inside)
@@ -25,14 +29,14 @@ Callers: `herd.clustervalues`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from herd.clusters.model import Cluster
 
 OPEN, CLOSE = "{{", "}}"
-_EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+MAX_CHARS = 16 * 1024  # a templated string longer than this is a spec error
 _PATH = re.compile(r"^\s*\.Cluster\.(id|name|labels\.([A-Za-z0-9][-A-Za-z0-9_./]*))\s*$")
 SYNTAX = (
     "use {{ .Cluster.id }}, {{ .Cluster.name }} or {{ .Cluster.labels.KEY }} "
@@ -60,16 +64,40 @@ def facts(cluster: Cluster) -> dict[str, str]:
     return found
 
 
+def expressions(text: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, inner text) of every `{{ … }}` in `text`, left to right.
+
+    The same matches as the regular expression `\\{\\{(.*?)\\}\\}` (each `{{` closed by the
+    first `}}` after it), found with `str.find` in linear time: that lazy expression is
+    quadratic on a long string of unclosed `{{`.
+    """
+    start = text.find(OPEN)
+    while start >= 0:
+        end = text.find(CLOSE, start + len(OPEN))
+        if end < 0:
+            return  # no `}}` after this `{{`, so none after any later one either
+        yield start, end + len(CLOSE), text[start + len(OPEN) : end]
+        start = text.find(OPEN, end + len(CLOSE))
+
+
 def variables(text: str) -> list[str]:
     """The variables of `text` (after `.Cluster.`), in order; raises `TemplateError`."""
-    names = []
-    for match in _EXPRESSION.finditer(text):
-        path = _PATH.match(match.group(1))
+    if OPEN not in text:
+        return []
+    if len(text) > MAX_CHARS:
+        raise TemplateError(
+            f"a templated string may hold at most {MAX_CHARS} characters, this one has {len(text)}"
+        )
+    names, rest, done = [], [], 0
+    for start, end, inner in expressions(text):
+        path = _PATH.match(inner)
         if path is None:
-            raise TemplateError(f"{match.group(0)!r} is not a cluster fact: {SYNTAX}")
+            raise TemplateError(f"{_shown(text[start:end])} is not a cluster fact: {SYNTAX}")
         names.append(path.group(1))
-    rest = _EXPRESSION.sub("", text)
-    if OPEN in rest:
+        rest.append(text[done:start])
+        done = end
+    rest.append(text[done:])
+    if OPEN in "".join(rest):
         raise TemplateError(f"{OPEN!r} is not closed by {CLOSE!r}: {SYNTAX}")
     return names
 
@@ -80,15 +108,21 @@ def render(text: str, known: Mapping[str, str], path: str = "") -> str:
     if OPEN not in text:
         return text
     variables(text)  # the whole string is well formed before anything is replaced
-
-    def substitute(match: re.Match[str]) -> str:
-        name = _PATH.match(match.group(1))
+    parts, done = [], 0
+    for start, end, inner in expressions(text):
+        name = _PATH.match(inner)
         assert name is not None  # checked above
         if name.group(1) not in known:
             raise UnknownVariable(path, f".Cluster.{name.group(1)}")
-        return known[name.group(1)]
+        parts += [text[done:start], known[name.group(1)]]
+        done = end
+    parts.append(text[done:])
+    return "".join(parts)
 
-    return _EXPRESSION.sub(substitute, text)
+
+def _shown(expression: str) -> str:
+    """An expression for an error message: the start of a long one is enough."""
+    return repr(expression if len(expression) <= 80 else f"{expression[:60]}…{expression[-10:]}")
 
 
 def check_values(values: Any, path: str) -> list[tuple[str, str]]:

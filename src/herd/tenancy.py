@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from herd import yamlsafe
 from herd.api import ChartSpec, SkippedCluster, StackSpec, Targets, Toggle
 from herd.api.grants import ClusterGrant, ClusterGrantSpec, parse_grant
 from herd.clusters.model import Cluster
@@ -367,20 +368,56 @@ def forbidden_objects(
     return sorted(found)
 
 
+def render_check(
+    grants: Grants, manifest: str, release_namespace: str, cluster_scoped: Collection[str]
+) -> str:
+    """The render check's verdict: the release's failure message, "" when allowed.
+
+    A manifest that cannot be parsed within `herd.yamlsafe`'s bounds (an alias bomb in
+    crds/, too many objects) is refused with a bounded message. Run it off the event loop
+    (`herd.rollout.tenants` runs it in a worker process).
+    """
+    try:
+        found = forbidden_objects(grants, manifest, release_namespace, cluster_scoped)
+    except yaml.YAMLError as error:
+        return f"the rendered manifest cannot be checked: {_clip(' '.join(str(error).split()))}"
+    return describe_forbidden(grants, found) if found else ""
+
+
+LISTED_OBJECTS = 10  # a render-check message names at most this many objects
+_NAME_CHARS = 120  # ... and at most this much of each name (tenant-chosen text)
+
+
 def describe_forbidden(grants: Grants, objects: Sequence[ForbiddenObject]) -> str:
-    """The release failure message for a failed render check."""
-    listed = ", ".join(str(obj) for obj in objects)
+    """The release failure message for a failed render check: bounded, whatever the chart."""
+    listed = ", ".join(_clip(str(obj)) for obj in objects[:LISTED_OBJECTS])
+    if len(objects) > LISTED_OBJECTS:
+        listed += f" and {len(objects) - LISTED_OBJECTS} more"
     return f"the chart would create objects not granted ({grants.describe()}): {listed}"
 
 
+def _clip(text: str) -> str:
+    return text if len(text) <= 2 * _NAME_CHARS else f"{text[:_NAME_CHARS]}…{text[-20:]}"
+
+
+MAX_OBJECTS = 5_000  # objects in one release's manifest (List items counted one by one)
+
+
 def _objects(manifest: str) -> Iterator[dict[str, Any]]:
-    for doc in yaml.safe_load_all(manifest):
+    """The manifest's objects, parsed without alias expansion (`herd.yamlsafe`) and at
+    most `MAX_OBJECTS` of them: raises `yaml.YAMLError` (`YamlLimitError` past a bound)."""
+    count = 0
+    for doc in yamlsafe.load_all(manifest):
         if not isinstance(doc, dict):
             continue
         if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
-            yield from (item for item in doc["items"] if isinstance(item, dict))
+            found = [item for item in doc["items"] if isinstance(item, dict)]
         else:
-            yield doc
+            found = [doc]
+        count += len(found)
+        if count > MAX_OBJECTS:
+            raise yamlsafe.YamlLimitError(f"more than {MAX_OBJECTS} objects")
+        yield from found
 
 
 def _mapping(value: object) -> dict[str, Any]:

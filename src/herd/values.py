@@ -25,6 +25,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from herd import yamlsafe
 from herd.api.v1 import StackSpec, ValuesSource
 from herd.clusters.kube import FORBIDDEN, NOT_FOUND, api_error_summary, read_json
 from herd.errors import Problem, SpecError, TransientError
@@ -123,7 +124,9 @@ class Missing(Exception):
 
 def _yaml_object(text: str, what: str) -> Values:
     try:
-        loaded: Any = yaml.safe_load(text)
+        loaded: Any = yamlsafe.load(text)
+    except yamlsafe.YamlLimitError as error:
+        raise ValueError(f"{what} is refused: {error}") from None
     except yaml.YAMLError:
         raise ValueError(f"{what} is not valid YAML") from None
     if loaded is None:

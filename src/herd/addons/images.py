@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from herd import yamlsafe
 from herd.addons.gpus import GpuDemand, gpu_demand
 
 _CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
@@ -44,7 +45,7 @@ def manifest_facts(manifest: str, namespace: str) -> ManifestFacts:
     images: set[str] = set()
     workloads: list[Workload] = []
     try:
-        documents = [d for d in yaml.safe_load_all(manifest) if isinstance(d, dict)]
+        documents = [d for d in yamlsafe.load_all(manifest) if isinstance(d, dict)]
     except yaml.YAMLError:
         return ManifestFacts(frozenset(), ())
     for doc in documents:

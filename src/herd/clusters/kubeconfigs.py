@@ -226,6 +226,9 @@ class KubeconfigStore:
 
     def _write(self, cluster_id: str, content: bytes) -> Path:
         target = self._directory / _file_name(cluster_id)
+        # Something may have removed the directory (a second process at start, a cleanup):
+        # make it again rather than fail every cluster from now on.
+        self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         # mkstemp creates the file 0600; the rename swaps content atomically for readers.
         fd, temporary = tempfile.mkstemp(dir=self._directory, prefix=".writing-")
         try:

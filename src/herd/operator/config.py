@@ -17,13 +17,22 @@
 | HERD_WORKDIR | /tmp/herd-<ns>-<shard> | own dir (kubeconfigs, helm, charts); emptied at start |
 | HERD_HEALTH_PORT | 8081 | liveness endpoint /healthz, leader and standby (0 = off) |
 | HERD_SHARD | "" | handle only Stacks labelled herd.suse.com/shard=<this> ("" = unlabelled ones) |
-| HERD_LEASE_SECONDS | 15 | leader-election Lease duration (renewed every third of it) |
-| HERD_SHUTDOWN_SECONDS | 25 | on SIGTERM, running helm may finish for this long (< pod grace) |
+| HERD_LEASE_SECONDS | 15 | leader-election Lease duration (renewed every fifth of it) |
+| HERD_SHUTDOWN_SECONDS | 15 | on SIGTERM, running helm may finish for this long (< pod grace) |
 | HERD_TENANCY | grants | grants: other namespaces' Stacks get what ClusterGrants give; open |
 | HERD_EGRESS_DENY_CIDRS | RKE2, kubeadm ranges | tenant repos may not resolve here (herd.egress) |
 | HERD_EGRESS_ALLOW_CIDRS | "" | tenant repos may resolve here (never metadata, API server) |
 | HERD_EGRESS_ALLOW_HOSTS | "" | tenant repos on these `host` or `host:port` are never refused |
 | HERD_ALLOW_EXEC_KUBECONFIGS | false | true: kubeconfigs may run `exec` / `auth-provider` |
+
+Hostile input and shutdown (`herd.worker`, `herd.operator.shutdown`):
+
+| variable | default | meaning |
+|---|---|---|
+| HERD_CHECK_SECONDS | 10 | a render check or CRD read of a chart is stopped after this long |
+| HERD_CHECK_MEMORY_MB | 1024 | address-space limit of the worker processes that run those checks |
+| HERD_CHECK_WORKERS | 2 | worker processes (checks at once) |
+| HERD_EXIT_SECONDS | shutdown + 10 | once stopping (SIGTERM, Lease lost), exit within this |
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ from herd.egress import DEFAULT_DENY_CIDRS, EgressPolicy, parse_hosts, parse_net
 from herd.plan import DEFAULT_STUCK_SECONDS
 from herd.rollout import DEFAULT_LIMITS
 from herd.tenancy import Mode
+
+EXIT_MARGIN_SECONDS = 10.0  # after helm's budget: kopf's own stop, the Lease hand-over
 
 
 @dataclass(frozen=True)
@@ -58,12 +69,24 @@ class OperatorConfig:
     workdir: Path | None = None  # None: `work_directory()`'s default
     shard: str = ""
     lease_seconds: float = 15.0
-    shutdown_seconds: float = 25.0
+    shutdown_seconds: float = 15.0
     tenancy: Mode = Mode.GRANTS
     # Egress and credentials (issue 20): the deny list for tenant repository hosts
     # (`herd.egress`), and whether kubeconfig `exec`/`auth-provider` plugins may run.
     egress: EgressPolicy = field(default_factory=lambda: _egress({}))
     allow_exec_kubeconfigs: bool = False
+    # hostile input and shutdown
+    check_seconds: float = 10.0
+    check_memory_mb: int = 1024
+    check_workers: int = 2
+    exit_seconds: float | None = None  # None: shutdown_seconds + EXIT_MARGIN_SECONDS
+
+    @property
+    def exit_budget(self) -> float:
+        """Seconds from the decision to stop to the process's exit, at the latest."""
+        if self.exit_seconds is not None:
+            return self.exit_seconds
+        return self.shutdown_seconds + EXIT_MARGIN_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
@@ -101,6 +124,10 @@ class OperatorConfig:
             tenancy=_tenancy(env.get("HERD_TENANCY", "")),
             egress=_egress(env),
             allow_exec_kubeconfigs=_flag(env, "HERD_ALLOW_EXEC_KUBECONFIGS"),
+            check_seconds=number("HERD_CHECK_SECONDS", base.check_seconds),
+            check_memory_mb=int(number("HERD_CHECK_MEMORY_MB", base.check_memory_mb)),
+            check_workers=int(number("HERD_CHECK_WORKERS", base.check_workers)),
+            exit_seconds=number("HERD_EXIT_SECONDS", 0) or None,
         )
 
     def work_directory(self) -> Path:

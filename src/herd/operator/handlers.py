@@ -17,7 +17,10 @@ shard's Lease (`herd.operator.leader`), runs kopf while it leads, and stops on S
 without cutting helm short: no new helm operation starts, running ones get
 `HERD_SHUTDOWN_SECONDS` to finish, then kopf stops and the Lease is handed over. Losing the
 Lease stops the work the same way, within what is left of the Lease, and exits 1 so the
-pod restarts as a standby.
+pod restarts as a standby. Once stopping, a watchdog (`herd.operator.shutdown`) ends the
+process within `HERD_EXIT_SECONDS` even when a thread hangs. For the whole process, the
+event loop's lag is sampled (`herd_event_loop_lag_seconds`) and the work directory is made
+again if something removed it.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any
 
 import kopf
 
+from herd import worker
 from herd.api import GROUP, PLURAL, VERSION
 from herd.clusters.kube import api_client_from_kubeconfig
 from herd.errors import TransientError
@@ -42,8 +46,10 @@ from herd.operator.impersonation import keep_bindings
 from herd.operator.keeper import RECONCILE_AT
 from herd.operator.leader import LeaderElector, identity, lease_name, serve_health
 from herd.operator.runtime import Runtime, open_workdir
+from herd.operator.shutdown import Watchdog
 from herd.stages import APPROVE_ANNOTATION
 from herd.tenancy import Mode
+from herd.workdir import ensure
 
 STACKS = (GROUP, VERSION, PLURAL)
 SHARD_LABEL = f"{GROUP}/shard"
@@ -110,7 +116,8 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: 
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.INFO
-    runtime = Runtime.create(config, memo["workdir"])
+    # Clients, helm home, add-on catalog: blocking work, kept off the event loop.
+    runtime = await asyncio.to_thread(Runtime.create, config, memo["workdir"])
     memo["runtime"] = runtime
     metrics.serve(config.metrics_port)
     memo["fleet"] = asyncio.create_task(runtime.watch_fleet(logger))
@@ -204,30 +211,57 @@ def run(*, namespaces: list[str] | None = None) -> None:
 
 async def _main(config: OperatorConfig, namespaces: list[str]) -> int:
     workdir = open_workdir(config)  # before any API client writes its key files
+    worker.configure(
+        worker.Limits(
+            config.check_seconds, config.check_memory_mb * worker.MIB, config.check_workers
+        )
+    )
     api = api_client_from_kubeconfig(None)
     elector = LeaderElector(
         api, config.namespace, lease_name(config.shard), identity(), config.lease_seconds
     )
+    watchdog = Watchdog()
+    watchdog.on_exit("stop the check workers", lambda: worker.pool().close())
+    watchdog.on_exit("hand the Lease over", elector.release_now)
+    background = [
+        asyncio.create_task(metrics.sample_loop_lag(), name="herd loop lag"),
+        asyncio.create_task(_keep_workdir(workdir), name="herd work directory"),
+    ]
     health = await serve_health(config.health_port, elector)
     stopping = asyncio.Event()  # SIGTERM or SIGINT
     _on_signals(stopping)
     try:
         if not await _first(elector.acquire(), stopping.wait()):
+            watchdog.arm(config.exit_budget, 0, "signalled while standby")
             logger.info("Stopped while standby")
             return 0
-        return await _lead(config, namespaces, elector, stopping, workdir)
+        return await _lead(config, namespaces, elector, stopping, workdir, watchdog)
     finally:
+        for task in background:
+            task.cancel()
+        worker.pool().close()
         if health is not None:
             await health.cleanup()
         api.close()  # type: ignore[no-untyped-call]
 
 
-async def _lead(
+async def _keep_workdir(workdir: Path, interval: float = 1.0) -> None:
+    """Make the work directory again whenever something removed it (`herd.workdir.ensure`)."""
+    while True:
+        try:
+            await asyncio.to_thread(ensure, workdir)
+        except OSError as error:
+            logger.warning("Cannot recreate work directory %s: %s", workdir, error.strerror)
+        await asyncio.sleep(interval)
+
+
+async def _lead(  # noqa: PLR0917 (the process's parts, handed down once)
     config: OperatorConfig,
     namespaces: list[str],
     elector: LeaderElector,
     stopping: asyncio.Event,
     workdir: Path,
+    watchdog: Watchdog,
 ) -> int:
     memo = kopf.Memo(config=config, workdir=workdir)
 
@@ -253,11 +287,15 @@ async def _lead(
     try:
         await asyncio.wait({operator, renewal, signalled}, return_when=asyncio.FIRST_COMPLETED)
         lost = renewal.done()
+        why = "Lease lost" if lost else "signalled" if signalled.done() else "kopf stopped"
+        # Whatever hangs from here on (a thread stuck in a call), the process ends in time.
+        watchdog.arm(config.exit_budget, EXIT_LOST if lost else 0, why)
         if not operator.done():
             # Lost: another process leads. Running helm may still finish: the new leader
             # treats a release whose operation is younger than its timeout as in progress.
             budget, settle = config.shutdown_seconds, (1.0 if lost else SETTLE_SECONDS)
-            await _stop(memo, stop_flag, operator, budget, settle)
+            exit_at = time.monotonic() + config.exit_budget
+            await _stop(memo, stop_flag, operator, budget, settle, exit_at)
     finally:
         renewal.cancel()
         signalled.cancel()
@@ -270,12 +308,13 @@ async def _lead(
     return 0
 
 
-async def _stop(
+async def _stop(  # noqa: PLR0917 (the stop's parts, from `_lead` only)
     memo: kopf.Memo,
     stop_flag: asyncio.Event,
     operator: asyncio.Task[None],
     budget: float,
     settle: float,
+    exit_at: float,
 ) -> None:
     """Start no new helm work, let running helm finish within `budget`, then stop kopf."""
     runtime: Runtime | None = memo.get("runtime")
@@ -294,6 +333,8 @@ async def _stop(
                 budget,
             )
     stop_flag.set()
+    # kopf's stop, then the Lease hand-over, must fit before the watchdog's exit.
+    settle = min(settle, max(0.5, exit_at - time.monotonic() - 3.0))
     done, _ = await asyncio.wait({operator}, timeout=settle)
     if not done:
         operator.cancel()

@@ -13,7 +13,7 @@ The decisions are pure (`observe`, `decide`, `lease_spec`, `still_leading`), tab
   nodes cannot make two leaders.
 - Writes carry the `resourceVersion` that was read: of two candidates, one wins (409
   for the other).
-- The leader renews every third of the duration; when it could not renew for two thirds
+- The leader renews every fifth of the duration; when it could not renew for two thirds
   of it, before any standby can consider the Lease expired, it starts no new helm work
   until it renews again (or exits, if another process took the Lease meanwhile).
 """
@@ -38,7 +38,8 @@ from kubernetes.client.exceptions import ApiException
 
 from herd.clusters.kube import API_ERRORS, api_error_summary, read_json
 
-RENEW_FRACTION = 1 / 3  # the leader renews this often (of the duration)
+RENEW_FRACTION = 1 / 5  # the leader renews this often (of the duration): a renewal that
+# comes late (a slow API call, a busy loop) still lands within a third of the duration
 DEADLINE_FRACTION = 2 / 3  # ... and gives up when it could not renew for this long
 RETRY_FRACTION = 2 / 15  # a standby tries this often (client-go: 2 s of 15 s)
 
@@ -227,11 +228,35 @@ class LeaderElector:
 
     async def release(self) -> None:
         """Hand the Lease over (best effort): a standby acquires it at its next try."""
-        if not self.leading or self._observation is None:
+        body = self._released()
+        if body is None:
             return
+        try:
+            await self._call(self._leases.replace_namespaced_lease, self.name, self.namespace, body)
+            logger.info("Released Lease %s", self.where)
+        except API_ERRORS as error:
+            logger.warning("Could not release Lease %s: %s", self.where, api_error_summary(error))
+
+    def release_now(self, timeout: float = 2.0) -> None:
+        """`release` without the event loop (a forced exit's cleanup, from a thread)."""
+        body = self._released()
+        if body is not None:
+            read_json(
+                self._leases.replace_namespaced_lease,
+                self.name,
+                self.namespace,
+                body,
+                _request_timeout=timeout,
+            )
+            logger.info("Released Lease %s", self.where)
+
+    def _released(self) -> dict[str, Any] | None:
+        """The Lease body that hands it over; None when this process does not lead."""
+        if not self.leading or self._observation is None:
+            return None
         self.leading = False
         record = self._observation.record
-        body = {
+        return {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
             "metadata": {"name": self.name, "resourceVersion": record.version},
@@ -243,11 +268,6 @@ class LeaderElector:
                 "leaseTransitions": record.transitions,
             },
         }
-        try:
-            await self._call(self._leases.replace_namespaced_lease, self.name, self.namespace, body)
-            logger.info("Released Lease %s", self.where)
-        except API_ERRORS as error:
-            logger.warning("Could not release Lease %s: %s", self.where, api_error_summary(error))
 
     def _retry_delay(self) -> float:
         """Try again soon, and right when the observed Lease would expire."""

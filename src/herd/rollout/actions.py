@@ -382,9 +382,9 @@ class ReleaseActions:
 
 
 async def _checked(check: RenderCheck, manifest: str, namespace: str) -> str:
-    """The render check's verdict on a manifest ("" when allowed). The one place the
-    check is called: it may move to a worker."""
-    return check.problems(manifest, namespace)
+    """The render check's verdict on a manifest ("" when allowed), from a worker process
+    (`RenderCheck.problems`). The one place the check is called."""
+    return await check.problems(manifest, namespace)
 
 
 async def _hooks_refused(

@@ -33,6 +33,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from herd import worker
 from herd.chart_crds import CREATE_REPLACE, ChartCrdError, Crd, chart_crds
 from herd.clusters.kube import API_ERRORS, api_client_from_kubeconfig, read_json
 from herd.failures import FailureKind, HelmFailure, api_failure
@@ -62,12 +63,15 @@ class CrdStep:
             return []
         key = (chart_dir, desired.config)
         if key not in self._read:
-            self._read[key] = asyncio.ensure_future(
-                asyncio.to_thread(chart_crds, chart_dir, desired.values)
+            self._read[key] = asyncio.ensure_future(  # tenant bytes: in a worker process
+                worker.pool().run("reading the chart's CRDs", chart_crds, chart_dir, desired.values)
             )
         try:
             return await asyncio.shield(self._read[key])
-        except ChartCrdError as error:
+        except worker.WorkerDied as error:  # killed (the controller stops?): not a verdict
+            self._read.pop(key, None)
+            raise HelmFailure(FailureKind.FAILED, f"crds: {error}", transient=True) from None
+        except (ChartCrdError, worker.WorkerError) as error:
             raise HelmFailure(FailureKind.INVALID, f"crds: {error}", transient=False) from None
 
     async def apply(

@@ -9,11 +9,12 @@ process-wide per (cluster, tenant) and redone only when what it depends on chang
 grants covering the cluster, a chart namespace not ensured yet) or after `REFRESH_SECONDS`,
 so a pass with nothing new makes no RBAC call and starts no helm process.
 
-`RenderCheck.problems` is the render check of one release (`herd.tenancy.forbidden_objects`
-over `helm template`), run just before an install or upgrade. `RenderCheck.runs_as_tenant`
-says which helm a Stack's own release goes through: the tenant's, except Herd's add-on
-releases of the Stack (its dashboards, in the agent's namespace: `herd.tenancy.addon_release`),
-which keep the kubeconfig's identity like the shared add-ons.
+`RenderCheck.problems` is the render check of one release (`herd.tenancy.render_check`
+over `helm template`), run just before an install or upgrade, in a worker process.
+`RenderCheck.runs_as_tenant` says which helm a Stack's own release goes through: the
+tenant's, except Herd's add-on releases of the Stack (its dashboards, in the agent's
+namespace: `herd.tenancy.addon_release`), which keep the kubeconfig's identity like the
+shared add-ons.
 
 Callers: `herd.rollout.scheduler` (prepare), `herd.rollout.actions` (the check).
 """
@@ -27,9 +28,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from herd import worker
 from herd.clusters.kube import api_client_from_kubeconfig
 from herd.clusters.tenant_rbac import provision
-from herd.tenancy import Grants, addon_release, describe_forbidden, forbidden_objects
+from herd.failures import FailureKind, HelmFailure
+from herd.tenancy import Grants, addon_release, render_check
 
 REFRESH_SECONDS = 600.0  # discovery and RBAC redone at least this often (new CRDs, deleted ns)
 
@@ -41,10 +44,21 @@ class RenderCheck:
     grants: Grants  # already `on_cluster`
     cluster_scoped: frozenset[str]
 
-    def problems(self, manifest: str, namespace: str) -> str:
-        """The release's failure message when the manifest is not allowed, else ""."""
-        found = forbidden_objects(self.grants, manifest, namespace, self.cluster_scoped)
-        return describe_forbidden(self.grants, found) if found else ""
+    async def problems(self, manifest: str, namespace: str) -> str:
+        """The release's failure message when the manifest is not allowed, else "".
+
+        Parsed and decided in a worker process (`herd.worker`), with a time and memory
+        limit: a check that exceeds them refuses the release (permanent for this config).
+        """
+        try:
+            return await worker.pool().run(
+                "the render check", render_check, self.grants, manifest, namespace,
+                self.cluster_scoped,
+            )  # fmt: skip
+        except worker.WorkerDied as error:  # killed (the controller stops?): not a verdict
+            raise HelmFailure(FailureKind.FAILED, str(error), transient=True) from None
+        except worker.WorkerError as error:  # too slow or too big: this config's verdict
+            return str(error)
 
     def runs_as_tenant(self, namespace: str) -> bool:
         """False for the Stack's add-on releases (`herd.tenancy.addon_release`): they are

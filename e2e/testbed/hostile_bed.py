@@ -1,0 +1,207 @@
+"""The hostile-bytes scenario on the test bed: tenants, hostile charts, Lease and lag probes.
+
+Role: shared by `e2e/test_security_hostile.py` and `benchmarks/faults.py hostile`. It
+registers one downstream cluster (Rancher-shaped), grants two tenants (`hx-good`,
+`hx-evil`), leaves `hx-nogrant` without any grant, serves the charts of
+`e2e.testbed.hostile_charts` from a real chart repository, and builds the Stacks:
+
+| Stack | what it does |
+|---|---|
+| hx-evil/alias-bomb | crds/ holds a YAML alias bomb (render check) |
+| hx-evil/deep-yaml | crds/ nests YAML 900 deep (render check) |
+| hx-evil/many-objects | 6000 objects in one manifest (render check) |
+| hx-nogrant/templated | a 60k-character templated value, in a namespace with no grant |
+| herd-system/zip-bomb | admin, `crds: CreateReplace`, a subchart that becomes 150 MB |
+| hx-good/good | the other tenant's well-behaved Stack: must reach Deployed |
+
+`LeaseWatch` follows the controller's Lease (`kubectl get -w`) and records each
+`renewTime`; `loop_lag` reads `herd_event_loop_lag_max_seconds` from the metrics endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from e2e.testbed import hostile_charts, rancher
+from e2e.testbed.chartrepo import ChartRepo, run_helm
+from e2e.testbed.herd_controller import (
+    CONTROLLER_NS,
+    Controller,
+    kubectl,
+    prepare_management,
+    service_account_kubeconfig,
+)
+from e2e.testbed.processes import free_port
+
+RANCHER_NS = "fleet-hostile"
+CLUSTER = "c-m-hx000001"
+GOOD, EVIL, NOGRANT = "hx-good", "hx-evil", "hx-nogrant"
+TENANTS = (GOOD, EVIL, NOGRANT)
+LEASE = "herd-controller"
+LEASE_SECONDS = 15.0
+
+
+def controller(directory: Path, management: Path, **settings: str) -> Controller:
+    """A (not started) controller watching the tenants and herd-system, as install/ runs it
+    (its ServiceAccount's token); `settings` override the defaults (`HERD_*`)."""
+    kubeconfig = service_account_kubeconfig(management, directory / "sa.yaml")
+    defaults = {
+        "HERD_RANCHER_NAMESPACES": RANCHER_NS,
+        "HERD_RESYNC_SECONDS": "60",
+        "HERD_RETRY_SECONDS": "3",
+        "HERD_FLEET_SECONDS": "2",
+        "HERD_LEASE_SECONDS": str(int(LEASE_SECONDS)),
+        "HERD_METRICS_PORT": str(free_port()),
+    }
+    return Controller(
+        directory.name, directory, kubeconfig, CONTROLLER_NS, {**defaults, **settings},
+        also_watch=TENANTS,
+    )  # fmt: skip
+
+
+def grants() -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "herd.suse.com/v1",
+            "kind": "ClusterGrant",
+            "metadata": {"name": tenant},
+            "spec": {
+                "namespaces": [tenant],
+                "clusters": {"clusterIds": [CLUSTER]},
+                "targetNamespaces": [f"{tenant}-*"],
+            },
+        }
+        for tenant in (GOOD, EVIL)
+    ]
+
+
+def prepare(management: Path, downstream: Path) -> None:
+    """install/ on the management cluster, the downstream cluster, namespaces and grants."""
+    prepare_management(management, [RANCHER_NS])
+    rancher.register_clusters(
+        management,
+        [rancher.RancherCluster("hx-cluster", CLUSTER, downstream, {"hx": "yes"})],
+        namespace=RANCHER_NS,
+    )
+    for namespace in TENANTS:
+        kubectl(management, "create", "namespace", namespace, check=False)
+    kubectl(management, "apply", "-f", "-", stdin=yaml.safe_dump_all(grants()))
+
+
+def serve_charts(workdir: Path) -> ChartRepo:
+    repo = workdir / "repo"
+    hostile_charts.hostile_repository(repo)
+    run_helm(["repo", "index", str(repo)], workdir)
+    return ChartRepo.serve(repo)
+
+
+def stack(
+    namespace: str, name: str, chart: str, repo: str, release_ns: str, **chart_extra: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "herd.suse.com/v1",
+        "kind": "Stack",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "targets": {"clusterIds": [CLUSTER]},
+            "charts": [
+                {
+                    "name": name,
+                    "chart": chart,
+                    "repo": repo,
+                    "version": "0.1.0",
+                    "namespace": release_ns,
+                    "releaseName": name,
+                    **chart_extra,
+                }
+            ],
+        },
+    }
+
+
+def hostile_stacks(repo: str) -> list[dict[str, Any]]:
+    """The five hostile Stacks."""
+    templated = {"templated": True, "inline": {"note": "{{" * 30_000}}  # 60k characters
+    return [
+        stack(EVIL, "alias-bomb", "alias-bomb", repo, f"{EVIL}-a"),
+        stack(EVIL, "deep-yaml", "deep-yaml", repo, f"{EVIL}-a"),
+        stack(EVIL, "many-objects", "many-objects", repo, f"{EVIL}-a"),
+        stack(NOGRANT, "templated", "plain", repo, f"{NOGRANT}-a", values=templated),
+        stack(CONTROLLER_NS, "zip-bomb", "zip-bomb", repo, "hx-admin", crds="CreateReplace"),
+    ]
+
+
+def good_stack(repo: str) -> dict[str, Any]:
+    return stack(GOOD, "good", "plain", repo, f"{GOOD}-apps")
+
+
+def apply(management: Path, body: dict[str, Any]) -> None:
+    kubectl(management, "apply", "-f", "-", stdin=json.dumps(body))
+
+
+def status(management: Path, body: dict[str, Any]) -> dict[str, Any]:
+    meta = body["metadata"]
+    out = kubectl(management, "get", "stack", meta["name"], "-n", meta["namespace"], "-o", "json")
+    found = json.loads(out)
+    current: dict[str, Any] = found.get("status") or {}
+    fresh = current.get("observedGeneration") == found["metadata"]["generation"]
+    return current if fresh else {}
+
+
+def messages(found: dict[str, Any]) -> list[str]:
+    """The Stack message and every row message."""
+    rows = [r.get("message") or "" for r in found.get("deployments") or []]
+    return [found.get("message") or "", *rows]
+
+
+def loop_lag(port: int) -> float:
+    """The controller's largest event-loop lag so far (seconds)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    for line in text.splitlines():
+        if line.startswith("herd_event_loop_lag_max_seconds "):
+            return float(line.split()[1])
+    raise AssertionError("herd_event_loop_lag_max_seconds is not exported")
+
+
+class LeaseWatch:
+    """`kubectl get lease -w`: every renewTime the controller writes, in order."""
+
+    def __init__(self, management: Path, name: str = LEASE) -> None:
+        self.renewals: list[datetime] = []
+        self._process = subprocess.Popen(
+            [
+                *("kubectl", "--kubeconfig", str(management), "get", "lease", name),
+                *("-n", CONTROLLER_NS, "-w", "-o", "jsonpath={.spec.renewTime}{'\\n'}"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            stamp = line.strip().strip("'")
+            if stamp:
+                moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+                if not self.renewals or moment != self.renewals[-1]:
+                    self.renewals.append(moment)
+
+    def longest_gap(self) -> float:
+        pairs = zip(self.renewals, self.renewals[1:], strict=False)
+        return max(((b - a).total_seconds() for a, b in pairs), default=0.0)
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(10)

@@ -1,0 +1,72 @@
+"""Checks in worker processes: answers, the check's own errors, the time and memory limits,
+reuse, and an event loop that keeps running while a check burns CPU. Real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+
+from e2e.testbed import hostile_charts
+from herd import worker, yamlsafe
+from herd.chart_crds import ChartCrdError, ChartFile, parse_crds
+
+LIMITS = worker.Limits(seconds=3.0, memory_bytes=512 * worker.MIB, workers=1)
+
+
+def test_answers_errors_reuse_and_limits() -> None:
+    async def scenario() -> None:
+        pool = worker.WorkerPool(LIMITS)
+        try:
+            assert await pool.run("pid", os.getpid) != os.getpid()
+            first = await pool.run("pid", os.getpid)
+            assert await pool.run("pid", os.getpid) == first  # the same child, reused
+            bomb = [ChartFile("app/crds/bomb.yaml", hostile_charts.alias_bomb())]
+            with pytest.raises(ChartCrdError, match="is refused: more than"):
+                await pool.run("reading CRDs", parse_crds, bomb)
+            started = time.monotonic()
+            with pytest.raises(worker.WorkerTimeout, match="did not finish within 3s"):
+                await pool.run("a stalled check", time.sleep, 60)
+            assert time.monotonic() - started < 10
+            assert await pool.run("pid", os.getpid) != first  # the stalled child was killed
+            with pytest.raises(worker.WorkerFailed, match="out of memory"):
+                await pool.run("a memory bomb", bytearray, 2 * 1024 * worker.MIB)
+        finally:
+            pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_event_loop_keeps_running_while_a_check_burns_cpu() -> None:
+    """Lateness of a 50 ms timer while a child parses a big manifest (bounded, not timed)."""
+    manifest = "".join(
+        f"---\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata: {{a: b}}\n" for i in range(4000)
+    )
+
+    async def scenario() -> float:
+        pool = worker.WorkerPool(LIMITS)
+        worst = 0.0
+
+        async def ticks() -> None:
+            nonlocal worst
+            while True:
+                started = time.monotonic()
+                await asyncio.sleep(0.05)
+                worst = max(worst, time.monotonic() - started - 0.05)
+
+        ticker = asyncio.create_task(ticks())
+        try:
+            count = await pool.run("parse", _count, manifest)
+        finally:
+            ticker.cancel()
+            pool.close()
+        assert count == 4000
+        return worst
+
+    assert asyncio.run(scenario()) < 0.25
+
+
+def _count(manifest: str) -> int:
+    return len(list(yamlsafe.load_all(manifest)))
