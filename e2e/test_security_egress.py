@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from e2e.testbed import faults
-from e2e.testbed.chartrepo import ChartRepo, run_helm
+from e2e.testbed.chartrepo import ChartRepo, package_charts
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.herd_controller import (
     Controller,
@@ -121,11 +121,7 @@ def stack(namespace: str, name: str, repo: str, cluster: str, **extra: Any) -> d
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRepo]:
-    workdir = tmp_path_factory.mktemp("egress-charts")
-    served = workdir / "repo"
-    served.mkdir()
-    run_helm(["package", str(CHARTS / "tenant-probe"), "--destination", str(served)], workdir)
-    run_helm(["repo", "index", str(served)], workdir)
+    served = package_charts([CHARTS / "tenant-probe"], tmp_path_factory.mktemp("egress-charts"))
     with ChartRepo.serve(served) as running:
         yield running
 

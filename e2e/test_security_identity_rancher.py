@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from e2e.testbed import rancher
-from e2e.testbed.chartrepo import ChartRepo, run_helm
+from e2e.testbed.chartrepo import ChartRepo, package_charts
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.herd_controller import (
     Controller,
@@ -59,11 +59,7 @@ def proxy(bed: BedCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRepo]:
-    workdir = tmp_path_factory.mktemp("identity-charts")
-    served = workdir / "repo"
-    served.mkdir()
-    run_helm(["package", str(CHARTS / "tenant-probe"), "--destination", str(served)], workdir)
-    run_helm(["repo", "index", str(served)], workdir)
+    served = package_charts([CHARTS / "tenant-probe"], tmp_path_factory.mktemp("identity-charts"))
     with ChartRepo.serve(served) as running:
         yield running
 

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from e2e.testbed import rancher
-from e2e.testbed.chartrepo import ChartRepo, helm_binary, helm_env, run_helm
+from e2e.testbed.chartrepo import ChartRepo, helm_binary, helm_env, package_charts
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.faults import eventually
 from e2e.testbed.herd_controller import (
@@ -61,12 +61,9 @@ def grant(name: str, clusters: list[str]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRepo]:
-    workdir = tmp_path_factory.mktemp("secown-charts")
-    served = workdir / "repo"
-    served.mkdir()
-    for chart in ("tenant-probe", "hooked"):
-        run_helm(["package", str(CHARTS / chart), "--destination", str(served)], workdir)
-    run_helm(["repo", "index", str(served)], workdir)
+    served = package_charts(
+        [CHARTS / "tenant-probe", CHARTS / "hooked"], tmp_path_factory.mktemp("secown-charts")
+    )
     with ChartRepo.serve(served) as running:
         yield running
 

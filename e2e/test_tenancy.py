@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from e2e.testbed import rancher
-from e2e.testbed.chartrepo import ChartRepo, helm_binary, helm_env, run_helm
+from e2e.testbed.chartrepo import ChartRepo, helm_binary, helm_env, package_charts
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.herd_controller import kubectl, prepare_management, service_account_kubeconfig
 from e2e.testbed.processes import free_port
@@ -139,11 +139,9 @@ class Controller:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRepo]:
-    workdir = tmp_path_factory.mktemp("tenancy-e2e-charts")
-    served = workdir / "repo"
-    served.mkdir()
-    run_helm(["package", str(CHARTS / "tenant-probe"), "--destination", str(served)], workdir)
-    run_helm(["repo", "index", str(served)], workdir)
+    served = package_charts(
+        [CHARTS / "tenant-probe"], tmp_path_factory.mktemp("tenancy-e2e-charts")
+    )
     with ChartRepo.serve(served) as running:
         yield running
 

@@ -94,6 +94,16 @@ def build_repository(workdir: Path) -> Path:
     return repo
 
 
+def package_charts(charts: Sequence[Path], workdir: Path) -> Path:
+    """Package `charts` (chart directories) and index them; return the directory to serve."""
+    served = workdir / "repo"
+    served.mkdir(parents=True, exist_ok=True)
+    for chart in charts:
+        run_helm(["package", str(chart), "--destination", str(served)], workdir)
+    run_helm(["repo", "index", str(served)], workdir)
+    return served
+
+
 class _RepoServer(ThreadingHTTPServer):
     """Serves one directory and remembers which paths were fetched."""
 
