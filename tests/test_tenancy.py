@@ -11,6 +11,7 @@ from herd.api.grants import ClusterGrant, parse_grant
 from herd.clusters.model import Cluster, KubeconfigRef
 from herd.tenancy import (
     IDENTITY_NAMESPACE,
+    RECORDS_NAMESPACE,
     ForbiddenObject,
     Grants,
     Identity,
@@ -130,7 +131,7 @@ def everything(addons: bool) -> Grants:
 
 
 @pytest.mark.parametrize("addons", [False, True])
-@pytest.mark.parametrize("namespace", [IDENTITY_NAMESPACE, *ADDON_NAMESPACES])
+@pytest.mark.parametrize("namespace", [IDENTITY_NAMESPACE, RECORDS_NAMESPACE, *ADDON_NAMESPACES])
 def test_reserved_namespaces_are_refused_whatever_the_globs(addons: bool, namespace: str) -> None:
     grants = everything(addons)
     assert namespace_allowed(grants, "team-w") and namespace_allowed(grants, "herd-other")

@@ -52,6 +52,9 @@ IDENTITY_NAMESPACE = "herd-tenants"
 """The downstream namespace of the tenants' ServiceAccounts. No tenant may use it: whoever may
 create tokens or pods there can act as every tenant."""
 SERVICE_ACCOUNT_PREFIX = "tenant-"
+RECORDS_NAMESPACE = "herd-system"
+"""The downstream namespace of the CLI's ownership records (`herd.clusters.owned`). No tenant
+may use it: a tenant with rights there could forge the records an admin's `herd apply` trusts."""
 
 
 class Mode(enum.StrEnum):
@@ -178,6 +181,7 @@ def reserved_reason(grants: Grants, namespace: str) -> str:
 
     - `IDENTITY_NAMESPACE` holds every tenant's ServiceAccount: a tenant with rights there
       could mint a token for another tenant's.
+    - `RECORDS_NAMESPACE` holds the CLI's ownership records downstream.
     - The add-on namespaces hold the shared add-ons (and their Secrets: the agent's API
       key) and Herd's dashboards; Herd deploys those with the kubeconfig's identity, so a
       tenant needs no rights there, even with `addons: true`, and gets none.
@@ -186,6 +190,8 @@ def reserved_reason(grants: Grants, namespace: str) -> str:
         return ""
     if namespace == IDENTITY_NAMESPACE:
         return f"namespace {namespace!r} holds Herd's tenant identities"
+    if namespace == RECORDS_NAMESPACE:
+        return f"namespace {namespace!r} holds Herd's ownership records"
     if namespace in grants.addon_namespaces:
         return f"namespace {namespace!r} is an add-on namespace, where only Herd's add-ons go"
     return ""

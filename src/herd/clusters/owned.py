@@ -30,9 +30,10 @@ from kubernetes.client.exceptions import ApiException
 from herd.clusters.kube import NOT_FOUND, api_client_from_kubeconfig, api_error_summary, read_json
 from herd.errors import TransientError
 from herd.ownership import RECORD_KEY, Owned, Releases, StackRef, decode, encode
+from herd.tenancy import RECORDS_NAMESPACE
 
 logger = logging.getLogger(__name__)
-DOWNSTREAM_NAMESPACE = "herd-system"
+DOWNSTREAM_NAMESPACE = RECORDS_NAMESPACE  # no tenant may use it (`herd.tenancy`)
 LABEL_NAMESPACE = "herd.suse.com/stack-namespace"
 LABEL_NAME = "herd.suse.com/stack-name"
 _TIMEOUT = 15
