@@ -60,6 +60,7 @@ def controller(directory: Path, management: Path, **settings: str) -> Controller
         "HERD_FLEET_SECONDS": "2",
         "HERD_LEASE_SECONDS": str(int(LEASE_SECONDS)),
         "HERD_METRICS_PORT": str(free_port()),
+        "HERD_EGRESS_ALLOW_CIDRS": "127.0.0.0/8,::1/128",  # the bed's repository is on loopback
     }
     return Controller(
         directory.name, directory, kubeconfig, CONTROLLER_NS, {**defaults, **settings},
@@ -100,6 +101,9 @@ def serve_charts(workdir: Path) -> ChartRepo:
     repo = workdir / "repo"
     hostile_charts.hostile_repository(repo)
     run_helm(["repo", "index", str(repo)], workdir)
+    # helm's own indexer loads each archive with helm's size limits and drops the bomb from
+    # the index without a word; an attacker's repository lists it anyway.
+    hostile_charts.index_unlisted(repo)
     return ChartRepo.serve(repo)
 
 

@@ -14,6 +14,7 @@ security suite (`e2e/test_security_hostile.py`) and `benchmarks/faults.py hostil
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import tarfile
 import zlib
@@ -103,6 +104,32 @@ def write(repo: Path, name: str, content: bytes, version: str = "0.1.0") -> Path
     path = repo / f"{name}-{version}.tgz"
     path.write_bytes(content)
     return path
+
+
+def index_unlisted(repo: Path) -> list[str]:
+    """Add to `repo`'s index.yaml every `<name>-<version>.tgz` the index lacks, as a hostile
+    repository would list it (helm's indexer refuses archives over its own limits).
+    Returns the names added."""
+    index_path = repo / "index.yaml"
+    index = yaml.safe_load(index_path.read_text()) or {}
+    entries = index.setdefault("entries", {}) or {}
+    index["entries"] = entries
+    added = []
+    for archive in sorted(repo.glob("*.tgz")):
+        name, _, version = archive.name.removesuffix(".tgz").rpartition("-")
+        if any(e.get("version") == version for e in entries.get(name) or []):
+            continue
+        entries.setdefault(name, []).append({
+            "apiVersion": "v2",
+            "name": name,
+            "version": version,
+            "digest": hashlib.sha256(archive.read_bytes()).hexdigest(),
+            "urls": [archive.name],
+            "created": "2026-01-01T00:00:00Z",
+        })  # fmt: skip
+        added.append(name)
+    index_path.write_text(yaml.safe_dump(index))
+    return added
 
 
 def hostile_repository(repo: Path) -> dict[str, str]:
