@@ -18,7 +18,12 @@ import yaml
 
 from e2e.testbed import faults, rancher
 from e2e.testbed.controlplane import Cluster, TestBed
-from e2e.testbed.herd_controller import Controller, kubectl, service_account_kubeconfig
+from e2e.testbed.herd_controller import (
+    LOOPBACK_EGRESS,
+    Controller,
+    kubectl,
+    service_account_kubeconfig,
+)
 
 RANCHER_NS = "fleet-faults"
 IDS = {"downstream-1": "c-m-fault001", "downstream-2": "c-m-fault002"}
@@ -33,7 +38,7 @@ SETTINGS = {
     "HERD_STUCK_SECONDS": "10",
     "HERD_BACKOFF_MAX_SECONDS": "10",
     # The bed's chart repository is on loopback, which tenant Stacks may not reach otherwise.
-    "HERD_EGRESS_ALLOW_CIDRS": "127.0.0.0/8,::1/128",
+    "HERD_EGRESS_ALLOW_CIDRS": LOOPBACK_EGRESS,
 }
 
 

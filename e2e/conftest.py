@@ -29,6 +29,7 @@ import pytest
 from e2e.testbed import binaries
 from e2e.testbed.chartrepo import ChartRepo
 from e2e.testbed.controlplane import Cluster, TestBed
+from e2e.testbed.herd_controller import LOOPBACK_EGRESS
 
 MANAGEMENT = "management"
 DOWNSTREAM = ("downstream-1", "downstream-2", "downstream-3")
@@ -41,7 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # egress deny list refuses to tenant Stacks: every controller the suite starts (they
     # inherit this environment) may reach loopback. e2e/test_security_egress.py runs its
     # controller without this, allowing only its repository's host:port.
-    os.environ.setdefault("HERD_EGRESS_ALLOW_CIDRS", "127.0.0.0/8,::1/128")
+    os.environ.setdefault("HERD_EGRESS_ALLOW_CIDRS", LOOPBACK_EGRESS)
 
 
 def _lane_helm() -> str:

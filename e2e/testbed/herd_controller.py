@@ -34,6 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CONTROLLER_NS = "herd-system"
 # What a started controller logs: as the leader, or as a standby behind another one.
 STARTED = ("Herd operator started", "Standby: Lease")
+# The test bed's chart repositories and registry are on loopback, which the egress deny
+# list refuses to tenant Stacks: controllers on the bed allow it (`HERD_EGRESS_ALLOW_CIDRS`).
+LOOPBACK_EGRESS = "127.0.0.0/8,::1/128"
 SEPARATOR = "\x1f"  # between the arguments of one logged helm call
 
 

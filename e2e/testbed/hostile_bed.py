@@ -34,6 +34,7 @@ from e2e.testbed import hostile_charts, rancher
 from e2e.testbed.chartrepo import ChartRepo, run_helm
 from e2e.testbed.herd_controller import (
     CONTROLLER_NS,
+    LOOPBACK_EGRESS,
     Controller,
     kubectl,
     prepare_management,
@@ -60,7 +61,7 @@ def controller(directory: Path, management: Path, **settings: str) -> Controller
         "HERD_FLEET_SECONDS": "2",
         "HERD_LEASE_SECONDS": str(int(LEASE_SECONDS)),
         "HERD_METRICS_PORT": str(free_port()),
-        "HERD_EGRESS_ALLOW_CIDRS": "127.0.0.0/8,::1/128",  # the bed's repository is on loopback
+        "HERD_EGRESS_ALLOW_CIDRS": LOOPBACK_EGRESS,
     }
     return Controller(
         directory.name, directory, kubeconfig, CONTROLLER_NS, {**defaults, **settings},
