@@ -52,10 +52,12 @@ from e2e.testbed.chartrepo import ChartRepo
 from e2e.testbed.controlplane import TestBed
 from herd.api import parse_stack
 from herd.api.v1 import Stack
-from herd.clusters import FileCluster, FileSource, Inventory, KubeconfigStore
-from herd.engine import Engine
-from herd.helm import HelmEnvironment, find_helm
-from herd.results import ReleaseResult
+from herd.clusters.files import FileCluster, FileSource
+from herd.clusters.inventory import Inventory
+from herd.clusters.kubeconfigs import KubeconfigStore
+from herd.engine.engine import Engine
+from herd.helm.client import HelmEnvironment, find_helm
+from herd.plan.results import ReleaseResult
 
 Dag = dict[str, list[str]]  # chart -> dependencies, in a topological order
 DAG: Dag = {"a": [], "e": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}

@@ -51,7 +51,7 @@ from e2e.testbed.herd_controller import (
     prepare_management,
     service_account_kubeconfig,
 )
-from herd.clusters import api_client_from_kubeconfig
+from herd.kube.client import api_client_from_kubeconfig
 
 GROUP, VERSION, PLURAL = "herd.suse.com", "v1", "stacks"
 RANCHER_NS = "fleet-default"

@@ -6,7 +6,7 @@
 Everything of Herd is real except helm: the kubeconfig-file inventory (`FileSource`,
 `KubeconfigStore`: one file per cluster, parsed once, reused by version), target
 resolution, planning, the rollout scheduler with the operator's default limits, and the
-status the keeper would write (`herd.status.stack_status`, built every second while a
+status the keeper would write (`herd.status.build.stack_status`, built every second while a
 pass deploys, as the status writer coalesces, and at its end). The helm layer
 (`ClusterHelm`, `ChartCache`) is replaced by a stand-in that keeps releases in memory,
 answers at once (or after `--latency` seconds) and records how long each call took: the
@@ -40,14 +40,16 @@ import yaml
 
 from herd.api import parse_stack
 from herd.api.v1 import ChartSpec, Stack, StackStatus
-from herd.clusters import FileCluster, FileSource, Inventory, KubeconfigStore
-from herd.engine import Engine
-from herd.helm import HelmEnvironment
-from herd.plan import DesiredRelease, ObservedRelease
-from herd.releases import LABEL_MANAGER, LABEL_STACK
-from herd.results import ReleaseResult, now
-from herd.rollout import Limits
-from herd.status import stack_status
+from herd.clusters.files import FileCluster, FileSource
+from herd.clusters.inventory import Inventory
+from herd.clusters.kubeconfigs import KubeconfigStore
+from herd.engine.engine import Engine
+from herd.helm.client import HelmEnvironment
+from herd.plan.desired import DesiredRelease, ObservedRelease
+from herd.plan.releases import LABEL_MANAGER, LABEL_STACK
+from herd.plan.results import ReleaseResult, now
+from herd.rollout.gates import Limits
+from herd.status.build import stack_status
 
 STATUS_INTERVAL = 1.0  # as herd.operator.keeper writes an in-progress status
 
@@ -75,7 +77,7 @@ RECORDER = Recorder(0.0)
 
 
 class StandInHelm:
-    """`herd.helm.ClusterHelm` without helm: releases live in `RECORDER.releases`."""
+    """`herd.helm.client.ClusterHelm` without helm: releases live in `RECORDER.releases`."""
 
     def __init__(self, env: Any, cluster: str, kubeconfig: Path, *, identity: Any = None):
         self.cluster = cluster
@@ -135,7 +137,7 @@ class StandInHelm:
 
 
 class StandInCharts:
-    """`herd.helm.ChartCache` without `helm pull`."""
+    """`herd.helm.client.ChartCache` without `helm pull`."""
 
     def __init__(self, env: Any, directory: Path | None = None, *, slot: Any = None) -> None:
         self._directory = Path(tempfile.gettempdir())

@@ -30,9 +30,11 @@ from e2e.testbed.chartrepo import ChartRepo
 from e2e.testbed.controlplane import TestBed
 from herd.api import parse_stack
 from herd.api.v1 import Stack
-from herd.clusters import FileCluster, FileSource, Inventory, KubeconfigStore
-from herd.engine import Engine
-from herd.helm import HelmEnvironment
+from herd.clusters.files import FileCluster, FileSource
+from herd.clusters.inventory import Inventory
+from herd.clusters.kubeconfigs import KubeconfigStore
+from herd.engine.engine import Engine
+from herd.helm.client import HelmEnvironment
 
 CLUSTERS = [f"bench-{i}" for i in range(1, 5)]
 STAGES = [{"name": "one", "clusterIds": ["bench-1"]}, {"name": "two", "clusterIds": ["bench-2"]}]

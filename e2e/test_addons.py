@@ -40,22 +40,19 @@ from e2e.testbed import netns, proxied, rancher
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.neuvector_standin import CannedImage, StandInProcess, served
 from e2e.testbed.passes import status_of
-from herd.addons import (
-    AGENT,
-    NEUVECTOR,
-    OBSERVABILITY_CONFIGURED,
-    SECURITY_SCANNED,
-    AddonCatalog,
-    AddonProbe,
-)
+from herd.addons.catalog import AddonCatalog
+from herd.addons.config import AGENT, NEUVECTOR
+from herd.addons.enrich import OBSERVABILITY_CONFIGURED, SECURITY_SCANNED
 from herd.addons.insights import INSIGHTS
+from herd.addons.probe import AddonProbe
 from herd.api import StackStatus, parse_stack
 from herd.api.v1 import Stack
-from herd.clusters import Cluster, KubeconfigRef, api_client_from_kubeconfig
-from herd.engine import Engine, StackResult
+from herd.engine.engine import Engine, StackResult
 from herd.errors import SpecError
-from herd.helm import HelmEnvironment, find_helm
-from herd.results import State
+from herd.helm.client import HelmEnvironment, find_helm
+from herd.kube.client import api_client_from_kubeconfig
+from herd.plan.clusters import Cluster, KubeconfigRef
+from herd.plan.results import State
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PROD = {"env": "prod", "workload": "ai-ml"}
@@ -73,7 +70,7 @@ STANDIN_PORT = 10443  # NeuVector's own; the namespace is fresh, so it is free
 
 
 class FleetInventory:
-    """The downstream clusters as `herd.engine.Inventory` lists them (ids ≠ names)."""
+    """The downstream clusters as `herd.engine.engine.Inventory` lists them (ids ≠ names)."""
 
     def __init__(self, downstream: list[BedCluster]) -> None:
         self.clusters_by_id = {

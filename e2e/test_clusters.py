@@ -25,18 +25,14 @@ from e2e.testbed import rancher
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.rancher import RancherCluster
 from herd.api import Targets
-from herd.clusters import (
-    Cluster,
-    ClusterUnavailable,
-    Inventory,
-    KubeconfigStore,
-    RancherSource,
-    SecretSource,
-    TargetIndex,
-    api_client_from_kubeconfig,
-    resolve_targets,
-)
+from herd.clusters.inventory import Inventory
+from herd.clusters.kubeconfigs import KubeconfigStore
+from herd.clusters.sources import RancherSource, SecretSource
 from herd.errors import TransientError
+from herd.kube.client import api_client_from_kubeconfig
+from herd.operator.index import TargetIndex
+from herd.plan.clusters import Cluster, ClusterUnavailable
+from herd.plan.targets import resolve_targets
 
 MERGE_PATCH = "application/merge-patch+json"
 

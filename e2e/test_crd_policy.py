@@ -28,14 +28,16 @@ from e2e.testbed.chartrepo import helm_binary, helm_env
 from e2e.testbed.controlplane import Cluster as BedCluster
 from herd.api import parse_stack
 from herd.api.grants import parse_grant
-from herd.chart_crds import chart_crds
-from herd.clusters import FileCluster, FileSource, Inventory, KubeconfigStore
-from herd.engine import Engine
-from herd.failures import FailureKind, HelmFailure
-from herd.helm import HelmEnvironment
-from herd.results import State
-from herd.rollout.crds import CrdStep
-from herd.tenancy import Grants, grants_for, tenant_identity
+from herd.clusters.files import FileCluster, FileSource
+from herd.clusters.inventory import Inventory
+from herd.clusters.kubeconfigs import KubeconfigStore
+from herd.engine.engine import Engine
+from herd.helm.chart_crds import chart_crds
+from herd.helm.client import HelmEnvironment
+from herd.helm.crd_apply import CrdStep
+from herd.helm.failures import FailureKind, HelmFailure
+from herd.plan.results import State
+from herd.plan.tenancy import Grants, grants_for, tenant_identity
 
 GADGETS = "gadgets.fixtures.herd.test"
 GIZMOS = "gizmos.fixtures.herd.test"

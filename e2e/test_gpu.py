@@ -28,12 +28,13 @@ from e2e.testbed import components, netns, proxied, rancher
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.dcgm_standin import CannedGpu, StandInProcess, served
 from e2e.testbed.passes import status_of
-from herd.addons import AddonCatalog, AddonProbe
+from herd.addons.catalog import AddonCatalog
+from herd.addons.probe import AddonProbe
 from herd.api import parse_stack
-from herd.clusters import Cluster, KubeconfigRef
-from herd.engine import Engine
-from herd.helm import HelmEnvironment
-from herd.results import ReleaseResult, State
+from herd.engine.engine import Engine
+from herd.helm.client import HelmEnvironment
+from herd.plan.clusters import Cluster, KubeconfigRef
+from herd.plan.results import ReleaseResult, State
 
 GPU_NODE = "kwok-gpu-1"
 EXPORTER = "nvidia-dcgm-exporter"

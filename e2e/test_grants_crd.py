@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from e2e.testbed.controlplane import Cluster as BedCluster
-from herd.clusters.grants import list_grants
-from herd.clusters.kube import api_client_from_kubeconfig
+from herd.kube.client import api_client_from_kubeconfig
+from herd.kube.grants import list_grants
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD_FILE = ROOT / "crds" / "herd.suse.com_clustergrants.yaml"

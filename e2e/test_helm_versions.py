@@ -22,10 +22,12 @@ from e2e.testbed import binaries
 from e2e.testbed.controlplane import Cluster as BedCluster
 from herd.api import parse_stack
 from herd.api.v1 import Stack
-from herd.clusters import FileCluster, FileSource, Inventory, KubeconfigStore
-from herd.engine import Engine
-from herd.helm import HelmEnvironment, dialect_of
-from herd.results import State
+from herd.clusters.files import FileCluster, FileSource
+from herd.clusters.inventory import Inventory
+from herd.clusters.kubeconfigs import KubeconfigStore
+from herd.engine.engine import Engine
+from herd.helm.client import HelmEnvironment, dialect_of
+from herd.plan.results import State
 
 HELMS = {3: str(Path(sys.executable).parent / "helm"), 4: str(binaries.resolve().helm)}
 

@@ -22,14 +22,11 @@ from e2e.testbed import rancher
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.counting import Request, RequestLog
 from e2e.testbed.rancher import RancherCluster
-from herd.clusters import (
-    Cluster,
-    Inventory,
-    KubeconfigStore,
-    RancherSource,
-    SecretSource,
-    api_client_from_kubeconfig,
-)
+from herd.clusters.inventory import Inventory
+from herd.clusters.kubeconfigs import KubeconfigStore
+from herd.clusters.sources import RancherSource, SecretSource
+from herd.kube.client import api_client_from_kubeconfig
+from herd.plan.clusters import Cluster
 
 HERD_LABELS = {"herd.suse.com/cluster": "true"}
 MERGE_PATCH = "application/merge-patch+json"

@@ -46,9 +46,9 @@ from e2e.testbed.herd_controller import (
 from e2e.testbed.registry import Registry
 from herd.api import parse_spec
 from herd.api.v1 import StackSpec
-from herd.clusters.kube import api_client_from_kubeconfig
-from herd.credentials import KubeSourcesReader
 from herd.errors import SpecError
+from herd.kube.chart_secrets import KubeSourcesReader
+from herd.kube.client import api_client_from_kubeconfig
 
 HERD = Path(sys.executable).parent / "herd"
 CI_NS = "ci-private"  # the CLI's Stacks and their Secrets, on the management cluster

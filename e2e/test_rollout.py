@@ -20,11 +20,13 @@ from e2e.testbed.chartrepo import helm_binary, helm_list_all
 from e2e.testbed.controlplane import Cluster as BedCluster
 from herd.api import parse_stack
 from herd.api.v1 import Stack
-from herd.clusters import FileCluster, FileSource, Inventory, KubeconfigStore
-from herd.engine import Engine, StackResult
-from herd.helm import HelmEnvironment
-from herd.ownership import MemoryOwnership
-from herd.results import ReleaseResult, State
+from herd.clusters.files import FileCluster, FileSource
+from herd.clusters.inventory import Inventory
+from herd.clusters.kubeconfigs import KubeconfigStore
+from herd.engine.engine import Engine, StackResult
+from herd.helm.client import HelmEnvironment
+from herd.plan.ownership import MemoryOwnership
+from herd.plan.results import ReleaseResult, State
 
 HELM = helm_binary()  # the lane's helm: e2e/conftest.py sets HERD_HELM before collection
 
@@ -98,7 +100,7 @@ async def engines(two: list[BedCluster]) -> AsyncIterator[MakeEngine]:
     env = HelmEnvironment()
     inventory = Inventory([FileSource(entries)], store)
     # One ownership record for every engine of a test: a release one engine installed is
-    # recorded, so another engine (a restarted process) may remove it (herd.ownership).
+    # recorded, so another engine (a restarted process) may remove it (herd.plan.ownership).
     owned = MemoryOwnership()
     try:
         yield lambda **options: Engine(inventory, env, **{"ownership": owned, **options})

@@ -34,7 +34,7 @@ from e2e.testbed.herd_controller import CONTROLLER_NS, Controller, kubectl
 LEASE_SECONDS = hostile_bed.LEASE_SECONDS
 WAIT = 240.0
 EXIT_SECONDS = 8.0
-MESSAGE_LIMIT = 1100  # a row's failure message is at most 1000 characters (herd.failures)
+MESSAGE_LIMIT = 1100  # a row's failure message is at most 1000 characters (herd.helm.failures)
 
 
 def controller(directory: Path, management: Path, **extra: str) -> Controller:

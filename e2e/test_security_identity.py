@@ -45,8 +45,8 @@ from e2e.testbed.tenant_identity import (
     remove_tenant_rbac,
     settles_to,
 )
-from herd.clusters.kube import api_client_from_kubeconfig
 from herd.clusters.tenant_rbac import TENANT_LABEL, provision
+from herd.kube.client import api_client_from_kubeconfig
 
 
 @pytest.fixture(scope="module")

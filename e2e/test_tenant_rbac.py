@@ -19,10 +19,10 @@ from kubernetes import client
 from e2e.testbed.chartrepo import ChartRepo, helm_binary, helm_env, run_helm
 from e2e.testbed.controlplane import Cluster as BedCluster
 from herd.api.grants import parse_grant
-from herd.clusters.kube import api_client_from_kubeconfig
-from herd.clusters.model import Cluster, KubeconfigRef
 from herd.clusters.tenant_rbac import TENANT_LABEL, provision
-from herd.tenancy import ForbiddenObject, Grants, forbidden_objects, grants_for
+from herd.kube.client import api_client_from_kubeconfig
+from herd.plan.clusters import Cluster, KubeconfigRef
+from herd.plan.tenancy import ForbiddenObject, Grants, forbidden_objects, grants_for
 
 CHARTS = Path(__file__).resolve().parent / "charts-tenancy"
 WITH_CRD = Path(__file__).resolve().parent / "charts" / "with-crd"  # shared fixture, read only

@@ -13,10 +13,10 @@ from kubernetes import client, config
 from e2e.testbed.controlplane import Cluster as BedCluster
 from herd.api import parse_spec
 from herd.api.v1 import StackSpec
-from herd.clusters.kube import api_client_from_kubeconfig
 from herd.errors import SpecError, TransientError
-from herd.plan import source_key
-from herd.values import KubeValuesReader
+from herd.kube.client import api_client_from_kubeconfig
+from herd.kube.values_from import KubeValuesReader
+from herd.plan.desired import source_key
 
 NAMESPACE = "team-values"
 ACCOUNT = "deployer"

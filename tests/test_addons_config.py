@@ -7,12 +7,21 @@ from typing import Any
 
 import pytest
 
-from herd.addons import AGENT, NEUVECTOR, AddonCatalog, AddonConfigError, FailOn, parse_config
-from herd.addons.config import Credentials, default_config, parse_secret
+from herd.addons.catalog import AddonCatalog
+from herd.addons.config import (
+    AGENT,
+    NEUVECTOR,
+    AddonConfigError,
+    Credentials,
+    FailOn,
+    default_config,
+    parse_config,
+    parse_secret,
+)
 from herd.api import StackSpec
-from herd.clusters import Cluster, KubeconfigRef
 from herd.errors import SpecError, TransientError
-from herd.plan import plan_stack
+from herd.plan.clusters import Cluster, KubeconfigRef
+from herd.plan.desired import plan_stack
 
 SAMPLE = Path(__file__).parent.parent / "examples" / "addons-config.yaml.sample"
 SECRET = {"stackstate.url": "https://sts.example.com", "stackstate.apiKey": "key-123"}

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from e2e.testbed.neuvector_standin import CannedImage, NeuVectorStandIn, Request
-from herd.addons import ImageScan
 from herd.addons.neuvector import NeuVectorClient, NeuVectorError
+from herd.addons.security import ImageScan
 
 pytestmark = pytest.mark.contract
 

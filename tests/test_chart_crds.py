@@ -17,11 +17,18 @@ import yaml
 from pydantic import ValidationError
 
 from herd.api import StackSpec
-from herd.chart_crds import ChartCrdError, ChartFile, chart_crds, crd_files, crd_note, parse_crds
-from herd.failures import FailureKind, api_failure
-from herd.plan import config_digest
-from herd.rollout.crds import established, impersonation
-from herd.tenancy import Identity, tenant_identity
+from herd.helm.chart_crds import (
+    ChartCrdError,
+    ChartFile,
+    chart_crds,
+    crd_files,
+    crd_note,
+    parse_crds,
+)
+from herd.helm.crd_apply import established, impersonation
+from herd.helm.failures import FailureKind, api_failure
+from herd.plan.desired import config_digest
+from herd.plan.tenancy import Identity, tenant_identity
 from tests.conftest import chart as chart_entry
 from tests.conftest import stack_body
 

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
-from herd.addons import AGENT, NEUVECTOR
+from herd.addons.config import AGENT, NEUVECTOR
 from herd.api import parse_stack
 from herd.cli import addons, fleet, main
 from herd.errors import SpecError
-from herd.plan import ReleaseKey, plan_stack
-from herd.results import ReleaseResult, State
+from herd.plan.desired import ReleaseKey, plan_stack
+from herd.plan.results import ReleaseResult, State
 from tests.conftest import chart, stack_body
 
 SAMPLE = Path(__file__).parent.parent / "examples" / "addons-config.yaml.sample"

@@ -13,7 +13,7 @@ from herd.api import parse_stack
 from herd.cli import fleet, main
 from herd.cli.fleet import NoValuesCluster, limits_of
 from herd.errors import SpecError
-from herd.rollout import DEFAULT_LIMITS, Limits
+from herd.rollout.gates import DEFAULT_LIMITS, Limits
 from tests.conftest import chart, stack_body
 
 

@@ -11,9 +11,9 @@ import pytest
 from herd.api import SkippedCluster, parse_stack
 from herd.api.v1 import Stack
 from herd.cli import render
-from herd.clusters import Cluster, KubeconfigRef
-from herd.engine import Preview, StackResult
-from herd.plan import (
+from herd.engine.engine import Preview, StackResult
+from herd.plan.clusters import Cluster, KubeconfigRef
+from herd.plan.desired import (
     LABEL_CHART,
     LABEL_CONFIG,
     LABEL_STACK,
@@ -25,7 +25,7 @@ from herd.plan import (
     owner_label,
     plan_stack,
 )
-from herd.results import ReleaseResult, State
+from herd.plan.results import ReleaseResult, State
 from tests.conftest import chart, stack_body
 
 OWNER = owner_label("default", "s")

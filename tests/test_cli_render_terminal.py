@@ -6,8 +6,8 @@ import io
 import re
 
 from herd.cli import render
-from herd.plan import Action, ReleaseKey
-from herd.results import ReleaseResult, State
+from herd.plan.desired import Action, ReleaseKey
+from herd.plan.results import ReleaseResult, State
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

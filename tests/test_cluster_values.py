@@ -1,6 +1,6 @@
 """Per-cluster values and templated values: the template language, the override layers, the
-merge order and per-cluster digests. Pure tables and properties (`herd.templating`,
-`herd.clustervalues`, `herd.plan`)."""
+merge order and per-cluster digests. Pure tables and properties (`herd.plan.templating`,
+`herd.plan.values`, `herd.plan.desired`)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from herd.api import parse_stack
-from herd.clusters.model import Cluster, KubeconfigRef
 from herd.errors import SpecError
-from herd.plan import Action, decide, plan_stack
-from herd.templating import (
+from herd.plan.clusters import Cluster, KubeconfigRef
+from herd.plan.desired import Action, decide, plan_stack
+from herd.plan.templating import (
     OPEN,
     TemplateError,
     UnknownVariable,

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from herd.api import Targets
-from herd.clusters.index import TargetIndex
-from herd.clusters.model import Cluster, KubeconfigRef
+from herd.operator.index import TargetIndex
+from herd.plan.clusters import Cluster, KubeconfigRef
 
 
 def cluster(

@@ -21,8 +21,8 @@ from herd.clusters.kubeconfig_yaml import (
     select_context,
 )
 from herd.clusters.kubeconfigs import KubeconfigStore
-from herd.clusters.model import Cluster, ClusterUnavailable, KubeconfigRef
 from herd.clusters.objects import rancher_cluster, secret_cluster
+from herd.plan.clusters import Cluster, ClusterUnavailable, KubeconfigRef
 
 SECRET = "c2VjcmV0LXRva2VuLXZhbHVl"  # stands for key material that must never leak
 

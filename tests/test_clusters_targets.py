@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from herd.api import LabelSelector, SkippedCluster, Targets
-from herd.clusters.model import Cluster, KubeconfigRef
-from herd.clusters.targets import resolve_targets, selector_matches
+from herd.plan.clusters import Cluster, KubeconfigRef
+from herd.plan.targets import resolve_targets, selector_matches
 
 
 def cluster(cluster_id: str, name: str = "", ready: bool = True, **labels: str) -> Cluster:

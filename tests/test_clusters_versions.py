@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from herd.clusters.model import Cluster, KubeconfigRef
 from herd.clusters.objects import rancher_cluster, secret_cluster, secret_key
 from herd.clusters.versions import SecretKeys, versions_of, with_secret_version
+from herd.plan.clusters import Cluster, KubeconfigRef
 
 
 def meta(name: str, version: str = "", **extra: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from e2e.testbed.dcgm_standin import DEFAULT_COUNTERS
-from herd.bundled import bundled_chart
+from herd.helm.bundled import bundled_chart
 from herd.operator import metrics
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from e2e.testbed.dcgm_standin import DEFAULT_COUNTERS, CannedGpu, DcgmStandIn
-from herd.addons.dcgm import FB_USED, GPU_UTIL, parse_metrics, release_utilization
-from herd.addons.gpus import gpu_demand
+from herd.addons.gpu.dcgm import FB_USED, GPU_UTIL, parse_metrics, release_utilization
+from herd.addons.gpu.demand import gpu_demand
 
 POD = {"kind": "Deployment", "metadata": {"name": "ollama"}}
 POD_A, POD_B = "ollama-6c8b9d7f5-x2k9p", "ollama-6c8b9d7f5-q8w7e"

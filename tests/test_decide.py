@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from herd.api import StackSpec
-from herd.plan import (
+from herd.plan.desired import (
     HELD_MESSAGE,
     LABEL_CONFIG,
     LABEL_MANAGER,

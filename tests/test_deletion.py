@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from herd.deletion import ORPHAN_ANNOTATION, decide, orphaned_clusters
+from herd.plan.deletion import ORPHAN_ANNOTATION, decide, orphaned_clusters
 
 A, B, C = "c-a", "c-b", "c-c"
 

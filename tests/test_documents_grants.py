@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from herd.documents import load
+from herd.cli.documents import load
 
 ROOT = Path(__file__).parent.parent
 

@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from herd.api import SkippedCluster, StackSpec
-from herd.clusters.model import Cluster, KubeconfigRef
-from herd.dryrun import DRY_RUN, dry_run_status, message, planned, summary, unreachable_rows
-from herd.plan import (
+from herd.plan.clusters import Cluster, KubeconfigRef
+from herd.plan.desired import (
     LABEL_CHART,
     LABEL_STACK,
     LABEL_VERSION,
@@ -19,7 +18,8 @@ from herd.plan import (
     ReleaseKey,
     plan_stack,
 )
-from herd.results import ReleaseResult, State
+from herd.plan.results import ReleaseResult, State
+from herd.status.dryrun import DRY_RUN, dry_run_status, message, planned, summary, unreachable_rows
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 SPEC = StackSpec.model_validate(

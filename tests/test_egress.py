@@ -1,4 +1,4 @@
-"""The egress deny list for tenant repository hosts (`herd.egress`) and its guard."""
+"""The egress deny list for tenant repository hosts (`herd.plan.egress`) and its guard."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import ipaddress
 import pytest
 
 from herd.api.v1 import ChartSpec
-from herd.egress import (
+from herd.helm.client import ChartCache, HelmEnvironment
+from herd.helm.egress_guard import RepoGuard
+from herd.helm.failures import FailureKind, HelmFailure
+from herd.operator.config import OperatorConfig
+from herd.plan.egress import (
     API_SERVER,
     CONFIGURED,
     METADATA,
@@ -20,10 +24,6 @@ from herd.egress import (
     parse_networks,
     refusal_message,
 )
-from herd.egress_guard import RepoGuard
-from herd.failures import FailureKind, HelmFailure
-from herd.helm import ChartCache, HelmEnvironment
-from herd.operator.config import OperatorConfig
 
 LOOPBACK = "a loopback address"
 LINK_LOCAL = "a link-local address"

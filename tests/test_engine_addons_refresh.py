@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from herd.api.v1 import ChartSpec, Stack, StackSpec
-from herd.clusters.model import Cluster
-from herd.engine import Engine
-from herd.helm import HelmEnvironment
-from herd.plan import Values
+from herd.engine.engine import Engine
+from herd.helm.client import HelmEnvironment
+from herd.plan.clusters import Cluster
+from herd.plan.desired import Values
 
 
 class CountingAddOns:

@@ -1,10 +1,10 @@
-"""Helm's stderr classified: kind and whether a retry can help (`herd.failures`)."""
+"""Helm's stderr classified: kind and whether a retry can help (`herd.helm.failures`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from herd.failures import FailureKind, classify, first_line
+from herd.helm.failures import FailureKind, classify, first_line
 
 
 @pytest.mark.parametrize(

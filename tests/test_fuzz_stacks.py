@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from e2e.testbed import stack_fuzz
 from herd.api import duration_seconds, parse_spec, parse_stack
-from herd.documents import check_document
+from herd.cli.documents import check_document
 from herd.errors import SpecError
-from herd.plan import plan_stack
+from herd.plan.desired import plan_stack
 
 SPECS = stack_fuzz.spec_strategy()
 BODIES = st.builds(lambda spec: stack_fuzz.stack_body("fuzz", "default", spec), SPECS)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from herd.addons.dcgm import GPU_UTIL, MetricsError, parse_metrics, release_utilization
-from herd.addons.gpus import (
+from herd.addons.gpu.dcgm import GPU_UTIL, MetricsError, parse_metrics, release_utilization
+from herd.addons.gpu.demand import (
     ClusterGpus,
     GpuDemand,
     fit_warning,
@@ -18,12 +18,12 @@ from herd.addons.gpus import (
     largest_node,
     node_gpus,
 )
-from herd.addons.gpustatus import UNAVAILABLE, ReleaseGpus, release_gpus, with_gpus
+from herd.addons.gpu.status import UNAVAILABLE, ReleaseGpus, release_gpus, with_gpus
 from herd.addons.images import manifest_facts
 from herd.api.v1 import DeploymentRow, StackStatus
 from herd.operator.events import log_release
-from herd.plan import ReleaseKey
-from herd.results import ReleaseResult, State
+from herd.plan.desired import ReleaseKey
+from herd.plan.results import ReleaseResult, State
 
 
 def pod(*containers: dict[str, Any], init: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import pytest
 
 from herd.api import ChartSpec
 from herd.errors import SpecError
-from herd.graph import ChartGraph, check
+from herd.plan.graph import ChartGraph, check
 
 
 def c(name: str, *deps: str, **fields: str) -> ChartSpec:

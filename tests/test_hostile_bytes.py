@@ -15,12 +15,13 @@ import pytest
 import yaml
 
 from e2e.testbed import hostile_charts
-from herd import clustervalues, templating, yamlsafe
-from herd.chart_crds import ChartCrdError, chart_crds, crd_files
 from herd.errors import SpecError
-from herd.failures import MESSAGE_LIMIT, FailureKind, HelmFailure, classify
-from herd.helmignore import Rules
-from herd.tenancy import (
+from herd.helm.chart_crds import ChartCrdError, chart_crds, crd_files
+from herd.helm.failures import MESSAGE_LIMIT, FailureKind, HelmFailure, classify
+from herd.helm.helmignore import Rules
+from herd.plan import templating, yamlsafe
+from herd.plan import values as clustervalues
+from herd.plan.tenancy import (
     LISTED_OBJECTS,
     MAX_OBJECTS,
     ForbiddenObject,
@@ -253,7 +254,7 @@ def test_metric_labels_are_bounded_per_process() -> None:
 def test_a_namespace_without_a_grant_fails_on_its_grant_before_templating(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from herd.tenancy import grants_for  # noqa: PLC0415
+    from herd.plan.tenancy import grants_for  # noqa: PLC0415
     from tests.test_tenancy_wiring import FakeInventory, FakeValues, engine, make_stack, spec  # noqa: PLC0415
 
     templated: list[str] = []

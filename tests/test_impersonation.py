@@ -1,10 +1,10 @@
-"""Where the controller keeps its impersonation RoleBindings (`herd.impersonation`)."""
+"""Where the controller keeps its impersonation RoleBindings (`herd.plan.impersonation`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from herd.impersonation import (
+from herd.plan.impersonation import (
     CLUSTER_ROLE,
     MANAGED_LABEL,
     changes,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from herd.addons import AddonCatalog
+from herd.addons.catalog import AddonCatalog
 from herd.addons.insights import (
     INSIGHTS,
     INSIGHTS_VERSION,
@@ -14,9 +14,9 @@ from herd.addons.insights import (
 )
 from herd.api import parse_stack
 from herd.api.v1 import Stack
-from herd.bundled import BUNDLED_REPO, bundled_chart
-from herd.plan import plan_stack
-from herd.tenancy import addon_namespace_problems, grants_for
+from herd.helm.bundled import BUNDLED_REPO, bundled_chart
+from herd.plan.desired import plan_stack
+from herd.plan.tenancy import addon_namespace_problems, grants_for
 
 SECRET = {"stackstate.url": "https://sts.example.com/receiver", "stackstate.apiKey": "k"}
 

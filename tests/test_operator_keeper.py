@@ -16,17 +16,17 @@ import pytest
 from herd.addons.probe import Observation
 from herd.api import StackStatus
 from herd.api.v1 import DeploymentRow
-from herd.clusters.index import TargetIndex
-from herd.clusters.model import Cluster
-from herd.engine import StackResult
+from herd.engine.engine import StackResult
 from herd.errors import TransientError
 from herd.operator import metrics
 from herd.operator.config import OperatorConfig
+from herd.operator.index import TargetIndex
 from herd.operator.keeper import IN_BACKOFF, Keeper
 from herd.operator.runtime import finish_pass
-from herd.plan import ReleaseKey
-from herd.results import ReleaseResult, State
-from herd.tenancy import Grants
+from herd.plan.clusters import Cluster
+from herd.plan.desired import ReleaseKey
+from herd.plan.results import ReleaseResult, State
+from herd.plan.tenancy import Grants
 
 BODY = {
     "apiVersion": "herd.suse.com/v1",

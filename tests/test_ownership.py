@@ -1,4 +1,4 @@
-"""The ownership record's decisions (`herd.ownership`): which leftovers Herd may remove,
+"""The ownership record's decisions (`herd.plan.ownership`): which leftovers Herd may remove,
 when an uninstall skips hooks, how a pass updates the record, and the record's bound."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from herd.deletion import decide as deletion_decide
-from herd.ownership import (
+from herd.plan.deletion import decide as deletion_decide
+from herd.plan.desired import Action, ObservedRelease, ReleaseKey
+from herd.plan.ownership import (
     Leftover,
     MemoryOwnership,
     Owned,
@@ -22,9 +23,8 @@ from herd.ownership import (
     next_record,
     pinned,
 )
-from herd.plan import Action, ObservedRelease, ReleaseKey
-from herd.releases import LABEL_STACK
-from herd.results import ReleaseResult, State
+from herd.plan.releases import LABEL_STACK
+from herd.plan.results import ReleaseResult, State
 from herd.rollout.actions import calls_lookup
 
 OWNER = "team.app"

@@ -8,7 +8,7 @@ import pytest
 
 from herd.api import ChartSpec, StackSpec
 from herd.errors import SpecError
-from herd.plan import (
+from herd.plan.desired import (
     LABEL_CHART,
     LABEL_CONFIG,
     LABEL_STACK,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from herd.retry import Backoff, next_delay
+from herd.plan.retry import Backoff, next_delay
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,10 @@ import pytest
 import yaml
 
 from herd.api import StackSpec
-from herd.clusters.kube import api_client_from_kubeconfig
-from herd.plan import ReleaseKey, blocked_by, plan_stack
-from herd.rollout import DRAINING_MESSAGE, Gates
-from herd.rollout.gates import Draining
-from herd.workdir import keep_temp_files_in, prepare
+from herd.helm.workdir import keep_temp_files_in, prepare
+from herd.kube.client import api_client_from_kubeconfig
+from herd.plan.desired import ReleaseKey, blocked_by, plan_stack
+from herd.rollout.gates import DRAINING_MESSAGE, Draining, Gates
 
 PLAN = plan_stack(
     StackSpec.model_validate(

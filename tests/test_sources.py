@@ -14,10 +14,9 @@ import yaml
 from herd.api.parse import parse_spec
 from herd.api.v1 import ChartSpec
 from herd.errors import SpecError
-from herd.failures import FailureKind, classify, update_failure
-from herd.plan import Action, decide, plan_stack
-from herd.sourcefiles import source_files
-from herd.sources import (
+from herd.helm.failures import FailureKind, classify, update_failure
+from herd.helm.source_files import source_files
+from herd.plan.chart_sources import (
     BASIC_AUTH,
     DOCKER_CONFIG_JSON,
     SecretData,
@@ -26,7 +25,8 @@ from herd.sources import (
     repository_config,
     unread_sources,
 )
-from herd.tenancy import Grants, spec_problems
+from herd.plan.desired import Action, decide, plan_stack
+from herd.plan.tenancy import Grants, spec_problems
 
 PASSWORD = "s3cret-value"
 

@@ -13,23 +13,20 @@ from hypothesis import strategies as st
 
 from herd.api import parse_spec
 from herd.api.v1 import IMPLICIT_STAGE, RolloutSpec, RolloutStatus, StackStatus
-from herd.clusters.model import Cluster, KubeconfigRef
 from herd.errors import SpecError
-from herd.rollout.admission import Admission
-from herd.stages import (
+from herd.plan.clusters import Cluster, KubeconfigRef
+from herd.plan.stages import (
     ClusterState,
     RolloutState,
     Stage,
     StageRecord,
     assign_stages,
     decide,
-    records_of,
     resolve_max_concurrent,
-    rollout_events,
-    rollout_status,
-    with_rollout,
 )
-from herd.status import conditions
+from herd.rollout.admission import Admission
+from herd.status.build import conditions
+from herd.status.rollout import records_of, rollout_events, rollout_status, with_rollout
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 DONE, FAILED, PENDING = ClusterState.DONE, ClusterState.FAILED, ClusterState.PENDING

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from herd.api import SkippedCluster, StackStatus
-from herd.plan import Action, ReleaseKey
-from herd.results import ReleaseResult, State
-from herd.status import Phase, conditions, phase_of, stack_status, summary
+from herd.plan.desired import Action, ReleaseKey
+from herd.plan.results import ReleaseResult, State
+from herd.status.build import Phase, conditions, phase_of, stack_status, summary
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

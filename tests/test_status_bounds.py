@@ -10,9 +10,9 @@ import pytest
 from herd.api import SkippedCluster, StackStatus
 from herd.api.v1 import DeploymentRow
 from herd.operator.keeper import held_releases, previous_targets
-from herd.plan import Action, ReleaseKey
-from herd.results import ReleaseResult, State
-from herd.status import (
+from herd.plan.desired import Action, ReleaseKey
+from herd.plan.results import ReleaseResult, State
+from herd.status.build import (
     RELEASE_CLUSTERS_LIMIT,
     TEXT_LIMIT,
     Phase,

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from herd.releases import ReleaseKey
-from herd.results import ReleaseResult, State
-from herd.status import rows
+from herd.plan.releases import ReleaseKey
+from herd.plan.results import ReleaseResult, State
+from herd.status.build import rows
 
 STATES = [State.DEPLOYED, State.FAILED, State.PENDING, State.DEPLOYING, State.UNINSTALLED]
 

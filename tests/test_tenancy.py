@@ -8,8 +8,8 @@ import pytest
 
 from herd.api import ChartSpec, parse_spec
 from herd.api.grants import ClusterGrant, parse_grant
-from herd.clusters.model import Cluster, KubeconfigRef
-from herd.tenancy import (
+from herd.plan.clusters import Cluster, KubeconfigRef
+from herd.plan.tenancy import (
     IDENTITY_NAMESPACE,
     RECORDS_NAMESPACE,
     ForbiddenObject,

@@ -10,19 +10,20 @@ from typing import Any
 
 import pytest
 
+import herd.rollout.tenants as tenants_module
 from herd.api import SkippedCluster, StackSpec
 from herd.api.grants import parse_grant
 from herd.api.v1 import Stack
-from herd.clusters.model import Cluster, KubeconfigRef
-from herd.engine import KEPT_MESSAGE, Engine, not_granted_rows
+from herd.engine.engine import KEPT_MESSAGE, Engine, not_granted_rows
 from herd.errors import SpecError
-from herd.helm import HelmEnvironment
+from herd.helm.client import HelmEnvironment
 from herd.operator.config import OperatorConfig
-from herd.plan import LABEL_STACK, Action, ObservedRelease, ReleaseKey, decide, plan_stack
-from herd.results import ReleaseResult, State
+from herd.plan.clusters import Cluster, KubeconfigRef
+from herd.plan.desired import LABEL_STACK, Action, ObservedRelease, ReleaseKey, decide, plan_stack
+from herd.plan.results import ReleaseResult, State
+from herd.plan.tenancy import Grants, Mode, grants_for
 from herd.rollout.tenants import RenderCheck
-from herd.status import NOT_GRANTED_REASON, Phase, not_granted, phase_of, stack_status
-from herd.tenancy import Grants, Mode, grants_for
+from herd.status.build import NOT_GRANTED_REASON, Phase, not_granted, phase_of, stack_status
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 GRANT = parse_grant(
@@ -297,16 +298,14 @@ def test_a_grant_change_wakes_the_stacks_of_the_namespaces_it_names(
 def test_tenant_rbac_is_provisioned_once_until_the_grants_or_namespaces_change(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from herd.rollout import tenants as module  # noqa: PLC0415
-
     calls: list[list[str]] = []
 
     def provision(kubeconfig: Path, grants: Grants, namespaces: list[str]) -> frozenset[str]:
         calls.append(namespaces)
         return frozenset({"ClusterRole.rbac.authorization.k8s.io"})
 
-    monkeypatch.setattr(module, "_provision", provision)
-    cache = module.TenantClusters()
+    monkeypatch.setattr(tenants_module, "_provision", provision)
+    cache = tenants_module.TenantClusters()
     other = grants_for("team-a", [GRANT, GRANT.model_copy()], admin_namespace="herd-system")
 
     async def passes() -> None:

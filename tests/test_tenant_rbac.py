@@ -8,7 +8,7 @@ import pytest
 
 from herd.api.grants import parse_grant
 from herd.clusters.tenant_rbac import tenant_rbac_objects
-from herd.tenancy import Grants, grants_for
+from herd.plan.tenancy import Grants, grants_for
 
 ADMIN = "herd-system"
 SCOPED = [("", "namespaces"), ("rbac.authorization.k8s.io", "clusterroles"), ("", "nodes")]

@@ -15,14 +15,14 @@ import pytest
 import yaml
 
 from herd.clusters.kubeconfigs import KubeconfigStore
-from herd.clusters.model import Cluster, KubeconfigRef
-from herd.workdir import SUBDIRECTORIES, WorkdirBusy, ensure, lock_file, prepare
+from herd.helm.workdir import SUBDIRECTORIES, WorkdirBusy, ensure, lock_file, prepare
+from herd.plan.clusters import Cluster, KubeconfigRef
 
 HOLDER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from herd.workdir import prepare
+    from herd.helm.workdir import prepare
     prepare(Path(sys.argv[1]))
     (Path(sys.argv[1]) / "kubeconfigs").mkdir()
     (Path(sys.argv[1]) / "kubeconfigs" / "c.kubeconfig").write_text("mine")

@@ -10,8 +10,9 @@ import time
 import pytest
 
 from e2e.testbed import hostile_charts
-from herd import worker, yamlsafe
-from herd.chart_crds import ChartCrdError, ChartFile, parse_crds
+from herd.helm import worker
+from herd.helm.chart_crds import ChartCrdError, ChartFile, parse_crds
+from herd.plan import yamlsafe
 
 LIMITS = worker.Limits(seconds=3.0, memory_bytes=512 * worker.MIB, workers=1)
 

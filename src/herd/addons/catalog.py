@@ -1,6 +1,6 @@
 """The add-on catalog: which charts a Stack gets prepended, and their per-cluster values.
 
-`AddonCatalog` implements `herd.engine.AddOns`. The engine calls `refresh()` before each
+`AddonCatalog` implements `herd.engine.engine.AddOns`. The engine calls `refresh()` before each
 plan; `charts(spec)` then returns the NeuVector chart for `security: enabled` and the
 SUSE Observability agent for `observability: enabled`, and `cluster_values` gives each
 cluster its own values:
@@ -58,10 +58,10 @@ from herd.addons.config import (
 )
 from herd.addons.insights import insights_chart
 from herd.api.v1 import ChartSpec, Stack, StackSpec, Toggle
-from herd.clusters.kube import API_ERRORS, NOT_FOUND, api_error_summary, read_json
-from herd.clusters.model import Cluster
 from herd.errors import Problem, SpecError, TransientError
-from herd.plan import Values
+from herd.kube.client import API_ERRORS, NOT_FOUND, api_error_summary, read_json
+from herd.plan.clusters import Cluster
+from herd.plan.desired import Values
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class AddonCatalog:
 
     async def namespaces(self) -> frozenset[str]:
         """Every downstream namespace an add-on release may go to: the defaults' and the
-        configuration's (read once first if it never was), for `herd.tenancy.grants_for`,
+        configuration's (read once first if it never was), for `herd.plan.tenancy.grants_for`,
         which keeps tenants out of them."""
         if self._config is None:
             await self.refresh()

@@ -1,10 +1,10 @@
 """Add the add-ons' story to a Stack's status: sections, conditions and row fields. Pure.
 
-`enrich` takes the status `herd.status.stack_status` built for a finished pass, the
+`enrich` takes the status `herd.status.build.stack_status` built for a finished pass, the
 pass's result, and what `herd.addons.probe` observed (NeuVector scans, agent health),
 and returns the status with `security` / `observability`, the `SecurityScanned` /
 `ObservabilityConfigured` conditions, and each row's `securityScan` /
-`observabilityMetrics`; for every Stack, the GPU facts (`herd.addons.gpustatus`). A
+`observabilityMetrics`; for every Stack, the GPU facts (`herd.addons.gpu.status`). A
 disabled add-on's section, condition and row fields are removed. `carry_over` keeps the
 last known add-on conditions and row fields on the status written while a rollout is
 running (the probe runs only after a pass).
@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from herd.addons.config import AGENT, FailOn
-from herd.addons.gpus import ClusterGpus
-from herd.addons.gpustatus import GPU_ROW_FIELDS, ReleaseGpus, RowKey, with_gpus
+from herd.addons.gpu.demand import ClusterGpus
+from herd.addons.gpu.status import GPU_ROW_FIELDS, ReleaseGpus, RowKey, with_gpus
 from herd.addons.observability import (
     AgentHealth,
     ObservabilitySummary,
@@ -29,10 +29,10 @@ from herd.addons.observability import (
 )
 from herd.addons.security import ClusterScan, SecuritySummary, release_verdict, security_summary
 from herd.api.v1 import Condition, DeploymentRow, StackStatus, Toggle
-from herd.clusters.model import Cluster
-from herd.plan import StackPlan
-from herd.results import ReleaseResult, State
-from herd.status import rfc3339
+from herd.plan.clusters import Cluster
+from herd.plan.desired import StackPlan
+from herd.plan.results import ReleaseResult, State
+from herd.status.build import rfc3339
 
 SECURITY_SCANNED = "SecurityScanned"
 OBSERVABILITY_CONFIGURED = "ObservabilityConfigured"
@@ -40,7 +40,7 @@ ADDON_CONDITIONS = (SECURITY_SCANNED, OBSERVABILITY_CONFIGURED)
 
 
 class PassResult(Protocol):
-    """The parts of `herd.engine.StackResult` read here."""
+    """The parts of `herd.engine.engine.StackResult` read here."""
 
     @property
     def plan(self) -> StackPlan | None: ...
@@ -66,7 +66,7 @@ def enrich(
     insights: Mapping[str, tuple[int, int]] | None = None,
 ) -> StackStatus:
     """`status` with the add-on sections, conditions and row fields of this pass, and
-    its GPU facts (`herd.addons.gpustatus`) when `gpus` is given."""
+    its GPU facts (`herd.addons.gpu.status`) when `gpus` is given."""
     if result.plan is None:
         return status
     if gpus is not None:

@@ -3,7 +3,7 @@
 Pure. `manifest_facts` parses the YAML that `helm get manifest` prints; `normalize`
 writes an image reference the way a container runtime resolves it, so the images a
 chart names (`nginx:1.25`) match what NeuVector reports (`docker.io/library/nginx:1.25`).
-`gpus` is the `nvidia.com/gpu` demand (`herd.addons.gpus`). Callers: `herd.addons.probe`
+`gpus` is the `nvidia.com/gpu` demand (`herd.addons.gpu.demand`). Callers: `herd.addons.probe`
 (images for the scan, workloads for the agent's readiness, GPUs for the rows).
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from herd import yamlsafe
-from herd.addons.gpus import GpuDemand, gpu_demand
+from herd.addons.gpu.demand import GpuDemand, gpu_demand
+from herd.plan import yamlsafe
 
 _CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})

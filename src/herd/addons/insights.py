@@ -2,7 +2,7 @@
 
 With `observability: enabled`, each target cluster gets, beside the SUSE Observability
 agent (in the agent's namespace, after it), one release of the chart Herd ships
-(`herd/charts/herd-insights`, `herd.bundled`):
+(`herd/charts/herd-insights`, `herd.helm.bundled`):
 
 - two Grafana dashboards as ConfigMaps labelled `grafana_dashboard: "1"` (the Grafana
   sidecar's default): GPU utilization and memory per pod (dcgm-exporter's
@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from herd.api.v1 import ChartSpec, ChartValues, Stack
-from herd.bundled import BUNDLED_REPO
+from herd.helm.bundled import BUNDLED_REPO
 
 INSIGHTS: Final = "herd-insights"
 INSIGHTS_VERSION: Final = "0.1.0"

@@ -32,7 +32,7 @@ from kubernetes import client
 
 from herd.addons.images import normalize
 from herd.addons.security import ImageScan, ScanReport
-from herd.clusters.kube import API_ERRORS, api_error_summary
+from herd.kube.client import API_ERRORS, api_error_summary
 
 TOKEN_HEADER = "X-Auth-Token"
 _FINISHED = "finished"

@@ -11,7 +11,7 @@ number at a time, with each cluster's own kubeconfig:
 - `observability: enabled`: whether the agent release's workloads are ready;
 - for every Stack: the GPUs of the cluster's nodes, each release's `nvidia.com/gpu`
   requests (from the same manifests) and, for the releases that request some, their
-  utilization from dcgm-exporter (`herd.addons.gpuprobe`, at most once per
+  utilization from dcgm-exporter (`herd.addons.gpu.probe`, at most once per
   `refresh_seconds` per cluster).
 
 It never raises for one cluster's trouble: a cluster that cannot be asked gets an
@@ -26,38 +26,44 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from kubernetes import client
 
 from herd.addons.catalog import AddonCatalog
 from herd.addons.config import AGENT, NEUVECTOR, Credentials, FailOn, NeuVectorApi
 from herd.addons.enrich import PassResult
-from herd.addons.gpuprobe import GpuProbe
-from herd.addons.gpus import ClusterGpus
-from herd.addons.gpustatus import ReleaseGpus, RowKey, release_gpus
+from herd.addons.gpu.demand import ClusterGpus
+from herd.addons.gpu.probe import GpuProbe
+from herd.addons.gpu.status import ReleaseGpus, RowKey, release_gpus
 from herd.addons.images import ManifestFacts, Workload, manifest_facts
 from herd.addons.insights import INSIGHTS, insights_counts
 from herd.addons.neuvector import NeuVectorClient, NeuVectorError, ServiceProxy
 from herd.addons.observability import AgentHealth, workload_ready
 from herd.addons.security import ClusterScan, ReleaseRef, ScanReport, ScanState
 from herd.api.v1 import Toggle
-from herd.clusters.kube import (
+from herd.errors import HerdError
+from herd.helm.client import ClusterHelm, HelmEnvironment
+from herd.kube.client import (
     API_ERRORS,
     NOT_FOUND,
     api_client_from_kubeconfig,
     api_error_summary,
     read_json,
 )
-from herd.clusters.model import Cluster, ClusterUnavailable
-from herd.engine import Inventory
-from herd.errors import HerdError
-from herd.helm import ClusterHelm, HelmEnvironment
-from herd.results import ReleaseResult, State
+from herd.plan.clusters import Cluster, ClusterUnavailable
+from herd.plan.results import ReleaseResult, State
 
 logger = logging.getLogger(__name__)
 
 ManifestKey = tuple[str, str, str, int]  # cluster, namespace, release, revision
 _CACHE_LIMIT = 50000  # small facts; every release of every Stack
+
+
+class Inventory(Protocol):
+    """Kubeconfig files of clusters (`herd.clusters.inventory.Inventory`, the CLI's own)."""
+
+    async def kubeconfig(self, cluster: Cluster) -> Path: ...
 
 
 @dataclass(frozen=True)

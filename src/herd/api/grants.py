@@ -1,7 +1,7 @@
 """The `ClusterGrant` resource of `herd.suse.com/v1`: what the Stacks of some namespaces may reach.
 
 Data only, no I/O. A cluster admin creates ClusterGrants (cluster-scoped); the Herd controller
-reads them and `herd.tenancy` decides from them which clusters, downstream namespaces,
+reads them and `herd.plan.tenancy` decides from them which clusters, downstream namespaces,
 cluster-scoped objects and add-ons a Stack may use. The CRD in
 `crds/herd.suse.com_clustergrants.yaml` is generated from these models (`herd.api.crd`); the
 field descriptions are what `kubectl explain clustergrant.spec` prints.
@@ -25,7 +25,7 @@ GRANT_SINGULAR = "clustergrant"
 GRANT_SHORT_NAMES = ("cg",)
 
 # A glob over namespace names: DNS-1123 label characters plus fnmatch's * ? [ ] (and ! in
-# a class). The CRD checks the characters; `herd.tenancy` matches with fnmatch semantics.
+# a class). The CRD checks the characters; `herd.plan.tenancy` matches with fnmatch semantics.
 NAMESPACE_GLOB = r"^[a-z0-9*?\[\]!-]{1,63}$"
 
 

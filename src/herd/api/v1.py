@@ -2,7 +2,7 @@
 
 Data only, no I/O. These models are the single source of truth: the CRD in `crds/` is
 generated from them (`herd.api.crd`), the operator and the CLI parse every Stack body
-through them, and `herd.status` builds the status from them. Field descriptions become
+through them, and `herd.status.build` builds the status from them. Field descriptions become
 `kubectl explain stack.spec...` text, so they are written for users.
 """
 

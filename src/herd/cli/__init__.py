@@ -3,7 +3,7 @@
 - `validate`: offline schema and graph check of Stack files (here).
 - `apply`, `plan`, `delete`, `status`: the engine on kubeconfig files (`herd.cli.fleet`,
   rendering in `herd.cli.render`, live progress in `herd.cli.progress`).
-- `operator`: the kopf controller (`herd.operator.handlers`).
+- `operator`: the kopf controller (`herd.operator.handlers`, wired in by `herd.__main__`).
 
 - `approve`: pass a staged Stack's approval gate on the management cluster
   (`herd.cli.stages`, which also walks the stages of `apply` and `plan`).
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from herd.cli import fleet, stages
+from herd.cli.documents import load
 from herd.cli.render import EXIT_CHANGES, EXIT_FAILED, EXIT_INVALID, EXIT_OK
-from herd.documents import load
 
 __all__ = ["EXIT_CHANGES", "EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "main"]
 EXIT_INTERRUPTED = 130
@@ -49,15 +49,7 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID if invalid else EXIT_OK
 
 
-def _operator(args: argparse.Namespace) -> int:
-    # Imported here: kopf registers its handlers on import, and only this command wants them.
-    from herd.operator import handlers  # noqa: PLC0415
-
-    handlers.run(namespaces=args.namespace)
-    return EXIT_OK
-
-
-def _parser() -> argparse.ArgumentParser:
+def _parser(operator: Callable[[list[str] | None], int] | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="herd", description="Deploy Stacks of Helm charts into many clusters."
     )
@@ -74,23 +66,35 @@ def _parser() -> argparse.ArgumentParser:
         help="Stack YAML file or directory (repeatable)",
     )
     validate.set_defaults(run=_validate)
-    operator = commands.add_parser(
+    operator_command = commands.add_parser(
         "operator", help="run the controller against the current kubeconfig (or in-cluster)"
     )
-    operator.add_argument(
+    operator_command.add_argument(
         "-n",
         "--namespace",
         action="append",
         help="watch Stacks only in this namespace (repeatable; default: all namespaces)",
     )
-    operator.set_defaults(run=_operator)
+    operator_run = operator or _no_operator
+    operator_command.set_defaults(run=lambda args: operator_run(args.namespace))
     fleet.add_commands(commands)
     stages.add_approve(commands)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _no_operator(namespaces: list[str] | None) -> int:
+    print("herd operator: not available from this entry point", file=sys.stderr)
+    return EXIT_INVALID
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    operator: Callable[[list[str] | None], int] | None = None,
+) -> int:
+    """Run one `herd` command. `operator` runs the controller (`herd.__main__` passes it:
+    the CLI does not import the operator face)."""
+    args = _parser(operator).parse_args(argv)
     try:
         code: int = args.run(args)
     except KeyboardInterrupt:

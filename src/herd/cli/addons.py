@@ -19,12 +19,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from herd.addons import AddonCatalog, AddonConfigError
+from herd.addons.catalog import AddonCatalog
+from herd.addons.config import AddonConfigError
 from herd.api.v1 import ChartSpec, Stack, StackSpec, Toggle
-from herd.clusters import Cluster
 from herd.errors import Problem, SpecError
-from herd.plan import Values
-from herd.results import ReleaseResult
+from herd.plan.clusters import Cluster
+from herd.plan.desired import Values
+from herd.plan.results import ReleaseResult
 
 FLAG = "--addons"
 SAMPLE = "examples/addons-config.yaml.sample"
@@ -60,7 +61,7 @@ def load(path: Path) -> AddonCatalog:
 
 
 class NoAddons:
-    """`herd.engine.AddOns` when no `--addons` is given: no add-on can be planned."""
+    """`herd.engine.engine.AddOns` when no `--addons` is given: no add-on can be planned."""
 
     async def refresh(self) -> None:
         return None

@@ -10,7 +10,7 @@ the rollout does. Rendering and exit codes live in `herd.cli.render`, live progr
 
 `values.from` sources are ConfigMaps/Secrets in a cluster; the CLI reads them with the
 operator's reader from the cluster given as `--values-kubeconfig` (so are the Secrets of
-private chart sources, `charts[].credentials` and `caSecretName`: `herd.credentials`).
+private chart sources, `charts[].credentials` and `caSecretName`: `herd.kube.chart_secrets`).
 Without it, a Stack whose charts need such values or Secrets is invalid input (the CLI
 never deploys a chart silently without values the Stack asks for).
 
@@ -34,35 +34,34 @@ from typing import Any
 
 from kubernetes import client
 
-from herd.addons import AddonCatalog
+from herd.addons.catalog import AddonCatalog
 from herd.api.v1 import Stack, StackSpec
 from herd.cli import addons as addon_file
 from herd.cli import progress as live
 from herd.cli import render, stages
-from herd.clusters import (
-    Cluster,
+from herd.cli.documents import load
+from herd.clusters.files import (
+    OPTIONS_DEST,
     ClusterConfigError,
-    ClusterUnavailable,
     FileCluster,
     FileSource,
-    Inventory,
-    KubeconfigStore,
     add_cluster_options,
-    api_client_from_kubeconfig,
     parse_cluster_options,
 )
-from herd.clusters.files import OPTIONS_DEST
-from herd.clusters.owned import DownstreamOwnership
-from herd.credentials import KubeSourcesReader
-from herd.documents import load
-from herd.engine import AddOns, Engine, SourcesReader, ValuesReader
+from herd.clusters.inventory import Inventory
+from herd.clusters.kubeconfigs import KubeconfigStore
+from herd.engine.engine import AddOns, Engine, SourcesReader, ValuesReader
 from herd.errors import Problem, SpecError, TransientError
-from herd.helm import ClusterHelm, HelmEnvironment, HelmFailure
-from herd.plan import ObservedRelease, SourceKey, Values, owner_label
-from herd.results import ReleaseResult
-from herd.rollout import DEFAULT_LIMITS, Limits
-from herd.sources import ChartSource, unread_sources
-from herd.values import KubeValuesReader
+from herd.helm.client import ClusterHelm, HelmEnvironment, HelmFailure
+from herd.kube.chart_secrets import KubeSourcesReader
+from herd.kube.client import api_client_from_kubeconfig
+from herd.kube.owned import DownstreamOwnership
+from herd.kube.values_from import KubeValuesReader
+from herd.plan.chart_sources import ChartSource, unread_sources
+from herd.plan.clusters import Cluster, ClusterUnavailable
+from herd.plan.desired import ObservedRelease, SourceKey, Values, owner_label
+from herd.plan.results import ReleaseResult
+from herd.rollout.gates import DEFAULT_LIMITS, Limits
 
 
 class InvalidInput(Exception):

@@ -22,8 +22,8 @@ from rich.table import Table
 from rich.text import Text
 
 from herd.cli.render import STATE_STYLES, result_message, terminal
-from herd.plan import ReleaseKey
-from herd.results import ReleaseResult, State
+from herd.plan.desired import ReleaseKey
+from herd.plan.results import ReleaseResult, State
 
 REDRAW_SECONDS = 0.1
 

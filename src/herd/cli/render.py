@@ -28,11 +28,11 @@ from rich.table import Table
 from rich.text import Text
 
 from herd.api.v1 import SkippedCluster, Stack
-from herd.chart_crds import crd_note
-from herd.engine import Preview, StackResult
-from herd.plan import Action, DesiredRelease, ObservedRelease, changed_keys
-from herd.results import ReleaseResult, State
-from herd.status import phase_of, summary
+from herd.engine.engine import Preview, StackResult
+from herd.helm.chart_crds import crd_note
+from herd.plan.desired import Action, DesiredRelease, ObservedRelease, changed_keys
+from herd.plan.results import ReleaseResult, State
+from herd.status.build import phase_of, summary
 
 EXIT_OK = 0
 EXIT_FAILED = 1

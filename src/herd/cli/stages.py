@@ -28,13 +28,13 @@ from kubernetes import client
 from herd.api import GROUP, PLURAL, VERSION
 from herd.api.v1 import Stack
 from herd.cli.render import EXIT_CHANGES, EXIT_FAILED, EXIT_INVALID, EXIT_OK
-from herd.clusters import api_client_from_kubeconfig
-from herd.engine import Engine, Preview, StackResult
+from herd.engine.engine import Engine, Preview, StackResult
 from herd.errors import Problem, SpecError
-from herd.results import State
-from herd.rollout import Progress
+from herd.kube.client import api_client_from_kubeconfig
+from herd.plan.results import State
+from herd.plan.stages import APPROVE_ANNOTATION, RolloutState
+from herd.rollout.scheduler import Progress
 from herd.rollout.staged import StagedOutcome, StageInputs
-from herd.stages import APPROVE_ANNOTATION, RolloutState
 
 EXIT_APPROVAL = 4  # apply stopped at an approval gate (nothing failed)
 

@@ -2,7 +2,7 @@
 
 Callers: `herd.cli` registers the options with `add_cluster_options` and turns them into
 `FileCluster`s with `parse_cluster_options`, then lists them through a `FileSource` in an
-`herd.clusters.Inventory`. Reads no kubeconfig: the kubeconfig store checks each file when
+`herd.clusters.inventory.Inventory`. Reads no kubeconfig: the kubeconfig store checks each file when
 the cluster is used, so one bad file skips one cluster.
 
 Options, in command-line order:
@@ -27,8 +27,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from herd.clusters.model import Cluster, KubeconfigRef
 from herd.errors import HerdError
+from herd.plan.clusters import Cluster, KubeconfigRef
 
 OPTIONS_DEST = "cluster_options"
 

@@ -3,7 +3,7 @@
 Callers: the operator (sources: Rancher and/or kubeconfig Secrets in the management
 cluster) and the CLI (kubeconfig files) build one `Inventory` and hand it to the engine,
 which lists clusters once per pass, resolves each Stack's targets against them
-(`herd.clusters.targets`) and asks for each target's kubeconfig file.
+(`herd.plan.targets`) and asks for each target's kubeconfig file.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from herd.clusters.kubeconfigs import KubeconfigStore
-from herd.clusters.model import Cluster
 from herd.clusters.sources import ClusterSource
+from herd.plan.clusters import Cluster
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """Kubeconfigs as files for helm: materialised from Secrets (or checked files), 0600 in a
 private 0700 directory, reused while unchanged, rewritten on rotation, removed on close.
 The directory is a temporary one, or a fixed one of the controller's work directory
-(`herd.workdir`): then kubeconfig files an earlier (crashed) run left there are removed
+(`herd.helm.workdir`): then kubeconfig files an earlier (crashed) run left there are removed
 when the store opens.
 
-Callers: `herd.clusters.Inventory.kubeconfig` (the engine asks it for each target cluster
+Callers: `herd.clusters.inventory.Inventory.kubeconfig` (the engine asks it for each target cluster
 before building that cluster's helm client); the operator and the CLI create one store per
 process and `close()` it on shutdown. The path of a cluster's file stays the same across
 rotations (the new content atomically replaces the old), so a helm client built on it keeps
@@ -32,7 +32,6 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from herd.clusters.kube import API_ERRORS, FORBIDDEN, NOT_FOUND, api_error_summary, read_json
 from herd.clusters.kubeconfig_yaml import (
     InvalidKubeconfig,
     absolutize_paths,
@@ -40,8 +39,9 @@ from herd.clusters.kubeconfig_yaml import (
     refuse_plugins,
     select_context,
 )
-from herd.clusters.model import Cluster, ClusterUnavailable, KubeconfigRef
 from herd.errors import TransientError
+from herd.kube.client import API_ERRORS, FORBIDDEN, NOT_FOUND, api_error_summary, read_json
+from herd.plan.clusters import Cluster, ClusterUnavailable, KubeconfigRef
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from herd.clusters.model import Cluster, KubeconfigRef
+from herd.plan.clusters import Cluster, KubeconfigRef
 
 RANCHER_GROUP = "provisioning.cattle.io"
 RANCHER_VERSION = "v1"

@@ -1,6 +1,7 @@
 """Where clusters come from in a management cluster: Rancher and kubeconfig Secrets.
 
-Callers: `herd.clusters.Inventory` (built by the operator and the CLI) lists every source on
+Callers: `herd.clusters.inventory.Inventory` (built by the operator and the CLI) lists every source
+on
 each pass. `herd.clusters.files.FileSource` is the third source, for the CLI. Each source
 reads with the synchronous kubernetes client in a worker thread, so it can run on kopf's
 event loop. RBAC needed: get/list/watch on `clusters.provisioning.cattle.io` and on Secrets,
@@ -21,8 +22,6 @@ from typing import Any, Protocol
 
 from kubernetes import client
 
-from herd.clusters.kube import API_ERRORS, NOT_FOUND, api_error_summary, read_json
-from herd.clusters.model import Cluster
 from herd.clusters.objects import (
     CLUSTER_SECRET_SELECTOR,
     RANCHER_GROUP,
@@ -36,6 +35,8 @@ from herd.clusters.objects import (
 )
 from herd.clusters.versions import SecretKeys, versions_of, with_secret_version
 from herd.errors import TransientError
+from herd.kube.client import API_ERRORS, NOT_FOUND, api_error_summary, read_json
+from herd.plan.clusters import Cluster
 
 logger = logging.getLogger(__name__)
 METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}

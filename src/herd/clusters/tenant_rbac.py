@@ -1,6 +1,6 @@
 """The identity a tenant's helm acts as in a downstream cluster, its RBAC, and applying them.
 
-Defence in depth for `herd.tenancy`: helm deploys a non-admin Stack's releases as the tenant's
+Defence in depth for `herd.plan.tenancy`: helm deploys a non-admin Stack's releases as the tenant's
 ServiceAccount (`--kube-as-user=system:serviceaccount:herd-tenants:tenant-<namespace>`, no
 `--kube-as-group`: the API server adds the ServiceAccount groups), so the downstream API
 server itself refuses what the namespace's grants do not allow, including what the render
@@ -11,7 +11,7 @@ What Herd provisions for tenant namespace N (applied server-side with field mana
 as the kubeconfig's admin identity; all but the shared namespace labelled
 `herd.suse.com/tenant: N`):
 
-- the namespace `herd-tenants` (`herd.tenancy.IDENTITY_NAMESPACE`, shared by all tenants, no
+- the namespace `herd-tenants` (`herd.plan.tenancy.IDENTITY_NAMESPACE`, shared by all tenants, no
   tenant is ever bound there) and in it the ServiceAccount `tenant-N`
   (`automountServiceAccountToken: false`; Herd never reads a token of it, it impersonates it);
 - every chart namespace of N's Stacks that the grants allow and that is missing (Herd creates
@@ -46,9 +46,9 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from herd.clusters.kube import API_ERRORS, NOT_FOUND, api_error_summary, read_json
 from herd.errors import TransientError
-from herd.tenancy import (
+from herd.kube.client import API_ERRORS, NOT_FOUND, api_error_summary, read_json
+from herd.plan.tenancy import (
     IDENTITY_NAMESPACE,
     Grants,
     cluster_scoped_allowed,
@@ -69,7 +69,7 @@ Object = dict[str, Any]
 class Scope:
     """What a cluster's discovery says is cluster-scoped.
 
-    `kinds`: `Kind.group` keys as `herd.tenancy.kind_key` makes them
+    `kinds`: `Kind.group` keys as `herd.plan.tenancy.kind_key` makes them
     (`ClusterRole.rbac.authorization.k8s.io`), for the render check; `resources`: (API group,
     plural) pairs, for RBAC rules.
     """

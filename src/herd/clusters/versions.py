@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from herd.clusters.model import Cluster
+from herd.plan.clusters import Cluster
 
 Versions = Mapping[str, str]
 """Secret name -> resourceVersion, as one namespaced listing saw them."""

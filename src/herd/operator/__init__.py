@@ -1,0 +1,1 @@
+"""The operator face: kopf handlers, one keeper per Stack, leader election, status writing."""

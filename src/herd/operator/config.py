@@ -20,12 +20,12 @@
 | HERD_LEASE_SECONDS | 15 | leader-election Lease duration (renewed every fifth of it) |
 | HERD_SHUTDOWN_SECONDS | 15 | on SIGTERM, running helm may finish for this long (< pod grace) |
 | HERD_TENANCY | grants | grants: other namespaces' Stacks get what ClusterGrants give; open |
-| HERD_EGRESS_DENY_CIDRS | RKE2, kubeadm ranges | tenant repos may not resolve here (herd.egress) |
+| HERD_EGRESS_DENY_CIDRS | RKE2, kubeadm ranges | tenant repos may not resolve here (plan.egress) |
 | HERD_EGRESS_ALLOW_CIDRS | "" | tenant repos may resolve here (never metadata, API server) |
 | HERD_EGRESS_ALLOW_HOSTS | "" | tenant repos on these `host` or `host:port` are never refused |
 | HERD_ALLOW_EXEC_KUBECONFIGS | false | true: kubeconfigs may run `exec` / `auth-provider` |
 
-Hostile input and shutdown (`herd.worker`, `herd.operator.shutdown`):
+Hostile input and shutdown (`herd.helm.worker`, `herd.operator.shutdown`):
 
 | variable | default | meaning |
 |---|---|---|
@@ -43,10 +43,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from herd.egress import DEFAULT_DENY_CIDRS, EgressPolicy, parse_hosts, parse_networks
-from herd.plan import DEFAULT_STUCK_SECONDS
-from herd.rollout import DEFAULT_LIMITS
-from herd.tenancy import Mode
+from herd.plan.desired import DEFAULT_STUCK_SECONDS
+from herd.plan.egress import DEFAULT_DENY_CIDRS, EgressPolicy, parse_hosts, parse_networks
+from herd.plan.tenancy import Mode
+from herd.rollout.gates import DEFAULT_LIMITS
 
 EXIT_MARGIN_SECONDS = 10.0  # after helm's budget: kopf's own stop, the Lease hand-over
 
@@ -72,7 +72,7 @@ class OperatorConfig:
     shutdown_seconds: float = 15.0
     tenancy: Mode = Mode.GRANTS
     # Egress and credentials (issue 20): the deny list for tenant repository hosts
-    # (`herd.egress`), and whether kubeconfig `exec`/`auth-provider` plugins may run.
+    # (`herd.plan.egress`), and whether kubeconfig `exec`/`auth-provider` plugins may run.
     egress: EgressPolicy = field(default_factory=lambda: _egress({}))
     allow_exec_kubeconfigs: bool = False
     # hostile input and shutdown

@@ -13,9 +13,9 @@ import logging
 import time
 from typing import Any, Protocol
 
-from herd.addons.gpus import FIT_WARNING
-from herd.plan import Action
-from herd.results import ReleaseResult, State
+from herd.addons.gpu.demand import FIT_WARNING
+from herd.plan.desired import Action
+from herd.plan.results import ReleaseResult, State
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 

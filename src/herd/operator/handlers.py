@@ -36,10 +36,11 @@ from typing import Any
 
 import kopf
 
-from herd import worker
 from herd.api import GROUP, PLURAL, VERSION
-from herd.clusters.kube import api_client_from_kubeconfig
 from herd.errors import TransientError
+from herd.helm import worker
+from herd.helm.workdir import ensure
+from herd.kube.client import api_client_from_kubeconfig
 from herd.operator import metrics
 from herd.operator.config import OperatorConfig
 from herd.operator.impersonation import keep_bindings
@@ -47,9 +48,8 @@ from herd.operator.keeper import RECONCILE_AT
 from herd.operator.leader import LeaderElector, identity, lease_name, serve_health
 from herd.operator.runtime import Runtime, open_workdir
 from herd.operator.shutdown import Watchdog
-from herd.stages import APPROVE_ANNOTATION
-from herd.tenancy import Mode
-from herd.workdir import ensure
+from herd.plan.stages import APPROVE_ANNOTATION
+from herd.plan.tenancy import Mode
 
 STACKS = (GROUP, VERSION, PLURAL)
 SHARD_LABEL = f"{GROUP}/shard"
@@ -246,7 +246,7 @@ async def _main(config: OperatorConfig, namespaces: list[str]) -> int:
 
 
 async def _keep_workdir(workdir: Path, interval: float = 1.0) -> None:
-    """Make the work directory again whenever something removed it (`herd.workdir.ensure`)."""
+    """Make the work directory again whenever something removed it (`herd.helm.workdir.ensure`)."""
     while True:
         try:
             await asyncio.to_thread(ensure, workdir)

@@ -1,6 +1,6 @@
 """Keep the controller's impersonation RoleBindings in step with the ClusterGrants.
 
-`herd.impersonation` decides (granted namespaces, never protected ones); this module lists
+`herd.plan.impersonation` decides (granted namespaces, never protected ones); this module lists
 the ClusterGrants and Herd's RoleBindings (label `herd.suse.com/impersonation`) on the
 management cluster and creates or deletes RoleBindings until they match. It learns its
 own identity once with a SelfSubjectReview (the subject of the RoleBinding). Its RBAC:
@@ -26,10 +26,11 @@ from typing import Any
 
 from kubernetes import client
 
-from herd.clusters.grants import list_grants
-from herd.clusters.kube import API_ERRORS, api_error_summary, read_json
 from herd.errors import HerdError
-from herd.impersonation import (
+from herd.kube.client import API_ERRORS, api_error_summary, read_json
+from herd.kube.grants import list_grants
+from herd.operator.config import OperatorConfig
+from herd.plan.impersonation import (
     MANAGED_LABEL,
     ROLE_BINDING,
     changes,
@@ -37,8 +38,7 @@ from herd.impersonation import (
     subject,
     wanted_namespaces,
 )
-from herd.operator.config import OperatorConfig
-from herd.tenancy import Mode
+from herd.plan.tenancy import Mode
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ What a pass decides from lives on the Stack's status, flushed before the next pa
 - rows' `failedConfig`: permanent failures, passed as `held` so a resync makes no new
   helm revision, until the spec, chart or values change or `herd.suse.com/reconcile-at`
   gets a new value;
-- in memory only: per-cluster backoff (`herd.retry.Backoff`): a cluster that did not
+- in memory only: per-cluster backoff (`herd.plan.retry.Backoff`): a cluster that did not
   answer is left alone (`defer`) until it is due, and the next pass is set for then.
 
 Every exception of a pass ends as the Stack's status message; the loop never dies.
@@ -28,23 +28,24 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from herd import dryrun
-from herd.addons import carry_over, enrich
+from herd.addons.enrich import carry_over, enrich
 from herd.api import StackStatus, parse_stack
 from herd.api.v1 import RolloutStatus, Stack
-from herd.clustervalues import follows_facts
-from herd.engine import StackResult
+from herd.engine.engine import StackResult
 from herd.errors import SpecError, TransientError
 from herd.operator import metrics
 from herd.operator.events import Events, Logger, StackEvents, describe_error, log_release
 from herd.operator.statuswriter import Gone, StatusWriter
-from herd.plan import ReleaseKey
-from herd.results import ReleaseResult, State, now
-from herd.retry import Backoff, jitter, next_delay
+from herd.plan.desired import ReleaseKey
+from herd.plan.results import ReleaseResult, State, now
+from herd.plan.retry import Backoff, jitter, next_delay
+from herd.plan.stages import APPROVE_ANNOTATION, RolloutState
+from herd.plan.tenancy import Grants
+from herd.plan.values import follows_facts
 from herd.rollout.staged import StageInputs
-from herd.stages import APPROVE_ANNOTATION, RolloutState, rollout_events, with_rollout
-from herd.status import Phase, failed_status, release_record, stack_status
-from herd.tenancy import Grants
+from herd.status import dryrun
+from herd.status.build import Phase, failed_status, release_record, stack_status
+from herd.status.rollout import rollout_events, with_rollout
 
 if TYPE_CHECKING:
     from herd.operator.runtime import Runtime
@@ -236,7 +237,7 @@ class Keeper:
         reconcile_at: str | None,
         grants: Grants,
     ) -> float:
-        """`spec.mode: DryRun`: the engine's read-only preview as the status (`herd.dryrun`);
+        """`spec.mode: DryRun`: the engine's read-only preview as the status (`herd.status.dryrun`);
         no helm write, the release record kept. Checked again at every resync."""
         result, previews = await self._runtime.engine.preview(
             stack, previous_targets=previous_targets(previous), grants=grants

@@ -36,7 +36,7 @@ from aiohttp import web
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from herd.clusters.kube import API_ERRORS, api_error_summary, read_json
+from herd.kube.client import API_ERRORS, api_error_summary, read_json
 
 RENEW_FRACTION = 1 / 5  # the leader renews this often (of the duration): a renewal that
 # comes late (a slow API call, a busy loop) still lands within a third of the duration

@@ -15,7 +15,7 @@ from collections import Counter as Tally
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from herd.results import ReleaseResult, State
+from herd.plan.results import ReleaseResult, State
 
 OPERATIONS = Counter(
     "herd_operations_total",

@@ -23,33 +23,34 @@ from typing import Any
 
 from kubernetes import client
 
-from herd.addons import AddonCatalog, AddonProbe
+from herd.addons.catalog import AddonCatalog
+from herd.addons.probe import AddonProbe
 from herd.api import GROUP, PLURAL, VERSION, StackStatus
 from herd.api.grants import ClusterGrant
-from herd.clusters.grants import list_grants
-from herd.clusters.index import StackKey, TargetIndex
 from herd.clusters.inventory import Inventory
-from herd.clusters.kube import api_client_from_kubeconfig
 from herd.clusters.kubeconfigs import KubeconfigStore
-from herd.clusters.model import Cluster
-from herd.clusters.owned import ManagementOwnership
 from herd.clusters.sources import ClusterSource, RancherSource, SecretSource
-from herd.credentials import KubeSourcesReader
-from herd.egress import EgressPolicy
-from herd.egress_guard import api_server_endpoint
-from herd.engine import Engine
+from herd.engine.engine import Engine
 from herd.errors import HerdError
-from herd.helm import HelmEnvironment
+from herd.helm.client import HelmEnvironment
+from herd.helm.egress_guard import api_server_endpoint
+from herd.helm.workdir import keep_temp_files_in, prepare
+from herd.kube.chart_secrets import KubeSourcesReader
+from herd.kube.client import api_client_from_kubeconfig
+from herd.kube.grants import list_grants
+from herd.kube.owned import ManagementOwnership
+from herd.kube.values_from import KubeValuesReader
 from herd.operator import metrics, teardown
 from herd.operator.config import OperatorConfig
 from herd.operator.events import Events, Logger
+from herd.operator.index import StackKey, TargetIndex
 from herd.operator.keeper import Keeper
 from herd.operator.statuswriter import Gone
-from herd.rollout import Gates, Limits
-from herd.stages import APPROVE_ANNOTATION
-from herd.tenancy import Grants, Mode, affected_namespaces, grants_for
-from herd.values import KubeValuesReader
-from herd.workdir import keep_temp_files_in, prepare
+from herd.plan.clusters import Cluster
+from herd.plan.egress import EgressPolicy
+from herd.plan.stages import APPROVE_ANNOTATION
+from herd.plan.tenancy import Grants, Mode, affected_namespaces, grants_for
+from herd.rollout.gates import Gates, Limits
 
 
 def open_workdir(config: OperatorConfig) -> Path:

@@ -4,7 +4,7 @@ The keeper (`herd.operator.keeper`) and its rollout's progress callback only `of
 status (a function building it, so a burst of progress events builds it once); a task
 owned by the writer writes the newest one, at most once per `interval` while helm runs,
 only when it differs from what was last written (timestamps aside), and retries a failed
-write with exponential backoff and jitter (`herd.retry.next_delay`). A management API
+write with exponential backoff and jitter (`herd.plan.retry.next_delay`). A management API
 outage therefore only delays status: nothing waits on it but `flush`, which the keeper
 calls between passes so the next pass decides from what is really stored.
 """
@@ -20,7 +20,7 @@ from typing import Any
 from herd.api import StackStatus
 from herd.operator import metrics
 from herd.operator.events import describe_error
-from herd.retry import jitter, next_delay
+from herd.plan.retry import jitter, next_delay
 
 Patch = Callable[[StackStatus], Awaitable[None]]
 Build = Callable[[], StackStatus]

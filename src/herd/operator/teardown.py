@@ -11,10 +11,10 @@ holds the finalizer until this returns and retries it when it raises `TransientE
 3. Otherwise the releases are uninstalled on the clusters the status records as holding
    them (`status.releaseClusters`) plus the current targets; every cluster when that
    record is missing or was cut at its bound. Only the releases the Stack's ownership
-   record holds (`herd.ownership`), and as the Stack's identity: its grants are read now
+   record holds (`herd.plan.ownership`), and as the Stack's identity: its grants are read now
    (`Runtime.grants`), and a cluster they no longer cover is not contacted: it is
    orphaned, with a warning Event naming it.
-4. `herd.deletion.decide` says whether deletion is done (then the ownership record goes
+4. `herd.plan.deletion.decide` says whether deletion is done (then the ownership record goes
    too). If not, the Stack shows phase
    Deleting and a `Deleting` condition naming the clusters or releases it waits for, and
    the next attempt comes after an exponential backoff.
@@ -24,16 +24,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from herd import deletion
 from herd.errors import TransientError
 from herd.operator.events import Logger, log_release
 from herd.operator.keeper import parse_status, previous_targets
-from herd.results import State, now
-from herd.retry import jitter, next_delay
-from herd.status import deleting_status
+from herd.plan import deletion
+from herd.plan.results import State, now
+from herd.plan.retry import jitter, next_delay
+from herd.status.build import deleting_status
 
 if TYPE_CHECKING:
-    from herd.clusters.index import StackKey
+    from herd.operator.index import StackKey
     from herd.operator.runtime import Runtime
 
 KEEPER_WAIT = 10.0  # seconds to wait for a pass in progress before retrying the deletion

@@ -5,10 +5,11 @@
 release is render-checked before an install or upgrade as helm will run it (upgrade or
 install, hooks, `lookup` as the tenant); before an uninstall, the stored release's hooks
 are checked against the grants, and skipped (`--no-hooks`, said in the row) when they fail,
-cannot be read, or the latest revision is not the one Herd recorded (`herd.ownership`). Both decide
+cannot be read, or the latest revision is not the one Herd recorded (`herd.plan.ownership`). Both
+decide
 first from the pass's observation (a no-op pass reads nothing more). When there is
 something to do they take the release's lock, re-read that release's helm Secrets
-(`ClusterHelm.observe_release`), decide again (`herd.plan.decide`, with the clock: a
+(`ClusterHelm.observe_release`), decide again (`herd.plan.desired.decide`, with the clock: a
 pending-* release is stuck only when older than its timeout plus `stuck_seconds`,
 otherwise a live actor owns it and nothing is done), and only then run helm.
 
@@ -28,11 +29,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+from herd.addons.gpu.fit import watch_fit
 from herd.api.v1 import ChartSpec
-from herd.chart_crds import crd_note
-from herd.helm import ChartCache, ClusterHelm, HelmFailure
-from herd.ownership import pinned
-from herd.plan import (
+from herd.helm.chart_crds import crd_note
+from herd.helm.client import ChartCache, ClusterHelm, HelmFailure
+from herd.helm.crd_apply import CrdStep
+from herd.plan.desired import (
     DEFAULT_STUCK_SECONDS,
     HELD_MESSAGE,
     LABEL_CONFIG,
@@ -43,11 +45,10 @@ from herd.plan import (
     ReleaseKey,
     decide,
 )
-from herd.results import ReleaseResult, State
-from herd.results import now as _now
-from herd.rollout.crds import CrdStep
+from herd.plan.ownership import pinned
+from herd.plan.results import ReleaseResult, State
+from herd.plan.results import now as _now
 from herd.rollout.gates import Draining, Gates
-from herd.rollout.gpufit import watch_fit
 from herd.rollout.tenants import RenderCheck
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class Settings:
     stuck_seconds: float = DEFAULT_STUCK_SECONDS
     # Release -> config digest that failed permanently before; message per release.
     held: Mapping[ReleaseKey, str] = field(default_factory=dict)
-    # A tenant Stack's egress check before each pull (`herd.egress_guard.RepoGuard`).
+    # A tenant Stack's egress check before each pull (`herd.helm.egress_guard.RepoGuard`).
     guard: Callable[[ChartSpec], Awaitable[None]] | None = None
 
 

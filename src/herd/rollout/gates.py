@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from herd.plan import ReleaseKey
+from herd.plan.desired import ReleaseKey
 
 
 @dataclass(frozen=True)

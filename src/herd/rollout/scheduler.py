@@ -5,7 +5,7 @@ release; a release's task waits only for its own dependencies (not for its whole
 and then for a helm slot (`Gates`). A release whose dependency did not deploy is
 `Skipped`, naming that dependency, while independent releases and other clusters carry
 on. Releases this Stack no longer desires are uninstalled afterwards, highest wave
-first, but only those its ownership record holds (`herd.ownership`: in the record for
+first, but only those its ownership record holds (`herd.plan.ownership`: in the record for
 that cluster, still labelled for the Stack, in a namespace its grants allow), as the
 Stack's identity; any other release labelled for the Stack is left in place and its row
 says why. What one release does is `herd.rollout.actions`.
@@ -23,7 +23,7 @@ exception it raises is logged and the rollout goes on.
 
 Cancelling the rollout cancels the tasks, and pyhelm3 terminates the helm processes.
 
-Callers: `herd.engine`.
+Callers: `herd.engine.engine`.
 """
 
 from __future__ import annotations
@@ -36,9 +36,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from herd.errors import TransientError
-from herd.helm import ChartCache, ClusterHelm, HelmEnvironment, HelmFailure
-from herd.ownership import Leftover, LeftoverDecision, Owned, leftovers, release_id
-from herd.plan import (
+from herd.helm.client import ChartCache, ClusterHelm, HelmEnvironment, HelmFailure
+from herd.plan.desired import (
     Action,
     Decision,
     DesiredRelease,
@@ -47,13 +46,14 @@ from herd.plan import (
     StackPlan,
     blocked_by,
 )
-from herd.results import ReleaseResult, State
-from herd.results import now as _now
+from herd.plan.ownership import Leftover, LeftoverDecision, Owned, leftovers, release_id
+from herd.plan.results import ReleaseResult, State
+from herd.plan.results import now as _now
+from herd.plan.tenancy import Grants, addon_release, helm_identity, namespace_allowed
 from herd.rollout.actions import ReleaseActions, Settings
 from herd.rollout.admission import Admission
 from herd.rollout.gates import DEFAULT_LIMITS, Gates
 from herd.rollout.tenants import RenderCheck, TenantClusters
-from herd.tenancy import Grants, addon_release, helm_identity, namespace_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ class Rollout:
         desired: list[DesiredRelease],
     ) -> list[tuple[ObservedRelease, LeftoverDecision]]:
         """Releases no longer wanted that the record or a label ties to this Stack, and
-        what to do with each (`herd.ownership.leftover`); never shared add-ons."""
+        what to do with each (`herd.plan.ownership.leftover`); never shared add-ons."""
         grants = target.grants
 
         def allowed(namespace: str) -> bool:

@@ -1,6 +1,6 @@
 """A staged pass: the stages of `spec.rollout` one after the other, or none (suspend).
 
-`run_staged` carries out what `herd.stages.decide` says. It asks which stage may run,
+`run_staged` carries out what `herd.plan.stages.decide` says. It asks which stage may run,
 runs that stage's clusters (bounded by the stage's `maxConcurrent`, stopped past the
 failure budget: `herd.rollout.admission`), learns where each cluster stands, and asks
 again, until the decision names no stage to run (a stage incomplete or halted, a soak
@@ -10,7 +10,7 @@ the stages that did not run are only observed: no helm write, their rows saying 
 they wait for. `spec.suspend` observes every cluster and writes nothing. `only`
 (`herd apply --stage NAME`) writes to that stage's clusters alone, whatever the gates.
 
-Callers: `herd.engine`.
+Callers: `herd.engine.engine`.
 """
 
 from __future__ import annotations
@@ -20,24 +20,23 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from herd.api.v1 import RolloutSpec, RolloutStatus
-from herd.clusters.model import Cluster
 from herd.errors import Problem, SpecError
-from herd.plan import StackPlan
-from herd.results import State
-from herd.results import now as _now
-from herd.rollout.admission import Admission
-from herd.rollout.scheduler import Rollout, Target
-from herd.stages import (
+from herd.plan.clusters import Cluster
+from herd.plan.desired import StackPlan
+from herd.plan.results import State
+from herd.plan.results import now as _now
+from herd.plan.stages import (
     ClusterState,
     Decision,
     RolloutState,
     Stage,
     assign_stages,
     decide,
-    records_of,
-    rollout_status,
     stage_config,
 )
+from herd.rollout.admission import Admission
+from herd.rollout.scheduler import Rollout, Target
+from herd.status.rollout import records_of, rollout_status
 
 INTERRUPTED = "the spec changed: the stages restart with it"
 

@@ -1,6 +1,6 @@
 """A tenant Stack's side of a rollout: its RBAC in each downstream cluster, its render check.
 
-For a Stack bounded by grants (`herd.tenancy.Grants`, not unrestricted), before the first
+For a Stack bounded by grants (`herd.plan.tenancy.Grants`, not unrestricted), before the first
 helm call on a cluster the scheduler asks `TenantClusters.prepare` for that cluster's
 `RenderCheck`: Herd provisions the tenant's RBAC there (`herd.clusters.tenant_rbac.provision`:
 allowed chart namespaces created, RoleBindings, the cluster-scoped ClusterRole when granted)
@@ -9,11 +9,11 @@ process-wide per (cluster, tenant) and redone only when what it depends on chang
 grants covering the cluster, a chart namespace not ensured yet) or after `REFRESH_SECONDS`,
 so a pass with nothing new makes no RBAC call and starts no helm process.
 
-`RenderCheck.problems` is the render check of one release (`herd.tenancy.render_check`
+`RenderCheck.problems` is the render check of one release (`herd.plan.tenancy.render_check`
 over `helm template`), run just before an install or upgrade, in a worker process.
 `RenderCheck.runs_as_tenant` says which helm a Stack's own release goes through: the
 tenant's, except Herd's add-on releases of the Stack (its dashboards, in the agent's
-namespace: `herd.tenancy.addon_release`), which keep the kubeconfig's identity like the
+namespace: `herd.plan.tenancy.addon_release`), which keep the kubeconfig's identity like the
 shared add-ons.
 
 Callers: `herd.rollout.scheduler` (prepare), `herd.rollout.actions` (the check).
@@ -28,11 +28,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from herd import worker
-from herd.clusters.kube import api_client_from_kubeconfig
 from herd.clusters.tenant_rbac import provision
-from herd.failures import FailureKind, HelmFailure
-from herd.tenancy import Grants, addon_release, render_check
+from herd.helm import worker
+from herd.helm.failures import FailureKind, HelmFailure
+from herd.kube.client import api_client_from_kubeconfig
+from herd.plan.tenancy import Grants, addon_release, render_check
 
 REFRESH_SECONDS = 600.0  # discovery and RBAC redone at least this often (new CRDs, deleted ns)
 
@@ -47,7 +47,7 @@ class RenderCheck:
     async def problems(self, manifest: str, namespace: str) -> str:
         """The release's failure message when the manifest is not allowed, else "".
 
-        Parsed and decided in a worker process (`herd.worker`), with a time and memory
+        Parsed and decided in a worker process (`herd.helm.worker`), with a time and memory
         limit: a check that exceeds them refuses the release (permanent for this config).
         """
         try:
@@ -61,7 +61,7 @@ class RenderCheck:
             return str(error)
 
     def runs_as_tenant(self, namespace: str) -> bool:
-        """False for the Stack's add-on releases (`herd.tenancy.addon_release`): they are
+        """False for the Stack's add-on releases (`herd.plan.tenancy.addon_release`): they are
         deployed, and removed, with the kubeconfig's identity and no render check."""
         return not addon_release(self.grants, namespace)
 

@@ -1,0 +1,1 @@
+"""GPU facts: what releases ask for, what clusters have, utilization, fit."""

@@ -1,0 +1,1 @@
+"""The engine both faces share, and the protocols it takes from them."""

@@ -1,0 +1,465 @@
+"""The engine both faces share: Stack → targets → plan → rollout → result.
+
+`Engine.apply` resolves the Stack's targets from the cluster inventory, reads
+`values.from` sources, builds the plan (add-ons prepended), materialises each target's
+kubeconfig, and runs the rollout. Clusters that are no longer targeted but still hold
+releases of this Stack are cleaned up in the same pass. `Engine.delete` removes every
+release the Stack owns on every known cluster (or on the clusters given). `Engine.preview`
+is `apply` without writes (`herd plan`). Spec errors surface as `SpecError` before any
+helm call. Every result says which clusters still hold (or may hold) the Stack's
+releases (`StackResult.holding`), so the caller can persist it and clean up a cluster
+that departed while unreachable once it returns.
+
+One engine per process: its `Gates` bound helm and clusters process-wide, and `manager`
+("operator" or "cli") labels every release it installs.
+
+Multi-tenancy (`herd.plan.tenancy`): `apply` takes the Stack's `Grants` (the operator's; None,
+unrestricted, for the CLI). The grants' spec checks join the plan's spec errors; targets no
+grant covers are not contacted at all (their rows are `NotGranted`, the release there, if
+any, kept); the others are rolled out as the tenant (`herd.rollout.tenants`). `delete` takes
+the same grants: every uninstall runs as the tenant, and a cluster no longer granted is
+not contacted (`StackResult.denied`: orphaned, reported by the caller).
+
+Ownership (`herd.plan.ownership`): each pass loads the Stack's record from the `OwnershipStore`
+(the operator's on the management cluster, the CLI's in each downstream cluster), removes
+only the leftovers it records, and saves the record after the pass (once, when it changed).
+
+Callers: `herd.operator` (kopf handlers) and `herd.cli` (CI pipelines).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
+
+from herd.api.v1 import ChartSpec, SkippedCluster, Stack, StackSpec, Toggle
+from herd.engine.owned import save_record, stack_ref
+from herd.engine.protocols import (
+    AddOns,
+    Inventory,
+    OwnershipStore,
+    Preview,
+    SourcesReader,
+    StackResult,
+    ValuesReader,
+)
+from herd.engine.targets import KEPT_MESSAGE, kubeconfig_targets, not_granted_rows
+from herd.errors import Problem, SpecError
+from herd.helm.bundled import BUNDLED_REPO
+from herd.helm.client import HelmEnvironment
+from herd.helm.egress_guard import RepoGuard
+from herd.plan.chart_sources import ChartSource, unread_sources
+from herd.plan.clusters import Cluster
+from herd.plan.desired import (
+    DEFAULT_STUCK_SECONDS,
+    ReleaseKey,
+    StackPlan,
+    Values,
+    owner_label,
+    plan_stack,
+)
+from herd.plan.egress import EgressPolicy
+from herd.plan.ownership import MemoryOwnership, Owned, StackRef
+from herd.plan.stages import Stage, assign_stages
+from herd.plan.targets import resolve_targets
+from herd.plan.tenancy import (
+    Grants,
+    addon_namespace_problems,
+    cluster_granted,
+    granted_clusters,
+    spec_problems,
+)
+from herd.rollout.actions import Settings
+from herd.rollout.gates import DEFAULT_LIMITS, Gates, Limits
+from herd.rollout.scheduler import Progress, Rollout, Target
+from herd.rollout.staged import StageInputs, run_staged
+from herd.rollout.tenants import TenantClusters
+
+__all__ = [
+    "KEPT_MESSAGE",
+    "AddOns",
+    "Engine",
+    "Inventory",
+    "OwnershipStore",
+    "Preview",
+    "SourcesReader",
+    "StackResult",
+    "ValuesReader",
+    "not_granted_rows",
+]
+
+logger = logging.getLogger(__name__)
+_NOT_PULLED = frozenset({BUNDLED_REPO})
+
+
+class Engine:
+    def __init__(
+        self,
+        inventory: Inventory,
+        env: HelmEnvironment,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        values: ValuesReader | None = None,
+        addons: AddOns | None = None,
+        gates: Gates | None = None,
+        manager: str = "operator",
+        stuck_seconds: float = DEFAULT_STUCK_SECONDS,
+        sources: SourcesReader | None = None,
+        ownership: OwnershipStore | None = None,
+        egress: EgressPolicy | None = None,
+    ) -> None:
+        self._sources = sources
+        self._ownership: OwnershipStore = ownership or MemoryOwnership()
+        self._egress = egress  # the deny list for bounded Stacks' repositories (`herd.plan.egress`)
+        self._inventory = inventory
+        self._env = env
+        self._limits = limits
+        self._values = values
+        self._addons = addons
+        self.gates = gates or Gates(limits.helm, limits.clusters)
+        self._manager = manager
+        self._stuck_seconds = stuck_seconds
+        self._tenants = TenantClusters()  # tenant RBAC provisioned, per cluster and tenant
+
+    async def plan(
+        self, stack: Stack, clusters: Sequence[Cluster] = (), grants: Grants | None = None
+    ) -> StackPlan:
+        """The checked plan; raises SpecError with every problem found, values sources,
+        grants and graph together. Reads `values.from` when a reader is set: as the Stack's
+        `serviceAccountName` when it names one (required for bounded Stacks), except for
+        admin Stacks and the CLI's `grants=None`, which read with the caller's identity."""
+        problems: list[Problem] = []
+        if grants is not None:
+            problems += spec_problems(
+                grants, stack.spec, service_account_name=stack.spec.service_account_name
+            )
+        if problems:  # refused by the grants: nothing of the tenant's is read or templated
+            raise SpecError(sorted(set(problems)))
+        from_values = None
+        if self._values is not None:
+            admin = grants is None or grants.admin
+            account = None if admin else stack.spec.service_account_name
+            try:
+                from_values = await self._values.read(
+                    stack.namespace, stack.spec, service_account=account
+                )
+            except SpecError as error:
+                problems += error.problems
+        sources = await self._chart_sources(stack, grants, problems)
+        by_id = {c.id: c for c in clusters}
+        addons = self._addons
+        if addons is not None and _enables_addons(stack.spec):
+            await addons.refresh()  # reads the add-on configuration: only when it is needed
+
+        def cluster_values(cluster_id: str, chart: ChartSpec) -> Values:
+            if addons is None or cluster_id not in by_id:
+                return {}
+            return addons.cluster_values(by_id[cluster_id], chart)
+
+        try:
+            shared = addons.charts(stack.spec) if addons else []
+            spec = stack.spec
+            own = addons.stack_charts(stack) if addons else []
+            if own:
+                spec = spec.model_copy(update={"charts": [*spec.charts, *own]})
+                problems += addon_namespace_problems(grants, own)
+            plan = plan_stack(
+                spec,
+                addons=shared,
+                from_values=from_values,
+                cluster_values=cluster_values if addons else None,
+                clusters=clusters,
+                sources=sources,
+            )
+        except SpecError as error:
+            problems += error.problems
+        if problems:
+            raise SpecError(sorted(set(problems)))
+        return plan
+
+    async def _chart_sources(
+        self, stack: Stack, grants: Grants | None, problems: list[Problem]
+    ) -> Mapping[str, ChartSource]:
+        """Private chart sources, read as `values.from` is (same identity); problems join
+        `problems`. Without a reader, a chart naming a Secret is a problem."""
+        admin = grants is None or grants.admin
+        account = None if admin else stack.spec.service_account_name
+        try:
+            if self._sources is None:
+                return unread_sources(stack.namespace, stack.spec, "no Secret reader configured")
+            return await self._sources.read(stack.namespace, stack.spec, service_account=account)
+        except SpecError as error:
+            problems += error.problems
+            return {}
+
+    async def apply(
+        self,
+        stack: Stack,
+        on_progress: Progress | None = None,
+        *,
+        previous_targets: Collection[str] | None = None,
+        held: Mapping[ReleaseKey, str] | None = None,
+        force: bool = False,
+        defer: Collection[str] = (),
+        grants: Grants | None = None,
+        staging: StageInputs | None = None,
+    ) -> StackResult:
+        """Converge the Stack's targets; clean up the clusters it left.
+
+        With `spec.rollout`, `spec.suspend` or `staging.only`, the pass is staged
+        (`herd.rollout.staged`; `staging` carries the persisted rollout status, the
+        approval annotation and callbacks) and `StackResult.rollout` says where it stands.
+
+        `grants`: what the Stack's namespace was granted (`herd.plan.tenancy`); None is
+        unrestricted (the CLI: its limits are the RBAC of its kubeconfigs). Targets no
+        grant covers are left untouched, their rows `NotGranted`; the Stack's own releases
+        elsewhere go through the tenant identity and the render check.
+
+        `previous_targets` (the operator's record of clusters that may hold the Stack's
+        releases) narrows the clean-up to those; None checks every other ready cluster
+        (the CLI's few). `held`: release -> config digest that failed permanently (not
+        retried while unchanged). `force`: take over releases the other Herd face manages.
+        `defer`: cluster ids in backoff, not contacted this pass.
+        """
+        result, reachable, departed = await self._resolve(stack, previous_targets, grants)
+        settings = self._settings(stack.namespace, stack.name, force, held)
+        if self._egress is not None and grants is not None and not grants.unrestricted:
+            guard = RepoGuard.for_charts(self._egress, stack.spec.charts, skip=_NOT_PULLED)
+            settings = replace(settings, guard=guard)
+        ref = stack_ref(stack)
+        kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
+        owned = await self._ownership.load(ref, kubeconfigs)
+        made: list[Rollout] = []
+
+        def new_rollout() -> Rollout:
+            made.append(self._rollout(settings, on_progress, defer, owned))
+            return made[-1]
+
+        # A cluster not granted is not contacted: what it holds stays as the record says.
+        holding = {s.cluster_id for s in result.skipped if s.cluster_id not in result.denied}
+        spec = stack.spec
+        try:
+            if spec.rollout is not None or spec.suspend or (staging and staging.only):
+                return await self._staged(
+                    result,
+                    reachable,
+                    departed,
+                    new_rollout=new_rollout,
+                    holding=holding,
+                    staging=staging,
+                )
+            for plan, targets in ((result.plan, reachable), (None, departed)):
+                rollout = new_rollout()
+                result.releases += await rollout.apply(plan, targets)
+                result.unreachable.update(rollout.unreachable)
+                holding |= rollout.holding
+            result.holding = frozenset(holding | set(result.unreachable))
+            return result
+        finally:  # what the pass installed is recorded even when it was cancelled midway
+            await save_record(self._ownership, ref, owned, made, kubeconfigs)
+
+    async def _staged(
+        self,
+        result: StackResult,
+        reachable: list[Target],
+        departed: list[Target],
+        *,
+        new_rollout: Callable[[], Rollout],
+        holding: set[str],
+        staging: StageInputs | None,
+    ) -> StackResult:
+        """`apply` in stages (`herd.rollout.staged`). The clusters the Stack left are
+        cleaned up as without stages, except while suspended or for `--stage`: then
+        nothing is written there and they keep what they hold."""
+        assert result.plan is not None
+        spec = result.plan.spec
+        staging = staging or StageInputs()
+        rollout = new_rollout()
+        known = {s.cluster_id: s.reason for s in result.skipped}
+        known |= {c: "retrying in backoff" for c in rollout.deferred}
+        known |= {key.cluster: "its last attempt failed permanently" for key in rollout.held}
+        result.rollout = await run_staged(
+            rollout,
+            result.plan,
+            reachable,
+            result.members,
+            spec=spec.rollout,
+            suspended=spec.suspend,
+            known_failed=known,
+            inputs=staging,
+        )
+        result.releases += rollout.finish(reachable)
+        result.unreachable.update(rollout.unreachable)
+        holding |= rollout.holding
+        if spec.suspend or staging.only:
+            holding |= {t.cluster for t in departed}
+        else:
+            cleanup = new_rollout()
+            result.releases += await cleanup.apply(None, departed)
+            result.unreachable.update(cleanup.unreachable)
+            holding |= cleanup.holding
+        result.holding = frozenset(holding | set(result.unreachable))
+        return result
+
+    def stages(self, stack: Stack, clusters: Sequence[Cluster]) -> list[Stage]:
+        """The Stack's stages over `clusters` (the implicit last one included)."""
+        return assign_stages(stack.spec.rollout, clusters)
+
+    async def delete(
+        self,
+        namespace: str,
+        name: str,
+        on_progress: Progress | None = None,
+        *,
+        only: Collection[str] | None = None,
+        force: bool = False,
+        grants: Grants | None = None,
+        uid: str | None = None,
+    ) -> StackResult:
+        """Uninstall every release the Stack recorded on every known cluster, or on `only`.
+
+        A cluster of `only` that the inventory no longer knows holds nothing any more
+        (removing a cluster from the inventory is a way out of a stuck deletion). With
+        bounded `grants`, every uninstall runs as the tenant, and a cluster no longer
+        granted is not contacted: it is in `denied` (and `skipped`), its releases stay.
+        """
+        clusters = await self._inventory.clusters()
+        if only is not None:
+            clusters = [c for c in clusters if c.id in only]
+        result = StackResult(None, clusters, [])
+        usable: Sequence[Cluster] = clusters
+        if grants is not None and not grants.unrestricted:
+            usable, denied = granted_clusters(grants, clusters)
+            result.skipped += denied
+            result.denied = {s.cluster_id for s in denied}
+        reachable = await kubeconfig_targets(
+            self._inventory, self._limits.clusters, usable, result.skipped, grants
+        )
+        ref = StackRef(namespace, name, uid)
+        kubeconfigs = {t.cluster: t.kubeconfig for t in reachable}
+        owned = await self._ownership.load(ref, kubeconfigs)
+        rollout = self._rollout(self._settings(namespace, name, force), on_progress, (), owned)
+        try:
+            result.releases = await rollout.apply(None, reachable)
+        finally:
+            await save_record(self._ownership, ref, owned, [rollout], kubeconfigs)
+        result.unreachable.update(rollout.unreachable)
+        result.holding = frozenset(
+            rollout.holding | set(result.unreachable) | {s.cluster_id for s in result.skipped}
+        )
+        return result
+
+    async def forget(self, namespace: str, name: str, uid: str | None = None) -> None:
+        """The Stack's deletion completed: drop its ownership record (`TransientError`
+        when the store cannot)."""
+        await self._ownership.drop(StackRef(namespace, name, uid), {})
+
+    async def preview(
+        self,
+        stack: Stack,
+        *,
+        previous_targets: Collection[str] | None = None,
+        grants: Grants | None = None,
+    ) -> tuple[StackResult, list[Preview]]:
+        """What `apply` would do, departed clusters included; no writes anywhere (`herd
+        plan`, and the operator's `spec.mode: DryRun`, which passes what `apply` takes)."""
+        result, reachable, departed = await self._resolve(stack, previous_targets, grants)
+        kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
+        owned = await self._ownership.load(stack_ref(stack), kubeconfigs)
+        rollout = self._rollout(self._settings(stack.namespace, stack.name), None, (), owned)
+        rows = [Preview(*row) for row in await rollout.decisions(result.plan, reachable)]
+        rows += [Preview(*row) for row in await rollout.decisions(None, departed)]
+        result.unreachable.update(rollout.unreachable)
+        return result, rows
+
+    async def _resolve(
+        self,
+        stack: Stack,
+        previous_targets: Collection[str] | None,
+        grants: Grants | None = None,
+    ) -> tuple[StackResult, list[Target], list[Target]]:
+        """Targets and plan (SpecError before anything else), and the clusters left behind.
+
+        A cluster the Stack no longer targets loses its releases in the same pass; one that
+        is targeted but skipped (not ready, no kubeconfig) keeps them: it may come back. A
+        departed cluster the caller knows may hold releases but that cannot be reached now
+        is named in `unreachable` (so it stays in `holding`).
+        """
+        clusters = await self._inventory.clusters()
+        resolution = resolve_targets(stack.spec.targets, clusters)
+        plan = await self.plan(stack, resolution.clusters, grants)
+        result = StackResult(plan, list(resolution.clusters), list(resolution.skipped))
+        unusable = {s.cluster_id for s in resolution.skipped}
+        result.members = [*resolution.clusters, *(c for c in clusters if c.id in unusable)]
+        usable: Sequence[Cluster] = resolution.clusters
+        if grants is not None and not grants.unrestricted:
+            usable, denied = granted_clusters(grants, resolution.clusters)
+            result.skipped += denied
+            result.denied = {s.cluster_id for s in denied}
+            result.releases += not_granted_rows(plan, denied)
+        keep = {c.id for c in resolution.clusters} | {s.cluster_id for s in resolution.skipped}
+        keep |= {c.name for c in clusters if c.id in keep}
+        left = [
+            c
+            for c in clusters
+            if c.id not in keep
+            and c.name not in keep
+            and (previous_targets is None or c.id in previous_targets)
+        ]
+        known = previous_targets is not None
+        for cluster in left:
+            if not cluster.ready and known:
+                result.unreachable[cluster.id] = "cluster is not ready; its releases stay for now"
+        if grants is not None and not grants.unrestricted:
+            # A cluster the Stack left that is not granted any more is not touched either.
+            gone = [c for c in left if not cluster_granted(grants, c)]
+            result.skipped += granted_clusters(grants, gone)[1]
+            result.denied |= {c.id for c in gone}
+            left = [c for c in left if cluster_granted(grants, c)]
+        reachable = await kubeconfig_targets(
+            self._inventory, self._limits.clusters, usable, result.skipped, grants
+        )
+        lost: list[SkippedCluster] = []
+        departed = await kubeconfig_targets(
+            self._inventory, self._limits.clusters, [c for c in left if c.ready], lost, grants
+        )
+        if known:
+            result.unreachable.update({s.cluster_id: s.reason for s in lost})
+        return result, reachable, departed
+
+    def _settings(
+        self,
+        namespace: str,
+        name: str,
+        force: bool = False,
+        held: Mapping[ReleaseKey, str] | None = None,
+    ) -> Settings:
+        return Settings(
+            owner=owner_label(namespace, name),
+            manager=self._manager,
+            force=force,
+            stuck_seconds=self._stuck_seconds,
+            held=dict(held or {}),
+        )
+
+    def _rollout(
+        self,
+        settings: Settings,
+        on_progress: Progress | None,
+        defer: Collection[str],
+        owned: Owned | None = None,
+    ) -> Rollout:
+        return Rollout(
+            self._env,
+            settings,
+            gates=self.gates,
+            on_progress=on_progress,
+            defer=defer,
+            tenants=self._tenants,
+            owned=owned,
+        )
+
+
+def _enables_addons(spec: StackSpec) -> bool:
+    return Toggle.ENABLED in (spec.security, spec.observability)

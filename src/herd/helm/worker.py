@@ -1,0 +1,234 @@
+"""CPU-heavy checks of tenant bytes in child processes, with a wall-clock and a memory limit.
+
+A thread is not enough for work on hostile input: PyYAML and C regular expressions hold the
+GIL (the event loop stalls, the Lease stops renewing), and a thread cannot be stopped. So
+`WorkerPool.run` sends a picklable function and its arguments to a child process and awaits
+the answer without blocking the event loop:
+
+- the child runs under `RLIMIT_AS` (`memory_bytes`): a bomb that still slips through ends
+  in a `MemoryError` there, never in the controller;
+- after `seconds` the child is killed (SIGKILL) and `WorkerTimeout` raised;
+- a child that dies without answering (killed, crashed) raises `WorkerFailed`, which
+  callers treat as transient (`WorkerDied`) (the controller may be stopping); a `MemoryError` in the
+  child comes back as a `WorkerFailed` answer, which they treat as the check's verdict;
+- children are reused (a fork from a `forkserver` that preloaded Herd), so a check costs a
+  round trip through a pipe, not an interpreter start (about 1 ms for a small manifest);
+- a child exits with its parent: it reads its pipe until EOF, and the kernel kills it
+  (`PR_SET_PDEATHSIG`) when the fork server, which ends with the controller, goes.
+
+The function's own exceptions come back as they were raised (re-raised in the caller).
+One process-wide pool (`pool()`), configured once by the operator (`configure`), is used by
+`herd.rollout.tenants` (the render check) and `herd.helm.crd_apply` (reading a chart's CRDs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import pickle
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, TypeVar
+
+from herd.errors import HerdError
+
+T = TypeVar("T")
+MIB = 1024 * 1024
+PRELOAD = ["herd.plan.tenancy", "herd.helm.chart_crds"]  # imported once by the fork server
+# Tests only: every check hangs in a controller thread that never returns (the shutdown
+# watchdog's real case: a thread stuck in a blocking call, which asyncio.run then joins).
+STALL_ENV = "HERD_TEST_STALL_CHECKS"
+START_SECONDS = 60.0  # the first start also starts the fork server (imports Herd)
+
+
+class WorkerError(HerdError):
+    """A check could not finish; the message says which and why (bounded)."""
+
+
+class WorkerTimeout(WorkerError):
+    """The check ran longer than its limit; its process was killed."""
+
+
+class WorkerFailed(WorkerError):
+    """The check ran out of memory (or its answer could not be sent): its verdict."""
+
+
+class WorkerDied(WorkerError):
+    """The check's process ended without an answer (killed, crashed): try again later."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    seconds: float = 10.0
+    memory_bytes: int = 1024 * MIB
+    workers: int = 2
+
+
+class _Child:
+    """One worker process and our end of its pipe."""
+
+    def __init__(self, context: Any, memory_bytes: int) -> None:
+        ours, theirs = context.Pipe()
+        self.conn: Connection = ours
+        self.process: BaseProcess = context.Process(
+            target=_serve, args=(theirs, memory_bytes), daemon=True, name="herd-check"
+        )
+        self.process.start()
+        theirs.close()
+
+    def kill(self) -> None:
+        """SIGKILL, close our end; reaped at once in practice (a killed process ends)."""
+        with contextlib.suppress(OSError, ValueError):
+            self.process.kill()
+        with contextlib.suppress(OSError):
+            self.conn.close()
+        self.process.join(0.2)
+
+
+class WorkerPool:
+    """A few reusable worker processes; at most `limits.workers` checks run at once."""
+
+    def __init__(self, limits: Limits = Limits()) -> None:
+        self.limits = limits
+        self._idle: list[_Child] = []
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self._context: Any = None
+        self._closed = False
+
+    async def run(self, what: str, function: Callable[..., T], *args: Any) -> T:
+        """`function(*args)` in a worker process; raises `WorkerError` or the function's own
+        exception. `what` names the check in messages ("the render check")."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:  # a semaphore serves one loop
+            self._slots = (loop, asyncio.Semaphore(max(1, self.limits.workers)))
+        async with self._slots[1]:
+            child = self._idle.pop() if self._idle else await self._spawn(what)
+            try:
+                answer = await self._call(child, what, function, args)
+            except BaseException:
+                child.kill()  # timed out, cancelled, or died: never reused
+                raise
+            if self._closed:
+                child.kill()
+            else:
+                self._idle.append(child)
+        ok, value = answer
+        if ok:
+            return value  # type: ignore[no-any-return]
+        raise value
+
+    async def _spawn(self, what: str) -> _Child:
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self._start), START_SECONDS)
+        except (TimeoutError, OSError) as error:
+            raise WorkerDied(f"{what} could not start a worker process ({error!r})") from None
+
+    async def _call(
+        self, child: _Child, what: str, function: Callable[..., Any], args: tuple[Any, ...]
+    ) -> tuple[bool, Any]:
+        """Send, wait and read within the time limit: a thread blocked on the pipe ends
+        when the child is killed (the pipe breaks)."""
+        try:
+            return await asyncio.wait_for(
+                self._exchange(child, function, args), self.limits.seconds
+            )
+        except TimeoutError:
+            raise WorkerTimeout(
+                f"{what} did not finish within {self.limits.seconds:g}s and was stopped"
+            ) from None
+        except (EOFError, OSError):
+            child.process.join(1)
+            code = child.process.exitcode
+            raise WorkerDied(f"{what} stopped without an answer (exit code {code})") from None
+
+    @staticmethod
+    async def _exchange(
+        child: _Child, function: Callable[..., Any], args: tuple[Any, ...]
+    ) -> tuple[bool, Any]:
+        loop = asyncio.get_running_loop()
+        readable = loop.create_future()
+        await asyncio.to_thread(child.conn.send, (function, args))
+        if os.environ.get(STALL_ENV) == "1":  # tests: a thread stuck in a blocking call
+            await asyncio.to_thread(threading.Event().wait)
+
+        def answered() -> None:
+            if not readable.done():
+                readable.set_result(None)
+
+        loop.add_reader(child.conn.fileno(), answered)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(child.conn.fileno())
+        answer: tuple[bool, Any] = await asyncio.to_thread(child.conn.recv)
+        return answer
+
+    def _start(self) -> _Child:
+        if self._context is None:
+            self._context = multiprocessing.get_context("forkserver")
+            self._context.set_forkserver_preload(PRELOAD)
+        return _Child(self._context, self.limits.memory_bytes)
+
+    def close(self) -> None:
+        """Kill the idle workers (busy ones are killed when their check returns)."""
+        self._closed = True
+        for child in self._idle:
+            child.kill()
+        self._idle.clear()
+
+
+def _serve(conn: Connection, memory_bytes: int) -> None:
+    """The child's loop: run what arrives, answer (ok, value), until the pipe closes."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C is the controller's
+    if memory_bytes:
+        import resource  # noqa: PLC0415 (only in the child)
+
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    while True:
+        try:
+            message = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        try:
+            function, args = pickle.loads(message)  # noqa: S301 (from our own parent)
+            answer: tuple[bool, Any] = (True, function(*args))
+        except MemoryError:
+            answer = (False, WorkerFailed("the check ran out of memory"))
+        except Exception as error:
+            answer = (False, error)
+        try:
+            conn.send(answer)
+        except Exception as error:
+            conn.send((False, WorkerFailed(f"the check's answer could not be sent: {error}")))
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+_POOL = WorkerPool()
+# Before multiprocessing's own exit hook (registered earlier, so run later), which would
+# join the workers: they wait on their pipe, so kill them.
+atexit.register(lambda: _POOL.close())  # noqa: PLW0108 (the pool `configure` set last)
+
+
+def configure(limits: Limits) -> None:
+    """Set the process-wide pool's limits (the operator, once at start)."""
+    global _POOL  # noqa: PLW0603 (one pool per process, like the event loop)
+    _POOL.close()
+    _POOL = WorkerPool(limits)
+
+
+def pool() -> WorkerPool:
+    return _POOL

@@ -1,0 +1,1 @@
+"""Management-cluster reads and records: values and credential Secrets, grants, ownership."""

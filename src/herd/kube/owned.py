@@ -1,0 +1,247 @@
+"""Where a Stack's ownership record (`herd.plan.ownership`) is kept: two `OwnershipStore`s.
+
+- `ManagementOwnership` (the operator): one ConfigMap per Stack in the controller's own
+  namespace on the management cluster, `herd-owned-<stack uid>`, labelled with the Stack's
+  namespace and name. Tenants cannot write there. The leader is the only writer, so the
+  record is cached in memory after the first read: a pass with nothing new reads nothing.
+  A write that fails is logged and the cached record stays the old one (the pass is not
+  failed); a read that fails is a `TransientError` (the pass, or the deletion, retries).
+- `DownstreamOwnership` (the CLI, which has no management cluster): one ConfigMap per
+  Stack and cluster, in namespace `herd-system` of that cluster (created when missing),
+  written with the kubeconfig the user gave, which only cluster admins hold. A cluster
+  whose record cannot be read is `unknown`: nothing is removed there, nothing rewritten.
+
+Every call blocks in a worker thread. Callers: `herd.operator.runtime` and `herd.cli.fleet`
+build them; `herd.engine.engine` uses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from herd.errors import TransientError
+from herd.kube.client import NOT_FOUND, api_client_from_kubeconfig, api_error_summary, read_json
+from herd.plan.ownership import RECORD_KEY, Owned, Releases, StackRef, decode, encode
+from herd.plan.tenancy import RECORDS_NAMESPACE
+
+logger = logging.getLogger(__name__)
+DOWNSTREAM_NAMESPACE = RECORDS_NAMESPACE  # no tenant may use it (`herd.plan.tenancy`)
+LABEL_NAMESPACE = "herd.suse.com/stack-namespace"
+LABEL_NAME = "herd.suse.com/stack-name"
+_TIMEOUT = 15
+
+
+def record_name(stack: StackRef) -> str:
+    """`herd-owned-<uid>`, or (no uid: the CLI) a digest of namespace and name."""
+    if stack.uid:
+        return f"herd-owned-{stack.uid}"
+    digest = hashlib.sha256(f"{stack.namespace}/{stack.name}".encode()).hexdigest()[:20]
+    return f"herd-owned-{digest}"
+
+
+def _body(stack: StackRef, namespace: str, data: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": record_name(stack),
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": "herd",
+                LABEL_NAMESPACE: stack.namespace,
+                LABEL_NAME: stack.name[:63],
+            },
+        },
+        "data": {RECORD_KEY: data},
+    }
+
+
+def _read(api: client.CoreV1Api, stack: StackRef, namespace: str) -> dict[str, Releases] | None:
+    """The stored record; None when there is none yet."""
+    try:
+        body = read_json(
+            api.read_namespaced_config_map,
+            record_name(stack),
+            namespace,
+            _request_timeout=_TIMEOUT,
+        )
+    except ApiException as error:
+        if error.status == NOT_FOUND:
+            return None
+        raise
+    return decode((body.get("data") or {}).get(RECORD_KEY))
+
+
+def _write(api: client.CoreV1Api, stack: StackRef, namespace: str, data: str) -> None:
+    body = _body(stack, namespace, data)
+    try:
+        api.replace_namespaced_config_map(
+            record_name(stack), namespace, cast(Any, body), _request_timeout=_TIMEOUT
+        )
+    except ApiException as error:
+        if error.status != NOT_FOUND:
+            raise
+        api.create_namespaced_config_map(namespace, cast(Any, body), _request_timeout=_TIMEOUT)
+
+
+def _delete(api: client.CoreV1Api, stack: StackRef, namespace: str) -> None:
+    try:
+        api.delete_namespaced_config_map(record_name(stack), namespace, _request_timeout=_TIMEOUT)
+    except ApiException as error:
+        if error.status != NOT_FOUND:
+            raise
+
+
+class ManagementOwnership:
+    """The operator's store: one ConfigMap per Stack in `namespace` (HERD_NAMESPACE)."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self._core = client.CoreV1Api(api)
+        self._namespace = namespace
+        self._cache: dict[str, dict[str, Releases] | None] = {}  # record name -> record
+
+    async def load(self, stack: StackRef, clusters: Mapping[str, Path]) -> Owned:
+        name = record_name(stack)
+        if name not in self._cache:
+            try:
+                self._cache[name] = await asyncio.to_thread(
+                    _read, self._core, stack, self._namespace
+                )
+            except Exception as error:
+                raise TransientError(
+                    f"cannot read the Stack's ownership record ConfigMap {self._namespace}/"
+                    f"{name}: {api_error_summary(error)}"
+                ) from None
+        found = self._cache[name]
+        if found is None:  # no record yet: this Stack adopts what it finds at its state
+            return Owned({}, migrating=frozenset(clusters))
+        return Owned({c: dict(r) for c, r in found.items()})
+
+    async def save(
+        self,
+        stack: StackRef,
+        before: Owned,
+        after: Mapping[str, Releases],
+        clusters: Mapping[str, Path],
+    ) -> None:
+        name = record_name(stack)
+        if self._cache.get(name) == after and name in self._cache:
+            return
+        try:
+            await asyncio.to_thread(
+                _write, self._core, stack, self._namespace, encode(stack, after)
+            )
+        except Exception as error:  # the pass is not failed; the old record stays
+            logger.warning(
+                "Cannot write the ownership record %s/%s of Stack %s/%s: %s",
+                self._namespace,
+                name,
+                stack.namespace,
+                stack.name,
+                api_error_summary(error),
+            )
+            return
+        self._cache[name] = {c: dict(r) for c, r in after.items()}
+
+    async def drop(self, stack: StackRef, clusters: Mapping[str, Path]) -> None:
+        """After the Stack's deletion completed. Raises `TransientError` on failure."""
+        name = record_name(stack)
+        try:
+            await asyncio.to_thread(_delete, self._core, stack, self._namespace)
+        except Exception as error:
+            raise TransientError(
+                f"cannot delete the ownership record {self._namespace}/{name}: "
+                f"{api_error_summary(error)}"
+            ) from None
+        self._cache.pop(name, None)
+
+
+class DownstreamOwnership:
+    """The CLI's store: one ConfigMap per Stack in each cluster's `herd-system`."""
+
+    async def load(self, stack: StackRef, clusters: Mapping[str, Path]) -> Owned:
+        found = await asyncio.gather(
+            *(asyncio.to_thread(self._read_one, stack, path) for path in clusters.values()),
+            return_exceptions=True,
+        )
+        owned = Owned()
+        migrating, unknown = set(), set()
+        for cluster, record in zip(clusters, found, strict=True):
+            if isinstance(record, BaseException):
+                logger.warning(
+                    "Cannot read the ownership record on cluster %s: %s",
+                    cluster,
+                    api_error_summary(record) if isinstance(record, Exception) else record,
+                )
+                unknown.add(cluster)
+            elif record is None:
+                migrating.add(cluster)
+            elif cluster in record:
+                owned.releases[cluster] = record[cluster]
+        owned.migrating, owned.unknown = frozenset(migrating), frozenset(unknown)
+        return owned
+
+    async def save(
+        self,
+        stack: StackRef,
+        before: Owned,
+        after: Mapping[str, Releases],
+        clusters: Mapping[str, Path],
+    ) -> None:
+        async def one(cluster: str, path: Path) -> None:
+            mine = dict(after.get(cluster, {}))
+            if cluster in before.unknown or (not mine and cluster in before.migrating):
+                return
+            if mine == before.on(cluster) and cluster not in before.migrating:
+                return
+            try:
+                await asyncio.to_thread(self._write_one, stack, cluster, path, mine)
+            except Exception as error:
+                logger.warning(
+                    "Cannot write the ownership record on cluster %s: %s",
+                    cluster,
+                    api_error_summary(error),
+                )
+
+        await asyncio.gather(*(one(c, p) for c, p in clusters.items()))
+
+    async def drop(self, stack: StackRef, clusters: Mapping[str, Path]) -> None:
+        await self.save(stack, Owned(), {}, clusters)
+
+    @staticmethod
+    def _read_one(stack: StackRef, path: Path) -> dict[str, Releases] | None:
+        api = api_client_from_kubeconfig(path)
+        try:
+            return _read(client.CoreV1Api(api), stack, DOWNSTREAM_NAMESPACE)
+        finally:
+            api.close()  # type: ignore[no-untyped-call]
+
+    @staticmethod
+    def _write_one(stack: StackRef, cluster: str, path: Path, releases: Releases) -> None:
+        api = api_client_from_kubeconfig(path)
+        core = client.CoreV1Api(api)
+        try:
+            if not releases:
+                _delete(core, stack, DOWNSTREAM_NAMESPACE)
+                return
+            _ensure_namespace(core)
+            _write(core, stack, DOWNSTREAM_NAMESPACE, encode(stack, {cluster: releases}))
+        finally:
+            api.close()  # type: ignore[no-untyped-call]
+
+
+def _ensure_namespace(core: client.CoreV1Api) -> None:
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DOWNSTREAM_NAMESPACE}}
+    try:
+        core.create_namespace(cast(Any, body), _request_timeout=_TIMEOUT)
+    except ApiException as error:
+        if error.status != 409:
+            raise

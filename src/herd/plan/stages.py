@@ -1,0 +1,290 @@
+"""Staged rollouts, decided: which cluster is in which stage, and where the rollout stands.
+
+Pure. `assign_stages` puts every targeted cluster in the first stage of `spec.rollout`
+that selects it; the clusters no stage selects form a last, implicit stage named
+`IMPLICIT_STAGE` ("remaining"), with no pause and no concurrency bound of its own.
+`resolve_max_concurrent` turns `maxConcurrent` (a number or "25%") into a number of
+clusters (percentages of the stage size, rounded down, at least 1).
+
+`decide` is the rollout's one decision. From the stages, what is known of each cluster
+(`ClusterState`: deployed at the current config, failed, or pending; absent when the pass
+has not looked at it yet), what the status remembers of each stage (`StageRecord`: the
+config digest it succeeded at, since when, whether approved), the clock, the approval
+annotation and `maxFailures`, it says which stage may run now (`Decision.active`; None:
+nothing may), the rollout's state and message, and the new records to persist. Stages are
+walked in order; a stage whose clusters are all deployed is succeeded, its soak pause
+measured from `succeededAt` (kept while its config digest stays the same, so a restart
+does not reset it), its approval gate passed when `herd.suse.com/approve=<stage>` is set.
+
+Callers: `herd.rollout.staged` (the engine's staged pass), `herd.status.build` (conditions).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from herd.api.v1 import (
+    IMPLICIT_STAGE,
+    RolloutSpec,
+    RolloutStage,
+    Targets,
+)
+from herd.plan.clusters import Cluster
+from herd.plan.desired import DesiredRelease
+from herd.plan.targets import targets_match
+
+APPROVE_ANNOTATION = "herd.suse.com/approve"
+
+
+class RolloutState(enum.StrEnum):
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    WAITING_FOR_APPROVAL = "WaitingForApproval"
+    HALTED = "Halted"
+    COMPLETE = "Complete"
+    SUSPENDED = "Suspended"
+
+
+class ClusterState(enum.StrEnum):
+    DONE = "Done"  # every desired release deployed at the current config
+    FAILED = "Failed"  # a release failed, or the cluster could not be reached or used
+    PENDING = "Pending"  # not (yet) at the current config, nothing failed
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    clusters: tuple[str, ...]  # cluster ids, sorted
+    max_concurrent: int  # resolved: 1 ≤ n ≤ max(1, len(clusters))
+    pause_seconds: float | None = None  # soak time after the stage succeeded
+    approval: bool = False  # wait for herd.suse.com/approve=<name> after it succeeded
+    implicit: bool = False
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """What the status remembers of a stage: the config digest it succeeded at, when,
+    and whether its approval gate was passed at that config."""
+
+    config: str | None = None
+    succeeded_at: datetime | None = None
+    approved: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: RolloutState
+    stage: str  # the stage running or waited on ("" when there are no clusters)
+    message: str
+    active: int | None  # index of the stage that may make helm writes now
+    records: tuple[StageRecord, ...]
+    wake_at: datetime | None = None  # a soak pause ends then
+    approved: str | None = None  # the stage the annotation approved in this decision
+    waiting: str = ""  # what the clusters of later stages wait for (their rows say it)
+    done: tuple[int, ...] = field(default=())  # per stage: clusters at the current config
+
+
+def resolve_max_concurrent(value: int | str | None, size: int) -> int:
+    """Clusters of a stage of `size` at once: all for None, else the number or the
+    percentage of `size` (rounded down), never below 1 nor above the stage."""
+    size = max(1, size)
+    if value is None:
+        return size
+    if isinstance(value, str) and value.endswith("%"):
+        count = size * int(value[:-1]) // 100
+    else:
+        count = int(value)
+    return max(1, min(size, count))
+
+
+def _selects(stage: RolloutStage, cluster: Cluster) -> bool:
+    return targets_match(Targets(cluster_ids=stage.cluster_ids, selector=stage.selector), cluster)
+
+
+def assign_stages(rollout: RolloutSpec | None, clusters: Sequence[Cluster]) -> list[Stage]:
+    """Each cluster in the first stage that selects it, the rest in the implicit last
+    stage. Without `rollout`, one implicit stage of every cluster. Stages that select no
+    cluster stay (with no clusters: they succeed at once, their pause still applies); the
+    implicit stage exists only when some cluster falls into it."""
+    remaining = sorted(clusters, key=lambda c: c.id)
+    stages: list[Stage] = []
+    for spec in rollout.stages if rollout else ():
+        mine = [c for c in remaining if _selects(spec, c)]
+        remaining = [c for c in remaining if c not in mine]
+        stages.append(
+            Stage(
+                name=spec.name,
+                clusters=tuple(c.id for c in mine),
+                max_concurrent=resolve_max_concurrent(spec.max_concurrent, len(mine)),
+                pause_seconds=spec.pause_seconds,
+                approval=spec.pause == "approval",
+            )
+        )
+    if remaining or not stages:
+        ids = tuple(c.id for c in remaining)
+        stages.append(Stage(IMPLICIT_STAGE, ids, max(1, len(ids)), implicit=True))
+    return stages
+
+
+def stage_config(releases: Collection[DesiredRelease]) -> str:
+    """A digest of every desired release (where and what) of a stage's clusters: equal
+    means the stage's configuration did not change."""
+    material = "\n".join(
+        sorted(f"{r.key.cluster}/{r.key.namespace}/{r.key.name}={r.config}" for r in releases)
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def _failures_message(failed: Sequence[str], first_failure: str, limit: int) -> str:
+    text = f"{len(failed)} failed clusters exceed maxFailures {limit}"
+    return text + (f"; first failure: {first_failure}" if first_failure else "")
+
+
+def decide(
+    stages: Sequence[Stage],
+    states: Mapping[str, ClusterState],
+    records: Sequence[StageRecord],
+    configs: Sequence[str],
+    *,
+    now: datetime,
+    approval: str | None = None,
+    max_failures: int = 0,
+    suspended: bool = False,
+    first_failure: str = "",
+) -> Decision:
+    """Where the rollout stands, and which stage may run (see the module docstring).
+
+    `records[i]` / `configs[i]`: the remembered record and the current config digest of
+    stage i (missing records count as empty). `first_failure` names the first failed
+    cluster and why, for the Halted message.
+    """
+    new: list[StageRecord] = []
+    done = tuple(sum(states.get(c) is ClusterState.DONE for c in s.clusters) for s in stages)
+    approved_now: str | None = None
+
+    def verdict(
+        state: RolloutState,
+        index: int,
+        message: str,
+        *,
+        active: int | None,
+        wake_at: datetime | None = None,
+        waiting: str = "",
+    ) -> Decision:
+        kept = [*new, *_kept(records, configs, len(new), len(stages))]
+        return Decision(
+            state,
+            stages[index].name,
+            message,
+            active,
+            tuple(kept),
+            wake_at=wake_at,
+            approved=approved_now,
+            waiting=waiting,
+            done=done,
+        )
+
+    if not stages:
+        return Decision(RolloutState.COMPLETE, "", "no cluster to roll out to", None, ())
+    if suspended:
+        return verdict(
+            RolloutState.SUSPENDED,
+            0,
+            "spec.suspend is true: no helm writes until it is false",
+            active=None,
+            waiting="suspended",
+        )
+    failed: list[str] = []  # failed clusters of the stages walked so far
+    for index, stage in enumerate(stages):
+        record = _record_at(records, configs, index)
+        failed += [c for c in stage.clusters if states.get(c) is ClusterState.FAILED]
+        if len(failed) > max_failures:
+            message = _failures_message(failed, first_failure, max_failures)
+            return verdict(
+                RolloutState.HALTED,
+                index,
+                message,
+                active=None,
+                waiting=f"rollout halted at stage {stage.name}",
+            )
+        if any(c not in states for c in stage.clusters):
+            return verdict(
+                RolloutState.PROGRESSING,
+                index,
+                f"stage {stage.name}: rolling out to {len(stage.clusters)} clusters",
+                active=index,
+                waiting=f"waiting for stage {stage.name}",
+            )
+        if done[index] < len(stage.clusters):
+            stage_failed = [c for c in stage.clusters if states[c] is ClusterState.FAILED]
+            why = (
+                f"{len(stage_failed)} failed (within maxFailures {max_failures})"
+                if stage_failed
+                else f"{len(stage.clusters) - done[index]} not deployed yet"
+            )
+            new.append(record)
+            return verdict(
+                RolloutState.PROGRESSING,
+                index,
+                f"stage {stage.name}: {done[index]} of {len(stage.clusters)} clusters deployed, "
+                f"{why}",
+                active=None,
+                waiting=f"waiting for stage {stage.name}",
+            )
+        # Succeeded: at this config since the remembered time, or since now.
+        record = replace(record, config=configs[index], succeeded_at=record.succeeded_at or now)
+        if stage.approval and not record.approved and approval == stage.name:
+            record = replace(record, approved=True)
+            approved_now = stage.name
+        new.append(record)
+        last = index == len(stages) - 1
+        if last:
+            break
+        if stage.pause_seconds:
+            assert record.succeeded_at is not None
+            until = record.succeeded_at + timedelta(seconds=stage.pause_seconds)
+            if now < until:
+                left = (until - now).total_seconds()
+                return verdict(
+                    RolloutState.PAUSED,
+                    index,
+                    f"stage {stage.name} succeeded; soaking {left:.0f}s more before "
+                    f"stage {stages[index + 1].name}",
+                    active=None,
+                    wake_at=until,
+                    waiting=f"waiting for the soak pause after stage {stage.name}",
+                )
+        if stage.approval and not record.approved:
+            return verdict(
+                RolloutState.WAITING_FOR_APPROVAL,
+                index,
+                f"stage {stage.name} succeeded; waiting for approval: "
+                f"kubectl annotate stack <name> {APPROVE_ANNOTATION}={stage.name}",
+                active=None,
+                waiting=f"waiting for approval of stage {stage.name}",
+            )
+    return verdict(
+        RolloutState.COMPLETE,
+        len(stages) - 1,
+        f"all {len(stages)} stages rolled out",
+        active=None,
+    )
+
+
+def _record_at(records: Sequence[StageRecord], configs: Sequence[str], index: int) -> StageRecord:
+    """The remembered record of stage `index` while its config is the same, else empty."""
+    record = records[index] if index < len(records) else StageRecord()
+    if record.config is not None and record.config != configs[index]:
+        return StageRecord()
+    return record
+
+
+def _kept(
+    records: Sequence[StageRecord], configs: Sequence[str], start: int, count: int
+) -> list[StageRecord]:
+    """Records of the stages the decision did not reach: kept while their config holds."""
+    return [_record_at(records, configs, i) for i in range(start, count)]

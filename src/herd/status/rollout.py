@@ -1,0 +1,133 @@
+"""A rollout's status: stage records read back, `status.rollout`, its phase, conditions, Events.
+
+The decision half lives in `herd.plan.stages`. Callers: `herd.rollout.staged`, the operator's
+keeper and the CLI's stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from herd.api.v1 import RolloutStatus, StackStatus, StageStatus
+from herd.plan.stages import Decision, RolloutState, Stage, StageRecord
+from herd.status.build import TEXT_LIMIT, Phase, clip, conditions
+
+
+def records_of(status: RolloutStatus | None, stages: Sequence[Stage]) -> list[StageRecord]:
+    """The persisted records of `stages`, matched by stage name (a renamed or new stage
+    starts with an empty record)."""
+    by_name = {s.name: s for s in status.stages} if status else {}
+    out = []
+    for stage in stages:
+        saved = by_name.get(stage.name)
+        if saved is None:
+            out.append(StageRecord())
+            continue
+        moment = datetime.fromisoformat(saved.succeeded_at) if saved.succeeded_at else None
+        out.append(StageRecord(saved.config, moment, saved.approved))
+    return out
+
+
+def _moment(value: datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def rollout_status(stages: Sequence[Stage], decision: Decision) -> RolloutStatus:
+    """`status.rollout` for a decision: one entry per stage (at most MAX_STAGES + 1)."""
+    return RolloutStatus(
+        stage=decision.stage,
+        state=decision.state.value,
+        message=decision.message[:1000],
+        stages=[
+            StageStatus(
+                name=stage.name,
+                done=decision.done[i] if i < len(decision.done) else 0,
+                total=len(stage.clusters),
+                config=record.config,
+                succeeded_at=_moment(record.succeeded_at),
+                approved=record.approved,
+            )
+            for i, (stage, record) in enumerate(zip(stages, decision.records, strict=False))
+        ],
+    )
+
+
+# How a rollout state shows in the Stack's phase and kstatus conditions.
+_WAITING = (RolloutState.PAUSED, RolloutState.WAITING_FOR_APPROVAL)
+
+
+def with_rollout(status: StackStatus, rollout: RolloutStatus, now: datetime) -> StackStatus:
+    """The Stack's status with `status.rollout`, and phase, message and conditions that
+    say where the rollout stands: Paused and WaitingForApproval are Reconciling, not
+    Stalled; Halted is Stalled (phase Degraded, or Failed when nothing is deployed);
+    Suspended is neither, Ready only when every release is deployed. Progressing and
+    Complete leave the release-based phase as it is."""
+    state = RolloutState(rollout.state)
+    if state in (RolloutState.PROGRESSING, RolloutState.COMPLETE):
+        return status.model_copy(update={"rollout": rollout})
+    phase = status.phase
+    if state is RolloutState.HALTED:
+        phase = Phase.DEGRADED if status.deployment_counts.get("Deployed") else Phase.FAILED
+    elif state in _WAITING:
+        phase = Phase.DEPLOYING
+    message = clip(rollout.message, TEXT_LIMIT)
+    found = conditions(
+        phase,
+        message,
+        status.observed_generation,
+        now,
+        status.conditions,
+        reason_override=state.value if state is not RolloutState.HALTED else "RolloutHalted",
+    )
+    if state is RolloutState.SUSPENDED:
+        found = [
+            c.model_copy(update={"status": "False"}) if c.type == "Reconciling" else c
+            for c in found
+        ]
+    others = [c for c in status.conditions if c.type not in ("Ready", "Reconciling", "Stalled")]
+    return status.model_copy(
+        update={
+            "rollout": rollout,
+            "phase": phase,
+            "message": message,
+            "conditions": [*found, *others],
+        }
+    )
+
+
+Event = tuple[str, str, str]  # ("Normal" or "Warning", reason, message)
+
+
+def rollout_events(previous: RolloutStatus | None, current: RolloutStatus) -> list[Event]:
+    """The Events a change of `status.rollout` deserves: StageSucceeded for each stage
+    newly succeeded (at a new config), StageStarted when a stage not yet succeeded at this
+    config starts rolling out,
+    WaitingForApproval and RolloutHalted when the rollout enters those states."""
+    before = {s.name: s for s in previous.stages} if previous else {}
+    events: list[Event] = []
+    for stage in current.stages:
+        old = before.get(stage.name)
+        new_success = stage.succeeded_at and (
+            old is None or old.succeeded_at != stage.succeeded_at or old.config != stage.config
+        )
+        if new_success:
+            events.append(
+                (
+                    "Normal",
+                    "StageSucceeded",
+                    f"Stage {stage.name} succeeded on {stage.total} clusters",
+                )
+            )
+    moved = previous is None or (previous.stage, previous.state) != (current.stage, current.state)
+    now_at = next((s for s in current.stages if s.name == current.stage), None)
+    fresh = now_at is not None and now_at.succeeded_at is None  # not yet done at this config
+    if moved and current.state == RolloutState.PROGRESSING and fresh:
+        events.append(
+            ("Normal", "StageStarted", f"Stage {current.stage} started: {current.message}")
+        )
+    if moved and current.state == RolloutState.WAITING_FOR_APPROVAL:
+        events.append(("Normal", "WaitingForApproval", current.message))
+    if moved and current.state == RolloutState.HALTED:
+        events.append(("Warning", "RolloutHalted", current.message))
+    return events
