@@ -56,7 +56,7 @@ from herd.clusters.files import FileCluster, FileSource
 from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.engine.engine import Engine
-from herd.helm.client import HelmEnvironment, find_helm
+from herd.helm.environment import HelmEnvironment, find_helm
 from herd.plan.results import ReleaseResult
 
 Dag = dict[str, list[str]]  # chart -> dependencies, in a topological order

@@ -44,7 +44,7 @@ from herd.clusters.files import FileCluster, FileSource
 from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.engine.engine import Engine
-from herd.helm.client import HelmEnvironment
+from herd.helm.environment import HelmEnvironment
 from herd.plan.desired import DesiredRelease, ObservedRelease
 from herd.plan.releases import LABEL_MANAGER, LABEL_STACK
 from herd.plan.results import ReleaseResult, now
@@ -137,7 +137,7 @@ class StandInHelm:
 
 
 class StandInCharts:
-    """`herd.helm.client.ChartCache` without `helm pull`."""
+    """`herd.helm.chart_cache.ChartCache` without `helm pull`."""
 
     def __init__(self, env: Any, directory: Path | None = None, *, slot: Any = None) -> None:
         self._directory = Path(tempfile.gettempdir())

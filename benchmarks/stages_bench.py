@@ -34,7 +34,7 @@ from herd.clusters.files import FileCluster, FileSource
 from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.engine.engine import Engine
-from herd.helm.client import HelmEnvironment
+from herd.helm.environment import HelmEnvironment
 
 CLUSTERS = [f"bench-{i}" for i in range(1, 5)]
 STAGES = [{"name": "one", "clusterIds": ["bench-1"]}, {"name": "two", "clusterIds": ["bench-2"]}]

@@ -49,7 +49,7 @@ from herd.api import StackStatus, parse_stack
 from herd.api.v1 import Stack
 from herd.engine.engine import Engine, StackResult
 from herd.errors import SpecError
-from herd.helm.client import HelmEnvironment, find_helm
+from herd.helm.environment import HelmEnvironment, find_helm
 from herd.kube.client import api_client_from_kubeconfig
 from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.results import State

@@ -33,8 +33,8 @@ from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.engine.engine import Engine
 from herd.helm.chart_crds import chart_crds
-from herd.helm.client import HelmEnvironment
 from herd.helm.crd_apply import CrdStep
+from herd.helm.environment import HelmEnvironment
 from herd.helm.failures import FailureKind, HelmFailure
 from herd.plan.results import State
 from herd.plan.tenancy import Grants, grants_for, tenant_identity

@@ -32,7 +32,7 @@ from herd.addons.catalog import AddonCatalog
 from herd.addons.probe import AddonProbe
 from herd.api import parse_stack
 from herd.engine.engine import Engine
-from herd.helm.client import HelmEnvironment
+from herd.helm.environment import HelmEnvironment
 from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.results import ReleaseResult, State
 

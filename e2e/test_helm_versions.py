@@ -26,7 +26,7 @@ from herd.clusters.files import FileCluster, FileSource
 from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.engine.engine import Engine
-from herd.helm.client import HelmEnvironment, dialect_of
+from herd.helm.environment import HelmEnvironment, dialect_of
 from herd.plan.results import State
 
 HELMS = {3: str(Path(sys.executable).parent / "helm"), 4: str(binaries.resolve().helm)}

@@ -30,7 +30,7 @@ from herd.addons.probe import AddonProbe
 from herd.api import parse_stack
 from herd.api.v1 import Stack
 from herd.engine.engine import Engine
-from herd.helm.client import HelmEnvironment
+from herd.helm.environment import HelmEnvironment
 from herd.plan.results import State
 
 AGENT_NAMESPACE = "suse-observability"

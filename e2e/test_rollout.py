@@ -24,7 +24,7 @@ from herd.clusters.files import FileCluster, FileSource
 from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.engine.engine import Engine, StackResult
-from herd.helm.client import HelmEnvironment
+from herd.helm.environment import HelmEnvironment
 from herd.plan.ownership import MemoryOwnership
 from herd.plan.results import ReleaseResult, State
 

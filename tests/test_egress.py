@@ -8,8 +8,9 @@ import ipaddress
 import pytest
 
 from herd.api.v1 import ChartSpec
-from herd.helm.client import ChartCache, HelmEnvironment
+from herd.helm.chart_cache import ChartCache
 from herd.helm.egress_guard import RepoGuard
+from herd.helm.environment import HelmEnvironment
 from herd.helm.failures import FailureKind, HelmFailure
 from herd.operator.config import OperatorConfig
 from herd.plan.egress import (

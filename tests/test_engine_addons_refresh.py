@@ -11,7 +11,7 @@ import pytest
 
 from herd.api.v1 import ChartSpec, Stack, StackSpec
 from herd.engine.engine import Engine
-from herd.helm.client import HelmEnvironment
+from herd.helm.environment import HelmEnvironment
 from herd.plan.clusters import Cluster
 from herd.plan.desired import Values
 

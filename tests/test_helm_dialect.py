@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from herd.helm.client import HelmDialect
+from herd.helm.environment import HelmDialect
 
 HELM3, HELM4 = HelmDialect(3), HelmDialect(4)
 

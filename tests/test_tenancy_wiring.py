@@ -16,7 +16,7 @@ from herd.api.grants import parse_grant
 from herd.api.v1 import Stack
 from herd.engine.engine import KEPT_MESSAGE, Engine, not_granted_rows
 from herd.errors import SpecError
-from herd.helm.client import HelmEnvironment
+from herd.helm.environment import HelmEnvironment
 from herd.operator.config import OperatorConfig
 from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.desired import LABEL_STACK, Action, ObservedRelease, ReleaseKey, decide, plan_stack

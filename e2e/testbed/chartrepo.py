@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from e2e.testbed import certs, fixture_charts
-from herd.helm.client import dialect_of
+from herd.helm.environment import dialect_of
 
 
 def helm_binary() -> str:

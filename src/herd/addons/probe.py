@@ -43,7 +43,8 @@ from herd.addons.observability import AgentHealth, workload_ready
 from herd.addons.security import ClusterScan, ReleaseRef, ScanReport, ScanState
 from herd.api.v1 import Toggle
 from herd.errors import HerdError
-from herd.helm.client import ClusterHelm, HelmEnvironment
+from herd.helm.client import ClusterHelm
+from herd.helm.environment import HelmEnvironment
 from herd.kube.client import (
     API_ERRORS,
     NOT_FOUND,

@@ -52,7 +52,9 @@ from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.engine.engine import AddOns, Engine, SourcesReader, ValuesReader
 from herd.errors import Problem, SpecError, TransientError
-from herd.helm.client import ClusterHelm, HelmEnvironment, HelmFailure
+from herd.helm.client import ClusterHelm
+from herd.helm.environment import HelmEnvironment
+from herd.helm.failures import HelmFailure
 from herd.kube.chart_secrets import KubeSourcesReader
 from herd.kube.client import api_client_from_kubeconfig
 from herd.kube.owned import DownstreamOwnership

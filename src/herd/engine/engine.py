@@ -47,8 +47,8 @@ from herd.engine.protocols import (
 from herd.engine.targets import KEPT_MESSAGE, kubeconfig_targets, not_granted_rows
 from herd.errors import Problem, SpecError
 from herd.helm.bundled import BUNDLED_REPO
-from herd.helm.client import HelmEnvironment
 from herd.helm.egress_guard import RepoGuard
+from herd.helm.environment import HelmEnvironment
 from herd.plan.chart_sources import ChartSource, unread_sources
 from herd.plan.clusters import Cluster
 from herd.plan.desired import (

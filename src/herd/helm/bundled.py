@@ -1,6 +1,6 @@
 """Charts shipped inside Herd's Python package (`herd/charts/<name>`), e.g. `herd-insights`.
 
-A `ChartSpec` whose `repo` is `BUNDLED_REPO` names one of them: `herd.helm.client.ChartCache`
+A `ChartSpec` whose `repo` is `BUNDLED_REPO` names one of them: `herd.helm.chart_cache.ChartCache`
 copies it from the package instead of pulling it (the address is under `.invalid`, a
 name that never resolves, so nothing is ever fetched from it). Callers: `herd.helm.client`,
 `herd.addons.insights`.

@@ -29,7 +29,7 @@ The chart is tenant input, so reading it is bounded and follows helm's loader:
   from its tar header, before anything is decompressed);
 - YAML is parsed without alias expansion and within bounds (`herd.plan.yamlsafe`).
 
-Reads the chart directory the rollout pulled (`herd.helm.client.ChartCache`); no Kubernetes, no
+Reads the chart directory the rollout pulled (`herd.helm.chart_cache.ChartCache`); no Kubernetes, no
 helm. The rollout runs it in a worker process (`herd.helm.worker`) with a time and memory
 limit. Callers: `herd.rollout.actions` (through `herd.helm.crd_apply`); table-tested in
 `tests/test_chart_crds.py`, bounds in `tests/test_hostile_bytes.py`.

@@ -2,11 +2,11 @@
 
 `RepoGuard` is made per pass of a Stack bounded by grants (`herd.engine.engine`), for the
 Stack's own charts (`spec.charts[i]`, by name; add-on charts come from the admins'
-configuration and are not checked). `herd.helm.client.ChartCache` calls it before every pull: it
-resolves the repository's host (once per pass and host, in a small dedicated thread pool,
-so neither the event loop nor the shared worker threads wait on a slow DNS server; with a
-timeout) and asks `herd.plan.egress.decide`. A refusal is a permanent `HelmFailure` whose
-message names the field and the rule; nothing is contacted.
+configuration and are not checked). `herd.helm.chart_cache.ChartCache` calls it before
+every pull: it resolves the repository's host (once per pass and host, in a small dedicated
+thread pool, so neither the event loop nor the shared worker threads wait on a slow DNS
+server; with a timeout) and asks `herd.plan.egress.decide`. A refusal is a permanent
+`HelmFailure` whose message names the field and the rule; nothing is contacted.
 
 Residual risk: helm resolves the host again when it connects, so a DNS name that answers
 differently the second time (DNS rebinding), an HTTP redirect, or an index.yaml whose
@@ -14,7 +14,7 @@ differently the second time (DNS rebinding), an HTTP redirect, or an index.yaml 
 `install/` (egress: no metadata address, no pod/service ranges unless allowed) is the
 backstop for those.
 
-Callers: `herd.engine.engine` (makes it), `herd.helm.client.ChartCache` (calls it),
+Callers: `herd.engine.engine` (makes it), `herd.helm.chart_cache.ChartCache` (calls it),
 `herd.operator.runtime` (the management API server, `api_server_endpoint`).
 """
 

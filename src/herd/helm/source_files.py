@@ -10,7 +10,7 @@ from the first byte:
 Credentials therefore never appear on a helm command line (`ps`, pyhelm3's INFO log); the
 flags name files only. The directory is removed when the pull is done, failed or cancelled.
 
-Callers: `herd.helm.client.ChartCache`.
+Callers: `herd.helm.chart_cache.ChartCache`.
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ import atexit
 import contextlib
 import ctypes
 import multiprocessing
-import os
 import pickle
 import signal
 import threading
@@ -43,9 +42,6 @@ from herd.errors import HerdError
 T = TypeVar("T")
 MIB = 1024 * 1024
 PRELOAD = ["herd.plan.tenancy", "herd.helm.chart_crds"]  # imported once by the fork server
-# Tests only: every check hangs in a controller thread that never returns (the shutdown
-# watchdog's real case: a thread stuck in a blocking call, which asyncio.run then joins).
-STALL_ENV = "HERD_TEST_STALL_CHECKS"
 START_SECONDS = 60.0  # the first start also starts the fork server (imports Herd)
 
 
@@ -70,6 +66,10 @@ class Limits:
     seconds: float = 10.0
     memory_bytes: int = 1024 * MIB
     workers: int = 2
+    # Tests only (HERD_TEST_STALL_CHECKS): every check hangs in a controller thread that never
+    # returns (the shutdown watchdog's real case: a thread stuck in a blocking call, which
+    # asyncio.run then joins).
+    stall: bool = False
 
 
 class _Child:
@@ -149,14 +149,13 @@ class WorkerPool:
             code = child.process.exitcode
             raise WorkerDied(f"{what} stopped without an answer (exit code {code})") from None
 
-    @staticmethod
     async def _exchange(
-        child: _Child, function: Callable[..., Any], args: tuple[Any, ...]
+        self, child: _Child, function: Callable[..., Any], args: tuple[Any, ...]
     ) -> tuple[bool, Any]:
         loop = asyncio.get_running_loop()
         readable = loop.create_future()
         await asyncio.to_thread(child.conn.send, (function, args))
-        if os.environ.get(STALL_ENV) == "1":  # tests: a thread stuck in a blocking call
+        if self.limits.stall:  # tests: a thread stuck in a blocking call
             await asyncio.to_thread(threading.Event().wait)
 
         def answered() -> None:

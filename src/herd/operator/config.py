@@ -1,85 +1,62 @@
-"""Operator settings, read once from the environment (the Deployment sets them).
+"""The operator's settings, typed for its layers: built once from `herd.settings.Settings`.
 
-| variable | default | meaning |
-|---|---|---|
-| HERD_NAMESPACE | herd-system | the controller's namespace (kubeconfig Secrets, add-on config) |
-| HERD_RANCHER_NAMESPACES | fleet-default | namespaces of Rancher provisioning Clusters ("" = off) |
-| HERD_RESYNC_SECONDS | 300 | every Stack is re-checked this often (drift repair) |
-| HERD_RETRY_SECONDS | 30 | retry delay after transient failures (unreachable cluster, …) |
-| HERD_FLEET_SECONDS | 10 | how often the cluster inventory is compared for changes |
-| HERD_MAX_CLUSTERS | 10 | clusters rolled out at once |
-| HERD_MAX_HELM | 8 | helm processes at once |
-| HERD_MAX_ROWS | 100 | deployment rows kept in a Stack's status |
-| HERD_ADDONS_CONFIGMAP | herd-addons | ConfigMap with add-on chart settings |
-| HERD_METRICS_PORT | 8080 | Prometheus metrics (0 = off) |
-| HERD_BACKOFF_MAX_SECONDS | 300 | longest wait before retrying a cluster or a deletion |
-| HERD_STUCK_SECONDS | 60 | age beyond a chart's timeout after which pending-* is stuck |
-| HERD_WORKDIR | /tmp/herd-<ns>-<shard> | own dir (kubeconfigs, helm, charts); emptied at start |
-| HERD_HEALTH_PORT | 8081 | liveness endpoint /healthz, leader and standby (0 = off) |
-| HERD_SHARD | "" | handle only Stacks labelled herd.suse.com/shard=<this> ("" = unlabelled ones) |
-| HERD_LEASE_SECONDS | 15 | leader-election Lease duration (renewed every fifth of it) |
-| HERD_SHUTDOWN_SECONDS | 15 | on SIGTERM, running helm may finish for this long (< pod grace) |
-| HERD_TENANCY | grants | grants: other namespaces' Stacks get what ClusterGrants give; open |
-| HERD_EGRESS_DENY_CIDRS | RKE2, kubeadm ranges | tenant repos may not resolve here (plan.egress) |
-| HERD_EGRESS_ALLOW_CIDRS | "" | tenant repos may resolve here (never metadata, API server) |
-| HERD_EGRESS_ALLOW_HOSTS | "" | tenant repos on these `host` or `host:port` are never refused |
-| HERD_ALLOW_EXEC_KUBECONFIGS | false | true: kubeconfigs may run `exec` / `auth-provider` |
+`herd.settings` reads every `HERD_*` variable (its table documents them); `OperatorConfig.of`
+turns those values into the types the operator's layers use (the tenancy `Mode`, the
+`EgressPolicy`, the rollout's limits, the check workers' `Limits`) and fills in the defaults
+that belong to those layers.
 
-Hostile input and shutdown (`herd.helm.worker`, `herd.operator.shutdown`):
-
-| variable | default | meaning |
-|---|---|---|
-| HERD_CHECK_SECONDS | 10 | a render check or CRD read of a chart is stopped after this long |
-| HERD_CHECK_MEMORY_MB | 1024 | address-space limit of the worker processes that run those checks |
-| HERD_CHECK_WORKERS | 2 | worker processes (checks at once) |
-| HERD_EXIT_SECONDS | shutdown + 10 | once stopping (SIGTERM, Lease lost), exit within this |
+Callers: `herd.operator.handlers` (at start), `herd.operator.runtime`, tests.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
+from herd.helm import worker
 from herd.plan.desired import DEFAULT_STUCK_SECONDS
 from herd.plan.egress import DEFAULT_DENY_CIDRS, EgressPolicy, parse_hosts, parse_networks
 from herd.plan.tenancy import Mode
 from herd.rollout.gates import DEFAULT_LIMITS
+from herd.settings import HelmSettings, Settings
 
+T = TypeVar("T")
 EXIT_MARGIN_SECONDS = 10.0  # after helm's budget: kopf's own stop, the Lease hand-over
 
 
 @dataclass(frozen=True)
 class OperatorConfig:
-    namespace: str = "herd-system"
-    rancher_namespaces: tuple[str, ...] = ("fleet-default",)
-    resync_seconds: float = 300.0
-    retry_seconds: float = 30.0
-    fleet_seconds: float = 10.0
+    namespace: str = Settings.namespace
+    rancher_namespaces: tuple[str, ...] = Settings.rancher_namespaces
+    resync_seconds: float = Settings.resync_seconds
+    retry_seconds: float = Settings.retry_seconds
+    fleet_seconds: float = Settings.fleet_seconds
     max_clusters: int = DEFAULT_LIMITS.clusters
     max_helm: int = DEFAULT_LIMITS.helm
-    max_rows: int = 100
-    addons_configmap: str = "herd-addons"
-    metrics_port: int = 8080
-    health_port: int = 8081
-    backoff_max_seconds: float = 300.0
+    max_rows: int = Settings.max_rows
+    addons_configmap: str = Settings.addons_configmap
+    metrics_port: int = Settings.metrics_port
+    health_port: int = Settings.health_port
+    backoff_max_seconds: float = Settings.backoff_max_seconds
     stuck_seconds: float = DEFAULT_STUCK_SECONDS
     workdir: Path | None = None  # None: `work_directory()`'s default
-    shard: str = ""
-    lease_seconds: float = 15.0
-    shutdown_seconds: float = 15.0
+    shard: str = Settings.shard
+    lease_seconds: float = Settings.lease_seconds
+    shutdown_seconds: float = Settings.shutdown_seconds
     tenancy: Mode = Mode.GRANTS
     # Egress and credentials (issue 20): the deny list for tenant repository hosts
     # (`herd.plan.egress`), and whether kubeconfig `exec`/`auth-provider` plugins may run.
-    egress: EgressPolicy = field(default_factory=lambda: _egress({}))
-    allow_exec_kubeconfigs: bool = False
+    egress: EgressPolicy = field(default_factory=lambda: _egress(Settings()))
+    allow_exec_kubeconfigs: bool = Settings.allow_exec_kubeconfigs
     # hostile input and shutdown
-    check_seconds: float = 10.0
-    check_memory_mb: int = 1024
-    check_workers: int = 2
+    check_seconds: float = Settings.check_seconds
+    check_memory_mb: int = Settings.check_memory_mb
+    check_workers: int = Settings.check_workers
     exit_seconds: float | None = None  # None: shutdown_seconds + EXIT_MARGIN_SECONDS
+    stall_checks: bool = False  # tests: every check hangs in a controller thread
+    helm: HelmSettings = field(default_factory=HelmSettings)
 
     @property
     def exit_budget(self) -> float:
@@ -89,45 +66,49 @@ class OperatorConfig:
         return self.shutdown_seconds + EXIT_MARGIN_SECONDS
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> OperatorConfig:
-        def number(name: str, default: float) -> float:
-            raw = env.get(name)
-            try:
-                return float(raw) if raw else default
-            except ValueError:
-                raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
+        """The configuration of `env` (default: this process's environment)."""
+        return cls.of(Settings.from_env(env))
 
+    @classmethod
+    def of(cls, settings: Settings) -> OperatorConfig:
         base = cls()
-        rancher = env.get("HERD_RANCHER_NAMESPACES")
         return cls(
-            namespace=env.get("HERD_NAMESPACE", base.namespace),
-            rancher_namespaces=(
-                tuple(n.strip() for n in rancher.split(",") if n.strip())
-                if rancher is not None
-                else base.rancher_namespaces
-            ),
-            resync_seconds=number("HERD_RESYNC_SECONDS", base.resync_seconds),
-            retry_seconds=number("HERD_RETRY_SECONDS", base.retry_seconds),
-            fleet_seconds=number("HERD_FLEET_SECONDS", base.fleet_seconds),
-            max_clusters=int(number("HERD_MAX_CLUSTERS", base.max_clusters)),
-            max_helm=int(number("HERD_MAX_HELM", base.max_helm)),
-            max_rows=int(number("HERD_MAX_ROWS", base.max_rows)),
-            addons_configmap=env.get("HERD_ADDONS_CONFIGMAP", base.addons_configmap),
-            metrics_port=int(number("HERD_METRICS_PORT", base.metrics_port)),
-            health_port=int(number("HERD_HEALTH_PORT", base.health_port)),
-            backoff_max_seconds=number("HERD_BACKOFF_MAX_SECONDS", base.backoff_max_seconds),
-            stuck_seconds=number("HERD_STUCK_SECONDS", base.stuck_seconds),
-            workdir=Path(env["HERD_WORKDIR"]) if env.get("HERD_WORKDIR") else None,
-            shard=_shard(env.get("HERD_SHARD", base.shard)),
-            lease_seconds=number("HERD_LEASE_SECONDS", base.lease_seconds),
-            shutdown_seconds=number("HERD_SHUTDOWN_SECONDS", base.shutdown_seconds),
-            tenancy=_tenancy(env.get("HERD_TENANCY", "")),
-            egress=_egress(env),
-            allow_exec_kubeconfigs=_flag(env, "HERD_ALLOW_EXEC_KUBECONFIGS"),
-            check_seconds=number("HERD_CHECK_SECONDS", base.check_seconds),
-            check_memory_mb=int(number("HERD_CHECK_MEMORY_MB", base.check_memory_mb)),
-            check_workers=int(number("HERD_CHECK_WORKERS", base.check_workers)),
-            exit_seconds=number("HERD_EXIT_SECONDS", 0) or None,
+            namespace=settings.namespace,
+            rancher_namespaces=settings.rancher_namespaces,
+            resync_seconds=settings.resync_seconds,
+            retry_seconds=settings.retry_seconds,
+            fleet_seconds=settings.fleet_seconds,
+            max_clusters=_or(settings.max_clusters, base.max_clusters),
+            max_helm=_or(settings.max_helm, base.max_helm),
+            max_rows=settings.max_rows,
+            addons_configmap=settings.addons_configmap,
+            metrics_port=settings.metrics_port,
+            health_port=settings.health_port,
+            backoff_max_seconds=settings.backoff_max_seconds,
+            stuck_seconds=_or(settings.stuck_seconds, base.stuck_seconds),
+            workdir=settings.workdir,
+            shard=settings.shard,
+            lease_seconds=settings.lease_seconds,
+            shutdown_seconds=settings.shutdown_seconds,
+            tenancy=Mode(settings.tenancy),
+            egress=_egress(settings),
+            allow_exec_kubeconfigs=settings.allow_exec_kubeconfigs,
+            check_seconds=settings.check_seconds,
+            check_memory_mb=settings.check_memory_mb,
+            check_workers=settings.check_workers,
+            exit_seconds=settings.exit_seconds,
+            stall_checks=settings.stall_checks,
+            helm=settings.helm,
+        )
+
+    def worker_limits(self) -> worker.Limits:
+        """The check workers' limits (`herd.helm.worker.configure`, once at start)."""
+        return worker.Limits(
+            self.check_seconds,
+            self.check_memory_mb * worker.MIB,
+            self.check_workers,
+            stall=self.stall_checks,
         )
 
     def work_directory(self) -> Path:
@@ -135,42 +116,15 @@ class OperatorConfig:
         return self.workdir or Path(f"/tmp/herd-{self.namespace}-{self.shard or 'default'}")  # noqa: S108 (C5: 0700, own)
 
 
-# A label value that also fits the Lease's name and the shard's finalizer name
-# (herd.suse.com/finalizer-<shard>: at most 63 characters after the slash).
-_SHARD = re.compile(r"[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?")
+def _or(value: T | None, default: T) -> T:
+    return default if value is None else value
 
 
-def _egress(env: Mapping[str, str]) -> EgressPolicy:
-    """HERD_EGRESS_*: the deny list (default: RKE2/k3s and kubeadm ranges) and allow lists."""
-    deny = env.get("HERD_EGRESS_DENY_CIDRS", DEFAULT_DENY_CIDRS)
+def _egress(settings: Settings) -> EgressPolicy:
+    """The deny list (default: RKE2/k3s and kubeadm ranges) and the allow lists."""
+    deny = _or(settings.egress_deny_cidrs, DEFAULT_DENY_CIDRS)
     return EgressPolicy(
         deny_networks=parse_networks(deny, "HERD_EGRESS_DENY_CIDRS"),
-        allow_networks=parse_networks(
-            env.get("HERD_EGRESS_ALLOW_CIDRS", ""), "HERD_EGRESS_ALLOW_CIDRS"
-        ),
-        allow_hosts=parse_hosts(env.get("HERD_EGRESS_ALLOW_HOSTS", "")),
+        allow_networks=parse_networks(settings.egress_allow_cidrs, "HERD_EGRESS_ALLOW_CIDRS"),
+        allow_hosts=parse_hosts(settings.egress_allow_hosts),
     )
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw not in ("", "true", "false"):
-        raise ValueError(f"{name} must be true or false, got {raw!r}")
-    return raw == "true"
-
-
-def _tenancy(raw: str) -> Mode:
-    value = raw.strip().lower() or Mode.GRANTS.value
-    try:
-        return Mode(value)
-    except ValueError:
-        raise ValueError(f"HERD_TENANCY must be grants or open, got {raw!r}") from None
-
-
-def _shard(raw: str) -> str:
-    shard = raw.strip()
-    if shard and not _SHARD.fullmatch(shard):
-        raise ValueError(
-            f"HERD_SHARD must be lowercase letters, digits and '-' (at most 53), got {raw!r}"
-        )
-    return shard

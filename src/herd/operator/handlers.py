@@ -211,11 +211,7 @@ def run(*, namespaces: list[str] | None = None) -> None:
 
 async def _main(config: OperatorConfig, namespaces: list[str]) -> int:
     workdir = open_workdir(config)  # before any API client writes its key files
-    worker.configure(
-        worker.Limits(
-            config.check_seconds, config.check_memory_mb * worker.MIB, config.check_workers
-        )
-    )
+    worker.configure(config.worker_limits())
     api = api_client_from_kubeconfig(None)
     elector = LeaderElector(
         api, config.namespace, lease_name(config.shard), identity(), config.lease_seconds

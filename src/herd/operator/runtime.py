@@ -32,8 +32,8 @@ from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.clusters.sources import ClusterSource, RancherSource, SecretSource
 from herd.engine.engine import Engine
 from herd.errors import HerdError
-from herd.helm.client import HelmEnvironment
 from herd.helm.egress_guard import api_server_endpoint
+from herd.helm.environment import HelmEnvironment
 from herd.helm.workdir import keep_temp_files_in, prepare
 from herd.kube.chart_secrets import KubeSourcesReader
 from herd.kube.client import api_client_from_kubeconfig
@@ -88,7 +88,7 @@ class Runtime:
             api, self.workdir / "kubeconfigs", allow_exec=config.allow_exec_kubeconfigs
         )
         self.inventory = Inventory(sources, self.store)
-        self.env = HelmEnvironment(self.workdir / "helm")
+        self.env = HelmEnvironment(self.workdir / "helm", settings=config.helm)
         self.addons = addons or AddonCatalog.from_cluster(
             api, config.namespace, config.addons_configmap
         )

@@ -3,7 +3,7 @@
 A `ChartSource` is one chart's credentials (from the Secret `charts[].credentials`
 names), private CA (`charts[].caSecretName`, key `ca.crt`) and TLS flags
 (`insecureSkipTLSVerify`, `plainHTTP`). `herd.kube.chart_secrets` reads the Secrets and calls
-`chart_source`; `herd.helm.client.ChartCache` turns a source into helm's registry config
+`chart_source`; `herd.helm.chart_cache.ChartCache` turns a source into helm's registry config
 (`registry_config`) or repository config (`repository_config`), 0600 files in Herd's
 private helm home, never command-line arguments.
 

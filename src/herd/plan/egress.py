@@ -5,7 +5,7 @@ loopback, at the management cluster's API server or at an in-cluster Service, a 
 would be a request Herd makes from inside the management cluster on the tenant's behalf
 (SSRF). `EgressPolicy` is the deny list, the admins' allow list, and `decide` the verdict
 for one repository URL and the addresses its host resolved to. The resolution itself is
-I/O: `herd.helm.egress_guard` does it, just before the pull (`herd.helm.client.ChartCache`).
+I/O: `herd.helm.egress_guard` does it, just before the pull (`herd.helm.chart_cache.ChartCache`).
 
 The rules, in the order a refusal names them:
 - hard ones, which an allowed CIDR does not lift: the cloud metadata addresses, and the

@@ -31,9 +31,11 @@ from pathlib import Path
 
 from herd.addons.gpu.fit import watch_fit
 from herd.api.v1 import ChartSpec
+from herd.helm.chart_cache import ChartCache
 from herd.helm.chart_crds import crd_note
-from herd.helm.client import ChartCache, ClusterHelm, HelmFailure
+from herd.helm.client import ClusterHelm
 from herd.helm.crd_apply import CrdStep
+from herd.helm.failures import HelmFailure
 from herd.plan.desired import (
     DEFAULT_STUCK_SECONDS,
     HELD_MESSAGE,

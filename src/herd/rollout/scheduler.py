@@ -36,7 +36,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from herd.errors import TransientError
-from herd.helm.client import ChartCache, ClusterHelm, HelmEnvironment, HelmFailure
+from herd.helm.chart_cache import ChartCache
+from herd.helm.client import ClusterHelm
+from herd.helm.environment import HelmEnvironment
+from herd.helm.failures import HelmFailure
 from herd.plan.desired import (
     Action,
     Decision,

