@@ -45,8 +45,9 @@ from e2e.testbed.tenant_identity import (
     remove_tenant_rbac,
     settles_to,
 )
-from herd.clusters.tenant_rbac import TENANT_LABEL, provision
+from herd.clusters.tenant_rbac import provision
 from herd.kube.client import api_client_from_kubeconfig
+from herd.names import TENANT_LABEL
 
 
 @pytest.fixture(scope="module")

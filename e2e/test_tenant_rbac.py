@@ -19,8 +19,9 @@ from kubernetes import client
 from e2e.testbed.chartrepo import ChartRepo, helm_binary, helm_env, run_helm
 from e2e.testbed.controlplane import Cluster as BedCluster
 from herd.api.grants import parse_grant
-from herd.clusters.tenant_rbac import TENANT_LABEL, provision
+from herd.clusters.tenant_rbac import provision
 from herd.kube.client import api_client_from_kubeconfig
+from herd.names import TENANT_LABEL
 from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.tenancy import ForbiddenObject, Grants, forbidden_objects, grants_for
 

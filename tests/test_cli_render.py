@@ -12,11 +12,9 @@ from herd.api import SkippedCluster, parse_stack
 from herd.api.v1 import Stack
 from herd.cli import render
 from herd.engine.engine import Preview, StackResult
+from herd.names import LABEL_CHART, LABEL_CONFIG, LABEL_STACK
 from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.desired import (
-    LABEL_CHART,
-    LABEL_CONFIG,
-    LABEL_STACK,
     Action,
     ObservedRelease,
     ReleaseKey,

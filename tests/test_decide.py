@@ -12,11 +12,9 @@ from typing import Any
 import pytest
 
 from herd.api import StackSpec
+from herd.names import LABEL_CONFIG, LABEL_MANAGER, LABEL_STACK
 from herd.plan.desired import (
     HELD_MESSAGE,
-    LABEL_CONFIG,
-    LABEL_MANAGER,
-    LABEL_STACK,
     SHARED_OWNER,
     Action,
     ObservedRelease,

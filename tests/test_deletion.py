@@ -6,7 +6,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from herd.plan.deletion import ORPHAN_ANNOTATION, decide, orphaned_clusters
+from herd.names import ORPHAN_ANNOTATION
+from herd.plan.deletion import decide, orphaned_clusters
 
 A, B, C = "c-a", "c-b", "c-c"
 

@@ -7,17 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from herd.api import SkippedCluster, StackSpec
+from herd.names import LABEL_CHART, LABEL_STACK, LABEL_VERSION
 from herd.plan.clusters import Cluster, KubeconfigRef
-from herd.plan.desired import (
-    LABEL_CHART,
-    LABEL_STACK,
-    LABEL_VERSION,
-    Action,
-    Decision,
-    ObservedRelease,
-    ReleaseKey,
-    plan_stack,
-)
+from herd.plan.desired import Action, Decision, ObservedRelease, ReleaseKey, plan_stack
 from herd.plan.results import ReleaseResult, State
 from herd.status.dryrun import DRY_RUN, dry_run_status, message, planned, summary, unreachable_rows
 

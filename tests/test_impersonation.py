@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from herd.names import MANAGED_LABEL
 from herd.plan.impersonation import (
     CLUSTER_ROLE,
-    MANAGED_LABEL,
     changes,
     protected,
     role_binding,

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import kopf
 import pytest
 
+from herd.names import SHARD_LABEL
 from herd.operator.config import OperatorConfig
-from herd.operator.handlers import SHARD_LABEL, finalizer, shard_filter
+from herd.operator.handlers import finalizer, shard_filter
 from herd.operator.leader import (
     LeaseRecord,
     Observation,

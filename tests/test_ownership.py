@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from herd.names import LABEL_STACK
 from herd.plan.deletion import decide as deletion_decide
 from herd.plan.desired import Action, ObservedRelease, ReleaseKey
 from herd.plan.ownership import (
@@ -23,7 +24,6 @@ from herd.plan.ownership import (
     next_record,
     pinned,
 )
-from herd.plan.releases import LABEL_STACK
 from herd.plan.results import ReleaseResult, State
 from herd.rollout.actions import calls_lookup
 

@@ -8,12 +8,8 @@ import pytest
 
 from herd.api import ChartSpec, StackSpec
 from herd.errors import SpecError
+from herd.names import LABEL_CHART, LABEL_CONFIG, LABEL_STACK, LABEL_VERSION, LABEL_WAVE
 from herd.plan.desired import (
-    LABEL_CHART,
-    LABEL_CONFIG,
-    LABEL_STACK,
-    LABEL_VERSION,
-    LABEL_WAVE,
     SHARED_OWNER,
     Action,
     ObservedRelease,

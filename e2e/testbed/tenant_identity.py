@@ -18,7 +18,7 @@ from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.herd_controller import kubectl
 from e2e.testbed.rancher_proxy import RancherProxy
 from herd.api.grants import parse_grant
-from herd.clusters.tenant_rbac import TENANT_LABEL
+from herd.names import TENANT_LABEL
 from herd.plan.tenancy import Grants, grants_for
 
 ADDON_NAMESPACES = ("suse-observability", "cattle-neuvector-system")

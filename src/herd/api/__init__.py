@@ -3,7 +3,6 @@
 from herd.api.parse import parse_spec, parse_stack
 from herd.api.v1 import (
     API_VERSION,
-    GROUP,
     KIND,
     PLURAL,
     VERSION,
@@ -27,7 +26,6 @@ from herd.api.v1 import (
 
 __all__ = [
     "API_VERSION",
-    "GROUP",
     "KIND",
     "PLURAL",
     "VERSION",

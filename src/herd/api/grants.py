@@ -15,8 +15,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from herd.api.parse import problems_of
-from herd.api.v1 import DNS1123_LABEL, GROUP, VERSION, LabelSelector, _Model
+from herd.api.v1 import DNS1123_LABEL, VERSION, LabelSelector, _Model
 from herd.errors import SpecError
+from herd.names import GROUP
 
 GRANT_API_VERSION = f"{GROUP}/{VERSION}"
 GRANT_KIND = "ClusterGrant"

@@ -24,7 +24,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-GROUP = "herd.suse.com"
+from herd.names import GROUP
+
 VERSION = "v1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "Stack"

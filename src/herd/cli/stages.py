@@ -25,14 +25,15 @@ from typing import Any
 
 from kubernetes import client
 
-from herd.api import GROUP, PLURAL, VERSION
+from herd.api import PLURAL, VERSION
 from herd.api.v1 import Stack
 from herd.cli.render import EXIT_CHANGES, EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from herd.engine.engine import Engine, Preview, StackResult
 from herd.errors import Problem, SpecError
 from herd.kube.client import api_client_from_kubeconfig
+from herd.names import APPROVE_ANNOTATION, GROUP
 from herd.plan.results import State
-from herd.plan.stages import APPROVE_ANNOTATION, RolloutState
+from herd.plan.stages import RolloutState
 from herd.rollout.scheduler import Progress
 from herd.rollout.staged import StagedOutcome, StageInputs
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from herd.names import CLUSTER_ID_ANNOTATION, CLUSTER_SECRET_LABEL, PREFIX
 from herd.plan.clusters import Cluster, KubeconfigRef
 
 RANCHER_GROUP = "provisioning.cattle.io"
@@ -21,10 +22,7 @@ RANCHER_SECRET_KEY = "value"
 # Rancher (pkg/provisioningv2/kubeconfig) labels each Cluster's kubeconfig Secret with it.
 RANCHER_SECRET_SELECTOR = "cluster.x-k8s.io/cluster-name"
 
-HERD_PREFIX = "herd.suse.com/"
-CLUSTER_SECRET_LABEL = f"{HERD_PREFIX}cluster"
 CLUSTER_SECRET_SELECTOR = f"{CLUSTER_SECRET_LABEL}=true"
-CLUSTER_ID_ANNOTATION = f"{HERD_PREFIX}cluster-id"
 CLUSTER_SECRET_KEYS = ("kubeconfig", "value")
 
 
@@ -68,7 +66,7 @@ def secret_cluster(body: Mapping[str, Any], key: str | None = None) -> Cluster:
     annotations = metadata.get("annotations") or {}
     if key is None:
         key = secret_key(body)
-    labels = {k: v for k, v in _labels(metadata).items() if not k.startswith(HERD_PREFIX)}
+    labels = {k: v for k, v in _labels(metadata).items() if not k.startswith(PREFIX)}
     return Cluster(
         id=str(annotations.get(CLUSTER_ID_ANNOTATION) or name),
         name=name,

@@ -48,6 +48,7 @@ from kubernetes.client.exceptions import ApiException
 
 from herd.errors import TransientError
 from herd.kube.client import API_ERRORS, NOT_FOUND, api_error_summary, read_json
+from herd.names import TENANT_LABEL
 from herd.plan.tenancy import (
     IDENTITY_NAMESPACE,
     Grants,
@@ -57,7 +58,6 @@ from herd.plan.tenancy import (
 )
 
 FIELD_MANAGER = "herd"
-TENANT_LABEL = "herd.suse.com/tenant"
 ADMIN_CLUSTER_ROLE = "admin"
 RBAC_API = "rbac.authorization.k8s.io/v1"
 _APPLY = "application/apply-patch+yaml"

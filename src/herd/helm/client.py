@@ -28,7 +28,8 @@ from pyhelm3 import errors as helm_errors
 from herd.helm.environment import HelmEnvironment
 from herd.helm.failures import FailureKind, HelmFailure, classify
 from herd.kube.client import api_client_from_kubeconfig, api_error_summary
-from herd.plan.desired import LABEL_MANAGER, LABEL_STACK, DesiredRelease, ObservedRelease
+from herd.names import LABEL_MANAGER, LABEL_STACK
+from herd.plan.desired import DesiredRelease, ObservedRelease
 from herd.plan.tenancy import Identity
 
 HISTORY_MAX = 10

@@ -11,9 +11,10 @@ from __future__ import annotations
 from kubernetes import client
 
 from herd.api.grants import GRANT_PLURAL, ClusterGrant
-from herd.api.v1 import GROUP, VERSION
+from herd.api.v1 import VERSION
 from herd.errors import TransientError
 from herd.kube.client import API_ERRORS, api_error_summary, read_json
+from herd.names import GROUP
 from herd.plan.tenancy import parse_grants
 
 

@@ -29,13 +29,12 @@ from kubernetes.client.exceptions import ApiException
 
 from herd.errors import TransientError
 from herd.kube.client import NOT_FOUND, api_client_from_kubeconfig, api_error_summary, read_json
+from herd.names import OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL
 from herd.plan.ownership import RECORD_KEY, Owned, Releases, StackRef, decode, encode
 from herd.plan.tenancy import RECORDS_NAMESPACE
 
 logger = logging.getLogger(__name__)
 DOWNSTREAM_NAMESPACE = RECORDS_NAMESPACE  # no tenant may use it (`herd.plan.tenancy`)
-LABEL_NAMESPACE = "herd.suse.com/stack-namespace"
-LABEL_NAME = "herd.suse.com/stack-name"
 _TIMEOUT = 15
 
 
@@ -56,8 +55,8 @@ def _body(stack: StackRef, namespace: str, data: str) -> dict[str, Any]:
             "namespace": namespace,
             "labels": {
                 "app.kubernetes.io/managed-by": "herd",
-                LABEL_NAMESPACE: stack.namespace,
-                LABEL_NAME: stack.name[:63],
+                OWNER_NAMESPACE_LABEL: stack.namespace,
+                OWNER_NAME_LABEL: stack.name[:63],
             },
         },
         "data": {RECORD_KEY: data},

@@ -36,23 +36,21 @@ from typing import Any
 
 import kopf
 
-from herd.api import GROUP, PLURAL, VERSION
+from herd.api import PLURAL, VERSION
 from herd.errors import TransientError
 from herd.helm import worker
 from herd.helm.workdir import ensure
 from herd.kube.client import api_client_from_kubeconfig
+from herd.names import APPROVE_ANNOTATION, GROUP, RECONCILE_AT, SHARD_LABEL
 from herd.operator import metrics
 from herd.operator.config import OperatorConfig
 from herd.operator.impersonation import keep_bindings
-from herd.operator.keeper import RECONCILE_AT
 from herd.operator.leader import LeaderElector, identity, lease_name, serve_health
 from herd.operator.runtime import Runtime, open_workdir
 from herd.operator.shutdown import Watchdog
-from herd.plan.stages import APPROVE_ANNOTATION
 from herd.plan.tenancy import Mode
 
 STACKS = (GROUP, VERSION, PLURAL)
-SHARD_LABEL = f"{GROUP}/shard"
 EXIT_LOST = 1  # leadership lost: the pod restarts and stands by
 SETTLE_SECONDS = 10.0  # after helm is idle: kopf's own stop (final status writes)
 

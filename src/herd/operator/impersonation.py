@@ -29,15 +29,9 @@ from kubernetes import client
 from herd.errors import HerdError
 from herd.kube.client import API_ERRORS, api_error_summary, read_json
 from herd.kube.grants import list_grants
+from herd.names import MANAGED_LABEL
 from herd.operator.config import OperatorConfig
-from herd.plan.impersonation import (
-    MANAGED_LABEL,
-    ROLE_BINDING,
-    changes,
-    role_binding,
-    subject,
-    wanted_namespaces,
-)
+from herd.plan.impersonation import ROLE_BINDING, changes, role_binding, subject, wanted_namespaces
 from herd.plan.tenancy import Mode
 
 logger = logging.getLogger(__name__)

@@ -33,13 +33,14 @@ from herd.api import StackStatus, parse_stack
 from herd.api.v1 import RolloutStatus, Stack
 from herd.engine.engine import StackResult
 from herd.errors import SpecError, TransientError
+from herd.names import APPROVE_ANNOTATION, RECONCILE_AT
 from herd.operator import metrics
 from herd.operator.events import Events, Logger, StackEvents, describe_error, log_release
 from herd.operator.statuswriter import Gone, StatusWriter
 from herd.plan.desired import ReleaseKey
 from herd.plan.results import ReleaseResult, State, now
 from herd.plan.retry import Backoff, jitter, next_delay
-from herd.plan.stages import APPROVE_ANNOTATION, RolloutState
+from herd.plan.stages import RolloutState
 from herd.plan.tenancy import Grants
 from herd.plan.values import follows_facts
 from herd.rollout.staged import StageInputs
@@ -50,7 +51,6 @@ from herd.status.rollout import rollout_events, with_rollout
 if TYPE_CHECKING:
     from herd.operator.runtime import Runtime
 
-RECONCILE_AT = "herd.suse.com/reconcile-at"
 STATUS_INTERVAL = 1.0
 WRITE_BACKOFF_MAX = 5.0  # status lags a management API outage by at most this much
 IN_BACKOFF = "retrying in backoff"

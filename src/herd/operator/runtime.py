@@ -25,7 +25,7 @@ from kubernetes import client
 
 from herd.addons.catalog import AddonCatalog
 from herd.addons.probe import AddonProbe
-from herd.api import GROUP, PLURAL, VERSION, StackStatus
+from herd.api import PLURAL, VERSION, StackStatus
 from herd.api.grants import ClusterGrant
 from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
@@ -40,6 +40,7 @@ from herd.kube.client import api_client_from_kubeconfig
 from herd.kube.grants import list_grants
 from herd.kube.owned import ManagementOwnership
 from herd.kube.values_from import KubeValuesReader
+from herd.names import APPROVE_ANNOTATION, GROUP
 from herd.operator import metrics, teardown
 from herd.operator.config import OperatorConfig
 from herd.operator.events import Events, Logger
@@ -48,7 +49,6 @@ from herd.operator.keeper import Keeper
 from herd.operator.statuswriter import Gone
 from herd.plan.clusters import Cluster
 from herd.plan.egress import EgressPolicy
-from herd.plan.stages import APPROVE_ANNOTATION
 from herd.plan.tenancy import Grants, Mode, affected_namespaces, grants_for
 from herd.rollout.gates import Gates, Limits
 

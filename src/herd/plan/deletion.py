@@ -24,7 +24,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-ORPHAN_ANNOTATION = "herd.suse.com/orphan-clusters"
+from herd.names import ORPHAN_ANNOTATION
+
 DELETE = "Delete"
 ORPHAN = "Orphan"
 

@@ -30,16 +30,11 @@ from typing import Any
 
 from herd.api.v1 import ChartSpec, StackSpec, ValuesSource
 from herd.errors import Problem, SpecError
+from herd.names import LABEL_CONFIG
 from herd.plan.chart_sources import ChartSource
 from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.graph import ChartGraph
 from herd.plan.releases import (
-    LABEL_CHART,
-    LABEL_CONFIG,
-    LABEL_MANAGER,
-    LABEL_STACK,
-    LABEL_VERSION,
-    LABEL_WAVE,
     MANAGERS,
     SHARED_OWNER,
     DesiredRelease,
@@ -53,12 +48,6 @@ from herd.plan.values import ClusterValuesError, rendered_layers
 from herd.plan.values import spec_problems as template_problems
 
 __all__ = [
-    "LABEL_CHART",
-    "LABEL_CONFIG",
-    "LABEL_MANAGER",
-    "LABEL_STACK",
-    "LABEL_VERSION",
-    "LABEL_WAVE",
     "MANAGERS",
     "SHARED_OWNER",
     "Action",

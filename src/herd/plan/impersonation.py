@@ -20,9 +20,10 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from herd.names import MANAGED_LABEL
+
 CLUSTER_ROLE = "herd-impersonate-serviceaccounts"
 ROLE_BINDING = "herd-impersonate-serviceaccounts"
-MANAGED_LABEL = "herd.suse.com/impersonation"  # on the RoleBindings Herd keeps
 PROTECTED_PREFIXES = ("kube-", "cattle-", "fleet-")
 SA_PREFIX = "system:serviceaccount:"
 

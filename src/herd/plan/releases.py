@@ -16,18 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from herd.api.v1 import ChartSpec
+from herd.names import (
+    LABEL_CHART,
+    LABEL_CONFIG,
+    LABEL_MANAGER,
+    LABEL_STACK,
+    LABEL_VERSION,
+    LABEL_WAVE,
+)
 from herd.plan.chart_sources import ChartSource
 
-# Labels Herd puts on the helm releases it manages (helm --labels; stored on the
-# release's storage Secret, so one metadata list per cluster shows all of them).
-LABEL_STACK = "herd.suse.com/stack"
-LABEL_CHART = "herd.suse.com/chart"
-LABEL_WAVE = "herd.suse.com/wave"
-LABEL_CONFIG = "herd.suse.com/config"
-LABEL_VERSION = "herd.suse.com/chart-version"
-# Which face of Herd installed the release: "operator" or "cli" (C2). A release without
-# it (older Herd) counts as the caller's.
-LABEL_MANAGER = "herd.suse.com/managed-by"
 MANAGERS = {"operator": "the Herd operator", "cli": "herd apply (CLI)"}
 
 # Add-on releases (NeuVector, the observability agent) serve every Stack on a cluster:

@@ -33,11 +33,10 @@ from herd.api.v1 import (
     RolloutStage,
     Targets,
 )
+from herd.names import APPROVE_ANNOTATION
 from herd.plan.clusters import Cluster
 from herd.plan.desired import DesiredRelease
 from herd.plan.targets import targets_match
-
-APPROVE_ANNOTATION = "herd.suse.com/approve"
 
 
 class RolloutState(enum.StrEnum):

@@ -36,10 +36,10 @@ from herd.helm.chart_crds import crd_note
 from herd.helm.client import ClusterHelm
 from herd.helm.crd_apply import CrdStep
 from herd.helm.failures import HelmFailure
+from herd.names import LABEL_CONFIG
 from herd.plan.desired import (
     DEFAULT_STUCK_SECONDS,
     HELD_MESSAGE,
-    LABEL_CONFIG,
     Action,
     Decision,
     DesiredRelease,
