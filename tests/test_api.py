@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from herd.api import Toggle, duration_seconds, parse_spec, parse_stack
+from herd.api.v1 import DeletionPolicy
 from herd.errors import SpecError
 from tests.conftest import chart, stack_body
 
@@ -140,3 +141,12 @@ def test_values_sections_parse() -> None:
 )
 def test_duration_seconds(duration: str, seconds: float) -> None:
     assert duration_seconds(duration) == pytest.approx(seconds)
+
+
+def test_deletion_policy_is_one_enum() -> None:
+    spec = {"targets": {}, "charts": [chart("a")]}
+    assert parse_spec(spec).deletion_policy is DeletionPolicy.DELETE
+    orphan = parse_spec({**spec, "deletionPolicy": "Orphan"})
+    assert orphan.deletion_policy is DeletionPolicy.ORPHAN
+    with pytest.raises(SpecError, match="deletionPolicy"):
+        parse_spec({**spec, "deletionPolicy": "Keep"})

@@ -81,6 +81,20 @@ class Toggle(enum.StrEnum):
     DISABLED = "disabled"
 
 
+class DeletionPolicy(enum.StrEnum):
+    """What deleting a Stack does to its releases (`spec.deletionPolicy`)."""
+
+    DELETE = "Delete"
+    ORPHAN = "Orphan"
+
+
+# Inline in the CRD, as a string enum (a $ref would be inlined with its keys reordered).
+DeletionPolicyField = Annotated[
+    DeletionPolicy,
+    WithJsonSchema({"enum": [policy.value for policy in DeletionPolicy], "type": "string"}),
+]
+
+
 def _toggle(value: object) -> object:
     if isinstance(value, bool):
         return Toggle.ENABLED if value else Toggle.DISABLED
@@ -540,8 +554,8 @@ class StackSpec(_Model):
             "do (status Planned, action install, upgrade, uninstall, conflict or nothing)."
         ),
     )
-    deletion_policy: Literal["Delete", "Orphan"] = Field(
-        default="Delete",
+    deletion_policy: DeletionPolicyField = Field(
+        default=DeletionPolicy.DELETE,
         description=(
             "What deleting the Stack does to its releases: Delete uninstalls them from every "
             "cluster that holds them (waiting for unreachable ones); Orphan leaves them."

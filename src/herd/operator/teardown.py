@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from herd.api.v1 import DeletionPolicy
 from herd.errors import TransientError
 from herd.operator.events import Logger, log_release
 from herd.operator.keeper import parse_status, previous_targets
@@ -47,8 +48,8 @@ async def delete(runtime: Runtime, body: Any, logger: Logger) -> None:
     if not await runtime.stop_keeping(key, timeout=KEEPER_WAIT):
         raise TransientError("waiting for the Stack's current pass to finish", delay=5.0)
     previous = runtime.last_status(key) or parse_status(body)
-    policy = (body.get("spec") or {}).get("deletionPolicy") or deletion.DELETE
-    if policy == deletion.ORPHAN:
+    policy = (body.get("spec") or {}).get("deletionPolicy") or DeletionPolicy.DELETE
+    if policy == DeletionPolicy.ORPHAN:
         logger.info("deletionPolicy Orphan: the Stack's releases stay where they are")
         runtime.forget(key)
         return

@@ -26,9 +26,6 @@ from dataclasses import dataclass
 
 from herd.names import ORPHAN_ANNOTATION
 
-DELETE = "Delete"
-ORPHAN = "Orphan"
-
 
 def orphaned_clusters(annotations: Mapping[str, str]) -> frozenset[str]:
     """The cluster ids listed in the orphan-clusters annotation (comma separated)."""
