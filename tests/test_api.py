@@ -144,7 +144,7 @@ def test_duration_seconds(duration: str, seconds: float) -> None:
 
 
 def test_deletion_policy_is_one_enum() -> None:
-    spec = {"targets": {}, "charts": [chart("a")]}
+    spec = {"targets": {"clusterIds": ["c1"]}, "charts": [chart("a")]}
     assert parse_spec(spec).deletion_policy is DeletionPolicy.DELETE
     orphan = parse_spec({**spec, "deletionPolicy": "Orphan"})
     assert orphan.deletion_policy is DeletionPolicy.ORPHAN
