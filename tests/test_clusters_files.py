@@ -7,15 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from herd.clusters.files import (
-    OPTIONS_DEST,
-    ClusterConfigError,
-    FileCluster,
-    FileSource,
-    add_cluster_options,
-    load_clusters_file,
-    parse_cluster_options,
-)
+from herd.cli.cluster_options import OPTIONS_DEST, add_cluster_options, parse_cluster_options
+from herd.clusters.files import ClusterConfigError, FileCluster, FileSource, load_clusters_file
 
 
 def parse(argv: list[str]) -> list[FileCluster]:

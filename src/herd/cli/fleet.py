@@ -39,15 +39,9 @@ from herd.api.v1 import Stack, StackSpec
 from herd.cli import addons as addon_file
 from herd.cli import progress as live
 from herd.cli import render, stages
+from herd.cli.cluster_options import OPTIONS_DEST, add_cluster_options, parse_cluster_options
 from herd.cli.documents import load
-from herd.clusters.files import (
-    OPTIONS_DEST,
-    ClusterConfigError,
-    FileCluster,
-    FileSource,
-    add_cluster_options,
-    parse_cluster_options,
-)
+from herd.clusters.files import ClusterConfigError, FileCluster, FileSource
 from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.engine.engine import AddOns, Engine, SourcesReader, ValuesReader
