@@ -39,7 +39,9 @@ import benchmarks._scale_measure as measure
 import yaml
 
 from herd.api import parse_stack
-from herd.api.v1 import ChartSpec, Stack, StackStatus
+from herd.api.charts import ChartSpec
+from herd.api.status import StackStatus
+from herd.api.v1 import Stack
 from herd.clusters.files import FileCluster, FileSource
 from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from herd.api import parse_spec
-from herd.api.v1 import CHART_REF, CHART_VERSION
+from herd.api.common import CHART_REF, CHART_VERSION
 from herd.errors import SpecError
 
 

@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from herd.api.v1 import ChartSpec
+from herd.api.charts import ChartSpec
 from herd.helm.chart_cache import ChartCache
 from herd.helm.egress_guard import RepoGuard
 from herd.helm.environment import HelmEnvironment

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from herd.api.v1 import ChartSpec, Stack, StackSpec
+from herd.api.charts import ChartSpec
+from herd.api.v1 import Stack, StackSpec
 from herd.engine.engine import Engine
 from herd.helm.environment import HelmEnvironment
 from herd.plan.clusters import Cluster

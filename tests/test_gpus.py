@@ -20,7 +20,7 @@ from herd.addons.gpu.demand import (
 )
 from herd.addons.gpu.status import UNAVAILABLE, ReleaseGpus, release_gpus, with_gpus
 from herd.addons.images import manifest_facts
-from herd.api.v1 import DeploymentRow, StackStatus
+from herd.api.status import DeploymentRow, StackStatus
 from herd.operator.events import log_release
 from herd.plan.desired import ReleaseKey
 from herd.plan.results import ReleaseResult, State

@@ -15,7 +15,7 @@ import pytest
 
 from herd.addons.probe import Observation
 from herd.api import StackStatus
-from herd.api.v1 import DeploymentRow
+from herd.api.status import DeploymentRow
 from herd.engine.engine import StackResult
 from herd.errors import TransientError
 from herd.operator import metrics

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from herd.api.charts import ChartSpec
 from herd.api.parse import parse_spec
-from herd.api.v1 import ChartSpec
 from herd.errors import SpecError
 from herd.helm.failures import FailureKind, classify, update_failure
 from herd.helm.source_files import source_files

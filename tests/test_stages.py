@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from herd.api import parse_spec
-from herd.api.v1 import IMPLICIT_STAGE, RolloutSpec, RolloutStatus, StackStatus
+from herd.api.rollout import IMPLICIT_STAGE, RolloutSpec
+from herd.api.status import RolloutStatus, StackStatus
 from herd.errors import SpecError
 from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.stages import (

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from herd.api import SkippedCluster, StackStatus
-from herd.api.v1 import DeploymentRow
+from herd.api.status import DeploymentRow
 from herd.operator.keeper import held_releases, previous_targets
 from herd.plan.desired import Action, ReleaseKey
 from herd.plan.results import ReleaseResult, State

@@ -57,7 +57,8 @@ from herd.addons.config import (
     parse_secret,
 )
 from herd.addons.insights import insights_chart
-from herd.api.v1 import ChartSpec, Stack, StackSpec, Toggle
+from herd.api.charts import ChartSpec
+from herd.api.v1 import Stack, StackSpec, Toggle
 from herd.errors import Problem, SpecError, TransientError
 from herd.kube.client import API_ERRORS, NOT_FOUND, api_error_summary, read_json
 from herd.plan.clusters import Cluster

@@ -38,7 +38,7 @@ from typing import Any, Final
 import yaml
 from pydantic import ValidationError
 
-from herd.api.v1 import ChartSpec, ChartValues
+from herd.api.charts import ChartSpec, ChartValues
 from herd.errors import HerdError, Problem
 
 NEUVECTOR: Final = "neuvector"

@@ -28,7 +28,8 @@ from herd.addons.observability import (
     row_metrics,
 )
 from herd.addons.security import ClusterScan, SecuritySummary, release_verdict, security_summary
-from herd.api.v1 import Condition, DeploymentRow, StackStatus, Toggle
+from herd.api.status import Condition, DeploymentRow, StackStatus
+from herd.api.v1 import Toggle
 from herd.plan.clusters import Cluster
 from herd.plan.desired import StackPlan
 from herd.plan.results import ReleaseResult, State

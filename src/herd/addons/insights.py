@@ -28,7 +28,8 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from herd.api.v1 import ChartSpec, ChartValues, Stack
+from herd.api.charts import ChartSpec, ChartValues
+from herd.api.v1 import Stack
 from herd.helm.bundled import BUNDLED_REPO
 
 INSIGHTS: Final = "herd-insights"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from herd.addons.config import FailOn
-from herd.api.v1 import SecurityStatus
+from herd.api.status import SecurityStatus
 
 ReleaseRef = tuple[str, str]  # (namespace, release name) within one cluster
 

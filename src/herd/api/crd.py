@@ -26,7 +26,8 @@ from herd.api.grants import (
     GRANT_SINGULAR,
     ClusterGrantSpec,
 )
-from herd.api.v1 import KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, StackSpec, StackStatus
+from herd.api.status import StackStatus
+from herd.api.v1 import KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION, StackSpec
 from herd.names import GROUP
 
 Schema = dict[str, Any]

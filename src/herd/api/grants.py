@@ -14,8 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from herd.api.common import DNS1123_LABEL, SpecModel
 from herd.api.parse import problems_of
-from herd.api.v1 import DNS1123_LABEL, VERSION, LabelSelector, _Model
+from herd.api.targets import LabelSelector
+from herd.api.v1 import VERSION
 from herd.errors import SpecError
 from herd.names import GROUP
 
@@ -30,7 +32,7 @@ GRANT_SHORT_NAMES = ("cg",)
 NAMESPACE_GLOB = r"^[a-z0-9*?\[\]!-]{1,63}$"
 
 
-class GrantClusters(_Model):
+class GrantClusters(SpecModel):
     # An empty `clusters: {}` would grant nothing by mistake: the API server refuses it.
     model_config = ConfigDict(json_schema_extra={"minProperties": 1})
 
@@ -56,7 +58,7 @@ class GrantClusters(_Model):
         return self
 
 
-class ClusterGrantSpec(_Model):
+class ClusterGrantSpec(SpecModel):
     namespaces: list[Annotated[str, Field(max_length=63, pattern=DNS1123_LABEL)]] = Field(
         min_length=1,
         description=(

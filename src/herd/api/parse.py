@@ -13,15 +13,8 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from herd.api.v1 import (
-    DATA_KEY,
-    DNS1123_LABEL,
-    DNS1123_SUBDOMAIN,
-    GO_DURATION,
-    REPO_URL,
-    Stack,
-    StackSpec,
-)
+from herd.api.common import DATA_KEY, DNS1123_LABEL, DNS1123_SUBDOMAIN, GO_DURATION, REPO_URL
+from herd.api.v1 import API_VERSION, Stack, StackSpec
 from herd.errors import Problem, SpecError
 
 _PATTERN_MEANING = {
@@ -55,7 +48,7 @@ def _message(error: ErrorDetails) -> str:
     if kind == "missing":
         return "is required"
     if kind == "literal_error" and error["loc"] == ("apiVersion",):
-        return f"must be herd.suse.com/v1, got {error['input']!r}"
+        return f"must be {API_VERSION}, got {error['input']!r}"
     # Validators raise "Value error, ..."; the prefix is noise to a user.
     return error["msg"].removeprefix("Value error, ")
 

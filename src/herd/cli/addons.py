@@ -21,7 +21,8 @@ from pathlib import Path
 
 from herd.addons.catalog import AddonCatalog
 from herd.addons.config import AddonConfigError
-from herd.api.v1 import ChartSpec, Stack, StackSpec, Toggle
+from herd.api.charts import ChartSpec
+from herd.api.v1 import Stack, StackSpec, Toggle
 from herd.errors import Problem, SpecError
 from herd.plan.clusters import Cluster
 from herd.plan.desired import Values

@@ -27,7 +27,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from herd.api.v1 import SkippedCluster, Stack
+from herd.api.status import SkippedCluster
+from herd.api.v1 import Stack
 from herd.engine.engine import Preview, StackResult
 from herd.helm.chart_crds import crd_note
 from herd.plan.desired import Action, DesiredRelease, ObservedRelease, changed_keys

@@ -33,7 +33,9 @@ import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 
-from herd.api.v1 import ChartSpec, SkippedCluster, Stack, StackSpec, Toggle
+from herd.api.charts import ChartSpec
+from herd.api.status import SkippedCluster
+from herd.api.v1 import Stack, StackSpec, Toggle
 from herd.engine.owned import save_record, stack_ref
 from herd.engine.protocols import (
     AddOns,

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from herd.api.v1 import ChartSpec, SkippedCluster, Stack, StackSpec
+from herd.api.charts import ChartSpec
+from herd.api.status import SkippedCluster
+from herd.api.v1 import Stack, StackSpec
 from herd.plan.chart_sources import ChartSource
 from herd.plan.clusters import Cluster
 from herd.plan.desired import (

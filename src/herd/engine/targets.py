@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from herd.api.v1 import SkippedCluster
+from herd.api.status import SkippedCluster
 from herd.engine.protocols import Inventory
 from herd.errors import TransientError
 from herd.plan.clusters import Cluster, ClusterUnavailable

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pyhelm3 import errors as helm_errors
 
-from herd.api.v1 import ChartSpec
+from herd.api.charts import ChartSpec
 from herd.helm.bundled import BUNDLED_REPO, bundled_chart
 from herd.helm.environment import HelmEnvironment
 from herd.helm.failures import FailureKind, HelmFailure, classify, update_failure

@@ -25,7 +25,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from herd.api.v1 import ChartSpec
+from herd.api.charts import ChartSpec
 from herd.helm.failures import FailureKind, HelmFailure
 from herd.plan.egress import (
     Address,

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from herd.api.v1 import ChartSpec
+from herd.api.charts import ChartSpec
 from herd.plan.chart_sources import ChartSource, registry_config, repository_config
 
 

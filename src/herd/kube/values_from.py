@@ -25,7 +25,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from herd.api.v1 import StackSpec, ValuesSource
+from herd.api.charts import ValuesSource
+from herd.api.v1 import StackSpec
 from herd.errors import Problem, SpecError, TransientError
 from herd.kube.client import FORBIDDEN, NOT_FOUND, api_error_summary, read_json
 from herd.plan import yamlsafe

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from herd.addons.enrich import carry_over, enrich
 from herd.api import StackStatus, parse_stack
-from herd.api.v1 import RolloutStatus, Stack
+from herd.api.status import RolloutStatus
+from herd.api.v1 import Stack
 from herd.engine.engine import StackResult
 from herd.errors import SpecError, TransientError
 from herd.names import APPROVE_ANNOTATION, RECONCILE_AT

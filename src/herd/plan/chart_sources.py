@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from herd.api.v1 import ChartSpec, StackSpec
+from herd.api.charts import ChartSpec
+from herd.api.v1 import StackSpec
 from herd.errors import Problem, SpecError
 
 BASIC_AUTH = "kubernetes.io/basic-auth"

@@ -28,7 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from herd.api.v1 import ChartSpec, StackSpec, ValuesSource
+from herd.api.charts import ChartSpec, ValuesSource
+from herd.api.v1 import StackSpec
 from herd.errors import Problem, SpecError
 from herd.names import LABEL_CONFIG
 from herd.plan.chart_sources import ChartSource

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import networkx as nx
 
-from herd.api.v1 import ChartSpec
+from herd.api.charts import ChartSpec
 from herd.errors import Problem, SpecError
 
 _MAX_CYCLES_REPORTED = 5

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from herd.api.v1 import ChartSpec
+from herd.api.charts import ChartSpec
 from herd.names import (
     LABEL_CHART,
     LABEL_CONFIG,

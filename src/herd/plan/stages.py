@@ -27,12 +27,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from herd.api.v1 import (
-    IMPLICIT_STAGE,
-    RolloutSpec,
-    RolloutStage,
-    Targets,
-)
+from herd.api.rollout import IMPLICIT_STAGE, RolloutSpec, RolloutStage
+from herd.api.targets import Targets
 from herd.names import APPROVE_ANNOTATION
 from herd.plan.clusters import Cluster
 from herd.plan.desired import DesiredRelease

@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from herd.api.v1 import ChartSpec, ClusterOverride, StackSpec
+from herd.api.charts import ChartSpec, ClusterOverride
+from herd.api.v1 import StackSpec
 from herd.errors import Problem
 from herd.plan.clusters import Cluster
 from herd.plan.targets import selector_matches

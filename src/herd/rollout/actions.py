@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 from herd.addons.gpu.fit import watch_fit
-from herd.api.v1 import ChartSpec
+from herd.api.charts import ChartSpec
 from herd.helm.chart_cache import ChartCache
 from herd.helm.chart_crds import crd_note
 from herd.helm.client import ClusterHelm

@@ -19,7 +19,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from herd.api.v1 import RolloutSpec, RolloutStatus
+from herd.api.rollout import RolloutSpec
+from herd.api.status import RolloutStatus
 from herd.errors import Problem, SpecError
 from herd.plan.clusters import Cluster
 from herd.plan.desired import StackPlan

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from herd.api.v1 import Condition, DeploymentRow, SkippedCluster, StackStatus
+from herd.api.status import Condition, DeploymentRow, SkippedCluster, StackStatus
 from herd.plan.results import ReleaseResult, State
 
 DEFAULT_MAX_ROWS = 100

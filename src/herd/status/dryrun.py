@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from herd.api.v1 import SkippedCluster, StackStatus
+from herd.api.status import SkippedCluster, StackStatus
 from herd.plan.desired import (
     Action,
     Decision,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from herd.api.v1 import RolloutStatus, StackStatus, StageStatus
+from herd.api.status import RolloutStatus, StackStatus, StageStatus
 from herd.plan.stages import Decision, RolloutState, Stage, StageRecord
 from herd.status.build import TEXT_LIMIT, Phase, clip, conditions
 

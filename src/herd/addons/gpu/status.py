@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from herd.addons.gpu.dcgm import Sample, release_utilization
 from herd.addons.gpu.demand import ClusterGpus, GpuDemand, fit_warning
-from herd.api.v1 import ClusterResources, DeploymentRow, StackStatus
+from herd.api.status import ClusterResources, DeploymentRow, StackStatus
 from herd.status.build import DEFAULT_MAX_ROWS, MESSAGE_LIMIT, clip
 
 UNAVAILABLE = "Unavailable"

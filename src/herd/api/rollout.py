@@ -1,0 +1,151 @@
+"""How a Stack rolls out across its clusters: `RolloutSpec` and its `RolloutStage`s (which
+clusters, how many at once, a pause or an approval gate after each).
+
+Callers: `herd.api.v1` (`spec.rollout`), `herd.plan.stages`, `herd.rollout`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import (
+    BeforeValidator,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from herd.api.common import (
+    DNS1123_LABEL,
+    GO_DURATION,
+    SpecModel,
+    duration_seconds,
+)
+from herd.api.targets import LabelSelector
+from herd.names import APPROVE_ANNOTATION
+
+APPROVAL = "approval"  # a stage pause that waits for APPROVE_ANNOTATION=<stage>
+IMPLICIT_STAGE = "remaining"  # the last stage: targeted clusters no stage selects
+MAX_STAGES = 20
+_PERCENT = re.compile(r"^([0-9]{1,3})%$")
+
+
+def _max_concurrent(value: object) -> object:
+    """A positive number, or a percentage of the stage's clusters such as "25%"."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number or a percentage such as '25%', got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"must be at least 1, got {value}")
+        return value
+    if isinstance(value, str):
+        if value.isdigit():
+            return _max_concurrent(int(value))
+        match = _PERCENT.match(value)
+        if match is None or not 1 <= int(match.group(1)) <= 100:
+            raise ValueError(
+                f"must be a number or a percentage from 1% to 100% such as '25%', got {value!r}"
+            )
+        return value
+    raise ValueError(f"must be a number or a percentage such as '25%', got {value!r}")
+
+
+MaxConcurrent = Annotated[
+    int | str,
+    BeforeValidator(_max_concurrent),
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "description": (
+                "Clusters of the stage deployed at once: a number, or a percentage of the "
+                "stage's clusters such as '25%' (rounded down, at least 1). Default: all."
+            ),
+        }
+    ),
+]
+
+
+class RolloutStage(SpecModel):
+    name: str = Field(
+        max_length=63,
+        pattern=DNS1123_LABEL,
+        description=(
+            "The stage's name (DNS-1123 label), unique in the Stack; what "
+            f"{APPROVE_ANNOTATION}=<name> approves."
+        ),
+    )
+    cluster_ids: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="Targeted clusters of this stage by id or name; unioned with the selector.",
+    )
+    selector: LabelSelector | None = Field(
+        default=None, description="Targeted clusters of this stage by label."
+    )
+    max_concurrent: MaxConcurrent | None = None
+    pause: str | None = Field(
+        default=None,
+        description=(
+            "After the stage succeeds, before the next one starts: a soak time (Go duration "
+            "such as 10m), or 'approval' to wait for the annotation "
+            f"{APPROVE_ANNOTATION}=<stage name>."
+        ),
+    )
+
+    @field_validator("pause")
+    @classmethod
+    def _pause(cls, value: str | None) -> str | None:
+        if value is not None and value != APPROVAL and not re.match(GO_DURATION, value):
+            raise ValueError(
+                f"must be a Go duration such as 90s or 10m, or 'approval', got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _selects(self) -> RolloutStage:
+        if not self.cluster_ids and self.selector is None:
+            raise ValueError(f"stage {self.name!r} needs clusterIds or a selector")
+        return self
+
+    @property
+    def pause_seconds(self) -> float | None:
+        """The soak time in seconds; None for no pause or an approval gate."""
+        if self.pause is None or self.pause == APPROVAL:
+            return None
+        return duration_seconds(self.pause)
+
+
+class RolloutSpec(SpecModel):
+    stages: list[RolloutStage] = Field(
+        min_length=1,
+        max_length=MAX_STAGES,
+        description=(
+            "Stages in order; a cluster belongs to the first stage that selects it, and "
+            f"targeted clusters no stage selects form a last stage named {IMPLICIT_STAGE!r}. "
+            "A stage starts when every cluster of the stage before is deployed and that "
+            "stage's pause is over."
+        ),
+    )
+    max_failures: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Failed clusters tolerated before the rollout halts: past it no new cluster "
+            "starts (running helm work finishes)."
+        ),
+    )
+
+    @field_validator("stages")
+    @classmethod
+    def _unique_names(cls, stages: list[RolloutStage]) -> list[RolloutStage]:
+        seen: set[str] = set()
+        for stage in stages:
+            if stage.name == IMPLICIT_STAGE:
+                raise ValueError(
+                    f"stage name {IMPLICIT_STAGE!r} is reserved for the implicit last stage"
+                )
+            if stage.name in seen:
+                raise ValueError(f"stage name {stage.name!r} is used twice; names must be unique")
+            seen.add(stage.name)
+        return stages
