@@ -10,7 +10,7 @@ import pytest
 
 from herd.api import SkippedCluster, parse_stack
 from herd.api.v1 import Stack
-from herd.cli import render
+from herd.cli import render, tables
 from herd.engine.engine import Preview, StackResult
 from herd.names import LABEL_CHART, LABEL_CONFIG, LABEL_STACK
 from herd.plan.clusters import Cluster, KubeconfigRef
@@ -70,7 +70,7 @@ def result(
 
 
 def test_table_aligns_columns_and_marks_missing_cells() -> None:
-    text = render.table(("A", "BB", "C"), [("x", None, "last cell"), ("long", 3, "")])
+    text = tables.table(("A", "BB", "C"), [("x", None, "last cell"), ("long", 3, "")])
 
     assert text.splitlines() == ["A     BB  C", "x     -   last cell", "long  3   -"]
 
@@ -100,7 +100,7 @@ def test_release_rows_follow_clusters_then_waves_and_say_what_happened() -> None
         ("c2", "web", "Deployed", "unchanged"),
     ]
     table = render.release_table(rows).splitlines()
-    assert table[0].split() == list(render.RELEASE_HEADERS)
+    assert table[0].split() == list(render.ReleaseRow.headers())
     assert table[4].split() == ["c2", "db", "db", "default", "Deployed", "5", "1.0.0", "upgraded"]
 
 

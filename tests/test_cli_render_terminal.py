@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 
-from herd.cli import render
+from herd.cli import render, tables
 from herd.plan.desired import Action, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 
@@ -60,7 +60,7 @@ PLAIN = (
 def test_off_a_terminal_the_output_is_the_plain_text_as_before() -> None:
     out = io.StringIO()
 
-    render.write_result(
+    tables.write_result(
         out,
         render.release_grid(rows()),
         ["skipped cluster edge-3: no kubeconfig"],
@@ -74,7 +74,7 @@ def test_off_a_terminal_the_output_is_the_plain_text_as_before() -> None:
 def test_on_a_terminal_the_table_is_a_rich_table_with_every_row() -> None:
     out = Terminal()
 
-    render.write_result(
+    tables.write_result(
         out, render.release_grid(rows()), ["a note"], "1 of 2 releases not deployed"
     )
 
@@ -82,7 +82,7 @@ def test_on_a_terminal_the_table_is_a_rich_table_with_every_row() -> None:
     assert shown != PLAIN and "\x1b[" in shown  # styled: states in colour, headers bold
     assert "\x1b[1;31mFailed" in shown and "\x1b[32mDeployed" in shown
     lines = [line.rstrip() for line in ANSI.sub("", shown).splitlines()]
-    assert lines[0].split() == list(render.RELEASE_HEADERS)
+    assert lines[0].split() == list(render.ReleaseRow.headers())
     assert set(lines[1]) == {"─"}  # the rule under the headers
     assert lines[2].split() == ["edge-1", "web", "web", "ai", "Deployed", "1", "-", "installed"]
     # Brackets in helm's messages are text, not markup.

@@ -38,7 +38,7 @@ from herd.addons.catalog import AddonCatalog
 from herd.api.v1 import Stack, StackSpec
 from herd.cli import addons as addon_file
 from herd.cli import progress as live
-from herd.cli import render, stages
+from herd.cli import render, stages, tables
 from herd.cli.cluster_options import OPTIONS_DEST, add_cluster_options, parse_cluster_options
 from herd.cli.documents import load
 from herd.clusters.files import ClusterConfigError, FileCluster, FileSource
@@ -264,7 +264,7 @@ def _error(args: argparse.Namespace, *lines: str) -> None:
 def _emit(
     args: argparse.Namespace,
     document: dict[str, Any],
-    table: render.Grid,
+    table: tables.Grid,
     notes: Sequence[str],
     text: str,
 ) -> None:
@@ -272,7 +272,7 @@ def _emit(
     if args.output == "json":
         print(json.dumps(document, indent=2))
         return
-    render.write_result(sys.stdout, table, notes, text)
+    tables.write_result(sys.stdout, table, notes, text)
 
 
 # -- commands --------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from herd.cli.render import STATE_STYLES, result_message, terminal
+from herd.cli.render import result_message
+from herd.cli.tables import STATE_STYLES, terminal
 from herd.plan.desired import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 

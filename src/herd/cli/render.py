@@ -6,8 +6,8 @@ parses `--output json` sees exactly what a person reads in the table. The exit-c
 functions are the CLI's half of the error taxonomy (`herd.errors`): SpecError → 2 is
 mapped by the caller; everything per release is decided here.
 
-Tables are `Grid`s: as text (`str`) they are the plain columns logs and pipes get, byte for
-byte as ever; on a terminal `write_result` shows them as a `rich` Table, states in colour.
+Tables are `herd.cli.tables.Grid`s: plain columns for logs and pipes, byte for byte as
+ever; a `rich` Table on a terminal. Each row type names its columns (`Row.COLUMNS`).
 
 Nothing here prints values or kubeconfigs: rows hold names, states, versions, helm's
 one-line messages and, in a plan, the *keys* of the values a release would set.
@@ -20,15 +20,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, TextIO
-
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import Any
 
 from herd.api.status import SkippedCluster
 from herd.api.v1 import Stack
+from herd.cli.tables import Grid, Row
 from herd.engine.engine import Preview, StackResult
 from herd.helm.chart_crds import crd_note
 from herd.plan.desired import Action, DesiredRelease, ObservedRelease, changed_keys
@@ -40,7 +36,6 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_CHANGES = 3
 
-MISSING = "-"
 KEYS_SHOWN = 5  # values keys listed per release in the plan table (JSON lists all)
 
 _DONE_VERBS = {
@@ -50,99 +45,6 @@ _DONE_VERBS = {
     Action.NOTHING: "unchanged",
 }
 _PLAN_WORDS = {Action.NOTHING: "unchanged"}
-
-
-# -- tables ------------------------------------------------------------------------------
-
-
-def cell(value: object) -> str:
-    return MISSING if value is None or value == "" else str(value)
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """Left-aligned columns two spaces apart; the last column is not padded."""
-    lines = [list(headers), *([cell(v) for v in row] for row in rows)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(headers) - 1)]
-    return "\n".join(
-        "  ".join(
-            [*(text.ljust(w) for text, w in zip(line, widths, strict=False)), line[-1]]
-        ).rstrip()
-        for line in lines
-    )
-
-
-_GOOD = "green"
-_BAD = "bold red"
-_BUSY = "yellow"
-STATE_STYLES: Mapping[str, str] = {
-    **dict.fromkeys(("Deployed", "Uninstalled", "deployed", "unchanged"), _GOOD),
-    **dict.fromkeys(("Failed", "Unreachable", "failed", "conflict"), _BAD),
-    **dict.fromkeys(("Skipped", "NotGranted"), "magenta"),
-    **dict.fromkeys(("Pending", "Deploying", "Uninstalling"), _BUSY),
-    **dict.fromkeys(("install", "upgrade", "recover", "uninstall"), "cyan"),
-}
-
-
-@dataclass(frozen=True)
-class Grid:
-    """A table's headers and cells. `str()` is the plain text; `rich` renders a Table, the
-    cells of the `STATUS`/`ACTION` column styled by `STATE_STYLES`."""
-
-    headers: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-
-    @classmethod
-    def of(cls, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> Grid:
-        return cls(tuple(headers), tuple(tuple(cell(v) for v in row) for row in rows))
-
-    def __str__(self) -> str:
-        return table(self.headers, self.rows)
-
-    def __rich__(self) -> Table:
-        # Laid out as the plain text is (two spaces apart, no edges), a rule under the
-        # headers; the last column (helm's message, a plan's detail) folds, never cut.
-        grid = Table(
-            box=box.SIMPLE_HEAD,
-            show_edge=False,
-            pad_edge=False,
-            collapse_padding=True,
-            header_style="bold",
-        )
-        last = len(self.headers) - 1
-        for i, header in enumerate(self.headers):
-            grid.add_column(header, overflow="fold" if i == last else "ellipsis")
-        styled = {i for i, h in enumerate(self.headers) if h in ("STATUS", "ACTION")}
-        for row in self.rows:
-            grid.add_row(
-                *(
-                    Text(v, style=STATE_STYLES.get(v, "") if i in styled else "")
-                    for i, v in enumerate(row)
-                )
-            )
-        return grid
-
-
-def terminal(stream: TextIO) -> Console:
-    """A rich Console on `stream` that prints text as it is (no markup, no highlighting:
-    helm's messages may hold brackets)."""
-    return Console(file=stream, markup=False, highlight=False, emoji=False)
-
-
-def write_result(stream: TextIO, grid: Grid, notes: Sequence[str], text: str) -> None:
-    """The table, the notes and the summary: a rich Table on a terminal, else plain text."""
-    if not stream.isatty():
-        print(grid, file=stream)
-        print(file=stream)
-        for note in notes:
-            print(note, file=stream)
-        print(text, file=stream)
-        return
-    console = terminal(stream)
-    console.print(grid)
-    console.print()
-    for note in notes:
-        console.print(Text(note, style="yellow"))
-    console.print(Text(text, style="bold"))
 
 
 def stack_ref(stack: Stack) -> dict[str, str]:
@@ -159,21 +61,21 @@ def skipped_lines(skipped: Sequence[SkippedCluster]) -> list[str]:
 
 # -- apply and delete --------------------------------------------------------------------
 
-RELEASE_HEADERS = (
-    "CLUSTER",
-    "CHART",
-    "RELEASE",
-    "NAMESPACE",
-    "STATUS",
-    "REVISION",
-    "VERSION",
-    "MESSAGE",
-)
-
 
 @dataclass(frozen=True)
-class ReleaseRow:
+class ReleaseRow(Row):
     """One release after `herd apply` or `herd delete`."""
+
+    COLUMNS = (
+        "cluster",
+        "chart",
+        "release",
+        "namespace",
+        "status",
+        "revision",
+        "version",
+        "message",
+    )
 
     cluster: str
     chart: str
@@ -184,18 +86,6 @@ class ReleaseRow:
     version: str | None
     action: str | None
     message: str
-
-    def cells(self) -> tuple[object, ...]:
-        return (
-            self.cluster,
-            self.chart,
-            self.release,
-            self.namespace,
-            self.status,
-            self.revision,
-            self.version,
-            self.message,
-        )
 
 
 def result_message(result: ReleaseResult) -> str:
@@ -307,7 +197,7 @@ def release_document(
 
 
 def release_grid(rows: Sequence[ReleaseRow]) -> Grid:
-    return Grid.of(RELEASE_HEADERS, (row.cells() for row in rows))
+    return Grid.of(ReleaseRow.headers(), (row.cells() for row in rows))
 
 
 def release_table(rows: Sequence[ReleaseRow]) -> str:
@@ -316,20 +206,9 @@ def release_table(rows: Sequence[ReleaseRow]) -> str:
 
 # -- plan --------------------------------------------------------------------------------
 
-PLAN_HEADERS = (
-    "CLUSTER",
-    "CHART",
-    "RELEASE",
-    "NAMESPACE",
-    "ACTION",
-    "REVISION",
-    "VERSION",
-    "DETAIL",
-)
-
 
 @dataclass(frozen=True)
-class PlanRow:
+class PlanRow(Row):
     """One line of `herd plan`. `revision` is helm's current one; `version` the desired chart
     version. `values` lists the keys a new release sets (an upgrade's changed keys cannot be
     known: the engine does not read deployed values)."""
@@ -343,6 +222,16 @@ class PlanRow:
     version: str | None
     reason: str
     values: list[str] = field(default_factory=list)
+    COLUMNS = (
+        "cluster",
+        "chart",
+        "release",
+        "namespace",
+        "action",
+        "revision",
+        "version",
+        "detail",
+    )
 
     @property
     def detail(self) -> str:
@@ -351,18 +240,6 @@ class PlanRow:
         keys = ", ".join(self.values[:KEYS_SHOWN])
         more = len(self.values) - KEYS_SHOWN
         return f"{self.reason}; values: {keys}" + (f" (+{more} more)" if more > 0 else "")
-
-    def cells(self) -> tuple[object, ...]:
-        return (
-            self.cluster,
-            self.chart,
-            self.release,
-            self.namespace,
-            self.action,
-            self.revision,
-            self.version,
-            self.detail,
-        )
 
 
 def plan_rows(stack: Stack, result: StackResult, previews: Sequence[Preview]) -> list[PlanRow]:
@@ -441,7 +318,7 @@ def plan_document(
 
 
 def plan_grid(rows: Sequence[PlanRow]) -> Grid:
-    return Grid.of(PLAN_HEADERS, (row.cells() for row in rows))
+    return Grid.of(PlanRow.headers(), (row.cells() for row in rows))
 
 
 def plan_table(rows: Sequence[PlanRow]) -> str:
@@ -450,12 +327,12 @@ def plan_table(rows: Sequence[PlanRow]) -> str:
 
 # -- status ------------------------------------------------------------------------------
 
-STATUS_HEADERS = ("CLUSTER", "STACK", "CHART", "RELEASE", "NAMESPACE", "STATUS", "REVISION")
-
 
 @dataclass(frozen=True)
-class StatusRow:
+class StatusRow(Row):
     """One Herd-managed release as helm's storage labels describe it."""
+
+    COLUMNS = ("cluster", "stack", "chart", "release", "namespace", "status", "revision")
 
     cluster: str
     stack: str  # the owner label: `namespace.name` of the Stack (hashed when too long)
@@ -464,17 +341,6 @@ class StatusRow:
     namespace: str
     status: str
     revision: int
-
-    def cells(self) -> tuple[object, ...]:
-        return (
-            self.cluster,
-            self.stack,
-            self.chart,
-            self.release,
-            self.namespace,
-            self.status,
-            self.revision,
-        )
 
 
 def status_rows(
@@ -516,7 +382,7 @@ def status_document(
 
 
 def status_grid(rows: Sequence[StatusRow]) -> Grid:
-    return Grid.of(STATUS_HEADERS, (row.cells() for row in rows))
+    return Grid.of(StatusRow.headers(), (row.cells() for row in rows))
 
 
 def status_table(rows: Sequence[StatusRow]) -> str:
