@@ -20,7 +20,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from herd.cli import fleet, stages
+from herd.cli import commands as fleet_commands
+from herd.cli import stages
 from herd.cli.documents import load
 from herd.cli.render import EXIT_CHANGES, EXIT_FAILED, EXIT_INVALID, EXIT_OK
 
@@ -77,7 +78,7 @@ def _parser(operator: Callable[[list[str] | None], int] | None) -> argparse.Argu
     )
     operator_run = operator or _no_operator
     operator_command.set_defaults(run=lambda args: operator_run(args.namespace))
-    fleet.add_commands(commands)
+    fleet_commands.add_commands(commands)
     stages.add_approve(commands)
     return parser
 

@@ -18,7 +18,7 @@ Add-ons (`security` / `observability: enabled`) come from `--addons FILE`, the o
 add-on ConfigMap and Secret as a file (`herd.cli.addons`); without it such a Stack is
 invalid input. The Secret's values never appear in anything the CLI prints.
 
-Callers: `herd.cli.main`.
+Callers: `herd.cli.commands` (which registers the commands), `herd.cli.main`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from herd.api.v1 import Stack, StackSpec
 from herd.cli import addons as addon_file
 from herd.cli import progress as live
 from herd.cli import render, stages, tables
-from herd.cli.cluster_options import OPTIONS_DEST, add_cluster_options, parse_cluster_options
+from herd.cli.cluster_options import OPTIONS_DEST, parse_cluster_options
 from herd.cli.documents import load
 from herd.clusters.files import ClusterConfigError, FileCluster, FileSource
 from herd.clusters.inventory import Inventory
@@ -388,95 +388,3 @@ async def observe(
         for cluster in clusters:
             group.create_task(one(cluster))
     return observed, unreachable
-
-
-# -- arguments -------------------------------------------------------------------------------
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def add_commands(commands: Any) -> None:
-    """Register apply, plan, delete and status on the `herd` parser's subcommands."""
-    specs: list[tuple[str, str, Body, bool]] = [
-        (
-            "apply",
-            "deploy a Stack to the given clusters (exit 0 deployed, 1 failed, 2 invalid)",
-            apply,
-            True,
-        ),
-        (
-            "plan",
-            "show what apply would change, changing nothing (exit 0 none, 3 changes)",
-            plan,
-            True,
-        ),
-        ("delete", "uninstall every release of a Stack from the given clusters", delete, True),
-        ("status", "list the Herd-managed releases on the given clusters", status, False),
-    ]
-    for name, text, body, needs_stack in specs:
-        parser: argparse.ArgumentParser = commands.add_parser(name, help=text, description=text)
-        parser.add_argument(
-            "-f",
-            "--filename",
-            type=Path,
-            required=needs_stack,
-            help="the Stack YAML file" + ("" if needs_stack else " (only its releases are listed)"),
-        )
-        add_cluster_options(parser)
-        if name in ("apply", "plan"):
-            parser.add_argument(
-                "--values-kubeconfig",
-                type=Path,
-                metavar="FILE",
-                help="cluster holding the ConfigMaps/Secrets of values.from "
-                "(in the Stack's namespace)",
-            )
-        if name != "status":
-            parser.add_argument(
-                addon_file.FLAG,
-                type=Path,
-                metavar="FILE",
-                help="Herd's add-on configuration (the ConfigMap and Secret documents of "
-                f"{addon_file.SAMPLE}); required for a Stack with security or "
-                "observability enabled",
-            )
-        if name in ("apply", "plan"):
-            parser.add_argument(
-                "--stage",
-                metavar="NAME",
-                help="only the clusters of this stage of spec.rollout (apply: whatever the gates)",
-            )
-        if name == "apply":
-            parser.add_argument(
-                "--approve",
-                action="append",
-                metavar="STAGE",
-                help="pass this stage's approval gate (repeatable); without it apply stops "
-                f"at the gate with exit {stages.EXIT_APPROVAL}",
-            )
-        if name in ("apply", "delete"):
-            parser.add_argument(
-                "--force",
-                action="store_true",
-                help="take over (or remove) releases the Herd operator manages for this Stack",
-            )
-        parser.add_argument(
-            "--concurrency",
-            type=_positive,
-            metavar="N",
-            help=f"clusters and helm processes at once (default {DEFAULT_LIMITS.clusters} "
-            f"clusters, {DEFAULT_LIMITS.helm} helm processes)",
-        )
-        parser.add_argument(
-            "-o",
-            "--output",
-            choices=("table", "json"),
-            default="table",
-            help="table (default) or one JSON document on stdout",
-        )
-        parser.set_defaults(run=run(body, needs_stack=needs_stack))
