@@ -14,7 +14,7 @@ and turns free-form objects into `x-kubernetes-preserve-unknown-fields`.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import BaseModel
@@ -85,12 +85,22 @@ def _schema_of(model: type[BaseModel], description: str) -> Schema:
 _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 
 
+class Names(NamedTuple):
+    """A resource's names in the group."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+
+
+STACK_NAMES = Names(KIND, PLURAL, SINGULAR, SHORT_NAMES)
+GRANT_NAMES = Names(GRANT_KIND, GRANT_PLURAL, GRANT_SINGULAR, GRANT_SHORT_NAMES)
+
+
 def _definition(
+    names: Names,
     *,
-    kind: str,
-    plural: str,
-    singular: str,
-    short_names: tuple[str, ...],
     scope: str,
     columns: list[Schema],
     description: str,
@@ -120,15 +130,15 @@ def _definition(
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{GROUP}"},
+        "metadata": {"name": f"{names.plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
             "names": {
-                "kind": kind,
-                "listKind": f"{kind}List",
-                "plural": plural,
-                "singular": singular,
-                "shortNames": list(short_names),
+                "kind": names.kind,
+                "listKind": f"{names.kind}List",
+                "plural": names.plural,
+                "singular": names.singular,
+                "shortNames": list(names.short_names),
             },
             "scope": scope,
             "versions": [version],
@@ -139,10 +149,7 @@ def _definition(
 def crd() -> Schema:
     """The CustomResourceDefinition for `stacks.herd.suse.com`, as a dict."""
     return _definition(
-        kind=KIND,
-        plural=PLURAL,
-        singular=SINGULAR,
-        short_names=SHORT_NAMES,
+        STACK_NAMES,
         scope="Namespaced",
         columns=[
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -162,10 +169,7 @@ def crd() -> Schema:
 def grant_crd() -> Schema:
     """The cluster-scoped CustomResourceDefinition for `clustergrants.herd.suse.com`."""
     return _definition(
-        kind=GRANT_KIND,
-        plural=GRANT_PLURAL,
-        singular=GRANT_SINGULAR,
-        short_names=GRANT_SHORT_NAMES,
+        GRANT_NAMES,
         scope="Cluster",
         columns=[
             {"name": "Namespaces", "type": "string", "jsonPath": ".spec.namespaces"},
