@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 PURE_PACKAGES = ["herd.api", "herd.plan", "herd.status"]
+PURE_MODULES = ["herd.errors", "herd.names", "herd.settings"]  # the loose bottom layer
 
 
 def _pure_modules() -> list[str]:
@@ -24,7 +25,7 @@ def _pure_modules() -> list[str]:
             for path in sorted(folder.glob("*.py"))
             if path.stem != "__init__"
         ]
-    return found
+    return found + PURE_MODULES
 
 
 PURE = _pure_modules()
