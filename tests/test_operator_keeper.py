@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from herd.addons.probe import Observation
 from herd.api import StackStatus
 from herd.api.v1 import DeploymentRow
 from herd.engine.engine import StackResult
@@ -27,6 +26,7 @@ from herd.plan.clusters import Cluster
 from herd.plan.desired import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.tenancy import Grants
+from herd.status.facts import Observation
 
 BODY = {
     "apiVersion": "herd.suse.com/v1",

@@ -28,7 +28,6 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from herd.addons.enrich import carry_over, enrich
 from herd.api import StackStatus, parse_stack
 from herd.api.v1 import RolloutStatus, Stack
 from herd.engine.engine import StackResult
@@ -44,6 +43,7 @@ from herd.plan.tenancy import Grants
 from herd.plan.values import follows_facts
 from herd.rollout.staged import StageInputs
 from herd.status import dryrun
+from herd.status.addons import carry_over, enrich
 from herd.status.build import Phase, failed_status, release_record, stack_status
 from herd.status.rollout import rollout_events, with_rollout
 

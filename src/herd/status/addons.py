@@ -4,7 +4,7 @@
 pass's result, and what `herd.addons.probe` observed (NeuVector scans, agent health),
 and returns the status with `security` / `observability`, the `SecurityScanned` /
 `ObservabilityConfigured` conditions, and each row's `securityScan` /
-`observabilityMetrics`; for every Stack, the GPU facts (`herd.addons.gpu.status`). A
+`observabilityMetrics`; for every Stack, the GPU facts (`herd.status.gpu`). A
 disabled add-on's section, condition and row fields are removed. `carry_over` keeps the
 last known add-on conditions and row fields on the status written while a rollout is
 running (the probe runs only after a pass).
@@ -18,21 +18,23 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from herd.addons.config import AGENT, FailOn
-from herd.addons.gpu.demand import ClusterGpus
-from herd.addons.gpu.status import GPU_ROW_FIELDS, ReleaseGpus, RowKey, with_gpus
-from herd.addons.observability import (
-    AgentHealth,
-    ObservabilitySummary,
-    observability_summary,
-    row_metrics,
-)
-from herd.addons.security import ClusterScan, SecuritySummary, release_verdict, security_summary
 from herd.api.v1 import Condition, DeploymentRow, StackStatus, Toggle
 from herd.plan.clusters import Cluster
 from herd.plan.desired import StackPlan
 from herd.plan.results import ReleaseResult, State
 from herd.status.build import rfc3339
+from herd.status.facts import (
+    AGENT,
+    AgentHealth,
+    ClusterGpus,
+    ClusterScan,
+    FailOn,
+    ReleaseGpus,
+    RowKey,
+)
+from herd.status.gpu import GPU_ROW_FIELDS, with_gpus
+from herd.status.observability import ObservabilitySummary, observability_summary, row_metrics
+from herd.status.security import SecuritySummary, release_verdict, security_summary
 
 SECURITY_SCANNED = "SecurityScanned"
 OBSERVABILITY_CONFIGURED = "ObservabilityConfigured"
@@ -66,7 +68,7 @@ def enrich(
     insights: Mapping[str, tuple[int, int]] | None = None,
 ) -> StackStatus:
     """`status` with the add-on sections, conditions and row fields of this pass, and
-    its GPU facts (`herd.addons.gpu.status`) when `gpus` is given."""
+    its GPU facts (`herd.status.gpu`) when `gpus` is given."""
     if result.plan is None:
         return status
     if gpus is not None:
