@@ -21,7 +21,7 @@ from herd.operator import metrics
 from herd.operator.config import OperatorConfig
 from herd.operator.index import TargetIndex
 from herd.operator.keeper import IN_BACKOFF, Keeper
-from herd.operator.runtime import finish_pass
+from herd.operator.stack import finish_pass
 from herd.plan.clusters import Cluster
 from herd.plan.desired import ReleaseKey
 from herd.plan.results import ReleaseResult, State
