@@ -1,12 +1,13 @@
 """One Stack's keeper: its reconcile loop, one pass at a time, and what a pass remembers.
 
-Created by `Runtime.keep` (run by the kopf daemon of `herd.operator.handlers`) for each
-Stack. A pass parses the Stack, asks the engine to converge it, and hands status to the
-Stack's `StatusWriter` (which writes apart from helm, so a management API outage only
-delays status). Between passes the keeper waits for the resync interval, the earliest
-cluster retry, or a signal (spec change, inventory change). A spec change during a
-rollout is handled by finishing the rollout, then reconciling again with the new spec
-("finish then redo": helm is never interrupted half-way by an edit).
+Created by `herd.operator.stack.ManagedStack.keep` (run by the kopf daemon of
+`herd.operator.handlers`) for each Stack. A pass parses the Stack, asks the engine to
+converge it, and hands status to the Stack's `StatusWriter` (which writes apart from helm,
+so a management API outage only delays status); every status it writes is built by
+`herd.status.pipeline.compose`. Between passes the keeper waits for the resync interval,
+the earliest cluster retry, or a signal (spec change, inventory change). A spec change
+during a rollout is handled by finishing the rollout, then reconciling again with the new
+spec ("finish then redo": helm is never interrupted half-way by an edit).
 
 What a pass decides from lives on the Stack's status, flushed before the next pass:
 
@@ -130,7 +131,6 @@ class Keeper:
         generation = meta.get("generation")
         reconcile_at = (meta.get("annotations") or {}).get(RECONCILE_AT)
         previous = self.writer.written
-        failed = StatusInputs(Kind.FAILED, generation, now(), previous)
         try:
             stack = parse_stack(dict(body))
             self._runtime.index.set(self.key, stack.spec.targets, facts=follows_facts(stack.spec))
@@ -147,7 +147,9 @@ class Keeper:
         except SpecError as error:
             self._logger.error("Invalid Stack, nothing deployed or changed: %s", error)
             self.events.warning("InvalidSpec", f"Nothing deployed or changed: {error}")
-            status = compose(replace(failed, message=str(error)))
+            status = compose(
+                StatusInputs(Kind.FAILED, generation, now(), previous, message=str(error))
+            )
             await self.writer.flush(lambda: status)
             self._runtime.fleet.set(self.key, Phase.FAILED, {})
             return self._config.resync_seconds
@@ -168,7 +170,9 @@ class Keeper:
                 text = f"Reconcile failed ({describe_error(error)}); retrying in {delay:.0f}s"
                 self._logger.exception("%s", text)
             phase = previous.phase if previous else Phase.PENDING
-            status = compose(replace(failed, message=text, phase=phase))
+            status = compose(
+                StatusInputs(Kind.FAILED, generation, now(), previous, message=text, phase=phase)
+            )
             self.writer.offer(lambda: status)
             return delay
 

@@ -1,15 +1,16 @@
 """Add the add-ons' story to a Stack's status: sections, conditions and row fields. Pure.
 
 `enrich` takes the status `herd.status.build.stack_status` built for a finished pass, the
-pass's result, and what `herd.addons.probe` observed (NeuVector scans, agent health),
-and returns the status with `security` / `observability`, the `SecurityScanned` /
-`ObservabilityConfigured` conditions, and each row's `securityScan` /
-`observabilityMetrics`; for every Stack, the GPU facts (`herd.status.gpu`). A
-disabled add-on's section, condition and row fields are removed. `carry_over` keeps the
-last known add-on conditions and row fields on the status written while a rollout is
-running (the probe runs only after a pass).
+pass's result, and what `herd.addons.probe` observed (`herd.status.facts`: NeuVector
+scans, agent health), and returns the status with `security` / `observability`, the
+`SecurityScanned` / `ObservabilityConfigured` conditions, and each row's `securityScan` /
+`observabilityMetrics`; for every Stack, the GPU facts (`herd.status.gpu`). A disabled
+add-on's section, condition and row fields are removed. `carry_over` keeps the last known
+add-on conditions and row fields on the status written while a rollout is running (the
+probe runs only after a pass).
 
-Callers: the operator's runtime (after each pass), the CLI, tests.
+Callers: `herd.status.pipeline` (a pass's final status, once the probe has looked),
+the e2e test bed, tests.
 """
 
 from __future__ import annotations

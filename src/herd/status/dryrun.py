@@ -175,7 +175,19 @@ def dry_run_status(
         phase=DRY_RUN,
         reconcile_at=reconcile_at,
     )
+    return worded(status, results, skipped, now, previous)
+
+
+def worded(
+    status: StackStatus,
+    results: Sequence[ReleaseResult],
+    skipped: Sequence[SkippedCluster],
+    now: datetime,
+    previous: StackStatus | None,
+) -> StackStatus:
+    """`status` (built with phase DryRun) with the dry run's message and conditions."""
     text = summary(results, skipped)
+    generation = status.observed_generation
     return status.model_copy(
         update={
             "message": text,

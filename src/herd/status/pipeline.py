@@ -109,10 +109,8 @@ def compose(inputs: StatusInputs) -> StackStatus:
         return deleting_status(
             inputs.reason, inputs.message, inputs.generation, inputs.now, previous
         )
-    if inputs.kind is Kind.DRY_RUN:
-        return carry_over(_dry_run(inputs), previous)
     status = carry_over(_releases(inputs), previous)
-    if inputs.kind is Kind.PROGRESS:
+    if inputs.kind in (Kind.PROGRESS, Kind.DRY_RUN):
         return status
     observed, result = inputs.observed, inputs.result
     if observed is not None and result is not None:
@@ -134,8 +132,9 @@ def compose(inputs: StatusInputs) -> StackStatus:
 
 
 def _releases(inputs: StatusInputs) -> StackStatus:
-    """The release rows, phase, message and conditions (in progress: the live stage)."""
-    rows, progress = inputs.rows, inputs.kind is Kind.PROGRESS
+    """The release rows, phase, message and conditions (in progress: the live stage; a
+    dry run: what Apply would do, `herd.status.dryrun`)."""
+    rows, kind = inputs.rows, inputs.kind
     status = stack_status(
         rows.releases,
         targets=rows.targets,
@@ -145,26 +144,17 @@ def _releases(inputs: StatusInputs) -> StackStatus:
         now=inputs.now,
         previous=inputs.previous,
         max_rows=inputs.max_rows,
-        phase=Phase.DEPLOYING if progress else None,
+        phase=_PHASES.get(kind),
         release_clusters=inputs.record,
         reconcile_at=inputs.reconcile_at,
         cluster_count=rows.cluster_count,
     )
-    if progress and inputs.rollout is not None:
+    if kind is Kind.DRY_RUN:
+        return dryrun.worded(status, rows.releases, rows.skipped, inputs.now, inputs.previous)
+    if kind is Kind.PROGRESS and inputs.rollout is not None:
         status = status.model_copy(update={"rollout": inputs.rollout})
     return status
 
 
-def _dry_run(inputs: StatusInputs) -> StackStatus:
-    rows = inputs.rows
-    return dryrun.dry_run_status(
-        rows.releases,
-        targets=rows.targets,
-        skipped=rows.skipped,
-        chart_count=rows.chart_count,
-        generation=inputs.generation,
-        now=inputs.now,
-        previous=inputs.previous,
-        max_rows=inputs.max_rows,
-        reconcile_at=inputs.reconcile_at,
-    )
+# The phase a write forces; the others take it from the rows.
+_PHASES = {Kind.PROGRESS: Phase.DEPLOYING, Kind.DRY_RUN: dryrun.DRY_RUN}
