@@ -11,7 +11,8 @@ From what `herd.addons.probe` saw after a pass:
 - `status.clusterResources`: GPU capacity and allocatable per target cluster, sorted by
   cluster id, at most `max_rows` of them, `clusterResourceCount` counting all.
 
-Callers: `herd.status.addons`.
+`fit_warning` words the warning, for the rows here and for the rollout's own check
+(`herd.addons.gpu.fit`). Callers: `herd.status.addons`, `herd.addons.gpu.fit`.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ pod's `namespace`, `pod` and `container`; an idle GPU has them empty.
 `parse_metrics` reads the text format (comments, labels with escapes, optional
 timestamps); `release_utilization` is the mean `DCGM_FI_DEV_GPU_UTIL` over a release's
 pods (each pod: the mean over its GPUs), the pods recognized by namespace and by the pod
-name patterns of `herd.addons.gpu.demand.GpuDemand`. Callers: `herd.addons.gpu.probe`.
+name patterns of `herd.addons.gpu.demand.GpuDemand`; `release_gpus` makes a release's
+`herd.status.facts.ReleaseGpus` of them. Callers: `herd.addons.gpu.probe`, `herd.addons.probe`.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ workloads that ask for GPUs, so dcgm-exporter's `pod` label can be matched to th
 release (`herd.addons.gpu.dcgm`).
 
 `node_gpus(nodes)` sums `nvidia.com/gpu` capacity and allocatable over Node objects
-(`largest_node`: the most on one node), and `fit_warning` words the row message when a
-release needs GPUs its cluster cannot give (in all, or for one pod on any one node).
+(`largest_node`: the most on one node); whether a release's GPUs fit is worded by
+`herd.status.gpu.fit_warning`.
 
 Callers: `herd.addons.images` (manifest facts), `herd.addons.probe`, `herd.addons.gpu.fit`.
 """
