@@ -41,8 +41,6 @@ from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.neuvector_standin import CannedImage, StandInProcess, served
 from e2e.testbed.passes import status_of
 from herd.addons.catalog import AddonCatalog
-from herd.addons.config import AGENT, NEUVECTOR
-from herd.addons.enrich import OBSERVABILITY_CONFIGURED, SECURITY_SCANNED
 from herd.addons.insights import INSIGHTS
 from herd.addons.probe import AddonProbe
 from herd.api import StackStatus, parse_stack
@@ -53,6 +51,8 @@ from herd.helm.environment import HelmEnvironment, find_helm
 from herd.kube.client import api_client_from_kubeconfig
 from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.results import State
+from herd.status.addons import OBSERVABILITY_CONFIGURED, SECURITY_SCANNED
+from herd.status.facts import AGENT, NEUVECTOR
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PROD = {"env": "prod", "workload": "ai-ml"}

@@ -24,7 +24,6 @@ from e2e.testbed import rancher
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.passes import status_of
 from herd.addons.catalog import AddonCatalog
-from herd.addons.config import AGENT
 from herd.addons.insights import INSIGHTS
 from herd.addons.probe import AddonProbe
 from herd.api import parse_stack
@@ -32,6 +31,7 @@ from herd.api.v1 import Stack
 from herd.engine.engine import Engine
 from herd.helm.environment import HelmEnvironment
 from herd.plan.results import State
+from herd.status.facts import AGENT
 
 AGENT_NAMESPACE = "suse-observability"
 CRD = "prometheusrules.monitoring.coreos.com"

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from herd.addons.agentname import agent_cluster_name
 from herd.addons.catalog import AddonCatalog
-from herd.addons.config import AGENT
 from herd.plan.clusters import Cluster, KubeconfigRef
+from herd.status.facts import AGENT
 
 # The pattern as the real agent chart's values.schema.json spells it (not Herd's constant).
 SCHEMA = re.compile(r"^[a-z0-9]([a-z0-9\-\.]*[a-z0-9])$")

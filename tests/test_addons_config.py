@@ -9,11 +9,8 @@ import pytest
 
 from herd.addons.catalog import AddonCatalog
 from herd.addons.config import (
-    AGENT,
-    NEUVECTOR,
     AddonConfigError,
     Credentials,
-    FailOn,
     default_config,
     parse_config,
     parse_secret,
@@ -22,6 +19,7 @@ from herd.api import StackSpec
 from herd.errors import SpecError, TransientError
 from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.desired import plan_stack
+from herd.status.facts import AGENT, NEUVECTOR, FailOn
 
 SAMPLE = Path(__file__).parent.parent / "examples" / "addons-config.yaml.sample"
 SECRET = {"stackstate.url": "https://sts.example.com", "stackstate.apiKey": "key-123"}

@@ -16,7 +16,7 @@ import pytest
 
 from e2e.testbed.neuvector_standin import CannedImage, NeuVectorStandIn, Request
 from herd.addons.neuvector import NeuVectorClient, NeuVectorError
-from herd.addons.security import ImageScan
+from herd.status.facts import ImageScan
 
 pytestmark = pytest.mark.contract
 

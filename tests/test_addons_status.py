@@ -9,30 +9,26 @@ from typing import Any
 
 import pytest
 
-from herd.addons.config import AGENT, NEUVECTOR, FailOn
-from herd.addons.enrich import OBSERVABILITY_CONFIGURED, SECURITY_SCANNED, carry_over, enrich
 from herd.addons.images import Workload, manifest_facts, normalize
-from herd.addons.observability import (
-    AgentHealth,
-    observability_summary,
-    row_metrics,
-    workload_ready,
-)
-from herd.addons.security import (
-    ClusterScan,
-    ImageScan,
-    ScanReport,
-    ScanState,
-    Verdict,
-    cluster_state,
-    release_verdict,
-    security_summary,
-)
+from herd.addons.probe import workload_ready
 from herd.api import ChartSpec, Condition, StackSpec, StackStatus
 from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.desired import ReleaseKey, StackPlan, plan_stack
 from herd.plan.results import ReleaseResult, State
+from herd.status.addons import OBSERVABILITY_CONFIGURED, SECURITY_SCANNED, carry_over, enrich
 from herd.status.build import stack_status
+from herd.status.facts import (
+    AGENT,
+    NEUVECTOR,
+    AgentHealth,
+    ClusterScan,
+    FailOn,
+    ImageScan,
+    ScanReport,
+    ScanState,
+)
+from herd.status.observability import observability_summary, row_metrics
+from herd.status.security import Verdict, cluster_state, release_verdict, security_summary
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 LATER = datetime(2025, 1, 2, 4, 0, 0, tzinfo=UTC)

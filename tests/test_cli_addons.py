@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
-from herd.addons.config import AGENT, NEUVECTOR
 from herd.api import parse_stack
 from herd.cli import addons, fleet, main
 from herd.errors import SpecError
 from herd.plan.desired import ReleaseKey, plan_stack
 from herd.plan.results import ReleaseResult, State
+from herd.status.facts import AGENT, NEUVECTOR
 from tests.conftest import chart, stack_body
 
 SAMPLE = Path(__file__).parent.parent / "examples" / "addons-config.yaml.sample"

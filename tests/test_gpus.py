@@ -9,21 +9,21 @@ from typing import Any
 import pytest
 import yaml
 
-from herd.addons.gpu.dcgm import GPU_UTIL, MetricsError, parse_metrics, release_utilization
-from herd.addons.gpu.demand import (
-    ClusterGpus,
-    GpuDemand,
-    fit_warning,
-    gpu_demand,
-    largest_node,
-    node_gpus,
+from herd.addons.gpu.dcgm import (
+    GPU_UTIL,
+    MetricsError,
+    parse_metrics,
+    release_gpus,
+    release_utilization,
 )
-from herd.addons.gpu.status import UNAVAILABLE, ReleaseGpus, release_gpus, with_gpus
+from herd.addons.gpu.demand import GpuDemand, gpu_demand, largest_node, node_gpus
 from herd.addons.images import manifest_facts
 from herd.api.status import DeploymentRow, StackStatus
 from herd.operator.events import log_release
 from herd.plan.desired import ReleaseKey
 from herd.plan.results import ReleaseResult, State
+from herd.status.facts import ClusterGpus, ReleaseGpus
+from herd.status.gpu import UNAVAILABLE, fit_warning, with_gpus
 
 
 def pod(*containers: dict[str, Any], init: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:

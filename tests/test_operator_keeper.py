@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from herd.addons.probe import Observation
 from herd.api import StackStatus
 from herd.api.status import DeploymentRow
 from herd.engine.engine import StackResult
@@ -22,11 +21,12 @@ from herd.operator import metrics
 from herd.operator.config import OperatorConfig
 from herd.operator.index import TargetIndex
 from herd.operator.keeper import IN_BACKOFF, Keeper
-from herd.operator.runtime import finish_pass
+from herd.operator.stack import finish_pass
 from herd.plan.clusters import Cluster
 from herd.plan.desired import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.tenancy import Grants
+from herd.status.facts import Observation
 
 BODY = {
     "apiVersion": "herd.suse.com/v1",

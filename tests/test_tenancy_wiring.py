@@ -278,6 +278,9 @@ class FakeRuntime:
     def signal(self, key: tuple[str, str]) -> None:
         self.signalled.append(key)
 
+    def kept(self) -> list[tuple[str, str]]:
+        return list(self._signals)
+
 
 def test_a_grant_change_wakes_the_stacks_of_the_namespaces_it_names(
     monkeypatch: pytest.MonkeyPatch,
@@ -289,10 +292,10 @@ def test_a_grant_change_wakes_the_stacks_of_the_namespaces_it_names(
     fake = FakeRuntime()
     watch = module.Runtime._watch_grants
     logger = logging.getLogger("test")
-    asyncio.run(watch(fake, logger))  # type: ignore[arg-type]  # first look: nothing to compare
-    asyncio.run(watch(fake, logger))  # type: ignore[arg-type]  # unchanged
+    asyncio.run(watch(fake, logger, fake))  # type: ignore[arg-type]  # first look: nothing to compare
+    asyncio.run(watch(fake, logger, fake))  # type: ignore[arg-type]  # unchanged
     assert fake.signalled == []
-    asyncio.run(watch(fake, logger))  # type: ignore[arg-type]  # team-a's grant deleted
+    asyncio.run(watch(fake, logger, fake))  # type: ignore[arg-type]  # team-a's grant deleted
     assert fake.signalled == [("team-a", "app")]
 
 

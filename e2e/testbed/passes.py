@@ -8,11 +8,11 @@ GPU facts, Herd's dashboards and alerts). Callers: `e2e/test_addons.py`,
 
 from __future__ import annotations
 
-from herd.addons.enrich import enrich
 from herd.addons.probe import AddonProbe
 from herd.api import StackStatus
 from herd.engine.engine import Inventory, StackResult
 from herd.plan.results import now
+from herd.status.addons import enrich
 from herd.status.build import stack_status
 
 

@@ -46,9 +46,7 @@ from kubernetes.client.exceptions import ApiException
 
 from herd.addons.agentname import agent_cluster_name
 from herd.addons.config import (
-    AGENT,
     AGENT_DEFAULTS,
-    NEUVECTOR,
     NEUVECTOR_DEFAULTS,
     AddonConfigError,
     AddonsConfig,
@@ -63,6 +61,7 @@ from herd.errors import Problem, SpecError, TransientError
 from herd.kube.client import API_ERRORS, NOT_FOUND, api_error_summary, read_json
 from herd.plan.clusters import Cluster
 from herd.plan.desired import Values
+from herd.status.facts import AGENT, NEUVECTOR
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,6 @@ without it the scan status is Unavailable; with it, it is also NeuVector's
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -40,11 +39,7 @@ from pydantic import ValidationError
 
 from herd.api.charts import ChartSpec, ChartValues
 from herd.errors import HerdError, Problem
-
-NEUVECTOR: Final = "neuvector"
-"""The NeuVector add-on's chart name in a Stack (user charts cannot use it)."""
-AGENT: Final = "suse-observability-agent"
-"""The SUSE Observability agent add-on's chart name in a Stack."""
+from herd.status.facts import AGENT, NEUVECTOR, FailOn
 
 _PREFIX = {NEUVECTOR: "neuvector", AGENT: "observability"}
 
@@ -74,13 +69,6 @@ SECRET_API_KEY: Final = "stackstate.apiKey"
 SECRET_NV_USER: Final = "neuvector.username"
 SECRET_NV_PASSWORD: Final = "neuvector.password"
 SECRET_KEYS: Final = frozenset({SECRET_URL, SECRET_API_KEY, SECRET_NV_USER, SECRET_NV_PASSWORD})
-
-
-class FailOn(enum.StrEnum):
-    """The least severe vulnerability that fails a release's scan."""
-
-    CRITICAL = "critical"
-    HIGH = "high"
 
 
 class AddonConfigError(HerdError):

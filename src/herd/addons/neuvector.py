@@ -31,8 +31,8 @@ from typing import Any, Protocol, cast
 from kubernetes import client
 
 from herd.addons.images import normalize
-from herd.addons.security import ImageScan, ScanReport
 from herd.kube.client import API_ERRORS, api_error_summary
+from herd.status.facts import ImageScan, ScanReport
 
 TOKEN_HEADER = "X-Auth-Token"
 _FINISHED = "finished"

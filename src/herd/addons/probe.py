@@ -16,7 +16,7 @@ number at a time, with each cluster's own kubeconfig:
 
 It never raises for one cluster's trouble: a cluster that cannot be asked gets an
 Unavailable scan or no agent health, with a reason fit for the status. Callers: the
-operator's runtime after each pass, then `herd.addons.enrich`.
+operator's runtime after each pass, then `herd.status.addons`.
 """
 
 from __future__ import annotations
@@ -24,23 +24,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from kubernetes import client
 
 from herd.addons.catalog import AddonCatalog
-from herd.addons.config import AGENT, NEUVECTOR, Credentials, FailOn, NeuVectorApi
-from herd.addons.enrich import PassResult
-from herd.addons.gpu.demand import ClusterGpus
+from herd.addons.config import Credentials, NeuVectorApi
+from herd.addons.gpu.dcgm import release_gpus
 from herd.addons.gpu.probe import GpuProbe
-from herd.addons.gpu.status import ReleaseGpus, RowKey, release_gpus
 from herd.addons.images import ManifestFacts, Workload, manifest_facts
 from herd.addons.insights import INSIGHTS, insights_counts
 from herd.addons.neuvector import NeuVectorClient, NeuVectorError, ServiceProxy
-from herd.addons.observability import AgentHealth, workload_ready
-from herd.addons.security import ClusterScan, ReleaseRef, ScanReport, ScanState
 from herd.api.v1 import Toggle
 from herd.errors import HerdError
 from herd.helm.client import ClusterHelm
@@ -54,6 +49,19 @@ from herd.kube.client import (
 )
 from herd.plan.clusters import Cluster, ClusterUnavailable
 from herd.plan.results import ReleaseResult, State
+from herd.status.addons import PassResult
+from herd.status.facts import (
+    AGENT,
+    NEUVECTOR,
+    AgentHealth,
+    ClusterGpus,
+    ClusterScan,
+    FailOn,
+    Observation,
+    ReleaseRef,
+    ScanReport,
+    ScanState,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,18 +73,6 @@ class Inventory(Protocol):
     """Kubeconfig files of clusters (`herd.clusters.inventory.Inventory`, the CLI's own)."""
 
     async def kubeconfig(self, cluster: Cluster) -> Path: ...
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What the probe saw, by cluster id; the input of `enrich`."""
-
-    scans: dict[str, ClusterScan] = field(default_factory=dict)
-    agents: dict[str, AgentHealth] = field(default_factory=dict)
-    fail_on: FailOn = FailOn.CRITICAL
-    gpus: dict[str, ClusterGpus] = field(default_factory=dict)
-    release_gpus: dict[RowKey, ReleaseGpus] = field(default_factory=dict)
-    insights: dict[str, tuple[int, int]] = field(default_factory=dict)  # dashboards, alerts
 
 
 class AddonProbe:
@@ -351,3 +347,17 @@ def _unready_workloads(
         return unready
     finally:
         kube.close()  # type: ignore[no-untyped-call]
+
+
+def workload_ready(kind: str, body: dict[str, Any]) -> bool:
+    """Deployment: Available; StatefulSet: all replicas ready; DaemonSet: ready everywhere."""
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    if kind == "Deployment":
+        conditions = status.get("conditions") or []
+        return any(c.get("type") == "Available" and c.get("status") == "True" for c in conditions)
+    if kind == "StatefulSet":
+        return int(status.get("readyReplicas") or 0) >= int(spec.get("replicas", 1))
+    if kind == "DaemonSet":
+        desired = int(status.get("desiredNumberScheduled") or 0)
+        return int(status.get("numberReady") or 0) >= desired
+    return False

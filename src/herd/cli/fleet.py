@@ -44,7 +44,7 @@ from herd.cli.documents import load
 from herd.clusters.files import ClusterConfigError, FileCluster, FileSource
 from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
-from herd.engine.engine import AddOns, Engine, SourcesReader, ValuesReader
+from herd.engine.wiring import build_engine
 from herd.errors import Problem, SpecError, TransientError
 from herd.helm.client import ClusterHelm
 from herd.helm.environment import HelmEnvironment
@@ -52,7 +52,6 @@ from herd.helm.failures import HelmFailure
 from herd.kube.chart_secrets import KubeSourcesReader
 from herd.kube.client import api_client_from_kubeconfig
 from herd.kube.owned import DownstreamOwnership
-from herd.kube.values_from import KubeValuesReader
 from herd.plan.chart_sources import ChartSource, unread_sources
 from herd.plan.clusters import Cluster, ClusterUnavailable
 from herd.plan.desired import ObservedRelease, SourceKey, Values, owner_label
@@ -159,21 +158,18 @@ class Session:
                     f"--values-kubeconfig {values_kubeconfig}: not a usable kubeconfig "
                     f"({type(error).__name__})"
                 ) from None
-        values: ValuesReader = KubeValuesReader(self._api) if self._api else NoValuesCluster()
-        sources: SourcesReader = KubeSourcesReader(self._api) if self._api else NoSourcesCluster()
         self.limits = limits
         self.redact = addon_file.Redactor.of(addons)
         self.store = KubeconfigStore(None)
-        self.inventory = Inventory([FileSource(clusters)], self.store)
         self.env = HelmEnvironment()
-        planned: AddOns = addons or addon_file.NoAddons()
-        self.engine = Engine(
-            self.inventory,
+        self.inventory, self.engine = build_engine(
+            [FileSource(clusters)],
+            self.store,
             self.env,
+            api=self._api,
+            offline=(NoValuesCluster(), NoSourcesCluster()),
             limits=limits,
-            values=values,
-            addons=planned,
-            sources=sources,
+            addons=addons or addon_file.NoAddons(),
             manager="cli",
             # No management cluster: the ownership record lives in each cluster's
             # herd-system namespace, which only the cluster's admins write.

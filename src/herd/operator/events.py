@@ -13,9 +13,9 @@ import logging
 import time
 from typing import Any, Protocol
 
-from herd.addons.gpu.demand import FIT_WARNING
 from herd.plan.desired import Action
 from herd.plan.results import ReleaseResult, State
+from herd.status.gpu import FIT_WARNING
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 

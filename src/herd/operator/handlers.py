@@ -1,6 +1,7 @@
-"""kopf handlers: translate Kubernetes events into `Runtime` calls, and run the controller.
+"""kopf handlers: translate Kubernetes events into `Stacks` calls, and run the controller.
 
-- startup/cleanup: build and close the `Runtime`, start metrics and the fleet watcher.
+- startup/cleanup: build and close the `Runtime` (process-wide parts) and the `Stacks`
+  (one object per Stack: `herd.operator.stack`), start metrics and the fleet watcher.
 - create/update/resume: wake the Stack's keeper (the daemon below).
 - daemon: the keeper loop, one per Stack: reconcile, then wait for resync or a signal.
 - event: a new `herd.suse.com/approve` (staged rollouts) or `herd.suse.com/reconcile-at`
@@ -48,6 +49,8 @@ from herd.operator.impersonation import keep_bindings
 from herd.operator.leader import LeaderElector, identity, lease_name, serve_health
 from herd.operator.runtime import Runtime, open_workdir
 from herd.operator.shutdown import Watchdog
+from herd.operator.stack import Stacks
+from herd.names import APPROVE_ANNOTATION
 from herd.plan.tenancy import Mode
 
 STACKS = (GROUP, VERSION, PLURAL)
@@ -117,8 +120,9 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: 
     # Clients, helm home, add-on catalog: blocking work, kept off the event loop.
     runtime = await asyncio.to_thread(Runtime.create, config, memo["workdir"])
     memo["runtime"] = runtime
+    stacks = memo["stacks"] = Stacks(runtime)
     metrics.serve(config.metrics_port)
-    memo["fleet"] = asyncio.create_task(runtime.watch_fleet(logger))
+    memo["fleet"] = asyncio.create_task(runtime.watch_fleet(logger, stacks))
     # Impersonation only where grants name a namespace (`herd.operator.impersonation`).
     memo["impersonation"] = asyncio.create_task(keep_bindings(runtime.api, config, logger))
     if config.tenancy is Mode.OPEN:
@@ -141,7 +145,7 @@ async def cleanup(memo: Any, **_: Any) -> None:
 
 
 async def changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    memo["runtime"].signal((namespace or "", name))
+    memo["stacks"].signal((namespace or "", name))
 
 
 def _annotation(body: kopf.Body, annotation: str) -> tuple[tuple[str, str], str | None]:
@@ -152,22 +156,22 @@ def _annotation(body: kopf.Body, annotation: str) -> tuple[tuple[str, str], str 
 
 def _new_value(annotation: str) -> Callable[..., bool]:
     def new(body: kopf.Body, memo: Any, **_: Any) -> bool:
-        runtime = memo.get("runtime")
+        stacks = memo.get("stacks")
         key, value = _annotation(body, annotation)
-        return runtime is not None and bool(runtime.annotation_new(key, annotation, value))
+        return stacks is not None and bool(stacks.annotation_new(key, annotation, value))
 
     return new
 
 
 async def annotated(body: kopf.Body, memo: Any, param: Any = None, **_: Any) -> None:
-    runtime = memo.get("runtime")
-    if runtime is not None and isinstance(param, str):
+    stacks = memo.get("stacks")
+    if stacks is not None and isinstance(param, str):
         key, value = _annotation(body, param)
-        runtime.annotation_seen(key, param, value)
+        stacks.annotation_seen(key, param, value)
 
 
 class _StackEvents:
-    """`herd.operator.runtime.Events` through kopf's event poster."""
+    """`herd.operator.events.Events` through kopf's event poster."""
 
     def __init__(self, body: kopf.Body) -> None:
         self._body = body
@@ -182,12 +186,12 @@ class _StackEvents:
 async def keeper(
     body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, logger: Any, **_: Any
 ) -> None:
-    await memo["runtime"].keep(body, stopped, logger, _StackEvents(body))
+    await memo["stacks"].keep(body, stopped, logger, _StackEvents(body))
 
 
 async def deleted(body: kopf.Body, memo: Any, logger: Any, **_: Any) -> None:
     try:
-        await memo["runtime"].delete(body, logger)
+        await memo["stacks"].delete(body, logger)
     except TransientError as error:
         raise kopf.TemporaryError(str(error), delay=error.delay) from None
 
@@ -260,9 +264,9 @@ async def _lead(  # noqa: PLR0917 (the process's parts, handed down once)
     memo = kopf.Memo(config=config, workdir=workdir)
 
     def paused(pause: bool) -> None:
-        runtime: Runtime | None = memo.get("runtime")
-        if runtime is not None:
-            runtime.pause(pause)
+        stacks: Stacks | None = memo.get("stacks")
+        if stacks is not None:
+            stacks.pause(pause)
 
     renewal = asyncio.create_task(elector.keep(paused), name="herd lease renewal")
     signalled = asyncio.create_task(stopping.wait(), name="herd signal waiter")

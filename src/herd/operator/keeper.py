@@ -1,12 +1,13 @@
 """One Stack's keeper: its reconcile loop, one pass at a time, and what a pass remembers.
 
-Created by `Runtime.keep` (run by the kopf daemon of `herd.operator.handlers`) for each
-Stack. A pass parses the Stack, asks the engine to converge it, and hands status to the
-Stack's `StatusWriter` (which writes apart from helm, so a management API outage only
-delays status). Between passes the keeper waits for the resync interval, the earliest
-cluster retry, or a signal (spec change, inventory change). A spec change during a
-rollout is handled by finishing the rollout, then reconciling again with the new spec
-("finish then redo": helm is never interrupted half-way by an edit).
+Created by `herd.operator.stack.ManagedStack.keep` (run by the kopf daemon of
+`herd.operator.handlers`) for each Stack. A pass parses the Stack, asks the engine to
+converge it, and hands status to the Stack's `StatusWriter` (which writes apart from helm,
+so a management API outage only delays status); every status it writes is built by
+`herd.status.pipeline.compose`. Between passes the keeper waits for the resync interval,
+the earliest cluster retry, or a signal (spec change, inventory change). A spec change
+during a rollout is handled by finishing the rollout, then reconciling again with the new
+spec ("finish then redo": helm is never interrupted half-way by an edit).
 
 What a pass decides from lives on the Stack's status, flushed before the next pass:
 
@@ -25,18 +26,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from herd.addons.enrich import carry_over, enrich
 from herd.api import StackStatus, parse_stack
-from herd.api.status import RolloutStatus
-from herd.api.v1 import Stack
-from herd.engine.engine import StackResult
+from herd.api.v1 import RolloutStatus, Stack
+from herd.engine.protocols import StackResult
 from herd.errors import SpecError, TransientError
 from herd.names import APPROVE_ANNOTATION, RECONCILE_AT
 from herd.operator import metrics
 from herd.operator.events import Events, Logger, StackEvents, describe_error, log_release
+from herd.operator.runtime import Runtime
 from herd.operator.statuswriter import Gone, StatusWriter
 from herd.plan.desired import ReleaseKey
 from herd.plan.results import ReleaseResult, State, now
@@ -46,11 +47,9 @@ from herd.plan.tenancy import Grants
 from herd.plan.values import follows_facts
 from herd.rollout.staged import StageInputs
 from herd.status import dryrun
-from herd.status.build import Phase, failed_status, release_record, stack_status
-from herd.status.rollout import rollout_events, with_rollout
-
-if TYPE_CHECKING:
-    from herd.operator.runtime import Runtime
+from herd.status.build import Phase, release_record
+from herd.status.pipeline import Kind, Rows, StatusInputs, compose
+from herd.status.rollout import rollout_events
 
 STATUS_INTERVAL = 1.0
 WRITE_BACKOFF_MAX = 5.0  # status lags a management API outage by at most this much
@@ -97,12 +96,21 @@ def parse_status(body: Any) -> StackStatus | None:
 
 
 class Keeper:
-    def __init__(self, runtime: Runtime, body: Any, logger: Logger, events: Events | None):
+    def __init__(
+        self,
+        runtime: Runtime,
+        body: Any,
+        logger: Logger,
+        events: Events | None,
+        *,
+        on_approval: Callable[[], None] | None = None,
+    ) -> None:
         meta = body["metadata"]
         self.key = (meta["namespace"], meta["name"])
         self._runtime = runtime
         self._config = runtime.config
         self._logger = logger
+        self._on_approval = on_approval
         self.events = StackEvents(events, window=self._config.resync_seconds)
         self.backoff = Backoff(
             base=self._config.retry_seconds, cap=self._config.backoff_max_seconds
@@ -139,7 +147,9 @@ class Keeper:
         except SpecError as error:
             self._logger.error("Invalid Stack, nothing deployed or changed: %s", error)
             self.events.warning("InvalidSpec", f"Nothing deployed or changed: {error}")
-            status = failed_status(str(error), generation, now(), previous)
+            status = compose(
+                StatusInputs(Kind.FAILED, generation, now(), previous, message=str(error))
+            )
             await self.writer.flush(lambda: status)
             self._runtime.fleet.set(self.key, Phase.FAILED, {})
             return self._config.resync_seconds
@@ -160,7 +170,9 @@ class Keeper:
                 text = f"Reconcile failed ({describe_error(error)}); retrying in {delay:.0f}s"
                 self._logger.exception("%s", text)
             phase = previous.phase if previous else Phase.PENDING
-            status = failed_status(text, generation, now(), previous, phase=phase)
+            status = compose(
+                StatusInputs(Kind.FAILED, generation, now(), previous, message=text, phase=phase)
+            )
             self.writer.offer(lambda: status)
             return delay
 
@@ -192,43 +204,45 @@ class Keeper:
             staging=replace(staging or StageInputs(), on_stage=progress.stage),
         )
         record = self._record(result, previous, deferred, known)
-        status = progress.final(result, record)
-        # The pass's outcome goes out now (with the last add-on and GPU facts carried
-        # over); the probe's reads (manifests, nodes, exporters) only refine it.
-        final = status
-        self.writer.offer(lambda: final)
+        await self._write_final(result, progress, record)
+        delay = self._next_pass(result, deferred, record)
+        staged = result.rollout
+        if staged is None:
+            return delay
+        if staged.decision.approved:
+            if self._on_approval is not None:
+                self._on_approval()
+            await runtime.clear_approval(self.key, staged.decision.approved, self._logger)
+        if staged.wake_seconds is not None:
+            delay = max(0.5, min(delay, staged.wake_seconds + 0.5))
+        return 0.5 if staged.interrupted else delay
+
+    async def _write_final(
+        self, result: StackResult, progress: _Progress, record: list[str]
+    ) -> None:
+        """The pass's outcome goes out now (with the last add-on and GPU facts carried
+        over); the probe's reads (manifests, nodes, exporters) only refine it."""
+        final = progress.inputs(Kind.FINAL, Rows.of(result), record=record)
+        self.writer.offer(lambda: compose(final))
         try:
-            seen = await runtime.probe.observe(result, runtime.inventory)
+            observed = await self._runtime.probe.observe(result, self._runtime.inventory)
         except Exception as error:  # add-on reports are extras: the pass's status goes out
             self._logger.warning("Cannot read add-on reports: %s", error)
-        else:
-            status = enrich(
-                status,
-                result,
-                seen.scans,
-                seen.agents,
-                fail_on=seen.fail_on,
-                previous=previous,
-                now=now(),
-                gpus=seen.gpus,
-                release_gpus=seen.release_gpus,
-                insights=seen.insights,
-            )
+            observed = None
         staged = result.rollout
         if staged is not None:
             progress.stage(staged.status)
-            status = with_rollout(status, staged.status, now())
+        status = compose(
+            replace(
+                final,
+                now=now(),
+                result=result,
+                observed=observed,
+                rollout=staged.status if staged is not None else None,
+            )
+        )
         await self.writer.flush(lambda: status)
-        runtime.fleet.set(self.key, status.phase, status.deployment_counts)
-        delay = self._next_pass(result, deferred, record)
-        if staged is not None:
-            if staged.decision.approved:
-                await runtime.clear_approval(self.key, staged.decision.approved, self._logger)
-            if staged.wake_seconds is not None:
-                delay = max(0.5, min(delay, staged.wake_seconds + 0.5))
-            if staged.interrupted:
-                delay = 0.5
-        return delay
+        self._runtime.fleet.set(self.key, status.phase, status.deployment_counts)
 
     async def _dry_run(
         self,
@@ -243,20 +257,18 @@ class Keeper:
         result, previews = await self._runtime.engine.preview(
             stack, previous_targets=previous_targets(previous), grants=grants
         )
-        rows = [*result.releases, *dryrun.unreachable_rows(result.plan, result.unreachable)]
-        rows += [dryrun.planned(p.key, p.desired, p.observed, p.decision) for p in previews]
-        status = dryrun.dry_run_status(
-            rows,
-            targets=[c.id for c in result.targets],
-            skipped=result.skipped,
-            chart_count=result.chart_count,
-            generation=generation,
-            now=now(),
-            previous=previous,
-            max_rows=self._config.max_rows,
-            reconcile_at=reconcile_at,
+        rows = dryrun.preview_rows(result.releases, result.plan, result.unreachable, previews)
+        status = compose(
+            StatusInputs(
+                Kind.DRY_RUN,
+                generation,
+                now(),
+                previous,
+                reconcile_at,
+                self._config.max_rows,
+                Rows(rows, [c.id for c in result.targets], result.skipped, result.chart_count),
+            )
         )
-        status = carry_over(status, previous)
         if previous is None or previous.message != status.message:
             self.events.normal(dryrun.DRY_RUN, status.message)
         await self.writer.flush(lambda: status)
@@ -362,52 +374,24 @@ class _Progress:
         # Clusters this pass touched join the record at once: a crash mid-pass forgets none.
         touched = {r.key.cluster for r in self._results.values()}
         before = set(previous.release_clusters) if previous else set()
-        return self._status(
+        rows = Rows(
             list(self._results.values()),
             targets=previous.target_clusters if previous else [],
-            skipped=[],
             chart_count=previous.chart_count if previous else 0,
-            record=sorted(before | touched),
-            phase=Phase.DEPLOYING,
             cluster_count=previous.cluster_count if previous else 0,
         )
+        inputs = self.inputs(Kind.PROGRESS, rows, record=sorted(before | touched))
+        return compose(replace(inputs, rollout=self._rollout))
 
-    def final(self, result: StackResult, record: list[str]) -> StackStatus:
-        return self._status(
-            result.releases,
-            targets=[c.id for c in result.targets],
-            skipped=result.skipped,
-            chart_count=result.chart_count,
+    def inputs(self, kind: Kind, rows: Rows, record: list[str]) -> StatusInputs:
+        """The status inputs of this pass (its generation, annotations, previous status)."""
+        return StatusInputs(
+            kind,
+            self._generation,
+            now(),
+            self._previous,
+            self._reconcile_at,
+            self._keeper._config.max_rows,
+            rows,
             record=record,
-            phase=None,
-            cluster_count=None,
         )
-
-    def _status(
-        self,
-        releases: list[ReleaseResult],
-        *,
-        targets: list[str],
-        skipped: list[Any],
-        chart_count: int,
-        record: list[str] | None,
-        phase: str | None,
-        cluster_count: int | None,
-    ) -> StackStatus:
-        status = stack_status(
-            releases,
-            targets=targets,
-            skipped=skipped,
-            chart_count=chart_count,
-            generation=self._generation,
-            now=now(),
-            previous=self._previous,
-            max_rows=self._keeper._config.max_rows,
-            phase=phase,
-            release_clusters=record,
-            reconcile_at=self._reconcile_at,
-            cluster_count=cluster_count,
-        )
-        if self._rollout is not None and phase is not None:  # in progress: the live stage
-            status = status.model_copy(update={"rollout": self._rollout})
-        return carry_over(status, self._previous)

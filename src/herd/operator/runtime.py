@@ -1,25 +1,27 @@
-"""The operator's process wiring, free of kopf: one `Runtime` per process.
+"""The operator's process-wide parts, free of kopf: one `Runtime` per process.
 
-It holds the management-cluster client, the cluster inventory, the engine and its
-process-wide `Gates` (helm and cluster slots; `Runtime.gates` is what graceful shutdown
-drains), the index from clusters to Stacks, and one `Keeper` per Stack
-(`herd.operator.keeper`). `herd.operator.handlers` calls it: `keep` from the per-Stack
-daemon, `signal` on create/update/resume, `delete` from the delete handler
-(`herd.operator.teardown`), `watch_fleet` (a poll loop) from startup.
+It holds the management-cluster client, the cluster inventory, the engine
+(`herd.engine.wiring`) and its process-wide `Gates` (helm and cluster slots;
+`Runtime.gates` is what graceful shutdown drains), the add-on probe, the index from
+clusters to Stacks and the fleet metrics. Nothing in it belongs to one Stack: each Stack's
+keeper loop, signals, status and deletion state live in its own object
+(`herd.operator.stack.ManagedStack`), which calls back here for the shared parts:
+`grants`, `patch_status`, `clear_approval`, `known_clusters`.
 
 The inventory is polled, not watched: the sources live in a few namespaces, and a
 namespaced list keeps RBAC to those namespaces (a kopf watch would be cluster-wide).
 ClusterGrants are read fresh for every pass of a non-admin Stack (`grants`), and the fleet
-poll compares them too, waking the Stacks of the namespaces a grant change touches.
+poll (`watch_fleet`, started by `herd.operator.handlers`) compares them too, waking the
+Stacks of the namespaces a grant change touches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client
 
@@ -27,25 +29,20 @@ from herd.addons.catalog import AddonCatalog
 from herd.addons.probe import AddonProbe
 from herd.api import PLURAL, VERSION, StackStatus
 from herd.api.grants import ClusterGrant
-from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.clusters.sources import ClusterSource, RancherSource, SecretSource
-from herd.engine.engine import Engine
+from herd.engine.wiring import build_engine
 from herd.errors import HerdError
 from herd.helm.egress_guard import api_server_endpoint
 from herd.helm.environment import HelmEnvironment
 from herd.helm.workdir import keep_temp_files_in, prepare
-from herd.kube.chart_secrets import KubeSourcesReader
 from herd.kube.client import api_client_from_kubeconfig
 from herd.kube.grants import list_grants
 from herd.kube.owned import ManagementOwnership
-from herd.kube.values_from import KubeValuesReader
-from herd.names import APPROVE_ANNOTATION, GROUP
-from herd.operator import metrics, teardown
+from herd.operator import metrics
 from herd.operator.config import OperatorConfig
-from herd.operator.events import Events, Logger
+from herd.operator.events import Logger
 from herd.operator.index import StackKey, TargetIndex
-from herd.operator.keeper import Keeper
 from herd.operator.statuswriter import Gone
 from herd.plan.clusters import Cluster
 from herd.plan.egress import EgressPolicy
@@ -63,6 +60,15 @@ def open_workdir(config: OperatorConfig) -> Path:
     workdir = prepare(config.work_directory())
     keep_temp_files_in(workdir / "tmp")
     return workdir
+
+
+class Stacks(Protocol):
+    """The Stacks this process keeps (`herd.operator.stack.Stacks`), as the fleet poll
+    wakes them."""
+
+    def kept(self) -> Collection[StackKey]: ...
+
+    def signal(self, key: StackKey) -> None: ...
 
 
 class Runtime:
@@ -87,7 +93,6 @@ class Runtime:
         self.store = KubeconfigStore(
             api, self.workdir / "kubeconfigs", allow_exec=config.allow_exec_kubeconfigs
         )
-        self.inventory = Inventory(sources, self.store)
         self.env = HelmEnvironment(self.workdir / "helm", settings=config.helm)
         self.addons = addons or AddonCatalog.from_cluster(
             api, config.namespace, config.addons_configmap
@@ -99,12 +104,12 @@ class Runtime:
             refresh_seconds=config.resync_seconds,
         )
         self.gates = Gates(helm=config.max_helm, clusters=config.max_clusters)
-        self.engine = Engine(
-            self.inventory,
+        self.inventory, self.engine = build_engine(
+            sources,
+            self.store,
             self.env,
+            api=api,
             limits=Limits(clusters=config.max_clusters, helm=config.max_helm),
-            values=KubeValuesReader(api),
-            sources=KubeSourcesReader(api),
             addons=self.addons,
             gates=self.gates,
             manager="operator",
@@ -114,16 +119,7 @@ class Runtime:
         )
         self.index = TargetIndex()
         self.fleet = metrics.Fleet()
-        self.deletion_attempts: dict[StackKey, int] = {}
-        self._signals: dict[StackKey, asyncio.Event] = {}
-        # Values of the annotations that wake a keeper (WAKE_ANNOTATIONS), as last seen.
-        self._annotations: dict[tuple[StackKey, str], str] = {}
         self._clusters: dict[str, Cluster] = {}
-        self._keepers: dict[StackKey, Keeper] = {}
-        self._running: dict[StackKey, asyncio.Event] = {}  # set when the loop has ended
-        self._deleting: set[StackKey] = set()
-        self._statuses: dict[StackKey, StackStatus] = {}
-        self._posters: dict[StackKey, Events] = {}  # the daemons' Event posters
         self._grants: dict[str, ClusterGrant] | None = None  # as the fleet poll last saw them
 
     @classmethod
@@ -137,35 +133,7 @@ class Runtime:
         self.env.close()
         self.api.close()  # type: ignore[no-untyped-call]
 
-    # -- signals and the fleet -----------------------------------------------------------
-
-    def pause(self, paused: bool) -> None:
-        """Start no new helm work (the leader Lease is not renewed), or resume it and
-        reconcile every Stack: a pass made while paused left its releases pending."""
-        if paused:
-            self.gates.pause()
-            return
-        self.gates.resume()
-        for event in self._signals.values():
-            event.set()
-
-    def signal(self, key: StackKey) -> None:
-        """Ask the Stack's keeper to reconcile now (or right after its current pass)."""
-        self._signals.setdefault(key, asyncio.Event()).set()
-
-    def annotation_new(self, key: StackKey, annotation: str, value: str | None) -> bool:
-        """Whether a watch event shows a value of a wake annotation this process has not
-        acted on (kopf's own diff ignores our group's annotations: `handlers`)."""
-        return bool(value) and self._annotations.get((key, annotation)) != value
-
-    def annotation_seen(self, key: StackKey, annotation: str, value: str | None) -> None:
-        """A new value of `herd.suse.com/approve` (a gate waits for it) or
-        `herd.suse.com/reconcile-at` (retry held failures now) wakes the Stack's keeper at
-        once; the same value again does nothing."""
-        if value and self.annotation_new(key, annotation, value):
-            self.signal(key)
-        if value:
-            self._annotations[(key, annotation)] = value
+    # -- the fleet -----------------------------------------------------------------------
 
     def known_clusters(self) -> list[Cluster]:
         """The inventory as the last poll saw it."""
@@ -187,7 +155,7 @@ class Runtime:
             namespace, found, admin_namespace=config.namespace, addon_namespaces=addons
         )
 
-    async def _watch_grants(self, logger: logging.Logger) -> None:
+    async def _watch_grants(self, logger: logging.Logger, stacks: Stacks) -> None:
         """Wake the Stacks of every namespace whose grants changed since the last poll."""
         if self.config.tenancy is Mode.OPEN:
             return
@@ -208,15 +176,15 @@ class Runtime:
             old, new = before.get(name), current.get(name)
             if old != new:
                 touched |= affected_namespaces(*(_body(g) for g in (old, new)))
-        for key in [k for k in self._signals if k[0] in touched]:
+        for key in [k for k in stacks.kept() if k[0] in touched]:
             logger.info("ClusterGrants changed; reconciling Stack %s/%s", *key)
-            self.signal(key)
+            stacks.signal(key)
 
-    async def watch_fleet(self, logger: logging.Logger) -> None:
+    async def watch_fleet(self, logger: logging.Logger, stacks: Stacks) -> None:
         """Poll the inventory (and the grants) every few seconds; wake the Stacks a change
         affects."""
         while True:
-            await self._watch_grants(logger)
+            await self._watch_grants(logger, stacks)
             try:
                 current = {c.id: c for c in await self.inventory.clusters()}
             except HerdError as error:
@@ -227,95 +195,16 @@ class Runtime:
                 if before != after:
                     for key in self.index.affected(before, after):
                         logger.info("Cluster %s changed; reconciling Stack %s/%s", cluster_id, *key)
-                        self.signal(key)
+                        stacks.signal(key)
             self._clusters = current
             await asyncio.sleep(self.config.fleet_seconds)
 
-    # -- the keeper loop -----------------------------------------------------------------
-
-    async def keep(self, body: Any, stopped: Any, logger: Logger, events: Events) -> None:
-        """Reconcile the Stack in `body` (a live view) until `stopped` or its deletion."""
-        key: StackKey = (body["metadata"]["namespace"], body["metadata"]["name"])
-        event = self._signals.setdefault(key, asyncio.Event())
-        ended = self._running[key] = asyncio.Event()
-        self._posters[key] = events
-        keeper = self._keepers[key] = Keeper(self, body, logger, events)
-        keeper.writer.start()
-        try:
-            while not stopped and key not in self._deleting:
-                event.clear()
-                delay = await finish_pass(keeper.reconcile(body), logger)
-                if key in self._deleting:
-                    break
-                waiter = asyncio.ensure_future(event.wait())
-                stopper = asyncio.ensure_future(stopped.wait())
-                try:
-                    await asyncio.wait(
-                        {waiter, stopper}, timeout=delay, return_when="FIRST_COMPLETED"
-                    )
-                finally:
-                    waiter.cancel()
-                    stopper.cancel()
-        except Gone:
-            logger.info("The Stack is gone; its keeper stops")
-        finally:
-            if keeper.writer.written is not None:
-                self._statuses[key] = keeper.writer.written
-            await keeper.writer.close()
-            self._keepers.pop(key, None)
-            ended.set()
-
-    async def stop_keeping(self, key: StackKey, timeout: float) -> bool:
-        """No pass of the Stack starts any more; True once none is running."""
-        self._deleting.add(key)
-        self.signal(key)
-        ended = self._running.get(key)
-        if ended is None:
-            return True
-        try:
-            await asyncio.wait_for(ended.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    async def delete(self, body: Any, logger: Logger) -> None:
-        """Uninstall the Stack's releases; TransientError (with a delay) keeps the finalizer."""
-        await teardown.delete(self, body, logger)
-
-    def forget(self, key: StackKey) -> None:
-        """The Stack is gone: drop everything this process kept about it."""
-        self.index.remove(key)
-        self.fleet.forget(key)
-        self._signals.pop(key, None)
-        for seen in [seen for seen in self._annotations if seen[0] == key]:
-            del self._annotations[seen]
-        self._running.pop(key, None)
-        self._statuses.pop(key, None)
-        self._posters.pop(key, None)
-        self._deleting.discard(key)
-        self.deletion_attempts.pop(key, None)
-
-    def events(self, key: StackKey) -> Events | None:
-        """The Stack's Event poster, once its keeper ran in this process."""
-        return self._posters.get(key)
-
-    # -- status --------------------------------------------------------------------------
-
-    def last_status(self, key: StackKey) -> StackStatus | None:
-        keeper = self._keepers.get(key)
-        if keeper is not None and keeper.writer.written is not None:
-            return keeper.writer.written
-        return self._statuses.get(key)
-
-    def remember_status(self, key: StackKey, status: StackStatus) -> None:
-        self._statuses[key] = status
+    # -- writes on a Stack ---------------------------------------------------------------
 
     async def clear_approval(self, key: StackKey, stage: str, logger: Logger) -> None:
         """Remove `herd.suse.com/approve=<stage>` once the approval is recorded in the
         status: an approval opens one gate once, the next rollout waits again. A failure
         is logged (the status already holds the approval)."""
-        # the same value set again is a new approval
-        self._annotations.pop((key, APPROVE_ANNOTATION), None)
         patch = [
             {"op": "test", "path": f"/metadata/annotations/{_APPROVE_PATH}", "value": stage},
             {"op": "remove", "path": f"/metadata/annotations/{_APPROVE_PATH}"},
@@ -361,21 +250,3 @@ def _egress(config: OperatorConfig, api: client.ApiClient) -> EgressPolicy:
 
 def _body(grant: ClusterGrant | None) -> dict[str, Any] | None:
     return None if grant is None else {"spec": {"namespaces": list(grant.spec.namespaces)}}
-
-
-async def finish_pass(work: Coroutine[Any, Any, float], logger: Logger) -> float:
-    """Run a pass to its end even when the daemon is cancelled (kopf cancels a Stack's
-    daemon on deletion and at shutdown): helm is never killed half-way by that. Graceful
-    shutdown makes a pass short by draining `Runtime.gates`; deletion waits for it."""
-    task = asyncio.ensure_future(work)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        if not task.done():
-            logger.info("Letting the Stack's current pass finish before stopping")
-        while not task.done():  # the loop ends (and deletion may go on) only after it
-            try:
-                await asyncio.wait({task})
-            except asyncio.CancelledError:
-                continue
-        raise

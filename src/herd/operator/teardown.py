@@ -1,69 +1,114 @@
-"""Deleting a Stack: stop its keeper, then uninstall where its releases are, or wait.
+"""Deleting a Stack: uninstall where its releases are, or say what the deletion waits for.
 
-Called by `Runtime.delete` from kopf's delete handler (`herd.operator.handlers`), which
-holds the finalizer until this returns and retries it when it raises `TransientError`
-(with the delay given). Steps:
+Called by `herd.operator.stack.ManagedStack.delete` (kopf's delete handler, which holds
+the finalizer until the deletion is done), once the Stack's keeper has stopped, so no pass
+installs anything after this deletion looked. Steps:
 
-1. The Stack's keeper loop is told to stop and awaited, so no pass installs anything
-   after this deletion looked (a pass in progress finishes first; while it runs, the
-   deletion is retried shortly).
-2. `spec.deletionPolicy: Orphan` keeps every release: nothing is contacted.
-3. Otherwise the releases are uninstalled on the clusters the status records as holding
+1. `spec.deletionPolicy: Orphan` keeps every release: nothing is contacted.
+2. Otherwise the releases are uninstalled on the clusters the status records as holding
    them (`status.releaseClusters`) plus the current targets; every cluster when that
    record is missing or was cut at its bound. Only the releases the Stack's ownership
    record holds (`herd.plan.ownership`), and as the Stack's identity: its grants are read now
    (`Runtime.grants`), and a cluster they no longer cover is not contacted: it is
    orphaned, with a warning Event naming it.
-4. `herd.plan.deletion.decide` says whether deletion is done (then the ownership record goes
-   too). If not, the Stack shows phase
-   Deleting and a `Deleting` condition naming the clusters or releases it waits for, and
-   the next attempt comes after an exponential backoff.
+3. `herd.plan.deletion.decide` says whether deletion is done (then the ownership record goes
+   too). If not, `delete` returns a `Waiting`: the status (phase Deleting and a `Deleting`
+   condition naming the clusters or releases it waits for, `herd.status.pipeline`) and the
+   delay of the next attempt, an exponential backoff.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-from herd.api.v1 import DeletionPolicy
-from herd.errors import TransientError
-from herd.operator.events import Logger, log_release
-from herd.operator.keeper import parse_status, previous_targets
+from herd.api import StackStatus
+from herd.engine.protocols import StackResult
+from herd.operator.events import Events, Logger, log_release
+from herd.operator.index import StackKey
+from herd.operator.keeper import previous_targets
+from herd.operator.runtime import Runtime
 from herd.plan import deletion
 from herd.plan.results import State, now
 from herd.plan.retry import jitter, next_delay
-from herd.status.build import deleting_status
-
-if TYPE_CHECKING:
-    from herd.operator.index import StackKey
-    from herd.operator.runtime import Runtime
-
-KEEPER_WAIT = 10.0  # seconds to wait for a pass in progress before retrying the deletion
+from herd.status.pipeline import Kind, StatusInputs, compose
 
 
-async def delete(runtime: Runtime, body: Any, logger: Logger) -> None:
+@dataclass(frozen=True)
+class Waiting:
+    """A deletion not done: the status to show, and when to try again."""
+
+    status: StackStatus
+    message: str
+    delay: float
+
+
+async def delete(
+    runtime: Runtime,
+    body: Any,
+    previous: StackStatus | None,
+    *,
+    attempt: int,
+    logger: Logger,
+    events: Events | None,
+) -> Waiting | None:
+    """Uninstall the Stack's releases (see the module); None once it may go."""
     meta = body["metadata"]
-    key = (meta["namespace"], meta["name"])
-    attempt = runtime.deletion_attempts.get(key, 0) + 1
-    runtime.deletion_attempts[key] = attempt
-    if not await runtime.stop_keeping(key, timeout=KEEPER_WAIT):
-        raise TransientError("waiting for the Stack's current pass to finish", delay=5.0)
-    previous = runtime.last_status(key) or parse_status(body)
+    key: StackKey = (meta["namespace"], meta["name"])
     policy = (body.get("spec") or {}).get("deletionPolicy") or DeletionPolicy.DELETE
     if policy == DeletionPolicy.ORPHAN:
         logger.info("deletionPolicy Orphan: the Stack's releases stay where they are")
-        runtime.forget(key)
-        return
+        return None
     recorded = previous_targets(previous)
     grants = await runtime.grants(key[0])  # TransientError: retried, never done as admin
     uid = meta.get("uid")
     result = await runtime.engine.delete(
         *key, lambda r: log_release(r, logger, None), only=recorded, grants=grants, uid=uid
     )
+    unchecked, failed = _unchecked(result), _failed(result, logger)
+    verdict = deletion.decide(
+        holding=_holding(result, recorded, previous, unchecked, logger),
+        inventory=await runtime.inventory_ids(),
+        unchecked={c: why for c, why in unchecked.items() if c not in failed},
+        failed=failed,
+        orphan=deletion.orphaned_clusters(meta.get("annotations") or {}),
+        denied=result.denied,
+    )
+    _report(key, verdict, logger, events)
+    if not verdict.done:
+        config = runtime.config
+        delay = next_delay(
+            attempt, rand=jitter(), base=config.retry_seconds, cap=config.backoff_max_seconds
+        )
+        message = f"{verdict.message()}; retrying in {delay:.0f}s"
+        status = compose(
+            StatusInputs(
+                Kind.DELETING,
+                meta.get("generation"),
+                now(),
+                previous,
+                message=message,
+                reason=verdict.reason,
+            )
+        )
+        return Waiting(status, message, delay)
+    await runtime.engine.forget(*key, uid=uid)  # TransientError: the deletion is retried
+    return None
+
+
+def _unchecked(result: StackResult) -> dict[str, str]:
+    """Clusters whose releases could not be read (not those the grants left out): why."""
     unchecked = dict(result.unreachable)
     unchecked.update({s.cluster_id: s.reason for s in result.skipped})
     for cluster in result.denied:
         unchecked.pop(cluster, None)
-    for r in result.releases:  # labelled for the Stack but not its to remove: said, kept
+    return unchecked
+
+
+def _failed(result: StackResult, logger: Logger) -> dict[str, str]:
+    """The first failed uninstall per cluster; releases labelled for the Stack but not its
+    to remove are said (and kept)."""
+    for r in result.releases:
         if r.state is State.SKIPPED and r.message:
             logger.warning("Release %s on cluster %s: %s", r.key.name, r.key.cluster, r.message)
     failed: dict[str, str] = {}
@@ -72,44 +117,32 @@ async def delete(runtime: Runtime, body: Any, logger: Logger) -> None:
             failed.setdefault(
                 r.key.cluster, f"{r.chart} ({r.key.namespace}/{r.key.name}): {r.message}"
             )
-    if recorded is None:  # no record: what the status knew, and what the pass found
-        holding = set(result.holding) & (set(previous.target_clusters) if previous else set()) | {
-            r.key.cluster for r in result.releases
-        }
-        for cluster, reason in unchecked.items():
-            if cluster not in holding:
-                logger.warning("Cluster %s could not be checked for releases: %s", cluster, reason)
-    else:
-        holding = set(recorded)
-    verdict = deletion.decide(
-        holding=holding,
-        inventory=await runtime.inventory_ids(),
-        unchecked={c: why for c, why in unchecked.items() if c not in failed},
-        failed=failed,
-        orphan=deletion.orphaned_clusters(meta.get("annotations") or {}),
-        denied=result.denied,
-    )
-    _report(runtime, key, verdict, logger)
-    if not verdict.done:
-        delay = next_delay(
-            attempt,
-            rand=jitter(),
-            base=runtime.config.retry_seconds,
-            cap=runtime.config.backoff_max_seconds,
-        )
-        message = f"{verdict.message()}; retrying in {delay:.0f}s"
-        status = deleting_status(verdict.reason, message, meta.get("generation"), now(), previous)
-        try:
-            await runtime.patch_status(key, status)
-            runtime.remember_status(key, status)
-        except Exception as error:  # status is a courtesy here; the retry is what counts
-            logger.warning("Cannot write the deleting status: %s", error)
-        raise TransientError(message, delay=delay)
-    await runtime.engine.forget(*key, uid=uid)  # TransientError: the deletion is retried
-    runtime.forget(key)
+    return failed
 
 
-def _report(runtime: Runtime, key: StackKey, verdict: deletion.Verdict, logger: Logger) -> None:
+def _holding(
+    result: StackResult,
+    recorded: set[str] | None,
+    previous: StackStatus | None,
+    unchecked: dict[str, str],
+    logger: Logger,
+) -> set[str]:
+    """Clusters that hold the Stack's releases: the record, or without one what the
+    status knew and what the pass found."""
+    if recorded is not None:
+        return set(recorded)
+    holding = set(result.holding) & (set(previous.target_clusters) if previous else set()) | {
+        r.key.cluster for r in result.releases
+    }
+    for cluster, reason in unchecked.items():
+        if cluster not in holding:
+            logger.warning("Cluster %s could not be checked for releases: %s", cluster, reason)
+    return holding
+
+
+def _report(
+    key: StackKey, verdict: deletion.Verdict, logger: Logger, events: Events | None
+) -> None:
     """Warn (log and Event) about every cluster whose releases the deletion leaves behind."""
     warnings = [
         (
@@ -130,7 +163,6 @@ def _report(runtime: Runtime, key: StackKey, verdict: deletion.Verdict, logger: 
         ("ClusterOrphaned", f"Cluster {c} orphaned by annotation: its releases stay")
         for c in verdict.orphaned
     ]
-    events = runtime.events(key)
     for reason, text in warnings:
         logger.warning("%s", text)
         if events is not None:

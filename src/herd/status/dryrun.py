@@ -15,7 +15,7 @@ kstatus conditions (reason `DryRun`) are
 - `Stalled` True when Apply could not succeed as planned (a conflict, a value that cannot
   be rendered, a held failure, a cluster unreachable, skipped or not granted).
 
-Callers: `herd.operator.keeper`.
+Callers: `herd.status.pipeline` (`dry_run_status`), the operator's keeper (`preview_rows`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Protocol
 
 from herd.api.status import SkippedCluster, StackStatus
 from herd.plan.desired import (
@@ -96,6 +97,34 @@ def unreachable_rows(plan: StackPlan | None, unreachable: Mapping[str, str]) -> 
     ]
 
 
+class Preview(Protocol):
+    """One preview row (`herd.engine.protocols.Preview`)."""
+
+    @property
+    def key(self) -> ReleaseKey: ...
+
+    @property
+    def desired(self) -> DesiredRelease | None: ...
+
+    @property
+    def observed(self) -> ObservedRelease | None: ...
+
+    @property
+    def decision(self) -> Decision: ...
+
+
+def preview_rows(
+    releases: Sequence[ReleaseResult],
+    plan: StackPlan | None,
+    unreachable: Mapping[str, str],
+    previews: Sequence[Preview],
+) -> list[ReleaseResult]:
+    """A dry run's rows: the pass's own results, the releases on clusters that could not
+    be read (`Unreachable`), and one `Planned` row per preview."""
+    rows = [*releases, *unreachable_rows(plan, unreachable)]
+    return rows + [planned(p.key, p.desired, p.observed, p.decision) for p in previews]
+
+
 def summary(results: Sequence[ReleaseResult], skipped: Sequence[SkippedCluster]) -> str:
     """`Dry run (nothing written): 1 to install, 2 unchanged on 3 clusters`."""
     counts = Counter(r.action.value for r in results if r.action is not None)
@@ -146,7 +175,19 @@ def dry_run_status(
         phase=DRY_RUN,
         reconcile_at=reconcile_at,
     )
+    return worded(status, results, skipped, now, previous)
+
+
+def worded(
+    status: StackStatus,
+    results: Sequence[ReleaseResult],
+    skipped: Sequence[SkippedCluster],
+    now: datetime,
+    previous: StackStatus | None,
+) -> StackStatus:
+    """`status` (built with phase DryRun) with the dry run's message and conditions."""
     text = summary(results, skipped)
+    generation = status.observed_generation
     return status.model_copy(
         update={
             "message": text,

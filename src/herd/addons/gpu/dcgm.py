@@ -15,7 +15,8 @@ pod's `namespace`, `pod` and `container`; an idle GPU has them empty.
 `parse_metrics` reads the text format (comments, labels with escapes, optional
 timestamps); `release_utilization` is the mean `DCGM_FI_DEV_GPU_UTIL` over a release's
 pods (each pod: the mean over its GPUs), the pods recognized by namespace and by the pod
-name patterns of `herd.addons.gpu.demand.GpuDemand`. Callers: `herd.addons.gpu.probe`.
+name patterns of `herd.addons.gpu.demand.GpuDemand`; `release_gpus` makes a release's
+`herd.status.facts.ReleaseGpus` of them. Callers: `herd.addons.gpu.probe`, `herd.addons.probe`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from herd.addons.gpu.demand import GpuDemand
+from herd.status.facts import ReleaseGpus
 
 GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
 FB_USED = "DCGM_FI_DEV_FB_USED"
@@ -76,6 +78,21 @@ def release_utilization(
         return None
     means = [sum(values) / len(values) for values in per_pod.values()]
     return sum(means) / len(means)
+
+
+def release_gpus(demand: GpuDemand, samples: list[Sample] | str, namespace: str) -> ReleaseGpus:
+    """A release's GPU facts from its demand and its cluster's exporter samples (or the
+    reason there are none)."""
+    if not demand.total:
+        return ReleaseGpus(0)
+    per_pod = demand.per_pod
+    if isinstance(samples, str):
+        return ReleaseGpus(demand.total, reason=samples, per_pod=per_pod)
+    mean = release_utilization(samples, namespace, demand)
+    if mean is None:
+        reason = "dcgm-exporter reports no GPU held by its pods"
+        return ReleaseGpus(demand.total, reason=reason, per_pod=per_pod)
+    return ReleaseGpus(demand.total, mean, per_pod=per_pod)
 
 
 def _sample(line: str) -> Sample:

@@ -16,8 +16,8 @@ workloads that ask for GPUs, so dcgm-exporter's `pod` label can be matched to th
 release (`herd.addons.gpu.dcgm`).
 
 `node_gpus(nodes)` sums `nvidia.com/gpu` capacity and allocatable over Node objects
-(`largest_node`: the most on one node), and `fit_warning` words the row message when a
-release needs GPUs its cluster cannot give (in all, or for one pod on any one node).
+(`largest_node`: the most on one node); whether a release's GPUs fit is worded by
+`herd.status.gpu.fit_warning`.
 
 Callers: `herd.addons.images` (manifest facts), `herd.addons.probe`, `herd.addons.gpu.fit`.
 """
@@ -29,8 +29,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-GPU_RESOURCE = "nvidia.com/gpu"
-FIT_WARNING = "GPU warning"  # how a fit warning starts (rows, Events)
+from herd.status.facts import GPU_RESOURCE
+
 _REPLICATED = frozenset({"Deployment", "StatefulSet", "ReplicaSet"})
 _BATCH = frozenset({"Job", "CronJob"})
 
@@ -45,16 +45,6 @@ class GpuDemand:
 
     def owns(self, pod: str) -> bool:
         return any(re.fullmatch(pattern, pod) for pattern in self.pods)
-
-
-@dataclass(frozen=True)
-class ClusterGpus:
-    """`nvidia.com/gpu` over a cluster's nodes, or why they could not be read."""
-
-    capacity: int | None = None
-    allocatable: int | None = None
-    problem: str = ""
-    largest: int | None = None  # the most any one node has allocatable
 
 
 def gpu_demand(documents: Iterable[Mapping[str, Any]], namespace: str) -> GpuDemand:
@@ -102,33 +92,6 @@ def largest_node(nodes: Iterable[Mapping[str, Any]]) -> int:
         ),
         default=0,
     )
-
-
-def fit_warning(
-    requested: int,
-    cluster: str,
-    allocatable: int | None,
-    *,
-    per_pod: int = 0,
-    largest: int | None = None,
-) -> str:
-    """The row's warning when the GPUs cannot fit: fewer allocatable in the cluster than
-    `requested`, or a pod needing `per_pod` on one node when no node has that many
-    (`largest`); "" when they may fit, or when the cluster's GPUs are unknown."""
-    if requested <= 0 or allocatable is None:
-        return ""
-    if allocatable < requested:
-        have = "no" if allocatable == 0 else f"only {allocatable}"
-        return (
-            f"{FIT_WARNING}: requests {requested} {GPU_RESOURCE} but cluster {cluster} has "
-            f"{have} allocatable; its GPU pods stay Pending"
-        )
-    if largest is not None and per_pod > largest:
-        return (
-            f"{FIT_WARNING}: a pod requests {per_pod} {GPU_RESOURCE} but no node of cluster "
-            f"{cluster} has more than {largest} allocatable; that pod stays Pending"
-        )
-    return ""
 
 
 def _pod_spec(doc: Mapping[str, Any]) -> Mapping[str, Any] | None:

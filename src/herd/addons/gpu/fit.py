@@ -12,7 +12,7 @@ It is a warning: helm goes on (a node may yet join, or a device plugin start); w
 then fails, `herd.rollout.actions` keeps the warning in front of helm's message.
 
 Anything that goes wrong here only means no early warning: the pass's status repeats the
-check after helm is done (`herd.addons.gpu.status`). Callers: `herd.rollout.actions`.
+check after helm is done (`herd.status.gpu`). Callers: `herd.rollout.actions`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from herd.addons.gpu.demand import fit_warning, largest_node, node_gpus
+from herd.addons.gpu.demand import largest_node, node_gpus
 from herd.addons.images import manifest_facts
 from herd.helm.client import ClusterHelm
 from herd.plan.desired import DesiredRelease
+from herd.status.gpu import fit_warning
 
 logger = logging.getLogger(__name__)
 FIT_DELAYS = (5.0, 10.0, 20.0)  # seconds before each look at the stored manifest

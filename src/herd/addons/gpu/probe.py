@@ -26,9 +26,10 @@ from typing import Any, TypeVar
 from kubernetes import client
 
 from herd.addons.gpu.dcgm import MetricsError, Sample, parse_metrics
-from herd.addons.gpu.demand import ClusterGpus, largest_node, node_gpus
+from herd.addons.gpu.demand import largest_node, node_gpus
 from herd.addons.neuvector import NeuVectorError, ServiceProxy
 from herd.kube.client import API_ERRORS, api_client_from_kubeconfig, api_error_summary
+from herd.status.facts import ClusterGpus
 
 EXPORTER_SELECTORS = ("app=nvidia-dcgm-exporter", "app.kubernetes.io/name=dcgm-exporter")
 EXPORTER_PORT = 9400

@@ -9,7 +9,7 @@ alert rules read back from the target clusters (`herd.addons.insights`).
 Rows get `observabilityMetrics`: Active (agent ready in the row's cluster),
 NotReady (deployed, workloads not ready), Pending (not deployed yet, or not known).
 
-Callers: `herd.addons.enrich`.
+Callers: `herd.status.addons`.
 """
 
 from __future__ import annotations
@@ -17,24 +17,16 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from herd.api.status import ObservabilityStatus
+from herd.api.v1 import ObservabilityStatus
+from herd.status.facts import AgentHealth
 
 
 class Metrics(enum.StrEnum):
     ACTIVE = "Active"
     NOT_READY = "NotReady"
     PENDING = "Pending"
-
-
-@dataclass(frozen=True)
-class AgentHealth:
-    """The agent's workloads in one cluster: `ready`, or what is not (`detail`)."""
-
-    cluster: str
-    ready: bool
-    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,17 +89,3 @@ def observability_summary(
         "AgentsNotReady",
         f"Agent deployed {where}, not ready on {len(unready)}; first {first}: {detail}",
     )
-
-
-def workload_ready(kind: str, body: dict[str, Any]) -> bool:
-    """Deployment: Available; StatefulSet: all replicas ready; DaemonSet: ready everywhere."""
-    spec, status = body.get("spec") or {}, body.get("status") or {}
-    if kind == "Deployment":
-        conditions = status.get("conditions") or []
-        return any(c.get("type") == "Available" and c.get("status") == "True" for c in conditions)
-    if kind == "StatefulSet":
-        return int(status.get("readyReplicas") or 0) >= int(spec.get("replicas", 1))
-    if kind == "DaemonSet":
-        desired = int(status.get("desiredNumberScheduled") or 0)
-        return int(status.get("numberReady") or 0) >= desired
-    return False

@@ -1,15 +1,16 @@
 """Add the add-ons' story to a Stack's status: sections, conditions and row fields. Pure.
 
 `enrich` takes the status `herd.status.build.stack_status` built for a finished pass, the
-pass's result, and what `herd.addons.probe` observed (NeuVector scans, agent health),
-and returns the status with `security` / `observability`, the `SecurityScanned` /
-`ObservabilityConfigured` conditions, and each row's `securityScan` /
-`observabilityMetrics`; for every Stack, the GPU facts (`herd.addons.gpu.status`). A
-disabled add-on's section, condition and row fields are removed. `carry_over` keeps the
-last known add-on conditions and row fields on the status written while a rollout is
-running (the probe runs only after a pass).
+pass's result, and what `herd.addons.probe` observed (`herd.status.facts`: NeuVector
+scans, agent health), and returns the status with `security` / `observability`, the
+`SecurityScanned` / `ObservabilityConfigured` conditions, and each row's `securityScan` /
+`observabilityMetrics`; for every Stack, the GPU facts (`herd.status.gpu`). A disabled
+add-on's section, condition and row fields are removed. `carry_over` keeps the last known
+add-on conditions and row fields on the status written while a rollout is running (the
+probe runs only after a pass).
 
-Callers: the operator's runtime (after each pass), the CLI, tests.
+Callers: `herd.status.pipeline` (a pass's final status, once the probe has looked),
+the e2e test bed, tests.
 """
 
 from __future__ import annotations
@@ -18,22 +19,23 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from herd.addons.config import AGENT, FailOn
-from herd.addons.gpu.demand import ClusterGpus
-from herd.addons.gpu.status import GPU_ROW_FIELDS, ReleaseGpus, RowKey, with_gpus
-from herd.addons.observability import (
-    AgentHealth,
-    ObservabilitySummary,
-    observability_summary,
-    row_metrics,
-)
-from herd.addons.security import ClusterScan, SecuritySummary, release_verdict, security_summary
-from herd.api.status import Condition, DeploymentRow, StackStatus
-from herd.api.v1 import Toggle
+from herd.api.v1 import Condition, DeploymentRow, StackStatus, Toggle
 from herd.plan.clusters import Cluster
 from herd.plan.desired import StackPlan
 from herd.plan.results import ReleaseResult, State
 from herd.status.build import rfc3339
+from herd.status.facts import (
+    AGENT,
+    AgentHealth,
+    ClusterGpus,
+    ClusterScan,
+    FailOn,
+    ReleaseGpus,
+    RowKey,
+)
+from herd.status.gpu import GPU_ROW_FIELDS, with_gpus
+from herd.status.observability import ObservabilitySummary, observability_summary, row_metrics
+from herd.status.security import SecuritySummary, release_verdict, security_summary
 
 SECURITY_SCANNED = "SecurityScanned"
 OBSERVABILITY_CONFIGURED = "ObservabilityConfigured"
@@ -67,7 +69,7 @@ def enrich(
     insights: Mapping[str, tuple[int, int]] | None = None,
 ) -> StackStatus:
     """`status` with the add-on sections, conditions and row fields of this pass, and
-    its GPU facts (`herd.addons.gpu.status`) when `gpus` is given."""
+    its GPU facts (`herd.status.gpu`) when `gpus` is given."""
     if result.plan is None:
         return status
     if gpus is not None:

@@ -12,27 +12,18 @@ REST API), or why there is none. The functions here decide, from those alone:
   status, reason and message. The Stack's state is its worst cluster's; vulnerabilities
   are counted once per image (the same image in ten clusters is one image).
 
-Callers: `herd.addons.enrich`.
+Callers: `herd.status.addons`.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
-from herd.addons.config import FailOn
-from herd.api.status import SecurityStatus
-
-ReleaseRef = tuple[str, str]  # (namespace, release name) within one cluster
-
-
-class ScanState(enum.StrEnum):
-    PENDING = "Pending"
-    SCANNING = "Scanning"
-    COMPLETED = "Completed"
-    UNAVAILABLE = "Unavailable"
+from herd.api.v1 import SecurityStatus
+from herd.status.facts import ClusterScan, FailOn, ImageScan, ScanState
 
 
 class Verdict(enum.StrEnum):
@@ -43,43 +34,6 @@ class Verdict(enum.StrEnum):
 
 # Worst first: the Stack's scan state is its worst cluster's.
 _SEVERITY = (ScanState.UNAVAILABLE, ScanState.SCANNING, ScanState.PENDING, ScanState.COMPLETED)
-
-
-@dataclass(frozen=True)
-class ImageScan:
-    """One image's finished scan: vulnerability counts by severity."""
-
-    critical: int = 0
-    high: int = 0
-    medium: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.critical + self.high + self.medium
-
-    def fails(self, fail_on: FailOn) -> bool:
-        return self.critical > 0 or (fail_on is FailOn.HIGH and self.high > 0)
-
-
-@dataclass(frozen=True)
-class ScanReport:
-    """What one cluster's NeuVector says: finished scans by normalized image, and how
-    many scans are scheduled or running."""
-
-    images: Mapping[str, ImageScan] = field(default_factory=dict)
-    in_progress: int = 0
-
-
-@dataclass(frozen=True)
-class ClusterScan:
-    """A cluster's scan input. `report` None means NeuVector was not (or could not be)
-    asked; `state` then says why (Pending: not deployed yet; Unavailable: `problem`)."""
-
-    cluster: str
-    releases: Mapping[ReleaseRef, frozenset[str]] = field(default_factory=dict)
-    report: ScanReport | None = None
-    state: ScanState | None = None  # forced state when there is no report
-    problem: str = ""
 
 
 def release_verdict(images: frozenset[str] | None, scan: ClusterScan, fail_on: FailOn) -> Verdict:

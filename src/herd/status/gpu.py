@@ -11,47 +11,48 @@ From what `herd.addons.probe` saw after a pass:
 - `status.clusterResources`: GPU capacity and allocatable per target cluster, sorted by
   cluster id, at most `max_rows` of them, `clusterResourceCount` counting all.
 
-Callers: `herd.addons.enrich`.
+`fit_warning` words the warning, for the rows here and for the rollout's own check
+(`herd.addons.gpu.fit`). Callers: `herd.status.addons`, `herd.addons.gpu.fit`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from herd.addons.gpu.dcgm import Sample, release_utilization
-from herd.addons.gpu.demand import ClusterGpus, GpuDemand, fit_warning
-from herd.api.status import ClusterResources, DeploymentRow, StackStatus
+from herd.api.v1 import ClusterResources, DeploymentRow, StackStatus
 from herd.status.build import DEFAULT_MAX_ROWS, MESSAGE_LIMIT, clip
+from herd.status.facts import GPU_RESOURCE, ClusterGpus, ReleaseGpus, RowKey
 
 UNAVAILABLE = "Unavailable"
-RowKey = tuple[str, str, str]  # cluster, namespace, release
+FIT_WARNING = "GPU warning"  # how a fit warning starts (rows, Events)
 GPU_ROW_FIELDS = ("gpu_requests", "gpu_utilization", "gpu_utilization_reason")
 
 
-@dataclass(frozen=True)
-class ReleaseGpus:
-    """A release's GPU requests and, when it requests some, its utilization or why not."""
-
-    requests: int
-    utilization: float | None = None
-    reason: str = ""
-    per_pod: int = 0  # the most one pod needs
-
-
-def release_gpus(demand: GpuDemand, samples: list[Sample] | str, namespace: str) -> ReleaseGpus:
-    """A release's GPU facts from its demand and its cluster's exporter samples (or the
-    reason there are none)."""
-    if not demand.total:
-        return ReleaseGpus(0)
-    per_pod = demand.per_pod
-    if isinstance(samples, str):
-        return ReleaseGpus(demand.total, reason=samples, per_pod=per_pod)
-    mean = release_utilization(samples, namespace, demand)
-    if mean is None:
-        reason = "dcgm-exporter reports no GPU held by its pods"
-        return ReleaseGpus(demand.total, reason=reason, per_pod=per_pod)
-    return ReleaseGpus(demand.total, mean, per_pod=per_pod)
+def fit_warning(
+    requested: int,
+    cluster: str,
+    allocatable: int | None,
+    *,
+    per_pod: int = 0,
+    largest: int | None = None,
+) -> str:
+    """The row's warning when the GPUs cannot fit: fewer allocatable in the cluster than
+    `requested`, or a pod needing `per_pod` on one node when no node has that many
+    (`largest`); "" when they may fit, or when the cluster's GPUs are unknown."""
+    if requested <= 0 or allocatable is None:
+        return ""
+    if allocatable < requested:
+        have = "no" if allocatable == 0 else f"only {allocatable}"
+        return (
+            f"{FIT_WARNING}: requests {requested} {GPU_RESOURCE} but cluster {cluster} has "
+            f"{have} allocatable; its GPU pods stay Pending"
+        )
+    if largest is not None and per_pod > largest:
+        return (
+            f"{FIT_WARNING}: a pod requests {per_pod} {GPU_RESOURCE} but no node of cluster "
+            f"{cluster} has more than {largest} allocatable; that pod stays Pending"
+        )
+    return ""
 
 
 def with_gpus(

@@ -1,0 +1,79 @@
+"""One object per Stack (`herd.operator.stack`): wake annotations act once per value, a pause
+resumes every Stack, an Orphan deletion forgets the Stack and contacts nothing. The loop
+itself runs against real control planes in e2e/test_operator.py."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from herd.api import Targets
+from herd.operator import metrics
+from herd.operator.index import TargetIndex
+from herd.operator.stack import Stacks
+from herd.plan.stages import APPROVE_ANNOTATION
+from herd.rollout.gates import Gates
+
+KEY = ("team", "app")
+
+
+class FakeRuntime:
+    def __init__(self) -> None:
+        self.gates = Gates(helm=1, clusters=1)
+        self.index = TargetIndex()
+        self.fleet = metrics.Fleet()
+        self.engine = None  # an Orphan deletion must not reach it
+
+
+def stacks() -> Stacks:
+    return Stacks(FakeRuntime())  # type: ignore[arg-type]
+
+
+def woken(made: Stacks, key: tuple[str, str] = KEY) -> bool:
+    return made._stack(key)._wake.is_set()
+
+
+def test_a_wake_annotation_acts_once_per_value() -> None:
+    made = stacks()
+    assert made.annotation_new(KEY, APPROVE_ANNOTATION, "canary")
+    assert not made.annotation_new(KEY, APPROVE_ANNOTATION, None)
+    made.annotation_seen(KEY, APPROVE_ANNOTATION, "canary")
+    assert woken(made)
+    made._stack(KEY)._wake.clear()
+    assert not made.annotation_new(KEY, APPROVE_ANNOTATION, "canary")
+    made.annotation_seen(KEY, APPROVE_ANNOTATION, "canary")
+    assert not woken(made), "the same value again does nothing"
+    made._stack(KEY)._approval_used()  # the keeper removed the approval it recorded
+    assert made.annotation_new(KEY, APPROVE_ANNOTATION, "canary"), "set again: a new approval"
+
+
+def test_resuming_wakes_every_stack() -> None:
+    made = stacks()
+    other = ("team", "db")
+    made.signal(KEY)
+    made.signal(other)
+    for key in (KEY, other):
+        made._stack(key)._wake.clear()
+    made.pause(True)
+    assert not woken(made) and made.runtime.gates.draining
+    made.pause(False)
+    assert woken(made) and woken(made, other) and not made.runtime.gates.draining
+    assert sorted(made.kept()) == sorted([KEY, other])
+
+
+def test_an_orphan_deletion_forgets_the_stack() -> None:
+    made = stacks()
+    made.signal(KEY)
+    made.runtime.index.set(KEY, _targets())
+    body: dict[str, Any] = {
+        "metadata": {"namespace": KEY[0], "name": KEY[1], "uid": "u"},
+        "spec": {"deletionPolicy": "Orphan"},
+    }
+    asyncio.run(made.delete(body, logging.getLogger("test")))
+    assert made.kept() == []
+    assert made.runtime.index.get(KEY) is None
+
+
+def _targets() -> Targets:
+    return Targets.model_validate({"clusterIds": ["c1"]})
