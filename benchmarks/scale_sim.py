@@ -48,7 +48,7 @@ from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.engine.engine import Engine
 from herd.helm.environment import HelmEnvironment
 from herd.names import LABEL_MANAGER, LABEL_STACK
-from herd.plan.desired import DesiredRelease, ObservedRelease
+from herd.plan.releases import DesiredRelease, ObservedRelease
 from herd.plan.results import ReleaseResult, now
 from herd.rollout.gates import Limits
 from herd.status.build import stack_status

@@ -45,7 +45,8 @@ from herd.addons.insights import INSIGHTS
 from herd.addons.probe import AddonProbe
 from herd.api import StackStatus, parse_stack
 from herd.api.v1 import Stack
-from herd.engine.engine import Engine, StackResult
+from herd.engine.engine import Engine
+from herd.engine.protocols import StackResult
 from herd.errors import SpecError
 from herd.helm.environment import HelmEnvironment, find_helm
 from herd.kube.client import api_client_from_kubeconfig

@@ -23,7 +23,8 @@ from herd.api.v1 import Stack
 from herd.clusters.files import FileCluster, FileSource
 from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
-from herd.engine.engine import Engine, StackResult
+from herd.engine.engine import Engine
+from herd.engine.protocols import StackResult
 from herd.helm.environment import HelmEnvironment
 from herd.plan.ownership import MemoryOwnership
 from herd.plan.results import ReleaseResult, State

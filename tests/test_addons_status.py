@@ -13,7 +13,8 @@ from herd.addons.images import Workload, manifest_facts, normalize
 from herd.addons.probe import workload_ready
 from herd.api import ChartSpec, Condition, StackSpec, StackStatus
 from herd.plan.clusters import Cluster, KubeconfigRef
-from herd.plan.desired import ReleaseKey, StackPlan, plan_stack
+from herd.plan.desired import StackPlan, plan_stack
+from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.status.addons import OBSERVABILITY_CONFIGURED, SECURITY_SCANNED, carry_over, enrich
 from herd.status.build import stack_status

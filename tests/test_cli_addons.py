@@ -12,7 +12,8 @@ import yaml
 from herd.api import parse_stack
 from herd.cli import addons, fleet, main
 from herd.errors import SpecError
-from herd.plan.desired import ReleaseKey, plan_stack
+from herd.plan.desired import plan_stack
+from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.status.facts import AGENT, NEUVECTOR
 from tests.conftest import chart, stack_body

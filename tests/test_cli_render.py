@@ -11,18 +11,12 @@ import pytest
 from herd.api import SkippedCluster, parse_stack
 from herd.api.v1 import Stack
 from herd.cli import render, tables
-from herd.engine.engine import Preview, StackResult
+from herd.engine.engine import Preview
+from herd.engine.protocols import StackResult
 from herd.names import LABEL_CHART, LABEL_CONFIG, LABEL_STACK
 from herd.plan.clusters import Cluster, KubeconfigRef
-from herd.plan.desired import (
-    Action,
-    ObservedRelease,
-    ReleaseKey,
-    StackPlan,
-    decide,
-    owner_label,
-    plan_stack,
-)
+from herd.plan.desired import Action, StackPlan, decide, plan_stack
+from herd.plan.releases import ObservedRelease, ReleaseKey, owner_label
 from herd.plan.results import ReleaseResult, State
 from tests.conftest import chart, stack_body
 

@@ -13,14 +13,8 @@ import pytest
 
 from herd.api import StackSpec
 from herd.names import LABEL_CONFIG, LABEL_MANAGER, LABEL_STACK
-from herd.plan.desired import (
-    HELD_MESSAGE,
-    SHARED_OWNER,
-    Action,
-    ObservedRelease,
-    decide,
-    plan_stack,
-)
+from herd.plan.desired import HELD_MESSAGE, Action, decide, plan_stack
+from herd.plan.releases import SHARED_OWNER, ObservedRelease
 
 OWNER = "default.rag"
 NOW = 1_000_000.0

@@ -14,7 +14,7 @@ from herd.api.v1 import Stack, StackSpec
 from herd.engine.engine import Engine
 from herd.helm.environment import HelmEnvironment
 from herd.plan.clusters import Cluster
-from herd.plan.desired import Values
+from herd.plan.releases import Values
 
 
 class CountingAddOns:

@@ -20,7 +20,7 @@ from herd.addons.gpu.demand import GpuDemand, gpu_demand, largest_node, node_gpu
 from herd.addons.images import manifest_facts
 from herd.api.status import DeploymentRow, StackStatus
 from herd.operator.events import log_release
-from herd.plan.desired import ReleaseKey
+from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.status.facts import ClusterGpus, ReleaseGpus
 from herd.status.gpu import UNAVAILABLE, fit_warning, with_gpus

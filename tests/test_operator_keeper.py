@@ -15,7 +15,7 @@ import pytest
 
 from herd.api import StackStatus
 from herd.api.status import DeploymentRow
-from herd.engine.engine import StackResult
+from herd.engine.protocols import StackResult
 from herd.errors import TransientError
 from herd.operator import metrics
 from herd.operator.config import OperatorConfig
@@ -23,7 +23,7 @@ from herd.operator.index import TargetIndex
 from herd.operator.keeper import IN_BACKOFF, Keeper
 from herd.operator.stack import finish_pass
 from herd.plan.clusters import Cluster
-from herd.plan.desired import ReleaseKey
+from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.tenancy import Grants
 from herd.status.facts import Observation

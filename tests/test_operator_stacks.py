@@ -9,10 +9,10 @@ import logging
 from typing import Any
 
 from herd.api import Targets
+from herd.names import APPROVE_ANNOTATION
 from herd.operator import metrics
 from herd.operator.index import TargetIndex
 from herd.operator.stack import Stacks
-from herd.plan.stages import APPROVE_ANNOTATION
 from herd.rollout.gates import Gates
 
 KEY = ("team", "app")

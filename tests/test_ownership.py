@@ -10,7 +10,7 @@ import pytest
 
 from herd.names import LABEL_STACK
 from herd.plan.deletion import decide as deletion_decide
-from herd.plan.desired import Action, ObservedRelease, ReleaseKey
+from herd.plan.desired import Action
 from herd.plan.ownership import (
     Leftover,
     MemoryOwnership,
@@ -24,6 +24,7 @@ from herd.plan.ownership import (
     next_record,
     pinned,
 )
+from herd.plan.releases import ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.rollout.actions import calls_lookup
 

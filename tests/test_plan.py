@@ -9,16 +9,8 @@ import pytest
 from herd.api import ChartSpec, StackSpec
 from herd.errors import SpecError
 from herd.names import LABEL_CHART, LABEL_CONFIG, LABEL_STACK, LABEL_VERSION, LABEL_WAVE
-from herd.plan.desired import (
-    SHARED_OWNER,
-    Action,
-    ObservedRelease,
-    changed_keys,
-    decide,
-    deep_merge,
-    owner_label,
-    plan_stack,
-)
+from herd.plan.desired import Action, changed_keys, decide, deep_merge, plan_stack
+from herd.plan.releases import SHARED_OWNER, ObservedRelease, owner_label
 
 OWNER = "default.rag"
 

@@ -13,7 +13,8 @@ import yaml
 from herd.api import StackSpec
 from herd.helm.workdir import keep_temp_files_in, prepare
 from herd.kube.client import api_client_from_kubeconfig
-from herd.plan.desired import ReleaseKey, blocked_by, plan_stack
+from herd.plan.desired import blocked_by, plan_stack
+from herd.plan.releases import ReleaseKey
 from herd.rollout.gates import DRAINING_MESSAGE, Draining, Gates
 
 PLAN = plan_stack(

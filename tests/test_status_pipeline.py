@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from herd.api import StackSpec, StackStatus
-from herd.api.v1 import RolloutStatus, SkippedCluster
+from herd.api.status import RolloutStatus, SkippedCluster
 from herd.plan.clusters import Cluster, KubeconfigRef
-from herd.plan.desired import Action, ReleaseKey, StackPlan, plan_stack
+from herd.plan.desired import Action, StackPlan, plan_stack
+from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.stages import RolloutState
 from herd.status import dryrun

@@ -14,13 +14,15 @@ import herd.rollout.tenants as tenants_module
 from herd.api import SkippedCluster, StackSpec
 from herd.api.grants import parse_grant
 from herd.api.v1 import Stack
-from herd.engine.engine import KEPT_MESSAGE, Engine, not_granted_rows
+from herd.engine.engine import Engine
+from herd.engine.targets import KEPT_MESSAGE, not_granted_rows
 from herd.errors import SpecError
 from herd.helm.environment import HelmEnvironment
 from herd.names import LABEL_STACK
 from herd.operator.config import OperatorConfig
 from herd.plan.clusters import Cluster, KubeconfigRef
-from herd.plan.desired import Action, ObservedRelease, ReleaseKey, decide, plan_stack
+from herd.plan.desired import Action, decide, plan_stack
+from herd.plan.releases import ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.tenancy import Grants, Mode, grants_for
 from herd.rollout.tenants import RenderCheck

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from herd.addons.probe import AddonProbe
 from herd.api import StackStatus
-from herd.engine.engine import Inventory, StackResult
+from herd.engine.protocols import Inventory, StackResult
 from herd.plan.results import now
 from herd.status.addons import enrich
 from herd.status.build import stack_status

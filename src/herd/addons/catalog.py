@@ -60,7 +60,7 @@ from herd.api.v1 import Stack, StackSpec, Toggle
 from herd.errors import Problem, SpecError, TransientError
 from herd.kube.client import API_ERRORS, NOT_FOUND, api_error_summary, read_json
 from herd.plan.clusters import Cluster
-from herd.plan.desired import Values
+from herd.plan.releases import Values
 from herd.status.facts import AGENT, NEUVECTOR
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from herd.api.charts import ChartSpec
 from herd.api.v1 import Stack, StackSpec, Toggle
 from herd.errors import Problem, SpecError
 from herd.plan.clusters import Cluster
-from herd.plan.desired import Values
+from herd.plan.releases import Values
 from herd.plan.results import ReleaseResult
 
 FLAG = "--addons"

@@ -42,19 +42,18 @@ from herd.cli import render, stages, tables
 from herd.cli.cluster_options import OPTIONS_DEST, parse_cluster_options
 from herd.cli.documents import load
 from herd.clusters.files import ClusterConfigError, FileCluster, FileSource
-from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.engine.wiring import build_engine
 from herd.errors import Problem, SpecError, TransientError
 from herd.helm.client import ClusterHelm
 from herd.helm.environment import HelmEnvironment
 from herd.helm.failures import HelmFailure
-from herd.kube.chart_secrets import KubeSourcesReader
 from herd.kube.client import api_client_from_kubeconfig
 from herd.kube.owned import DownstreamOwnership
 from herd.plan.chart_sources import ChartSource, unread_sources
 from herd.plan.clusters import Cluster, ClusterUnavailable
-from herd.plan.desired import ObservedRelease, SourceKey, Values, owner_label
+from herd.plan.desired import SourceKey
+from herd.plan.releases import ObservedRelease, Values, owner_label
 from herd.plan.results import ReleaseResult
 from herd.rollout.gates import DEFAULT_LIMITS, Limits
 

@@ -23,7 +23,7 @@ from rich.text import Text
 
 from herd.cli.render import result_message
 from herd.cli.tables import STATE_STYLES, terminal
-from herd.plan.desired import ReleaseKey
+from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 
 REDRAW_SECONDS = 0.1

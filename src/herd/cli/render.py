@@ -25,9 +25,11 @@ from typing import Any
 from herd.api.status import SkippedCluster
 from herd.api.v1 import Stack
 from herd.cli.tables import Grid, Row
-from herd.engine.engine import Preview, StackResult
+from herd.engine.engine import Preview
+from herd.engine.protocols import StackResult
 from herd.helm.chart_crds import crd_note
-from herd.plan.desired import Action, DesiredRelease, ObservedRelease, changed_keys
+from herd.plan.desired import Action, changed_keys
+from herd.plan.releases import DesiredRelease, ObservedRelease
 from herd.plan.results import ReleaseResult, State
 from herd.status.build import phase_of, summary
 

@@ -28,7 +28,8 @@ from kubernetes import client
 from herd.api import PLURAL, VERSION
 from herd.api.v1 import Stack
 from herd.cli.render import EXIT_CHANGES, EXIT_FAILED, EXIT_INVALID, EXIT_OK
-from herd.engine.engine import Engine, Preview, StackResult
+from herd.engine.engine import Engine, Preview
+from herd.engine.protocols import StackResult
 from herd.errors import Problem, SpecError
 from herd.kube.client import api_client_from_kubeconfig
 from herd.names import APPROVE_ANNOTATION, GROUP

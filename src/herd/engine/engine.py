@@ -53,16 +53,10 @@ from herd.helm.egress_guard import RepoGuard
 from herd.helm.environment import HelmEnvironment
 from herd.plan.chart_sources import ChartSource, unread_sources
 from herd.plan.clusters import Cluster
-from herd.plan.desired import (
-    DEFAULT_STUCK_SECONDS,
-    ReleaseKey,
-    StackPlan,
-    Values,
-    owner_label,
-    plan_stack,
-)
+from herd.plan.desired import DEFAULT_STUCK_SECONDS, StackPlan, plan_stack
 from herd.plan.egress import EgressPolicy
 from herd.plan.ownership import MemoryOwnership, Owned, StackRef
+from herd.plan.releases import ReleaseKey, Values, owner_label
 from herd.plan.stages import Stage, assign_stages
 from herd.plan.targets import resolve_targets
 from herd.plan.tenancy import (

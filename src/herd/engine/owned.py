@@ -13,8 +13,8 @@ from pathlib import Path
 
 from herd.api.v1 import Stack
 from herd.engine.protocols import OwnershipStore
-from herd.plan.desired import ReleaseKey
 from herd.plan.ownership import Owned, StackRef, next_record
+from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult
 from herd.rollout.scheduler import Rollout
 

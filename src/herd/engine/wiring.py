@@ -19,7 +19,7 @@ from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.clusters.sources import ClusterSource
 from herd.engine.engine import Engine
 from herd.engine.protocols import AddOns, OwnershipStore, SourcesReader, ValuesReader
-from herd.helm.client import HelmEnvironment
+from herd.helm.environment import HelmEnvironment
 from herd.kube.chart_secrets import KubeSourcesReader
 from herd.kube.values_from import KubeValuesReader
 from herd.plan.desired import DEFAULT_STUCK_SECONDS

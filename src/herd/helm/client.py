@@ -29,7 +29,7 @@ from herd.helm.environment import HelmEnvironment
 from herd.helm.failures import FailureKind, HelmFailure, classify
 from herd.kube.client import api_client_from_kubeconfig, api_error_summary
 from herd.names import LABEL_MANAGER, LABEL_STACK
-from herd.plan.desired import DesiredRelease, ObservedRelease
+from herd.plan.releases import DesiredRelease, ObservedRelease
 from herd.plan.tenancy import Identity
 
 HISTORY_MAX = 10

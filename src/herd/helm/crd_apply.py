@@ -37,7 +37,7 @@ from herd.helm import worker
 from herd.helm.chart_crds import CREATE_REPLACE, ChartCrdError, Crd, chart_crds
 from herd.helm.failures import FailureKind, HelmFailure, api_failure
 from herd.kube.client import API_ERRORS, api_client_from_kubeconfig, read_json
-from herd.plan.desired import DesiredRelease
+from herd.plan.releases import DesiredRelease
 from herd.plan.tenancy import Identity
 
 FIELD_MANAGER = "herd"

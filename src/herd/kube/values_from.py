@@ -30,7 +30,8 @@ from herd.api.v1 import StackSpec
 from herd.errors import Problem, SpecError, TransientError
 from herd.kube.client import FORBIDDEN, NOT_FOUND, api_error_summary, read_json
 from herd.plan import yamlsafe
-from herd.plan.desired import SourceKey, Values, source_key
+from herd.plan.desired import SourceKey, source_key
+from herd.plan.releases import Values
 
 
 class KubeValuesReader:

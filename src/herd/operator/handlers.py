@@ -50,7 +50,6 @@ from herd.operator.leader import LeaderElector, identity, lease_name, serve_heal
 from herd.operator.runtime import Runtime, open_workdir
 from herd.operator.shutdown import Watchdog
 from herd.operator.stack import Stacks
-from herd.names import APPROVE_ANNOTATION
 from herd.plan.tenancy import Mode
 
 STACKS = (GROUP, VERSION, PLURAL)

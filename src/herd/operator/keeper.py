@@ -31,7 +31,8 @@ from dataclasses import replace
 from typing import Any
 
 from herd.api import StackStatus, parse_stack
-from herd.api.v1 import RolloutStatus, Stack
+from herd.api.status import RolloutStatus
+from herd.api.v1 import Stack
 from herd.engine.protocols import StackResult
 from herd.errors import SpecError, TransientError
 from herd.names import APPROVE_ANNOTATION, RECONCILE_AT
@@ -39,7 +40,7 @@ from herd.operator import metrics
 from herd.operator.events import Events, Logger, StackEvents, describe_error, log_release
 from herd.operator.runtime import Runtime
 from herd.operator.statuswriter import Gone, StatusWriter
-from herd.plan.desired import ReleaseKey
+from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State, now
 from herd.plan.retry import Backoff, jitter, next_delay
 from herd.plan.stages import RolloutState

@@ -39,6 +39,7 @@ from herd.helm.workdir import keep_temp_files_in, prepare
 from herd.kube.client import api_client_from_kubeconfig
 from herd.kube.grants import list_grants
 from herd.kube.owned import ManagementOwnership
+from herd.names import APPROVE_ANNOTATION, GROUP
 from herd.operator import metrics
 from herd.operator.config import OperatorConfig
 from herd.operator.events import Logger

@@ -30,13 +30,13 @@ from typing import Any
 
 from herd.api import StackStatus
 from herd.errors import TransientError
+from herd.names import APPROVE_ANNOTATION
 from herd.operator import teardown
 from herd.operator.events import Events, Logger
 from herd.operator.index import StackKey
 from herd.operator.keeper import Keeper, parse_status
 from herd.operator.runtime import Runtime
 from herd.operator.statuswriter import Gone
-from herd.plan.stages import APPROVE_ANNOTATION
 
 KEEPER_WAIT = 10.0  # seconds to wait for a pass in progress before retrying the deletion
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from herd.api import StackStatus
+from herd.api.v1 import DeletionPolicy
 from herd.engine.protocols import StackResult
 from herd.operator.events import Events, Logger, log_release
 from herd.operator.index import StackKey

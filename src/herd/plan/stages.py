@@ -31,7 +31,7 @@ from herd.api.rollout import IMPLICIT_STAGE, RolloutSpec, RolloutStage
 from herd.api.targets import Targets
 from herd.names import APPROVE_ANNOTATION
 from herd.plan.clusters import Cluster
-from herd.plan.desired import DesiredRelease
+from herd.plan.releases import DesiredRelease
 from herd.plan.targets import targets_match
 
 

@@ -37,17 +37,9 @@ from herd.helm.client import ClusterHelm
 from herd.helm.crd_apply import CrdStep
 from herd.helm.failures import HelmFailure
 from herd.names import LABEL_CONFIG
-from herd.plan.desired import (
-    DEFAULT_STUCK_SECONDS,
-    HELD_MESSAGE,
-    Action,
-    Decision,
-    DesiredRelease,
-    ObservedRelease,
-    ReleaseKey,
-    decide,
-)
+from herd.plan.desired import DEFAULT_STUCK_SECONDS, HELD_MESSAGE, Action, Decision, decide
 from herd.plan.ownership import pinned
+from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.results import now as _now
 from herd.rollout.gates import Draining, Gates

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from herd.plan.desired import ReleaseKey
+from herd.plan.releases import ReleaseKey
 
 
 @dataclass(frozen=True)

@@ -40,16 +40,9 @@ from herd.helm.chart_cache import ChartCache
 from herd.helm.client import ClusterHelm
 from herd.helm.environment import HelmEnvironment
 from herd.helm.failures import HelmFailure
-from herd.plan.desired import (
-    Action,
-    Decision,
-    DesiredRelease,
-    ObservedRelease,
-    ReleaseKey,
-    StackPlan,
-    blocked_by,
-)
+from herd.plan.desired import Action, Decision, StackPlan, blocked_by
 from herd.plan.ownership import Leftover, LeftoverDecision, Owned, leftovers, release_id
+from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.results import now as _now
 from herd.plan.tenancy import Grants, addon_release, helm_identity, namespace_allowed

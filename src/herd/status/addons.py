@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from herd.api.v1 import Condition, DeploymentRow, StackStatus, Toggle
+from herd.api.status import Condition, DeploymentRow, StackStatus
+from herd.api.v1 import Toggle
 from herd.plan.clusters import Cluster
 from herd.plan.desired import StackPlan
 from herd.plan.results import ReleaseResult, State

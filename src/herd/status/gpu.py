@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from herd.api.v1 import ClusterResources, DeploymentRow, StackStatus
+from herd.api.status import ClusterResources, DeploymentRow, StackStatus
 from herd.status.build import DEFAULT_MAX_ROWS, MESSAGE_LIMIT, clip
 from herd.status.facts import GPU_RESOURCE, ClusterGpus, ReleaseGpus, RowKey
 

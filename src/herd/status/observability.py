@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from herd.api.v1 import ObservabilityStatus
+from herd.api.status import ObservabilityStatus
 from herd.status.facts import AgentHealth
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from herd.api.v1 import RolloutStatus, SkippedCluster, StackStatus
+from herd.api.status import RolloutStatus, SkippedCluster, StackStatus
 from herd.plan.results import ReleaseResult
 from herd.status import dryrun
 from herd.status.addons import PassResult, carry_over, enrich

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from herd.api.v1 import SecurityStatus
+from herd.api.status import SecurityStatus
 from herd.status.facts import ClusterScan, FailOn, ImageScan, ScanState
 
 

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from herd.addons.gpu.demand import largest_node, node_gpus
 from herd.addons.images import manifest_facts
 from herd.helm.client import ClusterHelm
-from herd.plan.desired import DesiredRelease
+from herd.plan.releases import DesiredRelease
 from herd.status.gpu import fit_warning
 
 logger = logging.getLogger(__name__)
