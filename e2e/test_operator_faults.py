@@ -14,16 +14,11 @@ from typing import Any
 
 import pytest
 
-from e2e.test_operator import (
-    Operator,
-    eventually,
-    helm_releases,
-    kubectl,
-    run_operator,
-)
 from e2e.testbed import rancher
 from e2e.testbed.chartrepo import helm_binary
 from e2e.testbed.controlplane import Cluster as BedCluster
+from e2e.testbed.helpers import eventually, kubectl
+from e2e.testbed.operator_run import Operator, helm_releases, run_operator
 
 FLEET_NS = "fleet-faults"
 IDS = {

@@ -27,12 +27,12 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.testbed import faults
+from e2e.testbed import helpers
 from e2e.testbed.chartrepo import ChartRepo, package_charts
 from e2e.testbed.controlplane import Cluster as BedCluster
+from e2e.testbed.helpers import kubectl
 from e2e.testbed.herd_controller import (
     Controller,
-    kubectl,
     prepare_management,
     service_account_kubeconfig,
     settled_stack,
@@ -329,7 +329,7 @@ def test_the_controller_may_impersonate_only_in_granted_namespaces(
                       namespace, "--ignore-not-found", "-o", "name")  # fmt: skip
         return bool(out.strip())
 
-    faults.eventually("the RoleBinding in the granted namespace", lambda: bound(TENANT), WAIT)
+    helpers.eventually("the RoleBinding in the granted namespace", lambda: bound(TENANT), WAIT)
     assert can_i(management, "impersonate", "serviceaccounts", TENANT) == "yes"
     # The grant also names kube-system and herd-system: Herd never binds there.
     for namespace in ("kube-system", ADMIN_NS, "default"):
@@ -337,9 +337,9 @@ def test_the_controller_may_impersonate_only_in_granted_namespaces(
         assert can_i(management, "impersonate", "serviceaccounts", namespace) == "no"
     # A new grant adds its namespace; deleting it removes the RoleBinding again.
     apply(management, grant(OTHER, [OTHER]))
-    faults.eventually("the RoleBinding of a new grant", lambda: bound(OTHER), WAIT)
+    helpers.eventually("the RoleBinding of a new grant", lambda: bound(OTHER), WAIT)
     kubectl(mgmt, "delete", "clustergrant", OTHER)
-    faults.eventually("the RoleBinding of a deleted grant to go", lambda: not bound(OTHER), WAIT)
+    helpers.eventually("the RoleBinding of a deleted grant to go", lambda: not bound(OTHER), WAIT)
     assert can_i(management, "impersonate", "serviceaccounts", OTHER) == "no"
 
 

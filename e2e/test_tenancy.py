@@ -14,24 +14,29 @@ ClusterRole). The last test restarts the controller in `open` mode.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 
-from e2e.testbed import rancher
+from e2e.testbed import helpers, rancher
 from e2e.testbed.chartrepo import ChartRepo, helm_binary, helm_env, package_charts
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.herd_controller import kubectl, prepare_management, service_account_kubeconfig
+from e2e.testbed.helpers import kubectl
+from e2e.testbed.herd_controller import (
+    prepare_management,
+    service_account_kubeconfig,
+)
 from e2e.testbed.processes import free_port
 from e2e.testbed.tenant_identity import settled as stack_settled
 
@@ -40,18 +45,7 @@ RANCHER_NS = "fleet-tenancy"
 ADMIN_NS = "herd-system"
 STAGING, PROD = "c-m-tn000001", "c-m-tn000002"
 WAIT = 150.0
-T = TypeVar("T")
-
-
-def eventually(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+eventually = functools.partial(helpers.eventually, timeout=WAIT)
 
 
 def grant(name: str, **spec: Any) -> dict[str, Any]:
@@ -119,7 +113,7 @@ class Controller:
         eventually(
             "the controller to start",
             lambda: "Herd operator started" in self.text()[offset:],
-            90,
+            timeout=90,
         )
 
     def stop(self) -> None:

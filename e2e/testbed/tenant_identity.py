@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from e2e.testbed import faults
+from e2e.testbed import helpers
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.herd_controller import kubectl
+from e2e.testbed.helpers import kubectl
 from e2e.testbed.rancher_proxy import RancherProxy
 from herd.api.grants import parse_grant
 from herd.clusters.tenant_rbac import TENANT_LABEL
@@ -32,8 +32,8 @@ def account(tenant: str) -> str:
 
 
 def eventually(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
-    """`faults.eventually` with these tests' default bound."""
-    return faults.eventually(what, probe, timeout, interval=1.0)
+    """`helpers.eventually` with these tests' default bound."""
+    return helpers.eventually(what, probe, timeout)
 
 
 def grant_body(tenant: str, **spec: Any) -> dict[str, Any]:
