@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ import yaml
 from e2e.testbed import helpers
 from e2e.testbed.chartrepo import ChartRepo, package_charts
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.helpers import kubectl
+from e2e.testbed.helpers import kubectl, kubectl_run
 from e2e.testbed.herd_controller import (
     Controller,
     prepare_management,
@@ -250,11 +249,9 @@ def only_row(found: dict[str, Any]) -> dict[str, Any]:
 
 
 def can_i(management: BedCluster, verb: str, resource: str, namespace: str) -> str:
-    done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(management.kubeconfig), "auth", "can-i", verb,
-         resource, "-n", namespace, "--as", CONTROLLER],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+    done = kubectl_run(
+        management, "auth", "can-i", verb, resource, "-n", namespace, "--as", CONTROLLER
+    )
     return done.stdout.strip()
 
 
@@ -348,22 +345,19 @@ def test_the_api_server_refuses_the_controller_a_binding_in_kube_system(
 ) -> None:
     # RBAC alone would let the controller's identity create it: the admission policy of
     # install/ is what refuses it.
-    done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(management.kubeconfig), "--as", CONTROLLER,
-         "create", "rolebinding", "herd-impersonate-serviceaccounts", "-n", "kube-system",
-         "--clusterrole=herd-impersonate-serviceaccounts",
-         "--serviceaccount=herd-system:herd-controller"],
-        capture_output=True, text=True, check=False, timeout=60,
+    done = kubectl_run(
+        management, "--as", CONTROLLER,
+        "create", "rolebinding", "herd-impersonate-serviceaccounts", "-n", "kube-system",
+        "--clusterrole=herd-impersonate-serviceaccounts",
+        "--serviceaccount=herd-system:herd-controller",
     )  # fmt: skip
     assert done.returncode != 0
     assert "herd-impersonation-bindings" in done.stderr, done.stderr
     assert can_i(management, "impersonate", "serviceaccounts", "kube-system") == "no"
     # Nor may it delete a RoleBinding that is not one of its own.
-    deleted = subprocess.run(
-        ["kubectl", "--kubeconfig", str(management.kubeconfig), "--as", CONTROLLER,
-         "delete", "rolebinding", "read-values", "-n", TENANT],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+    deleted = kubectl_run(
+        management, "--as", CONTROLLER, "delete", "rolebinding", "read-values", "-n", TENANT
+    )
     assert deleted.returncode != 0
     assert "herd-impersonation-bindings" in deleted.stderr, deleted.stderr
 

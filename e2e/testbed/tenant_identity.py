@@ -6,7 +6,6 @@ identity (a real SubjectAccessReview), and the Rancher-proxy stand-in with its o
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ from typing import Any, TypeVar
 
 from e2e.testbed import helpers
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.helpers import kubectl
+from e2e.testbed.helpers import kubectl, kubectl_run
 from e2e.testbed.rancher_proxy import RancherProxy
 from herd.api.grants import parse_grant
 from herd.clusters.tenant_rbac import TENANT_LABEL
@@ -64,13 +63,7 @@ def bed_kubectl(bed: BedCluster, *args: str, stdin: str | None = None) -> str:
 
 
 def can(bed: BedCluster, user: str, *question: str) -> bool:
-    done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(bed.kubeconfig), "auth", "can-i", *question, "--as", user],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    done = kubectl_run(bed, "auth", "can-i", *question, "--as", user, timeout=60)
     assert done.stdout.strip() in ("yes", "no"), done.stderr
     return done.stdout.strip() == "yes"
 
