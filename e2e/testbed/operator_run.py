@@ -22,8 +22,7 @@ from typing import Any
 
 import yaml
 
-from e2e.testbed import rancher
-from e2e.testbed.chartrepo import helm_binary, helm_list_all
+from e2e.testbed import faults, rancher
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.helpers import eventually, kubectl
 from e2e.testbed.processes import free_port
@@ -35,22 +34,8 @@ STACK = "op-stack"  # the Stack `Operator` looks at unless told another name
 
 
 def helm_releases(cluster: BedCluster, namespace: str) -> dict[str, dict[str, Any]]:
-    out = subprocess.run(
-        [
-            helm_binary(),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            *helm_list_all(),
-            "-n",
-            namespace,
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return {r["name"]: r for r in json.loads(out)}
+    """Release name -> `helm list` row on a bed cluster, every state included."""
+    return faults.releases(cluster.kubeconfig, namespace)
 
 
 @dataclass
