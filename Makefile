@@ -42,8 +42,8 @@ binaries: $(STAMP)
 # Workers (pytest-xdist): each starts its own test bed (e2e/conftest.py), a module stays
 # on one worker (its module-scoped controllers with it), and the slowest modules start
 # first (e2e/conftest.py orders them). Most of the time is waiting on apiservers, helm
-# and controllers' resyncs, so more workers than the 2 cores still help.
-E2E_WORKERS ?= 3
+# and controllers' resyncs, but the beds themselves cost CPU: 3 workers oversubscribed 2 busy cores.
+E2E_WORKERS ?= 2
 E2E := $(BIN)/pytest e2e -q -n $(E2E_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 e2e: binaries
