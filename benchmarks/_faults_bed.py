@@ -16,12 +16,12 @@ from typing import Any
 
 import yaml
 
-from e2e.testbed import faults, rancher
+from e2e.testbed import faults, helpers, rancher
 from e2e.testbed.controlplane import Cluster, TestBed
+from e2e.testbed.helpers import kubectl
 from e2e.testbed.herd_controller import (
     LOOPBACK_EGRESS,
     Controller,
-    kubectl,
     service_account_kubeconfig,
 )
 
@@ -136,7 +136,7 @@ class Bed:
     ) -> float:
         """Seconds until converged; raises AssertionError after `timeout`."""
         start = time.monotonic()
-        faults.eventually(
+        helpers.eventually(
             f"{namespace}/{name} converged",
             lambda: self.converged(name, namespace, release_ns, **kw),
             timeout,
@@ -178,7 +178,7 @@ def stack_body(name: str, namespace: str, chart_list: list[dict[str, Any]]) -> d
 
 def first_mutation(controller: Controller, since: float, timeout: float) -> float:
     """Epoch of the first mutating helm call the controller made after `since`."""
-    calls = faults.eventually(
+    calls = helpers.eventually(
         f"a helm upgrade by {controller.name}",
         lambda: [c for c in controller.helm_calls(since) if c.mutating],
         timeout,

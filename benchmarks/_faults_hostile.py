@@ -15,7 +15,7 @@ import time
 
 from benchmarks._faults_bed import Bed
 
-from e2e.testbed import faults, hostile_bed
+from e2e.testbed import helpers, hostile_bed
 from e2e.testbed.herd_controller import Controller
 
 Figures = list[tuple[str, str]]
@@ -68,7 +68,7 @@ def _controller(bed: Bed) -> Controller:
 
 def _ended(bed: Bed, body: dict[str, object]) -> str:
     try:
-        found = faults.eventually(
+        found = helpers.eventually(
             "the Stack to settle",
             lambda: (
                 (s := hostile_bed.status(bed.mgmt, body)).get("phase")  # type: ignore[arg-type]

@@ -20,8 +20,8 @@ from benchmarks._faults_bed import (
     stack_body,
 )
 
-from e2e.testbed import faults
-from e2e.testbed.herd_controller import kubectl
+from e2e.testbed import faults, helpers
+from e2e.testbed.helpers import kubectl
 
 Figures = list[tuple[str, str]]
 CONVERGE_TIMEOUT = 240.0
@@ -185,7 +185,7 @@ def departures(bed: Bed, grace: float = 90.0) -> Figures:
 
 def _wait_empty(bed: Bed, cluster: str, namespace: str, timeout: float) -> str:
     with contextlib.suppress(AssertionError):
-        faults.eventually(
+        helpers.eventually(
             f"releases removed from {cluster}",
             lambda: not faults.releases(bed.kubeconfigs[cluster], namespace) or None,
             timeout,
@@ -197,7 +197,7 @@ def _wait_empty(bed: Bed, cluster: str, namespace: str, timeout: float) -> str:
 
 def _wait_gone(bed: Bed, name: str, namespace: str, timeout: float) -> bool:
     try:
-        faults.eventually(
+        helpers.eventually(
             "the Stack gone", lambda: not bed.stack(name, namespace), timeout, interval=2.0
         )
         return True

@@ -43,11 +43,11 @@ from e2e.testbed import binaries, rancher
 from e2e.testbed.chartrepo import ChartRepo
 from e2e.testbed.components import LIGHT_SHAPE, Shape
 from e2e.testbed.controlplane import Cluster, TestBed
+from e2e.testbed.helpers import kubectl
 from e2e.testbed.herd_controller import (
     CONTROLLER_NS,
     ROOT,
     Controller,
-    kubectl,
     prepare_management,
     service_account_kubeconfig,
 )

@@ -34,6 +34,7 @@ from e2e.testbed.herd_controller import LOOPBACK_EGRESS
 MANAGEMENT = "management"
 DOWNSTREAM = ("downstream-1", "downstream-2", "downstream-3")
 _E2E_DIR = Path(__file__).resolve().parent
+_START_SECONDS = 300.0
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,6 +69,56 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _E2E_DIR in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.e2e)
+    # Longest first: the Makefile's workers take whole modules in this order
+    # (`--dist loadfile --no-loadscope-reorder`), and a long module started last would
+    # be the one everybody waits for. A stable sort keeps each module's own test order.
+    items.sort(key=_module_rank)
+
+
+# e2e modules by measured wall time, longest first (`--durations`, 2026-12-02, Helm 4).
+# A module not listed (a new one) counts as long: it goes first, ahead of the known.
+SLOWEST_FIRST = (
+    "test_operator_faults.py",
+    "test_rollout.py",
+    "test_private_sources.py",
+    "test_ha.py",
+    "test_stages.py",
+    "test_security_egress.py",
+    "test_security_hostile.py",
+    "test_cli.py",
+    "test_cluster_values.py",
+    "test_operator_gpu.py",
+    "test_operator.py",
+    "test_security_identity_rancher.py",
+    "test_security_ownership.py",
+    "test_tenancy.py",
+    "test_fuzz_operator.py",
+    "test_crd_policy.py",
+    "test_gpu.py",
+    "test_cli_stages.py",
+    "test_cli_addons.py",
+    "test_addons.py",
+    "test_testbed.py",
+    "test_chartrepo.py",
+    "test_cli_terminal.py",
+    "test_clusters.py",
+    "test_crd_apply.py",
+    "test_fixture_charts_live.py",
+    "test_grants_crd.py",
+    "test_helm_versions.py",
+    "test_insights.py",
+    "test_install.py",
+    "test_inventory_cache.py",
+    "test_rancher.py",
+    "test_security_identity.py",
+    "test_tenant_rbac.py",
+    "test_values_impersonation.py",
+)
+
+
+def _module_rank(item: pytest.Item) -> int:
+    name = Path(str(item.path)).name
+    return SLOWEST_FIRST.index(name) + 1 if name in SLOWEST_FIRST else 0
 
 
 def _binaries() -> binaries.Binaries:
@@ -94,7 +145,11 @@ def _interrupt_on_sigterm() -> None:
 def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestBed]:
     _interrupt_on_sigterm()
     workdir = tmp_path_factory.mktemp("testbed")
-    bed = TestBed.start([MANAGEMENT, *DOWNSTREAM], workdir, binaries=_binaries())
+    # Each xdist worker starts a bed of its own, all at once on two cores: a start-up
+    # bound for a loaded machine (the bed returns as soon as it is usable).
+    bed = TestBed.start(
+        [MANAGEMENT, *DOWNSTREAM], workdir, binaries=_binaries(), timeout=_START_SECONDS
+    )
     try:
         yield bed
     finally:

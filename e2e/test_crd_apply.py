@@ -11,28 +11,16 @@ import pytest
 import yaml
 
 from e2e.testbed.controlplane import Cluster as BedCluster
+from e2e.testbed.helpers import kubectl_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def kubectl(
-    cluster: BedCluster, *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", "--kubeconfig", str(cluster.kubeconfig), *args],
-        input=stdin,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @pytest.fixture(scope="module")
 def api(management: BedCluster) -> BedCluster:
-    done = kubectl(management, "apply", "-f", str(ROOT / "crds"))
+    done = kubectl_run(management, "apply", "-f", str(ROOT / "crds"))
     assert done.returncode == 0, done.stderr
-    done = kubectl(
+    done = kubectl_run(
         management,
         "wait",
         "--for=condition=Established",
@@ -50,7 +38,7 @@ def example(name: str) -> dict[str, Any]:
 
 
 def apply(api: BedCluster, body: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    return kubectl(api, "apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(body))
+    return kubectl_run(api, "apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(body))
 
 
 @pytest.mark.parametrize("name", ["rag-inference-platform", "production-ai-platform", "test-stack"])
@@ -87,7 +75,7 @@ def test_bad_stacks_are_rejected_at_apply(api: BedCluster, mutate: Any, complain
 
 
 def test_printer_columns(api: BedCluster) -> None:
-    done = kubectl(
+    done = kubectl_run(
         api,
         "get",
         "crd",
@@ -96,5 +84,5 @@ def test_printer_columns(api: BedCluster) -> None:
         "jsonpath={.spec.versions[0].additionalPrinterColumns[*].name}",
     )
     assert done.stdout.split() == ["Phase", "Clusters", "Charts", "Stage", "Age"]
-    explained = kubectl(api, "explain", "stack.spec.charts.dependsOn")
+    explained = kubectl_run(api, "explain", "stack.spec.charts.dependsOn")
     assert "must be deployed first" in explained.stdout, explained.stderr

@@ -26,6 +26,7 @@ import yaml
 from e2e.test_cli import herd, table, unique
 from e2e.testbed.chartrepo import helm_binary, helm_env
 from e2e.testbed.controlplane import Cluster as BedCluster
+from e2e.testbed.helpers import kubectl_run
 from herd.api import parse_stack
 from herd.api.grants import parse_grant
 from herd.clusters.files import FileCluster, FileSource
@@ -46,19 +47,9 @@ TENANT = "crd-tenant"
 RELEASE = "gadgets"  # the chart's name in the Stack: also the release and the Gadget
 
 
-def kubectl(cluster: BedCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", "--kubeconfig", str(cluster.kubeconfig), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-
-
 def crd(cluster: BedCluster, name: str) -> dict[str, Any] | None:
     """The CRD as the API server has it, managedFields included; None when absent."""
-    done = kubectl(cluster, "get", "crd", name, "-o", "json", "--show-managed-fields")
+    done = kubectl_run(cluster, "get", "crd", name, "-o", "json", "--show-managed-fields")
     if done.returncode != 0:
         assert "NotFound" in done.stderr, done.stderr
         return None
@@ -86,7 +77,9 @@ def removes_crds() -> Iterator[Callable[[BedCluster], None]]:
     clusters: list[BedCluster] = []
     yield clusters.append
     for cluster in clusters:
-        done = kubectl(cluster, "delete", "crd", GADGETS, GIZMOS, "--ignore-not-found", "--wait")
+        done = kubectl_run(
+            cluster, "delete", "crd", GADGETS, GIZMOS, "--ignore-not-found", "--wait"
+        )
         assert done.returncode == 0, done.stderr
 
 
@@ -125,7 +118,7 @@ class CliStack:
         return done
 
     def gadget(self) -> dict[str, Any]:
-        done = kubectl(self.cluster, "get", "gadgets", "-n", self.name, RELEASE, "-o", "json")
+        done = kubectl_run(self.cluster, "get", "gadgets", "-n", self.name, RELEASE, "-o", "json")
         assert done.returncode == 0, done.stderr
         found: dict[str, Any] = json.loads(done.stdout)
         return found
@@ -227,7 +220,7 @@ def test_skip_installs_no_crd(
     stack.apply("0.2.0", crds="Skip", values={"inline": {"gadget": {"create": False}}})
 
     assert crd(cluster, GADGETS) is None and crd(cluster, GIZMOS) is None
-    done = kubectl(cluster, "get", "configmap", "-n", stack.name, f"{RELEASE}-gadgets")
+    done = kubectl_run(cluster, "get", "configmap", "-n", stack.name, f"{RELEASE}-gadgets")
     assert done.returncode == 0, done.stderr  # the rest of the chart is there
 
 

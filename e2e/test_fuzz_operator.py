@@ -18,7 +18,11 @@ import pytest
 
 from e2e.testbed import fuzz_run, stack_fuzz
 from e2e.testbed.controlplane import Cluster
-from e2e.testbed.herd_controller import Controller, kubectl, prepare_management
+from e2e.testbed.helpers import kubectl
+from e2e.testbed.herd_controller import (
+    Controller,
+    prepare_management,
+)
 from e2e.testbed.herd_controller import service_account_kubeconfig as sa_kubeconfig
 
 RANCHER_NS = "fleet-fuzz-e2e"

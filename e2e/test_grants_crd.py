@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from e2e.testbed.controlplane import Cluster as BedCluster
+from e2e.testbed.helpers import kubectl_run
 from herd.kube.client import api_client_from_kubeconfig
 from herd.kube.grants import list_grants
 
@@ -18,24 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CRD_FILE = ROOT / "crds" / "herd.suse.com_clustergrants.yaml"
 
 
-def kubectl(
-    cluster: BedCluster, *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", "--kubeconfig", str(cluster.kubeconfig), *args],
-        input=stdin,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @pytest.fixture(scope="module")
 def api(management: BedCluster) -> BedCluster:
-    done = kubectl(management, "apply", "-f", str(CRD_FILE))
+    done = kubectl_run(management, "apply", "-f", str(CRD_FILE))
     assert done.returncode == 0, done.stderr
-    done = kubectl(
+    done = kubectl_run(
         management,
         "wait",
         "--for=condition=Established",
@@ -61,7 +49,7 @@ def grant(name: str = "team-a", **spec: Any) -> dict[str, Any]:
 
 
 def apply(api: BedCluster, body: dict[str, Any], *flags: str) -> subprocess.CompletedProcess[str]:
-    return kubectl(api, "apply", *flags, "-f", "-", stdin=yaml.safe_dump(body))
+    return kubectl_run(api, "apply", *flags, "-f", "-", stdin=yaml.safe_dump(body))
 
 
 def test_the_example_grant_is_accepted(api: BedCluster) -> None:
@@ -77,14 +65,14 @@ def test_grants_are_cluster_scoped_with_safe_defaults(api: BedCluster) -> None:
     done = apply(api, grant("defaults"))
     assert done.returncode == 0, done.stderr
     try:
-        stored = kubectl(api, "get", "clustergrant", "defaults", "-o", "yaml")
+        stored = kubectl_run(api, "get", "clustergrant", "defaults", "-o", "yaml")
         assert stored.returncode == 0, stored.stderr
         body = yaml.safe_load(stored.stdout)
         assert "namespace" not in body["metadata"]
         assert body["spec"]["clusterScopedResources"] is False
         assert body["spec"]["addons"] is False
     finally:
-        kubectl(api, "delete", "clustergrant", "defaults", "--wait=false")
+        kubectl_run(api, "delete", "clustergrant", "defaults", "--wait=false")
 
 
 @pytest.mark.parametrize(
@@ -121,20 +109,20 @@ def test_printer_columns_and_explain(api: BedCluster) -> None:
     done = apply(api, grant("columns", clusters={"clusterIds": ["c-m-1"]}))
     assert done.returncode == 0, done.stderr
     try:
-        listed = kubectl(api, "get", "clustergrants")
+        listed = kubectl_run(api, "get", "clustergrants")
         assert listed.returncode == 0, listed.stderr
         header, *rows = listed.stdout.splitlines()
         assert header.split() == ["NAME", "NAMESPACES", "CLUSTERS", "AGE"]
         row = next(r for r in rows if r.startswith("columns "))
         assert "team-a" in row and "c-m-1" in row, row
     finally:
-        kubectl(api, "delete", "clustergrant", "columns", "--wait=false")
-    explained = kubectl(api, "explain", "clustergrant.spec")
+        kubectl_run(api, "delete", "clustergrant", "columns", "--wait=false")
+    explained = kubectl_run(api, "explain", "clustergrant.spec")
     assert explained.returncode == 0, explained.stderr
     for field in ("namespaces", "clusters", "targetNamespaces", "clusterScopedResources", "addons"):
         assert field in explained.stdout, explained.stdout
     assert "Stack namespaces" in explained.stdout, explained.stdout
-    explained = kubectl(api, "explain", "clustergrant.spec.targetNamespaces")
+    explained = kubectl_run(api, "explain", "clustergrant.spec.targetNamespaces")
     assert "globs" in explained.stdout, explained.stdout
 
 
@@ -148,9 +136,9 @@ def test_list_grants_reads_them_fresh(api: BedCluster) -> None:
         assert listed.spec.addons is True
         assert listed.spec.clusters.cluster_ids == ["c-m-1"]
         assert invalid == []
-        kubectl(api, "delete", "clustergrant", "listed")
+        kubectl_run(api, "delete", "clustergrant", "listed")
         grants, _ = list_grants(kube)
         assert "listed" not in [g.name for g in grants]
     finally:
         kube.close()
-        kubectl(api, "delete", "clustergrant", "listed", "--ignore-not-found")
+        kubectl_run(api, "delete", "clustergrant", "listed", "--ignore-not-found")

@@ -10,23 +10,26 @@ a leader that loses its Lease.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 
+from e2e.testbed import helpers
 from e2e.testbed.chartrepo import helm_binary, helm_list_all
 from e2e.testbed.controlplane import FAKE_NODES
 from e2e.testbed.controlplane import Cluster as BedCluster
+from e2e.testbed.helpers import kubectl
 from e2e.testbed.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,17 +40,8 @@ APPS_NS = "ha-apps"
 CLUSTER_ID = "ha-cluster-1"
 SHUTDOWN_SECONDS = 60.0
 LEASE_SECONDS = 15.0  # the default, so the failover figure is the one users get
-T = TypeVar("T")
-
-
-def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, check: bool = True) -> str:
-    done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(kubeconfig), *args],
-        input=stdin, check=False, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    if check and done.returncode:
-        raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr}")
-    return done.stdout
+# Failover is timed by these waits: poll the Lease faster than the suite does.
+eventually = functools.partial(helpers.eventually, interval=0.25)
 
 
 def helm(cluster: BedCluster, *args: str) -> Any:
@@ -60,17 +54,6 @@ def helm(cluster: BedCluster, *args: str) -> Any:
 
 def releases(cluster: BedCluster) -> dict[str, dict[str, Any]]:
     return {r["name"]: r for r in helm(cluster, *helm_list_all(), "-n", APPS_NS) or []}
-
-
-def eventually(what: str, probe: Callable[[], T | None], timeout: float = 180.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 @dataclass
@@ -346,6 +329,7 @@ def test_sigterm_lets_running_helm_finish_and_starts_no_more(bed: Bed) -> None:
     eventually(
         "helm installing slow",
         lambda: releases(bed.target).get("slow", {}).get("status") == "pending-install",
+        180,
     )
     b.terminate()
     signalled = time.monotonic()

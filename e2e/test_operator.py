@@ -9,30 +9,21 @@ order on one Stack, like a user would: apply, watch, edit, break, repair, delete
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
 
 from e2e.testbed import rancher
-from e2e.testbed.chartrepo import helm_binary, helm_list_all
+from e2e.testbed.chartrepo import helm_binary
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.processes import free_port
+from e2e.testbed.helpers import eventually, kubectl
+from e2e.testbed.operator_run import STACK, Operator, helm_releases, run_operator
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = ROOT / ".venv" / "bin"
 FLEET_NS = "fleet-op"  # the operator's Rancher namespace here (other tests use fleet-default)
-CONTROLLER_NS = "herd-system"
-STACK = "op-stack"
 IDS = {
     "downstream-1": "c-m-op000001",
     "downstream-2": "c-m-op000002",
@@ -43,107 +34,6 @@ LABELS = {
     "downstream-2": {"team": "op"},
     "downstream-3": {"team": "other"},
 }
-
-T = TypeVar("T")
-
-
-def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, check: bool = True) -> str:
-    done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(kubeconfig), *args],
-        input=stdin,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if check and done.returncode:
-        raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr}")
-    return done.stdout
-
-
-def helm_releases(cluster: BedCluster, namespace: str) -> dict[str, dict[str, Any]]:
-    out = subprocess.run(
-        [
-            helm_binary(),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            *helm_list_all(),
-            "-n",
-            namespace,
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return {r["name"]: r for r in json.loads(out)}
-
-
-def eventually(what: str, probe: Callable[[], T | None], timeout: float = 120.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
-@dataclass
-class Operator:
-    management: BedCluster
-    log: Path
-    metrics_port: int
-    name: str = STACK  # the Stack the helpers below look at
-
-    def stack(self) -> dict[str, Any]:
-        out = kubectl(
-            self.management.kubeconfig,
-            "get",
-            "stack",
-            self.name,
-            "-n",
-            "default",
-            "-o",
-            "json",
-            check=False,
-        )
-        return json.loads(out) if out else {}
-
-    def status(self) -> dict[str, Any]:
-        status: dict[str, Any] = self.stack().get("status") or {}
-        return status
-
-    def apply(self, body: dict[str, Any]) -> None:
-        kubectl(self.management.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(body))
-
-    def settled(self, phase: str, generation: int | None = None) -> dict[str, Any]:
-        def probe() -> dict[str, Any] | None:
-            stack = self.stack()
-            status = stack.get("status") or {}
-            wanted = generation or stack.get("metadata", {}).get("generation")
-            if status.get("phase") == phase and status.get("observedGeneration") == wanted:
-                return status
-            return None
-
-        return eventually(f"phase {phase}", probe)
-
-    def events(self) -> list[dict[str, Any]]:
-        out = kubectl(
-            self.management.kubeconfig,
-            "get",
-            "events",
-            "-n",
-            "default",
-            "--field-selector",
-            f"involvedObject.name={self.name}",
-            "-o",
-            "json",
-        )
-        items: list[dict[str, Any]] = json.loads(out)["items"]
-        return items
 
 
 def stack_body(namespace: str, charts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -173,125 +63,6 @@ def charts(repo: str, namespace: str, message: str = "v1") -> list[dict[str, Any
         {"name": "api", **common, "dependsOn": ["db"], "values": {"inline": {"message": message}}},
         {"name": "ui", **common, "dependsOn": ["api"]},
     ]
-
-
-def controller_kubeconfig(management: BedCluster, directory: Path) -> Path:
-    """The management kubeconfig with the install/ ServiceAccount's token as its user."""
-    token = kubectl(
-        management.kubeconfig,
-        "create",
-        "token",
-        "herd-controller",
-        "-n",
-        CONTROLLER_NS,
-        "--duration",
-        "2h",
-    ).strip()
-    config = yaml.safe_load(management.kubeconfig.read_text())
-    for user in config["users"]:
-        user["user"] = {"token": token}
-    path = directory / "controller.yaml"
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
-
-
-def grant_fleet_namespace(management: BedCluster, namespace: str = FLEET_NS) -> None:
-    """install/ grants fleet-default; a test's Rancher namespace gets the same Role."""
-    roles = [
-        d
-        for d in yaml.safe_load_all((ROOT / "install" / "10-rbac.yaml").read_text())
-        if d["kind"] in ("Role", "RoleBinding") and d["metadata"]["namespace"] == "fleet-default"
-    ]
-    for doc in roles:
-        doc["metadata"]["namespace"] = namespace
-    kubectl(management.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(roles))
-
-
-@contextmanager
-def run_operator(
-    management: BedCluster,
-    downstream: list[BedCluster],
-    workdir: Path,
-    *,
-    fleet_ns: str,
-    ids: dict[str, str],
-    labels: dict[str, dict[str, str]],
-    env: dict[str, str] | None = None,
-) -> Iterator[Operator]:
-    """`herd operator` as a process, with its own Rancher namespace of downstream clusters."""
-    rancher.register_clusters(
-        management.kubeconfig,
-        [
-            rancher.RancherCluster(f"op-{c.name}", ids[c.name], c.kubeconfig, dict(labels[c.name]))
-            for c in downstream
-        ],
-        namespace=fleet_ns,
-    )
-    kubectl(management.kubeconfig, "apply", "-f", str(ROOT / "crds"))
-    kubectl(management.kubeconfig, "create", "namespace", "fleet-default", check=False)
-    kubectl(management.kubeconfig, "apply", "-f", str(ROOT / "install"))
-    grant_fleet_namespace(management, fleet_ns)
-    # The Stacks live in `default`, outside Herd's namespace: a ClusterGrant gives them the
-    # test's clusters (by id, whatever their labels) and the op-* / ft-* namespaces there.
-    grant = f"test-{fleet_ns}"
-    kubectl(
-        management.kubeconfig,
-        "apply",
-        "-f",
-        "-",
-        stdin=yaml.safe_dump(
-            {
-                "apiVersion": "herd.suse.com/v1",
-                "kind": "ClusterGrant",
-                "metadata": {"name": grant},
-                "spec": {
-                    "namespaces": ["default"],
-                    "clusters": {"clusterIds": sorted(ids.values())},
-                    "targetNamespaces": ["op-*", "ft-*"],
-                },
-            }
-        ),
-    )
-    log = workdir / "operator.log"
-    metrics_port = free_port()
-    variables = {
-        **os.environ,
-        "KUBECONFIG": str(controller_kubeconfig(management, workdir)),
-        "HERD_NAMESPACE": CONTROLLER_NS,
-        "HERD_RANCHER_NAMESPACES": fleet_ns,
-        "HERD_RESYNC_SECONDS": "10",
-        "HERD_RETRY_SECONDS": "3",
-        "HERD_FLEET_SECONDS": "1",
-        "HERD_METRICS_PORT": str(metrics_port),
-        "HERD_HEALTH_PORT": str(free_port()),
-        "HERD_WORKDIR": str(workdir / "work"),  # never the shared default under /tmp
-        **(env or {}),
-    }
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [str(VENV_BIN / "herd"), "operator", "--namespace", "default"],
-            env=variables,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        try:
-            eventually(
-                "the operator to start", lambda: "Herd operator started" in log.read_text(), 60
-            )
-        except AssertionError as error:
-            raise AssertionError(f"{error}\n{log.read_text()[-3000:]}") from None
-        yield Operator(management, log, metrics_port)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        kubectl(management.kubeconfig, "delete", "clustergrant", grant, check=False)
 
 
 @pytest.fixture(scope="module")

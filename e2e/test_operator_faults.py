@@ -6,7 +6,6 @@ stopped and started), and everything is observed through kubectl and helm.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,16 +13,11 @@ from typing import Any
 
 import pytest
 
-from e2e.test_operator import (
-    Operator,
-    eventually,
-    helm_releases,
-    kubectl,
-    run_operator,
-)
-from e2e.testbed import rancher
+from e2e.testbed import faults, rancher
 from e2e.testbed.chartrepo import helm_binary
 from e2e.testbed.controlplane import Cluster as BedCluster
+from e2e.testbed.helpers import eventually, kubectl
+from e2e.testbed.operator_run import Operator, helm_releases, run_operator
 
 FLEET_NS = "fleet-faults"
 IDS = {
@@ -100,24 +94,7 @@ def settled(operator: Operator, phase: str, timeout: float = 180.0) -> dict[str,
 
 
 def history(cluster: BedCluster, namespace: str, release: str) -> list[dict[str, Any]]:
-    out = subprocess.run(
-        [
-            helm_binary(),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "history",
-            release,
-            "-n",
-            namespace,
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    entries: list[dict[str, Any]] = json.loads(out)
-    return entries
+    return faults.history(cluster.kubeconfig, namespace, release)
 
 
 def test_management_outage_only_delays_status(

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from e2e.test_operator import Operator, eventually, kubectl, run_operator
 from e2e.testbed.controlplane import Cluster as BedCluster
+from e2e.testbed.helpers import eventually, kubectl
+from e2e.testbed.operator_run import Operator, run_operator
 
 FLEET_NS = "fleet-gpu"
 IDS = {

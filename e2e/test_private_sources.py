@@ -34,12 +34,12 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.testbed import certs, faults, rancher
+from e2e.testbed import certs, faults, helpers, rancher
 from e2e.testbed.chartrepo import ChartRepo, build_repository
 from e2e.testbed.controlplane import Cluster
+from e2e.testbed.helpers import kubectl
 from e2e.testbed.herd_controller import (
     Controller,
-    kubectl,
     prepare_management,
     service_account_kubeconfig,
 )
@@ -474,7 +474,7 @@ def test_operator_pulls_with_a_fixed_secret_and_leaks_nothing(
         caSecretName="pv-oci-ca",
     )
     apply(kubeconfig, body)
-    failed = faults.eventually(
+    failed = helpers.eventually(
         "the wrong password to fail the release",
         lambda: (r := row_of(management, name)) and r["status"] == "Failed" and r,
         120,
@@ -482,7 +482,7 @@ def test_operator_pulls_with_a_fixed_secret_and_leaks_nothing(
     assert failed["message"].startswith(f"authentication failed for {registry.repo}"), failed
     # Held (permanent) until the Secret changes: fixing it retries on the next pass.
     apply(kubeconfig, basic_auth("pv-oci", ADMIN_NS, registry.username, registry.password))
-    fixed = faults.eventually(
+    fixed = helpers.eventually(
         "the fixed Secret to deploy the release",
         lambda: (r := row_of(management, name)) and r["status"] == "Deployed" and r,
         120,

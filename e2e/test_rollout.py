@@ -18,6 +18,7 @@ import pytest
 
 from e2e.testbed.chartrepo import helm_binary, helm_list_all
 from e2e.testbed.controlplane import Cluster as BedCluster
+from e2e.testbed.helpers import kubectl
 from herd.api import parse_stack
 from herd.api.v1 import Stack
 from herd.clusters.files import FileCluster, FileSource
@@ -147,24 +148,7 @@ async def test_dag_waves_parallel_clusters_and_idempotence(
         # Independent charts of one wave overlap in time.
         assert rows["b"].started < rows["c"].finished and rows["c"].started < rows["b"].finished
         assert rows["a"].started < rows["e"].finished and rows["e"].started < rows["a"].finished
-        deployments = json.loads(
-            subprocess.run(
-                [
-                    "kubectl",
-                    "--kubeconfig",
-                    str(cluster.kubeconfig),
-                    "get",
-                    "deploy",
-                    "-n",
-                    ns,
-                    "-o",
-                    "json",
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )["items"]
+        deployments = json.loads(kubectl(cluster, "get", "deploy", "-n", ns, "-o", "json"))["items"]
         assert len(deployments) == 5
         for d in deployments:
             assert any(
@@ -363,17 +347,7 @@ async def test_young_pending_is_left_alone_and_an_old_one_is_recovered(
 
 def helm_labels(cluster: BedCluster, ns: str, name: str) -> dict[str, str]:
     """The labels of the latest revision's helm storage Secret."""
-    out = subprocess.run(
-        [
-            "kubectl",
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            *("get", "secret", "-n", ns, "-l", f"owner=helm,name={name}", "-o", "json"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = kubectl(cluster, "get", "secret", "-n", ns, "-l", f"owner=helm,name={name}", "-o", "json")
     items = json.loads(out)["items"]
     latest = max(items, key=lambda i: int(i["metadata"]["labels"]["version"]))
     labels: dict[str, str] = latest["metadata"]["labels"]

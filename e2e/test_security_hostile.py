@@ -26,10 +26,14 @@ from typing import Any
 
 import pytest
 
-from e2e.testbed import faults, hostile_bed
+from e2e.testbed import helpers, hostile_bed
 from e2e.testbed.chartrepo import ChartRepo
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.herd_controller import CONTROLLER_NS, Controller, kubectl
+from e2e.testbed.helpers import kubectl
+from e2e.testbed.herd_controller import (
+    CONTROLLER_NS,
+    Controller,
+)
 
 LEASE_SECONDS = hostile_bed.LEASE_SECONDS
 WAIT = 240.0
@@ -69,7 +73,7 @@ def _delete_stacks(management: Path, tmp: Path) -> None:
 
 def _final(management: Path, body: dict[str, Any], phases: tuple[str, ...]) -> dict[str, Any]:
     name = f"{body['metadata']['namespace']}/{body['metadata']['name']}"
-    return faults.eventually(
+    return helpers.eventually(
         f"Stack {name} to reach {' or '.join(phases)}",
         lambda: (found := hostile_bed.status(management, body)).get("phase") in phases and found,
         WAIT,
@@ -128,7 +132,7 @@ def _stalled(bed: Path, repo: ChartRepo, directory: Path, name: str) -> Iterator
     try:
         body = hostile_bed.stack(hostile_bed.GOOD, name, "plain", repo.url, f"{hostile_bed.GOOD}-s")
         hostile_bed.apply(bed, body)
-        faults.eventually(
+        helpers.eventually(
             "helm template to run (the check starts right after)",
             lambda: any(c.verb == "template" for c in stalled.helm_calls()),
             WAIT,

@@ -29,9 +29,7 @@ import yaml
 from kubernetes import client
 
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.herd_controller import (
-    kubectl,
-)
+from e2e.testbed.helpers import kubectl
 from e2e.testbed.rancher_proxy import RancherProxy
 from e2e.testbed.tenant_identity import (
     ADDON_NAMESPACES,

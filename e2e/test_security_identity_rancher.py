@@ -24,9 +24,9 @@ import yaml
 from e2e.testbed import rancher
 from e2e.testbed.chartrepo import ChartRepo, package_charts
 from e2e.testbed.controlplane import Cluster as BedCluster
+from e2e.testbed.helpers import kubectl
 from e2e.testbed.herd_controller import (
     Controller,
-    kubectl,
     prepare_management,
     service_account_kubeconfig,
 )

@@ -29,10 +29,9 @@ import yaml
 from e2e.testbed import rancher
 from e2e.testbed.chartrepo import ChartRepo, helm_binary, helm_env, package_charts
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.faults import eventually
+from e2e.testbed.helpers import eventually, kubectl, kubectl_run
 from e2e.testbed.herd_controller import (
     Controller,
-    kubectl,
     prepare_management,
     service_account_kubeconfig,
 )
@@ -199,16 +198,6 @@ def reconcile(management: BedCluster, namespace: str, name: str) -> None:
     )  # fmt: skip
 
 
-def cluster_kubectl(cluster: BedCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", "--kubeconfig", str(cluster.kubeconfig), *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @dataclass(frozen=True)
 class Identity:
     """The tenant's downstream identity, as Herd bound it (read from the RoleBinding)."""
@@ -237,7 +226,7 @@ class Identity:
 
 def tenant_identity(cluster: BedCluster, namespace: str, tenant: str = TENANT) -> Identity:
     """Who Herd made the tenant in `namespace` downstream (its RoleBinding's subject)."""
-    done = cluster_kubectl(cluster, "get", "rolebindings", "-n", namespace, "-o", "json")
+    done = kubectl_run(cluster, "get", "rolebindings", "-n", namespace, "-o", "json")
     assert done.returncode == 0, done.stderr
     for binding in json.loads(done.stdout)["items"]:
         for subject in binding.get("subjects") or []:
@@ -278,7 +267,7 @@ def plant(
 
 
 def release_secret(cluster: BedCluster, namespace: str, name: str, revision: int) -> dict[str, Any]:
-    done = cluster_kubectl(
+    done = kubectl_run(
         cluster, "get", "secret", f"sh.helm.release.v1.{name}.v{revision}", "-n", namespace,
         "-o", "json",
     )  # fmt: skip
@@ -297,7 +286,7 @@ def forge_labels(
 ) -> None:
     """Label a release Secret as the tenant (who may write Secrets in its namespace)."""
     pairs = [f"{k}={v}" for k, v in labels.items()]
-    done = cluster_kubectl(
+    done = kubectl_run(
         cluster, "label", "secret", secret, "-n", namespace, "--overwrite", *pairs,
         *who.kubectl_flags(),
     )  # fmt: skip
@@ -314,7 +303,7 @@ def release_status(cluster: BedCluster, namespace: str, name: str) -> str | None
 
 
 def binding_exists(cluster: BedCluster, name: str) -> bool:
-    return cluster_kubectl(cluster, "get", "clusterrolebinding", name).returncode == 0
+    return kubectl_run(cluster, "get", "clusterrolebinding", name).returncode == 0
 
 
 def uninstalls(controller: Controller, release: str, since: float) -> list[tuple[str, ...]]:

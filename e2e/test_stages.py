@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
-from e2e.test_operator import VENV_BIN, Operator, eventually, kubectl, run_operator
 from e2e.testbed.controlplane import Cluster as BedCluster
+from e2e.testbed.helpers import eventually, kubectl
 from e2e.testbed.herd_controller import Controller, HelmCall
+from e2e.testbed.operator_run import VENV_BIN, Operator, run_operator
 
 FLEET_NS = "fleet-stg"
 NS = "op-stages"

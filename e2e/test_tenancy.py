@@ -14,24 +14,29 @@ ClusterRole). The last test restarts the controller in `open` mode.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 
-from e2e.testbed import rancher
+from e2e.testbed import helpers, rancher
 from e2e.testbed.chartrepo import ChartRepo, helm_binary, helm_env, package_charts
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.herd_controller import kubectl, prepare_management, service_account_kubeconfig
+from e2e.testbed.helpers import kubectl, kubectl_run
+from e2e.testbed.herd_controller import (
+    prepare_management,
+    service_account_kubeconfig,
+)
 from e2e.testbed.processes import free_port
 from e2e.testbed.tenant_identity import settled as stack_settled
 
@@ -40,18 +45,7 @@ RANCHER_NS = "fleet-tenancy"
 ADMIN_NS = "herd-system"
 STAGING, PROD = "c-m-tn000001", "c-m-tn000002"
 WAIT = 150.0
-T = TypeVar("T")
-
-
-def eventually(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+eventually = functools.partial(helpers.eventually, timeout=WAIT)
 
 
 def grant(name: str, **spec: Any) -> dict[str, Any]:
@@ -119,7 +113,7 @@ class Controller:
         eventually(
             "the controller to start",
             lambda: "Herd operator started" in self.text()[offset:],
-            90,
+            timeout=90,
         )
 
     def stop(self) -> None:
@@ -250,16 +244,6 @@ def has_release(cluster: BedCluster, namespace: str, name: str) -> bool:
     return True
 
 
-def cluster_kubectl(cluster: BedCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", "--kubeconfig", str(cluster.kubeconfig), *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_two_tenants_each_reach_only_their_granted_cluster(
     controller: Controller,
     management: BedCluster,
@@ -287,7 +271,7 @@ def test_two_tenants_each_reach_only_their_granted_cluster(
         assert not has_release(clusters[other], namespace, name)
         # The release on the granted cluster was made by the tenant's ServiceAccount, which
         # Herd bound to `admin` in the allowed namespace it created.
-        binding = cluster_kubectl(
+        binding = kubectl_run(
             clusters[mine], "get", "rolebinding", f"herd-tenant-{body['metadata']['namespace']}",
             "-n", namespace, "-o", "json",
         )  # fmt: skip
@@ -342,24 +326,24 @@ def test_a_cluster_role_is_refused_unless_granted_and_the_api_server_backs_it(
     assert row["status"] == "Failed", found
     assert "ClusterRole tn-a-cr-probe-reader (cluster-scoped)" in row["message"]
     assert not has_release(clusters[STAGING], "tn-a-cr", "tn-a-cr")
-    gone = cluster_kubectl(clusters[STAGING], "get", "clusterrole", "tn-a-cr-probe-reader")
+    gone = kubectl_run(clusters[STAGING], "get", "clusterrole", "tn-a-cr-probe-reader")
     assert gone.returncode != 0
     found = settled(management, allowed)
     assert rows(found)[PROD]["status"] == "Deployed", found
-    made = cluster_kubectl(clusters[PROD], "get", "clusterrole", "tn-b-cr-probe-reader")
+    made = kubectl_run(clusters[PROD], "get", "clusterrole", "tn-b-cr-probe-reader")
     assert made.returncode == 0, made.stderr
 
     # Bypassing the render check (helm called directly as the tenant identity), the
     # downstream API server itself refuses the ClusterRole.
     staging = clusters[STAGING]
     identity = ["--as", "system:serviceaccount:herd-tenants:tenant-tn-a"]
-    can = cluster_kubectl(staging, "auth", "can-i", "create", "clusterroles", *identity)
+    can = kubectl_run(staging, "auth", "can-i", "create", "clusterroles", *identity)
     assert can.stdout.strip() == "no"
-    can = cluster_kubectl(
+    can = kubectl_run(
         staging, "auth", "can-i", "create", "configmaps", "-n", "tn-a-apps", *identity
     )
     assert can.stdout.strip() == "yes"
-    can = cluster_kubectl(
+    can = kubectl_run(
         staging, "auth", "can-i", "create", "configmaps", "-n", "kube-system", *identity
     )
     assert can.stdout.strip() == "no"
@@ -370,7 +354,7 @@ def test_a_cluster_role_is_refused_unless_granted_and_the_api_server_backs_it(
     )  # fmt: skip
     assert bypass.returncode != 0
     assert "forbidden" in bypass.stderr.lower(), bypass.stderr
-    assert cluster_kubectl(staging, "get", "clusterrole", "tn-a-bypass-probe-reader").returncode
+    assert kubectl_run(staging, "get", "clusterrole", "tn-a-bypass-probe-reader").returncode
 
 
 def test_values_from_a_secret_the_service_account_may_not_read(
@@ -459,9 +443,7 @@ def test_an_admin_stack_is_unaffected(
     assert found["phase"] == "Deployed", found
     for cluster in clusters.values():
         assert has_release(cluster, "tn-admin-apps", "tn-admin")
-        assert (
-            cluster_kubectl(cluster, "get", "clusterrole", "tn-admin-probe-reader").returncode == 0
-        )
+        assert kubectl_run(cluster, "get", "clusterrole", "tn-admin-probe-reader").returncode == 0
 
 
 def test_open_mode_bounds_nobody(

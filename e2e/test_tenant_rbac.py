@@ -18,6 +18,7 @@ from kubernetes import client
 
 from e2e.testbed.chartrepo import ChartRepo, helm_binary, helm_env, run_helm
 from e2e.testbed.controlplane import Cluster as BedCluster
+from e2e.testbed.helpers import kubectl_run
 from herd.api.grants import parse_grant
 from herd.clusters.tenant_rbac import provision
 from herd.kube.client import api_client_from_kubeconfig
@@ -93,18 +94,8 @@ def grants_of(bed: BedCluster, **spec: Any) -> Grants:
     return grants_for(TENANT, [grant], admin_namespace="herd-system").on_cluster(target(bed))
 
 
-def kubectl(bed: BedCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", "--kubeconfig", str(bed.kubeconfig), *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def can_i(bed: BedCluster, *question: str) -> bool:
-    done = kubectl(bed, "auth", "can-i", *question, *AS_TENANT)
+    done = kubectl_run(bed, "auth", "can-i", *question, *AS_TENANT)
     assert done.stdout.strip() in ("yes", "no"), done.stderr
     return done.stdout.strip() == "yes"
 
@@ -161,7 +152,7 @@ def test_the_tenant_may_act_in_its_namespaces_only(bed: BedCluster, api: client.
     assert "ClusterRole.rbac.authorization.k8s.io" in scope.kinds
     assert "Namespace" in scope.kinds and "ConfigMap" not in scope.kinds
     assert ("", "namespaces") in scope.resources
-    assert kubectl(bed, "get", "namespace", TENANT).returncode == 0
+    assert kubectl_run(bed, "get", "namespace", TENANT).returncode == 0
     assert eventually_can(bed, "create", "deployments", "-n", TENANT)
     assert can_i(bed, "create", "secrets", "-n", TENANT)  # helm's release records
     assert not can_i(bed, "create", "deployments", "-n", "kube-system")
@@ -180,24 +171,25 @@ def test_helm_as_the_tenant_installs_only_what_the_grant_allows(
 
     done = install(bed, helm_home, repo, "probe-ok", TENANT)
     assert done.returncode == 0, done.stderr
-    assert kubectl(bed, "get", "configmap", "probe-ok-probe", "-n", TENANT).returncode == 0
+    assert kubectl_run(bed, "get", "configmap", "probe-ok-probe", "-n", TENANT).returncode == 0
 
     refused = install(bed, helm_home, repo, "probe-system", "kube-system")
     assert refused.returncode != 0
     assert "forbidden" in refused.stderr, refused.stderr
     assert (
-        kubectl(bed, "get", "configmap", "probe-system-probe", "-n", "kube-system").returncode != 0
+        kubectl_run(bed, "get", "configmap", "probe-system-probe", "-n", "kube-system").returncode
+        != 0
     )
 
     # What the render check would have caught, the API server refuses on its own.
     elsewhere = install(bed, helm_home, repo, "probe-elsewhere", TENANT, "alsoIn=default")
     assert elsewhere.returncode != 0
     assert "forbidden" in elsewhere.stderr, elsewhere.stderr
-    assert kubectl(bed, "get", "configmap", "probe-elsewhere-probe-elsewhere").returncode != 0
+    assert kubectl_run(bed, "get", "configmap", "probe-elsewhere-probe-elsewhere").returncode != 0
     scoped = install(bed, helm_home, repo, "probe-scoped", TENANT, "clusterRole=true")
     assert scoped.returncode != 0
     assert "clusterroles.rbac.authorization.k8s.io" in scoped.stderr, scoped.stderr
-    assert kubectl(bed, "get", "clusterrole", "probe-scoped-probe-reader").returncode != 0
+    assert kubectl_run(bed, "get", "clusterrole", "probe-scoped-probe-reader").returncode != 0
 
 
 def test_the_render_check_on_a_real_render_and_discovery(
@@ -265,10 +257,10 @@ def test_cluster_scoped_resources_are_granted_and_revoked(
     assert not can_i(bed, "get", "secrets", "-n", "kube-system")  # still no other namespace
     done = install(bed, helm_home, repo, "probe-cr", TENANT, "clusterRole=true")
     assert done.returncode == 0, done.stderr
-    assert kubectl(bed, "get", "clusterrole", "probe-cr-probe-reader").returncode == 0
+    assert kubectl_run(bed, "get", "clusterrole", "probe-cr-probe-reader").returncode == 0
 
     provision(api, grants_of(bed), create_namespaces=[TENANT])
-    left = kubectl(
+    left = kubectl_run(
         bed,
         "get",
         "clusterroles,clusterrolebindings",
@@ -299,11 +291,11 @@ def test_a_namespace_taken_out_of_the_grant_loses_its_binding(
         time.sleep(1)
     assert not can_i(bed, "create", "deployments", "-n", f"{TENANT}-extra")
     assert can_i(bed, "create", "deployments", "-n", TENANT)
-    assert kubectl(bed, "get", "namespace", f"{TENANT}-extra").returncode == 0  # never deleted
+    assert kubectl_run(bed, "get", "namespace", f"{TENANT}-extra").returncode == 0  # never deleted
 
 
 def test_admin_stacks_get_no_tenant_rbac(bed: BedCluster, api: client.ApiClient) -> None:
     admin = grants_for("herd-system", [], admin_namespace="herd-system")
     scope = provision(api, admin, create_namespaces=["herd-admin-only"])
     assert "Namespace" in scope.kinds
-    assert kubectl(bed, "get", "namespace", "herd-admin-only").returncode != 0
+    assert kubectl_run(bed, "get", "namespace", "herd-admin-only").returncode != 0

@@ -22,24 +22,15 @@ from e2e.testbed import processes
 from e2e.testbed.binaries import KUBERNETES_VERSION
 from e2e.testbed.chartrepo import helm_binary, helm_env
 from e2e.testbed.controlplane import FAKE_NODES, Cluster, TestBed
+from e2e.testbed.helpers import kubectl, kubectl_run
 
 pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def kubectl(cluster: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", f"--kubeconfig={cluster.kubeconfig}", "--request-timeout=20s", *args],
-        capture_output=True,
-        text=True,
-        check=check,
-        timeout=120,
-    )
-
-
 def kubectl_json(cluster: Cluster, *args: str) -> dict[str, object]:
-    result: dict[str, object] = json.loads(kubectl(cluster, *args, "-o", "json").stdout)
+    result: dict[str, object] = json.loads(kubectl(cluster, *args, "-o", "json"))
     return result
 
 
@@ -68,7 +59,7 @@ def test_apiservers_report_the_real_version(testbed: TestBed) -> None:
 def test_clusters_do_not_share_objects(downstream: list[Cluster]) -> None:
     first, second = downstream[0], downstream[1]
     kubectl(first, "create", "namespace", "only-in-first")
-    assert kubectl(second, "get", "namespace", "only-in-first", check=False).returncode != 0
+    assert kubectl_run(second, "get", "namespace", "only-in-first").returncode != 0
 
 
 def test_deployment_becomes_available(downstream: list[Cluster]) -> None:
@@ -94,7 +85,7 @@ def test_apiserver_outage_and_recovery_keep_data(downstream: list[Cluster]) -> N
     kubectl(cluster, "create", "configmap", "survivor", "--from-literal=k=v")
     cluster.stop_apiserver()
     assert not cluster.ready()
-    assert kubectl(cluster, "get", "configmap", "survivor", check=False).returncode != 0
+    assert kubectl_run(cluster, "get", "configmap", "survivor").returncode != 0
 
     cluster.start_apiserver()
     data = kubectl_json(cluster, "get", "configmap", "survivor")["data"]

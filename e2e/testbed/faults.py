@@ -14,8 +14,7 @@ import os
 import re
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,20 +28,6 @@ T = TypeVar("T")
 # subdirectories of the work directory (kubeconfigs/, helm/, charts/).
 SECRET_DIR_PREFIXES = ("herd-kubeconfigs-", "herd-helm-", "herd-charts-")
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
-
-
-def eventually(
-    what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5
-) -> T:
-    """The first truthy `probe()` within `timeout` seconds; AssertionError after that."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
 # -- processes ------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import yaml
 
 from e2e.testbed import faults
 from e2e.testbed.chartrepo import helm_binary
+from e2e.testbed.helpers import eventually, kubectl
 from e2e.testbed.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,22 +41,6 @@ LOOPBACK_EGRESS = "127.0.0.0/8,::1/128"
 SEPARATOR = "\x1f"  # between the arguments of one logged helm call
 
 
-def kubectl(
-    kubeconfig: Path, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 120
-) -> str:
-    done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(kubeconfig), *args],
-        input=stdin,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if check and done.returncode:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout
-
-
 def settled_stack(kubeconfig: Path, namespace: str, name: str, timeout: float) -> dict[str, Any]:
     """A Stack's status once the pass of its current generation has ended."""
 
@@ -66,7 +51,7 @@ def settled_stack(kubeconfig: Path, namespace: str, name: str, timeout: float) -
         fresh = current.get("observedGeneration") == found["metadata"]["generation"]
         return current if done and fresh else None
 
-    return faults.eventually(f"Stack {namespace}/{name} to settle", probe, timeout, interval=1)
+    return eventually(f"Stack {namespace}/{name} to settle", probe, timeout, interval=1)
 
 
 def prepare_management(management: Path, rancher_namespaces: list[str]) -> None:
@@ -213,7 +198,7 @@ class Controller:
                 cwd=self.directory,
             )
         self.starts += 1
-        faults.eventually(
+        eventually(
             f"controller {self.name} to start",
             lambda: any(line in self.log_text(offset) for line in STARTED) or not self.alive(),
             wait,

@@ -32,11 +32,11 @@ import yaml
 
 from e2e.testbed import hostile_charts, rancher
 from e2e.testbed.chartrepo import ChartRepo, run_helm
+from e2e.testbed.helpers import kubectl
 from e2e.testbed.herd_controller import (
     CONTROLLER_NS,
     LOOPBACK_EGRESS,
     Controller,
-    kubectl,
     prepare_management,
     service_account_kubeconfig,
 )

@@ -6,16 +6,15 @@ identity (a real SubjectAccessReview), and the Rancher-proxy stand-in with its o
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from e2e.testbed import faults
+from e2e.testbed import helpers
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.herd_controller import kubectl
+from e2e.testbed.helpers import kubectl, kubectl_run
 from e2e.testbed.rancher_proxy import RancherProxy
 from herd.api.grants import parse_grant
 from herd.names import TENANT_LABEL
@@ -32,8 +31,8 @@ def account(tenant: str) -> str:
 
 
 def eventually(what: str, probe: Callable[[], T | None], timeout: float = WAIT) -> T:
-    """`faults.eventually` with these tests' default bound."""
-    return faults.eventually(what, probe, timeout, interval=1.0)
+    """`helpers.eventually` with these tests' default bound."""
+    return helpers.eventually(what, probe, timeout)
 
 
 def grant_body(tenant: str, **spec: Any) -> dict[str, Any]:
@@ -64,13 +63,7 @@ def bed_kubectl(bed: BedCluster, *args: str, stdin: str | None = None) -> str:
 
 
 def can(bed: BedCluster, user: str, *question: str) -> bool:
-    done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(bed.kubeconfig), "auth", "can-i", *question, "--as", user],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    done = kubectl_run(bed, "auth", "can-i", *question, "--as", user, timeout=60)
     assert done.stdout.strip() in ("yes", "no"), done.stderr
     return done.stdout.strip() == "yes"
 

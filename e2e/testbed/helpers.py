@@ -1,0 +1,87 @@
+"""The helpers every e2e module shares: `kubectl` on a bed cluster, and `eventually`.
+
+Callers: the e2e test modules and the bed's own helpers (`herd_controller`,
+`tenant_identity`, `fuzz_run`, `hostile_bed`). One copy each, so that a change of bound,
+error text or polling interval is made once.
+
+- `kubectl(target, ...)` runs kubectl and returns its stdout; a non-zero exit is an
+  AssertionError with kubectl's stderr (unless `check=False`).
+- `kubectl_run(target, ...)` returns the whole `CompletedProcess` and never raises on the
+  exit code: for tests that assert on stderr or the exit code themselves.
+- `eventually(what, probe, timeout)` polls until `probe()` is truthy. Polling, not a watch:
+  the probes read through kubectl, helm or a log file, which have no watch of their own.
+
+`target` is a kubeconfig path or anything with a `.kubeconfig` (a bed `Cluster`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
+# Short enough that a wait ends soon after its event; long enough that a kubectl probe
+# (a Go process start, ~0.1 s of CPU) does not load the 2-core machine the suite runs on.
+POLL_SECONDS = 0.5
+
+
+class _HasKubeconfig(Protocol):
+    @property
+    def kubeconfig(self) -> Path: ...
+
+
+Target = Path | _HasKubeconfig
+
+
+def _kubeconfig(target: Target) -> Path:
+    return target if isinstance(target, Path) else target.kubeconfig
+
+
+def kubectl_run(
+    target: Target, *args: str, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """kubectl on `target`'s cluster; the caller judges the exit code."""
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", str(_kubeconfig(target)), *args],
+        input=stdin,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def kubectl(
+    target: Target,
+    *args: str,
+    stdin: str | None = None,
+    check: bool = True,
+    timeout: float = 120,
+) -> str:
+    """kubectl's stdout; with `check`, a failure is an AssertionError naming the command."""
+    done = kubectl_run(target, *args, stdin=stdin, timeout=timeout)
+    if check and done.returncode:
+        raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def eventually(
+    what: str,
+    probe: Callable[[], T | None],
+    timeout: float = 120.0,
+    interval: float = POLL_SECONDS,
+) -> T:
+    """The first truthy `probe()` within `timeout` seconds; AssertionError after that."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        last = probe()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
