@@ -61,6 +61,7 @@ from herd.plan.desired import (
 )
 from herd.plan.egress import EgressPolicy
 from herd.plan.ownership import MemoryOwnership, Owned, StackRef
+from herd.plan.retry import Deferral
 from herd.plan.stages import Stage, assign_stages
 from herd.plan.targets import resolve_targets
 from herd.plan.tenancy import (
@@ -201,7 +202,7 @@ class Engine:
         previous_targets: Collection[str] | None = None,
         held: Mapping[ReleaseKey, str] | None = None,
         force: bool = False,
-        defer: Collection[str] = (),
+        defer: Mapping[str, Deferral] | None = None,
         grants: Grants | None = None,
         staging: StageInputs | None = None,
     ) -> StackResult:
@@ -220,7 +221,8 @@ class Engine:
         releases) narrows the clean-up to those; None checks every other ready cluster
         (the CLI's few). `held`: release -> config digest that failed permanently (not
         retried while unchanged). `force`: take over releases the other Herd face manages.
-        `defer`: cluster ids in backoff, not contacted this pass.
+        `defer`: clusters in backoff, not contacted this pass, and why each failed last
+        (`herd.plan.retry.Backoff.deferred`).
         """
         result, reachable, departed = await self._resolve(stack, previous_targets, grants)
         settings = self._settings(stack.namespace, stack.name, force, held)
@@ -277,7 +279,7 @@ class Engine:
         staging = staging or StageInputs()
         rollout = new_rollout()
         known = {s.cluster_id: s.reason for s in result.skipped}
-        known |= {c: "retrying in backoff" for c in rollout.deferred}
+        known |= {c: d.message for c, d in rollout.deferred.items()}
         known |= {key.cluster: "its last attempt failed permanently" for key in rollout.held}
         result.rollout = await run_staged(
             rollout,
@@ -339,7 +341,7 @@ class Engine:
         ref = StackRef(namespace, name, uid)
         kubeconfigs = {t.cluster: t.kubeconfig for t in reachable}
         owned = await self._ownership.load(ref, kubeconfigs)
-        rollout = self._rollout(self._settings(namespace, name, force), on_progress, (), owned)
+        rollout = self._rollout(self._settings(namespace, name, force), on_progress, None, owned)
         try:
             result.releases = await rollout.apply(None, reachable)
         finally:
@@ -367,7 +369,7 @@ class Engine:
         result, reachable, departed = await self._resolve(stack, previous_targets, grants)
         kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
         owned = await self._ownership.load(stack_ref(stack), kubeconfigs)
-        rollout = self._rollout(self._settings(stack.namespace, stack.name), None, (), owned)
+        rollout = self._rollout(self._settings(stack.namespace, stack.name), None, None, owned)
         rows = [Preview(*row) for row in await rollout.decisions(result.plan, reachable)]
         rows += [Preview(*row) for row in await rollout.decisions(None, departed)]
         result.unreachable.update(rollout.unreachable)
@@ -447,7 +449,7 @@ class Engine:
         self,
         settings: Settings,
         on_progress: Progress | None,
-        defer: Collection[str],
+        defer: Mapping[str, Deferral] | None,
         owned: Owned | None = None,
     ) -> Rollout:
         return Rollout(

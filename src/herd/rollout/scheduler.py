@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -49,6 +49,7 @@ from herd.plan.desired import (
 from herd.plan.ownership import Leftover, LeftoverDecision, Owned, leftovers, release_id
 from herd.plan.results import ReleaseResult, State
 from herd.plan.results import now as _now
+from herd.plan.retry import Deferral
 from herd.plan.tenancy import Grants, addon_release, helm_identity, namespace_allowed
 from herd.rollout.actions import ReleaseActions, Settings
 from herd.rollout.admission import Admission
@@ -58,7 +59,6 @@ from herd.rollout.tenants import RenderCheck, TenantClusters
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[ReleaseResult], Awaitable[None] | None]
-BACKOFF_MESSAGE = "retrying in backoff"
 _GONE = (State.UNINSTALLED,)
 _FAILED = (State.FAILED, State.UNREACHABLE, State.SKIPPED)
 
@@ -96,7 +96,7 @@ class Rollout:
         *,
         gates: Gates | None = None,
         on_progress: Progress | None = None,
-        defer: Collection[str] = (),
+        defer: Mapping[str, Deferral] | None = None,
         tenants: TenantClusters | None = None,
         owned: Owned | None = None,
     ) -> None:
@@ -106,7 +106,7 @@ class Rollout:
         self._settings = settings
         self._gates = gates or Gates(DEFAULT_LIMITS.helm, DEFAULT_LIMITS.clusters)
         self._on_progress = on_progress
-        self._defer = frozenset(defer)
+        self._defer = dict(defer or {})
         self._cache = ChartCache(env, slot=self._gates.slot, guard=settings.guard)
         self._actions = ReleaseActions(
             self._gates, self._cache, settings, self._report, lambda key: self.results[key]
@@ -151,8 +151,8 @@ class Rollout:
         return list(self.results.values())
 
     @property
-    def deferred(self) -> frozenset[str]:
-        """Clusters in backoff: not contacted this pass."""
+    def deferred(self) -> Mapping[str, Deferral]:
+        """Clusters in backoff, not contacted this pass, and why each failed last."""
         return self._defer
 
     @property
@@ -183,7 +183,7 @@ class Rollout:
         out: list[PreviewRow] = []
         for target in targets:
             if target.cluster in self._defer:
-                self.unreachable[target.cluster] = BACKOFF_MESSAGE
+                self.unreachable[target.cluster] = self._defer[target.cluster].message
                 continue
             helm = ClusterHelm(self._env, target.cluster, target.kubeconfig)
             try:
@@ -268,7 +268,7 @@ class Rollout:
                     ReleaseResult(d.key, d.chart.name, State.PENDING, config=d.attempt)
                 )
             if target.cluster in self._defer:
-                await self._unreachable(target.cluster, desired, BACKOFF_MESSAGE)
+                await self._deferred(target.cluster, desired, self._defer[target.cluster])
                 return
             if hold:
                 await self._observe_only(target, desired, hold)
@@ -354,6 +354,24 @@ class Rollout:
             self.results[key], state=State.FAILED, message=message, transient=True, finished=_now()
         )
         await self._report(failed)
+
+    async def _deferred(
+        self, cluster: str, desired: list[DesiredRelease], deferral: Deferral
+    ) -> None:
+        """A cluster in its backoff is not contacted. Its rows say what its failed pass
+        said, and when it is retried; Unreachable only if the cluster did not answer."""
+        if deferral.why is not None:
+            await self._unreachable(cluster, desired, f"{deferral.why}; {deferral.retrying}")
+            return
+        self.holding.add(cluster)  # not read this pass: it may hold what it held
+        last = {r.key: r for r in deferral.rows}
+        for d in desired:
+            row = last.get(d.key)
+            if row is not None and row.config == d.attempt:
+                await self._report(deferral.row(row))
+            else:
+                message = f"waiting for the cluster's retry: {deferral.message}"
+                await self._report(replace(self.results[d.key], message=message))
 
     async def _unreachable(self, cluster: str, desired: list[DesiredRelease], why: str) -> None:
         self.unreachable[cluster] = why
