@@ -27,13 +27,13 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from herd.errors import HerdError
+from herd.errors import PermanentError
 from herd.plan.clusters import Cluster, KubeconfigRef
 
 OPTIONS_DEST = "cluster_options"
 
 
-class ClusterConfigError(HerdError):
+class ClusterConfigError(PermanentError):
     """A cluster option or clusters-file entry is wrong; the message names it."""
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from herd.api.v1 import SkippedCluster
 from herd.engine.protocols import Inventory
-from herd.errors import TransientError
+from herd.errors import TransientError, describe
 from herd.plan.clusters import Cluster, ClusterUnavailable
 from herd.plan.desired import StackPlan
 from herd.plan.results import ReleaseResult, State
@@ -50,7 +50,7 @@ async def kubeconfig_targets(
                 return None
             except Exception as error:
                 logger.exception("Unexpected error getting the kubeconfig of %s", cluster.id)
-                reason = f"unexpected {type(error).__name__} getting its kubeconfig"
+                reason = describe(error, doing="getting its kubeconfig")
                 skipped.append(SkippedCluster(cluster_id=cluster.id, reason=reason))
                 return None
 

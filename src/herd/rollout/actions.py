@@ -31,6 +31,7 @@ from pathlib import Path
 
 from herd.addons.gpu.fit import watch_fit
 from herd.api.v1 import ChartSpec
+from herd.errors import describe
 from herd.helm.chart_crds import crd_note
 from herd.helm.client import ChartCache, ClusterHelm, HelmFailure
 from herd.helm.crd_apply import CrdStep
@@ -137,7 +138,7 @@ class ReleaseActions:
             result = replace(
                 self._current(desired.key),
                 state=State.FAILED,
-                message=f"unexpected {type(error).__name__} on cluster {desired.key.cluster}",
+                message=describe(error, cluster=desired.key.cluster),
                 transient=True,
                 finished=_now(),
             )
@@ -340,7 +341,7 @@ class ReleaseActions:
             result = replace(
                 result,
                 state=State.FAILED,
-                message=f"unexpected {type(error).__name__} on cluster {key.cluster}",
+                message=describe(error, cluster=key.cluster),
                 transient=True,
                 finished=_now(),
             )

@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from herd.errors import TransientError
+from herd.errors import TransientError, describe
 from herd.helm.client import ChartCache, ClusterHelm, HelmEnvironment, HelmFailure
 from herd.plan.desired import (
     Action,
@@ -290,7 +290,7 @@ class Rollout:
             await self._unreachable(target.cluster, desired, failure.message)
         except Exception as error:  # a bug here must stay this cluster's failure
             logger.exception("Unexpected error in the rollout on cluster %s", target.cluster)
-            message = f"unexpected {type(error).__name__} on cluster {target.cluster}"
+            message = describe(error, cluster=target.cluster)
             self.holding.add(target.cluster)
             for d in desired:
                 if self.results[d.key].state in (State.PENDING, State.DEPLOYING):
@@ -460,9 +460,7 @@ class Rollout:
                     await self._actions.converge(helm, release, found)
             except Exception as error:  # a bug stays this release's failure
                 logger.exception("Unexpected error scheduling release %s", release.key)
-                await self._fail(
-                    release.key, f"unexpected {type(error).__name__} on cluster {helm.cluster}"
-                )
+                await self._fail(release.key, describe(error, cluster=helm.cluster))
             finally:
                 done[release.chart.name].set()
 
