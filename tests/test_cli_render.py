@@ -13,15 +13,14 @@ from herd.api.v1 import Stack
 from herd.cli import render
 from herd.engine.engine import Preview, StackResult
 from herd.plan.clusters import Cluster, KubeconfigRef
+from herd.plan.decide import Action, decide
 from herd.plan.desired import (
     LABEL_CHART,
     LABEL_CONFIG,
     LABEL_STACK,
-    Action,
     ObservedRelease,
     ReleaseKey,
     StackPlan,
-    decide,
     owner_label,
     plan_stack,
 )

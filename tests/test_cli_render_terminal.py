@@ -6,7 +6,8 @@ import io
 import re
 
 from herd.cli import render
-from herd.plan.desired import Action, ReleaseKey
+from herd.plan.decide import Action
+from herd.plan.desired import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

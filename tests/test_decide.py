@@ -12,15 +12,13 @@ from typing import Any
 import pytest
 
 from herd.api import StackSpec
+from herd.plan.decide import HELD_MESSAGE, Action, decide
 from herd.plan.desired import (
-    HELD_MESSAGE,
     LABEL_CONFIG,
     LABEL_MANAGER,
     LABEL_STACK,
     SHARED_OWNER,
-    Action,
     ObservedRelease,
-    decide,
     plan_stack,
 )
 

@@ -8,12 +8,11 @@ import pytest
 
 from herd.api import SkippedCluster, StackSpec
 from herd.plan.clusters import Cluster, KubeconfigRef
+from herd.plan.decide import Action, Decision
 from herd.plan.desired import (
     LABEL_CHART,
     LABEL_STACK,
     LABEL_VERSION,
-    Action,
-    Decision,
     ObservedRelease,
     ReleaseKey,
     plan_stack,

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from herd.plan.decide import Action
 from herd.plan.deletion import decide as deletion_decide
-from herd.plan.desired import Action, ObservedRelease, ReleaseKey
+from herd.plan.desired import ObservedRelease, ReleaseKey
 from herd.plan.ownership import (
     Leftover,
     MemoryOwnership,

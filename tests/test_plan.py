@@ -8,6 +8,7 @@ import pytest
 
 from herd.api import ChartSpec, StackSpec
 from herd.errors import SpecError
+from herd.plan.decide import Action, decide
 from herd.plan.desired import (
     LABEL_CHART,
     LABEL_CONFIG,
@@ -15,10 +16,8 @@ from herd.plan.desired import (
     LABEL_VERSION,
     LABEL_WAVE,
     SHARED_OWNER,
-    Action,
     ObservedRelease,
     changed_keys,
-    decide,
     deep_merge,
     owner_label,
     plan_stack,

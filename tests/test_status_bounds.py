@@ -10,7 +10,8 @@ import pytest
 from herd.api import SkippedCluster, StackStatus
 from herd.api.v1 import DeploymentRow
 from herd.operator.keeper import held_releases, previous_targets
-from herd.plan.desired import Action, ReleaseKey
+from herd.plan.decide import Action
+from herd.plan.desired import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.status.build import (
     RELEASE_CLUSTERS_LIMIT,

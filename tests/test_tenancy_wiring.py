@@ -19,7 +19,8 @@ from herd.errors import SpecError
 from herd.helm.client import HelmEnvironment
 from herd.operator.config import OperatorConfig
 from herd.plan.clusters import Cluster, KubeconfigRef
-from herd.plan.desired import LABEL_STACK, Action, ObservedRelease, ReleaseKey, decide, plan_stack
+from herd.plan.decide import Action, decide
+from herd.plan.desired import LABEL_STACK, ObservedRelease, ReleaseKey, plan_stack
 from herd.plan.results import ReleaseResult, State
 from herd.plan.tenancy import Grants, Mode, grants_for
 from herd.rollout.tenants import RenderCheck

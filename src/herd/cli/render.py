@@ -30,7 +30,8 @@ from rich.text import Text
 from herd.api.v1 import SkippedCluster, Stack
 from herd.engine.engine import Preview, StackResult
 from herd.helm.chart_crds import crd_note
-from herd.plan.desired import Action, DesiredRelease, ObservedRelease, changed_keys
+from herd.plan.decide import Action
+from herd.plan.desired import DesiredRelease, ObservedRelease, changed_keys
 from herd.plan.results import ReleaseResult, State
 from herd.status.build import phase_of, summary
 

@@ -51,14 +51,8 @@ from herd.helm.client import HelmEnvironment
 from herd.helm.egress_guard import RepoGuard
 from herd.plan.chart_sources import ChartSource, unread_sources
 from herd.plan.clusters import Cluster
-from herd.plan.desired import (
-    DEFAULT_STUCK_SECONDS,
-    ReleaseKey,
-    StackPlan,
-    Values,
-    owner_label,
-    plan_stack,
-)
+from herd.plan.decide import DEFAULT_STUCK_SECONDS
+from herd.plan.desired import ReleaseKey, StackPlan, Values, owner_label, plan_stack
 from herd.plan.egress import EgressPolicy
 from herd.plan.ownership import MemoryOwnership, Owned, StackRef
 from herd.plan.retry import Deferral

@@ -17,8 +17,8 @@ from typing import Protocol
 from herd.api.v1 import ChartSpec, SkippedCluster, Stack, StackSpec
 from herd.plan.chart_sources import ChartSource
 from herd.plan.clusters import Cluster
+from herd.plan.decide import Decision
 from herd.plan.desired import (
-    Decision,
     DesiredRelease,
     ObservedRelease,
     ReleaseKey,

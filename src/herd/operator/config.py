@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from herd.plan.desired import DEFAULT_STUCK_SECONDS
+from herd.plan.decide import DEFAULT_STUCK_SECONDS
 from herd.plan.egress import DEFAULT_DENY_CIDRS, EgressPolicy, parse_hosts, parse_networks
 from herd.plan.tenancy import Mode
 from herd.rollout.gates import DEFAULT_LIMITS

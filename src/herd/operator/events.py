@@ -14,7 +14,7 @@ import time
 from typing import Any, Protocol
 
 from herd.addons.gpu.demand import FIT_WARNING
-from herd.plan.desired import Action
+from herd.plan.decide import Action
 from herd.plan.results import ReleaseResult, State
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]

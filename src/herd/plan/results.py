@@ -10,7 +10,8 @@ import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from herd.plan.desired import Action, ReleaseKey
+from herd.plan.decide import Action
+from herd.plan.desired import ReleaseKey
 
 
 class State(enum.StrEnum):

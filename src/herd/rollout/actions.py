@@ -9,7 +9,7 @@ cannot be read, or the latest revision is not the one Herd recorded (`herd.plan.
 decide
 first from the pass's observation (a no-op pass reads nothing more). When there is
 something to do they take the release's lock, re-read that release's helm Secrets
-(`ClusterHelm.observe_release`), decide again (`herd.plan.desired.decide`, with the clock: a
+(`ClusterHelm.observe_release`), decide again (`herd.plan.decide.decide`, with the clock: a
 pending-* release is stuck only when older than its timeout plus `stuck_seconds`,
 otherwise a live actor owns it and nothing is done), and only then run helm.
 
@@ -35,17 +35,8 @@ from herd.errors import describe
 from herd.helm.chart_crds import crd_note
 from herd.helm.client import ChartCache, ClusterHelm, HelmFailure
 from herd.helm.crd_apply import CrdStep
-from herd.plan.desired import (
-    DEFAULT_STUCK_SECONDS,
-    HELD_MESSAGE,
-    LABEL_CONFIG,
-    Action,
-    Decision,
-    DesiredRelease,
-    ObservedRelease,
-    ReleaseKey,
-    decide,
-)
+from herd.plan.decide import DEFAULT_STUCK_SECONDS, HELD_MESSAGE, Action, Decision, decide
+from herd.plan.desired import LABEL_CONFIG, DesiredRelease, ObservedRelease, ReleaseKey
 from herd.plan.ownership import pinned
 from herd.plan.results import ReleaseResult, State
 from herd.plan.results import now as _now

@@ -37,15 +37,8 @@ from pathlib import Path
 
 from herd.errors import TransientError, describe
 from herd.helm.client import ChartCache, ClusterHelm, HelmEnvironment, HelmFailure
-from herd.plan.desired import (
-    Action,
-    Decision,
-    DesiredRelease,
-    ObservedRelease,
-    ReleaseKey,
-    StackPlan,
-    blocked_by,
-)
+from herd.plan.decide import Action, Decision
+from herd.plan.desired import DesiredRelease, ObservedRelease, ReleaseKey, StackPlan, blocked_by
 from herd.plan.ownership import Leftover, LeftoverDecision, Owned, leftovers, release_id
 from herd.plan.results import ReleaseResult, State
 from herd.plan.results import now as _now

@@ -25,14 +25,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from herd.api.v1 import SkippedCluster, StackStatus
-from herd.plan.desired import (
-    Action,
-    Decision,
-    DesiredRelease,
-    ObservedRelease,
-    ReleaseKey,
-    StackPlan,
-)
+from herd.plan.decide import Action, Decision
+from herd.plan.desired import DesiredRelease, ObservedRelease, ReleaseKey, StackPlan
 from herd.plan.results import ReleaseResult, State
 from herd.status.build import Phase, conditions, stack_status
 
