@@ -32,7 +32,7 @@ from pathlib import Path
 from herd.addons.gpu.fit import watch_fit
 from herd.api.v1 import ChartSpec
 from herd.errors import describe
-from herd.helm.chart_crds import crd_note
+from herd.helm.chart_crds import Crd, crd_note
 from herd.helm.client import ChartCache, ClusterHelm, HelmFailure
 from herd.helm.crd_apply import CrdStep
 from herd.plan.decide import DEFAULT_STUCK_SECONDS, HELD_MESSAGE, Action, Decision, decide
@@ -205,6 +205,18 @@ class ReleaseActions:
         crds = await self._crds.crds(desired, chart_dir)  # CreateReplace only
         message = decision.reason + crd_note(desired.chart.crds, len(crds))
         await self._report(replace(base, state=State.DEPLOYING, message=message, started=_now()))
+        return await self._install(helm, desired, chart_dir, base, crds)
+
+    async def _install(
+        self,
+        helm: ClusterHelm,
+        desired: DesiredRelease,
+        chart_dir: Path,
+        base: ReleaseResult,
+        crds: list[Crd],
+    ) -> ReleaseResult:
+        """Under a helm slot: the chart's CRDs, then helm install or upgrade. While helm
+        waits, a GPU fit warning (`watch_fit`) shows in the row, and explains a timeout."""
         async with self._gates.slot():
             started = _now()  # helm's own time, not the wait for a slot
             await self._crds.apply(helm.cluster, helm.kubeconfig, helm.identity, crds)
