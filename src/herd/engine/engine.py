@@ -67,8 +67,9 @@ from herd.plan.tenancy import (
 )
 from herd.rollout.actions import Settings
 from herd.rollout.gates import DEFAULT_LIMITS, Gates, Limits
-from herd.rollout.scheduler import Progress, Rollout, Target
+from herd.rollout.scheduler import Progress, Rollout
 from herd.rollout.staged import StageInputs, run_staged
+from herd.rollout.target import Target
 from herd.rollout.tenants import TenantClusters
 
 __all__ = [

@@ -17,7 +17,7 @@ from herd.plan.clusters import Cluster, ClusterUnavailable
 from herd.plan.desired import StackPlan
 from herd.plan.results import ReleaseResult, State
 from herd.plan.tenancy import Grants
-from herd.rollout.scheduler import Target
+from herd.rollout.target import Target
 
 logger = logging.getLogger("herd.engine.engine")
 

@@ -32,21 +32,22 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 from herd.errors import TransientError, describe
 from herd.helm.client import ChartCache, ClusterHelm, HelmEnvironment, HelmFailure
 from herd.plan.decide import Action, Decision
 from herd.plan.desired import DesiredRelease, ObservedRelease, ReleaseKey, StackPlan, blocked_by
-from herd.plan.ownership import Leftover, LeftoverDecision, Owned, leftovers, release_id
+from herd.plan.ownership import Leftover, LeftoverDecision, Owned, release_id
 from herd.plan.results import ReleaseResult, State
 from herd.plan.results import now as _now
 from herd.plan.retry import Deferral
-from herd.plan.tenancy import Grants, addon_release, helm_identity, namespace_allowed
+from herd.plan.tenancy import helm_identity
 from herd.rollout.actions import ReleaseActions, Settings
 from herd.rollout.admission import Admission
 from herd.rollout.gates import DEFAULT_LIMITS, Gates
+from herd.rollout.leftovers import leftovers_on, remove_leftovers
+from herd.rollout.target import Target
 from herd.rollout.tenants import RenderCheck, TenantClusters
 
 logger = logging.getLogger(__name__)
@@ -54,21 +55,6 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[ReleaseResult], Awaitable[None] | None]
 _GONE = (State.UNINSTALLED,)
 _FAILED = (State.FAILED, State.UNREACHABLE, State.SKIPPED)
-
-
-@dataclass(frozen=True)
-class Target:
-    """A cluster to roll out to: its id and a kubeconfig file the caller keeps alive.
-
-    `grants`: what the Stack was granted on this cluster (`Grants.on_cluster`); None or
-    unrestricted keeps the kubeconfig's identity and checks nothing. Bounded grants make the
-    Stack's own releases go through `herd.rollout.tenants` (RBAC provisioned, helm as the
-    tenant identity, render check); shared add-on releases keep the admin identity.
-    """
-
-    cluster: str
-    kubeconfig: Path
-    grants: Grants | None = None
 
 
 PreviewRow = tuple[ReleaseKey, DesiredRelease | None, ObservedRelease | None, Decision]
@@ -190,7 +176,9 @@ class Rollout:
             for d in desired:
                 o = observed.get((d.key.namespace, d.key.name))
                 out.append((d.key, d, o, self._actions.decide(d, o, fresh=True)))
-            for o, found in self._leftovers(target, observed, desired):
+            for o, found in leftovers_on(
+                target, observed, desired, owner=self._settings.owner, owned=self.owned
+            ):
                 key = ReleaseKey(target.cluster, o.namespace, o.name)
                 decision = (
                     self._actions.decide(None, o, fresh=True, key=key)
@@ -199,33 +187,6 @@ class Rollout:
                 )
                 out.append((key, None, o, decision))
         return out
-
-    def _leftovers(
-        self,
-        target: Target,
-        observed: dict[tuple[str, str], ObservedRelease],
-        desired: list[DesiredRelease],
-    ) -> list[tuple[ObservedRelease, LeftoverDecision]]:
-        """Releases no longer wanted that the record or a label ties to this Stack, and
-        what to do with each (`herd.plan.ownership.leftover`); never shared add-ons."""
-        grants = target.grants
-
-        def allowed(namespace: str) -> bool:
-            # Herd's own add-on release of the Stack (its dashboards) is removed as admin.
-            return (
-                grants is None
-                or namespace_allowed(grants, namespace)
-                or addon_release(grants, namespace)
-            )
-
-        return leftovers(
-            observed.values(),
-            [(d.key.namespace, d.key.name) for d in desired],
-            self._settings.owner,
-            self.owned.on(target.cluster),
-            allowed,
-            known=target.cluster not in self.owned.unknown,
-        )
 
     def _seen(
         self, cluster: str, observed: dict[tuple[str, str], ObservedRelease], *, hold: bool
@@ -393,25 +354,15 @@ class Rollout:
         self._seen(helm.cluster, observed, hold=False)
         if plan is not None:
             await self._releases(helm, plan, desired, observed, tenant=tenant, check=check)
-        found = self._leftovers(target, observed, desired)
+        found = leftovers_on(
+            target, observed, desired, owner=self._settings.owner, owned=self.owned
+        )
         for o, why in found:
             if why.verdict is not Leftover.REMOVE:
                 await self._kept(ReleaseKey(helm.cluster, o.namespace, o.name), o, why)
         removable = [o for o, why in found if why.verdict is Leftover.REMOVE]
         recorded = self.owned.on(helm.cluster)
-        for level in sorted({o.wave for o in removable}, reverse=True):
-            async with asyncio.TaskGroup() as group:  # actions never raise: no sibling is lost
-                for o in (o for o in removable if o.wave == level):
-                    revision = recorded.get(release_id(o.namespace, o.name))
-                    as_tenant = check is None or check.runs_as_tenant(o.namespace)
-                    group.create_task(
-                        self._actions.remove(
-                            (tenant or helm) if as_tenant else helm,
-                            o,
-                            recorded=revision,
-                            check=check if as_tenant else None,
-                        )
-                    )
+        await remove_leftovers(self._actions, helm, removable, recorded, tenant=tenant, check=check)
 
     async def _kept(self, key: ReleaseKey, o: ObservedRelease, why: LeftoverDecision) -> None:
         """A leftover Herd may not remove: left in place, its row says why."""
