@@ -22,7 +22,8 @@ from herd.api.grants import parse_grant
 from herd.clusters.tenant_rbac import TENANT_LABEL, provision
 from herd.kube.client import api_client_from_kubeconfig
 from herd.plan.clusters import Cluster, KubeconfigRef
-from herd.plan.tenancy import ForbiddenObject, Grants, forbidden_objects, grants_for
+from herd.plan.render_check import ForbiddenObject, forbidden_objects
+from herd.plan.tenancy import Grants, grants_for
 
 CHARTS = Path(__file__).resolve().parent / "charts-tenancy"
 WITH_CRD = Path(__file__).resolve().parent / "charts" / "with-crd"  # shared fixture, read only

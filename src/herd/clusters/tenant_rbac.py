@@ -69,7 +69,7 @@ Object = dict[str, Any]
 class Scope:
     """What a cluster's discovery says is cluster-scoped.
 
-    `kinds`: `Kind.group` keys as `herd.plan.tenancy.kind_key` makes them
+    `kinds`: `Kind.group` keys as `herd.plan.render_check.kind_key` makes them
     (`ClusterRole.rbac.authorization.k8s.io`), for the render check; `resources`: (API group,
     plural) pairs, for RBAC rules.
     """
