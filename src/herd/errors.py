@@ -1,6 +1,7 @@
 """Herd's error taxonomy: one root, three branches, and one way to say what happened.
 
-Every error class of `herd` derives from one branch of `HerdError`:
+Every error class of `herd` derives from one branch of `HerdError` (`tests/test_errors.py`
+checks it, and lists the few still to move):
 
 - `PermanentError`: retrying the same thing cannot help; it waits for a change (the spec,
   a Secret, a grant, the configuration). `SpecError` is the Stack's own: found before any

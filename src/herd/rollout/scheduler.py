@@ -5,10 +5,12 @@ release; a release's task waits only for its own dependencies (not for its whole
 and then for a helm slot (`Gates`). A release whose dependency did not deploy is
 `Skipped`, naming that dependency, while independent releases and other clusters carry
 on. Releases this Stack no longer desires are uninstalled afterwards, highest wave
-first, but only those its ownership record holds (`herd.plan.ownership`: in the record for
-that cluster, still labelled for the Stack, in a namespace its grants allow), as the
-Stack's identity; any other release labelled for the Stack is left in place and its row
-says why. What one release does is `herd.rollout.actions`.
+first (`herd.rollout.leftovers`), but only those its ownership record holds
+(`herd.plan.ownership`: in the record for that cluster, still labelled for the Stack, in a
+namespace its grants allow), as the Stack's identity; any other release labelled for the
+Stack is left in place and its row says why. What one release does is
+`herd.rollout.actions`. A cluster in its backoff (`herd.plan.retry.Deferral`) is not
+contacted: its rows repeat what its failed pass said, and when it is retried.
 
 A staged pass (`herd.rollout.staged`) calls `run` once per stage, with that stage's
 `Admission` (its `maxConcurrent` and the failure budget), and once more with `hold` for the
