@@ -85,7 +85,11 @@ def test_rows_name_the_chart_source_and_a_new_generation_retries_at_once(
         waiting = [r for r in now.values() if RETRYING.search(r.get("message", ""))]
         return now if len(now) == 3 and len(waiting) == 3 else None
 
-    eventually("every row to name its retry", every_row_waits_for_its_retry, timeout=60)
+    try:
+        eventually("every row to name its retry", every_row_waits_for_its_retry, timeout=60)
+    except AssertionError as error:
+        said = sorted({(r["clusterId"], r["status"], r.get("message", "")) for r in seen})
+        raise AssertionError(f"{error}; the rows said: {said}") from None
     # Several passes with every cluster in its backoff: the rows stay as they were.
     deadline = time.monotonic() + 8
     while time.monotonic() < deadline:
