@@ -560,7 +560,7 @@ async def test_held_failures_and_deferred_clusters_make_no_helm_call(
     for chart in ("bad", "ok"):
         deferred = rows[(two[1].name, chart)]
         assert deferred.state is State.UNREACHABLE and deferred.transient
-        assert deferred.message == "dial tcp: connection refused; retrying in 30s"
+        assert deferred.message == "retrying in 30s: dial tcp: connection refused"
     assert two[1].name in again.holding and two[1].name in again.unreachable
     assert {c.name: helm(c, "history", "bad", "-n", ns, check=False).stdout for c in two} == (
         history

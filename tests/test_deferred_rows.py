@@ -52,17 +52,15 @@ def test_deferred_rows_name_the_real_cause() -> None:
     rows = {(r.key.cluster, r.chart): r for r in done}
 
     assert rows["a", "db"].state is State.FAILED and rows["a", "db"].transient
-    assert rows["a", "db"].message == f"{REPO_DOWN}; retrying in 38s"
+    assert rows["a", "db"].message == f"retrying in 38s: {REPO_DOWN}"
     assert rows["a", "ui"].state is State.PENDING  # not seen by the failed pass
-    assert (
-        rows["a", "ui"].message == f"waiting for the cluster's retry: {REPO_DOWN}; retrying in 38s"
-    )
+    assert rows["a", "ui"].message == f"waiting for the cluster, retrying in 38s: {REPO_DOWN}"
     assert "a" not in rollout.unreachable and "c" not in rollout.unreachable
     for chart in ("db", "ui"):
         assert rows["b", chart].state is State.UNREACHABLE
         assert (
             rows["b", chart].message
-            == "dial tcp 127.0.0.1:6443: connection refused; retrying in 12s"
+            == "retrying in 12s: dial tcp 127.0.0.1:6443: connection refused"
         )
         assert rows["c", chart].state is State.PENDING
     assert set(rollout.unreachable) == {"b"}

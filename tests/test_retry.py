@@ -79,8 +79,8 @@ def test_a_deferred_cluster_keeps_its_rows_and_their_cause() -> None:
     deferred = backoff.deferred(0.5)
     a = deferred["a"]
     assert a.why is None and [r.chart for r in a.rows] == ["db", "ui"]
-    assert a.row(rows[0]).message == f"{rows[0].message}; retrying in 2s"
+    assert a.row(rows[0]).message == f"retrying in 2s: {rows[0].message}"
     assert a.row(rows[0]).state is State.FAILED
     assert a.row(rows[1]) == rows[1]  # not failed: repeated as it was
-    assert a.message == f"{rows[0].message}; retrying in 2s"
-    assert deferred["gone"].message == "dial tcp: connection refused; retrying in 2s"
+    assert a.message == f"retrying in 2s: {rows[0].message}"
+    assert deferred["gone"].message == "retrying in 2s: dial tcp: connection refused"

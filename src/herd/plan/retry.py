@@ -5,8 +5,8 @@ passes in a row failed to reach it and when it is due again. Time and randomness
 passed in, so both are table-tested (`tests/test_retry.py`).
 
 Each entry also keeps what the failed pass said about that cluster (`Deferral`): the rows
-of a cluster left alone repeat its real cause ("... index.yaml: connection refused;
-retrying in 37s"), and only a cluster that did not answer reads Unreachable. A new spec
+of a cluster left alone repeat its real cause ("retrying in 37s: ... index.yaml:
+connection refused"), and only a cluster that did not answer reads Unreachable. A new spec
 generation (`renew`) clears every entry: the fixed spec is tried at once everywhere.
 
 Callers: the operator's keeper (`herd.operator.keeper`: clusters in backoff are not
@@ -75,13 +75,14 @@ class Deferral:
         """The cause and the retry, for a cluster-wide message (a stage's failed cluster)."""
         failed = [r.message for r in self.rows if r.state in _FAILED and r.message]
         cause = self.why or (failed[0] if failed else "its last pass failed")
-        return f"{cause}; {self.retrying}"
+        return f"{self.retrying}: {cause}"
 
     def row(self, last: ReleaseResult) -> ReleaseResult:
-        """`last` (the failed pass's row) repeated; a failure says when it is retried."""
+        """`last` (the failed pass's row) repeated; a failure says when it is retried (first:
+        a row's message is cut at its end)."""
         if last.state not in _FAILED:
             return last
-        return replace(last, message=f"{last.message}; {self.retrying}")
+        return replace(last, message=f"{self.retrying}: {last.message}")
 
 
 @dataclass

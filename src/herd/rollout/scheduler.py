@@ -317,7 +317,7 @@ class Rollout:
         """A cluster in its backoff is not contacted. Its rows say what its failed pass
         said, and when it is retried; Unreachable only if the cluster did not answer."""
         if deferral.why is not None:
-            await self._unreachable(cluster, desired, f"{deferral.why}; {deferral.retrying}")
+            await self._unreachable(cluster, desired, deferral.message)
             return
         self.holding.add(cluster)  # not read this pass: it may hold what it held
         last = {r.key: r for r in deferral.rows}
@@ -326,7 +326,7 @@ class Rollout:
             if row is not None and row.config == d.attempt:
                 await self._report(deferral.row(row))
             else:
-                message = f"waiting for the cluster's retry: {deferral.message}"
+                message = f"waiting for the cluster, {deferral.message}"
                 await self._report(replace(self.results[d.key], message=message))
 
     async def _unreachable(self, cluster: str, desired: list[DesiredRelease], why: str) -> None:
