@@ -29,6 +29,7 @@ from herd.engine.protocols import StackResult
 from herd.helm.environment import HelmEnvironment
 from herd.plan.ownership import MemoryOwnership
 from herd.plan.results import ReleaseResult, State
+from herd.plan.retry import Deferral
 
 HELM = helm_binary()  # the lane's helm: e2e/conftest.py sets HERD_HELM before collection
 
@@ -523,7 +524,9 @@ async def test_held_failures_and_deferred_clusters_make_no_helm_call(
     history = {c.name: helm(c, "history", "bad", "-n", ns, check=False).stdout for c in two}
 
     held = {key: r.config for key, r in failed.items() if r.config}
-    again = await engine.apply(body, held=held, defer=[two[1].name])
+    # The second cluster did not answer last time: left alone, its rows say why and when.
+    deferral = Deferral(30.0, why="dial tcp: connection refused")
+    again = await engine.apply(body, held=held, defer={two[1].name: deferral})
     rows = {(r.key.cluster, r.chart): r for r in again.releases}
     mine = rows[(two[0].name, "bad")]
     assert mine.state is State.FAILED and mine.held and mine.started is None
@@ -532,7 +535,7 @@ async def test_held_failures_and_deferred_clusters_make_no_helm_call(
     for chart in ("bad", "ok"):
         deferred = rows[(two[1].name, chart)]
         assert deferred.state is State.UNREACHABLE and deferred.transient
-        assert deferred.message == "retrying in backoff"
+        assert deferred.message == "retrying in 30s: dial tcp: connection refused"
     assert two[1].name in again.holding and two[1].name in again.unreachable
     assert {c.name: helm(c, "history", "bad", "-n", ns, check=False).stdout for c in two} == (
         history

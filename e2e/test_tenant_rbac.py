@@ -24,7 +24,8 @@ from herd.clusters.tenant_rbac import provision
 from herd.kube.client import api_client_from_kubeconfig
 from herd.names import TENANT_LABEL
 from herd.plan.clusters import Cluster, KubeconfigRef
-from herd.plan.tenancy import ForbiddenObject, Grants, forbidden_objects, grants_for
+from herd.plan.render_check import ForbiddenObject, forbidden_objects
+from herd.plan.tenancy import Grants, grants_for
 
 CHARTS = Path(__file__).resolve().parent / "charts-tenancy"
 WITH_CRD = Path(__file__).resolve().parent / "charts" / "with-crd"  # shared fixture, read only

@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from herd.cli.progress import LiveProgress, PlainProgress, for_stream, progress_line
-from herd.plan.desired import Action
+from herd.plan.decide import Action
 from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 

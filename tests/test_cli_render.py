@@ -15,7 +15,8 @@ from herd.engine.engine import Preview
 from herd.engine.protocols import StackResult
 from herd.names import LABEL_CHART, LABEL_CONFIG, LABEL_STACK
 from herd.plan.clusters import Cluster, KubeconfigRef
-from herd.plan.desired import Action, StackPlan, decide, plan_stack
+from herd.plan.decide import Action, decide
+from herd.plan.desired import StackPlan, plan_stack
 from herd.plan.releases import ObservedRelease, ReleaseKey, owner_label
 from herd.plan.results import ReleaseResult, State
 from tests.conftest import chart, stack_body

@@ -6,7 +6,7 @@ import io
 import re
 
 from herd.cli import render, tables
-from herd.plan.desired import Action
+from herd.plan.decide import Action
 from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from herd.api import parse_stack
 from herd.errors import SpecError
 from herd.plan.clusters import Cluster, KubeconfigRef
-from herd.plan.desired import Action, decide, plan_stack
+from herd.plan.decide import Action, decide
+from herd.plan.desired import plan_stack
 from herd.plan.templating import (
     OPEN,
     TemplateError,

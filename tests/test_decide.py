@@ -13,7 +13,8 @@ import pytest
 
 from herd.api import StackSpec
 from herd.names import LABEL_CONFIG, LABEL_MANAGER, LABEL_STACK
-from herd.plan.desired import HELD_MESSAGE, Action, decide, plan_stack
+from herd.plan.decide import HELD_MESSAGE, Action, decide
+from herd.plan.desired import plan_stack
 from herd.plan.releases import SHARED_OWNER, ObservedRelease
 
 OWNER = "default.rag"

@@ -9,7 +9,8 @@ import pytest
 from herd.api import SkippedCluster, StackSpec
 from herd.names import LABEL_CHART, LABEL_STACK, LABEL_VERSION
 from herd.plan.clusters import Cluster, KubeconfigRef
-from herd.plan.desired import Action, Decision, plan_stack
+from herd.plan.decide import Action, Decision
+from herd.plan.desired import plan_stack
 from herd.plan.releases import ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.status.dryrun import DRY_RUN, dry_run_status, message, planned, summary, unreachable_rows

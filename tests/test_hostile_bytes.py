@@ -21,14 +21,14 @@ from herd.helm.failures import MESSAGE_LIMIT, FailureKind, HelmFailure, classify
 from herd.helm.helmignore import Rules
 from herd.plan import templating, yamlsafe
 from herd.plan import values as clustervalues
-from herd.plan.tenancy import (
+from herd.plan.render_check import (
     LISTED_OBJECTS,
     MAX_OBJECTS,
     ForbiddenObject,
-    Grants,
     describe_forbidden,
     render_check,
 )
+from herd.plan.tenancy import Grants
 
 # -- YAML ------------------------------------------------------------------------------------
 

@@ -133,14 +133,26 @@ async def test_a_dead_cluster_is_backed_off_alone_and_sets_the_next_pass(
     k = keeper(runtime)
     delay = await k.reconcile(BODY)
     assert 2.0 <= delay <= 4.0, "the next pass comes when the dead cluster is due"
-    assert runtime.engine.calls[0]["defer"] == frozenset()
+    assert runtime.engine.calls[0]["defer"] == {}
     assert runtime.engine.calls[0]["previous_targets"] is None  # no status yet: check all
     await k.reconcile(BODY)  # too early for "dead": it is not contacted
-    assert runtime.engine.calls[1]["defer"] == {"dead"}
+    assert set(runtime.engine.calls[1]["defer"]) == {"dead"}
+    assert runtime.engine.calls[1]["defer"]["dead"].why == "connection refused"
     assert k.backoff.attempts("dead") == 1 and k.backoff.attempts("alive") == 0
     status = runtime.written[-1]
     assert status.release_clusters == ["alive", "dead"]
     assert runtime.engine.calls[1]["previous_targets"] >= {"alive", "dead"}
+    await k.writer.close()
+
+
+async def test_a_new_generation_ends_every_backoff(runtime: FakeRuntime) -> None:
+    k = keeper(runtime)
+    await k.reconcile(BODY)
+    await k.reconcile(BODY)
+    assert set(runtime.engine.calls[1]["defer"]) == {"dead"}
+    changed = {**BODY, "metadata": {**BODY["metadata"], "generation": 2}}
+    await k.reconcile(changed)  # the fixed spec is tried at once, also on "dead"
+    assert runtime.engine.calls[2]["defer"] == {}
     await k.writer.close()
 
 

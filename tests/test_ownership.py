@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from herd.names import LABEL_STACK
+from herd.plan.decide import Action
 from herd.plan.deletion import decide as deletion_decide
-from herd.plan.desired import Action
 from herd.plan.ownership import (
     Leftover,
     MemoryOwnership,

@@ -9,7 +9,8 @@ import pytest
 from herd.api import ChartSpec, StackSpec
 from herd.errors import SpecError
 from herd.names import LABEL_CHART, LABEL_CONFIG, LABEL_STACK, LABEL_VERSION, LABEL_WAVE
-from herd.plan.desired import Action, changed_keys, decide, deep_merge, plan_stack
+from herd.plan.decide import Action, decide
+from herd.plan.desired import changed_keys, deep_merge, plan_stack
 from herd.plan.releases import SHARED_OWNER, ObservedRelease, owner_label
 
 OWNER = "default.rag"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from herd.plan.releases import ReleaseKey
+from herd.plan.results import ReleaseResult, State
 from herd.plan.retry import Backoff, next_delay
 
 
@@ -29,16 +31,16 @@ def test_next_delay(attempt: int, rand: float, base: float, cap: float, delay: f
 
 def test_a_dead_cluster_is_deferred_until_due_and_healthy_ones_never() -> None:
     backoff = Backoff(base=2.0, cap=300.0)
-    assert backoff.deferred(0.0) == frozenset() and backoff.next_due(0.0) is None
+    assert backoff.deferred(0.0) == {} and backoff.next_due(0.0) is None
     assert backoff.failed("dead", now=100.0, rand=1.0) == 2.0
-    assert backoff.deferred(101.0) == {"dead"}
+    assert set(backoff.deferred(101.0)) == {"dead"}
     assert backoff.next_due(101.0) == pytest.approx(1.0)
-    assert backoff.deferred(102.0) == frozenset()  # due: contacted again
+    assert backoff.deferred(102.0) == {}  # due: contacted again
     assert backoff.failed("dead", now=102.0, rand=1.0) == 4.0
     assert backoff.failed("dead", now=106.0, rand=1.0) == 8.0
     assert backoff.attempts("dead") == 3 and backoff.attempts("alive") == 0
     backoff.succeeded("dead")
-    assert backoff.deferred(106.0) == frozenset() and backoff.next_due(106.0) is None
+    assert backoff.deferred(106.0) == {} and backoff.next_due(106.0) is None
 
 
 def test_backoff_grows_to_the_cap_and_forgets_departed_clusters() -> None:
@@ -49,3 +51,36 @@ def test_backoff_grows_to_the_cap_and_forgets_departed_clusters() -> None:
     backoff.failed("other", now=0.0, rand=0.0)
     backoff.forget({"other"})
     assert backoff.attempts("dead") == 0 and backoff.attempts("other") == 1
+
+
+def test_a_new_generation_clears_every_backoff() -> None:
+    backoff = Backoff(base=2.0, cap=300.0)
+    backoff.renew(1)
+    backoff.failed("dead", now=0.0, rand=1.0)
+    backoff.renew(1)  # the same spec: the backoff stays
+    assert set(backoff.deferred(1.0)) == {"dead"}
+    backoff.renew(2)
+    assert backoff.deferred(1.0) == {} and backoff.attempts("dead") == 0
+
+
+def _row(cluster: str, chart: str, state: State, message: str = "") -> ReleaseResult:
+    return ReleaseResult(ReleaseKey(cluster, "ns", chart), chart, state, message=message)
+
+
+def test_a_deferred_cluster_keeps_its_rows_and_their_cause() -> None:
+    backoff = Backoff(base=2.0, cap=300.0)
+    rows = [
+        _row("a", "db", State.FAILED, "failed to fetch http://x/index.yaml: connection refused"),
+        _row("a", "ui", State.DEPLOYED),
+        _row("b", "db", State.DEPLOYED),  # another cluster's: not kept for "a"
+    ]
+    backoff.failed("a", now=0.0, rand=1.0, rows=rows)
+    backoff.failed("gone", now=0.0, rand=1.0, why="dial tcp: connection refused")
+    deferred = backoff.deferred(0.5)
+    a = deferred["a"]
+    assert a.why is None and [r.chart for r in a.rows] == ["db", "ui"]
+    assert a.row(rows[0]).message == f"retrying in 2s: {rows[0].message}"
+    assert a.row(rows[0]).state is State.FAILED
+    assert a.row(rows[1]) == rows[1]  # not failed: repeated as it was
+    assert a.message == f"retrying in 2s: {rows[0].message}"
+    assert deferred["gone"].message == "retrying in 2s: dial tcp: connection refused"

@@ -25,7 +25,8 @@ from herd.plan.chart_sources import (
     repository_config,
     unread_sources,
 )
-from herd.plan.desired import Action, decide, plan_stack
+from herd.plan.decide import Action, decide
+from herd.plan.desired import plan_stack
 from herd.plan.tenancy import Grants, spec_problems
 
 PASSWORD = "s3cret-value"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from herd.api import SkippedCluster, StackStatus
-from herd.plan.desired import Action
+from herd.plan.decide import Action
 from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.status.build import Phase, conditions, phase_of, stack_status, summary

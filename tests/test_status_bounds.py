@@ -10,7 +10,7 @@ import pytest
 from herd.api import SkippedCluster, StackStatus
 from herd.api.status import DeploymentRow
 from herd.operator.keeper import held_releases, previous_targets
-from herd.plan.desired import Action
+from herd.plan.decide import Action
 from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.status.build import (

@@ -13,7 +13,8 @@ import pytest
 from herd.api import StackSpec, StackStatus
 from herd.api.status import RolloutStatus, SkippedCluster
 from herd.plan.clusters import Cluster, KubeconfigRef
-from herd.plan.desired import Action, StackPlan, plan_stack
+from herd.plan.decide import Action
+from herd.plan.desired import StackPlan, plan_stack
 from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.stages import RolloutState

@@ -9,10 +9,10 @@ import pytest
 from herd.api import ChartSpec, parse_spec
 from herd.api.grants import ClusterGrant, parse_grant
 from herd.plan.clusters import Cluster, KubeconfigRef
+from herd.plan.render_check import ForbiddenObject, describe_forbidden, forbidden_objects, kind_key
 from herd.plan.tenancy import (
     IDENTITY_NAMESPACE,
     RECORDS_NAMESPACE,
-    ForbiddenObject,
     Grants,
     Identity,
     Mode,
@@ -22,12 +22,9 @@ from herd.plan.tenancy import (
     affected_namespaces,
     cluster_granted,
     cluster_scoped_allowed,
-    describe_forbidden,
-    forbidden_objects,
     granted_clusters,
     grants_for,
     helm_identity,
-    kind_key,
     namespace_allowed,
     parse_grants,
     spec_problems,

@@ -21,7 +21,8 @@ from herd.helm.environment import HelmEnvironment
 from herd.names import LABEL_STACK
 from herd.operator.config import OperatorConfig
 from herd.plan.clusters import Cluster, KubeconfigRef
-from herd.plan.desired import Action, decide, plan_stack
+from herd.plan.decide import Action, decide
+from herd.plan.desired import plan_stack
 from herd.plan.releases import ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.tenancy import Grants, Mode, grants_for

@@ -28,7 +28,8 @@ from herd.cli.tables import Grid, Row
 from herd.engine.engine import Preview
 from herd.engine.protocols import StackResult
 from herd.helm.chart_crds import crd_note
-from herd.plan.desired import Action, changed_keys
+from herd.plan.decide import Action
+from herd.plan.desired import changed_keys
 from herd.plan.releases import DesiredRelease, ObservedRelease
 from herd.plan.results import ReleaseResult, State
 from herd.status.build import phase_of, summary

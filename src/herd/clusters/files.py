@@ -19,11 +19,11 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from herd.errors import HerdError
+from herd.errors import PermanentError
 from herd.plan.clusters import Cluster, KubeconfigRef
 
 
-class ClusterConfigError(HerdError):
+class ClusterConfigError(PermanentError):
     """A cluster option or clusters-file entry is wrong; the message names it."""
 
 

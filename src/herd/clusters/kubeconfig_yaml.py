@@ -14,12 +14,14 @@ from typing import Any
 
 import yaml
 
+from herd.errors import PermanentError
+
 # Fields kubectl resolves relative to the kubeconfig file's directory.
 _CLUSTER_FILES = ("certificate-authority",)
 _USER_FILES = ("client-certificate", "client-key", "tokenFile")
 
 
-class InvalidKubeconfig(ValueError):
+class InvalidKubeconfig(PermanentError, ValueError):
     """The document is not a usable kubeconfig; the message completes "the kubeconfig ..."."""
 
 

@@ -69,7 +69,7 @@ Object = dict[str, Any]
 class Scope:
     """What a cluster's discovery says is cluster-scoped.
 
-    `kinds`: `Kind.group` keys as `herd.plan.tenancy.kind_key` makes them
+    `kinds`: `Kind.group` keys as `herd.plan.render_check.kind_key` makes them
     (`ClusterRole.rbac.authorization.k8s.io`), for the render check; `resources`: (API group,
     plural) pairs, for RBAC rules.
     """
@@ -103,7 +103,6 @@ def tenant_rbac_objects(
     if grants.unrestricted:
         return []
     tenant = grants.namespace
-    labels = {TENANT_LABEL: tenant, "app.kubernetes.io/managed-by": "herd"}
     created = sorted(
         ns
         for ns in set(create_namespaces)
@@ -112,53 +111,49 @@ def tenant_rbac_objects(
     bound = sorted(
         ns for ns in set(existing_namespaces) | set(created) if namespace_allowed(grants, ns)
     )
-    subject = {
-        "kind": "ServiceAccount",
-        "name": service_account_name(tenant),
-        "namespace": IDENTITY_NAMESPACE,
-    }
     objects: list[Object] = identity_objects(tenant)
     objects += [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}} for ns in created
     ]
-    objects += [
-        {
-            "apiVersion": RBAC_API,
-            "kind": "RoleBinding",
-            "metadata": {"name": binding_name(tenant), "namespace": ns, "labels": labels},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": ADMIN_CLUSTER_ROLE,
-            },
-            "subjects": [subject],
-        }
-        for ns in bound
-    ]
+    objects += [_binding(tenant, "RoleBinding", ADMIN_CLUSTER_ROLE, ns) for ns in bound]
     if cluster_scoped_allowed(grants) and cluster_scoped_resources:
         name = cluster_scoped_name(tenant)
         objects.append(
             {
                 "apiVersion": RBAC_API,
                 "kind": "ClusterRole",
-                "metadata": {"name": name, "labels": labels},
+                "metadata": {"name": name, "labels": _labels(tenant)},
                 "rules": _rules(cluster_scoped_resources),
             }
         )
-        objects.append(
-            {
-                "apiVersion": RBAC_API,
-                "kind": "ClusterRoleBinding",
-                "metadata": {"name": name, "labels": labels},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": name,
-                },
-                "subjects": [subject],
-            }
-        )
+        objects.append(_binding(tenant, "ClusterRoleBinding", name))
     return objects
+
+
+def _labels(tenant: str) -> dict[str, str]:
+    return {TENANT_LABEL: tenant, "app.kubernetes.io/managed-by": "herd"}
+
+
+def _binding(tenant: str, kind: str, role: str, namespace: str | None = None) -> Object:
+    """The tenant's ServiceAccount bound to ClusterRole `role`: a RoleBinding in
+    `namespace`, or the ClusterRoleBinding (named as the role)."""
+    metadata: dict[str, Any] = {"labels": _labels(tenant)}
+    if namespace is None:
+        metadata["name"] = role
+    else:
+        metadata.update(name=binding_name(tenant), namespace=namespace)
+    subject = {
+        "kind": "ServiceAccount",
+        "name": service_account_name(tenant),
+        "namespace": IDENTITY_NAMESPACE,
+    }
+    return {
+        "apiVersion": RBAC_API,
+        "kind": kind,
+        "metadata": metadata,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [subject],
+    }
 
 
 def identity_objects(tenant: str) -> list[Object]:
@@ -178,7 +173,7 @@ def identity_objects(tenant: str) -> list[Object]:
             "metadata": {
                 "name": service_account_name(tenant),
                 "namespace": IDENTITY_NAMESPACE,
-                "labels": {TENANT_LABEL: tenant, "app.kubernetes.io/managed-by": "herd"},
+                "labels": _labels(tenant),
             },
             "automountServiceAccountToken": False,
         },

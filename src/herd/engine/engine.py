@@ -31,12 +31,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import replace
 
-from herd.api.charts import ChartSpec
-from herd.api.status import SkippedCluster
-from herd.api.v1 import Stack, StackSpec, Toggle
+from herd.api.v1 import Stack
 from herd.engine.owned import save_record, stack_ref
+from herd.engine.planning import Readers, checked_plan
 from herd.engine.protocols import (
     AddOns,
     Inventory,
@@ -46,30 +44,33 @@ from herd.engine.protocols import (
     StackResult,
     ValuesReader,
 )
-from herd.engine.targets import KEPT_MESSAGE, kubeconfig_targets, not_granted_rows
-from herd.errors import Problem, SpecError
+from herd.engine.targets import (
+    KEPT_MESSAGE,
+    departed_targets,
+    kubeconfig_targets,
+    not_granted_rows,
+)
 from herd.helm.bundled import BUNDLED_REPO
 from herd.helm.egress_guard import RepoGuard
 from herd.helm.environment import HelmEnvironment
-from herd.plan.chart_sources import ChartSource, unread_sources
 from herd.plan.clusters import Cluster
-from herd.plan.desired import DEFAULT_STUCK_SECONDS, StackPlan, plan_stack
+from herd.plan.decide import DEFAULT_STUCK_SECONDS
+from herd.plan.desired import StackPlan
 from herd.plan.egress import EgressPolicy
 from herd.plan.ownership import MemoryOwnership, Owned, StackRef
-from herd.plan.releases import ReleaseKey, Values, owner_label
+from herd.plan.releases import ReleaseKey, owner_label
+from herd.plan.retry import Deferral
 from herd.plan.stages import Stage, assign_stages
 from herd.plan.targets import resolve_targets
 from herd.plan.tenancy import (
     Grants,
-    addon_namespace_problems,
-    cluster_granted,
     granted_clusters,
-    spec_problems,
 )
 from herd.rollout.actions import Settings
 from herd.rollout.gates import DEFAULT_LIMITS, Gates, Limits
-from herd.rollout.scheduler import Progress, Rollout, Target
+from herd.rollout.scheduler import Progress, Rollout
 from herd.rollout.staged import StageInputs, run_staged
+from herd.rollout.target import Target
 from herd.rollout.tenants import TenantClusters
 
 __all__ = [
@@ -121,73 +122,9 @@ class Engine:
     async def plan(
         self, stack: Stack, clusters: Sequence[Cluster] = (), grants: Grants | None = None
     ) -> StackPlan:
-        """The checked plan; raises SpecError with every problem found, values sources,
-        grants and graph together. Reads `values.from` when a reader is set: as the Stack's
-        `serviceAccountName` when it names one (required for bounded Stacks), except for
-        admin Stacks and the CLI's `grants=None`, which read with the caller's identity."""
-        problems: list[Problem] = []
-        if grants is not None:
-            problems += spec_problems(
-                grants, stack.spec, service_account_name=stack.spec.service_account_name
-            )
-        if problems:  # refused by the grants: nothing of the tenant's is read or templated
-            raise SpecError(sorted(set(problems)))
-        from_values = None
-        if self._values is not None:
-            admin = grants is None or grants.admin
-            account = None if admin else stack.spec.service_account_name
-            try:
-                from_values = await self._values.read(
-                    stack.namespace, stack.spec, service_account=account
-                )
-            except SpecError as error:
-                problems += error.problems
-        sources = await self._chart_sources(stack, grants, problems)
-        by_id = {c.id: c for c in clusters}
-        addons = self._addons
-        if addons is not None and _enables_addons(stack.spec):
-            await addons.refresh()  # reads the add-on configuration: only when it is needed
-
-        def cluster_values(cluster_id: str, chart: ChartSpec) -> Values:
-            if addons is None or cluster_id not in by_id:
-                return {}
-            return addons.cluster_values(by_id[cluster_id], chart)
-
-        try:
-            shared = addons.charts(stack.spec) if addons else []
-            spec = stack.spec
-            own = addons.stack_charts(stack) if addons else []
-            if own:
-                spec = spec.model_copy(update={"charts": [*spec.charts, *own]})
-                problems += addon_namespace_problems(grants, own)
-            plan = plan_stack(
-                spec,
-                addons=shared,
-                from_values=from_values,
-                cluster_values=cluster_values if addons else None,
-                clusters=clusters,
-                sources=sources,
-            )
-        except SpecError as error:
-            problems += error.problems
-        if problems:
-            raise SpecError(sorted(set(problems)))
-        return plan
-
-    async def _chart_sources(
-        self, stack: Stack, grants: Grants | None, problems: list[Problem]
-    ) -> Mapping[str, ChartSource]:
-        """Private chart sources, read as `values.from` is (same identity); problems join
-        `problems`. Without a reader, a chart naming a Secret is a problem."""
-        admin = grants is None or grants.admin
-        account = None if admin else stack.spec.service_account_name
-        try:
-            if self._sources is None:
-                return unread_sources(stack.namespace, stack.spec, "no Secret reader configured")
-            return await self._sources.read(stack.namespace, stack.spec, service_account=account)
-        except SpecError as error:
-            problems += error.problems
-            return {}
+        """The checked plan (`herd.engine.planning.checked_plan`); raises SpecError."""
+        readers = Readers(self._values, self._sources, self._addons)
+        return await checked_plan(stack, clusters, grants, readers)
 
     async def apply(
         self,
@@ -197,7 +134,7 @@ class Engine:
         previous_targets: Collection[str] | None = None,
         held: Mapping[ReleaseKey, str] | None = None,
         force: bool = False,
-        defer: Collection[str] = (),
+        defer: Mapping[str, Deferral] | None = None,
         grants: Grants | None = None,
         staging: StageInputs | None = None,
     ) -> StackResult:
@@ -216,13 +153,11 @@ class Engine:
         releases) narrows the clean-up to those; None checks every other ready cluster
         (the CLI's few). `held`: release -> config digest that failed permanently (not
         retried while unchanged). `force`: take over releases the other Herd face manages.
-        `defer`: cluster ids in backoff, not contacted this pass.
+        `defer`: clusters in backoff, not contacted this pass (`herd.plan.retry.Deferral`).
         """
         result, reachable, departed = await self._resolve(stack, previous_targets, grants)
-        settings = self._settings(stack.namespace, stack.name, force, held)
-        if self._egress is not None and grants is not None and not grants.unrestricted:
-            guard = RepoGuard.for_charts(self._egress, stack.spec.charts, skip=_NOT_PULLED)
-            settings = replace(settings, guard=guard)
+        guard = self._guard(stack, grants)
+        settings = self._settings(stack.namespace, stack.name, force, held, guard)
         ref = stack_ref(stack)
         kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
         owned = await self._ownership.load(ref, kubeconfigs)
@@ -246,14 +181,17 @@ class Engine:
                     staging=staging,
                 )
             for plan, targets in ((result.plan, reachable), (None, departed)):
-                rollout = new_rollout()
-                result.releases += await rollout.apply(plan, targets)
-                result.unreachable.update(rollout.unreachable)
-                holding |= rollout.holding
+                await _run(result, new_rollout(), plan, targets, holding)
             result.holding = frozenset(holding | set(result.unreachable))
             return result
         finally:  # what the pass installed is recorded even when it was cancelled midway
             await save_record(self._ownership, ref, owned, made, kubeconfigs)
+
+    def _guard(self, stack: Stack, grants: Grants | None) -> RepoGuard | None:
+        """The egress deny list for a bounded Stack's repositories; None: no check."""
+        if self._egress is None or grants is None or grants.unrestricted:
+            return None
+        return RepoGuard.for_charts(self._egress, stack.spec.charts, skip=_NOT_PULLED)
 
     async def _staged(
         self,
@@ -273,7 +211,7 @@ class Engine:
         staging = staging or StageInputs()
         rollout = new_rollout()
         known = {s.cluster_id: s.reason for s in result.skipped}
-        known |= {c: "retrying in backoff" for c in rollout.deferred}
+        known |= {c: d.message for c, d in rollout.deferred.items()}
         known |= {key.cluster: "its last attempt failed permanently" for key in rollout.held}
         result.rollout = await run_staged(
             rollout,
@@ -286,15 +224,11 @@ class Engine:
             inputs=staging,
         )
         result.releases += rollout.finish(reachable)
-        result.unreachable.update(rollout.unreachable)
-        holding |= rollout.holding
+        _merge(result, rollout, holding)
         if spec.suspend or staging.only:
             holding |= {t.cluster for t in departed}
         else:
-            cleanup = new_rollout()
-            result.releases += await cleanup.apply(None, departed)
-            result.unreachable.update(cleanup.unreachable)
-            holding |= cleanup.holding
+            await _run(result, new_rollout(), None, departed, holding)
         result.holding = frozenset(holding | set(result.unreachable))
         return result
 
@@ -335,7 +269,7 @@ class Engine:
         ref = StackRef(namespace, name, uid)
         kubeconfigs = {t.cluster: t.kubeconfig for t in reachable}
         owned = await self._ownership.load(ref, kubeconfigs)
-        rollout = self._rollout(self._settings(namespace, name, force), on_progress, (), owned)
+        rollout = self._rollout(self._settings(namespace, name, force), on_progress, None, owned)
         try:
             result.releases = await rollout.apply(None, reachable)
         finally:
@@ -363,7 +297,7 @@ class Engine:
         result, reachable, departed = await self._resolve(stack, previous_targets, grants)
         kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
         owned = await self._ownership.load(stack_ref(stack), kubeconfigs)
-        rollout = self._rollout(self._settings(stack.namespace, stack.name), None, (), owned)
+        rollout = self._rollout(self._settings(stack.namespace, stack.name), None, None, owned)
         rows = [Preview(*row) for row in await rollout.decisions(result.plan, reachable)]
         rows += [Preview(*row) for row in await rollout.decisions(None, departed)]
         result.unreachable.update(rollout.unreachable)
@@ -394,34 +328,17 @@ class Engine:
             result.skipped += denied
             result.denied = {s.cluster_id for s in denied}
             result.releases += not_granted_rows(plan, denied)
-        keep = {c.id for c in resolution.clusters} | {s.cluster_id for s in resolution.skipped}
-        keep |= {c.name for c in clusters if c.id in keep}
-        left = [
-            c
-            for c in clusters
-            if c.id not in keep
-            and c.name not in keep
-            and (previous_targets is None or c.id in previous_targets)
-        ]
-        known = previous_targets is not None
-        for cluster in left:
-            if not cluster.ready and known:
-                result.unreachable[cluster.id] = "cluster is not ready; its releases stay for now"
-        if grants is not None and not grants.unrestricted:
-            # A cluster the Stack left that is not granted any more is not touched either.
-            gone = [c for c in left if not cluster_granted(grants, c)]
-            result.skipped += granted_clusters(grants, gone)[1]
-            result.denied |= {c.id for c in gone}
-            left = [c for c in left if cluster_granted(grants, c)]
+        departed = await departed_targets(
+            self._inventory,
+            self._limits.clusters,
+            clusters,
+            result,
+            previous_targets=previous_targets,
+            grants=grants,
+        )
         reachable = await kubeconfig_targets(
             self._inventory, self._limits.clusters, usable, result.skipped, grants
         )
-        lost: list[SkippedCluster] = []
-        departed = await kubeconfig_targets(
-            self._inventory, self._limits.clusters, [c for c in left if c.ready], lost, grants
-        )
-        if known:
-            result.unreachable.update({s.cluster_id: s.reason for s in lost})
         return result, reachable, departed
 
     def _settings(
@@ -430,8 +347,10 @@ class Engine:
         name: str,
         force: bool = False,
         held: Mapping[ReleaseKey, str] | None = None,
+        guard: RepoGuard | None = None,
     ) -> Settings:
         return Settings(
+            guard=guard,
             owner=owner_label(namespace, name),
             manager=self._manager,
             force=force,
@@ -443,7 +362,7 @@ class Engine:
         self,
         settings: Settings,
         on_progress: Progress | None,
-        defer: Collection[str],
+        defer: Mapping[str, Deferral] | None,
         owned: Owned | None = None,
     ) -> Rollout:
         return Rollout(
@@ -457,5 +376,19 @@ class Engine:
         )
 
 
-def _enables_addons(spec: StackSpec) -> bool:
-    return Toggle.ENABLED in (spec.security, spec.observability)
+async def _run(
+    result: StackResult,
+    rollout: Rollout,
+    plan: StackPlan | None,
+    targets: Sequence[Target],
+    holding: set[str],
+) -> None:
+    """One unstaged rollout of `plan` (None: remove) over `targets`, into `result`."""
+    result.releases += await rollout.apply(plan, targets)
+    _merge(result, rollout, holding)
+
+
+def _merge(result: StackResult, rollout: Rollout, holding: set[str]) -> None:
+    """A rollout's unreachable clusters into `result`, and what it holds into `holding`."""
+    result.unreachable.update(rollout.unreachable)
+    holding |= rollout.holding

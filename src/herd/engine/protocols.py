@@ -19,7 +19,8 @@ from herd.api.status import SkippedCluster
 from herd.api.v1 import Stack, StackSpec
 from herd.plan.chart_sources import ChartSource
 from herd.plan.clusters import Cluster
-from herd.plan.desired import Decision, SourceKey, StackPlan
+from herd.plan.decide import Decision
+from herd.plan.desired import SourceKey, StackPlan
 from herd.plan.ownership import Owned, Releases, StackRef
 from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey, Values
 from herd.plan.results import ReleaseResult

@@ -22,7 +22,7 @@ from herd.engine.protocols import AddOns, OwnershipStore, SourcesReader, ValuesR
 from herd.helm.environment import HelmEnvironment
 from herd.kube.chart_secrets import KubeSourcesReader
 from herd.kube.values_from import KubeValuesReader
-from herd.plan.desired import DEFAULT_STUCK_SECONDS
+from herd.plan.decide import DEFAULT_STUCK_SECONDS
 from herd.plan.egress import EgressPolicy
 from herd.rollout.gates import Gates, Limits
 

@@ -48,6 +48,7 @@ from typing import Any, Literal
 
 import yaml
 
+from herd.errors import ReleaseError
 from herd.helm.helmignore import Rules
 from herd.plan import yamlsafe
 from herd.plan.desired import deep_merge
@@ -65,7 +66,7 @@ _MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 Files = dict[str, bytes]  # one chart's files by path relative to the chart's root
 
 
-class ChartCrdError(ValueError):
+class ChartCrdError(ReleaseError, ValueError):
     """A chart's crds/ cannot be applied as it is; the message names the file."""
 
 

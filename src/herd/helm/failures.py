@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 import re
 
+from herd.errors import ReleaseError
+
 
 class FailureKind(enum.StrEnum):
     AUTH = "AuthenticationFailed"
@@ -114,7 +116,7 @@ def auth_message(repo: str | None, secret: str | None) -> str:
 _SAYS_TIMEOUT = re.compile(r"timed out|deadline exceeded", re.IGNORECASE)
 
 
-class HelmFailure(Exception):
+class HelmFailure(ReleaseError):
     """A classified helm error: `kind`, `transient`, and a one-line `message`."""
 
     def __init__(self, kind: FailureKind, message: str, *, transient: bool) -> None:

@@ -27,11 +27,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from herd.errors import PermanentError
+
 SUBDIRECTORIES = ("helm/cache", "helm/config", "helm/data", "helm/charts", "kubeconfigs", "tmp")
 _HELD: dict[Path, int] = {}  # work directory -> the open, locked lock file (process lifetime)
 
 
-class WorkdirBusy(ValueError):
+class WorkdirBusy(PermanentError, ValueError):
     """Another live process holds the work directory."""
 
 

@@ -37,7 +37,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
-from herd.errors import HerdError
+from herd.errors import ReleaseError
 
 T = TypeVar("T")
 MIB = 1024 * 1024
@@ -45,7 +45,7 @@ PRELOAD = ["herd.plan.tenancy", "herd.helm.chart_crds"]  # imported once by the 
 START_SECONDS = 60.0  # the first start also starts the fork server (imports Herd)
 
 
-class WorkerError(HerdError):
+class WorkerError(ReleaseError):
     """A check could not finish; the message says which and why (bounded)."""
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from herd.helm import worker
-from herd.plan.desired import DEFAULT_STUCK_SECONDS
+from herd.plan.decide import DEFAULT_STUCK_SECONDS
 from herd.plan.egress import DEFAULT_DENY_CIDRS, EgressPolicy, parse_hosts, parse_networks
 from herd.plan.tenancy import Mode
 from herd.rollout.gates import DEFAULT_LIMITS

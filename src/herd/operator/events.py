@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any, Protocol
 
-from herd.plan.desired import Action
+from herd.plan.decide import Action
 from herd.plan.results import ReleaseResult, State
 from herd.status.gpu import FIT_WARNING
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -42,7 +42,7 @@ from herd.operator.runtime import Runtime
 from herd.operator.statuswriter import Gone, StatusWriter
 from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State, now
-from herd.plan.retry import Backoff, jitter, next_delay
+from herd.plan.retry import Backoff, Deferral, jitter, next_delay
 from herd.plan.stages import RolloutState
 from herd.plan.tenancy import Grants
 from herd.plan.values import follows_facts
@@ -193,6 +193,7 @@ class Keeper:
         self._grants = grants
         if stack.spec.mode == "DryRun":
             return await self._dry_run(stack, previous, generation, reconcile_at, grants)
+        self.backoff.renew(generation)  # a spec change is tried at once everywhere
         deferred = self.backoff.deferred(time.monotonic())
         progress = _Progress(self, previous, generation, reconcile_at)
         result = await runtime.engine.apply(
@@ -280,7 +281,7 @@ class Keeper:
         self,
         result: StackResult,
         previous: StackStatus | None,
-        deferred: frozenset[str],
+        deferred: Mapping[str, Deferral],
         known: dict[str, Any],
     ) -> list[str]:
         before = previous.release_clusters if previous else []
@@ -292,7 +293,9 @@ class Keeper:
         )
         return release_record(before, result.holding, unverified)
 
-    def _next_pass(self, result: StackResult, deferred: frozenset[str], record: list[str]) -> float:
+    def _next_pass(
+        self, result: StackResult, deferred: Mapping[str, Deferral], record: list[str]
+    ) -> float:
         """Back off each cluster that did not answer; the next pass is due at the earliest
         cluster retry, after the retry interval when a cluster was skipped or a release
         waits (on a live actor's helm, or a paused process), else at the resync."""
@@ -303,9 +306,10 @@ class Keeper:
             if r.transient and r.state in (State.FAILED, State.UNREACHABLE)
         }
         contacted = {r.key.cluster for r in result.releases} | set(result.unreachable)
-        for cluster in contacted - deferred:
+        for cluster in contacted.difference(deferred):
             if cluster in failing:
-                delay = self.backoff.failed(cluster, clock, jitter())
+                why = result.unreachable.get(cluster)
+                delay = self.backoff.failed(cluster, clock, jitter(), why, result.releases)
                 self._logger.info("Cluster %s: retrying in %.0fs", cluster, delay)
             else:
                 self.backoff.succeeded(cluster)

@@ -96,37 +96,7 @@ def chart_source(
     """The chart's source from its Secrets as read. Raises `SpecError` located at the field
     whose Secret has the wrong type or lacks a key (naming Secret and key, never content)."""
     problems: list[Problem] = []
-    username = password = None
-    docker_config = None
-    if credentials is not None:
-        field_ = f"{where}.credentials.secretName"
-        what = f"Secret {namespace}/{credentials.name}"
-        if credentials.type == BASIC_AUTH:
-            missing = [k for k in ("username", "password") if not credentials.data.get(k)]
-            if missing:
-                problems.append(Problem(field_, f"{what} has no key {missing[0]!r}"))
-            else:
-                username = credentials.data["username"].decode()
-                password = credentials.data["password"].decode()
-        elif credentials.type == DOCKER_CONFIG_JSON:
-            if not chart.repo.startswith("oci://"):
-                problems.append(
-                    Problem(field_, f"{what}: {DOCKER_CONFIG_JSON} is for oci:// registries only")
-                )
-            elif not _docker_config_ok(credentials.data.get(".dockerconfigjson")):
-                problems.append(
-                    Problem(field_, f"{what} key '.dockerconfigjson' is not a docker config")
-                )
-            else:
-                docker_config = credentials.data[".dockerconfigjson"]
-        else:
-            problems.append(
-                Problem(
-                    field_,
-                    f"{what} has type {credentials.type!r}; "
-                    f"want {BASIC_AUTH} or {DOCKER_CONFIG_JSON}",
-                )
-            )
+    login = _login(chart, namespace, credentials, f"{where}.credentials.secretName", problems)
     ca_pem = None
     if ca is not None:
         ca_pem = ca.data.get(CA_KEY)
@@ -141,13 +111,52 @@ def chart_source(
     return ChartSource(
         identity=_identity(chart, credentials, ca),
         secret=f"{namespace}/{credentials.name}" if credentials else None,
-        username=username,
-        password=password,
-        docker_config=docker_config,
+        username=login.username,
+        password=login.password,
+        docker_config=login.docker_config,
         ca=ca_pem,
         insecure=chart.insecure_skip_tls_verify,
         plain_http=chart.plain_http,
     )
+
+
+@dataclass(frozen=True)
+class _Login:
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    docker_config: bytes | None = field(default=None, repr=False)
+
+
+def _login(
+    chart: ChartSpec,
+    namespace: str,
+    credentials: SecretData | None,
+    field_: str,
+    problems: list[Problem],
+) -> _Login:
+    """The login the credentials Secret holds (basic auth, or a docker config for OCI);
+    what is wrong with it joins `problems`, located at `field_`."""
+    if credentials is None:
+        return _Login()
+    what = f"Secret {namespace}/{credentials.name}"
+    if credentials.type == BASIC_AUTH:
+        missing = [k for k in ("username", "password") if not credentials.data.get(k)]
+        if missing:
+            problems.append(Problem(field_, f"{what} has no key {missing[0]!r}"))
+            return _Login()
+        data = credentials.data
+        return _Login(data["username"].decode(), data["password"].decode())
+    if credentials.type == DOCKER_CONFIG_JSON:
+        if not chart.repo.startswith("oci://"):
+            message = f"{what}: {DOCKER_CONFIG_JSON} is for oci:// registries only"
+        elif not _docker_config_ok(credentials.data.get(".dockerconfigjson")):
+            message = f"{what} key '.dockerconfigjson' is not a docker config"
+        else:
+            return _Login(docker_config=credentials.data[".dockerconfigjson"])
+    else:
+        message = f"{what} has type {credentials.type!r}; want {BASIC_AUTH} or {DOCKER_CONFIG_JSON}"
+    problems.append(Problem(field_, message))
+    return _Login()
 
 
 def _docker_config_ok(raw: bytes | None) -> bool:

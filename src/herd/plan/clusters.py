@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from herd.api import SkippedCluster
-from herd.errors import HerdError
+from herd.errors import TransientError
 
 Source = Literal["rancher", "secret", "file"]
 
@@ -87,7 +87,7 @@ class Cluster:
         return self.id if self.id == self.name else f"{self.id} ({self.name})"
 
 
-class ClusterUnavailable(HerdError):
+class ClusterUnavailable(TransientError):
     """One cluster cannot be used now (missing Secret, bad kubeconfig, ...); others go on.
 
     `reason` is written for users and never contains kubeconfig content, tokens or Secret

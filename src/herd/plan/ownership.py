@@ -32,7 +32,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from herd.plan.desired import Action
+from herd.plan.decide import Action
 from herd.plan.releases import ObservedRelease, ReleaseKey, owner_label
 from herd.plan.results import ReleaseResult, State
 

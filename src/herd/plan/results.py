@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from herd.plan.desired import Action
+from herd.plan.decide import Action
 from herd.plan.releases import ReleaseKey
 
 

@@ -157,117 +157,134 @@ def decide(
     stage i (missing records count as empty). `first_failure` names the first failed
     cluster and why, for the Halted message.
     """
-    new: list[StageRecord] = []
-    done = tuple(sum(states.get(c) is ClusterState.DONE for c in s.clusters) for s in stages)
-    approved_now: str | None = None
-
-    def verdict(
-        state: RolloutState,
-        index: int,
-        message: str,
-        *,
-        active: int | None,
-        wake_at: datetime | None = None,
-        waiting: str = "",
-    ) -> Decision:
-        kept = [*new, *_kept(records, configs, len(new), len(stages))]
-        return Decision(
-            state,
-            stages[index].name,
-            message,
-            active,
-            tuple(kept),
-            wake_at=wake_at,
-            approved=approved_now,
-            waiting=waiting,
-            done=done,
-        )
-
     if not stages:
         return Decision(RolloutState.COMPLETE, "", "no cluster to roll out to", None, ())
+    walk = _Walk(stages, states, records, configs, now, approval)
     if suspended:
-        return verdict(
+        return walk.verdict(
             RolloutState.SUSPENDED,
             0,
             "spec.suspend is true: no helm writes until it is false",
-            active=None,
             waiting="suspended",
         )
     failed: list[str] = []  # failed clusters of the stages walked so far
     for index, stage in enumerate(stages):
-        record = _record_at(records, configs, index)
         failed += [c for c in stage.clusters if states.get(c) is ClusterState.FAILED]
         if len(failed) > max_failures:
-            message = _failures_message(failed, first_failure, max_failures)
-            return verdict(
+            return walk.verdict(
                 RolloutState.HALTED,
                 index,
-                message,
-                active=None,
+                _failures_message(failed, first_failure, max_failures),
                 waiting=f"rollout halted at stage {stage.name}",
             )
-        if any(c not in states for c in stage.clusters):
-            return verdict(
-                RolloutState.PROGRESSING,
-                index,
-                f"stage {stage.name}: rolling out to {len(stage.clusters)} clusters",
-                active=index,
-                waiting=f"waiting for stage {stage.name}",
+        verdict = walk.unfinished(index, max_failures) or walk.succeeded(index)
+        if verdict is not None:
+            return verdict
+    return walk.verdict(
+        RolloutState.COMPLETE, len(stages) - 1, f"all {len(stages)} stages rolled out"
+    )
+
+
+@dataclass
+class _Walk:
+    """`decide`'s walk over the stages in order: the records it settled so far (`new`)."""
+
+    stages: Sequence[Stage]
+    states: Mapping[str, ClusterState]
+    records: Sequence[StageRecord]
+    configs: Sequence[str]
+    now: datetime
+    approval: str | None
+    new: list[StageRecord] = field(default_factory=list)
+    approved_now: str | None = None
+
+    @property
+    def done(self) -> tuple[int, ...]:
+        return tuple(
+            sum(self.states.get(c) is ClusterState.DONE for c in s.clusters) for s in self.stages
+        )
+
+    def verdict(
+        self,
+        state: RolloutState,
+        index: int,
+        message: str,
+        *,
+        active: int | None = None,
+        wake_at: datetime | None = None,
+        waiting: str = "",
+    ) -> Decision:
+        kept = [*self.new, *_kept(self.records, self.configs, len(self.new), len(self.stages))]
+        return Decision(
+            state,
+            self.stages[index].name,
+            message,
+            active,
+            tuple(kept),
+            wake_at=wake_at,
+            approved=self.approved_now,
+            waiting=waiting,
+            done=self.done,
+        )
+
+    def unfinished(self, index: int, max_failures: int) -> Decision | None:
+        """Progressing while stage `index` has a cluster not looked at (it may run now)
+        or not deployed; None when all its clusters are deployed."""
+        stage, done = self.stages[index], self.done[index]
+        waiting = f"waiting for stage {stage.name}"
+        if any(c not in self.states for c in stage.clusters):
+            message = f"stage {stage.name}: rolling out to {len(stage.clusters)} clusters"
+            return self.verdict(
+                RolloutState.PROGRESSING, index, message, active=index, waiting=waiting
             )
-        if done[index] < len(stage.clusters):
-            stage_failed = [c for c in stage.clusters if states[c] is ClusterState.FAILED]
-            why = (
-                f"{len(stage_failed)} failed (within maxFailures {max_failures})"
-                if stage_failed
-                else f"{len(stage.clusters) - done[index]} not deployed yet"
-            )
-            new.append(record)
-            return verdict(
-                RolloutState.PROGRESSING,
-                index,
-                f"stage {stage.name}: {done[index]} of {len(stage.clusters)} clusters deployed, "
-                f"{why}",
-                active=None,
-                waiting=f"waiting for stage {stage.name}",
-            )
-        # Succeeded: at this config since the remembered time, or since now.
-        record = replace(record, config=configs[index], succeeded_at=record.succeeded_at or now)
-        if stage.approval and not record.approved and approval == stage.name:
+        if done == len(stage.clusters):
+            return None
+        stage_failed = [c for c in stage.clusters if self.states[c] is ClusterState.FAILED]
+        why = (
+            f"{len(stage_failed)} failed (within maxFailures {max_failures})"
+            if stage_failed
+            else f"{len(stage.clusters) - done} not deployed yet"
+        )
+        self.new.append(_record_at(self.records, self.configs, index))
+        message = f"stage {stage.name}: {done} of {len(stage.clusters)} clusters deployed, {why}"
+        return self.verdict(RolloutState.PROGRESSING, index, message, waiting=waiting)
+
+    def succeeded(self, index: int) -> Decision | None:
+        """Stage `index` succeeded: its record settled (at this config since the
+        remembered time, or since now); its soak pause or approval gate may hold the next
+        stage. None: the walk goes on (or ends, after the last stage)."""
+        stage, now = self.stages[index], self.now
+        record = _record_at(self.records, self.configs, index)
+        record = replace(
+            record, config=self.configs[index], succeeded_at=record.succeeded_at or now
+        )
+        if stage.approval and not record.approved and self.approval == stage.name:
             record = replace(record, approved=True)
-            approved_now = stage.name
-        new.append(record)
-        last = index == len(stages) - 1
-        if last:
-            break
+            self.approved_now = stage.name
+        self.new.append(record)
+        if index == len(self.stages) - 1:
+            return None
         if stage.pause_seconds:
             assert record.succeeded_at is not None
             until = record.succeeded_at + timedelta(seconds=stage.pause_seconds)
             if now < until:
-                left = (until - now).total_seconds()
-                return verdict(
+                return self.verdict(
                     RolloutState.PAUSED,
                     index,
-                    f"stage {stage.name} succeeded; soaking {left:.0f}s more before "
-                    f"stage {stages[index + 1].name}",
-                    active=None,
+                    f"stage {stage.name} succeeded; soaking {(until - now).total_seconds():.0f}s "
+                    f"more before stage {self.stages[index + 1].name}",
                     wake_at=until,
                     waiting=f"waiting for the soak pause after stage {stage.name}",
                 )
         if stage.approval and not record.approved:
-            return verdict(
+            return self.verdict(
                 RolloutState.WAITING_FOR_APPROVAL,
                 index,
                 f"stage {stage.name} succeeded; waiting for approval: "
                 f"kubectl annotate stack <name> {APPROVE_ANNOTATION}={stage.name}",
-                active=None,
                 waiting=f"waiting for approval of stage {stage.name}",
             )
-    return verdict(
-        RolloutState.COMPLETE,
-        len(stages) - 1,
-        f"all {len(stages)} stages rolled out",
-        active=None,
-    )
+        return None
 
 
 def _record_at(records: Sequence[StageRecord], configs: Sequence[str], index: int) -> StageRecord:

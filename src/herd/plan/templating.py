@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from herd.errors import PermanentError
 from herd.plan.clusters import Cluster
 
 OPEN, CLOSE = "{{", "}}"
@@ -44,12 +45,12 @@ SYNTAX = (
 )
 
 
-class TemplateError(ValueError):
+class TemplateError(PermanentError, ValueError):
     """A malformed template: a spec error."""
 
 
 @dataclass(frozen=True)
-class UnknownVariable(Exception):
+class UnknownVariable(PermanentError):
     """The cluster has no such fact. `path` is the value's dotted path, `variable` the
     template's variable (e.g. `.Cluster.labels.region`)."""
 

@@ -23,13 +23,13 @@ from typing import Any
 
 from herd.api.charts import ChartSpec, ClusterOverride
 from herd.api.v1 import StackSpec
-from herd.errors import Problem
+from herd.errors import PermanentError, Problem
 from herd.plan.clusters import Cluster
 from herd.plan.targets import selector_matches
 from herd.plan.templating import UnknownVariable, check_values, facts, render_values
 
 
-class ClusterValuesError(Exception):
+class ClusterValuesError(PermanentError):
     """A chart's values cannot be rendered for one cluster (a fact it lacks)."""
 
 

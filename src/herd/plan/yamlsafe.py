@@ -30,6 +30,8 @@ from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
+from herd.errors import PermanentError
+
 MIB = 1024 * 1024
 
 
@@ -46,7 +48,7 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-class YamlLimitError(yaml.YAMLError):
+class YamlLimitError(PermanentError, yaml.YAMLError):
     """The input exceeds a `Limits` bound; the message says which, and where."""
 
 

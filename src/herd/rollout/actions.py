@@ -9,7 +9,7 @@ cannot be read, or the latest revision is not the one Herd recorded (`herd.plan.
 decide
 first from the pass's observation (a no-op pass reads nothing more). When there is
 something to do they take the release's lock, re-read that release's helm Secrets
-(`ClusterHelm.observe_release`), decide again (`herd.plan.desired.decide`, with the clock: a
+(`ClusterHelm.observe_release`), decide again (`herd.plan.decide.decide`, with the clock: a
 pending-* release is stuck only when older than its timeout plus `stuck_seconds`,
 otherwise a live actor owns it and nothing is done), and only then run helm.
 
@@ -31,13 +31,14 @@ from pathlib import Path
 
 from herd.addons.gpu.fit import watch_fit
 from herd.api.charts import ChartSpec
+from herd.errors import describe
 from herd.helm.chart_cache import ChartCache
-from herd.helm.chart_crds import crd_note
+from herd.helm.chart_crds import Crd, crd_note
 from herd.helm.client import ClusterHelm
 from herd.helm.crd_apply import CrdStep
 from herd.helm.failures import HelmFailure
 from herd.names import LABEL_CONFIG
-from herd.plan.desired import DEFAULT_STUCK_SECONDS, HELD_MESSAGE, Action, Decision, decide
+from herd.plan.decide import DEFAULT_STUCK_SECONDS, HELD_MESSAGE, Action, Decision, decide
 from herd.plan.ownership import pinned
 from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
@@ -131,7 +132,7 @@ class ReleaseActions:
             result = replace(
                 self._current(desired.key),
                 state=State.FAILED,
-                message=f"unexpected {type(error).__name__} on cluster {desired.key.cluster}",
+                message=describe(error, cluster=desired.key.cluster),
                 transient=True,
                 finished=_now(),
             )
@@ -207,6 +208,18 @@ class ReleaseActions:
         crds = await self._crds.crds(desired, chart_dir)  # CreateReplace only
         message = decision.reason + crd_note(desired.chart.crds, len(crds))
         await self._report(replace(base, state=State.DEPLOYING, message=message, started=_now()))
+        return await self._install(helm, desired, chart_dir, base, crds)
+
+    async def _install(
+        self,
+        helm: ClusterHelm,
+        desired: DesiredRelease,
+        chart_dir: Path,
+        base: ReleaseResult,
+        crds: list[Crd],
+    ) -> ReleaseResult:
+        """Under a helm slot: the chart's CRDs, then helm install or upgrade. While helm
+        waits, a GPU fit warning (`watch_fit`) shows in the row, and explains a timeout."""
         async with self._gates.slot():
             started = _now()  # helm's own time, not the wait for a slot
             await self._crds.apply(helm.cluster, helm.kubeconfig, helm.identity, crds)
@@ -334,7 +347,7 @@ class ReleaseActions:
             result = replace(
                 result,
                 state=State.FAILED,
-                message=f"unexpected {type(error).__name__} on cluster {key.cluster}",
+                message=describe(error, cluster=key.cluster),
                 transient=True,
                 finished=_now(),
             )

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from herd.errors import TransientError
 from herd.plan.releases import ReleaseKey
 
 
@@ -33,7 +34,7 @@ DRAINING_MESSAGE = "controller shutting down"
 PAUSED_MESSAGE = "controller paused: it cannot renew its leader Lease"
 
 
-class Draining(Exception):
+class Draining(TransientError):
     """A helm operation was about to start while the process drains."""
 
 

@@ -5,10 +5,12 @@ release; a release's task waits only for its own dependencies (not for its whole
 and then for a helm slot (`Gates`). A release whose dependency did not deploy is
 `Skipped`, naming that dependency, while independent releases and other clusters carry
 on. Releases this Stack no longer desires are uninstalled afterwards, highest wave
-first, but only those its ownership record holds (`herd.plan.ownership`: in the record for
-that cluster, still labelled for the Stack, in a namespace its grants allow), as the
-Stack's identity; any other release labelled for the Stack is left in place and its row
-says why. What one release does is `herd.rollout.actions`.
+first (`herd.rollout.leftovers`), but only those its ownership record holds
+(`herd.plan.ownership`: in the record for that cluster, still labelled for the Stack, in a
+namespace its grants allow), as the Stack's identity; any other release labelled for the
+Stack is left in place and its row says why. What one release does is
+`herd.rollout.actions`. A cluster in its backoff (`herd.plan.retry.Deferral`) is not
+contacted: its rows repeat what its failed pass said, and when it is retried.
 
 A staged pass (`herd.rollout.staged`) calls `run` once per stage, with that stage's
 `Admission` (its `maxConcurrent` and the failure budget), and once more with `hold` for the
@@ -31,47 +33,34 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 
-from herd.errors import TransientError
+from herd.errors import TransientError, describe
 from herd.helm.chart_cache import ChartCache
 from herd.helm.client import ClusterHelm
 from herd.helm.environment import HelmEnvironment
 from herd.helm.failures import HelmFailure
-from herd.plan.desired import Action, Decision, StackPlan, blocked_by
-from herd.plan.ownership import Leftover, LeftoverDecision, Owned, leftovers, release_id
+from herd.plan.decide import Action, Decision
+from herd.plan.desired import StackPlan, blocked_by
+from herd.plan.ownership import Leftover, LeftoverDecision, Owned, release_id
 from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.results import now as _now
-from herd.plan.tenancy import Grants, addon_release, helm_identity, namespace_allowed
+from herd.plan.retry import Deferral
+from herd.plan.tenancy import helm_identity
 from herd.rollout.actions import ReleaseActions, Settings
 from herd.rollout.admission import Admission
 from herd.rollout.gates import DEFAULT_LIMITS, Gates
+from herd.rollout.leftovers import leftovers_on, remove_leftovers
+from herd.rollout.target import Target
 from herd.rollout.tenants import RenderCheck, TenantClusters
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[ReleaseResult], Awaitable[None] | None]
-BACKOFF_MESSAGE = "retrying in backoff"
 _GONE = (State.UNINSTALLED,)
 _FAILED = (State.FAILED, State.UNREACHABLE, State.SKIPPED)
-
-
-@dataclass(frozen=True)
-class Target:
-    """A cluster to roll out to: its id and a kubeconfig file the caller keeps alive.
-
-    `grants`: what the Stack was granted on this cluster (`Grants.on_cluster`); None or
-    unrestricted keeps the kubeconfig's identity and checks nothing. Bounded grants make the
-    Stack's own releases go through `herd.rollout.tenants` (RBAC provisioned, helm as the
-    tenant identity, render check); shared add-on releases keep the admin identity.
-    """
-
-    cluster: str
-    kubeconfig: Path
-    grants: Grants | None = None
 
 
 PreviewRow = tuple[ReleaseKey, DesiredRelease | None, ObservedRelease | None, Decision]
@@ -92,7 +81,7 @@ class Rollout:
         *,
         gates: Gates | None = None,
         on_progress: Progress | None = None,
-        defer: Collection[str] = (),
+        defer: Mapping[str, Deferral] | None = None,
         tenants: TenantClusters | None = None,
         owned: Owned | None = None,
     ) -> None:
@@ -102,7 +91,7 @@ class Rollout:
         self._settings = settings
         self._gates = gates or Gates(DEFAULT_LIMITS.helm, DEFAULT_LIMITS.clusters)
         self._on_progress = on_progress
-        self._defer = frozenset(defer)
+        self._defer = dict(defer or {})
         self._cache = ChartCache(env, slot=self._gates.slot, guard=settings.guard)
         self._actions = ReleaseActions(
             self._gates, self._cache, settings, self._report, lambda key: self.results[key]
@@ -147,8 +136,8 @@ class Rollout:
         return list(self.results.values())
 
     @property
-    def deferred(self) -> frozenset[str]:
-        """Clusters in backoff: not contacted this pass."""
+    def deferred(self) -> Mapping[str, Deferral]:
+        """Clusters in backoff, not contacted this pass, and why each failed last."""
         return self._defer
 
     @property
@@ -179,7 +168,7 @@ class Rollout:
         out: list[PreviewRow] = []
         for target in targets:
             if target.cluster in self._defer:
-                self.unreachable[target.cluster] = BACKOFF_MESSAGE
+                self.unreachable[target.cluster] = self._defer[target.cluster].message
                 continue
             helm = ClusterHelm(self._env, target.cluster, target.kubeconfig)
             try:
@@ -193,7 +182,9 @@ class Rollout:
             for d in desired:
                 o = observed.get((d.key.namespace, d.key.name))
                 out.append((d.key, d, o, self._actions.decide(d, o, fresh=True)))
-            for o, found in self._leftovers(target, observed, desired):
+            for o, found in leftovers_on(
+                target, observed, desired, owner=self._settings.owner, owned=self.owned
+            ):
                 key = ReleaseKey(target.cluster, o.namespace, o.name)
                 decision = (
                     self._actions.decide(None, o, fresh=True, key=key)
@@ -202,33 +193,6 @@ class Rollout:
                 )
                 out.append((key, None, o, decision))
         return out
-
-    def _leftovers(
-        self,
-        target: Target,
-        observed: dict[tuple[str, str], ObservedRelease],
-        desired: list[DesiredRelease],
-    ) -> list[tuple[ObservedRelease, LeftoverDecision]]:
-        """Releases no longer wanted that the record or a label ties to this Stack, and
-        what to do with each (`herd.plan.ownership.leftover`); never shared add-ons."""
-        grants = target.grants
-
-        def allowed(namespace: str) -> bool:
-            # Herd's own add-on release of the Stack (its dashboards) is removed as admin.
-            return (
-                grants is None
-                or namespace_allowed(grants, namespace)
-                or addon_release(grants, namespace)
-            )
-
-        return leftovers(
-            observed.values(),
-            [(d.key.namespace, d.key.name) for d in desired],
-            self._settings.owner,
-            self.owned.on(target.cluster),
-            allowed,
-            known=target.cluster not in self.owned.unknown,
-        )
 
     def _seen(
         self, cluster: str, observed: dict[tuple[str, str], ObservedRelease], *, hold: bool
@@ -264,7 +228,7 @@ class Rollout:
                     ReleaseResult(d.key, d.chart.name, State.PENDING, config=d.attempt)
                 )
             if target.cluster in self._defer:
-                await self._unreachable(target.cluster, desired, BACKOFF_MESSAGE)
+                await self._deferred(target.cluster, desired, self._defer[target.cluster])
                 return
             if hold:
                 await self._observe_only(target, desired, hold)
@@ -286,7 +250,7 @@ class Rollout:
             await self._unreachable(target.cluster, desired, failure.message)
         except Exception as error:  # a bug here must stay this cluster's failure
             logger.exception("Unexpected error in the rollout on cluster %s", target.cluster)
-            message = f"unexpected {type(error).__name__} on cluster {target.cluster}"
+            message = describe(error, cluster=target.cluster)
             self.holding.add(target.cluster)
             for d in desired:
                 if self.results[d.key].state in (State.PENDING, State.DEPLOYING):
@@ -351,6 +315,24 @@ class Rollout:
         )
         await self._report(failed)
 
+    async def _deferred(
+        self, cluster: str, desired: list[DesiredRelease], deferral: Deferral
+    ) -> None:
+        """A cluster in its backoff is not contacted. Its rows say what its failed pass
+        said, and when it is retried; Unreachable only if the cluster did not answer."""
+        if deferral.why is not None:
+            await self._unreachable(cluster, desired, deferral.message)
+            return
+        self.holding.add(cluster)  # not read this pass: it may hold what it held
+        last = {r.key: r for r in deferral.rows}
+        for d in desired:
+            row = last.get(d.key)
+            if row is not None and row.config == d.attempt:
+                await self._report(deferral.row(row))
+            else:
+                message = f"waiting for the cluster, {deferral.message}"
+                await self._report(replace(self.results[d.key], message=message))
+
     async def _unreachable(self, cluster: str, desired: list[DesiredRelease], why: str) -> None:
         self.unreachable[cluster] = why
         self.holding.add(cluster)
@@ -378,25 +360,15 @@ class Rollout:
         self._seen(helm.cluster, observed, hold=False)
         if plan is not None:
             await self._releases(helm, plan, desired, observed, tenant=tenant, check=check)
-        found = self._leftovers(target, observed, desired)
+        found = leftovers_on(
+            target, observed, desired, owner=self._settings.owner, owned=self.owned
+        )
         for o, why in found:
             if why.verdict is not Leftover.REMOVE:
                 await self._kept(ReleaseKey(helm.cluster, o.namespace, o.name), o, why)
         removable = [o for o, why in found if why.verdict is Leftover.REMOVE]
         recorded = self.owned.on(helm.cluster)
-        for level in sorted({o.wave for o in removable}, reverse=True):
-            async with asyncio.TaskGroup() as group:  # actions never raise: no sibling is lost
-                for o in (o for o in removable if o.wave == level):
-                    revision = recorded.get(release_id(o.namespace, o.name))
-                    as_tenant = check is None or check.runs_as_tenant(o.namespace)
-                    group.create_task(
-                        self._actions.remove(
-                            (tenant or helm) if as_tenant else helm,
-                            o,
-                            recorded=revision,
-                            check=check if as_tenant else None,
-                        )
-                    )
+        await remove_leftovers(self._actions, helm, removable, recorded, tenant=tenant, check=check)
 
     async def _kept(self, key: ReleaseKey, o: ObservedRelease, why: LeftoverDecision) -> None:
         """A leftover Herd may not remove: left in place, its row says why."""
@@ -438,9 +410,7 @@ class Rollout:
                     await self._actions.converge(helm, release, found)
             except Exception as error:  # a bug stays this release's failure
                 logger.exception("Unexpected error scheduling release %s", release.key)
-                await self._fail(
-                    release.key, f"unexpected {type(error).__name__} on cluster {helm.cluster}"
-                )
+                await self._fail(release.key, describe(error, cluster=helm.cluster))
             finally:
                 done[release.chart.name].set()
 

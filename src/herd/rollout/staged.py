@@ -36,7 +36,8 @@ from herd.plan.stages import (
     stage_config,
 )
 from herd.rollout.admission import Admission
-from herd.rollout.scheduler import Rollout, Target
+from herd.rollout.scheduler import Rollout
+from herd.rollout.target import Target
 from herd.status.rollout import records_of, rollout_status
 
 INTERRUPTED = "the spec changed: the stages restart with it"

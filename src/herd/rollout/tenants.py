@@ -9,7 +9,7 @@ process-wide per (cluster, tenant) and redone only when what it depends on chang
 grants covering the cluster, a chart namespace not ensured yet) or after `REFRESH_SECONDS`,
 so a pass with nothing new makes no RBAC call and starts no helm process.
 
-`RenderCheck.problems` is the render check of one release (`herd.plan.tenancy.render_check`
+`RenderCheck.problems` is the render check of one release (`herd.plan.render_check.render_check`
 over `helm template`), run just before an install or upgrade, in a worker process.
 `RenderCheck.runs_as_tenant` says which helm a Stack's own release goes through: the
 tenant's, except Herd's add-on releases of the Stack (its dashboards, in the agent's
@@ -32,7 +32,8 @@ from herd.clusters.tenant_rbac import provision
 from herd.helm import worker
 from herd.helm.failures import FailureKind, HelmFailure
 from herd.kube.client import api_client_from_kubeconfig
-from herd.plan.tenancy import Grants, addon_release, render_check
+from herd.plan.render_check import render_check
+from herd.plan.tenancy import Grants, addon_release
 
 REFRESH_SECONDS = 600.0  # discovery and RBAC redone at least this often (new CRDs, deleted ns)
 

@@ -26,7 +26,8 @@ from datetime import datetime
 from typing import Protocol
 
 from herd.api.status import SkippedCluster, StackStatus
-from herd.plan.desired import Action, Decision, StackPlan
+from herd.plan.decide import Action, Decision
+from herd.plan.desired import StackPlan
 from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.status.build import Phase, conditions, stack_status
