@@ -20,7 +20,7 @@ from herd.errors import TransientError
 from herd.operator import metrics
 from herd.operator.config import OperatorConfig
 from herd.operator.index import TargetIndex
-from herd.operator.keeper import IN_BACKOFF, Keeper
+from herd.operator.keeper import Keeper
 from herd.operator.stack import finish_pass
 from herd.plan.clusters import Cluster
 from herd.plan.releases import ReleaseKey
@@ -57,7 +57,7 @@ class FakeEngine:
             if cluster == "alive" and self.waiting:
                 state, message = State.PENDING, "operation in progress elsewhere, 5 s old"
             elif cluster in defer:
-                state, message = State.UNREACHABLE, IN_BACKOFF
+                state, message = State.UNREACHABLE, "retrying in 30s: connection refused"
             elif cluster == "dead":
                 state, message = State.UNREACHABLE, "connection refused"
             else:

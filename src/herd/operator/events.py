@@ -88,12 +88,3 @@ def log_release(result: ReleaseResult, logger: Logger, events: Events | None) ->
         logger.warning("%s", message)
         if events is not None:
             events.warning("Release" + result.state.value, message)
-
-
-def describe_error(error: BaseException) -> str:
-    """One line about an error for status, logs and Events: an API exception's status and
-    reason, never its headers or body."""
-    status, reason = getattr(error, "status", None), getattr(error, "reason", None)
-    if status and reason:
-        return f"{type(error).__name__} {status} {reason}"
-    return f"{type(error).__name__}: {error}"[:300]

@@ -34,10 +34,10 @@ from herd.api import StackStatus, parse_stack
 from herd.api.status import RolloutStatus
 from herd.api.v1 import Stack
 from herd.engine.protocols import StackResult
-from herd.errors import SpecError, TransientError
+from herd.errors import SpecError, TransientError, describe
 from herd.names import APPROVE_ANNOTATION, RECONCILE_AT
 from herd.operator import metrics
-from herd.operator.events import Events, Logger, StackEvents, describe_error, log_release
+from herd.operator.events import Events, Logger, StackEvents, log_release
 from herd.operator.runtime import Runtime
 from herd.operator.statuswriter import Gone, StatusWriter
 from herd.plan.releases import ReleaseKey
@@ -54,7 +54,6 @@ from herd.status.rollout import rollout_events
 
 STATUS_INTERVAL = 1.0
 WRITE_BACKOFF_MAX = 5.0  # status lags a management API outage by at most this much
-IN_BACKOFF = "retrying in backoff"
 
 
 def held_releases(
@@ -168,7 +167,7 @@ class Keeper:
                 text = f"{error}; retrying in {delay:.0f}s"
                 self._logger.warning("%s", text)
             else:  # a bug or an unforeseen answer: it still ends as the Stack's status
-                text = f"Reconcile failed ({describe_error(error)}); retrying in {delay:.0f}s"
+                text = f"Reconcile failed ({describe(error)}); retrying in {delay:.0f}s"
                 self._logger.exception("%s", text)
             phase = previous.phase if previous else Phase.PENDING
             status = compose(

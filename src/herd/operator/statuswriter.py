@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from herd.api import StackStatus
+from herd.errors import describe
 from herd.operator import metrics
-from herd.operator.events import describe_error
 from herd.plan.retry import jitter, next_delay
 
 Patch = Callable[[StackStatus], Awaitable[None]]
@@ -127,7 +127,7 @@ class StatusWriter:
                     "Cannot write the Stack's status (attempt %d; retrying in %.1fs): %s",
                     attempt,
                     delay,
-                    describe_error(error),
+                    describe(error),
                 )
                 await asyncio.sleep(delay)
                 continue
