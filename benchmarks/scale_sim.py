@@ -141,7 +141,9 @@ class StandInHelm:
 class StandInCharts:
     """`herd.helm.chart_cache.ChartCache` without `helm pull`."""
 
-    def __init__(self, env: Any, directory: Path | None = None, *, slot: Any = None) -> None:
+    def __init__(
+        self, env: Any, directory: Path | None = None, *, slot: Any = None, guard: Any = None
+    ) -> None:
         self._directory = Path(tempfile.gettempdir())
 
     async def get(self, chart: ChartSpec) -> Path:

@@ -293,7 +293,7 @@ def test_a_grant_change_wakes_the_stacks_of_the_namespaces_it_names(
     listed = [[GRANT], [GRANT], []]
     monkeypatch.setattr(module, "list_grants", lambda api: (listed.pop(0), []))
     fake = FakeRuntime()
-    watch = module.Runtime._watch_grants
+    watch = module.Runtime.check_grants
     logger = logging.getLogger("test")
     asyncio.run(watch(fake, logger, fake))  # type: ignore[arg-type]  # first look: nothing to compare
     asyncio.run(watch(fake, logger, fake))  # type: ignore[arg-type]  # unchanged

@@ -121,6 +121,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: 
     memo["runtime"] = runtime
     stacks = memo["stacks"] = Stacks(runtime)
     metrics.serve(config.metrics_port)
+    await runtime.check_grants(logger, stacks)  # the baseline, before any Stack's pass
     memo["fleet"] = asyncio.create_task(runtime.watch_fleet(logger, stacks))
     # Impersonation only where grants name a namespace (`herd.operator.impersonation`).
     memo["impersonation"] = asyncio.create_task(keep_bindings(runtime.api, config, logger))

@@ -156,8 +156,12 @@ class Runtime:
             namespace, found, admin_namespace=config.namespace, addon_namespaces=addons
         )
 
-    async def _watch_grants(self, logger: logging.Logger, stacks: Stacks) -> None:
-        """Wake the Stacks of every namespace whose grants changed since the last poll."""
+    async def check_grants(self, logger: logging.Logger, stacks: Stacks) -> None:
+        """Wake the Stacks of every namespace whose grants changed since the last poll.
+
+        The first call only takes the baseline: `herd.operator.handlers.startup` makes it
+        before kopf hands over any Stack, so a grant changed after a Stack's first pass
+        read it is always a change against that baseline, never absorbed into it."""
         if self.config.tenancy is Mode.OPEN:
             return
         try:
@@ -185,7 +189,7 @@ class Runtime:
         """Poll the inventory (and the grants) every few seconds; wake the Stacks a change
         affects."""
         while True:
-            await self._watch_grants(logger, stacks)
+            await self.check_grants(logger, stacks)
             try:
                 current = {c.id: c for c in await self.inventory.clusters()}
             except HerdError as error:
