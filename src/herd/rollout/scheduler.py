@@ -18,12 +18,9 @@ clusters that must not be written (later stages, suspend): those are only observ
 release `Deployed` when at its desired config, else `Pending` saying what it waits for.
 `finish` ends the pass. `apply` is one `run` of every target, then `finish`.
 
-Faults stay where they happen: every cluster is its own supervised task, and any
-exception there (a helm failure, a bug) becomes that cluster's results, never a
-sibling's cancellation. `on_progress` (sync or async) is told every state change; an
-exception it raises is logged and the rollout goes on.
-
-Cancelling the rollout cancels the tasks, and pyhelm3 terminates the helm processes.
+Faults stay where they happen: any exception in a cluster's task becomes that cluster's
+results, never a sibling's cancellation. `on_progress` (sync or async) hears every state
+change; an exception it raises is logged. Cancelling the rollout ends the helm processes.
 
 Callers: `herd.engine.engine`.
 """
