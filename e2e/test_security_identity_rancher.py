@@ -171,6 +171,8 @@ def test_observability_is_refused_without_addons_then_deploys_through_the_proxy(
     granted = grant_body("id-obs", addons=True)
     kubectl(management.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(granted))
 
+    seen: list[dict[str, Any]] = [{}]
+
     def deployed() -> dict[str, Any] | None:
         found = (
             json.loads(
@@ -180,10 +182,14 @@ def test_observability_is_refused_without_addons_then_deploys_through_the_proxy(
             ).get("status")
             or {}
         )
+        seen[0] = found
         rows = rows_of(found)
         return found if rows and {r["status"] for r in rows} == {"Deployed"} else None
 
-    found = eventually("the Stack to deploy once add-ons are granted", deployed)
+    try:
+        found = eventually("the Stack to deploy once add-ons are granted", deployed)
+    except AssertionError as error:  # say what the Stack said instead
+        raise AssertionError(f"{error}; its status then: {json.dumps(seen[0])[:3000]}") from None
     charts = {r["chartName"]: r for r in rows_of(found)}
     assert {"probe", "suse-observability-agent", "herd-insights"} <= set(charts), charts
     assert charts["herd-insights"]["namespace"] == "suse-observability"

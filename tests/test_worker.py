@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -38,6 +41,27 @@ def test_answers_errors_reuse_and_limits() -> None:
             pool.close()
 
     asyncio.run(scenario())
+
+
+def test_a_long_temp_directory_still_starts_workers(tmp_path: Path) -> None:
+    """The controller's temp files live in its work directory, whose path may be longer
+    than an AF_UNIX socket path allows (it was, under pytest-xdist: every render check
+    failed with 'AF_UNIX path too long'). A fresh process, since the fork server is one
+    per process."""
+    long = tmp_path / ("d" * 60) / ("e" * 60)
+    script = (
+        "import asyncio, os, tempfile\n"
+        "from herd.helm import worker\n"
+        f"tempfile.tempdir = {str(long)!r}\n"
+        "os.makedirs(tempfile.tempdir, exist_ok=True)\n"
+        "pool = worker.WorkerPool(worker.Limits(seconds=10.0, memory_bytes=512 * worker.MIB))\n"
+        "print(asyncio.run(pool.run('pid', os.getpid)) != os.getpid())\n"
+        "pool.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.strip() == "True", done.stderr[-2000:]
 
 
 def test_the_event_loop_keeps_running_while_a_check_burns_cpu() -> None:

@@ -28,8 +28,10 @@ import atexit
 import contextlib
 import ctypes
 import multiprocessing
+import multiprocessing.util
 import pickle
 import signal
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,6 +174,7 @@ class WorkerPool:
 
     def _start(self) -> _Child:
         if self._context is None:
+            _short_socket_directory()
             self._context = multiprocessing.get_context("forkserver")
             self._context.set_forkserver_preload(PRELOAD)
         return _Child(self._context, self.limits.memory_bytes)
@@ -182,6 +185,25 @@ class WorkerPool:
         for child in self._idle:
             child.kill()
         self._idle.clear()
+
+
+# An AF_UNIX socket path holds at most 107 bytes. The fork server's socket goes to
+# `<temp dir>/pymp-XXXXXXXX/listener-XXXXXXXX` (33 bytes more), and the temp directory is
+# the work directory's (`herd.helm.workdir.keep_temp_files_in`), which may be long.
+_SOCKET_DIR_MAX = 107 - 40
+
+
+def _short_socket_directory() -> None:
+    """Give multiprocessing a short private directory (0700, removed at exit) for its
+    sockets when the temp directory is too long for one; it holds no secret."""
+    if len(tempfile.gettempdir()) <= _SOCKET_DIR_MAX:
+        return
+    saved = tempfile.tempdir
+    tempfile.tempdir = "/tmp"  # noqa: S108  (only multiprocessing's directory goes there)
+    try:
+        multiprocessing.util.get_temp_dir()  # made now, kept for this process
+    finally:
+        tempfile.tempdir = saved
 
 
 def _serve(conn: Connection, memory_bytes: int) -> None:
