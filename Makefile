@@ -43,9 +43,9 @@ binaries: $(STAMP)
 # on one worker (its module-scoped controllers with it), and the slowest modules start
 # first (e2e/conftest.py orders them). Much of the time is waiting on apiservers, helm
 # and resyncs, but each bed costs CPU too: 3 workers oversubscribed 2 busy cores. Two
-# workers ran e2e in 21m45s (one: about 31 min), but e2e/test_security_identity_rancher's
-# deploy through the stand-in proxy timed out in both parallel runs and passes alone, so
-# CI stays on one until that is understood; `make test E2E_WORKERS=2` on a quiet machine.
+# workers ran e2e in 21m45s (one: about 31 min). Their one failure was a bug the longer
+# xdist paths showed (the fork server's AF_UNIX path, fixed in herd.helm.worker); CI stays
+# on one worker until a whole run on two confirms it: `make test E2E_WORKERS=2`.
 E2E_WORKERS ?= 1
 E2E := $(BIN)/pytest e2e -q -n $(E2E_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
