@@ -84,3 +84,15 @@ def test_a_deferred_cluster_keeps_its_rows_and_their_cause() -> None:
     assert a.row(rows[1]) == rows[1]  # not failed: repeated as it was
     assert a.message == f"retrying in 2s: {rows[0].message}"
     assert deferred["gone"].message == "retrying in 2s: dial tcp: connection refused"
+
+
+def test_a_retry_named_by_its_wall_clock_time_reads_the_same_on_every_pass() -> None:
+    """A countdown would change the row (and the status, and an Event) on each pass; the
+    retry's wall-clock time does not."""
+    backoff = Backoff(base=2.0, cap=300.0)
+    wall = 1_764_652_980.2  # 2025-12-02T05:23:00.2Z
+    backoff.failed("gone", now=100.0, rand=1.0, why="dial tcp: refused", wall=wall)
+    early, late = backoff.deferred(100.1), backoff.deferred(101.9)
+    assert early["gone"].message == late["gone"].message
+    assert early["gone"].message == "retrying at 05:23:03Z: dial tcp: refused"
+    assert early["gone"].due_in != late["gone"].due_in  # the clock did move

@@ -308,7 +308,9 @@ class Keeper:
         for cluster in contacted.difference(deferred):
             if cluster in failing:
                 why = result.unreachable.get(cluster)
-                delay = self.backoff.failed(cluster, clock, jitter(), why, result.releases)
+                delay = self.backoff.failed(
+                    cluster, clock, jitter(), why, result.releases, wall=time.time()
+                )
                 self._logger.info("Cluster %s: retrying in %.0fs", cluster, delay)
             else:
                 self.backoff.succeeded(cluster)

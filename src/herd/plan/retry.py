@@ -5,8 +5,10 @@ passes in a row failed to reach it and when it is due again. Time and randomness
 passed in, so both are table-tested (`tests/test_retry.py`).
 
 Each entry also keeps what the failed pass said about that cluster (`Deferral`): the rows
-of a cluster left alone repeat its real cause ("retrying in 37s: ... index.yaml:
-connection refused"), and only a cluster that did not answer reads Unreachable. A new spec
+of a cluster left alone repeat its real cause ("retrying at 05:23:14Z: ... index.yaml:
+connection refused"), and only a cluster that did not answer reads Unreachable. The retry is
+named by its wall-clock time when the caller gives one, so the message stays the same from
+pass to pass (a countdown would change the status, and post an Event, on every pass). A new spec
 generation (`renew`) clears every entry: the fixed spec is tried at once everywhere.
 
 Callers: the operator's keeper (`herd.operator.keeper`: clusters in backoff are not
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -65,9 +68,12 @@ class Deferral:
     due_in: float
     why: str | None = None
     rows: tuple[ReleaseResult, ...] = ()
+    at: float | None = None  # the retry's wall-clock time (epoch seconds), when known
 
     @property
     def retrying(self) -> str:
+        if self.at is not None:
+            return f"retrying at {time.strftime('%H:%M:%SZ', time.gmtime(math.ceil(self.at)))}"
         return f"retrying in {math.ceil(self.due_in)}s"
 
     @property
@@ -91,6 +97,7 @@ class _Entry:
     due: float
     why: str | None = None
     rows: tuple[ReleaseResult, ...] = ()
+    at: float | None = None
 
 
 @dataclass
@@ -109,13 +116,17 @@ class Backoff:
         rand: float,
         why: str | None = None,
         rows: Iterable[ReleaseResult] = (),
+        *,
+        wall: float | None = None,
     ) -> float:
         """Record one more failure of `cluster`; returns the delay chosen. `why`: the
-        cluster did not answer; `rows`: the pass's rows (those of `cluster` are kept)."""
+        cluster did not answer; `rows`: the pass's rows (those of `cluster` are kept);
+        `wall`: the wall clock at `now`, so that rows can name the retry's time."""
         attempts = self._entries[cluster].attempts + 1 if cluster in self._entries else 1
         delay = next_delay(attempts, rand=rand, base=self.base, cap=self.cap)
         mine = tuple(r for r in rows if r.key.cluster == cluster)
-        self._entries[cluster] = _Entry(attempts, now + delay, why, mine)
+        at = None if wall is None else wall + delay
+        self._entries[cluster] = _Entry(attempts, now + delay, why, mine, at)
         return delay
 
     def renew(self, generation: int | None) -> None:
@@ -140,7 +151,9 @@ class Backoff:
     def deferred(self, now: float) -> dict[str, Deferral]:
         """Clusters not due yet (the next pass leaves them alone), each with its cause."""
         return {
-            c: Deferral(e.due - now, e.why, e.rows) for c, e in self._entries.items() if e.due > now
+            c: Deferral(e.due - now, e.why, e.rows, e.at)
+            for c, e in self._entries.items()
+            if e.due > now
         }
 
     def next_due(self, now: float) -> float | None:
