@@ -20,18 +20,6 @@ from herd.errors import (
 from herd.helm.failures import FailureKind, HelmFailure
 
 BRANCHES = (PermanentError, TransientError, ReleaseError)
-# Classes in modules another part of issue 21 owns; each names the branch it takes there.
-ELSEWHERE = {
-    "herd.operator.statuswriter.Gone": "PermanentError",
-    "herd.addons.neuvector.NeuVectorError": "TransientError",
-    "herd.addons.config.AddonConfigError": "PermanentError",
-    "herd.addons.gpu.probe._Unusable": "TransientError",
-    "herd.addons.gpu.dcgm.MetricsError": "TransientError",
-    "herd.addons.probe._UnusableKubeconfig": "TransientError",
-    "herd.cli.addons.AddonFileError": "PermanentError",
-    "herd.cli.fleet.InvalidInput": "PermanentError",
-    "herd.kube.values_from.Missing": "PermanentError",
-}
 
 
 def _error_classes() -> dict[str, type[BaseException]]:
@@ -56,7 +44,7 @@ def test_every_error_class_takes_one_branch_of_herd_error() -> None:
     astray = {
         name
         for name, cls in found.items()
-        if not issubclass(cls, BRANCHES) and cls is not HerdError and name not in ELSEWHERE
+        if not issubclass(cls, BRANCHES) and cls is not HerdError
     }
     assert astray == set()
     assert issubclass(HelmFailure, ReleaseError) and issubclass(SpecError, PermanentError)

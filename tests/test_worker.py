@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -65,14 +66,19 @@ def test_a_long_temp_directory_still_starts_workers(tmp_path: Path) -> None:
 
 
 def test_the_event_loop_keeps_running_while_a_check_burns_cpu() -> None:
-    """Lateness of a 50 ms timer while a child parses a big manifest (bounded, not timed)."""
+    """Lateness of a 50 ms timer while a child parses a big manifest (bounded, not timed).
+
+    Were the parse on the event loop, the timer would be late by about the whole parse;
+    off it, by a fraction of it even on a loaded machine (the limit here is generous for
+    the same reason: the test is about the loop, not the limit)."""
     manifest = "".join(
         f"---\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata: {{a: b}}\n" for i in range(4000)
     )
 
-    async def scenario() -> float:
-        pool = worker.WorkerPool(LIMITS)
+    async def scenario() -> tuple[float, float]:
+        pool = worker.WorkerPool(replace(LIMITS, seconds=60.0))
         worst = 0.0
+        began = time.monotonic()
 
         async def ticks() -> None:
             nonlocal worst
@@ -88,9 +94,10 @@ def test_the_event_loop_keeps_running_while_a_check_burns_cpu() -> None:
             ticker.cancel()
             pool.close()
         assert count == 4000
-        return worst
+        return worst, time.monotonic() - began
 
-    assert asyncio.run(scenario()) < 0.25
+    worst, parse = asyncio.run(scenario())
+    assert worst < max(0.25, parse / 4), (worst, parse)
 
 
 def _count(manifest: str) -> int:

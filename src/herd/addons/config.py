@@ -38,7 +38,7 @@ import yaml
 from pydantic import ValidationError
 
 from herd.api.charts import ChartSpec, ChartValues
-from herd.errors import HerdError, Problem
+from herd.errors import PermanentError, Problem
 from herd.status.facts import AGENT, NEUVECTOR, FailOn
 
 _PREFIX = {NEUVECTOR: "neuvector", AGENT: "observability"}
@@ -71,7 +71,7 @@ SECRET_NV_PASSWORD: Final = "neuvector.password"
 SECRET_KEYS: Final = frozenset({SECRET_URL, SECRET_API_KEY, SECRET_NV_USER, SECRET_NV_PASSWORD})
 
 
-class AddonConfigError(HerdError):
+class AddonConfigError(PermanentError):
     """The add-on ConfigMap or Secret is unusable; `problems` name the keys."""
 
     def __init__(self, problems: list[Problem]) -> None:

@@ -31,6 +31,7 @@ from typing import Any, Protocol, cast
 from kubernetes import client
 
 from herd.addons.images import normalize
+from herd.errors import TransientError
 from herd.kube.client import API_ERRORS, api_error_summary
 from herd.status.facts import ImageScan, ScanReport
 
@@ -40,7 +41,7 @@ _OK_MIN, _OK_MAX = 200, 299
 _STATUS_TEXT = 200
 
 
-class NeuVectorError(Exception):
+class NeuVectorError(TransientError):
     """NeuVector could not be asked, or said no; the message is safe to show."""
 
 

@@ -37,7 +37,7 @@ from herd.addons.images import ManifestFacts, Workload, manifest_facts
 from herd.addons.insights import INSIGHTS, insights_counts
 from herd.addons.neuvector import NeuVectorClient, NeuVectorError, ServiceProxy
 from herd.api.v1 import Toggle
-from herd.errors import HerdError
+from herd.errors import HerdError, TransientError
 from herd.helm.client import ClusterHelm
 from herd.helm.environment import HelmEnvironment
 from herd.kube.client import (
@@ -261,7 +261,7 @@ class AddonProbe:
         return AgentHealth(cluster, ready=True)
 
 
-class _UnusableKubeconfig(Exception):
+class _UnusableKubeconfig(TransientError):
     """The kubeconfig file the store handed out does not make a client (never its content)."""
 
 

@@ -23,7 +23,7 @@ from herd.addons.catalog import AddonCatalog
 from herd.addons.config import AddonConfigError
 from herd.api.charts import ChartSpec
 from herd.api.v1 import Stack, StackSpec, Toggle
-from herd.errors import Problem, SpecError
+from herd.errors import PermanentError, Problem, SpecError
 from herd.plan.clusters import Cluster
 from herd.plan.releases import Values
 from herd.plan.results import ReleaseResult
@@ -38,7 +38,7 @@ _ADDONS = (
 )
 
 
-class AddonFileError(Exception):
+class AddonFileError(PermanentError):
     """`--addons FILE` is unusable; `lines` say why (keys and documents, never values)."""
 
     def __init__(self, *lines: str) -> None:

@@ -44,7 +44,7 @@ from herd.cli.documents import load
 from herd.clusters.files import ClusterConfigError, FileCluster, FileSource
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.engine.wiring import build_engine
-from herd.errors import Problem, SpecError, TransientError
+from herd.errors import PermanentError, Problem, SpecError, TransientError
 from herd.helm.client import ClusterHelm
 from herd.helm.environment import HelmEnvironment
 from herd.helm.failures import HelmFailure
@@ -58,7 +58,7 @@ from herd.plan.results import ReleaseResult
 from herd.rollout.gates import DEFAULT_LIMITS, Limits
 
 
-class InvalidInput(Exception):
+class InvalidInput(PermanentError):
     """Bad arguments or an invalid Stack: exit 2, nothing touched. `lines` say why."""
 
     def __init__(self, *lines: str) -> None:

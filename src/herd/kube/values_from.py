@@ -27,7 +27,7 @@ from kubernetes.client.exceptions import ApiException
 
 from herd.api.charts import ValuesSource
 from herd.api.v1 import StackSpec
-from herd.errors import Problem, SpecError, TransientError
+from herd.errors import PermanentError, Problem, SpecError, TransientError
 from herd.kube.client import FORBIDDEN, NOT_FOUND, api_error_summary, read_json
 from herd.plan import yamlsafe
 from herd.plan.desired import SourceKey, source_key
@@ -120,7 +120,7 @@ def serviceaccount_user(namespace: str, name: str) -> str:
     return f"system:serviceaccount:{namespace}:{name}"
 
 
-class Missing(Exception):
+class Missing(PermanentError):
     """The object or key is not there."""
 
 

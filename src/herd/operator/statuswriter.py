@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from herd.api import StackStatus
-from herd.errors import describe
+from herd.errors import PermanentError, describe
 from herd.operator import metrics
 from herd.plan.retry import jitter, next_delay
 
@@ -27,7 +27,7 @@ Build = Callable[[], StackStatus]
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
-class Gone(Exception):
+class Gone(PermanentError):
     """The Stack no longer exists: there is nothing to write to (raised by a `Patch`)."""
 
 

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from herd.addons.gpu.demand import GpuDemand
+from herd.errors import TransientError
 from herd.status.facts import ReleaseGpus
 
 GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
@@ -37,7 +38,7 @@ _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,
 _ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
 
 
-class MetricsError(ValueError):
+class MetricsError(TransientError, ValueError):
     """The text is not in the Prometheus exposition format (names the line number)."""
 
 

@@ -28,6 +28,7 @@ from kubernetes import client
 from herd.addons.gpu.dcgm import MetricsError, Sample, parse_metrics
 from herd.addons.gpu.demand import largest_node, node_gpus
 from herd.addons.neuvector import NeuVectorError, ServiceProxy
+from herd.errors import TransientError
 from herd.kube.client import API_ERRORS, api_client_from_kubeconfig, api_error_summary
 from herd.status.facts import ClusterGpus
 
@@ -120,7 +121,7 @@ class GpuProbe:
             return f"{where}: /metrics unreadable ({error})"
 
 
-class _Unusable(Exception):
+class _Unusable(TransientError):
     """The kubeconfig the store handed out does not make a client (never its content)."""
 
 
