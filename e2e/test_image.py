@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.testbed import image, rancher
+from e2e.testbed import image, rancher, stack_fuzz
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.helpers import eventually, kubectl
 from e2e.testbed.herd_controller import (
@@ -157,22 +157,13 @@ def running(name: str) -> bool:
 
 
 def stack(repo: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "herd.suse.com/v1",
-        "kind": "Stack",
-        "metadata": {"name": STACK, "namespace": CONTROLLER_NS},
-        "spec": {
-            "env": "test",
-            "targets": {"selector": {"matchLabels": {"image": "yes"}}},
-            "charts": [
-                {
-                    "name": "image-app", "chart": "app", "repo": repo, "version": "0.1.0",
-                    "namespace": APPS_NS, "wait": True, "timeout": "2m",
-                    "values": {"inline": {"message": "from the image"}},
-                }
-            ],
-        },
+    app = {
+        "name": "image-app", "chart": "app", "repo": repo, "version": "0.1.0",
+        "namespace": APPS_NS, "wait": True, "timeout": "2m",
+        "values": {"inline": {"message": "from the image"}},
     }  # fmt: skip
+    spec = {"env": "test", "targets": {"selector": {"matchLabels": {"image": "yes"}}}}
+    return stack_fuzz.stack_body(STACK, CONTROLLER_NS, {**spec, "charts": [app]})
 
 
 def test_a_stack_converges_from_the_image_and_is_removed_again(
