@@ -3,6 +3,7 @@ before the engine (or helm) is ever built."""
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -170,4 +171,4 @@ def test_version_names_the_installed_package(capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0
-    assert capsys.readouterr().out.strip() == "herd 0.1.0"
+    assert capsys.readouterr().out.strip() == f"herd {metadata.version('herd')}"
