@@ -97,7 +97,7 @@ def ensure_tools(log: bool = True) -> None:
         print(f"image lane: installing {', '.join(missing)} with apt-get", file=sys.stderr)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     _run(["apt-get", "update", "-q"], env=env)
-    _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env)
+    _run(["apt-get", "install", "-y", "-q", *missing], env=env)
 
 
 def base_key() -> str:
