@@ -33,7 +33,10 @@ def ensure_namespaces(kubeconfig: str, *names: str) -> None:
 
 
 def test_chart_lints_and_renders_objects_the_api_server_accepts(management: BedCluster) -> None:
-    run(HELM, "lint", str(CHART))
+    run(HELM, "lint", "--strict", str(CHART))
+    # With the answers Rancher's form gives (questions.yaml): strings, lists as "a,b".
+    run(HELM, "lint", "--strict", str(CHART), "--set", r"rancherNamespaces=fleet-default\,x",
+        "--set", "tenancy=open", "--set", "shard=gpu")  # fmt: skip
     rendered = run(
         HELM,
         "template",
@@ -107,7 +110,11 @@ def test_both_installs_run_a_leader_and_a_standby_with_a_grace_period() -> None:
         volumes = {v["name"]: v for v in spec["volumes"]}
         (container,) = spec["containers"]
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-        assert volumes[mounts[env["HERD_WORKDIR"]]]["emptyDir"]["medium"] == "Memory"
+        # The work directory is inside a memory-backed mount, not the mount itself: its
+        # lock file lives beside it, and the root filesystem around the mount is read-only.
+        workdir = Path(env["HERD_WORKDIR"])
+        assert str(workdir.parent) in mounts, (workdir, mounts)
+        assert volumes[mounts[str(workdir.parent)]]["emptyDir"]["medium"] == "Memory"
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         roles = [d for d in docs if d["kind"] == "Role"]
         assert any(
@@ -195,3 +202,47 @@ def test_both_installs_impersonate_only_through_per_namespace_bindings_and_limit
                   if "ipBlock" in t]  # fmt: skip
         assert all("169.254.0.0/16" in b["except"] for b in blocks if b["cidr"] == "0.0.0.0/0")
         assert [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
+
+
+APP_NS = "herd-app-e2e"
+APP_RELEASE = "herd-app"  # beside install/'s objects (its ClusterRoles are herd-controller)
+SHARED_ROLE = "herd-impersonate-serviceaccounts"  # one per cluster, whichever install made it
+
+
+def test_the_chart_installs_as_an_app_with_the_forms_answers(management: BedCluster) -> None:
+    """`helm install` on the management cluster, as Rancher's Apps page runs it, with
+    the answers of its install form: the release is deployed and the controller
+    Deployment uses the image and the Rancher namespaces given."""
+    kubeconfig = str(management.kubeconfig)
+    ensure_namespaces(kubeconfig, "fleet-default", "fleet-app-e2e")
+    helm = (HELM, "--kubeconfig", kubeconfig, "-n", APP_NS)
+    existing = subprocess.run(
+        ["kubectl", "--kubeconfig", kubeconfig, "get", "clusterrole", SHARED_ROLE],
+        capture_output=True, check=False,
+    ).returncode == 0  # fmt: skip
+    try:
+        run(*helm, "install", APP_RELEASE, str(CHART), "--create-namespace",
+            # install/ made the shared ClusterRole earlier in this session: the chart adopts it
+            "--take-ownership",
+            "--set", "image.repository=localhost/herd/herd-controller",
+            "--set", "image.tag=0.1.0", "--set", "image.pullPolicy=Never",
+            "--set", r"rancherNamespaces=fleet-default\,fleet-app-e2e")  # fmt: skip
+        status = json.loads(run(*helm, "status", APP_RELEASE, "-o", "json"))
+        assert status["info"]["status"] == "deployed", status["info"]
+        deployment = json.loads(run("kubectl", "--kubeconfig", kubeconfig, "get", "deployment",
+                                    "herd-controller", "-n", APP_NS, "-o", "json"))  # fmt: skip
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == "localhost/herd/herd-controller:0.1.0"
+        assert container["imagePullPolicy"] == "Never"
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["HERD_RANCHER_NAMESPACES"] == "fleet-default,fleet-app-e2e"
+        run("kubectl", "--kubeconfig", kubeconfig, "get", "role", f"{APP_RELEASE}-cluster-source",
+            "-n", "fleet-app-e2e")  # fmt: skip
+    finally:
+        subprocess.run([*helm, "uninstall", APP_RELEASE, "--wait"], capture_output=True,
+                       check=False)  # fmt: skip
+        if existing:  # uninstall removed the adopted ClusterRole: install/'s comes back
+            docs = yaml.safe_load_all((ROOT / "install" / "10-rbac.yaml").read_text())
+            (role,) = [d for d in docs if d and d["metadata"]["name"] == SHARED_ROLE]
+            run("kubectl", "--kubeconfig", kubeconfig, "apply", "-f", "-",
+                stdin=yaml.safe_dump(role))  # fmt: skip

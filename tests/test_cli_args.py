@@ -3,6 +3,7 @@ before the engine (or helm) is ever built."""
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,11 @@ async def test_values_from_without_a_cluster_to_read_them_is_a_spec_error() -> N
         "holding it with --values-kubeconfig FILE"
     ]
     assert await NoValuesCluster().read("ci", parse_stack(stack_body()).spec) == {}
+
+
+def test_version_names_the_installed_package(capsys: pytest.CaptureFixture[str]) -> None:
+    # The image's smoke check (Dockerfile, e2e/test_image.py) runs `herd --version`.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"herd {metadata.version('herd')}"

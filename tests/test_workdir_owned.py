@@ -15,7 +15,14 @@ import pytest
 import yaml
 
 from herd.clusters.kubeconfigs import KubeconfigStore
-from herd.helm.workdir import SUBDIRECTORIES, WorkdirBusy, ensure, lock_file, prepare
+from herd.helm.workdir import (
+    SUBDIRECTORIES,
+    WorkdirBusy,
+    WorkdirUnlockable,
+    ensure,
+    lock_file,
+    prepare,
+)
 from herd.plan.clusters import Cluster, KubeconfigRef
 
 HOLDER = textwrap.dedent(
@@ -73,6 +80,17 @@ def test_a_lock_held_in_this_process_is_refused_to_another_open(tmp_path: Path) 
             prepare(workdir)
     finally:
         os.close(fd)
+
+
+def test_a_work_directory_whose_lock_cannot_be_made_is_refused_with_the_fix(
+    tmp_path: Path,
+) -> None:
+    # As a mount on a read-only root filesystem (HERD_WORKDIR=/run/herd with /run
+    # read-only): the lock file beside it cannot be created. Here its parent is a file,
+    # which refuses even root.
+    (tmp_path / "run").write_text("")
+    with pytest.raises(WorkdirUnlockable, match="subdirectory of a writable directory"):
+        prepare(tmp_path / "run" / "herd")
 
 
 async def test_a_removed_work_directory_is_made_again_and_kubeconfigs_rewritten(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 
 from herd.cli import commands as fleet_commands
@@ -50,10 +51,19 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID if invalid else EXIT_OK
 
 
+def _version() -> str:
+    try:
+        return metadata.version("herd")
+    except metadata.PackageNotFoundError:  # run from a source tree without installing it
+        return "unknown"
+
+
 def _parser(operator: Callable[[list[str] | None], int] | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="herd", description="Deploy Stacks of Helm charts into many clusters."
     )
+    # The installed distribution's version, which the image's smoke check and bug reports quote.
+    parser.add_argument("--version", action="version", version=f"herd {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     validate = commands.add_parser(
         "validate", help="check Stack files offline (schema and dependency graph)"

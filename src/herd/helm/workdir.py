@@ -37,6 +37,10 @@ class WorkdirBusy(PermanentError, ValueError):
     """Another live process holds the work directory."""
 
 
+class WorkdirUnlockable(PermanentError, ValueError):
+    """The lock file beside the work directory cannot be created (its parent is read-only)."""
+
+
 def prepare(path: Path) -> Path:
     """Lock `path` for this process, empty it (or create it), mode 0700, and return it.
 
@@ -81,8 +85,15 @@ def lock(path: Path) -> None:
     if path in _HELD:
         return
     target = lock_file(path)
-    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as error:
+        # E.g. HERD_WORKDIR is itself a mount on a read-only root filesystem.
+        raise WorkdirUnlockable(
+            f"cannot create the lock file {target} beside the work directory {path} "
+            f"({error.strerror}): make HERD_WORKDIR a subdirectory of a writable directory"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

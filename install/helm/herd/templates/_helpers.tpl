@@ -17,3 +17,11 @@ herd.suse.com/shard: {{ . | quote }}
 {{- define "herd.controllerName" -}}
 {{- if .Values.shard }}herd-controller-{{ .Values.shard }}{{ else }}herd-controller{{ end }}
 {{- end }}
+
+{{- /* rancherNamespaces as a list: values.yaml gives a list, Rancher's install form
+(questions.yaml) a comma-separated string. */ -}}
+{{- define "herd.rancherNamespaces" -}}
+{{- $namespaces := .Values.rancherNamespaces -}}
+{{- if kindIs "string" $namespaces }}{{ $namespaces = splitList "," (nospace $namespaces) | compact }}{{ end -}}
+{{- toJson $namespaces -}}
+{{- end }}
