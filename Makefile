@@ -43,10 +43,10 @@ binaries: $(STAMP)
 # on one worker (its module-scoped controllers with it), and the slowest modules start
 # first (e2e/conftest.py orders them). Much of the time is waiting on apiservers, helm
 # and resyncs, but each bed costs CPU too: 3 workers oversubscribed 2 busy cores. Two
-# workers ran e2e in 21m45s (one: about 31 min). Their one failure was a bug the longer
-# xdist paths showed (the fork server's AF_UNIX path, fixed in herd.helm.worker); CI stays
-# on one worker until a whole run on two confirms it: `make test E2E_WORKERS=2`.
-E2E_WORKERS ?= 1
+# workers ran e2e in 21m45s (one: about 42 min); their one failure (the fork server's
+# AF_UNIX path) is fixed in herd.helm.worker, and the cold render check that timed out
+# under two beds' load gets a suite bound (e2e/conftest.py).
+E2E_WORKERS ?= 2
 E2E := $(BIN)/pytest e2e -q -n $(E2E_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 e2e: binaries

@@ -60,6 +60,7 @@ def controller(directory: Path, management: Path, **settings: str) -> Controller
         "HERD_RETRY_SECONDS": "3",
         "HERD_FLEET_SECONDS": "2",
         "HERD_LEASE_SECONDS": str(int(LEASE_SECONDS)),
+        "HERD_CHECK_SECONDS": "10",  # the product's default, not the suite's (e2e/conftest.py)
         "HERD_METRICS_PORT": str(free_port()),
         "HERD_EGRESS_ALLOW_CIDRS": LOOPBACK_EGRESS,
     }
