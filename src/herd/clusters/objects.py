@@ -18,9 +18,18 @@ RANCHER_GROUP = "provisioning.cattle.io"
 RANCHER_VERSION = "v1"
 RANCHER_PLURAL = "clusters"
 RANCHER_NAMESPACE = "fleet-default"
+RANCHER_NAMESPACES = ("fleet-default", "fleet-local")  # Fleet's default and local workspaces
 RANCHER_SECRET_KEY = "value"
-# Rancher (pkg/provisioningv2/kubeconfig) labels each Cluster's kubeconfig Secret with it.
+# Rancher (pkg/provisioningv2/kubeconfig) labels each Cluster's kubeconfig Secret with it and
+# leaves its type Opaque. Cluster API and Rancher's CAPI provider put the same label on
+# machine-plan, bootstrap and cluster-state Secrets, one or more per *machine*, each with a
+# type of its own: the type field selector keeps the listing to about one per cluster.
 RANCHER_SECRET_SELECTOR = "cluster.x-k8s.io/cluster-name"
+RANCHER_SECRET_FIELDS = "type=Opaque"
+# `status.ready` is never set back to false once a cluster connected (Rancher's
+# pkg/controllers/provisioningv2/cluster: "we will end up deleting the secret"); these
+# conditions do go False when the agent's tunnel drops or the cluster breaks.
+RANCHER_READY_CONDITIONS = ("Ready", "Connected")
 
 CLUSTER_SECRET_SELECTOR = f"{CLUSTER_SECRET_LABEL}=true"
 CLUSTER_SECRET_KEYS = ("kubeconfig", "value")
@@ -40,16 +49,50 @@ def rancher_cluster(body: Mapping[str, Any]) -> Cluster:
     namespace = str(metadata.get("namespace") or RANCHER_NAMESPACE)
     cluster_id = str(status.get("clusterName") or "")
     secret = str(status.get("clientSecretName") or f"{name}-kubeconfig")
+    not_ready = rancher_not_ready(body)
     return Cluster(
         id=cluster_id or name,
         name=name,
         labels=_labels(metadata),
-        ready=bool(cluster_id)
-        and status.get("ready") is True
-        and not metadata.get("deletionTimestamp"),
+        ready=not not_ready,
         source="rancher",
         kubeconfig=KubeconfigRef.secret(namespace, secret, RANCHER_SECRET_KEY),
+        not_ready=not_ready,
     )
+
+
+def rancher_not_ready(body: Mapping[str, Any]) -> str:
+    """Why a provisioning Cluster cannot be deployed to now ("" when it can).
+
+    Ready needs a management id, `status.ready` (the kubeconfig Secret exists from then on),
+    no deletion, and none of `RANCHER_READY_CONDITIONS` False: a condition Rancher has not
+    written yet does not count against the cluster, since `status.ready` already says it
+    connected once.
+    """
+    metadata = body.get("metadata") or {}
+    status = body.get("status") or {}
+    if metadata.get("deletionTimestamp"):
+        return "being deleted"
+    conditions = {
+        str(item.get("type")): item
+        for item in status.get("conditions") or []
+        if isinstance(item, Mapping)
+    }
+    for kind in RANCHER_READY_CONDITIONS:
+        condition = conditions.get(kind)
+        if condition is not None and str(condition.get("status")) == "False":
+            return _condition_text(kind, condition)
+    if not status.get("clusterName") or status.get("ready") is not True:
+        return "not connected to Rancher yet (status.ready is not true)"
+    return ""
+
+
+def _condition_text(kind: str, condition: Mapping[str, Any]) -> str:
+    # Rancher's condition messages are its own text about the cluster (no credentials);
+    # capped, since a long one would crowd a status row.
+    detail = str(condition.get("message") or condition.get("reason") or "").strip()
+    text = f"condition {kind} is False"
+    return f"{text}: {detail[:200]}" if detail else text
 
 
 def secret_cluster(body: Mapping[str, Any], key: str | None = None) -> Cluster:

@@ -10,7 +10,9 @@ in the configured namespaces only.
 Cost of a pass (`herd.clusters.versions`): the Rancher source makes two list calls per
 namespace (the Clusters, and their kubeconfig Secrets metadata-only, so the store reuses
 each file by resourceVersion without a GET); the Secret source one metadata-only list, plus
-one full list when a Secret was added or changed. No call per cluster.
+one full list when a Secret was added or changed. No call per cluster, and no listing that
+grows with machines: the Secret listing is cut to Opaque Secrets server-side
+(`RANCHER_SECRET_FIELDS`), which leaves out Cluster API's per-machine Secrets.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from kubernetes import client
 from herd.clusters.objects import (
     CLUSTER_SECRET_SELECTOR,
     RANCHER_GROUP,
-    RANCHER_NAMESPACE,
+    RANCHER_NAMESPACES,
     RANCHER_PLURAL,
+    RANCHER_SECRET_FIELDS,
     RANCHER_SECRET_SELECTOR,
     RANCHER_VERSION,
     rancher_cluster,
@@ -51,14 +54,16 @@ class ClusterSource(Protocol):
 class RancherSource:
     """Rancher's `provisioning.cattle.io/v1` Clusters (see `herd.clusters.objects`).
 
-    The Cluster object does not know its Secret's resource version: a metadata-only list
-    of the namespace's kubeconfig Secrets (labelled `cluster.x-k8s.io/cluster-name`, as
-    Rancher labels them) supplies it. A Secret that listing misses keeps an empty version,
-    and the kubeconfig store reads it to learn it.
+    Each Cluster names its kubeconfig Secret (`status.clientSecretName`, else
+    `<name>-kubeconfig`); the store reads it by that name. The Cluster does not know the
+    Secret's resource version: a metadata-only list of the namespace's Opaque Secrets
+    labelled `cluster.x-k8s.io/cluster-name` (as Rancher labels them) supplies it, and only
+    the names some Cluster refers to are kept. A Secret that listing misses keeps an empty
+    version, and the store reads it to learn it.
     """
 
     def __init__(
-        self, api: client.ApiClient, namespaces: Sequence[str] = (RANCHER_NAMESPACE,)
+        self, api: client.ApiClient, namespaces: Sequence[str] = RANCHER_NAMESPACES
     ) -> None:
         self._api = api
         self._namespaces = tuple(namespaces)
@@ -80,11 +85,9 @@ class RancherSource:
                 namespace,
                 RANCHER_PLURAL,
             )
-            versions = self._secret_versions(namespace)
-            clusters.extend(
-                with_secret_version(rancher_cluster(item), versions)
-                for item in body.get("items") or []
-            )
+            listed = [rancher_cluster(item) for item in body.get("items") or []]
+            versions = self._secret_versions(namespace) if listed else {}
+            clusters.extend(with_secret_version(cluster, versions) for cluster in listed)
         return clusters
 
     def _secret_versions(self, namespace: str) -> dict[str, str]:
@@ -96,6 +99,7 @@ class RancherSource:
                 client.CoreV1Api(self._api).list_namespaced_secret,
                 namespace,
                 label_selector=RANCHER_SECRET_SELECTOR,
+                field_selector=RANCHER_SECRET_FIELDS,
                 _headers=METADATA_ONLY,
             )
         except TransientError as error:
