@@ -59,6 +59,27 @@ def test_not_ready_reason(cluster: dict[str, Any], why: str) -> None:
     assert (listed.ready, listed.not_ready) == (not why, why)
 
 
+def test_a_disconnected_agent_shows_on_the_management_cluster() -> None:
+    """An imported cluster's provisioning Cluster keeps `ready: true` and its own conditions
+    (Reconciling, Stalled, Created) when the agent drops; the management Cluster says so."""
+    provisioning = body(True, cond("Reconciling", "False"), cond("Created", "True"))
+    connected = {"status": {"conditions": [cond("Connected", "True"), cond("Ready", "True")]}}
+    dropped = {
+        "status": {
+            "conditions": [
+                cond("Connected", "False"),
+                cond("Ready", "False", "Cluster agent is not connected", "Disconnected"),
+            ]
+        }
+    }
+    assert rancher_not_ready(provisioning) == ""
+    assert rancher_not_ready(provisioning, connected) == ""
+    why = "condition Connected is False; condition Ready is False: Cluster agent is not connected"
+    assert rancher_not_ready(provisioning, dropped) == why
+    cluster = rancher_cluster(provisioning, dropped)
+    assert (cluster.ready, cluster.not_ready) == (False, why)
+
+
 def test_long_condition_message_is_capped() -> None:
     why = rancher_not_ready(body(True, cond("Connected", "False", "x" * 5000)))
     assert why.startswith("condition Connected is False: x") and len(why) < 300

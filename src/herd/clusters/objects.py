@@ -28,16 +28,24 @@ RANCHER_SECRET_SELECTOR = "cluster.x-k8s.io/cluster-name"
 RANCHER_SECRET_FIELDS = "type=Opaque"
 # `status.ready` is never set back to false once a cluster connected (Rancher's
 # pkg/controllers/provisioningv2/cluster: "we will end up deleting the secret"); these
-# conditions do go False when the agent's tunnel drops or the cluster breaks.
-RANCHER_READY_CONDITIONS = ("Ready", "Connected")
+# conditions do go False when the agent's tunnel drops or the cluster breaks. For an
+# imported cluster they are on the *management* Cluster (`management.cattle.io/v3`, named
+# by the provisioning Cluster's `status.clusterName`; pkg/controllers/management/
+# clusterconnected), not on the provisioning one, whose conditions stay as they were.
+RANCHER_READY_CONDITIONS = ("Connected", "Ready")
+RANCHER_MANAGEMENT_GROUP = "management.cattle.io"
+RANCHER_MANAGEMENT_VERSION = "v3"
 
 CLUSTER_SECRET_SELECTOR = f"{CLUSTER_SECRET_LABEL}=true"
 CLUSTER_SECRET_KEYS = ("kubeconfig", "value")
 
 
-def rancher_cluster(body: Mapping[str, Any]) -> Cluster:
+def rancher_cluster(
+    body: Mapping[str, Any], management: Mapping[str, Any] | None = None
+) -> Cluster:
     """A `provisioning.cattle.io/v1` Cluster: id `status.clusterName`, kubeconfig Secret
-    `status.clientSecretName` (default `<name>-kubeconfig`) key `value`.
+    `status.clientSecretName` (default `<name>-kubeconfig`) key `value`. `management`:
+    the management Cluster of that id, when listed (its conditions tell readiness).
 
     A cluster still being provisioned has no `clusterName` yet: it is listed under its
     name and as not ready, so a Stack naming it says "not ready" rather than "unknown".
@@ -49,7 +57,7 @@ def rancher_cluster(body: Mapping[str, Any]) -> Cluster:
     namespace = str(metadata.get("namespace") or RANCHER_NAMESPACE)
     cluster_id = str(status.get("clusterName") or "")
     secret = str(status.get("clientSecretName") or f"{name}-kubeconfig")
-    not_ready = rancher_not_ready(body)
+    not_ready = rancher_not_ready(body, management)
     return Cluster(
         id=cluster_id or name,
         name=name,
@@ -61,30 +69,38 @@ def rancher_cluster(body: Mapping[str, Any]) -> Cluster:
     )
 
 
-def rancher_not_ready(body: Mapping[str, Any]) -> str:
+def rancher_not_ready(body: Mapping[str, Any], management: Mapping[str, Any] | None = None) -> str:
     """Why a provisioning Cluster cannot be deployed to now ("" when it can).
 
     Ready needs a management id, `status.ready` (the kubeconfig Secret exists from then on),
-    no deletion, and none of `RANCHER_READY_CONDITIONS` False: a condition Rancher has not
-    written yet does not count against the cluster, since `status.ready` already says it
-    connected once.
+    no deletion, and none of `RANCHER_READY_CONDITIONS` False, on the provisioning Cluster
+    or on its `management` Cluster: a condition Rancher has not written yet does not count
+    against the cluster, since `status.ready` already says it connected once.
     """
     metadata = body.get("metadata") or {}
     status = body.get("status") or {}
     if metadata.get("deletionTimestamp"):
         return "being deleted"
-    conditions = {
-        str(item.get("type")): item
-        for item in status.get("conditions") or []
-        if isinstance(item, Mapping)
-    }
-    for kind in RANCHER_READY_CONDITIONS:
-        condition = conditions.get(kind)
-        if condition is not None and str(condition.get("status")) == "False":
-            return _condition_text(kind, condition)
+    for source in (body, management or {}):
+        why = _false_condition(source)
+        if why:
+            return why
     if not status.get("clusterName") or status.get("ready") is not True:
         return "not connected to Rancher yet (status.ready is not true)"
     return ""
+
+
+def _false_condition(body: Mapping[str, Any]) -> str:
+    conditions = {
+        str(item.get("type")): item
+        for item in (body.get("status") or {}).get("conditions") or []
+        if isinstance(item, Mapping)
+    }
+    return "; ".join(
+        _condition_text(kind, conditions[kind])
+        for kind in RANCHER_READY_CONDITIONS
+        if kind in conditions and str(conditions[kind].get("status")) == "False"
+    )
 
 
 def _condition_text(kind: str, condition: Mapping[str, Any]) -> str:

@@ -4,15 +4,17 @@ Callers: `herd.clusters.inventory.Inventory` (built by the operator and the CLI)
 on
 each pass. `herd.clusters.files.FileSource` is the third source, for the CLI. Each source
 reads with the synchronous kubernetes client in a worker thread, so it can run on kopf's
-event loop. RBAC needed: get/list/watch on `clusters.provisioning.cattle.io` and on Secrets,
-in the configured namespaces only.
+event loop. RBAC needed: list on `clusters.provisioning.cattle.io` and get/list on Secrets in
+the configured namespaces, and list on `clusters.management.cattle.io`.
 
-Cost of a pass (`herd.clusters.versions`): the Rancher source makes two list calls per
-namespace (the Clusters, and their kubeconfig Secrets metadata-only, so the store reuses
-each file by resourceVersion without a GET); the Secret source one metadata-only list, plus
-one full list when a Secret was added or changed. No call per cluster, and no listing that
-grows with machines: the Secret listing is cut to Opaque Secrets server-side
-(`RANCHER_SECRET_FIELDS`), which leaves out Cluster API's per-machine Secrets.
+Cost of a pass (`herd.clusters.versions`): the Rancher source makes one list of Rancher's
+management Clusters (their conditions say whether each agent is connected; none once the
+type proved not served) and two list calls per namespace (the Clusters, and their
+kubeconfig Secrets metadata-only, so the store reuses each file by resourceVersion without
+a GET); the Secret source one metadata-only list, plus one full list when a Secret was
+added or changed. No call per cluster, and no listing that grows with machines: the Secret
+listing is cut to Opaque Secrets server-side (`RANCHER_SECRET_FIELDS`), which leaves out
+Cluster API's per-machine Secrets.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from kubernetes import client
 from herd.clusters.objects import (
     CLUSTER_SECRET_SELECTOR,
     RANCHER_GROUP,
+    RANCHER_MANAGEMENT_GROUP,
+    RANCHER_MANAGEMENT_VERSION,
     RANCHER_NAMESPACES,
     RANCHER_PLURAL,
     RANCHER_SECRET_FIELDS,
@@ -68,12 +72,16 @@ class RancherSource:
         self._api = api
         self._namespaces = tuple(namespaces)
         self._unlisted: set[str] = set()  # namespaces whose Secrets could not be listed
+        # False once the management Cluster type proved not served (no Rancher here).
+        self._management_served = True
+        self._management_failed = False  # a failure was logged (once, until it works)
 
     async def list_clusters(self) -> list[Cluster]:
         return await asyncio.to_thread(self._list)
 
     def _list(self) -> list[Cluster]:
         custom = client.CustomObjectsApi(self._api)
+        management = self._management_clusters(custom)
         clusters: list[Cluster] = []
         for namespace in self._namespaces:
             what = f"Rancher clusters ({RANCHER_GROUP}) in namespace {namespace}"
@@ -85,10 +93,43 @@ class RancherSource:
                 namespace,
                 RANCHER_PLURAL,
             )
-            listed = [rancher_cluster(item) for item in body.get("items") or []]
+            listed = [
+                rancher_cluster(item, management.get(_cluster_name(item)))
+                for item in body.get("items") or []
+            ]
             versions = self._secret_versions(namespace) if listed else {}
             clusters.extend(with_secret_version(cluster, versions) for cluster in listed)
         return clusters
+
+    def _management_clusters(self, custom: client.CustomObjectsApi) -> dict[str, Any]:
+        """Rancher's management Clusters by name; none when they cannot be read, and then
+        readiness comes from the provisioning Clusters alone (logged once)."""
+        if not self._management_served:
+            return {}
+        try:
+            body = read_json(
+                custom.list_cluster_custom_object,
+                RANCHER_MANAGEMENT_GROUP,
+                RANCHER_MANAGEMENT_VERSION,
+                RANCHER_PLURAL,
+            )
+        except API_ERRORS as error:
+            if getattr(error, "status", None) == NOT_FOUND:
+                self._management_served = False  # no Rancher here: ask no more
+            if not self._management_failed:
+                logger.warning(
+                    "cannot list Rancher management clusters (%s): %s; readiness comes from "
+                    "the provisioning Clusters only, so a disconnected agent goes unnoticed",
+                    RANCHER_MANAGEMENT_GROUP,
+                    api_error_summary(error),
+                )
+                self._management_failed = True
+            return {}
+        self._management_failed = False
+        return {
+            str((item.get("metadata") or {}).get("name", "")): item
+            for item in body.get("items") or []
+        }
 
     def _secret_versions(self, namespace: str) -> dict[str, str]:
         """The kubeconfig Secrets' resourceVersions; none when they cannot be listed: the
@@ -155,6 +196,10 @@ class SecretSource:
 
     def __repr__(self) -> str:
         return f"SecretSource(namespace={self._namespace!r})"
+
+
+def _cluster_name(item: dict[str, Any]) -> str:
+    return str((item.get("status") or {}).get("clusterName") or "")
 
 
 def _name_version(item: dict[str, Any]) -> tuple[str, str]:
