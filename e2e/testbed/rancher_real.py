@@ -37,13 +37,14 @@ import yaml
 
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.helpers import eventually, kubectl
-from e2e.testbed.processes import ManagedProcess, free_port, wait_for
+from e2e.testbed.processes import ManagedProcess, TestBedError, free_port, wait_for
 
 RANCHER_TAG = "v2.15.0"  # the rancher/rancher tag the cached binaries were built from
 CACHE = Path(os.environ.get("HERD_CACHE", Path.home() / ".cache" / "herd")) / "rancher"
 CREDENTIALS_MOUNT = Path("/cattle-credentials")  # fixed in the agent (pkg/agent/cluster)
 IMPORT_NAMESPACE = "fleet-default"
 START_TIMEOUT = 420.0
+RESTARTS = 3  # Rancher exits 0 to be restarted (as its pod would be) after setting features
 # Everything that would reach the internet is off or points at a closed loopback port:
 # bundled system charts, Kontainer Driver Metadata and the chart repositories' default URL;
 # Fleet (it installs charts with images) and the UI extensions are off.
@@ -133,13 +134,30 @@ class RancherServer:
             "rancher", argv, workdir / "rancher.log", workdir / "pids", env, tier=1, nice=10
         )
         self.start_seconds = 0.0
+        self.restarts = 0
         self.ca_file = workdir / "rancher-ca.crt"
 
     def start(self) -> RancherServer:
+        """Start and wait until it serves; `start_seconds` includes the restarts it asks for.
+
+        On a fresh management cluster Rancher exits 0 after it has set its feature flags
+        ("feature flag [fleet] value has changed ..., rancher must be restarted"), counting
+        on its pod being restarted: it is restarted here, a few times at most.
+        """
         began = time.monotonic()
-        self.process.start()
-        wait_for("Rancher /ping", self._pong, START_TIMEOUT, [self.process])
-        wait_for("Rancher's local cluster", self._local_ready, START_TIMEOUT, [self.process])
+        for attempt in range(RESTARTS + 1):
+            self.restarts = attempt
+            self.process.start()
+            try:
+                wait_for("Rancher /ping", self._pong, START_TIMEOUT, [self.process])
+                wait_for("Rancher's local cluster", self._local_ready, START_TIMEOUT,
+                         [self.process])  # fmt: skip
+                break
+            except TestBedError:
+                exited = self.process.popen.poll() if self.process.popen else None
+                if exited != 0 or attempt == RESTARTS:
+                    raise
+                self.process.stop()
         self.start_seconds = time.monotonic() - began
         self.ca_file.write_text(self._ca())
         return self
@@ -354,3 +372,26 @@ def proxy_kubeconfig(management: BedCluster, name: str) -> dict[str, Any]:
                         "{.data.value}")  # fmt: skip
     document: dict[str, Any] = yaml.safe_load(base64.b64decode(encoded))
     return document
+
+
+def kubeconfig_user(management: BedCluster, name: str) -> str:
+    """The Rancher user (`u-…`) whose token the `<name>-kubeconfig` Secret carries: the
+    token's name is what precedes the colon, and the Token object names its user."""
+    encoded = _jsonpath(management, "secret", f"{name}-kubeconfig", IMPORT_NAMESPACE,
+                        "{.data.token}")  # fmt: skip
+    token_name = base64.b64decode(encoded).decode().split(":", 1)[0]
+    return _jsonpath(management, "tokens.management.cattle.io", token_name, None, "{.userId}")
+
+
+def allow_service_account_impersonation(management: BedCluster, user: str) -> None:
+    """Let Rancher's user `user` impersonate the tenants' ServiceAccounts at Rancher's proxy.
+
+    Rancher checks a ServiceAccount impersonation with a SubjectAccessReview on its *local*
+    (management) cluster, not downstream (pkg/auth/requests/impersonate.go, the SAR client
+    of pkg/multiclustermanager/routes.go): the system user of a kubeconfig Secret, cluster
+    owner downstream, has no such right there. What an admin binds: install/'s ClusterRole
+    `herd-impersonate-serviceaccounts`, in `herd-tenants` only.
+    """
+    kubectl(management, "create", "namespace", "herd-tenants", check=False)
+    kubectl(management, "-n", "herd-tenants", "create", "rolebinding", f"herd-rancher-{user}",
+            "--clusterrole=herd-impersonate-serviceaccounts", f"--user={user}")  # fmt: skip
