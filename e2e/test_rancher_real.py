@@ -248,10 +248,7 @@ def test_admin_stack_rolls_out_in_stages_through_the_proxy(
     assert status["phase"] == "Deployed", json.dumps(status)[:3000]
     rows = {row["clusterId"]: row["status"] for row in status.get("deployments") or []}
     assert rows == {lane.imported.cluster_id: "Deployed", "local": "Deployed"}, rows
-    assert [(s["name"], s["done"], s["total"]) for s in status["rollout"]["stages"]] == [
-        ("canary", 1, 1),
-        ("rest", 1, 1),
-    ]
+    # (A finished rollout leaves no `status.rollout`: the order is read from helm's calls.)
     assert _message_on(lane.downstream, "admin-apps") == "through Rancher"
     upgrades = [c for c in controller.helm_calls() if c.mutating]
     first = {_cluster_of(c.args, lane): c.at for c in reversed(upgrades)}
@@ -277,17 +274,26 @@ def test_tenant_stack_runs_as_its_service_account_through_the_proxy(
     )  # fmt: skip
     status = _apply_and_settle(lane, body)
 
-    assert status["phase"] == "Deployed", json.dumps(status)[:3000]
+    # `local` is visible but not granted: reported (Degraded), never touched.
+    rows = {row["clusterId"]: row["status"] for row in status.get("deployments") or []}
+    assert rows == {lane.imported.cluster_id: "Deployed"}, json.dumps(status)[:3000]
+    skipped = {row["clusterId"]: row["reason"] for row in status.get("skippedClusters") or []}
+    assert set(skipped) <= {"local"} and all("not granted" in r for r in skipped.values())
     assert _message_on(lane.downstream, f"{TENANT}-apps") == "through Rancher"
     tenant = f"system:serviceaccount:herd-tenants:tenant-{TENANT}"
     writers = _writers(lane.downstream, f"{TENANT}-apps")
-    assert writers and writers <= {tenant}, writers
+    assert writers and {effective for effective, _ in writers} <= {tenant}, writers
+    # How Rancher passed the identity on: a token of the ServiceAccount itself (minted by
+    # Rancher), or its own agent's identity impersonating it.
+    lane.figures["tenant_writes_as"] = sorted(
+        "ServiceAccount token" if how == "" else f"impersonated by {how}" for _, how in writers
+    )
 
 
-def _writers(cluster: BedCluster, namespace: str) -> set[str]:
-    """Who created objects in `namespace`, per the apiserver's audit log (the impersonated
-    user when there was one)."""
-    found: set[str] = set()
+def _writers(cluster: BedCluster, namespace: str) -> set[tuple[str, str]]:
+    """Who created objects in `namespace`, per the apiserver's audit log: (the effective
+    user, the authenticated user when it impersonated the effective one, else "")."""
+    found: set[tuple[str, str]] = set()
     for line in cluster.audit_log.read_text().splitlines():
         event = json.loads(line)
         target = event.get("objectRef") or {}
@@ -295,8 +301,9 @@ def _writers(cluster: BedCluster, namespace: str) -> set[str]:
             continue
         if (event.get("responseStatus") or {}).get("code", 0) >= 300:
             continue
-        user = event.get("impersonatedUser") or event.get("user") or {}
-        found.add(str(user.get("username")))
+        user = str((event.get("user") or {}).get("username"))
+        impersonated = (event.get("impersonatedUser") or {}).get("username")
+        found.add((str(impersonated), user) if impersonated else (user, ""))
     return found
 
 
