@@ -112,10 +112,17 @@ class RancherSource:
                 RANCHER_MANAGEMENT_GROUP,
                 RANCHER_MANAGEMENT_VERSION,
                 RANCHER_PLURAL,
+                # From the API server's watch cache: these objects are large (the whole
+                # cluster's status), and a poll's worth of staleness is fine.
+                resource_version="0",
             )
         except API_ERRORS as error:
             if getattr(error, "status", None) == NOT_FOUND:
-                self._management_served = False  # no Rancher here: ask no more
+                # Provisioning Clusters without Rancher (a test bed, a copy): ask no more.
+                self._management_served = False
+                logger.info("No Rancher management clusters served here: readiness comes "
+                            "from the provisioning Clusters only")  # fmt: skip
+                return {}
             if not self._management_failed:
                 logger.warning(
                     "cannot list Rancher management clusters (%s): %s; readiness comes from "
