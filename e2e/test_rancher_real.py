@@ -308,6 +308,8 @@ def _writes(cluster: BedCluster, namespace: str) -> set[tuple[str, str, str]]:
         target = event.get("objectRef") or {}
         if event.get("verb") != "create" or target.get("namespace") != namespace:
             continue
+        if target.get("name") == "kube-root-ca.crt":  # Kubernetes puts it in every namespace
+            continue
         if (event.get("responseStatus") or {}).get("code", 0) >= 300:
             continue
         user = str((event.get("user") or {}).get("username"))
