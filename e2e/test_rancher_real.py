@@ -297,16 +297,18 @@ def test_tenant_stack_runs_as_its_service_account_through_the_proxy(
 
 
 CHART_KINDS = ("configmaps", "deployments", "services", "secrets")
+WRITES = ("create", "patch", "update")
 
 
 def _writes(cluster: BedCluster, namespace: str) -> set[tuple[str, str, str]]:
-    """Who created what in `namespace`, per the apiserver's audit log: (resource, the
+    """Who wrote what in `namespace`, per the apiserver's audit log: (resource, the
     effective user, the authenticated user when it impersonated the effective one, else "")."""
     found: set[tuple[str, str, str]] = set()
     for line in cluster.audit_log.read_text().splitlines():
         event = json.loads(line)
         target = event.get("objectRef") or {}
-        if event.get("verb") != "create" or target.get("namespace") != namespace:
+        # Helm 4 applies server-side: a chart's objects are created by a PATCH.
+        if event.get("verb") not in WRITES or target.get("namespace") != namespace:
             continue
         if target.get("name") == "kube-root-ca.crt":  # Kubernetes puts it in every namespace
             continue
