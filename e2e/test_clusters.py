@@ -189,11 +189,48 @@ async def test_not_ready_cluster_is_skipped_and_relabel_is_followed(
     resolution = resolve_targets(prod, list(after.values()))
     assert resolution.cluster_ids == ["c-m-dev00001", "c-m-prod0001"]
     assert [(r.cluster_id, r.reason) for r in resolution.skipped] == [
-        ("c-m-prod0002", "cluster prod-cpu is not ready")
+        ("c-m-prod0002", "cluster prod-cpu is not ready: condition Ready is False")
     ]
     assert index.affected(before["dev"], after["dev"]) == {("apps", "prod")}  # starts matching
     assert index.affected(before["prod-cpu"], after["prod-cpu"]) == {("apps", "prod")}
     assert index.affected(before["prod-gpu"], after["prod-gpu"]) == set()
+
+
+async def test_a_disconnected_cluster_that_still_says_ready_is_skipped_with_the_reason(
+    management: BedCluster,
+    management_api: client.ApiClient,
+    fleet_ns: str,
+    fleet: list[RancherCluster],
+) -> None:
+    """Rancher keeps `status.ready: true` after a cluster's agent disconnects; the
+    Connected condition tells."""
+    disconnected = [
+        {"type": "Ready", "status": "True"},
+        {"type": "Connected", "status": "False", "message": "cluster agent disconnected"},
+    ]
+    rancher.set_conditions(management.kubeconfig, "prod-cpu", disconnected, fleet_ns)
+    listed = await _rancher_clusters(management_api, fleet_ns)
+    with rancher.api_client(management.kubeconfig) as api:
+        body = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            rancher.GROUP, rancher.VERSION, fleet_ns, rancher.PLURAL, "prod-cpu"
+        )
+    assert body["status"]["ready"] is True
+
+    prod = Targets.model_validate({"selector": {"matchLabels": {"env": "prod"}}})
+    resolution = resolve_targets(prod, list(listed.values()))
+
+    assert resolution.cluster_ids == ["c-m-prod0001"]
+    assert [(r.cluster_id, r.reason) for r in resolution.skipped] == [
+        (
+            "c-m-prod0002",
+            "cluster prod-cpu is not ready: condition Connected is False: "
+            "cluster agent disconnected",
+        )
+    ]
+
+    rancher.set_conditions(management.kubeconfig, "prod-cpu", [], fleet_ns)
+    reconnected = await _rancher_clusters(management_api, fleet_ns)
+    assert reconnected["prod-cpu"].ready is True
 
 
 async def test_store_writes_private_kubeconfigs_that_open_each_cluster(

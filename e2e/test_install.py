@@ -67,7 +67,7 @@ def test_chart_lints_and_renders_objects_the_api_server_accepts(management: BedC
 def test_plain_manifests_apply(management: BedCluster) -> None:
     kubeconfig = str(management.kubeconfig)
     run("kubectl", "--kubeconfig", kubeconfig, "apply", "-f", str(ROOT / "crds"))
-    ensure_namespaces(kubeconfig, "fleet-default")
+    ensure_namespaces(kubeconfig, "fleet-default", "fleet-local")
     out = run(
         "kubectl",
         "--kubeconfig",
@@ -157,7 +157,7 @@ def test_the_controller_account_may_hold_its_lease(management: BedCluster) -> No
         "-f",
         str(ROOT / "install" / "00-namespace.yaml"),
     )
-    ensure_namespaces(kubeconfig, "fleet-default")
+    ensure_namespaces(kubeconfig, "fleet-default", "fleet-local")
     run(
         "kubectl", "--kubeconfig", kubeconfig, "apply", "-f", str(ROOT / "install" / "10-rbac.yaml")
     )

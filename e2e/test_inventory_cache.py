@@ -138,3 +138,35 @@ async def test_a_no_op_pass_makes_no_secret_gets_and_changes_are_seen(
     _, quiet = await _pass(inventory, log)
     assert len(quiet) == 3
     assert not [r for r in quiet if r.is_secret_get]
+
+
+async def test_machine_plan_secrets_with_the_cluster_label_are_not_listed(
+    management: BedCluster,
+    namespaces: tuple[str, str],
+    counted: tuple[Inventory, RequestLog],
+) -> None:
+    """Cluster API and Rancher's provider label per-machine Secrets (machine plans,
+    bootstrap data) with `cluster.x-k8s.io/cluster-name` too: the kubeconfig Secret listing
+    must stay one item per cluster however many machines there are."""
+    inventory, log = counted
+    fleet_ns, _ = namespaces
+    first, _ = await _pass(inventory, log)
+    label = {rancher.CAPI_CLUSTER_LABEL: "r0"}
+    kinds = ["rke.cattle.io/machine-plan"] * 8
+    kinds += ["rke.cattle.io/bootstrap", "cluster.x-k8s.io/secret"]
+    with rancher.api_client(management.kubeconfig) as api:
+        core = client.CoreV1Api(api)
+        for i, kind in enumerate(kinds):
+            metadata = client.V1ObjectMeta(name=f"r0-machine-{i}", labels=label)
+            core.create_namespaced_secret(
+                fleet_ns, client.V1Secret(metadata=metadata, type=kind, data={"plan": "e30="})
+            )
+        labelled = core.list_namespaced_secret(fleet_ns, label_selector=rancher.CAPI_CLUSTER_LABEL)
+    assert len(labelled.items) == 3 + len(kinds)  # what a label-only listing would carry
+
+    again, no_op = await _pass(inventory, log)
+
+    assert again == first  # no cluster from a machine's Secret, and the same files
+    listings = [r for r in no_op if r.path == f"/api/v1/namespaces/{fleet_ns}/secrets"]
+    assert [(r.metadata_only, r.items) for r in listings] == [(True, 3)]
+    assert not [r for r in no_op if r.is_secret_get]

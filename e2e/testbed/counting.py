@@ -2,8 +2,9 @@
 
 Role: a test hands Herd a management-cluster client wrapped by `RequestLog`; every request
 the generated API methods make goes through `rest_client.request`, which the log records
-(method, path, query, and whether it asked for metadata only) before sending it
-unchanged. Nothing is answered from here: the requests reach the real API server.
+(method, path, query, whether it asked for metadata only, and how many items a list
+answered). Requests are sent unchanged: nothing is answered from here, the requests reach
+the real API server.
 
 Callers: `e2e/test_inventory_cache.py`. (The scale benchmark, whose controller is another
 process, counts from the management API server's audit log instead.)
@@ -11,12 +12,15 @@ process, counts from the management API server's audit log instead.)
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from kubernetes import client
+from kubernetes.client import rest
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class Request:
     path: str
     query: tuple[tuple[str, str], ...]
     metadata_only: bool
+    items: int = -1  # how many objects a list answered (-1: not a list, or not JSON)
 
     @property
     def is_secret_get(self) -> bool:
@@ -45,10 +50,13 @@ class RequestLog:
             parts = urlsplit(url)
             accept = str((kwargs.get("headers") or {}).get("Accept", ""))
             query = tuple(parse_qsl(parts.query))
-            self.requests.append(
-                Request(method, parts.path, query, "PartialObjectMetadata" in accept)
-            )
-            return send(method, url, *args, **kwargs)
+            request = Request(method, parts.path, query, "PartialObjectMetadata" in accept)
+            # Recorded in the order sent (sources list concurrently), completed on answer.
+            index = len(self.requests)
+            self.requests.append(request)
+            response = send(method, url, *args, **kwargs)
+            self.requests[index] = dataclasses.replace(request, items=_items(response))
+            return response
 
         rest.request = counted
 
@@ -57,3 +65,15 @@ class RequestLog:
 
     def mark(self) -> int:
         return len(self.requests)
+
+
+def _items(response: Any) -> int:
+    try:
+        # Both keep the body for the caller: the client's RESTResponse loads it on read(),
+        # urllib3's response (for `_preload_content=False`) caches it on `.data`.
+        data = response.read() if isinstance(response, rest.RESTResponse) else response.data
+        body = json.loads(data or b"null")
+    except ValueError:
+        return -1
+    items = body.get("items") if isinstance(body, dict) else None
+    return len(items) if isinstance(items, list) else -1

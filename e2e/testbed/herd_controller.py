@@ -61,7 +61,8 @@ def prepare_management(management: Path, rancher_namespaces: list[str]) -> None:
         management, "wait", "--for=condition=Established", "crd/stacks.herd.suse.com",
         "--timeout=60s",
     )  # fmt: skip
-    kubectl(management, "create", "namespace", "fleet-default", check=False)
+    for fleet in ("fleet-default", "fleet-local"):  # install/ has Roles in both
+        kubectl(management, "create", "namespace", fleet, check=False)
     kubectl(management, "apply", "-f", str(ROOT / "install"))
     docs = list(yaml.safe_load_all((ROOT / "install" / "10-rbac.yaml").read_text()))
     roles = [

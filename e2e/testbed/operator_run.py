@@ -147,7 +147,8 @@ def run_operator(
         namespace=fleet_ns,
     )
     kubectl(management.kubeconfig, "apply", "-f", str(ROOT / "crds"))
-    kubectl(management.kubeconfig, "create", "namespace", "fleet-default", check=False)
+    for fleet in ("fleet-default", "fleet-local"):  # install/ has Roles in both
+        kubectl(management.kubeconfig, "create", "namespace", fleet, check=False)
     kubectl(management.kubeconfig, "apply", "-f", str(ROOT / "install"))
     grant_fleet_namespace(management, fleet_ns)
     # The Stacks live in `default`, outside Herd's namespace: a ClusterGrant gives them the

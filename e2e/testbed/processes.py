@@ -60,6 +60,10 @@ class ManagedProcess:
     env: dict[str, str] | None = None
     # Stop order for kill_recorded: higher tiers are servers of lower ones, stop later.
     tier: int = 0
+    # The program to run when it is not argv[0]: a launcher (`unshare`) that ends by
+    # exec'ing argv[0], so the pidfile's name is the program that finally runs.
+    executable: str | None = None
+    nice: int = 0  # added to the child's niceness (inherited across its execs)
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -80,6 +84,11 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 start_new_session=True,
+                executable=self.executable,
+            )
+        if self.nice:
+            os.setpriority(
+                os.PRIO_PROCESS, self.popen.pid, os.getpriority(os.PRIO_PROCESS, 0) + self.nice
             )
         _record(self.pidfile, Recorded(self.popen.pid, self.name, self.argv[0], self.tier))
 

@@ -99,6 +99,19 @@ def set_ready(
         _patch_status(client.CustomObjectsApi(api), name, namespace, _readiness(ready))
 
 
+def set_conditions(
+    management_kubeconfig: Path,
+    name: str,
+    conditions: Sequence[Mapping[str, str]],
+    namespace: str = DEFAULT_NAMESPACE,
+) -> None:
+    """Replace ``status.conditions`` and leave ``status.ready`` alone, as Rancher does when a
+    cluster's agent disconnects: it never sets ``ready`` back to false."""
+    with api_client(management_kubeconfig) as api:
+        status = {"conditions": [dict(condition) for condition in conditions]}
+        _patch_status(client.CustomObjectsApi(api), name, namespace, status)
+
+
 def rotate_kubeconfig(
     management_kubeconfig: Path,
     name: str,

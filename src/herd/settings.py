@@ -9,7 +9,7 @@ given none. A variable that does not parse raises `ValueError` naming it. Tests 
 | variable | default | meaning |
 |---|---|---|
 | HERD_NAMESPACE | herd-system | the controller's namespace (kubeconfig Secrets, add-on config) |
-| HERD_RANCHER_NAMESPACES | fleet-default | namespaces of Rancher provisioning Clusters ("" = off) |
+| HERD_RANCHER_NAMESPACES | fleet-default,fleet-local | Rancher Clusters' namespaces ("" = off) |
 | HERD_RESYNC_SECONDS | 300 | every Stack is re-checked this often (drift repair) |
 | HERD_RETRY_SECONDS | 30 | retry delay after transient failures (unreachable cluster, …) |
 | HERD_FLEET_SECONDS | 10 | how often the cluster inventory is compared for changes |
@@ -78,7 +78,8 @@ class Settings:
     """The operator's settings, as the environment gives them (see the module's table)."""
 
     namespace: str = "herd-system"
-    rancher_namespaces: tuple[str, ...] = ("fleet-default",)
+    # Fleet workspaces: fleet-default (downstream clusters), fleet-local (the local cluster).
+    rancher_namespaces: tuple[str, ...] = ("fleet-default", "fleet-local")
     resync_seconds: float = 300.0
     retry_seconds: float = 30.0
     fleet_seconds: float = 10.0

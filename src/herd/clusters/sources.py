@@ -4,13 +4,17 @@ Callers: `herd.clusters.inventory.Inventory` (built by the operator and the CLI)
 on
 each pass. `herd.clusters.files.FileSource` is the third source, for the CLI. Each source
 reads with the synchronous kubernetes client in a worker thread, so it can run on kopf's
-event loop. RBAC needed: get/list/watch on `clusters.provisioning.cattle.io` and on Secrets,
-in the configured namespaces only.
+event loop. RBAC needed: list on `clusters.provisioning.cattle.io` and get/list on Secrets in
+the configured namespaces, and list on `clusters.management.cattle.io`.
 
-Cost of a pass (`herd.clusters.versions`): the Rancher source makes two list calls per
-namespace (the Clusters, and their kubeconfig Secrets metadata-only, so the store reuses
-each file by resourceVersion without a GET); the Secret source one metadata-only list, plus
-one full list when a Secret was added or changed. No call per cluster.
+Cost of a pass (`herd.clusters.versions`): the Rancher source makes one list of Rancher's
+management Clusters (their conditions say whether each agent is connected; none once the
+type proved not served) and two list calls per namespace (the Clusters, and their
+kubeconfig Secrets metadata-only, so the store reuses each file by resourceVersion without
+a GET); the Secret source one metadata-only list, plus one full list when a Secret was
+added or changed. No call per cluster, and no listing that grows with machines: the Secret
+listing is cut to Opaque Secrets server-side (`RANCHER_SECRET_FIELDS`), which leaves out
+Cluster API's per-machine Secrets.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ from kubernetes import client
 from herd.clusters.objects import (
     CLUSTER_SECRET_SELECTOR,
     RANCHER_GROUP,
-    RANCHER_NAMESPACE,
+    RANCHER_MANAGEMENT_GROUP,
+    RANCHER_MANAGEMENT_VERSION,
+    RANCHER_NAMESPACES,
     RANCHER_PLURAL,
+    RANCHER_SECRET_FIELDS,
     RANCHER_SECRET_SELECTOR,
     RANCHER_VERSION,
     rancher_cluster,
@@ -51,24 +58,30 @@ class ClusterSource(Protocol):
 class RancherSource:
     """Rancher's `provisioning.cattle.io/v1` Clusters (see `herd.clusters.objects`).
 
-    The Cluster object does not know its Secret's resource version: a metadata-only list
-    of the namespace's kubeconfig Secrets (labelled `cluster.x-k8s.io/cluster-name`, as
-    Rancher labels them) supplies it. A Secret that listing misses keeps an empty version,
-    and the kubeconfig store reads it to learn it.
+    Each Cluster names its kubeconfig Secret (`status.clientSecretName`, else
+    `<name>-kubeconfig`); the store reads it by that name. The Cluster does not know the
+    Secret's resource version: a metadata-only list of the namespace's Opaque Secrets
+    labelled `cluster.x-k8s.io/cluster-name` (as Rancher labels them) supplies it, and only
+    the names some Cluster refers to are kept. A Secret that listing misses keeps an empty
+    version, and the store reads it to learn it.
     """
 
     def __init__(
-        self, api: client.ApiClient, namespaces: Sequence[str] = (RANCHER_NAMESPACE,)
+        self, api: client.ApiClient, namespaces: Sequence[str] = RANCHER_NAMESPACES
     ) -> None:
         self._api = api
         self._namespaces = tuple(namespaces)
         self._unlisted: set[str] = set()  # namespaces whose Secrets could not be listed
+        # False once the management Cluster type proved not served (no Rancher here).
+        self._management_served = True
+        self._management_failed = False  # a failure was logged (once, until it works)
 
     async def list_clusters(self) -> list[Cluster]:
         return await asyncio.to_thread(self._list)
 
     def _list(self) -> list[Cluster]:
         custom = client.CustomObjectsApi(self._api)
+        management = self._management_clusters(custom)
         clusters: list[Cluster] = []
         for namespace in self._namespaces:
             what = f"Rancher clusters ({RANCHER_GROUP}) in namespace {namespace}"
@@ -80,12 +93,50 @@ class RancherSource:
                 namespace,
                 RANCHER_PLURAL,
             )
-            versions = self._secret_versions(namespace)
-            clusters.extend(
-                with_secret_version(rancher_cluster(item), versions)
+            listed = [
+                rancher_cluster(item, management.get(_cluster_name(item)))
                 for item in body.get("items") or []
-            )
+            ]
+            versions = self._secret_versions(namespace) if listed else {}
+            clusters.extend(with_secret_version(cluster, versions) for cluster in listed)
         return clusters
+
+    def _management_clusters(self, custom: client.CustomObjectsApi) -> dict[str, Any]:
+        """Rancher's management Clusters by name; none when they cannot be read, and then
+        readiness comes from the provisioning Clusters alone (logged once)."""
+        if not self._management_served:
+            return {}
+        try:
+            body = read_json(
+                custom.list_cluster_custom_object,
+                RANCHER_MANAGEMENT_GROUP,
+                RANCHER_MANAGEMENT_VERSION,
+                RANCHER_PLURAL,
+                # From the API server's watch cache: these objects are large (the whole
+                # cluster's status), and a poll's worth of staleness is fine.
+                resource_version="0",
+            )
+        except API_ERRORS as error:
+            if getattr(error, "status", None) == NOT_FOUND:
+                # Provisioning Clusters without Rancher (a test bed, a copy): ask no more.
+                self._management_served = False
+                logger.info("No Rancher management clusters served here: readiness comes "
+                            "from the provisioning Clusters only")  # fmt: skip
+                return {}
+            if not self._management_failed:
+                logger.warning(
+                    "cannot list Rancher management clusters (%s): %s; readiness comes from "
+                    "the provisioning Clusters only, so a disconnected agent goes unnoticed",
+                    RANCHER_MANAGEMENT_GROUP,
+                    api_error_summary(error),
+                )
+                self._management_failed = True
+            return {}
+        self._management_failed = False
+        return {
+            str((item.get("metadata") or {}).get("name", "")): item
+            for item in body.get("items") or []
+        }
 
     def _secret_versions(self, namespace: str) -> dict[str, str]:
         """The kubeconfig Secrets' resourceVersions; none when they cannot be listed: the
@@ -96,6 +147,7 @@ class RancherSource:
                 client.CoreV1Api(self._api).list_namespaced_secret,
                 namespace,
                 label_selector=RANCHER_SECRET_SELECTOR,
+                field_selector=RANCHER_SECRET_FIELDS,
                 _headers=METADATA_ONLY,
             )
         except TransientError as error:
@@ -151,6 +203,10 @@ class SecretSource:
 
     def __repr__(self) -> str:
         return f"SecretSource(namespace={self._namespace!r})"
+
+
+def _cluster_name(item: dict[str, Any]) -> str:
+    return str((item.get("status") or {}).get("clusterName") or "")
 
 
 def _name_version(item: dict[str, Any]) -> tuple[str, str]:

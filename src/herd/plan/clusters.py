@@ -77,6 +77,7 @@ class Cluster:
     ready: bool
     source: Source
     kubeconfig: KubeconfigRef
+    not_ready: str = ""  # why it is not ready, when its source says (e.g. a False condition)
 
     def __post_init__(self) -> None:
         # A read-only copy: a Cluster is a snapshot, so later edits of the caller's dict

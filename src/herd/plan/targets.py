@@ -91,9 +91,10 @@ def resolve_targets(targets: Targets, clusters: Sequence[Cluster]) -> Resolution
         if cluster.ready:
             ready.append(cluster)
         else:
-            skipped[cluster.id] = SkippedCluster(
-                cluster_id=cluster.id, reason=f"cluster {cluster.name} is not ready"
-            )
+            reason = f"cluster {cluster.name} is not ready"
+            if cluster.not_ready:
+                reason = f"{reason}: {cluster.not_ready}"
+            skipped[cluster.id] = SkippedCluster(cluster_id=cluster.id, reason=reason)
     return Resolution(
         clusters=sorted(ready, key=lambda cluster: cluster.id),
         skipped=[skipped[key] for key in sorted(skipped)],
