@@ -64,6 +64,7 @@ class ManagedProcess:
     # exec'ing argv[0], so the pidfile's name is the program that finally runs.
     executable: str | None = None
     nice: int = 0  # added to the child's niceness (inherited across its execs)
+    cwd: Path | None = None  # where it runs (Rancher writes its informer cache there)
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -85,6 +86,7 @@ class ManagedProcess:
                 env=self.env,
                 start_new_session=True,
                 executable=self.executable,
+                cwd=self.cwd,
             )
         if self.nice:
             os.setpriority(

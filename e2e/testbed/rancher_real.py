@@ -131,7 +131,14 @@ class RancherServer:
             "--profile-listen-address", f"127.0.0.1:{free_port()}",
         ]  # fmt: skip
         self.process = ManagedProcess(
-            "rancher", argv, workdir / "rancher.log", workdir / "pids", env, tier=1, nice=10
+            "rancher",
+            argv,
+            workdir / "rancher.log",
+            workdir / "pids",
+            env,
+            tier=1,
+            nice=10,
+            cwd=workdir,
         )
         self.start_seconds = 0.0
         self.restarts = 0
@@ -256,7 +263,7 @@ def import_cluster(
             _MOUNTS]  # fmt: skip
     agent = ManagedProcess(f"agent-{name}", argv, workdir / "agent.log", rancher.workdir / "pids",
                            {**env, "HERD_AGENT_BIN": str(agent_binary)},
-                           executable="unshare", nice=10)  # fmt: skip
+                           executable="unshare", nice=10, cwd=workdir)  # fmt: skip
     ensure_mount_point()
     agent.start()
     return ImportedCluster(name, cluster_id, downstream, agent)
