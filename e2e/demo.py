@@ -41,6 +41,7 @@ import yaml
 
 from e2e.testbed import __main__ as testbed
 from e2e.testbed import binaries, components, processes
+from e2e.testbed.helpers import wait_established
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
@@ -191,11 +192,9 @@ def main() -> int:
     management = Path(summary["kubeconfigs"]["management"])
     add_gpu_node(Path(summary["kubeconfigs"]["downstream-1"]))
     run("kubectl", "--kubeconfig", management, "apply", "-f", ROOT / "crds")
-    run("kubectl", "--kubeconfig", management, "wait", "--for=condition=Established",
-        "crd/stacks.herd.suse.com", "--timeout=60s")  # fmt: skip
+    wait_established(management, "stacks.herd.suse.com")
     # Stacks in `default` (the examples) are tenants: the demo grants them its clusters.
-    run("kubectl", "--kubeconfig", management, "wait", "--for=condition=Established",
-        "crd/clustergrants.herd.suse.com", "--timeout=60s")  # fmt: skip
+    wait_established(management, "clustergrants.herd.suse.com")
     run("kubectl", "--kubeconfig", management, "apply", "-f", GRANT_FILE)
     private = start_private_sources(management)
     write_env(summary, private)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.helpers import kubectl_run
+from e2e.testbed.helpers import kubectl_run, wait_established
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,14 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def api(management: BedCluster) -> BedCluster:
     done = kubectl_run(management, "apply", "-f", str(ROOT / "crds"))
     assert done.returncode == 0, done.stderr
-    done = kubectl_run(
-        management,
-        "wait",
-        "--for=condition=Established",
-        "crd/stacks.herd.suse.com",
-        "--timeout=30s",
-    )
-    assert done.returncode == 0, done.stderr
+    wait_established(management, "stacks.herd.suse.com")
     return management
 
 

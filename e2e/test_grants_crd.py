@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.helpers import kubectl_run
+from e2e.testbed.helpers import kubectl_run, wait_established
 from herd.kube.client import api_client_from_kubeconfig
 from herd.kube.grants import list_grants
 
@@ -23,14 +23,7 @@ CRD_FILE = ROOT / "crds" / "herd.suse.com_clustergrants.yaml"
 def api(management: BedCluster) -> BedCluster:
     done = kubectl_run(management, "apply", "-f", str(CRD_FILE))
     assert done.returncode == 0, done.stderr
-    done = kubectl_run(
-        management,
-        "wait",
-        "--for=condition=Established",
-        "crd/clustergrants.herd.suse.com",
-        "--timeout=60s",
-    )
-    assert done.returncode == 0, done.stderr
+    wait_established(management, "clustergrants.herd.suse.com")
     return management
 
 

@@ -85,3 +85,15 @@ def eventually(
             break
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+def wait_established(target: Target, *crds: str, timeout: float = 60.0) -> None:
+    """Each CRD's `Established` condition True. (`kubectl wait` fails at once with
+    "accessor error" when it asks a CRD so new that it has no conditions yet.)"""
+    query = '-o=jsonpath={.status.conditions[?(@.type=="Established")].status}'
+    for crd in crds:
+        eventually(
+            f"crd/{crd} to be Established",
+            lambda crd=crd: kubectl_run(target, "get", f"crd/{crd}", query).stdout == "True",
+            timeout,
+        )

@@ -28,7 +28,7 @@ import yaml
 
 from e2e.testbed import faults
 from e2e.testbed.chartrepo import helm_binary
-from e2e.testbed.helpers import eventually, kubectl
+from e2e.testbed.helpers import eventually, kubectl, wait_established
 from e2e.testbed.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,10 +57,7 @@ def settled_stack(kubeconfig: Path, namespace: str, name: str, timeout: float) -
 def prepare_management(management: Path, rancher_namespaces: list[str]) -> None:
     """CRD, `install/` (namespace, RBAC), and install/'s fleet-default Role per namespace."""
     kubectl(management, "apply", "-f", str(ROOT / "crds"))
-    kubectl(
-        management, "wait", "--for=condition=Established", "crd/stacks.herd.suse.com",
-        "--timeout=60s",
-    )  # fmt: skip
+    wait_established(management, "stacks.herd.suse.com")
     for fleet in ("fleet-default", "fleet-local"):  # install/ has Roles in both
         kubectl(management, "create", "namespace", fleet, check=False)
     kubectl(management, "apply", "-f", str(ROOT / "install"))
