@@ -1,0 +1,263 @@
+"""Drift of one cluster's releases, at bounded cost: `DriftMemory` and `check_cluster`.
+
+What a pass over releases nobody touched costs: one metadata-only list per (kind,
+namespace) group of the cluster's due releases' objects, selected by helm's
+`app.kubernetes.io/managed-by=Helm` label, compared with the resourceVersion Herd
+recorded at its last check or correction. Only an object whose resourceVersion moved, or
+that the list does not show (deleted, or its helm label removed), gets a full read and a
+comparison with the manifest (`herd.plan.drift.drifted_paths`). The manifest is read once
+per helm revision (the release's storage Secret) and kept.
+
+In Correct mode a drifted or missing object is applied server-side as helm's field manager
+(`herd.clusters.drift_api.apply_object`: the manifest object, ignored fields as they are
+live), which re-creates what is missing and takes back fields another manager took over;
+no helm command runs, so no helm revision is added. An apply the API server refuses with
+422 (an immutable field) is reported, and the object deleted and re-created only with
+`force`. Writes go through `writer`: the tenant's identity for a tenant Stack.
+
+`DriftMemory` is process-wide (the engine's), bounded, keyed by (Stack, release): what
+was recorded, the last drift, and when each release is due (spread over its interval by a
+hash of its key, so a fleet's checks do not all fall in one pass).
+
+Everything here blocks: callers use a thread. Callers: `herd.rollout.drift`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from kubernetes import client
+
+from herd.clusters.drift_api import (
+    DriftRequestError,
+    apply_object,
+    delete_object,
+    get_object,
+    list_metadata,
+    release_manifest,
+)
+from herd.plan.drift import (
+    CORRECT,
+    ObjectDrift,
+    ObjectRef,
+    Policy,
+    ReleaseDrift,
+    applied_object,
+    drifted_paths,
+    ignored_paths,
+    manifest_objects,
+)
+from herd.plan.releases import ReleaseKey
+
+MEMORY_LIMIT = 50_000
+Group = tuple[str, str, str]  # apiVersion, kind, namespace
+
+
+@dataclass
+class _Known:
+    """What Herd recorded about one release at one helm revision."""
+
+    revision: int
+    objects: dict[ObjectRef, dict[str, Any]]
+    versions: dict[ObjectRef, str] = field(default_factory=dict)
+    drift: dict[ObjectRef, ObjectDrift] = field(default_factory=dict)
+    seen: float | None = None
+    corrected_at: float | None = None
+    due: float = 0.0
+    last: ReleaseDrift | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseCheck:
+    """One release to check: its helm revision, its policy, whether it may be corrected."""
+
+    key: ReleaseKey
+    revision: int
+    policy: Policy
+    write: bool = False
+
+
+@dataclass
+class DriftMemory:
+    known: dict[tuple[str, ReleaseKey], _Known] = field(default_factory=dict)
+    requests: int = 0  # downstream requests made (reads and writes), for benchmarks
+
+    def _phase(self, owner: str, key: ReleaseKey) -> float:
+        digest = hashlib.sha256(f"{owner}/{key}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32
+
+    def due(self, owner: str, check: ReleaseCheck, now: float) -> bool:
+        known = self.known.get((owner, check.key))
+        if known is None or known.revision != check.revision:
+            return True
+        return now >= known.due
+
+    def wait(self, owner: str, keys: list[ReleaseKey], now: float) -> float | None:
+        """Seconds until the first of `keys` is due (None: none is known)."""
+        dues = [k.due for key in keys if (k := self.known.get((owner, key))) is not None]
+        return max(0.0, min(dues) - now) if dues else None
+
+    def last(self, owner: str, key: ReleaseKey) -> ReleaseDrift | None:
+        known = self.known.get((owner, key))
+        return known.last if known is not None else None
+
+    def forget(self, owner: str, keep: set[ReleaseKey]) -> None:
+        for gone in [k for k in self.known if k[0] == owner and k[1] not in keep]:
+            del self.known[gone]
+
+    def load(self, owner: str, check: ReleaseCheck, reader: client.ApiClient, now: float) -> _Known:
+        before = self.known.get((owner, check.key))
+        if before is not None and before.revision == check.revision:
+            return before
+        if len(self.known) >= MEMORY_LIMIT:
+            self.known.clear()
+        key = check.key
+        self.requests += 1
+        manifest = release_manifest(reader, key.namespace, key.name, check.revision)
+        objects = dict(manifest_objects(manifest, key.namespace))
+        # The first check of a release falls somewhere in its interval, by its key; a
+        # new revision (helm just wrote it) is checked at once.
+        phase = self._phase(owner, key) * check.policy.interval
+        known = _Known(check.revision, objects, due=now + phase if before is None else now)
+        self.known[(owner, key)] = known
+        return known
+
+
+def check_cluster(
+    memory: DriftMemory,
+    owner: str,
+    checks: list[ReleaseCheck],
+    *,
+    admin: client.ApiClient,
+    writer: client.ApiClient,
+    now: float,
+) -> dict[ReleaseKey, ReleaseDrift]:
+    """Check (and in Correct mode, correct) the due releases of one cluster. `admin`
+    reads helm's release storage; `writer` reads and writes the releases' objects."""
+    loaded: dict[ReleaseKey, _Known] = {}
+    out: dict[ReleaseKey, ReleaseDrift] = {}
+    for check in checks:
+        try:
+            known = memory.load(owner, check, admin, now)
+        except Exception as error:  # unreadable or hostile bytes: this release only
+            out[check.key] = ReleaseDrift(problems=(f"cannot read the release: {error}",))
+            continue
+        if now >= known.due:
+            loaded[check.key] = known
+    listed, problems = _list_groups(memory, writer, loaded.values())
+    for check in checks:
+        if check.key not in loaded:
+            last = memory.last(owner, check.key)
+            if last is not None and check.key not in out:
+                out[check.key] = last
+            continue
+        known = loaded[check.key]
+        _compare(memory, writer, known, listed, check.policy)
+        corrected = 0
+        if check.write and check.policy.mode == CORRECT:
+            corrected = _correct(memory, writer, known, check.policy, now)
+        known.due = now + check.policy.interval
+        summary = _summary(known, check.policy, now, problems)
+        out[check.key] = known.last = replace(summary, corrected=corrected)
+    return out
+
+
+def _list_groups(
+    memory: DriftMemory, reader: client.ApiClient, releases: Any
+) -> tuple[dict[Group, dict[str, tuple[str, int | None]]], tuple[str, ...]]:
+    groups: set[Group] = set()
+    for known in releases:
+        groups |= {(ref.api_version, ref.kind, ref.namespace) for ref in known.objects}
+    listed: dict[Group, dict[str, tuple[str, int | None]]] = {}
+    problems: list[str] = []
+    for group in sorted(groups):
+        memory.requests += 1
+        try:
+            listed[group] = list_metadata(reader, *group)
+        except DriftRequestError as error:
+            problems.append(f"cannot list {group[1]} in {group[2] or 'the cluster'}: {error}")
+    return listed, tuple(problems)
+
+
+def _compare(
+    memory: DriftMemory,
+    reader: client.ApiClient,
+    known: _Known,
+    listed: dict[Group, dict[str, tuple[str, int | None]]],
+    policy: Policy,
+) -> None:
+    """Read and compare only what moved or is not listed; what did not keeps its verdict."""
+    for ref, desired in known.objects.items():
+        group = listed.get((ref.api_version, ref.kind, ref.namespace))
+        if group is None:
+            continue  # not listable this pass: the last verdict stands
+        entry = group.get(ref.name)
+        if entry is not None and known.versions.get(ref) == entry[0]:
+            continue
+        memory.requests += 1
+        try:
+            live = get_object(reader, ref)
+        except DriftRequestError as error:
+            known.drift[ref] = ObjectDrift(ref, problem=f"cannot read {ref}: {error}")
+            continue
+        if live is None:
+            known.versions.pop(ref, None)
+            known.drift[ref] = ObjectDrift(ref, missing=True)
+            continue
+        known.versions[ref] = str((live.get("metadata") or {}).get("resourceVersion"))
+        paths = drifted_paths(ref, desired, live, policy.ignore)
+        if paths:
+            known.drift[ref] = ObjectDrift(ref, tuple(paths))
+        else:
+            known.drift.pop(ref, None)
+
+
+def _correct(
+    memory: DriftMemory, writer: client.ApiClient, known: _Known, policy: Policy, now: float
+) -> int:
+    """Apply each drifted object back; how many were corrected."""
+    corrected = 0
+    for ref, drift in sorted(known.drift.items()):
+        if drift.problem and not drift.missing and not drift.paths:
+            continue
+        desired = known.objects[ref]
+        try:
+            memory.requests += 1
+            live = get_object(writer, ref) if not drift.missing else None
+            obj = applied_object(desired, live, ignored_paths(ref, policy.ignore))
+            memory.requests += 1
+            try:
+                applied = apply_object(writer, ref, obj)
+            except DriftRequestError as error:
+                if error.status != 422 or not policy.force:
+                    raise
+                memory.requests += 2
+                delete_object(writer, ref)
+                applied = apply_object(writer, ref, obj)
+        except DriftRequestError as error:
+            why = "immutable field: set force to re-create" if error.status == 422 else str(error)
+            known.drift[ref] = ObjectDrift(ref, drift.paths, drift.missing, f"not corrected: {why}")
+            continue
+        known.versions[ref] = str((applied.get("metadata") or {}).get("resourceVersion"))
+        del known.drift[ref]
+        known.corrected_at = now
+        corrected += 1
+    return corrected
+
+
+def _summary(known: _Known, policy: Policy, now: float, problems: tuple[str, ...]) -> ReleaseDrift:
+    drifted = tuple(d for _, d in sorted(known.drift.items()) if d.missing or d.paths)
+    if drifted and known.seen is None:
+        known.seen = now
+    if not drifted:
+        known.seen = None
+    problems += tuple(d.problem for _, d in sorted(known.drift.items()) if d.problem)
+    return ReleaseDrift(
+        objects=drifted,
+        seen=known.seen,
+        corrected_at=known.corrected_at,
+        mode=policy.mode,
+        problems=problems,
+    )
