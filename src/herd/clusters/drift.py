@@ -94,10 +94,11 @@ class DriftMemory:
             return True
         return now >= known.due
 
-    def wait(self, owner: str, keys: list[ReleaseKey], now: float) -> float | None:
-        """Seconds until the first of `keys` is due (None: none is known)."""
-        dues = [k.due for key in keys if (k := self.known.get((owner, key))) is not None]
-        return max(0.0, min(dues) - now) if dues else None
+    def wait(self, owner: str, now: float) -> float | None:
+        """Seconds until the Stack's next release check is due (None: none is). One past
+        due was not checked (not deployed, not reached): it waits for an ordinary pass."""
+        dues = [k.due for (o, _), k in self.known.items() if o == owner and k.due > now]
+        return min(dues) - now if dues else None
 
     def last(self, owner: str, key: ReleaseKey) -> ReleaseDrift | None:
         known = self.known.get((owner, key))
@@ -151,7 +152,7 @@ def check_cluster(
         if check.key not in loaded:
             last = memory.last(owner, check.key)
             if last is not None and check.key not in out:
-                out[check.key] = last
+                out[check.key] = replace(last, corrected=0)  # counted when it happened
             continue
         known = loaded[check.key]
         _compare(memory, writer, known, listed, check.policy)

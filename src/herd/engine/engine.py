@@ -30,9 +30,11 @@ Callers: `herd.operator` (kopf handlers) and `herd.cli` (CI pipelines).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from herd.api.v1 import Stack
+from herd.clusters.drift import DriftMemory
 from herd.engine.owned import save_record, stack_ref
 from herd.engine.planning import Readers, checked_plan
 from herd.engine.protocols import (
@@ -105,7 +107,9 @@ class Engine:
         sources: SourcesReader | None = None,
         ownership: OwnershipStore | None = None,
         egress: EgressPolicy | None = None,
+        drift: DriftMemory | None = None,
     ) -> None:
+        self._drift = drift  # what drift checks recorded, process-wide; None: no checks
         self._sources = sources
         self._ownership: OwnershipStore = ownership or MemoryOwnership()
         self._egress = egress  # the deny list for bounded Stacks' repositories (`herd.plan.egress`)
@@ -186,6 +190,8 @@ class Engine:
             return result
         finally:  # what the pass installed is recorded even when it was cancelled midway
             await save_record(self._ownership, ref, owned, made, kubeconfigs)
+            if self._drift is not None:
+                result.drift_wait = self._drift.wait(settings.owner, time.time())
 
     def _guard(self, stack: Stack, grants: Grants | None) -> RepoGuard | None:
         """The egress deny list for a bounded Stack's repositories; None: no check."""
@@ -356,6 +362,7 @@ class Engine:
             force=force,
             stuck_seconds=self._stuck_seconds,
             held=dict(held or {}),
+            drift=self._drift,
         )
 
     def _rollout(

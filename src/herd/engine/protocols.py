@@ -111,6 +111,8 @@ class StackResult:
     members: list[Cluster] = field(default_factory=list)
     # A staged pass (spec.rollout, spec.suspend or --stage): where the rollout stands.
     rollout: StagedOutcome | None = None
+    # Seconds until the Stack's next drift check is due (None: no check is scheduled).
+    drift_wait: float | None = None
 
     @property
     def chart_count(self) -> int:

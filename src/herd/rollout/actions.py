@@ -31,6 +31,7 @@ from pathlib import Path
 
 from herd.addons.gpu.fit import watch_fit
 from herd.api.charts import ChartSpec
+from herd.clusters.drift import DriftMemory
 from herd.errors import describe
 from herd.helm.chart_cache import ChartCache
 from herd.helm.chart_crds import Crd, crd_note
@@ -62,6 +63,7 @@ class Settings:
     held: Mapping[ReleaseKey, str] = field(default_factory=dict)
     # A tenant Stack's egress check before each pull (`herd.helm.egress_guard.RepoGuard`).
     guard: Callable[[ChartSpec], Awaitable[None]] | None = None
+    drift: DriftMemory | None = None  # the engine's; None: no drift check (the CLI)
 
 
 Report = Callable[[ReleaseResult], Awaitable[None]]

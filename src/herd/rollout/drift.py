@@ -1,0 +1,117 @@
+"""A cluster's drift check within a pass: which releases, as whom, and into their rows.
+
+After a cluster's releases converged (or, for a cluster that is only observed: a later
+stage, a suspended Stack, with writing off), `check_drift` checks the releases that are
+Deployed at their desired config and that nothing changed this pass, each with its
+policy (`herd.plan.drift.effective`: `spec.drift` under `charts[].drift`), through
+`herd.clusters.drift.check_cluster` in a thread. A tenant Stack's releases are read and
+corrected as the tenant (`identity`, helm's `--kube-as-user` as request headers), so its
+grants bound a correction as they bound helm. Shared add-on releases are not checked.
+
+Callers: `herd.rollout.scheduler` (with the engine's `DriftMemory`, `Settings.drift`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
+from herd.helm.crd_apply import impersonation
+from herd.kube.client import api_client_from_kubeconfig
+from herd.plan.decide import Action
+from herd.plan.desired import StackPlan
+from herd.plan.drift import DISABLED, ReleaseDrift, effective
+from herd.plan.releases import DesiredRelease, ReleaseKey
+from herd.plan.results import ReleaseResult, State
+from herd.plan.tenancy import Identity, helm_identity
+from herd.rollout.actions import Report, Settings
+from herd.rollout.target import Target
+
+
+class DriftStep:
+    """A rollout's drift step: `run` after a cluster's releases settled."""
+
+    def __init__(self, settings: Settings, report: Report) -> None:
+        self._settings = settings
+        self._report = report
+
+    async def run(
+        self,
+        plan: StackPlan | None,
+        target: Target,
+        desired: Sequence[DesiredRelease],
+        results: Mapping[ReleaseKey, ReleaseResult],
+        *,
+        write: bool = False,
+    ) -> None:
+        """The drift of the cluster's settled releases into their rows; corrected where
+        `write` (the cluster is written this pass)."""
+        settings = self._settings
+        if settings.drift is None or plan is None:
+            return
+        checks = checks_for(plan, desired, results, write=write)
+        identity = helm_identity(target.grants) if target.grants else None
+        found = await check_drift(
+            settings.drift, settings.owner, target.kubeconfig, checks, identity
+        )
+        for key, drift in found.items():
+            await self._report(replace(results[key], drift=drift))
+
+
+def checks_for(
+    plan: StackPlan,
+    desired: Sequence[DesiredRelease],
+    results: Mapping[ReleaseKey, ReleaseResult],
+    *,
+    write: bool,
+) -> list[ReleaseCheck]:
+    """The releases to check: the Stack's own, Deployed with nothing done this pass."""
+    out = []
+    for release in desired:
+        result = results.get(release.key)
+        if release.owner is not None or result is None or result.revision is None:
+            continue
+        if result.state is not State.DEPLOYED or result.action not in (None, Action.NOTHING):
+            continue
+        policy = effective(plan.spec.drift, release.chart.drift)
+        if policy.mode != DISABLED:
+            out.append(ReleaseCheck(release.key, result.revision, policy, write=write))
+    return out
+
+
+async def check_drift(
+    memory: DriftMemory,
+    owner: str,
+    kubeconfig: Path,
+    checks: list[ReleaseCheck],
+    identity: Identity | None = None,
+) -> dict[ReleaseKey, ReleaseDrift]:
+    """Check (and correct, where `write`) one cluster's releases; their drift, by key."""
+    if not checks:
+        return {}
+    return await asyncio.to_thread(_check, memory, owner, kubeconfig, checks, identity)
+
+
+def _check(
+    memory: DriftMemory,
+    owner: str,
+    kubeconfig: Path,
+    checks: list[ReleaseCheck],
+    identity: Identity | None,
+) -> dict[ReleaseKey, ReleaseDrift]:
+    admin = api_client_from_kubeconfig(kubeconfig)
+    writer = admin
+    try:
+        if identity is not None:
+            writer = api_client_from_kubeconfig(kubeconfig)
+            for name, value in impersonation(identity).items():
+                writer.set_default_header(name, value)  # type: ignore[no-untyped-call]
+        return check_cluster(memory, owner, checks, admin=admin, writer=writer, now=time.time())
+    finally:
+        admin.close()  # type: ignore[no-untyped-call]
+        if writer is not admin:
+            writer.close()  # type: ignore[no-untyped-call]
