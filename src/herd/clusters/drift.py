@@ -88,11 +88,15 @@ class DriftMemory:
         digest = hashlib.sha256(f"{owner}/{key}".encode()).digest()
         return int.from_bytes(digest[:4], "big") / 2**32
 
-    def due(self, owner: str, check: ReleaseCheck, now: float) -> bool:
-        known = self.known.get((owner, check.key))
-        if known is None or known.revision != check.revision:
-            return True
-        return now >= known.due
+    def expect(self, owner: str, key: ReleaseKey, interval: float, now: float) -> None:
+        """A release helm just wrote: its first check falls within `interval` (the
+        manifest is read then, whatever the revision)."""
+        known = self.known.get((owner, key))
+        due = now + self._phase(owner, key) * interval
+        if known is None:
+            self.known[(owner, key)] = _Known(-1, {}, due=due)
+        else:
+            known.due = min(known.due, due)
 
     def wait(self, owner: str, now: float) -> float | None:
         """Seconds until the Stack's next release check is due (None: none is). One past
@@ -121,7 +125,10 @@ class DriftMemory:
         # The first check of a release falls somewhere in its interval, by its key; a
         # new revision (helm just wrote it) is checked at once.
         phase = self._phase(owner, key) * check.policy.interval
-        known = _Known(check.revision, objects, due=now + phase if before is None else now)
+        due = now + phase
+        if before is not None:  # expected (helm wrote it): as planned; else one Herd did not
+            due = before.due if before.revision < 0 else now
+        known = _Known(check.revision, objects, due=due)
         self.known[(owner, key)] = known
         return known
 

@@ -54,6 +54,13 @@ class DriftStep:
         if settings.drift is None or plan is None:
             return
         checks = checks_for(plan, desired, results, write=write)
+        now = time.time()
+        for release in desired:  # written this pass: its first check is within an interval
+            acted = results.get(release.key)
+            if acted is not None and acted.action in (Action.INSTALL, Action.UPGRADE):
+                policy = effective(plan.spec.drift, release.chart.drift)
+                if policy.mode != DISABLED:
+                    settings.drift.expect(settings.owner, release.key, policy.interval, now)
         identity = helm_identity(target.grants) if target.grants else None
         found = await check_drift(
             settings.drift, settings.owner, target.kubeconfig, checks, identity
