@@ -28,6 +28,7 @@ from e2e.testbed.counting import RequestLog
 from e2e.testbed.faults import history
 from e2e.testbed.helpers import eventually, kubectl
 from e2e.testbed.operator_run import Operator, run_operator
+from herd.api.drift import DriftIgnore
 from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
 from herd.kube.client import api_client_from_kubeconfig
 from herd.plan.drift import Policy
@@ -86,7 +87,11 @@ def body(repo: str, drift: dict[str, Any], **spec: Any) -> dict[str, Any]:
 
 
 def live(cluster: BedCluster, kind: str) -> dict[str, Any] | None:
-    out = kubectl(cluster.kubeconfig, "get", kind, APP, "-n", NS, "-o", "json", check=False)
+    out = kubectl(
+        cluster.kubeconfig,
+        "get", kind, APP, "-n", NS, "-o", "json", "--show-managed-fields",
+        check=False,
+    )  # fmt: skip
     return json.loads(out) if out else None
 
 
@@ -197,7 +202,11 @@ def test_a_field_another_manager_took_over_comes_back_to_helm(
             return False
         return "f:message" in json.dumps(_fields(config, "helm"))
 
-    eventually("the message back, owned by helm", helm_owns_message, 20)
+    try:
+        eventually("the message back, owned by helm", helm_owns_message, 20)
+    except AssertionError as error:
+        config = live(cluster, "configmap")
+        raise AssertionError(f"{error}; row drift: {row_drift(operator)}; {config}") from None
     config = live(cluster, "configmap")
     assert config is not None and "f:message" not in json.dumps(_fields(config, "intruder"))
 
@@ -221,7 +230,8 @@ def test_a_no_drift_check_costs_one_metadata_list_per_kind_and_namespace(
 ) -> None:
     """Counted in-process on the same cluster: what `check_cluster` sends, as admin."""
     revision = int(history(cluster.kubeconfig, NS, APP)[-1]["revision"])
-    checks = [ReleaseCheck(ReleaseKey("c", NS, APP), revision, Policy(interval=10.0))]
+    policy = Policy(interval=10.0, ignore=(DriftIgnore(paths=[REPLICAS]),))  # scaled earlier
+    checks = [ReleaseCheck(ReleaseKey("c", NS, APP), revision, policy)]
     memory, api = DriftMemory(), api_client_from_kubeconfig(cluster.kubeconfig)
     log = RequestLog(api)
     try:

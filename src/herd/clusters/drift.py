@@ -66,6 +66,7 @@ class _Known:
     seen: float | None = None
     corrected_at: float | None = None
     due: float = 0.0
+    interval: float = 600.0
     last: ReleaseDrift | None = None
 
 
@@ -94,15 +95,21 @@ class DriftMemory:
         known = self.known.get((owner, key))
         due = now + self._phase(owner, key) * interval
         if known is None:
-            self.known[(owner, key)] = _Known(-1, {}, due=due)
+            self.known[(owner, key)] = _Known(-1, {}, due=due, interval=interval)
         else:
             known.due = min(known.due, due)
 
     def wait(self, owner: str, now: float) -> float | None:
-        """Seconds until the Stack's next release check is due (None: none is). One past
-        due was not checked (not deployed, not reached): it waits for an ordinary pass."""
-        dues = [k.due for (o, _), k in self.known.items() if o == owner and k.due > now]
-        return min(dues) - now if dues else None
+        """Seconds until the Stack's next release check is due (None: none is). One just
+        past due (its pass ran late) is retried after a tenth of its interval; one past
+        due for a whole interval was not checked (not deployed, not reached): it waits
+        for an ordinary pass."""
+        waits = [
+            k.due - now if k.due > now else k.interval / 10
+            for (o, _), k in self.known.items()
+            if o == owner and now - k.due < k.interval
+        ]
+        return min(waits) if waits else None
 
     def last(self, owner: str, key: ReleaseKey) -> ReleaseDrift | None:
         known = self.known.get((owner, key))
@@ -128,7 +135,7 @@ class DriftMemory:
         due = now + phase
         if before is not None:  # expected (helm wrote it): as planned; else one Herd did not
             due = before.due if before.revision < 0 else now
-        known = _Known(check.revision, objects, due=due)
+        known = _Known(check.revision, objects, due=due, interval=check.policy.interval)
         self.known[(owner, key)] = known
         return known
 
@@ -166,7 +173,7 @@ def check_cluster(
         corrected = 0
         if check.write and check.policy.mode == CORRECT:
             corrected = _correct(memory, writer, known, check.policy, now)
-        known.due = now + check.policy.interval
+        known.due, known.interval = now + check.policy.interval, check.policy.interval
         summary = _summary(known, check.policy, now, problems)
         out[check.key] = known.last = replace(summary, corrected=corrected)
     return out
