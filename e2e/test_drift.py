@@ -16,8 +16,11 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -282,6 +285,42 @@ def test_a_correction_outside_the_grant_is_refused(
     assert not out
 
 
+def test_herd_plan_shows_the_fields_a_correction_would_change(
+    downstream: list[BedCluster], chart_repo_url: str, tmp_path: Path
+) -> None:
+    cluster, ns = downstream[1], "cli-drift"
+    chart = {"name": APP, "chart": "app", "repo": chart_repo_url, "version": "0.1.0"}
+    stack = tmp_path / "stack.yaml"
+    spec = {"targets": {"clusterIds": ["two"]}, "charts": [{**chart, "namespace": ns}]}
+    stack.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "herd.suse.com/v1",
+                "kind": "Stack",
+                "metadata": {"name": "cli-drift", "namespace": "ci"},
+                "spec": {**spec, "drift": {"mode": "Correct"}},
+            }
+        )
+    )
+    clusters = ["--kubeconfig", f"{cluster.kubeconfig}=two"]
+    try:
+        applied = _herd("apply", "-f", str(stack), *clusters)
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        clean = _herd("plan", "-f", str(stack), *clusters)
+        assert clean.returncode == 0 and "drift:" not in clean.stdout, clean.stdout
+        kubectl(cluster.kubeconfig, "scale", "deployment", APP, "-n", ns, "--replicas=4")
+
+        planned = _herd("plan", "-f", str(stack), *clusters)
+
+        assert f"drift: Deployment/{APP}: {REPLICAS}" in planned.stdout, planned.stdout
+        deployment = json.loads(
+            kubectl(cluster.kubeconfig, "get", "deployment", APP, "-n", ns, "-o", "json")
+        )
+        assert deployment["spec"]["replicas"] == 4  # a plan writes nothing
+    finally:
+        _herd("delete", "-f", str(stack), *clusters)
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 
@@ -333,3 +372,10 @@ def _forge_revision(cluster: BedCluster, extra: str) -> None:
     }
     kubectl(config, "apply", "-n", NS, "-f", "-", stdin=json.dumps(forged))
     kubectl(config, "label", "secret", name, "-n", NS, "status=superseded", "--overwrite")
+
+
+def _herd(*args: str) -> subprocess.CompletedProcess[str]:
+    herd = Path(sys.executable).parent / "herd"
+    return subprocess.run(
+        [str(herd), *args], capture_output=True, text=True, check=False, timeout=300
+    )

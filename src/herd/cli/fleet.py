@@ -311,7 +311,7 @@ async def apply(args: argparse.Namespace, session: Session, stack: Stack | None)
 
 async def plan(args: argparse.Namespace, session: Session, stack: Stack | None) -> int:
     assert stack is not None
-    result, previews = await session.engine.preview(stack)
+    result, previews = await session.engine.preview(stack, drift=True)
     result = render.with_unreadable(result, result.unreachable)
     previews, stage_notes = stages.plan_stages(session.engine, stack, result, previews, args.stage)
     rows = render.plan_rows(stack, result, previews)

@@ -225,6 +225,8 @@ class PlanRow(Row):
     version: str | None
     reason: str
     values: list[str] = field(default_factory=list)
+    # Drifted fields a correction would restore (`kind/name: pointer`), checked now.
+    drift: list[str] = field(default_factory=list)
     COLUMNS = (
         "cluster",
         "chart",
@@ -238,6 +240,9 @@ class PlanRow(Row):
 
     @property
     def detail(self) -> str:
+        if self.drift:
+            drifted = "drift: " + ", ".join(self.drift)
+            return f"{self.reason}; {drifted}" if self.reason else drifted
         if not self.values:
             return self.reason
         keys = ", ".join(self.values[:KEYS_SHOWN])
@@ -264,6 +269,7 @@ def plan_rows(stack: Stack, result: StackResult, previews: Sequence[Preview]) ->
                 values=changed_keys({}, desired.values)
                 if desired and action is Action.INSTALL
                 else [],
+                drift=_drift_entries(preview),
             )
         )
     place = _placing(result)
@@ -275,6 +281,13 @@ def _crds(desired: DesiredRelease | None, action: Action) -> str:
     if desired is None or action not in (Action.INSTALL, Action.UPGRADE):
         return ""
     return crd_note(desired.chart.crds)
+
+
+def _drift_entries(preview: Preview) -> list[str]:
+    drift = preview.drift
+    if drift is None:
+        return []
+    return [*drift.entries(KEYS_SHOWN), *(f"({p})" for p in drift.problems[:1])]
 
 
 def _observed_chart(observed: ObservedRelease | None) -> str:

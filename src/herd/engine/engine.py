@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 
 from herd.api.v1 import Stack
 from herd.clusters.drift import DriftMemory
@@ -69,6 +70,7 @@ from herd.plan.tenancy import (
     granted_clusters,
 )
 from herd.rollout.actions import Settings
+from herd.rollout.drift import preview_drift
 from herd.rollout.gates import DEFAULT_LIMITS, Gates, Limits
 from herd.rollout.scheduler import Progress, Rollout
 from herd.rollout.staged import StageInputs, run_staged
@@ -297,9 +299,11 @@ class Engine:
         *,
         previous_targets: Collection[str] | None = None,
         grants: Grants | None = None,
+        drift: bool = False,
     ) -> tuple[StackResult, list[Preview]]:
         """What `apply` would do, departed clusters included; no writes anywhere (`herd
-        plan`, and the operator's `spec.mode: DryRun`, which passes what `apply` takes)."""
+        plan`, and the operator's `spec.mode: DryRun`, which passes what `apply` takes).
+        `drift`: each release that needs no helm call is checked for drift now (read-only)."""
         result, reachable, departed = await self._resolve(stack, previous_targets, grants)
         kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
         owned = await self._ownership.load(stack_ref(stack), kubeconfigs)
@@ -307,6 +311,10 @@ class Engine:
         rows = [Preview(*row) for row in await rollout.decisions(result.plan, reachable)]
         rows += [Preview(*row) for row in await rollout.decisions(None, departed)]
         result.unreachable.update(rollout.unreachable)
+        if drift and result.plan is not None:
+            decided = [(r.key, r.desired, r.observed, r.decision) for r in rows]
+            found = await preview_drift(result.plan, reachable, decided)
+            rows = [replace(r, drift=found.get(r.key)) for r in rows]
         return result, rows
 
     async def _resolve(

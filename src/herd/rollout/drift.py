@@ -8,7 +8,8 @@ policy (`herd.plan.drift.effective`: `spec.drift` under `charts[].drift`), throu
 corrected as the tenant (`identity`, helm's `--kube-as-user` as request headers), so its
 grants bound a correction as they bound helm. Shared add-on releases are not checked.
 
-Callers: `herd.rollout.scheduler` (with the engine's `DriftMemory`, `Settings.drift`).
+Callers: `herd.rollout.scheduler` (with the engine's `DriftMemory`, `Settings.drift`), and
+`herd.engine.engine.Engine.preview` (`preview_drift`, for `herd plan`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from pathlib import Path
 from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
 from herd.helm.crd_apply import impersonation
 from herd.kube.client import api_client_from_kubeconfig
-from herd.plan.decide import Action
+from herd.plan.decide import Action, Decision
 from herd.plan.desired import StackPlan
 from herd.plan.drift import DISABLED, ReleaseDrift, effective
-from herd.plan.releases import DesiredRelease, ReleaseKey
+from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.tenancy import Identity, helm_identity
 from herd.rollout.actions import Report, Settings
@@ -122,3 +123,31 @@ def _check(
         admin.close()  # type: ignore[no-untyped-call]
         if writer is not admin:
             writer.close()  # type: ignore[no-untyped-call]
+
+
+async def preview_drift(
+    plan: StackPlan,
+    targets: Sequence[Target],
+    rows: Sequence[tuple[ReleaseKey, DesiredRelease | None, ObservedRelease | None, Decision]],
+) -> dict[ReleaseKey, ReleaseDrift]:
+    """`herd plan`: the drift of every release that needs no helm call (`rows`: what
+    `Rollout.decisions` says), checked now, read-only, as the tenant where the
+    grants say; what a correction would change is its paths."""
+    memory, owner, now = DriftMemory(), "plan", time.time()
+    found: dict[ReleaseKey, ReleaseDrift] = {}
+    for target in targets:
+        checks = []
+        for key, desired, observed, decision in rows:
+            if key.cluster != target.cluster or desired is None or observed is None:
+                continue
+            policy = effective(plan.spec.drift, desired.chart.drift)
+            if (
+                decision.action is Action.NOTHING
+                and policy.mode != DISABLED
+                and desired.owner is None
+            ):
+                memory.expect(owner, key, 0.0, now)  # due now
+                checks.append(ReleaseCheck(key, observed.revision, policy))
+        identity = helm_identity(target.grants) if target.grants else None
+        found |= await check_drift(memory, owner, target.kubeconfig, checks, identity)
+    return found
