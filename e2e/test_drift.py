@@ -285,7 +285,7 @@ def test_a_correction_outside_the_grant_is_refused(
     assert not out
 
 
-def test_herd_plan_shows_the_fields_a_correction_would_change(
+def test_herd_plan_and_status_show_the_fields_a_correction_would_change(
     downstream: list[BedCluster], chart_repo_url: str, tmp_path: Path
 ) -> None:
     cluster, ns = downstream[1], "cli-drift"
@@ -313,6 +313,8 @@ def test_herd_plan_shows_the_fields_a_correction_would_change(
         planned = _herd("plan", "-f", str(stack), *clusters)
 
         assert f"drift: Deployment/{APP}: {REPLICAS}" in planned.stdout, planned.stdout
+        status = _herd("status", "-f", str(stack), *clusters)
+        assert f"Deployment/{APP}: {REPLICAS}" in status.stdout, status.stdout + status.stderr
         deployment = json.loads(
             kubectl(cluster.kubeconfig, "get", "deployment", APP, "-n", ns, "-o", "json")
         )

@@ -30,7 +30,8 @@ from herd.engine.protocols import StackResult
 from herd.helm.chart_crds import crd_note
 from herd.plan.decide import Action
 from herd.plan.desired import changed_keys
-from herd.plan.releases import DesiredRelease, ObservedRelease
+from herd.plan.drift import ReleaseDrift
+from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.status.build import phase_of, summary
 
@@ -348,7 +349,7 @@ def plan_table(rows: Sequence[PlanRow]) -> str:
 class StatusRow(Row):
     """One Herd-managed release as helm's storage labels describe it."""
 
-    COLUMNS = ("cluster", "stack", "chart", "release", "namespace", "status", "revision")
+    COLUMNS = ("cluster", "stack", "chart", "release", "namespace", "status", "revision", "drift")
 
     cluster: str
     stack: str  # the owner label: `namespace.name` of the Stack (hashed when too long)
@@ -357,6 +358,7 @@ class StatusRow(Row):
     namespace: str
     status: str
     revision: int
+    drift: str = ""  # with `-f STACK`: its drifted fields, checked now (`kind/name: pointer`)
 
 
 def status_rows(
@@ -370,6 +372,18 @@ def status_rows(
         if o.owner is not None and owner in (None, o.owner)
     ]
     return sorted(rows, key=lambda r: (r.cluster, r.stack, r.namespace, r.release))
+
+
+def with_drift(
+    rows: Sequence[StatusRow], found: Mapping[ReleaseKey, ReleaseDrift]
+) -> list[StatusRow]:
+    """`herd status -f STACK`: each row with its release's drift, "" when none."""
+    out = []
+    for row in rows:
+        drift = found.get(ReleaseKey(row.cluster, row.namespace, row.release))
+        text = ", ".join([*drift.entries(KEYS_SHOWN), *drift.problems[:1]]) if drift else ""
+        out.append(replace(row, drift=text))
+    return out
 
 
 def status_exit(rows: Sequence[StatusRow], unreachable: Mapping[str, str]) -> int:

@@ -9,23 +9,25 @@ corrected as the tenant (`identity`, helm's `--kube-as-user` as request headers)
 grants bound a correction as they bound helm. Shared add-on releases are not checked.
 
 Callers: `herd.rollout.scheduler` (with the engine's `DriftMemory`, `Settings.drift`), and
-`herd.engine.engine.Engine.preview` (`preview_drift`, for `herd plan`).
+`herd.engine.engine.Engine.preview` (`preview_drift`, `herd plan`), `herd.cli.fleet`
+(`status_drift`, `herd status -f`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from herd.api.v1 import StackSpec
 from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
 from herd.helm.crd_apply import impersonation
 from herd.kube.client import api_client_from_kubeconfig
 from herd.plan.decide import Action, Decision
 from herd.plan.desired import StackPlan
-from herd.plan.drift import DISABLED, ReleaseDrift, effective
+from herd.plan.drift import DISABLED, Policy, ReleaseDrift, effective
 from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.tenancy import Identity, helm_identity
@@ -131,23 +133,49 @@ async def preview_drift(
     rows: Sequence[tuple[ReleaseKey, DesiredRelease | None, ObservedRelease | None, Decision]],
 ) -> dict[ReleaseKey, ReleaseDrift]:
     """`herd plan`: the drift of every release that needs no helm call (`rows`: what
-    `Rollout.decisions` says), checked now, read-only, as the tenant where the
-    grants say; what a correction would change is its paths."""
-    memory, owner, now = DriftMemory(), "plan", time.time()
+    `Rollout.decisions` says), checked now, read-only, as the tenant where the grants
+    say; what a correction would change is its paths."""
     found: dict[ReleaseKey, ReleaseDrift] = {}
     for target in targets:
-        checks = []
-        for key, desired, observed, decision in rows:
-            if key.cluster != target.cluster or desired is None or observed is None:
-                continue
-            policy = effective(plan.spec.drift, desired.chart.drift)
-            if (
-                decision.action is Action.NOTHING
-                and policy.mode != DISABLED
-                and desired.owner is None
-            ):
-                memory.expect(owner, key, 0.0, now)  # due now
-                checks.append(ReleaseCheck(key, observed.revision, policy))
+        due = [
+            (key, observed.revision, effective(plan.spec.drift, desired.chart.drift))
+            for key, desired, observed, decision in rows
+            if key.cluster == target.cluster
+            and desired is not None
+            and desired.owner is None
+            and observed is not None
+            and decision.action is Action.NOTHING
+        ]
         identity = helm_identity(target.grants) if target.grants else None
-        found |= await check_drift(memory, owner, target.kubeconfig, checks, identity)
+        found |= await check_now(target.kubeconfig, due, identity)
     return found
+
+
+async def status_drift(
+    spec: StackSpec, cluster: str, kubeconfig: Path, releases: Iterable[ObservedRelease]
+) -> dict[ReleaseKey, ReleaseDrift]:
+    """`herd status -f STACK`: the drift of the Stack's deployed releases in `cluster`,
+    each with its chart's policy, checked now and read-only."""
+    charts = {(c.namespace, c.release): c for c in spec.charts}
+    due = [
+        (ReleaseKey(cluster, o.namespace, o.name), o.revision, effective(spec.drift, chart.drift))
+        for o in releases
+        if (chart := charts.get((o.namespace, o.name))) is not None and o.status == "deployed"
+    ]
+    return await check_now(kubeconfig, due)
+
+
+async def check_now(
+    kubeconfig: Path,
+    releases: Sequence[tuple[ReleaseKey, int, Policy]],
+    identity: Identity | None = None,
+) -> dict[ReleaseKey, ReleaseDrift]:
+    """One cluster's releases (key, helm revision, policy) checked at once, read-only,
+    with a memory of their own (every manifest and object is read)."""
+    memory, owner, now = DriftMemory(), "now", time.time()
+    checks = []
+    for key, revision, policy in releases:
+        if policy.mode != DISABLED:
+            memory.expect(owner, key, 0.0, now)  # due now
+            checks.append(ReleaseCheck(key, revision, policy))
+    return await check_drift(memory, owner, kubeconfig, checks, identity)
