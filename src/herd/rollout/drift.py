@@ -16,6 +16,7 @@ Callers: `herd.rollout.scheduler` (with the engine's `DriftMemory`, `Settings.dr
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from herd.api.v1 import StackSpec
 from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
+from herd.errors import describe
 from herd.helm.crd_apply import impersonation
 from herd.kube.client import api_client_from_kubeconfig
 from herd.plan.decide import Action, Decision
@@ -33,6 +35,8 @@ from herd.plan.results import ReleaseResult, State
 from herd.plan.tenancy import Identity, helm_identity
 from herd.rollout.actions import Report, Settings
 from herd.rollout.target import Target
+
+logger = logging.getLogger(__name__)
 
 
 class DriftStep:
@@ -65,9 +69,13 @@ class DriftStep:
                 if policy.mode != DISABLED:
                     settings.drift.expect(settings.owner, release.key, policy.interval, now)
         identity = helm_identity(target.grants) if target.grants else None
-        found = await check_drift(
-            settings.drift, settings.owner, target.kubeconfig, checks, identity
-        )
+        try:
+            found = await check_drift(
+                settings.drift, settings.owner, target.kubeconfig, checks, identity
+            )
+        except Exception as error:  # a drift check never fails the cluster's releases
+            logger.warning("Drift check on cluster %s failed: %s", target.cluster, describe(error))
+            return
         for key, drift in found.items():
             await self._report(replace(results[key], drift=drift))
 
