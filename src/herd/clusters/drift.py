@@ -16,8 +16,9 @@ no helm command runs, so no helm revision is added. An apply the API server refu
 `force`. Writes go through `writer`: the tenant's identity for a tenant Stack.
 
 `DriftMemory` is process-wide (the engine's), bounded, keyed by (Stack, release): what
-was recorded, the last drift, and when each release is due (spread over its interval by a
-hash of its key, so a fleet's checks do not all fall in one pass).
+was recorded, the last drift, and when each release is due: in its Stack's slot, once per
+interval, the slots of Stacks spread over the interval by a hash of their names, so a
+fleet's checks do not fall in one pass and a Stack's add at most one pass per interval.
 
 Everything here blocks: callers use a thread. Callers: `herd.rollout.drift`.
 """
@@ -85,15 +86,21 @@ class DriftMemory:
     known: dict[tuple[str, ReleaseKey], _Known] = field(default_factory=dict)
     requests: int = 0  # downstream requests made (reads and writes), for benchmarks
 
-    def _phase(self, owner: str, key: ReleaseKey) -> float:
-        digest = hashlib.sha256(f"{owner}/{key}".encode()).digest()
-        return int.from_bytes(digest[:4], "big") / 2**32
+    def slot(self, owner: str, interval: float, now: float) -> float:
+        """The Stack's next check time after `now`: every release of a Stack is checked in
+        the same pass once per interval (so drift adds at most one pass per interval to a
+        Stack), and Stacks are spread over the interval by a hash of their name."""
+        if interval <= 0:
+            return now
+        digest = hashlib.sha256(owner.encode()).digest()
+        offset = int.from_bytes(digest[:4], "big") / 2**32 * interval
+        return now - ((now - offset) % interval) + interval
 
     def expect(self, owner: str, key: ReleaseKey, interval: float, now: float) -> None:
         """A release helm just wrote: its first check falls within `interval` (the
         manifest is read then, whatever the revision)."""
         known = self.known.get((owner, key))
-        due = now + self._phase(owner, key) * interval
+        due = self.slot(owner, interval, now)
         if known is None:
             self.known[(owner, key)] = _Known(-1, {}, due=due, interval=interval)
         else:
@@ -129,10 +136,9 @@ class DriftMemory:
         self.requests += 1
         manifest = release_manifest(reader, key.namespace, key.name, check.revision)
         objects = dict(manifest_objects(manifest, key.namespace))
-        # The first check of a release falls somewhere in its interval, by its key; a
-        # new revision (helm just wrote it) is checked at once.
-        phase = self._phase(owner, key) * check.policy.interval
-        due = now + phase
+        # The first check of a release is in its Stack's next slot; a revision Herd did
+        # not write (expected) is checked at once.
+        due = self.slot(owner, check.policy.interval, now)
         if before is not None:  # expected (helm wrote it): as planned; else one Herd did not
             due = before.due if before.revision < 0 else now
         known = _Known(check.revision, objects, due=due, interval=check.policy.interval)
@@ -173,7 +179,8 @@ def check_cluster(
         corrected = 0
         if check.write and check.policy.mode == CORRECT:
             corrected = _correct(memory, writer, known, check.policy, now)
-        known.due, known.interval = now + check.policy.interval, check.policy.interval
+        known.due = memory.slot(owner, check.policy.interval, now)
+        known.interval = check.policy.interval
         summary = _summary(known, check.policy, now, problems)
         out[check.key] = known.last = replace(summary, corrected=corrected)
     return out
