@@ -144,11 +144,10 @@ class Engine:
         grants: Grants | None = None,
         staging: StageInputs | None = None,
     ) -> StackResult:
-        """Converge the Stack's targets; clean up the clusters it left.
-
-        With `spec.rollout`, `spec.suspend` or `staging.only`, the pass is staged
-        (`herd.rollout.staged`; `staging` carries the persisted rollout status, the
-        approval annotation and callbacks) and `StackResult.rollout` says where it stands.
+        """Converge the Stack's targets; clean up the clusters it left. With `spec.rollout`,
+        `spec.suspend` or `staging.only`, the pass is staged (`herd.rollout.staged`;
+        `staging`: the persisted rollout status, the approval annotation and callbacks)
+        and `StackResult.rollout` says where it stands (`drift_wait`: the next drift check).
 
         `grants`: what the Stack's namespace was granted (`herd.plan.tenancy`); None is
         unrestricted (the CLI: its limits are the RBAC of its kubeconfigs). Targets no
@@ -192,8 +191,11 @@ class Engine:
             return result
         finally:  # what the pass installed is recorded even when it was cancelled midway
             await save_record(self._ownership, ref, owned, made, kubeconfigs)
-            if self._drift is not None:
-                result.drift_wait = self._drift.wait(settings.owner, time.time())
+            result.drift_wait = self._drift_wait(settings.owner)
+
+    def _drift_wait(self, owner: str) -> float | None:
+        """Seconds until the Stack's next drift check (None: none is scheduled)."""
+        return self._drift.wait(owner, time.time()) if self._drift is not None else None
 
     def _guard(self, stack: Stack, grants: Grants | None) -> RepoGuard | None:
         """The egress deny list for a bounded Stack's repositories; None: no check."""
