@@ -53,6 +53,7 @@ from herd.plan.drift import (
 from herd.plan.releases import ReleaseKey
 
 MEMORY_LIMIT = 50_000
+MAX_OBJECTS = 2_000  # per release: a manifest beyond it is checked in part
 Group = tuple[str, str, str]  # apiVersion, kind, namespace
 
 
@@ -135,7 +136,8 @@ class DriftMemory:
         key = check.key
         self.requests += 1
         manifest = release_manifest(reader, key.namespace, key.name, check.revision)
-        objects = dict(manifest_objects(manifest, key.namespace))
+        # A release Secret is whoever-can-write-the-namespace's data: bounded work.
+        objects = dict(manifest_objects(manifest, key.namespace)[:MAX_OBJECTS])
         # The first check of a release is in its Stack's next slot; a revision Herd did
         # not write (expected) is checked at once.
         due = self.slot(owner, check.policy.interval, now)
