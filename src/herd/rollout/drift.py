@@ -32,7 +32,7 @@ from herd.plan.desired import StackPlan
 from herd.plan.drift import DISABLED, Policy, ReleaseDrift, effective
 from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
-from herd.plan.tenancy import Identity, helm_identity
+from herd.plan.tenancy import Identity, addon_release, helm_identity
 from herd.rollout.actions import Report, Settings
 from herd.rollout.target import Target
 
@@ -68,16 +68,29 @@ class DriftStep:
                 policy = effective(plan.spec.drift, release.chart.drift)
                 if policy.mode != DISABLED:
                     settings.drift.expect(settings.owner, release.key, policy.interval, now)
-        identity = helm_identity(target.grants) if target.grants else None
+        found: dict[ReleaseKey, ReleaseDrift] = {}
         try:
-            found = await check_drift(
-                settings.drift, settings.owner, target.kubeconfig, checks, identity
-            )
+            for identity, mine in _by_identity(target, checks).items():
+                found |= await check_drift(
+                    settings.drift, settings.owner, target.kubeconfig, mine, identity
+                )
         except Exception as error:  # a drift check never fails the cluster's releases
             logger.warning("Drift check on cluster %s failed: %s", target.cluster, describe(error))
-            return
         for key, drift in found.items():
             await self._report(replace(results[key], drift=drift))
+
+
+def _by_identity(
+    target: Target, checks: list[ReleaseCheck]
+) -> dict[Identity | None, list[ReleaseCheck]]:
+    """Checks by who makes them: a bounded Stack's releases as the tenant, as helm ran
+    them, except its add-on releases (Herd's dashboards: the kubeconfig's identity)."""
+    tenant = helm_identity(target.grants) if target.grants else None
+    out: dict[Identity | None, list[ReleaseCheck]] = {}
+    for check in checks:
+        addon = target.grants is not None and addon_release(target.grants, check.key.namespace)
+        out.setdefault(None if addon else tenant, []).append(check)
+    return out
 
 
 def checks_for(
@@ -154,8 +167,11 @@ async def preview_drift(
             and observed is not None
             and decision.action is Action.NOTHING
         ]
-        identity = helm_identity(target.grants) if target.grants else None
-        found |= await check_now(target.kubeconfig, due, identity)
+        tenant = helm_identity(target.grants) if target.grants else None
+        grants = target.grants
+        admin = [d for d in due if grants is not None and addon_release(grants, d[0].namespace)]
+        found |= await check_now(target.kubeconfig, admin)
+        found |= await check_now(target.kubeconfig, [d for d in due if d not in admin], tenant)
     return found
 
 
