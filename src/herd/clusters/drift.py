@@ -6,7 +6,17 @@ namespace) group of the cluster's due releases' objects, selected by helm's
 recorded at its last check or correction. Only an object whose resourceVersion moved, or
 that the list does not show (deleted, or its helm label removed), gets a full read and a
 comparison with the manifest (`herd.plan.drift.drifted_paths`). The manifest is read once
-per helm revision (the release's storage Secret) and kept.
+per helm revision (the release's storage Secret) and kept; it is parsed by `parse` (the
+operator's: in a worker process with a time and memory limit, `herd.rollout.drift`).
+
+Which manifest: the one of the revision Herd recorded (`ReleaseCheck.recorded`), not the
+latest stored one, which anybody who may write the release's namespace can add. A release
+Secret is that somebody's data, so a correction, which may write as admin, applies a
+manifest only when `herd.plan.ownership.stored_verdict` says it is the one Herd wrote (its
+digest, taken from helm's output at write time, is the recorded one, and no newer revision
+exists). Otherwise nothing is written and the row says why; drift is still detected against
+the recorded revision's manifest (or, with no record, the stored one), except when its
+digest is not the recorded one: that manifest is not Herd's and is not compared at all.
 
 In Correct mode a drifted or missing object is applied server-side as helm's field manager
 (`herd.clusters.drift_api.apply_object`: the manifest object, ignored fields as they are
@@ -26,6 +36,7 @@ Everything here blocks: callers use a thread. Callers: `herd.rollout.drift`.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -50,11 +61,13 @@ from herd.plan.drift import (
     ignored_paths,
     manifest_objects,
 )
+from herd.plan.ownership import Recorded, manifest_digest, stored_verdict
 from herd.plan.releases import ReleaseKey
 
 MEMORY_LIMIT = 50_000
 MAX_OBJECTS = 2_000  # per release: a manifest beyond it is checked in part
 Group = tuple[str, str, str]  # apiVersion, kind, namespace
+Parse = Callable[[str, str], list[tuple[ObjectRef, dict[str, Any]]]]  # manifest, namespace
 
 
 @dataclass
@@ -63,6 +76,7 @@ class _Known:
 
     revision: int
     objects: dict[ObjectRef, dict[str, Any]]
+    digest: str | None = None  # of the manifest as read (`manifest_digest`)
     versions: dict[ObjectRef, str] = field(default_factory=dict)
     drift: dict[ObjectRef, ObjectDrift] = field(default_factory=dict)
     seen: float | None = None
@@ -74,12 +88,19 @@ class _Known:
 
 @dataclass(frozen=True)
 class ReleaseCheck:
-    """One release to check: its helm revision, its policy, whether it may be corrected."""
+    """One release to check: its latest helm revision, its policy, whether it may be
+    corrected (`write`), and what Herd recorded of it (None: nothing, never corrected)."""
 
     key: ReleaseKey
     revision: int
     policy: Policy
     write: bool = False
+    recorded: Recorded | None = None
+
+    @property
+    def stored(self) -> int:
+        """The revision whose manifest is read: the recorded one, else the latest."""
+        return self.recorded.revision if self.recorded is not None else self.revision
 
 
 @dataclass
@@ -127,23 +148,34 @@ class DriftMemory:
         for gone in [k for k in self.known if k[0] == owner and k[1] not in keep]:
             del self.known[gone]
 
-    def load(self, owner: str, check: ReleaseCheck, reader: client.ApiClient, now: float) -> _Known:
+    def load(
+        self,
+        owner: str,
+        check: ReleaseCheck,
+        reader: client.ApiClient,
+        now: float,
+        parse: Parse = manifest_objects,
+    ) -> _Known:
         before = self.known.get((owner, check.key))
-        if before is not None and before.revision == check.revision:
+        if before is not None and before.revision == check.stored:
             return before
         if len(self.known) >= MEMORY_LIMIT:
             self.known.clear()
         key = check.key
         self.requests += 1
-        manifest = release_manifest(reader, key.namespace, key.name, check.revision)
-        # A release Secret is whoever-can-write-the-namespace's data: bounded work.
-        objects = dict(manifest_objects(manifest, key.namespace)[:MAX_OBJECTS])
+        manifest = release_manifest(reader, key.namespace, key.name, check.stored)
+        digest = manifest_digest(manifest)
+        recorded = check.recorded.manifest if check.recorded is not None else None
+        objects = {}
+        if recorded is None or digest == recorded:  # else not Herd's: not even parsed
+            # A release Secret is whoever-can-write-the-namespace's data: bounded work.
+            objects = dict(parse(manifest, key.namespace)[:MAX_OBJECTS])
         # The first check of a release is in its Stack's next slot; a revision Herd did
         # not write (expected) is checked at once.
         due = self.slot(owner, check.policy.interval, now)
         if before is not None:  # expected (helm wrote it): as planned; else one Herd did not
             due = before.due if before.revision < 0 else now
-        known = _Known(check.revision, objects, due=due, interval=check.policy.interval)
+        known = _Known(check.stored, objects, digest, due=due, interval=check.policy.interval)
         self.known[(owner, key)] = known
         return known
 
@@ -156,14 +188,16 @@ def check_cluster(
     admin: client.ApiClient,
     writer: client.ApiClient,
     now: float,
+    parse: Parse = manifest_objects,
 ) -> dict[ReleaseKey, ReleaseDrift]:
     """Check (and in Correct mode, correct) the due releases of one cluster. `admin`
-    reads helm's release storage; `writer` reads and writes the releases' objects."""
+    reads helm's release storage; `writer` reads and writes the releases' objects; only
+    a manifest Herd wrote is applied (`herd.plan.ownership.stored_verdict`)."""
     loaded: dict[ReleaseKey, _Known] = {}
     out: dict[ReleaseKey, ReleaseDrift] = {}
     for check in checks:
         try:
-            known = memory.load(owner, check, admin, now)
+            known = memory.load(owner, check, admin, now, parse)
         except Exception as error:  # unreadable or hostile bytes: this release only
             out[check.key] = ReleaseDrift(problems=(f"cannot read the release: {error}",))
             continue
@@ -178,12 +212,15 @@ def check_cluster(
             continue
         known = loaded[check.key]
         _compare(memory, writer, known, listed, check.policy)
-        corrected = 0
+        corrected, refused = 0, tuple[str, ...]()
         if check.write and check.policy.mode == CORRECT:
-            corrected = _correct(memory, writer, known, check.policy, now)
+            why = stored_verdict(check.recorded, check.revision, known.digest)
+            refused = (why,) if why else ()
+            if not why:
+                corrected = _correct(memory, writer, known, check.policy, now)
         known.due = memory.slot(owner, check.policy.interval, now)
         known.interval = check.policy.interval
-        summary = _summary(known, check.policy, now, problems)
+        summary = _summary(known, check.policy, now, refused + problems)
         out[check.key] = known.last = replace(summary, corrected=corrected)
     return out
 

@@ -50,3 +50,4 @@ class ReleaseResult:
     config: str | None = None  # the desired config digest acted on (None: no desired release)
     held: bool = False  # not retried: this config failed permanently before (C3)
     drift: ReleaseDrift | None = None  # its last drift check (`herd.rollout.drift`)
+    manifest: str | None = None  # Herd's write: the digest of the manifest helm returned

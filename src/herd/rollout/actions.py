@@ -241,7 +241,7 @@ class ReleaseActions:
                 else None
             )
             try:
-                revision = await helm.install_or_upgrade(
+                written = await helm.install_or_upgrade(
                     desired, chart_dir, self._settings.owner, self._settings.manager
                 )
             except HelmFailure as failure:  # the warning explains helm's timeout: keep it
@@ -255,7 +255,8 @@ class ReleaseActions:
         return replace(
             base,
             state=State.DEPLOYED,
-            revision=revision,
+            revision=written.revision,
+            manifest=written.manifest,
             message="",
             transient=False,
             started=started,

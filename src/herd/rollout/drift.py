@@ -8,6 +8,13 @@ policy (`herd.plan.drift.effective`: `spec.drift` under `charts[].drift`), throu
 corrected as the tenant (`identity`, helm's `--kube-as-user` as request headers), so its
 grants bound a correction as they bound helm. Shared add-on releases are not checked.
 
+Each check carries what the Stack's ownership record holds of the release (`Owned`): the
+revision Herd wrote and its manifest's digest; only that manifest is ever applied
+(`herd.clusters.drift`), whoever writes. Manifests are parsed in a worker process
+(`herd.helm.worker`, the render check's pool, with its time and memory limits): a release
+Secret holds up to 16 MiB of somebody's bytes, and PyYAML in a thread holds the GIL for
+seconds, which would stall the event loop (Lease renewal) as the render check would.
+
 Callers: `herd.rollout.scheduler` (with the engine's `DriftMemory`, `Settings.drift`), and
 `herd.engine.engine.Engine.preview` (`preview_drift`, `herd plan`), `herd.cli.fleet`
 (`status_drift`, `herd status -f`).
@@ -18,18 +25,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from herd.api.v1 import StackSpec
-from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
+from herd.clusters.drift import DriftMemory, Parse, ReleaseCheck, check_cluster
 from herd.errors import describe
+from herd.helm import worker
 from herd.helm.crd_apply import impersonation
 from herd.kube.client import api_client_from_kubeconfig
 from herd.plan.decide import Action, Decision
 from herd.plan.desired import StackPlan
-from herd.plan.drift import DISABLED, Policy, ReleaseDrift, effective
+from herd.plan.drift import DISABLED, ObjectRef, Policy, ReleaseDrift, effective, manifest_objects
+from herd.plan.ownership import Owned, Recorded
 from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.tenancy import Identity, addon_release, helm_identity
@@ -42,9 +52,10 @@ logger = logging.getLogger(__name__)
 class DriftStep:
     """A rollout's drift step: `run` after a cluster's releases settled."""
 
-    def __init__(self, settings: Settings, report: Report) -> None:
+    def __init__(self, settings: Settings, report: Report, owned: Owned | None = None) -> None:
         self._settings = settings
         self._report = report
+        self._owned = owned or Owned()  # the Stack's ownership record, as the pass began
 
     async def run(
         self,
@@ -60,7 +71,7 @@ class DriftStep:
         settings = self._settings
         if settings.drift is None or plan is None:
             return
-        checks = checks_for(plan, desired, results, write=write)
+        checks = checks_for(plan, desired, results, write=write, recorded=self._owned.recorded)
         now = time.time()
         for release in desired:  # written this pass: its first check is within an interval
             acted = results.get(release.key)
@@ -99,8 +110,10 @@ def checks_for(
     results: Mapping[ReleaseKey, ReleaseResult],
     *,
     write: bool,
+    recorded: Callable[[ReleaseKey], Recorded | None] = lambda _: None,
 ) -> list[ReleaseCheck]:
-    """The releases to check: the Stack's own, Deployed with nothing done this pass."""
+    """The releases to check: the Stack's own, Deployed with nothing done this pass, each
+    with what the ownership record holds of it (`recorded`)."""
     out = []
     for release in desired:
         result = results.get(release.key)
@@ -110,7 +123,8 @@ def checks_for(
             continue
         policy = effective(plan.spec.drift, release.chart.drift)
         if policy.mode != DISABLED:
-            out.append(ReleaseCheck(release.key, result.revision, policy, write=write))
+            found = recorded(release.key)
+            out.append(ReleaseCheck(release.key, result.revision, policy, write, found))
     return out
 
 
@@ -124,7 +138,28 @@ async def check_drift(
     """Check (and correct, where `write`) one cluster's releases; their drift, by key."""
     if not checks:
         return {}
-    return await asyncio.to_thread(_check, memory, owner, kubeconfig, checks, identity)
+    parse = _in_worker(asyncio.get_running_loop())
+    return await asyncio.to_thread(_check, memory, owner, kubeconfig, checks, identity, parse=parse)
+
+
+def _in_worker(loop: asyncio.AbstractEventLoop) -> Parse:
+    """`manifest_objects` in the worker pool, called from the check's thread (which waits
+    without the GIL); bounded as the render check is (`worker.WorkerError` otherwise)."""
+
+    def parse(manifest: str, namespace: str) -> list[tuple[ObjectRef, dict[str, Any]]]:
+        pool = worker.pool()
+        run = pool.run("the drift check's manifest", manifest_objects, manifest, namespace)
+        future = asyncio.run_coroutine_threadsafe(run, loop)
+        # The pool kills a check after its limit; waiting more than that for a slot and a
+        # start means the loop is stopping: never hang the thread.
+        wait = worker.START_SECONDS + 4 * pool.limits.seconds
+        try:
+            return future.result(timeout=wait)
+        except TimeoutError:
+            future.cancel()
+            raise worker.WorkerError("the drift check's manifest: no worker answered") from None
+
+    return parse
 
 
 def _check(
@@ -133,6 +168,8 @@ def _check(
     kubeconfig: Path,
     checks: list[ReleaseCheck],
     identity: Identity | None,
+    *,
+    parse: Parse,
 ) -> dict[ReleaseKey, ReleaseDrift]:
     admin = api_client_from_kubeconfig(kubeconfig)
     writer = admin
@@ -141,7 +178,9 @@ def _check(
             writer = api_client_from_kubeconfig(kubeconfig)
             for name, value in impersonation(identity).items():
                 writer.set_default_header(name, value)  # type: ignore[no-untyped-call]
-        return check_cluster(memory, owner, checks, admin=admin, writer=writer, now=time.time())
+        return check_cluster(
+            memory, owner, checks, admin=admin, writer=writer, now=time.time(), parse=parse
+        )
     finally:
         admin.close()  # type: ignore[no-untyped-call]
         if writer is not admin:

@@ -91,7 +91,7 @@ class Rollout:
             self._gates, self._cache, settings, self._report, lambda key: self.results[key]
         )
         self.results: dict[ReleaseKey, ReleaseResult] = {}
-        self._drift = DriftStep(settings, self._report)
+        self._drift = DriftStep(settings, self._report, self.owned)
         self.unreachable: dict[str, str] = {}
         self.holding: set[str] = set()
         self._owned: set[ReleaseKey] = set()  # recorded releases of this Stack seen at the start
