@@ -32,6 +32,7 @@ import yaml
 from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
 from herd.clusters.drift_paths import object_path
 from herd.plan.drift import ObjectRef, Policy
+from herd.plan.ownership import Recorded, manifest_digest
 from herd.plan.releases import ReleaseKey
 
 NAMESPACES = 5
@@ -115,11 +116,13 @@ def build(charts: int) -> tuple[SimApi, list[ReleaseCheck]]:
         for obj in objects:
             ref = ObjectRef(obj["apiVersion"], obj["kind"], namespace, name)
             api.put(object_path(ref), obj)
-        release = {"manifest": "---\n".join(yaml.safe_dump(o) for o in objects)}
+        text = "---\n".join(yaml.safe_dump(o) for o in objects)
+        release = {"manifest": text}
         stored = base64.b64encode(gzip.compress(json.dumps(release).encode())).decode()
         secret = {"data": {"release": base64.b64encode(stored.encode()).decode()}}
         api.objects[f"/api/v1/namespaces/{namespace}/secrets/sh.helm.release.v1.{name}.v1"] = secret
-        checks.append(ReleaseCheck(ReleaseKey("c", namespace, name), 1, Policy(interval=INTERVAL)))
+        key, vouched = ReleaseKey("c", namespace, name), Recorded(1, manifest_digest(text))
+        checks.append(ReleaseCheck(key, 1, Policy(interval=INTERVAL), recorded=vouched))
     return api, checks
 
 
@@ -145,7 +148,7 @@ def run_pass(
     cpu, wall, drifted = time.process_time(), time.perf_counter(), 0
     for api, checks, memory in fleet:
         policy = Policy("Correct" if write else "Warn", INTERVAL)
-        todo = [ReleaseCheck(c.key, c.revision, policy, write) for c in checks]
+        todo = [ReleaseCheck(c.key, c.revision, policy, write, c.recorded) for c in checks]
         sim: Any = api  # answers what `herd.clusters.drift_api` sends
         found = check_cluster(memory, "bench", todo, admin=sim, writer=sim, now=now)
         drifted += sum(d.count for d in found.values())
