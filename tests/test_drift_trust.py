@@ -1,0 +1,140 @@
+"""Drift correction applies only the manifest Herd wrote (`herd.clusters.drift.check_cluster`
+with `herd.plan.ownership.stored_verdict`), against an in-memory API: a release Secret
+overwritten or added by a forger is never applied, the row says why, and a genuine
+release is still corrected. Before digests were recorded, both forgeries were applied
+as admin (a ClusterRoleBinding to cluster-admin)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import yaml
+
+from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
+from herd.plan.drift import CORRECT, Policy
+from herd.plan.ownership import NO_DIGEST, NOT_HERDS, Recorded, manifest_digest
+from herd.plan.releases import ReleaseKey
+
+HELM = {"app.kubernetes.io/managed-by": "Helm"}
+CONFIGMAP = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {"name": "web", "namespace": "apps", "labels": HELM},
+    "data": {"message": "hi"},
+}
+GRAB = {
+    "apiVersion": "rbac.authorization.k8s.io/v1",
+    "kind": "ClusterRoleBinding",
+    "metadata": {"name": "grab", "labels": HELM},
+    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "x"},
+    "subjects": [{"kind": "ServiceAccount", "name": "forger", "namespace": "apps"}],
+}
+GENUINE = yaml.safe_dump(CONFIGMAP)
+FORGED = f"{GENUINE}---\n{yaml.safe_dump(GRAB)}"
+HERDS = Recorded(1, manifest_digest(GENUINE))
+
+
+class _Response:
+    def __init__(self, status: int, body: Any) -> None:
+        self.status, self.reason, self._data = status, "", json.dumps(body).encode()
+
+    def read(self) -> bytes:
+        return self._data
+
+
+@dataclass
+class FakeApi:
+    """What `herd.clusters.drift_api` sends, answered from memory; writes noted."""
+
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    writes: list[str] = field(default_factory=list)
+
+    def param_serialize(self, **request: Any) -> tuple[Any, ...]:
+        return (request["method"], request["resource_path"], request.get("body"))
+
+    def call_api(self, method: str, path: str, body: Any, **_: Any) -> _Response:
+        if method == "PATCH":
+            self.writes.append(path)
+            obj = {**json.loads(body)}
+            obj["metadata"] = {**obj["metadata"], "resourceVersion": str(len(self.writes))}
+            self.objects[path] = obj
+            return _Response(200, obj)
+        if path in self.objects:
+            return _Response(200, self.objects[path])
+        if path.endswith(("/configmaps", "/clusterrolebindings")):  # the metadata lists
+            prefix = f"{path}/"
+            items = [
+                {"metadata": {"name": p[len(prefix) :], "resourceVersion": "1"}}
+                for p in self.objects
+                if p.startswith(prefix)
+            ]
+            return _Response(200, {"items": items})
+        return _Response(404, {})
+
+    def release(self, revision: int, manifest: str) -> None:
+        stored = base64.b64encode(gzip.compress(json.dumps({"manifest": manifest}).encode()))
+        path = f"/api/v1/namespaces/apps/secrets/sh.helm.release.v1.web.v{revision}"
+        self.objects[path] = {"data": {"release": base64.b64encode(stored).decode()}}
+
+
+def check(stored: list[str], recorded: Recorded | None) -> tuple[FakeApi, tuple[str, ...]]:
+    """A release whose ConfigMap was deleted, its revisions `stored` (1, 2, ...), checked
+    in Correct mode with `recorded`; the API and the row's problems."""
+    api = FakeApi()
+    for revision, manifest in enumerate(stored, 1):
+        api.release(revision, manifest)
+    key = ReleaseKey("c", "apps", "web")
+    due = ReleaseCheck(key, len(stored), Policy(CORRECT, 1.0), True, recorded)
+    memory, now = DriftMemory(), time.time()
+    memory.expect("o", key, 0.0, now)
+    sim: Any = api
+    found = check_cluster(memory, "o", [due], admin=sim, writer=sim, now=now)
+    return api, found[key].problems
+
+
+CONFIGMAP_PATH = "/api/v1/namespaces/apps/configmaps/web"
+
+
+def test_the_manifest_herd_wrote_is_corrected() -> None:
+    api, problems = check([GENUINE], HERDS)
+    assert api.writes == [CONFIGMAP_PATH] and problems == ()
+
+
+@pytest.mark.parametrize(
+    ("stored", "recorded", "why"),
+    [
+        ([FORGED], HERDS, NOT_HERDS),  # the revision Herd wrote, overwritten
+        ([GENUINE, FORGED], HERDS, NOT_HERDS),  # a newer revision added
+        ([FORGED], Recorded(1), NO_DIGEST),  # a record from before digests
+        ([FORGED], None, NO_DIGEST),  # no record
+    ],
+)
+def test_a_forged_release_is_never_applied(
+    stored: list[str], recorded: Recorded | None, why: str
+) -> None:
+    api, problems = check(stored, recorded)
+    assert api.writes == []
+    assert problems == (why,)
+
+
+def test_a_manifest_that_is_not_herds_is_not_even_parsed() -> None:
+    api, parsed = FakeApi(), []
+    api.release(1, FORGED)
+
+    def parse(manifest: str, namespace: str) -> list[Any]:
+        parsed.append(manifest)
+        return []
+
+    key = ReleaseKey("c", "apps", "web")
+    due = ReleaseCheck(key, 1, Policy(CORRECT, 1.0), True, HERDS)
+    memory, now = DriftMemory(), time.time()
+    sim: Any = api
+    memory.expect("o", key, 0.0, now)
+    found = check_cluster(memory, "o", [due], admin=sim, writer=sim, now=now, parse=parse)
+    assert parsed == [] and found[key].problems == (NOT_HERDS,)
