@@ -9,18 +9,11 @@ server-side-apply manager took over comes back to helm; suspend stops correction
 release Secret rewritten to claim an object outside the grant is not corrected there. The
 request bound of a no-drift check is counted in-process (`e2e.testbed.counting`) against
 the same cluster.
-
-The attack on an admin Stack runs a second operator (shard `adm`, open tenancy: its Stacks
-are admin's) while the first keeps running: a namespace user (a real ServiceAccount with a
-Role on Secrets only) forges helm's release Secrets while the operator is down (a restart
-forgets every manifest read), and in Correct mode Herd must never apply what was forged.
+The same forgery against an admin Stack: `e2e/test_drift_admin.py`.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import gzip
 import json
 import subprocess
 import sys
@@ -35,7 +28,8 @@ import yaml
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.counting import RequestLog
 from e2e.testbed.faults import history
-from e2e.testbed.helpers import eventually, kubectl, kubectl_run
+from e2e.testbed.forgery import forge_release
+from e2e.testbed.helpers import eventually, kubectl
 from e2e.testbed.operator_run import Operator, run_operator
 from herd.api.drift import DriftIgnore
 from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
@@ -285,7 +279,7 @@ def test_a_forged_newer_revision_is_not_applied_and_the_tenant_is_refused_outsid
         "metadata": {"name": "planted", "namespace": OUTSIDE},
         "data": {"k": "v"},
     }
-    _forge_revision(cluster, yaml.safe_dump(claimed))
+    forge_release(cluster.kubeconfig, NS, APP, yaml.safe_dump(claimed))
 
     def refused() -> dict[str, Any] | None:
         drift = row_drift(operator)
@@ -313,84 +307,6 @@ def test_a_forged_newer_revision_is_not_applied_and_the_tenant_is_refused_outsid
     message = "; ".join(found[check.key].problems)
     assert OUTSIDE in message and "403" in message, found
     assert not kubectl(config, "get", "configmap", "planted", "-n", OUTSIDE, check=False)
-
-
-ADMIN_FLEET = "fleet-drift-admin"
-ADMIN_IDS = {"downstream-1": "c-m-drifta001"}
-ADMIN_STACK = "drift-admin"
-VICTIM, NEWER, HONEST = "victim", "newer", "honest"  # release = namespace suffix
-FORGER_NS = "adm-victim"
-FORGER = f"system:serviceaccount:{FORGER_NS}:forger"
-GRABBED = "drift-forged-admin"  # the ClusterRoleBinding a forger wants
-
-
-def test_a_namespace_user_cannot_make_herd_apply_a_forged_release_as_admin(
-    operator: Operator,
-    management: BedCluster,
-    cluster: BedCluster,
-    chart_repo_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    """Overwriting the revision Herd wrote (a ClusterRoleBinding to cluster-admin added)
-    and adding a newer revision (a ConfigMap in another namespace): in Correct mode
-    neither is ever applied and both rows say why, while the genuine drift of the release
-    nobody forged is still corrected."""
-    config = cluster.kubeconfig
-    _namespace_user(config, [f"adm-{VICTIM}", f"adm-{NEWER}"])
-    escalate = ["create", "clusterrolebinding", GRABBED, "--clusterrole=cluster-admin"]
-    own = kubectl_run(cluster, *escalate, f"--serviceaccount={FORGER_NS}:forger", f"--as={FORGER}")
-    assert own.returncode != 0 and "forbidden" in own.stderr.lower(), own  # not by itself
-    planted = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}}
-    planted["metadata"] = {"name": "planted", "namespace": f"adm-{HONEST}"}
-    grab = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": GRABBED},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": "cluster-admin"},
-        "subjects": [{"kind": "ServiceAccount", "name": "forger", "namespace": FORGER_NS}],
-    }  # fmt: skip
-    work = tmp_path_factory.mktemp("drift-admin")
-    try:
-        with _admin_operator(management, cluster, work / "one") as admin:
-            admin.apply(_admin_stack(chart_repo_url))
-            admin.settled("Deployed")
-        # Down (a restart, a new leader: every manifest read is forgotten), the forgeries.
-        _forge_revision(cluster, yaml.safe_dump(grab), f"adm-{VICTIM}", VICTIM, FORGER, new=False)
-        _forge_revision(cluster, yaml.safe_dump(planted), f"adm-{NEWER}", NEWER, FORGER)
-        kubectl(config, "delete", "configmap", HONEST, "-n", f"adm-{HONEST}")  # genuine drift
-        with _admin_operator(management, cluster, work / "two") as admin:
-            honest = ["get", "configmap", HONEST, "-n", f"adm-{HONEST}"]
-            eventually(
-                "the genuine drift corrected", lambda: kubectl(config, *honest, check=False), 60
-            )
-
-            def refused() -> dict[str, dict[str, Any]] | None:
-                rows = {r["chartName"]: r.get("drift") or {} for r in admin.status()["deployments"]}
-                said = all(NOT_HERDS in rows[n].get("message", "") for n in (VICTIM, NEWER))
-                return rows if said else None
-
-            rows = eventually("both forgeries not corrected, said so", refused, 30)
-            time.sleep(6)  # three more intervals: still nothing written
-            assert not rows[HONEST].get("message"), rows
-            assert kubectl_run(cluster, "get", "clusterrolebinding", GRABBED).returncode != 0
-            out = kubectl(config, "get", "configmap", "planted", "-n", f"adm-{HONEST}", check=False)
-            assert not out, out
-            assert "DriftCorrected" in [e["reason"] for e in admin.events()]
-            kubectl(
-                management.kubeconfig,
-                "delete",
-                "stack",
-                ADMIN_STACK,
-                "-n",
-                "default",
-                "--wait=false",
-            )
-            eventually("the admin Stack gone", lambda: (not admin.stack()) or None, 90)
-    finally:
-        kubectl(config, "delete", "clusterrolebinding", GRABBED, check=False)
-        for name in (VICTIM, NEWER, HONEST):
-            kubectl(config, "delete", "namespace", f"adm-{name}", "--wait=false", check=False)
 
 
 def test_herd_plan_and_status_show_the_fields_a_correction_would_change(
@@ -457,98 +373,6 @@ def _fields(obj: dict[str, Any], manager: str) -> list[Any]:
         for m in obj["metadata"].get("managedFields") or []
         if m.get("manager") == manager
     ]
-
-
-def _forge_revision(
-    cluster: BedCluster,
-    extra: str,
-    ns: str = NS,
-    release_name: str = APP,
-    user: str | None = None,
-    *,
-    new: bool = True,
-) -> None:
-    """Write a revision of the release's Secret by hand (as `user`, else the admin): the
-    latest release with `extra` appended to its manifest, either as the next revision,
-    labelled deployed (the old one superseded), or (`new=False`) over the latest one."""
-    config, who = cluster.kubeconfig, [f"--as={user}"] if user else []
-    latest = history(config, ns, release_name)[-1]
-    number = int(latest["revision"])
-    name = f"sh.helm.release.v1.{release_name}.v{number}"
-    secret = json.loads(kubectl(config, "get", "secret", name, "-n", ns, "-o", "json", *who))
-    raw = gzip.decompress(base64.b64decode(base64.b64decode(secret["data"]["release"])))
-    release = json.loads(raw)
-    release["manifest"] += f"\n---\n{extra}"
-    revision = number + 1 if new else number
-    release["version"] = revision
-    encoded = base64.b64encode(gzip.compress(json.dumps(release).encode())).decode()
-    labels = {**secret["metadata"]["labels"], "version": str(revision)}
-    forged = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": secret["type"],
-        "metadata": {"name": f"sh.helm.release.v1.{release_name}.v{revision}", "labels": labels},
-        "data": {"release": base64.b64encode(encoded.encode()).decode()},
-    }
-    verb = ["create"] if new else ["replace"]
-    kubectl(config, *verb, "-n", ns, "-f", "-", *who, stdin=json.dumps(forged))
-    if new:
-        relabel = ["label", "secret", name, "-n", ns, "status=superseded", "--overwrite"]
-        kubectl(config, *relabel, *who)
-
-
-def _namespace_user(config: Path, namespaces: list[str]) -> None:
-    """ServiceAccount `forger` with a Role on Secrets only, in each of `namespaces`."""
-    for ns in [*namespaces, f"adm-{HONEST}"]:
-        kubectl(config, "create", "namespace", ns, check=False)
-    kubectl(config, "create", "serviceaccount", "forger", "-n", FORGER_NS, check=False)
-    for ns in namespaces:
-        verbs = "--verb=get,list,watch,create,update,patch,delete"
-        kubectl(
-            config, "create", "role", "secrets", "-n", ns, verbs, "--resource=secrets", check=False
-        )
-        kubectl(
-            config, "create", "rolebinding", "forger", "-n", ns, "--role=secrets",
-            f"--serviceaccount={FORGER_NS}:forger", check=False,
-        )  # fmt: skip
-
-
-def _admin_stack(repo: str) -> dict[str, Any]:
-    charts = [
-        {"name": n, "chart": "app", "repo": repo, "version": "0.1.0", "namespace": f"adm-{n}"}
-        for n in (VICTIM, NEWER, HONEST)
-    ]  # fmt: skip
-    return {
-        "apiVersion": "herd.suse.com/v1",
-        "kind": "Stack",
-        "metadata": {
-            "name": ADMIN_STACK,
-            "namespace": "default",
-            "labels": {"herd.suse.com/shard": "adm"},
-        },
-        "spec": {
-            "targets": {"clusterIds": [ADMIN_IDS["downstream-1"]]},
-            "charts": charts,
-            "drift": {"interval": INTERVAL, "mode": "Correct"},
-        },
-    }
-
-
-@contextlib.contextmanager
-def _admin_operator(management: BedCluster, cluster: BedCluster, work: Path) -> Iterator[Operator]:
-    """A second operator for Stacks labelled shard `adm`, open tenancy: admin Stacks."""
-    work.mkdir(parents=True)
-    with run_operator(
-        management,
-        [cluster],
-        work,
-        fleet_ns=ADMIN_FLEET,
-        ids=ADMIN_IDS,
-        labels={"downstream-1": {}},
-        env={"HERD_SHARD": "adm", "HERD_TENANCY": "open", "HERD_RESYNC_SECONDS": "120"},
-    ) as running:
-        running.name = ADMIN_STACK
-        yield running
 
 
 def _herd(*args: str) -> subprocess.CompletedProcess[str]:
