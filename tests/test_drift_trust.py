@@ -6,6 +6,7 @@ as admin (a ClusterRoleBinding to cluster-admin)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import json
@@ -18,9 +19,11 @@ import yaml
 from benchmarks.drift_bench import SimApi
 
 from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
-from herd.plan.drift import CORRECT, Policy
+from herd.plan.drift import CORRECT, Policy, manifest_objects
 from herd.plan.ownership import NO_DIGEST, NOT_HERDS, Recorded, manifest_digest
 from herd.plan.releases import ReleaseKey
+from herd.plan.yamlsafe import YamlLimitError
+from herd.rollout.drift import _in_worker
 
 HELM = {"app.kubernetes.io/managed-by": "Helm"}
 CONFIGMAP = {
@@ -113,3 +116,16 @@ def test_a_manifest_that_is_not_herds_is_not_even_parsed() -> None:
     memory.expect("o", key, 0.0, now)
     found = check_cluster(memory, "o", [due], admin=sim, writer=sim, now=now, parse=parse)
     assert parsed == [] and found[key].problems == (NOT_HERDS,)
+
+
+async def test_the_operator_parses_manifests_in_a_worker_process() -> None:
+    """From the check's thread, through the worker pool (the event loop stays free)."""
+    parse = _in_worker(asyncio.get_running_loop())
+    found = await asyncio.to_thread(parse, GENUINE, "apps")
+    assert found == manifest_objects(GENUINE, "apps")
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(20)
+    )
+    with pytest.raises(YamlLimitError):
+        await asyncio.to_thread(parse, bomb, "apps")
