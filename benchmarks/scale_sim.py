@@ -48,6 +48,7 @@ from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.engine.engine import Engine
 from herd.helm.environment import HelmEnvironment
 from herd.names import LABEL_MANAGER, LABEL_STACK
+from herd.plan.ownership import Recorded
 from herd.plan.releases import DesiredRelease, ObservedRelease
 from herd.plan.results import ReleaseResult, now
 from herd.rollout.gates import Limits
@@ -100,7 +101,7 @@ class StandInHelm:
 
     async def install_or_upgrade(
         self, desired: DesiredRelease, chart_dir: Path, owner: str, manager: str = "operator"
-    ) -> int:
+    ) -> Recorded:
         with RECORDER.call("upgrade"):
             if RECORDER.latency:
                 await asyncio.sleep(RECORDER.latency)
@@ -119,7 +120,7 @@ class StandInHelm:
             self._store[key] = ObservedRelease(
                 key[0], key[1], "deployed", revision, labels, time.time()
             )
-            return revision
+            return Recorded(revision)
 
     async def uninstall(self, namespace: str, name: str, timeout: str = "5m") -> None:
         with RECORDER.call("uninstall"):

@@ -115,7 +115,15 @@ def test_apply_deploys_with_living_status(
     table = kubectl(operator.management.kubeconfig, "get", "stacks", "-n", "default")
     lines = [row.split() for row in table.splitlines()]
     header, line = lines[0], next(row for row in lines if row[0] == STACK)
-    assert header == ["NAME", "PHASE", "CLUSTERS", "CHARTS", "STAGE", "AGE"]  # STAGE: no rollout
+    assert header == [
+        "NAME",
+        "PHASE",
+        "CLUSTERS",
+        "CHARTS",
+        "STAGE",
+        "DRIFTED",
+        "AGE",
+    ]  # no rollout
     assert line[:4] == [STACK, "Deployed", "2", "3"]
     messages = [e["message"] for e in operator.events()]
     assert any(m.startswith("Installed chart db") and "c-m-op000001" in m for m in messages), (

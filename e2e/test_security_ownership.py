@@ -35,6 +35,7 @@ from e2e.testbed.herd_controller import (
     prepare_management,
     service_account_kubeconfig,
 )
+from herd.plan.ownership import DIGEST_CHARS
 
 CHARTS = Path(__file__).resolve().parent / "charts-tenancy"
 RANCHER_NS = "fleet-secown"
@@ -340,7 +341,9 @@ def test_a_forged_pre_delete_hook_never_runs_at_deletion(
     assert row(settled(management, TENANT, "del1"), ONE, "del1")["status"] == "Deployed"
     uid = (get_stack(management, TENANT, "del1") or {})["metadata"]["uid"]
     owned = record(management, uid)
-    assert owned is not None and owned["releases"][ONE] == {f"{ns}/del1": 1}, owned
+    assert owned is not None and list(owned["releases"][ONE]) == [f"{ns}/del1"], owned
+    revision, digest = owned["releases"][ONE][f"{ns}/del1"]  # and its manifest's digest
+    assert revision == 1 and len(digest) == DIGEST_CHARS, owned
 
     # The attack: the tenant's own identity installs a chart whose only object is a
     # pre-delete hook (helm does not create it at install), then labels it for the Stack.

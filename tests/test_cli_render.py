@@ -17,6 +17,7 @@ from herd.names import LABEL_CHART, LABEL_CONFIG, LABEL_STACK
 from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.decide import Action, decide
 from herd.plan.desired import StackPlan, plan_stack
+from herd.plan.drift import ObjectDrift, ObjectRef, ReleaseDrift
 from herd.plan.releases import ObservedRelease, ReleaseKey, owner_label
 from herd.plan.results import ReleaseResult, State
 from tests.conftest import chart, stack_body
@@ -316,3 +317,16 @@ def test_a_value_a_cluster_cannot_render_is_invalid_and_fails_the_plan() -> None
     assert ".Cluster.labels.zone" in plan_rows[0].detail
     assert render.plan_exit(done, plan_rows) == render.EXIT_FAILED
     assert "1 invalid" in render.plan_summary(done, plan_rows)
+
+
+def test_status_and_plan_rows_show_drift() -> None:
+    ref = ObjectRef("apps/v1", "Deployment", "default", "db")
+    drift = ReleaseDrift(objects=(ObjectDrift(ref, ("/spec/replicas",)),))
+    rows = render.status_rows({"c1": [observed("db")]})
+    shown = render.with_drift(rows, {ReleaseKey("c1", "default", "db"): drift})
+    assert [r.drift for r in shown] == ["Deployment/db: /spec/replicas"]
+    assert render.with_drift(rows, {})[0].drift == ""
+    row = render.PlanRow(
+        "c1", "db", "db", "default", "unchanged", 1, "1.0.0", "", drift=drift.entries()
+    )
+    assert row.detail == "drift: Deployment/db: /spec/replicas"

@@ -37,6 +37,7 @@ def test_printer_columns_match_the_readme() -> None:
         ("Clusters", ".status.clusterCount"),
         ("Charts", ".status.chartCount"),
         ("Stage", ".status.rollout.stage"),
+        ("Drifted", ".status.driftedObjects"),
         ("Age", ".metadata.creationTimestamp"),
     ]
     assert version["subresources"] == {"status": {}}

@@ -28,6 +28,7 @@ from herd.api.common import (
     SpecModel,
     duration_seconds,
 )
+from herd.api.drift import DriftSpec
 from herd.api.targets import LabelSelector
 
 
@@ -190,6 +191,11 @@ class ChartSpec(SpecModel):
             "(helm --skip-crds); CreateReplace makes Herd apply them on every install and "
             "upgrade, server-side as field manager herd, before helm runs."
         ),
+    )
+
+    drift: DriftSpec | None = Field(
+        default=None,
+        description="Drift handling of this chart's releases: overrides spec.drift field by field.",
     )
 
     credentials: ChartCredentials | None = Field(

@@ -156,6 +156,7 @@ def crd() -> Schema:
             {"name": "Clusters", "type": "integer", "jsonPath": ".status.clusterCount"},
             {"name": "Charts", "type": "integer", "jsonPath": ".status.chartCount"},
             {"name": "Stage", "type": "string", "jsonPath": ".status.rollout.stage"},
+            {"name": "Drifted", "type": "integer", "jsonPath": ".status.driftedObjects"},
         ],
         description=(
             "A Stack deploys a set of Helm charts, ordered by their "

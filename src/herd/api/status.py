@@ -37,6 +37,21 @@ class Condition(StatusModel):
     )
 
 
+class DriftRow(StatusModel):
+    objects: int = Field(default=0, description="Objects of the release that drifted.")
+    entries: list[str] = Field(
+        default_factory=list,
+        description="The first drifted fields, as kind/name: JSON pointer (or: missing).",
+    )
+    seen_at: str | None = Field(default=None, description="When this drift was first seen.")
+    corrected_at: str | None = Field(
+        default=None, description="When Herd last corrected drift of the release."
+    )
+    message: str = Field(
+        default="", description="What could not be read or corrected (e.g. an immutable field)."
+    )
+
+
 class DeploymentRow(StatusModel):
     chart_name: str = Field(description="The chart's name in the Stack.")
     cluster_id: str = Field(description="The target cluster.")
@@ -88,6 +103,10 @@ class DeploymentRow(StatusModel):
     )
     gpu_utilization_reason: str | None = Field(
         default=None, description="Why gpuUtilization is Unavailable."
+    )
+    drift: DriftRow | None = Field(
+        default=None,
+        description="Changes made inside the deployed release since helm applied it (spec.drift).",
     )
 
 
@@ -197,6 +216,9 @@ class StackStatus(StatusModel):
     )
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready, Reconciling, Stalled and add-on conditions."
+    )
+    drifted_objects: int = Field(
+        default=0, description="Drifted objects over every release (spec.drift)."
     )
     deployments: list[DeploymentRow] = Field(
         default_factory=list,

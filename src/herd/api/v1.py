@@ -23,6 +23,7 @@ from herd.api.charts import ChartSpec
 from herd.api.common import (
     SpecModel,
 )
+from herd.api.drift import DriftSpec
 from herd.api.rollout import RolloutSpec
 from herd.api.status import StackStatus
 from herd.api.targets import Targets
@@ -120,6 +121,14 @@ class StackSpec(SpecModel):
             "true: no helm writes at all (no install, upgrade or uninstall, drift included); "
             "status says Suspended. Set false to resume. Deleting a suspended Stack still "
             "follows deletionPolicy."
+        ),
+    )
+    drift: DriftSpec | None = Field(
+        default=None,
+        description=(
+            "Changes made inside deployed releases (a scaled Deployment, an edited ConfigMap, "
+            "a deleted Service): mode Warn (default) reports them, Correct restores them, "
+            "Disabled ignores them; checked every interval (default 10m)."
         ),
     )
     rollout: RolloutSpec | None = Field(

@@ -53,8 +53,10 @@ from herd.kube.owned import DownstreamOwnership
 from herd.plan.chart_sources import ChartSource, unread_sources
 from herd.plan.clusters import Cluster, ClusterUnavailable
 from herd.plan.desired import SourceKey
-from herd.plan.releases import ObservedRelease, Values, owner_label
+from herd.plan.drift import ReleaseDrift
+from herd.plan.releases import ObservedRelease, ReleaseKey, Values, owner_label
 from herd.plan.results import ReleaseResult
+from herd.rollout.drift import status_drift
 from herd.rollout.gates import DEFAULT_LIMITS, Limits
 
 
@@ -311,7 +313,7 @@ async def apply(args: argparse.Namespace, session: Session, stack: Stack | None)
 
 async def plan(args: argparse.Namespace, session: Session, stack: Stack | None) -> int:
     assert stack is not None
-    result, previews = await session.engine.preview(stack)
+    result, previews = await session.engine.preview(stack, drift=True)
     result = render.with_unreadable(result, result.unreachable)
     previews, stage_notes = stages.plan_stages(session.engine, stack, result, previews, args.stage)
     rows = render.plan_rows(stack, result, previews)
@@ -349,11 +351,29 @@ async def status(args: argparse.Namespace, session: Session, stack: Stack | None
     observed, unreachable = await observe(session, clusters)
     owner = owner_label(stack.namespace, stack.name) if stack else None
     rows = render.status_rows(observed, owner)
+    if stack is not None:  # its releases' drift, checked now with its spec.drift
+        rows = render.with_drift(rows, await _drift(session, stack, clusters, observed))
     text = render.status_summary(rows, len(clusters), unreachable)
     document = render.status_document(rows, unreachable, text)
     notes = [f"cannot read cluster {c}: {reason}" for c, reason in sorted(unreachable.items())]
     _emit(args, document, render.status_grid(rows), notes, text)
     return render.status_exit(rows, unreachable)
+
+
+async def _drift(
+    session: Session,
+    stack: Stack,
+    clusters: Sequence[Cluster],
+    observed: Mapping[str, list[ObservedRelease]],
+) -> dict[ReleaseKey, ReleaseDrift]:
+    owner = owner_label(stack.namespace, stack.name)
+    found: dict[ReleaseKey, ReleaseDrift] = {}
+    for cluster in clusters:
+        mine = [o for o in observed.get(cluster.id, []) if o.owner == owner]
+        if mine:
+            path = await session.inventory.kubeconfig(cluster)
+            found |= await status_drift(stack.spec, cluster.id, path, mine)
+    return found
 
 
 async def observe(

@@ -30,7 +30,8 @@ from herd.engine.protocols import StackResult
 from herd.helm.chart_crds import crd_note
 from herd.plan.decide import Action
 from herd.plan.desired import changed_keys
-from herd.plan.releases import DesiredRelease, ObservedRelease
+from herd.plan.drift import ReleaseDrift
+from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.status.build import phase_of, summary
 
@@ -225,6 +226,8 @@ class PlanRow(Row):
     version: str | None
     reason: str
     values: list[str] = field(default_factory=list)
+    # Drifted fields a correction would restore (`kind/name: pointer`), checked now.
+    drift: list[str] = field(default_factory=list)
     COLUMNS = (
         "cluster",
         "chart",
@@ -238,6 +241,9 @@ class PlanRow(Row):
 
     @property
     def detail(self) -> str:
+        if self.drift:
+            drifted = "drift: " + ", ".join(self.drift)
+            return f"{self.reason}; {drifted}" if self.reason else drifted
         if not self.values:
             return self.reason
         keys = ", ".join(self.values[:KEYS_SHOWN])
@@ -264,6 +270,7 @@ def plan_rows(stack: Stack, result: StackResult, previews: Sequence[Preview]) ->
                 values=changed_keys({}, desired.values)
                 if desired and action is Action.INSTALL
                 else [],
+                drift=_drift_entries(preview),
             )
         )
     place = _placing(result)
@@ -275,6 +282,13 @@ def _crds(desired: DesiredRelease | None, action: Action) -> str:
     if desired is None or action not in (Action.INSTALL, Action.UPGRADE):
         return ""
     return crd_note(desired.chart.crds)
+
+
+def _drift_entries(preview: Preview) -> list[str]:
+    drift = preview.drift
+    if drift is None:
+        return []
+    return [*drift.entries(KEYS_SHOWN), *(f"({p})" for p in drift.problems[:1])]
 
 
 def _observed_chart(observed: ObservedRelease | None) -> str:
@@ -335,7 +349,7 @@ def plan_table(rows: Sequence[PlanRow]) -> str:
 class StatusRow(Row):
     """One Herd-managed release as helm's storage labels describe it."""
 
-    COLUMNS = ("cluster", "stack", "chart", "release", "namespace", "status", "revision")
+    COLUMNS = ("cluster", "stack", "chart", "release", "namespace", "status", "revision", "drift")
 
     cluster: str
     stack: str  # the owner label: `namespace.name` of the Stack (hashed when too long)
@@ -344,6 +358,7 @@ class StatusRow(Row):
     namespace: str
     status: str
     revision: int
+    drift: str = ""  # with `-f STACK`: its drifted fields, checked now (`kind/name: pointer`)
 
 
 def status_rows(
@@ -357,6 +372,18 @@ def status_rows(
         if o.owner is not None and owner in (None, o.owner)
     ]
     return sorted(rows, key=lambda r: (r.cluster, r.stack, r.namespace, r.release))
+
+
+def with_drift(
+    rows: Sequence[StatusRow], found: Mapping[ReleaseKey, ReleaseDrift]
+) -> list[StatusRow]:
+    """`herd status -f STACK`: each row with its release's drift, "" when none."""
+    out = []
+    for row in rows:
+        drift = found.get(ReleaseKey(row.cluster, row.namespace, row.release))
+        text = ", ".join([*drift.entries(KEYS_SHOWN), *drift.problems[:1]]) if drift else ""
+        out.append(replace(row, drift=text))
+    return out
 
 
 def status_exit(rows: Sequence[StatusRow], unreachable: Mapping[str, str]) -> int:

@@ -30,9 +30,12 @@ Callers: `herd.operator` (kopf handlers) and `herd.cli` (CI pipelines).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 
 from herd.api.v1 import Stack
+from herd.clusters.drift import DriftMemory
 from herd.engine.owned import save_record, stack_ref
 from herd.engine.planning import Readers, checked_plan
 from herd.engine.protocols import (
@@ -67,6 +70,7 @@ from herd.plan.tenancy import (
     granted_clusters,
 )
 from herd.rollout.actions import Settings
+from herd.rollout.drift import preview_drift
 from herd.rollout.gates import DEFAULT_LIMITS, Gates, Limits
 from herd.rollout.scheduler import Progress, Rollout
 from herd.rollout.staged import StageInputs, run_staged
@@ -105,7 +109,9 @@ class Engine:
         sources: SourcesReader | None = None,
         ownership: OwnershipStore | None = None,
         egress: EgressPolicy | None = None,
+        drift: DriftMemory | None = None,
     ) -> None:
+        self._drift = drift  # what drift checks recorded, process-wide; None: no checks
         self._sources = sources
         self._ownership: OwnershipStore = ownership or MemoryOwnership()
         self._egress = egress  # the deny list for bounded Stacks' repositories (`herd.plan.egress`)
@@ -138,11 +144,10 @@ class Engine:
         grants: Grants | None = None,
         staging: StageInputs | None = None,
     ) -> StackResult:
-        """Converge the Stack's targets; clean up the clusters it left.
-
-        With `spec.rollout`, `spec.suspend` or `staging.only`, the pass is staged
-        (`herd.rollout.staged`; `staging` carries the persisted rollout status, the
-        approval annotation and callbacks) and `StackResult.rollout` says where it stands.
+        """Converge the Stack's targets; clean up the clusters it left. With `spec.rollout`,
+        `spec.suspend` or `staging.only`, the pass is staged (`herd.rollout.staged`;
+        `staging`: the persisted rollout status, the approval annotation and callbacks)
+        and `StackResult.rollout` says where it stands (`drift_wait`: the next drift check).
 
         `grants`: what the Stack's namespace was granted (`herd.plan.tenancy`); None is
         unrestricted (the CLI: its limits are the RBAC of its kubeconfigs). Targets no
@@ -186,6 +191,11 @@ class Engine:
             return result
         finally:  # what the pass installed is recorded even when it was cancelled midway
             await save_record(self._ownership, ref, owned, made, kubeconfigs)
+            result.drift_wait = self._drift_wait(settings.owner)
+
+    def _drift_wait(self, owner: str) -> float | None:
+        """Seconds until the Stack's next drift check (None: none is scheduled)."""
+        return self._drift.wait(owner, time.time()) if self._drift is not None else None
 
     def _guard(self, stack: Stack, grants: Grants | None) -> RepoGuard | None:
         """The egress deny list for a bounded Stack's repositories; None: no check."""
@@ -291,9 +301,11 @@ class Engine:
         *,
         previous_targets: Collection[str] | None = None,
         grants: Grants | None = None,
+        drift: bool = False,
     ) -> tuple[StackResult, list[Preview]]:
         """What `apply` would do, departed clusters included; no writes anywhere (`herd
-        plan`, and the operator's `spec.mode: DryRun`, which passes what `apply` takes)."""
+        plan`, and the operator's `spec.mode: DryRun`, which passes what `apply` takes).
+        `drift`: each release that needs no helm call is checked for drift now (read-only)."""
         result, reachable, departed = await self._resolve(stack, previous_targets, grants)
         kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
         owned = await self._ownership.load(stack_ref(stack), kubeconfigs)
@@ -301,6 +313,10 @@ class Engine:
         rows = [Preview(*row) for row in await rollout.decisions(result.plan, reachable)]
         rows += [Preview(*row) for row in await rollout.decisions(None, departed)]
         result.unreachable.update(rollout.unreachable)
+        if drift and result.plan is not None:
+            decided = [(r.key, r.desired, r.observed, r.decision) for r in rows]
+            found = await preview_drift(result.plan, reachable, decided)
+            rows = [replace(r, drift=found.get(r.key)) for r in rows]
         return result, rows
 
     async def _resolve(
@@ -356,6 +372,7 @@ class Engine:
             force=force,
             stuck_seconds=self._stuck_seconds,
             held=dict(held or {}),
+            drift=self._drift,
         )
 
     def _rollout(

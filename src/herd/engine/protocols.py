@@ -21,6 +21,7 @@ from herd.plan.chart_sources import ChartSource
 from herd.plan.clusters import Cluster
 from herd.plan.decide import Decision
 from herd.plan.desired import SourceKey, StackPlan
+from herd.plan.drift import ReleaseDrift
 from herd.plan.ownership import Owned, Releases, StackRef
 from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey, Values
 from herd.plan.results import ReleaseResult
@@ -111,6 +112,8 @@ class StackResult:
     members: list[Cluster] = field(default_factory=list)
     # A staged pass (spec.rollout, spec.suspend or --stage): where the rollout stands.
     rollout: StagedOutcome | None = None
+    # Seconds until the Stack's next drift check is due (None: no check is scheduled).
+    drift_wait: float | None = None
 
     @property
     def chart_count(self) -> int:
@@ -125,6 +128,7 @@ class Preview:
     desired: DesiredRelease | None
     observed: ObservedRelease | None
     decision: Decision
+    drift: ReleaseDrift | None = None  # checked now, read-only (`herd plan`)
 
     @property
     def action(self) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from kubernetes import client
 
+from herd.clusters.drift import DriftMemory
 from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.clusters.sources import ClusterSource
@@ -41,6 +42,7 @@ def build_engine(
     gates: Gates | None = None,
     stuck_seconds: float = DEFAULT_STUCK_SECONDS,
     egress: EgressPolicy | None = None,
+    drift: DriftMemory | None = None,
 ) -> tuple[Inventory, Engine]:
     """The inventory of `sources` (kubeconfigs kept by `store`) and the engine over it.
 
@@ -65,5 +67,6 @@ def build_engine(
         stuck_seconds=stuck_seconds,
         ownership=ownership,
         egress=egress,
+        drift=drift,
     )
     return inventory, engine

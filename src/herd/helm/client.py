@@ -29,6 +29,7 @@ from herd.helm.environment import HelmEnvironment
 from herd.helm.failures import FailureKind, HelmFailure, classify
 from herd.kube.client import api_client_from_kubeconfig, api_error_summary
 from herd.names import LABEL_MANAGER, LABEL_STACK
+from herd.plan.ownership import Recorded, manifest_digest
 from herd.plan.releases import DesiredRelease, ObservedRelease
 from herd.plan.tenancy import Identity
 
@@ -137,8 +138,10 @@ class ClusterHelm:
 
     async def install_or_upgrade(
         self, desired: DesiredRelease, chart_dir: Path, owner: str, manager: str = "operator"
-    ) -> int:
-        """`helm upgrade --install`; returns the new revision. Add-ons keep their shared owner.
+    ) -> Recorded:
+        """`helm upgrade --install`; returns the new revision and the digest of the manifest
+        helm stored for it, from helm's own output (what drift correction may apply later:
+        `herd.plan.ownership.stored_verdict`). Add-ons keep their shared owner.
 
         The release is labelled with its owner Stack and the Herd face (`manager`) acting.
         """
@@ -161,8 +164,10 @@ class ClusterHelm:
             )
         except helm_errors.Error as error:
             raise _failure(error) from None
-        revision: int = json.loads(output[output.index(b"{") :])["version"]
-        return revision
+        release = json.loads(output[output.index(b"{") :])
+        manifest = release.get("manifest")
+        digest = manifest_digest(manifest) if isinstance(manifest, str) else None
+        return Recorded(int(release["version"]), digest)
 
     async def render(
         self,

@@ -18,7 +18,8 @@ the answer without blocking the event loop:
 
 The function's own exceptions come back as they were raised (re-raised in the caller).
 One process-wide pool (`pool()`), configured once by the operator (`configure`), is used by
-`herd.rollout.tenants` (the render check) and `herd.helm.crd_apply` (reading a chart's CRDs).
+`herd.rollout.tenants` (the render check), `herd.helm.crd_apply` (reading a chart's CRDs) and
+`herd.rollout.drift` (parsing a release's stored manifest).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ from herd.errors import ReleaseError
 
 T = TypeVar("T")
 MIB = 1024 * 1024
-PRELOAD = ["herd.plan.tenancy", "herd.helm.chart_crds"]  # imported once by the fork server
+# Imported once by the fork server.
+PRELOAD = ["herd.plan.tenancy", "herd.helm.chart_crds", "herd.plan.drift"]
 START_SECONDS = 60.0  # the first start also starts the fork server (imports Herd)
 
 

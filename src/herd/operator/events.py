@@ -4,7 +4,8 @@
 an Event whose reason and message were already posted for the Stack within the window
 (the resync interval), so a resync that finds the same failure adds nothing. `log_release`
 turns a release's progress into a log line and, for changes, an Event naming cluster and
-chart. Callers: `herd.operator.keeper` and `herd.operator.teardown`.
+chart; `log_drift` does the same for a drift check (`DriftDetected`, `DriftCorrected`).
+Callers: `herd.operator.keeper` and `herd.operator.teardown`.
 """
 
 from __future__ import annotations
@@ -88,3 +89,25 @@ def log_release(result: ReleaseResult, logger: Logger, events: Events | None) ->
         logger.warning("%s", message)
         if events is not None:
             events.warning("Release" + result.state.value, message)
+
+
+def log_drift(result: ReleaseResult, logger: Logger, events: Events | None) -> None:
+    """`DriftDetected` (a warning) and `DriftCorrected` Events of a release's drift check;
+    repeated ones are dropped by `StackEvents`' window."""
+    drift = result.drift
+    if drift is None:
+        return
+    where = (
+        f"chart {result.chart} (release {result.key.namespace}/{result.key.name}) "
+        f"on cluster {result.key.cluster}"
+    )
+    if drift.corrected:
+        message = f"Corrected {drift.corrected} drifted objects of {where}"
+        logger.info("%s", message)
+        if events is not None:
+            events.normal("DriftCorrected", message)
+    if drift.count:
+        message = f"{drift.count} objects drifted in {where}: {'; '.join(drift.entries(3))}"
+        logger.warning("%s", message)
+        if events is not None:
+            events.warning("DriftDetected", message)

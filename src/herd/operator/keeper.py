@@ -37,7 +37,7 @@ from herd.engine.protocols import StackResult
 from herd.errors import SpecError, TransientError, describe
 from herd.names import APPROVE_ANNOTATION, RECONCILE_AT
 from herd.operator import metrics
-from herd.operator.events import Events, Logger, StackEvents, log_release
+from herd.operator.events import Events, Logger, StackEvents, log_drift, log_release
 from herd.operator.runtime import Runtime
 from herd.operator.statuswriter import Gone, StatusWriter
 from herd.plan.releases import ReleaseKey
@@ -243,7 +243,9 @@ class Keeper:
             )
         )
         await self.writer.flush(lambda: status)
-        self._runtime.fleet.set(self.key, status.phase, status.deployment_counts)
+        self._runtime.fleet.set(
+            self.key, status.phase, status.deployment_counts, status.drifted_objects
+        )
 
     async def _dry_run(
         self,
@@ -316,6 +318,8 @@ class Keeper:
                 self.backoff.succeeded(cluster)
         self.backoff.forget(set(record) | {c.id for c in result.targets})
         delays = [self._config.resync_seconds]
+        if result.drift_wait is not None:  # the next release drift check (`spec.drift`)
+            delays.append(result.drift_wait)
         due = self.backoff.next_due(time.monotonic())
         if due is not None:
             delays.append(due)
@@ -369,6 +373,7 @@ class _Progress:
     def record(self, result: ReleaseResult) -> None:
         self._results[result.key] = result
         log_release(result, self._keeper._logger, self._keeper.events)
+        log_drift(result, self._keeper._logger, self._keeper.events)
         metrics.record(result)
         # A pass that changes nothing writes nothing until its end.
         self._active = self._active or result.state in (State.DEPLOYING, State.UNINSTALLING)

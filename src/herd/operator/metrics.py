@@ -9,6 +9,7 @@ tenants choose (chart names) are bounded: `MAX_SERIES` pairs, then `_other`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter as Tally
@@ -33,6 +34,12 @@ STATUS_WRITE_FAILURES = Counter(
     "Stack status writes that failed and were retried (management API trouble).",
 )
 STACKS = Gauge("herd_stacks", "Stacks by phase.", ["phase"])
+DRIFTED = Gauge(
+    "herd_drifted_objects", "Drifted objects per Stack (spec.drift).", ["namespace", "stack"]
+)
+DRIFT_CORRECTIONS = Counter(
+    "herd_drift_corrections_total", "Drifted objects Herd corrected.", ["cluster", "chart"]
+)
 RELEASES = Gauge("herd_releases", "Releases by state, all Stacks together.", ["state"])
 
 _FINAL = (State.DEPLOYED, State.FAILED, State.UNINSTALLED)
@@ -76,7 +83,12 @@ _LABELS = _Labels()
 
 
 def record(result: ReleaseResult) -> None:
-    """Count a finished helm operation (results that did nothing are not operations)."""
+    """Count a finished helm operation (results that did nothing are not operations),
+    and a drift check's corrections."""
+    if result.drift is not None and result.drift.corrected:
+        DRIFT_CORRECTIONS.labels(*_LABELS.pair(result.key.cluster, result.chart)).inc(
+            result.drift.corrected
+        )
     if result.action is None or result.state not in _FINAL or result.started is None:
         return
     operation = result.action.value
@@ -94,14 +106,19 @@ class Fleet:
         self._phases: dict[tuple[str, str], str] = {}
         self._states: dict[tuple[str, str], Tally[str]] = {}
 
-    def set(self, stack: tuple[str, str], phase: str, states: dict[str, int]) -> None:
+    def set(
+        self, stack: tuple[str, str], phase: str, states: dict[str, int], drifted: int = 0
+    ) -> None:
         self._phases[stack] = phase
         self._states[stack] = Tally(states)
+        DRIFTED.labels(*stack).set(drifted)
         self._publish()
 
     def forget(self, stack: tuple[str, str]) -> None:
         self._phases.pop(stack, None)
         self._states.pop(stack, None)
+        with contextlib.suppress(KeyError):  # never set
+            DRIFTED.remove(*stack)
         self._publish()
 
     def _publish(self) -> None:

@@ -29,6 +29,7 @@ from herd.addons.catalog import AddonCatalog
 from herd.addons.probe import AddonProbe
 from herd.api import PLURAL, VERSION, StackStatus
 from herd.api.grants import ClusterGrant
+from herd.clusters.drift import DriftMemory
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.clusters.sources import ClusterSource, RancherSource, SecretSource
 from herd.engine.wiring import build_engine
@@ -117,6 +118,7 @@ class Runtime:
             stuck_seconds=config.stuck_seconds,
             ownership=ManagementOwnership(api, config.namespace),
             egress=_egress(config, api),
+            drift=DriftMemory(),
         )
         self.index = TargetIndex()
         self.fleet = metrics.Fleet()

@@ -2,11 +2,12 @@
 
 A downstream release Secret is data that whoever may write its namespace controls: its
 `herd.suse.com/stack` label is a display hint, never a licence to uninstall. Herd keeps its
-own record instead, one per Stack, `Owned`: cluster -> "namespace/release" -> the revision
-Herd's helm call produced. The operator keeps it on the management cluster (a ConfigMap in
-its own namespace), the CLI in each downstream cluster's `herd-system` namespace (only
-cluster admins write there): `herd.kube.owned` holds both stores, behind
-`herd.engine.protocols.OwnershipStore`.
+own record instead, one per Stack, `Owned`: cluster -> "namespace/release" -> `Recorded`,
+the revision Herd's helm call produced and a digest of the manifest helm returned for it
+(`manifest_digest`, from helm's own output, so no forger can race it). The operator keeps
+it on the management cluster (a ConfigMap in its own namespace), the CLI in each downstream
+cluster's `herd-system` namespace (only cluster admins write there): `herd.kube.owned` holds
+both stores, behind `herd.engine.protocols.OwnershipStore`.
 
 The decisions, table-tested in `tests/test_ownership.py`:
 
@@ -16,6 +17,9 @@ The decisions, table-tested in `tests/test_ownership.py`:
   and reported. The uninstall itself runs as the Stack's identity (`herd.rollout`).
 - `pinned`: a recorded release whose latest revision is not the recorded one was written
   by someone else since: its uninstall runs with `--no-hooks`.
+- `stored_verdict`: whether a stored release's manifest is the one Herd wrote (its
+  revision recorded, the latest, and its digest the recorded one); drift correction
+  (`herd.clusters.drift`) applies only such a manifest.
 - `next_record`: the record after a pass's results (installs and upgrades recorded,
   uninstalls and vanished releases dropped), bounded by `bounded`. Migration from a Herd
   without a record: on a cluster with no record yet, a desired release found labelled for
@@ -28,18 +32,57 @@ Callers: `herd.rollout.scheduler` (leftovers), `herd.rollout.actions` (pinned),
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from herd.plan.decide import Action
 from herd.plan.releases import ObservedRelease, ReleaseKey, owner_label
 from herd.plan.results import ReleaseResult, State
 
-MAX_RELEASES = 4000  # per Stack, every cluster together: ~130 bytes each, well under 1 MiB
+# Per Stack, every cluster together. A release costs at most ~165 bytes: its id (a namespace
+# of 63 and a release name of 53 characters), a revision, a 32-character digest; 4000 of
+# them stay within a ConfigMap's 1 MiB (tests/test_ownership.py measures the worst case).
+MAX_RELEASES = 4000
 RECORD_KEY = "record"  # the ConfigMap data key holding the JSON record
+# 128 bits of sha256: forging a manifest with Herd's digest is a second preimage (2^128
+# work). A collision (2^64) needs the attacker to choose both manifests, i.e. the chart
+# Herd rendered: only a tenant does, for its own releases, whose objects it may write
+# itself. Twice as long would cost 128 KiB more of the record for no attack it stops.
+DIGEST_CHARS = 32
+NO_DIGEST = "not corrected: Herd has no digest of the manifest it wrote (until its next upgrade)"
+NOT_HERDS = "not corrected: the stored release is not the one Herd wrote"
 
-Releases = dict[str, int]  # "namespace/release" -> revision Herd recorded
+
+class Recorded(NamedTuple):
+    """What Herd recorded of one release: the revision its helm call produced and the
+    digest of the manifest helm returned for it (None: an older record, an adopted
+    release, or a failed helm call)."""
+
+    revision: int
+    manifest: str | None = None
+
+
+Releases = dict[str, Recorded]  # "namespace/release" -> what Herd recorded
+
+
+def manifest_digest(manifest: str) -> str:
+    """The digest of a release manifest, as recorded (`DIGEST_CHARS` hex characters)."""
+    data = manifest.encode("utf-8", "surrogatepass")  # a forged one may hold lone surrogates
+    return hashlib.sha256(data).hexdigest()[:DIGEST_CHARS]
+
+
+def stored_verdict(recorded: Recorded | None, latest: int, stored: str | None) -> str:
+    """Why the stored manifest of a release (`stored`: its digest, None when unread) may
+    not be applied as Herd, else "". It may when Herd recorded that revision with a
+    digest, it is still the latest revision, and its digest is the recorded one."""
+    if recorded is None or recorded.manifest is None:
+        return NO_DIGEST
+    if recorded.revision != latest or stored != recorded.manifest:
+        return NOT_HERDS
+    return ""
 
 
 def release_id(namespace: str, name: str) -> str:
@@ -76,8 +119,12 @@ class Owned:
     def on(self, cluster: str) -> Releases:
         return self.releases.get(cluster, {})
 
-    def revision(self, key: ReleaseKey) -> int | None:
+    def recorded(self, key: ReleaseKey) -> Recorded | None:
         return self.on(key.cluster).get(release_id(key.namespace, key.name))
+
+    def revision(self, key: ReleaseKey) -> int | None:
+        found = self.recorded(key)
+        return found.revision if found is not None else None
 
 
 class Leftover(enum.Enum):
@@ -141,7 +188,7 @@ def leftovers(
     observed: Iterable[ObservedRelease],
     wanted: Iterable[tuple[str, str]],
     owner: str,
-    recorded: Mapping[str, int],
+    recorded: Mapping[str, Recorded],
     allowed: Callable[[str], bool],
     *,
     known: bool = True,
@@ -155,13 +202,17 @@ def leftovers(
         found = leftover(
             release,
             owner,
-            recorded.get(release_id(release.namespace, release.name)),
+            revision_of(recorded.get(release_id(release.namespace, release.name))),
             allowed=allowed(release.namespace),
             known=known,
         )
         if found is not None:
             out.append((release, found))
     return out
+
+
+def revision_of(recorded: Recorded | None) -> int | None:
+    return recorded.revision if recorded is not None else None
 
 
 def pinned(recorded: int | None, latest: int) -> str:
@@ -182,7 +233,8 @@ def next_record(
 
     `observed`: cluster -> the release ids present there (observed this pass): recorded
     releases that vanished are dropped. Rows record what Herd's helm produced: an install
-    or an upgrade (deployed, or failed with a revision), dropped on uninstall. On a
+    or an upgrade (deployed, or failed with a revision) with the digest of the manifest
+    helm returned (`ReleaseResult.manifest`), dropped on uninstall. On a
     `migrating` cluster a desired release Deployed as it stands is adopted. Shared add-on
     releases are never a Stack's."""
     record = {c: dict(r) for c, r in before.releases.items()}
@@ -202,7 +254,7 @@ def next_record(
             mine.pop(ident, None)
         elif row.revision and row.action in (Action.INSTALL, Action.UPGRADE):
             if row.state in (State.DEPLOYED, State.FAILED):
-                mine[ident] = row.revision
+                mine[ident] = Recorded(row.revision, row.manifest)
         elif (
             row.state is State.DEPLOYED
             and row.revision
@@ -210,12 +262,12 @@ def next_record(
             and cluster in before.migrating
             and ident not in mine
         ):
-            mine[ident] = row.revision
+            mine[ident] = Recorded(row.revision)  # adopted: no digest Herd can vouch for
     return bounded({c: r for c, r in record.items() if r})
 
 
 def bounded(
-    record: Mapping[str, Mapping[str, int]], limit: int = MAX_RELEASES
+    record: Mapping[str, Mapping[str, Recorded]], limit: int = MAX_RELEASES
 ) -> dict[str, Releases]:
     """At most `limit` releases, cut in a stable order (cluster, then release id). A release
     cut out is no longer Herd's to remove: it is left in place, never lost."""
@@ -226,15 +278,40 @@ def bounded(
             break
         ids = sorted(record[cluster])[:left]
         if ids:
-            out[cluster] = {k: int(record[cluster][k]) for k in ids}
+            out[cluster] = {k: Recorded(*record[cluster][k]) for k in ids}
             left -= len(ids)
     return out
 
 
-def encode(stack: StackRef, releases: Mapping[str, Mapping[str, int]]) -> str:
-    """The JSON stored in the record's ConfigMap."""
-    body = {"stack": f"{stack.namespace}/{stack.name}", "releases": bounded(releases)}
+def encode(stack: StackRef, releases: Mapping[str, Mapping[str, Recorded]]) -> str:
+    """The JSON stored in the record's ConfigMap: "releases": cluster -> release id ->
+    `[revision, digest]`, or the bare revision when Herd has no digest (as records were
+    before digests were kept)."""
+    body = {
+        "stack": f"{stack.namespace}/{stack.name}",
+        "releases": {
+            cluster: {
+                k: [r.revision, r.manifest] if r.manifest else r.revision for k, r in mine.items()
+            }
+            for cluster, mine in bounded(releases).items()
+        },
+    }
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def _revision(value: object) -> int | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return value if ok else None  # type: ignore[return-value]
+
+
+def _decoded(value: object) -> Recorded | None:
+    """One release's entry: a revision, or `[revision, digest]`; else None (dropped)."""
+    if isinstance(value, list) and len(value) == 2:
+        revision, digest = _revision(value[0]), value[1]
+        valid = isinstance(digest, str) and len(digest) == DIGEST_CHARS
+        return Recorded(revision, digest) if revision is not None and valid else None
+    revision = _revision(value)
+    return Recorded(revision) if revision is not None else None
 
 
 def decode(text: str | None) -> dict[str, Releases]:
@@ -247,11 +324,8 @@ def decode(text: str | None) -> dict[str, Releases]:
     out: dict[str, Releases] = {}
     for cluster, releases in (raw or {}).items() if isinstance(raw, dict) else ():
         if isinstance(cluster, str) and isinstance(releases, dict):
-            kept = {
-                k: v
-                for k, v in releases.items()
-                if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v > 0
-            }
+            found = {k: _decoded(v) for k, v in releases.items() if isinstance(k, str)}
+            kept = {k: v for k, v in found.items() if v is not None}
             if kept:
                 out[cluster] = kept
     return bounded(out)

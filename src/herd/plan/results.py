@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from herd.plan.decide import Action
+from herd.plan.drift import ReleaseDrift
 from herd.plan.releases import ReleaseKey
 
 
@@ -48,3 +49,5 @@ class ReleaseResult:
     updated: datetime = field(default_factory=now)
     config: str | None = None  # the desired config digest acted on (None: no desired release)
     held: bool = False  # not retried: this config failed permanently before (C3)
+    drift: ReleaseDrift | None = None  # its last drift check (`herd.rollout.drift`)
+    manifest: str | None = None  # Herd's write: the digest of the manifest helm returned

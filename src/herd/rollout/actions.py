@@ -31,6 +31,7 @@ from pathlib import Path
 
 from herd.addons.gpu.fit import watch_fit
 from herd.api.charts import ChartSpec
+from herd.clusters.drift import DriftMemory
 from herd.errors import describe
 from herd.helm.chart_cache import ChartCache
 from herd.helm.chart_crds import Crd, crd_note
@@ -62,6 +63,7 @@ class Settings:
     held: Mapping[ReleaseKey, str] = field(default_factory=dict)
     # A tenant Stack's egress check before each pull (`herd.helm.egress_guard.RepoGuard`).
     guard: Callable[[ChartSpec], Awaitable[None]] | None = None
+    drift: DriftMemory | None = None  # the engine's; None: no drift check (the CLI)
 
 
 Report = Callable[[ReleaseResult], Awaitable[None]]
@@ -239,7 +241,7 @@ class ReleaseActions:
                 else None
             )
             try:
-                revision = await helm.install_or_upgrade(
+                written = await helm.install_or_upgrade(
                     desired, chart_dir, self._settings.owner, self._settings.manager
                 )
             except HelmFailure as failure:  # the warning explains helm's timeout: keep it
@@ -253,7 +255,8 @@ class ReleaseActions:
         return replace(
             base,
             state=State.DEPLOYED,
-            revision=revision,
+            revision=written.revision,
+            manifest=written.manifest,
             message="",
             transient=False,
             started=started,

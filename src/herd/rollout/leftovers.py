@@ -15,7 +15,14 @@ import asyncio
 from collections.abc import Mapping, Sequence
 
 from herd.helm.client import ClusterHelm
-from herd.plan.ownership import LeftoverDecision, Owned, leftovers, release_id
+from herd.plan.ownership import (
+    LeftoverDecision,
+    Owned,
+    Recorded,
+    leftovers,
+    release_id,
+    revision_of,
+)
 from herd.plan.releases import DesiredRelease, ObservedRelease
 from herd.plan.tenancy import addon_release, namespace_allowed
 from herd.rollout.actions import ReleaseActions
@@ -57,7 +64,7 @@ async def remove_leftovers(
     actions: ReleaseActions,
     helm: ClusterHelm,
     removable: Sequence[ObservedRelease],
-    recorded: Mapping[str, int],
+    recorded: Mapping[str, Recorded],
     *,
     tenant: ClusterHelm | None = None,
     check: RenderCheck | None = None,
@@ -73,7 +80,7 @@ async def remove_leftovers(
                     actions.remove(
                         (tenant or helm) if as_tenant else helm,
                         o,
-                        recorded=recorded.get(release_id(o.namespace, o.name)),
+                        recorded=revision_of(recorded.get(release_id(o.namespace, o.name))),
                         check=check if as_tenant else None,
                     )
                 )

@@ -1,26 +1,22 @@
 """Carry out a plan: each cluster supervised, each release as soon as its dependencies are.
 
-For each cluster the rollout observes helm's releases once, then starts one task per
-release; a release's task waits only for its own dependencies (not for its whole wave)
-and then for a helm slot (`Gates`). A release whose dependency did not deploy is
-`Skipped`, naming that dependency, while independent releases and other clusters carry
-on. Releases this Stack no longer desires are uninstalled afterwards, highest wave
-first (`herd.rollout.leftovers`), but only those its ownership record holds
-(`herd.plan.ownership`: in the record for that cluster, still labelled for the Stack, in a
-namespace its grants allow), as the Stack's identity; any other release labelled for the
-Stack is left in place and its row says why. What one release does is
-`herd.rollout.actions`. A cluster in its backoff (`herd.plan.retry.Deferral`) is not
-contacted: its rows repeat what its failed pass said, and when it is retried.
+Per cluster: one observation of helm's releases, then one task per release, which waits
+for its own dependencies only, then a helm slot (`Gates`); a release whose dependency did
+not deploy is `Skipped`, naming it. Releases no longer desired are uninstalled afterwards,
+highest wave first (`herd.rollout.leftovers`), only those the ownership record holds
+(`herd.plan.ownership`), as the Stack's identity; others labelled for the Stack stay, their
+row saying why. One release's steps: `herd.rollout.actions`. A cluster in its backoff
+(`herd.plan.retry.Deferral`) is not contacted: its rows repeat its failed pass's.
 
-A staged pass (`herd.rollout.staged`) calls `run` once per stage, with that stage's
-`Admission` (its `maxConcurrent` and the failure budget), and once more with `hold` for the
-clusters that must not be written (later stages, suspend): those are only observed, each
-release `Deployed` when at its desired config, else `Pending` saying what it waits for.
-`finish` ends the pass. `apply` is one `run` of every target, then `finish`.
+A staged pass (`herd.rollout.staged`) calls `run` per stage with its `Admission`
+(`maxConcurrent`, failure budget), and with `hold` for the clusters not to be written
+(later stages, suspend): only observed, a release `Deployed` at its desired config, else
+`Pending` saying what it waits for. `finish` ends the pass; `apply` is `run` + `finish`.
 
-Faults stay where they happen: any exception in a cluster's task becomes that cluster's
-results, never a sibling's cancellation. `on_progress` (sync or async) hears every state
-change; an exception it raises is logged. Cancelling the rollout ends the helm processes.
+Then each cluster's drift (`herd.rollout.drift`; corrected only where written). Faults stay
+where they happen: a cluster task's exception becomes its results, never a sibling's.
+`on_progress` (sync or async) hears every change; its exceptions are logged. Cancelling
+the rollout ends the helm processes.
 
 Callers: `herd.engine.engine`.
 """
@@ -48,6 +44,7 @@ from herd.plan.retry import Deferral
 from herd.plan.tenancy import helm_identity
 from herd.rollout.actions import ReleaseActions, Settings
 from herd.rollout.admission import Admission
+from herd.rollout.drift import DriftStep
 from herd.rollout.gates import DEFAULT_LIMITS, Gates
 from herd.rollout.leftovers import leftovers_on, remove_leftovers
 from herd.rollout.target import Target
@@ -94,6 +91,7 @@ class Rollout:
             self._gates, self._cache, settings, self._report, lambda key: self.results[key]
         )
         self.results: dict[ReleaseKey, ReleaseResult] = {}
+        self._drift = DriftStep(settings, self._report, self.owned)
         self.unreachable: dict[str, str] = {}
         self.holding: set[str] = set()
         self._owned: set[ReleaseKey] = set()  # recorded releases of this Stack seen at the start
@@ -158,10 +156,8 @@ class Rollout:
     async def decisions(
         self, plan: StackPlan | None, targets: Sequence[Target]
     ) -> list[PreviewRow]:
-        """What `apply` would do, per release, without changing anything (`herd plan`).
-
-        A cluster that cannot be read is left out and named in `unreachable`.
-        """
+        """What `apply` would do, per release, changing nothing (`herd plan`); a cluster
+        that cannot be read is left out and named in `unreachable`."""
         out: list[PreviewRow] = []
         for target in targets:
             if target.cluster in self._defer:
@@ -228,14 +224,14 @@ class Rollout:
                 await self._deferred(target.cluster, desired, self._defer[target.cluster])
                 return
             if hold:
-                await self._observe_only(target, desired, hold)
+                await self._observe_only(plan, target, desired, hold)
                 return
             if admission is None:
                 await self._write(plan, target, desired)
                 return
             async with admission.slot(target.cluster) as refused:
                 if refused:
-                    await self._observe_only(target, desired, refused)
+                    await self._observe_only(plan, target, desired, refused)
                     return
                 failed = True  # an exception out of the cluster's work is its failure
                 try:
@@ -253,7 +249,9 @@ class Rollout:
                 if self.results[d.key].state in (State.PENDING, State.DEPLOYING):
                     await self._fail(d.key, message)
 
-    async def _observe_only(self, target: Target, desired: list[DesiredRelease], hold: str) -> None:
+    async def _observe_only(
+        self, plan: StackPlan | None, target: Target, desired: list[DesiredRelease], hold: str
+    ) -> None:
         """Read the cluster's releases and say where each stands; write nothing. A release
         at its desired config is Deployed; any other waits, its row saying for what."""
         async with self._gates.clusters:
@@ -274,6 +272,7 @@ class Rollout:
             else:
                 message = f"{hold} (then: {decision.action.value}, {decision.reason})"
                 await self._report(replace(self.results[d.key], message=message))
+        await self._drift.run(plan, target, desired, self.results)
 
     async def _write(
         self, plan: StackPlan | None, target: Target, desired: list[DesiredRelease]
@@ -306,7 +305,7 @@ class Rollout:
                     tenant.close()
 
     async def _fail(self, key: ReleaseKey, message: str) -> None:
-        """A release that a bug stopped: Failed, transient (the next pass tries again)."""
+        # A release a bug stopped: Failed, transient (the next pass tries again).
         failed = replace(
             self.results[key], state=State.FAILED, message=message, transient=True, finished=_now()
         )
@@ -357,6 +356,7 @@ class Rollout:
         self._seen(helm.cluster, observed, hold=False)
         if plan is not None:
             await self._releases(helm, plan, desired, observed, tenant=tenant, check=check)
+            await self._drift.run(plan, target, desired, self.results, write=True)
         found = leftovers_on(
             target, observed, desired, owner=self._settings.owner, owned=self.owned
         )

@@ -23,6 +23,7 @@ from datetime import datetime
 
 from herd.api.status import Condition, DeploymentRow, SkippedCluster, StackStatus
 from herd.plan.results import ReleaseResult, State
+from herd.status.drift import drift_row
 
 DEFAULT_MAX_ROWS = 100
 MESSAGE_LIMIT = 200  # a row's message, a skipped cluster's reason
@@ -127,6 +128,7 @@ def row(result: ReleaseResult, held_message: str = "") -> DeploymentRow:
         last_updated=rfc3339(result.updated),
         failed_config=result.config if permanent else None,
         action=result.action.value if result.action else None,
+        drift=drift_row(result.drift),
     )
 
 

@@ -39,6 +39,7 @@ from herd.status.build import (
     failed_status,
     stack_status,
 )
+from herd.status.drift import with_drift
 from herd.status.facts import Observation
 from herd.status.rollout import with_rollout
 
@@ -151,6 +152,7 @@ def _releases(inputs: StatusInputs) -> StackStatus:
     )
     if kind is Kind.DRY_RUN:
         return dryrun.worded(status, rows.releases, rows.skipped, inputs.now, inputs.previous)
+    status = with_drift(status, rows.releases, inputs.now, inputs.previous, inputs.generation)
     if kind is Kind.PROGRESS and inputs.rollout is not None:
         status = status.model_copy(update={"rollout": inputs.rollout})
     return status

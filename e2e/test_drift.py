@@ -1,0 +1,382 @@
+"""Drift inside deployed releases (`spec.drift`), through the real operator on the test bed.
+
+One Stack in `default` (a tenant Stack: the test ClusterGrant bounds it, so helm and every
+drift read and correction run as the tenant) deploys the `app` fixture chart (Deployment,
+ConfigMap, Service) to one downstream cluster with a 2 s drift interval. The tests run in
+order on it: Warn reports the exact paths of five kinds of drift and writes nothing;
+Correct repairs them with no new helm revision while an ignored path stays; a field another
+server-side-apply manager took over comes back to helm; suspend stops corrections; a
+release Secret rewritten to claim an object outside the grant is not corrected there. The
+request bound of a no-drift check is counted in-process (`e2e.testbed.counting`) against
+the same cluster.
+The same forgery against an admin Stack: `e2e/test_drift_admin.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from e2e.testbed.controlplane import Cluster as BedCluster
+from e2e.testbed.counting import RequestLog
+from e2e.testbed.faults import history
+from e2e.testbed.forgery import forge_release
+from e2e.testbed.helpers import eventually, kubectl
+from e2e.testbed.operator_run import Operator, run_operator
+from herd.api.drift import DriftIgnore
+from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
+from herd.clusters.drift_api import release_manifest
+from herd.helm.crd_apply import impersonation
+from herd.kube.client import api_client_from_kubeconfig
+from herd.plan.drift import CORRECT, Policy
+from herd.plan.ownership import NOT_HERDS, Recorded, manifest_digest
+from herd.plan.releases import ReleaseKey
+from herd.plan.tenancy import tenant_identity
+
+FLEET_NS = "fleet-drift"
+NS = "op-drift"
+OUTSIDE = "drift-outside"  # a namespace the grant does not give (targetNamespaces op-*)
+IDS = {"downstream-1": "c-m-drift0001", "downstream-2": "c-m-drift0002"}
+LABELS = {"downstream-1": {"team": "drift"}, "downstream-2": {"team": "none"}}
+STACK = "drifty"
+APP = "web"
+INTERVAL = "2s"
+REPLICAS = "/spec/replicas"
+
+
+@pytest.fixture(scope="module")
+def operator(
+    management: BedCluster,
+    downstream: list[BedCluster],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Operator]:
+    with run_operator(
+        management,
+        downstream[:2],
+        tmp_path_factory.mktemp("drift-operator"),
+        fleet_ns=FLEET_NS,
+        ids=IDS,
+        labels=LABELS,
+        # A long resync: repairs must come from the drift interval, not a resync.
+        env={"HERD_RESYNC_SECONDS": "120"},
+    ) as running:
+        running.name = STACK
+        yield running
+        kubectl(management.kubeconfig, "delete", "stack", STACK, "-n", "default", check=False)
+
+
+@pytest.fixture(scope="module")
+def cluster(downstream: list[BedCluster]) -> BedCluster:
+    return downstream[0]
+
+
+def body(repo: str, drift: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    chart = {"name": APP, "chart": "app", "repo": repo, "version": "0.1.0", "namespace": NS}
+    return {
+        "apiVersion": "herd.suse.com/v1",
+        "kind": "Stack",
+        "metadata": {"name": STACK, "namespace": "default"},
+        "spec": {
+            "targets": {"clusterIds": [IDS["downstream-1"]]},
+            "charts": [chart],
+            "drift": {"interval": INTERVAL, **drift},
+            **spec,
+        },
+    }
+
+
+def live(cluster: BedCluster, kind: str) -> dict[str, Any] | None:
+    out = kubectl(
+        cluster.kubeconfig,
+        "get", kind, APP, "-n", NS, "-o", "json", "--show-managed-fields",
+        check=False,
+    )  # fmt: skip
+    return json.loads(out) if out else None
+
+
+def row_drift(operator: Operator) -> dict[str, Any]:
+    rows = operator.status().get("deployments") or []
+    return next((r.get("drift") or {} for r in rows if r["chartName"] == APP), {})
+
+
+def revisions(cluster: BedCluster) -> int:
+    return len(history(cluster.kubeconfig, NS, APP))
+
+
+def make_drift(cluster: BedCluster) -> None:
+    """The five drifts of the issue: replicas, ConfigMap data, a deleted Service, an
+    image, a removed label."""
+    config = cluster.kubeconfig
+    kubectl(config, "scale", "deployment", APP, "-n", NS, "--replicas=3")
+    patch = json.dumps({"data": {"message": "edited by hand"}})
+    kubectl(config, "patch", "configmap", APP, "-n", NS, "--type=merge", "-p", patch)
+    kubectl(config, "delete", "service", APP, "-n", NS)
+    kubectl(config, "set", "image", f"deployment/{APP}", "-n", NS, "app=evil.example/app:6")
+    kubectl(config, "label", "configmap", APP, "-n", NS, "helm.sh/chart-")
+
+
+WARNED = [
+    f"Deployment/{APP}: {REPLICAS}",
+    f"Deployment/{APP}: /spec/template/spec/containers/0/image",
+    f"ConfigMap/{APP}: /data/message",
+    f"ConfigMap/{APP}: /metadata/labels/helm.sh~1chart",
+    f"Service/{APP}: missing",
+]
+
+
+def test_warn_reports_each_drift_by_path_and_writes_nothing(
+    operator: Operator, cluster: BedCluster, chart_repo_url: str
+) -> None:
+    operator.apply(body(chart_repo_url, {"mode": "Warn"}))
+    operator.settled("Deployed")
+    eventually("a first, clean check", lambda: _drifted(operator) == 0 or None, 30)
+    before = revisions(cluster)
+    make_drift(cluster)
+    drift = eventually("the drift reported", lambda: _entries(operator, WARNED), 30)
+    posted = [e["reason"] for e in operator.events()].count("DriftDetected")
+    assert posted >= 1
+    assert drift["objects"] == 3 and drift.get("seenAt"), drift
+    status = operator.status()
+    assert status["driftedObjects"] == 3
+    drifted = next(c for c in status["conditions"] if c["type"] == "Drifted")
+    assert drifted["status"] == "True" and "mode Warn" in drifted["message"], drifted
+    assert status["phase"] == "Deployed"  # drift is reported, not a failed release
+    time.sleep(5)  # two more intervals: still nothing written
+    assert live(cluster, "service") is None
+    deployment = live(cluster, "deployment")
+    assert deployment is not None and deployment["spec"]["replicas"] == 3
+    assert revisions(cluster) == before
+    reasons = [e["reason"] for e in operator.events()]
+    assert "DriftCorrected" not in reasons
+    assert reasons.count("DriftDetected") == posted  # checks since: de-duplicated
+
+
+def test_correct_repairs_within_the_interval_without_a_helm_revision(
+    operator: Operator, cluster: BedCluster, chart_repo_url: str
+) -> None:
+    before = revisions(cluster)
+    ignore = [{"paths": [REPLICAS], "target": {"kind": "Deployment"}}]
+    operator.apply(body(chart_repo_url, {"mode": "Correct", "ignore": ignore}))
+
+    def repaired() -> bool:
+        deployment, config = live(cluster, "deployment"), live(cluster, "configmap")
+        if deployment is None or config is None or live(cluster, "service") is None:
+            return False
+        image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        labels = config["metadata"].get("labels") or {}
+        return (
+            image == "registry.example.com/herd/app:0.1.0"
+            and config["data"]["message"] == "hello from herd"
+            and "helm.sh/chart" in labels
+        )
+
+    eventually("the drift corrected", repaired, 20)
+    deployment = live(cluster, "deployment")
+    assert deployment is not None and deployment["spec"]["replicas"] == 3  # ignored: left
+    assert revisions(cluster) == before  # no helm upgrade
+    drift = eventually("the row says corrected", lambda: _corrected(operator), 20)
+    assert drift.get("objects", 0) == 0, drift
+    assert operator.status()["driftedObjects"] == 0
+    assert "DriftCorrected" in [e["reason"] for e in operator.events()]
+
+
+def test_a_field_another_manager_took_over_comes_back_to_helm(
+    operator: Operator, cluster: BedCluster
+) -> None:
+    taken = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": APP, "namespace": NS},
+        "data": {"message": "taken over"},
+    }
+    kubectl(
+        cluster.kubeconfig,
+        "apply", "--server-side", "--field-manager=intruder", "--force-conflicts", "-f", "-",
+        stdin=yaml.safe_dump(taken),
+    )  # fmt: skip
+
+    def helm_owns_message() -> bool:
+        config = live(cluster, "configmap")
+        if config is None or config["data"].get("message") != "hello from herd":
+            return False
+        return "f:message" in json.dumps(_fields(config, "helm"))
+
+    try:
+        eventually("the message back, owned by helm", helm_owns_message, 20)
+    except AssertionError as error:
+        config = live(cluster, "configmap")
+        raise AssertionError(f"{error}; row drift: {row_drift(operator)}; {config}") from None
+    config = live(cluster, "configmap")
+    assert config is not None and "f:message" not in json.dumps(_fields(config, "intruder"))
+
+
+def test_suspend_stops_corrections_but_not_the_report(
+    operator: Operator, cluster: BedCluster, chart_repo_url: str
+) -> None:
+    operator.apply(body(chart_repo_url, {"mode": "Correct"}, suspend=True))
+    time.sleep(3)  # the suspended spec is being acted on
+    kubectl(cluster.kubeconfig, "delete", "service", APP, "-n", NS)
+    wanted = [f"Service/{APP}: missing"]
+    eventually("the drift reported while suspended", lambda: _entries(operator, wanted), 20)
+    time.sleep(5)
+    assert live(cluster, "service") is None  # suspended: reported, not corrected
+    operator.apply(body(chart_repo_url, {"mode": "Correct"}))
+    eventually("the Service back once resumed", lambda: live(cluster, "service"), 20)
+
+
+def test_a_no_drift_check_costs_one_metadata_list_per_kind_and_namespace(
+    operator: Operator, cluster: BedCluster
+) -> None:
+    """Counted in-process on the same cluster: what `check_cluster` sends, as admin."""
+    revision = int(history(cluster.kubeconfig, NS, APP)[-1]["revision"])
+    policy = Policy(interval=10.0, ignore=(DriftIgnore(paths=[REPLICAS]),))  # scaled earlier
+    checks = [ReleaseCheck(ReleaseKey("c", NS, APP), revision, policy)]
+    memory, api = DriftMemory(), api_client_from_kubeconfig(cluster.kubeconfig)
+    log = RequestLog(api)
+    try:
+        now = time.time()
+        check: dict[str, Any] = {"admin": api, "writer": api}
+        check_cluster(memory, "o", checks, now=now, **check)  # the manifest read, due soon
+        first = check_cluster(memory, "o", checks, now=now + 11, **check)
+        assert first[checks[0].key].count == 0, first
+        mark = log.mark()
+        again = check_cluster(memory, "o", checks, now=now + 22, **check)
+        assert again[checks[0].key].count == 0
+        quiet = log.since(mark)
+        # Deployment, ConfigMap, Service in one namespace: three lists, nothing else.
+        assert len(quiet) == 3 and all(r.metadata_only for r in quiet), quiet
+        kubectl(cluster.kubeconfig, "label", "configmap", APP, "-n", NS, "touched=yes")
+        mark = log.mark()
+        changed = check_cluster(memory, "o", checks, now=now + 33, **check)
+        assert changed[checks[0].key].count == 0  # a label the manifest does not set
+        assert [r.method for r in log.since(mark)] == ["GET"] * 4  # 3 lists + 1 read
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+        kubectl(cluster.kubeconfig, "label", "configmap", APP, "-n", NS, "touched-")
+
+
+def test_a_forged_newer_revision_is_not_applied_and_the_tenant_is_refused_outside_its_grant(
+    operator: Operator, cluster: BedCluster, management: BedCluster
+) -> None:
+    """A newer release Secret written (as whoever can write the namespace could) to claim a
+    ConfigMap in a namespace the grant does not give: Herd applies only the manifest it
+    wrote, so nothing is corrected and the row says why. Were that manifest Herd's, the
+    tenant's own correction is still refused there by the tenant's RBAC (checked
+    in-process with the same identity the operator uses)."""
+    config = cluster.kubeconfig
+    kubectl(config, "create", "namespace", OUTSIDE, check=False)
+    claimed = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "planted", "namespace": OUTSIDE},
+        "data": {"k": "v"},
+    }
+    forge_release(cluster.kubeconfig, NS, APP, yaml.safe_dump(claimed))
+
+    def refused() -> dict[str, Any] | None:
+        drift = row_drift(operator)
+        return drift if NOT_HERDS in drift.get("message", "") else None
+
+    eventually("the forged revision not corrected", refused, 30)
+    time.sleep(5)  # more intervals: still nothing written
+    out = kubectl(config, "get", "configmap", "planted", "-n", OUTSIDE, check=False)
+    assert not out
+
+    latest = int(history(config, NS, APP)[-1]["revision"])
+    admin, tenant = api_client_from_kubeconfig(config), api_client_from_kubeconfig(config)
+    for name, value in impersonation(tenant_identity("default")).items():
+        tenant.set_default_header(name, value)  # type: ignore[no-untyped-call]
+    try:
+        vouched = Recorded(latest, manifest_digest(release_manifest(admin, NS, APP, latest)))
+        policy = Policy(mode=CORRECT, interval=1.0, ignore=(DriftIgnore(paths=[REPLICAS]),))
+        check = ReleaseCheck(ReleaseKey("c", NS, APP), latest, policy, True, vouched)
+        memory, now = DriftMemory(), time.time()
+        memory.expect("o", check.key, 0.0, now)
+        found = check_cluster(memory, "o", [check], admin=admin, writer=tenant, now=now)
+    finally:
+        admin.close()  # type: ignore[no-untyped-call]
+        tenant.close()  # type: ignore[no-untyped-call]
+    message = "; ".join(found[check.key].problems)
+    assert OUTSIDE in message and "403" in message, found
+    assert not kubectl(config, "get", "configmap", "planted", "-n", OUTSIDE, check=False)
+
+
+def test_herd_plan_and_status_show_the_fields_a_correction_would_change(
+    downstream: list[BedCluster], chart_repo_url: str, tmp_path: Path
+) -> None:
+    cluster, ns = downstream[1], "cli-drift"
+    chart = {"name": APP, "chart": "app", "repo": chart_repo_url, "version": "0.1.0"}
+    stack = tmp_path / "stack.yaml"
+    spec = {"targets": {"clusterIds": ["two"]}, "charts": [{**chart, "namespace": ns}]}
+    stack.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "herd.suse.com/v1",
+                "kind": "Stack",
+                "metadata": {"name": "cli-drift", "namespace": "ci"},
+                "spec": {**spec, "drift": {"mode": "Correct"}},
+            }
+        )
+    )
+    clusters = ["--kubeconfig", f"{cluster.kubeconfig}=two"]
+    try:
+        applied = _herd("apply", "-f", str(stack), *clusters)
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        clean = _herd("plan", "-f", str(stack), *clusters)
+        assert clean.returncode == 0 and "drift:" not in clean.stdout, clean.stdout
+        kubectl(cluster.kubeconfig, "scale", "deployment", APP, "-n", ns, "--replicas=4")
+
+        planned = _herd("plan", "-f", str(stack), *clusters)
+
+        assert f"drift: Deployment/{APP}: {REPLICAS}" in planned.stdout, planned.stdout
+        status = _herd("status", "-f", str(stack), *clusters)
+        assert f"Deployment/{APP}: {REPLICAS}" in status.stdout, status.stdout + status.stderr
+        deployment = json.loads(
+            kubectl(cluster.kubeconfig, "get", "deployment", APP, "-n", ns, "-o", "json")
+        )
+        assert deployment["spec"]["replicas"] == 4  # a plan writes nothing
+    finally:
+        _herd("delete", "-f", str(stack), *clusters)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _drifted(operator: Operator) -> int | None:
+    status = operator.status()
+    if not any(c["type"] == "Drifted" for c in status.get("conditions", [])):
+        return None
+    return int(status.get("driftedObjects", 0))
+
+
+def _entries(operator: Operator, wanted: list[str]) -> dict[str, Any] | None:
+    drift = row_drift(operator)
+    return drift if drift.get("entries") == wanted else None
+
+
+def _corrected(operator: Operator) -> dict[str, Any] | None:
+    drift = row_drift(operator)
+    return drift if drift.get("correctedAt") and not drift.get("objects") else None
+
+
+def _fields(obj: dict[str, Any], manager: str) -> list[Any]:
+    return [
+        m.get("fieldsV1")
+        for m in obj["metadata"].get("managedFields") or []
+        if m.get("manager") == manager
+    ]
+
+
+def _herd(*args: str) -> subprocess.CompletedProcess[str]:
+    herd = Path(sys.executable).parent / "herd"
+    return subprocess.run(
+        [str(herd), *args], capture_output=True, text=True, check=False, timeout=300
+    )

@@ -1,0 +1,158 @@
+"""Tables for `herd.plan.drift`: what counts as drift, the ignore rules, the policy merge,
+and the spec's validation (`herd.api.drift`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from herd.api.drift import DriftIgnore, DriftSpec, DriftTarget
+from herd.plan.drift import (
+    ObjectRef,
+    applied_object,
+    drifted_paths,
+    effective,
+    manifest_objects,
+)
+
+DEPLOY = ObjectRef("apps/v1", "Deployment", "default", "web")
+CM = ObjectRef("v1", "ConfigMap", "default", "conf")
+
+
+def deployment(**spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "replicas": 2,
+        "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "web",
+                        "image": "nginx:1",
+                        "ports": [{"containerPort": 80}],
+                        "resources": {"limits": {"cpu": "0.5", "memory": "128Mi"}},
+                    }
+                ]
+            },
+        },
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "labels": {"app": "web", "app.kubernetes.io/name": "web"}},
+        "spec": body,
+    }
+
+
+def live_deployment(**changes: Any) -> dict[str, Any]:
+    """What the API server returns: defaults added, quantities normalised."""
+    obj = deployment(**changes)
+    obj["metadata"] |= {"resourceVersion": "7", "generation": 1, "uid": "u"}
+    spec = obj["spec"]
+    spec["strategy"] = {"type": "RollingUpdate"}
+    container = spec["template"]["spec"]["containers"][0]
+    container["imagePullPolicy"] = "IfNotPresent"
+    container["resources"]["limits"]["cpu"] = "500m"
+    container["ports"][0]["protocol"] = "TCP"
+    spec["template"]["spec"]["containers"].append({"name": "sidecar", "image": "x"})
+    obj["status"] = {"replicas": 2}
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("live", "paths"),
+    [
+        (live_deployment(), []),
+        (live_deployment(replicas=0), ["/spec/replicas"]),
+        (
+            {**live_deployment(), "metadata": {"name": "web", "labels": {"app": "web"}}},
+            ["/metadata/labels/app.kubernetes.io~1name"],
+        ),
+    ],
+    ids=["defaults-are-not-drift", "replicas", "label-removed"],
+)
+def test_deployment_drift(live: dict[str, Any], paths: list[str]) -> None:
+    assert drifted_paths(DEPLOY, deployment(), live) == paths
+
+
+def test_image_changed_is_found_by_container_name() -> None:
+    live = live_deployment()
+    containers = live["spec"]["template"]["spec"]["containers"]
+    containers.reverse()  # a sidecar injected first: matched by name, not index
+    containers[1]["image"] = "nginx:2"
+    assert drifted_paths(DEPLOY, deployment(), live) == ["/spec/template/spec/containers/0/image"]
+
+
+def test_configmap_data_edit_and_scalars_compare_as_kubernetes_does() -> None:
+    desired = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
+    desired["data"] = {"a": "1", "b": "x"}
+    live = {**desired, "data": {"a": 1, "b": "y", "extra": "z"}}
+    assert drifted_paths(CM, desired, live) == ["/data/b"]
+
+
+def test_secret_string_data_compares_with_data() -> None:
+    ref = ObjectRef("v1", "Secret", "default", "s")
+    desired = {"kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}}
+    assert drifted_paths(ref, desired, {"kind": "Secret", "data": {"k": "dg=="}}) == []
+    assert drifted_paths(ref, desired, {"kind": "Secret", "data": {"k": "dw=="}}) == ["/data/k"]
+
+
+def test_ignore_rules_by_path_and_target() -> None:
+    live = live_deployment(replicas=5)
+    everywhere = DriftIgnore(paths=["/spec/replicas"])
+    other = DriftIgnore(paths=["/spec"], target=DriftTarget(kind="StatefulSet"))
+    mine = DriftIgnore(paths=["/spec"], target=DriftTarget(group="apps", name="web"))
+    assert drifted_paths(DEPLOY, deployment(), live, [everywhere]) == []
+    assert drifted_paths(DEPLOY, deployment(), live, [other]) == ["/spec/replicas"]
+    assert drifted_paths(DEPLOY, deployment(), live, [mine]) == []
+
+
+def test_applied_object_keeps_ignored_fields_as_live() -> None:
+    live = live_deployment(replicas=5)
+    applied = applied_object(deployment(), live, ["/spec/replicas", "/spec/absent"])
+    assert applied["spec"]["replicas"] == 5
+    assert applied["spec"]["template"] == deployment()["spec"]["template"]
+
+
+def test_manifest_objects_place_namespaced_kinds_in_the_release_namespace() -> None:
+    text = (
+        "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s\n"
+        "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: r\n"
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: other\n"
+        "---\n# only a comment\n"
+    )
+    refs = [ref for ref, _ in manifest_objects(text, "apps")]
+    assert refs == [
+        ObjectRef("v1", "Service", "apps", "s"),
+        ObjectRef("rbac.authorization.k8s.io/v1", "ClusterRole", "", "r"),
+        ObjectRef("v1", "ConfigMap", "other", "c"),
+    ]
+
+
+def test_policy_defaults_and_chart_override() -> None:
+    assert effective(None, None).mode == "Warn"
+    assert effective(None, None).interval == 600.0
+    stack = DriftSpec(mode="Correct", interval="1m", ignore=[DriftIgnore(paths=["/a"])])
+    chart = DriftSpec(interval="30s", force=True, ignore=[DriftIgnore(paths=["/b"])])
+    policy = effective(stack, chart)
+    assert (policy.mode, policy.interval, policy.force) == ("Correct", 30.0, True)
+    assert [r.paths for r in policy.ignore] == [["/a"], ["/b"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"ignore": [{"paths": ["spec/replicas"]}]}, "ignore.0.paths"),
+        ({"ignore": [{"paths": ["/a~2b"]}]}, "ignore.0.paths"),
+        ({"interval": "10 minutes"}, "interval"),
+        ({"interval": "0s"}, "interval"),
+        ({"mode": "Fix"}, "mode"),
+    ],
+)
+def test_invalid_drift_specs_name_the_field(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        DriftSpec.model_validate(body)
+    assert field in str(error.value)
