@@ -312,6 +312,8 @@ def _writes(cluster: BedCluster, namespace: str) -> set[tuple[str, str, str]]:
             continue
         if target.get("name") == "kube-root-ca.crt":  # Kubernetes puts it in every namespace
             continue
+        if target.get("subresource"):  # status written by controllers, not the chart's write
+            continue
         if (event.get("responseStatus") or {}).get("code", 0) >= 300:
             continue
         user = str((event.get("user") or {}).get("username"))
