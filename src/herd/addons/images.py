@@ -1,10 +1,13 @@
 """What a release runs, read from its rendered manifest: images, workloads, GPUs.
 
-Pure. `manifest_facts` parses the YAML that `helm get manifest` prints; `normalize`
+`manifest_facts` (pure) parses the YAML that `helm get manifest` prints, and
+`bounded_manifest_facts` runs it in helm's worker pool (its callers' manifests are
+namespace writers' data: bounded, and off the event loop); `normalize`
 writes an image reference the way a container runtime resolves it, so the images a
 chart names (`nginx:1.25`) match what NeuVector reports (`docker.io/library/nginx:1.25`).
 `gpus` is the `nvidia.com/gpu` demand (`herd.addons.gpu.demand`). Callers: `herd.addons.probe`
-(images for the scan, workloads for the agent's readiness, GPUs for the rows).
+(images for the scan, workloads for the agent's readiness, GPUs for the rows) and
+`herd.addons.gpu.fit` (the early fit warning).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import yaml
 
 from herd.addons.gpu.demand import GpuDemand, gpu_demand
+from herd.helm import worker
 from herd.plan import yamlsafe
 
 _CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
@@ -57,6 +61,17 @@ def manifest_facts(manifest: str, namespace: str) -> ManifestFacts:
             )
     gpus = gpu_demand(documents, namespace)
     return ManifestFacts(frozenset(images), tuple(sorted(workloads)), gpus)
+
+
+async def bounded_manifest_facts(manifest: str, namespace: str) -> ManifestFacts:
+    """`manifest_facts` in the worker pool, bounded in time and memory as a render check
+    is: a stored manifest is data whoever writes the release's namespace controls, and
+    parsing it on the event loop would stall the controller. No facts when the worker
+    refuses it."""
+    try:
+        return await worker.pool().run("a release manifest", manifest_facts, manifest, namespace)
+    except worker.WorkerError:
+        return ManifestFacts(frozenset(), ())
 
 
 def _images(node: Any) -> Iterator[str]:

@@ -33,7 +33,7 @@ from herd.addons.catalog import AddonCatalog
 from herd.addons.config import Credentials, NeuVectorApi
 from herd.addons.gpu.dcgm import release_gpus
 from herd.addons.gpu.probe import GpuProbe
-from herd.addons.images import ManifestFacts, Workload, manifest_facts
+from herd.addons.images import ManifestFacts, Workload, bounded_manifest_facts
 from herd.addons.insights import INSIGHTS, insights_counts
 from herd.addons.neuvector import NeuVectorClient, NeuVectorError, ServiceProxy
 from herd.api.v1 import Toggle
@@ -197,7 +197,7 @@ class AddonProbe:
         manifest = await helm.manifest(release.key.namespace, release.key.name, revision)
         if manifest is None:
             return None
-        facts = manifest_facts(manifest, release.key.namespace)
+        facts = await bounded_manifest_facts(manifest, release.key.namespace)
         if latest:
             return facts
         if len(self._manifests) >= _CACHE_LIMIT:

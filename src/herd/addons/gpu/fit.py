@@ -22,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from herd.addons.gpu.demand import largest_node, node_gpus
-from herd.addons.images import manifest_facts
+from herd.addons.images import bounded_manifest_facts
 from herd.helm.client import ClusterHelm
 from herd.plan.releases import DesiredRelease
 from herd.status.gpu import fit_warning
@@ -45,7 +45,7 @@ async def watch_fit(
         manifest = await helm.manifest(key.namespace, key.name, None)
         if manifest is None:
             continue  # helm has not stored the release yet
-        demand = manifest_facts(manifest, key.namespace).gpus
+        demand = (await bounded_manifest_facts(manifest, key.namespace)).gpus
         if not demand.total:
             return
         try:
