@@ -76,6 +76,6 @@ def test_printer_columns(api: BedCluster) -> None:
         "-o",
         "jsonpath={.spec.versions[0].additionalPrinterColumns[*].name}",
     )
-    assert done.stdout.split() == ["Phase", "Clusters", "Charts", "Stage", "Age"]
+    assert done.stdout.split() == ["Phase", "Clusters", "Charts", "Stage", "Drifted", "Age"]
     explained = kubectl_run(api, "explain", "stack.spec.charts.dependsOn")
     assert "must be deployed first" in explained.stdout, explained.stderr

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from herd.api.drift import DriftIgnore, DriftSpec, DriftTarget
+from herd.clusters.drift import DriftMemory
 from herd.plan.drift import (
     ObjectRef,
     applied_object,
@@ -16,6 +17,7 @@ from herd.plan.drift import (
     effective,
     manifest_objects,
 )
+from herd.plan.releases import ReleaseKey
 
 DEPLOY = ObjectRef("apps/v1", "Deployment", "default", "web")
 CM = ObjectRef("v1", "ConfigMap", "default", "conf")
@@ -156,3 +158,17 @@ def test_invalid_drift_specs_name_the_field(body: dict[str, Any], field: str) ->
     with pytest.raises(ValidationError) as error:
         DriftSpec.model_validate(body)
     assert field in str(error.value)
+
+
+def test_a_check_that_came_due_during_a_long_pass_still_wakes_the_stack() -> None:
+    """A 2 s interval and a pass of 5 s: the check was due 3 s before the pass ended. The
+    Stack wakes soon for it, not at its resync; a release no pass reached for long does
+    not keep waking it."""
+    memory = DriftMemory()
+    key = ReleaseKey("c", "ns", "web")
+    memory.expect("o", key, 2.0, now=100.0)  # written in a pass that started at 100
+    known = memory.known[("o", key)]
+    assert 100.0 < known.due <= 102.0
+    assert memory.wait("o", now=105.0) == 1.0  # overdue, reached 5 s ago: soon
+    known.reached = 100.0 - 400.0  # no pass reached it for longer than the grace
+    assert memory.wait("o", now=105.0) is None

@@ -65,6 +65,8 @@ from herd.plan.ownership import Recorded, manifest_digest, stored_verdict
 from herd.plan.releases import ReleaseKey
 
 MEMORY_LIMIT = 50_000
+OVERDUE_RETRY = 1.0  # seconds, at least, before an overdue check is tried again
+REACH_GRACE = 300.0  # an overdue release reached this recently still wakes its Stack
 MAX_OBJECTS = 2_000  # per release: a manifest beyond it is checked in part
 Group = tuple[str, str, str]  # apiVersion, kind, namespace
 Parse = Callable[[str, str], list[tuple[ObjectRef, dict[str, Any]]]]  # manifest, namespace
@@ -84,6 +86,7 @@ class _Known:
     due: float = 0.0
     interval: float = 600.0
     last: ReleaseDrift | None = None
+    reached: float = 0.0  # when a pass last had this release among its checks
 
 
 @dataclass(frozen=True)
@@ -124,19 +127,21 @@ class DriftMemory:
         known = self.known.get((owner, key))
         due = self.slot(owner, interval, now)
         if known is None:
-            self.known[(owner, key)] = _Known(-1, {}, due=due, interval=interval)
+            self.known[(owner, key)] = known = _Known(-1, {}, due=due, interval=interval)
         else:
             known.due = min(known.due, due)
+        known.reached = now
 
     def wait(self, owner: str, now: float) -> float | None:
-        """Seconds until the Stack's next release check is due (None: none is). One just
-        past due (its pass ran late) is retried after a tenth of its interval; one past
-        due for a whole interval was not checked (not deployed, not reached): it waits
-        for an ordinary pass."""
+        """Seconds until the Stack's next release check is due (None: none is). One past
+        due that a recent pass reached (its check came due while that pass still ran: a
+        pass can outlast a short interval) is retried after a tenth of its interval; one
+        no pass reached for a while (not deployed, its cluster away) waits for an
+        ordinary pass."""
         waits = [
-            k.due - now if k.due > now else k.interval / 10
+            k.due - now if k.due > now else max(k.interval / 10, OVERDUE_RETRY)
             for (o, _), k in self.known.items()
-            if o == owner and now - k.due < k.interval
+            if o == owner and (k.due > now or now - k.reached < max(k.interval, REACH_GRACE))
         ]
         return min(waits) if waits else None
 
@@ -201,6 +206,7 @@ def check_cluster(
         except Exception as error:  # unreadable or hostile bytes: this release only
             out[check.key] = ReleaseDrift(problems=(f"cannot read the release: {error}",))
             continue
+        known.reached = now
         if now >= known.due:
             loaded[check.key] = known
     listed, problems = _list_groups(memory, writer, loaded.values())
