@@ -6,10 +6,8 @@ the event loop keeps running."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from herd.addons.images import bounded_manifest_facts, manifest_facts
+from loop_watch import late_while
 
 MANIFEST = """\
 apiVersion: apps/v1
@@ -44,23 +42,6 @@ async def test_the_event_loop_runs_while_a_big_manifest_is_parsed() -> None:
     big = "".join(
         "---\n" + MANIFEST.replace("{name: web}", f"{{name: web-{i}}}") for i in range(3000)
     )
-    late = 0.0
-
-    async def ticks() -> None:
-        nonlocal late
-        while True:
-            started = time.monotonic()
-            await asyncio.sleep(0.05)
-            late = max(late, time.monotonic() - started - 0.05)
-
-    ticker = asyncio.create_task(ticks())
-    await asyncio.sleep(0.1)  # the timer is running when the parse starts
-    began = time.monotonic()
-    try:
-        found = await bounded_manifest_facts(big, "apps")
-        took = time.monotonic() - began
-        await asyncio.sleep(0.1)  # and has woken once since it ended
-    finally:
-        ticker.cancel()
+    found, late, took = await late_while(bounded_manifest_facts(big, "apps"))
     assert len(found.workloads) == 3000
     assert late < max(0.25, took / 4), (late, took)
