@@ -9,10 +9,12 @@ Lookup order, per binary:
 2. the cache `${HERD_CACHE:-~/.cache/herd}/bin/<k8s-version>/`, outside the repository
    so a fresh clone or `git clean` does not cost a rebuild.
 
-Two more programs are built the same way, each into a cache directory of its own
-(`bin/helm-<version>/`, `bin/registry-<version>/`) so that a version bump of one does not
-rebuild Kubernetes: Helm 4 (`tools/helm`), which Herd runs on in the test bed, and the
-CNCF distribution registry (`tools/registry`), the private OCI registry of the test bed.
+Three more programs are built the same way, each into a cache directory of its own
+(`bin/helm-<version>/`, `bin/registry-<version>/`, `bin/prometheus-<version>/`) so that a
+version bump of one does not rebuild Kubernetes: Helm 4 (`tools/helm`), which Herd runs on
+in the test bed, the CNCF distribution registry (`tools/registry`), the private OCI
+registry of the test bed, and the Prometheus server (`tools/prometheus`, `cmd/prometheus`
+without the web UI's assets), one per downstream cluster (`e2e.testbed.prometheus`).
 
 A missing cache is filled by building from source with the Go toolchain: the modules
 under `e2e/testbed/tools/` pin Kubernetes, etcd, kwok, helm and distribution, and the Go
@@ -40,9 +42,10 @@ from pathlib import Path
 KUBERNETES_VERSION = "v1.35.4"
 ETCD_VERSION = "v3.6.5"
 KWOK_VERSION = "v0.8.0"
-# Keep in step with tools/helm/go.mod and tools/registry/go.mod.
+# Keep in step with tools/helm/go.mod, tools/registry/go.mod and tools/prometheus/go.mod.
 HELM_VERSION = "v4.3.2"
 REGISTRY_VERSION = "v3.1.2"
+PROMETHEUS_VERSION = "v0.316.0"  # the Go module of Prometheus 3.16.0
 
 TOOLS_DIR = Path(__file__).resolve().parent / "tools"
 BUILD_INFO = "build-info.json"
@@ -82,6 +85,14 @@ class _Tool:
         return (self.directory() / BUILD_INFO).is_file() and os.access(self.path(), os.X_OK)
 
 
+def _prometheus_ldflags(module_version: str) -> str:
+    # Prometheus 3 publishes release 3.X.Y as Go module v0.3XX.Y: v0.316.0 is 3.16.0.
+    minor = module_version.lstrip("v").split(".")[1]
+    release = f"{minor[0]}.{int(minor[1:])}.{module_version.split('.')[2]}"
+    package = "github.com/prometheus/common/version"
+    return f"-X {package}.Version={release} -X {package}.Branch=HEAD"
+
+
 _TOOLS = (
     # `helm version` reads these: without them it says v4.0+unreleased.
     _Tool(
@@ -95,6 +106,13 @@ _TOOLS = (
         REGISTRY_VERSION,
         "github.com/distribution/distribution/v3/cmd/registry",
         f"-X github.com/distribution/distribution/v3/version.version={REGISTRY_VERSION}",
+    ),
+    # `prometheus --version` and its build_info metric read these (else an empty version).
+    _Tool(
+        "prometheus",
+        PROMETHEUS_VERSION,
+        "github.com/prometheus/prometheus/cmd/prometheus",
+        _prometheus_ldflags(PROMETHEUS_VERSION),
     ),
 )
 
@@ -118,6 +136,7 @@ class Binaries:
     etcd: Path
     helm: Path  # Helm 4, the helm Herd runs on in the test bed
     registry: Path  # CNCF distribution, the test bed's private OCI registry
+    prometheus: Path  # the Prometheus server, one per downstream cluster
 
     def paths(self) -> dict[str, Path]:
         return {
@@ -128,6 +147,7 @@ class Binaries:
             "etcd": self.etcd,
             "helm": self.helm,
             "registry": self.registry,
+            "prometheus": self.prometheus,
         }
 
 
@@ -159,6 +179,7 @@ def resolve() -> Binaries:
         etcd=found["etcd"],
         helm=found["helm"],
         registry=found["registry"],
+        prometheus=found["prometheus"],
     )
 
 
