@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -137,13 +136,7 @@ def proxied_prometheus(
     """downstream-2's Prometheus as Service monitoring/prometheus:9090, in a namespace."""
     bed = downstream[1]
     with contextlib.ExitStack() as stack:
-        try:
-            host = stack.enter_context(netns.netns_host("herd-prom"))
-        except netns.NetnsUnavailable as error:
-            message = f"no network namespace for the proxied Prometheus: {error}"
-            if os.environ.get("CI", "").lower() == "true":
-                pytest.fail(message)
-            pytest.skip(message)
+        host = netns.host_or_skip(stack, "herd-prom", "the proxied Prometheus")
         monitored = bed_prometheus.start_in_netns(
             host, bed.name, tmp_path_factory.mktemp("prometheus-netns")
         )
