@@ -70,6 +70,7 @@ class _Tool:
     version: str
     package: str
     ldflags: str
+    tags: str = ""  # go build -tags
 
     @property
     def module(self) -> Path:
@@ -108,11 +109,14 @@ _TOOLS = (
         f"-X github.com/distribution/distribution/v3/version.version={REGISTRY_VERSION}",
     ),
     # `prometheus --version` and its build_info metric read these (else an empty version).
+    # remove_all_sd leaves out every service discovery but static_configs (the cloud SDKs:
+    # most of a cold build's time); without builtinassets the web UI is not embedded.
     _Tool(
         "prometheus",
         PROMETHEUS_VERSION,
         "github.com/prometheus/prometheus/cmd/prometheus",
         _prometheus_ldflags(PROMETHEUS_VERSION),
+        tags="remove_all_sd",
     ),
 )
 
@@ -227,8 +231,8 @@ def build_tool(tool: _Tool, log: bool = True) -> Path:
     """Build one program of `_TOOLS` into its own cache directory (`_staged`)."""
 
     def compile_into(staging: Path) -> dict[str, object]:
-        _go_build(tool.module, {tool.package: tool.name}, staging, tool.ldflags, log)
-        return {tool.name: tool.version}
+        _go_build(tool.module, {tool.package: tool.name}, staging, tool.ldflags, log, tool.tags)
+        return {tool.name: tool.version, **({"tags": tool.tags} if tool.tags else {})}
 
     _staged(tool.directory(), compile_into)
     return tool.directory()
@@ -299,12 +303,15 @@ def _version_ldflags() -> str:
     return " ".join(f"-X {pkg}.{key}={value}" for pkg in packages for key, value in values.items())
 
 
-def _go_build(module: Path, packages: dict[str, str], out: Path, ldflags: str, log: bool) -> None:
+def _go_build(
+    module: Path, packages: dict[str, str], out: Path, ldflags: str, log: bool, tags: str = ""
+) -> None:
     for package, name in packages.items():
         started = time.monotonic()
         command = [
             _go(),
             "build",
+            *(["-tags", tags] if tags else []),
             "-trimpath",
             "-ldflags",
             f"-s -w {ldflags}".strip(),
