@@ -4,8 +4,9 @@ Where a cluster's Prometheus is (`locate`), in this order:
 
 1. a URL on the cluster object: the annotation `herd.suse.com/prometheus-url`
    (`herd.names.PROMETHEUS_URL_ANNOTATION`) on the Rancher provisioning Cluster or the
-   kubeconfig Secret, read into `Cluster.prometheus_url`: `PrometheusUrl`, reached
-   directly from Herd's pod (http or https, no credentials in the URL);
+   kubeconfig Secret (or `prometheusUrl` of a CLI clusters-file entry), read into
+   `Cluster.prometheus_url`: `PrometheusUrl`, reached directly from Herd's pod (http or
+   https, no credentials in the URL);
 2. else a Service, reached through the cluster's API server service proxy with the
    cluster's own kubeconfig, as the DCGM figures are (`herd.addons.gpu.probe`):
    `PrometheusService`, by default `HERD_PROMETHEUS_SERVICE`

@@ -17,6 +17,7 @@ Callers: `herd.cli.fleet`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,6 @@ def _with_labels(
             raise ClusterConfigError(f"{argument}: no cluster {cluster_id!r} (known: {known})")
         extra[cluster_id][key] = value
     return [
-        FileCluster(c.id, c.path, c.context, {**c.labels, **extra[c.id]}) if extra[c.id] else c
+        dataclasses.replace(c, labels={**c.labels, **extra[c.id]}) if extra[c.id] else c
         for c in clusters
     ]
