@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 
+from herd.addons.gpu.supply import read_supply
 from herd.api.v1 import Stack
 from herd.clusters.drift import DriftMemory
 from herd.engine.owned import save_record, stack_ref
@@ -49,9 +50,12 @@ from herd.engine.protocols import (
 )
 from herd.engine.targets import (
     KEPT_MESSAGE,
+    SupplyReader,
     departed_targets,
     kubeconfig_targets,
     not_granted_rows,
+    place_targets,
+    placement_notes,
 )
 from herd.helm.bundled import BUNDLED_REPO
 from herd.helm.egress_guard import RepoGuard
@@ -110,7 +114,9 @@ class Engine:
         ownership: OwnershipStore | None = None,
         egress: EgressPolicy | None = None,
         drift: DriftMemory | None = None,
+        gpu_supply: SupplyReader = read_supply,
     ) -> None:
+        self._gpu_supply = gpu_supply  # what targets.placement.pickN ranks clusters by
         self._drift = drift  # what drift checks recorded, process-wide; None: no checks
         self._sources = sources
         self._ownership: OwnershipStore = ownership or MemoryOwnership()
@@ -143,6 +149,7 @@ class Engine:
         defer: Mapping[str, Deferral] | None = None,
         grants: Grants | None = None,
         staging: StageInputs | None = None,
+        placed: tuple[Sequence[str], int] | None = None,
     ) -> StackResult:
         """Converge the Stack's targets; clean up the clusters it left. With `spec.rollout`,
         `spec.suspend` or `staging.only`, the pass is staged (`herd.rollout.staged`;
@@ -159,10 +166,14 @@ class Engine:
         (the CLI's few). `held`: release -> config digest that failed permanently (not
         retried while unchanged). `force`: take over releases the other Herd face manages.
         `defer`: clusters in backoff, not contacted this pass (`herd.plan.retry.Deferral`).
+        `placed`: the previous placement pick and GPU need (`herd.status.placement`).
         """
-        result, reachable, departed = await self._resolve(stack, previous_targets, grants)
+        result, reachable, departed = await self._resolve(stack, previous_targets, grants, placed)
         guard = self._guard(stack, grants)
         settings = self._settings(stack.namespace, stack.name, force, held, guard)
+        placement = stack.spec.targets.placement
+        if placement is not None and placement.require_fit:
+            settings = replace(settings, require_fit=True)
         ref = stack_ref(stack)
         kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
         owned = await self._ownership.load(ref, kubeconfigs)
@@ -190,6 +201,7 @@ class Engine:
             result.holding = frozenset(holding | set(result.unreachable))
             return result
         finally:  # what the pass installed is recorded even when it was cancelled midway
+            placement_notes(result)
             await save_record(self._ownership, ref, owned, made, kubeconfigs)
             result.drift_wait = self._drift_wait(settings.owner)
 
@@ -324,6 +336,7 @@ class Engine:
         stack: Stack,
         previous_targets: Collection[str] | None,
         grants: Grants | None = None,
+        placed: tuple[Sequence[str], int] | None = None,
     ) -> tuple[StackResult, list[Target], list[Target]]:
         """Targets and plan (SpecError before anything else), and the clusters left behind.
 
@@ -344,6 +357,14 @@ class Engine:
             result.skipped += denied
             result.denied = {s.cluster_id for s in denied}
             result.releases += not_granted_rows(plan, denied)
+        reachable = await kubeconfig_targets(
+            self._inventory, self._limits.clusters, usable, result.skipped, grants
+        )
+        placement = stack.spec.targets.placement
+        if placement is not None and placement.pick_n is not None:
+            reachable = await place_targets(
+                placement, result, reachable, read=self._gpu_supply, placed=placed
+            )
         departed = await departed_targets(
             self._inventory,
             self._limits.clusters,
@@ -351,9 +372,6 @@ class Engine:
             result,
             previous_targets=previous_targets,
             grants=grants,
-        )
-        reachable = await kubeconfig_targets(
-            self._inventory, self._limits.clusters, usable, result.skipped, grants
         )
         return result, reachable, departed
 

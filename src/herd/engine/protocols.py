@@ -23,6 +23,7 @@ from herd.plan.decide import Decision
 from herd.plan.desired import SourceKey, StackPlan
 from herd.plan.drift import ReleaseDrift
 from herd.plan.ownership import Owned, Releases, StackRef
+from herd.plan.placement import PlacementDecision
 from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey, Values
 from herd.plan.results import ReleaseResult
 from herd.rollout.staged import StagedOutcome
@@ -114,6 +115,8 @@ class StackResult:
     rollout: StagedOutcome | None = None
     # Seconds until the Stack's next drift check is due (None: no check is scheduled).
     drift_wait: float | None = None
+    # targets.placement.pickN: which clusters it picked and why (None: no pickN).
+    placement: PlacementDecision | None = None
 
     @property
     def chart_count(self) -> int:
