@@ -69,7 +69,11 @@ def test_pick_n_2_by_allocatable_and_the_reasons() -> None:
     }
     kept = pick(placement, ["a", "b", "c"], found, previous=["c", "a"])
     assert kept.picked == ("c", "a")
-    assert kept.reason.endswith("(still fits)")
+    assert kept.reason == (
+        "pickN 2 by gpuAllocatable: kept c (4 allocatable GPUs), a (8 allocatable GPUs): still fits"
+    )
+    stuck = pick(FREE, ["a", "b"], supply(a=0, b=0), previous=["a"])
+    assert stuck.reason == "pickN 1 by gpuFree: kept a (0 free GPUs): no other cluster has 1 free"
 
 
 def test_nothing_fits_says_so() -> None:

@@ -80,18 +80,17 @@ def pick(
     )
     picked = kept + others[: wanted - len(kept)]
     # A previous pick that no longer fits stays while no other cluster can take its slot.
-    for cluster in before:
-        if len(picked) >= wanted:
-            break
-        if cluster not in picked:
-            picked.append(cluster)
+    stuck = [c for c in before if c not in picked][: max(wanted - len(picked), 0)]
+    picked += stuck
     moved = any(c not in picked for c in before)
     not_picked = {c: _why_not(c, supply.get(c), placement, unit, need) for c in candidates}
     for cluster in picked:
         del not_picked[cluster]
     return PlacementDecision(
         tuple(picked),
-        _reason(picked, kept, supply, placement, need=need, candidates=candidates),
+        _reason(picked, set(before), supply, placement, stuck=bool(stuck), need=need)
+        if candidates
+        else "no targeted cluster is ready and granted",
         dict(sorted(not_picked.items())),
         moved,
     )
@@ -119,20 +118,20 @@ def _why_not(
 
 def _reason(
     picked: Sequence[str],
-    kept: Sequence[str],
+    before: Collection[str],
     supply: Mapping[str, GpuSupply],
     placement: Placement,
     *,
+    stuck: bool,
     need: int,
-    candidates: Sequence[str],
 ) -> str:
     unit = "free" if placement.sort_by == "gpuFree" else "allocatable"
-    if not candidates:
-        return "no targeted cluster is ready and granted"
     if not picked:
         return f"no targeted cluster has {need} {unit} GPU{'s' if need != 1 else ''}"
     described = ", ".join(_describe(c, supply.get(c), placement, unit) for c in picked)
     how = f"pickN {placement.pick_n} by {placement.sort_by}"
-    if kept and set(kept) == set(picked):
-        return f"{how}: kept {described} (still fits)"
+    if stuck:
+        return f"{how}: kept {described}: no other cluster has {need} {unit}"
+    if set(picked) <= set(before):
+        return f"{how}: kept {described}: still fits"
     return f"{how}: picked {described}"
