@@ -37,6 +37,7 @@ from dataclasses import replace
 from herd.addons.gpu.supply import read_supply
 from herd.api.v1 import Stack
 from herd.clusters.drift import DriftMemory
+from herd.engine.enforcement import drop_rules, enforce_rules
 from herd.engine.owned import save_record, stack_ref
 from herd.engine.planning import Readers, checked_plan
 from herd.engine.protocols import (
@@ -188,7 +189,7 @@ class Engine:
         spec = stack.spec
         try:
             if spec.rollout is not None or spec.suspend or (staging and staging.only):
-                return await self._staged(
+                await self._staged(
                     result,
                     reachable,
                     departed,
@@ -196,9 +197,12 @@ class Engine:
                     holding=holding,
                     staging=staging,
                 )
-            for plan, targets in ((result.plan, reachable), (None, departed)):
-                await _run(result, new_rollout(), plan, targets, holding)
-            result.holding = frozenset(holding | set(result.unreachable))
+            else:
+                for plan, targets in ((result.plan, reachable), (None, departed)):
+                    await _run(result, new_rollout(), plan, targets, holding)
+                result.holding = frozenset(holding | set(result.unreachable))
+            if not spec.suspend and not (staging and staging.only):
+                await enforce_rules(stack, result, reachable, departed)
             return result
         finally:  # what the pass installed is recorded even when it was cancelled midway
             placement_notes(result)
@@ -294,6 +298,7 @@ class Engine:
         rollout = self._rollout(self._settings(namespace, name, force), on_progress, None, owned)
         try:
             result.releases = await rollout.apply(None, reachable)
+            await drop_rules(namespace, name, result, reachable)
         finally:
             await save_record(self._ownership, ref, owned, [rollout], kubeconfigs)
         result.unreachable.update(rollout.unreachable)

@@ -117,6 +117,8 @@ class StackResult:
     drift_wait: float | None = None
     # targets.placement.pickN: which clusters it picked and why (None: no pickN).
     placement: PlacementDecision | None = None
+    # security.enforce: clusters whose admission rule could not be written or removed.
+    enforcement: dict[str, str] = field(default_factory=dict)
 
     @property
     def chart_count(self) -> int:
