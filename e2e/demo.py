@@ -225,7 +225,8 @@ def main() -> int:
         '"s#oci://registry.example.com:5000/charts#$HERD_DEMO_OCI_REPO#" '
         "examples/private-oci-stack.yaml | kubectl apply -f -"
     )
-    print("GPUs (downstream-1 has 4, the others none): see examples/gpu-stack.yaml")
+    print("GPUs (downstream-1 has 4, the others none): see examples/gpu-stack.yaml,")
+    print("  and examples/gpu-placement.yaml (pickN: 1 picks downstream-1)")
     print("Stages (a canary behind an approval): see examples/staged-stack.yaml")
     print("Stop it all with:  make demo-down")
     return 0 if status.get("phase") == "Deployed" else 1
