@@ -1,6 +1,7 @@
 """`security: {enforce: true}` on the test bed: real API servers, helm, charts, and
 NeuVector's real `NvAdmissionControlSecurityRule` CRD (`testbed/manifests/`, from its
-CRD chart) installed on the downstream clusters, so their API servers validate the rule.
+CRD chart) installed on two of the downstream clusters, so their API servers validate the rule; the
+third has no such CRD, and its failure is reported per cluster.
 
 A Stack with two chart namespaces and `failOn: Critical` is applied through the engine
 (NeuVector's `core` stand-in first, as the add-on): each cluster then holds the Stack's
@@ -36,7 +37,8 @@ RULES = "nvadmissioncontrolsecurityrules.neuvector.com"
 
 class Inventory:
     def __init__(self, downstream: list[BedCluster]) -> None:
-        self.beds = {f"c-m-enf{i}": bed for i, bed in enumerate(downstream[:2], start=1)}
+        self.beds = {f"c-m-enf{i}": bed for i, bed in enumerate(downstream, start=1)}
+        self.with_crd = dict(list(self.beds.items())[:2])  # the third has no NeuVector CRD
 
     async def clusters(self) -> list[Cluster]:
         return [
@@ -59,12 +61,12 @@ class Inventory:
 @pytest.fixture(scope="module")
 def inventory(downstream: list[BedCluster]) -> Iterator[Inventory]:
     found = Inventory(downstream)
-    for bed in found.beds.values():
+    for bed in found.with_crd.values():
         kubectl(bed.kubeconfig, "apply", "-f", str(CRD))
         kubectl(bed.kubeconfig, "wait", "--for=condition=Established", f"crd/{RULES}",
                 "--timeout=60s")  # fmt: skip
     yield found
-    for bed in found.beds.values():
+    for bed in found.with_crd.values():
         kubectl(bed.kubeconfig, "delete", "-f", str(CRD), "--wait=false", check=False)
 
 
@@ -128,8 +130,16 @@ async def test_enforce_writes_the_rule_the_real_crd_accepts_and_removes_it(
     try:
         result = await engine.apply(parse_stack(stack_body(name, chart_repo_url, enforced)))
         assert {r.state for r in result.releases} == {State.DEPLOYED}, result.releases
-        assert result.enforcement == {}
-        for bed in inventory.beds.values():
+        # Without the CRD the write fails, said per cluster; the releases are not affected.
+        assert list(result.enforcement) == ["c-m-enf3"]
+        assert result.enforcement["c-m-enf3"].startswith(
+            f"cannot write NeuVector admission rule {rule}: "
+        ), result.enforcement
+        assert result.admission is not None
+        assert (result.admission.rule, result.admission.fail_on) == (rule, "Critical")
+        assert result.admission.namespaces == ["enf-api", "enf-web"]
+        assert [p.cluster_id for p in result.admission.problems] == ["c-m-enf3"]
+        for bed in inventory.with_crd.values():
             found = rule_on(bed, rule)
             assert found is not None, bed.name
             assert found["metadata"]["labels"] == {
@@ -150,12 +160,12 @@ async def test_enforce_writes_the_rule_the_real_crd_accepts_and_removes_it(
 
         # enforce off (NeuVector stays): the rule goes.
         result = await engine.apply(parse_stack(stack_body(name, chart_repo_url, "enabled")))
-        assert result.enforcement == {}
-        assert all(rule_on(bed, rule) is None for bed in inventory.beds.values())
+        assert (result.enforcement, result.admission) == ({}, None)
+        assert all(rule_on(bed, rule) is None for bed in inventory.with_crd.values())
 
         high = {"enforce": True}  # failOn defaults to High
         await engine.apply(parse_stack(stack_body(name, chart_repo_url, high)))
-        for bed in inventory.beds.values():
+        for bed in inventory.with_crd.values():
             found = rule_on(bed, rule)
             assert found is not None
             assert found["spec"]["rules"][0]["criteria"][1] == {
@@ -166,11 +176,11 @@ async def test_enforce_writes_the_rule_the_real_crd_accepts_and_removes_it(
     finally:
         deleted = await engine.delete("default", name)
     assert deleted.enforcement == {}
-    assert all(rule_on(bed, rule) is None for bed in inventory.beds.values())
+    assert all(rule_on(bed, rule) is None for bed in inventory.with_crd.values())
 
 
 def test_the_real_crd_refuses_what_its_schema_does_not_allow(inventory: Inventory) -> None:
-    bed = next(iter(inventory.beds.values()))
+    bed = next(iter(inventory.with_crd.values()))
     bad = {
         "apiVersion": "neuvector.com/v1",
         "kind": "NvAdmissionControlSecurityRule",

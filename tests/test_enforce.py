@@ -4,12 +4,18 @@ object (`herd.plan.admission`). Tables of inputs; the object meets NeuVector's r
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from herd.api import parse_spec
+from herd.api.status import AdmissionStatus, SkippedCluster
 from herd.api.v1 import SecuritySpec, Toggle
 from herd.errors import SpecError
 from herd.plan.admission import admission_rule, rule_name
+from herd.status.pipeline import Kind, Rows, StatusInputs, compose
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def spec(security: object) -> dict[str, object]:
@@ -87,3 +93,19 @@ def test_rule_names_are_herds_own_and_distinct() -> None:
     assert all(n.startswith("herd-stack-") and len(n) == 27 for n in names)
     long = admission_rule("n", "x" * 100, ["a"], "High")
     assert long["metadata"]["labels"] == {"herd.suse.com/stack-namespace": "n"}
+
+
+def test_the_status_shows_the_rule_and_keeps_it_while_a_pass_is_in_flight() -> None:
+    rule = AdmissionStatus(
+        rule="herd-stack-0123456789abcdef",
+        fail_on="High",
+        namespaces=["a"],
+        problems=[SkippedCluster(cluster_id="c1", reason="cannot write ...: 404 Not Found")],
+    )
+    final = compose(StatusInputs(Kind.FINAL, 1, NOW, rows=Rows(admission=rule)))
+    assert final.admission == rule
+    assert final.model_dump(by_alias=True, exclude_none=True)["admission"]["failOn"] == "High"
+    progress = compose(StatusInputs(Kind.PROGRESS, 1, NOW, previous=final, rows=Rows()))
+    assert progress.admission == rule
+    off = compose(StatusInputs(Kind.FINAL, 2, NOW, previous=final, rows=Rows()))
+    assert off.admission is None

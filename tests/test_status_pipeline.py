@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from herd.api import StackSpec, StackStatus
-from herd.api.status import RolloutStatus, SkippedCluster
+from herd.api.status import AdmissionStatus, RolloutStatus, SkippedCluster
 from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.decide import Action
 from herd.plan.desired import StackPlan, plan_stack
@@ -51,6 +51,7 @@ class Result:
     skipped: list[SkippedCluster] = field(default_factory=list)
     chart_count: int = 1
     placement: PlacementDecision | None = None
+    admission: AdmissionStatus | None = None
 
 
 def result(*states: State) -> Result:

@@ -161,6 +161,15 @@ class PlacementStatus(StatusModel):
     )
 
 
+class AdmissionStatus(StatusModel):
+    rule: str = Field(description="The NvAdmissionControlSecurityRule Herd writes on each cluster.")
+    fail_on: str = Field(description="The lowest vulnerability severity it denies.")
+    namespaces: list[str] = Field(default_factory=list, description="Where it denies.")
+    problems: list[SkippedCluster] = Field(
+        default_factory=list, description="Clusters where the rule could not be written."
+    )
+
+
 class StageStatus(StatusModel):
     name: str = Field(description="The stage's name.")
     done: int = Field(
@@ -249,6 +258,9 @@ class StackStatus(StatusModel):
     )
     placement: PlacementStatus | None = Field(
         default=None, description="GPU-aware placement's pick (targets.placement.pickN)."
+    )
+    admission: AdmissionStatus | None = Field(
+        default=None, description="NeuVector admission rule of security.enforce."
     )
     security: SecurityStatus | None = Field(
         default=None, description="NeuVector scan summary (security: enabled)."

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from herd.addons.admission import drop_rule, put_rule
+from herd.api.status import AdmissionStatus, SkippedCluster
 from herd.api.v1 import Stack, Toggle
 from herd.engine.protocols import StackResult
 from herd.plan.admission import admission_rule, rule_name
@@ -26,6 +27,7 @@ from herd.rollout.target import Target
 
 logger = logging.getLogger("herd.engine.engine")
 _Call = Callable[[Target], str]
+MESSAGE_LIMIT = 200  # as a row's message
 
 
 async def enforce_rules(
@@ -40,6 +42,15 @@ async def enforce_rules(
         namespaces = {chart.namespace for chart in spec.charts}
         body = admission_rule(stack.namespace, stack.name, namespaces, enforcement.fail_on)
         await _each(result, reachable, lambda t: put_rule(t.kubeconfig, body))
+        result.admission = AdmissionStatus(
+            rule=name,
+            fail_on=enforcement.fail_on,
+            namespaces=sorted(namespaces),
+            problems=[
+                SkippedCluster(cluster_id=c, reason=why[:MESSAGE_LIMIT])
+                for c, why in sorted(result.enforcement.items())
+            ],
+        )
     elif spec.security_toggle is Toggle.ENABLED:
         drop_from += reachable
     else:

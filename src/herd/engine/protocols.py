@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from herd.api.charts import ChartSpec
-from herd.api.status import SkippedCluster
+from herd.api.status import AdmissionStatus, SkippedCluster
 from herd.api.v1 import Stack, StackSpec
 from herd.plan.chart_sources import ChartSource
 from herd.plan.clusters import Cluster
@@ -119,6 +119,8 @@ class StackResult:
     placement: PlacementDecision | None = None
     # security.enforce: clusters whose admission rule could not be written or removed.
     enforcement: dict[str, str] = field(default_factory=dict)
+    # security.enforce: the rule written this pass, for the status (None: not enforced).
+    admission: AdmissionStatus | None = None
 
     @property
     def chart_count(self) -> int:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from herd.api.status import RolloutStatus, SkippedCluster, StackStatus
+from herd.api.status import AdmissionStatus, RolloutStatus, SkippedCluster, StackStatus
 from herd.plan.placement import PlacementDecision
 from herd.plan.results import ReleaseResult
 from herd.status import dryrun
@@ -66,6 +66,9 @@ class EngineResult(PassResult, Protocol):
     @property
     def placement(self) -> PlacementDecision | None: ...
 
+    @property
+    def admission(self) -> AdmissionStatus | None: ...
+
 
 @dataclass(frozen=True)
 class Rows:
@@ -77,6 +80,7 @@ class Rows:
     chart_count: int = 0
     cluster_count: int | None = None  # None: count `targets`
     placement: PlacementDecision | None = None  # the pass's pickN decision
+    admission: AdmissionStatus | None = None  # the pass's security.enforce rule
 
     @classmethod
     def of(cls, result: EngineResult) -> Rows:
@@ -86,6 +90,7 @@ class Rows:
             result.skipped,
             result.chart_count,
             placement=result.placement,
+            admission=result.admission,
         )
 
 
@@ -167,6 +172,9 @@ def _releases(inputs: StatusInputs) -> StackStatus:
     status = with_placement(
         status, rows.placement, inputs.previous, inputs.now, wanted=kind is not Kind.FINAL
     )
+    # The rule of the pass; a write in flight keeps the last one.
+    kept = inputs.previous.admission if inputs.previous and kind is not Kind.FINAL else None
+    status = status.model_copy(update={"admission": rows.admission or kept})
     if kind is Kind.PROGRESS and inputs.rollout is not None:
         status = status.model_copy(update={"rollout": inputs.rollout})
     return status
