@@ -167,14 +167,12 @@ class Engine:
         (the CLI's few). `held`: release -> config digest that failed permanently (not
         retried while unchanged). `force`: take over releases the other Herd face manages.
         `defer`: clusters in backoff, not contacted this pass (`herd.plan.retry.Deferral`).
-        `placed`: the previous placement pick and GPU need (`herd.status.placement`).
-        """
+        `placed`: the last placement pick and GPU need (`herd.status.placement`)."""
         result, reachable, departed = await self._resolve(stack, previous_targets, grants, placed)
         guard = self._guard(stack, grants)
         settings = self._settings(stack.namespace, stack.name, force, held, guard)
         placement = stack.spec.targets.placement
-        if placement is not None and placement.require_fit:
-            settings = replace(settings, require_fit=True)
+        settings = replace(settings, require_fit=placement is not None and placement.require_fit)
         ref = stack_ref(stack)
         kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
         owned = await self._ownership.load(ref, kubeconfigs)
@@ -186,28 +184,46 @@ class Engine:
 
         # A cluster not granted is not contacted: what it holds stays as the record says.
         holding = {s.cluster_id for s in result.skipped if s.cluster_id not in result.denied}
-        spec = stack.spec
         try:
-            if spec.rollout is not None or spec.suspend or (staging and staging.only):
-                await self._staged(
-                    result,
-                    reachable,
-                    departed,
-                    new_rollout=new_rollout,
-                    holding=holding,
-                    staging=staging,
-                )
-            else:
-                for plan, targets in ((result.plan, reachable), (None, departed)):
-                    await _run(result, new_rollout(), plan, targets, holding)
-                result.holding = frozenset(holding | set(result.unreachable))
-            if not spec.suspend and not (staging and staging.only):
-                await enforce_rules(stack, result, reachable, departed)
+            await self._passes(
+                stack, result, (reachable, departed), new_rollout, holding=holding, staging=staging
+            )
             return result
         finally:  # what the pass installed is recorded even when it was cancelled midway
             placement_notes(result)
             await save_record(self._ownership, ref, owned, made, kubeconfigs)
             result.drift_wait = self._drift_wait(settings.owner)
+
+    async def _passes(
+        self,
+        stack: Stack,
+        result: StackResult,
+        targets: tuple[list[Target], list[Target]],
+        new_rollout: Callable[[], Rollout],
+        *,
+        holding: set[str],
+        staging: StageInputs | None,
+    ) -> None:
+        """`apply`'s rollouts (staged or not), then the Stack's admission rule
+        (`herd.engine.enforcement`) unless nothing may be written (suspend, `--stage`)."""
+        spec = stack.spec
+        reachable, departed = targets
+        only = bool(staging and staging.only)
+        if spec.rollout is not None or spec.suspend or only:
+            await self._staged(
+                result,
+                reachable,
+                departed,
+                new_rollout=new_rollout,
+                holding=holding,
+                staging=staging,
+            )
+        else:
+            for plan, some in ((result.plan, reachable), (None, departed)):
+                await _run(result, new_rollout(), plan, some, holding)
+            result.holding = frozenset(holding | set(result.unreachable))
+        if not spec.suspend and not only:
+            await enforce_rules(stack, result, reachable, departed)
 
     def _drift_wait(self, owner: str) -> float | None:
         """Seconds until the Stack's next drift check (None: none is scheduled)."""
