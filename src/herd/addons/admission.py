@@ -22,6 +22,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from herd.errors import TransientError
 from herd.kube.client import API_ERRORS, api_client_from_kubeconfig, api_error_summary
 from herd.plan.admission import GROUP, PLURAL, VERSION
 
@@ -75,7 +76,7 @@ def drop_rule(kubeconfig: Path, name: str) -> str:
     return ""
 
 
-class _Unusable(Exception):
+class _Unusable(TransientError):
     """The kubeconfig does not make a client (never its content)."""
 
 
