@@ -125,9 +125,7 @@ def wait_leader(kubeconfig: Path) -> str:
 def add_gpu_node(kubeconfig: Path) -> None:
     """A kwok node with 4 nvidia.com/gpu (kwok keeps the capacity it is made with), so
     `examples/gpu-stack.yaml` fits on this cluster and not on the other."""
-    node = components.fake_node("kwok-gpu-1")
-    resources = {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "4"}
-    node["status"] = {"capacity": resources, "allocatable": resources}
+    node = components.fake_node("kwok-gpu-1", gpus=4)
     subprocess.run(
         ["kubectl", "--kubeconfig", str(kubeconfig), "apply", "-f", "-"],
         input=json.dumps(node), text=True, capture_output=True, check=True,

@@ -46,9 +46,7 @@ def api(bed: BedCluster) -> contextlib.AbstractContextManager[client.ApiClient]:
 
 
 def add_gpu_node(bed: BedCluster, gpus: int) -> None:
-    node = components.fake_node(GPU_NODE)
-    resources = {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": str(gpus)}
-    node["status"] = {"capacity": resources, "allocatable": resources}
+    node = components.fake_node(GPU_NODE, gpus=gpus)
     with api(bed) as raw:
         core = client.CoreV1Api(raw)
         with contextlib.suppress(ApiException):

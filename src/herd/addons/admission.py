@@ -22,8 +22,12 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from herd.errors import TransientError
-from herd.kube.client import API_ERRORS, api_client_from_kubeconfig, api_error_summary
+from herd.kube.client import (
+    API_ERRORS,
+    KubeconfigUnusable,
+    api_error_summary,
+    kubeconfig_client,
+)
 from herd.plan.admission import GROUP, PLURAL, VERSION
 
 _NOT_FOUND = 404
@@ -35,7 +39,8 @@ def put_rule(kubeconfig: Path, body: dict[str, Any]) -> str:
     """Create or replace the rule `body` on the cluster; "" or why not."""
     name = body["metadata"]["name"]
     try:
-        with _objects(kubeconfig) as objects:
+        with kubeconfig_client(kubeconfig) as api:
+            objects = client.CustomObjectsApi(api)
             try:
                 objects.create_cluster_custom_object(
                     GROUP, VERSION, PLURAL, body, _request_timeout=_TIMEOUT
@@ -51,7 +56,7 @@ def put_rule(kubeconfig: Path, body: dict[str, Any]) -> str:
                 objects.replace_cluster_custom_object(
                     GROUP, VERSION, PLURAL, name, replaced, _request_timeout=_TIMEOUT
                 )
-    except _Unusable as error:
+    except KubeconfigUnusable as error:
         return str(error)
     except API_ERRORS as error:
         return f"cannot write NeuVector admission rule {name}: {api_error_summary(error)}"
@@ -61,11 +66,12 @@ def put_rule(kubeconfig: Path, body: dict[str, Any]) -> str:
 def drop_rule(kubeconfig: Path, name: str) -> str:
     """Delete the rule `name` from the cluster (absent, or no such CRD: done); "" or why."""
     try:
-        with _objects(kubeconfig) as objects:
+        with kubeconfig_client(kubeconfig) as api:
+            objects = client.CustomObjectsApi(api)
             objects.delete_cluster_custom_object(
                 GROUP, VERSION, PLURAL, name, _request_timeout=_TIMEOUT
             )
-    except _Unusable as error:
+    except KubeconfigUnusable as error:
         return str(error)
     except ApiException as error:
         if error.status == _NOT_FOUND:
@@ -74,21 +80,3 @@ def drop_rule(kubeconfig: Path, name: str) -> str:
     except API_ERRORS as error:
         return f"cannot delete NeuVector admission rule {name}: {api_error_summary(error)}"
     return ""
-
-
-class _Unusable(TransientError):
-    """The kubeconfig does not make a client (never its content)."""
-
-
-class _objects:
-    def __init__(self, kubeconfig: Path) -> None:
-        try:
-            self._api = api_client_from_kubeconfig(kubeconfig)
-        except Exception as error:  # ConfigException, YAML or file errors
-            raise _Unusable(f"kubeconfig unusable ({type(error).__name__})") from None
-
-    def __enter__(self) -> client.CustomObjectsApi:
-        return client.CustomObjectsApi(self._api)
-
-    def __exit__(self, *_: object) -> None:
-        self._api.close()  # type: ignore[no-untyped-call]

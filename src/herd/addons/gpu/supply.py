@@ -26,7 +26,12 @@ from typing import Any
 from kubernetes import client
 
 from herd.addons.gpu.demand import node_gpus, pod_gpus
-from herd.kube.client import API_ERRORS, api_client_from_kubeconfig, api_error_summary
+from herd.kube.client import (
+    API_ERRORS,
+    KubeconfigUnusable,
+    api_error_summary,
+    kubeconfig_client,
+)
 from herd.plan.placement import GpuSupply
 
 INSTANCE_LABEL = "app.kubernetes.io/instance"  # Helm's convention for a release's objects
@@ -52,23 +57,20 @@ async def read_supply(
 def cluster_supply(kubeconfig: Path, own: Collection[tuple[str, str]]) -> GpuSupply:
     """One cluster's GPUs (blocking); a failure is a `problem`, never raised."""
     try:
-        api = api_client_from_kubeconfig(kubeconfig)
-    except Exception as error:  # ConfigException, YAML or file errors: never its content
-        return GpuSupply(problem=f"kubeconfig unusable ({type(error).__name__})")
-    try:
-        core = client.CoreV1Api(api)
-        nodes = _items(core.list_node(_preload_content=False, _request_timeout=_TIMEOUT))
-        pods = _items(
-            core.list_pod_for_all_namespaces(
-                field_selector="spec.nodeName!=",
-                _preload_content=False,
-                _request_timeout=_TIMEOUT,
+        with kubeconfig_client(kubeconfig) as api:
+            core = client.CoreV1Api(api)
+            nodes = _items(core.list_node(_preload_content=False, _request_timeout=_TIMEOUT))
+            pods = _items(
+                core.list_pod_for_all_namespaces(
+                    field_selector="spec.nodeName!=",
+                    _preload_content=False,
+                    _request_timeout=_TIMEOUT,
+                )
             )
-        )
+    except KubeconfigUnusable as error:
+        return GpuSupply(problem=str(error))
     except API_ERRORS as error:
         return GpuSupply(problem=f"cannot list nodes and pods: {api_error_summary(error)}")
-    finally:
-        api.close()  # type: ignore[no-untyped-call]
     _, allocatable = node_gpus(nodes)
     used = sum(pod_gpus(pod.get("spec") or {}) for pod in pods if _counts(pod, own))
     return GpuSupply(allocatable=allocatable, free=max(allocatable - used, 0))
