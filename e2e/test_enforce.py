@@ -4,10 +4,12 @@ CRD chart) installed on two of the downstream clusters, so their API servers val
 third has no such CRD, and its failure is reported per cluster.
 
 A Stack with two chart namespaces and `failOn: Critical` is applied through the engine
-(NeuVector's `core` stand-in first, as the add-on): each cluster then holds the Stack's
-rule, accepted by the real CRD, denying images with a CVSS 9+ vulnerability in exactly
-those namespaces. Turning `enforce` off removes it; applying it again and deleting the
-Stack removes it again. The CRD's schema is in force: the API server refuses a rule
+(NeuVector's `core` stand-in first, as the add-on): each cluster's one `local` object
+(the only name NeuVector accepts) then holds the Stack's rule, accepted by the real CRD,
+denying images with a CVSS 9+ vulnerability in exactly those namespaces, beside the
+cluster admin's own rule, which is kept. Turning `enforce` off removes the Stack's rule;
+applying it again and deleting the Stack removes it again (and the object, where nothing
+else was in it). The CRD's schema is in force: the API server refuses a rule
 whose action is not allow/deny.
 """
 
@@ -27,12 +29,26 @@ from herd.addons.catalog import AddonCatalog
 from herd.api import parse_stack
 from herd.engine.engine import Engine
 from herd.helm.environment import HelmEnvironment
-from herd.plan.admission import rule_name
+from herd.plan.admission import rule_id
 from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.results import State
 
 CRD = Path(__file__).resolve().parent / "testbed" / "manifests" / "neuvector-admission-crd.yaml"
 RULES = "nvadmissioncontrolsecurityrules.neuvector.com"
+ADMIN_RULE = {
+    "action": "deny",
+    "comment": "the cluster admin's: no privileged containers",
+    "criteria": [{"name": "runAsPrivileged", "op": "=", "value": "true"}],
+}
+ADMIN_LOCAL = {
+    "apiVersion": "neuvector.com/v1",
+    "kind": "NvAdmissionControlSecurityRule",
+    "metadata": {"name": "local"},
+    "spec": {
+        "config": {"enable": True, "mode": "protect", "client_mode": "service"},
+        "rules": [ADMIN_RULE],
+    },
+}
 
 
 class Inventory:
@@ -115,9 +131,16 @@ def stack_body(name: str, repo: str, security: object) -> dict[str, Any]:
     }
 
 
-def rule_on(bed: BedCluster, name: str) -> dict[str, Any] | None:
-    out = kubectl(bed.kubeconfig, "get", RULES, name, "-o", "json", "--ignore-not-found")
+def local(bed: BedCluster) -> dict[str, Any] | None:
+    """NeuVector's one admission-rule object of a cluster (`local`), or None."""
+    out = kubectl(bed.kubeconfig, "get", RULES, "local", "-o", "json", "--ignore-not-found")
     return json.loads(out) if out.strip() else None
+
+
+def stack_rules(bed: BedCluster, marker: str) -> list[dict[str, Any]]:
+    found = local(bed) or {}
+    rules = (found.get("spec") or {}).get("rules") or []
+    return [r for r in rules if r.get("comment", "").startswith(f"{marker}: ")]
 
 
 async def test_enforce_writes_the_rule_the_real_crd_accepts_and_removes_it(
@@ -126,27 +149,24 @@ async def test_enforce_writes_the_rule_the_real_crd_accepts_and_removes_it(
     name = "enforced-" + uuid.uuid4().hex[:6]
     engine = Engine(inventory, env, addons=catalog(chart_repo_url))
     enforced = {"enforce": True, "failOn": "Critical"}
-    rule = rule_name("default", name)
+    marker = rule_id("default", name)
+    first, second = inventory.with_crd.values()
+    # The cluster admin's own rule on the first cluster: Herd keeps it as it is.
+    kubectl(first.kubeconfig, "apply", "-f", "-", stdin=json.dumps(ADMIN_LOCAL))
     try:
         result = await engine.apply(parse_stack(stack_body(name, chart_repo_url, enforced)))
         assert {r.state for r in result.releases} == {State.DEPLOYED}, result.releases
         # Without the CRD the write fails, said per cluster; the releases are not affected.
         assert list(result.enforcement) == ["c-m-enf3"]
         assert result.enforcement["c-m-enf3"].startswith(
-            f"cannot write NeuVector admission rule {rule}: "
+            "cannot write NeuVector admission rule: HTTP 404"
         ), result.enforcement
         assert result.admission is not None
-        assert (result.admission.rule, result.admission.fail_on) == (rule, "Critical")
+        assert (result.admission.rule, result.admission.fail_on) == (f"local/{marker}", "Critical")
         assert result.admission.namespaces == ["enf-api", "enf-web"]
         assert [p.cluster_id for p in result.admission.problems] == ["c-m-enf3"]
-        for bed in inventory.with_crd.values():
-            found = rule_on(bed, rule)
-            assert found is not None, bed.name
-            assert found["metadata"]["labels"] == {
-                "herd.suse.com/stack-namespace": "default",
-                "herd.suse.com/stack-name": name,
-            }
-            (denied,) = found["spec"]["rules"]
+        for bed in (first, second):
+            (denied,) = stack_rules(bed, marker)
             assert (denied["action"], denied["rule_mode"]) == ("deny", "protect")
             assert denied["criteria"] == [
                 {"name": "namespace", "op": "containsAny", "value": "enf-api,enf-web"},
@@ -157,26 +177,25 @@ async def test_enforce_writes_the_rule_the_real_crd_accepts_and_removes_it(
                     "sub_criteria": [{"name": "count", "op": ">=", "value": "1"}],
                 },
             ]
+        assert (local(first) or {})["spec"]["rules"][0] == ADMIN_RULE
 
-        # enforce off (NeuVector stays): the rule goes.
+        # enforce off (NeuVector stays): the Stack's rule goes, the admin's stays.
         result = await engine.apply(parse_stack(stack_body(name, chart_repo_url, "enabled")))
         assert (result.enforcement, result.admission) == ({}, None)
-        assert all(rule_on(bed, rule) is None for bed in inventory.with_crd.values())
+        assert (local(first) or {})["spec"]["rules"] == [ADMIN_RULE]
+        assert local(second) is None  # Herd's alone: the emptied object is deleted
 
         high = {"enforce": True}  # failOn defaults to High
         await engine.apply(parse_stack(stack_body(name, chart_repo_url, high)))
-        for bed in inventory.with_crd.values():
-            found = rule_on(bed, rule)
-            assert found is not None
-            assert found["spec"]["rules"][0]["criteria"][1] == {
-                "name": "cveHighCount",
-                "op": ">=",
-                "value": "1",
-            }
+        for bed in (first, second):
+            (denied,) = stack_rules(bed, marker)
+            assert denied["criteria"][1] == {"name": "cveHighCount", "op": ">=", "value": "1"}
     finally:
         deleted = await engine.delete("default", name)
     assert deleted.enforcement == {}
-    assert all(rule_on(bed, rule) is None for bed in inventory.with_crd.values())
+    assert (local(first) or {})["spec"]["rules"] == [ADMIN_RULE]
+    assert local(second) is None
+    kubectl(first.kubeconfig, "delete", RULES, "local", check=False)
 
 
 def test_the_real_crd_refuses_what_its_schema_does_not_allow(inventory: Inventory) -> None:
@@ -191,4 +210,5 @@ def test_the_real_crd_refuses_what_its_schema_does_not_allow(inventory: Inventor
     assert refused.returncode != 0
     assert 'Unsupported value: "block"' in refused.stderr, refused.stderr
     assert "criteria[0].op: Required value" in refused.stderr, refused.stderr
-    assert rule_on(bed, "herd-e2e-invalid") is None
+    out = kubectl(bed.kubeconfig, "get", RULES, "herd-e2e-invalid", "--ignore-not-found")
+    assert not out.strip()

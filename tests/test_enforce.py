@@ -12,7 +12,7 @@ from herd.api import parse_spec
 from herd.api.status import AdmissionStatus, SkippedCluster
 from herd.api.v1 import SecuritySpec, Toggle
 from herd.errors import SpecError
-from herd.plan.admission import admission_rule, rule_name
+from herd.plan.admission import is_empty, rule_id, stack_rule, with_rule, without_rule
 from herd.status.pipeline import Kind, Rows, StatusInputs, compose
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -64,22 +64,20 @@ def test_security_errors_name_the_field(security: object, problem: str) -> None:
 
 
 def test_the_rule_denies_in_the_stack_namespaces_at_fail_on() -> None:
-    high = admission_rule("team-a", "rag", ["b", "a", "b"], "High")
-    assert high["apiVersion"] == "neuvector.com/v1"
-    assert high["kind"] == "NvAdmissionControlSecurityRule"
-    assert high["metadata"]["name"] == rule_name("team-a", "rag")
-    assert high["metadata"]["labels"] == {
-        "herd.suse.com/stack-namespace": "team-a",
-        "herd.suse.com/stack-name": "rag",
+    rule = stack_rule("team-a", "rag", ["b", "a", "b"], "High")
+    assert rule == {
+        "action": "deny",
+        "comment": f"{rule_id('team-a', 'rag')}: Herd Stack team-a/rag denies images with "
+        "High or higher vulnerabilities",
+        "disabled": False,
+        "rule_mode": "protect",
+        "criteria": [
+            {"name": "namespace", "op": "containsAny", "value": "a,b"},
+            {"name": "cveHighCount", "op": ">=", "value": "1"},
+        ],
     }
-    (rule,) = high["spec"]["rules"]
-    assert (rule["action"], rule["rule_mode"], rule["disabled"]) == ("deny", "protect", False)
-    assert rule["criteria"] == [
-        {"name": "namespace", "op": "containsAny", "value": "a,b"},
-        {"name": "cveHighCount", "op": ">=", "value": "1"},
-    ]
-    critical = admission_rule("team-a", "rag", ["a"], "Critical")
-    assert critical["spec"]["rules"][0]["criteria"][1] == {
+    critical = stack_rule("team-a", "rag", ["a"], "Critical")
+    assert critical["criteria"][1] == {
         "name": "cveScoreCount",
         "op": ">=",
         "value": "9",
@@ -87,12 +85,45 @@ def test_the_rule_denies_in_the_stack_namespaces_at_fail_on() -> None:
     }
 
 
-def test_rule_names_are_herds_own_and_distinct() -> None:
-    names = {rule_name(ns, n) for ns in ("a", "b", "a-b") for n in ("x", "b-x", "")}
-    assert len(names) == 9
-    assert all(n.startswith("herd-stack-") and len(n) == 27 for n in names)
-    long = admission_rule("n", "x" * 100, ["a"], "High")
-    assert long["metadata"]["labels"] == {"herd.suse.com/stack-namespace": "n"}
+def test_one_local_object_holds_every_stacks_rule_and_the_admins() -> None:
+    admin = {"action": "deny", "comment": "no root", "criteria": []}
+    current = {
+        "apiVersion": "neuvector.com/v1",
+        "kind": "NvAdmissionControlSecurityRule",
+        "metadata": {"name": "local", "resourceVersion": "7", "uid": "u", "managedFields": []},
+        "spec": {"config": {"enable": True, "mode": "protect", "client_mode": "service"},
+                 "rules": [admin]},
+    }  # fmt: skip
+    a_high = stack_rule("t", "a", ["x"], "High")
+    b_rule = stack_rule("t", "b", ["y"], "High")
+    both = with_rule(with_rule(current, a_high), b_rule)
+    assert both["metadata"] == {"name": "local", "resourceVersion": "7"}
+    assert both["spec"]["rules"] == [admin, a_high, b_rule]
+    assert both["spec"]["config"] == current["spec"]["config"]
+    a_critical = stack_rule("t", "a", ["x"], "Critical")
+    assert with_rule(both, a_critical)["spec"]["rules"] == [admin, b_rule, a_critical]
+    assert current["spec"]["rules"] == [admin]  # never changed in place
+    left = without_rule(both, "t", "a")
+    assert left is not None
+    assert left["spec"]["rules"] == [admin, b_rule]
+    assert without_rule(left, "t", "a") is None  # nothing of its: no write
+    assert without_rule(None, "t", "a") is None
+    new = with_rule(None, a_high)
+    assert new["metadata"] == {"name": "local"}  # NeuVector accepts no other name
+    emptied = without_rule(new, "t", "a")
+    assert emptied is not None
+    assert is_empty(emptied)
+    assert not is_empty(left)
+    assert not is_empty({"spec": {"rules": [], "config": {"enable": True}}})
+
+
+def test_rule_ids_are_herds_own_and_distinct() -> None:
+    ids = {rule_id(ns, n) for ns in ("a", "b", "a-b") for n in ("x", "b-x", "")}
+    assert len(ids) == 9
+    assert all(i.startswith("herd-stack-") and len(i) == 27 for i in ids)
+    # A rule whose comment only looks like a Stack's in its middle is not taken for it.
+    other = {"action": "deny", "comment": f"copy of {rule_id('t', 'a')}: x", "criteria": []}
+    assert without_rule({"spec": {"rules": [other]}}, "t", "a") is None
 
 
 def test_the_status_shows_the_rule_and_keeps_it_while_a_pass_is_in_flight() -> None:

@@ -5,17 +5,20 @@ Who writes it: Herd, with each cluster's own kubeconfig, for tenant Stacks too. 
 is cluster scoped, which no tenant's namespaced RBAC may write, and a tenant cannot make
 it say anything it could not do itself: its namespaces are the Stack's chart namespaces
 (already checked against the tenant's `targetNamespaces`), its threshold one of two
-words, its name Herd's own digest of the Stack, and a deny rule only ever blocks more,
-in those namespaces. A tenant Stack needs a grant with `addons: true` to set `security`
-at all (`herd.plan.tenancy`).
+words; Herd knows its rule by a digest of the Stack (no Stack can name another's rule),
+and a deny rule only ever blocks more, in those namespaces. A tenant Stack needs a grant
+with `addons: true` to set `security` at all (`herd.plan.tenancy`).
 
-`put_rule` creates or replaces the object, `drop_rule` deletes it (absent is fine). Each
-answers "" or why it failed (fit for the status: an API error's summary, never a body).
-Blocking: callers use a thread. Callers: `herd.engine.enforcement`.
+`put_rule` puts the Stack's rule into the cluster's one `local` object (creating it),
+`drop_rule` takes it out (deleting the object when nothing else is left): read, change
+(`herd.plan.admission`), write back under the read `resourceVersion`, again on a
+conflict. Each answers "" or why it failed (fit for the status: an API error's summary,
+never a body). Blocking: callers use a thread. Callers: `herd.engine.enforcement`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,55 +31,82 @@ from herd.kube.client import (
     api_error_summary,
     kubeconfig_client,
 )
-from herd.plan.admission import GROUP, PLURAL, VERSION
+from herd.plan.admission import (
+    GROUP,
+    OBJECT_NAME,
+    PLURAL,
+    VERSION,
+    is_empty,
+    with_rule,
+    without_rule,
+)
+
+_Change = Callable[[Any], dict[str, Any] | None]
 
 _NOT_FOUND = 404
 _CONFLICT = 409
 _TIMEOUT = 20
+_ATTEMPTS = 5  # other Stacks may write the same `local` object at once
 
 
-def put_rule(kubeconfig: Path, body: dict[str, Any]) -> str:
-    """Create or replace the rule `body` on the cluster; "" or why not."""
-    name = body["metadata"]["name"]
+def put_rule(kubeconfig: Path, rule: Mapping[str, Any]) -> str:
+    """The Stack's `rule` into the cluster's `local` object (made when absent); "" or why."""
+    return _update(kubeconfig, lambda current: with_rule(current, rule), "write")
+
+
+def drop_rule(kubeconfig: Path, namespace: str, name: str) -> str:
+    """The Stack's rule out of the cluster's `local` object (none there, or no such CRD:
+    done); the object goes when nothing else is left in it. "" or why not."""
+    return _update(kubeconfig, lambda current: without_rule(current, namespace, name), "remove")
+
+
+def _update(kubeconfig: Path, change: _Change, doing: str) -> str:
+    """Read `local`, `change` it, write it back under its resourceVersion; again on a
+    conflict (another writer came between)."""
     try:
         with kubeconfig_client(kubeconfig) as api:
             objects = client.CustomObjectsApi(api)
-            try:
-                objects.create_cluster_custom_object(
-                    GROUP, VERSION, PLURAL, body, _request_timeout=_TIMEOUT
-                )
-            except ApiException as error:
-                if error.status != _CONFLICT:
-                    raise
-                current: Any = objects.get_cluster_custom_object(
-                    GROUP, VERSION, PLURAL, name, _request_timeout=_TIMEOUT
-                )
-                version = (current.get("metadata") or {}).get("resourceVersion")
-                replaced = {**body, "metadata": {**body["metadata"], "resourceVersion": version}}
-                objects.replace_cluster_custom_object(
-                    GROUP, VERSION, PLURAL, name, replaced, _request_timeout=_TIMEOUT
-                )
-    except KubeconfigUnusable as error:
-        return str(error)
-    except API_ERRORS as error:
-        return f"cannot write NeuVector admission rule {name}: {api_error_summary(error)}"
-    return ""
-
-
-def drop_rule(kubeconfig: Path, name: str) -> str:
-    """Delete the rule `name` from the cluster (absent, or no such CRD: done); "" or why."""
-    try:
-        with kubeconfig_client(kubeconfig) as api:
-            objects = client.CustomObjectsApi(api)
-            objects.delete_cluster_custom_object(
-                GROUP, VERSION, PLURAL, name, _request_timeout=_TIMEOUT
-            )
+            for _ in range(_ATTEMPTS):
+                try:
+                    _write(objects, change)
+                    return ""
+                except ApiException as error:
+                    if error.status != _CONFLICT:
+                        raise
     except KubeconfigUnusable as error:
         return str(error)
     except ApiException as error:
-        if error.status == _NOT_FOUND:
-            return ""
-        return f"cannot delete NeuVector admission rule {name}: {api_error_summary(error)}"
+        if error.status == _NOT_FOUND and doing == "remove":
+            return ""  # no such CRD, or the object went meanwhile: nothing of ours is left
+        return f"cannot {doing} NeuVector admission rule: {api_error_summary(error)}"
     except API_ERRORS as error:
-        return f"cannot delete NeuVector admission rule {name}: {api_error_summary(error)}"
-    return ""
+        return f"cannot {doing} NeuVector admission rule: {api_error_summary(error)}"
+    return f"cannot {doing} NeuVector admission rule: {_ATTEMPTS} conflicting writes"
+
+
+def _write(objects: client.CustomObjectsApi, change: _Change) -> None:
+    where = (GROUP, VERSION, PLURAL)
+    try:
+        current: Any = objects.get_cluster_custom_object(
+            *where, OBJECT_NAME, _request_timeout=_TIMEOUT
+        )
+    except ApiException as error:
+        if error.status != _NOT_FOUND:
+            raise
+        current = None
+    body = change(current)
+    if body is None:
+        return
+    if current is None:
+        objects.create_cluster_custom_object(*where, body, _request_timeout=_TIMEOUT)
+    elif is_empty(body):
+        version = body["metadata"].get("resourceVersion")
+        preconditions = client.V1Preconditions(resource_version=version)
+        objects.delete_cluster_custom_object(
+            *where,
+            OBJECT_NAME,
+            body=client.V1DeleteOptions(preconditions=preconditions),
+            _request_timeout=_TIMEOUT,
+        )
+    else:
+        objects.replace_cluster_custom_object(*where, OBJECT_NAME, body, _request_timeout=_TIMEOUT)

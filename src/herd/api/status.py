@@ -162,7 +162,9 @@ class PlacementStatus(StatusModel):
 
 
 class AdmissionStatus(StatusModel):
-    rule: str = Field(description="The NvAdmissionControlSecurityRule Herd writes on each cluster.")
+    rule: str = Field(
+        description="The Stack's rule: the NvAdmissionControlSecurityRule object / rule comment."
+    )
     fail_on: str = Field(description="The lowest vulnerability severity it denies.")
     namespaces: list[str] = Field(default_factory=list, description="Where it denies.")
     problems: list[SkippedCluster] = Field(
