@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.helpers import kubectl
+from e2e.testbed.helpers import kubectl, open_crd
 from herd.api.charts import ChartSpec
 from herd.helm.client import ClusterHelm
 from herd.helm.environment import HelmEnvironment
@@ -26,32 +26,6 @@ from herd.helm.failures import HelmFailure
 from herd.plan.releases import DesiredRelease, ReleaseKey
 
 GROUP = "cachetest.herd.test"
-
-
-def crd(plural: str, kind: str) -> dict[str, object]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{GROUP}"},
-        "spec": {
-            "group": GROUP,
-            "names": {"plural": plural, "singular": plural[:-1], "kind": kind},
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
 
 
 def gizmo_chart(directory: Path, kind: str) -> Path:
@@ -87,7 +61,8 @@ async def test_each_cluster_has_its_own_cache(
     with_crd, without = downstream[0], downstream[1]
     suffix = uuid.uuid4().hex[:6]
     plural, kind = f"gizmos{suffix}", f"Gizmo{suffix}"
-    kubectl(with_crd.kubeconfig, "apply", "-f", "-", stdin=json.dumps(crd(plural, kind)))
+    names = {"plural": plural, "singular": f"gizmo{suffix}", "kind": kind}
+    kubectl(with_crd.kubeconfig, "apply", "-f", "-", stdin=json.dumps(open_crd(GROUP, names)))
     kubectl(with_crd.kubeconfig, "wait", "--for=condition=Established", f"crd/{plural}.{GROUP}")
     chart = gizmo_chart(tmp_path / "gizmo", kind)
     namespace = f"cache-{suffix}"
