@@ -126,6 +126,11 @@ def measure_commands(rounds: int, cluster: Cluster, workdir: Path) -> None:
         rounds,
         lambda i: helm(*install, *values, "--", f"warm{i}", chart, cache=warm),
     )
+    measure_direct_read(cluster, rounds)
+
+
+def measure_direct_read(cluster: Cluster, rounds: int) -> None:
+    """Herd's own read of release `r0`'s Secret (`herd.helm.release_secret`)."""
     api = api_client_from_kubeconfig(cluster.kubeconfig)
     try:
         core = client.CoreV1Api(api)

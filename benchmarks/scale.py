@@ -241,6 +241,27 @@ def helm_started(controller: Controller, since: float, until: float) -> int:
     return len([c for c in controller.helm_calls(since) if c.at <= until])
 
 
+def settled_figures(
+    run: Run, began: float, took: float, before: dict[str, float], releases: int
+) -> None:
+    """CPU, helm processes and downstream requests per release once the pass's add-on
+    probe is done too (it runs after the status says Deployed)."""
+    args = run.args
+    time.sleep(4)
+    settle(run.controller)
+    settled = time.time()
+    cpu_report(before, cpu_by_program(run), releases, "with the pass's probe (settled)")
+    line("  settled", f"{settled - began - took:.1f} s after convergence")
+    helm_calls = [c for c in run.controller.helm_calls(began) if c.at <= settled]
+    line("helm processes per release (settled)", f"{len(helm_calls) / releases:.2f}")
+    audited = run.downstream[-1]
+    calls = measure.between(measure.requests(audited.audit_log, "admin"), began, settled)
+    line(
+        f"downstream API requests per release ({audited.name})",
+        f"{len(calls) / args.charts:.1f}: {measure.summary(calls)[:400]}",
+    )
+
+
 def run(args: argparse.Namespace, workdir: Path) -> None:
     bed, repo = start(args, workdir)
     try:
@@ -303,19 +324,7 @@ def measure_run(run: Run) -> None:
         ">= 4 releases/s" if releases >= 400 else "",
     )
     cpu_report(cpu_before, cpu_after, releases)
-    time.sleep(4)
-    settle(run.controller)
-    settled = time.time()
-    cpu_report(cpu_before, cpu_by_program(run), releases, "with the pass's probe (settled)")
-    line("  settled", f"{settled - began - took:.1f} s after convergence")
-    helm_calls = [c for c in run.controller.helm_calls(began) if c.at <= settled]
-    line("helm processes per release (settled)", f"{len(helm_calls) / releases:.2f}")
-    audited = run.downstream[-1]
-    calls = measure.between(measure.requests(audited.audit_log, "admin"), began, settled)
-    line(
-        f"downstream API requests per release ({audited.name})",
-        f"{len(calls) / args.charts:.1f}: {measure.summary(calls)[:400]}",
-    )
+    settled_figures(run, began, took, cpu_before, releases)
     busy = machine_after[0] - machine_before[0]
     total = machine_after[1] - machine_before[1]
     ours = sum(cpu_after.values()) - sum(cpu_before.values())
