@@ -19,7 +19,7 @@ from herd.helm.release_secret import (
 
 def stored(raw: bytes, *, zipped: bool = True) -> str:
     """As helm's Secret driver stores a release (the API server adds the outer base64)."""
-    body = gzip.compress(raw) if zipped else raw
+    body = gzip.compress(raw, mtime=0) if zipped else raw
     return base64.b64encode(base64.b64encode(body)).decode()
 
 

@@ -6,8 +6,8 @@ helm waits, `watch_fit` reads the release's manifest as helm stored it (the pend
 revision's release Secret, `ClusterHelm.manifest`, 5 seconds in, later again if helm has
 not stored it yet), counts its GPU requests (`herd.addons.gpu.demand`) and the cluster's
 allocatable GPUs (one Node list), and when they do not fit reports the release as
-Deploying with the warning as its message. Cost: two API reads (no helm process) per `--wait` install that
-lasts over 5 seconds, and a Node list when the release asks for GPUs.
+Deploying with the warning as its message. Cost: two API reads (no helm process) per
+`--wait` install that lasts over 5 seconds, and a Node list when the release asks for GPUs.
 It is a warning: helm goes on (a node may yet join, or a device plugin start); when helm
 then fails, `herd.rollout.actions` keeps the warning in front of helm's message.
 
