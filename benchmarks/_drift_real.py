@@ -2,8 +2,8 @@
 
 Role: the real half of `benchmarks.drift_bench` (which prints both halves). Three real
 API servers (`e2e.testbed.controlplane.TestBed`), the fixture chart repository, and one
-Stack of five fixture charts (`app`, `core`, `gadgets`, `with-crd`, `slow`: 409 objects
-per cluster, each chart in its own namespace: 9 kind-namespace groups per cluster) with a
+Stack of five fixture charts (`app`, `core`, `gadgets`, `with-crd`, `slow` with 200 ConfigMaps: 208
+objects per cluster, each chart in its own namespace: 9 kind-namespace groups per cluster) with a
 short drift interval. `Keeper` runs `Engine.apply` the way the operator's keeper does: the
 next pass when the engine says the next drift check is due (`StackResult.drift_wait`),
 at once when the spec changes. What each pass's drift checks cost is measured where they
@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -49,7 +51,7 @@ from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.engine.engine import Engine
 from herd.engine.protocols import StackResult
-from herd.helm.environment import HelmEnvironment
+from herd.helm.environment import HelmEnvironment, find_helm
 from herd.kube.client import api_client_from_kubeconfig
 from herd.plan.drift import ObjectRef
 from herd.plan.releases import ReleaseKey
@@ -65,16 +67,18 @@ CHARTS = {  # release -> fixture chart, version
     "slow": ("slow", "0.1.0"),
 }
 SHARE = 0.01
+SLOW_COUNT = 200  # ConfigMaps of `slow`: 208 objects per cluster, 1% of the fleet's is 6
 RESYNC = 300.0  # the operator's default resync: passes come from the drift interval here
 TOO_LONG = 4.0  # intervals to wait for a detection or a correction before giving up
 Change = tuple[ReleaseKey, ObjectRef]
 
 
 def stack(repo: str, mode: str, interval: float) -> Stack:
-    charts = [
+    charts: list[dict[str, Any]] = [
         {"name": n, "chart": c, "repo": repo, "version": v, "namespace": f"bd-{n}"}
         for n, (c, v) in CHARTS.items()
     ]
+    charts[-1]["values"] = {"count": SLOW_COUNT}
     spec = {
         "targets": {"selector": {"matchLabels": {"bench": "drift"}}},
         "charts": charts,
@@ -206,6 +210,11 @@ def show(label: str, one: Pass) -> None:
     )
 
 
+def _order(change: Change) -> tuple[str, str, str, ObjectRef]:
+    key, ref = change
+    return key.cluster, key.namespace, key.name, ref
+
+
 class Changer:
     """Makes 1% of the release objects drift, as admin, in ways the issue lists."""
 
@@ -228,7 +237,7 @@ class Changer:
 
     def pick(self) -> list[Change]:
         """One Deployment, one Service, one custom resource, the rest ConfigMaps."""
-        free = sorted(c for c in self._objects if c not in self._used)
+        free = sorted((c for c in self._objects if c not in self._used), key=_order)
         picked: list[Change] = []
         for kinds in (("Deployment",), ("Service",), ("Widget", "Gadget")):
             picked += self._rng.sample([c for c in free if c[1].kind in kinds], 1)
@@ -347,9 +356,13 @@ def report_delays(delays: list[tuple[str, float]], interval: float) -> None:
 
 
 def run_real(interval: float, rounds: int) -> None:
-    print(f"real: {len(CLUSTERS)} test-bed clusters x {len(CHARTS)} charts, interval {interval:g}s")
+    built = binaries.ensure()
+    os.environ["HERD_HELM"] = str(built.helm)  # Helm 4, as the operator's image ships
+    helm = subprocess.check_output([find_helm(), "version", "--short"], text=True).strip()
+    print(f"real: {len(CLUSTERS)} test-bed clusters x {len(CHARTS)} charts, interval "
+          f"{interval:g}s, helm {helm}")  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="herd-drift-bench-"))
-    bed = TestBed.start(CLUSTERS, workdir, binaries=binaries.ensure())
+    bed = TestBed.start(CLUSTERS, workdir, binaries=built)
     probe, memory = Probe(), DriftMemory()
     real = cluster_drift.check_cluster
     rollout_drift.check_cluster = probe.wrap(real)  # type: ignore[attr-defined]

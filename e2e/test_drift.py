@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -165,6 +166,7 @@ def test_warn_reports_each_drift_by_path_and_writes_nothing(
     reasons = [e["reason"] for e in operator.events()]
     assert "DriftCorrected" not in reasons
     assert reasons.count("DriftDetected") == posted  # checks since: de-duplicated
+    assert f'herd_drifted_objects{{namespace="default",stack="{STACK}"}} 3.0' in _metrics(operator)
 
 
 def test_correct_repairs_within_the_interval_without_a_helm_revision(
@@ -182,6 +184,8 @@ def test_correct_repairs_within_the_interval_without_a_helm_revision(
     assert drift.get("objects", 0) == 0, drift
     assert operator.status()["driftedObjects"] == 0
     assert "DriftCorrected" in [e["reason"] for e in operator.events()]
+    corrections = f'herd_drift_corrections_total{{chart="{APP}",cluster="{IDS["downstream-1"]}"}}'
+    assert corrections in _metrics(operator)
 
 
 def test_a_field_another_manager_took_over_comes_back_to_helm(
@@ -422,6 +426,12 @@ def _entries(operator: Operator, wanted: list[str]) -> dict[str, Any] | None:
 def _corrected(operator: Operator) -> dict[str, Any] | None:
     drift = row_drift(operator)
     return drift if drift.get("correctedAt") and not drift.get("objects") else None
+
+
+def _metrics(operator: Operator) -> str:
+    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
 
 
 def _fields(obj: dict[str, Any], manager: str) -> list[Any]:

@@ -172,3 +172,20 @@ def test_a_check_that_came_due_during_a_long_pass_still_wakes_the_stack() -> Non
     assert memory.wait("o", now=105.0) == 1.0  # overdue, reached 5 s ago: soon
     known.reached = 100.0 - 400.0  # no pass reached it for longer than the grace
     assert memory.wait("o", now=105.0) is None
+
+
+def test_stacks_are_spread_over_the_interval_and_a_stacks_releases_share_one_slot() -> None:
+    """1,000 Stacks, a 10 min interval: each tenth of the interval holds 5-15% of their
+    checks (not all at once), each slot within one interval; a Stack's releases, expected
+    at different moments, share its slot (one pass per interval for the Stack)."""
+    memory, interval, now = DriftMemory(), 600.0, 1_000_000.0
+    slots = [memory.slot(f"ns.stack-{i}", interval, now) for i in range(1000)]
+    assert all(now < s <= now + interval for s in slots)
+    tenths = [0] * 10
+    for slot in slots:
+        tenths[min(9, int((slot - now) / interval * 10))] += 1
+    assert all(50 <= n <= 150 for n in tenths), tenths
+    for index, name in enumerate(["a", "b", "c"]):
+        memory.expect("ns.one", ReleaseKey("c", "ns", name), interval, now + 7 * index)
+    dues = {k.due for (owner, _), k in memory.known.items() if owner == "ns.one"}
+    assert len(dues) == 1, dues
