@@ -78,7 +78,7 @@ def stack(repo: str, mode: str, interval: float) -> Stack:
         {"name": n, "chart": c, "repo": repo, "version": v, "namespace": f"bd-{n}"}
         for n, (c, v) in CHARTS.items()
     ]
-    charts[-1]["values"] = {"count": SLOW_COUNT}
+    charts[-1]["values"] = {"inline": {"count": SLOW_COUNT}}
     spec = {
         "targets": {"selector": {"matchLabels": {"bench": "drift"}}},
         "charts": charts,

@@ -6,12 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from benchmarks.drift_bench import build
 from pydantic import ValidationError
 
 from herd.api.drift import DriftIgnore, DriftSpec, DriftTarget
-from herd.clusters.drift import DriftMemory
+from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
 from herd.plan.drift import (
     ObjectRef,
+    Policy,
+    ReleaseDrift,
     applied_object,
     drifted_paths,
     effective,
@@ -189,3 +192,24 @@ def test_stacks_are_spread_over_the_interval_and_a_stacks_releases_share_one_slo
         memory.expect("ns.one", ReleaseKey("c", "ns", name), interval, now + 7 * index)
     dues = {k.due for (owner, _), k in memory.known.items() if owner == "ns.one"}
     assert len(dues) == 1, dues
+
+
+def test_a_changed_ignore_rule_has_the_objects_compared_again() -> None:
+    """An edit under an ignore rule is not drift; once the rule is gone the object is read
+    and compared again, though its resourceVersion did not move since."""
+    api, built = build(1)  # the benchmark's in-memory API: one release of the app's shape
+    key, recorded = built[0].key, built[0].recorded
+    memory, now = DriftMemory(), 1_000.0
+    memory.expect("o", key, 0.0, now)
+    rule = DriftIgnore(paths=["/data/message"])
+
+    def checked(ignore: tuple[DriftIgnore, ...], at: float) -> ReleaseDrift:
+        due = ReleaseCheck(key, 1, Policy(interval=1.0, ignore=ignore), recorded=recorded)
+        sim: Any = api
+        return check_cluster(memory, "o", [due], admin=sim, writer=sim, now=at)[key]
+
+    path = f"/api/v1/namespaces/{key.namespace}/configmaps/{key.name}"
+    api.put(path, {**api.objects[path], "data": {"message": "edited"}})
+    assert checked((rule,), now).count == 0
+    assert checked((rule,), now + 2).count == 0
+    assert checked((), now + 4).entries() == [f"ConfigMap/{key.name}: /data/message"]

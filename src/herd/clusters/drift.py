@@ -5,9 +5,11 @@ namespace) group of the cluster's due releases' objects, selected by helm's
 `app.kubernetes.io/managed-by=Helm` label, compared with the resourceVersion Herd
 recorded at its last check or correction. Only an object whose resourceVersion moved, or
 that the list does not show (deleted, or its helm label removed), gets a full read and a
-comparison with the manifest (`herd.plan.drift.drifted_paths`). The manifest is read once
-per helm revision (the release's storage Secret) and kept; it is parsed by `parse` (the
-operator's: in a worker process with a time and memory limit, `herd.rollout.drift`).
+comparison with the manifest (`herd.plan.drift.drifted_paths`); so is every object of a
+release whose ignore rules changed (a verdict made under other rules is stale). The
+manifest is read once per helm revision (the release's storage Secret) and kept; it is
+parsed by `parse` (the operator's: in a worker process with a time and memory limit,
+`herd.rollout.drift`).
 
 Which manifest: the one of the revision Herd recorded (`ReleaseCheck.recorded`), not the
 latest stored one, which anybody who may write the release's namespace can add. A release
@@ -42,6 +44,7 @@ from typing import Any
 
 from kubernetes import client
 
+from herd.api.drift import DriftIgnore
 from herd.clusters.drift_api import (
     DriftRequestError,
     apply_object,
@@ -87,6 +90,7 @@ class _Known:
     interval: float = 600.0
     last: ReleaseDrift | None = None
     reached: float = 0.0  # when a pass last had this release among its checks
+    ignore: tuple[DriftIgnore, ...] = ()  # the rules `versions`' verdicts were made with
 
 
 @dataclass(frozen=True)
@@ -217,6 +221,9 @@ def check_cluster(
                 out[check.key] = replace(last, corrected=0)  # counted when it happened
             continue
         known = loaded[check.key]
+        if known.ignore != check.policy.ignore:  # a verdict under other rules is stale
+            known.versions.clear()
+            known.ignore = check.policy.ignore
         _compare(memory, writer, known, listed, check.policy)
         corrected, refused = 0, tuple[str, ...]()
         if check.write and check.policy.mode == CORRECT:
