@@ -224,12 +224,19 @@ def test_suspend_stops_corrections_but_not_the_report(
     operator.apply(body(chart_repo_url, {"mode": "Correct"}, suspend=True))
     time.sleep(3)  # the suspended spec is being acted on
     kubectl(cluster.kubeconfig, "delete", "service", APP, "-n", NS)
-    wanted = [f"Service/{APP}: missing"]
+    # The replicas scaled in the Warn test, no longer ignored, is drift too.
+    wanted = [f"Deployment/{APP}: {REPLICAS}", f"Service/{APP}: missing"]
     eventually("the drift reported while suspended", lambda: _entries(operator, wanted), 20)
     time.sleep(5)
     assert live(cluster, "service") is None  # suspended: reported, not corrected
+    assert (live(cluster, "deployment") or {})["spec"]["replicas"] == 3
     operator.apply(body(chart_repo_url, {"mode": "Correct"}))
     eventually("the Service back once resumed", lambda: live(cluster, "service"), 20)
+    eventually(
+        "the replicas back",
+        lambda: (live(cluster, "deployment") or {})["spec"]["replicas"] == 1,
+        20,
+    )
 
 
 def test_correct_restores_replicas_and_leaves_each_other_ignored_path(
