@@ -40,7 +40,7 @@ from benchmarks._drift_real import run_real
 
 from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
 from herd.clusters.drift_paths import object_path
-from herd.plan.drift import ObjectRef, Policy
+from herd.plan.drift import ObjectRef, Policy, with_helm_metadata
 from herd.plan.ownership import Recorded, manifest_digest
 from herd.plan.releases import ReleaseKey
 
@@ -124,7 +124,7 @@ def build(charts: int) -> tuple[SimApi, list[ReleaseCheck]]:
         objects = manifest(name, namespace)
         for obj in objects:
             ref = ObjectRef(obj["apiVersion"], obj["kind"], namespace, name)
-            api.put(object_path(ref), obj)
+            api.put(object_path(ref), with_helm_metadata(obj, name, namespace))  # as helm does
         text = "---\n".join(yaml.safe_dump(o) for o in objects)
         release = {"manifest": text}
         stored = base64.b64encode(gzip.compress(json.dumps(release).encode())).decode()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +35,7 @@ from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
 from herd.clusters.drift_api import release_manifest
 from herd.helm.crd_apply import impersonation
 from herd.kube.client import api_client_from_kubeconfig
+from herd.names import HELM_RELEASE_NAME
 from herd.plan.drift import CORRECT, Policy
 from herd.plan.ownership import NOT_HERDS, Recorded, manifest_digest
 from herd.plan.releases import ReleaseKey
@@ -166,7 +166,7 @@ def test_warn_reports_each_drift_by_path_and_writes_nothing(
     reasons = [e["reason"] for e in operator.events()]
     assert "DriftCorrected" not in reasons
     assert reasons.count("DriftDetected") == posted  # checks since: de-duplicated
-    assert f'herd_drifted_objects{{namespace="default",stack="{STACK}"}} 3.0' in _metrics(operator)
+    assert f'herd_drifted_objects{{namespace="default",stack="{STACK}"}} 3.0' in operator.metrics()
 
 
 def test_correct_repairs_within_the_interval_without_a_helm_revision(
@@ -185,7 +185,7 @@ def test_correct_repairs_within_the_interval_without_a_helm_revision(
     assert operator.status()["driftedObjects"] == 0
     assert "DriftCorrected" in [e["reason"] for e in operator.events()]
     corrections = f'herd_drift_corrections_total{{chart="{APP}",cluster="{IDS["downstream-1"]}"}}'
-    assert corrections in _metrics(operator)
+    assert corrections in operator.metrics()
 
 
 def test_a_field_another_manager_took_over_comes_back_to_helm(
@@ -405,16 +405,21 @@ def test_a_forged_newer_revision_is_not_applied_and_the_tenant_is_refused_outsid
 
 
 def _repaired(cluster: BedCluster) -> bool:
-    """The image, the ConfigMap's data and label, and the Service as the chart has them."""
-    deployment, config = live(cluster, "deployment"), live(cluster, "configmap")
-    if deployment is None or config is None or live(cluster, "service") is None:
+    """The image, the ConfigMap's data and label, and the Service as the chart has them,
+    with helm's release annotation (a correction must not strip what helm added)."""
+    deployment, config, service = (live(cluster, k) for k in ("deployment", "configmap", "service"))
+    if deployment is None or config is None or service is None:
         return False
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     labels = config["metadata"].get("labels") or {}
+    owned = [
+        (o["metadata"].get("annotations") or {}).get(HELM_RELEASE_NAME) for o in (config, service)
+    ]
     return (
         image == IMAGE
         and config["data"]["message"] == "hello from herd"
         and "helm.sh/chart" in labels
+        and owned == [APP, APP]
     )
 
 
@@ -433,12 +438,6 @@ def _entries(operator: Operator, wanted: list[str]) -> dict[str, Any] | None:
 def _corrected(operator: Operator) -> dict[str, Any] | None:
     drift = row_drift(operator)
     return drift if drift.get("correctedAt") and not drift.get("objects") else None
-
-
-def _metrics(operator: Operator) -> str:
-    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return str(response.read().decode())
 
 
 def _fields(obj: dict[str, Any], manager: str) -> list[Any]:

@@ -3,7 +3,7 @@ and the spec's validation (`herd.api.drift`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from benchmarks.drift_bench import build
@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from herd.api.drift import DriftIgnore, DriftSpec, DriftTarget
 from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
 from herd.plan.drift import (
+    CORRECT,
     ObjectRef,
     Policy,
     ReleaseDrift,
@@ -213,3 +214,22 @@ def test_a_changed_ignore_rule_has_the_objects_compared_again() -> None:
     assert checked((rule,), now).count == 0
     assert checked((rule,), now + 2).count == 0
     assert checked((), now + 4).entries() == [f"ConfigMap/{key.name}: /data/message"]
+
+
+def test_a_correction_carries_helms_own_label_and_release_annotations() -> None:
+    """What helm adds to every object (not in its stored manifest) is applied back with
+    it: applied without them as helm's field manager, they would be removed."""
+    api, built = build(1)
+    key, recorded = built[0].key, built[0].recorded
+    path = f"/api/v1/namespaces/{key.namespace}/configmaps/{key.name}"
+    del api.objects[path]  # deleted by hand: re-created
+    memory, now, sim = DriftMemory(), 1_000.0, cast(Any, api)
+    memory.expect("o", key, 0.0, now)
+    due = ReleaseCheck(key, 1, Policy(CORRECT, 1.0), True, recorded)
+    assert check_cluster(memory, "o", [due], admin=sim, writer=sim, now=now)[key].corrected == 1
+    meta = api.objects[path]["metadata"]
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    assert meta["annotations"] == {
+        "meta.helm.sh/release-name": key.name,
+        "meta.helm.sh/release-namespace": key.namespace,
+    }

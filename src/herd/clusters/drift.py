@@ -21,9 +21,10 @@ the recorded revision's manifest (or, with no record, the stored one), except wh
 digest is not the recorded one: that manifest is not Herd's and is not compared at all.
 
 In Correct mode a drifted or missing object is applied server-side as helm's field manager
-(`herd.clusters.drift_api.apply_object`: the manifest object, ignored fields as they are
-live), which re-creates what is missing and takes back fields another manager took over;
-no helm command runs, so no helm revision is added. An apply the API server refuses with
+(`herd.clusters.drift_api.apply_object`: the manifest object with what helm adds to it,
+`with_helm_metadata`, ignored fields as they are live), which re-creates what is missing
+and takes back fields another manager took over; no helm command runs, so no helm
+revision is added. An apply the API server refuses with
 422 (an immutable field) is reported, and the object deleted and re-created only with
 `force`. Writes go through `writer`: the tenant's identity for a tenant Stack.
 
@@ -63,6 +64,7 @@ from herd.plan.drift import (
     drifted_paths,
     ignored_paths,
     manifest_objects,
+    with_helm_metadata,
 )
 from herd.plan.ownership import Recorded, manifest_digest, stored_verdict
 from herd.plan.releases import ReleaseKey
@@ -178,7 +180,8 @@ class DriftMemory:
         objects = {}
         if recorded is None or digest == recorded:  # else not Herd's: not even parsed
             # A release Secret is whoever-can-write-the-namespace's data: bounded work.
-            objects = dict(parse(manifest, key.namespace)[:MAX_OBJECTS])
+            parsed = parse(manifest, key.namespace)[:MAX_OBJECTS]
+            objects = {r: with_helm_metadata(o, key.name, key.namespace) for r, o in parsed}
         # The first check of a release is in its Stack's next slot; a revision Herd did
         # not write (expected) is checked at once.
         due = self.slot(owner, check.policy.interval, now)
