@@ -2,9 +2,9 @@
 
 Role: the real half of `benchmarks.drift_bench` (which prints both halves). Three real
 API servers (`e2e.testbed.controlplane.TestBed`), the fixture chart repository, and one
-Stack of five fixture charts (`app`, `core`, `gadgets`, `with-crd`, `slow` with 200 ConfigMaps: 208
-objects per cluster, each chart in its own namespace: 9 kind-namespace groups per cluster) with a
-short drift interval. `Keeper` runs `Engine.apply` the way the operator's keeper does: the
+Stack of five fixture charts (`app`, `core`, `gadgets`, `with-crd`, and `slow` with 200
+ConfigMaps: 208 objects per cluster, each chart in its own namespace: 9 kind-namespace
+groups per cluster) with a short drift interval. `Keeper` runs `Engine.apply` the way the operator's keeper does: the
 next pass when the engine says the next drift check is due (`StackResult.drift_wait`),
 at once when the spec changes. What each pass's drift checks cost is measured where they
 run (`Probe` wraps `herd.clusters.drift.check_cluster` as `herd.rollout.drift` calls it,
@@ -219,8 +219,11 @@ class Changer:
     """Makes 1% of the release objects drift, as admin, in ways the issue lists."""
 
     def __init__(self, bed: TestBed, memory: DriftMemory, rng: random.Random) -> None:
-        self._apis = {n: dynamic.DynamicClient(api_client_from_kubeconfig(c.kubeconfig))  # type: ignore[no-untyped-call]
-                      for n, c in bed.clusters.items()}  # fmt: skip
+        client = dynamic.DynamicClient
+        self._apis = {
+            n: client(api_client_from_kubeconfig(c.kubeconfig))  # type: ignore[no-untyped-call]
+            for n, c in bed.clusters.items()
+        }
         self._objects = {
             (key, ref): desired for (_, key), k in memory.known.items()
             for ref, desired in k.objects.items()
