@@ -4,12 +4,13 @@ Role: the real half of `benchmarks.drift_bench` (which prints both halves). Thre
 API servers (`e2e.testbed.controlplane.TestBed`), the fixture chart repository, and one
 Stack of five fixture charts (`app`, `core`, `gadgets`, `with-crd`, and `slow` with 200
 ConfigMaps: 208 objects per cluster, each chart in its own namespace: 9 kind-namespace
-groups per cluster) with a short drift interval. `Keeper` runs `Engine.apply` the way the operator's keeper does: the
-next pass when the engine says the next drift check is due (`StackResult.drift_wait`),
-at once when the spec changes. What each pass's drift checks cost is measured where they
-run (`Probe` wraps `herd.clusters.drift.check_cluster` as `herd.rollout.drift` calls it,
-in its thread): HTTP requests counted on the real clients (`e2e.testbed.counting`), the
-checks' thread CPU and wall time; beside them the whole pass's wall time and process CPU
+groups per cluster) with a short drift interval. `Keeper` runs `Engine.apply` the way
+the operator's keeper does: the next pass when the engine says the next drift check is
+due (`StackResult.drift_wait`), at once when the spec changes. What each pass's drift
+checks cost is measured where they run (`Probe` wraps `herd.clusters.drift.check_cluster`
+as `herd.rollout.drift` calls it, in its thread): HTTP requests counted on the real
+clients (`e2e.testbed.counting`), the checks' thread CPU and wall time; beside them the
+whole pass's wall time and process CPU
 (helm runs in child processes: not counted).
 
 1% of the objects (a scaled Deployment, a deleted Service, an edited custom resource, the
