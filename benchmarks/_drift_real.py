@@ -10,8 +10,7 @@ due (`StackResult.drift_wait`), at once when the spec changes. What each pass's 
 checks cost is measured where they run (`Probe` wraps `herd.clusters.drift.check_cluster`
 as `herd.rollout.drift` calls it, in its thread): HTTP requests counted on the real
 clients (`e2e.testbed.counting`), the checks' thread CPU and wall time; beside them the
-whole pass's wall time and process CPU
-(helm runs in child processes: not counted).
+whole pass's wall time and process CPU (helm runs in child processes: not counted).
 
 1% of the objects (a scaled Deployment, a deleted Service, an edited custom resource, the
 rest ConfigMap data edits) are changed at a random moment, concurrently with the passes;
