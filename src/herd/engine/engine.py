@@ -56,6 +56,7 @@ from herd.engine.targets import (
 from herd.helm.bundled import BUNDLED_REPO
 from herd.helm.egress_guard import RepoGuard
 from herd.helm.environment import HelmEnvironment
+from herd.kube.journal import OperationJournal
 from herd.plan.clusters import Cluster
 from herd.plan.decide import DEFAULT_STUCK_SECONDS
 from herd.plan.desired import StackPlan
@@ -110,7 +111,9 @@ class Engine:
         ownership: OwnershipStore | None = None,
         egress: EgressPolicy | None = None,
         drift: DriftMemory | None = None,
+        journal: OperationJournal | None = None,
     ) -> None:
+        self._journal = journal  # the operator's helm operation journal; None: the CLI
         self._drift = drift  # what drift checks recorded, process-wide; None: no checks
         self._sources = sources
         self._ownership: OwnershipStore = ownership or MemoryOwnership()
@@ -373,6 +376,7 @@ class Engine:
             stuck_seconds=self._stuck_seconds,
             held=dict(held or {}),
             drift=self._drift,
+            journal=self._journal,
         )
 
     def _rollout(

@@ -8,7 +8,8 @@
   (wait strategy, `--atomic` → `--rollback-on-failure`, `--force` → `--force-replace`);
   `HelmEnvironment.dialect()` asks the helm its major version once per process.
 - `HelmCommand` runs one helm command without a shell and raises pyhelm3's errors, as
-  `pyhelm3.Command.run` does, which cannot be given an environment.
+  `pyhelm3.Command.run` does, which cannot be given an environment. Running helm processes
+  are known process-wide: `kill_running` SIGKILLs them (the Lease fence, a forced exit).
 
 Callers: `herd.helm.client` and `herd.helm.chart_cache` (the commands), the faces and the
 engine (which make the environment), tests.
@@ -22,6 +23,7 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -108,6 +110,21 @@ def dialect_of(executable: str) -> HelmDialect:
         return _DIALECTS[executable]
 
 
+_RUNNING: set[asyncio.subprocess.Process] = set()  # helm processes not yet reaped
+KILL_AFTER_SECONDS = 5.0  # a cancelled helm that ignores SIGTERM this long is killed
+
+
+def kill_running() -> int:
+    """SIGKILL every helm process this process runs; thread-safe, returns how many."""
+    killed = 0
+    for process in list(_RUNNING):
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
+                killed += 1
+    return killed
+
+
 class HelmCommand:
     """One helm executable run with one environment: `run` as `pyhelm3.Command.run`."""
 
@@ -128,14 +145,22 @@ class HelmCommand:
             stderr=asyncio.subprocess.PIPE,
             env=self._environment,
         )
+        _RUNNING.add(process)
         try:
             stdout, stderr = await process.communicate(input)
         except asyncio.CancelledError:
-            # helm handles SIGTERM (it stops its own work); wait for it before re-raising.
+            # helm handles SIGTERM (it stops its own work); wait for it before re-raising,
+            # and kill it if it does not stop (its release is then recovered as abandoned).
             with contextlib.suppress(ProcessLookupError):
                 process.terminate()
-                await process.communicate()
+                try:
+                    await asyncio.wait_for(process.wait(), KILL_AFTER_SECONDS)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
             raise
+        finally:
+            _RUNNING.discard(process)
         if process.returncode == 0:
             return stdout
         logger.info("command failed: %s", shown)

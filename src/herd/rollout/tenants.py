@@ -16,6 +16,8 @@ tenant's, except Herd's add-on releases of the Stack (its dashboards, in the age
 namespace: `herd.plan.tenancy.addon_release`), which keep the kubeconfig's identity like the
 shared add-ons.
 
+`calls_lookup` tells which charts need the render with `lookup` answered by the cluster.
+
 Callers: `herd.rollout.scheduler` (prepare), `herd.rollout.actions` (the check).
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -118,3 +121,26 @@ def _fingerprint(grants: Grants) -> str:
         ],
         sort_keys=True,
     )
+
+
+LOOKUP = re.compile(rb"\blookup\b")
+SCAN_BYTES = 8 * 1024 * 1024  # past this much template text, assume `lookup` is used
+
+
+def calls_lookup(chart_dir: Path) -> bool:
+    """Whether the chart's templates (subcharts included) may call `lookup`. A packed
+    subchart, or more text than `SCAN_BYTES`, counts as yes. Blocking: run in a thread."""
+    budget = SCAN_BYTES
+    for path in chart_dir.rglob("*"):
+        if path.suffix == ".tgz":
+            return True
+        if path.is_symlink() or not path.is_file():
+            continue
+        if "templates" not in path.relative_to(chart_dir).parts:
+            continue
+        budget -= path.stat().st_size
+        if budget < 0:
+            return True
+        if LOOKUP.search(path.read_bytes()):
+            return True
+    return False
