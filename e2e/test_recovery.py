@@ -3,7 +3,7 @@
 `herd operator` processes as in `e2e/test_ha.py` (its bed: own controller namespace and
 Lease, one downstream cluster). A controller SIGKILLed with its helm children while
 `helm upgrade --wait` runs on a chart with `timeout: 15m` leaves the release
-`pending-upgrade`; the next leader recovers it as soon as it holds the Lease and the
+`pending-upgrade`; the standby, now leader, recovers it as soon as it holds the Lease and the
 hand-over grace has passed, not after the chart's timeout. A release another live actor
 is upgrading (a plain `helm upgrade` carrying Herd's own labels, as a tenant could forge
 them) is never touched. The tests run in order (the second uses the first's Stack).
@@ -67,11 +67,11 @@ def test_a_killed_controllers_pending_upgrade_is_recovered_within_the_lease(ha_b
         lambda: releases(bed.target).get(RELEASE, {}).get("status") == "pending-upgrade",
         120,
     )
-    time.sleep(1)
+    b = bed.start("recovery-b")  # the standby replica
+    started(b, "Standby: Lease")
     a.crash()  # the controller and its helm children, as a node failure does
     killed = time.monotonic()
     _open_gate(bed, gate)  # the desired config can now become ready
-    b = bed.start("recovery-b")
     bed.settled("recovery", timeout=TARGET_SECONDS + 120)
     took = time.monotonic() - killed
     print(f"\nKILL mid-upgrade (timeout 15m): converged {took:.1f}s after the kill")
