@@ -88,19 +88,7 @@ class Runtime:
         self.config = config
         self.api = api
         # The leader's journal of helm operations (`herd.kube.journal`); None: not leading.
-        self.journal = (
-            ManagementJournal(
-                api,
-                config.namespace,
-                lease_name(config.shard),
-                tenure.holder,
-                tenure.term,
-                tenure.acquired,
-                tenure.grace,
-            )
-            if tenure is not None
-            else None
-        )
+        self.journal = _journal(config, api, tenure) if tenure is not None else None
         self._objects = client.CustomObjectsApi(api)
         sources: list[ClusterSource] = (
             [RancherSource(api, config.rancher_namespaces)] if config.rancher_namespaces else []
@@ -265,6 +253,18 @@ class Runtime:
 
 
 _APPROVE_PATH = APPROVE_ANNOTATION.replace("~", "~0").replace("/", "~1")
+
+
+def _journal(config: OperatorConfig, api: client.ApiClient, tenure: Tenure) -> ManagementJournal:
+    return ManagementJournal(
+        api,
+        config.namespace,
+        lease_name(config.shard),
+        tenure.holder,
+        tenure.term,
+        tenure.acquired,
+        tenure.grace,
+    )
 
 
 def _egress(config: OperatorConfig, api: client.ApiClient) -> EgressPolicy:
