@@ -56,7 +56,7 @@ from herd.plan.clusters import Cluster, ClusterUnavailable
 from herd.plan.desired import SourceKey
 from herd.plan.drift import ReleaseDrift
 from herd.plan.releases import ObservedRelease, ReleaseKey, Values, owner_label
-from herd.plan.results import ReleaseResult
+from herd.plan.results import ReleaseResult, State
 from herd.rollout.drift import status_drift
 from herd.rollout.gates import DEFAULT_LIMITS, Limits
 
@@ -277,7 +277,8 @@ def _emit(
 
 
 def helm_line(executable: str) -> str:
-    """`herd apply`'s first line: which helm runs, and a warning when it is Helm 3."""
+    """`herd apply`'s first line: which helm runs, and a warning when it is Helm 3.
+    Blocking (`helm version` once per process)."""
     try:
         version = version_of(executable)
     except HelmFailure as failure:
@@ -292,14 +293,20 @@ def helm_line(executable: str) -> str:
 
 async def apply(args: argparse.Namespace, session: Session, stack: Stack | None) -> int:
     assert stack is not None
-    print(await asyncio.to_thread(helm_line, session.env.executable), file=sys.stderr)
     if stack.spec.mode == "DryRun":  # the operator's DryRun from CI: a plan, no writes
         _error(args, "spec.mode is DryRun: nothing is applied; this is what apply would do")
         return await plan(args, session, stack)
     progress = live.for_stream(sys.stderr)
     code: int | None = None
 
+    announced: list[str] = []
+
     def redacted(row: ReleaseResult) -> None:
+        if not announced and row.state in (State.DEPLOYING, State.UNINSTALLING):
+            # The first line, once helm is about to run (an invalid Stack or a pass with
+            # nothing to do starts no helm): `helm version` once, which the dialect reuses.
+            announced.append(helm_line(session.env.executable))
+            print(announced[0], file=sys.stderr, flush=True)
         progress(session.redact.result(row))
 
     try:
