@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from herd.addons.gpu.fit import watch_fit
+from herd.addons.gpu.fit import fit_refusal, watch_fit
 from herd.api.charts import ChartSpec
 from herd.clusters.drift import DriftMemory
 from herd.errors import describe
@@ -46,7 +46,7 @@ from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.results import now as _now
 from herd.rollout.gates import Draining, Gates
-from herd.rollout.tenants import RenderCheck, calls_lookup
+from herd.rollout.tenants import RenderCheck, calls_lookup, hooks_refused
 
 __all__ = ["ReleaseActions", "Settings", "calls_lookup"]
 
@@ -67,6 +67,7 @@ class Settings:
     # A tenant Stack's egress check before each pull (`herd.helm.egress_guard.RepoGuard`).
     guard: Callable[[ChartSpec], Awaitable[None]] | None = None
     drift: DriftMemory | None = None  # the engine's; None: no drift check (the CLI)
+    require_fit: bool = False  # targets.placement.requireFit (`herd.addons.gpu.fit`)
     journal: OperationJournal | None = None  # the operator's; None: the CLI keeps none
 
 
@@ -229,15 +230,25 @@ class ReleaseActions:
     ) -> ReleaseResult:
         base = replace(base, action=decision.action)
         chart_dir = await self._cache.get(desired.chart, desired.source)
+        upgrade = observed is not None and observed.status != "uninstalled"
+        manifest = ""
         if check is not None:
             # As helm will run it: an upgrade when a release exists, hooks included,
             # `lookup` answered by the API server as the tenant (`helm` is the tenant's).
-            upgrade = observed is not None and observed.status != "uninstalled"
             manifest = await self._render(helm, desired, chart_dir, upgrade=upgrade)
             refused = await _checked(check, manifest, desired.key.namespace)
             if refused:  # the same config fails the same way: permanent (held) until changed
                 return replace(
                     base, state=State.FAILED, message=refused, transient=False, finished=_now()
+                )
+        if self._settings.require_fit:
+            if not manifest:
+                async with self._gates.slot():
+                    manifest = await helm.render(desired, chart_dir, upgrade=upgrade)
+            refused = await fit_refusal(helm, desired, manifest)
+            if refused:  # nodes may join: retried (transient), never a helm write
+                return replace(
+                    base, state=State.SKIPPED, message=refused, transient=True, finished=_now()
                 )
         crds = await self._crds.crds(desired, chart_dir)  # CreateReplace only
         message = decision.reason + crd_note(desired.chart.crds, len(crds))
@@ -415,7 +426,7 @@ class ReleaseActions:
             result = replace(result, started=_now(), revision=fresh.revision)
             await self._report(result)
             async with self._gates.slot():
-                skip = pinned(recorded, fresh.revision) or await _hooks_refused(
+                skip = pinned(recorded, fresh.revision) or await hooks_refused(
                     helm, check, observed.namespace, observed.name
                 )
                 if skip:
@@ -430,21 +441,3 @@ async def _checked(check: RenderCheck, manifest: str, namespace: str) -> str:
     """The render check's verdict on a manifest ("" when allowed), from a worker process
     (`RenderCheck.problems`). The one place the check is called."""
     return await check.problems(manifest, namespace)
-
-
-async def _hooks_refused(
-    helm: ClusterHelm, check: RenderCheck | None, namespace: str, name: str
-) -> str:
-    """Why the stored release's hooks must not run at its uninstall, else "". Read as
-    the tenant (`helm`) and checked against its grants; an admin Stack's (`check` None)
-    are not checked."""
-    if check is None:
-        return ""
-    hooks = await helm.hooks(namespace, name)
-    if hooks is None:
-        return "its hooks could not be read"
-    try:
-        refused = await _checked(check, hooks, namespace)
-    except Exception as error:  # hostile bytes: anything unparsable is refused
-        return f"its hooks could not be checked ({type(error).__name__})"
-    return f"its hooks are refused: {refused}" if refused else ""

@@ -30,6 +30,7 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from herd.clusters.tenant_rbac import provision
 from herd.helm import worker
@@ -37,6 +38,9 @@ from herd.helm.failures import FailureKind, HelmFailure
 from herd.kube.client import api_client_from_kubeconfig
 from herd.plan.render_check import render_check
 from herd.plan.tenancy import Grants, addon_release
+
+if TYPE_CHECKING:
+    from herd.helm.client import ClusterHelm
 
 REFRESH_SECONDS = 600.0  # discovery and RBAC redone at least this often (new CRDs, deleted ns)
 
@@ -144,3 +148,21 @@ def calls_lookup(chart_dir: Path) -> bool:
         if LOOKUP.search(path.read_bytes()):
             return True
     return False
+
+
+async def hooks_refused(
+    helm: ClusterHelm, check: RenderCheck | None, namespace: str, name: str
+) -> str:
+    """Why the stored release's hooks must not run at its uninstall, else "". Read as
+    the tenant (`helm`) and checked against its grants; an admin Stack's (`check` None)
+    are not checked. Called by `herd.rollout.actions` before an uninstall."""
+    if check is None:
+        return ""
+    hooks = await helm.hooks(namespace, name)
+    if hooks is None:
+        return "its hooks could not be read"
+    try:
+        refused = await check.problems(hooks, namespace)
+    except Exception as error:  # hostile bytes: anything unparsable is refused
+        return f"its hooks could not be checked ({type(error).__name__})"
+    return f"its hooks are refused: {refused}" if refused else ""
