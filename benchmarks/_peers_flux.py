@@ -1,0 +1,186 @@
+"""Flux in the peer benchmark: source-controller and helm-controller as local processes
+against the test bed's management control plane.
+
+Callers: `benchmarks/peers.py`. One HelmRelease per chart and downstream cluster, in
+flux-system, with `spec.kubeConfig.secretRef` to a Secret holding that cluster's admin
+kubeconfig (the identity the other tools use there), `dependsOn` for the chart DAG, and the
+chart from a HelmRepository on the test bed's chart repository. The controllers listen on
+loopback only, without leader election and without an events receiver.
+
+helm-controller polls a dependency that is not Ready yet every `--requeue-dependency`
+(default 30 s): the benchmark passes its own value and prints it beside the figures.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._peers_measure import Figures
+from benchmarks._peers_tools import FLUX_NS, Bed, Case, flux_args, wait_until
+from benchmarks.peer_tools import HelmController
+from kubernetes import client
+
+from e2e.testbed.helpers import kubectl
+from e2e.testbed.processes import free_port
+from herd.kube.client import api_client_from_kubeconfig
+
+HELM_API = ("helm.toolkit.fluxcd.io", "v2", FLUX_NS, "helmreleases")
+SOURCE_API = ("source.toolkit.fluxcd.io", "v1", FLUX_NS, "helmrepositories")
+RECONCILE_REQUEST = "reconcile.fluxcd.io/requestedAt"
+
+
+class Flux:
+    name = "flux"
+
+    def __init__(
+        self,
+        bed: Bed,
+        source: Path,
+        source_crds: Path,
+        helm: HelmController,
+        options: dict[str, Any],
+    ) -> None:
+        self.bed, self.options, self.helm_controller = bed, options, helm.binary
+        self.api = api_client_from_kubeconfig(bed.management.kubeconfig)
+        self.objects = client.CustomObjectsApi(self.api)
+        self.processes: list[subprocess.Popen[bytes]] = []
+        management = bed.management.kubeconfig
+        for crds in (source_crds, helm.crds):
+            kubectl(management, "apply", "--server-side", "-f", str(crds))
+        kubectl(management, "create", "namespace", FLUX_NS, check=False)
+        storage = free_port()
+        for kind, binary in (("source-controller", source), ("helm-controller", helm.binary)):
+            argv = [str(binary), *flux_args(kind, bed, storage, **options)]
+            log = (bed.workdir / f"{kind}.log").open("wb")
+            env = {
+                "KUBECONFIG": str(management),
+                "RUNTIME_NAMESPACE": FLUX_NS,
+                "HOME": str(bed.workdir / "flux-home"),
+                "PATH": "/usr/bin:/bin",
+            }
+            self.processes.append(
+                subprocess.Popen(
+                    argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=bed.workdir
+                )
+            )
+        self._secrets()
+        repository = {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "HelmRepository",
+            "metadata": {"name": "bed", "namespace": FLUX_NS},
+            "spec": {"url": bed.repo, "interval": "1h"},
+        }
+        self.objects.create_namespaced_custom_object(*SOURCE_API, repository)
+        wait_until("the HelmRepository Ready", lambda: _ready(self._get(SOURCE_API, "bed")), 120)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.api.close()  # type: ignore[no-untyped-call]
+
+    def _secrets(self) -> None:
+        core = client.CoreV1Api(self.api)
+        for cluster in self.bed.downstream:
+            secret = client.V1Secret(
+                metadata=client.V1ObjectMeta(name=f"kubeconfig-{cluster.name}"),
+                data={"value": base64.b64encode(cluster.kubeconfig.read_bytes()).decode()},
+            )
+            core.create_namespaced_secret(FLUX_NS, secret)
+
+    def _get(self, api: tuple[str, str, str, str], name: str) -> dict[str, Any]:
+        found: Any = self.objects.get_namespaced_custom_object(*api, name)
+        return dict(found)
+
+    def _roots(self) -> list[int]:
+        return [p.pid for p in self.processes if p.poll() is None]
+
+    def releases(self, case: Case) -> list[dict[str, Any]]:
+        found = []
+        for cluster in self.bed.downstream:
+            for chart in case.charts:
+                namespace = case.namespace("flux", chart)
+                found.append(
+                    {
+                        "apiVersion": "helm.toolkit.fluxcd.io/v2",
+                        "kind": "HelmRelease",
+                        "metadata": {
+                            "name": f"{case.name}-{cluster.name}-{chart.name}",
+                            "namespace": FLUX_NS,
+                            "labels": {"bench-case": case.name},
+                        },
+                        "spec": {
+                            "interval": "1h",
+                            "releaseName": chart.name,
+                            "targetNamespace": namespace,
+                            "storageNamespace": namespace,
+                            "install": {"createNamespace": True},
+                            "timeout": "5m",
+                            "chart": {
+                                "spec": {
+                                    "chart": chart.chart,
+                                    "version": "0.1.0",
+                                    "sourceRef": {"kind": "HelmRepository", "name": "bed"},
+                                    "interval": "1h",
+                                }
+                            },
+                            "kubeConfig": {
+                                "secretRef": {"name": f"kubeconfig-{cluster.name}", "key": "value"}
+                            },
+                            "dependsOn": [
+                                {"name": f"{case.name}-{cluster.name}-{dep}"} for dep in chart.deps
+                            ],
+                        },
+                    }
+                )
+        return found
+
+    def _all_ready(self, case: Case, stamp: str = "") -> bool:
+        listed: Any = self.objects.list_namespaced_custom_object(
+            *HELM_API, label_selector=f"bench-case={case.name}"
+        )
+        items = listed["items"]
+        expected = len(self.bed.downstream) * len(case.charts)
+        if len(items) != expected:
+            return False
+        for item in items:
+            status = item.get("status") or {}
+            if stamp and status.get("lastHandledReconcileAt") != stamp:
+                return False
+            if not _ready(item):
+                return False
+        return True
+
+    def deploy(self, case: Case) -> Figures:
+        bodies = self.releases(case)
+        window = self.bed.window(self._roots, controllers=True)
+        for body in bodies:
+            self.objects.create_namespaced_custom_object(*HELM_API, body)
+        wait_until(f"Flux {case.name} Ready", lambda: self._all_ready(case))
+        return window.stop()
+
+    def noop(self, case: Case) -> Figures:
+        stamp = f"noop-{time.time_ns()}"
+        patch = {"metadata": {"annotations": {RECONCILE_REQUEST: stamp}}}
+        window = self.bed.window(self._roots, controllers=True)
+        for body in self.releases(case):
+            self.objects.patch_namespaced_custom_object(*HELM_API, body["metadata"]["name"], patch)
+        wait_until(f"Flux {case.name} no-op", lambda: self._all_ready(case, stamp))
+        return window.stop()
+
+
+def _ready(item: dict[str, Any]) -> bool:
+    status = item.get("status") or {}
+    if status.get("observedGeneration") != item["metadata"].get("generation"):
+        return False
+    conditions = status.get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
