@@ -11,25 +11,32 @@ Callers: `benchmarks/_peers_tools.py` (a `Window` around each deploy and no-op p
 - Peak RSS: the sum over the tool's process trees, sampled every 50 ms.
 - Downstream API requests: the downstream API servers' audit logs
   (`e2e.testbed.components.Shape(audit=True)`), one event per request, by the identity
-  every tool uses there (the test bed's admin kubeconfig). `e2e.testbed.counting` counts
-  a Python client's requests in-process; these tools are other processes, so the audit
-  log is the count here, as in `benchmarks/scale.py`.
+  every tool uses there (the test bed's admin kubeconfig), except the bed's own (kwok's).
+  `e2e.testbed.counting` counts a Python client's requests in-process; these tools are
+  other processes, so the audit log is the count here, as in `benchmarks/scale.py`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import benchmarks._scale_measure as measure
 
 from e2e.testbed.certs import ADMIN_USER
 from e2e.testbed.controlplane import Cluster
+
+# The test bed's own requests as admin: kwok (the fake kubelet: leases, pod status) and
+# the bed's Python helper, which sends no user agent (readiness, nodes).
+NOT_A_TOOL = ("kwok", "")
 
 
 @dataclass
@@ -38,11 +45,12 @@ class Figures:
 
     wall: float = 0.0
     tool_cpu: float = 0.0  # the tool and the helm it ran
-    api_cpu: float = 0.0  # the downstream API servers
+    api_cpu: float = 0.0  # the downstream API servers, less what they use idle
     management_cpu: float = 0.0  # the management API server (controllers only)
     peak_rss: int = 0  # bytes, the tool's processes together
     window: tuple[float, float] = (0.0, 0.0)  # epoch seconds, for the audit logs
     requests: int = -1  # downstream API requests, counted from the audit logs at the end
+    agents: dict[str, int] = field(default_factory=dict)  # the same, by user agent program
 
     @property
     def total_cpu(self) -> float:
@@ -115,6 +123,7 @@ class Window:
     management: Cluster
     roots: Callable[[], list[int]]
     controllers: bool
+    idle: float = 0.0  # CPU-s per second the downstream API servers use with no tool
     figures: Figures = field(default_factory=Figures)
 
     def start(self) -> Window:
@@ -133,7 +142,7 @@ class Window:
         self._stop.set()
         self._sampler.join()
         self.figures.wall = ended - self._began
-        self.figures.api_cpu = self._apiservers() - self._api
+        self.figures.api_cpu = self._apiservers() - self._api - self.idle * self.figures.wall
         self.figures.management_cpu = self._cpu(self.management) - self._mgmt
         self.figures.window = (self._began, ended)
         return self.figures
@@ -149,7 +158,7 @@ class Window:
             self._stop.wait(0.05)
 
     def _apiservers(self) -> float:
-        return sum(self._cpu(cluster) for cluster in self.downstream)
+        return apiservers_cpu(self.downstream)
 
     @staticmethod
     def _cpu(cluster: Cluster) -> float:
@@ -157,10 +166,47 @@ class Window:
         return measure.cpu_seconds(pid) if pid is not None else 0.0
 
 
+def audited(log: Path, user: str = ADMIN_USER) -> list[tuple[float, str]]:
+    """(received at, user agent program) of every request `user` made, once each."""
+    seen: dict[str, tuple[float, str]] = {}
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # a line being written
+        if (event.get("user") or {}).get("username") != user or event["auditID"] in seen:
+            continue
+        received = datetime.fromisoformat(event["requestReceivedTimestamp"]).timestamp()
+        agent = str(event.get("userAgent") or "").split("/", 1)[0]
+        if agent in NOT_A_TOOL:
+            continue
+        seen[event["auditID"]] = (received, agent)
+    return list(seen.values())
+
+
+def apiservers_cpu(clusters: list[Cluster]) -> float:
+    return sum(measure.cpu_seconds(c.apiserver.pid) for c in clusters if c.apiserver.pid)
+
+
+def idle_rate(clusters: list[Cluster], seconds: float = 10.0) -> float:
+    """CPU-s per second the API servers of `clusters` use while no tool runs (their
+    controllers, kwok's leases): subtracted from each pass, so a slow pass is not charged
+    for the test bed's own work."""
+    before = apiservers_cpu(clusters)
+    time.sleep(seconds)
+    return (apiservers_cpu(clusters) - before) / seconds
+
+
 def count_requests(downstream: list[Cluster], passes: Iterable[Figures]) -> None:
     """Fill each pass's `requests` from the downstream audit logs (read once, at the end,
     so that requests still being answered when a window closed are in the log)."""
-    logged = [r for cluster in downstream for r in measure.requests(cluster.audit_log, ADMIN_USER)]
+    logged = [r for cluster in downstream for r in audited(cluster.audit_log)]
     for figures in passes:
         began, ended = figures.window
-        figures.requests = len(measure.between(logged, began, ended))
+        inside = [agent for at, agent in logged if began <= at <= ended]
+        figures.requests = len(inside)
+        figures.agents = dict(Counter(inside).most_common())

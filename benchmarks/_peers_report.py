@@ -96,7 +96,7 @@ def report(results: list[Result]) -> None:
             f"\n### {case}, {clusters} clusters x {charts} charts ({clusters * charts} releases)\n"
         )
         print(
-            "| tool | wall s | vs fastest peer | tool+helm CPU-s | downstream API CPU-s | "
+            "| tool | wall s | vs fastest peer | tool+helm CPU-s | downstream API CPU-s (net) | "
             "total CPU-s | vs lowest peer | mgmt API CPU-s | peak RSS MiB | downstream requests "
             "| no-op wall s | no-op CPU-s | no-op requests |"
         )
@@ -109,3 +109,10 @@ def report(results: list[Result]) -> None:
         )
         for line in _targets(rows, fastest, cheapest):
             print(line)
+        print("\nDownstream requests by user agent (deploy; no-op):")
+        for r in rows.values():
+            print(f"- {r.tool}: {_agents(r.deploy)}; {_agents(r.noop)}")
+
+
+def _agents(figures: Figures) -> str:
+    return ", ".join(f"{agent} {n}" for agent, n in figures.agents.items()) or "none"

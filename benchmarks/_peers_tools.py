@@ -58,6 +58,7 @@ class Bed:
     workdir: Path
     helm: Path  # the test bed's Helm 4
     count: int = 0  # how many downstream clusters this round targets (the first ones)
+    idle: float = 0.0  # their API servers' CPU-s per second with no tool running
 
     @property
     def management(self) -> Cluster:
@@ -73,7 +74,8 @@ class Bed:
         return {f"bench-{self.count}": "yes"}
 
     def window(self, roots: Callable[[], list[int]], controllers: bool) -> Window:
-        return Window(self.downstream, self.management, roots, controllers).start()
+        window = Window(self.downstream, self.management, roots, controllers, self.idle)
+        return window.start()
 
 
 def wait_until(what: str, probe: Callable[[], bool], timeout: float = TIMEOUT) -> None:

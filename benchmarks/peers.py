@@ -51,7 +51,7 @@ from typing import Protocol
 
 from benchmarks import peer_tools
 from benchmarks._peers_flux import Flux
-from benchmarks._peers_measure import Figures, count_requests
+from benchmarks._peers_measure import Figures, count_requests, idle_rate
 from benchmarks._peers_report import Result, machine, report
 from benchmarks._peers_tools import (
     Bed,
@@ -242,6 +242,8 @@ def measure_all(bed: Bed, args: argparse.Namespace, tools: list[Tool]) -> list[R
     results: list[Result] = []
     for count in args.clusters:
         bed.count = count
+        bed.idle = idle_rate(bed.downstream)
+        print(f"{count} clusters: their API servers idle at {bed.idle:.2f} CPU-s/s", flush=True)
         for key in args.cases:
             case = dataclasses.replace(CASES[key], name=f"{CASES[key].name}-{count}")
             for tool in tools:
