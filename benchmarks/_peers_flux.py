@@ -1,11 +1,18 @@
-"""Flux in the peer benchmark: source-controller and helm-controller as local processes
-against the test bed's management control plane.
+"""Flux in the peer benchmark: helm-controller as a local process against the test bed's
+management control plane.
 
 Callers: `benchmarks/peers.py`. One HelmRelease per chart and downstream cluster, in
 flux-system, with `spec.kubeConfig.secretRef` to a Secret holding that cluster's admin
-kubeconfig (the identity the other tools use there), `dependsOn` for the chart DAG, and the
-chart from a HelmRepository on the test bed's chart repository. The controllers listen on
-loopback only, without leader election and without an events receiver.
+kubeconfig (the identity the other tools use there) and `dependsOn` for the chart DAG.
+helm-controller listens on loopback only, without leader election or events receiver.
+
+The charts: source-controller cannot be built from the Go module proxy
+(`benchmarks.peer_tools`), so the benchmark does its part once, up front: one
+ExternalArtifact per chart (Flux's API for artifacts other producers publish, behind
+helm-controller's `ExternalArtifact` feature gate) whose status points at the chart's
+`.tgz` on the test bed's chart repository, with its digest; every HelmRelease has a
+`chartRef` to it. Flux's figures therefore leave out source-controller's work (a
+HelmChart per HelmRelease, each fetched and stored): real Flux costs more.
 
 helm-controller polls a dependency that is not Ready yet every `--requeue-dependency`
 (default 30 s): the benchmark passes its own value and prints it beside the figures.
@@ -14,8 +21,11 @@ helm-controller polls a dependency that is not Ready yet every `--requeue-depend
 from __future__ import annotations
 
 import base64
+import hashlib
 import subprocess
 import time
+import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,57 +35,64 @@ from benchmarks.peer_tools import HelmController
 from kubernetes import client
 
 from e2e.testbed.helpers import kubectl
-from e2e.testbed.processes import free_port
 from herd.kube.client import api_client_from_kubeconfig
 
 HELM_API = ("helm.toolkit.fluxcd.io", "v2", FLUX_NS, "helmreleases")
-SOURCE_API = ("source.toolkit.fluxcd.io", "v1", FLUX_NS, "helmrepositories")
+ARTIFACT_API = ("source.toolkit.fluxcd.io", "v1", FLUX_NS, "externalartifacts")
+CHARTS = ("app", "slow")  # the fixture charts the cases use, version 0.1.0
 RECONCILE_REQUEST = "reconcile.fluxcd.io/requestedAt"
 
 
 class Flux:
     name = "flux"
 
-    def __init__(
-        self,
-        bed: Bed,
-        source: Path,
-        source_crds: Path,
-        helm: HelmController,
-        options: dict[str, Any],
-    ) -> None:
+    def __init__(self, bed: Bed, crds: Path, helm: HelmController, options: dict[str, Any]) -> None:
         self.bed, self.options, self.helm_controller = bed, options, helm.binary
         self.api = api_client_from_kubeconfig(bed.management.kubeconfig)
         self.objects = client.CustomObjectsApi(self.api)
         self.processes: list[subprocess.Popen[bytes]] = []
         management = bed.management.kubeconfig
-        for crds in (source_crds, helm.crds):
-            kubectl(management, "apply", "--server-side", "-f", str(crds))
+        kubectl(management, "apply", "--server-side", "-f", str(crds))
+        kubectl(management, "apply", "--server-side", "-f", str(helm.crds))
         kubectl(management, "create", "namespace", FLUX_NS, check=False)
-        storage = free_port()
-        for kind, binary in (("source-controller", source), ("helm-controller", helm.binary)):
-            argv = [str(binary), *flux_args(kind, bed, storage, **options)]
-            log = (bed.workdir / f"{kind}.log").open("wb")
-            env = {
-                "KUBECONFIG": str(management),
-                "RUNTIME_NAMESPACE": FLUX_NS,
-                "HOME": str(bed.workdir / "flux-home"),
-                "PATH": "/usr/bin:/bin",
-            }
-            self.processes.append(
-                subprocess.Popen(
-                    argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=bed.workdir
-                )
-            )
+        for chart in CHARTS:
+            self._artifact(chart)
         self._secrets()
-        repository = {
-            "apiVersion": "source.toolkit.fluxcd.io/v1",
-            "kind": "HelmRepository",
-            "metadata": {"name": "bed", "namespace": FLUX_NS},
-            "spec": {"url": bed.repo, "interval": "1h"},
+        argv = [str(helm.binary), *flux_args(**options)]
+        env = {
+            "KUBECONFIG": str(management),
+            "RUNTIME_NAMESPACE": FLUX_NS,
+            "HOME": str(bed.workdir / "flux-home"),
+            "PATH": "/usr/bin:/bin",
         }
-        self.objects.create_namespaced_custom_object(*SOURCE_API, repository)
-        wait_until("the HelmRepository Ready", lambda: _ready(self._get(SOURCE_API, "bed")), 120)
+        with (bed.workdir / "helm-controller.log").open("wb") as log:
+            self.processes.append(
+                subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+            )
+
+    def _artifact(self, chart: str) -> None:
+        """An ExternalArtifact for `chart` 0.1.0 with source-controller's part done."""
+        url = f"{self.bed.repo}/{chart}-0.1.0.tgz"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            data = response.read()
+        body = {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "ExternalArtifact",
+            "metadata": {"name": chart, "namespace": FLUX_NS},
+            "spec": {},
+        }
+        self.objects.create_namespaced_custom_object(*ARTIFACT_API, body)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        artifact = {
+            "path": f"{chart}-0.1.0.tgz",
+            "url": url,
+            "revision": "0.1.0",
+            "digest": f"sha256:{hashlib.sha256(data).hexdigest()}",
+            "lastUpdateTime": now,
+            "size": len(data),
+        }
+        status = {"status": {"artifact": artifact}}
+        self.objects.patch_namespaced_custom_object_status(*ARTIFACT_API, chart, status)
 
     def stop(self) -> None:
         for process in self.processes:
@@ -125,14 +142,7 @@ class Flux:
                             "storageNamespace": namespace,
                             "install": {"createNamespace": True},
                             "timeout": "5m",
-                            "chart": {
-                                "spec": {
-                                    "chart": chart.chart,
-                                    "version": "0.1.0",
-                                    "sourceRef": {"kind": "HelmRepository", "name": "bed"},
-                                    "interval": "1h",
-                                }
-                            },
+                            "chartRef": {"kind": "ExternalArtifact", "name": chart.chart},
                             "kubeConfig": {
                                 "secretRef": {"name": f"kubeconfig-{cluster.name}", "key": "value"}
                             },

@@ -263,20 +263,15 @@ class HerdOperator:
         return window.stop()
 
 
-def flux_args(kind: str, bed: Bed, storage: int, concurrent: int, requeue: str) -> list[str]:
-    """Loopback addresses, no leader election, no events receiver (events stay local)."""
-    common = [
+def flux_args(concurrent: int, requeue: str) -> list[str]:
+    """helm-controller on loopback, without leader election or an events receiver (its
+    events stay Kubernetes Events), charts from ExternalArtifacts."""
+    return [
         f"--metrics-addr=127.0.0.1:{free_port()}",
         f"--health-addr=127.0.0.1:{free_port()}",
         "--events-addr=",
         "--enable-leader-election=false",
-        "--log-level=info",
+        "--feature-gates=ExternalArtifact=true",
+        f"--concurrent={concurrent}",
+        f"--requeue-dependency={requeue}",
     ]
-    if kind == "source-controller":
-        return [
-            *common,
-            f"--storage-path={bed.workdir / 'flux-storage'}",
-            f"--storage-addr=127.0.0.1:{storage}",
-            f"--storage-adv-addr=127.0.0.1:{storage}",
-        ]
-    return [*common, f"--concurrent={concurrent}", f"--requeue-dependency={requeue}"]

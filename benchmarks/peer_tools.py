@@ -9,10 +9,15 @@ Cache and lock follow `e2e.testbed.binaries`: each program is built once into
 renamed into place, with a `build-info.json`), under a lock file beside it so concurrent
 callers build once.
 
-- helmfile and Flux source-controller come from the Go module proxy. `go install` refuses
-  helmfile (its go.mod has `replace` directives), so each module is `go mod download`ed and
-  built with `go build` inside a writable copy. source-controller v1.10.1 needs Go 1.27
-  (`GOTOOLCHAIN`). Its CRDs (HelmRepository, HelmChart) are copied from the same module.
+- helmfile comes from the Go module proxy. `go install` refuses it (its go.mod has
+  `replace` directives), so the module is `go mod download`ed and built with `go build`
+  inside a writable copy.
+- Flux source-controller v1.10.1 cannot be built from the proxy: its `replace
+  .../api => ./api` points into a nested module the module zip leaves out, and the proxy
+  refuses several of its dependencies (fluxcd/pkg artifact, spiffe, masktoken,
+  http/transport, apis/crypto; sigstore/cosign v3.1.4). Only its module is downloaded (it
+  needs Go 1.27: `GOTOOLCHAIN`), for the ExternalArtifact CRD: the benchmark hands
+  helm-controller its charts as ExternalArtifacts (`benchmarks._peers_flux`).
 - Flux helm-controller is not on the proxy, and this repository ships no recipe for it: the
   user builds it from a checkout of fluxcd/helm-controller (`go build` at the tag) and names
   the binary with `HERD_FLUX_HELM_CONTROLLER_BIN` (or puts it, or a symlink to it, at
@@ -57,6 +62,7 @@ class GoPeer:
     version: str
     toolchain: str = ""  # GOTOOLCHAIN, when the module needs a newer Go than the host's
     crds: str = ""  # a directory of the module whose CRDs the benchmark applies
+    binary: bool = True  # False: only the CRDs are kept
 
     def directory(self) -> Path:
         return cache_root() / "peers" / f"{self.name}-{self.version}"
@@ -68,7 +74,8 @@ class GoPeer:
         return self.directory() / "crds"
 
     def built(self) -> bool:
-        return (self.directory() / BUILD_INFO).is_file() and os.access(self.path(), os.X_OK)
+        recorded = (self.directory() / BUILD_INFO).is_file()
+        return recorded and (not self.binary or os.access(self.path(), os.X_OK))
 
 
 HELMFILE = GoPeer("helmfile", "github.com/helmfile/helmfile", "v1.8.0")
@@ -78,6 +85,7 @@ SOURCE_CONTROLLER = GoPeer(
     "v1.10.1",
     toolchain="go1.27.3",
     crds="config/crd/bases",
+    binary=False,
 )
 PEERS = (HELMFILE, SOURCE_CONTROLLER)
 
@@ -91,14 +99,14 @@ class HelmController:
 
 
 def ensure(peer: GoPeer, seed: Path | None = None, log: bool = True) -> Path:
-    """The peer's binary, built (or copied from `seed`, a directory holding a binary of
-    that name built from the same module and version) into the cache when missing."""
-    if peer.built():
-        return peer.path()
-    with _lock(peer):
-        if not peer.built():
-            _build(peer, seed, log)
-    return peer.path()
+    """The peer's binary (its cache directory when `binary` is False), built (or copied
+    from `seed`, a directory holding a binary of that name built from the same module and
+    version) into the cache when missing."""
+    if not peer.built():
+        with _lock(peer):
+            if not peer.built():
+                _build(peer, seed, log)
+    return peer.path() if peer.binary else peer.directory()
 
 
 def helm_controller() -> HelmController | str:
@@ -131,7 +139,9 @@ def _build(peer: GoPeer, seed: Path | None, log: bool) -> None:
         source = _download(peer)
         if peer.crds:
             shutil.copytree(source / peer.crds, staging / "crds")
-        if seed is not None and os.access(seed / peer.name, os.X_OK):
+        if not peer.binary:
+            how = "CRDs only"
+        elif seed is not None and os.access(seed / peer.name, os.X_OK):
             shutil.copy2(seed / peer.name, staging / peer.name)
             how = f"seeded from {seed / peer.name}"
         else:

@@ -3,11 +3,11 @@
     .venv/bin/python -m benchmarks.peers [--clusters 3 10] [--cases diamond asymmetric rag]
         [--flux-concurrent 8] [--flux-requeue-dependency 5s] [--keep DIR]
 
-Not part of `make test` or CI (`make bench-peers`; start it through /work/notes/e2elock on
-a shared machine). helmfile and Flux source-controller are built from the Go module proxy
-into ~/.cache/herd/peers on the first run (`benchmarks.peer_tools`); Flux helm-controller
-is the user's own build (`HERD_FLUX_HELM_CONTROLLER_BIN`, README "Performance"), and
-without it the Flux column is skipped, saying why.
+Not part of `make test` or CI (`make bench-peers`). helmfile is built from the Go module
+proxy into ~/.cache/herd/peers on the first run (`benchmarks.peer_tools`), which also
+downloads source-controller's module for its CRDs; Flux helm-controller is the user's own
+build (`HERD_FLUX_HELM_CONTROLLER_BIN`, README "Performance"), and without it the Flux
+column is skipped, saying why.
 
 One test bed: a management control plane and N light downstream clusters with pods
 (scheduler and kwok) and an audit log. The same chart DAGs for every tool, each tool into
@@ -25,8 +25,11 @@ Tools, each at 3 and 10 clusters:
   creating the Stack to its `Deployed` status;
 - helmfile: one helmfile with `needs:` per case, `helmfile sync --concurrency 0` per
   cluster, the clusters in parallel (as a CI matrix runs it), `--helm-binary` the same Helm 4;
-- flux: one HelmRelease per chart and cluster (`kubeConfig.secretRef`, `dependsOn`), from
-  creating them to all Ready; helm-controller embeds its own Helm library (printed).
+- flux: helm-controller, one HelmRelease per chart and cluster (`kubeConfig.secretRef`,
+  `dependsOn`), from creating them to all Ready; it embeds its own Helm library (printed).
+  Its charts come from ExternalArtifacts the benchmark publishes up front (source-controller
+  cannot be built from the proxy; `benchmarks._peers_flux`), so Flux's figures leave out
+  source-controller's work: a lower bound of Flux's cost.
 
 Figures per tool: wall time, CPU-s (tool and helm; downstream API servers; their total;
 the management API server apart), peak RSS of the tool's processes, downstream API
@@ -164,9 +167,9 @@ def make_flux(bed: Bed, args: argparse.Namespace) -> Flux | str:
     helm = peer_tools.helm_controller()
     if isinstance(helm, str):
         return helm
-    source = peer_tools.ensure(peer_tools.SOURCE_CONTROLLER)
+    crds = peer_tools.ensure(peer_tools.SOURCE_CONTROLLER) / "crds"
     options = {"concurrent": args.flux_concurrent, "requeue": args.flux_requeue_dependency}
-    return Flux(bed, source, peer_tools.SOURCE_CONTROLLER.crd_dir(), helm, options)
+    return Flux(bed, crds, helm, options)
 
 
 def _first_line(*argv: str) -> str:
@@ -196,7 +199,8 @@ def versions(bed: Bed, flux: Flux | str, helmfile: Path | None) -> list[str]:
     if isinstance(flux, Flux):
         binary = Path(flux.helm_controller)
         lines.append(
-            f"flux: source-controller {peer_tools.SOURCE_CONTROLLER.version}, helm-controller "
+            f"flux: ExternalArtifacts (source-controller {peer_tools.SOURCE_CONTROLLER.version}"
+            " CRDs; its work not counted), helm-controller "
             f"{peer_tools.HELM_CONTROLLER_VERSION} ({binary}, Helm {helm_library(binary)}); "
             f"--concurrent={flux.options['concurrent']} "
             f"--requeue-dependency={flux.options['requeue']}"
