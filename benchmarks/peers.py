@@ -48,6 +48,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -242,12 +243,14 @@ def start_tools(bed: Bed, args: argparse.Namespace, started: Started) -> None:
         print(line, flush=True)
 
 
-def measure_all(bed: Bed, args: argparse.Namespace, tools: list[Tool]) -> list[Result]:
-    results: list[Result] = []
+def measure_all(bed: Bed, args: argparse.Namespace, tools: list[Tool]) -> None:
+    """Every case with every tool, per cluster count; the tables of a count are printed as
+    soon as it is done (requests are counted from the audit logs then)."""
     for count in args.clusters:
         bed.count = count
         bed.idle = idle_rate(bed.downstream)
         print(f"{count} clusters: their API servers idle at {bed.idle:.2f} CPU-s/s", flush=True)
+        results: list[Result] = []
         for key in args.cases:
             case = dataclasses.replace(CASES[key], name=f"{CASES[key].name}-{count}")
             for tool in tools:
@@ -258,9 +261,10 @@ def measure_all(bed: Bed, args: argparse.Namespace, tools: list[Tool]) -> list[R
                     f"  {key} x{count} {tool.name}: {deploy.wall:.2f} s, no-op {noop.wall:.2f} s",
                     flush=True,
                 )
+        time.sleep(2)  # the last requests of the last pass reach the audit logs
+        count_requests(bed.downstream, [f for r in results for f in r.passes])
+        report(results)
     bed.count = 0
-    count_requests(bed.downstream, [f for r in results for f in r.passes])
-    return results
 
 
 def run(args: argparse.Namespace, workdir: Path) -> None:
@@ -274,7 +278,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     started = Started()
     try:
         start_tools(bed, args, started)
-        report(measure_all(bed, args, started.tools))
+        measure_all(bed, args, started.tools)
     finally:
         started.stop()
         repo.stop()
