@@ -65,10 +65,13 @@ class Flux:
             "HOME": str(bed.workdir / "flux-home"),
             "PATH": "/usr/bin:/bin",
         }
-        with (bed.workdir / "helm-controller.log").open("wb") as log:
+        log = bed.workdir / "helm-controller.log"
+        with log.open("wb") as out:
             self.processes.append(
-                subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+                subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
             )
+        # Measured from its workers' start, as the Herd operator is from its Lease.
+        wait_until("helm-controller's workers", lambda: "Starting workers" in log.read_text(), 120)
 
     def _artifact(self, chart: str) -> None:
         """An ExternalArtifact for `chart` 0.1.0 with source-controller's part done."""
