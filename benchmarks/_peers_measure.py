@@ -18,7 +18,6 @@ Callers: `benchmarks/_peers_tools.py` (a `Window` around each deploy and no-op p
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import threading
@@ -26,7 +25,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import benchmarks._scale_measure as measure
@@ -166,28 +164,6 @@ class Window:
         return measure.cpu_seconds(pid) if pid is not None else 0.0
 
 
-def audited(log: Path, user: str = ADMIN_USER) -> list[tuple[float, str]]:
-    """(received at, user agent program) of every request `user` made, once each."""
-    seen: dict[str, tuple[float, str]] = {}
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return []
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue  # a line being written
-        if (event.get("user") or {}).get("username") != user or event["auditID"] in seen:
-            continue
-        received = datetime.fromisoformat(event["requestReceivedTimestamp"]).timestamp()
-        agent = str(event.get("userAgent") or "").split("/", 1)[0]
-        if agent in NOT_A_TOOL:
-            continue
-        seen[event["auditID"]] = (received, agent)
-    return list(seen.values())
-
-
 def apiservers_cpu(clusters: list[Cluster]) -> float:
     return sum(measure.cpu_seconds(c.apiserver.pid) for c in clusters if c.apiserver.pid)
 
@@ -204,9 +180,13 @@ def idle_rate(clusters: list[Cluster], seconds: float = 10.0) -> float:
 def count_requests(downstream: list[Cluster], passes: Iterable[Figures]) -> None:
     """Fill each pass's `requests` from the downstream audit logs (read once, at the end,
     so that requests still being answered when a window closed are in the log)."""
-    logged = [r for cluster in downstream for r in audited(cluster.audit_log)]
+    logged = [
+        r
+        for cluster in downstream
+        for r in measure.requests(cluster.audit_log, ADMIN_USER)
+        if r.agent not in NOT_A_TOOL
+    ]
     for figures in passes:
-        began, ended = figures.window
-        inside = [agent for at, agent in logged if began <= at <= ended]
+        inside = [r.agent for r in measure.between(logged, *figures.window)]
         figures.requests = len(inside)
         figures.agents = dict(Counter(inside).most_common())

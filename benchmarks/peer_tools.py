@@ -29,19 +29,16 @@ callers build once.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e.testbed.binaries import cache_root
+from e2e.testbed.binaries import cache_root, file_lock, staged
 
 BUILD_INFO = "build-info.json"
 HELM_CONTROLLER_VERSION = "v1.6.3"  # what the README's table was measured with
@@ -130,37 +127,24 @@ def helm_controller() -> HelmController | str:
 
 
 def _build(peer: GoPeer, seed: Path | None, log: bool) -> None:
-    target = peer.directory()
-    staging = target.with_name(f".{target.name}.build-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    started = time.monotonic()
-    try:
+    how = "CRDs only"
+
+    def compile_into(staging: Path) -> dict[str, object]:
+        nonlocal how
         source = _download(peer)
         if peer.crds:
             shutil.copytree(source / peer.crds, staging / "crds")
-        if not peer.binary:
-            how = "CRDs only"
-        elif seed is not None and os.access(seed / peer.name, os.X_OK):
+        if peer.binary and seed is not None and os.access(seed / peer.name, os.X_OK):
             shutil.copy2(seed / peer.name, staging / peer.name)
             how = f"seeded from {seed / peer.name}"
-        else:
+        elif peer.binary:
             _go_build(peer, source, staging)
             how = "go build"
-        info = {
-            peer.name: peer.version,
-            "module": peer.module,
-            "how": how,
-            "build_seconds": round(time.monotonic() - started, 1),
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        (staging / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n")
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        return {peer.name: peer.version, "module": peer.module, "how": how}
+
+    seconds = staged(peer.directory(), compile_into)
     if log:
-        print(f"{peer.name} {peer.version}: {how} in {info['build_seconds']}s", file=sys.stderr)
+        print(f"{peer.name} {peer.version}: {how} in {seconds}s", file=sys.stderr)
 
 
 def _download(peer: GoPeer) -> Path:
@@ -202,16 +186,8 @@ def _go(args: list[str], peer: GoPeer, cwd: Path) -> str:
     return result.stdout
 
 
-@contextmanager
-def _lock(peer: GoPeer) -> Iterator[None]:
-    path = peer.directory().with_name(f"{peer.directory().name}.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _lock(peer: GoPeer) -> AbstractContextManager[None]:
+    return file_lock(peer.directory().with_name(f"{peer.directory().name}.lock"))
 
 
 def main(argv: list[str] | None = None) -> int:
