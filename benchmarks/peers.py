@@ -244,15 +244,15 @@ def start_tools(bed: Bed, args: argparse.Namespace, started: Started) -> None:
 
 
 def measure_all(bed: Bed, args: argparse.Namespace, tools: list[Tool]) -> None:
-    """Every case with every tool, per cluster count; the tables of a count are printed as
-    soon as it is done (requests are counted from the audit logs then)."""
+    """Every case with every tool, per cluster count; a case's table is printed as soon as
+    it is done (its requests are counted from the audit logs then)."""
     for count in args.clusters:
         bed.count = count
         bed.idle = idle_rate(bed.downstream)
         print(f"{count} clusters: their API servers idle at {bed.idle:.2f} CPU-s/s", flush=True)
-        results: list[Result] = []
         for key in args.cases:
             case = dataclasses.replace(CASES[key], name=f"{CASES[key].name}-{count}")
+            results: list[Result] = []
             for tool in tools:
                 deploy = tool.deploy(case)
                 noop = tool.noop(case)
@@ -261,9 +261,9 @@ def measure_all(bed: Bed, args: argparse.Namespace, tools: list[Tool]) -> None:
                     f"  {key} x{count} {tool.name}: {deploy.wall:.2f} s, no-op {noop.wall:.2f} s",
                     flush=True,
                 )
-        time.sleep(2)  # the last requests of the last pass reach the audit logs
-        count_requests(bed.downstream, [f for r in results for f in r.passes])
-        report(results)
+            time.sleep(2)  # the last requests of the last pass reach the audit logs
+            count_requests(bed.downstream, [f for r in results for f in r.passes])
+            report(results)
     bed.count = 0
 
 
