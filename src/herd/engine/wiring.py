@@ -22,6 +22,7 @@ from herd.engine.engine import Engine
 from herd.engine.protocols import AddOns, OwnershipStore, SourcesReader, ValuesReader
 from herd.helm.environment import HelmEnvironment
 from herd.kube.chart_secrets import KubeSourcesReader
+from herd.kube.journal import OperationJournal
 from herd.kube.values_from import KubeValuesReader
 from herd.plan.decide import DEFAULT_STUCK_SECONDS
 from herd.plan.egress import EgressPolicy
@@ -43,6 +44,7 @@ def build_engine(
     stuck_seconds: float = DEFAULT_STUCK_SECONDS,
     egress: EgressPolicy | None = None,
     drift: DriftMemory | None = None,
+    journal: OperationJournal | None = None,
 ) -> tuple[Inventory, Engine]:
     """The inventory of `sources` (kubeconfigs kept by `store`) and the engine over it.
 
@@ -68,5 +70,6 @@ def build_engine(
         ownership=ownership,
         egress=egress,
         drift=drift,
+        journal=journal,
     )
     return inventory, engine
