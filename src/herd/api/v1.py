@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     WithJsonSchema,
+    model_validator,
 )
 
 from herd.api.charts import ChartSpec
@@ -138,6 +139,20 @@ class StackSpec(SpecModel):
             "and a failure budget. Without it every cluster is deployed at once (bounded)."
         ),
     )
+
+    @model_validator(mode="after")
+    def _security_checks(self) -> StackSpec:
+        """A security check reads NeuVector's scans: the NeuVector add-on must be on."""
+        if self.rollout is None or self.security is Toggle.ENABLED:
+            return self
+        layers = [("rollout.checks", self.rollout.checks)]
+        layers += [(f"rollout.stages[{s.name}].checks", s.checks) for s in self.rollout.stages]
+        for where, checks in layers:
+            if checks is not None and checks.security is not None:
+                raise ValueError(
+                    f"{where}.security needs security: enabled (NeuVector's scan verdicts)"
+                )
+        return self
 
 
 class Stack(BaseModel):

@@ -36,6 +36,8 @@ from dataclasses import replace
 
 from herd.api.v1 import Stack
 from herd.clusters.drift import DriftMemory
+from herd.clusters.readiness import ReadinessReader
+from herd.engine.checks import LiveProbe
 from herd.engine.owned import save_record, stack_ref
 from herd.engine.planning import Readers, checked_plan
 from herd.engine.protocols import (
@@ -70,6 +72,7 @@ from herd.plan.tenancy import (
     granted_clusters,
 )
 from herd.rollout.actions import Settings
+from herd.rollout.checks import ClusterProbe
 from herd.rollout.drift import preview_drift
 from herd.rollout.gates import DEFAULT_LIMITS, Gates, Limits
 from herd.rollout.scheduler import Progress, Rollout
@@ -110,7 +113,11 @@ class Engine:
         ownership: OwnershipStore | None = None,
         egress: EgressPolicy | None = None,
         drift: DriftMemory | None = None,
+        checks: ClusterProbe | None = None,
     ) -> None:
+        # What the stages' health checks ask (`herd.engine.checks`); by default readiness
+        # only (no NeuVector, no Prometheus: those checks then hold or fail, saying why).
+        self._checks = checks or LiveProbe(ReadinessReader(env))
         self._drift = drift  # what drift checks recorded, process-wide; None: no checks
         self._sources = sources
         self._ownership: OwnershipStore = ownership or MemoryOwnership()
@@ -219,6 +226,8 @@ class Engine:
         assert result.plan is not None
         spec = result.plan.spec
         staging = staging or StageInputs()
+        if staging.probe is None:
+            staging = replace(staging, probe=self._checks)
         rollout = new_rollout()
         known = {s.cluster_id: s.reason for s in result.skipped}
         known |= {c: d.message for c, d in rollout.deferred.items()}

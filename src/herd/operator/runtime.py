@@ -119,6 +119,7 @@ class Runtime:
             ownership=ManagementOwnership(api, config.namespace),
             egress=_egress(config, api),
             drift=DriftMemory(),
+            scans=self.probe,
         )
         self.index = TargetIndex()
         self.fleet = metrics.Fleet()

@@ -45,6 +45,7 @@ from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.results import now as _now
 from herd.rollout.gates import Draining, Gates
+from herd.rollout.helmtest import chart_test
 from herd.rollout.tenants import RenderCheck
 
 logger = logging.getLogger(__name__)
@@ -252,7 +253,7 @@ class ReleaseActions:
                 if fit is not None:
                     fit.cancel()
                     await asyncio.gather(fit, return_exceptions=True)
-        return replace(
+        deployed = replace(
             base,
             state=State.DEPLOYED,
             revision=written.revision,
@@ -262,6 +263,7 @@ class ReleaseActions:
             started=started,
             finished=_now(),
         )
+        return await chart_test(helm, desired, deployed, self._gates, self._report)
 
     async def _render(
         self, helm: ClusterHelm, desired: DesiredRelease, chart_dir: Path, *, upgrade: bool

@@ -1,0 +1,437 @@
+"""Health gates: the spec, the pure decisions, kstatus rules, and the soak against a fake
+`ClusterProbe` (the real probes are exercised on the test bed: e2e/test_checks.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from herd.api import parse_spec
+from herd.api.checks import Checks, FailOnLevel, SecurityCheck, Threshold
+from herd.errors import SpecError
+from herd.plan.checks import (
+    Gate,
+    Tally,
+    Unready,
+    merge_checks,
+    metric_failure,
+    render_query,
+    security_gate,
+    uses_release,
+)
+from herd.plan.clusters import Cluster, KubeconfigRef
+from herd.plan.kstatus import ObjectRef, Status, manifest_objects, object_status
+from herd.plan.releases import ReleaseKey
+from herd.plan.results import ReleaseResult, State
+from herd.rollout.checks import StageChecker
+from herd.rollout.staged import StageInputs, run_staged
+from herd.rollout.target import Target
+
+BASE = {
+    "targets": {"clusterIds": ["x"]},
+    "charts": [{"name": "a", "repo": "https://r", "version": "1"}],
+}
+
+
+def spec_problems(rollout: dict[str, Any], **spec: Any) -> str:
+    with pytest.raises(SpecError) as caught:
+        parse_spec({**BASE, **spec, "rollout": rollout})
+    return str(caught.value)
+
+
+def metric(**fields: Any) -> dict[str, Any]:
+    return {"name": "errors", "query": "sum(x)", "threshold": {"max": 0.05}, **fields}
+
+
+@pytest.mark.parametrize(
+    ("checks", "expected"),
+    [
+        ({"metrics": [metric(query="x{{ .Values.secret }}")]}, "is not a known field"),
+        ({"metrics": [metric(query='{{ template "x" . }}')]}, "is not a known field"),
+        ({"metrics": [metric(query="x{{ .Cluster.Id }")]}, "unclosed or nested"),
+        ({"metrics": [metric(threshold={})]}, "needs max or min"),
+        ({"metrics": [metric(threshold={"min": 2, "max": 1})]}, "above max"),
+        ({"metrics": [metric(interval="100ms")]}, "at least 1s"),
+        ({"metrics": [metric(failureLimit=0)]}, "failureLimit"),
+        ({"metrics": [metric(), metric()]}, "used twice: errors"),
+        ({"security": {"failOn": "Medium"}}, "failOn"),
+        ({"readyness": True}, "readyness"),
+    ],
+)
+def test_bad_checks_name_the_field(checks: dict[str, Any], expected: str) -> None:
+    stage = {"name": "canary", "clusterIds": ["x"], "checks": checks}
+    message = spec_problems({"stages": [stage]})
+    assert expected in message
+    assert "rollout.stages[0].checks" in message
+
+
+def test_security_checks_need_neuvector() -> None:
+    rollout = {"stages": [{"name": "c", "clusterIds": ["x"]}], "checks": {"security": {}}}
+    assert "rollout.checks.security needs security: enabled" in spec_problems(rollout)
+    parse_spec({**BASE, "security": "enabled", "rollout": rollout})
+
+
+def test_chart_test_field() -> None:
+    chart = {"name": "a", "repo": "https://r", "version": "1", "test": {"enabled": True}}
+    spec = parse_spec({**BASE, "charts": [chart]})
+    assert spec.charts[0].test is not None and spec.charts[0].test.timeout == "5m"
+    with pytest.raises(SpecError, match=r"charts\[0\]\.test\.timeout"):
+        parse_spec({**BASE, "charts": [{**chart, "test": {"timeout": "soon"}}]})
+
+
+def test_stage_checks_merge_over_the_stack_wide_ones() -> None:
+    stack = Checks.model_validate(
+        {"metrics": [metric(), metric(name="latency")], "security": {"failOn": "High"}}
+    )
+    stage = Checks.model_validate({"readiness": False, "metrics": [metric(failureLimit=3)]})
+    merged = merge_checks(stack, stage)
+    assert merged is not None
+    assert merged.readiness is False
+    assert {m.name: m.failure_limit for m in merged.metrics} == {"errors": 3, "latency": 1}
+    assert merged.security is not None and merged.security.fail_on is FailOnLevel.HIGH
+    assert merge_checks(None, None) is None
+    only_stack = merge_checks(stack, None)
+    assert only_stack is not None and only_stack.readiness is True
+    off = merge_checks(stack, Checks.model_validate({"security": None}))
+    assert off is not None and off.security is None
+
+
+def test_queries_fill_in_fields_as_data() -> None:
+    query = 'rate(x{cluster="{{ .Cluster.Id }}",ns="{{.Release.Namespace}}"}[5m])'
+    assert uses_release(query) and not uses_release("sum(x)")
+    hostile = {"Name": 'a"}) or vector(1) #', "Namespace": "n\\", "Chart": "c"}
+    out = render_query(query, {"Id": "c-1", "Name": "one"}, hostile)
+    assert out == 'rate(x{cluster="c-1",ns="n\\\\"}[5m])'
+    assert "{{" not in render_query("{{ .Release.Name }}", {"Id": "c"}, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "threshold", "failed"),
+    [
+        (0.01, {"max": 0.05}, None),
+        (0.2, {"max": 0.05}, "0.2 is above max 0.05"),
+        (10.0, {"min": 50}, "10 is below min 50"),
+        (None, {"max": 1}, "the query returned no value"),
+        (float("nan"), {"max": 1}, "the query returned NaN"),
+    ],
+)
+def test_metric_thresholds(value: float | None, threshold: dict[str, float], failed: str) -> None:
+    assert metric_failure(value, Threshold.model_validate(threshold)) == failed
+
+
+def test_tally_fails_a_cluster_at_its_limit() -> None:
+    tally = Tally()
+    assert tally.record("c", "errors", "high", 3) is None
+    assert tally.record("c", "errors", None, 3) is None  # a pass does not reset the count
+    assert tally.record("c", "errors", "high", 3) is None
+    assert tally.record("c", "errors", "high", 3) == "check errors: high (3 failed evaluations)"
+    assert tally.record("d", "readiness", "Pod x", 1) == "check readiness: Pod x"
+
+
+def test_security_gate() -> None:
+    check = SecurityCheck.model_validate({"pendingTimeout": "1m"})
+    assert security_gate([], [], 0, check).gate is Gate.PASS
+    held = security_gate(["img:1"], [], 0, check)
+    assert held.gate is Gate.HOLD and "img:1 has critical" in held.reason
+    assert security_gate([], ["img:2"], 30, check).gate is Gate.HOLD
+    late = security_gate([], ["img:2"], 61, check)
+    assert late.gate is Gate.FAIL and "after 1m" in late.reason
+
+
+def deployment(**status: Any) -> dict[str, Any]:
+    return {
+        "kind": "Deployment",
+        "metadata": {"generation": 2},
+        "spec": {"replicas": 2},
+        "status": {"observedGeneration": 2, **status},
+    }
+
+
+READY = {"updatedReplicas": 2, "availableReplicas": 2, "readyReplicas": 2, "replicas": 2}
+
+
+@pytest.mark.parametrize(
+    ("obj", "status"),
+    [
+        (deployment(**READY), Status.CURRENT),
+        (deployment(**{**READY, "readyReplicas": 1}), Status.IN_PROGRESS),
+        (deployment(**{**READY, "observedGeneration": 1}), Status.IN_PROGRESS),
+        (
+            deployment(conditions=[{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}]),
+            Status.FAILED,
+        ),
+        (
+            {
+                "kind": "Pod",
+                "status": {
+                    "phase": "Running",
+                    "conditions": [{"type": "Ready", "status": "False"}],
+                },
+            },
+            Status.IN_PROGRESS,
+        ),
+        (
+            {
+                "kind": "Pod",
+                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+            },
+            Status.CURRENT,
+        ),
+        ({"kind": "Pod", "status": {"phase": "Failed"}}, Status.FAILED),
+        (
+            {
+                "kind": "Pod",
+                "status": {
+                    "phase": "Running",
+                    "containerStatuses": [
+                        {"name": "x", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+                    ],
+                },
+            },
+            Status.FAILED,
+        ),
+        (
+            {"kind": "Job", "status": {"conditions": [{"type": "Failed", "status": "True"}]}},
+            Status.FAILED,
+        ),
+        ({"kind": "Job", "status": {"startTime": "t"}}, Status.CURRENT),
+        ({"kind": "PersistentVolumeClaim", "status": {"phase": "Pending"}}, Status.IN_PROGRESS),
+        ({"kind": "Service", "spec": {"type": "LoadBalancer"}}, Status.IN_PROGRESS),
+        ({"kind": "Service", "spec": {"type": "ClusterIP"}}, Status.CURRENT),
+        (
+            {
+                "kind": "StatefulSet",
+                "spec": {"replicas": 1},
+                "status": {
+                    "readyReplicas": 1,
+                    "currentReplicas": 1,
+                    "updateRevision": "a",
+                    "currentRevision": "a",
+                },
+            },
+            Status.CURRENT,
+        ),
+        (
+            {
+                "kind": "DaemonSet",
+                "status": {
+                    "desiredNumberScheduled": 2,
+                    "numberReady": 1,
+                    "currentNumberScheduled": 2,
+                    "updatedNumberScheduled": 2,
+                    "numberAvailable": 2,
+                },
+            },
+            Status.IN_PROGRESS,
+        ),
+        (
+            {"kind": "Widget", "status": {"conditions": [{"type": "Ready", "status": "False"}]}},
+            Status.IN_PROGRESS,
+        ),
+        (
+            {"kind": "Widget", "status": {"conditions": [{"type": "Stalled", "status": "True"}]}},
+            Status.FAILED,
+        ),
+        ({"kind": "Widget"}, Status.CURRENT),
+    ],
+)
+def test_kstatus_rules(obj: dict[str, Any], status: Status) -> None:
+    assert object_status(obj)[0] is status
+
+
+def test_manifest_objects_are_bounded_and_path_safe() -> None:
+    manifest = "\n---\n".join(
+        [
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: ../../secrets/x, namespace: ns}",
+            "apiVersion: ../v1\nkind: Pod\nmetadata: {name: p}",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: other}",
+            "a: &a [1]\nb: *a",
+        ]
+    )
+    assert manifest_objects(manifest, "ns") == [
+        ObjectRef("apps/v1", "Deployment", "ns", "web"),
+        ObjectRef("v1", "Pod", "other", "p"),
+    ]
+
+
+# -- the soak, against a fake probe -----------------------------------------------------
+
+
+class FakeProbe:
+    def __init__(self) -> None:
+        self.unready_answers: list[Unready | None] = []
+        self.values: list[float | None] = []
+        self.scans: tuple[list[str], list[str]] = ([], [])
+        self.queries: list[str] = []
+
+    async def unready(self, target: Target, releases: Sequence[ReleaseResult]) -> Unready | None:
+        return self.unready_answers.pop(0) if self.unready_answers else None
+
+    async def metric(self, target: Target, query: str) -> float | None:
+        self.queries.append(query)
+        return self.values.pop(0) if self.values else 0.0
+
+    async def scan(
+        self, target: Target, releases: Sequence[ReleaseResult], fail_on: FailOnLevel
+    ) -> tuple[list[str], list[str]]:
+        return self.scans
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def checker(probe: FakeProbe, clock: Clock, **checks: Any) -> StageChecker:
+    merged = merge_checks(None, Checks.model_validate(checks))
+    assert merged is not None
+    result = ReleaseResult(ReleaseKey("c1", "ns", "web"), "web", State.DEPLOYED, revision=1)
+    targets = {"c1": Target("c1", Path("/dev/null"))}
+    return StageChecker(cast(Any, probe), merged, targets, lambda: [result], clock)
+
+
+async def test_readiness_holds_while_coming_up_and_fails_in_the_soak() -> None:
+    probe, clock = FakeProbe(), Clock()
+    stage = checker(probe, clock)
+    probe.unready_answers = [Unready("Deployment ns/web is InProgress")]
+    first = await stage.round(["c1"], first=True)
+    assert first.failed == {} and "waiting: Deployment ns/web" in first.held["c1"]
+    probe.unready_answers = [Unready("Pod ns/web-1 is InProgress: not Ready")]
+    later = await stage.round(["c1"])
+    assert later.failed == {"c1": "check readiness: Pod ns/web-1 is InProgress: not Ready"}
+
+
+async def test_a_failed_object_fails_even_the_first_round() -> None:
+    probe, clock = FakeProbe(), Clock()
+    probe.unready_answers = [Unready("Job ns/migrate is Failed", failed=True)]
+    result = await checker(probe, clock).round(["c1"], first=True)
+    assert "Job ns/migrate is Failed" in result.failed["c1"]
+
+
+async def test_a_metric_fails_the_cluster_after_its_failure_limit() -> None:
+    probe, clock = FakeProbe(), Clock()
+    query = 'sum(errors{release="{{ .Release.Name }}",cluster="{{ .Cluster.Id }}"})'
+    stage = checker(
+        probe,
+        clock,
+        readiness=False,
+        metrics=[metric(query=query, failureLimit=2, interval="10s")],
+    )
+    probe.values = [0.5, 0.5, 0.5]
+    assert (await stage.round(["c1"])).failed == {}
+    assert probe.queries == ['sum(errors{release="web",cluster="c1"})']
+    assert (await stage.round(["c1"])).failed == {}  # not due: 10 s have not passed
+    clock.now += timedelta(seconds=10)
+    failed = (await stage.round(["c1"])).failed
+    assert failed == {
+        "c1": "check errors: release ns/web: 0.5 is above max 0.05 (2 failed evaluations)"
+    }
+
+
+async def test_security_holds_then_passes_then_fails_past_the_timeout() -> None:
+    probe, clock = FakeProbe(), Clock()
+    stage = checker(probe, clock, readiness=False, security={"pendingTimeout": "1m"})
+    probe.scans = (["docker.io/library/web:1"], [])
+    held = await stage.round(["c1"])
+    assert held.held == {
+        "c1": "check security: image docker.io/library/web:1 has critical vulnerabilities"
+    }
+    probe.scans = ([], [])
+    assert await stage.round(["c1"]) == type(held)()
+    probe.scans = ([], ["docker.io/library/web:2"])
+    clock.now += timedelta(minutes=2)
+    assert "still not scanned after 1m" in (await stage.round(["c1"])).failed["c1"]
+
+
+async def test_the_soak_stops_at_the_first_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    probe, clock = FakeProbe(), Clock()
+
+    async def no_sleep(seconds: float) -> None:
+        clock.now += timedelta(seconds=seconds)
+
+    monkeypatch.setattr("herd.rollout.checks.asyncio.sleep", no_sleep)
+    stage = checker(probe, clock)
+    probe.unready_answers = [None, None, Unready("Pod ns/web-1 is InProgress")]
+    rounds: list[int] = []
+    result = await stage.soak(
+        ["c1"], clock.now + timedelta(minutes=5), on_round=lambda r: rounds.append(1)
+    )
+    assert len(rounds) == 3 and "Pod ns/web-1" in result.failed["c1"]
+
+
+# -- a staged pass with checks, over a fake rollout ---------------------------------------
+
+
+class FakeRollout:
+    """Deploys every release it is asked to (the helm half is e2e's)."""
+
+    def __init__(self) -> None:
+        self.results: dict[ReleaseKey, ReleaseResult] = {}
+        self.unreachable: dict[str, str] = {}
+        self.runs: list[list[str]] = []
+
+    async def run(self, plan: Any, targets: Sequence[Target], **_: Any) -> None:
+        self.runs.append([t.cluster for t in targets])
+        for target in targets:
+            key = ReleaseKey(target.cluster, "ns", "web")
+            self.results[key] = ReleaseResult(key, "web", State.DEPLOYED, revision=1)
+
+    def cluster_failed(self, cluster: str) -> bool:
+        return False
+
+
+class FakePlan:
+    def releases_for(self, cluster: str) -> list[Any]:
+        return []
+
+
+async def staged(probe: FakeProbe | None, checks: dict[str, Any] | None) -> Any:
+    stages: list[dict[str, Any]] = [
+        {"name": "canary", "clusterIds": ["c1"], "pause": "2s"},
+        {"name": "prod", "clusterIds": ["c2"]},
+    ]
+    rollout = {"stages": stages, **({"checks": checks} if checks else {})}
+    spec = parse_spec({**BASE, "rollout": rollout}).rollout
+    members = [Cluster(c, c, {}, True, "file", KubeconfigRef()) for c in ("c1", "c2")]
+    targets = [Target(c, Path("/dev/null")) for c in ("c1", "c2")]
+    fake = FakeRollout()
+    outcome = await run_staged(
+        cast(Any, fake),
+        cast(Any, FakePlan()),
+        targets,
+        members,
+        spec=spec,
+        suspended=False,
+        known_failed={},
+        inputs=StageInputs(probe=cast(Any, probe)),
+    )
+    return outcome, fake
+
+
+async def test_without_checks_a_staged_pass_is_unchanged() -> None:
+    outcome, fake = await staged(None, None)
+    assert outcome.status.state == "Paused"
+    assert fake.runs == [["c1"], ["c2"]]  # canary run, prod observed only
+
+
+async def test_a_check_failing_during_the_soak_halts_and_persists() -> None:
+    probe = FakeProbe()
+    probe.unready_answers = [None, Unready("Pod ns/web-1 is InProgress: not Ready")]
+    outcome, fake = await staged(probe, {"readiness": True})
+    status = outcome.status
+    assert status.state == "Halted", status
+    assert "cluster c1: check readiness: Pod ns/web-1" in status.message
+    canary = status.stages[0]
+    assert [(f.cluster_id, f.message) for f in canary.failed_checks] == [
+        ("c1", "check readiness: Pod ns/web-1 is InProgress: not Ready")
+    ]
+    assert canary.succeeded_at is None
+    assert fake.runs[-1] == ["c2"]  # prod only observed: no helm write there
