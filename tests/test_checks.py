@@ -12,6 +12,13 @@ import pytest
 
 from herd.api import parse_spec
 from herd.api.checks import Checks, FailOnLevel, SecurityCheck, Threshold
+from herd.api.status import (
+    CheckFailure,
+    DeploymentRow,
+    RolloutStatus,
+    StackStatus,
+    StageStatus,
+)
 from herd.errors import SpecError
 from herd.plan.checks import (
     Gate,
@@ -30,6 +37,7 @@ from herd.plan.results import ReleaseResult, State
 from herd.rollout.checks import StageChecker
 from herd.rollout.staged import StageInputs, run_staged
 from herd.rollout.target import Target
+from herd.status.rollout import rollout_events, with_rollout
 
 BASE = {
     "targets": {"clusterIds": ["x"]},
@@ -435,3 +443,26 @@ async def test_a_check_failing_during_the_soak_halts_and_persists() -> None:
     ]
     assert canary.succeeded_at is None
     assert fake.runs[-1] == ["c2"]  # prod only observed: no helm write there
+
+
+def test_rows_conditions_and_events_name_the_failed_check() -> None:
+    failure = CheckFailure(cluster_id="c1", message="check errors: 0.2 is above max 0.05")
+    rollout = RolloutStatus(
+        stage="canary",
+        state="Halted",
+        message="1 failed clusters exceed maxFailures 0; first failure: cluster c1: check errors",
+        stages=[StageStatus(name="canary", total=1, failed_checks=[failure])],
+    )
+    rows = [
+        DeploymentRow(chart_name="web", cluster_id="c1", status="Deployed"),
+        DeploymentRow(chart_name="web", cluster_id="c2", status="Pending", message="waiting"),
+    ]
+    status = StackStatus(phase="Ready", deployments=rows, deployment_counts={"Deployed": 1})
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    out = with_rollout(status, rollout, now)
+    assert [r.message for r in out.deployments] == [failure.message, "waiting"]
+    stalled = next(c for c in out.conditions if c.type == "Stalled")
+    assert stalled.status == "True" and "check errors" in stalled.message
+    events = rollout_events(None, rollout)
+    assert ("Warning", "CheckFailed", f"Stage canary, cluster c1: {failure.message}") in events
+    assert not [e for e in rollout_events(rollout, rollout) if e[1] == "CheckFailed"]

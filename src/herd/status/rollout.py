@@ -81,6 +81,7 @@ def with_rollout(status: StackStatus, rollout: RolloutStatus, now: datetime) -> 
     Stalled; Halted is Stalled (phase Degraded, or Failed when nothing is deployed);
     Suspended is neither, Ready only when every release is deployed. Progressing and
     Complete leave the release-based phase as it is."""
+    status = _with_check_rows(status, rollout)
     state = RolloutState(rollout.state)
     if state in (RolloutState.PROGRESSING, RolloutState.COMPLETE):
         return status.model_copy(update={"rollout": rollout})
@@ -112,6 +113,22 @@ def with_rollout(status: StackStatus, rollout: RolloutStatus, now: datetime) -> 
             "conditions": [*found, *others],
         }
     )
+
+
+def _with_check_rows(status: StackStatus, rollout: RolloutStatus) -> StackStatus:
+    """Each row of a cluster a check failed or holds says so (its helm state stays): a
+    deployed release with a failed check is the failure the operator must see first."""
+    why = {f.cluster_id: f.message for s in rollout.stages for f in s.held_checks}
+    why |= {f.cluster_id: f.message for s in rollout.stages for f in s.failed_checks}
+    if not why:
+        return status
+    rows = [
+        row.model_copy(update={"message": clip(why[row.cluster_id], TEXT_LIMIT)})
+        if row.cluster_id in why and not row.message
+        else row
+        for row in status.deployments
+    ]
+    return status.model_copy(update={"deployments": rows})
 
 
 Event = tuple[str, str, str]  # ("Normal" or "Warning", reason, message)
