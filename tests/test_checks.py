@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+import yaml
 
 from herd.api import parse_spec
 from herd.api.checks import Checks, FailOnLevel, SecurityCheck, Threshold
@@ -19,6 +20,7 @@ from herd.api.status import (
     StackStatus,
     StageStatus,
 )
+from herd.cli import main
 from herd.errors import SpecError
 from herd.plan.checks import (
     Gate,
@@ -466,3 +468,22 @@ def test_rows_conditions_and_events_name_the_failed_check() -> None:
     events = rollout_events(None, rollout)
     assert ("Warning", "CheckFailed", f"Stage canary, cluster c1: {failure.message}") in events
     assert not [e for e in rollout_events(rollout, rollout) if e[1] == "CheckFailed"]
+
+
+def test_herd_validate_names_the_bad_check_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    examples = Path(__file__).parent.parent / "examples"
+    body = yaml.safe_load((examples / "canary-checks.yaml").read_text())
+    metric = body["spec"]["rollout"]["stages"][0]["checks"]["metrics"][0]
+    metric["query"] = "sum(x{ns={{ .Values.namespace }}})"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(body))
+    assert main(["validate", "-f", str(path)]) == 2
+    out = capsys.readouterr()
+    assert "rollout.stages[0].checks.metrics[0].query" in out.out + out.err
+    body["spec"]["rollout"]["stages"][0]["checks"]["metrics"][0]["charts"] = ["nope"]
+    metric["query"] = "sum(x)"
+    path.write_text(yaml.safe_dump(body))
+    assert main(["validate", "-f", str(path)]) == 2
+    assert "metrics[error-rate].charts: no chart named nope" in "".join(capsys.readouterr())

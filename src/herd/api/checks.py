@@ -81,6 +81,14 @@ class MetricCheck(SpecModel):
         ),
     )
     threshold: Threshold = Field(description="The bounds a passing evaluation stays within.")
+    charts: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description=(
+            "For a query naming a {{ .Release.* }} field: only the releases of these charts "
+            "(names in spec.charts). Default: every chart of the Stack (not the add-ons)."
+        ),
+    )
     interval: str = Field(
         default="1m",
         pattern=GO_DURATION,

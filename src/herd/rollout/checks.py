@@ -14,7 +14,8 @@ failed, or the caller's `interrupted` says the spec changed.
 What is asked of a cluster goes through `ClusterProbe` (the engine's live one:
 `herd.engine.checks.LiveProbe`; the unit tests' fake). A probe raising `TransientError`
 for readiness leaves that evaluation uncounted (the cluster could not be read); for a
-metric it is a failed evaluation: a gate that cannot be evaluated does not pass.
+metric any `HerdError` (unreachable, or a query Prometheus refused) is a failed
+evaluation: a gate that cannot be evaluated does not pass.
 
 Callers: `herd.rollout.staged` (after a stage's clusters deployed, and during its pause).
 """
@@ -28,9 +29,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from herd.addons.insights import INSIGHTS
 from herd.api.checks import FailOnLevel, MetricCheck
 from herd.api.common import duration_seconds
-from herd.errors import TransientError, describe
+from herd.errors import HerdError, TransientError, describe
 from herd.plan.checks import (
     READINESS,
     SECURITY,
@@ -47,9 +49,11 @@ from herd.plan.checks import (
 from herd.plan.results import ReleaseResult, State
 from herd.plan.results import now as _now
 from herd.rollout.target import Target
+from herd.status.facts import AGENT, NEUVECTOR
 
 logger = logging.getLogger(__name__)
 _CONCURRENCY = 10
+ADDON_CHARTS = frozenset({NEUVECTOR, AGENT, INSIGHTS})  # Herd's charts: no Release metric
 COMING_UP = f"check {READINESS}: waiting: "  # a first-round hold that may clear soon
 
 
@@ -87,7 +91,10 @@ class StageChecker:
         targets: Mapping[str, Target],
         results: Callable[[], Sequence[ReleaseResult]],
         clock: Callable[[], datetime] = _now,
+        *,
+        names: Mapping[str, str] | None = None,
     ) -> None:
+        self._names = names or {}  # cluster id -> name
         self._probe = probe
         self._checks = checks
         self._targets = targets
@@ -183,8 +190,13 @@ class StageChecker:
         metric: MetricCheck,
         out: RoundResult,
     ) -> None:
-        cluster = {"Id": target.cluster, "Name": target.cluster}
+        cluster = {"Id": target.cluster, "Name": self._names.get(target.cluster, target.cluster)}
         if uses_release(metric.query):
+            releases = [
+                r
+                for r in releases
+                if (r.chart in metric.charts if metric.charts else r.chart not in ADDON_CHARTS)
+            ]
             queries = [
                 (
                     f"release {r.key.namespace}/{r.key.name}",
@@ -202,8 +214,8 @@ class StageChecker:
         for where, query in queries:
             try:
                 found = metric_failure(await self._probe.metric(target, query), metric.threshold)
-            except TransientError as error:
-                found = f"cannot query Prometheus: {describe(error)}"
+            except HerdError as error:  # unreachable, or a query Prometheus refused
+                found = f"cannot evaluate: {describe(error)}"
             if found is not None:
                 why = f"{where}: {found}" if where else found
                 break

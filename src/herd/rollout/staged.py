@@ -90,7 +90,9 @@ class StagedPass:
         suspended: bool,
         known_failed: Mapping[str, str],
         inputs: StageInputs,
+        names: Mapping[str, str] | None = None,
     ) -> None:
+        self._names = dict(names or {})  # cluster id -> name, for {{ .Cluster.Name }}
         self._rollout = rollout
         self._plan = plan
         self._targets = {t.cluster: t for t in targets}
@@ -229,6 +231,7 @@ class StagedPass:
                 self._targets,
                 lambda: list(self._rollout.results.values()),
                 self._inputs.clock,
+                names=self._names,
             )
         return self._checkers[index]
 
@@ -363,5 +366,6 @@ async def run_staged(
         suspended=suspended,
         known_failed=known_failed,
         inputs=inputs,
+        names={c.id: c.name for c in members},
     )
     return await staged.run()
