@@ -28,6 +28,7 @@ from herd.api.common import duration_seconds
 READINESS = "readiness"
 SECURITY = "security"
 REASON_LIMIT = 300
+READINESS_TICK = 5.0  # seconds between readiness and security evaluations in a soak
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,10 @@ class StageChecks:
 
     @property
     def tick_seconds(self) -> float:
-        """How often the soak evaluates: the shortest metric interval (readiness and
-        security alone: every 10 s)."""
+        """How often the soak evaluates: every READINESS_TICK seconds (readiness and the
+        security gate), sooner for a metric whose interval is shorter."""
         intervals = [duration_seconds(m.interval) for m in self.metrics]
-        return min([10.0, *intervals])
+        return min([READINESS_TICK, *intervals])
 
     def limit(self, check: str) -> int:
         """Failed evaluations that fail a cluster: a metric's failureLimit; readiness and
