@@ -403,13 +403,13 @@ class FakePlan:
         return []
 
 
-async def staged(probe: FakeProbe | None, checks: dict[str, Any] | None) -> Any:
+async def staged(probe: FakeProbe | None, checks: dict[str, Any] | None, **top: Any) -> Any:
     stages: list[dict[str, Any]] = [
         {"name": "canary", "clusterIds": ["c1"], "pause": "2s"},
         {"name": "prod", "clusterIds": ["c2"]},
     ]
     rollout = {"stages": stages, **({"checks": checks} if checks else {})}
-    spec = parse_spec({**BASE, "rollout": rollout}).rollout
+    spec = parse_spec({**BASE, **top, "rollout": rollout}).rollout
     members = [Cluster(c, c, {}, True, "file", KubeconfigRef()) for c in ("c1", "c2")]
     targets = [Target(c, Path("/dev/null")) for c in ("c1", "c2")]
     fake = FakeRollout()
@@ -487,3 +487,15 @@ def test_herd_validate_names_the_bad_check_field(
     path.write_text(yaml.safe_dump(body))
     assert main(["validate", "-f", str(path)]) == 2
     assert "metrics[error-rate].charts: no chart named nope" in "".join(capsys.readouterr())
+
+
+async def test_a_held_canary_holds_prod_back_and_asks_for_a_pass_soon() -> None:
+    probe = FakeProbe()
+    probe.scans = (["docker.io/library/web:1"], [])
+    outcome, fake = await staged(probe, {"readiness": False, "security": {}}, security="enabled")
+    status = outcome.status
+    assert status.state == "Progressing", status
+    assert "1 held by checks, first c1: check security: image docker.io" in status.message
+    assert [h.cluster_id for h in status.stages[0].held_checks] == ["c1"]
+    assert outcome.wake_seconds == 30.0
+    assert fake.runs[-1] == ["c2"]  # prod only observed

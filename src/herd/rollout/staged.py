@@ -45,6 +45,7 @@ from herd.status.rollout import records_of, rollout_status
 INTERRUPTED = "the spec changed: the stages restart with it"
 FIRST_ROUND_WAIT = 60.0  # seconds a stage's first check round waits for objects coming up
 FIRST_ROUND_TICK = 2.0
+HOLD_RECHECK = 30.0  # seconds until a pass looks again at a cluster a check holds
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,16 @@ class StagedOutcome:
     status: RolloutStatus
     peaks: dict[str, int] = field(default_factory=dict)  # stage -> most clusters in flight
     interrupted: bool = False
+    held: bool = False  # a check holds a cluster back: look again soon
 
     @property
     def wake_seconds(self) -> float | None:
-        """Seconds until a soak pause ends (the next pass is due then)."""
-        if self.decision.wake_at is None:
-            return None
-        return max(0.0, (self.decision.wake_at - _now()).total_seconds())
+        """Seconds until a soak pause ends, or until a held check is evaluated again (the
+        next pass is due then)."""
+        waits = [HOLD_RECHECK] if self.held else []
+        if self.decision.wake_at is not None:
+            waits.append(max(0.0, (self.decision.wake_at - _now()).total_seconds()))
+        return min(waits) if waits else None
 
 
 class StagedPass:
@@ -204,6 +208,7 @@ class StagedPass:
             rollout_status(self.stages, final, self.held),
             peaks=self.peaks,
             interrupted=interrupted,
+            held=bool(self.held),
         )
 
     async def _stage(self, index: int) -> None:
