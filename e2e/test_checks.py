@@ -8,11 +8,14 @@ API servers, kwok playing the kubelet).
   halts; once it passes, the rollout completes.
 - `checks.security` holds the canary while the NeuVector stand-in reports a critical
   vulnerability for its image, and passes once a rescan reports none.
+- A metric above its threshold halts: the canary's real Prometheus (`prometheus_fleet`)
+  scrapes the test bed's exporter, whose error rate the test raises during the soak.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 import uuid
@@ -30,6 +33,8 @@ from e2e.test_addons import (
 )
 from e2e.test_addons import fleet as fleet  # noqa: PLC0414 (a fixture, shared)
 from e2e.test_addons import standin as standin  # noqa: PLC0414 (a fixture, shared)
+from e2e.testbed import prometheus as bed_prometheus
+from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.helpers import kubectl
 from e2e.testbed.neuvector_standin import CannedImage, StandInProcess
 from herd.addons.probe import AddonProbe
@@ -218,4 +223,63 @@ async def test_security_check_holds_the_canary_until_the_image_is_clean(
     finally:
         standin.rescan_image(CannedImage(APP_OLD, critical=1, high=2, medium=3))
         remove_standin(fleet.beds[CANARY], NV_NS)
+        await engine.delete(stack.namespace, stack.name)
+
+
+ERROR_RATIO = (
+    'sum(rate(http_requests_total{code=~"5..",cluster="{{ .Cluster.Name }}"}[10s]))'
+    ' / sum(rate(http_requests_total{cluster="{{ .Cluster.Name }}"}[10s]))'
+)
+
+
+async def test_a_metric_above_its_threshold_halts_the_canary(
+    downstream: list[BedCluster],
+    env: HelmEnvironment,
+    chart_repo_url: str,
+    prometheus_fleet: dict[str, bed_prometheus.Monitored],
+) -> None:
+    ns = f"checks-metric-{uuid.uuid4().hex[:6]}"
+    monitored = prometheus_fleet[downstream[0].name]
+    monitored.exporter.set(rates={"200": 40, "500": 0})
+    fleet = FleetInventory(downstream)  # the canary's Prometheus from its URL annotation
+    canary_cluster = fleet.clusters_by_id[CANARY]
+    fleet.clusters_by_id[CANARY] = dataclasses.replace(
+        canary_cluster, name=downstream[0].name, prometheus_url=monitored.url
+    )
+    ratio = ERROR_RATIO.replace("{{ .Cluster.Name }}", downstream[0].name)
+    await asyncio.to_thread(bed_prometheus.wait_for_value, monitored.url, ratio, lambda v: v == 0)
+    error_rate = {
+        "name": "error-rate",
+        "query": ERROR_RATIO,  # {{ .Cluster.Name }}: the exporter's cluster label
+        "threshold": {"max": 0.1},
+        "interval": "2s",
+        "failureLimit": 2,
+    }
+    chart = {"name": "web", "chart": "app", "repo": chart_repo_url, "version": "0.1.0"}
+    canary = {"pause": "120s", "checks": {"readiness": False, "metrics": [error_rate]}}
+    stack = staged_stack(ns, [{**chart, "namespace": ns}], canary)
+    engine = Engine(fleet, env)
+    paused = asyncio.Event()
+
+    def on_stage(status: RolloutStatus) -> None:
+        if status.state == "Paused":
+            paused.set()
+
+    try:
+        task = asyncio.create_task(engine.apply(stack, staging=StageInputs(on_stage=on_stage)))
+        await asyncio.wait_for(paused.wait(), 180)  # the first evaluations passed: ratio 0
+        monitored.exporter.set(rates={"200": 20, "500": 20})  # half the requests fail
+        breached = time.monotonic()
+        result = await asyncio.wait_for(task, 120)
+        took = time.monotonic() - breached
+        assert result.rollout is not None
+        status = result.rollout.status
+        assert status.state == "Halted", status
+        assert f"cluster {CANARY}: check error-rate: " in status.message
+        assert "is above max 0.1 (2 failed evaluations)" in status.message
+        assert took < 60, took  # the soak is 120 s
+        assert [f.cluster_id for f in status.stages[0].failed_checks] == [CANARY]
+        assert deployments(fleet, PROD, ns) == []
+    finally:
+        monitored.exporter.set(rates={"200": 40, "500": 0})
         await engine.delete(stack.namespace, stack.name)

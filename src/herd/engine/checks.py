@@ -6,31 +6,32 @@ cluster's Prometheus.
 `herd.clusters.readiness.ReadinessReader` (a tenant release's objects only in its own
 namespace); the security gate through `ScanSource` (the operator's
 `herd.addons.probe.AddonProbe.image_verdicts`; the CLI has none: the gate then holds,
-saying so); metrics through `MetricSource`.
-
-Metric checks need a Prometheus client. None is wired yet (the Prometheus client module
-is another part's work): without one, each metric evaluation fails with
-`NO_PROMETHEUS`, so a Stack with metric checks halts at its first stage instead of
-passing unjudged.
+saying so); metrics through `MetricSource`: `PrometheusMetrics`, each cluster's Prometheus
+(`herd.addons.prometheus`: the cluster's `herd.suse.com/prometheus-url`, else the
+configured Service through its API server proxy), one instant query, its single value.
+`for_clusters` gives the probe the pass's clusters (their Prometheus URL and name).
 
 Callers: `herd.engine.wiring.build_engine`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from herd.addons.prometheus import PrometheusClient, PrometheusService, locate
 from herd.api.checks import FailOnLevel
 from herd.clusters.readiness import ReadinessReader, ReleaseToCheck
 from herd.errors import TransientError
 from herd.plan.checks import Unready
+from herd.plan.clusters import Cluster
 from herd.plan.results import ReleaseResult
 from herd.rollout.target import Target
+from herd.settings import Settings
 from herd.status.facts import FailOn
 
-NO_PROMETHEUS = "no Prometheus client in this Herd build: metric checks cannot be evaluated"
+DEFAULT_SERVICE = PrometheusService.parse(Settings.prometheus_service)
 
 
 class ScanSource(Protocol):
@@ -40,7 +41,20 @@ class ScanSource(Protocol):
 
 
 class MetricSource(Protocol):
-    async def query(self, cluster: str, kubeconfig: Path, query: str) -> float | None: ...
+    async def query(self, cluster: Cluster, kubeconfig: Path, query: str) -> float | None: ...
+
+
+class PrometheusMetrics:
+    """A `MetricSource` over `herd.addons.prometheus` (bounded in time and size)."""
+
+    def __init__(self, service: PrometheusService = DEFAULT_SERVICE, timeout: float = 10.0) -> None:
+        self._service = service
+        self._client = PrometheusClient(timeout=timeout)
+
+    async def query(self, cluster: Cluster, kubeconfig: Path, query: str) -> float | None:
+        location = locate(cluster, self._service)
+        result = await self._client.query_async(location, query, kubeconfig=kubeconfig)
+        return result.single()
 
 
 class LiveProbe:
@@ -49,10 +63,16 @@ class LiveProbe:
         readiness: ReadinessReader,
         scans: ScanSource | None = None,
         metrics: MetricSource | None = None,
+        clusters: Mapping[str, Cluster] | None = None,
     ) -> None:
         self._readiness = readiness
         self._scans = scans
-        self._metrics = metrics
+        self._metrics = metrics or PrometheusMetrics()
+        self._clusters = dict(clusters or {})
+
+    def for_clusters(self, clusters: Sequence[Cluster]) -> LiveProbe:
+        """This probe for a pass over `clusters` (where each one's Prometheus is)."""
+        return LiveProbe(self._readiness, self._scans, self._metrics, {c.id: c for c in clusters})
 
     async def unready(self, target: Target, releases: Sequence[ReleaseResult]) -> Unready | None:
         tenant = target.grants is not None and not target.grants.unrestricted
@@ -64,9 +84,10 @@ class LiveProbe:
         return await self._readiness.first_unready(target.cluster, target.kubeconfig, wanted)
 
     async def metric(self, target: Target, query: str) -> float | None:
-        if self._metrics is None:
-            raise TransientError(NO_PROMETHEUS)
-        return await self._metrics.query(target.cluster, target.kubeconfig, query)
+        cluster = self._clusters.get(target.cluster)
+        if cluster is None:
+            raise TransientError(f"cluster {target.cluster} is not in this pass's inventory")
+        return await self._metrics.query(cluster, target.kubeconfig, query)
 
     async def scan(
         self, target: Target, releases: Sequence[ReleaseResult], fail_on: FailOnLevel

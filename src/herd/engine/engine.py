@@ -72,7 +72,6 @@ from herd.plan.tenancy import (
     granted_clusters,
 )
 from herd.rollout.actions import Settings
-from herd.rollout.checks import ClusterProbe
 from herd.rollout.drift import preview_drift
 from herd.rollout.gates import DEFAULT_LIMITS, Gates, Limits
 from herd.rollout.scheduler import Progress, Rollout
@@ -113,7 +112,7 @@ class Engine:
         ownership: OwnershipStore | None = None,
         egress: EgressPolicy | None = None,
         drift: DriftMemory | None = None,
-        checks: ClusterProbe | None = None,
+        checks: LiveProbe | None = None,
     ) -> None:
         # What the stages' health checks ask (`herd.engine.checks`); by default readiness
         # only (no NeuVector, no Prometheus: those checks then hold or fail, saying why).
@@ -227,7 +226,7 @@ class Engine:
         spec = result.plan.spec
         staging = staging or StageInputs()
         if staging.probe is None:
-            staging = replace(staging, probe=self._checks)
+            staging = replace(staging, probe=self._checks.for_clusters(result.members))
         rollout = new_rollout()
         known = {s.cluster_id: s.reason for s in result.skipped}
         known |= {c: d.message for c, d in rollout.deferred.items()}
