@@ -13,15 +13,17 @@ Figures: the staged `Engine.apply` wall time, the sum of the stages' critical pa
 their ratio (target <= 1.1x), and a no-op staged pass. Then the health gates
 (`rollout.checks`, README: Checks): the same rollout with readiness checks and no soak
 against the same rollout without (in fresh namespaces, in one run: a ratio, target
-<= 1.1x plus the soak), and the time from a breach during a soak (a bench-1 pod made
-unready on its API server) to the halted stage. Metric checks have no Prometheus client
-yet, so the breach is a readiness one. Nothing here asserts.
+<= 1.1x plus the soak), and the time from a breach during a soak to the halted stage:
+a metric breach (bench-1's real Prometheus scrapes the test bed's exporter every second;
+the exporter's error rate is raised above the check's threshold) and a readiness breach
+(a bench-1 pod made unready on its API server). Nothing here asserts.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import shutil
 import sys
@@ -32,7 +34,8 @@ from typing import Any
 
 from benchmarks.rollout_bench import DAG, critical_path, stack
 
-from e2e.testbed import binaries
+from e2e.testbed import binaries, processes
+from e2e.testbed import prometheus as bed_prometheus
 from e2e.testbed.chartrepo import ChartRepo
 from e2e.testbed.controlplane import TestBed
 from e2e.testbed.helpers import kubectl
@@ -44,9 +47,13 @@ from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.engine.engine import Engine
 from herd.helm.environment import HelmEnvironment
+from herd.plan.clusters import Cluster
 from herd.rollout.staged import StageInputs
 
 CLUSTERS = [f"bench-{i}" for i in range(1, 5)]
+ERROR_RATIO = (
+    'sum(rate(http_requests_total{code=~"5.."}[10s])) / sum(rate(http_requests_total[10s]))'
+)
 STAGES = [{"name": "one", "clusterIds": ["bench-1"]}, {"name": "two", "clusterIds": ["bench-2"]}]
 
 
@@ -118,6 +125,49 @@ async def breach_to_halt(engine: Engine, bed: TestBed, repo: str, namespace: str
     return time.monotonic() - broke
 
 
+class WithPrometheus:
+    """The bench inventory, bench-1 with its Prometheus URL (as its annotation would say)."""
+
+    def __init__(self, inner: Inventory, urls: dict[str, str]) -> None:
+        self._inner = inner
+        self._urls = urls
+
+    async def clusters(self) -> list[Cluster]:
+        found = await self._inner.clusters()
+        return [dataclasses.replace(c, prometheus_url=self._urls.get(c.id, "")) for c in found]
+
+    async def kubeconfig(self, cluster: Cluster) -> Path:
+        return await self._inner.kubeconfig(cluster)
+
+
+async def metric_breach_to_halt(
+    engine: Engine, monitored: bed_prometheus.Monitored, repo: str, namespace: str
+) -> float:
+    """Seconds from the exporter's error rate going above the threshold, during a 120 s
+    soak, to the halted stage (the evaluation runs every second)."""
+    monitored.exporter.set(rates={"200": 40, "500": 0})
+    await asyncio.to_thread(
+        bed_prometheus.wait_for_value, monitored.url, ERROR_RATIO, lambda v: v == 0
+    )
+    metric = {"name": "error-rate", "query": ERROR_RATIO, "threshold": {"max": 0.1},
+              "interval": "1s", "failureLimit": 1}  # fmt: skip
+    paused = asyncio.Event()
+
+    def on_stage(status: RolloutStatus) -> None:
+        if status.state == "Paused":
+            paused.set()
+
+    body = staged_stack(repo, namespace, {"readiness": False, "metrics": [metric]}, "120s")
+    task = asyncio.create_task(engine.apply(body, staging=StageInputs(on_stage=on_stage)))
+    await asyncio.wait_for(paused.wait(), 300)
+    await asyncio.to_thread(monitored.exporter.set, rates={"200": 20, "500": 20})
+    broke = time.monotonic()
+    result = await asyncio.wait_for(task, 300)
+    if result.rollout is None or result.rollout.decision.state.value != "Halted":
+        raise SystemExit("the metric breach did not halt the stage")
+    return time.monotonic() - broke
+
+
 def report_checks(engine: Engine, bed: TestBed, repo: str, number: int) -> None:
     plain, checked = asyncio.run(checks_overhead(engine, repo, f"ck-{number}"))
     print(f"  without checks          {plain:7.2f} s")
@@ -126,7 +176,7 @@ def report_checks(engine: Engine, bed: TestBed, repo: str, number: int) -> None:
         "   (target <= 1.1x, no soak)"
     )
     halt = asyncio.run(breach_to_halt(engine, bed, repo, f"br-{number}"))
-    print(f"  breach to halted stage  {halt:7.2f} s   (readiness, soak 120 s)")
+    print(f"  readiness breach to halted stage  {halt:7.2f} s   (soak 120 s, tick 5 s)")
 
 
 def main() -> int:
@@ -142,8 +192,12 @@ def main() -> int:
                 for n in CLUSTERS
             ]
             env = HelmEnvironment()
+            monitored = bed_prometheus.start_local(
+                "bench-1", workdir / "prometheus", workdir / processes.PIDFILE
+            )
             with KubeconfigStore(None) as store:
-                engine = Engine(Inventory([FileSource(entries)], store), env)
+                inventory = Inventory([FileSource(entries)], store)
+                engine = Engine(inventory, env)
                 for number in range(1, args.rounds + 1):
                     print(f"round {number}: 3 stages over {len(CLUSTERS)} clusters x {len(DAG)}")
                     wall, paths, noop = asyncio.run(staged_pass(engine, repo.url, f"st-{number}"))
@@ -154,7 +208,14 @@ def main() -> int:
                     )
                     print(f"  herd no-op staged pass  {noop:7.2f} s")
                     report_checks(engine, bed, repo.url, number)
+                    metered = Engine(WithPrometheus(inventory, {"bench-1": monitored.url}), env)
+                    halt = asyncio.run(
+                        metric_breach_to_halt(metered, monitored, repo.url, f"mb-{number}")
+                    )
+                    print(f"  metric breach to halted stage     {halt:7.2f} s   (soak 120 s, "
+                          "interval 1 s, scrape 1 s)")  # fmt: skip
             env.close()
+            monitored.stop()
     finally:
         bed.stop()
         shutil.rmtree(workdir, ignore_errors=True)
