@@ -1,5 +1,5 @@
-"""Health gates: the spec, the pure decisions, kstatus rules, and the soak against a fake
-`ClusterProbe` (the real probes are exercised on the test bed: e2e/test_checks.py)."""
+"""Health gates: the spec (and `herd validate`), the pure decisions and kstatus rules
+(the soak and the staged pass: tests/test_checks_soak.py)."""
 
 from __future__ import annotations
 
