@@ -125,9 +125,7 @@ def wait_leader(kubeconfig: Path) -> str:
 def add_gpu_node(kubeconfig: Path) -> None:
     """A kwok node with 4 nvidia.com/gpu (kwok keeps the capacity it is made with), so
     `examples/gpu-stack.yaml` fits on this cluster and not on the other."""
-    node = components.fake_node("kwok-gpu-1")
-    resources = {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "4"}
-    node["status"] = {"capacity": resources, "allocatable": resources}
+    node = components.fake_node("kwok-gpu-1", gpus=4)
     subprocess.run(
         ["kubectl", "--kubeconfig", str(kubeconfig), "apply", "-f", "-"],
         input=json.dumps(node), text=True, capture_output=True, check=True,
@@ -260,7 +258,8 @@ def main() -> int:
         '"s#oci://registry.example.com:5000/charts#$HERD_DEMO_OCI_REPO#" '
         "examples/private-oci-stack.yaml | kubectl apply -f -"
     )
-    print("GPUs (downstream-1 has 4, the others none): see examples/gpu-stack.yaml")
+    print("GPUs (downstream-1 has 4, the others none): see examples/gpu-stack.yaml,")
+    print("  and examples/gpu-placement.yaml (pickN: 1 picks downstream-1)")
     print("Stages (a canary behind an approval): see examples/staged-stack.yaml")
     print(
         'Prometheus per downstream cluster:  curl -s "$HERD_DEMO_PROMETHEUS_1/api/v1/query'

@@ -72,9 +72,7 @@ def core(bed: BedCluster) -> contextlib.AbstractContextManager[client.ApiClient]
 def gpu_node(downstream: list[BedCluster]) -> Iterator[BedCluster]:
     """A kwok node with 4 GPUs on the first downstream cluster, Ready; removed after."""
     bed = downstream[0]
-    node = components.fake_node(GPU_NODE)
-    resources = {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "4"}
-    node["status"] = {"capacity": resources, "allocatable": resources}
+    node = components.fake_node(GPU_NODE, gpus=4)
     with core(bed) as api:
         nodes = client.CoreV1Api(api)
         with contextlib.suppress(ApiException):

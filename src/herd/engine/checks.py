@@ -24,6 +24,7 @@ from herd.addons.prometheus import PrometheusClient, PrometheusService, locate
 from herd.api.checks import FailOnLevel
 from herd.clusters.readiness import ReadinessReader, ReleaseToCheck
 from herd.errors import TransientError
+from herd.helm.environment import HelmEnvironment
 from herd.plan.checks import Unready
 from herd.plan.clusters import Cluster
 from herd.plan.results import ReleaseResult
@@ -69,6 +70,11 @@ class LiveProbe:
         self._scans = scans
         self._metrics = metrics or PrometheusMetrics()
         self._clusters = dict(clusters or {})
+
+    @classmethod
+    def on(cls, env: HelmEnvironment) -> LiveProbe:
+        """Readiness and each cluster's Prometheus; no NeuVector (a security check holds)."""
+        return cls(ReadinessReader(env))
 
     def for_clusters(self, clusters: Sequence[Cluster]) -> LiveProbe:
         """This probe for a pass over `clusters` (where each one's Prometheus is)."""

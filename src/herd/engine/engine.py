@@ -34,10 +34,11 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 
+from herd.addons.gpu.supply import read_supply
 from herd.api.v1 import Stack
 from herd.clusters.drift import DriftMemory
-from herd.clusters.readiness import ReadinessReader
 from herd.engine.checks import LiveProbe
+from herd.engine.enforcement import drop_rules, enforce_rules
 from herd.engine.owned import save_record, stack_ref
 from herd.engine.planning import Readers, checked_plan
 from herd.engine.protocols import (
@@ -51,9 +52,12 @@ from herd.engine.protocols import (
 )
 from herd.engine.targets import (
     KEPT_MESSAGE,
+    SupplyReader,
     departed_targets,
     kubeconfig_targets,
     not_granted_rows,
+    place_targets,
+    placement_notes,
 )
 from herd.helm.bundled import BUNDLED_REPO
 from herd.helm.egress_guard import RepoGuard
@@ -112,11 +116,12 @@ class Engine:
         ownership: OwnershipStore | None = None,
         egress: EgressPolicy | None = None,
         drift: DriftMemory | None = None,
+        gpu_supply: SupplyReader = read_supply,
         checks: LiveProbe | None = None,
     ) -> None:
-        # What the stages' health checks ask (`herd.engine.checks`); by default readiness
-        # only (no NeuVector, no Prometheus: those checks then hold or fail, saying why).
-        self._checks = checks or LiveProbe(ReadinessReader(env))
+        self._gpu_supply = gpu_supply  # what targets.placement.pickN ranks clusters by
+        # What the stages' checks ask (`herd.engine.checks`); by default without NeuVector.
+        self._checks = checks or LiveProbe.on(env)
         self._drift = drift  # what drift checks recorded, process-wide; None: no checks
         self._sources = sources
         self._ownership: OwnershipStore = ownership or MemoryOwnership()
@@ -149,6 +154,7 @@ class Engine:
         defer: Mapping[str, Deferral] | None = None,
         grants: Grants | None = None,
         staging: StageInputs | None = None,
+        placed: tuple[Sequence[str], int] | None = None,
     ) -> StackResult:
         """Converge the Stack's targets; clean up the clusters it left. With `spec.rollout`,
         `spec.suspend` or `staging.only`, the pass is staged (`herd.rollout.staged`;
@@ -165,10 +171,12 @@ class Engine:
         (the CLI's few). `held`: release -> config digest that failed permanently (not
         retried while unchanged). `force`: take over releases the other Herd face manages.
         `defer`: clusters in backoff, not contacted this pass (`herd.plan.retry.Deferral`).
-        """
-        result, reachable, departed = await self._resolve(stack, previous_targets, grants)
+        `placed`: the last placement pick and GPU need (`herd.status.placement`)."""
+        result, reachable, departed = await self._resolve(stack, previous_targets, grants, placed)
         guard = self._guard(stack, grants)
         settings = self._settings(stack.namespace, stack.name, force, held, guard)
+        placement = stack.spec.targets.placement
+        settings = replace(settings, require_fit=placement is not None and placement.require_fit)
         ref = stack_ref(stack)
         kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
         owned = await self._ownership.load(ref, kubeconfigs)
@@ -180,24 +188,46 @@ class Engine:
 
         # A cluster not granted is not contacted: what it holds stays as the record says.
         holding = {s.cluster_id for s in result.skipped if s.cluster_id not in result.denied}
-        spec = stack.spec
         try:
-            if spec.rollout is not None or spec.suspend or (staging and staging.only):
-                return await self._staged(
-                    result,
-                    reachable,
-                    departed,
-                    new_rollout=new_rollout,
-                    holding=holding,
-                    staging=staging,
-                )
-            for plan, targets in ((result.plan, reachable), (None, departed)):
-                await _run(result, new_rollout(), plan, targets, holding)
-            result.holding = frozenset(holding | set(result.unreachable))
+            await self._passes(
+                stack, result, (reachable, departed), new_rollout, holding=holding, staging=staging
+            )
             return result
         finally:  # what the pass installed is recorded even when it was cancelled midway
+            placement_notes(result)
             await save_record(self._ownership, ref, owned, made, kubeconfigs)
             result.drift_wait = self._drift_wait(settings.owner)
+
+    async def _passes(
+        self,
+        stack: Stack,
+        result: StackResult,
+        targets: tuple[list[Target], list[Target]],
+        new_rollout: Callable[[], Rollout],
+        *,
+        holding: set[str],
+        staging: StageInputs | None,
+    ) -> None:
+        """`apply`'s rollouts (staged or not), then the Stack's admission rule
+        (`herd.engine.enforcement`) unless nothing may be written (suspend, `--stage`)."""
+        spec = stack.spec
+        reachable, departed = targets
+        only = bool(staging and staging.only)
+        if spec.rollout is not None or spec.suspend or only:
+            await self._staged(
+                result,
+                reachable,
+                departed,
+                new_rollout=new_rollout,
+                holding=holding,
+                staging=staging,
+            )
+        else:
+            for plan, some in ((result.plan, reachable), (None, departed)):
+                await _run(result, new_rollout(), plan, some, holding)
+            result.holding = frozenset(holding | set(result.unreachable))
+        if not spec.suspend and not only:
+            await enforce_rules(stack, result, reachable, departed)
 
     def _drift_wait(self, owner: str) -> float | None:
         """Seconds until the Stack's next drift check (None: none is scheduled)."""
@@ -290,6 +320,7 @@ class Engine:
         rollout = self._rollout(self._settings(namespace, name, force), on_progress, None, owned)
         try:
             result.releases = await rollout.apply(None, reachable)
+            await drop_rules(namespace, name, result, reachable)
         finally:
             await save_record(self._ownership, ref, owned, [rollout], kubeconfigs)
         result.unreachable.update(rollout.unreachable)
@@ -332,6 +363,7 @@ class Engine:
         stack: Stack,
         previous_targets: Collection[str] | None,
         grants: Grants | None = None,
+        placed: tuple[Sequence[str], int] | None = None,
     ) -> tuple[StackResult, list[Target], list[Target]]:
         """Targets and plan (SpecError before anything else), and the clusters left behind.
 
@@ -352,6 +384,14 @@ class Engine:
             result.skipped += denied
             result.denied = {s.cluster_id for s in denied}
             result.releases += not_granted_rows(plan, denied)
+        reachable = await kubeconfig_targets(
+            self._inventory, self._limits.clusters, usable, result.skipped, grants
+        )
+        placement = stack.spec.targets.placement
+        if placement is not None and placement.pick_n is not None:
+            reachable = await place_targets(
+                placement, result, reachable, read=self._gpu_supply, placed=placed
+            )
         departed = await departed_targets(
             self._inventory,
             self._limits.clusters,
@@ -359,9 +399,6 @@ class Engine:
             result,
             previous_targets=previous_targets,
             grants=grants,
-        )
-        reachable = await kubeconfig_targets(
-            self._inventory, self._limits.clusters, usable, result.skipped, grants
         )
         return result, reachable, departed
 
