@@ -81,9 +81,11 @@ class ReadinessReader:
         """The first object not Current, and why ("release ns/name: Deployment ns/x:
         availableReplicas: 0 of 1"); None when all are. Raises `TransientError` when the
         cluster cannot be read (the evaluation is then not counted)."""
+        listed = await asyncio.gather(  # the parses run in parallel in the worker pool
+            *(self._release_objects(cluster, kubeconfig, r) for r in releases)
+        )
         wanted: list[tuple[ReleaseToCheck, list[ObjectRef]]] = []
-        for release in releases:
-            objects = await self._release_objects(cluster, kubeconfig, release)
+        for release, objects in zip(releases, listed, strict=True):
             if release.tenant:
                 objects = [o for o in objects if o.namespace == release.namespace]
             wanted.append((release, [o for o in objects if o.kind not in _NO_STATUS]))
