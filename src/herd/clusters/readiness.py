@@ -86,9 +86,8 @@ class ReadinessReader:
         )
         wanted: list[tuple[ReleaseToCheck, list[ObjectRef]]] = []
         for release, objects in zip(releases, listed, strict=True):
-            if release.tenant:
-                objects = [o for o in objects if o.namespace == release.namespace]
-            wanted.append((release, [o for o in objects if o.kind not in _NO_STATUS]))
+            mine = [o for o in objects if o.namespace == release.namespace or not release.tenant]
+            wanted.append((release, [o for o in mine if o.kind not in _NO_STATUS]))
         return await asyncio.to_thread(_first_unready, kubeconfig, wanted, self._timeout)
 
     async def _release_objects(
