@@ -43,7 +43,7 @@ from herd.api.status import RolloutStatus
 from herd.api.v1 import Stack
 from herd.clusters.readiness import ReadinessReader
 from herd.engine.checks import LiveProbe
-from herd.engine.engine import Engine
+from herd.engine.engine import Engine, StackResult
 from herd.helm.environment import HelmEnvironment
 from herd.plan.results import State
 from herd.rollout.staged import StageInputs
@@ -87,6 +87,19 @@ def deployments(fleet: FleetInventory, cluster: str, ns: str) -> list[str]:
     return out.split()
 
 
+async def soaking(engine: Engine, stack: Stack) -> asyncio.Task[StackResult]:
+    """`engine.apply(stack)` started, once its canary stage soaks (its checks passed once)."""
+    paused = asyncio.Event()
+
+    def on_stage(status: RolloutStatus) -> None:
+        if status.state == "Paused":
+            paused.set()
+
+    task = asyncio.create_task(engine.apply(stack, staging=StageInputs(on_stage=on_stage)))
+    await asyncio.wait_for(paused.wait(), 180)
+    return task
+
+
 async def make_unready(fleet: FleetInventory, cluster: str, ns: str) -> None:
     """The canary's pod stops being Ready: its status, patched on the real API server (kwok
     only readies Pending pods, so it stays so; the controllers update the Deployment)."""
@@ -114,15 +127,8 @@ async def test_pods_unready_after_wait_fail_the_canary_soak(
         ns, [{**chart, "namespace": ns, "wait": True}], {"pause": "90s", "checks": {}}
     )
     engine = Engine(fleet, env)
-    paused = asyncio.Event()
-
-    def on_stage(status: RolloutStatus) -> None:
-        if status.state == "Paused":
-            paused.set()
-
     try:
-        task = asyncio.create_task(engine.apply(stack, staging=StageInputs(on_stage=on_stage)))
-        await asyncio.wait_for(paused.wait(), 180)
+        task = await soaking(engine, stack)
         assert deployments(fleet, PROD, ns) == []
         await make_unready(fleet, CANARY, ns)
         broke = time.monotonic()
@@ -259,15 +265,8 @@ async def test_a_metric_above_its_threshold_halts_the_canary(
     canary = {"pause": "120s", "checks": {"readiness": False, "metrics": [error_rate]}}
     stack = staged_stack(ns, [{**chart, "namespace": ns}], canary)
     engine = Engine(fleet, env)
-    paused = asyncio.Event()
-
-    def on_stage(status: RolloutStatus) -> None:
-        if status.state == "Paused":
-            paused.set()
-
     try:
-        task = asyncio.create_task(engine.apply(stack, staging=StageInputs(on_stage=on_stage)))
-        await asyncio.wait_for(paused.wait(), 180)  # the first evaluations passed: ratio 0
+        task = await soaking(engine, stack)  # the first evaluations passed: ratio 0
         monitored.exporter.set(rates={"200": 20, "500": 20})  # half the requests fail
         breached = time.monotonic()
         result = await asyncio.wait_for(task, 120)
