@@ -24,6 +24,7 @@ from herd.engine.engine import Engine
 from herd.engine.protocols import AddOns, OwnershipStore, SourcesReader, ValuesReader
 from herd.helm.environment import HelmEnvironment
 from herd.kube.chart_secrets import KubeSourcesReader
+from herd.kube.journal import OperationJournal
 from herd.kube.values_from import KubeValuesReader
 from herd.plan.decide import DEFAULT_STUCK_SECONDS
 from herd.plan.egress import EgressPolicy
@@ -47,6 +48,7 @@ def build_engine(
     drift: DriftMemory | None = None,
     scans: ScanSource | None = None,
     metrics: MetricSource | None = None,
+    journal: OperationJournal | None = None,
 ) -> tuple[Inventory, Engine]:
     """The inventory of `sources` (kubeconfigs kept by `store`) and the engine over it.
 
@@ -74,5 +76,6 @@ def build_engine(
         egress=egress,
         drift=drift,
         checks=LiveProbe(ReadinessReader(env), scans, metrics),
+        journal=journal,
     )
     return inventory, engine
