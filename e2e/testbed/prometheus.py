@@ -76,14 +76,14 @@ class Monitored:
                     child.wait()
 
 
-WORKLOAD_NAMESPACE = "inference"
+WORKLOAD_NAMESPACE = "llm-serving"
 
 
 def config(cluster: str, exporter: str, extra_targets: Sequence[str] = ()) -> str:
     """prometheus.yml: scrape `exporter` (and `extra_targets`) every second.
 
     The exporter stands for the inference server of `examples/canary-checks.yaml`, so its
-    series carry `namespace="inference"`, as Kubernetes service discovery would label them
+    series carry `namespace="llm-serving"`, as Kubernetes service discovery would label them
     and as that example's queries select them."""
     labels = {"cluster": cluster}
     jobs = [_job("workload", [exporter], {**labels, "namespace": WORKLOAD_NAMESPACE})]
