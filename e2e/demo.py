@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import subprocess
 import sys
@@ -47,7 +48,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from e2e.testbed import __main__ as testbed
-from e2e.testbed import binaries, components, processes
+from e2e.testbed import binaries, components, neuvector_demo, processes, proxied
 from e2e.testbed import prometheus as bed_prometheus
 from e2e.testbed.helpers import wait_established
 from herd.names import PROMETHEUS_URL_ANNOTATION
@@ -59,6 +60,11 @@ GRANT_FILE = ROOT / "examples" / "grant-default.yaml"
 PRIVATE_SAMPLE = ROOT / "examples" / "private-registry-secret.yaml.sample"
 PRIVATE_INFO = DEMO / "private-sources.json"
 DEPLOY_TIMEOUT = 300.0
+NEUVECTOR_HOME = DEMO / "neuvector"
+NEUVECTOR_INFO = NEUVECTOR_HOME / "info.json"
+NEUVECTOR_NAMESPACE = "cattle-neuvector-system"  # the add-on's default namespace
+NEUVECTOR_CRD = ROOT / "e2e" / "testbed" / "manifests" / "neuvector-admission-crd.yaml"
+NEUVECTOR_RULES = "nvadmissioncontrolsecurityrules.neuvector.com"
 
 
 def run(*argv: str | Path) -> str:
@@ -195,10 +201,97 @@ def start_monitoring(summary: dict[str, Any]) -> dict[str, str]:
     return found
 
 
+def start_neuvector() -> dict[str, Any]:
+    """The NeuVector stand-in (`e2e.testbed.neuvector_demo`), with a fresh admin password;
+    its info file's fields and `password`, or `unavailable` saying why it cannot run."""
+    NEUVECTOR_HOME.mkdir(parents=True, exist_ok=True)
+    NEUVECTOR_INFO.unlink(missing_ok=True)
+    password = secrets.token_hex(16)
+    password_file = NEUVECTOR_HOME / "password"
+    password_file.touch(mode=0o600)
+    password_file.write_text(password)  # a file, never argv (`ps` shows those)
+    runner = processes.ManagedProcess(
+        "neuvector-standin",
+        [sys.executable, "-m", "e2e.testbed.neuvector_demo",
+         "--dir", str(NEUVECTOR_HOME / "standin"),
+         "--password-file", str(password_file), "--info-file", str(NEUVECTOR_INFO)],
+        NEUVECTOR_HOME / "neuvector-standin.log",
+        DEMO / processes.PIDFILE,
+        dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+    runner.start()
+    processes.wait_for(
+        "the NeuVector stand-in", lambda: NEUVECTOR_INFO.is_file() or not runner.running(), 60
+    )
+    if not NEUVECTOR_INFO.is_file():
+        runner.check_alive()
+    info: dict[str, Any] = json.loads(NEUVECTOR_INFO.read_text())
+    return {**info, "password": password}
+
+
+def configure_addons(management: Path, repo: str, neuvector: dict[str, Any]) -> None:
+    """Herd's add-on ConfigMap and Secret (README: Add-on configuration): both add-ons from
+    the demo's chart repository (its `core` and `suse-observability-agent` stand-ins),
+    NeuVector's scans read from the stand-in when it runs."""
+    data = {
+        "neuvector.repo": repo,
+        "neuvector.timeout": "2m",
+        "observability.repo": repo,
+        "observability.timeout": "2m",
+    }
+    if "unavailable" not in neuvector:
+        data["neuvector.apiService"] = neuvector_demo.API_SERVICE
+    meta = {"name": "herd-addons", "namespace": "herd-system"}
+    secret = {
+        "neuvector.password": neuvector["password"],
+        "stackstate.url": "https://observability.example.com/receiver/stsAgent",
+        "stackstate.apiKey": "demo-" + secrets.token_hex(8),
+    }
+    objects = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "stringData": secret},
+    ]
+    subprocess.run(  # the password goes through stdin, never argv
+        ["kubectl", "--kubeconfig", str(management), "apply", "-f", "-"],
+        input=yaml.safe_dump_all(objects), text=True, check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def prepare_security(summary: dict[str, Any], neuvector: dict[str, Any]) -> None:
+    """On each downstream cluster: NeuVector's admission CRD (so `enforce: true` can write
+    its rule) and, with the stand-in, the Service the add-on's apiService names, in front
+    of it (`e2e.testbed.proxied`, as `e2e/test_addons.py` does)."""
+    for name, path in summary["kubeconfigs"].items():
+        if name == "management":
+            continue
+        kubeconfig = Path(path)
+        run("kubectl", "--kubeconfig", kubeconfig, "apply", "-f", NEUVECTOR_CRD)
+        if "unavailable" in neuvector:
+            continue
+        subprocess.run(  # Herd's helm install keeps it ("already exists" is fine)
+            ["kubectl", "--kubeconfig", str(kubeconfig), "create", "namespace",
+             NEUVECTOR_NAMESPACE], capture_output=True, check=False,
+        )  # fmt: skip
+        proxied.remove(kubeconfig, NEUVECTOR_NAMESPACE, neuvector_demo.SERVICE)
+        proxied.expose(
+            kubeconfig,
+            NEUVECTOR_NAMESPACE,
+            neuvector_demo.SERVICE,
+            address=neuvector["address"],
+            port=int(neuvector["port"]),
+            port_name="controller-api",
+            service_port=neuvector_demo.PORT,
+        )
+    for name, path in summary["kubeconfigs"].items():
+        if name != "management":
+            wait_established(Path(path), NEUVECTOR_RULES)
+
+
 def write_env(
     summary: dict[str, Any],
     private: dict[str, str] | None = None,
     monitoring: dict[str, str] | None = None,
+    neuvector: dict[str, Any] | None = None,
 ) -> None:
     kubeconfigs = {name: Path(path) for name, path in summary["kubeconfigs"].items()}
     values = {
@@ -211,9 +304,24 @@ def write_env(
         values["HERD_DEMO_AUTH_REPO"] = private["https_repo"]
         values["HERD_DEMO_PRIVATE_INFO"] = str(PRIVATE_INFO)
     values.update(monitoring or {})
+    if neuvector and "control" in neuvector:
+        values["HERD_DEMO_NEUVECTOR"] = neuvector["control"]
     lines = ["# Written by `make demo`; source it: . .demo/env"]
     lines += [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
     (DEMO / "env").write_text("\n".join(lines) + "\n")
+
+
+def print_security_hints(neuvector: dict[str, Any]) -> None:
+    if "unavailable" in neuvector:
+        print(f"NeuVector stand-in skipped ({neuvector['unavailable']}): `security: enabled`")
+        print("  deploys the add-on, but its scan status stays Unavailable")
+        return
+    print(
+        "Security (NeuVector stand-in, every fixture image scanned clean): see "
+        "examples/enforced-security.yaml, examples/canary-checks.yaml; make an image "
+        'vulnerable:  curl -d \'{"image": "registry.example.com/herd/with-test:0.1.0", '
+        '"critical": 1}\' $HERD_DEMO_NEUVECTOR/images'
+    )
 
 
 def main() -> int:
@@ -231,11 +339,15 @@ def main() -> int:
     private = start_private_sources(management)
     monitoring = start_monitoring(summary)
     write_env(summary, private, monitoring)
-    repos = [summary["chart_repo_url"], private["oci_repo"], private["https_repo"]]
-    subprocess.run(  # the Lease's namespace ("already exists" is fine)
+    subprocess.run(  # the Lease's and the add-on ConfigMap's namespace ("already exists" is fine)
         ["kubectl", "--kubeconfig", str(management), "create", "namespace", "herd-system"],
         capture_output=True, check=False,
     )  # fmt: skip
+    neuvector = start_neuvector()
+    configure_addons(management, summary["chart_repo_url"], neuvector)
+    prepare_security(summary, neuvector)
+    write_env(summary, private, monitoring, neuvector)
+    repos = [summary["chart_repo_url"], private["oci_repo"], private["https_repo"]]
     logs = [start_controller(management, name, repos) for name in CONTROLLERS]
     print(f"Herd controllers running, one leads, one stands by (logs: {', '.join(map(str, logs))})")
     print(f"Lease herd-system/herd-controller held by {wait_leader(management)}")
@@ -266,6 +378,7 @@ def main() -> int:
         '?query=up"; set values:  curl -d \'{"rates": {"500": 5}}\' '
         "$HERD_DEMO_EXPORTER_1/values"
     )
+    print_security_hints(neuvector)
     print("Stop it all with:  make demo-down")
     return 0 if status.get("phase") == "Deployed" else 1
 
