@@ -30,6 +30,15 @@ provisioning Cluster is annotated `herd.suse.com/prometheus-url` with that Prome
 URL, which is how Herd finds it. `.demo/env` adds, per downstream cluster N:
 HERD_DEMO_PROMETHEUS_N (the Prometheus's URL) and HERD_DEMO_EXPORTER_N (the exporter's URL:
 `curl -d '{"rates": {"500": 5}}' $HERD_DEMO_EXPORTER_1/values` sets its values).
+
+Security (`security: enabled`, `enforce: true`, `checks.security`): the add-on ConfigMap
+and Secret `herd-system/herd-addons` point NeuVector and the agent at the demo's chart
+repository; a NeuVector stand-in (`e2e.testbed.neuvector_demo`, in `.demo/pids`) runs in
+a network namespace behind the Service `cattle-neuvector-system/herd-nv-standin` of each
+downstream cluster (the add-on's apiService), and NeuVector's admission CRD is installed
+there. HERD_DEMO_NEUVECTOR is the stand-in's control URL: `curl -d '{"image": IMAGE,
+"critical": 1}' $HERD_DEMO_NEUVECTOR/images` makes IMAGE vulnerable. Without network
+namespaces (root, iproute2) the stand-in is skipped and the demo says so.
 """
 
 from __future__ import annotations
