@@ -5,6 +5,7 @@
   rendering in `herd.cli.render`, live progress in `herd.cli.progress`).
 - `operator`: the kopf controller (`herd.operator.handlers`, wired in by `herd.__main__`).
 
+- `rollback`: a Stack's clusters back to their last good revisions (`herd.cli.rollback`).
 - `approve`: pass a staged Stack's approval gate on the management cluster
   (`herd.cli.stages`, which also walks the stages of `apply` and `plan`).
 
@@ -25,6 +26,7 @@ from herd.cli import commands as fleet_commands
 from herd.cli import stages
 from herd.cli.documents import load
 from herd.cli.render import EXIT_CHANGES, EXIT_FAILED, EXIT_INVALID, EXIT_OK
+from herd.cli.rollback import add_rollback
 
 __all__ = ["EXIT_CHANGES", "EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "main"]
 EXIT_INTERRUPTED = 130
@@ -90,6 +92,7 @@ def _parser(operator: Callable[[list[str] | None], int] | None) -> argparse.Argu
     operator_command.set_defaults(run=lambda args: operator_run(args.namespace))
     fleet_commands.add_commands(commands)
     stages.add_approve(commands)
+    add_rollback(commands)
     return parser
 
 

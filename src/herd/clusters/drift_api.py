@@ -8,10 +8,12 @@
   forcing conflicts so a field another manager took over comes back to helm;
 - `delete_object`: for an immutable field, with `force`;
 - `release_manifest`: the manifest of one stored helm release revision (its Secret,
-  base64 + gzip + JSON, as helm stores it); read as Herd, never as the tenant.
+  base64 + gzip + JSON, as helm stores it: `stored_release`, which the rollback's check of
+  a recorded revision reads too); read as Herd, never as the tenant.
 
 Errors are `DriftRequestError` with the HTTP status and a safe one-line text (never a
-body, which may hold a Secret's data). Callers: `herd.clusters.drift`.
+body, which may hold a Secret's data). Callers: `herd.clusters.drift`,
+`herd.rollout.rollback`.
 """
 
 from __future__ import annotations
@@ -115,8 +117,9 @@ def delete_object(api: client.ApiClient, ref: ObjectRef) -> None:
     _call(api, "DELETE", object_path(ref), query=[("propagationPolicy", "Background")])
 
 
-def release_manifest(api: client.ApiClient, namespace: str, name: str, revision: int) -> str:
-    """The manifest helm stored for `name` at `revision` (helm's Secret storage driver)."""
+def stored_release(api: client.ApiClient, namespace: str, name: str, revision: int) -> Any:
+    """One stored helm release revision (its Secret, base64 + gzip + JSON, as helm stores
+    it), decoded within `_MANIFEST_LIMIT`. Whoever may write the namespace wrote it."""
     path = f"/api/v1/namespaces/{namespace}/secrets/sh.helm.release.v1.{name}.v{revision}"
     secret = _call(api, "GET", path)
     stored = (secret.get("data") or {}).get("release", "")
@@ -126,5 +129,10 @@ def release_manifest(api: client.ApiClient, namespace: str, name: str, revision:
             raw = unzipped.read(_MANIFEST_LIMIT + 1)
     if len(raw) > _MANIFEST_LIMIT:
         raise DriftRequestError(0, "the stored release is too large")
-    release = json.loads(raw)
-    return str(release.get("manifest") or "")
+    return json.loads(raw)
+
+
+def release_manifest(api: client.ApiClient, namespace: str, name: str, revision: int) -> str:
+    """The manifest helm stored for `name` at `revision` (helm's Secret storage driver)."""
+    release = stored_release(api, namespace, name, revision)
+    return str(release.get("manifest") or "") if isinstance(release, dict) else ""

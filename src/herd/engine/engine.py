@@ -41,12 +41,14 @@ from herd.engine.planning import Readers, checked_plan
 from herd.engine.protocols import (
     AddOns,
     Inventory,
+    LastGoodStore,
     OwnershipStore,
     Preview,
     SourcesReader,
     StackResult,
     ValuesReader,
 )
+from herd.engine.rollback import Rollbacks
 from herd.engine.targets import (
     KEPT_MESSAGE,
     departed_targets,
@@ -60,8 +62,10 @@ from herd.plan.clusters import Cluster
 from herd.plan.decide import DEFAULT_STUCK_SECONDS
 from herd.plan.desired import StackPlan
 from herd.plan.egress import EgressPolicy
+from herd.plan.lastgood import MemoryLastGood
 from herd.plan.ownership import MemoryOwnership, Owned, StackRef
 from herd.plan.releases import ReleaseKey, owner_label
+from herd.plan.results import ReleaseResult
 from herd.plan.retry import Deferral
 from herd.plan.stages import Stage, assign_stages
 from herd.plan.targets import resolve_targets
@@ -110,6 +114,7 @@ class Engine:
         ownership: OwnershipStore | None = None,
         egress: EgressPolicy | None = None,
         drift: DriftMemory | None = None,
+        lastgood: LastGoodStore | None = None,
     ) -> None:
         self._drift = drift  # what drift checks recorded, process-wide; None: no checks
         self._sources = sources
@@ -124,6 +129,8 @@ class Engine:
         self._manager = manager
         self._stuck_seconds = stuck_seconds
         self._tenants = TenantClusters()  # tenant RBAC provisioned, per cluster and tenant
+        # The last good revisions (`herd.plan.lastgood`) and fleet rollback.
+        self._rollbacks = Rollbacks(lastgood or MemoryLastGood(), env, self.gates, self._tenants)
 
     async def plan(
         self, stack: Stack, clusters: Sequence[Cluster] = (), grants: Grants | None = None
@@ -167,6 +174,7 @@ class Engine:
         kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
         owned = await self._ownership.load(ref, kubeconfigs)
         made: list[Rollout] = []
+        rolled: list[ReleaseResult] = []  # rollback rows, recorded after the rollouts' own
 
         def new_rollout() -> Rollout:
             made.append(self._rollout(settings, on_progress, defer, owned))
@@ -177,7 +185,12 @@ class Engine:
         spec = stack.spec
         try:
             if spec.rollout is not None or spec.suspend or (staging and staging.only):
-                return await self._staged(
+                assert result.plan is not None
+                staging = replace(
+                    staging or StageInputs(),
+                    rollback=await self._rollbacks.inputs(stack, result.plan, ref, kubeconfigs),
+                )
+                await self._staged(
                     result,
                     reachable,
                     departed,
@@ -185,12 +198,14 @@ class Engine:
                     holding=holding,
                     staging=staging,
                 )
+                rolled += await self._rollbacks.after_pass(result, ref, kubeconfigs)
+                return result
             for plan, targets in ((result.plan, reachable), (None, departed)):
                 await _run(result, new_rollout(), plan, targets, holding)
             result.holding = frozenset(holding | set(result.unreachable))
             return result
         finally:  # what the pass installed is recorded even when it was cancelled midway
-            await save_record(self._ownership, ref, owned, made, kubeconfigs)
+            await save_record(self._ownership, ref, owned, made, kubeconfigs, extra=rolled)
             result.drift_wait = self._drift_wait(settings.owner)
 
     def _drift_wait(self, owner: str) -> float | None:
@@ -291,9 +306,20 @@ class Engine:
         return result
 
     async def forget(self, namespace: str, name: str, uid: str | None = None) -> None:
-        """The Stack's deletion completed: drop its ownership record (`TransientError`
-        when the store cannot)."""
+        """The Stack's deletion completed: drop its ownership record and its last good
+        revisions (`TransientError` when a store cannot)."""
         await self._ownership.drop(StackRef(namespace, name, uid), {})
+        await self._rollbacks.store.drop(StackRef(namespace, name, uid), {})
+
+    async def rollback(self, stack: Stack, stage: str | None = None) -> StackResult:
+        """`herd rollback`: the clusters of `stage` (every stage: None) back to their last
+        good revisions now (`herd.engine.rollback`); their rows in `releases`."""
+        result, reachable, _ = await self._resolve(stack, None)
+        ref, kubeconfigs = stack_ref(stack), {t.cluster: t.kubeconfig for t in reachable}
+        owned = await self._ownership.load(ref, kubeconfigs)
+        result.releases += await self._rollbacks.roll_back(stack, result, reachable, stage)
+        await save_record(self._ownership, ref, owned, [], kubeconfigs, extra=result.releases)
+        return result
 
     async def preview(
         self,

@@ -19,7 +19,13 @@ from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.clusters.sources import ClusterSource
 from herd.engine.engine import Engine
-from herd.engine.protocols import AddOns, OwnershipStore, SourcesReader, ValuesReader
+from herd.engine.protocols import (
+    AddOns,
+    LastGoodStore,
+    OwnershipStore,
+    SourcesReader,
+    ValuesReader,
+)
 from herd.helm.environment import HelmEnvironment
 from herd.kube.chart_secrets import KubeSourcesReader
 from herd.kube.values_from import KubeValuesReader
@@ -43,6 +49,7 @@ def build_engine(
     stuck_seconds: float = DEFAULT_STUCK_SECONDS,
     egress: EgressPolicy | None = None,
     drift: DriftMemory | None = None,
+    lastgood: LastGoodStore | None = None,
 ) -> tuple[Inventory, Engine]:
     """The inventory of `sources` (kubeconfigs kept by `store`) and the engine over it.
 
@@ -68,5 +75,6 @@ def build_engine(
         ownership=ownership,
         egress=egress,
         drift=drift,
+        lastgood=lastgood,
     )
     return inventory, engine
