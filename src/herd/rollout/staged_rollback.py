@@ -3,8 +3,8 @@
 `StagedRollback` is built by each `herd.rollout.staged.StagedPass`:
 
 - `held`: the rollback `status.rollout.rollback` shows for this very configuration (the
-  digest of every stage's config): the pass writes nothing and the rollout stays Halted
-  (`held_decision`) until the spec changes or `herd.suse.com/approve=<failed stage>` is
+  digest of the generation and every stage's config): the pass writes nothing and the
+  rollout stays Halted (`held_decision`) until the spec changes or `herd.suse.com/approve=<failed stage>` is
   set, which is a retry (`retried`: the keeper removes the annotation, as for a gate).
 - `roll_back`: after a Halted decision with `onFailure: Rollback`, the clusters
   `herd.plan.rollback.rollback_clusters` chooses go back (`herd.rollout.rollback`), and
@@ -49,9 +49,11 @@ class RollbackInputs:
     executor: Rollback | None = None
 
 
-def rollout_config(configs: Sequence[str]) -> str:
-    """One digest of every stage's configuration: a rollback holds while it is the same."""
-    return hashlib.sha256("\n".join(configs).encode()).hexdigest()[:32]
+def rollout_config(configs: Sequence[str], generation: int) -> str:
+    """One digest of the Stack generation and every stage's configuration: a rollback
+    holds while it is the same (any spec change, a new generation, lets the stages go)."""
+    material = "\n".join([str(generation), *configs])
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
 
 
 class StagedRollback:
@@ -68,7 +70,7 @@ class StagedRollback:
         self._inputs = inputs
         self._scope = spec.rollback_scope if spec is not None else None
         self._stages = stages
-        self.config = rollout_config(configs)
+        self.config = rollout_config(configs, inputs.generation if inputs is not None else 0)
         self.status: RollbackStatus | None = None  # what status.rollout.rollback shows
         self.held: RollbackStatus | None = None
         self.retried: str | None = None  # the failed stage whose retry was approved
