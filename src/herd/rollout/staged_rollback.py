@@ -5,7 +5,8 @@
 - `held`: the rollback `status.rollout.rollback` shows for this very configuration (the
   digest of the generation and every stage's config): the pass writes nothing and the
   rollout stays Halted (`held_decision`) until the spec changes or
-  `herd.suse.com/approve=<failed stage>` is set, which is a retry (`retried`: the keeper removes the annotation, as for a gate).
+  `herd.suse.com/approve=<failed stage>` is set, which is a retry (`retried`: the keeper
+  removes the annotation, as for a gate).
 - `roll_back`: after a Halted decision with `onFailure: Rollback`, the clusters
   `herd.plan.rollback.rollback_clusters` chooses go back (`herd.rollout.rollback`), and
   the rollout is held from then on.
