@@ -234,5 +234,12 @@ def test_scope_rollout_also_rolls_back_the_stage_already_moved(
         lambda: len(rollbacks(wrapper, retried, CANARY)) == len(CHAIN),
         timeout=240,
     )
-    annotations = operator.stack()["metadata"].get("annotations") or {}
-    assert "herd.suse.com/approve" not in annotations
+    # The approval was used up: the keeper removes it after the pass.
+    eventually(
+        "the approval removed",
+        lambda: (
+            "herd.suse.com/approve" not in (operator.stack()["metadata"].get("annotations") or {})
+        ),
+    )
+    status = rollout_in(operator, "Halted")
+    assert status["rollout"]["rollback"]["scope"] == "Rollout"

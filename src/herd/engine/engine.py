@@ -20,6 +20,11 @@ any, kept); the others are rolled out as the tenant (`herd.rollout.tenants`). `d
 the same grants: every uninstall runs as the tenant, and a cluster no longer granted is
 not contacted (`StackResult.denied`: orphaned, reported by the caller).
 
+Fleet rollback (`herd.engine.rollback`): a staged pass loads the Stack's last good revisions
+and, with `onFailure: Rollback`, rolls a failed stage back; its rows replace the rows of
+the releases they rolled back, and the record is saved after the pass. `rollback` is
+`herd rollback`.
+
 Ownership (`herd.plan.ownership`): each pass loads the Stack's record from the `OwnershipStore`
 (the operator's on the management cluster, the CLI's in each downstream cluster), removes
 only the leftovers it records, and saves the record after the pass (once, when it changed).
@@ -65,7 +70,6 @@ from herd.plan.egress import EgressPolicy
 from herd.plan.lastgood import MemoryLastGood
 from herd.plan.ownership import MemoryOwnership, Owned, StackRef
 from herd.plan.releases import ReleaseKey, owner_label
-from herd.plan.results import ReleaseResult
 from herd.plan.retry import Deferral
 from herd.plan.stages import Stage, assign_stages
 from herd.plan.targets import resolve_targets
@@ -155,12 +159,10 @@ class Engine:
         `spec.suspend` or `staging.only`, the pass is staged (`herd.rollout.staged`;
         `staging`: the persisted rollout status, the approval annotation and callbacks)
         and `StackResult.rollout` says where it stands (`drift_wait`: the next drift check).
-
         `grants`: what the Stack's namespace was granted (`herd.plan.tenancy`); None is
         unrestricted (the CLI: its limits are the RBAC of its kubeconfigs). Targets no
         grant covers are left untouched, their rows `NotGranted`; the Stack's own releases
         elsewhere go through the tenant identity and the render check.
-
         `previous_targets` (the operator's record of clusters that may hold the Stack's
         releases) narrows the clean-up to those; None checks every other ready cluster
         (the CLI's few). `held`: release -> config digest that failed permanently (not
@@ -174,7 +176,6 @@ class Engine:
         kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
         owned = await self._ownership.load(ref, kubeconfigs)
         made: list[Rollout] = []
-        rolled: list[ReleaseResult] = []  # rollback rows, recorded after the rollouts' own
 
         def new_rollout() -> Rollout:
             made.append(self._rollout(settings, on_progress, defer, owned))
@@ -182,29 +183,24 @@ class Engine:
 
         # A cluster not granted is not contacted: what it holds stays as the record says.
         holding = {s.cluster_id for s in result.skipped if s.cluster_id not in result.denied}
-        spec = stack.spec
         try:
-            if spec.rollout is not None or spec.suspend or (staging and staging.only):
-                assert result.plan is not None
-                staging = replace(
-                    staging or StageInputs(),
-                    rollback=await self._rollbacks.inputs(stack, result.plan, ref, kubeconfigs),
-                )
+            if stack.spec.rollout is not None or stack.spec.suspend or (staging and staging.only):
                 await self._staged(
                     result,
                     reachable,
                     departed,
                     new_rollout=new_rollout,
                     holding=holding,
-                    staging=staging,
+                    staging=await self._rollbacks.staging(stack, result, staging, ref, kubeconfigs),
                 )
-                rolled += await self._rollbacks.after_pass(result, ref, kubeconfigs)
+                await self._rollbacks.after_pass(result, ref, kubeconfigs)
                 return result
             for plan, targets in ((result.plan, reachable), (None, departed)):
                 await _run(result, new_rollout(), plan, targets, holding)
             result.holding = frozenset(holding | set(result.unreachable))
             return result
         finally:  # what the pass installed is recorded even when it was cancelled midway
+            rolled = result.rollout.rollback if result.rollout else []  # recorded last
             await save_record(self._ownership, ref, owned, made, kubeconfigs, extra=rolled)
             result.drift_wait = self._drift_wait(settings.owner)
 

@@ -16,6 +16,7 @@ Callers: `herd.engine.engine`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from herd.api.rollout import SCOPE_STAGE
@@ -31,6 +32,7 @@ from herd.plan.rollback import requested_clusters
 from herd.plan.stages import assign_stages
 from herd.rollout.gates import Gates
 from herd.rollout.rollback import Rollback
+from herd.rollout.staged import StageInputs
 from herd.rollout.staged_rollback import RollbackInputs
 from herd.rollout.target import Target
 from herd.rollout.tenants import TenantClusters
@@ -50,6 +52,19 @@ class Rollbacks:
     ) -> None:
         self.store = store
         self._env, self._gates, self._tenants = env, gates, tenants
+
+    async def staging(
+        self,
+        stack: Stack,
+        result: StackResult,
+        staging: StageInputs | None,
+        ref: StackRef,
+        kubeconfigs: Mapping[str, Path],
+    ) -> StageInputs:
+        """A staged pass's inputs with its rollback inputs (`inputs`)."""
+        assert result.plan is not None
+        rollback = await self.inputs(stack, result.plan, ref, kubeconfigs)
+        return replace(staging or StageInputs(), rollback=rollback)
 
     async def inputs(
         self, stack: Stack, plan: StackPlan, ref: StackRef, kubeconfigs: Mapping[str, Path]
