@@ -18,6 +18,7 @@ nodes have, so web's upgrade times out there and the canary stage fails.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.faults import helm_json, history
 from e2e.testbed.helpers import eventually, kubectl
 from e2e.testbed.herd_controller import Controller, HelmCall
-from e2e.testbed.operator_run import Operator, run_operator
+from e2e.testbed.operator_run import CONTROLLER_NS, Operator, run_operator
 
 FLEET_NS = "fleet-rb"
 NS = "op-rollback"
@@ -243,3 +244,36 @@ def test_scope_rollout_also_rolls_back_the_stage_already_moved(
     )
     status = rollout_in(operator, "Halted")
     assert status["rollout"]["rollback"]["scope"] == "Rollout"
+
+
+def test_the_record_is_kept_on_the_management_side_and_deleted_with_the_stack(
+    operator: Operator, clusters: dict[str, BedCluster]
+) -> None:
+    uid = operator.stack()["metadata"]["uid"]
+    name = f"herd-lastgood-{uid}"
+    management = operator.management.kubeconfig
+    found = json.loads(
+        kubectl(management, "get", "configmap", name, "-n", CONTROLLER_NS, "-o", "json")
+    )
+    record = json.loads(found["data"]["lastGood"])["releases"]
+    # prod passed at generation 1 only; first passed at 1 and at the generation that moved it.
+    assert [e[1] for e in record[PROD]["op-rollback/db"]] == ["0.1.0"]
+    assert [e[1] for e in record[FIRST]["op-rollback/db"]] == ["0.2.0", "0.1.0"]
+    revision = record[CANARY]["op-rollback/api"][0][3]
+    assert revision == 1, record[CANARY]  # Herd's own revision, not the rollback's copy
+    # Nothing downstream holds it (the operator keeps no record there).
+    for cluster in clusters.values():
+        found = kubectl(
+            cluster.kubeconfig, "get", "configmap", name, "-n", CONTROLLER_NS, "--ignore-not-found"
+        )
+        assert not found, cluster.name
+
+    kubectl(management, "delete", "stack", STACK, "-n", "default", "--wait=true")
+    eventually(
+        "the last good record deleted",
+        lambda: (
+            not kubectl(
+                management, "get", "configmap", name, "-n", CONTROLLER_NS, "--ignore-not-found"
+            )
+        ),
+    )

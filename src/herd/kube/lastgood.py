@@ -31,6 +31,7 @@ from herd.kube.owned import (
     DOWNSTREAM_NAMESPACE,
     config_map,
     delete_config_map,
+    drop_config_map,
     ensure_records_namespace,
     read_data,
     record_name,
@@ -86,13 +87,7 @@ class ManagementLastGood:
 
     async def drop(self, stack: StackRef, clusters: Mapping[str, Path]) -> None:
         name = record_name(stack, PREFIX)
-        try:
-            await asyncio.to_thread(delete_config_map, self._core, name, self._namespace)
-        except Exception as error:
-            raise TransientError(
-                f"cannot delete the last good revisions {self._namespace}/{name}: "
-                f"{api_error_summary(error)}"
-            ) from None
+        await drop_config_map(self._core, name, self._namespace, "the last good revisions")
         self._cache.pop(name, None)
 
 

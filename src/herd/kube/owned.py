@@ -98,6 +98,16 @@ def delete_config_map(api: client.CoreV1Api, name: str, namespace: str) -> None:
             raise
 
 
+async def drop_config_map(api: client.CoreV1Api, name: str, namespace: str, what: str) -> None:
+    """Delete a record ConfigMap (gone already is fine); `TransientError` naming `what`."""
+    try:
+        await asyncio.to_thread(delete_config_map, api, name, namespace)
+    except Exception as error:
+        raise TransientError(
+            f"cannot delete {what} {namespace}/{name}: {api_error_summary(error)}"
+        ) from None
+
+
 def _read(api: client.CoreV1Api, stack: StackRef, namespace: str) -> dict[str, Releases] | None:
     """The stored record; None when there is none yet."""
     text = read_data(api, record_name(stack), namespace, RECORD_KEY)
@@ -166,13 +176,7 @@ class ManagementOwnership:
     async def drop(self, stack: StackRef, clusters: Mapping[str, Path]) -> None:
         """After the Stack's deletion completed. Raises `TransientError` on failure."""
         name = record_name(stack)
-        try:
-            await asyncio.to_thread(_delete, self._core, stack, self._namespace)
-        except Exception as error:
-            raise TransientError(
-                f"cannot delete the ownership record {self._namespace}/{name}: "
-                f"{api_error_summary(error)}"
-            ) from None
+        await drop_config_map(self._core, name, self._namespace, "the ownership record")
         self._cache.pop(name, None)
 
 
