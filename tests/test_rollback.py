@@ -206,6 +206,10 @@ def test_step(
     assert (decided.good.revision if decided.good else None) == revision
 
 
+def test_verify_refuses_a_record_without_a_manifest_digest() -> None:
+    assert "another manifest" in verify(Good(1, "0.1.0", D1, 2, None), "0.1.0", D1, "m" * 32)
+
+
 @pytest.mark.parametrize(
     ("stored", "why"),
     [

@@ -109,8 +109,9 @@ def step(
 
 def verify(good: Good, version: str | None, values: str | None, manifest: str | None) -> str:
     """Why the stored revision `good.revision` may not be rolled back to ("" when it may):
-    its chart version, values digest and (when recorded) manifest digest, as stored now,
-    must be what Herd recorded. `version` None: the revision is gone."""
+    its chart version, values digest and manifest digest, as stored now, must be what Herd
+    recorded (a record without a manifest digest vouches for nothing). `version` None: the
+    revision is gone."""
     where = f"revision {good.revision}"
     if version is None:
         return f"{where} {HISTORY_GONE}"
@@ -118,7 +119,7 @@ def verify(good: Good, version: str | None, values: str | None, manifest: str | 
         return f"{where} is chart version {version}, not the recorded {good.version}"
     if values != good.values:
         return f"{where} holds other values than the ones Herd recorded"
-    if good.manifest is not None and manifest != good.manifest:
+    if good.manifest is None or manifest != good.manifest:
         return f"{where} holds another manifest than the one Herd recorded"
     return ""
 

@@ -13,7 +13,9 @@
 - `remember`: the releases of the stages passed (`herd.plan.rollback.passed`) on clusters
   at the current configuration become their last good revisions (`herd.plan.lastgood`):
   the revision from Herd's own helm call, the manifest digest from helm's own output or
-  the ownership record, the version and values from the plan.
+  the ownership record, the version and values from the plan. A revision Herd has no
+  digest of (someone else wrote the latest one, or an adopted release) is not recorded:
+  a forged release Secret never becomes a revision to roll back to.
 
 Callers: `herd.rollout.staged`.
 """
@@ -166,6 +168,8 @@ def _passed(plan: StackPlan, rollout: Rollout, cluster: str) -> list[Passed]:
         manifest = row.manifest
         if manifest is None and recorded is not None and recorded.revision == row.revision:
             manifest = recorded.manifest
+        if manifest is None:  # a revision Herd cannot vouch for (not its write): not recorded
+            continue
         key = desired.key
         out.append(
             Passed(
