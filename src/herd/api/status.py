@@ -84,7 +84,7 @@ class DeploymentRow(StatusModel):
         default=None,
         description=(
             "What the last pass did (Apply) or would do (DryRun): install, upgrade, "
-            "uninstall, nothing, conflict, invalid, recover, wait or held."
+            "uninstall, nothing, conflict, invalid, recover, wait, held or rollback."
         ),
     )
     gpu_requests: int | None = Field(

@@ -117,7 +117,6 @@ class StagedPass:
         ]
         self.peaks: dict[str, int] = {}
         self._ran: set[str] = set()  # clusters this pass ran or observed
-        self._approved: str | None = None
         self._undo = StagedRollback(
             inputs.rollback,
             spec,
@@ -126,7 +125,8 @@ class StagedPass:
             previous=inputs.previous,
             approval=inputs.approval,
         )
-        self._approved = self._undo.retried
+        # A retry approved after a rollback is used up like a gate's approval.
+        self._approved: str | None = self._undo.retried
 
     def decide(self) -> Decision:
         if self._undo.held is not None:  # rolled back at this config: no stage may run
