@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from e2e.test_stages import rollout_in
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.faults import helm_json, history
 from e2e.testbed.helpers import eventually, kubectl
@@ -117,19 +118,6 @@ def body(repo: str, generation: int, **rollout: Any) -> dict[str, Any]:
             "charts": charts,
         },
     }
-
-
-def rollout_in(operator: Operator, state: str, timeout: float = 240) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        stack = operator.stack()
-        status = stack.get("status") or {}
-        wanted = stack.get("metadata", {}).get("generation")
-        rollout = status.get("rollout") or {}
-        if rollout.get("state") == state and status.get("observedGeneration") == wanted:
-            return status
-        return None
-
-    return eventually(f"rollout {state}", probe, timeout=timeout)
 
 
 def latest(cluster: BedCluster, release: str) -> dict[str, Any]:
