@@ -10,7 +10,8 @@ Generation 2 moves db to chart 0.2.0 and api to new values, and web to the fixtu
 then db; web's failed upgrade wrote no revision, so it is unchanged).
 
 Figures, per round: the time from the failed release's row (the failure that halts the
-stage) to the last rollback row of the canary, and the generation-2 pass's wall time; the
+stage) to the last rollback row of the canary, the generation-2 pass's wall time, and the
+same pass with `onFailure: Halt` (before: the canary stays broken until someone acts); the
 rollback's helm calls run with `--wait` as upgrades do. Nothing here asserts (a rollback
 that did not happen ends the run with an error).
 """
@@ -41,7 +42,7 @@ from herd.plan.results import ReleaseResult, State
 CLUSTERS = [f"bench-{i}" for i in range(1, 4)]
 
 
-def chain(repo: str, namespace: str, generation: int) -> Stack:
+def chain(repo: str, namespace: str, generation: int, on_failure: str = "Rollback") -> Stack:
     def chart(name: str, chart: str, version: str, deps: list[str], message: str) -> Any:
         return {
             "name": name, "chart": chart, "repo": repo, "version": version,
@@ -70,7 +71,7 @@ def chain(repo: str, namespace: str, generation: int) -> Stack:
             },
             "spec": {
                 "targets": {"selector": {"matchLabels": {"bench": "yes"}}},
-                "rollout": {"stages": stages, "onFailure": "Rollback"},
+                "rollout": {"stages": stages, "onFailure": on_failure},
                 "charts": charts,
             },
         }
@@ -100,6 +101,14 @@ async def one_round(engine: Engine, repo: str, namespace: str) -> tuple[float, f
     return done - failed_at[0], wall, len(back)
 
 
+async def halt_round(engine: Engine, repo: str, namespace: str) -> float:
+    """The same generation-2 pass with `onFailure: Halt` (today's behaviour): its wall time."""
+    await engine.apply(chain(repo, namespace, 1, "Halt"))
+    started = time.monotonic()
+    await engine.apply(chain(repo, namespace, 2, "Halt"))
+    return time.monotonic() - started
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=2)
@@ -122,6 +131,8 @@ def main() -> int:
                     )
                     print(f"  failed stage -> canary rolled back   {back:6.2f} s")
                     print(f"  generation-2 pass (fail + rollback)  {wall:6.2f} s")
+                    halt = asyncio.run(halt_round(engine, repo.url, f"rh-{number}"))
+                    print(f"  same pass, onFailure: Halt           {halt:6.2f} s   (canary broken)")
             env.close()
     finally:
         bed.stop()
