@@ -10,6 +10,10 @@ tests marked `helm3` so). `pytest_configure` points `HERD_HELM` at that real hel
 session, before any test module is imported: Herd in-process, `herd` subprocesses and
 the test bed's own helm calls (`chartrepo.helm_binary`, the logging wrappers) all use it.
 
+Prometheus: `prometheus_fleet` runs a real Prometheus per downstream cluster, scraping
+the test bed's exporter every second (`e2e.testbed.prometheus`), started on first use
+and stopped with the bed; tests set the exporter's values and read them back by PromQL.
+
 Missing binaries: in CI (`CI=true`) that is a broken pipeline, so the fixture fails
 loudly instead of building for minutes or skipping; locally it builds them once into
 the user cache (`python -m e2e.testbed.binaries` does the same ahead of time).
@@ -26,7 +30,8 @@ from types import FrameType
 
 import pytest
 
-from e2e.testbed import binaries
+from e2e.testbed import binaries, processes
+from e2e.testbed import prometheus as bed_prometheus
 from e2e.testbed.chartrepo import ChartRepo
 from e2e.testbed.controlplane import Cluster, TestBed
 from e2e.testbed.herd_controller import LOOPBACK_EGRESS
@@ -188,3 +193,21 @@ def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRepo]:
 @pytest.fixture(scope="session")
 def chart_repo_url(chart_repo: ChartRepo) -> str:
     return chart_repo.url
+
+
+@pytest.fixture(scope="session")
+def prometheus_fleet(testbed: TestBed) -> Iterator[dict[str, bed_prometheus.Monitored]]:
+    """Downstream cluster name -> its Prometheus (loopback URL) and exporter client.
+
+    Session-wide, so only sessions that use it pay for it; its processes are in the bed's
+    pidfile too, so the bed's last-resort cleanup stops them should the session die."""
+    started: dict[str, bed_prometheus.Monitored] = {}
+    try:
+        for name in DOWNSTREAM:
+            started[name] = bed_prometheus.start_local(
+                name, testbed.workdir / "prometheus", testbed.workdir / processes.PIDFILE
+            )
+        yield started
+    finally:
+        for monitored in started.values():
+            monitored.stop()

@@ -23,6 +23,13 @@ HERD_DEMO_PRIVATE_INFO). The demo creates, in `default`, the Secrets
 `herd-demo-registry` (basic-auth) and `herd-demo-registry-ca` (ca.crt) and the
 ServiceAccount `herd-demo-puller` allowed to read them, as in
 `examples/private-registry-secret.yaml.sample`; `examples/private-oci-stack.yaml` uses them.
+
+Each downstream cluster also gets a real Prometheus scraping a test-bed exporter every
+second (`e2e.testbed.prometheus`, `e2e.testbed.exporter`), both in `.demo/pids`. Its
+provisioning Cluster is annotated `herd.suse.com/prometheus-url` with that Prometheus's
+URL, which is how Herd finds it. `.demo/env` adds, per downstream cluster N:
+HERD_DEMO_PROMETHEUS_N (the Prometheus's URL) and HERD_DEMO_EXPORTER_N (the exporter's URL:
+`curl -d '{"rates": {"500": 5}}' $HERD_DEMO_EXPORTER_1/values` sets its values).
 """
 
 from __future__ import annotations
@@ -41,7 +48,9 @@ import yaml
 
 from e2e.testbed import __main__ as testbed
 from e2e.testbed import binaries, components, processes
+from e2e.testbed import prometheus as bed_prometheus
 from e2e.testbed.helpers import wait_established
+from herd.names import PROMETHEUS_URL_ANNOTATION
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
@@ -116,9 +125,7 @@ def wait_leader(kubeconfig: Path) -> str:
 def add_gpu_node(kubeconfig: Path) -> None:
     """A kwok node with 4 nvidia.com/gpu (kwok keeps the capacity it is made with), so
     `examples/gpu-stack.yaml` fits on this cluster and not on the other."""
-    node = components.fake_node("kwok-gpu-1")
-    resources = {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "4"}
-    node["status"] = {"capacity": resources, "allocatable": resources}
+    node = components.fake_node("kwok-gpu-1", gpus=4)
     subprocess.run(
         ["kubectl", "--kubeconfig", str(kubeconfig), "apply", "-f", "-"],
         input=json.dumps(node), text=True, capture_output=True, check=True,
@@ -168,7 +175,31 @@ def start_private_sources(management: Path) -> dict[str, str]:
     return info
 
 
-def write_env(summary: dict[str, Any], private: dict[str, str] | None = None) -> None:
+def start_monitoring(summary: dict[str, Any]) -> dict[str, str]:
+    """A Prometheus and an exporter per downstream cluster (baseline traffic: 10 requests/s,
+    no errors, 50 ms; downstream-1's GPU at 40 %), each cluster annotated with its URL.
+    Returns the `.demo/env` variables naming them."""
+    management = summary["kubeconfigs"]["management"]
+    names = [name for name in summary["kubeconfigs"] if name != "management"]
+    found: dict[str, str] = {}
+    for name in names:
+        monitored = bed_prometheus.start_local(name, DEMO / "prometheus", DEMO / processes.PIDFILE)
+        gpus = {"0": 40} if name == "downstream-1" else {}
+        monitored.exporter.set(rates={"200": 10}, latency_seconds=0.05, gpu_utilization=gpus)
+        run("kubectl", "--kubeconfig", management, "annotate", "--overwrite", "-n",
+            "fleet-default", "clusters.provisioning.cattle.io", name,
+            f"{PROMETHEUS_URL_ANNOTATION}={monitored.url}")  # fmt: skip
+        suffix = name.removeprefix("downstream-").upper().replace("-", "_")
+        found[f"HERD_DEMO_PROMETHEUS_{suffix}"] = monitored.url
+        found[f"HERD_DEMO_EXPORTER_{suffix}"] = monitored.exporter.url
+    return found
+
+
+def write_env(
+    summary: dict[str, Any],
+    private: dict[str, str] | None = None,
+    monitoring: dict[str, str] | None = None,
+) -> None:
     kubeconfigs = {name: Path(path) for name, path in summary["kubeconfigs"].items()}
     values = {
         "KUBECONFIG": str(kubeconfigs["management"]),
@@ -179,6 +210,7 @@ def write_env(summary: dict[str, Any], private: dict[str, str] | None = None) ->
         values["HERD_DEMO_OCI_REPO"] = private["oci_repo"]
         values["HERD_DEMO_AUTH_REPO"] = private["https_repo"]
         values["HERD_DEMO_PRIVATE_INFO"] = str(PRIVATE_INFO)
+    values.update(monitoring or {})
     lines = ["# Written by `make demo`; source it: . .demo/env"]
     lines += [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
     (DEMO / "env").write_text("\n".join(lines) + "\n")
@@ -197,7 +229,8 @@ def main() -> int:
     wait_established(management, "clustergrants.herd.suse.com")
     run("kubectl", "--kubeconfig", management, "apply", "-f", GRANT_FILE)
     private = start_private_sources(management)
-    write_env(summary, private)
+    monitoring = start_monitoring(summary)
+    write_env(summary, private, monitoring)
     repos = [summary["chart_repo_url"], private["oci_repo"], private["https_repo"]]
     subprocess.run(  # the Lease's namespace ("already exists" is fine)
         ["kubectl", "--kubeconfig", str(management), "create", "namespace", "herd-system"],
@@ -225,8 +258,14 @@ def main() -> int:
         '"s#oci://registry.example.com:5000/charts#$HERD_DEMO_OCI_REPO#" '
         "examples/private-oci-stack.yaml | kubectl apply -f -"
     )
-    print("GPUs (downstream-1 has 4, the others none): see examples/gpu-stack.yaml")
+    print("GPUs (downstream-1 has 4, the others none): see examples/gpu-stack.yaml,")
+    print("  and examples/gpu-placement.yaml (pickN: 1 picks downstream-1)")
     print("Stages (a canary behind an approval): see examples/staged-stack.yaml")
+    print(
+        'Prometheus per downstream cluster:  curl -s "$HERD_DEMO_PROMETHEUS_1/api/v1/query'
+        '?query=up"; set values:  curl -d \'{"rates": {"500": 5}}\' '
+        "$HERD_DEMO_EXPORTER_1/values"
+    )
     print("Stop it all with:  make demo-down")
     return 0 if status.get("phase") == "Deployed" else 1
 

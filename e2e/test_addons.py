@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -262,13 +261,7 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandInProcess
         CannedImage(NV_IMAGE),
     ]
     with contextlib.ExitStack() as stack:
-        try:
-            host = stack.enter_context(netns.netns_host("herd-nv"))
-        except netns.NetnsUnavailable as error:
-            message = f"no network namespace for the NeuVector stand-in: {error}"
-            if os.environ.get("CI", "").lower() == "true":
-                pytest.fail(message)
-            pytest.skip(message)
+        host = netns.host_or_skip(stack, "herd-nv", "the NeuVector stand-in")
         yield stack.enter_context(
             served(
                 host.popen,

@@ -15,7 +15,6 @@ runs in a network namespace of the test's own).
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -73,9 +72,7 @@ def core(bed: BedCluster) -> contextlib.AbstractContextManager[client.ApiClient]
 def gpu_node(downstream: list[BedCluster]) -> Iterator[BedCluster]:
     """A kwok node with 4 GPUs on the first downstream cluster, Ready; removed after."""
     bed = downstream[0]
-    node = components.fake_node(GPU_NODE)
-    resources = {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": "4"}
-    node["status"] = {"capacity": resources, "allocatable": resources}
+    node = components.fake_node(GPU_NODE, gpus=4)
     with core(bed) as api:
         nodes = client.CoreV1Api(api)
         with contextlib.suppress(ApiException):
@@ -91,13 +88,7 @@ def exporter(
     gpu_node: BedCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[StandInProcess]:
     with contextlib.ExitStack() as stack:
-        try:
-            host = stack.enter_context(netns.netns_host("herd-dcgm"))
-        except netns.NetnsUnavailable as error:
-            message = f"no network namespace for the dcgm-exporter stand-in: {error}"
-            if os.environ.get("CI", "").lower() == "true":
-                pytest.fail(message)
-            pytest.skip(message)
+        host = netns.host_or_skip(stack, "herd-dcgm", "the dcgm-exporter stand-in")
         standin = stack.enter_context(
             served(
                 host.popen,

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from herd.api import StackSpec, StackStatus
-from herd.api.status import RolloutStatus, SkippedCluster
+from herd.api.status import AdmissionStatus, RolloutStatus, SkippedCluster
 from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.decide import Action
 from herd.plan.desired import StackPlan, plan_stack
+from herd.plan.placement import PlacementDecision
 from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.stages import RolloutState
@@ -49,6 +50,8 @@ class Result:
     releases: list[ReleaseResult] = field(default_factory=list)
     skipped: list[SkippedCluster] = field(default_factory=list)
     chart_count: int = 1
+    placement: PlacementDecision | None = None
+    admission: AdmissionStatus | None = None
 
 
 def result(*states: State) -> Result:

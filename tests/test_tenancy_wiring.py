@@ -23,6 +23,7 @@ from herd.operator.config import OperatorConfig
 from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.decide import Action, decide
 from herd.plan.desired import plan_stack
+from herd.plan.placement import GpuSupply
 from herd.plan.releases import ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.tenancy import Grants, Mode, grants_for
@@ -327,3 +328,36 @@ def test_tenant_rbac_is_provisioned_once_until_the_grants_or_namespaces_change(
 
     asyncio.run(passes())
     assert calls == [["team-a-x"], ["team-a-x", "team-a-y"], ["team-a-x"], ["team-a-x"]]
+
+
+class GpuInventory(FakeInventory):
+    """Kubeconfigs for granted clusters only (asking for another fails the test)."""
+
+    async def kubeconfig(self, cluster: Cluster) -> Path:
+        if cluster.id != "c-staging":
+            return await super().kubeconfig(cluster)
+        self.asked.append(cluster.id)
+        return Path("/nonexistent/kubeconfig")
+
+
+def test_placement_picks_only_among_granted_clusters() -> None:
+    """c-prod has more free GPUs but is not granted: it is neither read nor picked."""
+    read: list[str] = []
+
+    async def supply(kubeconfigs: Any, own: Any) -> dict[str, GpuSupply]:
+        read.extend(kubeconfigs)
+        return {c: GpuSupply(allocatable=1, free=1) for c in kubeconfigs}
+
+    inventory = GpuInventory([cluster("c-staging", env="staging"), cluster("c-prod", env="prod")])
+    placed = make_stack("team-a", spec(targets={"clusterIds": ["c-staging", "c-prod"],
+                                                "placement": {"pickN": 1}}))  # fmt: skip
+    found = Engine(inventory, HelmEnvironment(), gpu_supply=supply)
+    result, reachable, departed = asyncio.run(found._resolve(placed, None, TEAM_A))
+    assert read == ["c-staging"]
+    assert inventory.asked == ["c-staging"]
+    assert result.placement is not None
+    assert result.placement.picked == ("c-staging",)
+    assert "c-prod" not in result.placement.not_picked
+    assert [t.cluster for t in reachable] == ["c-staging"]
+    assert departed == []
+    assert result.denied == {"c-prod"}

@@ -9,10 +9,12 @@ Lookup order, per binary:
 2. the cache `${HERD_CACHE:-~/.cache/herd}/bin/<k8s-version>/`, outside the repository
    so a fresh clone or `git clean` does not cost a rebuild.
 
-Two more programs are built the same way, each into a cache directory of its own
-(`bin/helm-<version>/`, `bin/registry-<version>/`) so that a version bump of one does not
-rebuild Kubernetes: Helm 4 (`tools/helm`), which Herd runs on in the test bed, and the
-CNCF distribution registry (`tools/registry`), the private OCI registry of the test bed.
+Three more programs are built the same way, each into a cache directory of its own
+(`bin/helm-<version>/`, `bin/registry-<version>/`, `bin/prometheus-<version>/`) so that a
+version bump of one does not rebuild Kubernetes: Helm 4 (`tools/helm`), which Herd runs on
+in the test bed, the CNCF distribution registry (`tools/registry`), the private OCI
+registry of the test bed, and the Prometheus server (`tools/prometheus`, `cmd/prometheus`
+without the web UI's assets), one per downstream cluster (`e2e.testbed.prometheus`).
 
 A missing cache is filled by building from source with the Go toolchain: the modules
 under `e2e/testbed/tools/` pin Kubernetes, etcd, kwok, helm and distribution, and the Go
@@ -40,9 +42,10 @@ from pathlib import Path
 KUBERNETES_VERSION = "v1.35.4"
 ETCD_VERSION = "v3.6.5"
 KWOK_VERSION = "v0.8.0"
-# Keep in step with tools/helm/go.mod and tools/registry/go.mod.
+# Keep in step with tools/helm/go.mod, tools/registry/go.mod and tools/prometheus/go.mod.
 HELM_VERSION = "v4.3.2"
 REGISTRY_VERSION = "v3.1.2"
+PROMETHEUS_VERSION = "v0.316.0"  # the Go module of Prometheus 3.16.0
 
 TOOLS_DIR = Path(__file__).resolve().parent / "tools"
 BUILD_INFO = "build-info.json"
@@ -67,6 +70,7 @@ class _Tool:
     version: str
     package: str
     ldflags: str
+    tags: str = ""  # go build -tags
 
     @property
     def module(self) -> Path:
@@ -82,6 +86,14 @@ class _Tool:
         return (self.directory() / BUILD_INFO).is_file() and os.access(self.path(), os.X_OK)
 
 
+def _prometheus_ldflags(module_version: str) -> str:
+    # Prometheus 3 publishes release 3.X.Y as Go module v0.3XX.Y: v0.316.0 is 3.16.0.
+    minor = module_version.lstrip("v").split(".")[1]
+    release = f"{minor[0]}.{int(minor[1:])}.{module_version.split('.')[2]}"
+    package = "github.com/prometheus/common/version"
+    return f"-X {package}.Version={release} -X {package}.Branch=HEAD"
+
+
 _TOOLS = (
     # `helm version` reads these: without them it says v4.0+unreleased.
     _Tool(
@@ -95,6 +107,16 @@ _TOOLS = (
         REGISTRY_VERSION,
         "github.com/distribution/distribution/v3/cmd/registry",
         f"-X github.com/distribution/distribution/v3/version.version={REGISTRY_VERSION}",
+    ),
+    # `prometheus --version` and its build_info metric read these (else an empty version).
+    # remove_all_sd leaves out every service discovery but static_configs (the cloud SDKs:
+    # most of a cold build's time); without builtinassets the web UI is not embedded.
+    _Tool(
+        "prometheus",
+        PROMETHEUS_VERSION,
+        "github.com/prometheus/prometheus/cmd/prometheus",
+        _prometheus_ldflags(PROMETHEUS_VERSION),
+        tags="remove_all_sd",
     ),
 )
 
@@ -118,6 +140,7 @@ class Binaries:
     etcd: Path
     helm: Path  # Helm 4, the helm Herd runs on in the test bed
     registry: Path  # CNCF distribution, the test bed's private OCI registry
+    prometheus: Path  # the Prometheus server, one per downstream cluster
 
     def paths(self) -> dict[str, Path]:
         return {
@@ -128,6 +151,7 @@ class Binaries:
             "etcd": self.etcd,
             "helm": self.helm,
             "registry": self.registry,
+            "prometheus": self.prometheus,
         }
 
 
@@ -159,6 +183,7 @@ def resolve() -> Binaries:
         etcd=found["etcd"],
         helm=found["helm"],
         registry=found["registry"],
+        prometheus=found["prometheus"],
     )
 
 
@@ -206,8 +231,8 @@ def build_tool(tool: _Tool, log: bool = True) -> Path:
     """Build one program of `_TOOLS` into its own cache directory (`_staged`)."""
 
     def compile_into(staging: Path) -> dict[str, object]:
-        _go_build(tool.module, {tool.package: tool.name}, staging, tool.ldflags, log)
-        return {tool.name: tool.version}
+        _go_build(tool.module, {tool.package: tool.name}, staging, tool.ldflags, log, tool.tags)
+        return {tool.name: tool.version, **({"tags": tool.tags} if tool.tags else {})}
 
     _staged(tool.directory(), compile_into)
     return tool.directory()
@@ -278,12 +303,15 @@ def _version_ldflags() -> str:
     return " ".join(f"-X {pkg}.{key}={value}" for pkg in packages for key, value in values.items())
 
 
-def _go_build(module: Path, packages: dict[str, str], out: Path, ldflags: str, log: bool) -> None:
+def _go_build(
+    module: Path, packages: dict[str, str], out: Path, ldflags: str, log: bool, tags: str = ""
+) -> None:
     for package, name in packages.items():
         started = time.monotonic()
         command = [
             _go(),
             "build",
+            *(["-tags", tags] if tags else []),
             "-trimpath",
             "-ldflags",
             f"-s -w {ldflags}".strip(),

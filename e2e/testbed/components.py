@@ -200,10 +200,13 @@ def kwok_args(binary: Path, kubeconfig: Path, port: int) -> list[str]:
     ]
 
 
-def fake_node(name: str) -> dict[str, object]:
-    """A Node object kwok will take over: Ready at once, no taints, roomy capacity."""
+def fake_node(name: str, gpus: int = 0) -> dict[str, object]:
+    """A Node object kwok will take over: Ready at once, no taints, roomy capacity, and
+    `gpus` nvidia.com/gpu when given (kwok keeps the capacity a Node is made with)."""
     key, value = KWOK_NODE_ANNOTATION
     resources = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+    if gpus:
+        resources["nvidia.com/gpu"] = str(gpus)
     return {
         "apiVersion": "v1",
         "kind": "Node",

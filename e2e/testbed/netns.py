@@ -1,12 +1,13 @@
 """Hosts of the test's own: a network namespace joined to this one by a veth pair.
 
-Callers: `e2e/test_addons.py`, whose NeuVector stand-in must be reached through a
-cluster's API server service proxy. The proxy refuses loopback endpoints, and test
-traffic may go only to loopback or to hosts the test made itself, never to this
-machine's real interfaces. So the stand-in runs in a namespace of its own: a veth pair
-links it to the root namespace, on a /30 drawn from 198.18.0.0/15 (RFC 2544, reserved
-for benchmarking and never routed). The namespace has no other interface and no default
-route, so nothing in it can reach anywhere else either.
+Callers: `e2e/test_addons.py`, `e2e/test_gpu.py` and `e2e/test_prometheus.py`, whose
+NeuVector stand-in, DCGM stand-in and Prometheus must be reached through a cluster's API
+server service proxy (fixtures enter one with `host_or_skip`). The proxy refuses
+loopback endpoints, and test traffic may go only to loopback or to hosts the test made
+itself, never to this machine's real interfaces. So the stand-in runs in a namespace of
+its own: a veth pair links it to the root namespace, on a /30 drawn from 198.18.0.0/15
+(RFC 2544, reserved for benchmarking and never routed). The namespace has no other
+interface and no default route, so nothing in it can reach anywhere else either.
 
 `netns_host(prefix)` makes one and yields a `NetnsHost`: `.address` is its end of the
 pair, `.popen(argv)` starts a process inside it. On exit, also after a failure, it kills
@@ -29,6 +30,8 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import pytest
 
 BENCHMARK_NETWORK = ipaddress.IPv4Network("198.18.0.0/15")
 _PREFIX = 30
@@ -64,6 +67,18 @@ class NetnsHost:
         process = subprocess.Popen(self.command(argv), **kwargs)
         self._processes.append(process)
         return process
+
+
+def host_or_skip(stack: contextlib.ExitStack, name_prefix: str, what: str) -> NetnsHost:
+    """`netns_host(name_prefix)` entered on `stack`, for a test fixture serving `what`:
+    without namespaces the test skips, and fails in CI (`CI=true`), where they must work."""
+    try:
+        return stack.enter_context(netns_host(name_prefix))
+    except NetnsUnavailable as error:
+        message = f"no network namespace for {what}: {error}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 @contextlib.contextmanager

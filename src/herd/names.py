@@ -38,6 +38,11 @@ OWNER_NAME_LABEL = f"{PREFIX}stack-name"
 CLUSTER_SECRET_LABEL = f"{PREFIX}cluster"  # =true: this Secret is a cluster
 CLUSTER_ID_ANNOTATION = f"{PREFIX}cluster-id"  # the cluster's id (default: Secret name)
 
+# -- on a cluster object (Rancher provisioning Cluster or kubeconfig Secret) ---------------
+# The base URL of the cluster's Prometheus (`herd.addons.prometheus`); without it, Herd
+# asks the Service of HERD_PROMETHEUS_SERVICE through the cluster's API server proxy.
+PROMETHEUS_URL_ANNOTATION = f"{PREFIX}prometheus-url"
+
 # -- objects Herd keeps for tenancy ------------------------------------------------------
 MANAGED_LABEL = f"{PREFIX}impersonation"  # on the impersonation RoleBindings
 TENANT_LABEL = f"{PREFIX}tenant"  # on downstream tenant RBAC objects

@@ -31,6 +31,12 @@ given none. A variable that does not parse raises `ValueError` naming it. Tests 
 | HERD_EGRESS_ALLOW_HOSTS | "" | tenant repos on these `host` or `host:port` are never refused |
 | HERD_ALLOW_EXEC_KUBECONFIGS | false | true: kubeconfigs may run `exec` / `auth-provider` |
 | HERD_HELM | helm beside Python, else on PATH | the helm executable (Helm 4 or 3) |
+| HERD_PROMETHEUS_SERVICE | see below | each cluster's Prometheus Service (API server proxy) |
+
+HERD_PROMETHEUS_SERVICE is `[https:]namespace/name:port`, by default Rancher Monitoring's
+`cattle-monitoring-system/rancher-monitoring-prometheus:9090`; a cluster whose object is
+annotated `herd.suse.com/prometheus-url` is asked at that URL instead
+(`herd.addons.prometheus`).
 
 Hostile input and shutdown (`herd.helm.worker`, `herd.operator.shutdown`):
 
@@ -105,6 +111,8 @@ class Settings:
     check_workers: int = 2
     exit_seconds: float | None = None  # None: shutdown_seconds plus a margin
     stall_checks: bool = False
+    # Parsed by `herd.addons.prometheus.PrometheusService.parse`, which names what is wrong.
+    prometheus_service: str = "cattle-monitoring-system/rancher-monitoring-prometheus:9090"
     helm: HelmSettings = field(default_factory=HelmSettings)
 
     @classmethod
@@ -146,6 +154,7 @@ class Settings:
             check_workers=number.whole("HERD_CHECK_WORKERS", base.check_workers),
             exit_seconds=number.real("HERD_EXIT_SECONDS", 0) or None,
             stall_checks=env.get("HERD_TEST_STALL_CHECKS") == "1",
+            prometheus_service=env.get("HERD_PROMETHEUS_SERVICE") or base.prometheus_service,
             helm=HelmSettings.from_env(env),
         )
 

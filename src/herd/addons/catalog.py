@@ -177,7 +177,7 @@ class AddonCatalog:
     def charts(self, spec: StackSpec) -> list[ChartSpec]:
         """The add-on charts `spec` enables, NeuVector first."""
         charts = []
-        if spec.security is Toggle.ENABLED:
+        if spec.security_toggle is Toggle.ENABLED:
             charts.append(self._usable("spec.security").neuvector)
         if spec.observability is Toggle.ENABLED:
             config = self._usable("spec.observability")

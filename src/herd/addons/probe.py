@@ -97,7 +97,7 @@ class AddonProbe:
         plan = result.plan
         if plan is None:
             return Observation()
-        security = config is not None and plan.spec.security is Toggle.ENABLED
+        security = config is not None and plan.spec.security_toggle is Toggle.ENABLED
         observability = config is not None and plan.spec.observability is Toggle.ENABLED
         observation = Observation(fail_on=config.api.fail_on if config else FailOn.CRITICAL)
         async with asyncio.TaskGroup() as group:

@@ -148,6 +148,30 @@ class SkippedCluster(StatusModel):
     reason: str = Field(description="Why it was skipped (never includes secret content).")
 
 
+class PlacementStatus(StatusModel):
+    clusters: list[str] = Field(
+        default_factory=list, description="The clusters targets.placement.pickN picked."
+    )
+    reason: str = Field(default="", description="Why these clusters (their GPU figures).")
+    not_picked: list[SkippedCluster] = Field(
+        default_factory=list, description="The other candidates and why each was not picked."
+    )
+    last_change_time: str | None = Field(
+        default=None, description="When the picked clusters last changed (RFC 3339)."
+    )
+
+
+class AdmissionStatus(StatusModel):
+    rule: str = Field(
+        description="The Stack's rule: the NvAdmissionControlSecurityRule object / rule comment."
+    )
+    fail_on: str = Field(description="The lowest vulnerability severity it denies.")
+    namespaces: list[str] = Field(default_factory=list, description="Where it denies.")
+    problems: list[SkippedCluster] = Field(
+        default_factory=list, description="Clusters where the rule could not be written."
+    )
+
+
 class StageStatus(StatusModel):
     name: str = Field(description="The stage's name.")
     done: int = Field(
@@ -262,6 +286,12 @@ class StackStatus(StatusModel):
     )
     cluster_resource_count: int = Field(
         default=0, description="Clusters with resources read, including those left out."
+    )
+    placement: PlacementStatus | None = Field(
+        default=None, description="GPU-aware placement's pick (targets.placement.pickN)."
+    )
+    admission: AdmissionStatus | None = Field(
+        default=None, description="NeuVector admission rule of security.enforce."
     )
     security: SecurityStatus | None = Field(
         default=None, description="NeuVector scan summary (security: enabled)."

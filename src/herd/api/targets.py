@@ -57,6 +57,41 @@ class LabelSelector(SpecModel):
         return self
 
 
+class Placement(SpecModel):
+    """GPU-aware placement among the targeted clusters (`herd.plan.placement`)."""
+
+    pick_n: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description=(
+            "Deploy to the N targeted clusters with the most GPUs (sortBy); the choice is "
+            "sticky while those clusters still fit. Releases on a cluster no longer picked "
+            "are uninstalled (the Stack moved)."
+        ),
+    )
+    sort_by: Literal["gpuFree", "gpuAllocatable"] = Field(
+        default="gpuFree",
+        description=(
+            "gpuFree: allocatable nvidia.com/gpu minus what other pods request; "
+            "gpuAllocatable: allocatable nvidia.com/gpu."
+        ),
+    )
+    require_fit: bool = Field(
+        default=False,
+        description=(
+            "true: a release whose GPU requests exceed its cluster's allocatable GPUs is not "
+            "installed there (status Skipped, no helm call), retried as nodes change."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _does_something(self) -> Placement:
+        if self.pick_n is None and not self.require_fit:
+            raise ValueError("placement needs pickN or requireFit: true")
+        return self
+
+
 class Targets(SpecModel):
     cluster_ids: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list,
@@ -68,6 +103,13 @@ class Targets(SpecModel):
     selector: LabelSelector | None = Field(
         default=None,
         description="Clusters by label (Kubernetes LabelSelector semantics), following the fleet.",
+    )
+    placement: Placement | None = Field(
+        default=None,
+        description=(
+            "GPU-aware placement: pickN clusters by sortBy among those targeted, and/or "
+            "requireFit to refuse releases whose GPU requests a cluster cannot hold."
+        ),
     )
 
     @model_validator(mode="after")

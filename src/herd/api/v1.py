@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationError,
     WithJsonSchema,
 )
 
@@ -74,14 +75,61 @@ ToggleField = Annotated[
 ]
 
 
+class SecuritySpec(SpecModel):
+    """`security: {enforce: true, failOn: High}`: NeuVector deployed, and enforced."""
+
+    enforce: bool = Field(
+        default=False,
+        description=(
+            "true: Herd also creates NeuVector's NvAdmissionControlSecurityRule for the Stack's "
+            "namespaces on each cluster, denying images with vulnerabilities at or above failOn."
+        ),
+    )
+    fail_on: Literal["High", "Critical"] = Field(
+        default="High",
+        description="The lowest vulnerability severity the admission rule denies.",
+    )
+
+
+def _security(value: object) -> object:
+    """A toggle (string or boolean) or a `SecuritySpec` object; anything else is refused
+    with one message naming what is allowed."""
+    if isinstance(value, bool | Toggle | SecuritySpec):
+        return _toggle(value)
+    if isinstance(value, str):
+        if value in {t.value for t in Toggle}:
+            return Toggle(value)
+        raise ValueError("Input should be 'enabled' or 'disabled', or {enforce: true}")
+    if isinstance(value, dict):
+        try:
+            return SecuritySpec.model_validate(value)
+        except ValidationError as error:
+            details = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+            )
+            raise ValueError(details) from None
+    raise ValueError("Input should be 'enabled' or 'disabled', or {enforce: true}")
+
+
+SecurityField = Annotated[
+    Toggle | SecuritySpec,
+    BeforeValidator(_security),
+    WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True}),
+]
+
+
 class StackSpec(SpecModel):
     env: str = Field(
         default="",
         description="Environment name (e.g. dev, staging, prod); selects values.envs entries.",
     )
-    security: ToggleField = Field(
+    security: SecurityField = Field(
         default=Toggle.DISABLED,
-        description="enabled: deploy NeuVector first in every target cluster and report scans.",
+        description=(
+            "enabled: deploy NeuVector first in every target cluster and report scans; "
+            "{enforce: true, failOn: High|Critical}: also deny vulnerable images in the "
+            "Stack's namespaces with NeuVector's admission control."
+        ),
     )
     observability: ToggleField = Field(
         default=Toggle.DISABLED,
@@ -138,6 +186,17 @@ class StackSpec(SpecModel):
             "and a failure budget. Without it every cluster is deployed at once (bounded)."
         ),
     )
+
+    @property
+    def security_toggle(self) -> Toggle:
+        """`security` as a toggle: an object (`SecuritySpec`) means enabled."""
+        return Toggle.ENABLED if isinstance(self.security, SecuritySpec) else self.security
+
+    @property
+    def enforcement(self) -> SecuritySpec | None:
+        """The admission-control settings when `security.enforce` is true, else None."""
+        security = self.security
+        return security if isinstance(security, SecuritySpec) and security.enforce else None
 
 
 class Stack(BaseModel):

@@ -11,7 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from herd.names import CLUSTER_ID_ANNOTATION, CLUSTER_SECRET_LABEL, PREFIX
+from herd.names import (
+    CLUSTER_ID_ANNOTATION,
+    CLUSTER_SECRET_LABEL,
+    PREFIX,
+    PROMETHEUS_URL_ANNOTATION,
+)
 from herd.plan.clusters import Cluster, KubeconfigRef
 
 RANCHER_GROUP = "provisioning.cattle.io"
@@ -66,6 +71,7 @@ def rancher_cluster(
         source="rancher",
         kubeconfig=KubeconfigRef.secret(namespace, secret, RANCHER_SECRET_KEY),
         not_ready=not_ready,
+        prometheus_url=_prometheus_url(metadata),
     )
 
 
@@ -138,6 +144,7 @@ def secret_cluster(body: Mapping[str, Any], key: str | None = None) -> Cluster:
             key,
             str(metadata.get("resourceVersion", "")),
         ),
+        prometheus_url=_prometheus_url(metadata),
     )
 
 
@@ -145,6 +152,13 @@ def secret_key(body: Mapping[str, Any]) -> str:
     """The data key of a cluster Secret that holds the kubeconfig (names only are read)."""
     keys = set((body.get("data") or {}).keys()) | set((body.get("stringData") or {}).keys())
     return next((key for key in CLUSTER_SECRET_KEYS if key in keys), CLUSTER_SECRET_KEYS[0])
+
+
+def _prometheus_url(metadata: Mapping[str, Any]) -> str:
+    # Checked where it is used (`herd.addons.prometheus.PrometheusUrl`), so that a bad URL
+    # fails that cluster's metric checks, not its listing; capped like any annotation.
+    annotations = metadata.get("annotations") or {}
+    return str(annotations.get(PROMETHEUS_URL_ANNOTATION) or "").strip()[:2048]
 
 
 def _labels(metadata: Mapping[str, Any]) -> dict[str, str]:

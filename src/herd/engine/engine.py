@@ -20,11 +20,6 @@ any, kept); the others are rolled out as the tenant (`herd.rollout.tenants`). `d
 the same grants: every uninstall runs as the tenant, and a cluster no longer granted is
 not contacted (`StackResult.denied`: orphaned, reported by the caller).
 
-Fleet rollback (`herd.engine.rollback`): a staged pass loads the Stack's last good revisions
-and, with `onFailure: Rollback`, rolls a failed stage back; its rows replace the rows of
-the releases they rolled back, and the record is saved after the pass. `rollback` is
-`herd rollback`.
-
 Ownership (`herd.plan.ownership`): each pass loads the Stack's record from the `OwnershipStore`
 (the operator's on the management cluster, the CLI's in each downstream cluster), removes
 only the leftovers it records, and saves the record after the pass (once, when it changed).
@@ -39,8 +34,11 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 
+from herd.addons.gpu.supply import read_supply
 from herd.api.v1 import Stack
 from herd.clusters.drift import DriftMemory
+from herd.engine import passes
+from herd.engine.enforcement import drop_rules, enforce_rules
 from herd.engine.owned import save_record, stack_ref
 from herd.engine.planning import Readers, checked_plan
 from herd.engine.protocols import (
@@ -53,12 +51,15 @@ from herd.engine.protocols import (
     StackResult,
     ValuesReader,
 )
-from herd.engine.rollback import Rollbacks
+from herd.engine.rollback import Rollbacks, rolled_back
 from herd.engine.targets import (
     KEPT_MESSAGE,
+    SupplyReader,
     departed_targets,
     kubeconfig_targets,
     not_granted_rows,
+    place_targets,
+    placement_notes,
 )
 from herd.helm.bundled import BUNDLED_REPO
 from herd.helm.egress_guard import RepoGuard
@@ -118,8 +119,10 @@ class Engine:
         ownership: OwnershipStore | None = None,
         egress: EgressPolicy | None = None,
         drift: DriftMemory | None = None,
+        gpu_supply: SupplyReader = read_supply,
         lastgood: LastGoodStore | None = None,
     ) -> None:
+        self._gpu_supply = gpu_supply  # what targets.placement.pickN ranks clusters by
         self._drift = drift  # what drift checks recorded, process-wide; None: no checks
         self._sources = sources
         self._ownership: OwnershipStore = ownership or MemoryOwnership()
@@ -133,8 +136,9 @@ class Engine:
         self._manager = manager
         self._stuck_seconds = stuck_seconds
         self._tenants = TenantClusters()  # tenant RBAC provisioned, per cluster and tenant
-        # The last good revisions (`herd.plan.lastgood`) and fleet rollback.
-        self._rollbacks = Rollbacks(lastgood or MemoryLastGood(), env, self.gates, self._tenants)
+        self._rollbacks = Rollbacks(
+            lastgood or MemoryLastGood(), self._ownership, env, self.gates, self._tenants
+        )
 
     async def plan(
         self, stack: Stack, clusters: Sequence[Cluster] = (), grants: Grants | None = None
@@ -154,24 +158,29 @@ class Engine:
         defer: Mapping[str, Deferral] | None = None,
         grants: Grants | None = None,
         staging: StageInputs | None = None,
+        placed: tuple[Sequence[str], int] | None = None,
     ) -> StackResult:
         """Converge the Stack's targets; clean up the clusters it left. With `spec.rollout`,
         `spec.suspend` or `staging.only`, the pass is staged (`herd.rollout.staged`;
         `staging`: the persisted rollout status, the approval annotation and callbacks)
         and `StackResult.rollout` says where it stands (`drift_wait`: the next drift check).
+
         `grants`: what the Stack's namespace was granted (`herd.plan.tenancy`); None is
         unrestricted (the CLI: its limits are the RBAC of its kubeconfigs). Targets no
         grant covers are left untouched, their rows `NotGranted`; the Stack's own releases
         elsewhere go through the tenant identity and the render check.
+
         `previous_targets` (the operator's record of clusters that may hold the Stack's
         releases) narrows the clean-up to those; None checks every other ready cluster
         (the CLI's few). `held`: release -> config digest that failed permanently (not
         retried while unchanged). `force`: take over releases the other Herd face manages.
         `defer`: clusters in backoff, not contacted this pass (`herd.plan.retry.Deferral`).
-        """
-        result, reachable, departed = await self._resolve(stack, previous_targets, grants)
+        `placed`: the last placement pick and GPU need (`herd.status.placement`)."""
+        result, reachable, departed = await self._resolve(stack, previous_targets, grants, placed)
         guard = self._guard(stack, grants)
         settings = self._settings(stack.namespace, stack.name, force, held, guard)
+        placement = stack.spec.targets.placement
+        settings = replace(settings, require_fit=placement is not None and placement.require_fit)
         ref = stack_ref(stack)
         kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
         owned = await self._ownership.load(ref, kubeconfigs)
@@ -183,26 +192,49 @@ class Engine:
 
         # A cluster not granted is not contacted: what it holds stays as the record says.
         holding = {s.cluster_id for s in result.skipped if s.cluster_id not in result.denied}
+        staging = await self._rollbacks.staging(stack, result, staging, ref, kubeconfigs)
         try:
-            if stack.spec.rollout is not None or stack.spec.suspend or (staging and staging.only):
-                await self._staged(
-                    result,
-                    reachable,
-                    departed,
-                    new_rollout=new_rollout,
-                    holding=holding,
-                    staging=await self._rollbacks.staging(stack, result, staging, ref, kubeconfigs),
-                )
-                await self._rollbacks.after_pass(result, ref, kubeconfigs)
-                return result
-            for plan, targets in ((result.plan, reachable), (None, departed)):
-                await _run(result, new_rollout(), plan, targets, holding)
-            result.holding = frozenset(holding | set(result.unreachable))
+            await self._passes(
+                stack, result, (reachable, departed), new_rollout, holding=holding, staging=staging
+            )
+            await self._rollbacks.after_pass(result, ref, kubeconfigs)
             return result
         finally:  # what the pass installed is recorded even when it was cancelled midway
-            rolled = result.rollout.rollback if result.rollout else []  # recorded last
-            await save_record(self._ownership, ref, owned, made, kubeconfigs, extra=rolled)
+            placement_notes(result)
+            extra = rolled_back(result)  # a rollback's rows, after the rollouts' own
+            await save_record(self._ownership, ref, owned, made, kubeconfigs, extra=extra)
             result.drift_wait = self._drift_wait(settings.owner)
+
+    async def _passes(
+        self,
+        stack: Stack,
+        result: StackResult,
+        targets: tuple[list[Target], list[Target]],
+        new_rollout: Callable[[], Rollout],
+        *,
+        holding: set[str],
+        staging: StageInputs | None,
+    ) -> None:
+        """`apply`'s rollouts (staged or not), then the Stack's admission rule
+        (`herd.engine.enforcement`) unless nothing may be written (suspend, `--stage`)."""
+        spec = stack.spec
+        reachable, departed = targets
+        only = bool(staging and staging.only)
+        if spec.rollout is not None or spec.suspend or only:
+            await self._staged(
+                result,
+                reachable,
+                departed,
+                new_rollout=new_rollout,
+                holding=holding,
+                staging=staging,
+            )
+        else:
+            for plan, some in ((result.plan, reachable), (None, departed)):
+                await passes.run(result, new_rollout(), plan, some, holding)
+            result.holding = frozenset(holding | set(result.unreachable))
+        if not spec.suspend and not only:
+            await enforce_rules(stack, result, reachable, departed)
 
     def _drift_wait(self, owner: str) -> float | None:
         """Seconds until the Stack's next drift check (None: none is scheduled)."""
@@ -245,11 +277,11 @@ class Engine:
             inputs=staging,
         )
         result.releases += rollout.finish(reachable)
-        _merge(result, rollout, holding)
+        passes.merge(result, rollout, holding)
         if spec.suspend or staging.only:
             holding |= {t.cluster for t in departed}
         else:
-            await _run(result, new_rollout(), None, departed, holding)
+            await passes.run(result, new_rollout(), None, departed, holding)
         result.holding = frozenset(holding | set(result.unreachable))
         return result
 
@@ -293,6 +325,7 @@ class Engine:
         rollout = self._rollout(self._settings(namespace, name, force), on_progress, None, owned)
         try:
             result.releases = await rollout.apply(None, reachable)
+            await drop_rules(namespace, name, result, reachable)
         finally:
             await save_record(self._ownership, ref, owned, [rollout], kubeconfigs)
         result.unreachable.update(rollout.unreachable)
@@ -308,14 +341,10 @@ class Engine:
         await self._rollbacks.store.drop(StackRef(namespace, name, uid), {})
 
     async def rollback(self, stack: Stack, stage: str | None = None) -> StackResult:
-        """`herd rollback`: the clusters of `stage` (every stage: None) back to their last
+        """`herd rollback`: the clusters of `stage` (None: every stage) back to their last
         good revisions now (`herd.engine.rollback`); their rows in `releases`."""
         result, reachable, _ = await self._resolve(stack, None)
-        ref, kubeconfigs = stack_ref(stack), {t.cluster: t.kubeconfig for t in reachable}
-        owned = await self._ownership.load(ref, kubeconfigs)
-        result.releases += await self._rollbacks.roll_back(stack, result, reachable, stage)
-        await save_record(self._ownership, ref, owned, [], kubeconfigs, extra=result.releases)
-        return result
+        return await self._rollbacks.roll_back(stack, result, reachable, stage)
 
     async def preview(
         self,
@@ -346,6 +375,7 @@ class Engine:
         stack: Stack,
         previous_targets: Collection[str] | None,
         grants: Grants | None = None,
+        placed: tuple[Sequence[str], int] | None = None,
     ) -> tuple[StackResult, list[Target], list[Target]]:
         """Targets and plan (SpecError before anything else), and the clusters left behind.
 
@@ -366,6 +396,14 @@ class Engine:
             result.skipped += denied
             result.denied = {s.cluster_id for s in denied}
             result.releases += not_granted_rows(plan, denied)
+        reachable = await kubeconfig_targets(
+            self._inventory, self._limits.clusters, usable, result.skipped, grants
+        )
+        placement = stack.spec.targets.placement
+        if placement is not None and placement.pick_n is not None:
+            reachable = await place_targets(
+                placement, result, reachable, read=self._gpu_supply, placed=placed
+            )
         departed = await departed_targets(
             self._inventory,
             self._limits.clusters,
@@ -373,9 +411,6 @@ class Engine:
             result,
             previous_targets=previous_targets,
             grants=grants,
-        )
-        reachable = await kubeconfig_targets(
-            self._inventory, self._limits.clusters, usable, result.skipped, grants
         )
         return result, reachable, departed
 
@@ -413,21 +448,3 @@ class Engine:
             tenants=self._tenants,
             owned=owned,
         )
-
-
-async def _run(
-    result: StackResult,
-    rollout: Rollout,
-    plan: StackPlan | None,
-    targets: Sequence[Target],
-    holding: set[str],
-) -> None:
-    """One unstaged rollout of `plan` (None: remove) over `targets`, into `result`."""
-    result.releases += await rollout.apply(plan, targets)
-    _merge(result, rollout, holding)
-
-
-def _merge(result: StackResult, rollout: Rollout, holding: set[str]) -> None:
-    """A rollout's unreachable clusters into `result`, and what it holds into `holding`."""
-    result.unreachable.update(rollout.unreachable)
-    holding |= rollout.holding

@@ -111,4 +111,4 @@ async def _chart_sources(
 
 
 def _enables_addons(spec: StackSpec) -> bool:
-    return Toggle.ENABLED in (spec.security, spec.observability)
+    return Toggle.ENABLED in (spec.security_toggle, spec.observability)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from herd.api.charts import ChartSpec
-from herd.api.status import SkippedCluster
+from herd.api.status import AdmissionStatus, SkippedCluster
 from herd.api.v1 import Stack, StackSpec
 from herd.plan.chart_sources import ChartSource
 from herd.plan.clusters import Cluster
@@ -24,6 +24,7 @@ from herd.plan.desired import SourceKey, StackPlan
 from herd.plan.drift import ReleaseDrift
 from herd.plan.lastgood import Record
 from herd.plan.ownership import Owned, Releases, StackRef
+from herd.plan.placement import PlacementDecision
 from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey, Values
 from herd.plan.results import ReleaseResult
 from herd.rollout.staged import StagedOutcome
@@ -128,6 +129,12 @@ class StackResult:
     rollout: StagedOutcome | None = None
     # Seconds until the Stack's next drift check is due (None: no check is scheduled).
     drift_wait: float | None = None
+    # targets.placement.pickN: which clusters it picked and why (None: no pickN).
+    placement: PlacementDecision | None = None
+    # security.enforce: clusters whose admission rule could not be written or removed.
+    enforcement: dict[str, str] = field(default_factory=dict)
+    # security.enforce: the rule written this pass, for the status (None: not enforced).
+    admission: AdmissionStatus | None = None
 
     @property
     def chart_count(self) -> int:

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from herd.api.rollout import SCOPE_STAGE
 from herd.api.v1 import Stack
-from herd.engine.owned import stack_ref
-from herd.engine.protocols import LastGoodStore, StackResult
+from herd.engine.owned import save_record, stack_ref
+from herd.engine.protocols import LastGoodStore, OwnershipStore, StackResult
 from herd.errors import Problem, SpecError
 from herd.helm.environment import HelmEnvironment
 from herd.plan.desired import StackPlan
@@ -48,9 +48,15 @@ class Rollbacks:
     """The engine's rollback parts: its last good store, and what the executor needs."""
 
     def __init__(
-        self, store: LastGoodStore, env: HelmEnvironment, gates: Gates, tenants: TenantClusters
+        self,
+        store: LastGoodStore,
+        ownership: OwnershipStore,
+        env: HelmEnvironment,
+        gates: Gates,
+        tenants: TenantClusters,
     ) -> None:
         self.store = store
+        self._ownership = ownership
         self._env, self._gates, self._tenants = env, gates, tenants
 
     async def staging(
@@ -60,9 +66,11 @@ class Rollbacks:
         staging: StageInputs | None,
         ref: StackRef,
         kubeconfigs: Mapping[str, Path],
-    ) -> StageInputs:
-        """A staged pass's inputs with its rollback inputs (`inputs`)."""
-        assert result.plan is not None
+    ) -> StageInputs | None:
+        """A staged pass's inputs with its rollback inputs (`inputs`); as given without
+        `spec.rollout`."""
+        if stack.spec.rollout is None or result.plan is None:
+            return staging
         rollback = await self.inputs(stack, result.plan, ref, kubeconfigs)
         return replace(staging or StageInputs(), rollback=rollback)
 
@@ -93,8 +101,9 @@ class Rollbacks:
 
     async def roll_back(
         self, stack: Stack, result: StackResult, targets: Sequence[Target], stage: str | None
-    ) -> list[ReleaseResult]:
-        """`herd rollback`: the rows of every release of the clusters chosen."""
+    ) -> StackResult:
+        """`herd rollback`: `result` with the rows of every release of the clusters chosen;
+        the ownership record takes the new revisions."""
         assert result.plan is not None
         spec = stack.spec.rollout
         stages = assign_stages(spec, result.members)
@@ -104,12 +113,20 @@ class Rollbacks:
             raise SpecError([Problem("--stage", why)])
         scope = (spec.scope if spec is not None else None) or SCOPE_STAGE
         clusters = requested_clusters(stages, stage, scope)
-        kubeconfigs = {t.cluster: t.kubeconfig for t in targets}
-        record = await self.store.load(stack_ref(stack), kubeconfigs)
+        ref, kubeconfigs = stack_ref(stack), {t.cluster: t.kubeconfig for t in targets}
+        owned = await self._ownership.load(ref, kubeconfigs)
+        record = await self.store.load(ref, kubeconfigs)
         executor = Rollback(self._env, self._gates, self._tenants, record)
         why = f"herd rollback{f' --stage {stage}' if stage else ''}"
         done = await executor.run(result.plan, {t.cluster: t for t in targets}, clusters, why)
-        return [row for cluster in done for row in cluster.rows]
+        result.releases += [row for cluster in done for row in cluster.rows]
+        await save_record(self._ownership, ref, owned, [], kubeconfigs, extra=result.releases)
+        return result
+
+
+def rolled_back(result: StackResult) -> Sequence[ReleaseResult]:
+    """The rows of the rollback a staged pass made (none without one)."""
+    return result.rollout.rollback if result.rollout is not None else ()
 
 
 def merged(rows: Sequence[ReleaseResult], rolled: Sequence[ReleaseResult]) -> list[ReleaseResult]:

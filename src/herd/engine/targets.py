@@ -1,6 +1,6 @@
 """The engine's targets: kubeconfig files for the clusters of a pass, the clusters a Stack
-left (to clean up), and the rows of the clusters a Stack is not granted. Re-exported by
-`herd.engine.engine`.
+left (to clean up), the rows of the clusters a Stack is not granted, and the clusters
+`targets.placement.pickN` picks. Re-exported by `herd.engine.engine`.
 
 Callers: `herd.engine.engine` (`Engine.apply`, `preview`, `delete`).
 """
@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
 
 from herd.api.status import SkippedCluster
+from herd.api.targets import Placement
 from herd.engine.protocols import Inventory, StackResult
 from herd.errors import TransientError, describe
 from herd.plan.clusters import Cluster, ClusterUnavailable
+from herd.plan.decide import Action
 from herd.plan.desired import StackPlan
+from herd.plan.placement import GpuSupply, pick
 from herd.plan.results import ReleaseResult, State
 from herd.plan.tenancy import Grants, cluster_granted, granted_clusters
 from herd.rollout.target import Target
@@ -116,3 +121,50 @@ async def departed_targets(
     if known:
         result.unreachable.update({s.cluster_id: s.reason for s in lost})
     return departed
+
+
+SupplyReader = Callable[
+    [Mapping[str, Path], Mapping[str, Collection[tuple[str, str]]]],
+    Awaitable[Mapping[str, GpuSupply]],
+]
+
+
+async def place_targets(
+    placement: Placement,
+    result: StackResult,
+    reachable: list[Target],
+    *,
+    read: SupplyReader,
+    placed: tuple[Sequence[str], int] | None,
+) -> list[Target]:
+    """`targets.placement.pickN`: the reachable targets it picks (`herd.plan.placement`).
+
+    The candidates are `reachable`: ready, granted, with a kubeconfig, so placement never
+    reaches beyond a tenant's grant. The others leave `result.targets` and `members`, so
+    the pass cleans them up like clusters the Stack left (their rows say why). `placed`:
+    the previous pick and the GPUs the Stack was seen to need (`herd.status.placement`).
+    """
+    assert result.plan is not None
+    plan = result.plan
+    kubeconfigs = {t.cluster: t.kubeconfig for t in reachable}
+    own = {c: {(r.key.namespace, r.key.name) for r in plan.releases_for(c)} for c in kubeconfigs}
+    supply = await read(kubeconfigs, own)
+    previous, need = placed or ((), 0)
+    decision = pick(placement, sorted(kubeconfigs), supply, previous, need)
+    result.placement = decision
+    dropped = set(kubeconfigs) - set(decision.picked)
+    result.targets = [c for c in result.targets if c.id not in dropped]
+    result.members = [c for c in result.members if c.id not in dropped]
+    return [t for t in reachable if t.cluster not in dropped]
+
+
+def placement_notes(result: StackResult) -> None:
+    """The rows of releases removed from clusters placement no longer picks say so."""
+    decision = result.placement
+    if decision is None:
+        return
+    for i, row in enumerate(result.releases):
+        why = decision.not_picked.get(row.key.cluster)
+        if why is not None and row.action is Action.UNINSTALL and not row.message:
+            note = f"moved by targets.placement ({decision.reason}); not picked: {why}"
+            result.releases[i] = replace(row, message=note)

@@ -50,6 +50,7 @@ from herd.rollout.staged import StageInputs
 from herd.status import dryrun
 from herd.status.build import Phase, release_record
 from herd.status.pipeline import Kind, Rows, StatusInputs, compose
+from herd.status.placement import remembered
 from herd.status.rollout import rollout_events
 
 STATUS_INTERVAL = 1.0
@@ -203,6 +204,7 @@ class Keeper:
             defer=deferred,
             grants=grants,
             staging=replace(staging or StageInputs(), on_stage=progress.stage),
+            placed=remembered(previous),
         )
         record = self._record(result, previous, deferred, known)
         await self._write_final(result, progress, record)

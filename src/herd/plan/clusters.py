@@ -78,6 +78,9 @@ class Cluster:
     source: Source
     kubeconfig: KubeconfigRef
     not_ready: str = ""  # why it is not ready, when its source says (e.g. a False condition)
+    # Its Prometheus's base URL, from `herd.names.PROMETHEUS_URL_ANNOTATION` on its object
+    # ("" = none: `herd.addons.prometheus` then asks the configured Service through its proxy).
+    prometheus_url: str = ""
 
     def __post_init__(self) -> None:
         # A read-only copy: a Cluster is a snapshot, so later edits of the caller's dict

@@ -285,7 +285,8 @@ def spec_problems(
             )
             problems.append(Problem(f"spec.charts[{i}].namespace", why))
     if not addons_allowed(grants):
-        for field, toggle in (("security", spec.security), ("observability", spec.observability)):
+        toggles = (("security", spec.security_toggle), ("observability", spec.observability))
+        for field, toggle in toggles:
             if toggle is Toggle.ENABLED:
                 problems.append(
                     Problem(

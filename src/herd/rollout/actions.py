@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from herd.addons.gpu.fit import watch_fit
+from herd.addons.gpu.fit import fit_refusal, watch_fit
 from herd.api.charts import ChartSpec
 from herd.clusters.drift import DriftMemory
 from herd.errors import describe
@@ -64,6 +64,7 @@ class Settings:
     # A tenant Stack's egress check before each pull (`herd.helm.egress_guard.RepoGuard`).
     guard: Callable[[ChartSpec], Awaitable[None]] | None = None
     drift: DriftMemory | None = None  # the engine's; None: no drift check (the CLI)
+    require_fit: bool = False  # targets.placement.requireFit (`herd.addons.gpu.fit`)
 
 
 Report = Callable[[ReleaseResult], Awaitable[None]]
@@ -197,15 +198,25 @@ class ReleaseActions:
     ) -> ReleaseResult:
         base = replace(base, action=decision.action)
         chart_dir = await self._cache.get(desired.chart, desired.source)
+        upgrade = observed is not None and observed.status != "uninstalled"
+        manifest = ""
         if check is not None:
             # As helm will run it: an upgrade when a release exists, hooks included,
             # `lookup` answered by the API server as the tenant (`helm` is the tenant's).
-            upgrade = observed is not None and observed.status != "uninstalled"
             manifest = await self._render(helm, desired, chart_dir, upgrade=upgrade)
             refused = await _checked(check, manifest, desired.key.namespace)
             if refused:  # the same config fails the same way: permanent (held) until changed
                 return replace(
                     base, state=State.FAILED, message=refused, transient=False, finished=_now()
+                )
+        if self._settings.require_fit:
+            if not manifest:
+                async with self._gates.slot():
+                    manifest = await helm.render(desired, chart_dir, upgrade=upgrade)
+            refused = await fit_refusal(helm, desired, manifest)
+            if refused:  # nodes may join: retried (transient), never a helm write
+                return replace(
+                    base, state=State.SKIPPED, message=refused, transient=True, finished=_now()
                 )
         crds = await self._crds.crds(desired, chart_dir)  # CreateReplace only
         message = decision.reason + crd_note(desired.chart.crds, len(crds))

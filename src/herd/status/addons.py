@@ -76,7 +76,7 @@ def enrich(
     if gpus is not None:
         status = with_gpus(status, gpus, release_gpus or {})
     spec = result.plan.spec
-    security = spec.security is Toggle.ENABLED
+    security = spec.security_toggle is Toggle.ENABLED
     observability = spec.observability is Toggle.ENABLED
     moment = now or datetime.now(UTC)
     targets = [c.id for c in result.targets]

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from herd.api.status import RolloutStatus, SkippedCluster, StackStatus
+from herd.api.status import AdmissionStatus, RolloutStatus, SkippedCluster, StackStatus
+from herd.plan.placement import PlacementDecision
 from herd.plan.results import ReleaseResult
 from herd.status import dryrun
 from herd.status.addons import PassResult, carry_over, enrich
@@ -41,6 +42,7 @@ from herd.status.build import (
 )
 from herd.status.drift import with_drift
 from herd.status.facts import Observation
+from herd.status.placement import with_placement
 from herd.status.rollout import with_rollout
 
 
@@ -61,6 +63,12 @@ class EngineResult(PassResult, Protocol):
     @property
     def chart_count(self) -> int: ...
 
+    @property
+    def placement(self) -> PlacementDecision | None: ...
+
+    @property
+    def admission(self) -> AdmissionStatus | None: ...
+
 
 @dataclass(frozen=True)
 class Rows:
@@ -71,11 +79,18 @@ class Rows:
     skipped: Sequence[SkippedCluster] = ()
     chart_count: int = 0
     cluster_count: int | None = None  # None: count `targets`
+    placement: PlacementDecision | None = None  # the pass's pickN decision
+    admission: AdmissionStatus | None = None  # the pass's security.enforce rule
 
     @classmethod
     def of(cls, result: EngineResult) -> Rows:
         return cls(
-            result.releases, [c.id for c in result.targets], result.skipped, result.chart_count
+            result.releases,
+            [c.id for c in result.targets],
+            result.skipped,
+            result.chart_count,
+            placement=result.placement,
+            admission=result.admission,
         )
 
 
@@ -153,6 +168,13 @@ def _releases(inputs: StatusInputs) -> StackStatus:
     if kind is Kind.DRY_RUN:
         return dryrun.worded(status, rows.releases, rows.skipped, inputs.now, inputs.previous)
     status = with_drift(status, rows.releases, inputs.now, inputs.previous, inputs.generation)
+    # A final write without a decision is of a Stack without pickN: its section goes.
+    status = with_placement(
+        status, rows.placement, inputs.previous, inputs.now, wanted=kind is not Kind.FINAL
+    )
+    # The rule of the pass; a write in flight keeps the last one.
+    kept = inputs.previous.admission if inputs.previous and kind is not Kind.FINAL else None
+    status = status.model_copy(update={"admission": rows.admission or kept})
     if kind is Kind.PROGRESS and inputs.rollout is not None:
         status = status.model_copy(update={"rollout": inputs.rollout})
     return status

@@ -28,8 +28,12 @@ from kubernetes import client
 from herd.addons.gpu.dcgm import MetricsError, Sample, parse_metrics
 from herd.addons.gpu.demand import largest_node, node_gpus
 from herd.addons.neuvector import NeuVectorError, ServiceProxy
-from herd.errors import TransientError
-from herd.kube.client import API_ERRORS, api_client_from_kubeconfig, api_error_summary
+from herd.kube.client import (
+    API_ERRORS,
+    KubeconfigUnusable,
+    api_error_summary,
+    kubeconfig_client,
+)
 from herd.status.facts import ClusterGpus
 
 EXPORTER_SELECTORS = ("app=nvidia-dcgm-exporter", "app.kubernetes.io/name=dcgm-exporter")
@@ -52,7 +56,7 @@ class GpuProbe:
         if kept is not None:
             return kept
         try:
-            with _client(kubeconfig) as api:
+            with kubeconfig_client(kubeconfig) as api:
                 items = _items(
                     client.CoreV1Api(api).list_node(
                         _preload_content=False, _request_timeout=self._timeout
@@ -60,7 +64,7 @@ class GpuProbe:
                 )
             capacity, allocatable = node_gpus(items)
             found = ClusterGpus(capacity, allocatable, largest=largest_node(items))
-        except _Unusable as error:
+        except KubeconfigUnusable as error:
             found = ClusterGpus(problem=str(error))
         except API_ERRORS as error:
             found = ClusterGpus(problem=f"cannot list nodes: {api_error_summary(error)}")
@@ -73,9 +77,9 @@ class GpuProbe:
         if kept is not None:
             return kept
         try:
-            with _client(kubeconfig) as api:
+            with kubeconfig_client(kubeconfig) as api:
                 found: list[Sample] | str = self._scrape(api)
-        except _Unusable as error:
+        except KubeconfigUnusable as error:
             found = str(error)
         _keep(self._exporters, cluster, found)
         return found
@@ -119,24 +123,6 @@ class GpuProbe:
             return parse_metrics(body.decode(errors="replace"))
         except MetricsError as error:
             return f"{where}: /metrics unreadable ({error})"
-
-
-class _Unusable(TransientError):
-    """The kubeconfig the store handed out does not make a client (never its content)."""
-
-
-class _client:
-    def __init__(self, kubeconfig: Path) -> None:
-        try:
-            self._api = api_client_from_kubeconfig(kubeconfig)
-        except Exception as error:  # ConfigException, YAML or file errors
-            raise _Unusable(f"kubeconfig unusable ({type(error).__name__})") from None
-
-    def __enter__(self) -> client.ApiClient:
-        return self._api
-
-    def __exit__(self, *_: object) -> None:
-        self._api.close()  # type: ignore[no-untyped-call]
 
 
 def _items(response: Any) -> list[dict[str, Any]]:
