@@ -21,6 +21,7 @@ from typing import Any
 from herd.api.v1 import Stack
 from herd.cli import render
 from herd.cli.cluster_options import add_cluster_options
+from herd.cli.constants import EXIT_FAILED, EXIT_OK
 from herd.cli.fleet import Session, emit, run
 from herd.plan.results import State
 
@@ -35,7 +36,7 @@ async def rollback(args: argparse.Namespace, session: Session, stack: Stack | No
     text = f"{rolled} releases rolled back, {len(failed)} could not be"
     document = render.release_document(stack, result, rows, text)
     emit(args, document, render.release_grid(rows), render.skipped_lines(result.skipped), text)
-    return render.EXIT_FAILED if failed or result.skipped else render.EXIT_OK
+    return EXIT_FAILED if failed or result.skipped else EXIT_OK
 
 
 def add_rollback(commands: Any) -> None:

@@ -23,7 +23,6 @@ not contacted (`StackResult.denied`: orphaned, reported by the caller).
 Ownership (`herd.plan.ownership`): each pass loads the Stack's record from the `OwnershipStore`
 (the operator's on the management cluster, the CLI's in each downstream cluster), removes
 only the leftovers it records, and saves the record after the pass (once, when it changed).
-
 Callers: `herd.operator` (kopf handlers) and `herd.cli` (CI pipelines).
 """
 
@@ -64,6 +63,7 @@ from herd.engine.targets import (
 from herd.helm.bundled import BUNDLED_REPO
 from herd.helm.egress_guard import RepoGuard
 from herd.helm.environment import HelmEnvironment
+from herd.kube.journal import OperationJournal
 from herd.plan.clusters import Cluster
 from herd.plan.decide import DEFAULT_STUCK_SECONDS
 from herd.plan.desired import StackPlan
@@ -74,10 +74,7 @@ from herd.plan.releases import ReleaseKey, owner_label
 from herd.plan.retry import Deferral
 from herd.plan.stages import Stage, assign_stages
 from herd.plan.targets import resolve_targets
-from herd.plan.tenancy import (
-    Grants,
-    granted_clusters,
-)
+from herd.plan.tenancy import Grants, granted_clusters
 from herd.rollout.actions import Settings
 from herd.rollout.drift import preview_drift
 from herd.rollout.gates import DEFAULT_LIMITS, Gates, Limits
@@ -120,8 +117,10 @@ class Engine:
         egress: EgressPolicy | None = None,
         drift: DriftMemory | None = None,
         gpu_supply: SupplyReader = read_supply,
+        journal: OperationJournal | None = None,
         lastgood: LastGoodStore | None = None,
     ) -> None:
+        self._journal = journal  # the operator's helm operation journal; None: the CLI
         self._gpu_supply = gpu_supply  # what targets.placement.pickN ranks clusters by
         self._drift = drift  # what drift checks recorded, process-wide; None: no checks
         self._sources = sources
@@ -430,6 +429,7 @@ class Engine:
             stuck_seconds=self._stuck_seconds,
             held=dict(held or {}),
             drift=self._drift,
+            journal=self._journal,
         )
 
     def _rollout(

@@ -28,6 +28,7 @@ from herd.engine.protocols import (
 )
 from herd.helm.environment import HelmEnvironment
 from herd.kube.chart_secrets import KubeSourcesReader
+from herd.kube.journal import OperationJournal
 from herd.kube.values_from import KubeValuesReader
 from herd.plan.decide import DEFAULT_STUCK_SECONDS
 from herd.plan.egress import EgressPolicy
@@ -49,6 +50,7 @@ def build_engine(
     stuck_seconds: float = DEFAULT_STUCK_SECONDS,
     egress: EgressPolicy | None = None,
     drift: DriftMemory | None = None,
+    journal: OperationJournal | None = None,
     lastgood: LastGoodStore | None = None,
 ) -> tuple[Inventory, Engine]:
     """The inventory of `sources` (kubeconfigs kept by `store`) and the engine over it.
@@ -75,6 +77,7 @@ def build_engine(
         ownership=ownership,
         egress=egress,
         drift=drift,
+        journal=journal,
         lastgood=lastgood,
     )
     return inventory, engine

@@ -39,6 +39,7 @@ from herd.helm.environment import HelmEnvironment
 from herd.helm.workdir import keep_temp_files_in, prepare
 from herd.kube.client import api_client_from_kubeconfig
 from herd.kube.grants import list_grants
+from herd.kube.journal import ManagementJournal
 from herd.kube.lastgood import ManagementLastGood
 from herd.kube.owned import ManagementOwnership
 from herd.names import APPROVE_ANNOTATION, GROUP
@@ -46,6 +47,7 @@ from herd.operator import metrics
 from herd.operator.config import OperatorConfig
 from herd.operator.events import Logger
 from herd.operator.index import StackKey, TargetIndex
+from herd.operator.leader import Tenure, lease_name
 from herd.operator.statuswriter import Gone
 from herd.plan.clusters import Cluster
 from herd.plan.egress import EgressPolicy
@@ -82,9 +84,12 @@ class Runtime:
         *,
         addons: AddonCatalog | None = None,
         workdir: Path | None = None,
+        tenure: Tenure | None = None,
     ) -> None:
         self.config = config
         self.api = api
+        # The leader's journal of helm operations (`herd.kube.journal`); None: not leading.
+        self.journal = _journal(config, api, tenure) if tenure is not None else None
         self._objects = client.CustomObjectsApi(api)
         sources: list[ClusterSource] = (
             [RancherSource(api, config.rancher_namespaces)] if config.rancher_namespaces else []
@@ -121,6 +126,7 @@ class Runtime:
             lastgood=ManagementLastGood(api, config.namespace),
             egress=_egress(config, api),
             drift=DriftMemory(),
+            journal=self.journal,
         )
         self.index = TargetIndex()
         self.fleet = metrics.Fleet()
@@ -128,9 +134,9 @@ class Runtime:
         self._grants: dict[str, ClusterGrant] | None = None  # as the fleet poll last saw them
 
     @classmethod
-    def create(cls, config: OperatorConfig, workdir: Path) -> Runtime:
+    def create(cls, config: OperatorConfig, workdir: Path, tenure: Tenure | None = None) -> Runtime:
         """The process's Runtime, on the work directory `open_workdir` prepared."""
-        return cls(config, api_client_from_kubeconfig(None), workdir=workdir)
+        return cls(config, api_client_from_kubeconfig(None), workdir=workdir, tenure=tenure)
 
     def close(self) -> None:
         self.probe.close()
@@ -249,6 +255,18 @@ class Runtime:
 
 
 _APPROVE_PATH = APPROVE_ANNOTATION.replace("~", "~0").replace("/", "~1")
+
+
+def _journal(config: OperatorConfig, api: client.ApiClient, tenure: Tenure) -> ManagementJournal:
+    return ManagementJournal(
+        api,
+        config.namespace,
+        lease_name(config.shard),
+        tenure.holder,
+        tenure.term,
+        tenure.acquired,
+        tenure.grace,
+    )
 
 
 def _egress(config: OperatorConfig, api: client.ApiClient) -> EgressPolicy:
