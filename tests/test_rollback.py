@@ -260,7 +260,9 @@ def test_rollback_status_is_bounded_and_round_trips() -> None:
     part = rollback_status("canary", "Rollout", "cfg", NOW, rows)
     assert len(part.clusters) == 100 and part.cluster_count == 150
     assert all(len(c.message) <= 400 for c in part.clusters)
-    status = rollout_status(STAGES, Decision(RolloutState.HALTED, "canary", "m", None, ()), part)
+    status = rollout_status(
+        STAGES, Decision(RolloutState.HALTED, "canary", "m", None, ()), rollback=part
+    )
     back = RolloutStatus.model_validate(status.model_dump(by_alias=True, mode="json"))
     assert back.rollback == part
 

@@ -119,6 +119,29 @@ class AddonProbe:
     def close(self) -> None:
         self._manifests.clear()
 
+    async def image_verdicts(
+        self, cluster: str, kubeconfig: Path, releases: Sequence[ReleaseResult], fail_on: FailOn
+    ) -> tuple[list[str], list[str]]:
+        """For a stage's security check (`herd.rollout.checks`): the images of the deployed
+        `releases` that NeuVector failed at or above `fail_on`, and those not scanned yet.
+        Raises `TransientError` when NeuVector cannot be asked (or is not configured)."""
+        config = self._catalog.config
+        if config is None:
+            raise TransientError("NeuVector is not configured (no add-on configuration)")
+        deployed = [r for r in releases if r.state is State.DEPLOYED]
+        helm = ClusterHelm(self._env, cluster, kubeconfig)
+        try:
+            facts = {(r.key.namespace, r.key.name): await self._facts(helm, r) for r in deployed}
+        finally:
+            helm.close()
+        scan = await self._scan(cluster, kubeconfig, config.api, releases, facts)
+        if scan.report is None:
+            raise TransientError(scan.problem or "NeuVector scan results unavailable")
+        images = sorted({i for f in facts.values() if f is not None for i in f.images})
+        found = {image: scan.report.images.get(image) for image in images}
+        failed = [i for i, r in found.items() if r is not None and r.fails(fail_on)]
+        return failed, [i for i, r in found.items() if r is None]
+
     # -- one cluster ----------------------------------------------------------------------
 
     async def _cluster(

@@ -16,6 +16,7 @@ Callers: `herd.cli.fleet`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -99,6 +100,6 @@ def _with_labels(
             raise ClusterConfigError(f"{argument}: no cluster {cluster_id!r} (known: {known})")
         extra[cluster_id][key] = value
     return [
-        FileCluster(c.id, c.path, c.context, {**c.labels, **extra[c.id]}) if extra[c.id] else c
+        dataclasses.replace(c, labels={**c.labels, **extra[c.id]}) if extra[c.id] else c
         for c in clusters
     ]

@@ -37,6 +37,7 @@ from herd.addons.gpu.supply import read_supply
 from herd.api.v1 import Stack
 from herd.clusters.drift import DriftMemory
 from herd.engine import passes
+from herd.engine.checks import LiveProbe
 from herd.engine.enforcement import drop_rules, enforce_rules
 from herd.engine.owned import save_record, stack_ref
 from herd.engine.planning import Readers, checked_plan
@@ -117,11 +118,14 @@ class Engine:
         egress: EgressPolicy | None = None,
         drift: DriftMemory | None = None,
         gpu_supply: SupplyReader = read_supply,
+        checks: LiveProbe | None = None,
         journal: OperationJournal | None = None,
         lastgood: LastGoodStore | None = None,
     ) -> None:
         self._journal = journal  # the operator's helm operation journal; None: the CLI
         self._gpu_supply = gpu_supply  # what targets.placement.pickN ranks clusters by
+        # What the stages' checks ask (`herd.engine.checks`); by default without NeuVector.
+        self._checks = checks or LiveProbe.on(env)
         self._drift = drift  # what drift checks recorded, process-wide; None: no checks
         self._sources = sources
         self._ownership: OwnershipStore = ownership or MemoryOwnership()
@@ -261,6 +265,8 @@ class Engine:
         assert result.plan is not None
         spec = result.plan.spec
         staging = staging or StageInputs()
+        if staging.probe is None:
+            staging = replace(staging, probe=self._checks.for_clusters(result.members))
         rollout = new_rollout()
         known = {s.cluster_id: s.reason for s in result.skipped}
         known |= {c: d.message for c, d in rollout.deferred.items()}

@@ -17,7 +17,9 @@ from kubernetes import client
 from herd.clusters.drift import DriftMemory
 from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
+from herd.clusters.readiness import ReadinessReader
 from herd.clusters.sources import ClusterSource
+from herd.engine.checks import LiveProbe, MetricSource, ScanSource
 from herd.engine.engine import Engine
 from herd.engine.protocols import (
     AddOns,
@@ -50,6 +52,8 @@ def build_engine(
     stuck_seconds: float = DEFAULT_STUCK_SECONDS,
     egress: EgressPolicy | None = None,
     drift: DriftMemory | None = None,
+    scans: ScanSource | None = None,
+    metrics: MetricSource | None = None,
     journal: OperationJournal | None = None,
     lastgood: LastGoodStore | None = None,
 ) -> tuple[Inventory, Engine]:
@@ -57,7 +61,8 @@ def build_engine(
 
     `api`: the cluster where `values.from` sources and chart Secrets are read; without
     one, `offline`'s readers say what cannot be read. `manager` names the caller in
-    release labels ("operator" or "cli")."""
+    release labels ("operator" or "cli"). `scans` and `metrics`: what the stages'
+    security and metric checks ask (`herd.engine.checks.LiveProbe`)."""
     inventory = Inventory(sources, store)
     if api is not None:
         values: ValuesReader | None = KubeValuesReader(api)
@@ -77,6 +82,7 @@ def build_engine(
         ownership=ownership,
         egress=egress,
         drift=drift,
+        checks=LiveProbe(ReadinessReader(env), scans, metrics),
         journal=journal,
         lastgood=lastgood,
     )

@@ -35,6 +35,7 @@ from herd.plan.releases import DesiredRelease, ObservedRelease
 from herd.plan.tenancy import Identity
 
 HISTORY_MAX = 10
+TEST_SUMMARY = 400  # characters of a failed helm test kept for the row
 logger = logging.getLogger(__name__)
 _METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
@@ -238,6 +239,17 @@ class ClusterHelm:
             raise _failure(error) from None
         latest = await self.observe_release(namespace, name)
         return latest.revision if latest is not None else revision
+
+    async def test(self, namespace: str, name: str, timeout: str) -> str | None:
+        """`helm test`: the release's test hooks, as this helm's identity (the tenant's for a
+        tenant release). None when they passed; else helm's error, on one bounded line."""
+        try:
+            await self._run(["test", f"--namespace={namespace}", f"--timeout={timeout}"], [name])
+        except helm_errors.Error as error:
+            text = " ".join(error.stderr.decode(errors="replace").split())
+            text = text.removeprefix("Error: ") or f"helm test exited {type(error).__name__}"
+            return text if len(text) <= TEST_SUMMARY else text[: TEST_SUMMARY - 1] + "…"
+        return None
 
     async def hooks(self, namespace: str, name: str) -> str | None:
         """The hooks of the release's latest stored revision (`helm get hooks`, as this

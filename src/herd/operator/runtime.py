@@ -27,11 +27,13 @@ from kubernetes import client
 
 from herd.addons.catalog import AddonCatalog
 from herd.addons.probe import AddonProbe
+from herd.addons.prometheus import PrometheusService
 from herd.api import PLURAL, VERSION, StackStatus
 from herd.api.grants import ClusterGrant
 from herd.clusters.drift import DriftMemory
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.clusters.sources import ClusterSource, RancherSource, SecretSource
+from herd.engine.checks import PrometheusMetrics
 from herd.engine.wiring import build_engine
 from herd.errors import HerdError
 from herd.helm.egress_guard import api_server_endpoint
@@ -126,6 +128,8 @@ class Runtime:
             lastgood=ManagementLastGood(api, config.namespace),
             egress=_egress(config, api),
             drift=DriftMemory(),
+            scans=self.probe,
+            metrics=PrometheusMetrics(PrometheusService.parse(config.prometheus_service)),
             journal=self.journal,
         )
         self.index = TargetIndex()

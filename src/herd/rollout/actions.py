@@ -46,6 +46,7 @@ from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.results import now as _now
 from herd.rollout.gates import Draining, Gates
+from herd.rollout.helmtest import chart_test
 from herd.rollout.tenants import RenderCheck, calls_lookup, hooks_refused
 
 __all__ = ["ReleaseActions", "Settings", "calls_lookup"]
@@ -296,7 +297,7 @@ class ReleaseActions:
                 if fit is not None:
                     fit.cancel()
                     await asyncio.gather(fit, return_exceptions=True)
-        return replace(
+        deployed = replace(
             base,
             state=State.DEPLOYED,
             revision=written.revision,
@@ -306,6 +307,7 @@ class ReleaseActions:
             started=started,
             finished=_now(),
         )
+        return await chart_test(helm, desired, deployed, self._gates, self._report)
 
     async def _render(
         self, helm: ClusterHelm, desired: DesiredRelease, chart_dir: Path, *, upgrade: bool

@@ -6,10 +6,11 @@ keeper and the CLI's stages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from herd.api.status import (
+    CheckFailure,
     RollbackCluster,
     RollbackStatus,
     RolloutStatus,
@@ -34,7 +35,8 @@ def records_of(status: RolloutStatus | None, stages: Sequence[Stage]) -> list[St
             out.append(StageRecord())
             continue
         moment = datetime.fromisoformat(saved.succeeded_at) if saved.succeeded_at else None
-        out.append(StageRecord(saved.config, moment, saved.approved))
+        failures = tuple((f.cluster_id, f.message) for f in saved.failed_checks)
+        out.append(StageRecord(saved.config, moment, saved.approved, failures))
     return out
 
 
@@ -59,11 +61,28 @@ def rollback_status(
     )
 
 
+_CHECKS_LIMIT = 50
+
+
+def _checks(items: Sequence[tuple[str, str]] | Mapping[str, str]) -> list[CheckFailure]:
+    pairs = items.items() if isinstance(items, Mapping) else items
+    return [
+        CheckFailure(cluster_id=cluster, message=clip(message, 300))
+        for cluster, message in sorted(pairs)[:_CHECKS_LIMIT]
+    ]
+
+
 def rollout_status(
-    stages: Sequence[Stage], decision: Decision, rollback: RollbackStatus | None = None
+    stages: Sequence[Stage],
+    decision: Decision,
+    *,
+    held: Mapping[str, str] | None = None,
+    rollback: RollbackStatus | None = None,
 ) -> RolloutStatus:
-    """`status.rollout` for a decision: one entry per stage (at most MAX_STAGES + 1), and
+    """`status.rollout` for a decision: one entry per stage (at most MAX_STAGES + 1), with
+    the clusters its checks failed (persisted) and hold now (`held`: cluster -> why), and
     the rollback of this configuration, if any."""
+    held = held or {}
     return RolloutStatus(
         rollback=rollback,
         stage=decision.stage,
@@ -77,6 +96,8 @@ def rollout_status(
                 config=record.config,
                 succeeded_at=_moment(record.succeeded_at),
                 approved=record.approved,
+                failed_checks=_checks(record.failures),
+                held_checks=_checks({c: held[c] for c in stage.clusters if c in held}),
             )
             for i, (stage, record) in enumerate(zip(stages, decision.records, strict=False))
         ],
@@ -93,6 +114,7 @@ def with_rollout(status: StackStatus, rollout: RolloutStatus, now: datetime) -> 
     Stalled; Halted is Stalled (phase Degraded, or Failed when nothing is deployed);
     Suspended is neither, Ready only when every release is deployed. Progressing and
     Complete leave the release-based phase as it is."""
+    status = _with_check_rows(status, rollout)
     state = RolloutState(rollout.state)
     if state in (RolloutState.PROGRESSING, RolloutState.COMPLETE):
         return status.model_copy(update={"rollout": rollout})
@@ -126,6 +148,22 @@ def with_rollout(status: StackStatus, rollout: RolloutStatus, now: datetime) -> 
     )
 
 
+def _with_check_rows(status: StackStatus, rollout: RolloutStatus) -> StackStatus:
+    """Each row of a cluster a check failed or holds says so (its helm state stays): a
+    deployed release with a failed check is the failure the operator must see first."""
+    why = {f.cluster_id: f.message for s in rollout.stages for f in s.held_checks}
+    why |= {f.cluster_id: f.message for s in rollout.stages for f in s.failed_checks}
+    if not why:
+        return status
+    rows = [
+        row.model_copy(update={"message": clip(why[row.cluster_id], TEXT_LIMIT)})
+        if row.cluster_id in why and not row.message
+        else row
+        for row in status.deployments
+    ]
+    return status.model_copy(update={"deployments": rows})
+
+
 Event = tuple[str, str, str]  # ("Normal" or "Warning", reason, message)
 
 
@@ -150,6 +188,7 @@ def rollout_events(previous: RolloutStatus | None, current: RolloutStatus) -> li
                     f"Stage {stage.name} succeeded on {stage.total} clusters",
                 )
             )
+    events += _check_events(before, current)
     moved = previous is None or (previous.stage, previous.state) != (current.stage, current.state)
     now_at = next((s for s in current.stages if s.name == current.stage), None)
     fresh = now_at is not None and now_at.succeeded_at is None  # not yet done at this config
@@ -180,4 +219,17 @@ def rollback_events(previous: RolloutStatus | None, current: RolloutStatus) -> l
     if new.cluster_count > ROLLBACK_EVENTS_LIMIT:
         more = new.cluster_count - ROLLBACK_EVENTS_LIMIT
         events.append(("Normal", "RolledBack", f"{more} more clusters: see status.rollout"))
+    return events
+
+
+def _check_events(before: Mapping[str, StageStatus], current: RolloutStatus) -> list[Event]:
+    """CheckFailed for each cluster a stage's check newly failed."""
+    events: list[Event] = []
+    for stage in current.stages:
+        old = before.get(stage.name)
+        known = {f.cluster_id for f in old.failed_checks} if old else set()
+        for failure in stage.failed_checks:
+            if failure.cluster_id not in known:
+                text = f"Stage {stage.name}, cluster {failure.cluster_id}: {failure.message}"
+                events.append(("Warning", "CheckFailed", text))
     return events
