@@ -43,6 +43,7 @@ _DONE_VERBS = {
     Action.UPGRADE: "upgraded",
     Action.RECOVER: "recovered",
     Action.NOTHING: "unchanged",
+    Action.ROLLBACK: "rolled back",
 }
 _PLAN_WORDS = {Action.NOTHING: "unchanged"}
 

@@ -36,6 +36,7 @@ from dataclasses import replace
 from herd.addons.gpu.supply import read_supply
 from herd.api.v1 import Stack
 from herd.clusters.drift import DriftMemory
+from herd.engine import passes
 from herd.engine.checks import LiveProbe
 from herd.engine.enforcement import drop_rules, enforce_rules
 from herd.engine.owned import save_record, stack_ref
@@ -43,12 +44,14 @@ from herd.engine.planning import Readers, checked_plan
 from herd.engine.protocols import (
     AddOns,
     Inventory,
+    LastGoodStore,
     OwnershipStore,
     Preview,
     SourcesReader,
     StackResult,
     ValuesReader,
 )
+from herd.engine.rollback import Rollbacks, rolled_back
 from herd.engine.targets import (
     KEPT_MESSAGE,
     SupplyReader,
@@ -66,6 +69,7 @@ from herd.plan.clusters import Cluster
 from herd.plan.decide import DEFAULT_STUCK_SECONDS
 from herd.plan.desired import StackPlan
 from herd.plan.egress import EgressPolicy
+from herd.plan.lastgood import MemoryLastGood
 from herd.plan.ownership import MemoryOwnership, Owned, StackRef
 from herd.plan.releases import ReleaseKey, owner_label
 from herd.plan.retry import Deferral
@@ -116,6 +120,7 @@ class Engine:
         gpu_supply: SupplyReader = read_supply,
         checks: LiveProbe | None = None,
         journal: OperationJournal | None = None,
+        lastgood: LastGoodStore | None = None,
     ) -> None:
         self._journal = journal  # the operator's helm operation journal; None: the CLI
         self._gpu_supply = gpu_supply  # what targets.placement.pickN ranks clusters by
@@ -134,6 +139,9 @@ class Engine:
         self._manager = manager
         self._stuck_seconds = stuck_seconds
         self._tenants = TenantClusters()  # tenant RBAC provisioned, per cluster and tenant
+        self._rollbacks = Rollbacks(
+            lastgood or MemoryLastGood(), self._ownership, env, self.gates, self._tenants
+        )
 
     async def plan(
         self, stack: Stack, clusters: Sequence[Cluster] = (), grants: Grants | None = None
@@ -187,14 +195,17 @@ class Engine:
 
         # A cluster not granted is not contacted: what it holds stays as the record says.
         holding = {s.cluster_id for s in result.skipped if s.cluster_id not in result.denied}
+        staging = await self._rollbacks.staging(stack, result, staging, ref, kubeconfigs)
         try:
             await self._passes(
                 stack, result, (reachable, departed), new_rollout, holding=holding, staging=staging
             )
+            await self._rollbacks.after_pass(result, ref, kubeconfigs)
             return result
         finally:  # what the pass installed is recorded even when it was cancelled midway
             placement_notes(result)
-            await save_record(self._ownership, ref, owned, made, kubeconfigs)
+            extra = rolled_back(result)  # a rollback's rows, after the rollouts' own
+            await save_record(self._ownership, ref, owned, made, kubeconfigs, extra=extra)
             result.drift_wait = self._drift_wait(settings.owner)
 
     async def _passes(
@@ -223,7 +234,7 @@ class Engine:
             )
         else:
             for plan, some in ((result.plan, reachable), (None, departed)):
-                await _run(result, new_rollout(), plan, some, holding)
+                await passes.run(result, new_rollout(), plan, some, holding)
             result.holding = frozenset(holding | set(result.unreachable))
         if not spec.suspend and not only:
             await enforce_rules(stack, result, reachable, departed)
@@ -271,11 +282,11 @@ class Engine:
             inputs=staging,
         )
         result.releases += rollout.finish(reachable)
-        _merge(result, rollout, holding)
+        passes.merge(result, rollout, holding)
         if spec.suspend or staging.only:
             holding |= {t.cluster for t in departed}
         else:
-            await _run(result, new_rollout(), None, departed, holding)
+            await passes.run(result, new_rollout(), None, departed, holding)
         result.holding = frozenset(holding | set(result.unreachable))
         return result
 
@@ -329,9 +340,16 @@ class Engine:
         return result
 
     async def forget(self, namespace: str, name: str, uid: str | None = None) -> None:
-        """The Stack's deletion completed: drop its ownership record (`TransientError`
-        when the store cannot)."""
+        """The Stack's deletion completed: drop its ownership record and its last good
+        revisions (`TransientError` when a store cannot)."""
         await self._ownership.drop(StackRef(namespace, name, uid), {})
+        await self._rollbacks.store.drop(StackRef(namespace, name, uid), {})
+
+    async def rollback(self, stack: Stack, stage: str | None = None) -> StackResult:
+        """`herd rollback`: the clusters of `stage` (None: every stage) back to their last
+        good revisions now (`herd.engine.rollback`); their rows in `releases`."""
+        result, reachable, _ = await self._resolve(stack, None)
+        return await self._rollbacks.roll_back(stack, result, reachable, stage)
 
     async def preview(
         self,
@@ -436,21 +454,3 @@ class Engine:
             tenants=self._tenants,
             owned=owned,
         )
-
-
-async def _run(
-    result: StackResult,
-    rollout: Rollout,
-    plan: StackPlan | None,
-    targets: Sequence[Target],
-    holding: set[str],
-) -> None:
-    """One unstaged rollout of `plan` (None: remove) over `targets`, into `result`."""
-    result.releases += await rollout.apply(plan, targets)
-    _merge(result, rollout, holding)
-
-
-def _merge(result: StackResult, rollout: Rollout, holding: set[str]) -> None:
-    """A rollout's unreachable clusters into `result`, and what it holds into `holding`."""
-    result.unreachable.update(rollout.unreachable)
-    holding |= rollout.holding
