@@ -38,6 +38,7 @@ from herd.addons.gpu.supply import read_supply
 from herd.api.v1 import Stack
 from herd.clusters.drift import DriftMemory
 from herd.engine.enforcement import drop_rules, enforce_rules
+from herd.engine.moves import merge_rollout, run_rollout
 from herd.engine.owned import save_record, stack_ref
 from herd.engine.planning import Readers, checked_plan
 from herd.engine.protocols import (
@@ -220,7 +221,7 @@ class Engine:
             )
         else:
             for plan, some in ((result.plan, reachable), (None, departed)):
-                await _run(result, new_rollout(), plan, some, holding)
+                await run_rollout(result, new_rollout(), plan, some, holding)
             result.holding = frozenset(holding | set(result.unreachable))
         if not spec.suspend and not only:
             await enforce_rules(stack, result, reachable, departed)
@@ -266,11 +267,11 @@ class Engine:
             inputs=staging,
         )
         result.releases += rollout.finish(reachable)
-        _merge(result, rollout, holding)
+        merge_rollout(result, rollout, holding)
         if spec.suspend or staging.only:
             holding |= {t.cluster for t in departed}
         else:
-            await _run(result, new_rollout(), None, departed, holding)
+            await run_rollout(result, new_rollout(), None, departed, holding)
         result.holding = frozenset(holding | set(result.unreachable))
         return result
 
@@ -431,20 +432,3 @@ class Engine:
             owned=owned,
         )
 
-
-async def _run(
-    result: StackResult,
-    rollout: Rollout,
-    plan: StackPlan | None,
-    targets: Sequence[Target],
-    holding: set[str],
-) -> None:
-    """One unstaged rollout of `plan` (None: remove) over `targets`, into `result`."""
-    result.releases += await rollout.apply(plan, targets)
-    _merge(result, rollout, holding)
-
-
-def _merge(result: StackResult, rollout: Rollout, holding: set[str]) -> None:
-    """A rollout's unreachable clusters into `result`, and what it holds into `holding`."""
-    result.unreachable.update(rollout.unreachable)
-    holding |= rollout.holding
