@@ -38,7 +38,7 @@ from herd.addons.gpu.supply import read_supply
 from herd.api.v1 import Stack
 from herd.clusters.drift import DriftMemory
 from herd.engine.enforcement import drop_rules, enforce_rules
-from herd.engine.moves import merge_rollout, run_rollout
+from herd.engine.moves import merge_rollout, run_rollout, settle_moves
 from herd.engine.owned import save_record, stack_ref
 from herd.engine.planning import Readers, checked_plan
 from herd.engine.protocols import (
@@ -67,6 +67,7 @@ from herd.plan.decide import DEFAULT_STUCK_SECONDS
 from herd.plan.desired import StackPlan
 from herd.plan.egress import EgressPolicy
 from herd.plan.ownership import MemoryOwnership, Owned, StackRef
+from herd.plan.placement import Placed
 from herd.plan.releases import ReleaseKey, owner_label
 from herd.plan.retry import Deferral
 from herd.plan.stages import Stage, assign_stages
@@ -151,7 +152,7 @@ class Engine:
         defer: Mapping[str, Deferral] | None = None,
         grants: Grants | None = None,
         staging: StageInputs | None = None,
-        placed: tuple[Sequence[str], int] | None = None,
+        placed: Placed | None = None,
     ) -> StackResult:
         """Converge the Stack's targets; clean up the clusters it left. With `spec.rollout`,
         `spec.suspend` or `staging.only`, the pass is staged (`herd.rollout.staged`;
@@ -168,14 +169,17 @@ class Engine:
         (the CLI's few). `held`: release -> config digest that failed permanently (not
         retried while unchanged). `force`: take over releases the other Herd face manages.
         `defer`: clusters in backoff, not contacted this pass (`herd.plan.retry.Deferral`).
-        `placed`: the last placement pick and GPU need (`herd.status.placement`)."""
-        result, reachable, departed = await self._resolve(stack, previous_targets, grants, placed)
+        `placed`: the last placement pick, GPU need and leaving clusters
+        (`herd.status.placement`); leaving ones are settled by `herd.engine.moves`."""
+        result, reachable, departed, leaving = await self._resolve(
+            stack, previous_targets, grants, placed
+        )
         guard = self._guard(stack, grants)
         settings = self._settings(stack.namespace, stack.name, force, held, guard)
         placement = stack.spec.targets.placement
         settings = replace(settings, require_fit=placement is not None and placement.require_fit)
         ref = stack_ref(stack)
-        kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
+        kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed, *leaving)}
         owned = await self._ownership.load(ref, kubeconfigs)
         made: list[Rollout] = []
 
@@ -189,6 +193,9 @@ class Engine:
             await self._passes(
                 stack, result, (reachable, departed), new_rollout, holding=holding, staging=staging
             )
+            write = not (stack.spec.suspend or (staging and staging.only))
+            await settle_moves(result, leaving, new_rollout, holding, write=write)
+            result.holding = frozenset(result.holding | holding)
             return result
         finally:  # what the pass installed is recorded even when it was cancelled midway
             placement_notes(result)
@@ -340,12 +347,13 @@ class Engine:
         """What `apply` would do, departed clusters included; no writes anywhere (`herd
         plan`, and the operator's `spec.mode: DryRun`, which passes what `apply` takes).
         `drift`: each release that needs no helm call is checked for drift now (read-only)."""
-        result, reachable, departed = await self._resolve(stack, previous_targets, grants)
-        kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
+        result, reachable, departed, leaving = await self._resolve(stack, previous_targets, grants)
+        kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed, *leaving)}
         owned = await self._ownership.load(stack_ref(stack), kubeconfigs)
         rollout = self._rollout(self._settings(stack.namespace, stack.name), None, None, owned)
         rows = [Preview(*row) for row in await rollout.decisions(result.plan, reachable)]
         rows += [Preview(*row) for row in await rollout.decisions(None, departed)]
+        rows += [Preview(*row) for row in await rollout.decisions(result.plan, leaving)]
         result.unreachable.update(rollout.unreachable)
         if drift and result.plan is not None:
             decided = [(r.key, r.desired, r.observed, r.decision) for r in rows]
@@ -358,9 +366,10 @@ class Engine:
         stack: Stack,
         previous_targets: Collection[str] | None,
         grants: Grants | None = None,
-        placed: tuple[Sequence[str], int] | None = None,
-    ) -> tuple[StackResult, list[Target], list[Target]]:
-        """Targets and plan (SpecError before anything else), and the clusters left behind.
+        placed: Placed | None = None,
+    ) -> tuple[StackResult, list[Target], list[Target], list[Target]]:
+        """Targets and plan (SpecError before anything else), the clusters left behind, and
+        those a placement move is leaving (`herd.engine.moves`).
 
         A cluster the Stack no longer targets loses its releases in the same pass; one that
         is targeted but skipped (not ready, no kubeconfig) keeps them: it may come back. A
@@ -382,9 +391,9 @@ class Engine:
         reachable = await kubeconfig_targets(
             self._inventory, self._limits.clusters, usable, result.skipped, grants
         )
-        placement = stack.spec.targets.placement
+        placement, leaving = stack.spec.targets.placement, list[Target]()
         if placement is not None and placement.pick_n is not None:
-            reachable = await place_targets(
+            reachable, leaving = await place_targets(
                 placement, result, reachable, read=self._gpu_supply, placed=placed
             )
         departed = await departed_targets(
@@ -395,7 +404,7 @@ class Engine:
             previous_targets=previous_targets,
             grants=grants,
         )
-        return result, reachable, departed
+        return result, reachable, departed, leaving
 
     def _settings(
         self,
@@ -431,4 +440,3 @@ class Engine:
             tenants=self._tenants,
             owned=owned,
         )
-
