@@ -11,7 +11,9 @@ Stack (in `default`, under the ClusterGrant `run_operator` makes) asks for one G
 - make-before-break: when the Stack moves to downstream-2, where a ResourceQuota makes
   the install fail, downstream-1 keeps its release (its row says it is being replaced, and
   why not yet) and a `PlacementChanged` Event names both clusters; once the quota is gone
-  and the release retried, downstream-2 is Deployed and only then downstream-1 is emptied.
+  and the release retried, downstream-2 is Deployed and only then downstream-1 is emptied;
+- `spec.mode: DryRun` shows what Apply would refuse under requireFit (action `refused`,
+  Apply's words) and what pickN would pick (`status.placement`), and writes nothing.
 
 The GPUs change for real: Nodes with GPU capacity, and a Pod requesting GPUs bound to the
 GPU node, on the real API servers.
@@ -332,3 +334,54 @@ def test_a_move_keeps_the_old_cluster_until_the_new_one_is_deployed(
         kubectl(second.kubeconfig, "delete", "resourcequota", "no-workloads", "-n", NS,
                 "--ignore-not-found", check=False)  # fmt: skip
         remove_gpu_node(second)
+
+
+def test_dry_run_shows_refusals_and_the_pick(
+    operator: Operator, downstream: list[BedCluster], chart_repo_url: str
+) -> None:
+    operator.name = "dry"
+    first, _, third = downstream
+    free_gpus_again(first, third)
+    body = gpu_stack("dry", chart_repo_url, {"requireFit": True})
+    body["spec"]["mode"] = "DryRun"
+    operator.apply(body)
+    try:
+
+        def planned() -> dict[str, dict[str, Any]] | None:
+            rows = rows_by_cluster(operator.status())
+            return rows if len(rows) == 3 and all(r.get("action") for r in rows.values()) else None
+
+        rows = eventually("the dry run's rows", planned)
+        assert {c: (r["status"], r["action"]) for c, r in rows.items()} == {
+            IDS["downstream-1"]: ("Planned", "install"),
+            IDS["downstream-2"]: ("Planned", "refused"),
+            IDS["downstream-3"]: ("Planned", "refused"),
+        }
+        for name in ("downstream-2", "downstream-3"):
+            assert rows[IDS[name]]["message"] == (
+                "not installed: targets.placement.requireFit (requests 1 nvidia.com/gpu but "
+                f"cluster {IDS[name]} has no allocatable); retried when the cluster's "
+                "nodes change"
+            )
+
+        body["spec"]["targets"]["placement"] = {"pickN": 1, "sortBy": "gpuFree"}
+        operator.apply(body)
+
+        def picked() -> dict[str, Any] | None:
+            status = operator.status()
+            return status if (status.get("placement") or {}).get("clusters") else None
+
+        placement = eventually("the dry run's pick", picked)["placement"]
+        assert placement["clusters"] == [IDS["downstream-1"]]
+        assert placement["reason"] == (
+            f"pickN 1 by gpuFree: picked {IDS['downstream-1']} (4 free GPUs)"
+        )
+        assert {s["clusterId"] for s in placement["notPicked"]} == {
+            IDS["downstream-2"],
+            IDS["downstream-3"],
+        }
+        assert set(rows_by_cluster(operator.status())) == {IDS["downstream-1"]}
+        for bed in downstream:
+            assert helm_releases(bed, NS) == {}  # a dry run writes nothing
+    finally:
+        delete_stack(operator, "dry")

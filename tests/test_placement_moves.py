@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from herd.api.targets import Placement
+from herd.cli.render import placement_document, placement_lines
 from herd.engine.moves import not_moved_yet
 from herd.engine.protocols import StackResult
 from herd.operator.events import StackEvents, log_placement
@@ -99,3 +100,22 @@ def test_placement_changed_event_once_per_move() -> None:
             "(2 free GPUs); a keeps its releases until they are Deployed",
         )
     ]
+
+
+def test_plan_lines_say_what_is_picked_and_what_is_not() -> None:
+    decision = PlacementDecision(
+        ("b",), "pickN 1 by gpuFree: picked b (2 free GPUs)", {"c": "0 free GPUs"}, True, ("a",)
+    )
+    assert placement_lines(decision) == [
+        "placement: pickN 1 by gpuFree: picked b (2 free GPUs)",
+        "placement: not picked c: 0 free GPUs",
+        "placement: a keeps its releases until those on b are Deployed",
+    ]
+    assert placement_document(decision) == {
+        "clusters": ["b"],
+        "reason": "pickN 1 by gpuFree: picked b (2 free GPUs)",
+        "notPicked": [{"cluster": "c", "reason": "0 free GPUs"}],
+        "leaving": ["a"],
+    }
+    assert placement_lines(None) == []
+    assert placement_document(None) is None

@@ -41,6 +41,7 @@ from herd.engine.enforcement import drop_rules, enforce_rules
 from herd.engine.moves import merge_rollout, run_rollout, settle_moves
 from herd.engine.owned import save_record, stack_ref
 from herd.engine.planning import Readers, checked_plan
+from herd.engine.previews import unfit_refused
 from herd.engine.protocols import (
     AddOns,
     Inventory,
@@ -343,6 +344,7 @@ class Engine:
         previous_targets: Collection[str] | None = None,
         grants: Grants | None = None,
         drift: bool = False,
+        placed: Placed | None = None,
     ) -> tuple[StackResult, list[Preview]]:
         """What `apply` would do, departed clusters included; no writes anywhere (`herd
         plan`, and the operator's `spec.mode: DryRun`, which passes what `apply` takes).
@@ -354,6 +356,7 @@ class Engine:
         rows = [Preview(*row) for row in await rollout.decisions(result.plan, reachable)]
         rows += [Preview(*row) for row in await rollout.decisions(None, departed)]
         rows += [Preview(*row) for row in await rollout.decisions(result.plan, leaving)]
+        rows = await unfit_refused(self._env, stack, reachable, rows)
         result.unreachable.update(rollout.unreachable)
         if drift and result.plan is not None:
             decided = [(r.key, r.desired, r.observed, r.decision) for r in rows]

@@ -269,7 +269,10 @@ class Keeper:
         """`spec.mode: DryRun`: the engine's read-only preview as the status (`herd.status.dryrun`);
         no helm write, the release record kept. Checked again at every resync."""
         result, previews = await self._runtime.engine.preview(
-            stack, previous_targets=previous_targets(previous), grants=grants
+            stack,
+            previous_targets=previous_targets(previous),
+            grants=grants,
+            placed=remembered(previous),
         )
         rows = dryrun.preview_rows(result.releases, result.plan, result.unreachable, previews)
         status = compose(
@@ -280,7 +283,13 @@ class Keeper:
                 previous,
                 reconcile_at,
                 self._config.max_rows,
-                Rows(rows, [c.id for c in result.targets], result.skipped, result.chart_count),
+                Rows(
+                    rows,
+                    [c.id for c in result.targets],
+                    result.skipped,
+                    result.chart_count,
+                    placement=result.placement,
+                ),
             )
         )
         if previous is None or previous.message != status.message:
