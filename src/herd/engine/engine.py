@@ -33,6 +33,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 
 from herd.addons.gpu.supply import read_supply
 from herd.api.v1 import Stack
@@ -191,12 +192,10 @@ class Engine:
         # A cluster not granted is not contacted: what it holds stays as the record says.
         holding = {s.cluster_id for s in result.skipped if s.cluster_id not in result.denied}
         try:
+            targets = (reachable, departed, leaving)
             await self._passes(
-                stack, result, (reachable, departed), new_rollout, holding=holding, staging=staging
+                stack, result, targets, new_rollout, holding=holding, staging=staging
             )
-            write = not (stack.spec.suspend or (staging and staging.only))
-            await settle_moves(result, leaving, new_rollout, holding, write=write)
-            result.holding = frozenset(result.holding | holding)
             return result
         finally:  # what the pass installed is recorded even when it was cancelled midway
             placement_notes(result)
@@ -207,16 +206,17 @@ class Engine:
         self,
         stack: Stack,
         result: StackResult,
-        targets: tuple[list[Target], list[Target]],
+        targets: tuple[list[Target], list[Target], list[Target]],
         new_rollout: Callable[[], Rollout],
         *,
         holding: set[str],
         staging: StageInputs | None,
     ) -> None:
-        """`apply`'s rollouts (staged or not), then the Stack's admission rule
-        (`herd.engine.enforcement`) unless nothing may be written (suspend, `--stage`)."""
+        """`apply`'s rollouts (staged or not), a placement move's leaving clusters
+        (`herd.engine.moves`), then the Stack's admission rule (`herd.engine.enforcement`)
+        unless nothing may be written (suspend, `--stage`)."""
         spec = stack.spec
-        reachable, departed = targets
+        reachable, departed, leaving = targets
         only = bool(staging and staging.only)
         if spec.rollout is not None or spec.suspend or only:
             await self._staged(
@@ -230,8 +230,11 @@ class Engine:
         else:
             for plan, some in ((result.plan, reachable), (None, departed)):
                 await run_rollout(result, new_rollout(), plan, some, holding)
-            result.holding = frozenset(holding | set(result.unreachable))
-        if not spec.suspend and not only:
+        write = not spec.suspend and not only
+        left = partial(enforce_rules, stack, result, ())
+        await settle_moves(result, leaving, new_rollout, holding, write=write, on_left=left)
+        result.holding = frozenset(holding | set(result.unreachable))
+        if write:
             await enforce_rules(stack, result, reachable, departed)
 
     def _drift_wait(self, owner: str) -> float | None:

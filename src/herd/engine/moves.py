@@ -11,7 +11,7 @@ Callers: `herd.engine.engine` (`Engine.apply`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from herd.engine.protocols import StackResult
@@ -47,10 +47,12 @@ async def settle_moves(
     holding: set[str],
     *,
     write: bool = True,
+    on_left: Callable[[Sequence[Target]], Awaitable[None]] | None = None,
 ) -> None:
     """The leaving clusters of a placement move (see the module): uninstalled when the
     picked clusters are all Deployed, else kept with rows saying why. `write` False
-    (suspended, `--stage`): nothing is written; they hold what they hold."""
+    (suspended, `--stage`): nothing is written; they hold what they hold. `on_left`:
+    called with them once uninstalled (the Stack's admission rule goes from there too)."""
     decision = result.placement
     if not leaving or decision is None or result.plan is None:
         return
@@ -61,6 +63,8 @@ async def settle_moves(
     if not waiting:
         await run_rollout(result, new_rollout(), None, leaving, holding)
         result.placement = replace(decision, leaving=())
+        if on_left is not None:
+            await on_left(leaving)
         return
     first = len(result.releases)
     await run_rollout(result, new_rollout(), result.plan, leaving, holding)
