@@ -75,6 +75,14 @@ e2e-image: image
 e2e-rancher: binaries
 	$(BIN)/pytest e2e/test_rancher_real.py -q -s -m rancher_real -p no:cacheprovider
 
+# The peer benchmark (README "Performance"): Herd, helmfile and Flux on one test bed. Not in
+# `make test` or CI. helmfile and Flux source-controller are built from the Go module proxy
+# into ~/.cache/herd/peers on its first run; helm-controller is the user's own build
+# (HERD_FLUX_HELM_CONTROLLER_BIN), else the Flux column is skipped.
+.PHONY: bench-peers
+bench-peers: binaries
+	$(BIN)/python -m benchmarks.peers
+
 crds: $(STAMP)
 	$(BIN)/python -m herd.api.crd stacks > crds/herd.suse.com_stacks.yaml
 	$(BIN)/python -m herd.api.crd clustergrants > crds/herd.suse.com_clustergrants.yaml

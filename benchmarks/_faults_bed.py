@@ -146,7 +146,13 @@ class Bed:
 
 
 def charts(
-    repo: str, namespace: str, message: str, *, count: int = 4, wait: bool = True
+    repo: str,
+    namespace: str,
+    message: str,
+    *,
+    count: int = 4,
+    wait: bool = True,
+    timeout: str = "30s",
 ) -> list[dict[str, Any]]:
     """a; b, c after a; d after b and c (for count 4): a small diamond of the `app` chart."""
     common = {
@@ -155,7 +161,7 @@ def charts(
         "version": "0.1.0",
         "namespace": namespace,
         "wait": wait,
-        "timeout": "30s",
+        "timeout": timeout,
         "values": {"inline": {"message": message}},
     }
     deps: dict[str, list[str]] = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}

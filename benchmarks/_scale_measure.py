@@ -30,6 +30,7 @@ class Audited:
     resource: str
     subresource: str
     name: str
+    agent: str = ""  # the user agent's program (`Helm`, `kwok`, ...)
 
     def __str__(self) -> str:
         sub = f"/{self.subresource}" if self.subresource else ""
@@ -58,6 +59,7 @@ def requests(log: Path, user: str = CONTROLLER_USER) -> list[Audited]:
             ref.get("resource", event.get("requestURI", "")),
             ref.get("subresource", ""),
             ref.get("name", ""),
+            str(event.get("userAgent") or "").split("/", 1)[0],
         )
     return sorted(seen.values(), key=lambda r: r.at)
 

@@ -1,6 +1,14 @@
-"""Drift detection cost, simulated: `python -m benchmarks.drift_bench [clusters] [charts]`.
+"""Drift detection cost, real and simulated. Prints every figure of issue 23:
 
-Role: measure what `herd.clusters.drift.check_cluster` (the code the operator runs per
+    /work/notes/e2elock .venv/bin/python -m benchmarks.drift_bench
+        [--interval 20] [--rounds 2] [--clusters 1000] [--charts 20] [--real-only|--sim-only]
+
+Real (`benchmarks._drift_real`): 3 test-bed clusters x 5 fixture charts through Herd's
+engine, a no-drift pass and passes with 1% drifted objects (requests per release, wall
+time, CPU), and the delay from a change to its detection (Warn) and correction (Correct)
+against one interval plus 10%. It starts a test bed: run it through the e2e lock.
+
+Simulated (below): measure what `herd.clusters.drift.check_cluster` (the code the operator runs per
 cluster and pass) costs at fleet scale without a fleet: each cluster is an in-memory API
 (`SimApi`, answering the paths, metadata-only lists and server-side applies Herd sends) with
 `charts` releases of the `app` fixture's shape (Deployment, ConfigMap, Service), spread over
@@ -12,12 +20,12 @@ and per release, and Herd's CPU and wall time for the whole fleet:
 - `1% drift (Warn)` and `1% drift (Correct)`: 1% of the objects changed beforehand.
 
 What it does not measure: API server latency and the helm observation each pass makes
-anyway (one metadata list per cluster). The real-cluster figures (3 clusters x the
-fixture chart) come from `e2e/test_drift.py`'s counted test.
+anyway (one metadata list per cluster); the real half does.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import gzip
 import json
@@ -28,10 +36,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from benchmarks._drift_real import run_real
 
 from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
 from herd.clusters.drift_paths import object_path
-from herd.plan.drift import ObjectRef, Policy
+from herd.plan.drift import ObjectRef, Policy, with_helm_metadata
 from herd.plan.ownership import Recorded, manifest_digest
 from herd.plan.releases import ReleaseKey
 
@@ -115,7 +124,7 @@ def build(charts: int) -> tuple[SimApi, list[ReleaseCheck]]:
         objects = manifest(name, namespace)
         for obj in objects:
             ref = ObjectRef(obj["apiVersion"], obj["kind"], namespace, name)
-            api.put(object_path(ref), obj)
+            api.put(object_path(ref), with_helm_metadata(obj, name, namespace))  # as helm does
         text = "---\n".join(yaml.safe_dump(o) for o in objects)
         release = {"manifest": text}
         stored = base64.b64encode(gzip.compress(json.dumps(release).encode())).decode()
@@ -163,9 +172,7 @@ def run_pass(
     )
 
 
-def main() -> None:
-    clusters = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    charts = int(sys.argv[2]) if len(sys.argv) > 2 else 20
+def simulate(clusters: int, charts: int) -> None:
     print(f"simulated: {clusters} clusters x {charts} charts, {NAMESPACES} namespaces each")
     fleet = [(*build(charts), DriftMemory()) for _ in range(clusters)]
     now = time.time()
@@ -181,5 +188,21 @@ def main() -> None:
     run_pass("after correction", fleet, now + 4 * INTERVAL)
 
 
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--interval", type=float, default=20.0, help="real: seconds")
+    parser.add_argument("--rounds", type=int, default=2, help="real: changes per mode")
+    parser.add_argument("--clusters", type=int, default=1000, help="simulated")
+    parser.add_argument("--charts", type=int, default=20, help="simulated")
+    parser.add_argument("--real-only", action="store_true")
+    parser.add_argument("--sim-only", action="store_true")
+    args = parser.parse_args()
+    if not args.sim_only:
+        run_real(args.interval, args.rounds)
+    if not args.real_only:
+        simulate(args.clusters, args.charts)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

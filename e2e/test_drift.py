@@ -5,21 +5,20 @@ drift read and correction run as the tenant) deploys the `app` fixture chart (De
 ConfigMap, Service) to one downstream cluster with a 2 s drift interval. The tests run in
 order on it: Warn reports the exact paths of five kinds of drift and writes nothing;
 Correct repairs them with no new helm revision while an ignored path stays; a field another
-server-side-apply manager took over comes back to helm; suspend stops corrections; a
-release Secret rewritten to claim an object outside the grant is not corrected there. The
-request bound of a no-drift check is counted in-process (`e2e.testbed.counting`) against
-the same cluster.
-The same forgery against an admin Stack: `e2e/test_drift_admin.py`.
+server-side-apply manager took over comes back to helm; suspend stops corrections; with
+the other four drifts ignored, replicas is restored and they are left; an immutable field
+is reported, and re-created only with `force`; a release Secret rewritten to claim an
+object outside the grant is not corrected there. The request bound of a no-drift check is
+counted in-process (`e2e.testbed.counting`) against the same cluster.
+The same forgery against an admin Stack: `e2e/test_drift_admin.py`; the CLI's drift:
+`e2e/test_drift_cli.py`; stages: `e2e/test_drift_stages.py`.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +35,7 @@ from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
 from herd.clusters.drift_api import release_manifest
 from herd.helm.crd_apply import impersonation
 from herd.kube.client import api_client_from_kubeconfig
+from herd.names import HELM_RELEASE_NAME
 from herd.plan.drift import CORRECT, Policy
 from herd.plan.ownership import NOT_HERDS, Recorded, manifest_digest
 from herd.plan.releases import ReleaseKey
@@ -50,6 +50,15 @@ STACK = "drifty"
 APP = "web"
 INTERVAL = "2s"
 REPLICAS = "/spec/replicas"
+IMAGE = "registry.example.com/herd/app:0.1.0"
+# The other four of the five drifts, each under an ignore rule (replicas is ignored above).
+IGNORE_FOUR = [
+    {"paths": ["/spec/template/spec/containers/0/image"], "target": {"kind": "Deployment"}},
+    {
+        "paths": ["/data/message", "/metadata/labels/helm.sh~1chart"],
+        "target": {"kind": "ConfigMap", "name": APP},
+    },
+]
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +166,7 @@ def test_warn_reports_each_drift_by_path_and_writes_nothing(
     reasons = [e["reason"] for e in operator.events()]
     assert "DriftCorrected" not in reasons
     assert reasons.count("DriftDetected") == posted  # checks since: de-duplicated
+    assert f'herd_drifted_objects{{namespace="default",stack="{STACK}"}} 3.0' in operator.metrics()
 
 
 def test_correct_repairs_within_the_interval_without_a_helm_revision(
@@ -166,19 +176,7 @@ def test_correct_repairs_within_the_interval_without_a_helm_revision(
     ignore = [{"paths": [REPLICAS], "target": {"kind": "Deployment"}}]
     operator.apply(body(chart_repo_url, {"mode": "Correct", "ignore": ignore}))
 
-    def repaired() -> bool:
-        deployment, config = live(cluster, "deployment"), live(cluster, "configmap")
-        if deployment is None or config is None or live(cluster, "service") is None:
-            return False
-        image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
-        labels = config["metadata"].get("labels") or {}
-        return (
-            image == "registry.example.com/herd/app:0.1.0"
-            and config["data"]["message"] == "hello from herd"
-            and "helm.sh/chart" in labels
-        )
-
-    eventually("the drift corrected", repaired, 20)
+    eventually("the drift corrected", lambda: _repaired(cluster), 20)
     deployment = live(cluster, "deployment")
     assert deployment is not None and deployment["spec"]["replicas"] == 3  # ignored: left
     assert revisions(cluster) == before  # no helm upgrade
@@ -186,6 +184,8 @@ def test_correct_repairs_within_the_interval_without_a_helm_revision(
     assert drift.get("objects", 0) == 0, drift
     assert operator.status()["driftedObjects"] == 0
     assert "DriftCorrected" in [e["reason"] for e in operator.events()]
+    corrections = f'herd_drift_corrections_total{{chart="{APP}",cluster="{IDS["downstream-1"]}"}}'
+    assert corrections in operator.metrics()
 
 
 def test_a_field_another_manager_took_over_comes_back_to_helm(
@@ -224,12 +224,104 @@ def test_suspend_stops_corrections_but_not_the_report(
     operator.apply(body(chart_repo_url, {"mode": "Correct"}, suspend=True))
     time.sleep(3)  # the suspended spec is being acted on
     kubectl(cluster.kubeconfig, "delete", "service", APP, "-n", NS)
-    wanted = [f"Service/{APP}: missing"]
+    # The replicas scaled in the Warn test, no longer ignored, is drift too.
+    wanted = [f"Deployment/{APP}: {REPLICAS}", f"Service/{APP}: missing"]
     eventually("the drift reported while suspended", lambda: _entries(operator, wanted), 20)
     time.sleep(5)
     assert live(cluster, "service") is None  # suspended: reported, not corrected
+    assert (live(cluster, "deployment") or {})["spec"]["replicas"] == 3
     operator.apply(body(chart_repo_url, {"mode": "Correct"}))
     eventually("the Service back once resumed", lambda: live(cluster, "service"), 20)
+    eventually(
+        "the replicas back",
+        lambda: (live(cluster, "deployment") or {})["spec"]["replicas"] == 1,
+        20,
+    )
+
+
+def test_correct_restores_replicas_and_leaves_each_other_ignored_path(
+    operator: Operator, cluster: BedCluster, chart_repo_url: str
+) -> None:
+    """The five cases' other side: replicas, ignored above, is restored once not ignored;
+    the image, the ConfigMap's data and its label, each under an ignore rule, are left as
+    edited and not reported. (A deleted object has no field to ignore: it is re-created.)"""
+    operator.apply(body(chart_repo_url, {"mode": "Correct", "ignore": IGNORE_FOUR}))
+    operator.settled("Deployed")  # passes from here on see the rules
+    before, config = revisions(cluster), cluster.kubeconfig
+    kubectl(config, "scale", "deployment", APP, "-n", NS, "--replicas=3")
+    patch = json.dumps({"data": {"message": "edited by hand"}})
+    kubectl(config, "patch", "configmap", APP, "-n", NS, "--type=merge", "-p", patch)
+    kubectl(config, "set", "image", f"deployment/{APP}", "-n", NS, "app=evil.example/app:6")
+    kubectl(config, "label", "configmap", APP, "-n", NS, "helm.sh/chart-")
+
+    def restored() -> dict[str, Any] | None:
+        deployment = live(cluster, "deployment")
+        return deployment if deployment and deployment["spec"]["replicas"] == 1 else None
+
+    eventually("the replicas restored", restored, 20)
+    time.sleep(5)  # more intervals: the ignored fields stay as edited
+    deployment, configmap = live(cluster, "deployment"), live(cluster, "configmap")
+    assert deployment is not None and configmap is not None
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] != IMAGE
+    assert configmap["data"]["message"] == "edited by hand"
+    assert "helm.sh/chart" not in (configmap["metadata"].get("labels") or {})
+    assert not row_drift(operator).get("objects"), row_drift(operator)
+    assert revisions(cluster) == before
+    operator.apply(body(chart_repo_url, {"mode": "Correct"}))  # back to the chart's
+    eventually("the ignored fields corrected once not ignored", lambda: _repaired(cluster), 20)
+
+
+def test_an_immutable_field_is_reported_and_re_created_only_with_force(
+    operator: Operator, cluster: BedCluster, chart_repo_url: str
+) -> None:
+    """The Deployment re-created by hand with another selector (immutable): Correct reports
+    it and leaves it; with `force: true` it is deleted and re-created from the manifest,
+    with no new helm revision."""
+    operator.apply(body(chart_repo_url, {"mode": "Warn"}))  # no correction while replaced
+    operator.settled("Deployed")
+    before, config = revisions(cluster), cluster.kubeconfig
+    made = live(cluster, "deployment")
+    assert made is not None
+    meta = {k: made["metadata"][k] for k in ("name", "namespace", "labels")}
+    meta["annotations"] = {
+        k: v for k, v in made["metadata"]["annotations"].items() if k.startswith("meta.helm.sh/")
+    }
+    hand = {"matchLabels": {"hand": "made"}}
+    template = {
+        "metadata": {"labels": hand["matchLabels"]},
+        "spec": made["spec"]["template"]["spec"],
+    }
+    spec = {"replicas": 1, "selector": hand, "template": template}
+    kubectl(config, "delete", "deployment", APP, "-n", NS)
+    replaced = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
+    kubectl(config, "create", "-f", "-", stdin=json.dumps(replaced))
+    uid = (live(cluster, "deployment") or {})["metadata"]["uid"]
+
+    operator.apply(body(chart_repo_url, {"mode": "Correct"}))
+
+    def reported() -> dict[str, Any] | None:
+        drift = row_drift(operator)
+        selector = any(
+            e.startswith(f"Deployment/{APP}: /spec/selector") for e in drift.get("entries", [])
+        )
+        return drift if selector and "immutable field" in drift.get("message", "") else None
+
+    eventually("the immutable field reported", reported, 30)
+    time.sleep(5)  # more intervals: still the hand-made one
+    assert (live(cluster, "deployment") or {})["metadata"]["uid"] == uid
+
+    operator.apply(body(chart_repo_url, {"mode": "Correct", "force": True}))
+
+    def recreated() -> dict[str, Any] | None:
+        now = live(cluster, "deployment")
+        if now is None or now["metadata"]["uid"] == uid:
+            return None
+        return now if "hand" not in now["spec"]["selector"]["matchLabels"] else None
+
+    eventually("re-created from the manifest", recreated, 30)
+    clean = eventually("the row clean", lambda: not row_drift(operator).get("objects") or None, 20)
+    assert clean and revisions(cluster) == before
+    assert "immutable" not in row_drift(operator).get("message", "")
 
 
 def test_a_no_drift_check_costs_one_metadata_list_per_kind_and_namespace(
@@ -309,45 +401,26 @@ def test_a_forged_newer_revision_is_not_applied_and_the_tenant_is_refused_outsid
     assert not kubectl(config, "get", "configmap", "planted", "-n", OUTSIDE, check=False)
 
 
-def test_herd_plan_and_status_show_the_fields_a_correction_would_change(
-    downstream: list[BedCluster], chart_repo_url: str, tmp_path: Path
-) -> None:
-    cluster, ns = downstream[1], "cli-drift"
-    chart = {"name": APP, "chart": "app", "repo": chart_repo_url, "version": "0.1.0"}
-    stack = tmp_path / "stack.yaml"
-    spec = {"targets": {"clusterIds": ["two"]}, "charts": [{**chart, "namespace": ns}]}
-    stack.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "herd.suse.com/v1",
-                "kind": "Stack",
-                "metadata": {"name": "cli-drift", "namespace": "ci"},
-                "spec": {**spec, "drift": {"mode": "Correct"}},
-            }
-        )
-    )
-    clusters = ["--kubeconfig", f"{cluster.kubeconfig}=two"]
-    try:
-        applied = _herd("apply", "-f", str(stack), *clusters)
-        assert applied.returncode == 0, applied.stdout + applied.stderr
-        clean = _herd("plan", "-f", str(stack), *clusters)
-        assert clean.returncode == 0 and "drift:" not in clean.stdout, clean.stdout
-        kubectl(cluster.kubeconfig, "scale", "deployment", APP, "-n", ns, "--replicas=4")
-
-        planned = _herd("plan", "-f", str(stack), *clusters)
-
-        assert f"drift: Deployment/{APP}: {REPLICAS}" in planned.stdout, planned.stdout
-        status = _herd("status", "-f", str(stack), *clusters)
-        assert f"Deployment/{APP}: {REPLICAS}" in status.stdout, status.stdout + status.stderr
-        deployment = json.loads(
-            kubectl(cluster.kubeconfig, "get", "deployment", APP, "-n", ns, "-o", "json")
-        )
-        assert deployment["spec"]["replicas"] == 4  # a plan writes nothing
-    finally:
-        _herd("delete", "-f", str(stack), *clusters)
-
-
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _repaired(cluster: BedCluster) -> bool:
+    """The image, the ConfigMap's data and label, and the Service as the chart has them,
+    with helm's release annotation (a correction must not strip what helm added)."""
+    deployment, config, service = (live(cluster, k) for k in ("deployment", "configmap", "service"))
+    if deployment is None or config is None or service is None:
+        return False
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    labels = config["metadata"].get("labels") or {}
+    owned = [
+        (o["metadata"].get("annotations") or {}).get(HELM_RELEASE_NAME) for o in (config, service)
+    ]
+    return (
+        image == IMAGE
+        and config["data"]["message"] == "hello from herd"
+        and "helm.sh/chart" in labels
+        and owned == [APP, APP]
+    )
 
 
 def _drifted(operator: Operator) -> int | None:
@@ -373,10 +446,3 @@ def _fields(obj: dict[str, Any], manager: str) -> list[Any]:
         for m in obj["metadata"].get("managedFields") or []
         if m.get("manager") == manager
     ]
-
-
-def _herd(*args: str) -> subprocess.CompletedProcess[str]:
-    herd = Path(sys.executable).parent / "herd"
-    return subprocess.run(
-        [str(herd), *args], capture_output=True, text=True, check=False, timeout=300
-    )

@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from e2e.test_gpu import Inventory
 from e2e.testbed import rancher
 from e2e.testbed.controlplane import Cluster as BedCluster
+from e2e.testbed.helpers import open_crd
 from e2e.testbed.passes import status_of
 from herd.addons.catalog import AddonCatalog
 from herd.addons.insights import INSIGHTS
@@ -41,35 +42,14 @@ CRD = "prometheusrules.monitoring.coreos.com"
 def prometheus_crd(downstream: list[BedCluster]) -> Iterator[BedCluster]:
     """The PrometheusRule CRD on the first downstream cluster; removed after."""
     bed = downstream[0]
-    body = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": CRD},
-        "spec": {
-            "group": "monitoring.coreos.com",
-            "names": {
-                "kind": "PrometheusRule",
-                "listKind": "PrometheusRuleList",
-                "plural": "prometheusrules",
-                "singular": "prometheusrule",
-                "shortNames": ["promrule"],
-            },
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
+    names = {
+        "kind": "PrometheusRule",
+        "listKind": "PrometheusRuleList",
+        "plural": "prometheusrules",
+        "singular": "prometheusrule",
+        "shortNames": ["promrule"],
     }
+    body = open_crd("monitoring.coreos.com", names)
     with rancher.api_client(bed.kubeconfig) as api:
         extensions = client.ApiextensionsV1Api(api)
         with contextlib.suppress(ApiException):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -263,9 +262,7 @@ def test_unreachable_cluster_is_reported_and_converges(
 
 
 def test_metrics_are_served(operator: Operator) -> None:
-    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
+    text = operator.metrics()
     assert 'herd_operations_total{chart="db",cluster="c-m-op000001",operation="install"' in text
     assert 'herd_stacks{phase="Deployed"} 1.0' in text
     assert "herd_helm_duration_seconds_bucket" in text

@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# Property tests judge logic, not speed: a per-example deadline fails them on a loaded
+# machine (read 266 ms against hypothesis' 200 ms default with two test beds running).
+settings.register_profile("herd", deadline=None)
+settings.load_profile("herd")
 
 
 def stack_body(*charts: dict[str, Any], **spec: Any) -> dict[str, Any]:

@@ -122,3 +122,16 @@ async def test_file_source_lists_ready_file_clusters(tmp_path: Path) -> None:
         "file",
     )
     assert cluster.kubeconfig.describe() == f"file {tmp_path / 'a.yaml'}, context ctx"
+
+
+async def test_clusters_file_prometheus_url_survives_extra_labels(tmp_path: Path) -> None:
+    (tmp_path / "clusters.yaml").write_text(
+        "- {id: p, kubeconfig: p.yaml, prometheusUrl: 'http://prom.p:9090'}\n"
+        "- {id: q, kubeconfig: q.yaml}\n"
+    )
+    clusters = parse(["--clusters", str(tmp_path / "clusters.yaml"), "--label", "p:env=dev"])
+    listed = await FileSource(clusters).list_clusters()
+    assert [(c.id, dict(c.labels), c.prometheus_url) for c in listed] == [
+        ("p", {"env": "dev"}, "http://prom.p:9090"),
+        ("q", {}, ""),
+    ]

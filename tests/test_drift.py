@@ -3,15 +3,19 @@ and the spec's validation (`herd.api.drift`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from benchmarks.drift_bench import build
 from pydantic import ValidationError
 
 from herd.api.drift import DriftIgnore, DriftSpec, DriftTarget
-from herd.clusters.drift import DriftMemory
+from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
 from herd.plan.drift import (
+    CORRECT,
     ObjectRef,
+    Policy,
+    ReleaseDrift,
     applied_object,
     drifted_paths,
     effective,
@@ -172,3 +176,60 @@ def test_a_check_that_came_due_during_a_long_pass_still_wakes_the_stack() -> Non
     assert memory.wait("o", now=105.0) == 1.0  # overdue, reached 5 s ago: soon
     known.reached = 100.0 - 400.0  # no pass reached it for longer than the grace
     assert memory.wait("o", now=105.0) is None
+
+
+def test_stacks_are_spread_over_the_interval_and_a_stacks_releases_share_one_slot() -> None:
+    """1,000 Stacks, a 10 min interval: each tenth of the interval holds 5-15% of their
+    checks (not all at once), each slot within one interval; a Stack's releases, expected
+    at different moments, share its slot (one pass per interval for the Stack)."""
+    memory, interval, now = DriftMemory(), 600.0, 1_000_000.0
+    slots = [memory.slot(f"ns.stack-{i}", interval, now) for i in range(1000)]
+    assert all(now < s <= now + interval for s in slots)
+    tenths = [0] * 10
+    for slot in slots:
+        tenths[min(9, int((slot - now) / interval * 10))] += 1
+    assert all(50 <= n <= 150 for n in tenths), tenths
+    for index, name in enumerate(["a", "b", "c"]):
+        memory.expect("ns.one", ReleaseKey("c", "ns", name), interval, now + 7 * index)
+    dues = {k.due for (owner, _), k in memory.known.items() if owner == "ns.one"}
+    assert len(dues) == 1, dues
+
+
+def test_a_changed_ignore_rule_has_the_objects_compared_again() -> None:
+    """An edit under an ignore rule is not drift; once the rule is gone the object is read
+    and compared again, though its resourceVersion did not move since."""
+    api, built = build(1)  # the benchmark's in-memory API: one release of the app's shape
+    key, recorded = built[0].key, built[0].recorded
+    memory, now = DriftMemory(), 1_000.0
+    memory.expect("o", key, 0.0, now)
+    rule = DriftIgnore(paths=["/data/message"])
+
+    def checked(ignore: tuple[DriftIgnore, ...], at: float) -> ReleaseDrift:
+        due = ReleaseCheck(key, 1, Policy(interval=1.0, ignore=ignore), recorded=recorded)
+        sim: Any = api
+        return check_cluster(memory, "o", [due], admin=sim, writer=sim, now=at)[key]
+
+    path = f"/api/v1/namespaces/{key.namespace}/configmaps/{key.name}"
+    api.put(path, {**api.objects[path], "data": {"message": "edited"}})
+    assert checked((rule,), now).count == 0
+    assert checked((rule,), now + 2).count == 0
+    assert checked((), now + 4).entries() == [f"ConfigMap/{key.name}: /data/message"]
+
+
+def test_a_correction_carries_helms_own_label_and_release_annotations() -> None:
+    """What helm adds to every object (not in its stored manifest) is applied back with
+    it: applied without them as helm's field manager, they would be removed."""
+    api, built = build(1)
+    key, recorded = built[0].key, built[0].recorded
+    path = f"/api/v1/namespaces/{key.namespace}/configmaps/{key.name}"
+    del api.objects[path]  # deleted by hand: re-created
+    memory, now, sim = DriftMemory(), 1_000.0, cast(Any, api)
+    memory.expect("o", key, 0.0, now)
+    due = ReleaseCheck(key, 1, Policy(CORRECT, 1.0), True, recorded)
+    assert check_cluster(memory, "o", [due], admin=sim, writer=sim, now=now)[key].corrected == 1
+    meta = api.objects[path]["metadata"]
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    assert meta["annotations"] == {
+        "meta.helm.sh/release-name": key.name,
+        "meta.helm.sh/release-namespace": key.namespace,
+    }

@@ -1,6 +1,7 @@
 """The test bed's exporter (`e2e.testbed.exporter`): its exposition parses, its counters
 grow at the rates set, its histogram puts requests in the latency's bucket, and its GPU
-series are the DCGM stand-in's. Over loopback HTTP, as Prometheus scrapes it."""
+series are the DCGM stand-in's. Over loopback HTTP, as Prometheus scrapes it. And the
+configuration the test bed's Prometheus runs with (`e2e.testbed.prometheus.config`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+import yaml
 
 from e2e.testbed.exporter import ExporterClient, Workload, serve
+from e2e.testbed.prometheus import config
 from herd.addons.gpu.dcgm import GPU_UTIL, parse_metrics
 
 
@@ -67,3 +70,12 @@ def test_a_later_latency_fills_its_own_bucket() -> None:
 def test_bad_values_are_refused(exporter: ExporterClient) -> None:
     with pytest.raises(urllib.error.HTTPError, match="400"):
         exporter.set(rates={"500": "lots"})
+
+
+def test_prometheus_config_scrapes_the_exporter_and_extra_targets_each_second() -> None:
+    document = yaml.safe_load(config("downstream-1", "127.0.0.1:9100", ["198.18.0.2:9400"]))
+    assert document["global"]["scrape_interval"] == "1s"
+    assert [job["job_name"] for job in document["scrape_configs"]] == ["workload", "extra"]
+    extra = document["scrape_configs"][1]["static_configs"][0]
+    assert extra == {"targets": ["198.18.0.2:9400"], "labels": {"cluster": "downstream-1"}}
+    assert set(document) == {"global", "scrape_configs"}  # no remote read or write, no alerting

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,7 +213,7 @@ def build_info() -> dict[str, object] | None:
 
 
 def build(log: bool = True) -> Path:
-    """Build every binary into a fresh cache directory and return it (`_staged`)."""
+    """Build every binary into a fresh cache directory and return it (`staged`)."""
     target = cache_dir()
 
     def compile_into(staging: Path) -> dict[str, object]:
@@ -221,27 +221,28 @@ def build(log: bool = True) -> Path:
         _go_build(TOOLS_DIR / "kwok", _KWOK_PACKAGES, staging, "", log)
         return {"kubernetes": KUBERNETES_VERSION, "etcd": ETCD_VERSION, "kwok": KWOK_VERSION}
 
-    seconds = _staged(target, compile_into)
+    seconds = staged(target, compile_into)
     if log:
         print(f"built test-bed binaries in {seconds:.0f}s into {target}", file=sys.stderr)
     return target
 
 
 def build_tool(tool: _Tool, log: bool = True) -> Path:
-    """Build one program of `_TOOLS` into its own cache directory (`_staged`)."""
+    """Build one program of `_TOOLS` into its own cache directory (`staged`)."""
 
     def compile_into(staging: Path) -> dict[str, object]:
         _go_build(tool.module, {tool.package: tool.name}, staging, tool.ldflags, log, tool.tags)
         return {tool.name: tool.version, **({"tags": tool.tags} if tool.tags else {})}
 
-    _staged(tool.directory(), compile_into)
+    staged(tool.directory(), compile_into)
     return tool.directory()
 
 
-def _staged(target: Path, compile_into: Callable[[Path], dict[str, object]]) -> float:
+def staged(target: Path, compile_into: Callable[[Path], dict[str, object]]) -> float:
     """Build into a sibling temporary directory, record what was built (versions, seconds,
     cold or warm Go cache) in BUILD_INFO, and rename it into place: a reader never sees a
-    half-filled cache and an interrupted build leaves nothing behind. Returns the seconds."""
+    half-filled cache and an interrupted build leaves nothing behind. Returns the seconds.
+    Also `benchmarks.peer_tools`'s."""
     staging = target.with_name(f".{target.name}.build-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -366,9 +367,14 @@ def _go_version() -> str:
     return result.stdout.strip()
 
 
+def _build_lock() -> AbstractContextManager[None]:
+    return file_lock(cache_root() / "bin" / f"{KUBERNETES_VERSION}.lock")
+
+
 @contextmanager
-def _build_lock() -> Iterator[None]:
-    lock_path = cache_root() / "bin" / f"{KUBERNETES_VERSION}.lock"
+def file_lock(lock_path: Path) -> Iterator[None]:
+    """An exclusive lock on `lock_path` (created), so that concurrent callers build once;
+    also `benchmarks.peer_tools`'s."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -64,6 +64,7 @@ CATALOG: tuple[FixtureChart, ...] = (
     FixtureChart("app", "0.2.0", "0.2.0", "app"),
     FixtureChart("with-crd", "0.1.0", "0.1.0", "with-crd"),
     FixtureChart("with-hook", "0.1.0", "0.1.0", "with-hook"),
+    FixtureChart("with-test", "0.1.0", "0.1.0", "with-test"),
     # The CRD-upgrade fixture: 0.2.0 changes the Gadget CRD and adds a subchart's CRD.
     FixtureChart("gadgets", "0.1.0", "0.1.0", "gadgets"),
     FixtureChart("gadgets", "0.2.0", "0.2.0", "gadgets", overlay="gadgets-0.2.0"),

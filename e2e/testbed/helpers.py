@@ -8,6 +8,8 @@ error text or polling interval is made once.
   AssertionError with kubectl's stderr (unless `check=False`).
 - `kubectl_run(target, ...)` returns the whole `CompletedProcess` and never raises on the
   exit code: for tests that assert on stderr or the exit code themselves.
+- `open_crd(group, names)`: a namespaced CRD (one version, v1) whose objects take any
+  fields, for tests that need a kind a cluster has and another lacks.
 - `eventually(what, probe, timeout)` polls until `probe()` is truthy. Polling, not a watch:
   the probes read through kubectl, helm or a log file, which have no watch of their own.
 
@@ -20,7 +22,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 # Short enough that a wait ends soon after its event; long enough that a kubectl probe
@@ -97,3 +99,31 @@ def wait_established(target: Target, *crds: str, timeout: float = 60.0) -> None:
             lambda crd=crd: kubectl_run(target, "get", f"crd/{crd}", query).stdout == "True",
             timeout,
         )
+
+
+def open_crd(group: str, names: dict[str, Any]) -> dict[str, Any]:
+    """A namespaced CRD of `group` (names: plural, singular, kind, ...), served at v1, any
+    fields allowed."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{names['plural']}.{group}"},
+        "spec": {
+            "group": group,
+            "names": names,
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }

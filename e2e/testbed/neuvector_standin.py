@@ -28,7 +28,8 @@ own (`e2e.testbed.netns`), started by `served()`:
 `--images` is a JSON list of `CannedImage` fields. The child is driven over its stdin
 and stdout, one JSON object a line each way: `{"op": "state"}` answers the request log
 and the number of open sessions, `{"op": "add_image", "image": {...}}` adds a finished
-scan. End of input stops the server; so a child whose parent died stops too.
+scan, `{"op": "rescan_image", ...}` replaces an image's scan. End of input stops the
+server; so a child whose parent died stops too.
 """
 
 from __future__ import annotations
@@ -236,6 +237,12 @@ class NeuVectorStandIn:
         with self._lock:
             self.images.append(image)
 
+    def rescan_image(self, image: CannedImage) -> None:
+        """NeuVector scanned an image again (e.g. a new vulnerability database): its new
+        result replaces the old one."""
+        with self._lock:
+            self.images[:] = [i for i in self.images if i.image != image.image] + [image]
+
     # -- the API --------------------------------------------------------------------------
 
     def handle(
@@ -355,6 +362,9 @@ class StandInProcess(ChildStandIn):
     def add_image(self, image: CannedImage) -> None:
         self.ask({"op": "add_image", "image": dataclasses.asdict(image)})
 
+    def rescan_image(self, image: CannedImage) -> None:
+        self.ask({"op": "rescan_image", "image": dataclasses.asdict(image)})
+
     def wait_until_answering(self, timeout: float) -> None:
         """Poll with a TLS handshake (no request, so the log stays clean) until it answers."""
         context = ssl.create_default_context()
@@ -421,6 +431,9 @@ def _drive(standin: NeuVectorStandIn, commands: TextIO, answers: TextIO) -> None
             }
         elif command.get("op") == "add_image":
             standin.add_image(CannedImage(**command["image"]))
+            answer = {}
+        elif command.get("op") == "rescan_image":
+            standin.rescan_image(CannedImage(**command["image"]))
             answer = {}
         else:
             answer = {"error": f"unknown op {command.get('op')!r}"}

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -91,6 +92,12 @@ class Operator:
         )
         items: list[dict[str, Any]] = json.loads(out)["items"]
         return items
+
+    def metrics(self) -> str:
+        """The operator's Prometheus exposition text."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return str(response.read().decode())
 
 
 def controller_kubeconfig(management: BedCluster, directory: Path) -> Path:

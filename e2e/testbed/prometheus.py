@@ -76,10 +76,17 @@ class Monitored:
                     child.wait()
 
 
+WORKLOAD_NAMESPACE = "inference"
+
+
 def config(cluster: str, exporter: str, extra_targets: Sequence[str] = ()) -> str:
-    """prometheus.yml: scrape `exporter` (and `extra_targets`) every second."""
+    """prometheus.yml: scrape `exporter` (and `extra_targets`) every second.
+
+    The exporter stands for the inference server of `examples/canary-checks.yaml`, so its
+    series carry `namespace="inference"`, as Kubernetes service discovery would label them
+    and as that example's queries select them."""
     labels = {"cluster": cluster}
-    jobs = [_job("workload", [exporter], labels)]
+    jobs = [_job("workload", [exporter], {**labels, "namespace": WORKLOAD_NAMESPACE})]
     if extra_targets:
         jobs.append(_job("extra", list(extra_targets), labels))
     document = {

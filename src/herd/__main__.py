@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from herd.cli import main as cli_main
-from herd.cli.render import EXIT_OK
+from herd.cli.constants import EXIT_OK
 
 
 def run_operator(namespaces: list[str] | None) -> int:

@@ -46,3 +46,8 @@ PROMETHEUS_URL_ANNOTATION = f"{PREFIX}prometheus-url"
 # -- objects Herd keeps for tenancy ------------------------------------------------------
 MANAGED_LABEL = f"{PREFIX}impersonation"  # on the impersonation RoleBindings
 TENANT_LABEL = f"{PREFIX}tenant"  # on downstream tenant RBAC objects
+
+# -- what helm itself puts on every object of a release (not in the stored manifest) -----
+HELM_MANAGED_BY = "app.kubernetes.io/managed-by"  # =Helm
+HELM_RELEASE_NAME = "meta.helm.sh/release-name"
+HELM_RELEASE_NAMESPACE = "meta.helm.sh/release-namespace"

@@ -30,7 +30,7 @@ given none. A variable that does not parse raises `ValueError` naming it. Tests 
 | HERD_EGRESS_ALLOW_CIDRS | "" | tenant repos may resolve here (never metadata, API server) |
 | HERD_EGRESS_ALLOW_HOSTS | "" | tenant repos on these `host` or `host:port` are never refused |
 | HERD_ALLOW_EXEC_KUBECONFIGS | false | true: kubeconfigs may run `exec` / `auth-provider` |
-| HERD_HELM | helm beside Python, else on PATH | the helm executable (Helm 4 or 3) |
+| HERD_HELM | a Helm 4 on PATH, else helm beside Python | the helm executable (Helm 4 or 3) |
 | HERD_PROMETHEUS_SERVICE | see below | each cluster's Prometheus Service (API server proxy) |
 
 HERD_PROMETHEUS_SERVICE is `[https:]namespace/name:port`, by default Rancher Monitoring's
@@ -72,7 +72,7 @@ _SHARD = re.compile(r"[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?")
 class HelmSettings:
     """What both faces need to run helm."""
 
-    executable: str | None = None  # HERD_HELM; None: helm beside this Python, else on PATH
+    executable: str | None = None  # HERD_HELM; None: `herd.helm.environment.find_helm` picks
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HelmSettings:

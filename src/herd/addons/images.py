@@ -1,6 +1,6 @@
 """What a release runs, read from its rendered manifest: images, workloads, GPUs.
 
-`manifest_facts` (pure) parses the YAML that `helm get manifest` prints, and
+`manifest_facts` (pure) parses a stored release's manifest (what `helm get manifest` prints), and
 `bounded_manifest_facts` runs it in helm's worker pool (its callers' manifests are
 namespace writers' data: bounded, and off the event loop); `normalize`
 writes an image reference the way a container runtime resolves it, so the images a

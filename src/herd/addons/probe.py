@@ -4,7 +4,8 @@
 number at a time, with each cluster's own kubeconfig:
 
 - each deployed release's images and workloads, from its rendered manifest
-  (`helm get manifest --revision N`; cached per cluster, release and revision, since a
+  (its release Secret at revision N, read directly: `ClusterHelm.manifest`, one helm
+  client per cluster; cached per cluster, release and revision, since a
   revision's manifest never changes);
 - `security: enabled`: NeuVector's scan report through the API server's service proxy
   (`herd.addons.neuvector`), once NeuVector's own release is deployed there;
@@ -118,6 +119,29 @@ class AddonProbe:
     def close(self) -> None:
         self._manifests.clear()
 
+    async def image_verdicts(
+        self, cluster: str, kubeconfig: Path, releases: Sequence[ReleaseResult], fail_on: FailOn
+    ) -> tuple[list[str], list[str]]:
+        """For a stage's security check (`herd.rollout.checks`): the images of the deployed
+        `releases` that NeuVector failed at or above `fail_on`, and those not scanned yet.
+        Raises `TransientError` when NeuVector cannot be asked (or is not configured)."""
+        config = self._catalog.config
+        if config is None:
+            raise TransientError("NeuVector is not configured (no add-on configuration)")
+        deployed = [r for r in releases if r.state is State.DEPLOYED]
+        helm = ClusterHelm(self._env, cluster, kubeconfig)
+        try:
+            facts = {(r.key.namespace, r.key.name): await self._facts(helm, r) for r in deployed}
+        finally:
+            helm.close()
+        scan = await self._scan(cluster, kubeconfig, config.api, releases, facts)
+        if scan.report is None:
+            raise TransientError(scan.problem or "NeuVector scan results unavailable")
+        images = sorted({i for f in facts.values() if f is not None for i in f.images})
+        found = {image: scan.report.images.get(image) for image in images}
+        failed = [i for i, r in found.items() if r is not None and r.fails(fail_on)]
+        return failed, [i for i, r in found.items() if r is None]
+
     # -- one cluster ----------------------------------------------------------------------
 
     async def _cluster(
@@ -142,14 +166,18 @@ class AddonProbe:
                 observation.gpus[cluster.id] = ClusterGpus(problem=reason)
                 return
             deployed = [r for r in releases if r.state is State.DEPLOYED]
-            facts = {
-                (r.key.namespace, r.key.name): await self._facts(kubeconfig, r) for r in deployed
-            }
-            failed = {  # a failed install's GPUs explain a timeout: its latest revision
-                (r.key.namespace, r.key.name): await self._facts(kubeconfig, r, latest=True)
-                for r in releases
-                if r.state is State.FAILED and not r.held
-            }
+            helm = ClusterHelm(self._env, cluster.id, kubeconfig)
+            try:
+                facts = {
+                    (r.key.namespace, r.key.name): await self._facts(helm, r) for r in deployed
+                }
+                failed = {  # a failed install's GPUs explain a timeout: its latest revision
+                    (r.key.namespace, r.key.name): await self._facts(helm, r, latest=True)
+                    for r in releases
+                    if r.state is State.FAILED and not r.held
+                }
+            finally:
+                helm.close()
             await self._gpu_facts(cluster.id, kubeconfig, {**facts, **failed}, observation)
             if api is not None:
                 scan = await self._scan(cluster.id, kubeconfig, api, releases, facts)
@@ -186,14 +214,13 @@ class AddonProbe:
             observation.release_gpus[(cluster, namespace, name)] = gpus
 
     async def _facts(
-        self, kubeconfig: Path, release: ReleaseResult, *, latest: bool = False
+        self, helm: ClusterHelm, release: ReleaseResult, *, latest: bool = False
     ) -> ManifestFacts | None:
         """`latest`: the release's last revision, whatever its state (not kept)."""
         revision = None if latest else release.revision
         key = (release.key.cluster, release.key.namespace, release.key.name, revision or 0)
         if not latest and key in self._manifests:
             return self._manifests[key]
-        helm = ClusterHelm(self._env, release.key.cluster, kubeconfig)
         manifest = await helm.manifest(release.key.namespace, release.key.name, revision)
         if manifest is None:
             return None

@@ -4,8 +4,9 @@ Where a cluster's Prometheus is (`locate`), in this order:
 
 1. a URL on the cluster object: the annotation `herd.suse.com/prometheus-url`
    (`herd.names.PROMETHEUS_URL_ANNOTATION`) on the Rancher provisioning Cluster or the
-   kubeconfig Secret, read into `Cluster.prometheus_url`: `PrometheusUrl`, reached
-   directly from Herd's pod (http or https, no credentials in the URL);
+   kubeconfig Secret (or `prometheusUrl` of a CLI clusters-file entry), read into
+   `Cluster.prometheus_url`: `PrometheusUrl`, reached directly from Herd's pod (http or
+   https, no credentials in the URL);
 2. else a Service, reached through the cluster's API server service proxy with the
    cluster's own kubeconfig, as the DCGM figures are (`herd.addons.gpu.probe`):
    `PrometheusService`, by default `HERD_PROMETHEUS_SERVICE`
@@ -61,7 +62,12 @@ from urllib.parse import urlencode, urlsplit
 import urllib3
 
 from herd.errors import PermanentError, TransientError
-from herd.kube.client import API_ERRORS, api_client_from_kubeconfig, api_error_summary
+from herd.kube.client import (
+    API_ERRORS,
+    KubeconfigUnusable,
+    api_error_summary,
+    kubeconfig_client,
+)
 from herd.plan.clusters import Cluster
 from herd.settings import Settings
 
@@ -278,25 +284,20 @@ class PrometheusClient:
         if kubeconfig is None:
             raise PrometheusUnavailable(f"{where}: no kubeconfig to reach it through")
         try:
-            api = api_client_from_kubeconfig(kubeconfig)
-        except Exception as error:  # ConfigException, YAML or file errors: never the content
-            raise PrometheusUnavailable(
-                f"{where}: kubeconfig unusable ({type(error).__name__})"
-            ) from None
-        try:
-            request = api.param_serialize(
-                method="GET",
-                resource_path=location.proxy_path(),
-                query_params=list(params.items()),
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-            )
-            response = api.call_api(*request, _request_timeout=_left(deadline, where))
-            return int(response.status), self._body(response.response, deadline, where)
+            with kubeconfig_client(kubeconfig) as api:
+                request = api.param_serialize(
+                    method="GET",
+                    resource_path=location.proxy_path(),
+                    query_params=list(params.items()),
+                    header_params={"Accept": "application/json"},
+                    auth_settings=["BearerToken"],
+                )
+                response = api.call_api(*request, _request_timeout=_left(deadline, where))
+                return int(response.status), self._body(response.response, deadline, where)
+        except KubeconfigUnusable as error:  # its text names the error class, never content
+            raise PrometheusUnavailable(f"{where}: {error}") from None
         except API_ERRORS as error:
             raise PrometheusUnavailable(f"{where}: {api_error_summary(error)}") from None
-        finally:
-            api.close()  # type: ignore[no-untyped-call]
 
     def _body(self, response: Any, deadline: float, where: str) -> bytes:
         """At most `max_bytes` of the body, read in chunks before `deadline`."""

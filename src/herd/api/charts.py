@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from herd.api.checks import ChartTest
 from herd.api.common import (
     CHART_REF,
     CHART_VERSION,
@@ -177,6 +178,10 @@ class ChartSpec(SpecModel):
         default="5m",
         pattern=GO_DURATION,
         description="Go duration bounding each helm operation, e.g. 15m (helm --timeout).",
+    )
+    test: ChartTest | None = Field(
+        default=None,
+        description="helm test after each install or upgrade; a failed test fails the release.",
     )
     atomic: bool = Field(
         default=False,

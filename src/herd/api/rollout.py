@@ -1,5 +1,6 @@
 """How a Stack rolls out across its clusters: `RolloutSpec` and its `RolloutStage`s (which
-clusters, how many at once, a pause or an approval gate after each).
+clusters, how many at once, a pause or an approval gate after each, the health gates
+(`herd.api.checks.Checks`) a stage must pass).
 
 Callers: `herd.api.v1` (`spec.rollout`), `herd.plan.stages`, `herd.rollout`.
 """
@@ -17,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from herd.api.checks import Checks
 from herd.api.common import (
     DNS1123_LABEL,
     GO_DURATION,
@@ -93,6 +95,14 @@ class RolloutStage(SpecModel):
         ),
     )
 
+    checks: Checks | None = Field(
+        default=None,
+        description=(
+            "Health gates of this stage, merged over rollout.checks: a field set here "
+            "replaces the Stack-wide one, metrics are merged by name."
+        ),
+    )
+
     @field_validator("pause")
     @classmethod
     def _pause(cls, value: str | None) -> str | None:
@@ -133,6 +143,13 @@ class RolloutSpec(SpecModel):
         description=(
             "Failed clusters tolerated before the rollout halts: past it no new cluster "
             "starts (running helm work finishes)."
+        ),
+    )
+    checks: Checks | None = Field(
+        default=None,
+        description=(
+            "Health gates of every stage: a stage succeeds only when each check passes on "
+            "each of its clusters for the whole soak (its pause; one evaluation without one)."
         ),
     )
 

@@ -148,6 +148,11 @@ class SkippedCluster(StatusModel):
     reason: str = Field(description="Why it was skipped (never includes secret content).")
 
 
+class CheckFailure(StatusModel):
+    cluster_id: str = Field(description="The cluster a check failed (or holds).")
+    message: str = Field(description="Which check and why (bounded).")
+
+
 class PlacementStatus(StatusModel):
     clusters: list[str] = Field(
         default_factory=list, description="The clusters targets.placement.pickN picked."
@@ -193,6 +198,19 @@ class StageStatus(StatusModel):
     )
     approved: bool = Field(
         default=False, description="Its approval gate was passed at that config."
+    )
+    failed_checks: list[CheckFailure] = Field(
+        default_factory=list,
+        max_length=50,
+        description=(
+            "Clusters a health check (rollout checks) failed at this config: they count "
+            "against maxFailures until the stage's config changes."
+        ),
+    )
+    held_checks: list[CheckFailure] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Clusters a check holds back now (e.g. a vulnerable image), not failed.",
     )
 
 

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     ValidationError,
     WithJsonSchema,
+    model_validator,
 )
 
 from herd.api.charts import ChartSpec
@@ -186,6 +187,31 @@ class StackSpec(SpecModel):
             "and a failure budget. Without it every cluster is deployed at once (bounded)."
         ),
     )
+
+    @model_validator(mode="after")
+    def _checks(self) -> StackSpec:
+        """A security check reads NeuVector's scans: the NeuVector add-on must be on. A
+        metric's `charts` name charts of the Stack."""
+        if self.rollout is None:
+            return self
+        names = {c.name for c in self.charts}
+        layers = [("rollout.checks", self.rollout.checks)]
+        layers += [(f"rollout.stages[{s.name}].checks", s.checks) for s in self.rollout.stages]
+        for where, checks in layers:
+            if checks is None:
+                continue
+            if checks.security is not None and self.security_toggle is not Toggle.ENABLED:
+                raise ValueError(
+                    f"{where}.security needs security: enabled (NeuVector's scan verdicts)"
+                )
+            for metric in checks.metrics:
+                unknown = sorted(set(metric.charts) - names)
+                if unknown:
+                    raise ValueError(
+                        f"{where}.metrics[{metric.name}].charts: no chart named "
+                        f"{', '.join(unknown)} in spec.charts"
+                    )
+        return self
 
     @property
     def security_toggle(self) -> Toggle:

@@ -22,15 +22,20 @@ from importlib import metadata
 from pathlib import Path
 
 from herd.cli import commands as fleet_commands
-from herd.cli import stages
-from herd.cli.documents import load
-from herd.cli.render import EXIT_CHANGES, EXIT_FAILED, EXIT_INVALID, EXIT_OK
+from herd.cli.constants import (
+    EXIT_CHANGES,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_OK,
+)
 
 __all__ = ["EXIT_CHANGES", "EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "main"]
-EXIT_INTERRUPTED = 130
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from herd.cli.documents import load  # noqa: PLC0415 (start-up: only this command needs it)
+
     documents = load(args.filename)
     if not documents:
         print("no Stack documents found", file=sys.stderr)
@@ -89,7 +94,7 @@ def _parser(operator: Callable[[list[str] | None], int] | None) -> argparse.Argu
     operator_run = operator or _no_operator
     operator_command.set_defaults(run=lambda args: operator_run(args.namespace))
     fleet_commands.add_commands(commands)
-    stages.add_approve(commands)
+    fleet_commands.add_approve(commands)
     return parser
 
 

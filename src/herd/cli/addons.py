@@ -23,13 +23,13 @@ from herd.addons.catalog import AddonCatalog
 from herd.addons.config import AddonConfigError
 from herd.api.charts import ChartSpec
 from herd.api.v1 import Stack, StackSpec, Toggle
+from herd.cli.constants import ADDONS_FLAG, ADDONS_SAMPLE
 from herd.errors import PermanentError, Problem, SpecError
 from herd.plan.clusters import Cluster
 from herd.plan.releases import Values
 from herd.plan.results import ReleaseResult
 
-FLAG = "--addons"
-SAMPLE = "examples/addons-config.yaml.sample"
+FLAG, SAMPLE = ADDONS_FLAG, ADDONS_SAMPLE
 REDACTED = "[redacted]"
 
 _ADDONS = (

@@ -16,43 +16,14 @@ Callers: `herd.cli.fleet`.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from herd.cli.cluster_flags import OPTIONS_DEST, add_cluster_options
 from herd.clusters.files import ClusterConfigError, FileCluster, default_id, load_clusters_file
 
-OPTIONS_DEST = "cluster_options"
-
-
-class _Ordered(argparse.Action):
-    """Collects every cluster option as (option, value) in command-line order."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        options = list(getattr(namespace, OPTIONS_DEST, None) or [])
-        options.append((option_string or "", str(values)))
-        setattr(namespace, OPTIONS_DEST, options)
-
-
-def add_cluster_options(parser: argparse.ArgumentParser) -> None:
-    """Register --kubeconfig/--context/--label/--clusters; read back with
-    `parse_cluster_options(getattr(args, OPTIONS_DEST))`."""
-    parser.set_defaults(**{OPTIONS_DEST: []})
-    group = parser.add_argument_group("target clusters (kubeconfig files)")
-    for flag, metavar, text in (
-        ("--kubeconfig", "FILE[=ID]", "a cluster from FILE's current context (repeatable)"),
-        ("--context", "CTX[=ID]", "a cluster from context CTX of the preceding --kubeconfig"),
-        ("--label", "ID:KEY=VALUE", "label cluster ID, for Stack selectors (repeatable)"),
-        ("--clusters", "FILE", "YAML list of {id, kubeconfig, context, labels}"),
-    ):
-        group.add_argument(flag, metavar=metavar, help=text, action=_Ordered, dest=OPTIONS_DEST)
+__all__ = ["OPTIONS_DEST", "add_cluster_options", "parse_cluster_options"]
 
 
 def parse_cluster_options(options: Sequence[tuple[str, str]]) -> list[FileCluster]:
@@ -129,6 +100,6 @@ def _with_labels(
             raise ClusterConfigError(f"{argument}: no cluster {cluster_id!r} (known: {known})")
         extra[cluster_id][key] = value
     return [
-        FileCluster(c.id, c.path, c.context, {**c.labels, **extra[c.id]}) if extra[c.id] else c
+        dataclasses.replace(c, labels={**c.labels, **extra[c.id]}) if extra[c.id] else c
         for c in clusters
     ]

@@ -4,37 +4,40 @@ Each command gets the Stack file, the cluster options (`herd.cli.cluster_options
 it reads besides (values, add-ons), what it may do (stage, approvals, force), and how it
 prints; `herd.cli.fleet` runs it.
 
-Callers: `herd.cli.main` (through `add_commands`).
+Nothing heavy is imported here: a command's engine (`herd.cli.fleet`, `herd.cli.stages`)
+is imported when that command runs, so `herd --version` or `herd validate` load none of it.
+
+Callers: `herd.cli.main` (through `add_commands`, `add_approve`).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
 from typing import Any
 
-from herd.cli import addons as addon_file
-from herd.cli import stages
-from herd.cli.cluster_options import add_cluster_options
-from herd.cli.fleet import Body, apply, delete, plan, run, status
+from herd.cli.cluster_flags import add_cluster_options
+from herd.cli.constants import ADDONS_FLAG, ADDONS_SAMPLE, EXIT_APPROVAL
+from herd.names import APPROVE_ANNOTATION
 from herd.rollout.gates import DEFAULT_LIMITS
 
-# name, help, body, whether it needs a Stack file
-COMMANDS: tuple[tuple[str, str, Body, bool], ...] = (
+# name, help, body (a coroutine of `herd.cli.fleet`), whether it needs a Stack file
+COMMANDS: tuple[tuple[str, str, str, bool], ...] = (
     (
         "apply",
         "deploy a Stack to the given clusters (exit 0 deployed, 1 failed, 2 invalid)",
-        apply,
+        "apply",
         True,
     ),
     (
         "plan",
         "show what apply would change, changing nothing (exit 0 none, 3 changes)",
-        plan,
+        "plan",
         True,
     ),
-    ("delete", "uninstall every release of a Stack from the given clusters", delete, True),
-    ("status", "list the Herd-managed releases on the given clusters", status, False),
+    ("delete", "uninstall every release of a Stack from the given clusters", "delete", True),
+    ("status", "list the Herd-managed releases on the given clusters", "status", False),
 )
 
 
@@ -45,7 +48,39 @@ def add_commands(commands: Any) -> None:
         _inputs(parser, name, needs_stack)
         _behaviour(parser, name)
         _output(parser)
-        parser.set_defaults(run=run(body, needs_stack=needs_stack))
+        parser.set_defaults(run=_fleet(body, needs_stack))
+
+
+def _fleet(body: str, needs_stack: bool) -> Any:
+    def command(args: argparse.Namespace) -> int:
+        fleet = importlib.import_module("herd.cli.fleet")
+        code: int = fleet.run(getattr(fleet, body), needs_stack=needs_stack)(args)
+        return code
+
+    return command
+
+
+def add_approve(commands: Any) -> None:
+    """Register `herd approve` (run by `herd.cli.stages.approve`)."""
+    text = (
+        f"approve a Stack's stage gate: sets {APPROVE_ANNOTATION}=STAGE on the Stack "
+        "(the operator starts the next stage)"
+    )
+    parser = commands.add_parser("approve", help=text, description=text)
+    parser.add_argument("stack", help="the Stack's name")
+    parser.add_argument("stage", help="the stage whose approval gate to pass")
+    parser.add_argument("-n", "--namespace", default="default", help="the Stack's namespace")
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="the management cluster (default: $KUBECONFIG, or in-cluster)",
+    )
+
+    def approve(args: argparse.Namespace) -> int:
+        code: int = importlib.import_module("herd.cli.stages").approve(args)
+        return code
+
+    parser.set_defaults(run=approve)
 
 
 def _inputs(parser: argparse.ArgumentParser, name: str, needs_stack: bool) -> None:
@@ -67,11 +102,11 @@ def _inputs(parser: argparse.ArgumentParser, name: str, needs_stack: bool) -> No
         )
     if name != "status":
         parser.add_argument(
-            addon_file.FLAG,
+            ADDONS_FLAG,
             type=Path,
             metavar="FILE",
             help="Herd's add-on configuration (the ConfigMap and Secret documents of "
-            f"{addon_file.SAMPLE}); required for a Stack with security or "
+            f"{ADDONS_SAMPLE}); required for a Stack with security or "
             "observability enabled",
         )
 
@@ -90,7 +125,7 @@ def _behaviour(parser: argparse.ArgumentParser, name: str) -> None:
             action="append",
             metavar="STAGE",
             help="pass this stage's approval gate (repeatable); without it apply stops "
-            f"at the gate with exit {stages.EXIT_APPROVAL}",
+            f"at the gate with exit {EXIT_APPROVAL}",
         )
     if name in ("apply", "delete"):
         parser.add_argument(

@@ -40,13 +40,14 @@ from herd.cli import addons as addon_file
 from herd.cli import progress as live
 from herd.cli import render, stages, tables
 from herd.cli.cluster_options import OPTIONS_DEST, parse_cluster_options
+from herd.cli.constants import EXIT_FAILED, EXIT_INVALID
 from herd.cli.documents import load
 from herd.clusters.files import ClusterConfigError, FileCluster, FileSource
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.engine.wiring import build_engine
 from herd.errors import PermanentError, Problem, SpecError, TransientError
 from herd.helm.client import ClusterHelm
-from herd.helm.environment import HelmEnvironment
+from herd.helm.environment import HelmDialect, HelmEnvironment, version_of
 from herd.helm.failures import HelmFailure
 from herd.kube.client import api_client_from_kubeconfig
 from herd.kube.owned import DownstreamOwnership
@@ -55,7 +56,7 @@ from herd.plan.clusters import Cluster, ClusterUnavailable
 from herd.plan.desired import SourceKey
 from herd.plan.drift import ReleaseDrift
 from herd.plan.releases import ObservedRelease, ReleaseKey, Values, owner_label
-from herd.plan.results import ReleaseResult
+from herd.plan.results import ReleaseResult, State
 from herd.rollout.drift import status_drift
 from herd.rollout.gates import DEFAULT_LIMITS, Limits
 
@@ -211,17 +212,17 @@ def run(body: Body, *, needs_stack: bool = True) -> Callable[[argparse.Namespace
             return asyncio.run(body(args, session, stack))
         except InvalidInput as error:
             _error(args, *map(redact.text, error.lines))
-            return render.EXIT_INVALID
+            return EXIT_INVALID
         except SpecError as error:
             _error(
                 args,
                 "the Stack is invalid; nothing was changed:",
                 *(redact.text(f"  {p}") for p in error.problems),
             )
-            return render.EXIT_INVALID
+            return EXIT_INVALID
         except TransientError as error:
             _error(args, redact.text(f"{error} (retry later)"))
-            return render.EXIT_FAILED
+            return EXIT_FAILED
         finally:
             if session is not None:
                 session.close()
@@ -275,6 +276,21 @@ def _emit(
 # -- commands --------------------------------------------------------------------------------
 
 
+def helm_line(executable: str) -> str:
+    """`herd apply`'s first line: which helm runs, and a warning when it is Helm 3.
+    Blocking (`helm version` once per process)."""
+    try:
+        version = version_of(executable)
+    except HelmFailure as failure:
+        return f"herd apply: helm {executable}: {failure.message}"
+    if HelmDialect.from_version(version).major >= 4:
+        return f"herd apply: helm {version} ({executable})"
+    return (
+        f"herd apply: warning: helm {version} ({executable}) is Helm 3, at the end of its "
+        "support, and its --wait polls every 2 s: put Helm 4 on PATH or set HERD_HELM"
+    )
+
+
 async def apply(args: argparse.Namespace, session: Session, stack: Stack | None) -> int:
     assert stack is not None
     if stack.spec.mode == "DryRun":  # the operator's DryRun from CI: a plan, no writes
@@ -283,7 +299,14 @@ async def apply(args: argparse.Namespace, session: Session, stack: Stack | None)
     progress = live.for_stream(sys.stderr)
     code: int | None = None
 
+    announced: list[str] = []
+
     def redacted(row: ReleaseResult) -> None:
+        if not announced and row.state in (State.DEPLOYING, State.UNINSTALLING):
+            # The first line, once helm is about to run (an invalid Stack or a pass with
+            # nothing to do starts no helm): `helm version` once, which the dialect reuses.
+            announced.append(helm_line(session.env.executable))
+            print(announced[0], file=sys.stderr, flush=True)
         progress(session.redact.result(row))
 
     try:

@@ -24,6 +24,7 @@ from typing import Any
 
 from herd.api.status import SkippedCluster
 from herd.api.v1 import Stack
+from herd.cli.constants import EXIT_CHANGES, EXIT_FAILED, EXIT_OK
 from herd.cli.tables import Grid, Row
 from herd.engine.engine import Preview
 from herd.engine.protocols import StackResult
@@ -35,11 +36,6 @@ from herd.plan.placement import PlacementDecision
 from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.status.build import phase_of, summary
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-EXIT_CHANGES = 3
 
 KEYS_SHOWN = 5  # values keys listed per release in the plan table (JSON lists all)
 

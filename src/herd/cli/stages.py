@@ -21,13 +21,12 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from kubernetes import client
 
 from herd.api import PLURAL, VERSION
 from herd.api.v1 import Stack
-from herd.cli.render import EXIT_CHANGES, EXIT_FAILED, EXIT_INVALID, EXIT_OK
+from herd.cli.constants import EXIT_APPROVAL, EXIT_CHANGES, EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from herd.engine.engine import Engine, Preview
 from herd.engine.protocols import StackResult
 from herd.errors import Problem, SpecError
@@ -37,8 +36,6 @@ from herd.plan.results import State
 from herd.plan.stages import RolloutState
 from herd.rollout.scheduler import Progress
 from herd.rollout.staged import StagedOutcome, StageInputs
-
-EXIT_APPROVAL = 4  # apply stopped at an approval gate (nothing failed)
 
 
 def staged(stack: Stack, stage: str | None) -> bool:
@@ -155,20 +152,3 @@ def approve(args: argparse.Namespace) -> int:
         api.close()  # type: ignore[no-untyped-call]
     print(f"Stack {args.namespace}/{args.stack}: stage {args.stage} approved")
     return EXIT_OK
-
-
-def add_approve(commands: Any) -> None:
-    text = (
-        f"approve a Stack's stage gate: sets {APPROVE_ANNOTATION}=STAGE on the Stack "
-        "(the operator starts the next stage)"
-    )
-    parser = commands.add_parser("approve", help=text, description=text)
-    parser.add_argument("stack", help="the Stack's name")
-    parser.add_argument("stage", help="the stage whose approval gate to pass")
-    parser.add_argument("-n", "--namespace", default="default", help="the Stack's namespace")
-    parser.add_argument(
-        "--kubeconfig",
-        type=Path,
-        help="the management cluster (default: $KUBECONFIG, or in-cluster)",
-    )
-    parser.set_defaults(run=approve)

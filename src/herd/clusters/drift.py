@@ -5,9 +5,11 @@ namespace) group of the cluster's due releases' objects, selected by helm's
 `app.kubernetes.io/managed-by=Helm` label, compared with the resourceVersion Herd
 recorded at its last check or correction. Only an object whose resourceVersion moved, or
 that the list does not show (deleted, or its helm label removed), gets a full read and a
-comparison with the manifest (`herd.plan.drift.drifted_paths`). The manifest is read once
-per helm revision (the release's storage Secret) and kept; it is parsed by `parse` (the
-operator's: in a worker process with a time and memory limit, `herd.rollout.drift`).
+comparison with the manifest (`herd.plan.drift.drifted_paths`); so is every object of a
+release whose ignore rules changed (a verdict made under other rules is stale). The
+manifest is read once per helm revision (the release's storage Secret) and kept; it is
+parsed by `parse` (the operator's: in a worker process with a time and memory limit,
+`herd.rollout.drift`).
 
 Which manifest: the one of the revision Herd recorded (`ReleaseCheck.recorded`), not the
 latest stored one, which anybody who may write the release's namespace can add. A release
@@ -19,9 +21,10 @@ the recorded revision's manifest (or, with no record, the stored one), except wh
 digest is not the recorded one: that manifest is not Herd's and is not compared at all.
 
 In Correct mode a drifted or missing object is applied server-side as helm's field manager
-(`herd.clusters.drift_api.apply_object`: the manifest object, ignored fields as they are
-live), which re-creates what is missing and takes back fields another manager took over;
-no helm command runs, so no helm revision is added. An apply the API server refuses with
+(`herd.clusters.drift_api.apply_object`: the manifest object with what helm adds to it,
+`with_helm_metadata`, ignored fields as they are live), which re-creates what is missing
+and takes back fields another manager took over; no helm command runs, so no helm
+revision is added. An apply the API server refuses with
 422 (an immutable field) is reported, and the object deleted and re-created only with
 `force`. Writes go through `writer`: the tenant's identity for a tenant Stack.
 
@@ -42,6 +45,7 @@ from typing import Any
 
 from kubernetes import client
 
+from herd.api.drift import DriftIgnore
 from herd.clusters.drift_api import (
     DriftRequestError,
     apply_object,
@@ -60,6 +64,7 @@ from herd.plan.drift import (
     drifted_paths,
     ignored_paths,
     manifest_objects,
+    with_helm_metadata,
 )
 from herd.plan.ownership import Recorded, manifest_digest, stored_verdict
 from herd.plan.releases import ReleaseKey
@@ -87,6 +92,7 @@ class _Known:
     interval: float = 600.0
     last: ReleaseDrift | None = None
     reached: float = 0.0  # when a pass last had this release among its checks
+    ignore: tuple[DriftIgnore, ...] = ()  # the rules `versions`' verdicts were made with
 
 
 @dataclass(frozen=True)
@@ -174,7 +180,8 @@ class DriftMemory:
         objects = {}
         if recorded is None or digest == recorded:  # else not Herd's: not even parsed
             # A release Secret is whoever-can-write-the-namespace's data: bounded work.
-            objects = dict(parse(manifest, key.namespace)[:MAX_OBJECTS])
+            parsed = parse(manifest, key.namespace)[:MAX_OBJECTS]
+            objects = {r: with_helm_metadata(o, key.name, key.namespace) for r, o in parsed}
         # The first check of a release is in its Stack's next slot; a revision Herd did
         # not write (expected) is checked at once.
         due = self.slot(owner, check.policy.interval, now)
@@ -217,6 +224,9 @@ def check_cluster(
                 out[check.key] = replace(last, corrected=0)  # counted when it happened
             continue
         known = loaded[check.key]
+        if known.ignore != check.policy.ignore:  # a verdict under other rules is stale
+            known.versions.clear()
+            known.ignore = check.policy.ignore
         _compare(memory, writer, known, listed, check.policy)
         corrected, refused = 0, tuple[str, ...]()
         if check.write and check.policy.mode == CORRECT:

@@ -8,7 +8,8 @@
   forcing conflicts so a field another manager took over comes back to helm;
 - `delete_object`: for an immutable field, with `force`;
 - `release_manifest`: the manifest of one stored helm release revision (its Secret,
-  base64 + gzip + JSON, as helm stores it); read as Herd, never as the tenant.
+  decoded as hostile data by `herd.helm.release_secret.decode_release`); read as Herd,
+  never as the tenant.
 
 Errors are `DriftRequestError` with the HTTP status and a safe one-line text (never a
 body, which may hold a Secret's data). Callers: `herd.clusters.drift`.
@@ -16,9 +17,6 @@ body, which may hold a Secret's data). Callers: `herd.clusters.drift`.
 
 from __future__ import annotations
 
-import base64
-import gzip
-import io
 import json
 from typing import Any, cast
 
@@ -26,6 +24,7 @@ from kubernetes import client
 
 from herd.clusters.drift_paths import collection_path, object_path
 from herd.errors import TransientError
+from herd.helm.release_secret import ReleaseDataError, decode_release, secret_name, stored_manifest
 from herd.kube.client import API_ERRORS, api_error_summary
 from herd.plan.drift import ObjectRef
 
@@ -34,7 +33,6 @@ MANAGED_BY = "app.kubernetes.io/managed-by=Helm"
 TIMEOUT = 30
 _METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 _OK_MIN, _OK_MAX = 200, 299
-_MANIFEST_LIMIT = 16 * 1024 * 1024
 
 
 class DriftRequestError(TransientError):
@@ -117,14 +115,10 @@ def delete_object(api: client.ApiClient, ref: ObjectRef) -> None:
 
 def release_manifest(api: client.ApiClient, namespace: str, name: str, revision: int) -> str:
     """The manifest helm stored for `name` at `revision` (helm's Secret storage driver)."""
-    path = f"/api/v1/namespaces/{namespace}/secrets/sh.helm.release.v1.{name}.v{revision}"
+    path = f"/api/v1/namespaces/{namespace}/secrets/{secret_name(name, revision)}"
     secret = _call(api, "GET", path)
-    stored = (secret.get("data") or {}).get("release", "")
-    raw = base64.b64decode(base64.b64decode(stored))
-    if raw[:2] == b"\x1f\x8b":
-        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unzipped:
-            raw = unzipped.read(_MANIFEST_LIMIT + 1)
-    if len(raw) > _MANIFEST_LIMIT:
-        raise DriftRequestError(0, "the stored release is too large")
-    release = json.loads(raw)
-    return str(release.get("manifest") or "")
+    try:
+        release = decode_release((secret.get("data") or {}).get("release", ""))
+    except ReleaseDataError as error:
+        raise DriftRequestError(0, str(error)) from None
+    return stored_manifest(release)

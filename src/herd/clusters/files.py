@@ -1,7 +1,9 @@
 """Clusters from kubeconfig files, for the CLI: `FileCluster`, `FileSource` and a clusters file.
 
-`load_clusters_file` reads a YAML list of `{id, kubeconfig, context, labels}` (relative
-kubeconfig paths are relative to the file); `FileSource` lists `FileCluster`s in an
+`load_clusters_file` reads a YAML list of `{id, kubeconfig, context, labels,
+prometheusUrl}` (relative kubeconfig paths are relative to the file; `prometheusUrl` is
+the cluster's Prometheus, as the `herd.suse.com/prometheus-url` annotation gives it for
+listed clusters); `FileSource` lists `FileCluster`s in an
 `herd.clusters.inventory.Inventory`. Reads no kubeconfig: the kubeconfig store checks each
 file when the cluster is used, so one bad file skips one cluster.
 
@@ -35,6 +37,7 @@ class FileCluster:
     path: Path
     context: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+    prometheus_url: str = ""
 
 
 class FileSource:
@@ -52,6 +55,7 @@ class FileSource:
                 ready=True,
                 source="file",
                 kubeconfig=KubeconfigRef.file(entry.path, entry.context),
+                prometheus_url=entry.prometheus_url,
             )
             for entry in self._entries
         ]
@@ -83,6 +87,7 @@ class _Entry(BaseModel):
     kubeconfig: str = Field(min_length=1)
     context: str | None = Field(default=None, min_length=1)
     labels: dict[str, Annotated[str, BeforeValidator(_label_value)]] = Field(default_factory=dict)
+    prometheusUrl: str = Field(default="", max_length=2048)
 
 
 def load_clusters_file(path: Path) -> list[FileCluster]:
@@ -111,5 +116,7 @@ def load_clusters_file(path: Path) -> list[FileCluster]:
             raise ClusterConfigError(f"{path}: {where}: {first['msg']}") from None
         kubeconfig = (path.parent / Path(entry.kubeconfig).expanduser()).absolute()
         cluster_id = entry.id or entry.context or default_id(kubeconfig)
-        clusters.append(FileCluster(cluster_id, kubeconfig, entry.context, entry.labels))
+        clusters.append(
+            FileCluster(cluster_id, kubeconfig, entry.context, entry.labels, entry.prometheusUrl)
+        )
     return clusters

@@ -23,7 +23,6 @@ not contacted (`StackResult.denied`: orphaned, reported by the caller).
 Ownership (`herd.plan.ownership`): each pass loads the Stack's record from the `OwnershipStore`
 (the operator's on the management cluster, the CLI's in each downstream cluster), removes
 only the leftovers it records, and saves the record after the pass (once, when it changed).
-
 Callers: `herd.operator` (kopf handlers) and `herd.cli` (CI pipelines).
 """
 
@@ -38,8 +37,9 @@ from functools import partial
 from herd.addons.gpu.supply import read_supply
 from herd.api.v1 import Stack
 from herd.clusters.drift import DriftMemory
+from herd.engine.checks import LiveProbe
 from herd.engine.enforcement import drop_rules, enforce_rules
-from herd.engine.moves import merge_rollout, run_rollout, settle_moves
+from herd.engine.moves import run_rollout, settle_moves, staged_pass
 from herd.engine.owned import save_record, stack_ref
 from herd.engine.planning import Readers, checked_plan
 from herd.engine.previews import unfit_refused
@@ -64,6 +64,7 @@ from herd.engine.targets import (
 from herd.helm.bundled import BUNDLED_REPO
 from herd.helm.egress_guard import RepoGuard
 from herd.helm.environment import HelmEnvironment
+from herd.kube.journal import OperationJournal
 from herd.plan.clusters import Cluster
 from herd.plan.decide import DEFAULT_STUCK_SECONDS
 from herd.plan.desired import StackPlan
@@ -74,15 +75,12 @@ from herd.plan.releases import ReleaseKey, owner_label
 from herd.plan.retry import Deferral
 from herd.plan.stages import Stage, assign_stages
 from herd.plan.targets import resolve_targets
-from herd.plan.tenancy import (
-    Grants,
-    granted_clusters,
-)
+from herd.plan.tenancy import Grants, granted_clusters
 from herd.rollout.actions import Settings
 from herd.rollout.drift import preview_drift
 from herd.rollout.gates import DEFAULT_LIMITS, Gates, Limits
 from herd.rollout.scheduler import Progress, Rollout
-from herd.rollout.staged import StageInputs, run_staged
+from herd.rollout.staged import StageInputs
 from herd.rollout.target import Target
 from herd.rollout.tenants import TenantClusters
 
@@ -120,8 +118,13 @@ class Engine:
         egress: EgressPolicy | None = None,
         drift: DriftMemory | None = None,
         gpu_supply: SupplyReader = read_supply,
+        checks: LiveProbe | None = None,
+        journal: OperationJournal | None = None,
     ) -> None:
+        self._journal = journal  # the operator's helm operation journal; None: the CLI
         self._gpu_supply = gpu_supply  # what targets.placement.pickN ranks clusters by
+        # What the stages' checks ask (`herd.engine.checks`); by default without NeuVector.
+        self._checks = checks or LiveProbe.on(env)
         self._drift = drift  # what drift checks recorded, process-wide; None: no checks
         self._sources = sources
         self._ownership: OwnershipStore = ownership or MemoryOwnership()
@@ -219,7 +222,10 @@ class Engine:
         reachable, departed, leaving = targets
         only = bool(staging and staging.only)
         if spec.rollout is not None or spec.suspend or only:
-            await self._staged(
+            staging = staging or StageInputs()
+            if staging.probe is None:
+                staging = replace(staging, probe=self._checks.for_clusters(result.members))
+            await staged_pass(
                 result,
                 reachable,
                 departed,
@@ -246,45 +252,6 @@ class Engine:
         if self._egress is None or grants is None or grants.unrestricted:
             return None
         return RepoGuard.for_charts(self._egress, stack.spec.charts, skip=_NOT_PULLED)
-
-    async def _staged(
-        self,
-        result: StackResult,
-        reachable: list[Target],
-        departed: list[Target],
-        *,
-        new_rollout: Callable[[], Rollout],
-        holding: set[str],
-        staging: StageInputs | None,
-    ) -> StackResult:
-        """`apply` in stages (`herd.rollout.staged`). The clusters the Stack left are
-        cleaned up as without stages, except while suspended or for `--stage`: then
-        nothing is written there and they keep what they hold."""
-        assert result.plan is not None
-        spec = result.plan.spec
-        staging = staging or StageInputs()
-        rollout = new_rollout()
-        known = {s.cluster_id: s.reason for s in result.skipped}
-        known |= {c: d.message for c, d in rollout.deferred.items()}
-        known |= {key.cluster: "its last attempt failed permanently" for key in rollout.held}
-        result.rollout = await run_staged(
-            rollout,
-            result.plan,
-            reachable,
-            result.members,
-            spec=spec.rollout,
-            suspended=spec.suspend,
-            known_failed=known,
-            inputs=staging,
-        )
-        result.releases += rollout.finish(reachable)
-        merge_rollout(result, rollout, holding)
-        if spec.suspend or staging.only:
-            holding |= {t.cluster for t in departed}
-        else:
-            await run_rollout(result, new_rollout(), None, departed, holding)
-        result.holding = frozenset(holding | set(result.unreachable))
-        return result
 
     def stages(self, stack: Stack, clusters: Sequence[Cluster]) -> list[Stage]:
         """The Stack's stages over `clusters` (the implicit last one included)."""
@@ -351,8 +318,11 @@ class Engine:
     ) -> tuple[StackResult, list[Preview]]:
         """What `apply` would do, departed clusters included; no writes anywhere (`herd
         plan`, and the operator's `spec.mode: DryRun`, which passes what `apply` takes).
-        `drift`: each release that needs no helm call is checked for drift now (read-only)."""
-        result, reachable, departed, leaving = await self._resolve(stack, previous_targets, grants)
+        `drift`: each release that needs no helm call is checked for drift now (read-only).
+        Under `requireFit`, what Apply would refuse is `REFUSED` (`herd.engine.previews`)."""
+        result, reachable, departed, leaving = await self._resolve(
+            stack, previous_targets, grants, placed
+        )
         kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed, *leaving)}
         owned = await self._ownership.load(stack_ref(stack), kubeconfigs)
         rollout = self._rollout(self._settings(stack.namespace, stack.name), None, None, owned)
@@ -428,6 +398,7 @@ class Engine:
             stuck_seconds=self._stuck_seconds,
             held=dict(held or {}),
             drift=self._drift,
+            journal=self._journal,
         )
 
     def _rollout(

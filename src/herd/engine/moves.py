@@ -1,5 +1,6 @@
-"""One rollout's part of an engine pass: its rows and what it holds into the
-`StackResult`; and the make-before-break end of a placement move.
+"""The rollouts of an engine pass: one rollout's rows and what it holds into the
+`StackResult`, a staged pass (`staged_pass`), and the make-before-break end of a
+placement move.
 
 `settle_moves`: when `targets.placement` moved the Stack from cluster A to cluster B, A
 (leaving) is uninstalled only once every release of the Stack on the picked clusters is
@@ -19,6 +20,7 @@ from herd.plan.desired import StackPlan
 from herd.plan.placement import PlacementDecision
 from herd.plan.results import State
 from herd.rollout.scheduler import Rollout
+from herd.rollout.staged import StageInputs, run_staged
 from herd.rollout.target import Target
 
 
@@ -38,6 +40,45 @@ def merge_rollout(result: StackResult, rollout: Rollout, holding: set[str]) -> N
     """A rollout's unreachable clusters into `result`, and what it holds into `holding`."""
     result.unreachable.update(rollout.unreachable)
     holding |= rollout.holding
+
+
+async def staged_pass(
+    result: StackResult,
+    reachable: list[Target],
+    departed: list[Target],
+    *,
+    new_rollout: Callable[[], Rollout],
+    holding: set[str],
+    staging: StageInputs | None,
+) -> StackResult:
+    """`Engine.apply` in stages (`herd.rollout.staged`). The clusters the Stack left are
+    cleaned up as without stages, except while suspended or for `--stage`: then
+    nothing is written there and they keep what they hold."""
+    assert result.plan is not None
+    spec = result.plan.spec
+    staging = staging or StageInputs()
+    rollout = new_rollout()
+    known = {s.cluster_id: s.reason for s in result.skipped}
+    known |= {c: d.message for c, d in rollout.deferred.items()}
+    known |= {key.cluster: "its last attempt failed permanently" for key in rollout.held}
+    result.rollout = await run_staged(
+        rollout,
+        result.plan,
+        reachable,
+        result.members,
+        spec=spec.rollout,
+        suspended=spec.suspend,
+        known_failed=known,
+        inputs=staging,
+    )
+    result.releases += rollout.finish(reachable)
+    merge_rollout(result, rollout, holding)
+    if spec.suspend or staging.only:
+        holding |= {t.cluster for t in departed}
+    else:
+        await run_rollout(result, new_rollout(), None, departed, holding)
+    result.holding = frozenset(holding | set(result.unreachable))
+    return result
 
 
 async def settle_moves(

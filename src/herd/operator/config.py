@@ -57,6 +57,8 @@ class OperatorConfig:
     exit_seconds: float | None = None  # None: shutdown_seconds + EXIT_MARGIN_SECONDS
     stall_checks: bool = False  # tests: every check hangs in a controller thread
     helm: HelmSettings = field(default_factory=HelmSettings)
+    # Each cluster's Prometheus Service, for the stages' metric checks (`herd.engine.checks`).
+    prometheus_service: str = Settings.prometheus_service
 
     @property
     def exit_budget(self) -> float:
@@ -100,6 +102,7 @@ class OperatorConfig:
             exit_seconds=settings.exit_seconds,
             stall_checks=settings.stall_checks,
             helm=settings.helm,
+            prometheus_service=settings.prometheus_service,
         )
 
     def worker_limits(self) -> worker.Limits:

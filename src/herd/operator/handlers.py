@@ -40,6 +40,7 @@ import kopf
 from herd.api import PLURAL, VERSION
 from herd.errors import TransientError
 from herd.helm import worker
+from herd.helm.environment import kill_running
 from herd.helm.workdir import ensure
 from herd.kube.client import api_client_from_kubeconfig
 from herd.names import APPROVE_ANNOTATION, GROUP, RECONCILE_AT, SHARD_LABEL
@@ -117,8 +118,10 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, logger: Any, **_: 
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.INFO
     # Clients, helm home, add-on catalog: blocking work, kept off the event loop.
-    runtime = await asyncio.to_thread(Runtime.create, config, memo["workdir"])
+    runtime = await asyncio.to_thread(Runtime.create, config, memo["workdir"], memo.get("tenure"))
     memo["runtime"] = runtime
+    if runtime.journal is not None:  # what an earlier holder's helm left pending
+        await runtime.journal.load()
     stacks = memo["stacks"] = Stacks(runtime)
     metrics.serve(config.metrics_port)
     await runtime.check_grants(logger, stacks)  # the baseline, before any Stack's pass
@@ -221,6 +224,7 @@ async def _main(config: OperatorConfig, namespaces: list[str]) -> int:
     watchdog = Watchdog()
     watchdog.on_exit("stop the check workers", lambda: worker.pool().close())
     watchdog.on_exit("hand the Lease over", elector.release_now)
+    watchdog.on_exit("kill running helm", kill_running)  # before the hand-over
     background = [
         asyncio.create_task(metrics.sample_loop_lag(), name="herd loop lag"),
         asyncio.create_task(_keep_workdir(workdir), name="herd work directory"),
@@ -261,7 +265,8 @@ async def _lead(  # noqa: PLR0917 (the process's parts, handed down once)
     workdir: Path,
     watchdog: Watchdog,
 ) -> int:
-    memo = kopf.Memo(config=config, workdir=workdir)
+    memo = kopf.Memo(config=config, workdir=workdir, tenure=elector.tenure())
+    elector.fence(kill_running)
 
     def paused(pause: bool) -> None:
         stacks: Stacks | None = memo.get("stacks")
@@ -288,9 +293,9 @@ async def _lead(  # noqa: PLR0917 (the process's parts, handed down once)
         why = "Lease lost" if lost else "signalled" if signalled.done() else "kopf stopped"
         # Whatever hangs from here on (a thread stuck in a call), the process ends in time.
         watchdog.arm(config.exit_budget, EXIT_LOST if lost else 0, why)
+        if lost:  # another process leads: its journal recovery must find no helm of ours
+            logger.warning("Lease lost: killed %d running helm process(es)", kill_running())
         if not operator.done():
-            # Lost: another process leads. Running helm may still finish: the new leader
-            # treats a release whose operation is younger than its timeout as in progress.
             budget, settle = config.shutdown_seconds, (1.0 if lost else SETTLE_SECONDS)
             exit_at = time.monotonic() + config.exit_budget
             await _stop(memo, stop_flag, operator, budget, settle, exit_at)

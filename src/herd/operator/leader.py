@@ -16,6 +16,11 @@ The decisions are pure (`observe`, `decide`, `lease_spec`, `still_leading`), tab
 - The leader renews every fifth of the duration; when it could not renew for two thirds
   of it, before any standby can consider the Lease expired, it starts no new helm work
   until it renews again (or exits, if another process took the Lease meanwhile).
+- The fence: when it could not renew for the duration plus half of `HANDOVER_SECONDS`, a
+  thread of its own (the event loop may be stuck) SIGKILLs its running helm. A standby
+  takes an expired Lease no earlier than a duration after the last renewal it saw, so once
+  the new leader has held the Lease for `HANDOVER_SECONDS`, no helm of the old holder runs:
+  its journaled operations (`herd.kube.journal`) are recovered then (`Tenure`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +48,9 @@ RENEW_FRACTION = 1 / 5  # the leader renews this often (of the duration): a rene
 # comes late (a slow API call, a busy loop) still lands within a third of the duration
 DEADLINE_FRACTION = 2 / 3  # ... and gives up when it could not renew for this long
 RETRY_FRACTION = 2 / 15  # a standby tries this often (client-go: 2 s of 15 s)
+HANDOVER_SECONDS = 5.0  # a new leader recovers what its predecessor left this long after
+# taking the Lease; the predecessor's fence fires half of it earlier (clock rates, kill time)
+FENCE_POLL_SECONDS = 0.25
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +160,22 @@ def micro_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+@dataclass(frozen=True)
+class Tenure:
+    """This process's leadership, as its journal records it: who, which term (the Lease's
+    transitions), and when (monotonic) it took the Lease."""
+
+    holder: str
+    term: int
+    acquired: float
+    grace: float = HANDOVER_SECONDS
+
+
+def fenced(last_renewed: float, now: float, duration: float) -> bool:
+    """True once a standby may have taken the Lease and its hand-over grace half passed."""
+    return now - last_renewed >= duration + HANDOVER_SECONDS / 2
+
+
 # -- the elector ---------------------------------------------------------------------------
 
 
@@ -168,6 +193,7 @@ class LeaderElector:
         self._observation: Observation | None = None
         self._renewed = 0.0  # monotonic time of our last successful write
         self._reported: str | None = None  # the holder last logged, to log changes only
+        self._acquired = 0.0  # monotonic time this process took the Lease
         self.leading = False
 
     @property
@@ -187,7 +213,36 @@ class LeaderElector:
                 )
             await asyncio.sleep(self._retry_delay())
         self.leading = True
+        self._acquired = time.monotonic()
         logger.info("Leading: acquired Lease %s as %s", self.where, self.me)
+
+    def tenure(self) -> Tenure:
+        """Who leads now (after `acquire`): what the journal records and waits on."""
+        record = self._observation.record if self._observation else None
+        return Tenure(self.me, record.transitions if record else 0, self._acquired)
+
+    def fence(self, kill: Callable[[], object]) -> threading.Thread:
+        """Start the fence thread: `kill` (SIGKILL of this process's helm) once renewal has
+        lapsed past `fenced`, and again after each later renewal lapses."""
+
+        def watch() -> None:
+            fired = False
+            while True:
+                time.sleep(FENCE_POLL_SECONDS)
+                if not fenced(self._renewed, time.monotonic(), self.duration):
+                    fired = False
+                elif not fired:
+                    fired = True
+                    logger.error(
+                        "Lease %s not renewed for %.0fs: killing running helm (fence)",
+                        self.where,
+                        time.monotonic() - self._renewed,
+                    )
+                    kill()
+
+        thread = threading.Thread(target=watch, name="herd lease fence", daemon=True)
+        thread.start()
+        return thread
 
     async def keep(self, paused: Callable[[bool], None] = lambda _: None) -> None:
         """Renew until another holder has the Lease (then return; the caller stops).

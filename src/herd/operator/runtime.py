@@ -27,11 +27,13 @@ from kubernetes import client
 
 from herd.addons.catalog import AddonCatalog
 from herd.addons.probe import AddonProbe
+from herd.addons.prometheus import PrometheusService
 from herd.api import PLURAL, VERSION, StackStatus
 from herd.api.grants import ClusterGrant
 from herd.clusters.drift import DriftMemory
 from herd.clusters.kubeconfigs import KubeconfigStore
 from herd.clusters.sources import ClusterSource, RancherSource, SecretSource
+from herd.engine.checks import PrometheusMetrics
 from herd.engine.wiring import build_engine
 from herd.errors import HerdError
 from herd.helm.egress_guard import api_server_endpoint
@@ -39,12 +41,14 @@ from herd.helm.environment import HelmEnvironment
 from herd.helm.workdir import keep_temp_files_in, prepare
 from herd.kube.client import api_client_from_kubeconfig
 from herd.kube.grants import list_grants
+from herd.kube.journal import ManagementJournal
 from herd.kube.owned import ManagementOwnership
 from herd.names import APPROVE_ANNOTATION, GROUP
 from herd.operator import metrics
 from herd.operator.config import OperatorConfig
 from herd.operator.events import Logger
 from herd.operator.index import StackKey, TargetIndex
+from herd.operator.leader import Tenure, lease_name
 from herd.operator.statuswriter import Gone
 from herd.plan.clusters import Cluster
 from herd.plan.egress import EgressPolicy
@@ -81,9 +85,12 @@ class Runtime:
         *,
         addons: AddonCatalog | None = None,
         workdir: Path | None = None,
+        tenure: Tenure | None = None,
     ) -> None:
         self.config = config
         self.api = api
+        # The leader's journal of helm operations (`herd.kube.journal`); None: not leading.
+        self.journal = _journal(config, api, tenure) if tenure is not None else None
         self._objects = client.CustomObjectsApi(api)
         sources: list[ClusterSource] = (
             [RancherSource(api, config.rancher_namespaces)] if config.rancher_namespaces else []
@@ -119,6 +126,9 @@ class Runtime:
             ownership=ManagementOwnership(api, config.namespace),
             egress=_egress(config, api),
             drift=DriftMemory(),
+            scans=self.probe,
+            metrics=PrometheusMetrics(PrometheusService.parse(config.prometheus_service)),
+            journal=self.journal,
         )
         self.index = TargetIndex()
         self.fleet = metrics.Fleet()
@@ -126,9 +136,9 @@ class Runtime:
         self._grants: dict[str, ClusterGrant] | None = None  # as the fleet poll last saw them
 
     @classmethod
-    def create(cls, config: OperatorConfig, workdir: Path) -> Runtime:
+    def create(cls, config: OperatorConfig, workdir: Path, tenure: Tenure | None = None) -> Runtime:
         """The process's Runtime, on the work directory `open_workdir` prepared."""
-        return cls(config, api_client_from_kubeconfig(None), workdir=workdir)
+        return cls(config, api_client_from_kubeconfig(None), workdir=workdir, tenure=tenure)
 
     def close(self) -> None:
         self.probe.close()
@@ -247,6 +257,18 @@ class Runtime:
 
 
 _APPROVE_PATH = APPROVE_ANNOTATION.replace("~", "~0").replace("/", "~1")
+
+
+def _journal(config: OperatorConfig, api: client.ApiClient, tenure: Tenure) -> ManagementJournal:
+    return ManagementJournal(
+        api,
+        config.namespace,
+        lease_name(config.shard),
+        tenure.holder,
+        tenure.term,
+        tenure.acquired,
+        tenure.grace,
+    )
 
 
 def _egress(config: OperatorConfig, api: client.ApiClient) -> EgressPolicy:

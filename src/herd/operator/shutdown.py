@@ -31,10 +31,10 @@ class Watchdog:
     """Armed once; `os._exit(code)` when the budget runs out, unless the process ended."""
 
     def __init__(self) -> None:
-        self._cleanups: list[tuple[str, Callable[[], None]]] = []
+        self._cleanups: list[tuple[str, Callable[[], object]]] = []
         self._armed: threading.Thread | None = None
 
-    def on_exit(self, what: str, cleanup: Callable[[], None]) -> None:
+    def on_exit(self, what: str, cleanup: Callable[[], object]) -> None:
         """Run `cleanup` (best effort, bounded) before a forced exit."""
         self._cleanups.append((what, cleanup))
 
@@ -61,7 +61,7 @@ class Watchdog:
         os._exit(code)
 
 
-def _quietly(what: str, cleanup: Callable[[], None]) -> None:
+def _quietly(what: str, cleanup: Callable[[], object]) -> None:
     try:
         cleanup()
     except Exception as error:

@@ -49,7 +49,8 @@ class Context:
 
     `now` (epoch seconds) and `stuck_after` (seconds beyond the chart's timeout) age a
     pending-* release: younger, a live actor may own it. `held` is the config digest whose
-    last attempt failed permanently. `manager`/`force`: the C2 face check.
+    last attempt failed permanently. `manager`/`force`: the C2 face check. `abandoned`:
+    the operation journal proves the actor of a pending-* release gone (`herd.plan.journal`).
     """
 
     owner: str
@@ -58,6 +59,7 @@ class Context:
     now: float = 0.0
     stuck_after: float = DEFAULT_STUCK_SECONDS
     held: str | None = None
+    abandoned: bool = False
 
 
 def decide(
@@ -70,18 +72,21 @@ def decide(
     now: float | None = None,
     stuck_after: float = DEFAULT_STUCK_SECONDS,
     held: str | None = None,
+    abandoned: bool = False,
 ) -> Decision:
     """The one thing to do next about a release. `owner` is this Stack's owner label.
 
     A pending-* release is stuck (RECOVER) only when helm's last change to it is older
     than the chart's timeout plus `stuck_after` at `now` (epoch seconds); the caller
     holds the release's lock, so no task of this process is running it. Otherwise a live
-    actor owns it (WAIT). `now=None` is the read-only view (`herd plan`): every pending-*
-    counts as stuck.
+    actor owns it (WAIT), unless the journal proves its actor gone (`abandoned`: the
+    Lease changed hands, or this process's helm for it ended): then RECOVER at once. A
+    release the CLI moves (its `cli` manager label) waits for the age rule in any case.
+    `now=None` is the read-only view (`herd plan`): every pending-* counts as stuck.
     """
     if desired is not None and desired.problem:
         return Decision(Action.INVALID, desired.problem)
-    context = Context(owner, manager, force, now or 0.0, stuck_after, held)
+    context = Context(owner, manager, force, now or 0.0, stuck_after, held, abandoned)
     if desired is not None and desired.owner is not None:
         context = replace(context, owner=desired.owner)
     foreign = _foreign(desired, observed, context)
@@ -162,8 +167,12 @@ def _pending(
     if not checked or observed.modified is None:
         # No clock (herd plan) or helm gave no time: nothing tells a live actor apart.
         return Decision(Action.RECOVER, f"stuck in {observed.status}")
-    timeout = desired.chart.timeout_seconds if desired is not None else DEFAULT_TIMEOUT_SECONDS
     age = max(0.0, context.now - observed.modified)
+    if context.abandoned and observed.manager != "cli":
+        return Decision(
+            Action.RECOVER, f"left {observed.status} by a stopped controller {age:.0f} s ago"
+        )
+    timeout = desired.chart.timeout_seconds if desired is not None else DEFAULT_TIMEOUT_SECONDS
     if age <= timeout + context.stuck_after:
         return Decision(
             Action.WAIT, f"operation in progress elsewhere, {age:.0f} s old ({observed.status})"

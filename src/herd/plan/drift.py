@@ -2,7 +2,8 @@
 
 - `effective` merges `spec.drift` and a chart's `drift` into `Policy` (defaults: Warn, 10m).
 - `manifest_objects` parses a release's manifest (bounded YAML, `herd.plan.yamlsafe`) into
-  the objects helm applied, each with its `ObjectRef`.
+  the objects helm applied, each with its `ObjectRef`; `with_helm_metadata` adds what helm
+  puts on each (its label and release annotations).
 - `drifted_paths` compares one manifest object with the live object: only the fields the
   manifest sets count (a field the API server defaulted is not drift), scalars compare
   as Kubernetes does (`"80"` and `80`, `0.5` and `500m` are equal), lists of named items
@@ -25,6 +26,7 @@ from typing import Any
 
 from herd.api.common import duration_seconds
 from herd.api.drift import DEFAULT_INTERVAL, DEFAULT_MODE, DriftIgnore, DriftSpec
+from herd.names import HELM_MANAGED_BY, HELM_RELEASE_NAME, HELM_RELEASE_NAMESPACE
 from herd.plan.yamlsafe import load_all
 
 WARN, CORRECT, DISABLED = "Warn", "Correct", "Disabled"
@@ -127,6 +129,18 @@ def manifest_objects(manifest: str, namespace: str) -> list[tuple[ObjectRef, dic
         where = "" if kind in CLUSTER_SCOPED else str(meta.get("namespace") or namespace)
         out.append((ObjectRef(str(document.get("apiVersion", "")), kind, where, name), document))
     return out
+
+
+def with_helm_metadata(obj: dict[str, Any], release: str, namespace: str) -> dict[str, Any]:
+    """`obj` (a manifest object) as helm applied it: helm adds its managed-by label and
+    the release annotations to every object, not to the manifest it stores. A correction
+    applied as helm's field manager without them would remove them (helm 4 owns them
+    through server-side apply), and the object would leave the checks' lists."""
+    meta = dict(obj.get("metadata") or {})
+    meta["labels"] = {**(meta.get("labels") or {}), HELM_MANAGED_BY: "Helm"}
+    annotations = {HELM_RELEASE_NAME: release, HELM_RELEASE_NAMESPACE: namespace}
+    meta["annotations"] = {**(meta.get("annotations") or {}), **annotations}
+    return {**obj, "metadata": meta}
 
 
 def escape(token: str) -> str:

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from herd.api.rollout import IMPLICIT_STAGE, RolloutSpec, RolloutStage
 from herd.api.targets import Targets
 from herd.names import APPROVE_ANNOTATION
+from herd.plan.checks import StageChecks, merge_checks
 from herd.plan.clusters import Cluster
 from herd.plan.releases import DesiredRelease
 from herd.plan.targets import targets_match
@@ -58,6 +59,7 @@ class Stage:
     pause_seconds: float | None = None  # soak time after the stage succeeded
     approval: bool = False  # wait for herd.suse.com/approve=<name> after it succeeded
     implicit: bool = False
+    checks: StageChecks | None = None  # health gates (`herd.plan.checks`); None: none
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,9 @@ class StageRecord:
     config: str | None = None
     succeeded_at: datetime | None = None
     approved: bool = False
+    # cluster -> why a check failed it at this config (`herd.rollout.checks`): it stays
+    # failed until the stage's config changes.
+    failures: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,11 +122,13 @@ def assign_stages(rollout: RolloutSpec | None, clusters: Sequence[Cluster]) -> l
                 max_concurrent=resolve_max_concurrent(spec.max_concurrent, len(mine)),
                 pause_seconds=spec.pause_seconds,
                 approval=spec.pause == "approval",
+                checks=merge_checks(rollout.checks if rollout else None, spec.checks),
             )
         )
     if remaining or not stages:
         ids = tuple(c.id for c in remaining)
-        stages.append(Stage(IMPLICIT_STAGE, ids, max(1, len(ids)), implicit=True))
+        checks = merge_checks(rollout.checks, None) if rollout else None
+        stages.append(Stage(IMPLICIT_STAGE, ids, max(1, len(ids)), implicit=True, checks=checks))
     return stages
 
 
@@ -150,6 +157,7 @@ def decide(
     max_failures: int = 0,
     suspended: bool = False,
     first_failure: str = "",
+    held: Mapping[str, str] | None = None,
 ) -> Decision:
     """Where the rollout stands, and which stage may run (see the module docstring).
 
@@ -159,7 +167,7 @@ def decide(
     """
     if not stages:
         return Decision(RolloutState.COMPLETE, "", "no cluster to roll out to", None, ())
-    walk = _Walk(stages, states, records, configs, now, approval)
+    walk = _Walk(stages, states, records, configs, now, approval, dict(held or {}))
     if suspended:
         return walk.verdict(
             RolloutState.SUSPENDED,
@@ -195,6 +203,7 @@ class _Walk:
     configs: Sequence[str]
     now: datetime
     approval: str | None
+    held: dict[str, str]
     new: list[StageRecord] = field(default_factory=list)
     approved_now: str | None = None
 
@@ -240,9 +249,12 @@ class _Walk:
         if done == len(stage.clusters):
             return None
         stage_failed = [c for c in stage.clusters if self.states[c] is ClusterState.FAILED]
+        held = [c for c in stage.clusters if c in self.held]
         why = (
             f"{len(stage_failed)} failed (within maxFailures {max_failures})"
             if stage_failed
+            else f"{len(held)} held by checks, first {held[0]}: {self.held[held[0]]}"
+            if held
             else f"{len(stage.clusters) - done} not deployed yet"
         )
         self.new.append(_record_at(self.records, self.configs, index))

@@ -5,26 +5,25 @@
 release is render-checked before an install or upgrade as helm will run it (upgrade or
 install, hooks, `lookup` as the tenant); before an uninstall, the stored release's hooks
 are checked against the grants, and skipped (`--no-hooks`, said in the row) when they fail,
-cannot be read, or the latest revision is not the one Herd recorded (`herd.plan.ownership`). Both
-decide
-first from the pass's observation (a no-op pass reads nothing more). When there is
+cannot be read, or the latest revision is not the one Herd recorded (`herd.plan.ownership`).
+Both decide first from the pass's observation (a no-op pass reads nothing more). When there is
 something to do they take the release's lock, re-read that release's helm Secrets
 (`ClusterHelm.observe_release`), decide again (`herd.plan.decide.decide`, with the clock: a
 pending-* release is stuck only when older than its timeout plus `stuck_seconds`,
-otherwise a live actor owns it and nothing is done), and only then run helm.
+otherwise a live actor owns it and nothing is done, unless the operator's journal proves
+its actor gone: `herd.plan.journal`), and only then run helm, journaled (`_journaled`).
 
 Every outcome, expected or not, ends as this release's result; nothing raises out.
-
 Callers: `herd.rollout.scheduler`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -38,14 +37,19 @@ from herd.helm.chart_crds import Crd, crd_note
 from herd.helm.client import ClusterHelm
 from herd.helm.crd_apply import CrdStep
 from herd.helm.failures import HelmFailure
+from herd.kube.journal import OperationJournal
 from herd.names import LABEL_CONFIG
-from herd.plan.decide import DEFAULT_STUCK_SECONDS, HELD_MESSAGE, Action, Decision, decide
+from herd.plan.decide import DEFAULT_STUCK_SECONDS, HELD_MESSAGE, PENDING, Action, Decision, decide
+from herd.plan.journal import deploying, recovering, removing
 from herd.plan.ownership import pinned
 from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.results import now as _now
 from herd.rollout.gates import Draining, Gates
-from herd.rollout.tenants import RenderCheck
+from herd.rollout.helmtest import chart_test
+from herd.rollout.tenants import RenderCheck, calls_lookup, hooks_refused
+
+__all__ = ["ReleaseActions", "Settings", "calls_lookup"]
 
 logger = logging.getLogger(__name__)
 _NO_HELM = (Action.NOTHING, Action.CONFLICT, Action.HELD, Action.WAIT, Action.INVALID)
@@ -65,6 +69,7 @@ class Settings:
     guard: Callable[[ChartSpec], Awaitable[None]] | None = None
     drift: DriftMemory | None = None  # the engine's; None: no drift check (the CLI)
     require_fit: bool = False  # targets.placement.requireFit (`herd.addons.gpu.fit`)
+    journal: OperationJournal | None = None  # the operator's; None: the CLI keeps none
 
 
 Report = Callable[[ReleaseResult], Awaitable[None]]
@@ -96,6 +101,14 @@ class ReleaseActions:
     ) -> Decision:
         settings = self._settings
         key = desired.key if desired is not None else key
+        abandoned = (
+            fresh
+            and settings.journal is not None
+            and key is not None
+            and observed is not None
+            and observed.status in PENDING
+            and settings.journal.abandoned(key, observed)
+        )
         return decide(
             desired,
             observed,
@@ -105,7 +118,24 @@ class ReleaseActions:
             now=time.time() if fresh else None,
             stuck_after=settings.stuck_seconds,
             held=settings.held.get(key) if key is not None else None,
+            abandoned=abandoned,
         )
+
+    @contextlib.asynccontextmanager
+    async def _journaled(
+        self, key: ReleaseKey, where: tuple[int, tuple[str, ...]]
+    ) -> AsyncIterator[None]:
+        """Run a helm change recorded in the operator's journal: stored before helm starts,
+        forgotten when it ends (`herd.kube.journal`)."""
+        journal = self._settings.journal
+        if journal is None:
+            yield
+            return
+        await journal.started(key, *where)
+        try:
+            yield
+        finally:
+            journal.finished(key)
 
     async def converge(
         self,
@@ -157,7 +187,10 @@ class ReleaseActions:
                 decision = self.decide(desired, observed, fresh=True)
                 if decision.action is Action.RECOVER and observed is not None:
                     await self._report(replace(base, state=State.DEPLOYING, action=Action.RECOVER))
-                    async with self._gates.slot():
+                    async with (
+                        self._gates.slot(),
+                        self._journaled(desired.key, recovering(observed)),
+                    ):
                         await helm.recover(observed)
                     observed = await helm.observe_release(desired.key.namespace, desired.key.name)
                     decision = self.decide(desired, observed, fresh=True)
@@ -221,7 +254,8 @@ class ReleaseActions:
         crds = await self._crds.crds(desired, chart_dir)  # CreateReplace only
         message = decision.reason + crd_note(desired.chart.crds, len(crds))
         await self._report(replace(base, state=State.DEPLOYING, message=message, started=_now()))
-        return await self._install(helm, desired, chart_dir, base, crds)
+        async with self._journaled(desired.key, deploying(observed)):
+            return await self._install(helm, desired, chart_dir, base, crds)
 
     async def _install(
         self,
@@ -263,7 +297,7 @@ class ReleaseActions:
                 if fit is not None:
                     fit.cancel()
                     await asyncio.gather(fit, return_exceptions=True)
-        return replace(
+        deployed = replace(
             base,
             state=State.DEPLOYED,
             revision=written.revision,
@@ -273,6 +307,7 @@ class ReleaseActions:
             started=started,
             finished=_now(),
         )
+        return await chart_test(helm, desired, deployed, self._gates, self._report)
 
     async def _render(
         self, helm: ClusterHelm, desired: DesiredRelease, chart_dir: Path, *, upgrade: bool
@@ -393,12 +428,13 @@ class ReleaseActions:
             result = replace(result, started=_now(), revision=fresh.revision)
             await self._report(result)
             async with self._gates.slot():
-                skip = pinned(recorded, fresh.revision) or await _hooks_refused(
+                skip = pinned(recorded, fresh.revision) or await hooks_refused(
                     helm, check, observed.namespace, observed.name
                 )
                 if skip:
                     logger.warning("Uninstalling release %s with --no-hooks: %s", key, skip)
-                await helm.uninstall(observed.namespace, observed.name, no_hooks=bool(skip))
+                async with self._journaled(key, removing(fresh)):
+                    await helm.uninstall(observed.namespace, observed.name, no_hooks=bool(skip))
             message = f"uninstalled with --no-hooks: {skip}" if skip else ""
             return replace(result, state=State.UNINSTALLED, message=message, finished=_now())
 
@@ -407,44 +443,3 @@ async def _checked(check: RenderCheck, manifest: str, namespace: str) -> str:
     """The render check's verdict on a manifest ("" when allowed), from a worker process
     (`RenderCheck.problems`). The one place the check is called."""
     return await check.problems(manifest, namespace)
-
-
-async def _hooks_refused(
-    helm: ClusterHelm, check: RenderCheck | None, namespace: str, name: str
-) -> str:
-    """Why the stored release's hooks must not run at its uninstall, else "". Read as
-    the tenant (`helm`) and checked against its grants; an admin Stack's (`check` None)
-    are not checked."""
-    if check is None:
-        return ""
-    hooks = await helm.hooks(namespace, name)
-    if hooks is None:
-        return "its hooks could not be read"
-    try:
-        refused = await _checked(check, hooks, namespace)
-    except Exception as error:  # hostile bytes: anything unparsable is refused
-        return f"its hooks could not be checked ({type(error).__name__})"
-    return f"its hooks are refused: {refused}" if refused else ""
-
-
-LOOKUP = re.compile(rb"\blookup\b")
-SCAN_BYTES = 8 * 1024 * 1024  # past this much template text, assume `lookup` is used
-
-
-def calls_lookup(chart_dir: Path) -> bool:
-    """Whether the chart's templates (subcharts included) may call `lookup`. A packed
-    subchart, or more text than `SCAN_BYTES`, counts as yes. Blocking: run in a thread."""
-    budget = SCAN_BYTES
-    for path in chart_dir.rglob("*"):
-        if path.suffix == ".tgz":
-            return True
-        if path.is_symlink() or not path.is_file():
-            continue
-        if "templates" not in path.relative_to(chart_dir).parts:
-            continue
-        budget -= path.stat().st_size
-        if budget < 0:
-            return True
-        if LOOKUP.search(path.read_bytes()):
-            return True
-    return False

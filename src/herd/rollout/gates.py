@@ -16,9 +16,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from herd.errors import TransientError
-from herd.plan.releases import ReleaseKey
+
+if TYPE_CHECKING:  # only annotations: the CLI's parser imports this module for its limits
+    from herd.plan.releases import ReleaseKey
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ Callers: `herd.engine.engine`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -36,11 +37,15 @@ from herd.plan.stages import (
     stage_config,
 )
 from herd.rollout.admission import Admission
+from herd.rollout.checks import COMING_UP, ClusterProbe, RoundResult, StageChecker
 from herd.rollout.scheduler import Rollout
 from herd.rollout.target import Target
 from herd.status.rollout import records_of, rollout_status
 
 INTERRUPTED = "the spec changed: the stages restart with it"
+FIRST_ROUND_WAIT = 60.0  # seconds a stage's first check round waits for objects coming up
+FIRST_ROUND_TICK = 2.0
+HOLD_RECHECK = 30.0  # seconds until a pass looks again at a cluster a check holds
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class StageInputs:
     interrupted: Callable[[], bool] | None = None
     on_stage: Callable[[RolloutStatus], None] | None = None
     clock: Callable[[], datetime] = _now
+    probe: ClusterProbe | None = None  # what the stages' checks ask (None: checks hold)
 
 
 @dataclass
@@ -64,13 +70,16 @@ class StagedOutcome:
     status: RolloutStatus
     peaks: dict[str, int] = field(default_factory=dict)  # stage -> most clusters in flight
     interrupted: bool = False
+    held: bool = False  # a check holds a cluster back: look again soon
 
     @property
     def wake_seconds(self) -> float | None:
-        """Seconds until a soak pause ends (the next pass is due then)."""
-        if self.decision.wake_at is None:
-            return None
-        return max(0.0, (self.decision.wake_at - _now()).total_seconds())
+        """Seconds until a soak pause ends, or until a held check is evaluated again (the
+        next pass is due then)."""
+        waits = [HOLD_RECHECK] if self.held else []
+        if self.decision.wake_at is not None:
+            waits.append(max(0.0, (self.decision.wake_at - _now()).total_seconds()))
+        return min(waits) if waits else None
 
 
 class StagedPass:
@@ -85,7 +94,9 @@ class StagedPass:
         suspended: bool,
         known_failed: Mapping[str, str],
         inputs: StageInputs,
+        names: Mapping[str, str] | None = None,
     ) -> None:
+        self._names = dict(names or {})  # cluster id -> name, for {{ .Cluster.Name }}
         self._rollout = rollout
         self._plan = plan
         self._targets = {t.cluster: t for t in targets}
@@ -98,16 +109,29 @@ class StagedPass:
         self.states: dict[str, ClusterState] = {
             c: ClusterState.FAILED for c in known_failed if c in members
         }
-        self._seeded = frozenset(self.states)
         self._records = records_of(inputs.previous, stages)
         self._configs = [
             stage_config([r for c in s.clusters for r in plan.releases_for(c)]) for s in stages
         ]
+        # Check failures persist in the stage's record while its config stays the same:
+        # the stage's outcome, not one pass's (`herd.rollout.checks`).
+        self.check_failed: dict[str, str] = {
+            cluster: why
+            for record, config in zip(self._records, self._configs, strict=True)
+            if record.config == config
+            for cluster, why in record.failures
+        }
+        self.held: dict[str, str] = {}  # clusters a check holds back now, and why
+        self._checkers: dict[int, StageChecker] = {}
+        self._why |= self.check_failed
+        self.states |= dict.fromkeys(self.check_failed, ClusterState.FAILED)
+        self._seeded = frozenset(self.states)
         self.peaks: dict[str, int] = {}
         self._ran: set[str] = set()  # clusters this pass ran or observed
         self._approved: str | None = None
 
     def decide(self) -> Decision:
+        self._record_failures()
         decision = decide(
             self.stages,
             self.states,
@@ -118,12 +142,31 @@ class StagedPass:
             max_failures=self._max_failures,
             suspended=self._suspended,
             first_failure=self._first_failure(),
+            held=self.held,
         )
         self._records = list(decision.records)
         self._approved = self._approved or decision.approved
         if self._inputs.on_stage is not None:
-            self._inputs.on_stage(rollout_status(self.stages, decision))
+            self._inputs.on_stage(rollout_status(self.stages, decision, self.held))
         return decision
+
+    def _record_failures(self) -> None:
+        """The check failures of each stage into its record (at the current config)."""
+        for index, stage in enumerate(self.stages):
+            mine = {c: w for c, w in self.check_failed.items() if c in stage.clusters}
+            if not mine:
+                continue
+            record = self._records[index] if index < len(self._records) else None
+            if record is None:
+                continue
+            # A stage a check failed has not succeeded: its soak starts over once it does.
+            self._records[index] = replace(
+                record,
+                config=self._configs[index],
+                succeeded_at=None,
+                approved=False,
+                failures=tuple(sorted(mine.items())),
+            )
 
     async def run(self) -> StagedOutcome:
         interrupted = False
@@ -133,8 +176,16 @@ class StagedPass:
             waiting = f"not in --stage {self._inputs.only}"
         else:
             ran: set[int] = set()
+            soaked: set[int] = set()
             while True:
                 decision = self.decide()
+                soak = self._to_soak(decision, soaked)
+                if soak is not None:
+                    soaked.add(soak)
+                    if await self._soak(soak, decision):
+                        interrupted = True
+                        break
+                    continue
                 if decision.active is None or decision.active in ran:
                     break
                 if ran and self._inputs.interrupted is not None and self._inputs.interrupted():
@@ -154,9 +205,10 @@ class StagedPass:
         return StagedOutcome(
             self.stages,
             final,
-            rollout_status(self.stages, final),
+            rollout_status(self.stages, final, self.held),
             peaks=self.peaks,
             interrupted=interrupted,
+            held=bool(self.held),
         )
 
     async def _stage(self, index: int) -> None:
@@ -171,6 +223,82 @@ class StagedPass:
         await self._rollout.run(self._plan, targets, admission=admission)
         self.peaks[stage.name] = admission.peak
         self._learn(stage.clusters)
+        await self._check_round(index)
+
+    def _checker(self, index: int) -> StageChecker | None:
+        checks, probe = self.stages[index].checks, self._inputs.probe
+        if checks is None or probe is None:
+            return None
+        if index not in self._checkers:
+            self._checkers[index] = StageChecker(
+                probe,
+                checks,
+                self._targets,
+                lambda: list(self._rollout.results.values()),
+                self._inputs.clock,
+                names=self._names,
+            )
+        return self._checkers[index]
+
+    async def _check_round(self, index: int) -> None:
+        """One round of the stage's checks on its deployed clusters, before the stage may
+        count as succeeded."""
+        checker = self._checker(index)
+        if checker is None:
+            return
+        stage = self.stages[index]
+        done = [c for c in stage.clusters if self.states.get(c) is ClusterState.DONE]
+        waited = 0.0
+        while True:  # objects helm did not wait for may still be coming up: give them time
+            result = await checker.round(done, first=True)
+            self._apply(result, done)
+            coming = [c for c, why in result.held.items() if why.startswith(COMING_UP)]
+            if not coming or waited >= FIRST_ROUND_WAIT:
+                return
+            await asyncio.sleep(FIRST_ROUND_TICK)
+            waited += FIRST_ROUND_TICK
+            done = coming
+
+    def _apply(self, result: RoundResult, checked: Collection[str]) -> None:
+        for cluster in checked:
+            self.held.pop(cluster, None)
+        for cluster, why in result.held.items():
+            self.held[cluster] = why
+            self.states[cluster] = ClusterState.PENDING
+        for cluster, why in result.failed.items():
+            self.check_failed[cluster] = why
+            self._why[cluster] = why
+            self.states[cluster] = ClusterState.FAILED
+
+    def _to_soak(self, decision: Decision, soaked: Collection[int]) -> int | None:
+        """The stage whose soak pause the checks watch now, if any."""
+        if decision.state is not RolloutState.PAUSED or decision.wake_at is None:
+            return None
+        index = [s.name for s in self.stages].index(decision.stage)
+        if index in soaked or self._checker(index) is None:
+            return None
+        return index
+
+    async def _soak(self, index: int, decision: Decision) -> bool:
+        """Watch the stage's checks until its pause ends, a cluster fails or is held, or
+        the spec changes (True: interrupted)."""
+        checker = self._checker(index)
+        assert checker is not None and decision.wake_at is not None
+        stage = self.stages[index]
+        live = [c for c in stage.clusters if self.states.get(c) is ClusterState.DONE]
+        interrupted = self._inputs.interrupted or (lambda: False)
+        stop = asyncio.Event()
+
+        def stopping() -> bool:
+            return stop.is_set() or interrupted()
+
+        def on_round(result: RoundResult) -> None:
+            self._apply(result, live)
+            if result.failed or result.held:
+                stop.set()
+
+        await checker.soak(live, decision.wake_at, stopping, on_round)
+        return not stop.is_set() and interrupted()
 
     async def _observe_rest(self, hold: str) -> None:
         rest = [c for s in self.stages for c in s.clusters if c not in self._ran]
@@ -194,6 +322,8 @@ class StagedPass:
                 continue  # held or in backoff: it stays a failure
             else:
                 self.states[cluster] = ClusterState.PENDING
+            if cluster in self.check_failed:  # deployed, but a check failed it
+                self.states[cluster] = ClusterState.FAILED
 
     def _first_failure(self) -> str:
         for stage in self.stages:
@@ -241,5 +371,6 @@ async def run_staged(
         suspended=suspended,
         known_failed=known_failed,
         inputs=inputs,
+        names={c.id: c.name for c in members},
     )
     return await staged.run()

@@ -16,6 +16,8 @@ tenant's, except Herd's add-on releases of the Stack (its dashboards, in the age
 namespace: `herd.plan.tenancy.addon_release`), which keep the kubeconfig's identity like the
 shared add-ons.
 
+`calls_lookup` tells which charts need the render with `lookup` answered by the cluster.
+
 Callers: `herd.rollout.scheduler` (prepare), `herd.rollout.actions` (the check).
 """
 
@@ -23,10 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from herd.clusters.tenant_rbac import provision
 from herd.helm import worker
@@ -34,6 +38,9 @@ from herd.helm.failures import FailureKind, HelmFailure
 from herd.kube.client import api_client_from_kubeconfig
 from herd.plan.render_check import render_check
 from herd.plan.tenancy import Grants, addon_release
+
+if TYPE_CHECKING:
+    from herd.helm.client import ClusterHelm
 
 REFRESH_SECONDS = 600.0  # discovery and RBAC redone at least this often (new CRDs, deleted ns)
 
@@ -118,3 +125,44 @@ def _fingerprint(grants: Grants) -> str:
         ],
         sort_keys=True,
     )
+
+
+LOOKUP = re.compile(rb"\blookup\b")
+SCAN_BYTES = 8 * 1024 * 1024  # past this much template text, assume `lookup` is used
+
+
+def calls_lookup(chart_dir: Path) -> bool:
+    """Whether the chart's templates (subcharts included) may call `lookup`. A packed
+    subchart, or more text than `SCAN_BYTES`, counts as yes. Blocking: run in a thread."""
+    budget = SCAN_BYTES
+    for path in chart_dir.rglob("*"):
+        if path.suffix == ".tgz":
+            return True
+        if path.is_symlink() or not path.is_file():
+            continue
+        if "templates" not in path.relative_to(chart_dir).parts:
+            continue
+        budget -= path.stat().st_size
+        if budget < 0:
+            return True
+        if LOOKUP.search(path.read_bytes()):
+            return True
+    return False
+
+
+async def hooks_refused(
+    helm: ClusterHelm, check: RenderCheck | None, namespace: str, name: str
+) -> str:
+    """Why the stored release's hooks must not run at its uninstall, else "". Read as
+    the tenant (`helm`) and checked against its grants; an admin Stack's (`check` None)
+    are not checked. Called by `herd.rollout.actions` before an uninstall."""
+    if check is None:
+        return ""
+    hooks = await helm.hooks(namespace, name)
+    if hooks is None:
+        return "its hooks could not be read"
+    try:
+        refused = await check.problems(hooks, namespace)
+    except Exception as error:  # hostile bytes: anything unparsable is refused
+        return f"its hooks could not be checked ({type(error).__name__})"
+    return f"its hooks are refused: {refused}" if refused else ""

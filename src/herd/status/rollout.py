@@ -6,10 +6,10 @@ keeper and the CLI's stages.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from herd.api.status import RolloutStatus, StackStatus, StageStatus
+from herd.api.status import CheckFailure, RolloutStatus, StackStatus, StageStatus
 from herd.plan.stages import Decision, RolloutState, Stage, StageRecord
 from herd.status.build import TEXT_LIMIT, Phase, clip, conditions
 
@@ -25,7 +25,8 @@ def records_of(status: RolloutStatus | None, stages: Sequence[Stage]) -> list[St
             out.append(StageRecord())
             continue
         moment = datetime.fromisoformat(saved.succeeded_at) if saved.succeeded_at else None
-        out.append(StageRecord(saved.config, moment, saved.approved))
+        failures = tuple((f.cluster_id, f.message) for f in saved.failed_checks)
+        out.append(StageRecord(saved.config, moment, saved.approved, failures))
     return out
 
 
@@ -33,8 +34,23 @@ def _moment(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
-def rollout_status(stages: Sequence[Stage], decision: Decision) -> RolloutStatus:
-    """`status.rollout` for a decision: one entry per stage (at most MAX_STAGES + 1)."""
+_CHECKS_LIMIT = 50
+
+
+def _checks(items: Sequence[tuple[str, str]] | Mapping[str, str]) -> list[CheckFailure]:
+    pairs = items.items() if isinstance(items, Mapping) else items
+    return [
+        CheckFailure(cluster_id=cluster, message=clip(message, 300))
+        for cluster, message in sorted(pairs)[:_CHECKS_LIMIT]
+    ]
+
+
+def rollout_status(
+    stages: Sequence[Stage], decision: Decision, held: Mapping[str, str] | None = None
+) -> RolloutStatus:
+    """`status.rollout` for a decision: one entry per stage (at most MAX_STAGES + 1), with
+    the clusters its checks failed (persisted) and hold now (`held`: cluster -> why)."""
+    held = held or {}
     return RolloutStatus(
         stage=decision.stage,
         state=decision.state.value,
@@ -47,6 +63,8 @@ def rollout_status(stages: Sequence[Stage], decision: Decision) -> RolloutStatus
                 config=record.config,
                 succeeded_at=_moment(record.succeeded_at),
                 approved=record.approved,
+                failed_checks=_checks(record.failures),
+                held_checks=_checks({c: held[c] for c in stage.clusters if c in held}),
             )
             for i, (stage, record) in enumerate(zip(stages, decision.records, strict=False))
         ],
@@ -63,6 +81,7 @@ def with_rollout(status: StackStatus, rollout: RolloutStatus, now: datetime) -> 
     Stalled; Halted is Stalled (phase Degraded, or Failed when nothing is deployed);
     Suspended is neither, Ready only when every release is deployed. Progressing and
     Complete leave the release-based phase as it is."""
+    status = _with_check_rows(status, rollout)
     state = RolloutState(rollout.state)
     if state in (RolloutState.PROGRESSING, RolloutState.COMPLETE):
         return status.model_copy(update={"rollout": rollout})
@@ -96,6 +115,22 @@ def with_rollout(status: StackStatus, rollout: RolloutStatus, now: datetime) -> 
     )
 
 
+def _with_check_rows(status: StackStatus, rollout: RolloutStatus) -> StackStatus:
+    """Each row of a cluster a check failed or holds says so (its helm state stays): a
+    deployed release with a failed check is the failure the operator must see first."""
+    why = {f.cluster_id: f.message for s in rollout.stages for f in s.held_checks}
+    why |= {f.cluster_id: f.message for s in rollout.stages for f in s.failed_checks}
+    if not why:
+        return status
+    rows = [
+        row.model_copy(update={"message": clip(why[row.cluster_id], TEXT_LIMIT)})
+        if row.cluster_id in why and not row.message
+        else row
+        for row in status.deployments
+    ]
+    return status.model_copy(update={"deployments": rows})
+
+
 Event = tuple[str, str, str]  # ("Normal" or "Warning", reason, message)
 
 
@@ -119,6 +154,7 @@ def rollout_events(previous: RolloutStatus | None, current: RolloutStatus) -> li
                     f"Stage {stage.name} succeeded on {stage.total} clusters",
                 )
             )
+    events += _check_events(before, current)
     moved = previous is None or (previous.stage, previous.state) != (current.stage, current.state)
     now_at = next((s for s in current.stages if s.name == current.stage), None)
     fresh = now_at is not None and now_at.succeeded_at is None  # not yet done at this config
@@ -130,4 +166,17 @@ def rollout_events(previous: RolloutStatus | None, current: RolloutStatus) -> li
         events.append(("Normal", "WaitingForApproval", current.message))
     if moved and current.state == RolloutState.HALTED:
         events.append(("Warning", "RolloutHalted", current.message))
+    return events
+
+
+def _check_events(before: Mapping[str, StageStatus], current: RolloutStatus) -> list[Event]:
+    """CheckFailed for each cluster a stage's check newly failed."""
+    events: list[Event] = []
+    for stage in current.stages:
+        old = before.get(stage.name)
+        known = {f.cluster_id for f in old.failed_checks} if old else set()
+        for failure in stage.failed_checks:
+            if failure.cluster_id not in known:
+                text = f"Stage {stage.name}, cluster {failure.cluster_id}: {failure.message}"
+                events.append(("Warning", "CheckFailed", text))
     return events

@@ -2,12 +2,12 @@
 
 A release whose pods request `nvidia.com/gpu` on a cluster with none allocatable never
 becomes ready: its pods stay Pending and `helm --wait` runs into its timeout. So while
-helm waits, `watch_fit` reads the release's manifest as helm stored it (`helm get
-manifest` of the pending revision, 5 seconds in, later again if helm has not stored it
-yet), counts its GPU requests (`herd.addons.gpu.demand`) and the cluster's allocatable GPUs
-(one Node list), and when they do not fit reports the release as Deploying with the
-warning as its message. Cost: one `helm get manifest` per `--wait` install that lasts
-over 5 seconds, and a Node list when the release asks for GPUs.
+helm waits, `watch_fit` reads the release's manifest as helm stored it (the pending
+revision's release Secret, `ClusterHelm.manifest`, 5 seconds in, later again if helm has
+not stored it yet), counts its GPU requests (`herd.addons.gpu.demand`) and the cluster's
+allocatable GPUs (one Node list), and when they do not fit reports the release as
+Deploying with the warning as its message. Cost: two API reads (no helm process) per
+`--wait` install that lasts over 5 seconds, and a Node list when the release asks for GPUs.
 It is a warning: helm goes on (a node may yet join, or a device plugin start); when helm
 then fails, `herd.rollout.actions` keeps the warning in front of helm's message.
 

@@ -1,0 +1,142 @@
+"""Crash recovery bounded by the Lease, for real: the operation journal (`herd.kube.journal`).
+
+`herd operator` processes as in `e2e/test_ha.py` (its bed: own controller namespace and
+Lease, one downstream cluster). A controller SIGKILLed with its helm children while
+`helm upgrade --wait` runs on a chart with `timeout: 15m` leaves the release
+`pending-upgrade`; the standby, now leader, recovers it as soon as it holds the Lease and the
+hand-over grace has passed, not after the chart's timeout. A release another live actor
+is upgrading (a plain `helm upgrade` carrying Herd's own labels, as a tenant could forge
+them) is never touched. The tests run in order (the second uses the first's Stack).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+from e2e.test_ha import (
+    APPS_NS,
+    LEASE_SECONDS,
+    Bed,
+    eventually,
+    releases,
+    stack,
+    started,
+)
+from e2e.test_ha import bed as ha_bed  # noqa: F401 (the module-scoped fixture, reused)
+from e2e.testbed.chartrepo import helm_binary
+from e2e.testbed.controlplane import FAKE_NODES
+from e2e.testbed.helpers import kubectl
+
+RELEASE = "recover"
+TARGET_SECONDS = LEASE_SECONDS + 20  # issue 26: kill -> converged
+
+
+def _stack(repo: str, gate: str | None) -> dict[str, object]:
+    values = {"nodeSelector": {"herd.test/gate": gate}} if gate else {}
+    chart = {
+        "name": RELEASE, "chart": "qdrant", "repo": repo, "version": "0.7.4",
+        "namespace": APPS_NS, "wait": True, "timeout": "15m",
+        "values": {"inline": values},
+    }  # fmt: skip
+    return stack("recovery", [chart])
+
+
+def _open_gate(bed: Bed, gate: str) -> None:
+    kubectl(bed.target.kubeconfig, "label", "node", FAKE_NODES[0], f"herd.test/gate={gate}",
+            "--overwrite")  # fmt: skip
+
+
+def _leads(bed: Bed, controller: object) -> None:
+    part = controller.identity_part()  # type: ignore[attr-defined]
+    eventually("the new controller to lead", lambda: part in bed.holder(), LEASE_SECONDS + 60)
+
+
+def test_a_killed_controllers_pending_upgrade_is_recovered_within_the_lease(ha_bed: Bed) -> None:  # noqa: F811
+    bed = ha_bed
+    a = bed.start("recovery-a")
+    _leads(bed, a)
+    bed.apply(_stack(bed.repo, None))
+    bed.settled("recovery")
+    gate = f"recover-{os.getpid()}"
+    bed.apply(_stack(bed.repo, gate))  # unschedulable until the gate opens: helm waits
+    eventually(
+        "helm upgrading",
+        lambda: releases(bed.target).get(RELEASE, {}).get("status") == "pending-upgrade",
+        120,
+    )
+    b = bed.start("recovery-b")  # the standby replica
+    started(b, "Standby: Lease")
+    a.crash()  # the controller and its helm children, as a node failure does
+    killed = time.monotonic()
+    _open_gate(bed, gate)  # the desired config can now become ready
+    bed.settled("recovery", timeout=TARGET_SECONDS + 120)
+    took = time.monotonic() - killed
+    print(f"\nKILL mid-upgrade (timeout 15m): converged {took:.1f}s after the kill")
+    assert releases(bed.target)[RELEASE]["status"] == "deployed"
+    assert "helm operation(s) of earlier holders to check" in b.text()
+    assert _helm_verbs(b.text()).count("rollback") == 1, "not recovered by one rollback"
+    assert took <= TARGET_SECONDS, f"{took:.1f}s > Lease + 20 s\n{b.text()[-3000:]}"
+
+
+def test_a_release_a_live_actor_is_upgrading_is_never_touched(ha_bed: Bed) -> None:  # noqa: F811
+    bed = ha_bed
+    b = bed.controllers[-1]
+    b.crash()  # idle: its journal holds nothing pending
+    labels = _herd_labels(bed)
+    gate = f"closed-{os.getpid()}"
+    live = subprocess.Popen(
+        [
+            helm_binary(), "--kubeconfig", str(bed.target.kubeconfig), "upgrade", RELEASE,
+            "qdrant", "--repo", bed.repo, "--version", "0.7.4", "-n", APPS_NS,
+            "--wait", "--timeout", "15m", "--labels", labels,
+            "--set", f"nodeSelector.herd\\.test/gate={gate}",
+        ],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        eventually(
+            "the live helm upgrading",
+            lambda: releases(bed.target).get(RELEASE, {}).get("status") == "pending-upgrade",
+            60,
+        )
+        revision = releases(bed.target)[RELEASE]["revision"]
+        c = bed.start("recovery-c")
+        _leads(bed, c)
+        started(c, "Herd operator started")
+        eventually(
+            "the controller to see the live operation",
+            lambda: "operation in progress elsewhere" in json.dumps(bed.stack("recovery")),
+            90,
+        )
+        time.sleep(10)
+        found = releases(bed.target)[RELEASE]
+        assert (found["status"], found["revision"]) == ("pending-upgrade", revision)
+        assert live.poll() is None, "the live helm ended"
+        assert not {"rollback", "uninstall", "upgrade"} & set(_helm_verbs(c.text()))
+    finally:
+        live.terminate()
+        live.wait(30)
+
+
+def _helm_verbs(log: str) -> list[str]:
+    """The helm commands a controller ran, in order (its "running command:" lines)."""
+    verbs = []
+    for line in log.splitlines():
+        if "running command: " in line:
+            words = line.split("running command: ", 1)[1].split()
+            verbs.append(words[1] if len(words) > 1 else "")
+    return verbs
+
+
+def _herd_labels(bed: Bed) -> str:
+    """The Herd labels of the release's latest revision (what a forger would copy)."""
+    out = kubectl(
+        bed.target.kubeconfig, "get", "secret", "-n", APPS_NS, "-l",
+        f"owner=helm,name={RELEASE}", "-o", "json",
+    )  # fmt: skip
+    items = sorted(json.loads(out)["items"], key=lambda s: int(s["metadata"]["labels"]["version"]))
+    labels = items[-1]["metadata"]["labels"]
+    return ",".join(f"{k}={v}" for k, v in labels.items() if k.startswith("herd.suse.com/"))
