@@ -164,6 +164,13 @@ class PlacementStatus(StatusModel):
     last_change_time: str | None = Field(
         default=None, description="When the picked clusters last changed (RFC 3339)."
     )
+    leaving: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Clusters placement moved the Stack away from: they keep its releases until "
+            "those of the picked clusters are all Deployed."
+        ),
+    )
 
 
 class AdmissionStatus(StatusModel):

@@ -345,7 +345,11 @@ async def plan(args: argparse.Namespace, session: Session, stack: Stack | None) 
     rows = render.plan_rows(stack, result, previews)
     text = render.plan_summary(result, rows)
     document = render.plan_document(stack, result, rows, text)
-    notes = [*render.skipped_lines(result.skipped), *stage_notes]
+    notes = [
+        *render.skipped_lines(result.skipped),
+        *render.placement_lines(result.placement),
+        *stage_notes,
+    ]
     emit(args, document, render.plan_grid(rows), notes, text)
     return render.plan_exit(result, rows)
 
