@@ -7,7 +7,13 @@ Stack (in `default`, under the ClusterGrant `run_operator` makes) asks for one G
   Skipped row saying why, and no helm call: no release Secret, nothing in `helm list`;
 - `pickN: 1` by free GPUs picks downstream-1; when other pods take its GPUs the pick stays
   (no other cluster can hold the release), and when downstream-3 gains GPUs it moves there:
-  installed on downstream-3, uninstalled from downstream-1 with a row saying why.
+  installed on downstream-3, uninstalled from downstream-1 with a row saying why;
+- make-before-break: when the Stack moves to downstream-2, where a ResourceQuota makes
+  the install fail, downstream-1 keeps its release (its row says it is being replaced, and
+  why not yet) and a `PlacementChanged` Event names both clusters; once the quota is gone
+  and the release retried, downstream-2 is Deployed and only then downstream-1 is emptied;
+- `spec.mode: DryRun` shows what Apply would refuse under requireFit (action `refused`,
+  Apply's words) and what pickN would pick (`status.placement`), and writes nothing.
 
 The GPUs change for real: Nodes with GPU capacity, and a Pod requesting GPUs bound to the
 GPU node, on the real API servers.
@@ -16,6 +22,8 @@ GPU node, on the real API servers.
 from __future__ import annotations
 
 import contextlib
+import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -227,3 +235,153 @@ def test_pick_n_follows_free_gpus(
                       "-o", "yaml"))  # fmt: skip
     finally:
         delete_stack(operator, "pick")
+
+
+QUOTA = {
+    "apiVersion": "v1",
+    "kind": "ResourceQuota",
+    "metadata": {"name": "no-workloads", "namespace": NS},
+    # Without a quota controller on the test bed the status is unknown, so the API server
+    # refuses these objects anyway: the install fails on this cluster only.
+    "spec": {
+        "hard": {
+            "services": "0",
+            "pods": "0",
+            "count/deployments.apps": "0",
+            "count/statefulsets.apps": "0",
+        }
+    },
+}
+
+
+def free_gpus_again(first: BedCluster, third: BedCluster) -> None:
+    """downstream-1 with its 4 GPUs free, downstream-3 without GPUs (whatever ran before)."""
+    kubectl(first.kubeconfig, "delete", "pod", "hog", "-n", HOG_NS, "--force",
+            "--grace-period=0", "--ignore-not-found", check=False)  # fmt: skip
+    remove_gpu_node(third)
+
+
+def placement_events(operator: Operator, name: str) -> list[str]:
+    found = kubectl(operator.management.kubeconfig, "get", "events", "-n", "default",
+                    "--field-selector", f"involvedObject.name={name},reason=PlacementChanged",
+                    "-o", "json")  # fmt: skip
+    return [e["message"] for e in json.loads(found)["items"]]
+
+
+def test_a_move_keeps_the_old_cluster_until_the_new_one_is_deployed(
+    operator: Operator, downstream: list[BedCluster], chart_repo_url: str
+) -> None:
+    operator.name = "move"
+    first, second, third = downstream
+    one, two = IDS["downstream-1"], IDS["downstream-2"]
+    free_gpus_again(first, third)
+    kubectl(second.kubeconfig, "create", "namespace", NS, check=False)
+    kubectl(second.kubeconfig, "apply", "-f", "-", stdin=json.dumps(QUOTA))
+    operator.apply(gpu_stack("move", chart_repo_url, {"pickN": 1, "sortBy": "gpuFree"}))
+    try:
+
+        def deployed_on(cluster: str) -> dict[str, Any] | None:
+            status = operator.status()
+            row = rows_by_cluster(status).get(cluster) or {}
+            placement = status.get("placement") or {}
+            if placement.get("clusters") != [cluster] or row.get("status") != "Deployed":
+                return None
+            return status if not placement.get("leaving") else None
+
+        eventually("picked downstream-1", lambda: deployed_on(one))
+        hog_gpus(first, 4)
+        add_gpu_node(second, 2)  # the Stack moves to downstream-2, where installs fail
+
+        def replacing() -> dict[str, Any] | None:
+            status = operator.status()
+            rows = rows_by_cluster(status)
+            placement = status.get("placement") or {}
+            moving = placement.get("clusters") == [two] and placement.get("leaving") == [one]
+            failed = (rows.get(two) or {}).get("status") == "Failed"
+            return status if moving and failed and one in rows else None
+
+        status = eventually("moving to downstream-2, its install failed", replacing)
+        kept = rows_by_cluster(status)[one]
+        assert kept["status"] == "Deployed", kept
+        assert kept["message"].startswith(
+            f"being replaced by {two} (targets.placement: pickN 1 by gpuFree: "
+        ), kept
+        assert (
+            f"kept until its releases there are Deployed: ollama on {two} is Failed: "
+            in (kept["message"])
+        ), kept
+        assert list(helm_releases(first, NS)) == ["ollama"]  # nothing deployed was lost
+        time.sleep(5)  # a few more passes: the release stays on downstream-1
+        assert list(helm_releases(first, NS)) == ["ollama"]
+        assert (operator.status().get("placement") or {}).get("leaving") == [one]
+        events = placement_events(operator, "move")
+        assert any(
+            m.startswith(f"targets.placement moves the Stack from {one} to {two}: pickN 1")
+            and m.endswith(f"; {one} keeps its releases until they are Deployed")
+            for m in events
+        ), events
+
+        # downstream-2 recovers: the quota goes, the held failure is retried.
+        kubectl(second.kubeconfig, "delete", "resourcequota", QUOTA["metadata"]["name"],
+                "-n", NS)  # fmt: skip
+        kubectl(operator.management.kubeconfig, "annotate", "stack", "move", "-n", "default",
+                "herd.suse.com/reconcile-at=recovered", "--overwrite")  # fmt: skip
+        eventually("deployed on downstream-2, nothing leaving", lambda: deployed_on(two))
+        eventually("uninstalled from downstream-1", lambda: helm_releases(first, NS) == {})
+        assert list(helm_releases(second, NS)) == ["ollama"]
+    finally:
+        delete_stack(operator, "move")
+        kubectl(second.kubeconfig, "delete", "resourcequota", "no-workloads", "-n", NS,
+                "--ignore-not-found", check=False)  # fmt: skip
+        remove_gpu_node(second)
+
+
+def test_dry_run_shows_refusals_and_the_pick(
+    operator: Operator, downstream: list[BedCluster], chart_repo_url: str
+) -> None:
+    operator.name = "dry"
+    first, _, third = downstream
+    free_gpus_again(first, third)
+    body = gpu_stack("dry", chart_repo_url, {"requireFit": True})
+    body["spec"]["mode"] = "DryRun"
+    operator.apply(body)
+    try:
+
+        def planned() -> dict[str, dict[str, Any]] | None:
+            rows = rows_by_cluster(operator.status())
+            return rows if len(rows) == 3 and all(r.get("action") for r in rows.values()) else None
+
+        rows = eventually("the dry run's rows", planned)
+        assert {c: (r["status"], r["action"]) for c, r in rows.items()} == {
+            IDS["downstream-1"]: ("Planned", "install"),
+            IDS["downstream-2"]: ("Planned", "refused"),
+            IDS["downstream-3"]: ("Planned", "refused"),
+        }
+        for name in ("downstream-2", "downstream-3"):
+            assert rows[IDS[name]]["message"] == (
+                "not installed: targets.placement.requireFit (requests 1 nvidia.com/gpu but "
+                f"cluster {IDS[name]} has no allocatable); retried when the cluster's "
+                "nodes change"
+            )
+
+        body["spec"]["targets"]["placement"] = {"pickN": 1, "sortBy": "gpuFree"}
+        operator.apply(body)
+
+        def picked() -> dict[str, Any] | None:
+            status = operator.status()
+            return status if (status.get("placement") or {}).get("clusters") else None
+
+        placement = eventually("the dry run's pick", picked)["placement"]
+        assert placement["clusters"] == [IDS["downstream-1"]]
+        assert placement["reason"] == (
+            f"pickN 1 by gpuFree: picked {IDS['downstream-1']} (4 free GPUs)"
+        )
+        assert {s["clusterId"] for s in placement["notPicked"]} == {
+            IDS["downstream-2"],
+            IDS["downstream-3"],
+        }
+        assert set(rows_by_cluster(operator.status())) == {IDS["downstream-1"]}
+        for bed in downstream:
+            assert helm_releases(bed, NS) == {}  # a dry run writes nothing
+    finally:
+        delete_stack(operator, "dry")

@@ -11,7 +11,7 @@ from herd.api import parse_spec
 from herd.api.status import DeploymentRow, PlacementStatus, StackStatus
 from herd.api.targets import Placement
 from herd.errors import SpecError
-from herd.plan.placement import GpuSupply, pick
+from herd.plan.placement import GpuSupply, Placed, pick
 from herd.status.placement import remembered, with_placement
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -143,5 +143,5 @@ def test_status_section_and_memory() -> None:
         ),
     ]
     previous = StackStatus(deployments=rows, placement=PlacementStatus(clusters=["a"]))
-    assert remembered(previous) == (["a"], 3)
-    assert remembered(None) == ([], 0)
+    assert remembered(previous) == Placed(("a",), 3)
+    assert remembered(None) == Placed()

@@ -352,12 +352,12 @@ def test_placement_picks_only_among_granted_clusters() -> None:
     placed = make_stack("team-a", spec(targets={"clusterIds": ["c-staging", "c-prod"],
                                                 "placement": {"pickN": 1}}))  # fmt: skip
     found = Engine(inventory, HelmEnvironment(), gpu_supply=supply)
-    result, reachable, departed = asyncio.run(found._resolve(placed, None, TEAM_A))
+    result, reachable, departed, leaving = asyncio.run(found._resolve(placed, None, TEAM_A))
     assert read == ["c-staging"]
     assert inventory.asked == ["c-staging"]
     assert result.placement is not None
     assert result.placement.picked == ("c-staging",)
     assert "c-prod" not in result.placement.not_picked
     assert [t.cluster for t in reachable] == ["c-staging"]
-    assert departed == []
+    assert departed == leaving == []
     assert result.denied == {"c-prod"}

@@ -8,7 +8,7 @@ Callers: `herd.api.v1` (`spec.rollout`), `herd.plan.stages`, `herd.rollout`.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BeforeValidator,
@@ -30,6 +30,10 @@ from herd.names import APPROVE_ANNOTATION
 
 APPROVAL = "approval"  # a stage pause that waits for APPROVE_ANNOTATION=<stage>
 IMPLICIT_STAGE = "remaining"  # the last stage: targeted clusters no stage selects
+HALT: Literal["Halt"] = "Halt"
+ROLLBACK: Literal["Rollback"] = "Rollback"
+SCOPE_STAGE = "Stage"  # roll back the failed clusters of the failed stage
+SCOPE_ROLLOUT = "Rollout"  # and every cluster this rollout already moved
 MAX_STAGES = 20
 _PERCENT = re.compile(r"^([0-9]{1,3})%$")
 
@@ -152,6 +156,41 @@ class RolloutSpec(SpecModel):
             "each of its clusters for the whole soak (its pause; one evaluation without one)."
         ),
     )
+
+    on_failure: Literal["Halt", "Rollback"] = Field(
+        default=HALT,
+        description=(
+            "When a stage fails (more failed clusters than maxFailures): Halt stops the "
+            "rollout where it is; Rollback also returns clusters to their last good "
+            "revisions (see scope), in reverse dependency order, then halts. Either way "
+            "the Stack stays halted on this generation until the spec changes or "
+            f"{APPROVE_ANNOTATION}=<failed stage> approves a retry."
+        ),
+    )
+    scope: Literal["Stage", "Rollout"] | None = Field(
+        default=None,
+        description=(
+            "What onFailure: Rollback returns: Stage (the default) the failed clusters of "
+            "the failed stage; Rollout also every cluster this rollout already moved "
+            "(the stages before it). Only with onFailure: Rollback."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _scope_needs_rollback(self) -> RolloutSpec:
+        if self.scope is not None and self.on_failure != ROLLBACK:
+            raise ValueError(
+                f"scope: {self.scope} applies only with onFailure: {ROLLBACK} "
+                f"(onFailure is {self.on_failure})"
+            )
+        return self
+
+    @property
+    def rollback_scope(self) -> str | None:
+        """What a failed stage rolls back: Stage or Rollout; None with onFailure Halt."""
+        if self.on_failure != ROLLBACK:
+            return None
+        return self.scope or SCOPE_STAGE
 
     @field_validator("stages")
     @classmethod

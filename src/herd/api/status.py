@@ -84,7 +84,7 @@ class DeploymentRow(StatusModel):
         default=None,
         description=(
             "What the last pass did (Apply) or would do (DryRun): install, upgrade, "
-            "uninstall, nothing, conflict, invalid, recover, wait or held."
+            "uninstall, nothing, conflict, invalid, recover, wait, held or rollback."
         ),
     )
     gpu_requests: int | None = Field(
@@ -164,6 +164,13 @@ class PlacementStatus(StatusModel):
     last_change_time: str | None = Field(
         default=None, description="When the picked clusters last changed (RFC 3339)."
     )
+    leaving: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Clusters placement moved the Stack away from: they keep its releases until "
+            "those of the picked clusters are all Deployed."
+        ),
+    )
 
 
 class AdmissionStatus(StatusModel):
@@ -207,6 +214,31 @@ class StageStatus(StatusModel):
     )
 
 
+class RollbackCluster(StatusModel):
+    cluster_id: str = Field(description="The cluster rolled back.")
+    state: str = Field(
+        description=(
+            "RolledBack (every changed release is back at its last good revision), "
+            "Unchanged (nothing to return to), or Failed (see message)."
+        )
+    )
+    message: str = Field(default="", description="Per release: what was done, or why not.")
+
+
+class RollbackStatus(StatusModel):
+    stage: str = Field(description="The stage whose failure triggered the rollback.")
+    scope: str = Field(description="Stage or Rollout (spec.rollout.scope).")
+    config: str = Field(
+        default="",
+        description="Digest of the rollout's configuration rolled back (held until it changes).",
+    )
+    at: str | None = Field(default=None, description="When the rollback ran (RFC 3339).")
+    clusters: list[RollbackCluster] = Field(
+        default_factory=list, description="Each cluster rolled back, in order (bounded)."
+    )
+    cluster_count: int = Field(default=0, description="Clusters rolled back, listed or not.")
+
+
 class RolloutStatus(StatusModel):
     stage: str = Field(default="", description="The stage being rolled out or waited on.")
     state: str = Field(
@@ -216,6 +248,10 @@ class RolloutStatus(StatusModel):
     message: str = Field(default="", description="What the rollout does or waits for.")
     stages: list[StageStatus] = Field(
         default_factory=list, description="Each stage, in order (bounded by the stage limit)."
+    )
+    rollback: RollbackStatus | None = Field(
+        default=None,
+        description="The last rollback of this configuration (spec.rollout.onFailure: Rollback).",
     )
 
 

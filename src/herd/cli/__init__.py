@@ -5,6 +5,7 @@
   rendering in `herd.cli.render`, live progress in `herd.cli.progress`).
 - `operator`: the kopf controller (`herd.operator.handlers`, wired in by `herd.__main__`).
 
+- `rollback`: a Stack's clusters back to their last good revisions (`herd.cli.rollback`).
 - `approve`: pass a staged Stack's approval gate on the management cluster
   (`herd.cli.stages`, which also walks the stages of `apply` and `plan`).
 
@@ -29,6 +30,7 @@ from herd.cli.constants import (
     EXIT_INVALID,
     EXIT_OK,
 )
+from herd.cli.rollback import add_rollback
 
 __all__ = ["EXIT_CHANGES", "EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "main"]
 
@@ -95,6 +97,7 @@ def _parser(operator: Callable[[list[str] | None], int] | None) -> argparse.Argu
     operator_command.set_defaults(run=lambda args: operator_run(args.namespace))
     fleet_commands.add_commands(commands)
     fleet_commands.add_approve(commands)
+    add_rollback(commands)
     return parser
 
 

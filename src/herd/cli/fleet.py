@@ -50,6 +50,7 @@ from herd.helm.client import ClusterHelm
 from herd.helm.environment import HelmDialect, HelmEnvironment, version_of
 from herd.helm.failures import HelmFailure
 from herd.kube.client import api_client_from_kubeconfig
+from herd.kube.lastgood import DownstreamLastGood
 from herd.kube.owned import DownstreamOwnership
 from herd.plan.chart_sources import ChartSource, unread_sources
 from herd.plan.clusters import Cluster, ClusterUnavailable
@@ -176,6 +177,8 @@ class Session:
             # No management cluster: the ownership record lives in each cluster's
             # herd-system namespace, which only the cluster's admins write.
             ownership=DownstreamOwnership(),
+            # So are its last good revisions (`herd rollback`), beside it.
+            lastgood=DownstreamLastGood(),
         )
 
     def close(self) -> None:
@@ -259,7 +262,7 @@ def _error(args: argparse.Namespace, *lines: str) -> None:
         print(f"herd {args.command}: {line}" if line[:1] != " " else line, file=sys.stderr)
 
 
-def _emit(
+def emit(
     args: argparse.Namespace,
     document: dict[str, Any],
     table: tables.Grid,
@@ -330,7 +333,7 @@ async def apply(args: argparse.Namespace, session: Session, stack: Stack | None)
     if result.rollout is not None:  # status.rollout's shape: stage, state, message, stages
         document["rollout"] = result.rollout.status.model_dump(by_alias=True, mode="json")
     notes = [*render.skipped_lines(result.skipped), *stages.stage_lines(result.rollout)]
-    _emit(args, document, render.release_grid(rows), notes, text)
+    emit(args, document, render.release_grid(rows), notes, text)
     return render.apply_exit(result) if code is None else code
 
 
@@ -342,8 +345,12 @@ async def plan(args: argparse.Namespace, session: Session, stack: Stack | None) 
     rows = render.plan_rows(stack, result, previews)
     text = render.plan_summary(result, rows)
     document = render.plan_document(stack, result, rows, text)
-    notes = [*render.skipped_lines(result.skipped), *stage_notes]
-    _emit(args, document, render.plan_grid(rows), notes, text)
+    notes = [
+        *render.skipped_lines(result.skipped),
+        *render.placement_lines(result.placement),
+        *stage_notes,
+    ]
+    emit(args, document, render.plan_grid(rows), notes, text)
     return render.plan_exit(result, rows)
 
 
@@ -365,7 +372,7 @@ async def delete(args: argparse.Namespace, session: Session, stack: Stack | None
     rows = render.release_rows(result)
     text = render.delete_summary(result)
     document = render.release_document(stack, result, rows, text)
-    _emit(args, document, render.release_grid(rows), render.skipped_lines(result.skipped), text)
+    emit(args, document, render.release_grid(rows), render.skipped_lines(result.skipped), text)
     return render.delete_exit(result)
 
 
@@ -379,7 +386,7 @@ async def status(args: argparse.Namespace, session: Session, stack: Stack | None
     text = render.status_summary(rows, len(clusters), unreachable)
     document = render.status_document(rows, unreachable, text)
     notes = [f"cannot read cluster {c}: {reason}" for c, reason in sorted(unreachable.items())]
-    _emit(args, document, render.status_grid(rows), notes, text)
+    emit(args, document, render.status_grid(rows), notes, text)
     return render.status_exit(rows, unreachable)
 
 

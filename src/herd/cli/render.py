@@ -32,6 +32,7 @@ from herd.helm.chart_crds import crd_note
 from herd.plan.decide import Action
 from herd.plan.desired import changed_keys
 from herd.plan.drift import ReleaseDrift
+from herd.plan.placement import PlacementDecision
 from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.status.build import phase_of, summary
@@ -43,6 +44,7 @@ _DONE_VERBS = {
     Action.UPGRADE: "upgraded",
     Action.RECOVER: "recovered",
     Action.NOTHING: "unchanged",
+    Action.ROLLBACK: "rolled back",
 }
 _PLAN_WORDS = {Action.NOTHING: "unchanged"}
 
@@ -57,6 +59,30 @@ def skipped_rows(skipped: Sequence[SkippedCluster]) -> list[dict[str, str]]:
 
 def skipped_lines(skipped: Sequence[SkippedCluster]) -> list[str]:
     return [f"skipped cluster {s.cluster_id}: {s.reason}" for s in skipped]
+
+
+def placement_lines(decision: PlacementDecision | None) -> list[str]:
+    """`targets.placement.pickN`: what is picked and why, why each other is not."""
+    if decision is None:
+        return []
+    lines = [f"placement: {decision.reason}"]
+    lines += [f"placement: not picked {c}: {why}" for c, why in decision.not_picked.items()]
+    picked = ", ".join(decision.picked)
+    return lines + [
+        f"placement: {c} keeps its releases until those on {picked} are Deployed"
+        for c in decision.leaving
+    ]
+
+
+def placement_document(decision: PlacementDecision | None) -> dict[str, Any] | None:
+    if decision is None:
+        return None
+    return {
+        "clusters": list(decision.picked),
+        "reason": decision.reason,
+        "notPicked": [{"cluster": c, "reason": why} for c, why in decision.not_picked.items()],
+        "leaving": list(decision.leaving),
+    }
 
 
 # -- apply and delete --------------------------------------------------------------------
@@ -297,7 +323,9 @@ def plan_exit(result: StackResult, rows: Sequence[PlanRow]) -> int:
     blocked = (Action.CONFLICT, Action.INVALID)
     if not result.targets or result.skipped or any(r.action in blocked for r in rows):
         return EXIT_FAILED
-    return EXIT_CHANGES if any(r.action != "unchanged" for r in rows) else EXIT_OK
+    # A requireFit refusal changes nothing: Apply leaves the release out, by the rule.
+    changes = any(r.action not in ("unchanged", Action.REFUSED) for r in rows)
+    return EXIT_CHANGES if changes else EXIT_OK
 
 
 def plan_summary(result: StackResult, rows: Sequence[PlanRow]) -> str:
@@ -307,6 +335,8 @@ def plan_summary(result: StackResult, rows: Sequence[PlanRow]) -> str:
     words = [
         f"{counts[a]} to {a}" for a in ("install", "upgrade", "recover", "uninstall") if counts[a]
     ]
+    if counts["refused"]:  # targets.placement.requireFit
+        words.append(f"{counts['refused']} refused")
     if counts["conflict"]:
         words.append(f"{counts['conflict']} in conflict")
     if counts["invalid"]:
@@ -322,10 +352,11 @@ def plan_document(
 ) -> dict[str, Any]:
     return {
         "stack": stack_ref(stack),
-        "changes": any(r.action != "unchanged" for r in rows),
+        "changes": any(r.action not in ("unchanged", Action.REFUSED) for r in rows),
         "summary": text,
         "targets": [c.id for c in result.targets],
         "skipped": skipped_rows(result.skipped),
+        "placement": placement_document(result.placement),
         "releases": [{**asdict(row), "detail": row.detail} for row in rows],
     }
 

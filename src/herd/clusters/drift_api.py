@@ -12,7 +12,8 @@
   never as the tenant.
 
 Errors are `DriftRequestError` with the HTTP status and a safe one-line text (never a
-body, which may hold a Secret's data). Callers: `herd.clusters.drift`.
+body, which may hold a Secret's data). Callers: `herd.clusters.drift`,
+`herd.rollout.rollback` (`stored_release`).
 """
 
 from __future__ import annotations
@@ -113,12 +114,17 @@ def delete_object(api: client.ApiClient, ref: ObjectRef) -> None:
     _call(api, "DELETE", object_path(ref), query=[("propagationPolicy", "Background")])
 
 
-def release_manifest(api: client.ApiClient, namespace: str, name: str, revision: int) -> str:
-    """The manifest helm stored for `name` at `revision` (helm's Secret storage driver)."""
+def stored_release(api: client.ApiClient, namespace: str, name: str, revision: int) -> Any:
+    """One stored release revision (helm's Secret storage driver), decoded as hostile data
+    (`decode_release`): the rollback's check of a recorded revision reads it too."""
     path = f"/api/v1/namespaces/{namespace}/secrets/{secret_name(name, revision)}"
     secret = _call(api, "GET", path)
     try:
-        release = decode_release((secret.get("data") or {}).get("release", ""))
+        return decode_release((secret.get("data") or {}).get("release", ""))
     except ReleaseDataError as error:
         raise DriftRequestError(0, str(error)) from None
-    return stored_manifest(release)
+
+
+def release_manifest(api: client.ApiClient, namespace: str, name: str, revision: int) -> str:
+    """The manifest helm stored for `name` at `revision` (helm's Secret storage driver)."""
+    return stored_manifest(stored_release(api, namespace, name, revision))

@@ -32,23 +32,28 @@ import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 
 from herd.addons.gpu.supply import read_supply
 from herd.api.v1 import Stack
 from herd.clusters.drift import DriftMemory
 from herd.engine.checks import LiveProbe
 from herd.engine.enforcement import drop_rules, enforce_rules
+from herd.engine.moves import run_rollout, settle_moves, staged_pass
 from herd.engine.owned import save_record, stack_ref
 from herd.engine.planning import Readers, checked_plan
+from herd.engine.previews import unfit_refused
 from herd.engine.protocols import (
     AddOns,
     Inventory,
+    LastGoodStore,
     OwnershipStore,
     Preview,
     SourcesReader,
     StackResult,
     ValuesReader,
 )
+from herd.engine.rollback import Rollbacks, rolled_back
 from herd.engine.targets import (
     KEPT_MESSAGE,
     SupplyReader,
@@ -66,7 +71,9 @@ from herd.plan.clusters import Cluster
 from herd.plan.decide import DEFAULT_STUCK_SECONDS
 from herd.plan.desired import StackPlan
 from herd.plan.egress import EgressPolicy
+from herd.plan.lastgood import MemoryLastGood
 from herd.plan.ownership import MemoryOwnership, Owned, StackRef
+from herd.plan.placement import Placed
 from herd.plan.releases import ReleaseKey, owner_label
 from herd.plan.retry import Deferral
 from herd.plan.stages import Stage, assign_stages
@@ -76,7 +83,7 @@ from herd.rollout.actions import Settings
 from herd.rollout.drift import preview_drift
 from herd.rollout.gates import DEFAULT_LIMITS, Gates, Limits
 from herd.rollout.scheduler import Progress, Rollout
-from herd.rollout.staged import StageInputs, run_staged
+from herd.rollout.staged import StageInputs
 from herd.rollout.target import Target
 from herd.rollout.tenants import TenantClusters
 
@@ -116,6 +123,7 @@ class Engine:
         gpu_supply: SupplyReader = read_supply,
         checks: LiveProbe | None = None,
         journal: OperationJournal | None = None,
+        lastgood: LastGoodStore | None = None,
     ) -> None:
         self._journal = journal  # the operator's helm operation journal; None: the CLI
         self._gpu_supply = gpu_supply  # what targets.placement.pickN ranks clusters by
@@ -134,6 +142,9 @@ class Engine:
         self._manager = manager
         self._stuck_seconds = stuck_seconds
         self._tenants = TenantClusters()  # tenant RBAC provisioned, per cluster and tenant
+        self._rollbacks = Rollbacks(
+            lastgood or MemoryLastGood(), self._ownership, env, self.gates, self._tenants
+        )
 
     async def plan(
         self, stack: Stack, clusters: Sequence[Cluster] = (), grants: Grants | None = None
@@ -153,7 +164,7 @@ class Engine:
         defer: Mapping[str, Deferral] | None = None,
         grants: Grants | None = None,
         staging: StageInputs | None = None,
-        placed: tuple[Sequence[str], int] | None = None,
+        placed: Placed | None = None,
     ) -> StackResult:
         """Converge the Stack's targets; clean up the clusters it left. With `spec.rollout`,
         `spec.suspend` or `staging.only`, the pass is staged (`herd.rollout.staged`;
@@ -170,14 +181,17 @@ class Engine:
         (the CLI's few). `held`: release -> config digest that failed permanently (not
         retried while unchanged). `force`: take over releases the other Herd face manages.
         `defer`: clusters in backoff, not contacted this pass (`herd.plan.retry.Deferral`).
-        `placed`: the last placement pick and GPU need (`herd.status.placement`)."""
-        result, reachable, departed = await self._resolve(stack, previous_targets, grants, placed)
+        `placed`: the last placement pick, GPU need and leaving clusters
+        (`herd.status.placement`); leaving ones are settled by `herd.engine.moves`."""
+        result, reachable, departed, leaving = await self._resolve(
+            stack, previous_targets, grants, placed
+        )
         guard = self._guard(stack, grants)
         settings = self._settings(stack.namespace, stack.name, force, held, guard)
         placement = stack.spec.targets.placement
         settings = replace(settings, require_fit=placement is not None and placement.require_fit)
         ref = stack_ref(stack)
-        kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
+        kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed, *leaving)}
         owned = await self._ownership.load(ref, kubeconfigs)
         made: list[Rollout] = []
 
@@ -187,33 +201,41 @@ class Engine:
 
         # A cluster not granted is not contacted: what it holds stays as the record says.
         holding = {s.cluster_id for s in result.skipped if s.cluster_id not in result.denied}
+        staging = await self._rollbacks.staging(stack, result, staging, ref, kubeconfigs)
         try:
+            targets = (reachable, departed, leaving)
             await self._passes(
-                stack, result, (reachable, departed), new_rollout, holding=holding, staging=staging
+                stack, result, targets, new_rollout, holding=holding, staging=staging
             )
+            await self._rollbacks.after_pass(result, ref, kubeconfigs)
             return result
         finally:  # what the pass installed is recorded even when it was cancelled midway
             placement_notes(result)
-            await save_record(self._ownership, ref, owned, made, kubeconfigs)
+            extra = rolled_back(result)  # a rollback's rows, after the rollouts' own
+            await save_record(self._ownership, ref, owned, made, kubeconfigs, extra=extra)
             result.drift_wait = self._drift_wait(settings.owner)
 
     async def _passes(
         self,
         stack: Stack,
         result: StackResult,
-        targets: tuple[list[Target], list[Target]],
+        targets: tuple[list[Target], list[Target], list[Target]],
         new_rollout: Callable[[], Rollout],
         *,
         holding: set[str],
         staging: StageInputs | None,
     ) -> None:
-        """`apply`'s rollouts (staged or not), then the Stack's admission rule
-        (`herd.engine.enforcement`) unless nothing may be written (suspend, `--stage`)."""
+        """`apply`'s rollouts (staged or not), a placement move's leaving clusters
+        (`herd.engine.moves`), then the Stack's admission rule (`herd.engine.enforcement`)
+        unless nothing may be written (suspend, `--stage`)."""
         spec = stack.spec
-        reachable, departed = targets
+        reachable, departed, leaving = targets
         only = bool(staging and staging.only)
         if spec.rollout is not None or spec.suspend or only:
-            await self._staged(
+            staging = staging or StageInputs()
+            if staging.probe is None:
+                staging = replace(staging, probe=self._checks.for_clusters(result.members))
+            await staged_pass(
                 result,
                 reachable,
                 departed,
@@ -223,9 +245,12 @@ class Engine:
             )
         else:
             for plan, some in ((result.plan, reachable), (None, departed)):
-                await _run(result, new_rollout(), plan, some, holding)
-            result.holding = frozenset(holding | set(result.unreachable))
-        if not spec.suspend and not only:
+                await run_rollout(result, new_rollout(), plan, some, holding)
+        write = not spec.suspend and not only
+        left = partial(enforce_rules, stack, result, ())
+        await settle_moves(result, leaving, new_rollout, holding, write=write, on_left=left)
+        result.holding = frozenset(holding | set(result.unreachable))
+        if write:
             await enforce_rules(stack, result, reachable, departed)
 
     def _drift_wait(self, owner: str) -> float | None:
@@ -237,47 +262,6 @@ class Engine:
         if self._egress is None or grants is None or grants.unrestricted:
             return None
         return RepoGuard.for_charts(self._egress, stack.spec.charts, skip=_NOT_PULLED)
-
-    async def _staged(
-        self,
-        result: StackResult,
-        reachable: list[Target],
-        departed: list[Target],
-        *,
-        new_rollout: Callable[[], Rollout],
-        holding: set[str],
-        staging: StageInputs | None,
-    ) -> StackResult:
-        """`apply` in stages (`herd.rollout.staged`). The clusters the Stack left are
-        cleaned up as without stages, except while suspended or for `--stage`: then
-        nothing is written there and they keep what they hold."""
-        assert result.plan is not None
-        spec = result.plan.spec
-        staging = staging or StageInputs()
-        if staging.probe is None:
-            staging = replace(staging, probe=self._checks.for_clusters(result.members))
-        rollout = new_rollout()
-        known = {s.cluster_id: s.reason for s in result.skipped}
-        known |= {c: d.message for c, d in rollout.deferred.items()}
-        known |= {key.cluster: "its last attempt failed permanently" for key in rollout.held}
-        result.rollout = await run_staged(
-            rollout,
-            result.plan,
-            reachable,
-            result.members,
-            spec=spec.rollout,
-            suspended=spec.suspend,
-            known_failed=known,
-            inputs=staging,
-        )
-        result.releases += rollout.finish(reachable)
-        _merge(result, rollout, holding)
-        if spec.suspend or staging.only:
-            holding |= {t.cluster for t in departed}
-        else:
-            await _run(result, new_rollout(), None, departed, holding)
-        result.holding = frozenset(holding | set(result.unreachable))
-        return result
 
     def stages(self, stack: Stack, clusters: Sequence[Cluster]) -> list[Stage]:
         """The Stack's stages over `clusters` (the implicit last one included)."""
@@ -329,9 +313,16 @@ class Engine:
         return result
 
     async def forget(self, namespace: str, name: str, uid: str | None = None) -> None:
-        """The Stack's deletion completed: drop its ownership record (`TransientError`
-        when the store cannot)."""
+        """The Stack's deletion completed: drop its ownership record and its last good
+        revisions (`TransientError` when a store cannot)."""
         await self._ownership.drop(StackRef(namespace, name, uid), {})
+        await self._rollbacks.store.drop(StackRef(namespace, name, uid), {})
+
+    async def rollback(self, stack: Stack, stage: str | None = None) -> StackResult:
+        """`herd rollback`: the clusters of `stage` (None: every stage) back to their last
+        good revisions now (`herd.engine.rollback`); their rows in `releases`."""
+        result, reachable, _, _ = await self._resolve(stack, None)
+        return await self._rollbacks.roll_back(stack, result, reachable, stage)
 
     async def preview(
         self,
@@ -340,16 +331,22 @@ class Engine:
         previous_targets: Collection[str] | None = None,
         grants: Grants | None = None,
         drift: bool = False,
+        placed: Placed | None = None,
     ) -> tuple[StackResult, list[Preview]]:
         """What `apply` would do, departed clusters included; no writes anywhere (`herd
         plan`, and the operator's `spec.mode: DryRun`, which passes what `apply` takes).
-        `drift`: each release that needs no helm call is checked for drift now (read-only)."""
-        result, reachable, departed = await self._resolve(stack, previous_targets, grants)
-        kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed)}
+        `drift`: each release that needs no helm call is checked for drift now (read-only).
+        Under `requireFit`, what Apply would refuse is `REFUSED` (`herd.engine.previews`)."""
+        result, reachable, departed, leaving = await self._resolve(
+            stack, previous_targets, grants, placed
+        )
+        kubeconfigs = {t.cluster: t.kubeconfig for t in (*reachable, *departed, *leaving)}
         owned = await self._ownership.load(stack_ref(stack), kubeconfigs)
         rollout = self._rollout(self._settings(stack.namespace, stack.name), None, None, owned)
         rows = [Preview(*row) for row in await rollout.decisions(result.plan, reachable)]
         rows += [Preview(*row) for row in await rollout.decisions(None, departed)]
+        rows += [Preview(*row) for row in await rollout.decisions(result.plan, leaving)]
+        rows = await unfit_refused(self._env, stack, reachable, rows)
         result.unreachable.update(rollout.unreachable)
         if drift and result.plan is not None:
             decided = [(r.key, r.desired, r.observed, r.decision) for r in rows]
@@ -362,9 +359,10 @@ class Engine:
         stack: Stack,
         previous_targets: Collection[str] | None,
         grants: Grants | None = None,
-        placed: tuple[Sequence[str], int] | None = None,
-    ) -> tuple[StackResult, list[Target], list[Target]]:
-        """Targets and plan (SpecError before anything else), and the clusters left behind.
+        placed: Placed | None = None,
+    ) -> tuple[StackResult, list[Target], list[Target], list[Target]]:
+        """Targets and plan (SpecError before anything else), the clusters left behind, and
+        those a placement move is leaving (`herd.engine.moves`).
 
         A cluster the Stack no longer targets loses its releases in the same pass; one that
         is targeted but skipped (not ready, no kubeconfig) keeps them: it may come back. A
@@ -386,9 +384,9 @@ class Engine:
         reachable = await kubeconfig_targets(
             self._inventory, self._limits.clusters, usable, result.skipped, grants
         )
-        placement = stack.spec.targets.placement
+        placement, leaving = stack.spec.targets.placement, list[Target]()
         if placement is not None and placement.pick_n is not None:
-            reachable = await place_targets(
+            reachable, leaving = await place_targets(
                 placement, result, reachable, read=self._gpu_supply, placed=placed
             )
         departed = await departed_targets(
@@ -399,7 +397,7 @@ class Engine:
             previous_targets=previous_targets,
             grants=grants,
         )
-        return result, reachable, departed
+        return result, reachable, departed, leaving
 
     def _settings(
         self,
@@ -436,21 +434,3 @@ class Engine:
             tenants=self._tenants,
             owned=owned,
         )
-
-
-async def _run(
-    result: StackResult,
-    rollout: Rollout,
-    plan: StackPlan | None,
-    targets: Sequence[Target],
-    holding: set[str],
-) -> None:
-    """One unstaged rollout of `plan` (None: remove) over `targets`, into `result`."""
-    result.releases += await rollout.apply(plan, targets)
-    _merge(result, rollout, holding)
-
-
-def _merge(result: StackResult, rollout: Rollout, holding: set[str]) -> None:
-    """A rollout's unreachable clusters into `result`, and what it holds into `holding`."""
-    result.unreachable.update(rollout.unreachable)
-    holding |= rollout.holding

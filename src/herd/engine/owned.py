@@ -33,9 +33,12 @@ async def save_record(
     owned: Owned,
     made: Sequence[Rollout],
     kubeconfigs: Mapping[str, Path],
+    *,
+    extra: Sequence[ReleaseResult] = (),
 ) -> None:
-    """Save the record after a pass's rollouts: one write at most (none when nothing
-    changed), never failing the pass (a failed write keeps the old record)."""
+    """Save the record after a pass's rollouts (and `extra` rows after theirs: a
+    rollback's): one write at most (none when nothing changed), never failing the pass
+    (a failed write keeps the old record)."""
     observed: dict[str, set[str]] = {}
     results: list[ReleaseResult] = []
     shared: set[ReleaseKey] = set()
@@ -44,7 +47,7 @@ async def save_record(
             observed.setdefault(cluster, set()).update(ids)
         results += rollout.results.values()
         shared |= rollout.shared
-    after = next_record(owned, results, observed, shared)
+    after = next_record(owned, [*results, *extra], observed, shared)
     if after == owned.releases and not owned.migrating:
         return
     try:

@@ -22,6 +22,7 @@ from herd.plan.clusters import Cluster
 from herd.plan.decide import Decision
 from herd.plan.desired import SourceKey, StackPlan
 from herd.plan.drift import ReleaseDrift
+from herd.plan.lastgood import Record
 from herd.plan.ownership import Owned, Releases, StackRef
 from herd.plan.placement import PlacementDecision
 from herd.plan.releases import DesiredRelease, ObservedRelease, ReleaseKey, Values
@@ -88,6 +89,19 @@ class OwnershipStore(Protocol):
         after: Mapping[str, Releases],
         clusters: Mapping[str, Path],
     ) -> None: ...
+
+    async def drop(self, stack: StackRef, clusters: Mapping[str, Path]) -> None: ...
+
+
+class LastGoodStore(Protocol):
+    """Where a Stack's last good revisions are kept (`herd.plan.lastgood`; `herd.kube.lastgood`:
+    the management cluster for the operator, each downstream cluster's herd-system for the
+    CLI). `load` raises `TransientError` when the record cannot be read at all; `save`
+    never raises; `drop` forgets the Stack's record."""
+
+    async def load(self, stack: StackRef, clusters: Mapping[str, Path]) -> Record: ...
+
+    async def save(self, stack: StackRef, record: Record, clusters: Mapping[str, Path]) -> None: ...
 
     async def drop(self, stack: StackRef, clusters: Mapping[str, Path]) -> None: ...
 

@@ -20,7 +20,7 @@ from herd.errors import TransientError, describe
 from herd.plan.clusters import Cluster, ClusterUnavailable
 from herd.plan.decide import Action
 from herd.plan.desired import StackPlan
-from herd.plan.placement import GpuSupply, pick
+from herd.plan.placement import GpuSupply, Placed, pick
 from herd.plan.results import ReleaseResult, State
 from herd.plan.tenancy import Grants, cluster_granted, granted_clusters
 from herd.rollout.target import Target
@@ -135,27 +135,33 @@ async def place_targets(
     reachable: list[Target],
     *,
     read: SupplyReader,
-    placed: tuple[Sequence[str], int] | None,
-) -> list[Target]:
-    """`targets.placement.pickN`: the reachable targets it picks (`herd.plan.placement`).
+    placed: Placed | None,
+) -> tuple[list[Target], list[Target]]:
+    """`targets.placement.pickN`: (the reachable targets it picks, the leaving ones).
 
     The candidates are `reachable`: ready, granted, with a kubeconfig, so placement never
     reaches beyond a tenant's grant. The others leave `result.targets` and `members`, so
-    the pass cleans them up like clusters the Stack left (their rows say why). `placed`:
-    the previous pick and the GPUs the Stack was seen to need (`herd.status.placement`).
+    the pass cleans them up like clusters the Stack left (their rows say why), except the
+    leaving clusters (`herd.plan.placement`): they stay in `result.targets`, so they are
+    not departed, and `herd.engine.moves.settle_moves` decides when they are cleaned up.
+    `placed`: what the previous pass left of placement (`herd.status.placement`).
     """
     assert result.plan is not None
     plan = result.plan
     kubeconfigs = {t.cluster: t.kubeconfig for t in reachable}
     own = {c: {(r.key.namespace, r.key.name) for r in plan.releases_for(c)} for c in kubeconfigs}
     supply = await read(kubeconfigs, own)
-    previous, need = placed or ((), 0)
-    decision = pick(placement, sorted(kubeconfigs), supply, previous, need)
+    placed = placed or Placed()
+    decision = pick(
+        placement, sorted(kubeconfigs), supply, placed.previous, placed.need, leaving=placed.leaving
+    )
     result.placement = decision
-    dropped = set(kubeconfigs) - set(decision.picked)
+    others = set(kubeconfigs) - set(decision.picked)
+    dropped = others - set(decision.leaving)
     result.targets = [c for c in result.targets if c.id not in dropped]
-    result.members = [c for c in result.members if c.id not in dropped]
-    return [t for t in reachable if t.cluster not in dropped]
+    result.members = [c for c in result.members if c.id not in others]
+    picked = [t for t in reachable if t.cluster in decision.picked]
+    return picked, [t for t in reachable if t.cluster in decision.leaving]
 
 
 def placement_notes(result: StackResult) -> None:

@@ -21,7 +21,13 @@ from herd.clusters.readiness import ReadinessReader
 from herd.clusters.sources import ClusterSource
 from herd.engine.checks import LiveProbe, MetricSource, ScanSource
 from herd.engine.engine import Engine
-from herd.engine.protocols import AddOns, OwnershipStore, SourcesReader, ValuesReader
+from herd.engine.protocols import (
+    AddOns,
+    LastGoodStore,
+    OwnershipStore,
+    SourcesReader,
+    ValuesReader,
+)
 from herd.helm.environment import HelmEnvironment
 from herd.kube.chart_secrets import KubeSourcesReader
 from herd.kube.journal import OperationJournal
@@ -49,6 +55,7 @@ def build_engine(
     scans: ScanSource | None = None,
     metrics: MetricSource | None = None,
     journal: OperationJournal | None = None,
+    lastgood: LastGoodStore | None = None,
 ) -> tuple[Inventory, Engine]:
     """The inventory of `sources` (kubeconfigs kept by `store`) and the engine over it.
 
@@ -77,5 +84,6 @@ def build_engine(
         drift=drift,
         checks=LiveProbe(ReadinessReader(env), scans, metrics),
         journal=journal,
+        lastgood=lastgood,
     )
     return inventory, engine

@@ -227,6 +227,19 @@ class ClusterHelm:
         except helm_errors.Error as error:
             raise _failure(error) from None
 
+    async def rollback(self, namespace: str, name: str, revision: int, timeout: str) -> int:
+        """`helm rollback` to `revision` (waiting as an upgrade does); returns the new
+        revision helm wrote (the latest one after the rollback)."""
+        wait = (await self._env.dialect()).wait
+        command = ["rollback", f"--namespace={namespace}", f"--timeout={timeout}", *wait]
+        command.append(f"--history-max={HISTORY_MAX}")
+        try:
+            await self._run(command, [name, str(revision)])
+        except helm_errors.Error as error:
+            raise _failure(error) from None
+        latest = await self.observe_release(namespace, name)
+        return latest.revision if latest is not None else revision
+
     async def test(self, namespace: str, name: str, timeout: str) -> str | None:
         """`helm test`: the release's test hooks, as this helm's identity (the tenant's for a
         tenant release). None when they passed; else helm's error, on one bounded line."""

@@ -38,20 +38,23 @@ DOWNSTREAM_NAMESPACE = RECORDS_NAMESPACE  # no tenant may use it (`herd.plan.ten
 _TIMEOUT = 15
 
 
-def record_name(stack: StackRef) -> str:
-    """`herd-owned-<uid>`, or (no uid: the CLI) a digest of namespace and name."""
+def record_name(stack: StackRef, prefix: str = "herd-owned") -> str:
+    """`<prefix>-<uid>`, or (no uid: the CLI) a digest of namespace and name."""
     if stack.uid:
-        return f"herd-owned-{stack.uid}"
+        return f"{prefix}-{stack.uid}"
     digest = hashlib.sha256(f"{stack.namespace}/{stack.name}".encode()).hexdigest()[:20]
-    return f"herd-owned-{digest}"
+    return f"{prefix}-{digest}"
 
 
-def _body(stack: StackRef, namespace: str, data: str) -> dict[str, Any]:
+def config_map(
+    name: str, namespace: str, stack: StackRef, data: Mapping[str, str]
+) -> dict[str, Any]:
+    """A Herd record ConfigMap of `stack` (labelled with its namespace and name)."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": record_name(stack),
+            "name": name,
             "namespace": namespace,
             "labels": {
                 "app.kubernetes.io/managed-by": "herd",
@@ -59,31 +62,27 @@ def _body(stack: StackRef, namespace: str, data: str) -> dict[str, Any]:
                 OWNER_NAME_LABEL: stack.name[:63],
             },
         },
-        "data": {RECORD_KEY: data},
+        "data": dict(data),
     }
 
 
-def _read(api: client.CoreV1Api, stack: StackRef, namespace: str) -> dict[str, Releases] | None:
-    """The stored record; None when there is none yet."""
+def read_data(api: client.CoreV1Api, name: str, namespace: str, key: str) -> str | None:
+    """The `key` of a record ConfigMap; None when there is no ConfigMap."""
     try:
-        body = read_json(
-            api.read_namespaced_config_map,
-            record_name(stack),
-            namespace,
-            _request_timeout=_TIMEOUT,
-        )
+        body = read_json(api.read_namespaced_config_map, name, namespace, _request_timeout=_TIMEOUT)
     except ApiException as error:
         if error.status == NOT_FOUND:
             return None
         raise
-    return decode((body.get("data") or {}).get(RECORD_KEY))
+    return str((body.get("data") or {}).get(key) or "")
 
 
-def _write(api: client.CoreV1Api, stack: StackRef, namespace: str, data: str) -> None:
-    body = _body(stack, namespace, data)
+def write_config_map(api: client.CoreV1Api, body: dict[str, Any]) -> None:
+    """Replace a record ConfigMap, or create it."""
+    name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     try:
         api.replace_namespaced_config_map(
-            record_name(stack), namespace, cast(Any, body), _request_timeout=_TIMEOUT
+            name, namespace, cast(Any, body), _request_timeout=_TIMEOUT
         )
     except ApiException as error:
         if error.status != NOT_FOUND:
@@ -91,12 +90,36 @@ def _write(api: client.CoreV1Api, stack: StackRef, namespace: str, data: str) ->
         api.create_namespaced_config_map(namespace, cast(Any, body), _request_timeout=_TIMEOUT)
 
 
-def _delete(api: client.CoreV1Api, stack: StackRef, namespace: str) -> None:
+def delete_config_map(api: client.CoreV1Api, name: str, namespace: str) -> None:
     try:
-        api.delete_namespaced_config_map(record_name(stack), namespace, _request_timeout=_TIMEOUT)
+        api.delete_namespaced_config_map(name, namespace, _request_timeout=_TIMEOUT)
     except ApiException as error:
         if error.status != NOT_FOUND:
             raise
+
+
+async def drop_config_map(api: client.CoreV1Api, name: str, namespace: str, what: str) -> None:
+    """Delete a record ConfigMap (gone already is fine); `TransientError` naming `what`."""
+    try:
+        await asyncio.to_thread(delete_config_map, api, name, namespace)
+    except Exception as error:
+        raise TransientError(
+            f"cannot delete {what} {namespace}/{name}: {api_error_summary(error)}"
+        ) from None
+
+
+def _read(api: client.CoreV1Api, stack: StackRef, namespace: str) -> dict[str, Releases] | None:
+    """The stored record; None when there is none yet."""
+    text = read_data(api, record_name(stack), namespace, RECORD_KEY)
+    return None if text is None else decode(text)
+
+
+def _write(api: client.CoreV1Api, stack: StackRef, namespace: str, data: str) -> None:
+    write_config_map(api, config_map(record_name(stack), namespace, stack, {RECORD_KEY: data}))
+
+
+def _delete(api: client.CoreV1Api, stack: StackRef, namespace: str) -> None:
+    delete_config_map(api, record_name(stack), namespace)
 
 
 class ManagementOwnership:
@@ -153,13 +176,7 @@ class ManagementOwnership:
     async def drop(self, stack: StackRef, clusters: Mapping[str, Path]) -> None:
         """After the Stack's deletion completed. Raises `TransientError` on failure."""
         name = record_name(stack)
-        try:
-            await asyncio.to_thread(_delete, self._core, stack, self._namespace)
-        except Exception as error:
-            raise TransientError(
-                f"cannot delete the ownership record {self._namespace}/{name}: "
-                f"{api_error_summary(error)}"
-            ) from None
+        await drop_config_map(self._core, name, self._namespace, "the ownership record")
         self._cache.pop(name, None)
 
 
@@ -231,13 +248,13 @@ class DownstreamOwnership:
             if not releases:
                 _delete(core, stack, DOWNSTREAM_NAMESPACE)
                 return
-            _ensure_namespace(core)
+            ensure_records_namespace(core)
             _write(core, stack, DOWNSTREAM_NAMESPACE, encode(stack, {cluster: releases}))
         finally:
             api.close()  # type: ignore[no-untyped-call]
 
 
-def _ensure_namespace(core: client.CoreV1Api) -> None:
+def ensure_records_namespace(core: client.CoreV1Api) -> None:
     body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DOWNSTREAM_NAMESPACE}}
     try:
         core.create_namespace(cast(Any, body), _request_timeout=_TIMEOUT)

@@ -4,7 +4,8 @@
 an Event whose reason and message were already posted for the Stack within the window
 (the resync interval), so a resync that finds the same failure adds nothing. `log_release`
 turns a release's progress into a log line and, for changes, an Event naming cluster and
-chart; `log_drift` does the same for a drift check (`DriftDetected`, `DriftCorrected`).
+chart; `log_drift` does the same for a drift check (`DriftDetected`, `DriftCorrected`);
+`log_placement` posts `PlacementChanged` when `targets.placement` moves the Stack.
 Callers: `herd.operator.keeper` and `herd.operator.teardown`.
 """
 
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from herd.plan.decide import Action
+from herd.plan.placement import PlacementDecision
 from herd.plan.results import ReleaseResult, State
 from herd.status.gpu import FIT_WARNING
 
@@ -111,3 +114,23 @@ def log_drift(result: ReleaseResult, logger: Logger, events: Events | None) -> N
         logger.warning("%s", message)
         if events is not None:
             events.warning("DriftDetected", message)
+
+
+def log_placement(
+    before: Sequence[str],
+    decision: PlacementDecision | None,
+    logger: Logger,
+    events: Events | None,
+) -> None:
+    """`PlacementChanged` when the clusters `targets.placement` picks differ from those it
+    picked last time (`before`; none: the first pick is no move): from, to, and why."""
+    if decision is None or not before or list(before) == list(decision.picked):
+        return
+    to = ", ".join(decision.picked) or "no cluster"
+    message = f"targets.placement moves the Stack from {', '.join(before)} to {to}: "
+    message += decision.reason
+    if decision.leaving:
+        message += f"; {', '.join(decision.leaving)} keeps its releases until they are Deployed"
+    logger.info("%s", message)
+    if events is not None:
+        events.normal("PlacementChanged", message)

@@ -37,7 +37,14 @@ from herd.engine.protocols import StackResult
 from herd.errors import SpecError, TransientError, describe
 from herd.names import APPROVE_ANNOTATION, RECONCILE_AT
 from herd.operator import metrics
-from herd.operator.events import Events, Logger, StackEvents, log_drift, log_release
+from herd.operator.events import (
+    Events,
+    Logger,
+    StackEvents,
+    log_drift,
+    log_placement,
+    log_release,
+)
 from herd.operator.runtime import Runtime
 from herd.operator.statuswriter import Gone, StatusWriter
 from herd.plan.releases import ReleaseKey
@@ -196,6 +203,7 @@ class Keeper:
         self.backoff.renew(generation)  # a spec change is tried at once everywhere
         deferred = self.backoff.deferred(time.monotonic())
         progress = _Progress(self, previous, generation, reconcile_at)
+        placed = remembered(previous)
         result = await runtime.engine.apply(
             stack,
             progress.record,
@@ -204,8 +212,9 @@ class Keeper:
             defer=deferred,
             grants=grants,
             staging=replace(staging or StageInputs(), on_stage=progress.stage),
-            placed=remembered(previous),
+            placed=placed,
         )
+        log_placement(placed.previous, result.placement, self._logger, self.events)
         record = self._record(result, previous, deferred, known)
         await self._write_final(result, progress, record)
         delay = self._next_pass(result, deferred, record)
@@ -260,7 +269,10 @@ class Keeper:
         """`spec.mode: DryRun`: the engine's read-only preview as the status (`herd.status.dryrun`);
         no helm write, the release record kept. Checked again at every resync."""
         result, previews = await self._runtime.engine.preview(
-            stack, previous_targets=previous_targets(previous), grants=grants
+            stack,
+            previous_targets=previous_targets(previous),
+            grants=grants,
+            placed=remembered(previous),
         )
         rows = dryrun.preview_rows(result.releases, result.plan, result.unreachable, previews)
         status = compose(
@@ -271,7 +283,13 @@ class Keeper:
                 previous,
                 reconcile_at,
                 self._config.max_rows,
-                Rows(rows, [c.id for c in result.targets], result.skipped, result.chart_count),
+                Rows(
+                    rows,
+                    [c.id for c in result.targets],
+                    result.skipped,
+                    result.chart_count,
+                    placement=result.placement,
+                ),
             )
         )
         if previous is None or previous.message != status.message:

@@ -42,6 +42,7 @@ from herd.helm.workdir import keep_temp_files_in, prepare
 from herd.kube.client import api_client_from_kubeconfig
 from herd.kube.grants import list_grants
 from herd.kube.journal import ManagementJournal
+from herd.kube.lastgood import ManagementLastGood
 from herd.kube.owned import ManagementOwnership
 from herd.names import APPROVE_ANNOTATION, GROUP
 from herd.operator import metrics
@@ -124,6 +125,7 @@ class Runtime:
             manager="operator",
             stuck_seconds=config.stuck_seconds,
             ownership=ManagementOwnership(api, config.namespace),
+            lastgood=ManagementLastGood(api, config.namespace),
             egress=_egress(config, api),
             drift=DriftMemory(),
             scans=self.probe,

@@ -29,6 +29,8 @@ class Action(enum.StrEnum):
     WAIT = "wait"  # a live actor is changing the release right now: leave it alone
     HELD = "held"  # this exact configuration failed permanently before: not retried
     INVALID = "invalid"  # its values cannot be rendered for this cluster (a fact it lacks)
+    ROLLBACK = "rollback"  # back to its last good revision (`herd.plan.rollback`)
+    REFUSED = "refused"  # targets.placement.requireFit: cannot fit the cluster (a preview)
 
 
 @dataclass(frozen=True)

@@ -233,8 +233,9 @@ def next_record(
 
     `observed`: cluster -> the release ids present there (observed this pass): recorded
     releases that vanished are dropped. Rows record what Herd's helm produced: an install
-    or an upgrade (deployed, or failed with a revision) with the digest of the manifest
-    helm returned (`ReleaseResult.manifest`), dropped on uninstall. On a
+    or an upgrade (deployed, or failed with a revision), or a rollback, with the digest of
+    the manifest helm returned (`ReleaseResult.manifest`; a rollback's: the recorded
+    revision's), dropped on uninstall. On a
     `migrating` cluster a desired release Deployed as it stands is adopted. Shared add-on
     releases are never a Stack's."""
     record = {c: dict(r) for c, r in before.releases.items()}
@@ -252,7 +253,7 @@ def next_record(
         mine = record.setdefault(cluster, {})
         if row.state is State.UNINSTALLED:
             mine.pop(ident, None)
-        elif row.revision and row.action in (Action.INSTALL, Action.UPGRADE):
+        elif row.revision and row.action in (Action.INSTALL, Action.UPGRADE, Action.ROLLBACK):
             if row.state in (State.DEPLOYED, State.FAILED):
                 mine[ident] = Recorded(row.revision, row.manifest)
         elif (

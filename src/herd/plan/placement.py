@@ -13,7 +13,10 @@ The rule (KubeFleet's PickN with property sorting, made sticky):
   cannot be read (a failed read never moves a Stack);
 - the free slots go to the fitting candidates with the highest figure (ties: cluster id);
 - a picked cluster that no longer fits is replaced only when another cluster fits; while
-  none does, it stays (moving would gain nothing).
+  none does, it stays (moving would gain nothing);
+- a cluster replaced this way is *leaving*: make-before-break, it keeps its releases
+  until those of the picked clusters are all Deployed (`herd.engine.moves`), and stays
+  leaving (`previous` of the next pass's `leaving`) until then.
 
 Candidates are the targeted clusters that are ready and granted: placement never reaches a
 cluster outside a tenant's grant. Callers: `herd.engine.engine` (each pass), tests.
@@ -44,6 +47,19 @@ class PlacementDecision:
     reason: str
     not_picked: Mapping[str, str] = field(default_factory=dict)
     moved: bool = False  # a cluster picked last time is no longer picked
+    # Clusters placement moved the Stack away from that still hold its releases: they keep
+    # them until the picked clusters' releases are all Deployed (make-before-break).
+    leaving: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Placed:
+    """What the previous pass left of placement (`herd.status.placement.remembered`): the
+    clusters it picked, the GPUs the Stack needed on one cluster, the leaving clusters."""
+
+    previous: tuple[str, ...] = ()
+    need: int = 0
+    leaving: tuple[str, ...] = ()
 
 
 def figure(placement: Placement, supply: GpuSupply | None) -> int | None:
@@ -59,6 +75,8 @@ def pick(
     supply: Mapping[str, GpuSupply],
     previous: Collection[str] = (),
     need: int = 1,
+    *,
+    leaving: Collection[str] = (),
 ) -> PlacementDecision:
     """The clusters `placement.pickN` picks among `candidates` (see the module)."""
     wanted = placement.pick_n or len(candidates)
@@ -83,6 +101,7 @@ def pick(
     stuck = [c for c in before if c not in picked][: max(wanted - len(picked), 0)]
     picked += stuck
     moved = any(c not in picked for c in before)
+    gone = sorted({c for c in (*before, *leaving) if c in candidates and c not in picked})
     not_picked = {c: _why_not(c, supply.get(c), placement, unit, need) for c in candidates}
     for cluster in picked:
         del not_picked[cluster]
@@ -93,6 +112,7 @@ def pick(
         else "no targeted cluster is ready and granted",
         dict(sorted(not_picked.items())),
         moved,
+        tuple(gone),
     )
 
 

@@ -10,6 +10,12 @@ the stages that did not run are only observed: no helm write, their rows saying 
 they wait for. `spec.suspend` observes every cluster and writes nothing. `only`
 (`herd apply --stage NAME`) writes to that stage's clusters alone, whatever the gates.
 
+Fleet rollback (`spec.rollout.onFailure: Rollback`, `herd.rollout.staged_rollback`): a
+halted stage's clusters go back to their last good revisions in the pass that halted,
+and the rollout is held (every cluster observed, none written) while the configuration
+stays the one rolled back, until `herd.suse.com/approve=<failed stage>` asks for a retry.
+After each pass the releases of the stages passed become their last good revisions.
+
 Callers: `herd.engine.engine`.
 """
 
@@ -25,7 +31,8 @@ from herd.api.status import RolloutStatus
 from herd.errors import Problem, SpecError
 from herd.plan.clusters import Cluster
 from herd.plan.desired import StackPlan
-from herd.plan.results import State
+from herd.plan.lastgood import Record
+from herd.plan.results import ReleaseResult, State
 from herd.plan.results import now as _now
 from herd.plan.stages import (
     ClusterState,
@@ -39,6 +46,7 @@ from herd.plan.stages import (
 from herd.rollout.admission import Admission
 from herd.rollout.checks import COMING_UP, ClusterProbe, RoundResult, StageChecker
 from herd.rollout.scheduler import Rollout
+from herd.rollout.staged_rollback import RollbackInputs, StagedRollback
 from herd.rollout.target import Target
 from herd.status.rollout import records_of, rollout_status
 
@@ -52,7 +60,8 @@ HOLD_RECHECK = 30.0  # seconds until a pass looks again at a cluster a check hol
 class StageInputs:
     """What a staged pass needs besides the plan: the persisted `status.rollout`, the
     approval annotation's value, `only` one stage, and callbacks: `interrupted` (True
-    once the spec changed: no further stage starts), `on_stage` (each decision)."""
+    once the spec changed: no further stage starts), `on_stage` (each decision), and
+    `rollback` (the engine's: the last good record and the rollback executor)."""
 
     previous: RolloutStatus | None = None
     approval: str | None = None
@@ -60,6 +69,7 @@ class StageInputs:
     interrupted: Callable[[], bool] | None = None
     on_stage: Callable[[RolloutStatus], None] | None = None
     clock: Callable[[], datetime] = _now
+    rollback: RollbackInputs | None = None
     probe: ClusterProbe | None = None  # what the stages' checks ask (None: checks hold)
 
 
@@ -70,6 +80,8 @@ class StagedOutcome:
     status: RolloutStatus
     peaks: dict[str, int] = field(default_factory=dict)  # stage -> most clusters in flight
     interrupted: bool = False
+    rollback: list[ReleaseResult] = field(default_factory=list)  # rows of this pass's rollback
+    good: Record | None = None  # the last good revisions after the pass (None: unchanged)
     held: bool = False  # a check holds a cluster back: look again soon
 
     @property
@@ -128,9 +140,23 @@ class StagedPass:
         self._seeded = frozenset(self.states)
         self.peaks: dict[str, int] = {}
         self._ran: set[str] = set()  # clusters this pass ran or observed
-        self._approved: str | None = None
+        self._undo = StagedRollback(
+            inputs.rollback,
+            spec,
+            stages,
+            self._configs,
+            previous=inputs.previous,
+            approval=inputs.approval,
+        )
+        # A retry approved after a rollback is used up like a gate's approval.
+        self._approved: str | None = self._undo.retried
 
     def decide(self) -> Decision:
+        if self._undo.held is not None:  # rolled back at this config: no stage may run
+            decision = self._undo.held_decision(self._records, self.states)
+            if self._inputs.on_stage is not None:
+                self._inputs.on_stage(self._status(decision))
+            return decision
         self._record_failures()
         decision = decide(
             self.stages,
@@ -147,8 +173,11 @@ class StagedPass:
         self._records = list(decision.records)
         self._approved = self._approved or decision.approved
         if self._inputs.on_stage is not None:
-            self._inputs.on_stage(rollout_status(self.stages, decision, self.held))
+            self._inputs.on_stage(self._status(decision))
         return decision
+
+    def _status(self, decision: Decision) -> RolloutStatus:
+        return rollout_status(self.stages, decision, held=self.held, rollback=self._undo.status)
 
     def _record_failures(self) -> None:
         """The check failures of each stage into its record (at the current config)."""
@@ -193,10 +222,12 @@ class StagedPass:
                     break
                 ran.add(decision.active)
                 await self._stage(decision.active)
-            if decision.state is RolloutState.HALTED:
+            if decision.state is RolloutState.HALTED and self._undo.held is None:
                 halted = [s.name for s in self.stages].index(decision.stage)
                 if halted not in ran:  # its failed clusters keep their rows; no new start
                     await self._stage(halted)
+                decision = self.decide()
+                await self._undo.roll_back(decision, self._rollout, self.states, self._targets)
             waiting = INTERRUPTED if interrupted else decision.waiting
         await self._observe_rest(waiting or "waiting")
         final = self.decide()
@@ -205,9 +236,11 @@ class StagedPass:
         return StagedOutcome(
             self.stages,
             final,
-            rollout_status(self.stages, final, self.held),
+            self._status(final),
             peaks=self.peaks,
             interrupted=interrupted,
+            rollback=self._undo.rows,
+            good=self._undo.remember(final, self._rollout, self.states),
             held=bool(self.held),
         )
 

@@ -3,7 +3,8 @@
 The operator's keeper runs `Engine.preview` (the read-only planner `herd plan` uses, so
 both say the same) instead of `Engine.apply`, and no helm write happens. `planned` turns
 each preview row into a `ReleaseResult` of state `Planned` whose `action` is what Apply
-would do (install, upgrade, uninstall, nothing, conflict, invalid, recover, wait, held)
+would do (install, upgrade, uninstall, nothing, conflict, invalid, recover, wait, held,
+refused: `targets.placement.requireFit`)
 and whose message says it in words, with the version for install and upgrade. Values are
 never in a message. Targets whose releases could not be read get `Unreachable` rows.
 
@@ -42,7 +43,17 @@ _VERB = {
     Action.UNINSTALL: "would uninstall",
     Action.RECOVER: "would recover, then deploy",
 }
-_ORDER = ("install", "upgrade", "recover", "uninstall", "conflict", "invalid", "held", "wait")
+_ORDER = (
+    "install",
+    "upgrade",
+    "recover",
+    "uninstall",
+    "conflict",
+    "invalid",
+    "held",
+    "wait",
+    "refused",
+)
 
 
 def message(

@@ -165,8 +165,9 @@ def _releases(inputs: StatusInputs) -> StackStatus:
         reconcile_at=inputs.reconcile_at,
         cluster_count=rows.cluster_count,
     )
-    if kind is Kind.DRY_RUN:
-        return dryrun.worded(status, rows.releases, rows.skipped, inputs.now, inputs.previous)
+    if kind is Kind.DRY_RUN:  # what would be picked shows as `placement`, as in Apply
+        status = dryrun.worded(status, rows.releases, rows.skipped, inputs.now, inputs.previous)
+        return with_placement(status, rows.placement, inputs.previous, inputs.now)
     status = with_drift(status, rows.releases, inputs.now, inputs.previous, inputs.generation)
     # A final write without a decision is of a Stack without pickN: its section goes.
     status = with_placement(

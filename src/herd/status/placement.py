@@ -6,9 +6,10 @@ the picked clusters, the reason, each other candidate with why it was not picked
 the pick last changed. A write without a decision (a pass in flight, a Stack without
 pickN) keeps the previous section, or drops it when the Stack no longer asks for pickN.
 
-`remembered` is the other way: the clusters picked last time (placement is sticky) and
-the GPUs the Stack was last seen to request on one cluster (the `need` of a fit), from the
-previous status. Callers: `herd.status.pipeline` (`with_placement`), `herd.operator.keeper`
+`remembered` is the other way: the clusters picked last time (placement is sticky), the
+GPUs the Stack was last seen to request on one cluster (the `need` of a fit), and the
+clusters still leaving (make-before-break), from the previous status.
+Callers: `herd.status.pipeline` (`with_placement`), `herd.operator.keeper`
 (`remembered`).
 """
 
@@ -18,7 +19,7 @@ from collections import defaultdict
 from datetime import datetime
 
 from herd.api.status import PlacementStatus, SkippedCluster, StackStatus
-from herd.plan.placement import PlacementDecision
+from herd.plan.placement import Placed, PlacementDecision
 from herd.status.build import MESSAGE_LIMIT, clip
 
 
@@ -44,17 +45,22 @@ def with_placement(
             for cluster, why in decision.not_picked.items()
         ],
         last_change_time=since,
+        leaving=list(decision.leaving),
     )
     return status.model_copy(update={"placement": section})
 
 
-def remembered(previous: StackStatus | None) -> tuple[list[str], int]:
-    """(the clusters picked last time, the GPUs the Stack's rows requested on one cluster
-    at most, 0 when unknown)."""
+def remembered(previous: StackStatus | None) -> Placed:
+    """The clusters picked last time, the GPUs the Stack's rows requested on one cluster
+    at most (0 when unknown), and the clusters still leaving."""
     if previous is None:
-        return [], 0
+        return Placed()
     per_cluster: dict[str, int] = defaultdict(int)
     for row in previous.deployments:
         per_cluster[row.cluster_id] += row.gpu_requests or 0
-    picked = list(previous.placement.clusters) if previous.placement is not None else []
-    return picked, max(per_cluster.values(), default=0)
+    section = previous.placement
+    return Placed(
+        tuple(section.clusters) if section is not None else (),
+        max(per_cluster.values(), default=0),
+        tuple(section.leaving) if section is not None else (),
+    )

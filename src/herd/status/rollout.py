@@ -9,9 +9,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from herd.api.status import CheckFailure, RolloutStatus, StackStatus, StageStatus
+from herd.api.status import (
+    CheckFailure,
+    RollbackCluster,
+    RollbackStatus,
+    RolloutStatus,
+    StackStatus,
+    StageStatus,
+)
 from herd.plan.stages import Decision, RolloutState, Stage, StageRecord
-from herd.status.build import TEXT_LIMIT, Phase, clip, conditions
+from herd.status.build import MESSAGE_LIMIT, TEXT_LIMIT, Phase, clip, conditions
+
+ROLLBACK_CLUSTERS_LIMIT = 100  # clusters listed in status.rollout.rollback (all are counted)
+ROLLBACK_EVENTS_LIMIT = 20  # RolledBack Events per rollback, one per cluster; then a summary
 
 
 def records_of(status: RolloutStatus | None, stages: Sequence[Stage]) -> list[StageRecord]:
@@ -34,6 +44,23 @@ def _moment(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
+def rollback_status(
+    stage: str, scope: str, config: str, at: datetime, clusters: Sequence[tuple[str, str, str]]
+) -> RollbackStatus:
+    """`status.rollout.rollback`: each cluster's (id, state, message), in order, bounded."""
+    return RollbackStatus(
+        stage=stage,
+        scope=scope,
+        config=config,
+        at=_moment(at),
+        clusters=[
+            RollbackCluster(cluster_id=c, state=state, message=clip(message, 2 * MESSAGE_LIMIT))
+            for c, state, message in clusters[:ROLLBACK_CLUSTERS_LIMIT]
+        ],
+        cluster_count=len(clusters),
+    )
+
+
 _CHECKS_LIMIT = 50
 
 
@@ -46,12 +73,18 @@ def _checks(items: Sequence[tuple[str, str]] | Mapping[str, str]) -> list[CheckF
 
 
 def rollout_status(
-    stages: Sequence[Stage], decision: Decision, held: Mapping[str, str] | None = None
+    stages: Sequence[Stage],
+    decision: Decision,
+    *,
+    held: Mapping[str, str] | None = None,
+    rollback: RollbackStatus | None = None,
 ) -> RolloutStatus:
     """`status.rollout` for a decision: one entry per stage (at most MAX_STAGES + 1), with
-    the clusters its checks failed (persisted) and hold now (`held`: cluster -> why)."""
+    the clusters its checks failed (persisted) and hold now (`held`: cluster -> why), and
+    the rollback of this configuration, if any."""
     held = held or {}
     return RolloutStatus(
+        rollback=rollback,
         stage=decision.stage,
         state=decision.state.value,
         message=decision.message[:1000],
@@ -138,7 +171,8 @@ def rollout_events(previous: RolloutStatus | None, current: RolloutStatus) -> li
     """The Events a change of `status.rollout` deserves: StageSucceeded for each stage
     newly succeeded (at a new config), StageStarted when a stage not yet succeeded at this
     config starts rolling out,
-    WaitingForApproval and RolloutHalted when the rollout enters those states."""
+    WaitingForApproval and RolloutHalted when the rollout enters those states, and a new
+    rollback's (`rollback_events`)."""
     before = {s.name: s for s in previous.stages} if previous else {}
     events: list[Event] = []
     for stage in current.stages:
@@ -166,6 +200,25 @@ def rollout_events(previous: RolloutStatus | None, current: RolloutStatus) -> li
         events.append(("Normal", "WaitingForApproval", current.message))
     if moved and current.state == RolloutState.HALTED:
         events.append(("Warning", "RolloutHalted", current.message))
+    return events + rollback_events(previous, current)
+
+
+def rollback_events(previous: RolloutStatus | None, current: RolloutStatus) -> list[Event]:
+    """A new rollback (not the one `previous` shows): RolledBack per cluster rolled back,
+    RollbackFailed per cluster that could not be (at most ROLLBACK_EVENTS_LIMIT, then one
+    summary)."""
+    new, old = current.rollback, previous.rollback if previous else None
+    if new is None or (old is not None and (old.at, old.config) == (new.at, new.config)):
+        return []
+    events: list[Event] = []
+    for row in new.clusters[:ROLLBACK_EVENTS_LIMIT]:
+        failed = row.state == "Failed"
+        reason = "RollbackFailed" if failed else "RolledBack"
+        text = f"Cluster {row.cluster_id} ({new.stage} failed, scope {new.scope}): {row.message}"
+        events.append(("Warning" if failed else "Normal", reason, text))
+    if new.cluster_count > ROLLBACK_EVENTS_LIMIT:
+        more = new.cluster_count - ROLLBACK_EVENTS_LIMIT
+        events.append(("Normal", "RolledBack", f"{more} more clusters: see status.rollout"))
     return events
 
 
