@@ -4,7 +4,7 @@ bed: e2e/test_checks.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -30,6 +30,7 @@ from herd.plan.results import ReleaseResult, State
 from herd.rollout.checks import StageChecker
 from herd.rollout.staged import StageInputs, run_staged
 from herd.rollout.target import Target
+from herd.status.pipeline import Kind, StatusInputs, compose
 from herd.status.rollout import rollout_events, with_rollout
 
 BASE = {
@@ -176,7 +177,12 @@ class FakePlan:
         return []
 
 
-async def staged(probe: FakeProbe | None, checks: dict[str, Any] | None, **top: Any) -> Any:
+async def staged(
+    probe: FakeProbe | None,
+    checks: dict[str, Any] | None,
+    on_checks: Callable[[RolloutStatus], None] | None = None,
+    **top: Any,
+) -> Any:
     stages: list[dict[str, Any]] = [
         {"name": "canary", "clusterIds": ["c1"], "pause": "2s"},
         {"name": "prod", "clusterIds": ["c2"]},
@@ -194,7 +200,7 @@ async def staged(probe: FakeProbe | None, checks: dict[str, Any] | None, **top: 
         spec=spec,
         suspended=False,
         known_failed={},
-        inputs=StageInputs(probe=cast(Any, probe)),
+        inputs=StageInputs(probe=cast(Any, probe), on_checks=on_checks),
     )
     return outcome, fake
 
@@ -253,3 +259,83 @@ async def test_a_held_canary_holds_prod_back_and_asks_for_a_pass_soon() -> None:
     assert [h.cluster_id for h in status.stages[0].held_checks] == ["c1"]
     assert outcome.wake_seconds == 30.0
     assert fake.runs[-1] == ["c2"]  # prod only observed
+
+
+# -- a hold during the soak: the status follows it while the pass goes on --------------
+
+
+class ScanSequence(FakeProbe):
+    """The security verdicts, one per round (the last repeats)."""
+
+    def __init__(self, verdicts: list[list[str]]) -> None:
+        super().__init__()
+        self.verdicts = verdicts
+
+    async def scan(
+        self, target: Target, releases: Sequence[ReleaseResult], fail_on: FailOnLevel
+    ) -> tuple[list[str], list[str]]:
+        failed = self.verdicts.pop(0) if len(self.verdicts) > 1 else self.verdicts[0]
+        return (failed if target.cluster == "c1" else []), []
+
+
+async def test_a_hold_in_the_soak_is_reported_as_it_appears_and_clears(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("herd.plan.checks.READINESS_TICK", 0.1)  # rounds 10x per second
+    image = "docker.io/library/web:1"
+    probe = ScanSequence([[], [], [image], [image], []])  # first round, soak rounds...
+    reports: list[RolloutStatus] = []
+    outcome, fake = await staged(
+        probe, {"readiness": False, "security": {}}, on_checks=reports.append, security="enabled"
+    )
+    assert [r.state for r in reports] == ["Paused", "Progressing", "Paused"], reports
+    held = reports[1].stages[0].held_checks
+    assert [(h.cluster_id, h.message) for h in held] == [
+        ("c1", f"check security: image {image} has critical vulnerabilities")
+    ]
+    assert "1 held by checks" in reports[1].message
+    assert reports[2].stages[0].held_checks == []
+    # The hold did not end the soak nor restart its clock: prod rolled out after it.
+    assert reports[0].stages[0].succeeded_at == reports[2].stages[0].succeeded_at
+    assert outcome.status.state == "Complete", outcome.status
+    assert fake.runs == [["c1"], ["c2"]]
+
+
+def test_a_status_in_flight_follows_the_checks_and_keeps_the_rest() -> None:
+    why = "check security: image web:1 has critical vulnerabilities"
+    held = RolloutStatus(
+        stage="canary",
+        state="Progressing",
+        message=f"stage canary: 0 of 1 clusters deployed, 1 held by checks, first c1: {why}",
+        stages=[
+            StageStatus(
+                name="canary", total=1, held_checks=[CheckFailure(cluster_id="c1", message=why)]
+            )
+        ],
+    )
+    soaking = RolloutStatus(
+        stage="canary",
+        state="Paused",
+        message="stage canary succeeded; soaking 50s more before stage prod",
+        stages=[StageStatus(name="canary", done=1, total=1)],
+    )
+    rows = [
+        DeploymentRow(chart_name="web", cluster_id="c1", status="Deployed"),
+        DeploymentRow(chart_name="web", cluster_id="c2", status="Pending", message="waiting"),
+    ]
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    base = StackStatus(phase="Ready", deployments=rows, deployment_counts={"Deployed": 1})
+    before = with_rollout(base, held, now)  # a final write: the row says why it is held
+    assert [r.message for r in before.deployments] == [why, "waiting"]
+
+    cleared = compose(StatusInputs(Kind.CHECKS, 3, now, before, rollout=soaking))
+    assert cleared.rollout == soaking
+    assert [r.message for r in cleared.deployments] == ["", "waiting"]
+    assert cleared.phase == "Deploying" and cleared.message == soaking.message
+
+    again = compose(StatusInputs(Kind.CHECKS, 3, now, cleared, rollout=held))
+    assert again.rollout == held
+    assert [r.message for r in again.deployments] == [why, "waiting"]
+    assert again.phase == "Deploying" and "1 held by checks" in again.message
+    reconciling = next(c for c in again.conditions if c.type == "Reconciling")
+    assert reconciling.status == "True" and "held by checks" in reconciling.message

@@ -211,7 +211,9 @@ class Keeper:
             held={} if changed else held_releases(previous, generation, reconcile_at),
             defer=deferred,
             grants=grants,
-            staging=replace(staging or StageInputs(), on_stage=progress.stage),
+            staging=replace(
+                staging or StageInputs(), on_stage=progress.stage, on_checks=progress.checks
+            ),
             placed=placed,
         )
         log_placement(placed.previous, result.placement, self._logger, self.events)
@@ -370,10 +372,28 @@ class _Progress:
         self._active = False
         self._rollout = previous.rollout if previous else None  # the live status.rollout
         self._posted: set[tuple[str, str]] = set()  # rollout Events of this pass
+        self._checked: RolloutStatus | None = None  # what a soak's checks said last
 
     def stage(self, rollout: RolloutStatus) -> None:
-        """A staged pass decided again: post the Events it deserves (against where the
-        last pass left the rollout, each once per pass), show the stage."""
+        """A staged pass decided again: post the Events it deserves, show the stage."""
+        self._post(rollout)
+        # While the pass runs, status shows the stage rolling out; where the rollout
+        # stops (paused, waiting, halted) shows with the pass's final rows.
+        if rollout.state == RolloutState.PROGRESSING:
+            self._rollout = rollout
+            self._checked = None  # the pass moved on (or a check holds: `checks` says so)
+        if self._active:
+            self._keeper.writer.offer(self._in_progress)
+
+    def checks(self, rollout: RolloutStatus) -> None:
+        """A soak's checks changed where the rollout stands: the status says so now (the
+        pass goes on as long as the pause)."""
+        self._post(rollout)
+        self._checked = rollout
+        self._keeper.writer.offer(self._in_progress)
+
+    def _post(self, rollout: RolloutStatus) -> None:
+        """The rollout's Events, against where the last pass left it, each once per pass."""
         baseline = self._previous.rollout if self._previous else None
         for kind, reason, message in rollout_events(baseline, rollout):
             if (reason, message) in self._posted:
@@ -383,12 +403,6 @@ class _Progress:
                 reason, message
             )
             self._keeper._logger.info("%s: %s", reason, message)
-        # While the pass runs, status shows the stage rolling out; where the rollout
-        # stops (paused, waiting, halted) shows with the pass's final rows.
-        if rollout.state == RolloutState.PROGRESSING:
-            self._rollout = rollout
-        if self._active:
-            self._keeper.writer.offer(self._in_progress)
 
     def record(self, result: ReleaseResult) -> None:
         self._results[result.key] = result
@@ -401,6 +415,14 @@ class _Progress:
             self._keeper.writer.offer(self._in_progress)
 
     def _in_progress(self) -> StackStatus:
+        """The pass's rows (none written yet: the last status) and its checks' word."""
+        status = self._rows() if self._active or self._previous is None else self._previous
+        if self._checked is None:
+            return status
+        inputs = StatusInputs(Kind.CHECKS, self._generation, now(), status, rollout=self._checked)
+        return compose(inputs)
+
+    def _rows(self) -> StackStatus:
         previous = self._previous
         # Clusters this pass touched join the record at once: a crash mid-pass forgets none.
         touched = {r.key.cluster for r in self._results.values()}

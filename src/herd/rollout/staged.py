@@ -60,14 +60,17 @@ HOLD_RECHECK = 30.0  # seconds until a pass looks again at a cluster a check hol
 class StageInputs:
     """What a staged pass needs besides the plan: the persisted `status.rollout`, the
     approval annotation's value, `only` one stage, and callbacks: `interrupted` (True
-    once the spec changed: no further stage starts), `on_stage` (each decision), and
-    `rollback` (the engine's: the last good record and the rollback executor)."""
+    once the spec changed: no further stage starts), `on_stage` (each decision),
+    `on_checks` (a soak's checks changed where the rollout stands: the soak's start, a
+    hold appearing or clearing, a failure; the pass goes on, so its status may show it
+    now), and `rollback` (the engine's: the last good record and the rollback executor)."""
 
     previous: RolloutStatus | None = None
     approval: str | None = None
     only: str | None = None
     interrupted: Callable[[], bool] | None = None
     on_stage: Callable[[RolloutStatus], None] | None = None
+    on_checks: Callable[[RolloutStatus], None] | None = None
     clock: Callable[[], datetime] = _now
     rollback: RollbackInputs | None = None
     probe: ClusterProbe | None = None  # what the stages' checks ask (None: checks hold)
@@ -293,8 +296,11 @@ class StagedPass:
             done = coming
 
     def _apply(self, result: RoundResult, checked: Collection[str]) -> None:
+        # `checked` were all deployed (Done) when picked: one no check holds is Done again.
         for cluster in checked:
             self.held.pop(cluster, None)
+            if cluster not in self.check_failed:
+                self.states[cluster] = ClusterState.DONE
         for cluster, why in result.held.items():
             self.held[cluster] = why
             self.states[cluster] = ClusterState.PENDING
@@ -313,25 +319,38 @@ class StagedPass:
         return index
 
     async def _soak(self, index: int, decision: Decision) -> bool:
-        """Watch the stage's checks until its pause ends, a cluster fails or is held, or
-        the spec changes (True: interrupted)."""
+        """Watch the stage's checks until its pause ends, a cluster fails, or the spec
+        changes (True: interrupted). A hold does not end the soak (its clock goes on, as
+        between passes): the cluster is looked at again each round, and `on_checks` hears
+        of each change of what the checks hold or failed, so the status follows them."""
         checker = self._checker(index)
         assert checker is not None and decision.wake_at is not None
         stage = self.stages[index]
         live = [c for c in stage.clusters if self.states.get(c) is ClusterState.DONE]
         interrupted = self._inputs.interrupted or (lambda: False)
         stop = asyncio.Event()
+        self._report(decision)
+        seen = (dict(self.held), dict(self.check_failed))
 
         def stopping() -> bool:
             return stop.is_set() or interrupted()
 
         def on_round(result: RoundResult) -> None:
+            nonlocal seen
             self._apply(result, live)
-            if result.failed or result.held:
+            if result.failed:
                 stop.set()
+            now = (dict(self.held), dict(self.check_failed))
+            if now != seen:
+                seen = now
+                self._report(self.decide())
 
         await checker.soak(live, decision.wake_at, stopping, on_round)
         return not stop.is_set() and interrupted()
+
+    def _report(self, decision: Decision) -> None:
+        if self._inputs.on_checks is not None:
+            self._inputs.on_checks(self._status(decision))
 
     async def _observe_rest(self, hold: str) -> None:
         rest = [c for s in self.stages for c in s.clusters if c not in self._ran]

@@ -8,6 +8,8 @@ Every status the operator writes is built by `compose(StatusInputs)`, once per w
   `Observation` (`herd.status.facts`), the add-on sections, conditions and row fields
   and the GPU facts (`herd.status.addons`); with the staged decision's `status.rollout`,
   the phase and conditions of where the rollout stands (`herd.status.rollout`);
+- `Kind.CHECKS`: a pass in flight whose soak's checks changed where the rollout stands
+  (`previous`: the status last built; `herd.status.rollout.with_checks`);
 - `Kind.DRY_RUN`: `spec.mode: DryRun`, what Apply would do (`herd.status.dryrun`);
 - `Kind.FAILED`: the pass could not run (an invalid spec, an error); the previous status
   is kept with the message;
@@ -43,11 +45,12 @@ from herd.status.build import (
 from herd.status.drift import with_drift
 from herd.status.facts import Observation
 from herd.status.placement import with_placement
-from herd.status.rollout import with_rollout
+from herd.status.rollout import with_checks, with_rollout
 
 
 class Kind(enum.Enum):
     PROGRESS = "progress"
+    CHECKS = "checks"
     FINAL = "final"
     DRY_RUN = "dry-run"
     FAILED = "failed"
@@ -125,6 +128,9 @@ def compose(inputs: StatusInputs) -> StackStatus:
         return deleting_status(
             inputs.reason, inputs.message, inputs.generation, inputs.now, previous
         )
+    if inputs.kind is Kind.CHECKS:
+        kept = previous or StackStatus()
+        return kept if inputs.rollout is None else with_checks(kept, inputs.rollout, inputs.now)
     status = carry_over(_releases(inputs), previous)
     if inputs.kind in (Kind.PROGRESS, Kind.DRY_RUN):
         return status

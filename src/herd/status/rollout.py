@@ -148,11 +148,48 @@ def with_rollout(status: StackStatus, rollout: RolloutStatus, now: datetime) -> 
     )
 
 
+def with_checks(status: StackStatus, rollout: RolloutStatus, now: datetime) -> StackStatus:
+    """`status` (the last one built) with where a pass in flight now stands after its
+    checks spoke (`herd.rollout.staged.StageInputs.on_checks`): the rows' check messages
+    and `status.rollout` replaced by the new ones, phase, message and conditions as
+    `with_rollout` says (a stage held by a check is still Deploying, saying why). Rows,
+    add-on sections and facts stay as they are until the pass's final write."""
+    stale = _check_messages(status.rollout) if status.rollout else {}
+    rows = [
+        row.model_copy(update={"message": ""})
+        if row.cluster_id in stale and row.message == clip(stale[row.cluster_id], TEXT_LIMIT)
+        else row
+        for row in status.deployments
+    ]
+    status = status.model_copy(update={"deployments": rows})
+    if RolloutState(rollout.state) is not RolloutState.PROGRESSING:
+        return with_rollout(status, rollout, now)
+    message = clip(rollout.message, TEXT_LIMIT)
+    found = conditions(
+        Phase.DEPLOYING,
+        message,
+        status.observed_generation,
+        now,
+        status.conditions,
+        reason_override=rollout.state,
+    )
+    others = [c for c in status.conditions if c.type not in ("Ready", "Reconciling", "Stalled")]
+    status = status.model_copy(
+        update={"phase": Phase.DEPLOYING, "message": message, "conditions": [*found, *others]}
+    )
+    return with_rollout(status, rollout, now)
+
+
+def _check_messages(rollout: RolloutStatus) -> dict[str, str]:
+    """Cluster -> what its stage's checks hold or failed it for (a failure wins)."""
+    why = {f.cluster_id: f.message for s in rollout.stages for f in s.held_checks}
+    return why | {f.cluster_id: f.message for s in rollout.stages for f in s.failed_checks}
+
+
 def _with_check_rows(status: StackStatus, rollout: RolloutStatus) -> StackStatus:
     """Each row of a cluster a check failed or holds says so (its helm state stays): a
     deployed release with a failed check is the failure the operator must see first."""
-    why = {f.cluster_id: f.message for s in rollout.stages for f in s.held_checks}
-    why |= {f.cluster_id: f.message for s in rollout.stages for f in s.failed_checks}
+    why = _check_messages(rollout)
     if not why:
         return status
     rows = [
