@@ -19,7 +19,8 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -39,7 +40,7 @@ from e2e.testbed.helpers import kubectl
 from e2e.testbed.neuvector_standin import CannedImage, StandInProcess
 from herd.addons.probe import AddonProbe
 from herd.api import parse_stack
-from herd.api.status import RolloutStatus
+from herd.api.status import RolloutStatus, StackStatus
 from herd.api.v1 import Stack
 from herd.clusters.readiness import ReadinessReader
 from herd.engine.checks import LiveProbe
@@ -47,6 +48,7 @@ from herd.engine.engine import Engine, StackResult
 from herd.helm.environment import HelmEnvironment
 from herd.plan.results import State
 from herd.rollout.staged import StageInputs
+from herd.status.pipeline import Kind, StatusInputs, compose
 
 CANARY, PROD = "c-m-gpu01", "c-m-gpu02"
 NV_NS = "cattle-neuvector-system"
@@ -281,4 +283,70 @@ async def test_a_metric_above_its_threshold_halts_the_canary(
         assert deployments(fleet, PROD, ns) == []
     finally:
         monitored.exporter.set(rates={"200": 40, "500": 0})
+        await engine.delete(stack.namespace, stack.name)
+
+
+async def test_a_hold_during_the_soak_shows_and_clears_while_it_soaks(
+    fleet: FleetInventory,
+    env: HelmEnvironment,
+    chart_repo_url: str,
+    standin: StandInProcess,
+) -> None:
+    """The status a pass offers while it soaks (`StageInputs.on_checks`, composed as the
+    keeper does) follows the security check: a hold shows, and empties within seconds of
+    the image being clean, while the soak goes on to prod."""
+    ns = f"checks-soak-{uuid.uuid4().hex[:6]}"
+    config = addons(chart_repo_url, **{"neuvector.apiService": "https:herd-nv-standin:10443"})
+    probe = LiveProbe(ReadinessReader(env), scans=AddonProbe(config.catalog, env))
+    engine = Engine(fleet, env, addons=config.catalog, checks=probe)
+    chart = {"name": "web", "chart": "app", "repo": chart_repo_url, "version": "0.1.0"}
+    security = {"failOn": "Critical", "pendingTimeout": "10m"}
+    canary = {"pause": "75s", "checks": {"readiness": False, "security": security}}
+    stack = staged_stack(ns, [{**chart, "namespace": ns}], canary, security="enabled")
+    shown: list[StackStatus] = [StackStatus(phase="Ready")]  # what the keeper would write
+
+    def on_checks(rollout: RolloutStatus) -> None:
+        now = datetime.now(UTC)
+        shown.append(compose(StatusInputs(Kind.CHECKS, 1, now, shown[-1], rollout=rollout)))
+
+    def held() -> list[str]:
+        rollout = shown[-1].rollout
+        return [h.cluster_id for h in rollout.stages[0].held_checks] if rollout else []
+
+    async def until(wanted: Callable[[], bool], limit: float) -> float:
+        start = time.monotonic()
+        while not wanted():
+            assert time.monotonic() - start < limit, shown[-1].rollout
+            await asyncio.sleep(0.2)
+        return time.monotonic() - start
+
+    task: asyncio.Task[StackResult] | None = None
+    try:
+        await engine.apply(stack)  # NeuVector not reachable yet (its namespace is new): held
+        expose_standin(fleet.beds[CANARY], NV_NS, standin)
+        standin.rescan_image(CannedImage(APP_OLD, medium=3))  # clean: the soak begins
+        task = asyncio.create_task(engine.apply(stack, staging=StageInputs(on_checks=on_checks)))
+        await until(lambda: shown[-1].phase == "Deploying", 180)  # the soak began
+        assert shown[-1].rollout is not None and shown[-1].rollout.state == "Paused"
+        standin.rescan_image(CannedImage(APP_OLD, critical=1, high=2, medium=3))
+        await until(lambda: held() == [CANARY], 20)
+        assert "1 held by checks" in shown[-1].message
+        assert shown[-1].rollout is not None and shown[-1].rollout.state == "Progressing"
+        standin.rescan_image(CannedImage(APP_OLD, medium=3))
+        took = await until(lambda: held() == [], 30)
+        assert took < 15, took
+        assert shown[-1].rollout is not None and shown[-1].rollout.state == "Paused"
+        assert "soaking" in shown[-1].message
+        assert not task.done()  # the soak goes on in the same pass
+        assert deployments(fleet, PROD, ns) == []
+        result = await asyncio.wait_for(task, 180)
+        assert result.rollout is not None
+        assert result.rollout.status.state == "Complete", result.rollout.status
+        assert deployments(fleet, PROD, ns) == ["deployment.apps/web"]
+    finally:
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        standin.rescan_image(CannedImage(APP_OLD, critical=1, high=2, medium=3))
+        remove_standin(fleet.beds[CANARY], NV_NS)
         await engine.delete(stack.namespace, stack.name)
