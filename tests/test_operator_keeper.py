@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from herd.api import StackStatus
-from herd.api.status import DeploymentRow
+from herd.api.status import CheckFailure, DeploymentRow, RolloutStatus, StageStatus
 from herd.engine.protocols import StackResult
 from herd.errors import TransientError
 from herd.operator import metrics
@@ -212,3 +212,44 @@ async def test_a_cancelled_daemon_lets_its_passfinish_pass() -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await daemon
     assert finished.is_set(), "the daemon ended before its pass"
+
+
+class SoakingEngine(FakeEngine):
+    """A pass whose soak's checks hold the cluster, then clear it, before the pass ends."""
+
+    def __init__(self, runtime: FakeRuntime) -> None:
+        super().__init__()
+        self.clusters = ("alive",)
+        self.runtime = runtime
+        self.seen: list[list[str]] = []  # held clusters written while the pass ran
+
+    async def apply(self, stack: Any, on_progress: Any, **kwargs: Any) -> StackResult:
+        report = kwargs["staging"].on_checks
+        why = [CheckFailure(cluster_id="alive", message="check security: image web:1")]
+        for state, held in (("Progressing", why), ("Paused", [])):
+            stage = StageStatus(name="canary", total=1, held_checks=held)
+            report(RolloutStatus(stage="canary", state=state, message=state, stages=[stage]))
+            for _ in range(50):  # the writer is throttled to one write a second
+                await asyncio.sleep(0.1)
+                rollout = self.runtime.written[-1].rollout if self.runtime.written else None
+                if rollout is not None and rollout.state == state:
+                    break
+            self.seen.append(
+                [h.cluster_id for h in rollout.stages[0].held_checks] if rollout else []
+            )
+        return await super().apply(stack, on_progress, **kwargs)
+
+
+async def test_a_soaks_checks_are_written_while_the_pass_runs(runtime: FakeRuntime) -> None:
+    engine = runtime.engine = SoakingEngine(runtime)
+    row = DeploymentRow(chart_name="db", cluster_id="alive", status="Deployed")
+    body = {
+        **BODY,
+        "status": StackStatus(phase="Ready", deployments=[row]).model_dump(by_alias=True),
+    }
+    k = keeper(runtime, body)
+    await k.reconcile(body)
+    await k.writer.close()
+    assert engine.seen == [["alive"], []]
+    during = [s for s in runtime.written if s.rollout is not None and s.rollout.state == "Paused"]
+    assert during and during[0].deployments == [row]  # the rows stay the last pass's
