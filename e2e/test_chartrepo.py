@@ -35,6 +35,7 @@ EXPECTED_KINDS: dict[str, set[str]] = {
     "with-crd": {"Widget"},
     "gadgets": {"ConfigMap", "Gadget"},
     "with-hook": {"Deployment", "Job"},
+    "with-test": {"Deployment", "Pod"},  # its `helm test` hook is a Pod
     "slow": {"ConfigMap"},
 }
 DEPLOYMENT_AND_SERVICE = {"Deployment", "Service"}
