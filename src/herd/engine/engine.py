@@ -181,8 +181,7 @@ class Engine:
         (the CLI's few). `held`: release -> config digest that failed permanently (not
         retried while unchanged). `force`: take over releases the other Herd face manages.
         `defer`: clusters in backoff, not contacted this pass (`herd.plan.retry.Deferral`).
-        `placed`: the last placement pick, GPU need and leaving clusters
-        (`herd.status.placement`); leaving ones are settled by `herd.engine.moves`."""
+        `placed`: the last pick, GPU need and leaving clusters (`herd.engine.moves`)."""
         result, reachable, departed, leaving = await self._resolve(
             stack, previous_targets, grants, placed
         )
