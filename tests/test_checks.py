@@ -11,6 +11,7 @@ import yaml
 
 from herd.api import parse_spec
 from herd.api.checks import Checks, FailOnLevel, SecurityCheck, Threshold
+from herd.api.grants import ClusterGrantSpec
 from herd.cli import main
 from herd.errors import SpecError
 from herd.plan.checks import (
@@ -23,6 +24,8 @@ from herd.plan.checks import (
     uses_release,
 )
 from herd.plan.kstatus import ObjectRef, Status, manifest_objects, object_status
+from herd.plan.tenancy import Grants
+from herd.plan.tenancy import spec_problems as grant_problems
 
 BASE = {
     "targets": {"clusterIds": ["x"]},
@@ -269,3 +272,22 @@ def test_herd_validate_names_the_bad_check_field(
     path.write_text(yaml.safe_dump(body))
     assert main(["validate", "-f", str(path)]) == 2
     assert "metrics[error-rate].charts: no chart named nope" in "".join(capsys.readouterr())
+
+
+def test_a_bounded_stack_needs_the_addons_grant_for_metric_checks() -> None:
+    """A metric check runs the Stack's PromQL on the cluster's whole Prometheus (every
+    tenant's series): a bounded Stack without `addons: true` is refused before any helm."""
+    stage = {"name": "canary", "clusterIds": ["x"], "checks": {"metrics": [metric()]}}
+    spec = parse_spec({**BASE, "rollout": {"stages": [stage]}})
+    grant = {"namespaces": ["team"], "clusters": {"clusterIds": ["x"]}, "targetNamespaces": ["*"]}
+    bounded = Grants("team", (("g", ClusterGrantSpec.model_validate(grant)),))
+    with_addons = Grants(
+        "team", (("g", ClusterGrantSpec.model_validate({**grant, "addons": True})),)
+    )
+
+    found = [str(p) for p in grant_problems(bounded, spec)]
+    assert any(
+        p.startswith("spec.rollout.stages[0].checks.metrics: metric checks query") for p in found
+    ), found
+    assert grant_problems(with_addons, spec) == []
+    assert grant_problems(Grants("team", unrestricted=True), spec) == []

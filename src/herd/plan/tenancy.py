@@ -262,6 +262,23 @@ def addon_release(grants: Grants, namespace: str) -> bool:
     return not grants.unrestricted and namespace in grants.addon_namespaces
 
 
+def _metric_problems(grants: Grants, spec: StackSpec) -> list[Problem]:
+    """Metric checks run a Stack's PromQL against the cluster's whole Prometheus (every
+    tenant's series), so a bounded Stack needs the grant that shared add-ons need."""
+    rollout = spec.rollout
+    if rollout is None:
+        return []
+    places = [("spec.rollout.checks.metrics", rollout.checks)]
+    places += [
+        (f"spec.rollout.stages[{i}].checks.metrics", s.checks) for i, s in enumerate(rollout.stages)
+    ]
+    why = (
+        "metric checks query the cluster's whole Prometheus and need a ClusterGrant with "
+        f"addons: true ({grants.describe()})"
+    )
+    return [Problem(field, why) for field, checks in places if checks and checks.metrics]
+
+
 def spec_problems(
     grants: Grants, spec: StackSpec, *, service_account_name: str | None = None
 ) -> list[Problem]:
@@ -295,6 +312,8 @@ def spec_problems(
                         f"addons: true ({grants.describe()})",
                     )
                 )
+    if not addons_allowed(grants):
+        problems += _metric_problems(grants, spec)
     if not service_account_name:
         readers = [(i, "values.from") for i, chart in enumerate(spec.charts) if chart.values.from_]
         # Private chart sources' Secrets are read by the same rules (`herd.kube.chart_secrets`).
