@@ -339,3 +339,27 @@ def test_a_status_in_flight_follows_the_checks_and_keeps_the_rest() -> None:
     assert again.phase == "Deploying" and "1 held by checks" in again.message
     reconciling = next(c for c in again.conditions if c.type == "Reconciling")
     assert reconciling.status == "True" and "held by checks" in reconciling.message
+
+
+async def test_one_clusters_fault_holds_it_and_never_cancels_the_others() -> None:
+    class Faulty(FakeProbe):
+        async def unready(
+            self, target: Target, releases: Sequence[ReleaseResult]
+        ) -> Unready | None:
+            if target.cluster == "c1":
+                raise RuntimeError("boom")
+            return Unready("Pod ns/web-1 is InProgress: not Ready")
+
+    merged = merge_checks(None, Checks.model_validate({"readiness": True}))
+    assert merged is not None
+    results = [
+        ReleaseResult(ReleaseKey(c, "ns", "web"), "web", State.DEPLOYED, revision=1)
+        for c in ("c1", "c2")
+    ]
+    targets = {c: Target(c, Path("/dev/null")) for c in ("c1", "c2")}
+    stage = StageChecker(cast(Any, Faulty()), merged, targets, lambda: results, Clock())
+
+    found = await stage.round(["c1", "c2"])
+
+    assert found.held == {"c1": "checks not run: unexpected RuntimeError"}
+    assert "Pod ns/web-1 is InProgress" in found.failed["c2"]

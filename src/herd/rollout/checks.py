@@ -146,14 +146,23 @@ class StageChecker:
             r for r in self._results() if r.key.cluster == cluster and r.state is State.DEPLOYED
         ]
         async with self._slots:
-            checks = self._checks
-            if checks.readiness:
-                await self._readiness(target, releases, out)
-            for metric in checks.metrics:
-                if cluster not in self.tally.failed and self._due(cluster, metric):
-                    await self._metric(target, releases, metric, out)
-            if checks.security is not None and cluster not in self.tally.failed:
-                await self._security(target, releases, out)
+            try:
+                await self._run_checks(target, releases, out)
+            except Exception as error:  # one cluster's fault never cancels the others' round
+                logger.exception("Checks of cluster %s did not run", cluster)
+                out.held[cluster] = clip(f"checks not run: {describe(error)}")
+
+    async def _run_checks(
+        self, target: Target, releases: Sequence[ReleaseResult], out: RoundResult
+    ) -> None:
+        cluster, checks = target.cluster, self._checks
+        if checks.readiness:
+            await self._readiness(target, releases, out)
+        for metric in checks.metrics:
+            if cluster not in self.tally.failed and self._due(cluster, metric):
+                await self._metric(target, releases, metric, out)
+        if checks.security is not None and cluster not in self.tally.failed:
+            await self._security(target, releases, out)
 
     def _fail(self, cluster: str, check: str, why: str | None, out: RoundResult) -> None:
         before = cluster in self.tally.failed

@@ -142,18 +142,24 @@ class Rollback:
         try:
             for wave in reverse_waves(plan.waves, by_chart):
                 async with asyncio.TaskGroup() as group:
+                    tasks = []
                     for name in wave:
                         release = by_chart[name]
                         tenant_ns = check is None or check.runs_as_tenant(release.key.namespace)
                         helm = tenant if identity is not None and tenant_ns else admin
-                        group.create_task(self._release(helm, target, release, done))
+                        tasks.append(group.create_task(self._release(helm, target, release, done)))
+                # A failed `helm rollback` never cancels its wave's others; it stops the
+                # waves after it (their releases are what the failed one depends on).
+                if failed := [chart for t in tasks if (chart := t.result())]:
+                    raise TransientError(f"the rollback of {', '.join(failed)} failed first")
         finally:
             admin.close()
             tenant.close()
 
     async def _release(
         self, helm: ClusterHelm, target: Target, release: DesiredRelease, done: ClusterRollback
-    ) -> None:
+    ) -> str | None:
+        """One release back to its last good revision; its chart's name when helm failed."""
         key = release.key
         entries = self._record.get(key.cluster, {}).get(release_id(key.namespace, key.name), ())
         async with self._gates.release(key):
@@ -166,18 +172,24 @@ class Rollback:
             )
             if decided.step is not Step.ROLL_BACK:
                 done.rows.append(_kept(release, decided, observed.revision if observed else None))
-                return
+                return None
             assert decided.good is not None
             why = await _check(target, release, decided.good)
             if why:
                 done.rows.append(_row(release, State.FAILED, f"not rolled back: {why}"))
-                return
+                return None
             async with self._gates.slot():
-                revision = await helm.rollback(
-                    key.namespace, key.name, decided.good.revision, release.chart.timeout
-                )
+                try:
+                    revision = await helm.rollback(
+                        key.namespace, key.name, decided.good.revision, release.chart.timeout
+                    )
+                except HerdError as error:
+                    why = describe(error, cluster=key.cluster)
+                    done.rows.append(_row(release, State.FAILED, f"rollback failed: {why}"))
+                    return release.chart.name
         done.order.append(release.chart.name)
         done.rows.append(_rolled(release, decided.good, revision, self._reason))
+        return None
 
 
 async def _check(target: Target, release: DesiredRelease, good: Good) -> str:
