@@ -10,9 +10,9 @@
 - Each helm process that talks to a cluster gets a client-go cache (`KUBECACHEDIR`) of its
   cluster and identity (`herd.helm.kube_cache`); the others get an empty one of their own,
   so no helm process reads or writes `~/.kube/cache`.
-- `HelmCommand` runs one helm command without a shell and raises pyhelm3's errors, as
-  `pyhelm3.Command.run` does, which cannot be given an environment. Running helm processes
-  are known process-wide: `kill_running` SIGKILLs them (the Lease fence, a forced exit).
+- `HelmCommand` runs one helm command without a shell and raises `HelmError` (pyhelm3's
+  error shape: exit code, stdout, stderr) when it fails. Running helm processes are known
+  process-wide: `kill_running` SIGKILLs them (the Lease fence, a forced exit).
 
 Callers: `herd.helm.client` and `herd.helm.chart_cache` (the commands), the faces and the
 engine (which make the environment), tests.
@@ -34,9 +34,6 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from pyhelm3 import errors as helm_errors
 
 from herd.helm.failures import FailureKind, HelmFailure, classify
 from herd.helm.kube_cache import KubeCaches, key
@@ -129,6 +126,22 @@ def dialect_of(executable: str) -> HelmDialect:
     return HelmDialect.from_version(version_of(executable))
 
 
+class HelmError(Exception):
+    """A helm command exited non-zero: its exit code and output (`herd.helm.failures`
+    classifies `stderr`). Herd's own class: importing pyhelm3 for its errors cost the
+    CLI's start-up its models."""
+
+    def __init__(self, returncode: int, stdout: bytes, stderr: bytes) -> None:
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        super().__init__(stderr.decode(errors="replace"))
+
+
+class ReleaseNotFound(HelmError):
+    """helm said the release does not exist (`release: not found`)."""
+
+
 _RUNNING: set[asyncio.subprocess.Process] = set()  # helm processes not yet reaped
 KILL_AFTER_SECONDS = 5.0  # a cancelled helm that ignores SIGTERM this long is killed
 
@@ -145,15 +158,15 @@ def kill_running() -> int:
 
 
 class HelmCommand:
-    """One helm executable run with one environment: `run` as `pyhelm3.Command.run`."""
+    """One helm executable run with one environment (`run`)."""
 
     def __init__(self, executable: str, environment: Mapping[str, str]) -> None:
         self.executable = executable
         self._environment = dict(environment)
 
     async def run(self, command: list[str], input: bytes | None = None) -> bytes:
-        """helm's stdout; a failure raises `pyhelm3.errors.Error` (`ReleaseNotFoundError`
-        for a missing release). `input` goes to stdin; cancelling terminates helm."""
+        """helm's stdout; a failure raises `HelmError` (`ReleaseNotFound` for a missing
+        release). `input` goes to stdin; cancelling terminates helm."""
         argv = [self.executable, *command]
         shown = shlex.join("<stdin>" if part == "-" else part for part in argv)
         logger.info("running command: %s", shown)
@@ -183,19 +196,19 @@ class HelmCommand:
         if process.returncode == 0:
             return stdout
         logger.info("command failed: %s", shown)
-        raise _error_class(stderr)(process.returncode, stdout, stderr)
+        raise _error_class(stderr)(process.returncode or -1, stdout, stderr)
 
 
-def _error_class(stderr: bytes) -> Any:
-    """pyhelm3's class for a failure, as far as Herd tells them apart (`herd.helm.failures`
-    classifies the rest): a missing release, unless pyhelm3's earlier rules (cancelled,
-    etcd) claim the message."""
+def _error_class(stderr: bytes) -> type[HelmError]:
+    """The class of a failure, as far as Herd tells them apart (`herd.helm.failures`
+    classifies the rest): a missing release, unless the message says the call was
+    cancelled or etcd failed (pyhelm3's rules, which came first)."""
     text = stderr.decode(errors="replace").lower()
     if "release: not found" in text and not any(
         earlier in text for earlier in ("context canceled", "etcdserver")
     ):
-        return helm_errors.ReleaseNotFoundError
-    return helm_errors.Error
+        return ReleaseNotFound
+    return HelmError
 
 
 class HelmEnvironment:
