@@ -63,6 +63,13 @@ class ChartCache:
             self._pulls[key] = asyncio.ensure_future(self._pull(chart, source))
         return await asyncio.shield(self._pulls[key])
 
+    def prefetch(self, chart: ChartSpec, source: ChartSource | None = None) -> None:
+        """Start `get` now, for a release that will install once its dependencies have:
+        its pull (egress check first, as always) runs while they install. A failure is
+        kept for that release's own `get`; a release that never asks loses nothing."""
+        task = asyncio.ensure_future(self.get(chart, source))
+        task.add_done_callback(_retrieved)
+
     async def _pull(self, chart: ChartSpec, source: ChartSource | None) -> Path:
         if chart.repo == BUNDLED_REPO:
             return self._bundled(chart)
@@ -127,3 +134,9 @@ class ChartCache:
             task.cancel()
         if self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
+
+
+def _retrieved(task: asyncio.Future[Path]) -> None:
+    """A background task's outcome is read (asyncio logs one that never is)."""
+    if not task.cancelled():
+        task.exception()

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from herd.errors import ReleaseError
 from herd.helm.failures import FailureKind, HelmFailure, classify
 from herd.helm.kube_cache import KubeCaches, key
 from herd.settings import HelmSettings
@@ -126,16 +127,17 @@ def dialect_of(executable: str) -> HelmDialect:
     return HelmDialect.from_version(version_of(executable))
 
 
-class HelmError(Exception):
-    """A helm command exited non-zero: its exit code and output (`herd.helm.failures`
-    classifies `stderr`). Herd's own class: importing pyhelm3 for its errors cost the
-    CLI's start-up its models."""
+class HelmError(ReleaseError):
+    """A helm command exited non-zero: its exit code and output, which callers classify
+    (`herd.helm.failures`) into a `HelmFailure`. Its own text names only the exit code:
+    helm's output may echo what it was given. (Herd's own class: importing pyhelm3 for
+    its errors cost the CLI's start-up pyhelm3's models.)"""
 
     def __init__(self, returncode: int, stdout: bytes, stderr: bytes) -> None:
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr
-        super().__init__(stderr.decode(errors="replace"))
+        super().__init__(f"helm exited with code {returncode}")
 
 
 class ReleaseNotFound(HelmError):
@@ -254,6 +256,15 @@ class HelmEnvironment:
         do starts no helm process at all.
         """
         return await asyncio.to_thread(dialect_of, self.executable)
+
+    def prepare(self) -> None:
+        """Ask helm its version now, in the background, when a helm call is coming: the
+        call's `dialect()` then finds it asked (the rollout calls this for a release that
+        needs helm, before reading it again and pulling its chart). A failure is asked
+        again, and raised, by `dialect()`."""
+        if self.executable not in _VERSIONS:
+            task = asyncio.ensure_future(self.dialect())
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
 
     def command(self, environment: Mapping[str, str] | None = None) -> HelmCommand:
         """A helm command with this environment, plus `environment` (e.g. `KUBECACHEDIR`)."""

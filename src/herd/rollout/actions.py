@@ -121,6 +121,11 @@ class ReleaseActions:
             abandoned=abandoned,
         )
 
+    def needs_helm(self, desired: DesiredRelease, observed: ObservedRelease | None) -> bool:
+        """Whether the pass's observation says `desired` needs helm (decided again, fresh,
+        under its lock before helm runs): a pass with nothing to do starts no helm."""
+        return self.decide(desired, observed, fresh=False).action not in _NO_HELM
+
     @contextlib.asynccontextmanager
     async def _journaled(
         self, key: ReleaseKey, where: tuple[int, tuple[str, ...]]
