@@ -7,6 +7,7 @@ output is not a terminal) and no pyhelm3 (Herd runs helm itself).
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -23,7 +24,7 @@ def loaded(statement: str) -> list[str]:
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
-    return list(eval(done.stdout.strip().splitlines()[-1]))  # noqa: S307 (our own print)
+    return list(ast.literal_eval(done.stdout.strip().splitlines()[-1]))
 
 
 def test_version_and_the_parser_load_no_engine() -> None:
@@ -35,3 +36,18 @@ def test_apply_loads_no_rich_and_no_pyhelm3_off_a_terminal() -> None:
     assert "herd.engine" in found  # the engine itself, of course
     assert "rich" not in found
     assert "pyhelm3" not in found
+
+
+def test_the_herd_process_ends_with_its_exit_handlers_run_and_its_code() -> None:
+    # kubernetes removes the credential files it wrote from a kubeconfig in an exit handler.
+    script = (
+        "import atexit, sys, herd.__main__\n"
+        "atexit.register(print, 'handler ran')\n"
+        "sys.stdout.write('buffered ')\n"
+        "herd.__main__._exit_now(3)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 3
+    assert done.stdout == "buffered handler ran\n"

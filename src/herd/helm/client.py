@@ -22,12 +22,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-import kubernetes
-
 from herd.helm.environment import HelmCommand, HelmEnvironment, HelmError, ReleaseNotFound
 from herd.helm.failures import FailureKind, HelmFailure, classify
 from herd.helm.release_secret import ReleaseDataError, read_release, stored_manifest
 from herd.kube.client import api_client_from_kubeconfig, api_error_summary
+from herd.kube.core import CoreApi
 from herd.names import LABEL_MANAGER, LABEL_STACK
 from herd.plan.ownership import Recorded, manifest_digest
 from herd.plan.releases import DesiredRelease, ObservedRelease
@@ -69,7 +68,7 @@ class ClusterHelm:
         if identity is not None:
             self._flags.append(f"--kube-as-user={identity.user}")
             self._flags += [f"--kube-as-group={group}" for group in identity.groups]
-        self._api: kubernetes.client.CoreV1Api | None = None
+        self._api: CoreApi | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -116,10 +115,10 @@ class ClusterHelm:
             ) from None
         return _latest(items).get((namespace, name))
 
-    def _core(self) -> kubernetes.client.CoreV1Api:
+    def _core(self) -> CoreApi:
         """The cluster's API, as the kubeconfig's own identity (made on first use)."""
         if self._api is None:
-            self._api = kubernetes.client.CoreV1Api(api_client_from_kubeconfig(self._kubeconfig))
+            self._api = CoreApi(api_client_from_kubeconfig(self._kubeconfig))
         return self._api
 
     def _release_secrets(
@@ -321,7 +320,7 @@ class ClusterHelm:
 
     def close(self) -> None:
         if self._api is not None:
-            self._api.api_client.close()
+            self._api.api_client.close()  # type: ignore[no-untyped-call]
 
 
 def _latest(items: list[dict[str, Any]]) -> dict[tuple[str, str], ObservedRelease]:
