@@ -15,11 +15,11 @@ Callers: `herd.cli` (which registers the command).
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from herd.cli.cluster_flags import add_cluster_options
+from herd.cli.commands import load
 from herd.cli.constants import EXIT_FAILED, EXIT_OK
 
 if TYPE_CHECKING:  # the engine is imported when the command runs: `herd --version` loads none
@@ -61,7 +61,7 @@ def add_rollback(commands: Any) -> None:
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
 
     def command(args: argparse.Namespace) -> int:
-        fleet = importlib.import_module("herd.cli.fleet")
+        fleet = load("herd.cli.fleet")
         code: int = fleet.run(rollback)(args)
         return code
 
