@@ -116,12 +116,13 @@ class RancherServer:
         self.workdir = workdir
         home = workdir / "home"
         home.mkdir(parents=True, exist_ok=True)
+        self.bootstrap_password = os.urandom(12).hex()  # admin's, for the API (rancher_apps)
         env = {
             **os.environ,
             **OFFLINE,
             "KUBECONFIG": str(management.kubeconfig),
             "CATTLE_SERVER_URL": self.url,
-            "CATTLE_BOOTSTRAP_PASSWORD": os.urandom(12).hex(),
+            "CATTLE_BOOTSTRAP_PASSWORD": self.bootstrap_password,
             "HOME": str(home),
         }
         argv = [
