@@ -83,9 +83,9 @@ def build(workdir: Path, kubectl: Path, log: bool = True) -> Path:
                         "/bin/sh", "-c", _USER])  # fmt: skip
         # The Cmd is what the pod sandbox runs: the same image serves as containerd's
         # sandbox ("pause") image, which cannot be pulled either.
-        image.run_step(["buildah", "config", "--user", str(SHELL_UID), "--workingdir",
-                        "/home/shell", "--cmd", '["/bin/sleep", "infinity"]', "--env", f"PATH={PATH}",
-                        container])  # fmt: skip
+        config = ["--user", str(SHELL_UID), "--workingdir", "/home/shell", "--env", f"PATH={PATH}"]
+        sleep = '["/bin/sleep", "infinity"]'
+        image.run_step(["buildah", "config", *config, "--cmd", sleep, container])
         image.run_step(["buildah", "commit", "--quiet", container, REFERENCE])
     finally:
         image.run_step(["buildah", "rm", container])
