@@ -22,7 +22,6 @@ temporary directory and `$HERD_RANCHER_APP_FIGURES` when set.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -102,15 +101,9 @@ def lane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppLane]:
         for recorded in (workdir, workdir / "node"):
             processes.kill_recorded(recorded)
         bed.stop()
-        _report(figures, workdir)
-
-
-def _report(figures: dict[str, Any], workdir: Path) -> None:
-    text = json.dumps(figures, indent=2, sort_keys=True)
-    (workdir / "figures.json").write_text(text + "\n")
-    if os.environ.get("HERD_RANCHER_APP_FIGURES"):
-        Path(os.environ["HERD_RANCHER_APP_FIGURES"]).write_text(text + "\n")
-    print(f"\nRancher app lane figures:\n{text}")
+        rancher_real.report_figures(
+            figures, workdir, "HERD_RANCHER_APP_FIGURES", "Rancher app lane"
+        )
 
 
 def _jsonpath(cluster: BedCluster, *args: str) -> str:
