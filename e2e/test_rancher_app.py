@@ -115,6 +115,12 @@ def test_herd_installs_from_rancher_apps_page(lane: AppLane) -> None:
     real node; the App turns `deployed`; the release and its Deployment exist."""
     api = rancher_apps.RancherApi(lane.rancher)
     api.set_setting("shell-image", shell_standin.REFERENCE)
+    setting = ("settings.management.cattle.io", "shell-image", "-o", "jsonpath={.value}")
+    eventually(
+        "the shell-image setting",
+        lambda: _jsonpath(lane.management, *setting) == shell_standin.REFERENCE,
+        timeout=60,
+    )
     api.add_cluster_repo(REPO, lane.repo.url)
     downloaded = ("clusterrepos.catalog.cattle.io", REPO, "-o", "jsonpath={.status.downloadTime}")
     eventually(
