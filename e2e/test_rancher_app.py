@@ -136,6 +136,8 @@ def test_herd_installs_from_rancher_apps_page(lane: AppLane) -> None:
     lane.figures["operation_to_deployed_seconds"] = round(time.monotonic() - began, 1)
 
     assert pod["spec"]["nodeName"] == real_node.NODE_NAME, pod["spec"]
+    images = {c["image"] for c in pod["spec"]["containers"] + pod["spec"]["initContainers"]}
+    assert images == {shell_standin.REFERENCE}, images
     helm = next(s for s in pod["status"]["containerStatuses"] if s["name"] == "helm")
     assert helm["state"]["terminated"]["exitCode"] == 0, helm
     log = lane.node.container_log(operation.namespace, operation.name, "helm")
