@@ -75,7 +75,8 @@ e2e-image: image
 # test_rancher_app.py adds a real node (kubelet built like the bed's binaries; containerd,
 # runc and the CNI plugins from Debian, installed with apt-get when missing).
 e2e-rancher: binaries
-	$(BIN)/pytest e2e/test_rancher_real.py e2e/test_rancher_app.py -q -s -m rancher_real \
+	$(BIN)/pytest e2e/test_rancher_real.py e2e/test_rancher_app.py e2e/test_real_node.py -q -s \
+		-m rancher_real \
 		-p no:cacheprovider
 
 # The peer benchmark (README "Performance"): Herd, helmfile and Flux on one test bed. Not in
