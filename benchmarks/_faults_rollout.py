@@ -11,6 +11,7 @@ import random
 import time
 from dataclasses import dataclass
 
+from benchmarks import _faults_phases
 from benchmarks._faults_bed import (
     IDS,
     TEAM,
@@ -49,6 +50,7 @@ def sigkills(
     converged = helm_at_kill = 0
     written_by_killed: set[faults.FileId] = set()
     seconds: list[float] = []
+    trials_seen: list[_faults_phases.Trial] = []
     deadline = time.monotonic() + budget
     ran = 0
     for trial in range(1, trials + 1):
@@ -64,15 +66,20 @@ def sigkills(
             first_mutation(controller, since, 60)
         time.sleep(rng.uniform(0.2, 4.0))
         children = controller.kill()
-        killed_at = time.monotonic()
+        killed_at, killed_epoch = time.monotonic(), time.time()
         helm_at_kill += any(c.startswith("helm") for c in children)
+        renewed = _faults_phases.last_renewal(controller)
         # Everything on disk now was written by a run that was killed.
         written_by_killed |= faults.secret_files(controller.tmpdir, controller.workdir)
+        offset = controller.log.stat().st_size
         controller.start()
         try:
             bed.wait_converged(name, ns, apps, KILL_CONVERGE_TIMEOUT)
             converged += 1
             seconds.append(time.monotonic() - killed_at)
+            trials_seen.append(
+                _faults_phases.trial(controller, offset, killed_epoch, renewed, time.time())
+            )
         except AssertionError:
             pass
     tally = KillTally(
@@ -80,6 +87,7 @@ def sigkills(
         f"{helm_at_kill}/{ran}",
         seconds,
         written_by_killed,
+        trials_seen,
     )
     return _kill_figures(bed, controller, apps, timeout, tally)
 
@@ -90,6 +98,7 @@ class KillTally:
     helm_at_kill: str
     seconds: list[float]
     written_by_killed: set[faults.FileId]
+    trials: list[_faults_phases.Trial]
 
 
 def _kill_figures(
@@ -112,6 +121,8 @@ def _kill_figures(
             f"target <= Lease {lease:.0f} + 20 s, restart included)",
             f"{_median(seconds):.1f}, {max(seconds, default=0):.1f}" if seconds else "n/a",
         ),
+        *_faults_phases.summary(tally.trials),
+        ("phases per converged trial, s", _faults_phases.per_trial(tally.trials)),
         ("pending releases recovered (helm rollback/uninstall calls)", str(recovered)),
         ("releases left pending-*", f"{len(pending)} {pending or ''}".strip()),
         (
