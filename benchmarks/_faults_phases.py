@@ -1,6 +1,14 @@
-"""Where the time goes from a SIGKILL to converged: the kill scenario's phase breakdown.
+"""The kill scenario's gate, and where the time goes from a SIGKILL to converged.
 
-Callers: `benchmarks/_faults_rollout.sigkills`. Each trial's moments come from outside
+Callers: `benchmarks/_faults_rollout.sigkills`.
+
+The gate makes each kill land while helm waits on a pending release, the case recovery is
+for: the root chart `a` is the `gpu-operator` stand-in (`timeout: 15m`, as the owner's),
+and each trial pins its pods to a node label no node has yet (`herd.test/gate-<trial>`),
+so `helm upgrade --wait` holds `a` pending-upgrade until the bench kills the controller
+and then labels the nodes (`open_gate`, as `e2e/test_recovery.py` does).
+
+Each trial's moments come from outside
 Herd's code: the restarted controller's log lines (kopf's `[asctime]` prefix, this
 machine's clock), the helm wrapper's call log (epoch seconds) and the killed holder's last
 Lease renewal (`renewTime`, read right after the kill; one machine, one clock). The
@@ -23,9 +31,16 @@ from __future__ import annotations
 
 import json
 import statistics
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
+from benchmarks._faults_bed import charts
+
+from e2e.testbed.controlplane import FAKE_NODES, Cluster
 from e2e.testbed.helpers import kubectl
 from e2e.testbed.herd_controller import CONTROLLER_NS, Controller
 
@@ -36,6 +51,43 @@ MARKS = {  # the log line that ends each phase read from the controller's log
     "kopf": "Herd operator started",
 }
 RECOVERY_VERBS = ("rollback", "uninstall")
+GATED = "a"  # the release each trial holds pending
+
+
+def gated_charts(repo: str, namespace: str, trial: int, timeout: str) -> list[dict[str, Any]]:
+    """The diamond of `charts`, its root the gpu-operator stand-in held by trial's gate."""
+    found = charts(repo, namespace, f"kill-{trial}", timeout=timeout)
+    selector = {f"herd.test/gate-{trial}": "open"} if trial else {}
+    found[0] = {
+        **found[0],
+        "chart": "gpu-operator",
+        "version": "23.9.1",
+        "values": {"inline": {"nodeSelector": selector}},
+    }
+    return found
+
+
+def wait_pending(kubeconfigs: Iterable[Path], namespace: str, timeout: float = 60.0) -> bool:
+    """True once the gated release is pending-upgrade on some cluster (False at timeout)."""
+    selector = f"owner=helm,name={GATED},status=pending-upgrade"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for kubeconfig in kubeconfigs:
+            out = kubectl(
+                kubeconfig, "get", "secret", "-n", namespace, "-l", selector, "-o", "name",
+                check=False,
+            )  # fmt: skip
+            if out.strip():
+                return True
+        time.sleep(0.25)
+    return False
+
+
+def open_gate(clusters: Iterable[Cluster], trial: int) -> None:
+    """Label every node so the trial's pods schedule (older gates stay open)."""
+    for cluster in clusters:
+        for node in FAKE_NODES:
+            kubectl(cluster.kubeconfig, "label", "node", node, f"herd.test/gate-{trial}=open")
 
 
 def last_renewal(controller: Controller, lease: str = "herd-controller") -> float | None:
@@ -59,6 +111,11 @@ class Trial:
     renewed: float | None
     lease: float
     marks: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        """Seconds from the kill to converged."""
+        return (self.marks.get("settle") or self.killed) - self.killed
 
     @property
     def excess(self) -> float | None:
