@@ -121,6 +121,11 @@ class ReleaseActions:
             abandoned=abandoned,
         )
 
+    def needs_helm(self, desired: DesiredRelease, observed: ObservedRelease | None) -> bool:
+        """Whether the pass's observation says `desired` needs helm (decided again, fresh,
+        under its lock before helm runs): a pass with nothing to do starts no helm."""
+        return self.decide(desired, observed, fresh=False).action not in _NO_HELM
+
     async def _fresh(
         self, helm: ClusterHelm, desired: DesiredRelease | None, key: ReleaseKey
     ) -> tuple[ObservedRelease | None, Decision]:
