@@ -174,7 +174,9 @@ def _go_build(peer: GoPeer, source: Path, staging: Path) -> None:
 
 def _go(args: list[str], peer: GoPeer, cwd: Path) -> str:
     go = shutil.which("go") or "/usr/local/go/bin/go"
-    env = {**os.environ, "GOFLAGS": "-mod=mod -buildvcs=false", "CGO_ENABLED": "0"}
+    # The caller's GOFLAGS (e.g. `-p=1` on a shared machine) are kept, after ours.
+    flags = f"-mod=mod -buildvcs=false {os.environ.get('GOFLAGS', '')}".strip()
+    env = {**os.environ, "GOFLAGS": flags, "CGO_ENABLED": "0"}
     if peer.toolchain:
         env["GOTOOLCHAIN"] = peer.toolchain
     result = subprocess.run(
