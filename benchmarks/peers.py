@@ -198,7 +198,11 @@ def versions(bed: Bed, flux: Flux | str, helmfile: Path | None) -> list[str]:
     ]
     if helmfile is not None:
         library = helm_library(helmfile)
-        lines.append(f"helmfile: {out(str(helmfile), '--version')} (Helm library {library})")
+        said = out(str(helmfile), "--version")  # 0.0.0-dev when built without the -X flag
+        lines.append(
+            f"helmfile: module {peer_tools.HELMFILE.version} (`--version`: {said}; "
+            f"Helm library {library})"
+        )
     if isinstance(flux, Flux):
         binary = Path(flux.helm_controller)
         lines.append(
