@@ -117,9 +117,11 @@ def report(results: list[Result]) -> None:
         print("\nDownstream requests by user agent (deploy; median no-op):")
         for r in rows.values():
             print(f"- {r.tool}: {_agents(r.deploy)}; {_agents(r.noop)}")
-        print("\nNo-op passes (wall s / total CPU-s / requests, each pass):")
+        print("\nNo-op passes (wall s / tool+helm CPU-s + downstream API CPU-s / requests):")
         for r in rows.values():
-            each = ", ".join(f"{n.wall:.2f}/{n.total_cpu:.2f}/{n.requests}" for n in r.noops)
+            each = ", ".join(
+                f"{n.wall:.2f}/{n.tool_cpu:.2f}+{n.api_cpu:.2f}/{n.requests}" for n in r.noops
+            )
             print(f"- {r.tool}: {each}")
 
 
