@@ -31,8 +31,9 @@ Tools, each at 3 and 10 clusters:
   cannot be built from the proxy; `benchmarks._peers_flux`), so Flux's figures leave out
   source-controller's work: a lower bound of Flux's cost.
 
-Figures per tool: wall time, CPU-s (tool and helm; downstream API servers; their total;
-the management API server apart), peak RSS of the tool's processes, downstream API
+Figures per tool: wall time, CPU-s (tool and helm; downstream API servers, net of their
+idle rate measured just before the pass (`--idle-seconds`); their total; the management API
+server apart), peak RSS of the tool's processes, downstream API
 requests (audit logs), and the same for a no-op pass (herd apply / helmfile sync again; a
 label change of the Stack; a reconcile request on every HelmRelease: the controllers' passes
 are short, so each is run `--noop-passes` times and the median shown). Targets: Herd's wall
@@ -284,7 +285,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         peer_tools.ensure(peer_tools.HELMFILE)  # before the test bed: a cold build takes minutes
     print(machine(), flush=True)
     bed_, repo = start_bed(args.clusters, workdir)
-    bed = Bed(bed_, repo.url, workdir, helm)
+    bed = Bed(bed_, repo.url, workdir, helm, idle_seconds=args.idle_seconds)
     started = Started()
     try:
         start_tools(bed, args, started)
@@ -304,6 +305,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flux-requeue-dependency", default="5s", help="Flux's default: 30s")
     parser.add_argument(
         "--noop-passes", type=int, default=3, help="the controllers' no-op passes (median shown)"
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=3.0,
+        help="the API servers' idle rate is measured this long before each pass (0: once)",
     )
     parser.add_argument("--keep", type=Path, help="work here and keep the logs (not a temp dir)")
     args = parser.parse_args(argv)
