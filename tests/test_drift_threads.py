@@ -18,14 +18,16 @@ from herd.rollout.drift import _in_worker, in_check_thread
 MANIFEST = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: v\n"
 
 
-async def test_more_checks_than_default_threads_all_finish() -> None:
-    loop = asyncio.get_running_loop()
-    small = ThreadPoolExecutor(max_workers=2)  # a 2-core machine's is cores + 4: the same
-    loop.set_default_executor(small)
-    try:
+def test_more_checks_than_default_threads_all_finish() -> None:
+    async def checks() -> list[list[object]]:
+        loop = asyncio.get_running_loop()
+        # A 2-core machine's default executor has cores + 4 threads: the same in small.
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=2))
         parse = _in_worker(loop)
-        checks = [in_check_thread(partial(parse, MANIFEST, "ns")) for _ in range(4)]
-        found = await asyncio.wait_for(asyncio.gather(*checks), 60)
-    finally:
-        small.shutdown(wait=False, cancel_futures=True)
+        started = [in_check_thread(partial(parse, MANIFEST, "ns")) for _ in range(4)]
+        return list(await asyncio.wait_for(asyncio.gather(*started), 60))
+
+    # A loop of its own: the small executor never reaches another test's loop.
+    found = asyncio.run(checks())
+
     assert [len(objects) for objects in found] == [1, 1, 1, 1]
