@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from benchmarks._peers_measure import Figures, Window
+from benchmarks._peers_measure import Figures, Window, idle_rate
 from kubernetes import client
 
 from e2e.testbed.controlplane import Cluster, TestBed
@@ -59,6 +59,9 @@ class Bed:
     helm: Path  # the test bed's Helm 4
     count: int = 0  # how many downstream clusters this round targets (the first ones)
     idle: float = 0.0  # their API servers' CPU-s per second with no tool running
+    # Measure `idle` again for this long before each pass (0: once per cluster count): the
+    # workloads earlier passes left (kwok's pods, their controllers) raise it as a run goes.
+    idle_seconds: float = 0.0
 
     @property
     def management(self) -> Cluster:
@@ -74,6 +77,8 @@ class Bed:
         return {f"bench-{self.count}": "yes"}
 
     def window(self, roots: Callable[[], list[int]], controllers: bool) -> Window:
+        if self.idle_seconds > 0:
+            self.idle = idle_rate(self.downstream, self.idle_seconds)
         window = Window(self.downstream, self.management, roots, controllers, self.idle)
         return window.start()
 

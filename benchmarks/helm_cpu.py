@@ -29,6 +29,7 @@ from e2e.testbed import binaries, fixture_charts
 from e2e.testbed.chartrepo import helm_binary
 from e2e.testbed.components import Shape
 from e2e.testbed.controlplane import Cluster, TestBed
+from herd.helm.environment import GO_GC
 from herd.helm.release_secret import read_release
 from herd.kube.client import api_client_from_kubeconfig
 
@@ -83,8 +84,9 @@ def measure_commands(rounds: int, cluster: Cluster, workdir: Path) -> None:
     warm = workdir / "kube-warm"
     kubeconfig = f"--kubeconfig={cluster.kubeconfig}"
 
-    def helm(*argv: str, cache: Path | None = None) -> bytes:
+    def helm(*argv: str, cache: Path | None = None, go: dict[str, str] | None = None) -> bytes:
         env = {
+            **(go or {}),
             "HOME": str(home),
             "PATH": "/usr/bin:/bin",
             "HELM_CACHE_HOME": str(home / "cache"),
@@ -126,7 +128,27 @@ def measure_commands(rounds: int, cluster: Cluster, workdir: Path) -> None:
         rounds,
         lambda i: helm(*install, *values, "--", f"warm{i}", chart, cache=warm),
     )
+    herd = [*install, *values, "--disable-openapi-validation"]  # as Herd runs it
+    measure_gc(cluster, rounds, lambda i, go: helm(*herd, "--", f"gc{i}", chart, cache=warm, go=go))
     measure_direct_read(cluster, rounds)
+
+
+def measure_gc(cluster: Cluster, rounds: int, once: Callable[[int, dict[str, str]], None]) -> None:
+    """Herd's upgrade with Go's default collector and with the one Herd gives helm
+    (`herd.helm.environment.GO_GC`), alternated round by round so that the machine's other
+    work falls on both alike."""
+    cpu = {"default": 0.0, "herd": 0.0}
+    for i in range(rounds):
+        for name, go in (("default", {}), ("herd", dict(GO_GC))):
+            before = children_cpu()
+            once(2 * i + (name == "herd"), go)
+            cpu[name] += children_cpu() - before
+    settings = " ".join(f"{k}={v}" for k, v in GO_GC.items())
+    line(
+        "upgrade as Herd runs it, Go GC",
+        f"default {1000 * cpu['default'] / rounds:.0f} ms, {settings} "
+        f"{1000 * cpu['herd'] / rounds:.0f} ms (helm CPU, alternated)",
+    )
 
 
 def measure_direct_read(cluster: Cluster, rounds: int) -> None:

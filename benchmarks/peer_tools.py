@@ -60,6 +60,7 @@ class GoPeer:
     toolchain: str = ""  # GOTOOLCHAIN, when the module needs a newer Go than the host's
     crds: str = ""  # a directory of the module whose CRDs the benchmark applies
     binary: bool = True  # False: only the CRDs are kept
+    version_flag: str = ""  # the -X flag that gives `--version` the module's version
 
     def directory(self) -> Path:
         return cache_root() / "peers" / f"{self.name}-{self.version}"
@@ -75,7 +76,12 @@ class GoPeer:
         return recorded and (not self.binary or os.access(self.path(), os.X_OK))
 
 
-HELMFILE = GoPeer("helmfile", "github.com/helmfile/helmfile", "v1.8.0")
+HELMFILE = GoPeer(
+    "helmfile",
+    "github.com/helmfile/helmfile",
+    "v1.8.0",
+    version_flag="go.szostok.io/version.version",  # else `helmfile --version`: 0.0.0-dev
+)
 SOURCE_CONTROLLER = GoPeer(
     "source-controller",
     "github.com/fluxcd/source-controller",
@@ -162,9 +168,10 @@ def _go_build(peer: GoPeer, source: Path, staging: Path) -> None:
         os.chmod(directory, 0o755)
         for name in files:
             os.chmod(Path(directory) / name, 0o644)
+    ldflags = "-s -w" + (f" -X {peer.version_flag}={peer.version}" if peer.version_flag else "")
     try:
         _go(
-            ["build", "-trimpath", "-ldflags=-s -w", "-o", str(staging / peer.name), "."],
+            ["build", "-trimpath", f"-ldflags={ldflags}", "-o", str(staging / peer.name), "."],
             peer,
             work,
         )
@@ -174,7 +181,9 @@ def _go_build(peer: GoPeer, source: Path, staging: Path) -> None:
 
 def _go(args: list[str], peer: GoPeer, cwd: Path) -> str:
     go = shutil.which("go") or "/usr/local/go/bin/go"
-    env = {**os.environ, "GOFLAGS": "-mod=mod -buildvcs=false", "CGO_ENABLED": "0"}
+    # The caller's GOFLAGS (e.g. `-p=1` on a shared machine) are kept, after ours.
+    flags = f"-mod=mod -buildvcs=false {os.environ.get('GOFLAGS', '')}".strip()
+    env = {**os.environ, "GOFLAGS": flags, "CGO_ENABLED": "0"}
     if peer.toolchain:
         env["GOTOOLCHAIN"] = peer.toolchain
     result = subprocess.run(

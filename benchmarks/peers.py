@@ -1,7 +1,7 @@
 """Peer benchmark: Herd (CLI and operator), helmfile and Flux on the same clusters. Prints figures.
 
     .venv/bin/python -m benchmarks.peers [--clusters 3 10] [--cases diamond asymmetric rag]
-        [--flux-concurrent 8] [--flux-requeue-dependency 5s] [--keep DIR]
+        [--flux-concurrent 8] [--flux-requeue-dependency 5s] [--noop-passes 3] [--keep DIR]
 
 Not part of `make test` or CI (`make bench-peers`). helmfile is built from the Go module
 proxy into ~/.cache/herd/peers on the first run (`benchmarks.peer_tools`), which also
@@ -31,10 +31,12 @@ Tools, each at 3 and 10 clusters:
   cannot be built from the proxy; `benchmarks._peers_flux`), so Flux's figures leave out
   source-controller's work: a lower bound of Flux's cost.
 
-Figures per tool: wall time, CPU-s (tool and helm; downstream API servers; their total;
-the management API server apart), peak RSS of the tool's processes, downstream API
+Figures per tool: wall time, CPU-s (tool and helm; downstream API servers, net of their
+idle rate measured just before the pass (`--idle-seconds`); their total; the management API
+server apart), peak RSS of the tool's processes, downstream API
 requests (audit logs), and the same for a no-op pass (herd apply / helmfile sync again; a
-label change of the Stack; a reconcile request on every HelmRelease). Targets: Herd's wall
+label change of the Stack; a reconcile request on every HelmRelease: the controllers' passes
+are short, so each is run `--noop-passes` times and the median shown). Targets: Herd's wall
 time <= 0.8x the fastest peer, its total CPU <= the lowest peer's, a no-op pass <= 10% of
 Flux's CPU. Nothing here asserts; it measures and prints.
 """
@@ -111,6 +113,7 @@ CASES = {
 
 
 TOOLS = ("herd-apply", "herd-operator", "helmfile", "flux")
+CONTROLLERS = ("herd operator", "flux")  # their no-op pass is repeated (--noop-passes)
 
 
 class Tool(Protocol):
@@ -196,7 +199,11 @@ def versions(bed: Bed, flux: Flux | str, helmfile: Path | None) -> list[str]:
     ]
     if helmfile is not None:
         library = helm_library(helmfile)
-        lines.append(f"helmfile: {out(str(helmfile), '--version')} (Helm library {library})")
+        said = out(str(helmfile), "--version")  # 0.0.0-dev when built without the -X flag
+        lines.append(
+            f"helmfile: module {peer_tools.HELMFILE.version} (`--version`: {said}; "
+            f"Helm library {library})"
+        )
     if isinstance(flux, Flux):
         binary = Path(flux.helm_controller)
         lines.append(
@@ -255,10 +262,14 @@ def measure_all(bed: Bed, args: argparse.Namespace, tools: list[Tool]) -> None:
             results: list[Result] = []
             for tool in tools:
                 deploy = tool.deploy(case)
-                noop = tool.noop(case)
-                results.append(Result(key, count, len(case.charts), tool.name, deploy, noop))
+                # A controller's no-op pass is short, in the machine's noise: the median of a few.
+                passes = args.noop_passes if tool.name in CONTROLLERS else 1
+                noops = tuple(tool.noop(case) for _ in range(passes))
+                result = Result(key, count, len(case.charts), tool.name, deploy, noops)
+                results.append(result)
                 print(
-                    f"  {key} x{count} {tool.name}: {deploy.wall:.2f} s, no-op {noop.wall:.2f} s",
+                    f"  {key} x{count} {tool.name}: {deploy.wall:.2f} s, "
+                    f"no-op {result.noop.wall:.2f} s",
                     flush=True,
                 )
             time.sleep(2)  # the last requests of the last pass reach the audit logs
@@ -274,7 +285,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         peer_tools.ensure(peer_tools.HELMFILE)  # before the test bed: a cold build takes minutes
     print(machine(), flush=True)
     bed_, repo = start_bed(args.clusters, workdir)
-    bed = Bed(bed_, repo.url, workdir, helm)
+    bed = Bed(bed_, repo.url, workdir, helm, idle_seconds=args.idle_seconds)
     started = Started()
     try:
         start_tools(bed, args, started)
@@ -292,6 +303,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS))
     parser.add_argument("--flux-concurrent", type=int, default=8, help="Herd's helm default")
     parser.add_argument("--flux-requeue-dependency", default="5s", help="Flux's default: 30s")
+    parser.add_argument(
+        "--noop-passes", type=int, default=3, help="the controllers' no-op passes (median shown)"
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=3.0,
+        help="the API servers' idle rate is measured this long before each pass (0: once)",
+    )
     parser.add_argument("--keep", type=Path, help="work here and keep the logs (not a temp dir)")
     args = parser.parse_args(argv)
     if args.keep:

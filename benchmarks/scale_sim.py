@@ -88,6 +88,10 @@ class StandInHelm:
         self._kubeconfig = kubeconfig
 
     @property
+    def kubeconfig(self) -> Path:
+        return self._kubeconfig
+
+    @property
     def _store(self) -> dict[tuple[str, str], ObservedRelease]:
         return RECORDER.releases.setdefault(self.cluster, {})
 
@@ -147,7 +151,7 @@ class StandInCharts:
     ) -> None:
         self._directory = Path(tempfile.gettempdir())
 
-    async def get(self, chart: ChartSpec) -> Path:
+    async def get(self, chart: ChartSpec, source: Any = None) -> Path:
         with RECORDER.call("pull"):
             return self._directory
 

@@ -26,9 +26,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from herd.api.v1 import StackSpec
 from herd.clusters.drift import DriftMemory, Parse, ReleaseCheck, check_cluster
@@ -47,6 +49,7 @@ from herd.rollout.actions import Report, Settings
 from herd.rollout.target import Target
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class DriftStep:
@@ -139,7 +142,21 @@ async def check_drift(
     if not checks:
         return {}
     parse = _in_worker(asyncio.get_running_loop())
-    return await asyncio.to_thread(_check, memory, owner, kubeconfig, checks, identity, parse=parse)
+    check = partial(_check, memory, owner, kubeconfig, checks, identity, parse=parse)
+    return await in_check_thread(check)
+
+
+# The checks' own threads. A check's thread waits for the worker pool (`_in_worker`), whose
+# pipe I/O runs in the event loop's default executor (`asyncio.to_thread`): were the checks
+# in that executor too (its size: cores + 4), as many clusters checked at once would hold
+# every thread, waiting for a pool that needs one: the controller stalled (its Lease
+# lapsed, measured at 10 clusters on 2 cores). 16: more than HERD_MAX_CLUSTERS (10) by default.
+_CHECK_THREADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="herd-drift")
+
+
+async def in_check_thread(check: Callable[[], T]) -> T:
+    """Run `check` in a drift check thread, never in the loop's default executor."""
+    return await asyncio.get_running_loop().run_in_executor(_CHECK_THREADS, check)
 
 
 def _in_worker(loop: asyncio.AbstractEventLoop) -> Parse:
