@@ -133,11 +133,7 @@ class Bed:
         kubectl(self.management.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(body))
 
     def stack(self, name: str) -> dict[str, Any]:
-        out = kubectl(
-            self.management.kubeconfig, "get", "stack", name, "-n", STACKS_NS, "-o", "json",
-            check=False,
-        )  # fmt: skip
-        return json.loads(out) if out else {}
+        return helpers.get_stack(self.management, STACKS_NS, name, check=False)
 
     def settled(self, name: str, phase: str = "Deployed", timeout: float = 180.0) -> Any:
         def probe() -> dict[str, Any] | None:

@@ -26,15 +26,11 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.testbed import rancher
+from e2e.testbed import helpers, rancher
 from e2e.testbed.chartrepo import ChartRepo, helm_binary, helm_env, package_charts
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.helpers import eventually, kubectl, kubectl_run
-from e2e.testbed.herd_controller import (
-    Controller,
-    prepare_management,
-    service_account_kubeconfig,
-)
+from e2e.testbed.herd_controller import Controller, tenant_controller
 from herd.plan.ownership import DIGEST_CHARS
 
 CHARTS = Path(__file__).resolve().parent / "charts-tenancy"
@@ -79,43 +75,18 @@ def controller(
     clusters: dict[str, BedCluster],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Controller]:
-    mgmt = management.kubeconfig
-    prepare_management(mgmt, [RANCHER_NS])
-    rancher.register_clusters(
-        mgmt,
-        [
+    with tenant_controller(
+        management.kubeconfig,
+        tmp_path_factory.mktemp("secown-controller"),
+        rancher_ns=RANCHER_NS,
+        clusters=[
             rancher.RancherCluster("so-one", ONE, clusters[ONE].kubeconfig),
             rancher.RancherCluster("so-two", TWO, clusters[TWO].kubeconfig),
         ],
-        namespace=RANCHER_NS,
-    )
-    for namespace in (TENANT, WITHDRAWN):
-        kubectl(mgmt, "create", "namespace", namespace, check=False)
-    grants = [grant(TENANT, [ONE, TWO]), grant(WITHDRAWN, [ONE, TWO])]
-    kubectl(mgmt, "apply", "-f", "-", stdin=yaml.safe_dump_all(grants))
-    directory = tmp_path_factory.mktemp("secown-controller")
-    running = Controller(
-        "secown",
-        directory,
-        service_account_kubeconfig(mgmt, directory / "sa.yaml"),
-        ADMIN_NS,
-        settings={
-            "HERD_RANCHER_NAMESPACES": RANCHER_NS,
-            "HERD_RESYNC_SECONDS": "15",
-            "HERD_RETRY_SECONDS": "3",
-            "HERD_FLEET_SECONDS": "1",
-        },
-        also_watch=(TENANT, WITHDRAWN),
-    )
-    running.start()
-    try:
+        grants=[grant(TENANT, [ONE, TWO]), grant(WITHDRAWN, [ONE, TWO])],
+        settings={"HERD_RESYNC_SECONDS": "15"},
+    ) as running:
         yield running
-    finally:
-        for namespace in (TENANT, WITHDRAWN, ADMIN_NS):
-            kubectl(mgmt, "delete", "stacks", "--all", "-n", namespace, "--timeout=120s",
-                    check=False, timeout=180)  # fmt: skip
-        running.stop()
-        kubectl(mgmt, "delete", "clustergrants", TENANT, WITHDRAWN, check=False)
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -156,10 +127,7 @@ def apply(management: BedCluster, body: dict[str, Any]) -> None:
 
 
 def get_stack(management: BedCluster, namespace: str, name: str) -> dict[str, Any] | None:
-    out = kubectl(
-        management.kubeconfig, "get", "stack", name, "-n", namespace, "-o", "json", check=False
-    )
-    return json.loads(out) if out.strip() else None
+    return helpers.get_stack(management, namespace, name, check=False) or None
 
 
 def settled(management: BedCluster, namespace: str, name: str) -> dict[str, Any]:

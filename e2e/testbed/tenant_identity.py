@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from e2e.testbed import helpers
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.helpers import kubectl, kubectl_run
+from e2e.testbed.helpers import get_stack, kubectl, kubectl_run
 from e2e.testbed.rancher_proxy import RancherProxy
 from herd.api.grants import parse_grant
 from herd.names import TENANT_LABEL
@@ -122,11 +122,7 @@ def settled(management: BedCluster, body: dict[str, Any], timeout: float = WAIT)
     meta = body["metadata"]
 
     def probe() -> dict[str, Any] | None:
-        out = kubectl(
-            management.kubeconfig, "get", "stack", meta["name"], "-n", meta["namespace"],
-            "-o", "json",
-        )  # fmt: skip
-        found = json.loads(out)
+        found = get_stack(management, meta["namespace"], meta["name"])
         current = found.get("status") or {}
         done = current.get("phase") not in (None, "Pending", "Deploying")
         fresh = current.get("observedGeneration") == found["metadata"]["generation"]
