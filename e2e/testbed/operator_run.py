@@ -110,18 +110,16 @@ def grant_fleet_namespace(management: BedCluster, namespace: str) -> None:
     kubectl(management.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(roles))
 
 
-@contextmanager
-def run_operator(
+def prepare_fleet(
     management: BedCluster,
     downstream: list[BedCluster],
-    workdir: Path,
     *,
     fleet_ns: str,
     ids: dict[str, str],
     labels: dict[str, dict[str, str]],
-    env: dict[str, str] | None = None,
-) -> Iterator[Operator]:
-    """`herd operator` as a process, with its own Rancher namespace of downstream clusters."""
+) -> str:
+    """CRDs, install/, the test's Rancher namespace of clusters and the ClusterGrant for
+    the Stacks in `default` (its name is returned)."""
     rancher.register_clusters(
         management.kubeconfig,
         [
@@ -156,6 +154,22 @@ def run_operator(
             }
         ),
     )
+    return grant
+
+
+@contextmanager
+def run_operator(
+    management: BedCluster,
+    downstream: list[BedCluster],
+    workdir: Path,
+    *,
+    fleet_ns: str,
+    ids: dict[str, str],
+    labels: dict[str, dict[str, str]],
+    env: dict[str, str] | None = None,
+) -> Iterator[Operator]:
+    """`herd operator` as a process, with its own Rancher namespace of downstream clusters."""
+    grant = prepare_fleet(management, downstream, fleet_ns=fleet_ns, ids=ids, labels=labels)
     log = workdir / "operator.log"
     metrics_port = free_port()
     variables = {
