@@ -31,7 +31,7 @@ import yaml
 
 from e2e.testbed import faults, rancher
 from e2e.testbed.chartrepo import helm_binary
-from e2e.testbed.helpers import eventually, get_stack, kubectl, wait_established
+from e2e.testbed.helpers import Target, eventually, get_stack, kubectl, wait_established
 from e2e.testbed.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,17 +44,17 @@ LOOPBACK_EGRESS = "127.0.0.0/8,::1/128"
 SEPARATOR = "\x1f"  # between the arguments of one logged helm call
 
 
-def settled_stack(kubeconfig: Path, namespace: str, name: str, timeout: float) -> dict[str, Any]:
+def settled_stack(target: Target, namespace: str, name: str, timeout: float) -> dict[str, Any]:
     """A Stack's status once the pass of its current generation has ended."""
 
     def probe() -> dict[str, Any] | None:
-        found = get_stack(kubeconfig, namespace, name)
+        found = get_stack(target, namespace, name, check=False)
         current: dict[str, Any] = found.get("status") or {}
         done = current.get("phase") not in (None, "Pending", "Deploying")
-        fresh = current.get("observedGeneration") == found["metadata"]["generation"]
+        fresh = current.get("observedGeneration") == found.get("metadata", {}).get("generation")
         return current if done and fresh else None
 
-    return eventually(f"Stack {namespace}/{name} to settle", probe, timeout, interval=1)
+    return eventually(f"Stack {namespace}/{name} to settle", probe, timeout)
 
 
 def prepare_management(management: Path, rancher_namespaces: list[str]) -> None:
