@@ -129,6 +129,17 @@ class WorkerPool:
             return value  # type: ignore[no-any-return]
         raise value
 
+    async def warm(self) -> None:
+        """Start the fork server and one idle worker ahead of the first check (the
+        operator's standby does, so a new leader's first render check does not wait)."""
+        if self._idle or self._closed:
+            return
+        child = await self._spawn("the worker warm-up")
+        if self._closed:
+            child.kill()
+        else:
+            self._idle.append(child)
+
     async def _spawn(self, what: str) -> _Child:
         try:
             return await asyncio.wait_for(asyncio.to_thread(self._start), START_SECONDS)
