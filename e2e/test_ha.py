@@ -124,20 +124,15 @@ class Bed:
 
     def holder(self, shard: str = "") -> str:
         lease = "herd-controller" + (f"-{shard}" if shard else "")
-        return kubectl(
-            self.management.kubeconfig, "get", "lease", lease, "-n", CONTROLLER_NS,
-            "-o", "jsonpath={.spec.holderIdentity}", check=False,
-        )  # fmt: skip
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{CONTROLLER_NS}/leases/{lease}"
+        found = helpers.api_get(self.management, path, check=False) or {}
+        return str(found.get("spec", {}).get("holderIdentity") or "")
 
     def apply(self, body: dict[str, Any]) -> None:
         kubectl(self.management.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(body))
 
     def stack(self, name: str) -> dict[str, Any]:
-        out = kubectl(
-            self.management.kubeconfig, "get", "stack", name, "-n", STACKS_NS, "-o", "json",
-            check=False,
-        )  # fmt: skip
-        return json.loads(out) if out else {}
+        return helpers.get_stack(self.management, STACKS_NS, name, check=False)
 
     def settled(self, name: str, phase: str = "Deployed", timeout: float = 180.0) -> Any:
         def probe() -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ import yaml
 from e2e.testbed import rancher
 from e2e.testbed.chartrepo import helm_binary
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.helpers import eventually, kubectl
+from e2e.testbed.helpers import eventually, get_stack, kubectl
 from e2e.testbed.operator_run import STACK, Operator, helm_releases, run_operator
 
 FLEET_NS = "fleet-op"  # the operator's Rancher namespace here (other tests use fleet-default)
@@ -332,8 +332,7 @@ def test_invalid_stack_fails_without_any_helm_call(
     kubectl(mgmt, "apply", "-f", "-", stdin=yaml.safe_dump(body))
 
     def failed() -> dict[str, Any] | None:
-        out = kubectl(mgmt, "get", "stack", name, "-n", "default", "-o", "json")
-        status: dict[str, Any] = json.loads(out).get("status") or {}
+        status: dict[str, Any] = get_stack(mgmt, "default", name).get("status") or {}
         return status if status.get("phase") == "Failed" else None
 
     status = eventually("the invalid Stack to be Failed", failed, 60)

@@ -20,6 +20,7 @@ from e2e.testbed.helpers import eventually, kubectl
 from e2e.testbed.operator_run import Operator, helm_releases, run_operator
 
 FLEET_NS = "fleet-faults"
+RESYNC = 5
 IDS = {
     "downstream-1": "c-m-ft000001",
     "downstream-2": "c-m-ft000002",
@@ -46,7 +47,8 @@ def operator(
         # The management outage test stops the API for 15 s: with the default 15 s Lease the
         # leader gives up (10 s without renewal) and exits, by design. A longer Lease keeps
         # this test about status writes, not leader election (e2e/test_ha.py covers that).
-        env={"HERD_LEASE_SECONDS": "60"},
+        # A resync every 5 s: the held-failure test watches two of them go by.
+        env={"HERD_LEASE_SECONDS": "60", "HERD_RESYNC_SECONDS": str(RESYNC)},
     ) as running:
         yield running
 
@@ -308,7 +310,7 @@ def test_a_permanent_failure_is_not_retried_until_asked(
     count = sum(int(e.get("count") or 1) for e in warnings)
     tries = operator.log.read_text().count("broken.mustSet is required")
     assert count >= 1 and tries >= 2
-    time.sleep(25)  # more than two resyncs (HERD_RESYNC_SECONDS=10)
+    time.sleep(2.5 * RESYNC)  # more than two resyncs
     again = [e for e in operator.events() if e["type"] == "Warning" and "broken" in e["message"]]
     assert sum(int(e.get("count") or 1) for e in again) == count, (
         "a resync posted the failure again"

@@ -37,7 +37,7 @@ import yaml
 from e2e.testbed import certs, faults, helpers, rancher
 from e2e.testbed.chartrepo import ChartRepo, build_repository
 from e2e.testbed.controlplane import Cluster
-from e2e.testbed.helpers import kubectl
+from e2e.testbed.helpers import get_stack, kubectl
 from e2e.testbed.herd_controller import (
     Controller,
     prepare_management,
@@ -444,8 +444,7 @@ def operator(
 
 
 def stack_status(management: Cluster, name: str) -> dict[str, Any]:
-    out = kubectl(management.kubeconfig, "get", "stack", name, "-n", ADMIN_NS, "-o", "json")
-    found: dict[str, Any] = json.loads(out).get("status") or {}
+    found: dict[str, Any] = get_stack(management, ADMIN_NS, name).get("status") or {}
     return found
 
 

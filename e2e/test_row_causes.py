@@ -48,7 +48,11 @@ def operator(
         fleet_ns=FLEET_NS,
         ids=IDS,
         labels=LABELS,
-        env={"HERD_RETRY_SECONDS": str(RETRY_SECONDS), "HERD_RESYNC_SECONDS": "3"},
+        env={
+            "HERD_RETRY_SECONDS": str(RETRY_SECONDS),
+            "HERD_BACKOFF_MAX_SECONDS": str(2 * RETRY_SECONDS),  # not the suite's short cap
+            "HERD_RESYNC_SECONDS": "3",
+        },
     ) as running:
         running.name = STACK
         yield running

@@ -24,7 +24,7 @@ import yaml
 from e2e.testbed import rancher
 from e2e.testbed.chartrepo import ChartRepo, package_charts
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.helpers import kubectl
+from e2e.testbed.helpers import get_stack, kubectl
 from e2e.testbed.herd_controller import (
     Controller,
     prepare_management,
@@ -174,14 +174,7 @@ def test_observability_is_refused_without_addons_then_deploys_through_the_proxy(
     seen: list[dict[str, Any]] = [{}]
 
     def deployed() -> dict[str, Any] | None:
-        found = (
-            json.loads(
-                kubectl(
-                    management.kubeconfig, "get", "stack", "observed", "-n", "id-obs", "-o", "json"
-                )
-            ).get("status")
-            or {}
-        )
+        found = get_stack(management, "id-obs", "observed").get("status") or {}
         seen[0] = found
         rows = rows_of(found)
         return found if rows and {r["status"] for r in rows} == {"Deployed"} else None

@@ -19,22 +19,18 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from e2e.testbed import rancher
+from e2e.testbed import helpers, rancher
 from e2e.testbed.chartrepo import ChartRepo, helm_binary, helm_env, package_charts
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.helpers import eventually, kubectl, kubectl_run
-from e2e.testbed.herd_controller import (
-    Controller,
-    prepare_management,
-    service_account_kubeconfig,
-)
+from e2e.testbed.herd_controller import Controller, settled_stack, tenant_controller
+from e2e.testbed.tenant_identity import Identity, bound_identity
 from herd.plan.ownership import DIGEST_CHARS
 
 CHARTS = Path(__file__).resolve().parent / "charts-tenancy"
@@ -79,43 +75,18 @@ def controller(
     clusters: dict[str, BedCluster],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Controller]:
-    mgmt = management.kubeconfig
-    prepare_management(mgmt, [RANCHER_NS])
-    rancher.register_clusters(
-        mgmt,
-        [
+    with tenant_controller(
+        management.kubeconfig,
+        tmp_path_factory.mktemp("secown-controller"),
+        rancher_ns=RANCHER_NS,
+        clusters=[
             rancher.RancherCluster("so-one", ONE, clusters[ONE].kubeconfig),
             rancher.RancherCluster("so-two", TWO, clusters[TWO].kubeconfig),
         ],
-        namespace=RANCHER_NS,
-    )
-    for namespace in (TENANT, WITHDRAWN):
-        kubectl(mgmt, "create", "namespace", namespace, check=False)
-    grants = [grant(TENANT, [ONE, TWO]), grant(WITHDRAWN, [ONE, TWO])]
-    kubectl(mgmt, "apply", "-f", "-", stdin=yaml.safe_dump_all(grants))
-    directory = tmp_path_factory.mktemp("secown-controller")
-    running = Controller(
-        "secown",
-        directory,
-        service_account_kubeconfig(mgmt, directory / "sa.yaml"),
-        ADMIN_NS,
-        settings={
-            "HERD_RANCHER_NAMESPACES": RANCHER_NS,
-            "HERD_RESYNC_SECONDS": "15",
-            "HERD_RETRY_SECONDS": "3",
-            "HERD_FLEET_SECONDS": "1",
-        },
-        also_watch=(TENANT, WITHDRAWN),
-    )
-    running.start()
-    try:
+        grants=[grant(TENANT, [ONE, TWO]), grant(WITHDRAWN, [ONE, TWO])],
+        settings={"HERD_RESYNC_SECONDS": "15"},
+    ) as running:
         yield running
-    finally:
-        for namespace in (TENANT, WITHDRAWN, ADMIN_NS):
-            kubectl(mgmt, "delete", "stacks", "--all", "-n", namespace, "--timeout=120s",
-                    check=False, timeout=180)  # fmt: skip
-        running.stop()
-        kubectl(mgmt, "delete", "clustergrants", TENANT, WITHDRAWN, check=False)
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -156,23 +127,12 @@ def apply(management: BedCluster, body: dict[str, Any]) -> None:
 
 
 def get_stack(management: BedCluster, namespace: str, name: str) -> dict[str, Any] | None:
-    out = kubectl(
-        management.kubeconfig, "get", "stack", name, "-n", namespace, "-o", "json", check=False
-    )
-    return json.loads(out) if out.strip() else None
+    return helpers.get_stack(management, namespace, name, check=False) or None
 
 
 def settled(management: BedCluster, namespace: str, name: str) -> dict[str, Any]:
     """The Stack's status once its current generation's pass has ended."""
-
-    def probe() -> dict[str, Any] | None:
-        found = get_stack(management, namespace, name) or {"metadata": {}}
-        current = found.get("status") or {}
-        done = current.get("phase") not in (None, "Pending", "Deploying")
-        fresh = current.get("observedGeneration") == found["metadata"].get("generation")
-        return current if done and fresh else None
-
-    return eventually(f"Stack {namespace}/{name} to settle", probe, WAIT)
+    return settled_stack(management, namespace, name, WAIT)
 
 
 def row(status: dict[str, Any], cluster: str, release: str) -> dict[str, Any]:
@@ -197,44 +157,6 @@ def reconcile(management: BedCluster, namespace: str, name: str) -> None:
         management.kubeconfig, "annotate", "stack", name, "-n", namespace, "--overwrite",
         f"herd.suse.com/reconcile-at={time.time():.3f}",
     )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Identity:
-    """The tenant's downstream identity, as Herd bound it (read from the RoleBinding)."""
-
-    kind: str
-    name: str
-    namespace: str = ""
-
-    @property
-    def user(self) -> str:
-        if self.kind == "ServiceAccount":
-            return f"system:serviceaccount:{self.namespace}:{self.name}"
-        return self.name
-
-    def helm_flags(self) -> list[str]:
-        groups = [] if self.kind == "ServiceAccount" else ["--kube-as-group=herd:tenants"]
-        return [f"--kube-as-user={self.user}", *groups]
-
-    def kubectl_flags(self) -> list[str]:
-        groups = [] if self.kind == "ServiceAccount" else ["--as-group=herd:tenants"]
-        return [f"--as={self.user}", *groups]
-
-    def values(self) -> dict[str, str]:
-        return {"kind": self.kind, "name": self.name, "namespace": self.namespace}
-
-
-def tenant_identity(cluster: BedCluster, namespace: str, tenant: str = TENANT) -> Identity:
-    """Who Herd made the tenant in `namespace` downstream (its RoleBinding's subject)."""
-    done = kubectl_run(cluster, "get", "rolebindings", "-n", namespace, "-o", "json")
-    assert done.returncode == 0, done.stderr
-    for binding in json.loads(done.stdout)["items"]:
-        for subject in binding.get("subjects") or []:
-            text = f"{subject.get('namespace', '')}/{subject['name']}"
-            if tenant in text and subject["kind"] in ("User", "ServiceAccount"):
-                return Identity(subject["kind"], subject["name"], subject.get("namespace", ""))
-    raise AssertionError(f"no RoleBinding of tenant {tenant} in {namespace}")
 
 
 def helm(cluster: BedCluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -347,7 +269,7 @@ def test_a_forged_pre_delete_hook_never_runs_at_deletion(
 
     # The attack: the tenant's own identity installs a chart whose only object is a
     # pre-delete hook (helm does not create it at install), then labels it for the Stack.
-    who = tenant_identity(one, ns)
+    who = bound_identity(one, ns, TENANT)
     plant(one, repo, who, "install", "evil", ns, preDelete=True)
     assert not binding_exists(one, "evil-pre-delete")
     real = herd_labels(release_secret(one, ns, "del1", 1))
@@ -408,7 +330,7 @@ def test_forged_releases_claiming_an_admin_and_a_tenant_stack_are_left_alone(
     apply(management, stack(TENANT, "so-ten", repo, "tenant-probe", ns, [ONE]))
     settled(management, ADMIN_NS, "so-adm")
     settled(management, TENANT, "so-ten")
-    who = tenant_identity(one, ns)
+    who = bound_identity(one, ns, TENANT)
     claims = {"forged-adm": ("so-adm-apps", "so-adm"), "forged-ten": (ns, "so-ten")}
     for forged, (real_ns, real_name) in claims.items():
         plant(one, repo, who, "install", forged, ns, preDelete=True)
@@ -454,7 +376,7 @@ def test_a_forged_newer_revision_is_uninstalled_without_its_hooks(
         apply(management, stack(namespace, name, repo, "hooked", ns, [ONE], {"configmap": True}))
     for namespace, name in ((TENANT, "pin-ten"), (ADMIN_NS, "pin-adm")):
         assert row(settled(management, namespace, name), ONE, name)["status"] == "Deployed"
-    who = tenant_identity(one, ns)
+    who = bound_identity(one, ns, TENANT)
     for name in ("pin-ten", "pin-adm"):
         labels = herd_labels(release_secret(one, ns, name, 1))
         plant(one, repo, who, "upgrade", name, ns, configmap=True, preDelete=True)

@@ -16,13 +16,9 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +29,7 @@ from e2e.testbed import helpers, rancher
 from e2e.testbed.chartrepo import ChartRepo, helm_binary, helm_env, package_charts
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.helpers import kubectl, kubectl_run
-from e2e.testbed.herd_controller import (
-    prepare_management,
-    service_account_kubeconfig,
-)
-from e2e.testbed.processes import free_port
+from e2e.testbed.herd_controller import Controller, tenant_controller
 from e2e.testbed.tenant_identity import settled as stack_settled
 
 CHARTS = Path(__file__).resolve().parent / "charts-tenancy"
@@ -72,65 +64,6 @@ GRANTS = [
 ]
 
 
-@dataclass
-class Controller:
-    management: Path
-    directory: Path
-    settings: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log(self) -> Path:
-        return self.directory / "operator.log"
-
-    def start(self, **settings: str) -> None:
-        self.settings = settings
-        kubeconfig = service_account_kubeconfig(self.management, self.directory / "sa.yaml")
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            "HERD_NAMESPACE": ADMIN_NS,
-            "HERD_RANCHER_NAMESPACES": RANCHER_NS,
-            "HERD_RESYNC_SECONDS": "20",
-            "HERD_RETRY_SECONDS": "3",
-            "HERD_FLEET_SECONDS": "1",
-            "HERD_METRICS_PORT": str(free_port()),
-            "HERD_HEALTH_PORT": str(free_port()),
-            "HERD_WORKDIR": str(self.directory / "work"),
-            "TMPDIR": str(self.directory),
-            **settings,
-        }
-        offset = len(self.text())
-        namespaces = [arg for ns in ("tn-a", "tn-b", ADMIN_NS) for arg in ("--namespace", ns)]
-        with self.log.open("a") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "herd", "operator", *namespaces],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        eventually(
-            "the controller to start",
-            lambda: "Herd operator started" in self.text()[offset:],
-            timeout=90,
-        )
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(40)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.process = None
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRepo]:
     served = package_charts(
@@ -151,30 +84,20 @@ def controller(
     clusters: dict[str, BedCluster],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Controller]:
-    mgmt = management.kubeconfig
-    prepare_management(mgmt, [RANCHER_NS])
-    rancher.register_clusters(
-        mgmt,
-        [
-            rancher.RancherCluster("tn-staging", STAGING, clusters[STAGING].kubeconfig,
-                                   {"tn-env": "staging"}),
-            rancher.RancherCluster("tn-prod", PROD, clusters[PROD].kubeconfig, {"tn-env": "prod"}),
-        ],
-        namespace=RANCHER_NS,
-    )  # fmt: skip
-    for namespace in ("tn-a", "tn-b"):
-        kubectl(mgmt, "create", "namespace", namespace, check=False)
-    kubectl(mgmt, "apply", "-f", "-", stdin=yaml.safe_dump_all(GRANTS))
-    running = Controller(mgmt, tmp_path_factory.mktemp("tenancy-controller"))
-    running.start()
-    try:
+    registered = [
+        rancher.RancherCluster("tn-staging", STAGING, clusters[STAGING].kubeconfig,
+                               {"tn-env": "staging"}),
+        rancher.RancherCluster("tn-prod", PROD, clusters[PROD].kubeconfig, {"tn-env": "prod"}),
+    ]  # fmt: skip
+    with tenant_controller(
+        management.kubeconfig,
+        tmp_path_factory.mktemp("tenancy-controller"),
+        rancher_ns=RANCHER_NS,
+        clusters=registered,
+        grants=GRANTS,
+        settings={"HERD_RESYNC_SECONDS": "20"},
+    ) as running:
         yield running
-    finally:  # the controller uninstalls the Stacks' releases, then stops
-        for namespace in ("tn-a", "tn-b", ADMIN_NS):
-            kubectl(mgmt, "delete", "stacks", "--all", "-n", namespace, "--timeout=120s",
-                    check=False, timeout=180)  # fmt: skip
-        running.stop()
-        kubectl(mgmt, "delete", "clustergrants", "tn-a", "tn-b", check=False)
 
 
 def stack(
@@ -211,8 +134,7 @@ def apply(management: BedCluster, body: dict[str, Any]) -> None:
 
 
 def status(management: BedCluster, namespace: str, name: str) -> dict[str, Any]:
-    out = kubectl(management.kubeconfig, "get", "stack", name, "-n", namespace, "-o", "json")
-    found: dict[str, Any] = json.loads(out).get("status") or {}
+    found: dict[str, Any] = helpers.get_stack(management, namespace, name).get("status") or {}
     return found
 
 
@@ -453,8 +375,9 @@ def test_open_mode_bounds_nobody(
     repo: ChartRepo,
 ) -> None:
     controller.stop()
-    controller.start(HERD_TENANCY="open")
-    assert "HERD_TENANCY=open" in controller.text()
+    controller.settings["HERD_TENANCY"] = "open"
+    controller.start()
+    assert "HERD_TENANCY=open" in controller.log_text()
     body = stack("tn-a", "tn-a-open", repo.url, "tn-a-open", targets={"clusterIds": [PROD]})
     apply(management, body)
     found = settled(management, body)

@@ -7,28 +7,31 @@ its helm children (as a pod kill does), restart it with the same HERD_WORKDIR, o
 two at once. Every helm call goes through a logging wrapper (HERD_HELM), so a test
 counts helm invocations without reading Herd's code.
 
-Callers: `benchmarks/faults.py` and its `_faults_*` helpers, `e2e/test_fuzz_operator.py`.
+Callers: `benchmarks/faults.py` and its `_faults_*` helpers, `e2e/test_fuzz_operator.py`;
+`tenant_controller` (a Rancher namespace, tenant namespaces and their grants, one controller
+watching them) for `e2e/test_tenancy.py` and `e2e/test_security_ownership.py`.
 Settings are environment variables of issue 11 (C5/C6): a controller that does not know
 one ignores it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from e2e.testbed import faults
+from e2e.testbed import faults, rancher
 from e2e.testbed.chartrepo import helm_binary
-from e2e.testbed.helpers import eventually, kubectl, wait_established
+from e2e.testbed.helpers import Target, eventually, get_stack, kubectl, wait_established
 from e2e.testbed.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,17 +44,17 @@ LOOPBACK_EGRESS = "127.0.0.0/8,::1/128"
 SEPARATOR = "\x1f"  # between the arguments of one logged helm call
 
 
-def settled_stack(kubeconfig: Path, namespace: str, name: str, timeout: float) -> dict[str, Any]:
+def settled_stack(target: Target, namespace: str, name: str, timeout: float) -> dict[str, Any]:
     """A Stack's status once the pass of its current generation has ended."""
 
     def probe() -> dict[str, Any] | None:
-        found = json.loads(kubectl(kubeconfig, "get", "stack", name, "-n", namespace, "-o", "json"))
+        found = get_stack(target, namespace, name, check=False)
         current: dict[str, Any] = found.get("status") or {}
         done = current.get("phase") not in (None, "Pending", "Deploying")
-        fresh = current.get("observedGeneration") == found["metadata"]["generation"]
+        fresh = current.get("observedGeneration") == found.get("metadata", {}).get("generation")
         return current if done and fresh else None
 
-    return eventually(f"Stack {namespace}/{name} to settle", probe, timeout, interval=1)
+    return eventually(f"Stack {namespace}/{name} to settle", probe, timeout)
 
 
 def prepare_management(management: Path, rancher_namespaces: list[str]) -> None:
@@ -257,3 +260,47 @@ class Controller:
             if at >= since:
                 calls.append(HelmCall(at, pid, tuple(rest.split(SEPARATOR)) if rest else ()))
         return calls
+
+
+@contextmanager
+def tenant_controller(
+    management: Path,
+    directory: Path,
+    *,
+    rancher_ns: str,
+    clusters: Sequence[rancher.RancherCluster],
+    grants: Sequence[dict[str, Any]],
+    settings: dict[str, str],
+) -> Iterator[Controller]:
+    """A controller watching its own namespace and each grant's tenant namespace (created),
+    with `clusters` registered in `rancher_ns`. At the end the Stacks go first (the
+    controller uninstalls their releases), then the controller and the grants."""
+    prepare_management(management, [rancher_ns])
+    rancher.register_clusters(management, list(clusters), namespace=rancher_ns)
+    tenants = tuple(dict.fromkeys(ns for g in grants for ns in g["spec"]["namespaces"]))
+    for namespace in tenants:
+        kubectl(management, "create", "namespace", namespace, check=False)
+    kubectl(management, "apply", "-f", "-", stdin=yaml.safe_dump_all(list(grants)))
+    running = Controller(
+        directory.name,
+        directory,
+        service_account_kubeconfig(management, directory / "sa.yaml"),
+        CONTROLLER_NS,
+        settings={
+            "HERD_RANCHER_NAMESPACES": rancher_ns,
+            "HERD_RETRY_SECONDS": "3",
+            "HERD_FLEET_SECONDS": "1",
+            **settings,
+        },
+        also_watch=tenants,
+    )
+    running.start()
+    try:
+        yield running
+    finally:
+        for namespace in (*tenants, CONTROLLER_NS):
+            kubectl(management, "delete", "stacks", "--all", "-n", namespace, "--timeout=120s",
+                    check=False, timeout=180)  # fmt: skip
+        running.stop()
+        names = [g["metadata"]["name"] for g in grants]
+        kubectl(management, "delete", "clustergrants", *names, check=False)

@@ -32,7 +32,7 @@ import yaml
 
 from e2e.testbed import hostile_charts, rancher
 from e2e.testbed.chartrepo import ChartRepo, run_helm
-from e2e.testbed.helpers import kubectl
+from e2e.testbed.helpers import get_stack, kubectl
 from e2e.testbed.herd_controller import (
     CONTROLLER_NS,
     LOOPBACK_EGRESS,
@@ -155,8 +155,7 @@ def apply(management: Path, body: dict[str, Any]) -> None:
 
 def status(management: Path, body: dict[str, Any]) -> dict[str, Any]:
     meta = body["metadata"]
-    out = kubectl(management, "get", "stack", meta["name"], "-n", meta["namespace"], "-o", "json")
-    found = json.loads(out)
+    found = get_stack(management, meta["namespace"], meta["name"])
     current: dict[str, Any] = found.get("status") or {}
     fresh = current.get("observedGeneration") == found["metadata"]["generation"]
     return current if fresh else {}

@@ -1,9 +1,10 @@
 """The few Kubernetes API calls the test bed makes itself, and kubeconfig files.
 
 Callers: `e2e.testbed.controlplane` (readiness polling, fake nodes, kubeconfigs for the
-admin and each component). Deliberately plain `http.client` + `ssl`: the test bed has
-to work before and without the project's own Kubernetes client code, and these calls
-are five endpoints, not a client library.
+admin and each component) and `e2e.testbed.helpers.api_get` (the tests' polling reads,
+through `client_for(kubeconfig)`). Deliberately plain `http.client` + `ssl`: the test bed
+has to work before and without the project's own Kubernetes client code, and these calls
+are a few endpoints, not a client library.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import http.client
 import json
 import os
 import ssl
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,13 +36,24 @@ class Response:
 class ApiClient:
     """Authenticated JSON requests against one apiserver, verified against its CA."""
 
-    def __init__(self, server: str, ca: Path, client: CertPair | None = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        ca: Path | str,
+        client: CertPair | None = None,
+        token: str | None = None,
+    ) -> None:
+        """`ca`: a CA file, or the PEM text itself (a kubeconfig's inlined data)."""
         parts = urlsplit(server)
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 443
-        self._context = ssl.create_default_context(cafile=str(ca))
+        if isinstance(ca, Path):
+            self._context = ssl.create_default_context(cafile=str(ca))
+        else:
+            self._context = ssl.create_default_context(cadata=ca)
         if client is not None:
             self._context.load_cert_chain(str(client.cert), str(client.key))
+        self._token = token
 
     def request(self, method: str, path: str, body: object = None) -> Response:
         connection = http.client.HTTPSConnection(
@@ -49,6 +62,8 @@ class ApiClient:
         try:
             payload = json.dumps(body).encode() if body is not None else None
             headers = {"Accept": "application/json"}
+            if self._token:
+                headers["Authorization"] = f"Bearer {self._token}"
             if payload is not None:
                 headers["Content-Type"] = "application/json"
             connection.request(method, path, body=payload, headers=headers)
@@ -79,6 +94,35 @@ class ApiClient:
         """True when GET `path` answers 200; connection errors mean "not yet"."""
         response = self.try_get(path)
         return response is not None and response.status == 200
+
+
+_CLIENTS: dict[tuple[Path, int], ApiClient] = {}
+
+
+def client_for(kubeconfig: Path) -> ApiClient:
+    """An ApiClient with a kubeconfig's server, CA and user (inlined client certificate, or
+    token), as kubectl would use them; one per file version. The certificate and key go to
+    a private temporary directory, since `ssl` loads a certificate chain only from files."""
+    key = (kubeconfig.resolve(), kubeconfig.stat().st_mtime_ns)
+    if key not in _CLIENTS:
+        config = yaml.safe_load(kubeconfig.read_text())
+        context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
+        cluster = next(c for c in config["clusters"] if c["name"] == context["context"]["cluster"])
+        user = next(u for u in config["users"] if u["name"] == context["context"]["user"])["user"]
+        ca = base64.b64decode(cluster["cluster"]["certificate-authority-data"]).decode()
+        client = None
+        if "client-certificate-data" in user:
+            directory = Path(tempfile.mkdtemp(prefix="herd-e2e-client-"))
+            client = CertPair(directory / "client.crt", directory / "client.key")
+            for path, field in (
+                (client.cert, "client-certificate-data"),
+                (client.key, "client-key-data"),
+            ):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(base64.b64decode(user[field]))
+        _CLIENTS[key] = ApiClient(cluster["cluster"]["server"], ca, client, user.get("token"))
+    return _CLIENTS[key]
 
 
 def write_kubeconfig(

@@ -10,7 +10,6 @@ the controller with the install/ ServiceAccount's token, so its RBAC is what is 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -25,13 +24,14 @@ import yaml
 
 from e2e.testbed import faults, rancher
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.helpers import eventually, kubectl
+from e2e.testbed.helpers import eventually, get_stack, kubectl, object_events
 from e2e.testbed.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
 CONTROLLER_NS = "herd-system"
 STACK = "op-stack"  # the Stack `Operator` looks at unless told another name
+BACKOFF_MAX_SECONDS = "8"
 
 
 def helm_releases(cluster: BedCluster, namespace: str) -> dict[str, dict[str, Any]]:
@@ -47,18 +47,7 @@ class Operator:
     name: str = STACK  # the Stack the helpers below look at
 
     def stack(self) -> dict[str, Any]:
-        out = kubectl(
-            self.management.kubeconfig,
-            "get",
-            "stack",
-            self.name,
-            "-n",
-            "default",
-            "-o",
-            "json",
-            check=False,
-        )
-        return json.loads(out) if out else {}
+        return get_stack(self.management, "default", self.name, check=False)
 
     def status(self) -> dict[str, Any]:
         status: dict[str, Any] = self.stack().get("status") or {}
@@ -79,19 +68,7 @@ class Operator:
         return eventually(f"phase {phase}", probe)
 
     def events(self) -> list[dict[str, Any]]:
-        out = kubectl(
-            self.management.kubeconfig,
-            "get",
-            "events",
-            "-n",
-            "default",
-            "--field-selector",
-            f"involvedObject.name={self.name}",
-            "-o",
-            "json",
-        )
-        items: list[dict[str, Any]] = json.loads(out)["items"]
-        return items
+        return object_events(self.management, "default", self.name)
 
     def metrics(self) -> str:
         """The operator's Prometheus exposition text."""
@@ -133,18 +110,16 @@ def grant_fleet_namespace(management: BedCluster, namespace: str) -> None:
     kubectl(management.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(roles))
 
 
-@contextmanager
-def run_operator(
+def prepare_fleet(
     management: BedCluster,
     downstream: list[BedCluster],
-    workdir: Path,
     *,
     fleet_ns: str,
     ids: dict[str, str],
     labels: dict[str, dict[str, str]],
-    env: dict[str, str] | None = None,
-) -> Iterator[Operator]:
-    """`herd operator` as a process, with its own Rancher namespace of downstream clusters."""
+) -> str:
+    """CRDs, install/, the test's Rancher namespace of clusters and the ClusterGrant for
+    the Stacks in `default` (its name is returned)."""
     rancher.register_clusters(
         management.kubeconfig,
         [
@@ -179,6 +154,22 @@ def run_operator(
             }
         ),
     )
+    return grant
+
+
+@contextmanager
+def run_operator(
+    management: BedCluster,
+    downstream: list[BedCluster],
+    workdir: Path,
+    *,
+    fleet_ns: str,
+    ids: dict[str, str],
+    labels: dict[str, dict[str, str]],
+    env: dict[str, str] | None = None,
+) -> Iterator[Operator]:
+    """`herd operator` as a process, with its own Rancher namespace of downstream clusters."""
+    grant = prepare_fleet(management, downstream, fleet_ns=fleet_ns, ids=ids, labels=labels)
     log = workdir / "operator.log"
     metrics_port = free_port()
     variables = {
@@ -189,6 +180,9 @@ def run_operator(
         "HERD_RESYNC_SECONDS": "10",
         "HERD_RETRY_SECONDS": "3",
         "HERD_FLEET_SECONDS": "1",
+        # A cluster back from an outage is retried within seconds, not after the doubled
+        # backoff (up to 300 s) its outage built up: the faults tests wait for that retry.
+        "HERD_BACKOFF_MAX_SECONDS": BACKOFF_MAX_SECONDS,
         "HERD_METRICS_PORT": str(metrics_port),
         "HERD_HEALTH_PORT": str(free_port()),
         "HERD_WORKDIR": str(workdir / "work"),  # never the shared default under /tmp

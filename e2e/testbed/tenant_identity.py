@@ -1,6 +1,7 @@
 """Helpers for the tenant-identity e2e tests (`e2e/test_security_identity*.py`): the
 tenant's ServiceAccount name, grants on the one test cluster, `kubectl auth can-i` as an
-identity (a real SubjectAccessReview), and the Rancher-proxy stand-in with its owner binding.
+identity (a real SubjectAccessReview), and the Rancher-proxy stand-in with its owner binding;
+`bound_identity`, who Herd made a tenant downstream (`e2e/test_security_ownership.py`).
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from e2e.testbed import helpers
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.helpers import kubectl, kubectl_run
+from e2e.testbed.herd_controller import settled_stack
 from e2e.testbed.rancher_proxy import RancherProxy
 from herd.api.grants import parse_grant
 from herd.names import TENANT_LABEL
@@ -120,16 +123,42 @@ def rancher_proxy(bed: BedCluster, directory: Path) -> Iterator[RancherProxy]:
 def settled(management: BedCluster, body: dict[str, Any], timeout: float = WAIT) -> dict[str, Any]:
     """The Stack's status once its current generation's pass has ended."""
     meta = body["metadata"]
+    return settled_stack(management, meta["namespace"], meta["name"], timeout)
 
-    def probe() -> dict[str, Any] | None:
-        out = kubectl(
-            management.kubeconfig, "get", "stack", meta["name"], "-n", meta["namespace"],
-            "-o", "json",
-        )  # fmt: skip
-        found = json.loads(out)
-        current = found.get("status") or {}
-        done = current.get("phase") not in (None, "Pending", "Deploying")
-        fresh = current.get("observedGeneration") == found["metadata"]["generation"]
-        return current if done and fresh else None
 
-    return eventually(f"Stack {meta['namespace']}/{meta['name']} to settle", probe, timeout)
+@dataclass(frozen=True)
+class Identity:
+    """The tenant's downstream identity, as Herd bound it (read from the RoleBinding)."""
+
+    kind: str
+    name: str
+    namespace: str = ""
+
+    @property
+    def user(self) -> str:
+        if self.kind == "ServiceAccount":
+            return f"system:serviceaccount:{self.namespace}:{self.name}"
+        return self.name
+
+    def helm_flags(self) -> list[str]:
+        groups = [] if self.kind == "ServiceAccount" else ["--kube-as-group=herd:tenants"]
+        return [f"--kube-as-user={self.user}", *groups]
+
+    def kubectl_flags(self) -> list[str]:
+        groups = [] if self.kind == "ServiceAccount" else ["--as-group=herd:tenants"]
+        return [f"--as={self.user}", *groups]
+
+    def values(self) -> dict[str, str]:
+        return {"kind": self.kind, "name": self.name, "namespace": self.namespace}
+
+
+def bound_identity(cluster: BedCluster, namespace: str, tenant: str) -> Identity:
+    """Who Herd made the tenant in `namespace` downstream (its RoleBinding's subject)."""
+    done = kubectl_run(cluster, "get", "rolebindings", "-n", namespace, "-o", "json")
+    assert done.returncode == 0, done.stderr
+    for binding in json.loads(done.stdout)["items"]:
+        for subject in binding.get("subjects") or []:
+            text = f"{subject.get('namespace', '')}/{subject['name']}"
+            if tenant in text and subject["kind"] in ("User", "ServiceAccount"):
+                return Identity(subject["kind"], subject["name"], subject.get("namespace", ""))
+    raise AssertionError(f"no RoleBinding of tenant {tenant} in {namespace}")
