@@ -6,6 +6,8 @@ the event loop keeps running."""
 
 from __future__ import annotations
 
+import asyncio
+
 from herd.addons.images import bounded_manifest_facts, manifest_facts
 from loop_watch import late_while
 
@@ -44,4 +46,8 @@ async def test_the_event_loop_runs_while_a_big_manifest_is_parsed() -> None:
     )
     found, late, took = await late_while(bounded_manifest_facts(big, "apps"))
     assert len(found.workloads) == 3000
-    assert late < max(0.25, took / 4), (late, took)
+    # The machine's own scheduling noise, measured the same way over an idle wait as long
+    # as the parse: on a loaded machine (CI beside other work) the timer is late even when
+    # nothing blocks the loop, but a parse on the loop is late by about all of `took`.
+    _, noise, _ = await late_while(asyncio.sleep(took))
+    assert late < max(0.25, took / 4) + 2 * noise, (late, took, noise)
