@@ -24,6 +24,7 @@ from herd.addons.prometheus import PrometheusClient, PrometheusService, locate
 from herd.api.checks import FailOnLevel
 from herd.clusters.readiness import ReadinessReader, ReleaseToCheck
 from herd.errors import TransientError
+from herd.helm import worker
 from herd.helm.environment import HelmEnvironment
 from herd.plan.checks import Unready
 from herd.plan.clusters import Cluster
@@ -79,6 +80,12 @@ class LiveProbe:
     def for_clusters(self, clusters: Sequence[Cluster]) -> LiveProbe:
         """This probe for a pass over `clusters` (where each one's Prometheus is)."""
         return LiveProbe(self._readiness, self._scans, self._metrics, {c.id: c for c in clusters})
+
+    def warm(self) -> None:
+        """The worker pool that parses manifests (readiness, security) starts while helm
+        deploys: its first start imports Herd in a fork server, seconds on a loaded machine,
+        which the first check round would otherwise wait for."""
+        worker.pool().warm()
 
     async def unready(self, target: Target, releases: Sequence[ReleaseResult]) -> Unready | None:
         tenant = target.grants is not None and not target.grants.unrestricted

@@ -60,6 +60,11 @@ COMING_UP = f"check {READINESS}: waiting: "  # a first-round hold that may clear
 class ClusterProbe(Protocol):
     """What the checks ask of one cluster (`herd.engine.checks.LiveProbe`)."""
 
+    def warm(self) -> None:
+        """Start now, without waiting, what a first round of readiness or security checks
+        would otherwise wait for (the worker processes that parse manifests)."""
+        ...
+
     async def unready(self, target: Target, releases: Sequence[ReleaseResult]) -> Unready | None:
         """The first object of `releases` not Current, and why; None when all are."""
         ...

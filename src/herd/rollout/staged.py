@@ -202,6 +202,7 @@ class StagedPass:
 
     async def run(self) -> StagedOutcome:
         interrupted = False
+        self._warm_checks()
         if self._inputs.only is not None:
             index = next(i for i, s in enumerate(self.stages) if s.name == self._inputs.only)
             await self._stage(index)
@@ -246,6 +247,12 @@ class StagedPass:
             good=self._undo.remember(final, self._rollout, self.states),
             held=bool(self.held),
         )
+
+    def _warm_checks(self) -> None:
+        """What the checks' first round needs starts now, while helm deploys."""
+        probe = self._inputs.probe
+        if probe is not None and any(s.checks and s.checks.reads_manifests for s in self.stages):
+            probe.warm()
 
     async def _stage(self, index: int) -> None:
         stage = self.stages[index]
