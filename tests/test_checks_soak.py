@@ -28,8 +28,9 @@ from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.rollout.checks import StageChecker
-from herd.rollout.staged import StageInputs, run_staged
+from herd.rollout.staged import ChecksReport, StageInputs, run_staged
 from herd.rollout.target import Target
+from herd.status.facts import ImageVerdicts
 from herd.status.pipeline import Kind, StatusInputs, compose
 from herd.status.rollout import rollout_events, with_rollout
 
@@ -66,8 +67,8 @@ class FakeProbe:
 
     async def scan(
         self, target: Target, releases: Sequence[ReleaseResult], fail_on: FailOnLevel
-    ) -> tuple[list[str], list[str]]:
-        return self.scans
+    ) -> ImageVerdicts:
+        return ImageVerdicts(*self.scans)
 
 
 class Clock:
@@ -187,7 +188,7 @@ class FakePlan:
 async def staged(
     probe: FakeProbe | None,
     checks: dict[str, Any] | None,
-    on_checks: Callable[[RolloutStatus], None] | None = None,
+    on_checks: Callable[[ChecksReport], None] | None = None,
     **top: Any,
 ) -> Any:
     stages: list[dict[str, Any]] = [
@@ -298,9 +299,9 @@ class ScanSequence(FakeProbe):
 
     async def scan(
         self, target: Target, releases: Sequence[ReleaseResult], fail_on: FailOnLevel
-    ) -> tuple[list[str], list[str]]:
+    ) -> ImageVerdicts:
         failed = self.verdicts.pop(0) if len(self.verdicts) > 1 else self.verdicts[0]
-        return (failed if target.cluster == "c1" else []), []
+        return ImageVerdicts((failed if target.cluster == "c1" else []), [])
 
 
 async def test_a_hold_in_the_soak_is_reported_as_it_appears_and_clears(
@@ -311,7 +312,10 @@ async def test_a_hold_in_the_soak_is_reported_as_it_appears_and_clears(
     probe = ScanSequence([[], [], [image], [image], []])  # first round, soak rounds...
     reports: list[RolloutStatus] = []
     outcome, fake = await staged(
-        probe, {"readiness": False, "security": {}}, on_checks=reports.append, security="enabled"
+        probe,
+        {"readiness": False, "security": {}},
+        on_checks=lambda report: reports.append(report.rollout),
+        security="enabled",
     )
     assert [r.state for r in reports] == ["Paused", "Progressing", "Paused"], reports
     held = reports[1].stages[0].held_checks

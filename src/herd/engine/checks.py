@@ -31,7 +31,7 @@ from herd.plan.clusters import Cluster
 from herd.plan.results import ReleaseResult
 from herd.rollout.target import Target
 from herd.settings import Settings
-from herd.status.facts import FailOn
+from herd.status.facts import FailOn, ImageVerdicts
 
 DEFAULT_SERVICE = PrometheusService.parse(Settings.prometheus_service)
 
@@ -39,7 +39,7 @@ DEFAULT_SERVICE = PrometheusService.parse(Settings.prometheus_service)
 class ScanSource(Protocol):
     async def image_verdicts(
         self, cluster: str, kubeconfig: Path, releases: Sequence[ReleaseResult], fail_on: FailOn
-    ) -> tuple[list[str], list[str]]: ...
+    ) -> ImageVerdicts: ...
 
 
 class MetricSource(Protocol):
@@ -104,7 +104,7 @@ class LiveProbe:
 
     async def scan(
         self, target: Target, releases: Sequence[ReleaseResult], fail_on: FailOnLevel
-    ) -> tuple[list[str], list[str]]:
+    ) -> ImageVerdicts:
         if self._scans is None:
             raise TransientError("NeuVector's scan results are not read here (operator only)")
         level = FailOn.HIGH if fail_on is FailOnLevel.HIGH else FailOn.CRITICAL

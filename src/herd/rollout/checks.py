@@ -49,7 +49,7 @@ from herd.plan.checks import (
 from herd.plan.results import ReleaseResult, State
 from herd.plan.results import now as _now
 from herd.rollout.target import Target
-from herd.status.facts import AGENT, NEUVECTOR
+from herd.status.facts import AGENT, NEUVECTOR, ClusterScan, ImageVerdicts
 
 logger = logging.getLogger(__name__)
 _CONCURRENCY = 10
@@ -75,8 +75,8 @@ class ClusterProbe(Protocol):
 
     async def scan(
         self, target: Target, releases: Sequence[ReleaseResult], fail_on: FailOnLevel
-    ) -> tuple[list[str], list[str]]:
-        """Images failed at or above `fail_on`, and images not scanned yet."""
+    ) -> ImageVerdicts:
+        """Images failed at or above `fail_on`, images not scanned yet, and the scan."""
         ...
 
 
@@ -84,6 +84,7 @@ class ClusterProbe(Protocol):
 class RoundResult:
     failed: dict[str, str] = field(default_factory=dict)  # cluster -> why (newly failed)
     held: dict[str, str] = field(default_factory=dict)  # cluster -> why (this round)
+    scans: dict[str, ClusterScan] = field(default_factory=dict)  # what the security check read
 
 
 class StageChecker:
@@ -140,6 +141,7 @@ class StageChecker:
             result = await self.round(clusters)
             total.failed |= result.failed
             total.held = result.held
+            total.scans |= result.scans
             if on_round is not None:
                 on_round(result)
             if all(c in self.tally.failed for c in clusters):
@@ -241,10 +243,13 @@ class StageChecker:
         check = self._checks.security
         assert check is not None
         try:
-            failed, pending = await self._probe.scan(target, releases, check.fail_on)
+            read = await self._probe.scan(target, releases, check.fail_on)
         except TransientError as error:  # NeuVector not asked: its verdicts are unknown
             out.held[target.cluster] = clip(f"check security: {describe(error)}")
             return
+        if read.scan is not None:
+            out.scans[target.cluster] = read.scan
+        failed, pending = read.failed, read.pending
         # Unscanned since the release was deployed in this pass, or since this pass began.
         since = min([self._started, *(r.finished for r in releases if r.finished)])
         waited = (self._clock() - since).total_seconds()
