@@ -8,8 +8,9 @@ failed evaluation is counted (`Tally`); a cluster fails when a check reaches its
 `failureLimit` (readiness: the first; before the stage succeeded, an object still coming
 up holds the cluster instead, a kstatus Failed one fails it). The security gate holds a
 cluster back (a vulnerable or unscanned image), and fails it once an image stays unscanned
-past `pendingTimeout`. `StageChecker.soak` repeats rounds until the soak ends, every cluster
-failed, or the caller's `interrupted` says the spec changed.
+past `pendingTimeout`; the NeuVector scan it read is kept in the round's result (`scans`:
+`status.security` follows it during a soak). `StageChecker.soak` repeats rounds until the
+soak ends, every cluster failed, or the caller's `interrupted` says the spec changed.
 
 What is asked of a cluster goes through `ClusterProbe` (the engine's live one:
 `herd.engine.checks.LiveProbe`; the unit tests' fake). A probe raising `TransientError`
