@@ -312,6 +312,9 @@ class Offered:
     def last(self) -> StackStatus:
         return self.shown[-1]
 
+    def state(self) -> str | None:
+        return self.last.rollout.state if self.last.rollout else None
+
     def held(self) -> list[str]:
         rollout = self.last.rollout
         return [h.cluster_id for h in rollout.stages[0].held_checks] if rollout else []
@@ -344,14 +347,15 @@ async def soak_with_security(
     await engine.apply(stack)  # NeuVector not reachable yet (its namespace is new): held
     expose_standin(fleet.beds[CANARY], NV_NS, standin)
     standin.rescan_image(CannedImage(APP_OLD, medium=3))  # clean: the soak begins
-    staging = StageInputs(on_checks=offered.progress.checks)
-    task = asyncio.create_task(engine.apply(stack, staging=staging))
+    progress = offered.progress  # wired as the keeper wires it
+    staging = StageInputs(on_stage=progress.stage, on_checks=progress.checks)
+    task = asyncio.create_task(engine.apply(stack, progress.record, staging=staging))
     try:
-        await offered.until(lambda: offered.last.phase == "Deploying", 180)  # it soaks
+        await offered.until(lambda: offered.state() == "Paused", 180)  # it soaks
     except BaseException:
         await stop_soak(engine, stack, fleet, standin, task)
         raise
-    assert offered.last.rollout is not None and offered.last.rollout.state == "Paused"
+    assert offered.last.phase == "Deploying"
     return engine, stack, offered, task
 
 
@@ -396,12 +400,11 @@ async def test_a_hold_during_the_soak_shows_and_clears_while_it_soaks(
         standin.rescan_image(CannedImage(APP_OLD, critical=1, high=2, medium=3))
         await offered.until(lambda: offered.held() == [CANARY], 20)
         assert "1 held by checks" in offered.last.message
-        assert offered.last.rollout is not None
-        assert offered.last.rollout.state == "Progressing"
+        assert offered.state() == "Progressing"
         standin.rescan_image(CannedImage(APP_OLD, medium=3))
         took = await offered.until(lambda: offered.held() == [], 30)
         assert took < 15, took
-        assert offered.last.rollout is not None and offered.last.rollout.state == "Paused"
+        assert offered.state() == "Paused"
         assert "soaking" in offered.last.message
         await complete_after_soak(fleet, stack, task)
     finally:
