@@ -72,8 +72,12 @@ e2e-image: image
 # Real Rancher (README "Real Rancher lane"): the Rancher server and cluster agent binaries
 # are not built here; HERD_RANCHER_BIN / HERD_RANCHER_AGENT_BIN or ~/.cache/herd/rancher/
 # must hold them, else the lane skips saying what is missing. Needs root (mount namespaces).
+# test_rancher_app.py adds a real node (kubelet built like the bed's binaries; containerd,
+# runc and the CNI plugins from Debian, installed with apt-get when missing).
 e2e-rancher: binaries
-	$(BIN)/pytest e2e/test_rancher_real.py -q -s -m rancher_real -p no:cacheprovider
+	$(BIN)/pytest e2e/test_rancher_real.py e2e/test_rancher_app.py e2e/test_real_node.py -q -s \
+		-m rancher_real \
+		-p no:cacheprovider
 
 # The peer benchmark (README "Performance"): Herd, helmfile and Flux on one test bed. Not in
 # `make test` or CI. helmfile and Flux source-controller are built from the Go module proxy

@@ -11,6 +11,7 @@ import random
 import time
 from dataclasses import dataclass
 
+from benchmarks import _faults_phases
 from benchmarks._faults_bed import (
     IDS,
     TEAM,
@@ -35,20 +36,22 @@ def sigkills(
 ) -> Figures:
     """SIGKILL controller + helm children mid-rollout `trials` times, restarting each time.
 
-    The charts have `timeout` (issue 26: 15m, the owner's gpu-operator): a release the kill
-    left pending is recovered from the operation journal once the restarted controller
-    holds the Lease, not after the timeout. Trials stop early once `budget` seconds are
+    The charts have `timeout` (issue 26: 15m, the owner's gpu-operator). Each kill lands
+    while `helm upgrade --wait` holds the root release pending-upgrade (the gate of
+    `_faults_phases`), which is opened right after the kill: the restarted controller
+    recovers it from the operation journal once it holds the Lease, not after the timeout,
+    then rolls out the rest of the diamond. Trials stop early once `budget` seconds are
     spent (the figures say how many ran).
     """
     ns, apps, name = "faults-kill", "faults-kill-apps", "kill"
     controller = bed.controller("kill", ns)
     controller.start()
-    bed.apply(stack_body(name, ns, charts(bed.repo_url, apps, "v0", timeout=timeout)))
+    bed.apply(stack_body(name, ns, _faults_phases.gated_charts(bed.repo_url, apps, 0, timeout)))
     bed.wait_converged(name, ns, apps, CONVERGE_TIMEOUT)
     rng = random.Random(seed)
-    converged = helm_at_kill = 0
+    helm_at_kill = pending_at_kill = 0
     written_by_killed: set[faults.FileId] = set()
-    seconds: list[float] = []
+    trials_seen: list[_faults_phases.Trial] = []
     deadline = time.monotonic() + budget
     ran = 0
     for trial in range(1, trials + 1):
@@ -56,30 +59,35 @@ def sigkills(
             break
         ran = trial
         since = time.time()
-        bed.apply(
-            stack_body(name, ns, charts(bed.repo_url, apps, f"kill-{trial}", timeout=timeout))
-        )
+        gated = _faults_phases.gated_charts(bed.repo_url, apps, trial, timeout)
+        bed.apply(stack_body(name, ns, gated))
         # No helm upgrade seen in time: the kill still lands, only earlier in the pass.
         with contextlib.suppress(AssertionError):
             first_mutation(controller, since, 60)
-        time.sleep(rng.uniform(0.2, 4.0))
+        pending_at_kill += _faults_phases.wait_pending(bed.kubeconfigs.values(), apps)
+        time.sleep(rng.uniform(0.2, 2.0))  # helm waits on the gate meanwhile
         children = controller.kill()
-        killed_at = time.monotonic()
+        killed = time.time()
+        _faults_phases.open_gate(bed.downstream, trial)
         helm_at_kill += any(c.startswith("helm") for c in children)
+        renewed = _faults_phases.last_renewal(controller)
         # Everything on disk now was written by a run that was killed.
         written_by_killed |= faults.secret_files(controller.tmpdir, controller.workdir)
+        offset = controller.log.stat().st_size
         controller.start()
         try:
             bed.wait_converged(name, ns, apps, KILL_CONVERGE_TIMEOUT)
-            converged += 1
-            seconds.append(time.monotonic() - killed_at)
+            trials_seen.append(
+                _faults_phases.trial(controller, offset, killed, renewed, time.time())
+            )
         except AssertionError:
             pass
     tally = KillTally(
-        f"{converged}/{ran}" + (f" (budget hit, {trials} asked)" if ran < trials else ""),
-        f"{helm_at_kill}/{ran}",
-        seconds,
+        f"{len(trials_seen)}/{ran}" + (f" (budget hit, {trials} asked)" if ran < trials else ""),
+        f"{helm_at_kill}/{ran}; {pending_at_kill}/{ran} with `a` pending-upgrade",
+        [t.total for t in trials_seen],
         written_by_killed,
+        trials_seen,
     )
     return _kill_figures(bed, controller, apps, timeout, tally)
 
@@ -90,6 +98,7 @@ class KillTally:
     helm_at_kill: str
     seconds: list[float]
     written_by_killed: set[faults.FileId]
+    trials: list[_faults_phases.Trial]
 
 
 def _kill_figures(
@@ -112,6 +121,8 @@ def _kill_figures(
             f"target <= Lease {lease:.0f} + 20 s, restart included)",
             f"{_median(seconds):.1f}, {max(seconds, default=0):.1f}" if seconds else "n/a",
         ),
+        *_faults_phases.summary(tally.trials),
+        ("phases per converged trial, s", _faults_phases.per_trial(tally.trials)),
         ("pending releases recovered (helm rollback/uninstall calls)", str(recovered)),
         ("releases left pending-*", f"{len(pending)} {pending or ''}".strip()),
         (

@@ -1,6 +1,6 @@
 """The CLI's fixed costs (issue 26): `herd apply` of a 3-chain against plain Helm 4. Prints.
 
-    .venv/bin/python -m benchmarks.cli_bench [--rounds 3]
+    .venv/bin/python -m benchmarks.cli_bench [--rounds 3] [--compare SRC]
 
 On one test-bed cluster (real API server, real Helm 4, the fixture chart repository), per
 round, into fresh namespaces:
@@ -13,6 +13,10 @@ round, into fresh namespaces:
 Both use the test bed's Helm 4 (`HERD_HELM`), as Herd would after `pip install` with Helm 4
 on PATH. Printed: both wall times per round, their medians and the ratio (target <= 1.5x),
 and `herd --version`'s wall time (Python start-up and imports). Nothing asserts.
+
+`--compare SRC` also runs `herd apply` from another source tree (`SRC/src` first on
+`PYTHONPATH`, e.g. `git archive main src | tar -x -C /tmp/base`) in the same rounds, into
+namespaces of its own, so a change is measured against its base on the same machine load.
 
 The bytecode of Herd and its dependencies is compiled first (`compileall`), as `pip install`
 does: with PYTHONDONTWRITEBYTECODE set, an editable checkout would otherwise compile about
@@ -31,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -70,9 +75,23 @@ def timed(argv: list[str]) -> float:
     return took
 
 
-def herd_apply(workdir: Path, kubeconfig: Path, repo: str, namespace: str) -> float:
+def herd_apply(
+    workdir: Path, kubeconfig: Path, repo: str, namespace: str, source: Path | None = None
+) -> float:
+    """One `herd apply` process; `source`: a source tree whose `src` is imported instead."""
     stack = stack_file(workdir / f"{namespace}.yaml", repo, namespace)
-    return timed([HERD, "apply", "-f", str(stack), "--kubeconfig", f"{kubeconfig}=bench"])
+    argv = [HERD, "apply", "-f", str(stack), "--kubeconfig", f"{kubeconfig}=bench"]
+    if source is None:
+        return timed(argv)
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(source / "src")
+    try:
+        return timed(argv)
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
 
 
 def helm_loop(helm: str, kubeconfig: Path, repo: str, namespace: str) -> float:
@@ -86,14 +105,44 @@ def helm_loop(helm: str, kubeconfig: Path, repo: str, namespace: str) -> float:
     return time.monotonic() - started
 
 
+def rounds(
+    workdir: Path, kubeconfig: Path, repo: str, helm: str, count: int, compare: Path | None
+) -> dict[str, list[float]]:
+    """Each round runs every contender once, in an order that rotates (load drifts)."""
+    runs: dict[str, Callable[[str], float]] = {
+        "herd apply": lambda ns: herd_apply(workdir, kubeconfig, repo, f"herd-{ns}"),
+        "helm loop": lambda ns: helm_loop(helm, kubeconfig, repo, f"loop-{ns}"),
+    }
+    if compare is not None:
+        runs["base herd apply"] = lambda ns: herd_apply(
+            workdir, kubeconfig, repo, f"base-{ns}", compare
+        )
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for number in range(1, count + 1):
+        shift = (number - 1) % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(runs[name](str(number)))
+        loop = times["helm loop"][-1]
+        print(
+            f"round {number}: "
+            + "   ".join(f"{n} {t[-1]:6.2f} s ({t[-1] / loop:4.2f}x)" for n, t in times.items())
+        )
+    return times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compare", type=Path, metavar="SRC", help="a base source tree")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="herd-cli-bench-"))
     import herd  # noqa: PLC0415 (only to find the package's source)
 
-    for directory in [Path(herd.__file__).parent, *map(Path, site.getsitepackages())]:
+    directories = [Path(herd.__file__).parent, *map(Path, site.getsitepackages())]
+    if args.compare is not None:
+        directories.append(args.compare / "src")
+    for directory in directories:
         compileall.compile_dir(directory, quiet=1, workers=1)
     built = binaries.resolve()
     helm = str(built.helm)
@@ -102,36 +151,20 @@ def main() -> int:
     version = [timed([HERD, "--version"]) for _ in range(3)]
     print(f"herd --version           median {statistics.median(version):6.2f} s")
     bed = TestBed.start(["bench"], workdir / "bed", binaries=built)
-    herd: list[float] = []
-    loop: list[float] = []
     try:
         with ChartRepo.start(workdir / "repo") as repo:
             kubeconfig = bed.clusters["bench"].kubeconfig
-            for number in range(1, args.rounds + 1):
-                # Alternate which goes first: the machine's load drifts during a run.
-                pair = [
-                    lambda n=number: herd.append(
-                        herd_apply(workdir, kubeconfig, repo.url, f"herd-{n}")
-                    ),
-                    lambda n=number: loop.append(
-                        helm_loop(helm, kubeconfig, repo.url, f"loop-{n}")
-                    ),
-                ]
-                for run in pair if number % 2 else reversed(pair):
-                    run()
-                print(
-                    f"round {number}: herd apply {herd[-1]:6.2f} s   "
-                    f"helm loop {loop[-1]:6.2f} s   ratio {herd[-1] / loop[-1]:5.2f}x"
-                )
+            times = rounds(workdir, kubeconfig, repo.url, helm, args.rounds, args.compare)
     finally:
         bed.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    ratio = statistics.median(herd) / statistics.median(loop)
-    print(
-        f"3-chain, wait, 1 cluster: herd apply median {statistics.median(herd):6.2f} s, "
-        f"3 x helm --wait=watcher median {statistics.median(loop):6.2f} s, "
-        f"ratio {ratio:5.2f}x (target <= 1.5x)"
-    )
+    loop = statistics.median(times["helm loop"])
+    for name in (n for n in times if n != "helm loop"):
+        print(
+            f"3-chain, wait, 1 cluster: {name} median {statistics.median(times[name]):6.2f} s, "
+            f"3 x helm --wait=watcher median {loop:6.2f} s, "
+            f"ratio {statistics.median(times[name]) / loop:5.2f}x (target <= 1.5x)"
+        )
     return 0
 
 

@@ -11,9 +11,11 @@ logged through a HERD_HELM wrapper) and measures:
 
 - kill: SIGKILLs of the controller's process group (controller and helm children, as a
   pod kill does) mid-rollout of a 4-chart diamond (`wait: true`, `--kill-timeout`, 15m by
-  default), each followed by a restart with the same HERD_WORKDIR: trials converged,
-  seconds from kill to converged (issue 26: <= Lease + 20 s whatever the timeout),
-  releases left pending-*, and secret files of the killed runs still on disk (see below);
+  default), each while helm waits on the root release (held pending-upgrade by a node
+  label the bench adds right after the kill), each followed by a restart with the same
+  HERD_WORKDIR: trials converged, seconds from kill to converged (issue 26: <= Lease + 20 s
+  whatever the timeout) and their phases, releases left pending-*, and secret files of
+  the killed runs still on disk (see below);
 - api: the management kube-apiserver stopped for 15 s mid-rollout: helm revisions
   failed/left pending, controller log lines of cancelled work, seconds to converge;
 - depart: a downstream cluster relabelled out of the selector, and its Stack deleted,

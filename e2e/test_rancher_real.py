@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -110,7 +109,7 @@ def lane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lane]:
         processes.kill_recorded(workdir)
         rancher_real.remove_mount_point()
         bed.stop()
-        _report(figures, workdir)
+        rancher_real.report_figures(figures, workdir, "HERD_RANCHER_FIGURES", "real Rancher lane")
 
 
 def _wait_connected(lane: Lane) -> None:
@@ -125,14 +124,6 @@ def _wait_connected(lane: Lane) -> None:
         eventually("the imported cluster's agent to connect", ready, timeout=WAIT)
     except AssertionError as error:
         raise AssertionError(f"{error}\n{lane.imported.agent.describe(40)}") from None
-
-
-def _report(figures: dict[str, Any], workdir: Path) -> None:
-    text = json.dumps(figures, indent=2, sort_keys=True)
-    (workdir / "figures.json").write_text(text + "\n")
-    if os.environ.get("HERD_RANCHER_FIGURES"):
-        Path(os.environ["HERD_RANCHER_FIGURES"]).write_text(text + "\n")
-    print(f"\nreal Rancher lane figures:\n{text}")
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from herd.plan.journal import (
     MAX_AGE_SECONDS,
     Operation,
     abandoned,
+    abandoned_in,
     decode,
     deploying,
     encode,
@@ -76,6 +77,28 @@ def test_abandoned_only_where_a_journaled_operation_left_it(
     expected: bool,
 ) -> None:
     assert abandoned(operation, observed, running=running, handed_over=handed_over) is expected
+
+
+@pytest.mark.parametrize(
+    ("operation", "observed", "running", "grace", "expected"),
+    [
+        # the old holder's helm may run 3 s more: recover then, not at the next pass
+        (op(5, ("pending-upgrade",)), release("pending-upgrade", 5), False, 3.0, 3.0),
+        (op(5, ("pending-upgrade",)), release("pending-upgrade", 5), False, -1.0, 0.0),
+        # waiting cannot make these abandoned: this process's helm, another actor's revision
+        (op(5, ("pending-upgrade",)), release("pending-upgrade", 5), True, 3.0, None),
+        (op(5, ("pending-upgrade",)), release("pending-upgrade", 6), False, 3.0, None),
+        (None, release("pending-upgrade", 5), False, 3.0, None),
+    ],
+)
+def test_abandoned_in_says_how_long_the_grace_still_holds_it(
+    operation: Operation | None,
+    observed: ObservedRelease,
+    running: bool,
+    grace: float,
+    expected: float | None,
+) -> None:
+    assert abandoned_in(operation, observed, running=running, grace=grace) == expected
 
 
 def test_the_journal_round_trips_and_drops_old_or_broken_entries() -> None:

@@ -7,9 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from pyhelm3 import errors as helm_errors
 
-from herd.helm.environment import HelmEnvironment
+from herd.helm.environment import HelmEnvironment, ReleaseNotFound
 from herd.operator.config import OperatorConfig
 from herd.settings import HelmSettings, Settings
 
@@ -86,7 +85,7 @@ async def test_helm_gets_its_home_per_process_and_this_process_keeps_its_own(
         assert dict(os.environ) == before  # nothing written into this process's environment
         cache = env.home / "cache"
         assert output.decode().strip() == f"cache={cache} driver=unset args=list -- a b"
-        with pytest.raises(helm_errors.ReleaseNotFoundError):
+        with pytest.raises(ReleaseNotFound):
             await env.command().run(["fail"])
     finally:
         env.close()

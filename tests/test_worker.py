@@ -71,6 +71,23 @@ def test_warm_starts_the_workers_ahead_of_the_first_check() -> None:
     asyncio.run(scenario())
 
 
+def test_a_warmed_pool_answers_its_first_check_from_the_waiting_worker() -> None:
+    async def scenario() -> None:
+        pool = worker.WorkerPool(LIMITS)
+        try:
+            await pool.warmed()
+            await pool.warmed()  # one idle worker is enough: no second one
+            assert len(pool._idle) == 1
+            waiting = pool._idle[0].process.pid
+            assert await pool.run("pid", os.getpid) == waiting  # no process started for it
+        finally:
+            pool.close()
+        await pool.warmed()  # closed: starts nothing
+        assert not pool._idle
+
+    asyncio.run(scenario())
+
+
 def test_a_long_temp_directory_still_starts_workers(tmp_path: Path) -> None:
     """The controller's temp files live in its work directory, whose path may be longer
     than an AF_UNIX socket path allows (it was, under pytest-xdist: every render check

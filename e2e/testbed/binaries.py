@@ -59,6 +59,11 @@ _KUBERNETES_PACKAGES = {
     "go.etcd.io/etcd/server/v3": "etcd",
 }
 _KWOK_PACKAGES = {"sigs.k8s.io/kwok/cmd/kwok": "kwok"}
+# A real node's programs (`node_tools`), built only when a lane asks for them.
+_NODE_PACKAGES = {
+    "k8s.io/kubernetes/cmd/kubelet": "kubelet",
+    "k8s.io/kubernetes/cmd/kubectl": "kubectl",
+}
 _ENVTEST_NAMES = ("kube-apiserver", "etcd")
 
 
@@ -201,6 +206,31 @@ def ensure(log: bool = True) -> Binaries:
             if not tool.built():
                 build_tool(tool, log=log)
     return resolve()
+
+
+def node_tools(build_missing: bool = True, log: bool = True) -> dict[str, Path]:
+    """kubelet and kubectl of KUBERNETES_VERSION, from the same module as the apiserver,
+    in `bin/node-<version>/`; built first if missing (else BinariesMissingError)."""
+    target = cache_root() / "bin" / f"node-{KUBERNETES_VERSION}"
+    paths = {name: target / name for name in _NODE_PACKAGES.values()}
+
+    def built() -> bool:
+        return (target / BUILD_INFO).is_file() and all(
+            os.access(p, os.X_OK) for p in paths.values()
+        )
+
+    def compile_into(staging: Path) -> dict[str, object]:
+        _go_build(TOOLS_DIR, _NODE_PACKAGES, staging, _version_ldflags(), log)
+        return {"kubernetes": KUBERNETES_VERSION}
+
+    if built():
+        return paths
+    if not build_missing:
+        raise BinariesMissingError(f"no kubelet/kubectl in {target}: node_tools() builds them")
+    with file_lock(target.with_name(f"{target.name}.lock")):
+        if not built():
+            staged(target, compile_into)
+    return paths
 
 
 def build_info() -> dict[str, object] | None:

@@ -20,7 +20,8 @@ sandbox without CAP_SYS_RESOURCE refuses podman's defaults).
 Missing tools (buildah, podman, mmdebstrap, runc) are installed with apt-get when this
 runs as root on Debian, saying so; otherwise the error names the packages.
 
-Callers: `make image` (`python -m e2e.testbed.image`), `e2e/test_image.py`.
+Callers: `make image` (`python -m e2e.testbed.image`), `e2e/test_image.py`, and
+`e2e.testbed.shell_standin` (the base, `ensure_tools`, `run_step`).
 """
 
 from __future__ import annotations
@@ -85,16 +86,20 @@ class Built:
 
 def ensure_tools(log: bool = True) -> None:
     """Install the missing image tools with apt-get (root, Debian), or say which are missing."""
-    missing = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
+    apt_install(sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None}), log)
+
+
+def apt_install(missing: list[str], log: bool = True, lane: str = "image lane") -> None:
+    """Install Debian packages with apt-get (root, Debian), or say which are missing."""
     if not missing:
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise ImageError(
-            f"the image lane needs the Debian packages {', '.join(missing)}: "
+            f"the {lane} needs the Debian packages {', '.join(missing)}: "
             f"apt-get install -y {' '.join(missing)}"
         )
     if log:
-        print(f"image lane: installing {', '.join(missing)} with apt-get", file=sys.stderr)
+        print(f"{lane}: installing {', '.join(missing)} with apt-get", file=sys.stderr)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     _run(["apt-get", "update", "-q"], env=env)
     _run(["apt-get", "install", "-y", "-q", *missing], env=env)
@@ -246,6 +251,12 @@ def _run(command: list[str], env: dict[str, str] | None = None, stream: bool = F
         output = _tail(result.stdout + result.stderr)
         raise ImageError(f"{' '.join(command[:3])} failed (exit {result.returncode}):\n{output}")
     return result.stdout
+
+
+def run_step(command: list[str]) -> str:
+    """One build step (buildah, podman) for other image builders: its stdout, or
+    ImageError with the output's tail (also `e2e.testbed.shell_standin`'s)."""
+    return _run(command)
 
 
 def _tail(text: str) -> str:

@@ -96,6 +96,15 @@ def find_binaries() -> tuple[RancherBinaries | None, str]:
     return RancherBinaries(server, agent), ""
 
 
+def report_figures(figures: dict[str, Any], workdir: Path, variable: str, title: str) -> None:
+    """Print a lane's figures, write them to `workdir/figures.json` and to `$variable`."""
+    text = json.dumps(figures, indent=2, sort_keys=True)
+    (workdir / "figures.json").write_text(text + "\n")
+    if os.environ.get(variable):
+        Path(os.environ[variable]).write_text(text + "\n")
+    print(f"\n{title} figures:\n{text}")
+
+
 def rss_mib(pid: int | None) -> float:
     """Resident memory of a process, in MiB (0 when it is gone)."""
     try:
@@ -116,12 +125,13 @@ class RancherServer:
         self.workdir = workdir
         home = workdir / "home"
         home.mkdir(parents=True, exist_ok=True)
+        self.bootstrap_password = os.urandom(12).hex()  # admin's, for the API (rancher_apps)
         env = {
             **os.environ,
             **OFFLINE,
             "KUBECONFIG": str(management.kubeconfig),
             "CATTLE_SERVER_URL": self.url,
-            "CATTLE_BOOTSTRAP_PASSWORD": os.urandom(12).hex(),
+            "CATTLE_BOOTSTRAP_PASSWORD": self.bootstrap_password,
             "HOME": str(home),
         }
         argv = [

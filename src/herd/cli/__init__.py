@@ -117,7 +117,7 @@ def main(
     try:
         code: int = args.run(args)
     except KeyboardInterrupt:
-        # asyncio.run cancelled the rollout; pyhelm3 terminated the helm processes.
+        # asyncio.run cancelled the rollout; HelmCommand terminated the helm processes.
         print(f"herd {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return code

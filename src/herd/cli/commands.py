@@ -5,7 +5,8 @@ it reads besides (values, add-ons), what it may do (stage, approvals, force), an
 prints; `herd.cli.fleet` runs it.
 
 Nothing heavy is imported here: a command's engine (`herd.cli.fleet`, `herd.cli.stages`)
-is imported when that command runs, so `herd --version` or `herd validate` load none of it.
+is imported when that command runs (`load`), so `herd --version` or `herd validate` load
+none of it.
 
 Callers: `herd.cli.main` (through `add_commands`, `add_approve`).
 """
@@ -13,6 +14,7 @@ Callers: `herd.cli.main` (through `add_commands`, `add_approve`).
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 from pathlib import Path
 from typing import Any
@@ -51,9 +53,22 @@ def add_commands(commands: Any) -> None:
         parser.set_defaults(run=_fleet(body, needs_stack))
 
 
+def load(name: str) -> Any:
+    """Import a command's engine module (`herd.cli.fleet`, ...) with the cyclic garbage
+    collector off: the ~650 modules it loads make ~90,000 objects, which the collector
+    would otherwise scan again and again while they are made (~15% of the import's CPU).
+    They are then frozen (never scanned again: they live as long as the process)."""
+    gc.disable()
+    try:
+        return importlib.import_module(name)
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def _fleet(body: str, needs_stack: bool) -> Any:
     def command(args: argparse.Namespace) -> int:
-        fleet = importlib.import_module("herd.cli.fleet")
+        fleet = load("herd.cli.fleet")
         code: int = fleet.run(getattr(fleet, body), needs_stack=needs_stack)(args)
         return code
 
@@ -77,7 +92,7 @@ def add_approve(commands: Any) -> None:
     )
 
     def approve(args: argparse.Namespace) -> int:
-        code: int = importlib.import_module("herd.cli.stages").approve(args)
+        code: int = load("herd.cli.stages").approve(args)
         return code
 
     parser.set_defaults(run=approve)

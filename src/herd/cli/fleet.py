@@ -249,11 +249,11 @@ def limits_of(concurrency: int | None) -> Limits:
 
 
 def _quiet_logs() -> None:
-    """Warnings of Herd's own modules on stderr. The libraries' are silenced: pyhelm3 logs
-    every failed helm command line and urllib3 every connection retry, which would tear
-    the live progress and only repeat what the release's row says in one line."""
+    """Warnings of Herd's own modules on stderr. The libraries' are silenced: urllib3 logs
+    every connection retry, which would tear the live progress and only repeat what the
+    release's row says in one line."""
     logging.basicConfig(level=logging.WARNING, format="herd: %(levelname)s: %(message)s")
-    for library in ("pyhelm3", "urllib3", "kubernetes"):
+    for library in ("urllib3", "kubernetes"):
         logging.getLogger(library).setLevel(logging.CRITICAL)
 
 

@@ -4,7 +4,8 @@ Two faces: on a terminal, `LiveProgress` redraws one line per cluster × chart i
 (a `rich` Live view, throttled, busy and failing rows kept visible when the fleet is
 taller than the screen); anywhere else, `PlainProgress` writes one line per state change
 (`[cluster] chart: State message`), which reads well in CI logs. Both write to stderr,
-so stdout holds only the final table or JSON document.
+so stdout holds only the final table or JSON document. `rich` is imported by the live
+view only (`herd.cli.tables`: a pipeline never loads it).
 
 Callers: `herd.cli.fleet`.
 """
@@ -14,17 +15,16 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Protocol, TextIO
-
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from herd.cli.render import result_message
 from herd.cli.tables import STATE_STYLES, terminal
 from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State
+
+if TYPE_CHECKING:
+    from rich.console import Console, Group
+    from rich.live import Live
 
 REDRAW_SECONDS = 0.1
 
@@ -115,6 +115,8 @@ class LiveProgress:
         size = self._console.size
         view = self.view(max(size.height - 1, 3), size.width)
         if self._live is None:
+            from rich.live import Live  # noqa: PLC0415 (a terminal only: see the module)
+
             self._live = Live(
                 view,
                 console=self._console,
@@ -129,6 +131,10 @@ class LiveProgress:
 
     def view(self, height: int, width: int) -> Group:
         """The counts header, then one row per release (`chosen`), then how many are hidden."""
+        from rich.console import Group  # noqa: PLC0415 (a terminal only: see the module)
+        from rich.table import Table  # noqa: PLC0415
+        from rich.text import Text  # noqa: PLC0415
+
         results = list(self._results.values())
         counts = Counter(r.state for r in results)
         header = Text()

@@ -16,17 +16,22 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from herd.api.v1 import Stack
-from herd.cli import render
-from herd.cli.cluster_options import add_cluster_options
+from herd.cli.cluster_flags import add_cluster_options
+from herd.cli.commands import load
 from herd.cli.constants import EXIT_FAILED, EXIT_OK
-from herd.cli.fleet import Session, emit, run
-from herd.plan.results import State
+
+if TYPE_CHECKING:  # the engine is imported when the command runs: `herd --version` loads none
+    from herd.api.v1 import Stack
+    from herd.cli.fleet import Session
 
 
 async def rollback(args: argparse.Namespace, session: Session, stack: Stack | None) -> int:
+    from herd.cli import render  # noqa: PLC0415 (start-up: see above)
+    from herd.cli.fleet import emit  # noqa: PLC0415
+    from herd.plan.results import State  # noqa: PLC0415
+
     assert stack is not None
     result = await session.engine.rollback(stack, args.stage)
     result.releases = [session.redact.result(r) for r in result.releases]
@@ -54,4 +59,10 @@ def add_rollback(commands: Any) -> None:
     add_cluster_options(parser)
     parser.add_argument("--concurrency", type=int, metavar="N", help="clusters at once")
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
-    parser.set_defaults(run=run(rollback))
+
+    def command(args: argparse.Namespace) -> int:
+        fleet = load("herd.cli.fleet")
+        code: int = fleet.run(rollback)(args)
+        return code
+
+    parser.set_defaults(run=command)

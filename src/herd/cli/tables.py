@@ -1,5 +1,6 @@
 """The CLI's tables: `Grid` (headers and cells), plain text for pipes and logs, a `rich`
-Table on a terminal, states in colour (`STATE_STYLES`).
+Table on a terminal, states in colour (`STATE_STYLES`). `rich` is imported only to draw
+on a terminal: a pipeline's `herd apply` (stdout a pipe or file) never loads it.
 
 A row type lists the attributes it shows in `Row.COLUMNS`; its headers are their names.
 
@@ -10,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, TextIO
+from typing import TYPE_CHECKING, ClassVar, TextIO
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 MISSING = "-"
 
@@ -77,6 +77,10 @@ class Grid:
         return table(self.headers, self.rows)
 
     def __rich__(self) -> Table:
+        from rich import box  # noqa: PLC0415 (a terminal only: see the module)
+        from rich.table import Table  # noqa: PLC0415
+        from rich.text import Text  # noqa: PLC0415
+
         # Laid out as the plain text is (two spaces apart, no edges), a rule under the
         # headers; the last column (helm's message, a plan's detail) folds, never cut.
         grid = Table(
@@ -103,6 +107,8 @@ class Grid:
 def terminal(stream: TextIO) -> Console:
     """A rich Console on `stream` that prints text as it is (no markup, no highlighting:
     helm's messages may hold brackets)."""
+    from rich.console import Console  # noqa: PLC0415 (a terminal only: see the module)
+
     return Console(file=stream, markup=False, highlight=False, emoji=False)
 
 
@@ -115,6 +121,8 @@ def write_result(stream: TextIO, grid: Grid, notes: Sequence[str], text: str) ->
             print(note, file=stream)
         print(text, file=stream)
         return
+    from rich.text import Text  # noqa: PLC0415 (a terminal only: see the module)
+
     console = terminal(stream)
     console.print(grid)
     console.print()

@@ -18,11 +18,9 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 
-from pyhelm3 import errors as helm_errors
-
 from herd.api.charts import ChartSpec
 from herd.helm.bundled import BUNDLED_REPO, bundled_chart
-from herd.helm.environment import HelmEnvironment
+from herd.helm.environment import HelmEnvironment, HelmError
 from herd.helm.failures import FailureKind, HelmFailure, classify, update_failure
 from herd.helm.source_files import source_files
 from herd.plan.chart_sources import ChartSource
@@ -65,6 +63,13 @@ class ChartCache:
             self._pulls[key] = asyncio.ensure_future(self._pull(chart, source))
         return await asyncio.shield(self._pulls[key])
 
+    def prefetch(self, chart: ChartSpec, source: ChartSource | None = None) -> None:
+        """Start `get` now, for a release that will install once its dependencies have:
+        its pull (egress check first, as always) runs while they install. A failure is
+        kept for that release's own `get`; a release that never asks loses nothing."""
+        task = asyncio.ensure_future(self.get(chart, source))
+        task.add_done_callback(_retrieved)
+
     async def _pull(self, chart: ChartSpec, source: ChartSource | None) -> Path:
         if chart.repo == BUNDLED_REPO:
             return self._bundled(chart)
@@ -91,7 +96,7 @@ class ChartCache:
                             pull.ref,
                         ]
                     )
-        except helm_errors.Error as error:
+        except HelmError as error:
             stderr = error.stderr.decode(errors="replace")
             raise classify(stderr, pulling=True, repo=chart.repo, secret=secret) from None
         return next(destination.glob("*/Chart.yaml")).parent
@@ -103,7 +108,7 @@ class ChartCache:
         helm 3 exits 0 when the index cannot be fetched (the reason is on stdout)."""
         try:
             output: bytes = await self._command.run(["repo", "update", *flags, "--", name])
-        except helm_errors.Error as error:  # helm 4: exit 1, the reason still on stdout
+        except HelmError as error:  # helm 4: exit 1, the reason still on stdout
             output = error.stdout + b"\n" + error.stderr
         reason = update_failure(output.decode(errors="replace"))
         if reason is not None:
@@ -129,3 +134,9 @@ class ChartCache:
             task.cancel()
         if self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
+
+
+def _retrieved(task: asyncio.Future[Path]) -> None:
+    """A background task's outcome is read (asyncio logs one that never is)."""
+    if not task.cancelled():
+        task.exception()

@@ -22,13 +22,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-import kubernetes
-from pyhelm3 import errors as helm_errors
-
-from herd.helm.environment import HelmCommand, HelmEnvironment
+from herd.helm.environment import HelmCommand, HelmEnvironment, HelmError, ReleaseNotFound
 from herd.helm.failures import FailureKind, HelmFailure, classify
 from herd.helm.release_secret import ReleaseDataError, read_release, stored_manifest
 from herd.kube.client import api_client_from_kubeconfig, api_error_summary
+from herd.kube.core import CoreApi
 from herd.names import LABEL_MANAGER, LABEL_STACK
 from herd.plan.ownership import Recorded, manifest_digest
 from herd.plan.releases import DesiredRelease, ObservedRelease
@@ -40,7 +38,7 @@ logger = logging.getLogger(__name__)
 _METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 
-def _failure(error: helm_errors.Error, *, pulling: bool = False) -> HelmFailure:
+def _failure(error: HelmError, *, pulling: bool = False) -> HelmFailure:
     return classify(error.stderr.decode(errors="replace"), pulling=pulling)
 
 
@@ -58,8 +56,7 @@ class ClusterHelm:
         self.cluster = cluster
         self._env = env
         self._kubeconfig = kubeconfig
-        # pyhelm3 would append --kubeconfig after our arguments, where `--` has ended the
-        # flags: put it first ourselves.
+        # --kubeconfig goes before `--`, which ends the flags.
         self._command: HelmCommand | None = None  # with this cluster's cache, on first use
         self._flags = [f"--kubeconfig={kubeconfig}"]
         # A tenant Stack's helm acts as the tenant's ServiceAccount
@@ -71,7 +68,7 @@ class ClusterHelm:
         if identity is not None:
             self._flags.append(f"--kube-as-user={identity.user}")
             self._flags += [f"--kube-as-group={group}" for group in identity.groups]
-        self._api: kubernetes.client.CoreV1Api | None = None
+        self._api: CoreApi | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -118,10 +115,10 @@ class ClusterHelm:
             ) from None
         return _latest(items).get((namespace, name))
 
-    def _core(self) -> kubernetes.client.CoreV1Api:
+    def _core(self) -> CoreApi:
         """The cluster's API, as the kubeconfig's own identity (made on first use)."""
         if self._api is None:
-            self._api = kubernetes.client.CoreV1Api(api_client_from_kubeconfig(self._kubeconfig))
+            self._api = CoreApi(api_client_from_kubeconfig(self._kubeconfig))
         return self._api
 
     def _release_secrets(
@@ -173,7 +170,7 @@ class ClusterHelm:
             output = await self._run(
                 command, [desired.key.name, str(chart_dir)], json.dumps(desired.values).encode()
             )
-        except helm_errors.Error as error:
+        except HelmError as error:
             raise _failure(error) from None
         release = json.loads(output[output.index(b"{") :])
         manifest = release.get("manifest")
@@ -207,7 +204,7 @@ class ClusterHelm:
             output = await self._run(
                 command, [desired.key.name, str(chart_dir)], json.dumps(desired.values).encode()
             )
-        except helm_errors.Error as error:
+        except HelmError as error:
             raise _failure(error) from None
         return output.decode(errors="replace")
 
@@ -222,9 +219,9 @@ class ClusterHelm:
                 ["uninstall", f"--namespace={namespace}", f"--timeout={timeout}", *wait, *flags],
                 [name],
             )
-        except helm_errors.ReleaseNotFoundError:
+        except ReleaseNotFound:
             return
-        except helm_errors.Error as error:
+        except HelmError as error:
             raise _failure(error) from None
 
     async def rollback(self, namespace: str, name: str, revision: int, timeout: str) -> int:
@@ -235,7 +232,7 @@ class ClusterHelm:
         command.append(f"--history-max={HISTORY_MAX}")
         try:
             await self._run(command, [name, str(revision)])
-        except helm_errors.Error as error:
+        except HelmError as error:
             raise _failure(error) from None
         latest = await self.observe_release(namespace, name)
         return latest.revision if latest is not None else revision
@@ -245,7 +242,7 @@ class ClusterHelm:
         tenant release). None when they passed; else helm's error, on one bounded line."""
         try:
             await self._run(["test", f"--namespace={namespace}", f"--timeout={timeout}"], [name])
-        except helm_errors.Error as error:
+        except HelmError as error:
             text = " ".join(error.stderr.decode(errors="replace").split())
             text = text.removeprefix("Error: ") or f"helm test exited {type(error).__name__}"
             return text if len(text) <= TEST_SUMMARY else text[: TEST_SUMMARY - 1] + "…"
@@ -287,7 +284,7 @@ class ClusterHelm:
             command.append(f"--revision={revision}")
         try:
             output: bytes = await self._run(command, [name])
-        except helm_errors.Error as error:
+        except HelmError as error:
             logger.info(
                 "Cannot read the %s of release %s/%s: %s",
                 what,
@@ -316,14 +313,14 @@ class ClusterHelm:
                 await self._run(
                     ["rollback", f"--namespace={observed.namespace}", *wait], [observed.name]
                 )
-            except helm_errors.Error as error:
+            except HelmError as error:
                 raise _failure(error) from None
         else:
             await self.uninstall(observed.namespace, observed.name)
 
     def close(self) -> None:
         if self._api is not None:
-            self._api.api_client.close()
+            self._api.api_client.close()  # type: ignore[no-untyped-call]
 
 
 def _latest(items: list[dict[str, Any]]) -> dict[tuple[str, str], ObservedRelease]:

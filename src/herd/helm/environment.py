@@ -10,9 +10,9 @@
 - Each helm process that talks to a cluster gets a client-go cache (`KUBECACHEDIR`) of its
   cluster and identity (`herd.helm.kube_cache`); the others get an empty one of their own,
   so no helm process reads or writes `~/.kube/cache`.
-- `HelmCommand` runs one helm command without a shell and raises pyhelm3's errors, as
-  `pyhelm3.Command.run` does, which cannot be given an environment. Running helm processes
-  are known process-wide: `kill_running` SIGKILLs them (the Lease fence, a forced exit).
+- `HelmCommand` runs one helm command without a shell and raises `HelmError` (pyhelm3's
+  error shape: exit code, stdout, stderr) when it fails. Running helm processes are known
+  process-wide: `kill_running` SIGKILLs them (the Lease fence, a forced exit).
 
 Callers: `herd.helm.client` and `herd.helm.chart_cache` (the commands), the faces and the
 engine (which make the environment), tests.
@@ -34,10 +34,8 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from pyhelm3 import errors as helm_errors
-
+from herd.errors import ReleaseError
 from herd.helm.failures import FailureKind, HelmFailure, classify
 from herd.helm.kube_cache import KubeCaches, key
 from herd.settings import HelmSettings
@@ -129,6 +127,23 @@ def dialect_of(executable: str) -> HelmDialect:
     return HelmDialect.from_version(version_of(executable))
 
 
+class HelmError(ReleaseError):
+    """A helm command exited non-zero: its exit code and output, which callers classify
+    (`herd.helm.failures`) into a `HelmFailure`. Its own text names only the exit code:
+    helm's output may echo what it was given. (Herd's own class: importing pyhelm3 for
+    its errors cost the CLI's start-up pyhelm3's models.)"""
+
+    def __init__(self, returncode: int, stdout: bytes, stderr: bytes) -> None:
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        super().__init__(f"helm exited with code {returncode}")
+
+
+class ReleaseNotFound(HelmError):
+    """helm said the release does not exist (`release: not found`)."""
+
+
 _RUNNING: set[asyncio.subprocess.Process] = set()  # helm processes not yet reaped
 KILL_AFTER_SECONDS = 5.0  # a cancelled helm that ignores SIGTERM this long is killed
 
@@ -145,15 +160,15 @@ def kill_running() -> int:
 
 
 class HelmCommand:
-    """One helm executable run with one environment: `run` as `pyhelm3.Command.run`."""
+    """One helm executable run with one environment (`run`)."""
 
     def __init__(self, executable: str, environment: Mapping[str, str]) -> None:
         self.executable = executable
         self._environment = dict(environment)
 
     async def run(self, command: list[str], input: bytes | None = None) -> bytes:
-        """helm's stdout; a failure raises `pyhelm3.errors.Error` (`ReleaseNotFoundError`
-        for a missing release). `input` goes to stdin; cancelling terminates helm."""
+        """helm's stdout; a failure raises `HelmError` (`ReleaseNotFound` for a missing
+        release). `input` goes to stdin; cancelling terminates helm."""
         argv = [self.executable, *command]
         shown = shlex.join("<stdin>" if part == "-" else part for part in argv)
         logger.info("running command: %s", shown)
@@ -183,19 +198,19 @@ class HelmCommand:
         if process.returncode == 0:
             return stdout
         logger.info("command failed: %s", shown)
-        raise _error_class(stderr)(process.returncode, stdout, stderr)
+        raise _error_class(stderr)(process.returncode or -1, stdout, stderr)
 
 
-def _error_class(stderr: bytes) -> Any:
-    """pyhelm3's class for a failure, as far as Herd tells them apart (`herd.helm.failures`
-    classifies the rest): a missing release, unless pyhelm3's earlier rules (cancelled,
-    etcd) claim the message."""
+def _error_class(stderr: bytes) -> type[HelmError]:
+    """The class of a failure, as far as Herd tells them apart (`herd.helm.failures`
+    classifies the rest): a missing release, unless the message says the call was
+    cancelled or etcd failed (pyhelm3's rules, which came first)."""
     text = stderr.decode(errors="replace").lower()
     if "release: not found" in text and not any(
         earlier in text for earlier in ("context canceled", "etcdserver")
     ):
-        return helm_errors.ReleaseNotFoundError
-    return helm_errors.Error
+        return ReleaseNotFound
+    return HelmError
 
 
 class HelmEnvironment:
@@ -241,6 +256,15 @@ class HelmEnvironment:
         do starts no helm process at all.
         """
         return await asyncio.to_thread(dialect_of, self.executable)
+
+    def prepare(self) -> None:
+        """Ask helm its version now, in the background, when a helm call is coming: the
+        call's `dialect()` then finds it asked (the rollout calls this for a release that
+        needs helm, before reading it again and pulling its chart). A failure is asked
+        again, and raised, by `dialect()`."""
+        if self.executable not in _VERSIONS:
+            task = asyncio.ensure_future(self.dialect())
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
 
     def command(self, environment: Mapping[str, str] | None = None) -> HelmCommand:
         """A helm command with this environment, plus `environment` (e.g. `KUBECACHEDIR`)."""

@@ -28,9 +28,10 @@ import zlib
 from collections.abc import Mapping
 from typing import Any, cast
 
-import kubernetes
+from kubernetes.client.exceptions import ApiException
 
 from herd.errors import TransientError
+from herd.kube.core import CoreApi
 
 RELEASE_LIMIT = 16 * 1024 * 1024  # bytes of a decompressed release (helm's own JSON)
 TIMEOUT = 30
@@ -78,7 +79,7 @@ def stored_manifest(release: Mapping[str, Any]) -> str:
 
 
 def read_release(
-    core: kubernetes.client.CoreV1Api,
+    core: CoreApi,
     namespace: str,
     name: str,
     revision: int | None,
@@ -99,7 +100,7 @@ def read_release(
             _request_timeout=TIMEOUT,
             _headers={"Accept": "application/json", **(headers or {})},
         )
-    except kubernetes.client.ApiException as error:
+    except ApiException as error:
         if error.status == 404:
             return None
         raise
@@ -109,7 +110,7 @@ def read_release(
 
 
 def latest_revision(
-    core: kubernetes.client.CoreV1Api,
+    core: CoreApi,
     namespace: str,
     name: str,
     headers: Mapping[str, str] | None = None,

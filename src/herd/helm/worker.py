@@ -182,6 +182,13 @@ class WorkerPool:
             return value  # type: ignore[no-any-return]
         raise value
 
+    async def warmed(self) -> None:
+        """`warm`, and wait until it is done (the operator's standby does, so a new
+        leader's first render check does not wait for the fork server)."""
+        self.warm()
+        if self._warming is not None:
+            await asyncio.wrap_future(self._warming)
+
     async def _spawn(self, what: str) -> _Child:
         try:
             return await asyncio.wait_for(asyncio.to_thread(self._start), START_SECONDS)

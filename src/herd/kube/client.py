@@ -26,6 +26,24 @@ from herd.errors import TransientError
 
 # HTTP statuses the callers tell apart.
 NOT_FOUND, FORBIDDEN = 404, 403
+# The API groups Herd calls. The client imports each on first use, and CoreV1Api's module
+# (every core model) costs seconds of CPU on a busy node: `load_apis` does it ahead.
+APIS = (
+    "CoreV1Api",
+    "CustomObjectsApi",
+    "RbacAuthorizationV1Api",
+    "AppsV1Api",
+    "ApiextensionsV1Api",
+    "AuthenticationV1Api",
+    "CoordinationV1Api",
+)
+
+
+def load_apis() -> None:
+    """Import the client's API modules Herd uses (blocking; the operator's standby runs it
+    in a thread, so the first pass after taking the Lease does not)."""
+    for name in APIS:
+        getattr(client, name)
 
 
 def api_client_from_kubeconfig(path: Path | None = None) -> client.ApiClient:

@@ -26,7 +26,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from herd.kube.client import NOT_FOUND, api_error_summary, read_json
-from herd.plan.journal import Operation, abandoned, decode, encode, entry_key
+from herd.plan.journal import Operation, abandoned_in, decode, encode, entry_key
 from herd.plan.releases import ObservedRelease, ReleaseKey
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ class OperationJournal(Protocol):
     def finished(self, key: ReleaseKey) -> None: ...
 
     def abandoned(self, key: ReleaseKey, observed: ObservedRelease) -> bool: ...
+
+    def abandoned_in(self, key: ReleaseKey, observed: ObservedRelease) -> float | None: ...
 
 
 class ManagementJournal:
@@ -110,12 +112,17 @@ class ManagementJournal:
             self._changes += 1
 
     def abandoned(self, key: ReleaseKey, observed: ObservedRelease) -> bool:
+        return self.abandoned_in(key, observed) == 0.0
+
+    def abandoned_in(self, key: ReleaseKey, observed: ObservedRelease) -> float | None:
+        """Seconds until `abandoned` (`herd.plan.journal.abandoned_in`): what is left of
+        the hand-over grace for a release an earlier holder's helm left pending."""
         name = entry_key(key)
-        return abandoned(
+        return abandoned_in(
             self._operations.get(name),
             observed,
             running=name in self._running,
-            handed_over=time.monotonic() >= self._ready_at,
+            grace=self.wait_seconds(),
         )
 
     def wait_seconds(self) -> float:

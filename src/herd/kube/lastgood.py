@@ -27,6 +27,7 @@ from kubernetes import client
 
 from herd.errors import TransientError
 from herd.kube.client import api_client_from_kubeconfig, api_error_summary
+from herd.kube.core import CoreApi
 from herd.kube.owned import (
     DOWNSTREAM_NAMESPACE,
     config_map,
@@ -48,7 +49,7 @@ class ManagementLastGood:
     """The operator's store: one ConfigMap per Stack in `namespace` (HERD_NAMESPACE)."""
 
     def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self._core = client.CoreV1Api(api)
+        self._core = CoreApi(api)
         self._namespace = namespace
         self._cache: dict[str, Record] = {}
 
@@ -128,7 +129,7 @@ class DownstreamLastGood:
 def _read_one(stack: StackRef, path: Path) -> Record:
     api = api_client_from_kubeconfig(path)
     try:
-        core = client.CoreV1Api(api)
+        core = CoreApi(api)
         return decode(read_data(core, record_name(stack, PREFIX), DOWNSTREAM_NAMESPACE, RECORD_KEY))
     finally:
         api.close()  # type: ignore[no-untyped-call]
@@ -137,7 +138,7 @@ def _read_one(stack: StackRef, path: Path) -> Record:
 def _write_one(stack: StackRef, cluster: str, path: Path, record: Record) -> None:
     api = api_client_from_kubeconfig(path)
     try:
-        core = client.CoreV1Api(api)
+        core = CoreApi(api)
         ensure_records_namespace(core)
         data = {RECORD_KEY: encode(stack.owner, {cluster: record[cluster]})}
         write_config_map(
@@ -150,6 +151,6 @@ def _write_one(stack: StackRef, cluster: str, path: Path, record: Record) -> Non
 def _drop_one(stack: StackRef, path: Path) -> None:
     api = api_client_from_kubeconfig(path)
     try:
-        delete_config_map(client.CoreV1Api(api), record_name(stack, PREFIX), DOWNSTREAM_NAMESPACE)
+        delete_config_map(CoreApi(api), record_name(stack, PREFIX), DOWNSTREAM_NAMESPACE)
     finally:
         api.close()  # type: ignore[no-untyped-call]

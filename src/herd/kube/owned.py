@@ -29,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 
 from herd.errors import TransientError
 from herd.kube.client import NOT_FOUND, api_client_from_kubeconfig, api_error_summary, read_json
+from herd.kube.core import CoreApi
 from herd.names import OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL
 from herd.plan.ownership import RECORD_KEY, Owned, Releases, StackRef, decode, encode
 from herd.plan.tenancy import RECORDS_NAMESPACE
@@ -66,7 +67,7 @@ def config_map(
     }
 
 
-def read_data(api: client.CoreV1Api, name: str, namespace: str, key: str) -> str | None:
+def read_data(api: CoreApi, name: str, namespace: str, key: str) -> str | None:
     """The `key` of a record ConfigMap; None when there is no ConfigMap."""
     try:
         body = read_json(api.read_namespaced_config_map, name, namespace, _request_timeout=_TIMEOUT)
@@ -77,7 +78,7 @@ def read_data(api: client.CoreV1Api, name: str, namespace: str, key: str) -> str
     return str((body.get("data") or {}).get(key) or "")
 
 
-def write_config_map(api: client.CoreV1Api, body: dict[str, Any]) -> None:
+def write_config_map(api: CoreApi, body: dict[str, Any]) -> None:
     """Replace a record ConfigMap, or create it."""
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     try:
@@ -90,7 +91,7 @@ def write_config_map(api: client.CoreV1Api, body: dict[str, Any]) -> None:
         api.create_namespaced_config_map(namespace, cast(Any, body), _request_timeout=_TIMEOUT)
 
 
-def delete_config_map(api: client.CoreV1Api, name: str, namespace: str) -> None:
+def delete_config_map(api: CoreApi, name: str, namespace: str) -> None:
     try:
         api.delete_namespaced_config_map(name, namespace, _request_timeout=_TIMEOUT)
     except ApiException as error:
@@ -98,7 +99,7 @@ def delete_config_map(api: client.CoreV1Api, name: str, namespace: str) -> None:
             raise
 
 
-async def drop_config_map(api: client.CoreV1Api, name: str, namespace: str, what: str) -> None:
+async def drop_config_map(api: CoreApi, name: str, namespace: str, what: str) -> None:
     """Delete a record ConfigMap (gone already is fine); `TransientError` naming `what`."""
     try:
         await asyncio.to_thread(delete_config_map, api, name, namespace)
@@ -108,17 +109,17 @@ async def drop_config_map(api: client.CoreV1Api, name: str, namespace: str, what
         ) from None
 
 
-def _read(api: client.CoreV1Api, stack: StackRef, namespace: str) -> dict[str, Releases] | None:
+def _read(api: CoreApi, stack: StackRef, namespace: str) -> dict[str, Releases] | None:
     """The stored record; None when there is none yet."""
     text = read_data(api, record_name(stack), namespace, RECORD_KEY)
     return None if text is None else decode(text)
 
 
-def _write(api: client.CoreV1Api, stack: StackRef, namespace: str, data: str) -> None:
+def _write(api: CoreApi, stack: StackRef, namespace: str, data: str) -> None:
     write_config_map(api, config_map(record_name(stack), namespace, stack, {RECORD_KEY: data}))
 
 
-def _delete(api: client.CoreV1Api, stack: StackRef, namespace: str) -> None:
+def _delete(api: CoreApi, stack: StackRef, namespace: str) -> None:
     delete_config_map(api, record_name(stack), namespace)
 
 
@@ -126,7 +127,7 @@ class ManagementOwnership:
     """The operator's store: one ConfigMap per Stack in `namespace` (HERD_NAMESPACE)."""
 
     def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self._core = client.CoreV1Api(api)
+        self._core = CoreApi(api)
         self._namespace = namespace
         self._cache: dict[str, dict[str, Releases] | None] = {}  # record name -> record
 
@@ -236,14 +237,14 @@ class DownstreamOwnership:
     def _read_one(stack: StackRef, path: Path) -> dict[str, Releases] | None:
         api = api_client_from_kubeconfig(path)
         try:
-            return _read(client.CoreV1Api(api), stack, DOWNSTREAM_NAMESPACE)
+            return _read(CoreApi(api), stack, DOWNSTREAM_NAMESPACE)
         finally:
             api.close()  # type: ignore[no-untyped-call]
 
     @staticmethod
     def _write_one(stack: StackRef, cluster: str, path: Path, releases: Releases) -> None:
         api = api_client_from_kubeconfig(path)
-        core = client.CoreV1Api(api)
+        core = CoreApi(api)
         try:
             if not releases:
                 _delete(core, stack, DOWNSTREAM_NAMESPACE)
@@ -254,7 +255,7 @@ class DownstreamOwnership:
             api.close()  # type: ignore[no-untyped-call]
 
 
-def ensure_records_namespace(core: client.CoreV1Api) -> None:
+def ensure_records_namespace(core: CoreApi) -> None:
     body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DOWNSTREAM_NAMESPACE}}
     try:
         core.create_namespace(cast(Any, body), _request_timeout=_TIMEOUT)

@@ -42,7 +42,7 @@ from herd.errors import TransientError
 from herd.helm import worker
 from herd.helm.environment import kill_running
 from herd.helm.workdir import ensure
-from herd.kube.client import api_client_from_kubeconfig
+from herd.kube.client import api_client_from_kubeconfig, load_apis
 from herd.names import APPROVE_ANNOTATION, GROUP, RECONCILE_AT, SHARD_LABEL
 from herd.operator import metrics
 from herd.operator.config import OperatorConfig
@@ -228,6 +228,7 @@ async def _main(config: OperatorConfig, namespaces: list[str]) -> int:
     background = [
         asyncio.create_task(metrics.sample_loop_lag(), name="herd loop lag"),
         asyncio.create_task(_keep_workdir(workdir), name="herd work directory"),
+        asyncio.create_task(_warm_up(), name="herd warm-up"),
     ]
     health = await serve_health(config.health_port, elector)
     stopping = asyncio.Event()  # SIGTERM or SIGINT
@@ -245,6 +246,17 @@ async def _main(config: OperatorConfig, namespaces: list[str]) -> int:
         if health is not None:
             await health.cleanup()
         api.close()  # type: ignore[no-untyped-call]
+
+
+async def _warm_up() -> None:
+    """While standing by for the Lease: load what the first pass after taking it would
+    wait for (the client's API modules, the check workers' fork server and one worker).
+    A failure only leaves that to the first pass."""
+    try:
+        await asyncio.to_thread(load_apis)
+        await worker.pool().warmed()
+    except Exception as error:  # the first pass starts them itself, and says why not
+        logger.info("Warm-up skipped: %s", error)
 
 
 async def _keep_workdir(workdir: Path, interval: float = 1.0) -> None:

@@ -104,6 +104,16 @@ def abandoned(
     """True when `observed` is pending exactly where a journaled operation left it, no helm
     of this process runs it (`running`), and the hand-over grace has passed since this
     process took the Lease (`handed_over`): no live actor can be moving it."""
-    if operation is None or running or not handed_over:
-        return False
-    return operation.matches(observed)
+    grace = 0.0 if handed_over else 1.0
+    return abandoned_in(operation, observed, running=running, grace=grace) == 0.0
+
+
+def abandoned_in(
+    operation: Operation | None, observed: ObservedRelease, *, running: bool, grace: float
+) -> float | None:
+    """Seconds until `observed` is `abandoned`, `grace` being what is left of the hand-over
+    grace (0: it is now); None when waiting cannot make it so (no journaled operation left
+    it exactly there, or a helm of this process runs it)."""
+    if operation is None or running or not operation.matches(observed):
+        return None
+    return max(0.0, grace)

@@ -47,7 +47,7 @@ from herd.plan.results import ReleaseResult, State
 from herd.plan.results import now as _now
 from herd.rollout.gates import Draining, Gates
 from herd.rollout.helmtest import chart_test
-from herd.rollout.tenants import RenderCheck, calls_lookup, hooks_refused
+from herd.rollout.tenants import RenderCheck, calls_lookup, checked_render, hooks_refused
 
 __all__ = ["ReleaseActions", "Settings", "calls_lookup"]
 
@@ -121,6 +121,29 @@ class ReleaseActions:
             abandoned=abandoned,
         )
 
+    def needs_helm(self, desired: DesiredRelease, observed: ObservedRelease | None) -> bool:
+        """Whether the pass's observation says `desired` needs helm (decided again, fresh,
+        under its lock before helm runs): a pass with nothing to do starts no helm."""
+        return self.decide(desired, observed, fresh=False).action not in _NO_HELM
+
+    async def _fresh(
+        self, helm: ClusterHelm, desired: DesiredRelease | None, key: ReleaseKey
+    ) -> tuple[ObservedRelease | None, Decision]:
+        """Read the release again (its lock held) and decide. One an earlier leader's
+        journaled helm left pending waits out the rest of the hand-over grace here, and is
+        read again: its recovery does not wait for another pass."""
+        observed = await helm.observe_release(key.namespace, key.name)
+        decision = self.decide(desired, observed, fresh=True, key=key)
+        journal = self._settings.journal
+        if decision.action is not Action.WAIT or journal is None or observed is None:
+            return observed, decision
+        if wait := journal.abandoned_in(key, observed):  # None: a live actor's; 0: not late
+            await asyncio.sleep(wait)
+            self._gates.check()
+            observed = await helm.observe_release(key.namespace, key.name)
+            decision = self.decide(desired, observed, fresh=True, key=key)
+        return observed, decision
+
     @contextlib.asynccontextmanager
     async def _journaled(
         self, key: ReleaseKey, where: tuple[int, tuple[str, ...]]
@@ -183,8 +206,7 @@ class ReleaseActions:
         if decision.action not in _NO_HELM:
             async with self._gates.release(desired.key):
                 self._gates.check()
-                observed = await helm.observe_release(desired.key.namespace, desired.key.name)
-                decision = self.decide(desired, observed, fresh=True)
+                observed, decision = await self._fresh(helm, desired, desired.key)
                 if decision.action is Action.RECOVER and observed is not None:
                     await self._report(replace(base, state=State.DEPLOYING, action=Action.RECOVER))
                     async with (
@@ -236,7 +258,7 @@ class ReleaseActions:
         if check is not None:
             # As helm will run it: an upgrade when a release exists, hooks included,
             # `lookup` answered by the API server as the tenant (`helm` is the tenant's).
-            manifest = await self._render(helm, desired, chart_dir, upgrade=upgrade)
+            manifest = await checked_render(helm, self._gates, desired, chart_dir, upgrade=upgrade)
             refused = await _checked(check, manifest, desired.key.namespace)
             if refused:  # the same config fails the same way: permanent (held) until changed
                 return replace(
@@ -308,30 +330,6 @@ class ReleaseActions:
             finished=_now(),
         )
         return await chart_test(helm, desired, deployed, self._gates, self._report)
-
-    async def _render(
-        self, helm: ClusterHelm, desired: DesiredRelease, chart_dir: Path, *, upgrade: bool
-    ) -> str:
-        """What the render check reads: the client-side render (hooks, `IsUpgrade`), plus,
-        for a chart that calls `lookup`, a render with `lookup` answered by the cluster as
-        the tenant. When that one fails (Helm 4 maps and reads every object), the
-        client-side render is checked alone and the downstream RBAC stays the guard."""
-        async with self._gates.slot():
-            manifest = await helm.render(desired, chart_dir, upgrade=upgrade)
-        if not await asyncio.to_thread(calls_lookup, chart_dir):
-            return manifest
-        try:
-            async with self._gates.slot():
-                seen = await helm.render(desired, chart_dir, upgrade=upgrade, server=True)
-        except HelmFailure as failure:
-            logger.info(
-                "Release %s: the render with lookup from the cluster failed (%s); "
-                "checking the client-side render",
-                desired.key,
-                failure.message,
-            )
-            return manifest
-        return f"{manifest}\n---\n{seen}"
 
     async def _failed(
         self,
@@ -417,8 +415,7 @@ class ReleaseActions:
             return replace(result, state=State.FAILED, message=decision.reason, finished=_now())
         async with self._gates.release(key):
             self._gates.check()
-            fresh = await helm.observe_release(observed.namespace, observed.name)
-            decision = self.decide(None, fresh, fresh=True, key=key)
+            fresh, decision = await self._fresh(helm, None, key)
             if decision.action is Action.WAIT:
                 return replace(result, state=State.PENDING, message=decision.reason, transient=True)
             if decision.action is Action.CONFLICT:

@@ -1,11 +1,12 @@
 """Carry out a plan: each cluster supervised, each release as soon as its dependencies are.
 
-Per cluster: one observation of helm's releases, then one task per release, which waits
-for its own dependencies only, then a helm slot (`Gates`); a release whose dependency did
-not deploy is `Skipped`, naming it. Releases no longer desired are uninstalled afterwards,
-highest wave first (`herd.rollout.leftovers`), only those the ownership record holds
-(`herd.plan.ownership`), as the Stack's identity; others labelled for the Stack stay, their
-row saying why. One release's steps: `herd.rollout.actions`. A cluster in its backoff
+Per cluster: one observation of helm's releases, then one task per release, which starts
+its chart pull when that observation says it needs helm, waits for its own dependencies
+only, then a helm slot (`Gates`); one whose dependency did not deploy is `Skipped`.
+Releases no longer desired are uninstalled afterwards, highest wave first
+(`herd.rollout.leftovers`), only those the ownership record holds (`herd.plan.ownership`),
+as the Stack's identity; others labelled for the Stack stay, their row saying why. One
+release's steps: `herd.rollout.actions`. A cluster in its backoff
 (`herd.plan.retry.Deferral`) is not contacted: its rows repeat its failed pass's.
 
 A staged pass (`herd.rollout.staged`) calls `run` per stage with its `Admission`
@@ -292,11 +293,8 @@ class Rollout:
                     )
                     return
             helm = ClusterHelm(self._env, target.cluster, target.kubeconfig)
-            tenant = (
-                ClusterHelm(self._env, target.cluster, target.kubeconfig, identity=identity)
-                if identity is not None
-                else None
-            )
+            tenant = None if identity is None else ClusterHelm(
+                self._env, target.cluster, target.kubeconfig, identity=identity)  # fmt: skip
             try:
                 await self._cluster(helm, plan, target, desired, tenant=tenant, check=check)
             finally:
@@ -306,10 +304,9 @@ class Rollout:
 
     async def _fail(self, key: ReleaseKey, message: str) -> None:
         # A release a bug stopped: Failed, transient (the next pass tries again).
-        failed = replace(
-            self.results[key], state=State.FAILED, message=message, transient=True, finished=_now()
-        )
-        await self._report(failed)
+        row, now = self.results[key], _now()
+        await self._report(replace(row, state=State.FAILED, message=message, transient=True,
+                                   finished=now))  # fmt: skip
 
     async def _deferred(
         self, cluster: str, desired: list[DesiredRelease], deferral: Deferral
@@ -389,6 +386,10 @@ class Rollout:
         done = {d.chart.name: asyncio.Event() for d in desired}
 
         async def one(release: DesiredRelease) -> None:
+            found = observed.get((release.key.namespace, release.key.name))
+            if self._actions.needs_helm(release, found):  # pulled while its dependencies run
+                self._env.prepare()
+                self._cache.prefetch(release.chart, release.source)
             try:
                 for dependency in plan.graph.dependencies(release.chart.name):
                     await done[dependency].wait()
@@ -398,7 +399,6 @@ class Rollout:
                         replace(self.results[release.key], state=State.SKIPPED, message=blocker)
                     )
                     return
-                found = observed.get((release.key.namespace, release.key.name))
                 # The Stack's add-on releases (its dashboards) keep the kubeconfig's identity.
                 as_tenant = check is None or check.runs_as_tenant(release.key.namespace)
                 if release.owner is None and tenant is not None and as_tenant:

@@ -16,7 +16,8 @@ tenant's, except Herd's add-on releases of the Stack (its dashboards, in the age
 namespace: `herd.plan.tenancy.addon_release`), which keep the kubeconfig's identity like the
 shared add-ons.
 
-`calls_lookup` tells which charts need the render with `lookup` answered by the cluster.
+`calls_lookup` tells which charts need the render with `lookup` answered by the cluster,
+and `checked_render` is what the check reads.
 
 Callers: `herd.rollout.scheduler` (prepare), `herd.rollout.actions` (the check).
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections.abc import Collection
@@ -41,6 +43,10 @@ from herd.plan.tenancy import Grants, addon_release
 
 if TYPE_CHECKING:
     from herd.helm.client import ClusterHelm
+    from herd.plan.releases import DesiredRelease
+    from herd.rollout.gates import Gates
+
+logger = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 600.0  # discovery and RBAC redone at least this often (new CRDs, deleted ns)
 
@@ -148,6 +154,31 @@ def calls_lookup(chart_dir: Path) -> bool:
         if LOOKUP.search(path.read_bytes()):
             return True
     return False
+
+
+async def checked_render(
+    helm: ClusterHelm, gates: Gates, desired: DesiredRelease, chart_dir: Path, *, upgrade: bool
+) -> str:
+    """What the render check reads: the client-side render (hooks, `IsUpgrade`), plus,
+    for a chart that calls `lookup`, a render with `lookup` answered by the cluster as
+    the tenant. When that one fails (Helm 4 maps and reads every object), the
+    client-side render is checked alone and the downstream RBAC stays the guard."""
+    async with gates.slot():
+        manifest = await helm.render(desired, chart_dir, upgrade=upgrade)
+    if not await asyncio.to_thread(calls_lookup, chart_dir):
+        return manifest
+    try:
+        async with gates.slot():
+            seen = await helm.render(desired, chart_dir, upgrade=upgrade, server=True)
+    except HelmFailure as failure:
+        logger.info(
+            "Release %s: the render with lookup from the cluster failed (%s); "
+            "checking the client-side render",
+            desired.key,
+            failure.message,
+        )
+        return manifest
+    return f"{manifest}\n---\n{seen}"
 
 
 async def hooks_refused(
