@@ -16,7 +16,9 @@ against the same rollout without (in fresh namespaces, in one run: a ratio, targ
 <= 1.1x plus the soak), and the time from a breach during a soak to the halted stage:
 a metric breach (bench-1's real Prometheus scrapes the test bed's exporter every second;
 the exporter's error rate is raised above the check's threshold) and a readiness breach
-(a bench-1 pod made unready on its API server). Nothing here asserts.
+(a bench-1 pod made unready on its API server); and, with `onFailure: Rollback` on a
+generation 2 (new values), the time from the metric breach to the canary's releases back
+at generation 1's revisions. Nothing here asserts.
 """
 
 from __future__ import annotations
@@ -58,11 +60,17 @@ STAGES = [{"name": "one", "clusterIds": ["bench-1"]}, {"name": "two", "clusterId
 
 
 def staged_stack(
-    repo: str, namespace: str, checks: dict[str, Any] | None = None, pause: str | None = None
+    repo: str,
+    namespace: str,
+    checks: dict[str, Any] | None = None,
+    pause: str | None = None,
+    **rollout: Any,
 ) -> Stack:
     body = stack(repo, namespace).model_dump(by_alias=True, mode="json", exclude_none=True)
     stages = [dict(STAGES[0], **({"pause": pause} if pause else {})), STAGES[1]]
-    body["spec"]["rollout"] = {"stages": stages, **({"checks": checks} if checks else {})}
+    body["spec"]["rollout"] = {
+        "stages": stages, **({"checks": checks} if checks else {}), **rollout
+    }  # fmt: skip
     return parse_stack(body)
 
 
@@ -168,6 +176,50 @@ async def metric_breach_to_halt(
     return time.monotonic() - broke
 
 
+async def metric_breach_to_rollback(
+    engine: Engine, monitored: bed_prometheus.Monitored, repo: str, namespace: str
+) -> tuple[float, float]:
+    """Seconds from a metric breach during a 120 s soak of generation 2 (new values,
+    `onFailure: Rollback`) to the halted stage, and to the canary's last release back at
+    its last good revision (generation 1's)."""
+    first = await engine.apply(staged_stack(repo, namespace, onFailure="Rollback"))
+    if first.rollout is None or first.rollout.decision.state.value != "Complete":
+        raise SystemExit("generation 1 did not complete")
+    monitored.exporter.set(rates={"200": 40, "500": 0})
+    await asyncio.to_thread(
+        bed_prometheus.wait_for_value, monitored.url, ERROR_RATIO, lambda v: v == 0
+    )
+    metric = {"name": "error-rate", "query": ERROR_RATIO, "threshold": {"max": 0.1},
+              "interval": "1s", "failureLimit": 1}  # fmt: skip
+    body = staged_stack(
+        repo, namespace, {"readiness": False, "metrics": [metric]}, "120s", onFailure="Rollback"
+    ).model_dump(by_alias=True, mode="json", exclude_none=True)
+    body["metadata"]["generation"] = 2
+    for chart in body["spec"]["charts"]:
+        chart["values"] = {"inline": {"message": "generation 2"}}
+    paused, halted = asyncio.Event(), []
+
+    def on_stage(status: RolloutStatus) -> None:
+        if status.state == "Paused":
+            paused.set()
+        if status.state == "Halted" and not halted:
+            halted.append(time.monotonic())
+
+    task = asyncio.create_task(
+        engine.apply(parse_stack(body), staging=StageInputs(on_stage=on_stage))
+    )
+    await asyncio.wait_for(paused.wait(), 300)
+    await asyncio.to_thread(monitored.exporter.set, rates={"200": 20, "500": 20})
+    broke, wall = time.monotonic(), time.time()
+    result = await asyncio.wait_for(task, 300)
+    rolled = result.rollout.rollback if result.rollout else []
+    back = [r for r in rolled if r.action is not None and r.action.value == "rollback"]
+    if not halted or not back or any(r.state.value != "Deployed" for r in back):
+        raise SystemExit(f"the metric breach did not roll the canary back: {rolled[:1]}")
+    done = max(r.finished.timestamp() for r in back if r.finished is not None)
+    return halted[0] - broke, done - wall
+
+
 def report_checks(engine: Engine, bed: TestBed, repo: str, number: int) -> None:
     plain, checked = asyncio.run(checks_overhead(engine, repo, f"ck-{number}"))
     print(f"  without checks          {plain:7.2f} s")
@@ -214,6 +266,11 @@ def main() -> int:
                     )
                     print(f"  metric breach to halted stage     {halt:7.2f} s   (soak 120 s, "
                           "interval 1 s, scrape 1 s)")  # fmt: skip
+                    halt, back = asyncio.run(
+                        metric_breach_to_rollback(metered, monitored, repo.url, f"rb-{number}")
+                    )
+                    print(f"  with onFailure: Rollback: breach to halted {halt:6.2f} s, to "
+                          f"canary rolled back (5 releases) {back:6.2f} s")  # fmt: skip
             env.close()
             monitored.stop()
     finally:

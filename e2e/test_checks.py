@@ -10,6 +10,9 @@ API servers, kwok playing the kubelet).
   vulnerability for its image, and passes once a rescan reports none.
 - A metric above its threshold halts: the canary's real Prometheus (`prometheus_fleet`)
   scrapes the test bed's exporter, whose error rate the test raises during the soak.
+- While a canary soaks, the status the pass offers (the keeper's `Progress`) follows the
+  security check: a hold appears and clears, and `status.security.criticalIssues` counts
+  what the check read, within a round of each rescan.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -46,9 +49,10 @@ from herd.clusters.readiness import ReadinessReader
 from herd.engine.checks import LiveProbe
 from herd.engine.engine import Engine, StackResult
 from herd.helm.environment import HelmEnvironment
+from herd.operator.events import StackEvents
+from herd.operator.progress import Progress
 from herd.plan.results import State
 from herd.rollout.staged import StageInputs
-from herd.status.pipeline import Kind, StatusInputs, compose
 
 CANARY, PROD = "c-m-gpu01", "c-m-gpu02"
 NV_NS = "cattle-neuvector-system"
@@ -286,67 +290,152 @@ async def test_a_metric_above_its_threshold_halts_the_canary(
         await engine.delete(stack.namespace, stack.name)
 
 
+class Offered:
+    """The statuses a pass in flight offers, built as the keeper's `Progress` builds them."""
+
+    def __init__(self) -> None:
+        self.shown: list[StackStatus] = [StackStatus(phase="Ready")]
+        self.progress = Progress(
+            self,  # type: ignore[arg-type]  (its writer: `offer` is all it calls)
+            StackEvents(None, window=60.0),
+            logging.getLogger("test"),
+            None,
+            generation=1,
+            reconcile_at=None,
+            max_rows=100,
+        )
+
+    def offer(self, build: Callable[[], StackStatus]) -> None:
+        self.shown.append(build())
+
+    @property
+    def last(self) -> StackStatus:
+        return self.shown[-1]
+
+    def state(self) -> str | None:
+        return self.last.rollout.state if self.last.rollout else None
+
+    def web_scan(self) -> list[str | None]:
+        """The canary's `web` row's securityScan."""
+        rows = self.last.deployments
+        return [r.security_scan for r in rows if r.cluster_id == CANARY and r.chart_name == "web"]
+
+    def held(self) -> list[str]:
+        rollout = self.last.rollout
+        return [h.cluster_id for h in rollout.stages[0].held_checks] if rollout else []
+
+    def critical(self) -> int | None:
+        security = self.last.security
+        return security.critical_issues if security else None
+
+    async def until(self, wanted: Callable[[], bool], limit: float) -> float:
+        start = time.monotonic()
+        while not wanted():
+            assert time.monotonic() - start < limit, (self.last.rollout, self.last.security)
+            await asyncio.sleep(0.2)
+        return time.monotonic() - start
+
+
+async def soak_with_security(
+    fleet: FleetInventory, env: HelmEnvironment, repo: str, standin: StandInProcess
+) -> tuple[Engine, Stack, Offered, asyncio.Task[StackResult]]:
+    """A canary soaking 75 s under `checks.security`, its image clean when it starts."""
+    ns = f"checks-soak-{uuid.uuid4().hex[:6]}"
+    config = addons(repo, **{"neuvector.apiService": "https:herd-nv-standin:10443"})
+    probe = LiveProbe(ReadinessReader(env), scans=AddonProbe(config.catalog, env))
+    engine = Engine(fleet, env, addons=config.catalog, checks=probe)
+    chart = {"name": "web", "chart": "app", "repo": repo, "version": "0.1.0"}
+    security = {"failOn": "Critical", "pendingTimeout": "10m"}
+    canary = {"pause": "75s", "checks": {"readiness": False, "security": security}}
+    stack = staged_stack(ns, [{**chart, "namespace": ns}], canary, security="enabled")
+    offered = Offered()
+    await engine.apply(stack)  # NeuVector not reachable yet (its namespace is new): held
+    expose_standin(fleet.beds[CANARY], NV_NS, standin)
+    standin.rescan_image(CannedImage(APP_OLD, medium=3))  # clean: the soak begins
+    progress = offered.progress  # wired as the keeper wires it
+    staging = StageInputs(on_stage=progress.stage, on_checks=progress.checks)
+    task = asyncio.create_task(engine.apply(stack, progress.record, staging=staging))
+    try:
+        await offered.until(lambda: offered.state() == "Paused", 180)  # it soaks
+    except BaseException:
+        await stop_soak(engine, stack, fleet, standin, task)
+        raise
+    assert offered.last.phase == "Deploying"
+    return engine, stack, offered, task
+
+
+async def stop_soak(
+    engine: Engine,
+    stack: Stack,
+    fleet: FleetInventory,
+    standin: StandInProcess,
+    task: asyncio.Task[StackResult],
+) -> None:
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    standin.rescan_image(CannedImage(APP_OLD, critical=1, high=2, medium=3))
+    remove_standin(fleet.beds[CANARY], NV_NS)
+    await engine.delete(stack.namespace, stack.name)
+
+
+async def complete_after_soak(
+    fleet: FleetInventory, stack: Stack, task: asyncio.Task[StackResult]
+) -> None:
+    assert not task.done()  # the soak goes on in the same pass
+    ns = stack.spec.charts[0].namespace
+    assert deployments(fleet, PROD, ns) == []
+    result = await asyncio.wait_for(task, 180)
+    assert result.rollout is not None
+    assert result.rollout.status.state == "Complete", result.rollout.status
+    assert deployments(fleet, PROD, ns) == ["deployment.apps/web"]
+
+
 async def test_a_hold_during_the_soak_shows_and_clears_while_it_soaks(
     fleet: FleetInventory,
     env: HelmEnvironment,
     chart_repo_url: str,
     standin: StandInProcess,
 ) -> None:
-    """The status a pass offers while it soaks (`StageInputs.on_checks`, composed as the
-    keeper does) follows the security check: a hold shows, and empties within seconds of
-    the image being clean, while the soak goes on to prod."""
-    ns = f"checks-soak-{uuid.uuid4().hex[:6]}"
-    config = addons(chart_repo_url, **{"neuvector.apiService": "https:herd-nv-standin:10443"})
-    probe = LiveProbe(ReadinessReader(env), scans=AddonProbe(config.catalog, env))
-    engine = Engine(fleet, env, addons=config.catalog, checks=probe)
-    chart = {"name": "web", "chart": "app", "repo": chart_repo_url, "version": "0.1.0"}
-    security = {"failOn": "Critical", "pendingTimeout": "10m"}
-    canary = {"pause": "75s", "checks": {"readiness": False, "security": security}}
-    stack = staged_stack(ns, [{**chart, "namespace": ns}], canary, security="enabled")
-    shown: list[StackStatus] = [StackStatus(phase="Ready")]  # what the keeper would write
-
-    def on_checks(rollout: RolloutStatus) -> None:
-        now = datetime.now(UTC)
-        shown.append(compose(StatusInputs(Kind.CHECKS, 1, now, shown[-1], rollout=rollout)))
-
-    def held() -> list[str]:
-        rollout = shown[-1].rollout
-        return [h.cluster_id for h in rollout.stages[0].held_checks] if rollout else []
-
-    async def until(wanted: Callable[[], bool], limit: float) -> float:
-        start = time.monotonic()
-        while not wanted():
-            assert time.monotonic() - start < limit, shown[-1].rollout
-            await asyncio.sleep(0.2)
-        return time.monotonic() - start
-
-    task: asyncio.Task[StackResult] | None = None
+    """The status a pass offers while it soaks (`StageInputs.on_checks`, built by the
+    keeper's `Progress`) follows the security check: a hold shows, and empties within
+    seconds of the image being clean, while the soak goes on to prod."""
+    engine, stack, offered, task = await soak_with_security(fleet, env, chart_repo_url, standin)
     try:
-        await engine.apply(stack)  # NeuVector not reachable yet (its namespace is new): held
-        expose_standin(fleet.beds[CANARY], NV_NS, standin)
-        standin.rescan_image(CannedImage(APP_OLD, medium=3))  # clean: the soak begins
-        task = asyncio.create_task(engine.apply(stack, staging=StageInputs(on_checks=on_checks)))
-        await until(lambda: shown[-1].phase == "Deploying", 180)  # the soak began
-        assert shown[-1].rollout is not None and shown[-1].rollout.state == "Paused"
         standin.rescan_image(CannedImage(APP_OLD, critical=1, high=2, medium=3))
-        await until(lambda: held() == [CANARY], 20)
-        assert "1 held by checks" in shown[-1].message
-        assert shown[-1].rollout is not None and shown[-1].rollout.state == "Progressing"
+        await offered.until(lambda: offered.held() == [CANARY], 20)
+        assert "1 held by checks" in offered.last.message
+        assert offered.state() == "Progressing"
         standin.rescan_image(CannedImage(APP_OLD, medium=3))
-        took = await until(lambda: held() == [], 30)
+        took = await offered.until(lambda: offered.held() == [], 30)
         assert took < 15, took
-        assert shown[-1].rollout is not None and shown[-1].rollout.state == "Paused"
-        assert "soaking" in shown[-1].message
-        assert not task.done()  # the soak goes on in the same pass
-        assert deployments(fleet, PROD, ns) == []
-        result = await asyncio.wait_for(task, 180)
-        assert result.rollout is not None
-        assert result.rollout.status.state == "Complete", result.rollout.status
-        assert deployments(fleet, PROD, ns) == ["deployment.apps/web"]
+        assert offered.state() == "Paused"
+        assert "soaking" in offered.last.message
+        await complete_after_soak(fleet, stack, task)
     finally:
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await stop_soak(engine, stack, fleet, standin, task)
+
+
+async def test_critical_issues_follow_the_security_check_while_it_soaks(
+    fleet: FleetInventory,
+    env: HelmEnvironment,
+    chart_repo_url: str,
+    standin: StandInProcess,
+) -> None:
+    """`status.security` in the status a pass offers while it soaks is what the security
+    check read (not the last pass's probe): a critical vulnerability found by a rescan
+    shows in `criticalIssues`, and is gone within seconds of a clean rescan, while the
+    soak goes on to prod."""
+    engine, stack, offered, task = await soak_with_security(fleet, env, chart_repo_url, standin)
+    try:
+        assert offered.critical() == 0, offered.last.security  # the soak began clean
         standin.rescan_image(CannedImage(APP_OLD, critical=1, high=2, medium=3))
-        remove_standin(fleet.beds[CANARY], NV_NS)
-        await engine.delete(stack.namespace, stack.name)
+        await offered.until(lambda: offered.critical() == 1, 20)
+        assert offered.web_scan() == ["Failed"]
+        standin.rescan_image(CannedImage(APP_OLD, medium=3))
+        took = await offered.until(lambda: offered.critical() == 0, 30)
+        assert took < 15, took
+        assert offered.web_scan() == ["Passed"], offered.last.deployments
+        await complete_after_soak(fleet, stack, task)
+    finally:
+        await stop_soak(engine, stack, fleet, standin, task)

@@ -28,8 +28,9 @@ from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.rollout.checks import StageChecker
-from herd.rollout.staged import StageInputs, run_staged
+from herd.rollout.staged import ChecksReport, StageInputs, run_staged
 from herd.rollout.target import Target
+from herd.status.facts import ImageVerdicts
 from herd.status.pipeline import Kind, StatusInputs, compose
 from herd.status.rollout import rollout_events, with_rollout
 
@@ -52,6 +53,10 @@ class FakeProbe:
         self.values: list[float | None] = []
         self.scans: tuple[list[str], list[str]] = ([], [])
         self.queries: list[str] = []
+        self.warmed = 0
+
+    def warm(self) -> None:
+        self.warmed += 1
 
     async def unready(self, target: Target, releases: Sequence[ReleaseResult]) -> Unready | None:
         return self.unready_answers.pop(0) if self.unready_answers else None
@@ -62,8 +67,8 @@ class FakeProbe:
 
     async def scan(
         self, target: Target, releases: Sequence[ReleaseResult], fail_on: FailOnLevel
-    ) -> tuple[list[str], list[str]]:
-        return self.scans
+    ) -> ImageVerdicts:
+        return ImageVerdicts(*self.scans)
 
 
 class Clock:
@@ -157,13 +162,16 @@ async def test_the_soak_stops_at_the_first_failure(monkeypatch: pytest.MonkeyPat
 class FakeRollout:
     """Deploys every release it is asked to (the helm half is e2e's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, probe: FakeProbe | None = None) -> None:
         self.results: dict[ReleaseKey, ReleaseResult] = {}
         self.unreachable: dict[str, str] = {}
         self.runs: list[list[str]] = []
+        self.probe = probe
+        self.warmed: list[int] = []  # the probe's warm() calls when each run began
 
     async def run(self, plan: Any, targets: Sequence[Target], **_: Any) -> None:
         self.runs.append([t.cluster for t in targets])
+        self.warmed.append(self.probe.warmed if self.probe else 0)
         for target in targets:
             key = ReleaseKey(target.cluster, "ns", "web")
             self.results[key] = ReleaseResult(key, "web", State.DEPLOYED, revision=1)
@@ -180,7 +188,7 @@ class FakePlan:
 async def staged(
     probe: FakeProbe | None,
     checks: dict[str, Any] | None,
-    on_checks: Callable[[RolloutStatus], None] | None = None,
+    on_checks: Callable[[ChecksReport], None] | None = None,
     **top: Any,
 ) -> Any:
     stages: list[dict[str, Any]] = [
@@ -191,7 +199,7 @@ async def staged(
     spec = parse_spec({**BASE, **top, "rollout": rollout}).rollout
     members = [Cluster(c, c, {}, True, "file", KubeconfigRef()) for c in ("c1", "c2")]
     targets = [Target(c, Path("/dev/null")) for c in ("c1", "c2")]
-    fake = FakeRollout()
+    fake = FakeRollout(probe)
     outcome = await run_staged(
         cast(Any, fake),
         cast(Any, FakePlan()),
@@ -209,6 +217,24 @@ async def test_without_checks_a_staged_pass_is_unchanged() -> None:
     outcome, fake = await staged(None, None)
     assert outcome.status.state == "Paused"
     assert fake.runs == [["c1"], ["c2"]]  # canary run, prod observed only
+
+
+@pytest.mark.parametrize(
+    ("checks", "warmed"),
+    [
+        ({"readiness": True}, [1, 1]),
+        ({"readiness": False, "security": {}}, [1, 1]),
+        ({"readiness": False, "metrics": [metric()]}, [0, 0]),
+    ],
+)
+async def test_the_checks_workers_warm_before_the_first_stage_deploys(
+    checks: dict[str, Any], warmed: list[int]
+) -> None:
+    """Readiness and security parse manifests in the worker pool: it starts while helm
+    deploys the first stage (once a pass), not when the first check round needs it."""
+    probe = FakeProbe()
+    _, fake = await staged(probe, checks, security="enabled")
+    assert fake.warmed == warmed
 
 
 async def test_a_check_failing_during_the_soak_halts_and_persists() -> None:
@@ -273,9 +299,9 @@ class ScanSequence(FakeProbe):
 
     async def scan(
         self, target: Target, releases: Sequence[ReleaseResult], fail_on: FailOnLevel
-    ) -> tuple[list[str], list[str]]:
+    ) -> ImageVerdicts:
         failed = self.verdicts.pop(0) if len(self.verdicts) > 1 else self.verdicts[0]
-        return (failed if target.cluster == "c1" else []), []
+        return ImageVerdicts((failed if target.cluster == "c1" else []), [])
 
 
 async def test_a_hold_in_the_soak_is_reported_as_it_appears_and_clears(
@@ -286,7 +312,10 @@ async def test_a_hold_in_the_soak_is_reported_as_it_appears_and_clears(
     probe = ScanSequence([[], [], [image], [image], []])  # first round, soak rounds...
     reports: list[RolloutStatus] = []
     outcome, fake = await staged(
-        probe, {"readiness": False, "security": {}}, on_checks=reports.append, security="enabled"
+        probe,
+        {"readiness": False, "security": {}},
+        on_checks=lambda report: reports.append(report.rollout),
+        security="enabled",
     )
     assert [r.state for r in reports] == ["Paused", "Progressing", "Paused"], reports
     held = reports[1].stages[0].held_checks

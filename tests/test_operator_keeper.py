@@ -26,7 +26,8 @@ from herd.plan.clusters import Cluster
 from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State
 from herd.plan.tenancy import Grants
-from herd.status.facts import Observation
+from herd.rollout.staged import ChecksReport
+from herd.status.facts import FailOn, Observation
 
 BODY = {
     "apiVersion": "herd.suse.com/v1",
@@ -73,6 +74,8 @@ class FakeEngine:
 
 
 class FakeProbe:
+    fail_on = FailOn.CRITICAL
+
     async def observe(self, result: Any, inventory: Any) -> Observation:
         return Observation()
 
@@ -228,7 +231,8 @@ class SoakingEngine(FakeEngine):
         why = [CheckFailure(cluster_id="alive", message="check security: image web:1")]
         for state, held in (("Progressing", why), ("Paused", [])):
             stage = StageStatus(name="canary", total=1, held_checks=held)
-            report(RolloutStatus(stage="canary", state=state, message=state, stages=[stage]))
+            rollout = RolloutStatus(stage="canary", state=state, message=state, stages=[stage])
+            report(ChecksReport(rollout))
             for _ in range(50):  # the writer is throttled to one write a second
                 await asyncio.sleep(0.1)
                 rollout = self.runtime.written[-1].rollout if self.runtime.written else None

@@ -45,18 +45,44 @@ def test_answers_errors_reuse_and_limits() -> None:
     asyncio.run(scenario())
 
 
+def test_warm_starts_the_workers_ahead_of_the_first_check() -> None:
+    """A staged pass with checks warms the pool while helm deploys: the first check finds
+    started workers (the fork server's start is the seconds a cold first round waited).
+    A check that comes while it warms waits for those workers instead of its own."""
+
+    async def scenario() -> None:
+        pool = worker.WorkerPool(replace(LIMITS, workers=2))
+        try:
+            pool.warm()
+            pool.warm()  # once at a time
+            assert await pool.run("pid", os.getpid) != os.getpid()  # came while warming
+            started = time.monotonic()
+            while pool.idle < 2:  # no check asked for a second worker: warm() started it
+                assert time.monotonic() - started < 30, pool.idle
+                await asyncio.sleep(0.05)
+            started = time.monotonic()
+            pids = await asyncio.gather(*(pool.run("pid", os.getpid) for _ in range(2)))
+            assert time.monotonic() - started < 1.0, "started, not reused"
+            assert len(set(pids)) == 2
+            assert pool.idle == 2  # bounded: never more than `workers`
+        finally:
+            pool.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_warmed_pool_answers_its_first_check_from_the_waiting_worker() -> None:
     async def scenario() -> None:
         pool = worker.WorkerPool(LIMITS)
         try:
-            await pool.warm()
-            await pool.warm()  # one idle worker is enough: no second one
+            await pool.warmed()
+            await pool.warmed()  # one idle worker is enough: no second one
             assert len(pool._idle) == 1
             waiting = pool._idle[0].process.pid
             assert await pool.run("pid", os.getpid) == waiting  # no process started for it
         finally:
             pool.close()
-        await pool.warm()  # closed: starts nothing
+        await pool.warmed()  # closed: starts nothing
         assert not pool._idle
 
     asyncio.run(scenario())

@@ -58,6 +58,7 @@ from herd.status.facts import (
     ClusterGpus,
     ClusterScan,
     FailOn,
+    ImageVerdicts,
     Observation,
     ReleaseRef,
     ScanReport,
@@ -119,12 +120,19 @@ class AddonProbe:
     def close(self) -> None:
         self._manifests.clear()
 
+    @property
+    def fail_on(self) -> FailOn:
+        """The add-on configuration's level for the rows' `securityScan`."""
+        config = self._catalog.config
+        return config.api.fail_on if config else FailOn.CRITICAL
+
     async def image_verdicts(
         self, cluster: str, kubeconfig: Path, releases: Sequence[ReleaseResult], fail_on: FailOn
-    ) -> tuple[list[str], list[str]]:
+    ) -> ImageVerdicts:
         """For a stage's security check (`herd.rollout.checks`): the images of the deployed
-        `releases` that NeuVector failed at or above `fail_on`, and those not scanned yet.
-        Raises `TransientError` when NeuVector cannot be asked (or is not configured)."""
+        `releases` that NeuVector failed at or above `fail_on`, those not scanned yet, and
+        the cluster's scan (as `observe` makes it). Raises `TransientError` when NeuVector
+        cannot be asked (or is not configured)."""
         config = self._catalog.config
         if config is None:
             raise TransientError("NeuVector is not configured (no add-on configuration)")
@@ -140,7 +148,7 @@ class AddonProbe:
         images = sorted({i for f in facts.values() if f is not None for i in f.images})
         found = {image: scan.report.images.get(image) for image in images}
         failed = [i for i, r in found.items() if r is not None and r.fails(fail_on)]
-        return failed, [i for i, r in found.items() if r is None]
+        return ImageVerdicts(failed, [i for i, r in found.items() if r is None], scan)
 
     # -- one cluster ----------------------------------------------------------------------
 

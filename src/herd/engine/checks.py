@@ -24,13 +24,14 @@ from herd.addons.prometheus import PrometheusClient, PrometheusService, locate
 from herd.api.checks import FailOnLevel
 from herd.clusters.readiness import ReadinessReader, ReleaseToCheck
 from herd.errors import TransientError
+from herd.helm import worker
 from herd.helm.environment import HelmEnvironment
 from herd.plan.checks import Unready
 from herd.plan.clusters import Cluster
 from herd.plan.results import ReleaseResult
 from herd.rollout.target import Target
 from herd.settings import Settings
-from herd.status.facts import FailOn
+from herd.status.facts import FailOn, ImageVerdicts
 
 DEFAULT_SERVICE = PrometheusService.parse(Settings.prometheus_service)
 
@@ -38,7 +39,7 @@ DEFAULT_SERVICE = PrometheusService.parse(Settings.prometheus_service)
 class ScanSource(Protocol):
     async def image_verdicts(
         self, cluster: str, kubeconfig: Path, releases: Sequence[ReleaseResult], fail_on: FailOn
-    ) -> tuple[list[str], list[str]]: ...
+    ) -> ImageVerdicts: ...
 
 
 class MetricSource(Protocol):
@@ -80,6 +81,12 @@ class LiveProbe:
         """This probe for a pass over `clusters` (where each one's Prometheus is)."""
         return LiveProbe(self._readiness, self._scans, self._metrics, {c.id: c for c in clusters})
 
+    def warm(self) -> None:
+        """The worker pool that parses manifests (readiness, security) starts while helm
+        deploys: its first start imports Herd in a fork server, seconds on a loaded machine,
+        which the first check round would otherwise wait for."""
+        worker.pool().warm()
+
     async def unready(self, target: Target, releases: Sequence[ReleaseResult]) -> Unready | None:
         tenant = target.grants is not None and not target.grants.unrestricted
         wanted = [
@@ -97,7 +104,7 @@ class LiveProbe:
 
     async def scan(
         self, target: Target, releases: Sequence[ReleaseResult], fail_on: FailOnLevel
-    ) -> tuple[list[str], list[str]]:
+    ) -> ImageVerdicts:
         if self._scans is None:
             raise TransientError("NeuVector's scan results are not read here (operator only)")
         level = FailOn.HIGH if fail_on is FailOnLevel.HIGH else FailOn.CRITICAL

@@ -13,21 +13,29 @@ the answer without blocking the event loop:
   child comes back as a `WorkerFailed` answer, which they treat as the check's verdict;
 - children are reused (a fork from a `forkserver` that preloaded Herd), so a check costs a
   round trip through a pipe, not an interpreter start (about 1 ms for a small manifest);
+- `warm` starts them ahead of need, in a thread (the fork server's first start imports
+  Herd: 1.5-2.5 s on a loaded machine): a staged pass with checks warms the pool while
+  helm deploys, so its first check round does not wait for it; a check that comes while
+  the pool warms waits for that start instead of starting its own;
 - a child exits with its parent: it reads its pipe until EOF, and the kernel kills it
   (`PR_SET_PDEATHSIG`) when the fork server, which ends with the controller, goes.
 
 The function's own exceptions come back as they were raised (re-raised in the caller).
 One process-wide pool (`pool()`), configured once by the operator (`configure`), is used by
 `herd.rollout.tenants` (the render check), `herd.helm.crd_apply` (reading a chart's CRDs) and
-`herd.rollout.drift` (parsing a release's stored manifest).
+`herd.rollout.drift` (parsing a release's stored manifest), `herd.clusters.readiness` and
+`herd.addons.images` (a stage's readiness and security checks), warmed by
+`herd.rollout.staged`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import ctypes
+import logging
 import multiprocessing
 import multiprocessing.util
 import pickle
@@ -42,10 +50,11 @@ from typing import Any, TypeVar
 
 from herd.errors import ReleaseError
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 MIB = 1024 * 1024
-# Imported once by the fork server.
-PRELOAD = ["herd.plan.tenancy", "herd.helm.chart_crds", "herd.plan.drift"]
+# Imported once by the fork server (not by each child when its first check arrives).
+PRELOAD = ["herd.plan.tenancy", "herd.helm.chart_crds", "herd.plan.drift", "herd.plan.kstatus"]
 START_SECONDS = 60.0  # the first start also starts the fork server (imports Herd)
 
 
@@ -106,21 +115,65 @@ class WorkerPool:
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self._context: Any = None
         self._closed = False
+        self._starting = threading.Lock()  # one thread makes the fork server's context
+        self._warming: concurrent.futures.Future[None] | None = None
+
+    @property
+    def idle(self) -> int:
+        """Worker processes started and waiting for a check."""
+        return len(self._idle)
+
+    def warm(self) -> None:
+        """Start the worker processes now, in a thread, so that a check that comes later
+        finds them started. Returns at once; a failed start is logged (a check then starts
+        its own, as without `warm`)."""
+        if self._closed or len(self._idle) >= self._size:
+            return
+        if self._warming is not None and not self._warming.done():
+            return
+        self._warming = concurrent.futures.Future()
+        self._warming.set_running_or_notify_cancel()  # a waiter's timeout cannot cancel it
+        threading.Thread(
+            target=self._warm_up, args=(self._warming,), daemon=True, name="herd-check-warm"
+        ).start()
+
+    @property
+    def _size(self) -> int:
+        return max(1, self.limits.workers)
+
+    def _warm_up(self, done: concurrent.futures.Future[None]) -> None:
+        try:
+            while not self._closed and len(self._idle) < self._size:
+                child = self._start()
+                if self._closed:
+                    child.kill()
+                    break
+                self._idle.append(child)  # a list append is atomic: the loop may pop
+                if self._closed:  # closed meanwhile: kill what close() did not see
+                    self.close()
+        except Exception as error:  # OSError, a fork server that did not start
+            logger.info("The check workers did not start ahead of need: %r", error)
+        finally:
+            done.set_result(None)
 
     async def run(self, what: str, function: Callable[..., T], *args: Any) -> T:
         """`function(*args)` in a worker process; raises `WorkerError` or the function's own
         exception. `what` names the check in messages ("the render check")."""
         loop = asyncio.get_running_loop()
         if self._slots is None or self._slots[0] is not loop:  # a semaphore serves one loop
-            self._slots = (loop, asyncio.Semaphore(max(1, self.limits.workers)))
+            self._slots = (loop, asyncio.Semaphore(self._size))
         async with self._slots[1]:
+            warming = self._warming
+            if not self._idle and warming is not None and not warming.done():
+                with contextlib.suppress(TimeoutError):  # then start one of our own
+                    await asyncio.wait_for(asyncio.wrap_future(warming), START_SECONDS)
             child = self._idle.pop() if self._idle else await self._spawn(what)
             try:
                 answer = await self._call(child, what, function, args)
             except BaseException:
                 child.kill()  # timed out, cancelled, or died: never reused
                 raise
-            if self._closed:
+            if self._closed or len(self._idle) >= self._size:
                 child.kill()
             else:
                 self._idle.append(child)
@@ -129,16 +182,12 @@ class WorkerPool:
             return value  # type: ignore[no-any-return]
         raise value
 
-    async def warm(self) -> None:
-        """Start the fork server and one idle worker ahead of the first check (the
-        operator's standby does, so a new leader's first render check does not wait)."""
-        if self._idle or self._closed:
-            return
-        child = await self._spawn("the worker warm-up")
-        if self._closed:
-            child.kill()
-        else:
-            self._idle.append(child)
+    async def warmed(self) -> None:
+        """`warm`, and wait until it is done (the operator's standby does, so a new
+        leader's first render check does not wait for the fork server)."""
+        self.warm()
+        if self._warming is not None:
+            await asyncio.wrap_future(self._warming)
 
     async def _spawn(self, what: str) -> _Child:
         try:
@@ -186,10 +235,12 @@ class WorkerPool:
         return answer
 
     def _start(self) -> _Child:
-        if self._context is None:
-            _short_socket_directory()
-            self._context = multiprocessing.get_context("forkserver")
-            self._context.set_forkserver_preload(PRELOAD)
+        with self._starting:
+            if self._context is None:
+                _short_socket_directory()
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(PRELOAD)
+                self._context = context
         return _Child(self._context, self.limits.memory_bytes)
 
     def close(self) -> None:

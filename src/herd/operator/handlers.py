@@ -254,7 +254,7 @@ async def _warm_up() -> None:
     A failure only leaves that to the first pass."""
     try:
         await asyncio.to_thread(load_apis)
-        await worker.pool().warm()
+        await worker.pool().warmed()
     except Exception as error:  # the first pass starts them itself, and says why not
         logger.info("Warm-up skipped: %s", error)
 

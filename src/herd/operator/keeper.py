@@ -31,34 +31,25 @@ from dataclasses import replace
 from typing import Any
 
 from herd.api import StackStatus, parse_stack
-from herd.api.status import RolloutStatus
 from herd.api.v1 import Stack
 from herd.engine.protocols import StackResult
 from herd.errors import SpecError, TransientError, describe
 from herd.names import APPROVE_ANNOTATION, RECONCILE_AT
-from herd.operator import metrics
-from herd.operator.events import (
-    Events,
-    Logger,
-    StackEvents,
-    log_drift,
-    log_placement,
-    log_release,
-)
+from herd.operator.events import Events, Logger, StackEvents, log_placement
+from herd.operator.progress import Progress
 from herd.operator.runtime import Runtime
 from herd.operator.statuswriter import Gone, StatusWriter
 from herd.plan.releases import ReleaseKey
-from herd.plan.results import ReleaseResult, State, now
+from herd.plan.results import State, now
 from herd.plan.retry import Backoff, Deferral, jitter, next_delay
-from herd.plan.stages import RolloutState
 from herd.plan.tenancy import Grants
 from herd.plan.values import follows_facts
 from herd.rollout.staged import StageInputs
 from herd.status import dryrun
 from herd.status.build import Phase, release_record
+from herd.status.facts import ClusterScan
 from herd.status.pipeline import Kind, Rows, StatusInputs, compose
 from herd.status.placement import remembered
-from herd.status.rollout import rollout_events
 
 STATUS_INTERVAL = 1.0
 WRITE_BACKOFF_MAX = 5.0  # status lags a management API outage by at most this much
@@ -132,6 +123,7 @@ class Keeper:
         )
         self._failures = 0  # passes in a row that ended in an error
         self._grants: Grants | None = None  # what the last pass was granted
+        self._scans: dict[str, ClusterScan] = {}  # NeuVector's, as the last pass's probe saw
 
     async def reconcile(self, body: Any) -> float:
         """One pass; returns how long to wait before the next one."""
@@ -202,7 +194,17 @@ class Keeper:
             return await self._dry_run(stack, previous, generation, reconcile_at, grants)
         self.backoff.renew(generation)  # a spec change is tried at once everywhere
         deferred = self.backoff.deferred(time.monotonic())
-        progress = _Progress(self, previous, generation, reconcile_at)
+        progress = Progress(
+            self.writer,
+            self.events,
+            self._logger,
+            previous,
+            generation=generation,
+            reconcile_at=reconcile_at,
+            max_rows=self._config.max_rows,
+            scans=self._scans,
+            fail_on=runtime.probe.fail_on,
+        )
         placed = remembered(previous)
         result = await runtime.engine.apply(
             stack,
@@ -232,7 +234,7 @@ class Keeper:
         return 0.5 if staged.interrupted else delay
 
     async def _write_final(
-        self, result: StackResult, progress: _Progress, record: list[str]
+        self, result: StackResult, progress: Progress, record: list[str]
     ) -> None:
         """The pass's outcome goes out now (with the last add-on and GPU facts carried
         over); the probe's reads (manifests, nodes, exporters) only refine it."""
@@ -243,6 +245,8 @@ class Keeper:
         except Exception as error:  # add-on reports are extras: the pass's status goes out
             self._logger.warning("Cannot read add-on reports: %s", error)
             observed = None
+        if observed is not None:  # what the next pass's soak reads adds to
+            self._scans = dict(observed.scans)
         staged = result.rollout
         if staged is not None:
             progress.stage(staged.status)
@@ -351,100 +355,3 @@ class Keeper:
         if skipped or waiting:
             delays.append(self._config.retry_seconds)
         return max(0.5, min(delays))
-
-
-class _Progress:
-    """Rollout progress → Events, metrics and an offered status. Never awaits anything:
-    the rollout goes on whatever the management API does."""
-
-    def __init__(
-        self,
-        keeper: Keeper,
-        previous: StackStatus | None,
-        generation: int | None,
-        reconcile_at: str | None,
-    ) -> None:
-        self._keeper = keeper
-        self._previous = previous
-        self._generation = generation
-        self._reconcile_at = reconcile_at
-        self._results: dict[ReleaseKey, ReleaseResult] = {}
-        self._active = False
-        self._rollout = previous.rollout if previous else None  # the live status.rollout
-        self._posted: set[tuple[str, str]] = set()  # rollout Events of this pass
-        self._checked: RolloutStatus | None = None  # what a soak's checks said last
-
-    def stage(self, rollout: RolloutStatus) -> None:
-        """A staged pass decided again: post the Events it deserves, show the stage."""
-        self._post(rollout)
-        # While the pass runs, status shows the stage rolling out; where the rollout
-        # stops (paused, waiting, halted) shows with the pass's final rows.
-        if rollout.state == RolloutState.PROGRESSING:
-            self._rollout = rollout
-            self._checked = None  # the pass moved on (or a check holds: `checks` says so)
-        if self._active:
-            self._keeper.writer.offer(self._in_progress)
-
-    def checks(self, rollout: RolloutStatus) -> None:
-        """A soak's checks changed where the rollout stands: the status says so now (the
-        pass goes on as long as the pause)."""
-        self._post(rollout)
-        self._checked = rollout
-        self._keeper.writer.offer(self._in_progress)
-
-    def _post(self, rollout: RolloutStatus) -> None:
-        """The rollout's Events, against where the last pass left it, each once per pass."""
-        baseline = self._previous.rollout if self._previous else None
-        for kind, reason, message in rollout_events(baseline, rollout):
-            if (reason, message) in self._posted:
-                continue
-            self._posted.add((reason, message))
-            (self._keeper.events.warning if kind == "Warning" else self._keeper.events.normal)(
-                reason, message
-            )
-            self._keeper._logger.info("%s: %s", reason, message)
-
-    def record(self, result: ReleaseResult) -> None:
-        self._results[result.key] = result
-        log_release(result, self._keeper._logger, self._keeper.events)
-        log_drift(result, self._keeper._logger, self._keeper.events)
-        metrics.record(result)
-        # A pass that changes nothing writes nothing until its end.
-        self._active = self._active or result.state in (State.DEPLOYING, State.UNINSTALLING)
-        if self._active:
-            self._keeper.writer.offer(self._in_progress)
-
-    def _in_progress(self) -> StackStatus:
-        """The pass's rows (none written yet: the last status) and its checks' word."""
-        status = self._rows() if self._active or self._previous is None else self._previous
-        if self._checked is None:
-            return status
-        inputs = StatusInputs(Kind.CHECKS, self._generation, now(), status, rollout=self._checked)
-        return compose(inputs)
-
-    def _rows(self) -> StackStatus:
-        previous = self._previous
-        # Clusters this pass touched join the record at once: a crash mid-pass forgets none.
-        touched = {r.key.cluster for r in self._results.values()}
-        before = set(previous.release_clusters) if previous else set()
-        rows = Rows(
-            list(self._results.values()),
-            targets=previous.target_clusters if previous else [],
-            chart_count=previous.chart_count if previous else 0,
-            cluster_count=previous.cluster_count if previous else 0,
-        )
-        inputs = self.inputs(Kind.PROGRESS, rows, record=sorted(before | touched))
-        return compose(replace(inputs, rollout=self._rollout))
-
-    def inputs(self, kind: Kind, rows: Rows, record: list[str]) -> StatusInputs:
-        """The status inputs of this pass (its generation, annotations, previous status)."""
-        return StatusInputs(
-            kind,
-            self._generation,
-            now(),
-            self._previous,
-            self._reconcile_at,
-            self._keeper._config.max_rows,
-            rows,
-            record=record,
-        )

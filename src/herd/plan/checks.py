@@ -55,6 +55,12 @@ class StageChecks:
         intervals = [duration_seconds(m.interval) for m in self.metrics]
         return min([READINESS_TICK, *intervals])
 
+    @property
+    def reads_manifests(self) -> bool:
+        """Readiness and security list a release's objects or images from its stored
+        manifest (parsed in the worker pool); metrics alone do not."""
+        return self.readiness or self.security is not None
+
     def limit(self, check: str) -> int:
         """Failed evaluations that fail a cluster: a metric's failureLimit; readiness and
         security fail at the first."""

@@ -8,8 +8,9 @@ failed evaluation is counted (`Tally`); a cluster fails when a check reaches its
 `failureLimit` (readiness: the first; before the stage succeeded, an object still coming
 up holds the cluster instead, a kstatus Failed one fails it). The security gate holds a
 cluster back (a vulnerable or unscanned image), and fails it once an image stays unscanned
-past `pendingTimeout`. `StageChecker.soak` repeats rounds until the soak ends, every cluster
-failed, or the caller's `interrupted` says the spec changed.
+past `pendingTimeout`; the NeuVector scan it read is kept in the round's result (`scans`:
+`status.security` follows it during a soak). `StageChecker.soak` repeats rounds until the
+soak ends, every cluster failed, or the caller's `interrupted` says the spec changed.
 
 What is asked of a cluster goes through `ClusterProbe` (the engine's live one:
 `herd.engine.checks.LiveProbe`; the unit tests' fake). A probe raising `TransientError`
@@ -49,7 +50,7 @@ from herd.plan.checks import (
 from herd.plan.results import ReleaseResult, State
 from herd.plan.results import now as _now
 from herd.rollout.target import Target
-from herd.status.facts import AGENT, NEUVECTOR
+from herd.status.facts import AGENT, NEUVECTOR, ClusterScan, ImageVerdicts
 
 logger = logging.getLogger(__name__)
 _CONCURRENCY = 10
@@ -59,6 +60,11 @@ COMING_UP = f"check {READINESS}: waiting: "  # a first-round hold that may clear
 
 class ClusterProbe(Protocol):
     """What the checks ask of one cluster (`herd.engine.checks.LiveProbe`)."""
+
+    def warm(self) -> None:
+        """Start now, without waiting, what a first round of readiness or security checks
+        would otherwise wait for (the worker processes that parse manifests)."""
+        ...
 
     async def unready(self, target: Target, releases: Sequence[ReleaseResult]) -> Unready | None:
         """The first object of `releases` not Current, and why; None when all are."""
@@ -70,8 +76,8 @@ class ClusterProbe(Protocol):
 
     async def scan(
         self, target: Target, releases: Sequence[ReleaseResult], fail_on: FailOnLevel
-    ) -> tuple[list[str], list[str]]:
-        """Images failed at or above `fail_on`, and images not scanned yet."""
+    ) -> ImageVerdicts:
+        """Images failed at or above `fail_on`, images not scanned yet, and the scan."""
         ...
 
 
@@ -79,6 +85,7 @@ class ClusterProbe(Protocol):
 class RoundResult:
     failed: dict[str, str] = field(default_factory=dict)  # cluster -> why (newly failed)
     held: dict[str, str] = field(default_factory=dict)  # cluster -> why (this round)
+    scans: dict[str, ClusterScan] = field(default_factory=dict)  # what the security check read
 
 
 class StageChecker:
@@ -135,6 +142,7 @@ class StageChecker:
             result = await self.round(clusters)
             total.failed |= result.failed
             total.held = result.held
+            total.scans |= result.scans
             if on_round is not None:
                 on_round(result)
             if all(c in self.tally.failed for c in clusters):
@@ -236,10 +244,13 @@ class StageChecker:
         check = self._checks.security
         assert check is not None
         try:
-            failed, pending = await self._probe.scan(target, releases, check.fail_on)
+            read = await self._probe.scan(target, releases, check.fail_on)
         except TransientError as error:  # NeuVector not asked: its verdicts are unknown
             out.held[target.cluster] = clip(f"check security: {describe(error)}")
             return
+        if read.scan is not None:
+            out.scans[target.cluster] = read.scan
+        failed, pending = read.failed, read.pending
         # Unscanned since the release was deployed in this pass, or since this pass began.
         since = min([self._started, *(r.finished for r in releases if r.finished)])
         waited = (self._clock() - since).total_seconds()

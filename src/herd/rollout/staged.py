@@ -22,18 +22,15 @@ Callers: `herd.engine.engine`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 
 from herd.api.rollout import RolloutSpec
 from herd.api.status import RolloutStatus
 from herd.errors import Problem, SpecError
 from herd.plan.clusters import Cluster
 from herd.plan.desired import StackPlan
-from herd.plan.lastgood import Record
-from herd.plan.results import ReleaseResult, State
-from herd.plan.results import now as _now
+from herd.plan.results import State
 from herd.plan.stages import (
     ClusterState,
     Decision,
@@ -44,57 +41,19 @@ from herd.plan.stages import (
     stage_config,
 )
 from herd.rollout.admission import Admission
-from herd.rollout.checks import COMING_UP, ClusterProbe, RoundResult, StageChecker
+from herd.rollout.checks import COMING_UP, RoundResult, StageChecker
 from herd.rollout.scheduler import Rollout
-from herd.rollout.staged_rollback import RollbackInputs, StagedRollback
+from herd.rollout.staged_inputs import ChecksReport, StagedOutcome, StageInputs
+from herd.rollout.staged_rollback import StagedRollback
 from herd.rollout.target import Target
+from herd.status.facts import ClusterScan
 from herd.status.rollout import records_of, rollout_status
+
+__all__ = ["ChecksReport", "StageInputs", "StagedOutcome", "StagedPass", "run_staged"]
 
 INTERRUPTED = "the spec changed: the stages restart with it"
 FIRST_ROUND_WAIT = 60.0  # seconds a stage's first check round waits for objects coming up
 FIRST_ROUND_TICK = 2.0
-HOLD_RECHECK = 30.0  # seconds until a pass looks again at a cluster a check holds
-
-
-@dataclass(frozen=True)
-class StageInputs:
-    """What a staged pass needs besides the plan: the persisted `status.rollout`, the
-    approval annotation's value, `only` one stage, and callbacks: `interrupted` (True
-    once the spec changed: no further stage starts), `on_stage` (each decision),
-    `on_checks` (a soak's checks changed where the rollout stands: the soak's start, a
-    hold appearing or clearing, a failure; the pass goes on, so its status may show it
-    now), and `rollback` (the engine's: the last good record and the rollback executor)."""
-
-    previous: RolloutStatus | None = None
-    approval: str | None = None
-    only: str | None = None
-    interrupted: Callable[[], bool] | None = None
-    on_stage: Callable[[RolloutStatus], None] | None = None
-    on_checks: Callable[[RolloutStatus], None] | None = None
-    clock: Callable[[], datetime] = _now
-    rollback: RollbackInputs | None = None
-    probe: ClusterProbe | None = None  # what the stages' checks ask (None: checks hold)
-
-
-@dataclass
-class StagedOutcome:
-    stages: list[Stage]
-    decision: Decision
-    status: RolloutStatus
-    peaks: dict[str, int] = field(default_factory=dict)  # stage -> most clusters in flight
-    interrupted: bool = False
-    rollback: list[ReleaseResult] = field(default_factory=list)  # rows of this pass's rollback
-    good: Record | None = None  # the last good revisions after the pass (None: unchanged)
-    held: bool = False  # a check holds a cluster back: look again soon
-
-    @property
-    def wake_seconds(self) -> float | None:
-        """Seconds until a soak pause ends, or until a held check is evaluated again (the
-        next pass is due then)."""
-        waits = [HOLD_RECHECK] if self.held else []
-        if self.decision.wake_at is not None:
-            waits.append(max(0.0, (self.decision.wake_at - _now()).total_seconds()))
-        return min(waits) if waits else None
 
 
 class StagedPass:
@@ -137,6 +96,7 @@ class StagedPass:
             for cluster, why in record.failures
         }
         self.held: dict[str, str] = {}  # clusters a check holds back now, and why
+        self.scans: dict[str, ClusterScan] = {}  # the newest scan the security check read
         self._checkers: dict[int, StageChecker] = {}
         self._why |= self.check_failed
         self.states |= dict.fromkeys(self.check_failed, ClusterState.FAILED)
@@ -202,6 +162,7 @@ class StagedPass:
 
     async def run(self) -> StagedOutcome:
         interrupted = False
+        self._warm_checks()
         if self._inputs.only is not None:
             index = next(i for i, s in enumerate(self.stages) if s.name == self._inputs.only)
             await self._stage(index)
@@ -246,6 +207,12 @@ class StagedPass:
             good=self._undo.remember(final, self._rollout, self.states),
             held=bool(self.held),
         )
+
+    def _warm_checks(self) -> None:
+        """What the checks' first round needs starts now, while helm deploys."""
+        probe = self._inputs.probe
+        if probe is not None and any(s.checks and s.checks.reads_manifests for s in self.stages):
+            probe.warm()
 
     async def _stage(self, index: int) -> None:
         stage = self.stages[index]
@@ -304,6 +271,7 @@ class StagedPass:
         for cluster, why in result.held.items():
             self.held[cluster] = why
             self.states[cluster] = ClusterState.PENDING
+        self.scans |= result.scans
         for cluster, why in result.failed.items():
             self.check_failed[cluster] = why
             self._why[cluster] = why
@@ -322,7 +290,8 @@ class StagedPass:
         """Watch the stage's checks until its pause ends, a cluster fails, or the spec
         changes (True: interrupted). A hold does not end the soak (its clock goes on, as
         between passes): the cluster is looked at again each round, and `on_checks` hears
-        of each change of what the checks hold or failed, so the status follows them."""
+        of each change of what the checks hold or failed or the security check read, so
+        the status follows them."""
         checker = self._checker(index)
         assert checker is not None and decision.wake_at is not None
         stage = self.stages[index]
@@ -330,7 +299,7 @@ class StagedPass:
         interrupted = self._inputs.interrupted or (lambda: False)
         stop = asyncio.Event()
         self._report(decision)
-        seen = (dict(self.held), dict(self.check_failed))
+        seen = (dict(self.held), dict(self.check_failed), dict(self.scans))
 
         def stopping() -> bool:
             return stop.is_set() or interrupted()
@@ -340,7 +309,7 @@ class StagedPass:
             self._apply(result, live)
             if result.failed:
                 stop.set()
-            now = (dict(self.held), dict(self.check_failed))
+            now = (dict(self.held), dict(self.check_failed), dict(self.scans))
             if now != seen:
                 seen = now
                 self._report(self.decide())
@@ -350,7 +319,9 @@ class StagedPass:
 
     def _report(self, decision: Decision) -> None:
         if self._inputs.on_checks is not None:
-            self._inputs.on_checks(self._status(decision))
+            clusters = tuple(self._targets)
+            report = ChecksReport(self._status(decision), dict(self.scans), clusters)
+            self._inputs.on_checks(report)
 
     async def _observe_rest(self, hold: str) -> None:
         rest = [c for s in self.stages for c in s.clusters if c not in self._ran]

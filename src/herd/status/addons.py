@@ -7,7 +7,8 @@ scans, agent health), and returns the status with `security` / `observability`, 
 `observabilityMetrics`; for every Stack, the GPU facts (`herd.status.gpu`). A disabled
 add-on's section, condition and row fields are removed. `carry_over` keeps the last known
 add-on conditions and row fields on the status written while a rollout is running (the
-probe runs only after a pass).
+probe runs only after a pass). `with_scans` is the security part of `enrich` for a pass
+in flight: what a soak's security check read.
 
 Callers: `herd.status.pipeline` (a pass's final status, once the probe has looked),
 the e2e test bed, tests.
@@ -117,6 +118,33 @@ def enrich(
     return status.model_copy(update=update)
 
 
+def with_scans(
+    status: StackStatus,
+    clusters: Sequence[str],
+    scans: Mapping[str, ClusterScan],
+    *,
+    fail_on: FailOn,
+    now: datetime,
+) -> StackStatus:
+    """`status` (a pass in flight) with `security`, the SecurityScanned condition and the
+    `securityScan` of the rows of the clusters in `scans` as those scans say: what a
+    soak's security check read (`herd.status.pipeline`, `Kind.CHECKS`), over the last
+    probe's scans. The summary is of `clusters` (the pass's targets), as `enrich` makes it."""
+    summary = security_summary([scans.get(c) or ClusterScan(cluster=c) for c in clusters])
+    before = {c.type: c for c in status.conditions}
+    condition = _condition(SECURITY_SCANNED, summary, status.observed_generation, now, before)
+    rows = [
+        row.model_copy(update={"security_scan": _scan_verdict(row, scans, fail_on)})
+        if row.cluster_id in scans
+        else row
+        for row in status.deployments
+    ]
+    others = [c for c in status.conditions if c.type != SECURITY_SCANNED]
+    return status.model_copy(
+        update={"security": summary.status, "conditions": [*others, condition], "deployments": rows}
+    )
+
+
 def carry_over(status: StackStatus, previous: StackStatus | None) -> StackStatus:
     """`status` (built while a rollout runs) with the add-on conditions and row fields
     of `previous`, so an in-progress write does not blank what the last pass found."""
@@ -158,16 +186,20 @@ def _row(
 ) -> DeploymentRow:
     security_scan = observability_metrics = None
     if security:
-        scan = scans.get(row.cluster_id) or ClusterScan(cluster=row.cluster_id)
-        images = scan.releases.get((row.namespace, row.release_name))
-        deployed = row.status == State.DEPLOYED.value
-        security_scan = release_verdict(images if deployed else None, scan, fail_on).value
+        security_scan = _scan_verdict(row, scans, fail_on)
     if observability:
         deployed = agent_rows.get(row.cluster_id, ("", ""))[0] == State.DEPLOYED.value
         observability_metrics = row_metrics(deployed, agents.get(row.cluster_id)).value
     return row.model_copy(
         update={"security_scan": security_scan, "observability_metrics": observability_metrics}
     )
+
+
+def _scan_verdict(row: DeploymentRow, scans: Mapping[str, ClusterScan], fail_on: FailOn) -> str:
+    scan = scans.get(row.cluster_id) or ClusterScan(cluster=row.cluster_id)
+    images = scan.releases.get((row.namespace, row.release_name))
+    deployed = row.status == State.DEPLOYED.value
+    return release_verdict(images if deployed else None, scan, fail_on).value
 
 
 def _key(row: DeploymentRow) -> tuple[str, str, str]:

@@ -78,6 +78,17 @@ class ClusterScan:
 
 
 @dataclass(frozen=True)
+class ImageVerdicts:
+    """What a stage's security check read on one cluster (`herd.addons.probe`): the
+    images failed at or above the check's level, those not scanned yet, and the
+    cluster's scan they come from (`status.security` follows it during a soak)."""
+
+    failed: list[str]
+    pending: list[str]
+    scan: ClusterScan | None = None
+
+
+@dataclass(frozen=True)
 class AgentHealth:
     """The agent's workloads in one cluster: `ready`, or what is not (`detail`)."""
 

@@ -9,7 +9,10 @@ Every status the operator writes is built by `compose(StatusInputs)`, once per w
   and the GPU facts (`herd.status.addons`); with the staged decision's `status.rollout`,
   the phase and conditions of where the rollout stands (`herd.status.rollout`);
 - `Kind.CHECKS`: a pass in flight whose soak's checks changed where the rollout stands
-  (`previous`: the status last built; `herd.status.rollout.with_checks`);
+  (`previous`: the status last built; `herd.status.rollout.with_checks`) or read a new
+  NeuVector scan (`observed.scans`, by cluster, over the last probe's: `status.security`,
+  its condition and those clusters' rows' `securityScan`, of `rows.targets`:
+  `herd.status.addons.with_scans`);
 - `Kind.DRY_RUN`: `spec.mode: DryRun`, what Apply would do (`herd.status.dryrun`);
 - `Kind.FAILED`: the pass could not run (an invalid spec, an error); the previous status
   is kept with the message;
@@ -34,7 +37,7 @@ from herd.api.status import AdmissionStatus, RolloutStatus, SkippedCluster, Stac
 from herd.plan.placement import PlacementDecision
 from herd.plan.results import ReleaseResult
 from herd.status import dryrun
-from herd.status.addons import PassResult, carry_over, enrich
+from herd.status.addons import PassResult, carry_over, enrich, with_scans
 from herd.status.build import (
     DEFAULT_MAX_ROWS,
     Phase,
@@ -111,7 +114,7 @@ class StatusInputs:
     record: Sequence[str] | None = None  # status.releaseClusters; None keeps the previous
     rollout: RolloutStatus | None = None  # the staged decision's (PROGRESS: the live stage)
     result: PassResult | None = None  # FINAL: the engine's pass, which `observed` is of
-    observed: Observation | None = None  # FINAL: the add-on probe's facts
+    observed: Observation | None = None  # FINAL: the add-on probe's facts; CHECKS: scans read
     message: str = ""  # FAILED, DELETING
     phase: str = Phase.FAILED  # FAILED: the phase shown (an error keeps the last one)
     reason: str = ""  # DELETING: the condition's reason
@@ -129,8 +132,7 @@ def compose(inputs: StatusInputs) -> StackStatus:
             inputs.reason, inputs.message, inputs.generation, inputs.now, previous
         )
     if inputs.kind is Kind.CHECKS:
-        kept = previous or StackStatus()
-        return kept if inputs.rollout is None else with_checks(kept, inputs.rollout, inputs.now)
+        return _checked(inputs)
     status = carry_over(_releases(inputs), previous)
     if inputs.kind in (Kind.PROGRESS, Kind.DRY_RUN):
         return status
@@ -150,6 +152,20 @@ def compose(inputs: StatusInputs) -> StackStatus:
         )
     if inputs.rollout is not None:
         status = with_rollout(status, inputs.rollout, inputs.now)
+    return status
+
+
+def _checked(inputs: StatusInputs) -> StackStatus:
+    """`previous` with where the rollout stands after a soak's checks spoke, and the
+    security summary of the scans its security check read (`observed`, over `rows.targets`)."""
+    status = inputs.previous or StackStatus()
+    if inputs.rollout is not None:
+        status = with_checks(status, inputs.rollout, inputs.now)
+    observed = inputs.observed
+    if observed is not None and observed.scans:
+        status = with_scans(
+            status, inputs.rows.targets, observed.scans, fail_on=observed.fail_on, now=inputs.now
+        )
     return status
 
 
