@@ -44,7 +44,7 @@ CACHE = Path(os.environ.get("HERD_CACHE", Path.home() / ".cache" / "herd")) / "r
 CREDENTIALS_MOUNT = Path("/cattle-credentials")  # fixed in the agent (pkg/agent/cluster)
 IMPORT_NAMESPACE = "fleet-default"
 START_TIMEOUT = 420.0
-RESTARTS = 3  # Rancher exits 0 to be restarted (as its pod would be) after setting features
+RESTARTS = 3  # Rancher exits to be restarted (as its pod would be) after setting features
 # Everything that would reach the internet is off or points at a closed loopback port:
 # bundled system charts, Kontainer Driver Metadata and the chart repositories' default URL;
 # Fleet (it installs charts with images) and the UI extensions are off.
@@ -172,7 +172,7 @@ class RancherServer:
                 break
             except TestBedError:
                 exited = self.process.popen.poll() if self.process.popen else None
-                if exited != 0 or attempt == RESTARTS:
+                if exited is None or attempt == RESTARTS:
                     raise
                 self.process.stop()
         self.start_seconds = time.monotonic() - began
