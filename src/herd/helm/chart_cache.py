@@ -20,7 +20,7 @@ from pathlib import Path
 
 from herd.api.charts import ChartSpec
 from herd.helm.bundled import BUNDLED_REPO, bundled_chart
-from herd.helm.environment import HelmEnvironment, HelmError
+from herd.helm.environment import HelmEnvironment, HelmError, in_background
 from herd.helm.failures import FailureKind, HelmFailure, classify, update_failure
 from herd.helm.source_files import source_files
 from herd.plan.chart_sources import ChartSource
@@ -67,8 +67,7 @@ class ChartCache:
         """Start `get` now, for a release that will install once its dependencies have:
         its pull (egress check first, as always) runs while they install. A failure is
         kept for that release's own `get`; a release that never asks loses nothing."""
-        task = asyncio.ensure_future(self.get(chart, source))
-        task.add_done_callback(_retrieved)
+        in_background(self.get(chart, source))
 
     async def _pull(self, chart: ChartSpec, source: ChartSource | None) -> Path:
         if chart.repo == BUNDLED_REPO:
@@ -134,9 +133,3 @@ class ChartCache:
             task.cancel()
         if self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
-
-
-def _retrieved(task: asyncio.Future[Path]) -> None:
-    """A background task's outcome is read (asyncio logs one that never is)."""
-    if not task.cancelled():
-        task.exception()

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,6 +147,24 @@ class HelmError(ReleaseError):
 
 class ReleaseNotFound(HelmError):
     """helm said the release does not exist (`release: not found`)."""
+
+
+_BACKGROUND: set[asyncio.Future[object]] = set()  # work started ahead of need, until it ends
+
+
+def in_background(work: Awaitable[object]) -> None:
+    """Run `work` without waiting for it (`HelmEnvironment.prepare`, `ChartCache.prefetch`):
+    a reference is kept until it ends (the loop keeps only weak ones) and its outcome is
+    read (asyncio logs one that never is); whoever needs the result asks for it again."""
+    task = asyncio.ensure_future(work)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_ended)
+
+
+def _ended(task: asyncio.Future[object]) -> None:
+    _BACKGROUND.discard(task)
+    if not task.cancelled():
+        task.exception()
 
 
 _RUNNING: set[asyncio.subprocess.Process] = set()  # helm processes not yet reaped
@@ -269,8 +287,7 @@ class HelmEnvironment:
         needs helm, before reading it again and pulling its chart). A failure is asked
         again, and raised, by `dialect()`."""
         if self.executable not in _VERSIONS:
-            task = asyncio.ensure_future(self.dialect())
-            task.add_done_callback(lambda done: done.cancelled() or done.exception())
+            in_background(self.dialect())
 
     def command(self, environment: Mapping[str, str] | None = None) -> HelmCommand:
         """A helm command with this environment, plus `environment` (e.g. `KUBECACHEDIR`)."""

@@ -104,8 +104,7 @@ def abandoned(
     """True when `observed` is pending exactly where a journaled operation left it, no helm
     of this process runs it (`running`), and the hand-over grace has passed since this
     process took the Lease (`handed_over`): no live actor can be moving it."""
-    grace = 0.0 if handed_over else 1.0
-    return abandoned_in(operation, observed, running=running, grace=grace) == 0.0
+    return handed_over and abandoned_in(operation, observed, running=running, grace=0.0) == 0.0
 
 
 def abandoned_in(
