@@ -93,6 +93,7 @@ SLOWEST_FIRST = (
     "test_operator_faults.py",
     "test_rollout.py",
     "test_private_sources.py",
+    "test_private_sources_operator.py",
     "test_ha.py",
     "test_stages.py",
     "test_security_egress.py",
