@@ -92,6 +92,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 SLOWEST_FIRST = (
     "test_operator_faults.py",
     "test_rollout.py",
+    "test_rollout_recovery.py",
     "test_private_sources.py",
     "test_private_sources_operator.py",
     "test_ha.py",
