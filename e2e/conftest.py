@@ -100,6 +100,7 @@ SLOWEST_FIRST = (
     "test_security_egress.py",
     "test_security_hostile.py",
     "test_cli.py",
+    "test_cli_status.py",
     "test_cluster_values.py",
     "test_operator_gpu.py",
     "test_operator.py",

@@ -21,18 +21,18 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.test_cli import (
+from e2e.testbed.chartrepo import helm_binary, helm_env
+from e2e.testbed.controlplane import Cluster
+from e2e.testbed.herd_cli import (
     chart,
-    helm_home,  # noqa: F401  (fixture)
+    helm_home_fixture,  # noqa: F401  (fixture)
     herd,
-    recording_helm,  # noqa: F401  (fixture)
+    recording_helm_fixture,  # noqa: F401  (fixture)
     releases,
     table,
     unique,
     write_stack,
 )
-from e2e.testbed.chartrepo import helm_binary, helm_env
-from e2e.testbed.controlplane import Cluster
 
 AGENT_SCHEMA = re.compile(r"^[a-z0-9]([a-z0-9\-\.]*[a-z0-9])$")
 ADDON_RELEASES = (
@@ -111,7 +111,7 @@ def test_plan_and_apply_with_addons_deploy_neuvector_and_the_agent_first(
     no_addons: list[Cluster],
     chart_repo_url: str,
     tmp_path: Path,
-    helm_home: Path,  # noqa: F811
+    helm_home: Path,
 ) -> None:
     east, west = no_addons
     api_key, password = f"sts-{uuid.uuid4().hex}", f"nv-{uuid.uuid4().hex}"
@@ -211,8 +211,8 @@ def test_a_stack_enabling_an_addon_without_addons_exits_2_with_no_helm_call(
     no_addons: list[Cluster],
     chart_repo_url: str,
     tmp_path: Path,
-    helm_home: Path,  # noqa: F811
-    recording_helm: tuple[dict[str, str], Path],  # noqa: F811
+    helm_home: Path,
+    recording_helm: tuple[dict[str, str], Path],
     toggles: dict[str, str],
     messages: list[str],
 ) -> None:
@@ -241,7 +241,7 @@ def test_an_unusable_addons_file_exits_2_with_no_helm_call(
     downstream: list[Cluster],
     chart_repo_url: str,
     tmp_path: Path,
-    recording_helm: tuple[dict[str, str], Path],  # noqa: F811
+    recording_helm: tuple[dict[str, str], Path],
 ) -> None:
     env, helm_calls = recording_helm
     api_key = f"sts-{uuid.uuid4().hex}"

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.test_cli import herd, unique
 from e2e.testbed import rancher
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.helpers import eventually, kubectl
+from e2e.testbed.herd_cli import herd, unique
 from e2e.testbed.operator_run import VENV_BIN, Operator, helm_releases, run_operator
 
 FLEET_NS = "fleet-cv"
