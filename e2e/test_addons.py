@@ -37,7 +37,8 @@ from kubernetes import client
 
 from e2e.testbed import netns, proxied, rancher
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.neuvector_standin import CannedImage, StandInProcess, served
+from e2e.testbed.neuvector_child import StandInProcess, served
+from e2e.testbed.neuvector_standin import CannedImage
 from e2e.testbed.passes import status_of
 from herd.addons.catalog import AddonCatalog
 from herd.addons.insights import INSIGHTS
