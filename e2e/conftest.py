@@ -113,6 +113,7 @@ SLOWEST_FIRST = (
     "test_cli_stages.py",
     "test_cli_addons.py",
     "test_addons.py",
+    "test_addons_catalog.py",
     "test_testbed.py",
     "test_chartrepo.py",
     "test_cli_terminal.py",
