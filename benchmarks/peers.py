@@ -67,6 +67,7 @@ from benchmarks._peers_tools import (
     HerdCli,
     HerdOperator,
 )
+from benchmarks.cli_bench import compile_bytecode
 
 from e2e.testbed import binaries, rancher
 from e2e.testbed.chartrepo import ChartRepo
@@ -281,6 +282,7 @@ def measure_all(bed: Bed, args: argparse.Namespace, tools: list[Tool]) -> None:
 def run(args: argparse.Namespace, workdir: Path) -> None:
     helm = binaries.ensure().helm
     os.environ["HERD_HELM"] = str(helm)
+    compile_bytecode()  # as installed: `herd apply` does not compile Herd on each start
     if "helmfile" in args.tools:
         peer_tools.ensure(peer_tools.HELMFILE)  # before the test bed: a cold build takes minutes
     print(machine(), flush=True)
