@@ -115,8 +115,9 @@ def uninstall(cluster: BedCluster, release: str, namespace: str) -> None:
     )  # fmt: skip
 
 
-# Failed status writes (backing off 0.5, 0.5, 1, 2, 4 s ...) before the API comes back:
-# the writer's backoff has grown, as in a long outage, and it still converges at once.
+# Failed status writes before the API comes back (the writer backs off from half a second
+# to 4 s, jittered: about 7 s of outage): its backoff has grown as in a long outage, and
+# the Stack must still converge soon after.
 WRITER_FAILURES = 5
 
 
