@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.testbed import outage, rancher
+from e2e.testbed import rancher
 from e2e.testbed.chartrepo import helm_binary
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.helpers import eventually, get_stack, kubectl
@@ -239,7 +239,7 @@ def test_unreachable_cluster_is_reported_and_converges(
     operator: Operator, targets: list[BedCluster], chart_repo_url: str
 ) -> None:
     down = targets[1]
-    outage.stop_apiserver(down)
+    down.stop_apiserver()
     try:
         operator.apply(stack_body(NS, charts(chart_repo_url, NS, message="v3")))
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from e2e.testbed import faults, outage, rancher
+from e2e.testbed import faults, rancher
 from e2e.testbed.chartrepo import helm_binary
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.helpers import eventually, kubectl
@@ -185,7 +185,7 @@ def test_a_cluster_that_leaves_while_down_is_cleaned_when_it_returns(
     third = bed(downstream, "downstream-3")
     assert IDS["downstream-3"] in status["releaseClusters"]
     assert set(helm_releases(third, namespace)) == {"link0"}
-    outage.stop_apiserver(third)
+    third.stop_apiserver()
     try:
         rancher.set_labels(
             management.kubeconfig, "op-downstream-3", {"faults": "no"}, namespace=FLEET_NS
@@ -255,7 +255,7 @@ def test_deletion_waits_visibly_for_a_down_cluster_then_cleans_it(
     apply(operator, stack("ft-delete", namespace, chain(chart_repo_url, namespace, 2)))
     settled(operator, "Deployed")
     first, third = bed(downstream, "downstream-1"), bed(downstream, "downstream-3")
-    outage.stop_apiserver(third)
+    third.stop_apiserver()
     try:
         kubectl(
             management.kubeconfig, "delete", "stack", "ft-delete", "-n", "default", "--wait=false"
@@ -280,7 +280,7 @@ def test_orphan_annotation_and_policy_release_a_deletion(
     first, third = bed(downstream, "downstream-1"), bed(downstream, "downstream-3")
     apply(operator, stack("ft-orphan", namespace, chain(chart_repo_url, namespace, 1)))
     settled(operator, "Deployed")
-    outage.stop_apiserver(third)
+    third.stop_apiserver()
     try:
         kubectl(
             management.kubeconfig, "delete", "stack", "ft-orphan", "-n", "default", "--wait=false"
@@ -368,7 +368,7 @@ def test_a_cluster_removed_from_the_inventory_releases_a_deletion(
     third = bed(downstream, "downstream-3")
     apply(operator, stack("ft-gone", namespace, chain(chart_repo_url, namespace, 1)))
     settled(operator, "Deployed")
-    outage.stop_apiserver(third)
+    third.stop_apiserver()
     try:
         kubectl(
             management.kubeconfig, "delete", "stack", "ft-gone", "-n", "default", "--wait=false"

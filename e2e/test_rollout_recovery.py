@@ -19,7 +19,6 @@ import time
 
 import pytest
 
-from e2e.testbed import outage
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.rollout_engines import (
     HELM,
@@ -134,7 +133,7 @@ async def test_a_cluster_dying_mid_rollout_leaves_the_other_deployed(
     rollout = asyncio.create_task(engine.apply(stack("dying", chart_repo_url, charts), progress))
     try:
         await asyncio.wait_for(deploying.wait(), 120)
-        await asyncio.to_thread(outage.stop_apiserver, dying)
+        await asyncio.to_thread(dying.stop_apiserver)
         result = await asyncio.wait_for(rollout, 240)
     finally:
         if not rollout.done():
@@ -173,7 +172,7 @@ async def test_a_cluster_that_departs_while_down_is_cleaned_up_when_it_returns(
         [app("web", ns, repo=chart_repo_url)],
         targets={"clusterIds": [second.name]},
     )
-    await asyncio.to_thread(outage.stop_apiserver, first)
+    await asyncio.to_thread(first.stop_apiserver)
     try:
         away = await engines().apply(narrowed, previous_targets=deployed.holding)
     finally:
