@@ -62,11 +62,17 @@ def bed(management: BedCluster, downstream: list[BedCluster]) -> Iterator[Path]:
 
 
 def _delete_stacks(management: Path, tmp: Path) -> None:
-    """Delete every Stack of the scenario through a normal controller (finalizers)."""
+    """Delete every Stack of the scenario through a normal controller (finalizers). The
+    deletions are asked for before it starts: it meets the Stacks as deletions and installs
+    nothing first."""
+    namespaces = (*hostile_bed.TENANTS, CONTROLLER_NS)
+    for namespace in namespaces:
+        kubectl(management, "delete", "stacks", "--all", "-n", namespace, "--wait=false",
+                check=False)  # fmt: skip
     cleaner = controller(tmp / "cleaner", management)
     cleaner.start()
     try:
-        for namespace in (*hostile_bed.TENANTS, CONTROLLER_NS):
+        for namespace in namespaces:
             kubectl(management, "delete", "stacks", "--all", "-n", namespace, "--timeout=180s",
                     check=False, timeout=240)  # fmt: skip
     finally:
