@@ -333,6 +333,14 @@ def measure_run(run: Run) -> None:
         f"{100 * busy / total:.0f}% busy, this benchmark {100 * ours / total:.0f}% "
         f"(the rest: other programs); {os.cpu_count()} cores",
     )
+    rollout_requests(run, stacks, began, took)
+    noop_passes(run, stacks, sample)
+    idle_and_memory(run, peak, sample)
+
+
+def rollout_requests(run: Run, stacks: dict[str, int], began: float, took: float) -> None:
+    """What the rollout asked for: helm processes, status writes, management API requests;
+    and the largest Stack object after it."""
     helm = [c for c in run.controller.helm_calls(began) if c.at <= began + took]
     verbs: dict[str, int] = {}
     for call in helm:
@@ -348,7 +356,9 @@ def measure_run(run: Run) -> None:
     largest = max(sizes, key=lambda n: sizes[n])
     line("Stack object size", f"{sizes[largest] / 1024:.1f} KiB ({largest})", "<= 100 KiB")
 
-    # A no-op pass: one Stack is woken; nothing changed anywhere.
+
+def noop_passes(run: Run, stacks: dict[str, int], sample: Callable[[], None]) -> None:
+    """Two no-op passes: one Stack is woken; nothing changed anywhere."""
     name = next(iter(stacks))
     time.sleep(3)  # let status writes and kopf's own patches of the rollout settle
     for attempt in range(2):
@@ -390,6 +400,10 @@ def measure_run(run: Run) -> None:
             "<= 2 s, 0 helm, <= 5 requests",
         )
         line("  beside it (not the pass's)", measure.summary(aside) or "none")
+
+
+def idle_and_memory(run: Run, peak: list[int], sample: Callable[[], None]) -> None:
+    """Idle CPU after the passes, the controller's peak RSS, the clusters' and etcd's RSS."""
     quiet = cpu_by_program(run)
     time.sleep(10)
     idle = sum(cpu_by_program(run).values()) - sum(quiet.values())

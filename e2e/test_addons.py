@@ -16,7 +16,8 @@ runs in a network namespace the test makes (`e2e.testbed.netns`), reached over a
 pair: test traffic goes to loopback or to that namespace, nowhere else.
 
 Every test deletes its Stack: the add-on releases have fixed names, so two Stacks with
-add-ons on one cluster would contend for them.
+add-ons on one cluster would contend for them. The catalog's own ConfigMap and Secret
+are `e2e/test_addons_catalog.py`.
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
 
-from e2e.testbed import netns, proxied, rancher
+from e2e.testbed import netns, proxied
 from e2e.testbed.controlplane import Cluster as BedCluster
-from e2e.testbed.neuvector_standin import CannedImage, StandInProcess, served
+from e2e.testbed.neuvector_child import StandInProcess, served
+from e2e.testbed.neuvector_standin import CannedImage
 from e2e.testbed.passes import status_of
 from herd.addons.catalog import AddonCatalog
 from herd.addons.insights import INSIGHTS
@@ -46,9 +47,7 @@ from herd.api import StackStatus, parse_stack
 from herd.api.v1 import Stack
 from herd.engine.engine import Engine
 from herd.engine.protocols import StackResult
-from herd.errors import SpecError
 from herd.helm.environment import HelmEnvironment, find_helm
-from herd.kube.client import api_client_from_kubeconfig
 from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.results import State
 from herd.status.addons import OBSERVABILITY_CONFIGURED, SECURITY_SCANNED
@@ -178,6 +177,51 @@ EXAMPLE_ADDONS = {
 }
 
 
+def assert_addon_values(
+    fleet: FleetInventory, result: StackResult, addon_names: tuple[str, ...], config: Addons
+) -> None:
+    """The values helm received: the agent's per-cluster identity, NeuVector's password."""
+    if AGENT in addon_names:
+        for target in result.targets:
+            values = helm_values(
+                fleet.beds[target.id], "suse-observability", "suse-observability-agent"
+            )
+            assert values["stackstate"]["cluster"]["name"] == target.name
+            assert values["stackstate"]["apiKey"] == config.api_key  # it reaches helm
+    if NEUVECTOR in addon_names:
+        values = helm_values(fleet.beds["c-m-gpu01"], "cattle-neuvector-system", "neuvector")
+        assert values["bootstrapPassword"] == NV_PASSWORD
+        assert values["controller"] == {"replicas": 0}
+
+
+def assert_addon_sections(status: StackStatus, addon_names: tuple[str, ...]) -> None:
+    """Security (NeuVector down: Unavailable) and observability (agents ready), or neither."""
+    if NEUVECTOR in addon_names:
+        assert status.security is not None
+        assert status.security.neu_vector_enabled
+        assert status.security.scan_status == "Unavailable"
+        state, reason, message = condition(status, SECURITY_SCANNED)
+        assert (state, reason) == ("False", "NeuVectorUnavailable")
+        assert "HTTP 503" in message and "no endpoints available" in message, message
+        assert {r.security_scan for r in status.deployments} == {"Pending"}
+    else:
+        assert status.security is None
+    if AGENT in addon_names:
+        assert status.observability is not None
+        assert status.observability.model_dump() == {
+            "suse_observability_enabled": True,
+            "agents_deployed": 2,
+            "agents_total": 2,
+            "metrics_collected": True,
+            "dashboards_available": 4,  # Herd's two dashboards on each cluster
+            "alerts_configured": 0,  # no PrometheusRule CRD on these clusters
+        }
+        assert condition(status, OBSERVABILITY_CONFIGURED)[:2] == ("True", "AgentsReady")
+        assert {r.observability_metrics for r in status.deployments} == {"Active"}
+    else:
+        assert status.observability is None
+
+
 @pytest.mark.parametrize("name", list(EXAMPLE_ADDONS))
 async def test_readme_example_deploys_addons_first_with_per_cluster_identity(
     name: str,
@@ -199,43 +243,9 @@ async def test_readme_example_deploys_addons_first_with_per_cluster_identity(
         assert not [r for r in result.releases if r.key.cluster == "c-m-cpu01"]
         assert_addons_first(result, EXAMPLE_ADDONS[name])
 
-        if AGENT in EXAMPLE_ADDONS[name]:
-            for target in result.targets:
-                values = helm_values(
-                    fleet.beds[target.id], "suse-observability", "suse-observability-agent"
-                )
-                assert values["stackstate"]["cluster"]["name"] == target.name
-                assert values["stackstate"]["apiKey"] == config.api_key  # it reaches helm
-        if NEUVECTOR in EXAMPLE_ADDONS[name]:
-            values = helm_values(fleet.beds["c-m-gpu01"], "cattle-neuvector-system", "neuvector")
-            assert values["bootstrapPassword"] == NV_PASSWORD
-            assert values["controller"] == {"replicas": 0}
-
+        assert_addon_values(fleet, result, EXAMPLE_ADDONS[name], config)
         status = await status_of(result, probe, fleet)
-        if NEUVECTOR in EXAMPLE_ADDONS[name]:
-            assert status.security is not None
-            assert status.security.neu_vector_enabled
-            assert status.security.scan_status == "Unavailable"
-            state, reason, message = condition(status, SECURITY_SCANNED)
-            assert (state, reason) == ("False", "NeuVectorUnavailable")
-            assert "HTTP 503" in message and "no endpoints available" in message, message
-            assert {r.security_scan for r in status.deployments} == {"Pending"}
-        else:
-            assert status.security is None
-        if AGENT in EXAMPLE_ADDONS[name]:
-            assert status.observability is not None
-            assert status.observability.model_dump() == {
-                "suse_observability_enabled": True,
-                "agents_deployed": 2,
-                "agents_total": 2,
-                "metrics_collected": True,
-                "dashboards_available": 4,  # Herd's two dashboards on each cluster
-                "alerts_configured": 0,  # no PrometheusRule CRD on these clusters
-            }
-            assert condition(status, OBSERVABILITY_CONFIGURED)[:2] == ("True", "AgentsReady")
-            assert {r.observability_metrics for r in status.deployments} == {"Active"}
-        else:
-            assert status.observability is None
+        assert_addon_sections(status, EXAMPLE_ADDONS[name])
 
         assert_no_leak(
             config.api_key,
@@ -291,19 +301,10 @@ def remove_standin(bed: BedCluster, namespace: str) -> None:
     proxied.remove(bed.kubeconfig, namespace, STANDIN_SERVICE)
 
 
-async def test_scans_through_the_service_proxy_reach_status_and_rows(
-    fleet: FleetInventory,
-    env: HelmEnvironment,
-    chart_repo_url: str,
-    standin: StandInProcess,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    config = addons(chart_repo_url, **{"neuvector.apiService": f"https:{STANDIN_SERVICE}:10443"})
-    engine = Engine(fleet, env, addons=config.catalog)
-    probe = AddonProbe(config.catalog, env)
+def scanned_stack(chart_repo_url: str) -> Stack:
+    """Both add-ons and two charts of the app (0.1.0 with findings, 0.2.0 clean) on PROD."""
     app = {"chart": "app", "repo": chart_repo_url, "namespace": "shop", "wait": True}
-    stack = parse_stack(
+    return parse_stack(
         {
             "apiVersion": "herd.suse.com/v1",
             "kind": "Stack",
@@ -319,6 +320,50 @@ async def test_scans_through_the_service_proxy_reach_status_and_rows(
             },
         }
     )
+
+
+def assert_first_scans(status: StackStatus, standin: StandInProcess) -> None:
+    """The stand-in's scans in the status and rows (the agent's image not scanned yet)."""
+    assert status.security is not None
+    assert status.security.model_dump() == {
+        "neu_vector_enabled": True,
+        "scan_status": "Pending",  # the agent's image is not in the stand-in's scans
+        "vulnerabilities": 7,
+        "critical_issues": 1,
+    }
+    scans = {(r.cluster_id, r.chart_name): r.security_scan for r in status.deployments}
+    assert scans == {
+        (cluster, chart): verdict
+        for cluster in ("c-m-gpu01", "c-m-gpu02")
+        for chart, verdict in (
+            ("web", "Failed"),
+            ("api", "Passed"),
+            (NEUVECTOR, "Passed"),
+            (AGENT, "Pending"),
+            (INSIGHTS, "Passed"),  # Herd's dashboards: ConfigMaps, no image
+        )
+    }
+    state, reason, message = condition(status, SECURITY_SCANNED)
+    assert (state, reason) == ("False", "ScanPending"), message
+    # Every call went through the proxy with a live session, and every session ended.
+    requests = standin.requests
+    assert [r.path for r in requests].count("/v1/scan/image") == 2
+    assert all(r.authorized for r in requests if r.path.startswith("/v1/scan/"))
+    assert standin.open_sessions == 0
+
+
+async def test_scans_through_the_service_proxy_reach_status_and_rows(
+    fleet: FleetInventory,
+    env: HelmEnvironment,
+    chart_repo_url: str,
+    standin: StandInProcess,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = addons(chart_repo_url, **{"neuvector.apiService": f"https:{STANDIN_SERVICE}:10443"})
+    engine = Engine(fleet, env, addons=config.catalog)
+    probe = AddonProbe(config.catalog, env)
+    stack = scanned_stack(chart_repo_url)
     try:
         result = await engine.apply(stack)
         assert {r.state for r in result.releases} == {State.DEPLOYED}, result.releases
@@ -327,32 +372,7 @@ async def test_scans_through_the_service_proxy_reach_status_and_rows(
             expose_standin(fleet.beds[target.id], "cattle-neuvector-system", standin)
 
         status = await status_of(result, probe, fleet)
-        assert status.security is not None
-        assert status.security.model_dump() == {
-            "neu_vector_enabled": True,
-            "scan_status": "Pending",  # the agent's image is not in the stand-in's scans
-            "vulnerabilities": 7,
-            "critical_issues": 1,
-        }
-        scans = {(r.cluster_id, r.chart_name): r.security_scan for r in status.deployments}
-        assert scans == {
-            (cluster, chart): verdict
-            for cluster in ("c-m-gpu01", "c-m-gpu02")
-            for chart, verdict in (
-                ("web", "Failed"),
-                ("api", "Passed"),
-                (NEUVECTOR, "Passed"),
-                (AGENT, "Pending"),
-                (INSIGHTS, "Passed"),  # Herd's dashboards: ConfigMaps, no image
-            )
-        }
-        state, reason, message = condition(status, SECURITY_SCANNED)
-        assert (state, reason) == ("False", "ScanPending"), message
-        # Every call went through the proxy with a live session, and every session ended.
-        requests = standin.requests
-        assert [r.path for r in requests].count("/v1/scan/image") == 2
-        assert all(r.authorized for r in requests if r.path.startswith("/v1/scan/"))
-        assert standin.open_sessions == 0
+        assert_first_scans(status, standin)
 
         # Once NeuVector has scanned the agent's image too, the scan is complete.
         standin.add_image(
@@ -369,77 +389,3 @@ async def test_scans_through_the_service_proxy_reach_status_and_rows(
         for cluster_id in ("c-m-gpu01", "c-m-gpu02"):
             remove_standin(fleet.beds[cluster_id], "cattle-neuvector-system")
         await engine.delete(stack.namespace, stack.name)
-
-
-# -- the catalog reads its ConfigMap and Secret from the management cluster ----------------
-
-
-@pytest.fixture
-def controller_ns(management: BedCluster) -> Iterator[str]:
-    name = f"herd-{uuid.uuid4().hex[:8]}"
-    with rancher.api_client(management.kubeconfig) as api:
-        client.CoreV1Api(api).create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
-        )
-    yield name
-    with rancher.api_client(management.kubeconfig) as api:
-        client.CoreV1Api(api).delete_namespace(name)
-
-
-async def test_catalog_follows_its_configmap_and_secret(
-    management: BedCluster, controller_ns: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    api = api_client_from_kubeconfig(management.kubeconfig)
-    core = client.CoreV1Api(api)
-    spec = parse_stack(
-        {
-            "apiVersion": "herd.suse.com/v1",
-            "kind": "Stack",
-            "metadata": {"name": "s"},
-            "spec": {
-                "security": True,
-                "observability": True,
-                "targets": {"clusterIds": ["x"]},
-                "charts": [{"name": "app", "repo": "https://r", "version": "1"}],
-            },
-        }
-    ).spec
-    catalog = AddonCatalog.from_cluster(api, controller_ns, "herd-addons", min_interval=0)
-    try:
-        # No ConfigMap: the defaults, but the agent lacks its Secret.
-        await catalog.refresh()
-        with pytest.raises(SpecError, match=r"needs stackstate\.url and stackstate\.apiKey"):
-            catalog.charts(spec)
-        assert catalog.config is not None and catalog.config.neuvector.version == "2.8.6"
-
-        core.create_namespaced_config_map(
-            controller_ns,
-            client.V1ConfigMap(
-                metadata=client.V1ObjectMeta(name="herd-addons"),
-                data={"neuvector.version": "2.8.7", "secretName": "sts"},
-            ),
-        )
-        key = "sts-" + uuid.uuid4().hex
-        core.create_namespaced_secret(
-            controller_ns,
-            client.V1Secret(
-                metadata=client.V1ObjectMeta(name="sts"),
-                string_data={"stackstate.url": "https://sts", "stackstate.apiKey": key},
-            ),
-        )
-        await catalog.refresh()
-        neuvector, agent = catalog.charts(spec)
-        assert agent.namespace == "suse-observability"
-        assert neuvector.version == "2.8.7"
-        assert catalog.credentials.stackstate_api_key == key
-
-        core.patch_namespaced_config_map(
-            "herd-addons", controller_ns, {"data": {"neuvector.wait": "perhaps"}}
-        )
-        await catalog.refresh()
-        with pytest.raises(SpecError, match=r"herd-addons, key neuvector.wait: must be true or"):
-            catalog.charts(spec)
-        assert key not in caplog.text
-    finally:
-        api.close()  # type: ignore[no-untyped-call]

@@ -40,7 +40,8 @@ from e2e.test_addons import standin as standin  # noqa: PLC0414 (a fixture, shar
 from e2e.testbed import prometheus as bed_prometheus
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.helpers import kubectl
-from e2e.testbed.neuvector_standin import CannedImage, StandInProcess
+from e2e.testbed.neuvector_child import StandInProcess
+from e2e.testbed.neuvector_standin import CannedImage
 from herd.addons.probe import AddonProbe
 from herd.api import parse_stack
 from herd.api.status import RolloutStatus, StackStatus

@@ -1,118 +1,38 @@
-"""`herd apply / plan / delete / status` as a CI pipeline runs them: subprocesses of the
+"""`herd apply / plan` as a CI pipeline runs them: subprocesses of the
 installed `herd`, on the test bed's downstream clusters, charts from the fixture repo.
 
 Facts are checked where they live: releases with `helm ls` on each cluster, "no helm
 write" by helm revisions and by a recording `helm` wrapper (`HERD_HELM`) that logs every
 helm process Herd starts. Each test uses its own namespace and Stack name, so it shares
 the session's clusters with other tests, and deletes what it deployed.
+
+Here: apply to a selected cluster, plan writing nothing, a failing chart, an invalid Stack
+and bad cluster options (exit codes), values from a Secret never shown. JSON output,
+`status`, `delete` and operator releases are `e2e/test_cli_status.py`; the shared helpers
+and fixtures are `e2e.testbed.herd_cli`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from e2e.testbed.chartrepo import helm_binary, helm_env, helm_list_all
 from e2e.testbed.controlplane import Cluster
-
-HERD = Path(sys.executable).parent / "herd"
-TIMEOUT = 300
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def chart(name: str, repo: str, namespace: str, **fields: Any) -> dict[str, Any]:
-    base = {"name": name, "chart": "app", "repo": repo, "version": "0.1.0", "namespace": namespace}
-    return base | fields
-
-
-def write_stack(path: Path, name: str, targets: dict[str, Any], *charts: dict[str, Any]) -> Path:
-    body = {
-        "apiVersion": "herd.suse.com/v1",
-        "kind": "Stack",
-        "metadata": {"name": name, "namespace": "ci"},
-        "spec": {"targets": targets, "charts": list(charts)},
-    }
-    path.write_text(yaml.safe_dump(body))
-    return path
-
-
-def herd(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(HERD), *map(str, args)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=TIMEOUT,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def table(stdout: str) -> list[dict[str, str]]:
-    """The rows of the table `herd` prints first (cells cut at the headers' columns)."""
-    lines = stdout.split("\n\n", 1)[0].splitlines()
-    header = lines[0]
-    names = header.split()
-    starts = [header.index(f"{name}") for name in names]
-    ends = [*starts[1:], None]
-    columns = list(zip(names, starts, ends, strict=True))
-    return [{name: line[start:end].strip() for name, start, end in columns} for line in lines[1:]]
-
-
-def releases(cluster: Cluster, namespace: str, home: Path) -> dict[str, dict[str, Any]]:
-    """`helm list` (every status) in `namespace`: release name → helm's record."""
-    result = subprocess.run(
-        [
-            helm_binary(),
-            *helm_list_all(),
-            *("--namespace", namespace, "--output", "json"),
-            *("--kubeconfig", str(cluster.kubeconfig)),
-        ],
-        env=helm_env(home),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return {r["name"]: r for r in json.loads(result.stdout)}
-
-
-@pytest.fixture
-def helm_home(tmp_path: Path) -> Path:
-    return tmp_path / "helm-home"
-
-
-@pytest.fixture
-def recording_helm(tmp_path: Path) -> tuple[dict[str, str], Path]:
-    """Env making Herd run helm through a wrapper that logs each call; and the log."""
-    log = tmp_path / "helm-calls.log"
-    log.touch()
-    wrapper = tmp_path / "helm"
-    wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{helm_binary()}" "$@"\n')
-    wrapper.chmod(0o755)
-    return {"HERD_HELM": str(wrapper)}, log
-
-
-@pytest.fixture
-def cleanup() -> Iterator[Callable[[Path, list[str]], None]]:
-    """Register (stack file, cluster args); `herd delete` runs for each at teardown."""
-    registered: list[tuple[Path, list[str]]] = []
-    yield lambda stack, clusters: registered.append((stack, clusters))
-    for stack, clusters in registered:
-        done = herd("delete", "-f", stack, *clusters)
-        assert done.returncode == 0, done.stdout + done.stderr
+from e2e.testbed.herd_cli import (
+    chart,
+    cleanup_fixture,  # noqa: F401  (fixture)
+    helm_home_fixture,  # noqa: F401  (fixture)
+    herd,
+    recording_helm_fixture,  # noqa: F401  (fixture)
+    releases,
+    table,
+    unique,
+    write_stack,
+)
 
 
 @pytest.mark.helm3
@@ -335,135 +255,3 @@ def test_values_from_a_secret_are_read_from_the_values_cluster_and_never_shown(
     assert configmap["data"]["message"] == secret_value
     for output in (planned, applied):
         assert secret_value not in output.stdout + output.stderr
-
-
-def test_json_output_parses_and_matches_the_table(
-    downstream: list[Cluster],
-    chart_repo_url: str,
-    tmp_path: Path,
-    cleanup: Callable[[Path, list[str]], None],
-) -> None:
-    ns = unique("cli-json")
-    stack = write_stack(
-        tmp_path / "stack.yaml",
-        ns,
-        {"clusterIds": ["one", "two"]},
-        chart("web", chart_repo_url, ns),
-        chart("api", chart_repo_url, ns, version="0.2.0", dependsOn=["web"]),
-    )
-    clusters = [
-        *("--kubeconfig", f"{downstream[0].kubeconfig}=one"),
-        *("--kubeconfig", f"{downstream[1].kubeconfig}=two"),
-    ]
-    cleanup(stack, clusters)
-
-    as_json = herd("apply", "-f", stack, *clusters, "--output", "json")
-    assert as_json.returncode == 0, as_json.stdout + as_json.stderr
-    document = json.loads(as_json.stdout)
-    as_table = herd("apply", "-f", stack, *clusters)  # again: every release unchanged
-    assert as_table.returncode == 0, as_table.stdout + as_table.stderr
-
-    assert document["stack"] == {"namespace": "ci", "name": ns}
-    assert document["phase"] == "Deployed"
-    assert document["targets"] == ["one", "two"]
-    assert document["skipped"] == []
-    columns = ("cluster", "chart", "release", "namespace", "status", "revision", "version")
-    from_json = [tuple(str(r[c]) for c in columns) for r in document["releases"]]
-    from_table = [tuple(r[c.upper()] for c in columns) for r in table(as_table.stdout)]
-    assert from_json == from_table
-    assert from_json == [
-        ("one", "web", "web", ns, "Deployed", "1", "0.1.0"),
-        ("one", "api", "api", ns, "Deployed", "1", "0.2.0"),
-        ("two", "web", "web", ns, "Deployed", "1", "0.1.0"),
-        ("two", "api", "api", ns, "Deployed", "1", "0.2.0"),
-    ]
-    assert [r["message"] for r in document["releases"]] == ["installed"] * 4
-    assert {r["MESSAGE"] for r in table(as_table.stdout)} == {"unchanged"}
-
-    plan_json = json.loads(herd("plan", "-f", stack, *clusters, "-o", "json").stdout)
-    plan_table = table(herd("plan", "-f", stack, *clusters).stdout)
-    assert plan_json["changes"] is False
-    assert [(r["cluster"], r["chart"], r["action"]) for r in plan_json["releases"]] == [
-        (r["CLUSTER"], r["CHART"], r["ACTION"]) for r in plan_table
-    ]
-
-
-@pytest.mark.helm3
-def test_status_lists_herd_releases_and_delete_removes_them(
-    downstream: list[Cluster], chart_repo_url: str, tmp_path: Path, helm_home: Path
-) -> None:
-    ns = unique("cli-status")
-    stack = write_stack(
-        tmp_path / "stack.yaml",
-        ns,
-        {"clusterIds": ["one"]},
-        chart("web", chart_repo_url, ns),
-        chart("api", chart_repo_url, ns, dependsOn=["web"]),
-    )
-    clusters = [
-        *("--kubeconfig", f"{downstream[0].kubeconfig}=one"),
-        *("--kubeconfig", f"{downstream[1].kubeconfig}=two"),
-    ]
-    assert herd("apply", "-f", stack, *clusters).returncode == 0
-
-    status = herd("status", "-f", stack, *clusters)
-    status_json = json.loads(herd("status", "-f", stack, *clusters, "-o", "json").stdout)
-
-    assert status.returncode == 0, status.stdout + status.stderr
-    rows = [(r["CLUSTER"], r["STACK"], r["RELEASE"], r["STATUS"]) for r in table(status.stdout)]
-    assert rows == [("one", f"ci.{ns}", "api", "deployed"), ("one", f"ci.{ns}", "web", "deployed")]
-    from_json = [
-        (r["cluster"], r["stack"], r["release"], r["status"]) for r in status_json["releases"]
-    ]
-    assert from_json == rows
-
-    deleted = herd("delete", "-f", stack, *clusters)
-    again = herd("delete", "-f", stack, *clusters)
-
-    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
-    assert {(r["CHART"], r["STATUS"]) for r in table(deleted.stdout)} == {
-        ("web", "Uninstalled"),
-        ("api", "Uninstalled"),
-    }
-    assert releases(downstream[0], ns, helm_home) == {}
-    assert again.returncode == 0 and "Nothing to uninstall" in again.stdout
-    assert table(herd("status", "-f", stack, *clusters).stdout) == []
-
-
-def test_apply_refuses_an_operator_release_unless_forced(
-    downstream: list[Cluster],
-    chart_repo_url: str,
-    tmp_path: Path,
-    helm_home: Path,
-    cleanup: Callable[[Path, list[str]], None],
-) -> None:
-    one = downstream[0]
-    ns = unique("cli-faces")
-    stack = write_stack(
-        tmp_path / "stack.yaml", ns, {"clusterIds": ["one"]}, chart("web", chart_repo_url, ns)
-    )
-    clusters = ["--kubeconfig", f"{one.kubeconfig}=one"]
-    # The release as the operator installs it for this Stack (ci/<ns>).
-    subprocess.run(
-        [
-            helm_binary(),
-            *("upgrade", "--install", "web", "app", "--repo", chart_repo_url, "--version=0.1.0"),
-            *("--namespace", ns, "--create-namespace", "--kubeconfig", str(one.kubeconfig)),
-            f"--labels=herd.suse.com/stack=ci.{ns},herd.suse.com/managed-by=operator",
-        ],
-        env=helm_env(helm_home),
-        capture_output=True,
-        check=True,
-    )
-
-    refused = herd("apply", "-f", stack, *clusters)
-
-    assert refused.returncode == 1, refused.stdout + refused.stderr
-    assert "managed by the Herd operator; use --force to take it over" in refused.stdout
-    assert releases(one, ns, helm_home)["web"]["revision"] == "1"
-
-    forced = herd("apply", "--force", "-f", stack, *clusters)
-    cleanup(stack, clusters)
-
-    assert forced.returncode == 0, forced.stdout + forced.stderr
-    assert releases(one, ns, helm_home)["web"]["revision"] == "2"

@@ -21,18 +21,18 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.test_cli import (
+from e2e.testbed.chartrepo import helm_binary, helm_env
+from e2e.testbed.controlplane import Cluster
+from e2e.testbed.herd_cli import (
     chart,
-    helm_home,  # noqa: F401  (fixture)
+    helm_home_fixture,  # noqa: F401  (fixture)
     herd,
-    recording_helm,  # noqa: F401  (fixture)
+    recording_helm_fixture,  # noqa: F401  (fixture)
     releases,
     table,
     unique,
     write_stack,
 )
-from e2e.testbed.chartrepo import helm_binary, helm_env
-from e2e.testbed.controlplane import Cluster
 
 AGENT_SCHEMA = re.compile(r"^[a-z0-9]([a-z0-9\-\.]*[a-z0-9])$")
 ADDON_RELEASES = (
@@ -107,11 +107,64 @@ def no_addons(downstream: list[Cluster], tmp_path: Path) -> Iterator[list[Cluste
     remove_addons(clusters, home)
 
 
+PLANNED = [
+    (cluster, name, "install")
+    for cluster in ("GPU_West", "gpu-east")
+    # herd-insights: Herd's dashboards and alerts beside the agent (observability)
+    for name in ("neuvector", "suse-observability-agent", "herd-insights", "web")
+]
+
+
+def assert_plan_installs_everything(
+    planned: subprocess.CompletedProcess[str], planned_json: subprocess.CompletedProcess[str]
+) -> None:
+    """`herd plan` (table and JSON): every add-on and the chart to install on both clusters."""
+    assert planned.returncode == 3, planned.stdout + planned.stderr
+    assert [(r["CLUSTER"], r["CHART"], r["ACTION"]) for r in table(planned.stdout)] == PLANNED
+    document = json.loads(planned_json.stdout)
+    assert [(r["cluster"], r["chart"], r["action"]) for r in document["releases"]] == PLANNED
+    agent_row = next(r for r in document["releases"] if r["chart"] == "suse-observability-agent")
+    assert agent_row["values"] == ["stackstate"]  # keys are shown, never their values
+
+
+def assert_addons_deployed_first(applied: subprocess.CompletedProcess[str]) -> None:
+    """`herd apply`: all Deployed, the add-ons finished before the user chart began."""
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    rows = table(applied.stdout)
+    assert {(r["CLUSTER"], r["CHART"], r["STATUS"]) for r in rows} == {
+        (c, n, "Deployed") for c, n, _ in PLANNED
+    }
+    for cluster in ("gpu-east", "GPU_West"):
+        lines = applied.stderr.splitlines()
+        web = next(i for i, line in enumerate(lines) if line.startswith(f"[{cluster}] web: "))
+        for addon in ("neuvector", "suse-observability-agent"):
+            done = next(
+                i
+                for i, line in enumerate(lines)
+                if line.startswith(f"[{cluster}] {addon}: Deployed")
+            )
+            assert done < web, applied.stderr
+
+
+def assert_values_reached_helm(
+    cluster: Cluster, sent: str | None, helm_home: Path, api_key: str, password: str
+) -> None:
+    """The agent's cluster name (`sent`, or a valid one made from it) and both secrets."""
+    values = helm_values(cluster, "suse-observability", "suse-observability-agent", helm_home)
+    name = values["stackstate"]["cluster"]["name"]
+    assert AGENT_SCHEMA.match(name), name
+    assert name == sent if sent else name.startswith("gpu-west-"), name
+    assert values["stackstate"]["apiKey"] == api_key  # it reached helm (on stdin)
+    neuvector = helm_values(cluster, "cattle-neuvector-system", "neuvector", helm_home)
+    assert neuvector["bootstrapPassword"] == password
+    assert neuvector["controller"] == {"replicas": 0}
+
+
 def test_plan_and_apply_with_addons_deploy_neuvector_and_the_agent_first(
     no_addons: list[Cluster],
     chart_repo_url: str,
     tmp_path: Path,
-    helm_home: Path,  # noqa: F811
+    helm_home: Path,
 ) -> None:
     east, west = no_addons
     api_key, password = f"sts-{uuid.uuid4().hex}", f"nv-{uuid.uuid4().hex}"
@@ -139,51 +192,12 @@ def test_plan_and_apply_with_addons_deploy_neuvector_and_the_agent_first(
         again = herd("plan", "-f", stack, *clusters, *with_addons, "-o", "json")
         runs = [planned, planned_json, applied, again]
 
-        assert planned.returncode == 3, planned.stdout + planned.stderr
-        expected = [
-            (cluster, name, "install")
-            for cluster in ("GPU_West", "gpu-east")
-            # herd-insights: Herd's dashboards and alerts beside the agent (observability)
-            for name in ("neuvector", "suse-observability-agent", "herd-insights", "web")
-        ]
-        assert [(r["CLUSTER"], r["CHART"], r["ACTION"]) for r in table(planned.stdout)] == expected
-        document = json.loads(planned_json.stdout)
-        assert [(r["cluster"], r["chart"], r["action"]) for r in document["releases"]] == expected
-        agent_row = next(
-            r for r in document["releases"] if r["chart"] == "suse-observability-agent"
-        )
-        assert agent_row["values"] == ["stackstate"]  # keys are shown, never their values
-
-        assert applied.returncode == 0, applied.stdout + applied.stderr
-        rows = table(applied.stdout)
-        assert {(r["CLUSTER"], r["CHART"], r["STATUS"]) for r in rows} == {
-            (c, n, "Deployed") for c, n, _ in expected
-        }
-        for cluster in ("gpu-east", "GPU_West"):  # add-ons finished before the user chart began
-            lines = applied.stderr.splitlines()
-            web = next(i for i, line in enumerate(lines) if line.startswith(f"[{cluster}] web: "))
-            for addon in ("neuvector", "suse-observability-agent"):
-                done = next(
-                    i
-                    for i, line in enumerate(lines)
-                    if line.startswith(f"[{cluster}] {addon}: Deployed")
-                )
-                assert done < web, applied.stderr
-
+        assert_plan_installs_everything(planned, planned_json)
+        assert_addons_deployed_first(applied)
         assert json.loads(again.stdout)["changes"] is False, again.stdout
         assert again.returncode == 0, again.stdout + again.stderr
-
         for cluster, sent in ((east, "gpu-east"), (west, None)):
-            values = helm_values(
-                cluster, "suse-observability", "suse-observability-agent", helm_home
-            )
-            name = values["stackstate"]["cluster"]["name"]
-            assert AGENT_SCHEMA.match(name), name
-            assert name == sent if sent else name.startswith("gpu-west-"), name
-            assert values["stackstate"]["apiKey"] == api_key  # it reached helm (on stdin)
-            neuvector = helm_values(cluster, "cattle-neuvector-system", "neuvector", helm_home)
-            assert neuvector["bootstrapPassword"] == password
-            assert neuvector["controller"] == {"replicas": 0}
+            assert_values_reached_helm(cluster, sent, helm_home, api_key, password)
             assert releases(cluster, ns, helm_home)["web"]["status"] == "deployed"
         for run in runs:
             for secret in (api_key, password):
@@ -211,8 +225,8 @@ def test_a_stack_enabling_an_addon_without_addons_exits_2_with_no_helm_call(
     no_addons: list[Cluster],
     chart_repo_url: str,
     tmp_path: Path,
-    helm_home: Path,  # noqa: F811
-    recording_helm: tuple[dict[str, str], Path],  # noqa: F811
+    helm_home: Path,
+    recording_helm: tuple[dict[str, str], Path],
     toggles: dict[str, str],
     messages: list[str],
 ) -> None:
@@ -241,7 +255,7 @@ def test_an_unusable_addons_file_exits_2_with_no_helm_call(
     downstream: list[Cluster],
     chart_repo_url: str,
     tmp_path: Path,
-    recording_helm: tuple[dict[str, str], Path],  # noqa: F811
+    recording_helm: tuple[dict[str, str], Path],
 ) -> None:
     env, helm_calls = recording_helm
     api_key = f"sts-{uuid.uuid4().hex}"

@@ -13,10 +13,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from e2e.test_cli import chart, herd, unique, write_stack
-from e2e.test_cli import cleanup as cleanup  # noqa: PLC0414 (a fixture, shared)
-from e2e.test_cli import recording_helm as recording_helm  # noqa: PLC0414
 from e2e.testbed.controlplane import Cluster
+from e2e.testbed.herd_cli import (
+    chart,
+    cleanup_fixture,  # noqa: F401  (fixture)
+    herd,
+    recording_helm_fixture,  # noqa: F401  (fixture)
+    unique,
+    write_stack,
+)
 
 
 def started(log: Path) -> list[str]:

@@ -16,12 +16,16 @@ from typing import Any
 
 import yaml
 
-from e2e.test_cli import chart, herd, unique
-from e2e.test_cli import cleanup as cleanup  # noqa: PLC0414 (a fixture, shared)
 from e2e.test_rollback import updated
 from e2e.testbed.controlplane import Cluster
 from e2e.testbed.faults import helm_json, history
 from e2e.testbed.helpers import kubectl
+from e2e.testbed.herd_cli import (
+    chart,
+    cleanup_fixture,  # noqa: F401  (fixture)
+    herd,
+    unique,
+)
 
 
 def write(path: Path, name: str, repo: str, ns: str, generation: int) -> Path:

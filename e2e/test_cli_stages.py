@@ -14,9 +14,14 @@ from pathlib import Path
 
 import yaml
 
-from e2e.test_cli import chart, herd, releases, unique
-from e2e.test_cli import cleanup as cleanup  # noqa: PLC0414 (a fixture, shared)
 from e2e.testbed.controlplane import Cluster
+from e2e.testbed.herd_cli import (
+    chart,
+    cleanup_fixture,  # noqa: F401  (fixture)
+    herd,
+    releases,
+    unique,
+)
 
 SOAK = 3.0
 

@@ -15,15 +15,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from e2e.test_cli import (
+from e2e.testbed.controlplane import Cluster
+from e2e.testbed.herd_cli import (
     HERD,
     TIMEOUT,
     chart,
-    cleanup,  # noqa: F401  (fixture)
+    cleanup_fixture,  # noqa: F401  (fixture)
     unique,
     write_stack,
 )
-from e2e.testbed.controlplane import Cluster
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -61,7 +61,7 @@ def test_apply_on_a_terminal_shows_a_live_view_and_a_rich_table(
     downstream: list[Cluster],
     chart_repo_url: str,
     tmp_path: Path,
-    cleanup: Callable[[Path, list[str]], None],  # noqa: F811
+    cleanup: Callable[[Path, list[str]], None],
 ) -> None:
     ns = unique("cli-tty")
     stack = write_stack(

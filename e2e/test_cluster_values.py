@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.test_cli import herd, unique
 from e2e.testbed import rancher
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.helpers import eventually, kubectl
+from e2e.testbed.herd_cli import herd, unique
 from e2e.testbed.operator_run import VENV_BIN, Operator, helm_releases, run_operator
 
 FLEET_NS = "fleet-cv"
@@ -218,35 +218,29 @@ def test_an_unknown_variable_fails_only_that_clusters_rows(
     assert revisions(downstream) == before
 
 
-def test_dry_run_says_what_apply_then_does_and_writes_nothing(
-    operator: Operator, downstream: list[BedCluster], chart_repo_url: str
-) -> None:
-    one = downstream[0]
-    helm(
-        one,
-        *("install", "taken", "app", "--repo", chart_repo_url, "--version", "0.1.0", "-n", NS),
-    )  # a release another tool owns, on one cluster only
-    before = revisions(downstream)
-    edited = [
-        web(chart_repo_url, version="0.2.0"),  # upgrade with a version change
-        chart("keep", chart_repo_url),  # no-op
-        chart("extra", chart_repo_url),  # install; `old` removed: uninstall
-        chart("taken", chart_repo_url),  # conflict on downstream-1, install elsewhere
+DRY_RUN_ACTIONS = {  # what the dry run of `edited_charts` plans, and apply then does
+    **{(IDS[c], "web"): "upgrade" for c in IDS},
+    **{(IDS[c], "keep"): "nothing" for c in IDS},
+    **{(IDS[c], "old"): "uninstall" for c in IDS},
+    **{(IDS[c], "extra"): "install" for c in IDS},
+    **{(IDS[c], "taken"): "install" for c in ("downstream-2", "downstream-3")},
+    (IDS["downstream-1"], "taken"): "conflict",
+}
+
+
+def edited_charts(repo: str) -> list[dict[str, Any]]:
+    return [
+        web(repo, version="0.2.0"),  # upgrade with a version change
+        chart("keep", repo),  # no-op
+        chart("extra", repo),  # install; `old` removed: uninstall
+        chart("taken", repo),  # conflict on downstream-1, install elsewhere
     ]
-    operator.apply(body(edited, mode="DryRun"))
 
-    status = operator.settled("DryRun")
 
+def assert_dry_run_rows(status: dict[str, Any]) -> None:
+    """Every row Planned with its action and why; the Stack stalled, saying it wrote nothing."""
     planned = {k: (r["status"], r["action"]) for k, r in rows(status).items()}
-    expected_actions = {
-        **{(IDS[c], "web"): "upgrade" for c in IDS},
-        **{(IDS[c], "keep"): "nothing" for c in IDS},
-        **{(IDS[c], "old"): "uninstall" for c in IDS},
-        **{(IDS[c], "extra"): "install" for c in IDS},
-        **{(IDS[c], "taken"): "install" for c in ("downstream-2", "downstream-3")},
-        (IDS["downstream-1"], "taken"): "conflict",
-    }
-    assert planned == {k: ("Planned", a) for k, a in expected_actions.items()}
+    assert planned == {k: ("Planned", a) for k, a in DRY_RUN_ACTIONS.items()}
     messages = {k: r["message"] for k, r in rows(status).items()}
     assert messages[(IDS["downstream-1"], "web")] == "would upgrade: chart version 0.1.0 -> 0.2.0"
     assert messages[(IDS["downstream-1"], "extra")] == "would install version 0.1.0: not installed"
@@ -254,15 +248,14 @@ def test_dry_run_says_what_apply_then_does_and_writes_nothing(
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
     assert conditions == {"Ready": "False", "Reconciling": "False", "Stalled": "True"}
     assert status["message"].startswith("Dry run (nothing written): ")
-    time.sleep(2)  # and nothing written after the status either
-    assert revisions(downstream) == before
 
-    operator.apply(body(edited))  # mode back to Apply
-    status = operator.settled("Degraded")  # the conflict stays a failure
 
-    after = revisions(downstream)
+def assert_applied_as_planned(
+    status: dict[str, Any], before: dict[tuple[str, str], int], after: dict[tuple[str, str], int]
+) -> None:
+    """Each release's revision moved as its planned action says, and its row names it."""
     applied = {k: r["action"] for k, r in rows(status).items()}
-    for (cluster_id, name), action in expected_actions.items():
+    for (cluster_id, name), action in DRY_RUN_ACTIONS.items():
         cluster = next(c for c, i in IDS.items() if i == cluster_id)
         was, now = before.get((cluster, name)), after.get((cluster, name))
         match action:
@@ -278,6 +271,30 @@ def test_dry_run_says_what_apply_then_does_and_writes_nothing(
             assert applied[(cluster_id, name)] == action, (cluster, name)
     assert rows(status)[(IDS["downstream-1"], "taken")]["status"] == "Failed"
 
+
+def test_dry_run_says_what_apply_then_does_and_writes_nothing(
+    operator: Operator, downstream: list[BedCluster], chart_repo_url: str
+) -> None:
+    one = downstream[0]
+    helm(
+        one,
+        *("install", "taken", "app", "--repo", chart_repo_url, "--version", "0.1.0", "-n", NS),
+    )  # a release another tool owns, on one cluster only
+    before = revisions(downstream)
+    edited = edited_charts(chart_repo_url)
+    operator.apply(body(edited, mode="DryRun"))
+
+    status = operator.settled("DryRun")
+
+    assert_dry_run_rows(status)
+    time.sleep(2)  # and nothing written after the status either
+    assert revisions(downstream) == before
+
+    operator.apply(body(edited))  # mode back to Apply
+    status = operator.settled("Degraded")  # the conflict stays a failure
+
+    assert_applied_as_planned(status, before, revisions(downstream))
+
     kubectl(
         operator.management.kubeconfig,
         *("delete", "stack", STACK, "-n", "default", "--wait=true", "--timeout=120s"),
@@ -289,12 +306,10 @@ def test_dry_run_says_what_apply_then_does_and_writes_nothing(
     helm(one, "uninstall", "taken", "-n", NS)
 
 
-def test_herd_plan_covers_dry_run_and_per_cluster_values_from_ci(
-    downstream: list[BedCluster], chart_repo_url: str, tmp_path: Path
-) -> None:
-    ns = unique("cli-cv")
+def ci_clusters(downstream: list[BedCluster], ns: str) -> list[str]:
+    """`herd` options: the three clusters as one, two, three; zones a and b, three has none."""
     one, two, three = downstream
-    clusters = [
+    return [
         *("--kubeconfig", f"{one.kubeconfig}=one"),
         *("--kubeconfig", f"{two.kubeconfig}=two"),
         *("--kubeconfig", f"{three.kubeconfig}=three"),
@@ -304,6 +319,10 @@ def test_herd_plan_covers_dry_run_and_per_cluster_values_from_ci(
         *("--label", "two:zone=b"),
         *("--label", f"three:herd.test/cv={ns}"),  # no zone label
     ]
+
+
+def write_ci_stack(stack: Path, ns: str, repo: str, **extra: Any) -> None:
+    """`web` with a templated message per cluster and 3 replicas on `two`, into `stack`."""
     values = {
         "templated": True,
         "inline": {"message": "{{ .Cluster.name }}-{{ .Cluster.labels.zone }}"},
@@ -315,25 +334,30 @@ def test_herd_plan_covers_dry_run_and_per_cluster_values_from_ci(
             {
                 "name": "web",
                 "chart": "app",
-                "repo": chart_repo_url,
+                "repo": repo,
                 "version": "0.1.0",
                 "namespace": ns,
                 "values": values,
             }
         ],
     }
+    document = {
+        "apiVersion": "herd.suse.com/v1",
+        "kind": "Stack",
+        "metadata": {"name": ns, "namespace": "ci"},
+        "spec": {**spec, **extra},
+    }
+    stack.write_text(yaml.safe_dump(document))
+
+
+def test_herd_plan_covers_dry_run_and_per_cluster_values_from_ci(
+    downstream: list[BedCluster], chart_repo_url: str, tmp_path: Path
+) -> None:
+    ns = unique("cli-cv")
+    one, two, three = downstream
+    clusters = ci_clusters(downstream, ns)
     stack = tmp_path / "stack.yaml"
-
-    def write(**extra: Any) -> None:
-        document = {
-            "apiVersion": "herd.suse.com/v1",
-            "kind": "Stack",
-            "metadata": {"name": ns, "namespace": "ci"},
-            "spec": {**spec, **extra},
-        }
-        stack.write_text(yaml.safe_dump(document))
-
-    write(mode="DryRun")
+    write_ci_stack(stack, ns, chart_repo_url, mode="DryRun")
     try:
         dry = herd("apply", "-f", stack, *clusters, "-o", "json")  # DryRun: apply only plans
 
@@ -348,7 +372,7 @@ def test_herd_plan_covers_dry_run_and_per_cluster_values_from_ci(
         assert ".Cluster.labels.zone" in planned["three"]["reason"]
         assert all(helm_releases(c, ns) == {} for c in downstream)  # no helm write
 
-        write()
+        write_ci_stack(stack, ns, chart_repo_url)
         plan = herd("plan", "-f", stack, *clusters, "-o", "json")
         assert json.loads(plan.stdout)["releases"] == json.loads(dry.stdout)["releases"]
         applied = herd("apply", "-f", stack, *clusters)

@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.test_cli import herd, table, unique
 from e2e.testbed.chartrepo import helm_binary, helm_env
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.helpers import kubectl_run
+from e2e.testbed.herd_cli import herd, table, unique
 from herd.api import parse_stack
 from herd.api.grants import parse_grant
 from herd.clusters.files import FileCluster, FileSource

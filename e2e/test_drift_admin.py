@@ -56,19 +56,8 @@ def test_a_namespace_user_cannot_make_herd_apply_a_forged_release_as_admin(
     nobody forged is still corrected."""
     config = cluster.kubeconfig
     _namespace_user(config, [f"adm-{VICTIM}", f"adm-{NEWER}"])
-    escalate = ["create", "clusterrolebinding", GRABBED, "--clusterrole=cluster-admin"]
-    own = kubectl_run(cluster, *escalate, f"--serviceaccount={FORGER_NS}:forger", f"--as={FORGER}")
-    assert own.returncode != 0 and "forbidden" in own.stderr.lower(), own  # not by itself
-    planted = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}}
-    planted["metadata"] = {"name": "planted", "namespace": f"adm-{HONEST}"}
-    grab = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": GRABBED},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": "cluster-admin"},
-        "subjects": [{"kind": "ServiceAccount", "name": "forger", "namespace": FORGER_NS}],
-    }  # fmt: skip
+    _assert_cannot_escalate_alone(cluster)
+    grab, planted = _forged_manifests()
     work = tmp_path_factory.mktemp("drift-admin")
     try:
         with _admin_operator(management, cluster, work / "one") as admin:
@@ -79,23 +68,7 @@ def test_a_namespace_user_cannot_make_herd_apply_a_forged_release_as_admin(
         forge_release(config, f"adm-{NEWER}", NEWER, yaml.safe_dump(planted), FORGER)
         kubectl(config, "delete", "configmap", HONEST, "-n", f"adm-{HONEST}")  # genuine drift
         with _admin_operator(management, cluster, work / "two") as admin:
-            honest = ["get", "configmap", HONEST, "-n", f"adm-{HONEST}"]
-            eventually(
-                "the genuine drift corrected", lambda: kubectl(config, *honest, check=False), 60
-            )
-
-            def refused() -> dict[str, dict[str, Any]] | None:
-                rows = {r["chartName"]: r.get("drift") or {} for r in admin.status()["deployments"]}
-                said = all(NOT_HERDS in rows[n].get("message", "") for n in (VICTIM, NEWER))
-                return rows if said else None
-
-            rows = eventually("both forgeries not corrected, said so", refused, 30)
-            time.sleep(6)  # three more intervals: still nothing written
-            assert not rows[HONEST].get("message"), rows
-            assert kubectl_run(cluster, "get", "clusterrolebinding", GRABBED).returncode != 0
-            out = kubectl(config, "get", "configmap", "planted", "-n", f"adm-{HONEST}", check=False)
-            assert not out, out
-            assert "DriftCorrected" in [e["reason"] for e in admin.events()]
+            _assert_forgeries_refused_and_drift_corrected(admin, cluster)
             kubectl(
                 management.kubeconfig,
                 "delete",
@@ -113,6 +86,48 @@ def test_a_namespace_user_cannot_make_herd_apply_a_forged_release_as_admin(
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _assert_cannot_escalate_alone(cluster: BedCluster) -> None:
+    """The forger may not bind itself to cluster-admin by itself."""
+    escalate = ["create", "clusterrolebinding", GRABBED, "--clusterrole=cluster-admin"]
+    own = kubectl_run(cluster, *escalate, f"--serviceaccount={FORGER_NS}:forger", f"--as={FORGER}")
+    assert own.returncode != 0 and "forbidden" in own.stderr.lower(), own
+
+
+def _forged_manifests() -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the forger wants applied: a ClusterRoleBinding to cluster-admin for itself, and a
+    ConfigMap in a namespace it cannot write."""
+    planted = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}}
+    planted["metadata"] = {"name": "planted", "namespace": f"adm-{HONEST}"}
+    grab = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": GRABBED},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": "forger", "namespace": FORGER_NS}],
+    }  # fmt: skip
+    return grab, planted
+
+
+def _assert_forgeries_refused_and_drift_corrected(admin: Operator, cluster: BedCluster) -> None:
+    config = cluster.kubeconfig
+    honest = ["get", "configmap", HONEST, "-n", f"adm-{HONEST}"]
+    eventually("the genuine drift corrected", lambda: kubectl(config, *honest, check=False), 60)
+
+    def refused() -> dict[str, dict[str, Any]] | None:
+        rows = {r["chartName"]: r.get("drift") or {} for r in admin.status()["deployments"]}
+        said = all(NOT_HERDS in rows[n].get("message", "") for n in (VICTIM, NEWER))
+        return rows if said else None
+
+    rows = eventually("both forgeries not corrected, said so", refused, 30)
+    time.sleep(6)  # three more intervals: still nothing written
+    assert not rows[HONEST].get("message"), rows
+    assert kubectl_run(cluster, "get", "clusterrolebinding", GRABBED).returncode != 0
+    out = kubectl(config, "get", "configmap", "planted", "-n", f"adm-{HONEST}", check=False)
+    assert not out, out
+    assert "DriftCorrected" in [e["reason"] for e in admin.events()]
 
 
 def _namespace_user(config: Path, namespaces: list[str]) -> None:

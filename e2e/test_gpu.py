@@ -29,8 +29,10 @@ from e2e.testbed.dcgm_standin import CannedGpu, StandInProcess, served
 from e2e.testbed.passes import status_of
 from herd.addons.catalog import AddonCatalog
 from herd.addons.probe import AddonProbe
-from herd.api import parse_stack
+from herd.api import StackStatus, parse_stack
+from herd.api.v1 import Stack
 from herd.engine.engine import Engine
+from herd.engine.protocols import StackResult
 from herd.helm.environment import HelmEnvironment
 from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.results import ReleaseResult, State
@@ -130,18 +132,9 @@ def pods_of(bed: BedCluster, namespace: str, release: str) -> list[client.V1Pod]
     return list(found.items)
 
 
-async def test_gpu_requests_fit_warning_and_utilization_through_the_proxy(
-    downstream: list[BedCluster],
-    gpu_node: BedCluster,
-    exporter: StandInProcess,
-    env: HelmEnvironment,
-    chart_repo_url: str,
-) -> None:
-    inventory = Inventory({"c-m-gpu01": gpu_node, "c-m-cpu01": downstream[1]})
-    engine = Engine(inventory, env)
-    probe = AddonProbe(AddonCatalog(None), env, refresh_seconds=0.0)
-    namespace = "gpu-" + uuid.uuid4().hex[:6]
-    stack = parse_stack(
+def gpu_stack(chart_repo_url: str, namespace: str) -> Stack:
+    """ollama with 2 replicas of one GPU each, on the GPU cluster and the one without."""
+    return parse_stack(
         {
             "apiVersion": "herd.suse.com/v1",
             "kind": "Stack",
@@ -167,19 +160,56 @@ async def test_gpu_requests_fit_warning_and_utilization_through_the_proxy(
             },
         }
     )
+
+
+def assert_gpu_warning_only_where_no_gpus(result: StackResult, seen: list[ReleaseResult]) -> None:
+    """Deployed where the GPUs are, failed elsewhere, warned while helm still waited."""
+    final = {r.key.cluster: r for r in result.releases}
+    assert final["c-m-gpu01"].state is State.DEPLOYED, final
+    assert final["c-m-cpu01"].state is State.FAILED, final
+    # The warning came while helm still waited, only for the cluster without GPUs.
+    early = [r for r in seen if r.state is State.DEPLOYING and "GPU warning" in r.message]
+    assert [r.key.cluster for r in early] == ["c-m-cpu01"], seen
+    assert early[0].message == (
+        "GPU warning: requests 2 nvidia.com/gpu but cluster c-m-cpu01 has no allocatable; "
+        "its GPU pods stay Pending"
+    )
+
+
+def assert_gpu_rows_and_resources(status: StackStatus) -> None:
+    """Requests and utilization per row (none without an exporter), capacity per cluster."""
+    rows = {r.cluster_id: r for r in status.deployments}
+    gpu, cpu = rows["c-m-gpu01"], rows["c-m-cpu01"]
+    assert (gpu.gpu_requests, gpu.gpu_utilization, gpu.message) == (2, "75%", "")
+    assert cpu.gpu_requests == 2
+    assert cpu.gpu_utilization == "Unavailable"
+    assert cpu.gpu_utilization_reason == (
+        "no dcgm-exporter Service (label app=nvidia-dcgm-exporter) in the cluster"
+    )
+    assert cpu.message.startswith("GPU warning: requests 2 nvidia.com/gpu"), cpu.message
+    resources = {
+        r.cluster_id: (r.gpu_capacity, r.gpu_allocatable) for r in status.cluster_resources
+    }
+    assert resources == {"c-m-gpu01": (4, 4), "c-m-cpu01": (0, 0)}
+    assert status.cluster_resource_count == 2
+
+
+async def test_gpu_requests_fit_warning_and_utilization_through_the_proxy(
+    downstream: list[BedCluster],
+    gpu_node: BedCluster,
+    exporter: StandInProcess,
+    env: HelmEnvironment,
+    chart_repo_url: str,
+) -> None:
+    inventory = Inventory({"c-m-gpu01": gpu_node, "c-m-cpu01": downstream[1]})
+    engine = Engine(inventory, env)
+    probe = AddonProbe(AddonCatalog(None), env, refresh_seconds=0.0)
+    namespace = "gpu-" + uuid.uuid4().hex[:6]
+    stack = gpu_stack(chart_repo_url, namespace)
     seen: list[ReleaseResult] = []
     try:
         result = await engine.apply(stack, seen.append)
-        final = {r.key.cluster: r for r in result.releases}
-        assert final["c-m-gpu01"].state is State.DEPLOYED, final
-        assert final["c-m-cpu01"].state is State.FAILED, final
-        # The warning came while helm still waited, only for the cluster without GPUs.
-        early = [r for r in seen if r.state is State.DEPLOYING and "GPU warning" in r.message]
-        assert [r.key.cluster for r in early] == ["c-m-cpu01"], seen
-        assert early[0].message == (
-            "GPU warning: requests 2 nvidia.com/gpu but cluster c-m-cpu01 has no allocatable; "
-            "its GPU pods stay Pending"
-        )
+        assert_gpu_warning_only_where_no_gpus(result, seen)
         pods = [p.metadata.name for p in pods_of(gpu_node, namespace, "ollama")]
         assert len(pods) == 2
         assert all(p.spec.node_name == GPU_NODE for p in pods_of(gpu_node, namespace, "ollama"))
@@ -195,20 +225,7 @@ async def test_gpu_requests_fit_warning_and_utilization_through_the_proxy(
         served = exporter.served
         status = await status_of(result, probe, inventory)
         assert exporter.served == served + 1  # one scrape for the cluster, through the proxy
-        rows = {r.cluster_id: r for r in status.deployments}
-        gpu, cpu = rows["c-m-gpu01"], rows["c-m-cpu01"]
-        assert (gpu.gpu_requests, gpu.gpu_utilization, gpu.message) == (2, "75%", "")
-        assert cpu.gpu_requests == 2
-        assert cpu.gpu_utilization == "Unavailable"
-        assert cpu.gpu_utilization_reason == (
-            "no dcgm-exporter Service (label app=nvidia-dcgm-exporter) in the cluster"
-        )
-        assert cpu.message.startswith("GPU warning: requests 2 nvidia.com/gpu"), cpu.message
-        resources = {
-            r.cluster_id: (r.gpu_capacity, r.gpu_allocatable) for r in status.cluster_resources
-        }
-        assert resources == {"c-m-gpu01": (4, 4), "c-m-cpu01": (0, 0)}
-        assert status.cluster_resource_count == 2
+        assert_gpu_rows_and_resources(status)
         print(status.model_dump_json(by_alias=True, exclude_none=True, indent=2))
     finally:
         gone = await engine.delete(stack.namespace, stack.name)

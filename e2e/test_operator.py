@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -301,21 +302,20 @@ def test_delete_removes_every_release_then_the_stack(
         assert helm_releases(cluster, NS) == {}
 
 
-def test_invalid_stack_fails_without_any_helm_call(
-    operator: Operator, targets: list[BedCluster], chart_repo_url: str
-) -> None:
-    """Errors the API server cannot see (a cycle, a missing values Secret) make the Stack
-    Failed with the field named; nothing is deployed and nothing is retried in a loop."""
-    mgmt = operator.management.kubeconfig
-    name, namespace = "op-invalid", "op-invalid"
-    # values.from is read as the Stack's ServiceAccount, which may get Secrets in `default`.
+def allow_values_from_default(mgmt: Path) -> None:
+    """values.from is read as the Stack's ServiceAccount: `op-values` may get Secrets in
+    `default`."""
     kubectl(mgmt, "create", "serviceaccount", "op-values", "-n", "default", check=False)
     kubectl(mgmt, "create", "role", "op-values", "-n", "default", "--verb=get",
             "--resource=secrets", check=False)  # fmt: skip
     kubectl(mgmt, "create", "rolebinding", "op-values", "-n", "default", "--role=op-values",
             "--serviceaccount=default:op-values", check=False)  # fmt: skip
-    common = {"chart": "app", "repo": chart_repo_url, "version": "0.1.0", "namespace": namespace}
-    body = {
+
+
+def invalid_stack(name: str, namespace: str, repo: str) -> dict[str, Any]:
+    """A cycle a -> b -> a, and c's values from a Secret that does not exist."""
+    common = {"chart": "app", "repo": repo, "version": "0.1.0", "namespace": namespace}
+    return {
         "apiVersion": "herd.suse.com/v1",
         "kind": "Stack",
         "metadata": {"name": name, "namespace": "default"},
@@ -329,14 +329,10 @@ def test_invalid_stack_fails_without_any_helm_call(
             ],
         },
     }
-    kubectl(mgmt, "apply", "-f", "-", stdin=yaml.safe_dump(body))
 
-    def failed() -> dict[str, Any] | None:
-        status: dict[str, Any] = get_stack(mgmt, "default", name).get("status") or {}
-        return status if status.get("phase") == "Failed" else None
 
-    status = eventually("the invalid Stack to be Failed", failed, 60)
-    # Every problem at once, each naming its field.
+def assert_every_problem_said(mgmt: Path, name: str, status: dict[str, Any]) -> None:
+    """Every problem at once, each naming its field; Stalled, and an InvalidSpec Event."""
     assert "spec.charts[0].dependsOn: dependency cycle a -> b -> a" in status["message"]
     assert "spec.charts[2].values.from[0]: Secret default/nope not found" in status["message"]
     stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
@@ -355,6 +351,25 @@ def test_invalid_stack_fails_without_any_helm_call(
         )
     )["items"]
     assert any(e["reason"] == "InvalidSpec" and e["type"] == "Warning" for e in events)
+
+
+def test_invalid_stack_fails_without_any_helm_call(
+    operator: Operator, targets: list[BedCluster], chart_repo_url: str
+) -> None:
+    """Errors the API server cannot see (a cycle, a missing values Secret) make the Stack
+    Failed with the field named; nothing is deployed and nothing is retried in a loop."""
+    mgmt = operator.management.kubeconfig
+    name, namespace = "op-invalid", "op-invalid"
+    allow_values_from_default(mgmt)
+    body = invalid_stack(name, namespace, chart_repo_url)
+    kubectl(mgmt, "apply", "-f", "-", stdin=yaml.safe_dump(body))
+
+    def failed() -> dict[str, Any] | None:
+        status: dict[str, Any] = get_stack(mgmt, "default", name).get("status") or {}
+        return status if status.get("phase") == "Failed" else None
+
+    status = eventually("the invalid Stack to be Failed", failed, 60)
+    assert_every_problem_said(mgmt, name, status)
     for cluster in targets:
         assert helm_releases(cluster, namespace) == {}
     # The cycle fixed, the missing Secret is what remains.

@@ -99,6 +99,16 @@ def history(cluster: BedCluster, namespace: str, release: str) -> list[dict[str,
     return faults.history(cluster.kubeconfig, namespace, release)
 
 
+def uninstall(cluster: BedCluster, release: str, namespace: str) -> None:
+    """`helm uninstall` by hand, of a release Herd was told to leave behind."""
+    subprocess.run(
+        [helm_binary(), "--kubeconfig", str(cluster.kubeconfig), "uninstall", release,
+         "-n", namespace],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+
+
 def test_management_outage_only_delays_status(
     operator: Operator, management: BedCluster, downstream: list[BedCluster], chart_repo_url: str
 ) -> None:
@@ -253,19 +263,7 @@ def test_orphan_annotation_and_policy_release_a_deletion(
     finally:
         third.start_apiserver()
     assert set(helm_releases(third, namespace)) == {"link0"}, "orphaned releases stay"
-    subprocess.run(
-        [
-            helm_binary(),
-            "--kubeconfig",
-            str(third.kubeconfig),
-            "uninstall",
-            "link0",
-            "-n",
-            namespace,
-        ],
-        check=True,
-        capture_output=True,
-    )
+    uninstall(third, "link0", namespace)
     # deletionPolicy Orphan: the Stack goes at once, its releases stay.
     apply(
         operator,
@@ -275,19 +273,7 @@ def test_orphan_annotation_and_policy_release_a_deletion(
     kubectl(management.kubeconfig, "delete", "stack", "ft-keep", "-n", "default", "--timeout=60s")
     for cluster in (first, third):
         assert set(helm_releases(cluster, namespace)) == {"link0"}
-        subprocess.run(
-            [
-                helm_binary(),
-                "--kubeconfig",
-                str(cluster.kubeconfig),
-                "uninstall",
-                "link0",
-                "-n",
-                namespace,
-            ],
-            check=True,
-            capture_output=True,
-        )
+        uninstall(cluster, "link0", namespace)
 
 
 def test_a_permanent_failure_is_not_retried_until_asked(
@@ -381,16 +367,4 @@ def test_a_cluster_removed_from_the_inventory_releases_a_deletion(
             namespace=FLEET_NS,
         )
     assert set(helm_releases(third, namespace)) == {"link0"}, "left, as the Warning said"
-    subprocess.run(
-        [
-            helm_binary(),
-            "--kubeconfig",
-            str(third.kubeconfig),
-            "uninstall",
-            "link0",
-            "-n",
-            namespace,
-        ],
-        check=True,
-        capture_output=True,
-    )
+    uninstall(third, "link0", namespace)

@@ -268,6 +268,51 @@ def placement_events(operator: Operator, name: str) -> list[str]:
     return [e["message"] for e in json.loads(found)["items"]]
 
 
+def deployed_only_on(operator: Operator, cluster: str) -> dict[str, Any] | None:
+    """The status once the Stack is placed on `cluster` alone, Deployed, nothing leaving."""
+    status = operator.status()
+    row = rows_by_cluster(status).get(cluster) or {}
+    placement = status.get("placement") or {}
+    if placement.get("clusters") != [cluster] or row.get("status") != "Deployed":
+        return None
+    return status if not placement.get("leaving") else None
+
+
+def replacing(operator: Operator, old: str, new: str) -> dict[str, Any] | None:
+    """The status once the Stack moves from `old` to `new` and the install on `new` failed."""
+    status = operator.status()
+    rows = rows_by_cluster(status)
+    placement = status.get("placement") or {}
+    moving = placement.get("clusters") == [new] and placement.get("leaving") == [old]
+    failed = (rows.get(new) or {}).get("status") == "Failed"
+    return status if moving and failed and old in rows else None
+
+
+def assert_kept_while_replaced(
+    operator: Operator, status: dict[str, Any], first: BedCluster, one: str, two: str
+) -> None:
+    """`one` keeps its Deployed release, its row and an Event say why, pass after pass."""
+    kept = rows_by_cluster(status)[one]
+    assert kept["status"] == "Deployed", kept
+    assert kept["message"].startswith(
+        f"being replaced by {two} (targets.placement: pickN 1 by gpuFree: "
+    ), kept
+    assert (
+        f"kept until its releases there are Deployed: ollama on {two} is Failed: "
+        in (kept["message"])
+    ), kept
+    assert list(helm_releases(first, NS)) == ["ollama"]  # nothing deployed was lost
+    time.sleep(5)  # a few more passes: the release stays on downstream-1
+    assert list(helm_releases(first, NS)) == ["ollama"]
+    assert (operator.status().get("placement") or {}).get("leaving") == [one]
+    events = placement_events(operator, "move")
+    assert any(
+        m.startswith(f"targets.placement moves the Stack from {one} to {two}: pickN 1")
+        and m.endswith(f"; {one} keeps its releases until they are Deployed")
+        for m in events
+    ), events
+
+
 def test_a_move_keeps_the_old_cluster_until_the_new_one_is_deployed(
     operator: Operator, downstream: list[BedCluster], chart_repo_url: str
 ) -> None:
@@ -279,54 +324,22 @@ def test_a_move_keeps_the_old_cluster_until_the_new_one_is_deployed(
     kubectl(second.kubeconfig, "apply", "-f", "-", stdin=json.dumps(QUOTA))
     operator.apply(gpu_stack("move", chart_repo_url, {"pickN": 1, "sortBy": "gpuFree"}))
     try:
-
-        def deployed_on(cluster: str) -> dict[str, Any] | None:
-            status = operator.status()
-            row = rows_by_cluster(status).get(cluster) or {}
-            placement = status.get("placement") or {}
-            if placement.get("clusters") != [cluster] or row.get("status") != "Deployed":
-                return None
-            return status if not placement.get("leaving") else None
-
-        eventually("picked downstream-1", lambda: deployed_on(one))
+        eventually("picked downstream-1", lambda: deployed_only_on(operator, one))
         hog_gpus(first, 4)
         add_gpu_node(second, 2)  # the Stack moves to downstream-2, where installs fail
-
-        def replacing() -> dict[str, Any] | None:
-            status = operator.status()
-            rows = rows_by_cluster(status)
-            placement = status.get("placement") or {}
-            moving = placement.get("clusters") == [two] and placement.get("leaving") == [one]
-            failed = (rows.get(two) or {}).get("status") == "Failed"
-            return status if moving and failed and one in rows else None
-
-        status = eventually("moving to downstream-2, its install failed", replacing)
-        kept = rows_by_cluster(status)[one]
-        assert kept["status"] == "Deployed", kept
-        assert kept["message"].startswith(
-            f"being replaced by {two} (targets.placement: pickN 1 by gpuFree: "
-        ), kept
-        assert (
-            f"kept until its releases there are Deployed: ollama on {two} is Failed: "
-            in (kept["message"])
-        ), kept
-        assert list(helm_releases(first, NS)) == ["ollama"]  # nothing deployed was lost
-        time.sleep(5)  # a few more passes: the release stays on downstream-1
-        assert list(helm_releases(first, NS)) == ["ollama"]
-        assert (operator.status().get("placement") or {}).get("leaving") == [one]
-        events = placement_events(operator, "move")
-        assert any(
-            m.startswith(f"targets.placement moves the Stack from {one} to {two}: pickN 1")
-            and m.endswith(f"; {one} keeps its releases until they are Deployed")
-            for m in events
-        ), events
+        status = eventually(
+            "moving to downstream-2, its install failed", lambda: replacing(operator, one, two)
+        )
+        assert_kept_while_replaced(operator, status, first, one, two)
 
         # downstream-2 recovers: the quota goes, the held failure is retried.
         kubectl(second.kubeconfig, "delete", "resourcequota", QUOTA["metadata"]["name"],
                 "-n", NS)  # fmt: skip
         kubectl(operator.management.kubeconfig, "annotate", "stack", "move", "-n", "default",
                 "herd.suse.com/reconcile-at=recovered", "--overwrite")  # fmt: skip
-        eventually("deployed on downstream-2, nothing leaving", lambda: deployed_on(two))
+        eventually(
+            "deployed on downstream-2, nothing leaving", lambda: deployed_only_on(operator, two)
+        )
         eventually("uninstalled from downstream-1", lambda: helm_releases(first, NS) == {})
         assert list(helm_releases(second, NS)) == ["ollama"]
     finally:

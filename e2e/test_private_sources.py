@@ -1,4 +1,4 @@
-"""Private chart sources end to end: a real registry and an authenticated repository.
+"""Private chart sources through the CLI: a real registry and an authenticated repository.
 
 One bed: a CNCF distribution registry with htpasswd (bcrypt) auth and TLS from a private
 test CA, the same registry in plain-HTTP mode, and an HTTPS chart repository with basic
@@ -7,98 +7,46 @@ management cluster. The CLI (`herd apply --values-kubeconfig`, the same engine a
 reader as the operator) covers the matrix: good and bad credentials for OCI basic-auth,
 dockerconfigjson and the HTTPS repository, the private CA and its absence,
 insecureSkipTLSVerify, plain-HTTP OCI, and Secrets that are missing or malformed (spec
-errors, no helm call). The operator (a real process with install/'s RBAC) covers the happy
-path, a wrong password fixed in the Secret (the held failure is retried), and the leak
-check: the password is in no controller log, helm argv, status or Event.
+errors, no helm call), and the leak check: no password in helm's argv, and every credential
+file 0600 while helm runs and gone afterwards (`e2e.testbed.private_sources`).
 
-helm runs through a wrapper that logs every argv and, for each file flag
-(`--registry-config`, `--repository-config`, `--ca-file`), the file's mode at that moment:
-the files must be 0600 while helm runs and gone afterwards.
+The operator's side is `e2e/test_private_sources_operator.py`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from e2e.testbed import certs, faults, helpers, rancher
+from e2e.testbed import certs
 from e2e.testbed.chartrepo import ChartRepo, build_repository
 from e2e.testbed.controlplane import Cluster
-from e2e.testbed.helpers import get_stack, kubectl
-from e2e.testbed.herd_controller import (
-    Controller,
-    prepare_management,
-    service_account_kubeconfig,
+from e2e.testbed.helpers import kubectl
+from e2e.testbed.private_sources import (
+    apply,
+    assert_files_private_and_gone,
+    basic_auth,
+    ca_secret,
+    secret,
+    stack_body,
+    unique,
+    write_wrapper,
 )
 from e2e.testbed.registry import Registry
-from herd.api import parse_spec
-from herd.api.v1 import StackSpec
-from herd.errors import SpecError
-from herd.kube.chart_secrets import KubeSourcesReader
-from herd.kube.client import api_client_from_kubeconfig
 
 HERD = Path(sys.executable).parent / "herd"
 CI_NS = "ci-private"  # the CLI's Stacks and their Secrets, on the management cluster
-ADMIN_NS = "herd-system"  # the operator's admin Stacks and their Secrets
-RANCHER_NS = "fleet-private-e2e"
-CLUSTER_ID = "c-m-pv000001"
 REPO_USER = "puller"
-FILE_FLAGS = ("--registry-config=", "--repository-config=", "--ca-file=")
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def write_wrapper(directory: Path) -> tuple[Path, Path, Path]:
-    """A `helm` logging argv (one line per call) and each file flag's mode, then exec."""
-    log, modes = directory / "helm-calls.log", directory / "helm-file-modes.log"
-    log.touch(mode=0o600)
-    modes.touch(mode=0o600)
-    real = os.environ.get("HERD_HELM") or faults.HELM
-    wrapper = directory / "helm"
-    wrapper.write_text(
-        f"""#!/bin/sh
-printf '%s\\n' "$*" >> '{log}'
-for a in "$@"; do
-  case "$a" in
-    --registry-config=*|--repository-config=*|--ca-file=*)
-      f="${{a#*=}}"
-      printf '%s %s %s\\n' "$(stat -c %a "$f" 2>/dev/null || echo missing)" \\
-        "$(stat -c %a "$(dirname "$f")" 2>/dev/null || echo missing)" "$f" >> '{modes}';;
-  esac
-done
-exec '{real}' "$@"
-"""
-    )
-    wrapper.chmod(0o700)
-    return wrapper, log, modes
-
-
-def file_modes(modes: Path) -> list[tuple[str, str, Path]]:
-    rows = [line.split(" ", 2) for line in modes.read_text().splitlines() if line]
-    return [(mode, parent, Path(path)) for mode, parent, path in rows]
-
-
-def assert_files_private_and_gone(modes: Path) -> None:
-    seen = file_modes(modes)
-    assert seen, "no credential file was passed to helm"
-    for mode, parent, path in seen:
-        assert (mode, parent) == ("600", "700"), (mode, parent, path)
-        assert not path.exists(), f"{path} outlived the pull"
 
 
 # -- the bed ----------------------------------------------------------------------------------
@@ -129,33 +77,6 @@ def auth_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthRepo]:
     served = build_repository(workdir)
     with ChartRepo.serve(served, basic_auth=(REPO_USER, password), tls=pki.serving) as repo:
         yield AuthRepo(repo, password, pki.ca.cert)
-
-
-def secret(name: str, namespace: str, type_: str, data: dict[str, bytes]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "type": type_,
-        "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
-    }
-
-
-def basic_auth(name: str, namespace: str, username: str, password: str) -> dict[str, Any]:
-    return secret(
-        name,
-        namespace,
-        "kubernetes.io/basic-auth",
-        {"username": username.encode(), "password": password.encode()},
-    )
-
-
-def ca_secret(name: str, namespace: str, ca: Path) -> dict[str, Any]:
-    return secret(name, namespace, "Opaque", {"ca.crt": ca.read_bytes()})
-
-
-def apply(kubeconfig: Path, *bodies: dict[str, Any]) -> None:
-    kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(bodies))
 
 
 @pytest.fixture(scope="module")
@@ -196,17 +117,6 @@ def secrets(
 
 
 # -- the CLI matrix ---------------------------------------------------------------------------
-
-
-def stack_body(name: str, namespace: str, cluster: str, **chart: Any) -> dict[str, Any]:
-    """A one-chart Stack: fixture chart `app` 0.1.0 as `web`, into namespace `name`."""
-    web = {"name": "web", "chart": "app", "version": "0.1.0", "namespace": name, **chart}
-    return {
-        "apiVersion": "herd.suse.com/v1",
-        "kind": "Stack",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"targets": {"clusterIds": [cluster]}, "charts": [web]},
-    }
 
 
 class Cli:
@@ -391,194 +301,3 @@ def test_cli_leaks_no_password_and_leaves_no_credential_file(
         assert base64.b64encode(password.encode()).decode() not in argv
     assert "--username" not in argv and "--password" not in argv
     assert_files_private_and_gone(cli.modes)
-
-
-# -- the operator -----------------------------------------------------------------------------
-
-
-@dataclass
-class Operator:
-    controller: Controller
-    argv: Path  # the helm wrapper's argv log
-    modes: Path  # the helm wrapper's file-mode log
-
-
-@pytest.fixture(scope="module")
-def operator(
-    management: Cluster,
-    downstream: list[Cluster],
-    registry: Registry,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Operator]:
-    kubeconfig = management.kubeconfig
-    prepare_management(kubeconfig, [RANCHER_NS])
-    rancher.register_clusters(
-        kubeconfig,
-        [rancher.RancherCluster("pv-one", CLUSTER_ID, downstream[1].kubeconfig)],
-        namespace=RANCHER_NS,
-    )
-    directory = tmp_path_factory.mktemp("private-operator")
-    controller = Controller(
-        "private",
-        directory,
-        service_account_kubeconfig(kubeconfig, directory / "controller.yaml"),
-        ADMIN_NS,
-        settings={
-            "HERD_RANCHER_NAMESPACES": RANCHER_NS,
-            "HERD_RESYNC_SECONDS": "3",
-            "HERD_RETRY_SECONDS": "2",
-            "HERD_FLEET_SECONDS": "1",
-        },
-    )
-    (directory / "wrapped").mkdir()
-    controller.wrapper, argv, modes = write_wrapper(directory / "wrapped")
-    controller.start()
-    try:
-        yield Operator(controller, argv, modes)
-    finally:
-        kubectl(kubeconfig, "delete", "stacks", "--all", "-n", ADMIN_NS, "--timeout=120s",
-                check=False, timeout=180)  # fmt: skip
-        controller.stop(grace=20)
-        kubectl(kubeconfig, "delete", "secret", "pv-oci", "pv-oci-ca", "-n", ADMIN_NS,
-                check=False)  # fmt: skip
-
-
-def stack_status(management: Cluster, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = get_stack(management, ADMIN_NS, name).get("status") or {}
-    return found
-
-
-def row_of(management: Cluster, name: str) -> dict[str, Any] | None:
-    rows = stack_status(management, name).get("deployments") or []
-    return rows[0] if rows else None
-
-
-def test_operator_pulls_with_a_fixed_secret_and_leaks_nothing(
-    operator: Operator, management: Cluster, registry: Registry, downstream: list[Cluster]
-) -> None:
-    kubeconfig = management.kubeconfig
-    wrong = "wrong-" + uuid.uuid4().hex
-    apply(
-        kubeconfig,
-        basic_auth("pv-oci", ADMIN_NS, registry.username, wrong),
-        ca_secret("pv-oci-ca", ADMIN_NS, registry.ca or Path("/nonexistent")),
-    )
-    name = unique("pv-op")
-    body = stack_body(
-        name,
-        ADMIN_NS,
-        CLUSTER_ID,
-        repo=registry.repo,
-        credentials={"secretName": "pv-oci"},
-        caSecretName="pv-oci-ca",
-    )
-    apply(kubeconfig, body)
-    failed = helpers.eventually(
-        "the wrong password to fail the release",
-        lambda: (r := row_of(management, name)) and r["status"] == "Failed" and r,
-        120,
-    )
-    assert failed["message"].startswith(f"authentication failed for {registry.repo}"), failed
-    # Held (permanent) until the Secret changes: fixing it retries on the next pass.
-    apply(kubeconfig, basic_auth("pv-oci", ADMIN_NS, registry.username, registry.password))
-    fixed = helpers.eventually(
-        "the fixed Secret to deploy the release",
-        lambda: (r := row_of(management, name)) and r["status"] == "Deployed" and r,
-        120,
-    )
-    assert fixed["revision"] == 1
-    configmaps = kubectl(downstream[1].kubeconfig, "get", "configmaps", "-n", name, "-o", "name")
-    assert configmaps.strip(), "the chart's objects are not in the cluster"
-
-    time.sleep(2)  # let the status writer and the Event recorder flush
-    status = json.dumps(stack_status(management, name))
-    events = kubectl(kubeconfig, "get", "events", "-n", ADMIN_NS, "-o", "json")
-    argv = operator.argv.read_text()
-    assert "pull" in argv, argv
-    for password in (wrong, registry.password):
-        encoded = base64.b64encode(f"{registry.username}:{password}".encode()).decode()
-        for where, text in (
-            ("controller log", operator.controller.log_text()),
-            ("helm argv", argv),
-            ("status", status),
-            ("events", events),
-        ):
-            assert password not in text, where
-            assert encoded not in text, where
-    assert "authentication failed for" in events
-    assert_files_private_and_gone(operator.modes)
-    leftovers = list((operator.controller.workdir / "helm" / "sources").glob("*"))
-    assert leftovers == [], leftovers
-
-
-# -- the Secrets read as the Stack's ServiceAccount --------------------------------------------
-
-SA_NS = "private-sa"
-
-
-def test_secrets_are_read_as_the_stacks_service_account(
-    management: Cluster, registry: Registry
-) -> None:
-    """A tenant Stack's credentials are read impersonating its ServiceAccount: a Secret its
-    Role allows is read, another one in the same namespace is a spec error naming both."""
-    kubeconfig = management.kubeconfig
-    kubectl(kubeconfig, "create", "namespace", SA_NS, check=False)
-    kubectl(kubeconfig, "create", "serviceaccount", "puller", "-n", SA_NS, check=False)
-    apply(
-        kubeconfig,
-        basic_auth("allowed", SA_NS, registry.username, registry.password),
-        basic_auth("denied", SA_NS, registry.username, registry.password),
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": "puller", "namespace": SA_NS},
-            "rules": [
-                {
-                    "apiGroups": [""],
-                    "resources": ["secrets"],
-                    "resourceNames": ["allowed"],
-                    "verbs": ["get"],
-                }
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": "puller", "namespace": SA_NS},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "puller"},
-            "subjects": [{"kind": "ServiceAccount", "name": "puller", "namespace": SA_NS}],
-        },
-    )
-
-    def spec(secret_name: str) -> StackSpec:
-        return parse_spec(
-            {
-                "targets": {"clusterIds": ["one"]},
-                "charts": [
-                    {
-                        "name": "web",
-                        "chart": "app",
-                        "repo": registry.repo,
-                        "version": "0.1.0",
-                        "credentials": {"secretName": secret_name},
-                    }
-                ],
-            }
-        )
-
-    api = api_client_from_kubeconfig(kubeconfig)
-    reader = KubeSourcesReader(api)
-    try:
-        found = asyncio.run(reader.read(SA_NS, spec("allowed"), service_account="puller"))
-        assert found["web"].password == registry.password
-        assert found["web"].secret == f"{SA_NS}/allowed"
-        with pytest.raises(SpecError) as error:
-            asyncio.run(reader.read(SA_NS, spec("denied"), service_account="puller"))
-        (problem,) = error.value.problems
-        assert problem.field == "spec.charts[0].credentials.secretName"
-        assert f"ServiceAccount {SA_NS}/puller" in problem.message
-        assert f"Secret {SA_NS}/denied" in problem.message
-        assert registry.password not in str(problem)
-    finally:
-        api.close()
-        kubectl(kubeconfig, "delete", "namespace", SA_NS, "--wait=false", check=False)

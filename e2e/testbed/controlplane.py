@@ -191,21 +191,11 @@ def _node_ready(node: dict[str, Any]) -> bool:
     return is_ready and not any(t.get("effect") == "NoSchedule" for t in taints)
 
 
-def new_cluster(
-    name: str,
-    workdir: Path,
-    binaries: Binaries,
-    etcd_url: str,
-    etcd_prefix: str,
-    shape: components.Shape = components.DEFAULT_SHAPE,
-) -> Cluster:
-    """Write the cluster's PKI and kubeconfigs and prepare (not start) its processes."""
-    directory = workdir / "clusters" / name
-    logs = workdir / "logs"
-    pidfile = workdir / "pids"
-    ports = components.Ports(free_port(), free_port(), free_port(), free_port())
-    pki = write_pki(directory / "pki", components.SERVICE_IP)
-    server = f"https://127.0.0.1:{ports.apiserver}"
+def _kubeconfigs(
+    name: str, workdir: Path, directory: Path, server: str, pki: Pki
+) -> tuple[Path, Path, Path]:
+    """The admin's (in the bed's kubeconfig directory), the controller manager's and the
+    scheduler's kubeconfigs."""
     admin = write_kubeconfig(
         workdir / KUBECONFIG_DIR / f"{name}.yaml",
         name,
@@ -230,14 +220,44 @@ def new_cluster(
         pki.client("scheduler"),
         SCHEDULER_USER,
     )
+    return admin, kcm_config, scheduler_config
+
+
+def _process(
+    name: str,
+    component: str,
+    argv: list[str],
+    workdir: Path,
+    shape: components.Shape,
+    tier: int = 0,
+) -> ManagedProcess:
+    """One of the cluster's processes, logging to logs/<cluster>-<component>.log; a light
+    shape caps the Go heap of the components that have a limit."""
+    log = workdir / "logs" / f"{name}-{component}.log"
+    env = None
+    if shape.light and component in components.LIGHT_MEMORY_LIMIT:
+        limit = components.LIGHT_MEMORY_LIMIT[component]
+        env = {**os.environ, "GOMEMLIMIT": limit, "GOGC": components.LIGHT_GOGC}
+    return ManagedProcess(f"{name}/{component}", argv, log, workdir / "pids", env=env, tier=tier)
+
+
+def new_cluster(
+    name: str,
+    workdir: Path,
+    binaries: Binaries,
+    etcd_url: str,
+    etcd_prefix: str,
+    shape: components.Shape = components.DEFAULT_SHAPE,
+) -> Cluster:
+    """Write the cluster's PKI and kubeconfigs and prepare (not start) its processes."""
+    directory = workdir / "clusters" / name
+    ports = components.Ports(free_port(), free_port(), free_port(), free_port())
+    pki = write_pki(directory / "pki", components.SERVICE_IP)
+    server = f"https://127.0.0.1:{ports.apiserver}"
+    admin, kcm_config, scheduler_config = _kubeconfigs(name, workdir, directory, server, pki)
 
     def process(component: str, argv: list[str], tier: int = 0) -> ManagedProcess:
-        log = logs / f"{name}-{component}.log"
-        env = None
-        if shape.light and component in components.LIGHT_MEMORY_LIMIT:
-            limit = components.LIGHT_MEMORY_LIMIT[component]
-            env = {**os.environ, "GOMEMLIMIT": limit, "GOGC": components.LIGHT_GOGC}
-        return ManagedProcess(f"{name}/{component}", argv, log, pidfile, env=env, tier=tier)
+        return _process(name, component, argv, workdir, shape, tier)
 
     audit = directory / "audit" if shape.audit else None
     controllers = components.LIGHT_CONTROLLERS if shape.light else "*"

@@ -34,7 +34,8 @@ from types import FrameType
 from typing import Any
 
 from e2e.testbed import fixture_charts, netns
-from e2e.testbed.neuvector_standin import CannedImage, StandInProcess, served
+from e2e.testbed.neuvector_child import StandInProcess, served
+from e2e.testbed.neuvector_standin import CannedImage
 
 PORT = 10443  # NeuVector's own; the namespace is fresh, so it is free
 SERVICE = "herd-nv-standin"  # the Service `expose` makes in NeuVector's namespace
