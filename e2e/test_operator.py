@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.testbed import rancher
+from e2e.testbed import outage, rancher
 from e2e.testbed.chartrepo import helm_binary
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.helpers import eventually, get_stack, kubectl
@@ -76,6 +76,8 @@ def operator(
         fleet_ns=FLEET_NS,
         ids=IDS,
         labels=LABELS,
+        # A pass every 3 s (10 s by default): the drift test waits for one to repair.
+        env={"HERD_RESYNC_SECONDS": "3"},
     ) as running:
         yield running
 
@@ -237,7 +239,7 @@ def test_unreachable_cluster_is_reported_and_converges(
     operator: Operator, targets: list[BedCluster], chart_repo_url: str
 ) -> None:
     down = targets[1]
-    down.stop_apiserver()
+    outage.stop_apiserver(down)
     try:
         operator.apply(stack_body(NS, charts(chart_repo_url, NS, message="v3")))
 

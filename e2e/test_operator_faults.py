@@ -13,19 +13,20 @@ from typing import Any
 
 import pytest
 
-from e2e.testbed import faults, rancher
+from e2e.testbed import faults, outage, rancher
 from e2e.testbed.chartrepo import helm_binary
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.helpers import eventually, kubectl
 from e2e.testbed.operator_run import Operator, helm_releases, run_operator
 
 FLEET_NS = "fleet-faults"
-RESYNC = 5
+RESYNC = 3
 IDS = {
     "downstream-1": "c-m-ft000001",
     "downstream-2": "c-m-ft000002",
     "downstream-3": "c-m-ft000003",
 }
+SLOW_CONFIGMAPS = 150  # the `slow` chart's ConfigMaps: about 4 s of helm on a quiet bed
 LABELS = {
     "downstream-1": {"faults": "yes"},
     "downstream-2": {"faults": "no"},
@@ -44,11 +45,16 @@ def operator(
         fleet_ns=FLEET_NS,
         ids=IDS,
         labels=LABELS,
-        # The management outage test stops the API for 15 s: with the default 15 s Lease the
-        # leader gives up (10 s without renewal) and exits, by design. A longer Lease keeps
-        # this test about status writes, not leader election (e2e/test_ha.py covers that).
-        # A resync every 5 s: the held-failure test watches two of them go by.
-        env={"HERD_LEASE_SECONDS": "60", "HERD_RESYNC_SECONDS": str(RESYNC)},
+        # The management outage test stops the API for several seconds: with the default
+        # 15 s Lease the leader gives up (10 s without renewal) and exits, by design. A
+        # longer Lease keeps this test about status writes, not leader election
+        # (e2e/test_ha.py covers that). A resync every 3 s: the held-failure test watches
+        # two of them go by. A cluster back from an outage is retried within 4 s.
+        env={
+            "HERD_LEASE_SECONDS": "60",
+            "HERD_RESYNC_SECONDS": str(RESYNC),
+            "HERD_BACKOFF_MAX_SECONDS": "4",
+        },
     ) as running:
         yield running
 
@@ -109,25 +115,52 @@ def uninstall(cluster: BedCluster, release: str, namespace: str) -> None:
     )  # fmt: skip
 
 
+# Failed status writes before the API comes back (the writer backs off from half a second
+# to 4 s, jittered: about 7 s of outage): its backoff has grown as in a long outage, and
+# the Stack must still converge soon after.
+WRITER_FAILURES = 5
+
+
+def writer_failures(operator: Operator) -> int:
+    return operator.log.read_text().count("Cannot write the Stack's status")
+
+
+def rolled_out(targets: list[BedCluster], namespace: str, length: int) -> bool:
+    """Every link of the chain deployed on every target (helm's own record)."""
+    for cluster in targets:
+        found = helm_releases(cluster, namespace)
+        if len(found) < length or any(r["status"] != "deployed" for r in found.values()):
+            return False
+    return True
+
+
 def test_management_outage_only_delays_status(
     operator: Operator, management: BedCluster, downstream: list[BedCluster], chart_repo_url: str
 ) -> None:
-    """The management API stops for 15 s mid-rollout: helm carries on everywhere (no
+    """The management API stops mid-rollout and stays down until helm has finished
+    everywhere and the status writer has failed again and again: helm carries on (no
     failed or cancelled revision), and the Stack converges once the API is back."""
     namespace, length = "ft-outage", 6
+    targets = [bed(downstream, "downstream-1"), bed(downstream, "downstream-3")]
     apply(operator, stack("ft-outage", namespace, chain(chart_repo_url, namespace, length)))
     eventually("the rollout under way", lambda: operator.status().get("phase") == "Deploying", 120)
+    failures = writer_failures(operator)
     management.stop_apiserver()
     stopped = time.monotonic()
     try:
-        time.sleep(15)
+        eventually(
+            "helm done while the API is down", lambda: rolled_out(targets, namespace, length)
+        )
+        eventually(
+            "the writer failing again and again",
+            lambda: writer_failures(operator) >= failures + WRITER_FAILURES,
+        )
     finally:
         management.start_apiserver()
     returned = time.monotonic()
     status = settled(operator, "Deployed")
     converged = time.monotonic() - returned
     print(f"\nmanagement API down {returned - stopped:.1f}s; converged {converged:.1f}s after")
-    targets = [bed(downstream, "downstream-1"), bed(downstream, "downstream-3")]
     for cluster in targets:
         for n in range(length):
             revisions = history(cluster, namespace, f"link{n}")
@@ -152,7 +185,7 @@ def test_a_cluster_that_leaves_while_down_is_cleaned_when_it_returns(
     third = bed(downstream, "downstream-3")
     assert IDS["downstream-3"] in status["releaseClusters"]
     assert set(helm_releases(third, namespace)) == {"link0"}
-    third.stop_apiserver()
+    outage.stop_apiserver(third)
     try:
         rancher.set_labels(
             management.kubeconfig, "op-downstream-3", {"faults": "no"}, namespace=FLEET_NS
@@ -192,7 +225,11 @@ def test_deletion_during_a_rollout_leaves_nothing_behind(
 ) -> None:
     """Deleting while the keeper installs: the pass finishes, then deletion removes all."""
     namespace, length = "ft-midway", 4
-    apply(operator, stack("ft-midway", namespace, chain(chart_repo_url, namespace, length)))
+    charts = chain(chart_repo_url, namespace, length)
+    # link0 takes seconds (helm applies and waits on each ConfigMap): the rollout is still
+    # under way when the test sees it Deploying and deletes the Stack.
+    charts[0] |= {"chart": "slow", "values": {"inline": {"count": SLOW_CONFIGMAPS}}}
+    apply(operator, stack("ft-midway", namespace, charts))
     eventually("the rollout under way", lambda: operator.status().get("phase") == "Deploying", 120)
     kubectl(
         management.kubeconfig, "delete", "stack", "ft-midway", "-n", "default", "--timeout=300s"
@@ -218,7 +255,7 @@ def test_deletion_waits_visibly_for_a_down_cluster_then_cleans_it(
     apply(operator, stack("ft-delete", namespace, chain(chart_repo_url, namespace, 2)))
     settled(operator, "Deployed")
     first, third = bed(downstream, "downstream-1"), bed(downstream, "downstream-3")
-    third.stop_apiserver()
+    outage.stop_apiserver(third)
     try:
         kubectl(
             management.kubeconfig, "delete", "stack", "ft-delete", "-n", "default", "--wait=false"
@@ -243,7 +280,7 @@ def test_orphan_annotation_and_policy_release_a_deletion(
     first, third = bed(downstream, "downstream-1"), bed(downstream, "downstream-3")
     apply(operator, stack("ft-orphan", namespace, chain(chart_repo_url, namespace, 1)))
     settled(operator, "Deployed")
-    third.stop_apiserver()
+    outage.stop_apiserver(third)
     try:
         kubectl(
             management.kubeconfig, "delete", "stack", "ft-orphan", "-n", "default", "--wait=false"
@@ -331,7 +368,7 @@ def test_a_cluster_removed_from_the_inventory_releases_a_deletion(
     third = bed(downstream, "downstream-3")
     apply(operator, stack("ft-gone", namespace, chain(chart_repo_url, namespace, 1)))
     settled(operator, "Deployed")
-    third.stop_apiserver()
+    outage.stop_apiserver(third)
     try:
         kubectl(
             management.kubeconfig, "delete", "stack", "ft-gone", "-n", "default", "--wait=false"

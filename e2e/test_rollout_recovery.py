@@ -19,6 +19,7 @@ import time
 
 import pytest
 
+from e2e.testbed import outage
 from e2e.testbed.controlplane import Cluster as BedCluster
 from e2e.testbed.rollout_engines import (
     HELM,
@@ -84,6 +85,7 @@ async def test_young_pending_is_left_alone_and_an_old_one_is_recovered(
     assert {r.state for r in first.releases} == {State.DEPLOYED}, first.releases
     target = two[0]
     await asyncio.to_thread(kill_mid_upgrade, target, chart_repo_url, ns)
+    killed = time.monotonic()  # helm stamped the pending revision before this
     pending_revision = releases(target, ns)["web"]["revision"]
 
     # Younger than its timeout (2m) + 60 s: a live actor may own it. No helm call.
@@ -100,7 +102,7 @@ async def test_young_pending_is_left_alone_and_an_old_one_is_recovered(
 
     # The same release, older than timeout (1s) + stuck_seconds (2): recovered.
     charts[0]["timeout"] = "1s"  # not part of the config digest: no upgrade because of it
-    await asyncio.sleep(4)
+    await asyncio.sleep(max(0.0, killed + 4 - time.monotonic()))  # 4 s old, at least
     old = await engines(stuck_seconds=2).apply(stack("stuck", chart_repo_url, charts))
     row = next(r for r in old.releases if r.key.cluster == target.name)
     assert row.state is State.DEPLOYED, row.message
@@ -132,7 +134,7 @@ async def test_a_cluster_dying_mid_rollout_leaves_the_other_deployed(
     rollout = asyncio.create_task(engine.apply(stack("dying", chart_repo_url, charts), progress))
     try:
         await asyncio.wait_for(deploying.wait(), 120)
-        await asyncio.to_thread(dying.stop_apiserver)
+        await asyncio.to_thread(outage.stop_apiserver, dying)
         result = await asyncio.wait_for(rollout, 240)
     finally:
         if not rollout.done():
@@ -171,7 +173,7 @@ async def test_a_cluster_that_departs_while_down_is_cleaned_up_when_it_returns(
         [app("web", ns, repo=chart_repo_url)],
         targets={"clusterIds": [second.name]},
     )
-    await asyncio.to_thread(first.stop_apiserver)
+    await asyncio.to_thread(outage.stop_apiserver, first)
     try:
         away = await engines().apply(narrowed, previous_targets=deployed.holding)
     finally:
