@@ -19,6 +19,7 @@ import time
 from e2e.test_ha import (
     APPS_NS,
     LEASE_SECONDS,
+    STACKS_NS,
     Bed,
     eventually,
     releases,
@@ -119,6 +120,25 @@ def test_a_release_a_live_actor_is_upgrading_is_never_touched(ha_bed: Bed) -> No
     finally:
         live.terminate()
         live.wait(30)
+        _leave_nothing(bed)
+
+
+def _leave_nothing(bed: Bed) -> None:
+    """No Stack or release of this module stays on the bed, where the next module's
+    controllers (test_ha's) would take them over: the controller stops, the Stack goes
+    without it (its finalizer dropped) and the release through helm."""
+    for controller in bed.controllers:
+        if controller.process.poll() is None:
+            controller.crash()
+    where = ("recovery", "-n", STACKS_NS)
+    kubectl(bed.management.kubeconfig, "delete", "stack", *where, "--wait=false", check=False)
+    kubectl(bed.management.kubeconfig, "patch", "stack", *where, "--type=merge", "-p",
+            '{"metadata": {"finalizers": null}}', check=False)  # fmt: skip
+    subprocess.run(
+        [helm_binary(), "--kubeconfig", str(bed.target.kubeconfig), "uninstall", RELEASE,
+         "-n", APPS_NS, "--no-hooks"],
+        capture_output=True, check=False, timeout=120,
+    )  # fmt: skip
 
 
 def _helm_verbs(log: str) -> list[str]:

@@ -47,6 +47,10 @@ LABELS = {
 STACK = "rollback"
 TENANT = "--kube-as-user=system:serviceaccount:herd-tenants:tenant-default"
 CHAIN = ("web", "api", "db")  # the reverse of the dependency order
+RESYNC = 3  # seconds between the passes of a held rollout
+# web's `--wait` bound: its failure on the canary is certain (the pod never schedules), and
+# its success elsewhere takes ~2 s on the loaded bed (kwok readies pods at once).
+WEB_TIMEOUT = "10s"
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +73,7 @@ def operator(
         fleet_ns=FLEET_NS,
         ids=IDS,
         labels=LABELS,
-        env={"HERD_HELM": str(wrapper.wrapper), "HERD_RESYNC_SECONDS": "5"},
+        env={"HERD_HELM": str(wrapper.wrapper), "HERD_RESYNC_SECONDS": str(RESYNC)},
     ) as running:
         running.name = STACK
         yield running
@@ -103,7 +107,7 @@ def body(repo: str, generation: int, **rollout: Any) -> dict[str, Any]:
             "dependsOn": ["api"],
             "values": web,
             "wait": True,
-            "timeout": "15s",
+            "timeout": WEB_TIMEOUT,
         },
     ]
     stages = [{"name": n, "clusterIds": [c]} for n, c in (("first", FIRST), ("canary", CANARY))]
@@ -180,9 +184,9 @@ def test_canary_failure_rolls_the_canary_back_in_reverse_order(
     assert latest(clusters[FIRST], "db")["chart"] == "app-0.2.0"
     assert history(clusters[PROD].kubeconfig, NS, "db") == prod_before
     assert all(len(history(clusters[PROD].kubeconfig, NS, n)) == 1 for n in CHAIN)
-    # Held: more passes (resync 5 s) write nothing anywhere.
+    # Held: more passes (two resyncs at least) write nothing anywhere.
     held = time.time()
-    time.sleep(12)
+    time.sleep(2 * RESYNC + 1)
     assert [c.args for c in wrapper.helm_calls(held) if c.mutating] == []
     assert rollout_in(operator, "Halted")["rollout"]["rollback"]["at"] == rollback["at"]
     events = operator.events()

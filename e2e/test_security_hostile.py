@@ -62,11 +62,17 @@ def bed(management: BedCluster, downstream: list[BedCluster]) -> Iterator[Path]:
 
 
 def _delete_stacks(management: Path, tmp: Path) -> None:
-    """Delete every Stack of the scenario through a normal controller (finalizers)."""
+    """Delete every Stack of the scenario through a normal controller (finalizers). The
+    deletions are asked for before it starts: it meets the Stacks as deletions and installs
+    nothing first."""
+    namespaces = (*hostile_bed.TENANTS, CONTROLLER_NS)
+    for namespace in namespaces:
+        kubectl(management, "delete", "stacks", "--all", "-n", namespace, "--wait=false",
+                check=False)  # fmt: skip
     cleaner = controller(tmp / "cleaner", management)
     cleaner.start()
     try:
-        for namespace in (*hostile_bed.TENANTS, CONTROLLER_NS):
+        for namespace in namespaces:
             kubectl(management, "delete", "stacks", "--all", "-n", namespace, "--timeout=180s",
                     check=False, timeout=240)  # fmt: skip
     finally:
@@ -136,9 +142,9 @@ def _stalled(bed: Path, repo: ChartRepo, directory: Path, name: str) -> Iterator
         directory / "stalled", bed, HERD_TEST_STALL_CHECKS="1", HERD_CHECK_SECONDS="600",
         HERD_SHUTDOWN_SECONDS="3", HERD_EXIT_SECONDS=str(int(EXIT_SECONDS)),
     )  # fmt: skip
+    body = hostile_bed.stack(hostile_bed.GOOD, name, "plain", repo.url, f"{hostile_bed.GOOD}-s")
     stalled.start()
     try:
-        body = hostile_bed.stack(hostile_bed.GOOD, name, "plain", repo.url, f"{hostile_bed.GOOD}-s")
         hostile_bed.apply(bed, body)
         helpers.eventually(
             "helm template to run (the check starts right after)",
@@ -150,7 +156,19 @@ def _stalled(bed: Path, repo: ChartRepo, directory: Path, name: str) -> Iterator
     finally:
         stalled.stop()
         kubectl(bed, "delete", "lease", hostile_bed.LEASE, "-n", CONTROLLER_NS, check=False)
-        _delete_stacks(bed, directory)
+        if any(c.mutating for c in stalled.helm_calls()):
+            _delete_stacks(bed, directory)
+        else:
+            _drop_stack(bed, body)
+
+
+def _drop_stack(bed: Path, body: dict[str, Any]) -> None:
+    """A Stack no helm call ever wrote for (its controller hung in the render check): it
+    goes without a controller, its finalizer dropped, as nothing downstream is left."""
+    where = (body["metadata"]["name"], "-n", body["metadata"]["namespace"])
+    kubectl(bed, "delete", "stack", *where, "--wait=false", check=False)
+    kubectl(bed, "patch", "stack", *where, "--type=merge", "-p",
+            '{"metadata": {"finalizers": null}}', check=False)  # fmt: skip
 
 
 def _exit_time(process: Controller, deadline: float) -> tuple[int, float]:

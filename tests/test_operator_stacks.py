@@ -11,6 +11,7 @@ from typing import Any
 from herd.api import Targets
 from herd.names import APPROVE_ANNOTATION
 from herd.operator import metrics
+from herd.operator.handlers import _new_value, annotated
 from herd.operator.index import TargetIndex
 from herd.operator.stack import Stacks
 from herd.rollout.gates import Gates
@@ -46,6 +47,29 @@ def test_a_wake_annotation_acts_once_per_value() -> None:
     assert not woken(made), "the same value again does nothing"
     made._stack(KEY)._approval_used()  # the keeper removed the approval it recorded
     assert made.annotation_new(KEY, APPROVE_ANNOTATION, "canary"), "set again: a new approval"
+
+
+def test_approving_the_same_stage_again_wakes_the_keeper_at_once() -> None:
+    """The keeper uses an approval and removes it; a watch event from before the removal
+    (a status write) still carries it and is taken for a new value. The removal's event
+    must forget it, or approving the same stage again waits for the next resync."""
+    made = stacks()
+    memo = {"stacks": made}
+    wake = _new_value(APPROVE_ANNOTATION)
+
+    def event(value: str | None) -> None:
+        annotations = {APPROVE_ANNOTATION: value} if value else {}
+        body = {"metadata": {"namespace": KEY[0], "name": KEY[1], "annotations": annotations}}
+        if wake(body=body, memo=memo):
+            asyncio.run(annotated(body=body, memo=memo, param=APPROVE_ANNOTATION))
+
+    event("canary")  # approved
+    made._stack(KEY)._approval_used()  # the pass used it
+    event("canary")  # a status write's event, from before the removal
+    event(None)  # the removal
+    made._stack(KEY)._wake.clear()
+    event("canary")  # `herd approve ... canary` again
+    assert woken(made), "approving the same stage again did not wake the keeper"
 
 
 def test_resuming_wakes_every_stack() -> None:

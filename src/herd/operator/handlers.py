@@ -94,14 +94,14 @@ def registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     # kopf's create/update diff ignores annotations under its storage prefix (our group),
     # so herd.suse.com/approve and herd.suse.com/reconcile-at are watched raw: a new value
     # wakes the Stack's keeper. The filter lets only a new value through, since kopf logs
-    # (and posts as an Event) every handled event, and a status write is an event too.
+    # (and posts as an Event) every handled event, and a status write is an event too. It
+    # sees the events without the annotation as well: they forget its value (`_new_value`).
     for annotation in WAKE_ANNOTATIONS:
         kopf.on.event(
             *STACKS,
             id=f"wake-{annotation.split('/')[-1]}",
             param=annotation,
             labels=labels,
-            annotations={annotation: kopf.PRESENT},
             when=_new_value(annotation),
             registry=found,
         )(annotated)
@@ -158,10 +158,19 @@ def _annotation(body: kopf.Body, annotation: str) -> tuple[tuple[str, str], str 
 
 
 def _new_value(annotation: str) -> Callable[..., bool]:
+    """The wake handler's filter: True for a value not acted on yet. An event without the
+    annotation (the keeper removed the approval it used) forgets the last value, so that
+    approving the same stage again wakes the keeper at once, not at its next resync."""
+
     def new(body: kopf.Body, memo: Any, **_: Any) -> bool:
         stacks = memo.get("stacks")
         key, value = _annotation(body, annotation)
-        return stacks is not None and bool(stacks.annotation_new(key, annotation, value))
+        if stacks is None:
+            return False
+        if not value:
+            stacks.annotation_gone(key, annotation)
+            return False
+        return bool(stacks.annotation_new(key, annotation, value))
 
     return new
 

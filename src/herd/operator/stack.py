@@ -72,6 +72,12 @@ class ManagedStack:
         if value:
             self._annotations[annotation] = value
 
+    def annotation_gone(self, annotation: str) -> None:
+        """A watch event without the annotation: its last value is forgotten, so the same
+        value set again is new. (The keeper removes an approval it used; an event written
+        before that removal may have recorded the value again after `_approval_used`.)"""
+        self._annotations.pop(annotation, None)
+
     def _approval_used(self) -> None:
         # The keeper removes the approval it recorded: the same value set again is new.
         self._annotations.pop(APPROVE_ANNOTATION, None)
@@ -182,6 +188,11 @@ class Stacks:
     def annotation_seen(self, key: StackKey, annotation: str, value: str | None) -> None:
         if value:
             self._stack(key).annotation_seen(annotation, value)
+
+    def annotation_gone(self, key: StackKey, annotation: str) -> None:
+        stack = self._stacks.get(key)
+        if stack is not None:
+            stack.annotation_gone(annotation)
 
     async def keep(self, body: Any, stopped: Any, logger: Logger, events: Events) -> None:
         key: StackKey = (body["metadata"]["namespace"], body["metadata"]["name"])
