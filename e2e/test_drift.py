@@ -29,6 +29,7 @@ from e2e.testbed.counting import RequestLog
 from e2e.testbed.faults import history
 from e2e.testbed.forgery import forge_release
 from e2e.testbed.helpers import eventually, kubectl
+from e2e.testbed.herd_controller import settled_stack
 from e2e.testbed.operator_run import Operator, run_operator
 from herd.api.drift import DriftIgnore
 from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
@@ -222,7 +223,7 @@ def test_suspend_stops_corrections_but_not_the_report(
     operator: Operator, cluster: BedCluster, chart_repo_url: str
 ) -> None:
     operator.apply(body(chart_repo_url, {"mode": "Correct"}, suspend=True))
-    time.sleep(3)  # the suspended spec is being acted on
+    settled_stack(operator.management, "default", STACK, 60)  # the suspended spec acted on
     kubectl(cluster.kubeconfig, "delete", "service", APP, "-n", NS)
     # The replicas scaled in the Warn test, no longer ignored, is drift too.
     wanted = [f"Deployment/{APP}: {REPLICAS}", f"Service/{APP}: missing"]

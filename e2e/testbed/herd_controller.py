@@ -16,6 +16,7 @@ one ignores it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -31,7 +32,14 @@ import yaml
 
 from e2e.testbed import faults, rancher
 from e2e.testbed.chartrepo import helm_binary
-from e2e.testbed.helpers import Target, eventually, get_stack, kubectl, wait_established
+from e2e.testbed.helpers import (
+    Target,
+    api_get,
+    eventually,
+    get_stack,
+    kubectl,
+    wait_established,
+)
 from e2e.testbed.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +50,7 @@ STARTED = ("Herd operator started", "Standby: Lease")
 # list refuses to tenant Stacks: controllers on the bed allow it (`HERD_EGRESS_ALLOW_CIDRS`).
 LOOPBACK_EGRESS = "127.0.0.0/8,::1/128"
 SEPARATOR = "\x1f"  # between the arguments of one logged helm call
+STACKS = "/apis/herd.suse.com/v1/namespaces"
 
 
 def settled_stack(target: Target, namespace: str, name: str, timeout: float) -> dict[str, Any]:
@@ -55,6 +64,22 @@ def settled_stack(target: Target, namespace: str, name: str, timeout: float) -> 
         return current if done and fresh else None
 
     return eventually(f"Stack {namespace}/{name} to settle", probe, timeout)
+
+
+def delete_stacks(management: Path, namespaces: Sequence[str], timeout: float = 120.0) -> None:
+    """Delete every Stack of `namespaces` at once, and return once they are gone (their
+    releases uninstalled by the controller, all namespaces' together) or after `timeout`:
+    a teardown, it does not fail."""
+
+    def gone() -> bool:
+        found = [api_get(management, f"{STACKS}/{ns}/stacks", check=False) for ns in namespaces]
+        return all(f is not None and not f.get("items") for f in found)
+
+    for namespace in namespaces:
+        kubectl(management, "delete", "stacks", "--all", "-n", namespace, "--wait=false",
+                check=False)  # fmt: skip
+    with contextlib.suppress(AssertionError):
+        eventually("the Stacks gone", gone, timeout)
 
 
 def prepare_management(management: Path, rancher_namespaces: list[str]) -> None:
@@ -298,9 +323,7 @@ def tenant_controller(
     try:
         yield running
     finally:
-        for namespace in (*tenants, CONTROLLER_NS):
-            kubectl(management, "delete", "stacks", "--all", "-n", namespace, "--timeout=120s",
-                    check=False, timeout=180)  # fmt: skip
+        delete_stacks(management, (*tenants, CONTROLLER_NS))
         running.stop()
         names = [g["metadata"]["name"] for g in grants]
         kubectl(management, "delete", "clustergrants", *names, check=False)
