@@ -83,25 +83,31 @@ def delete_stacks(management: Path, namespaces: Sequence[str], timeout: float = 
 
 
 def prepare_management(management: Path, rancher_namespaces: list[str]) -> None:
-    """CRD, `install/` (namespace, RBAC), and install/'s fleet-default Role per namespace."""
+    """CRD, `install/` (namespace, RBAC), and install/'s fleet-default Role per namespace:
+    after the CRD, one kubectl apply (the namespaces first), not a process per object."""
     kubectl(management, "apply", "-f", str(ROOT / "crds"))
     wait_established(management, "stacks.herd.suse.com")
-    for fleet in ("fleet-default", "fleet-local"):  # install/ has Roles in both
-        kubectl(management, "create", "namespace", fleet, check=False)
-    kubectl(management, "apply", "-f", str(ROOT / "install"))
-    docs = list(yaml.safe_load_all((ROOT / "install" / "10-rbac.yaml").read_text()))
+    installed = [
+        doc
+        for path in sorted((ROOT / "install").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
     roles = [
         d
-        for d in docs
-        if d
-        and d["kind"] in ("Role", "RoleBinding")
-        and d["metadata"]["namespace"] == "fleet-default"
+        for d in installed
+        if d["kind"] in ("Role", "RoleBinding") and d["metadata"]["namespace"] == "fleet-default"
     ]
-    for namespace in rancher_namespaces:
-        kubectl(management, "create", "namespace", namespace, check=False)
-        for doc in roles:
-            doc["metadata"]["namespace"] = namespace
-        kubectl(management, "apply", "-f", "-", stdin=yaml.safe_dump_all(roles))
+    # install/ has Roles in both fleet namespaces.
+    namespaces = dict.fromkeys(["fleet-default", "fleet-local", *rancher_namespaces])
+    docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in namespaces]
+    docs += installed
+    docs += [
+        {**d, "metadata": {**d["metadata"], "namespace": namespace}}
+        for namespace in rancher_namespaces
+        for d in roles
+    ]
+    kubectl(management, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
 
 
 def service_account_kubeconfig(management: Path, path: Path) -> Path:
