@@ -33,7 +33,7 @@ class TargetIndex:
 
     def __init__(self) -> None:
         self._targets: dict[StackKey, Targets] = {}
-        self._facts: StackKeys = set()  # Stacks whose values depend on labels and names
+        self._facts: StackKeys = set()  # Stacks that labels and names may change (values, grants)
 
     def set(self, stack: StackKey, targets: Targets, *, facts: bool = False) -> None:
         self._targets[stack] = targets
