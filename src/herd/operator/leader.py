@@ -51,6 +51,7 @@ RETRY_FRACTION = 2 / 15  # a standby tries this often (client-go: 2 s of 15 s)
 HANDOVER_SECONDS = 5.0  # a new leader recovers what its predecessor left this long after
 # taking the Lease; the predecessor's fence fires half of it earlier (clock rates, kill time)
 FENCE_POLL_SECONDS = 0.25
+RELEASE_ATTEMPTS = 3  # a hand-over that conflicts with a late renewal of ours is retried
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +177,22 @@ def fenced(last_renewed: float, now: float, duration: float) -> bool:
     return now - last_renewed >= duration + HANDOVER_SECONDS / 2
 
 
+def release_body(name: str, record: LeaseRecord) -> dict[str, Any]:
+    """The Lease that hands `record`'s term over: no holder, written over its version."""
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name, "resourceVersion": record.version},
+        "spec": {
+            "holderIdentity": "",
+            "leaseDurationSeconds": 1,
+            "acquireTime": record.acquired,
+            "renewTime": micro_time(datetime.now(UTC)),
+            "leaseTransitions": record.transitions,
+        },
+    }
+
+
 # -- the elector ---------------------------------------------------------------------------
 
 
@@ -282,15 +299,47 @@ class LeaderElector:
                 paused(False)
 
     async def release(self) -> None:
-        """Hand the Lease over (best effort): a standby acquires it at its next try."""
+        """Hand the Lease over (best effort): a standby acquires it at its next try.
+
+        A renewal still in flight in its thread when the renewal task was cancelled may land
+        first and move the Lease's resourceVersion: the hand-over then conflicts (409). It is
+        read again and handed over while this process still holds it, never over another
+        holder's term."""
         body = self._released()
-        if body is None:
-            return
+        for _ in range(RELEASE_ATTEMPTS):
+            if body is None:
+                return
+            try:
+                await self._call(
+                    self._leases.replace_namespaced_lease, self.name, self.namespace, body
+                )
+                logger.info("Released Lease %s", self.where)
+                return
+            except ApiException as error:
+                if error.status != 409:
+                    logger.warning(
+                        "Could not release Lease %s: %s", self.where, api_error_summary(error)
+                    )
+                    return
+            except API_ERRORS as error:
+                logger.warning(
+                    "Could not release Lease %s: %s", self.where, api_error_summary(error)
+                )
+                return
+            body = await self._reread_for_release()
+        logger.warning("Could not release Lease %s: it kept changing", self.where)
+
+    async def _reread_for_release(self) -> dict[str, Any] | None:
+        """The hand-over body from the Lease as it is now; None unless this process holds it."""
         try:
-            await self._call(self._leases.replace_namespaced_lease, self.name, self.namespace, body)
-            logger.info("Released Lease %s", self.where)
+            found = await self._call(self._leases.read_namespaced_lease, self.name, self.namespace)
         except API_ERRORS as error:
             logger.warning("Could not release Lease %s: %s", self.where, api_error_summary(error))
+            return None
+        record = LeaseRecord.from_body(found)
+        if record.holder != self.me:
+            return None  # released already, or another process's term: not ours to write
+        return release_body(self.name, record)
 
     def release_now(self, timeout: float = 2.0) -> None:
         """`release` without the event loop (a forced exit's cleanup, from a thread)."""
@@ -310,19 +359,7 @@ class LeaderElector:
         if not self.leading or self._observation is None:
             return None
         self.leading = False
-        record = self._observation.record
-        return {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": self.name, "resourceVersion": record.version},
-            "spec": {
-                "holderIdentity": "",
-                "leaseDurationSeconds": 1,
-                "acquireTime": record.acquired,
-                "renewTime": micro_time(datetime.now(UTC)),
-                "leaseTransitions": record.transitions,
-            },
-        }
+        return release_body(self.name, self._observation.record)
 
     def _retry_delay(self) -> float:
         """Try again soon, and right when the observed Lease would expire."""
