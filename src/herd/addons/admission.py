@@ -25,12 +25,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from herd.kube.client import (
-    API_ERRORS,
-    KubeconfigUnusable,
-    api_error_summary,
-    kubeconfig_client,
-)
+from herd.kube.client import API_ERRORS, api_error_summary
+from herd.kube.shared import KubeconfigUnusable, kubeconfig_client
 from herd.plan.admission import (
     GROUP,
     OBJECT_NAME,

@@ -62,12 +62,8 @@ from urllib.parse import urlencode, urlsplit
 import urllib3
 
 from herd.errors import PermanentError, TransientError
-from herd.kube.client import (
-    API_ERRORS,
-    KubeconfigUnusable,
-    api_error_summary,
-    kubeconfig_client,
-)
+from herd.kube.client import API_ERRORS, api_error_summary
+from herd.kube.shared import KubeconfigUnusable, kubeconfig_client
 from herd.plan.clusters import Cluster
 from herd.settings import Settings
 

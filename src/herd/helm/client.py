@@ -25,8 +25,9 @@ from typing import Any, cast
 from herd.helm.environment import HelmCommand, HelmEnvironment, HelmError, ReleaseNotFound
 from herd.helm.failures import FailureKind, HelmFailure, classify
 from herd.helm.release_secret import ReleaseDataError, read_release, stored_manifest
-from herd.kube.client import api_client_from_kubeconfig, api_error_summary
+from herd.kube.client import api_error_summary
 from herd.kube.core import CoreApi
+from herd.kube.shared import shared_client
 from herd.names import LABEL_MANAGER, LABEL_STACK
 from herd.plan.ownership import Recorded, manifest_digest
 from herd.plan.releases import DesiredRelease, ObservedRelease
@@ -118,7 +119,7 @@ class ClusterHelm:
     def _core(self) -> CoreApi:
         """The cluster's API, as the kubeconfig's own identity (made on first use)."""
         if self._api is None:
-            self._api = CoreApi(api_client_from_kubeconfig(self._kubeconfig))
+            self._api = CoreApi(shared_client(self._kubeconfig))
         return self._api
 
     def _release_secrets(
@@ -319,8 +320,8 @@ class ClusterHelm:
             await self.uninstall(observed.namespace, observed.name)
 
     def close(self) -> None:
-        if self._api is not None:
-            self._api.api_client.close()  # type: ignore[no-untyped-call]
+        """Let go of the cluster's client (the process's shared one: `herd.kube.shared`)."""
+        self._api = None
 
 
 def _latest(items: list[dict[str, Any]]) -> dict[tuple[str, str], ObservedRelease]:

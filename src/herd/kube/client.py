@@ -11,9 +11,8 @@ HTTP status: an `ApiException`'s own text carries response headers and body.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,6 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from urllib3.exceptions import HTTPError
-
-from herd.errors import TransientError
 
 # HTTP statuses the callers tell apart.
 NOT_FOUND, FORBIDDEN = 404, 403
@@ -95,21 +92,3 @@ def api_error_summary(error: Exception) -> str:
 
 API_ERRORS: tuple[type[Exception], ...] = (ApiException, HTTPError, OSError)
 """What a call through the kubernetes client raises when the API server says no."""
-
-
-class KubeconfigUnusable(TransientError):
-    """A downstream kubeconfig does not make a client (the message never has its content)."""
-
-
-@contextlib.contextmanager
-def kubeconfig_client(path: Path) -> Iterator[client.ApiClient]:
-    """A client from a cluster's kubeconfig file, closed after; `KubeconfigUnusable` when
-    the file does not make one. For the add-ons' blocking reads and writes downstream."""
-    try:
-        api = api_client_from_kubeconfig(path)
-    except Exception as error:  # ConfigException, YAML or file errors
-        raise KubeconfigUnusable(f"kubeconfig unusable ({type(error).__name__})") from None
-    try:
-        yield api
-    finally:
-        api.close()  # type: ignore[no-untyped-call]

@@ -26,7 +26,7 @@ from pathlib import Path
 from kubernetes import client
 
 from herd.errors import TransientError
-from herd.kube.client import api_client_from_kubeconfig, api_error_summary
+from herd.kube.client import api_error_summary
 from herd.kube.core import CoreApi
 from herd.kube.owned import (
     DOWNSTREAM_NAMESPACE,
@@ -38,6 +38,7 @@ from herd.kube.owned import (
     record_name,
     write_config_map,
 )
+from herd.kube.shared import shared_client
 from herd.plan.lastgood import RECORD_KEY, Record, decode, encode
 from herd.plan.ownership import StackRef
 
@@ -127,30 +128,21 @@ class DownstreamLastGood:
 
 
 def _read_one(stack: StackRef, path: Path) -> Record:
-    api = api_client_from_kubeconfig(path)
-    try:
-        core = CoreApi(api)
-        return decode(read_data(core, record_name(stack, PREFIX), DOWNSTREAM_NAMESPACE, RECORD_KEY))
-    finally:
-        api.close()  # type: ignore[no-untyped-call]
+    api = shared_client(path)
+    core = CoreApi(api)
+    return decode(read_data(core, record_name(stack, PREFIX), DOWNSTREAM_NAMESPACE, RECORD_KEY))
 
 
 def _write_one(stack: StackRef, cluster: str, path: Path, record: Record) -> None:
-    api = api_client_from_kubeconfig(path)
-    try:
-        core = CoreApi(api)
-        ensure_records_namespace(core)
-        data = {RECORD_KEY: encode(stack.owner, {cluster: record[cluster]})}
-        write_config_map(
-            core, config_map(record_name(stack, PREFIX), DOWNSTREAM_NAMESPACE, stack, data)
-        )
-    finally:
-        api.close()  # type: ignore[no-untyped-call]
+    api = shared_client(path)
+    core = CoreApi(api)
+    ensure_records_namespace(core)
+    data = {RECORD_KEY: encode(stack.owner, {cluster: record[cluster]})}
+    write_config_map(
+        core, config_map(record_name(stack, PREFIX), DOWNSTREAM_NAMESPACE, stack, data)
+    )
 
 
 def _drop_one(stack: StackRef, path: Path) -> None:
-    api = api_client_from_kubeconfig(path)
-    try:
-        delete_config_map(CoreApi(api), record_name(stack, PREFIX), DOWNSTREAM_NAMESPACE)
-    finally:
-        api.close()  # type: ignore[no-untyped-call]
+    api = shared_client(path)
+    delete_config_map(CoreApi(api), record_name(stack, PREFIX), DOWNSTREAM_NAMESPACE)

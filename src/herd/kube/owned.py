@@ -28,8 +28,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from herd.errors import TransientError
-from herd.kube.client import NOT_FOUND, api_client_from_kubeconfig, api_error_summary, read_json
+from herd.kube.client import NOT_FOUND, api_error_summary, read_json
 from herd.kube.core import CoreApi
+from herd.kube.shared import shared_client
 from herd.names import OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL
 from herd.plan.ownership import RECORD_KEY, Owned, Releases, StackRef, decode, encode
 from herd.plan.tenancy import RECORDS_NAMESPACE
@@ -235,24 +236,18 @@ class DownstreamOwnership:
 
     @staticmethod
     def _read_one(stack: StackRef, path: Path) -> dict[str, Releases] | None:
-        api = api_client_from_kubeconfig(path)
-        try:
-            return _read(CoreApi(api), stack, DOWNSTREAM_NAMESPACE)
-        finally:
-            api.close()  # type: ignore[no-untyped-call]
+        api = shared_client(path)
+        return _read(CoreApi(api), stack, DOWNSTREAM_NAMESPACE)
 
     @staticmethod
     def _write_one(stack: StackRef, cluster: str, path: Path, releases: Releases) -> None:
-        api = api_client_from_kubeconfig(path)
+        api = shared_client(path)
         core = CoreApi(api)
-        try:
-            if not releases:
-                _delete(core, stack, DOWNSTREAM_NAMESPACE)
-                return
-            ensure_records_namespace(core)
-            _write(core, stack, DOWNSTREAM_NAMESPACE, encode(stack, {cluster: releases}))
-        finally:
-            api.close()  # type: ignore[no-untyped-call]
+        if not releases:
+            _delete(core, stack, DOWNSTREAM_NAMESPACE)
+            return
+        ensure_records_namespace(core)
+        _write(core, stack, DOWNSTREAM_NAMESPACE, encode(stack, {cluster: releases}))
 
 
 def ensure_records_namespace(core: CoreApi) -> None:

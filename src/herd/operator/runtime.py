@@ -44,6 +44,7 @@ from herd.kube.grants import list_grants
 from herd.kube.journal import ManagementJournal
 from herd.kube.lastgood import ManagementLastGood
 from herd.kube.owned import ManagementOwnership
+from herd.kube.shared import close_shared
 from herd.names import APPROVE_ANNOTATION, GROUP
 from herd.operator import metrics
 from herd.operator.config import OperatorConfig
@@ -146,6 +147,7 @@ class Runtime:
         self.probe.close()
         self.store.close()
         self.env.close()
+        close_shared()  # the downstream clients (`herd.kube.shared`)
         self.api.close()  # type: ignore[no-untyped-call]
 
     # -- the fleet -----------------------------------------------------------------------

@@ -38,6 +38,7 @@ from herd.errors import describe
 from herd.helm import worker
 from herd.helm.crd_apply import impersonation
 from herd.kube.client import api_client_from_kubeconfig
+from herd.kube.shared import shared_client
 from herd.plan.decide import Action, Decision
 from herd.plan.desired import StackPlan
 from herd.plan.drift import DISABLED, ObjectRef, Policy, ReleaseDrift, effective, manifest_objects
@@ -188,20 +189,20 @@ def _check(
     *,
     parse: Parse,
 ) -> dict[ReleaseKey, ReleaseDrift]:
-    admin = api_client_from_kubeconfig(kubeconfig)
-    writer = admin
+    admin = shared_client(kubeconfig)  # the kubeconfig's identity, no header added
+    if identity is None:
+        return check_cluster(
+            memory, owner, checks, admin=admin, writer=admin, now=time.time(), parse=parse
+        )
+    writer = api_client_from_kubeconfig(kubeconfig)  # its own: it impersonates the tenant
     try:
-        if identity is not None:
-            writer = api_client_from_kubeconfig(kubeconfig)
-            for name, value in impersonation(identity).items():
-                writer.set_default_header(name, value)  # type: ignore[no-untyped-call]
+        for name, value in impersonation(identity).items():
+            writer.set_default_header(name, value)  # type: ignore[no-untyped-call]
         return check_cluster(
             memory, owner, checks, admin=admin, writer=writer, now=time.time(), parse=parse
         )
     finally:
-        admin.close()  # type: ignore[no-untyped-call]
-        if writer is not admin:
-            writer.close()  # type: ignore[no-untyped-call]
+        writer.close()  # type: ignore[no-untyped-call]
 
 
 async def preview_drift(

@@ -28,12 +28,8 @@ from kubernetes import client
 from herd.addons.gpu.dcgm import MetricsError, Sample, parse_metrics
 from herd.addons.gpu.demand import largest_node, node_gpus
 from herd.addons.neuvector import NeuVectorError, ServiceProxy
-from herd.kube.client import (
-    API_ERRORS,
-    KubeconfigUnusable,
-    api_error_summary,
-    kubeconfig_client,
-)
+from herd.kube.client import API_ERRORS, api_error_summary
+from herd.kube.shared import KubeconfigUnusable, kubeconfig_client
 from herd.status.facts import ClusterGpus
 
 EXPORTER_SELECTORS = ("app=nvidia-dcgm-exporter", "app.kubernetes.io/name=dcgm-exporter")

@@ -26,12 +26,8 @@ from typing import Any
 from kubernetes import client
 
 from herd.addons.gpu.demand import node_gpus, pod_gpus
-from herd.kube.client import (
-    API_ERRORS,
-    KubeconfigUnusable,
-    api_error_summary,
-    kubeconfig_client,
-)
+from herd.kube.client import API_ERRORS, api_error_summary
+from herd.kube.shared import KubeconfigUnusable, kubeconfig_client
 from herd.plan.placement import GpuSupply
 
 INSTANCE_LABEL = "app.kubernetes.io/instance"  # Helm's convention for a release's objects
