@@ -29,6 +29,7 @@ from e2e.testbed.counting import RequestLog
 from e2e.testbed.faults import history
 from e2e.testbed.forgery import forge_release
 from e2e.testbed.helpers import eventually, kubectl
+from e2e.testbed.herd_controller import settled_stack
 from e2e.testbed.operator_run import Operator, run_operator
 from herd.api.drift import DriftIgnore
 from herd.clusters.drift import DriftMemory, ReleaseCheck, check_cluster
@@ -103,11 +104,8 @@ def body(repo: str, drift: dict[str, Any], **spec: Any) -> dict[str, Any]:
 
 
 def live(cluster: BedCluster, kind: str) -> dict[str, Any] | None:
-    out = kubectl(
-        cluster.kubeconfig,
-        "get", kind, APP, "-n", NS, "-o", "json", "--show-managed-fields",
-        check=False,
-    )  # fmt: skip
+    get = ["get", kind, APP, "-n", NS, "-o", "json", "--show-managed-fields"]
+    out = kubectl(cluster.kubeconfig, *get, check=False)
     return json.loads(out) if out else None
 
 
@@ -120,14 +118,15 @@ def revisions(cluster: BedCluster) -> int:
     return len(history(cluster.kubeconfig, NS, APP))
 
 
-def make_drift(cluster: BedCluster) -> None:
-    """The five drifts of the issue: replicas, ConfigMap data, a deleted Service, an
-    image, a removed label."""
+def make_drift(cluster: BedCluster, *, service: bool = True) -> None:
+    """The five drifts of the issue: replicas, ConfigMap data, a deleted Service (unless
+    not `service`), an image, a removed label."""
     config = cluster.kubeconfig
     kubectl(config, "scale", "deployment", APP, "-n", NS, "--replicas=3")
     patch = json.dumps({"data": {"message": "edited by hand"}})
     kubectl(config, "patch", "configmap", APP, "-n", NS, "--type=merge", "-p", patch)
-    kubectl(config, "delete", "service", APP, "-n", NS)
+    if service:
+        kubectl(config, "delete", "service", APP, "-n", NS)
     kubectl(config, "set", "image", f"deployment/{APP}", "-n", NS, "app=evil.example/app:6")
     kubectl(config, "label", "configmap", APP, "-n", NS, "helm.sh/chart-")
 
@@ -158,7 +157,7 @@ def test_warn_reports_each_drift_by_path_and_writes_nothing(
     drifted = next(c for c in status["conditions"] if c["type"] == "Drifted")
     assert drifted["status"] == "True" and "mode Warn" in drifted["message"], drifted
     assert status["phase"] == "Deployed"  # drift is reported, not a failed release
-    time.sleep(5)  # two more intervals: still nothing written
+    _more_checks(operator)  # two more checks: still nothing written
     assert live(cluster, "service") is None
     deployment = live(cluster, "deployment")
     assert deployment is not None and deployment["spec"]["replicas"] == 3
@@ -197,11 +196,8 @@ def test_a_field_another_manager_took_over_comes_back_to_helm(
         "metadata": {"name": APP, "namespace": NS},
         "data": {"message": "taken over"},
     }
-    kubectl(
-        cluster.kubeconfig,
-        "apply", "--server-side", "--field-manager=intruder", "--force-conflicts", "-f", "-",
-        stdin=yaml.safe_dump(taken),
-    )  # fmt: skip
+    ssa = ["apply", "--server-side", "--field-manager=intruder", "--force-conflicts", "-f", "-"]
+    kubectl(cluster.kubeconfig, *ssa, stdin=yaml.safe_dump(taken))
 
     def helm_owns_message() -> bool:
         config = live(cluster, "configmap")
@@ -222,12 +218,12 @@ def test_suspend_stops_corrections_but_not_the_report(
     operator: Operator, cluster: BedCluster, chart_repo_url: str
 ) -> None:
     operator.apply(body(chart_repo_url, {"mode": "Correct"}, suspend=True))
-    time.sleep(3)  # the suspended spec is being acted on
+    settled_stack(operator.management, "default", STACK, 60)  # the suspended spec acted on
     kubectl(cluster.kubeconfig, "delete", "service", APP, "-n", NS)
     # The replicas scaled in the Warn test, no longer ignored, is drift too.
     wanted = [f"Deployment/{APP}: {REPLICAS}", f"Service/{APP}: missing"]
     eventually("the drift reported while suspended", lambda: _entries(operator, wanted), 20)
-    time.sleep(5)
+    _more_checks(operator)
     assert live(cluster, "service") is None  # suspended: reported, not corrected
     assert (live(cluster, "deployment") or {})["spec"]["replicas"] == 3
     operator.apply(body(chart_repo_url, {"mode": "Correct"}))
@@ -247,12 +243,8 @@ def test_correct_restores_replicas_and_leaves_each_other_ignored_path(
     edited and not reported. (A deleted object has no field to ignore: it is re-created.)"""
     operator.apply(body(chart_repo_url, {"mode": "Correct", "ignore": IGNORE_FOUR}))
     operator.settled("Deployed")  # passes from here on see the rules
-    before, config = revisions(cluster), cluster.kubeconfig
-    kubectl(config, "scale", "deployment", APP, "-n", NS, "--replicas=3")
-    patch = json.dumps({"data": {"message": "edited by hand"}})
-    kubectl(config, "patch", "configmap", APP, "-n", NS, "--type=merge", "-p", patch)
-    kubectl(config, "set", "image", f"deployment/{APP}", "-n", NS, "app=evil.example/app:6")
-    kubectl(config, "label", "configmap", APP, "-n", NS, "helm.sh/chart-")
+    before = revisions(cluster)
+    make_drift(cluster, service=False)
 
     def restored() -> dict[str, Any] | None:
         deployment = live(cluster, "deployment")
@@ -307,7 +299,7 @@ def test_an_immutable_field_is_reported_and_re_created_only_with_force(
         return drift if selector and "immutable field" in drift.get("message", "") else None
 
     eventually("the immutable field reported", reported, 30)
-    time.sleep(5)  # more intervals: still the hand-made one
+    _more_checks(operator)  # more checks: still the hand-made one
     assert (live(cluster, "deployment") or {})["metadata"]["uid"] == uid
 
     operator.apply(body(chart_repo_url, {"mode": "Correct", "force": True}))
@@ -421,6 +413,14 @@ def _repaired(cluster: BedCluster) -> bool:
         and "helm.sh/chart" in labels
         and owned == [APP, APP]
     )
+
+
+def _more_checks(operator: Operator, count: int = 2) -> None:
+    """`count` more drift checks (each that finds drift logs it, corrected or not): not a
+    sleep of as many intervals, which a loaded machine may not fit in."""
+    mark, line = operator.log.stat().st_size, f" objects drifted in chart {APP} ".encode()
+    seen = lambda: operator.log.read_bytes()[mark:].count(line) >= count  # noqa: E731
+    eventually(f"{count} more drift checks", seen, 30)
 
 
 def _drifted(operator: Operator) -> int | None:

@@ -131,19 +131,32 @@ def _assert_forgeries_refused_and_drift_corrected(admin: Operator, cluster: BedC
 
 
 def _namespace_user(config: Path, namespaces: list[str]) -> None:
-    """ServiceAccount `forger` with a Role on Secrets only, in each of `namespaces`."""
-    for ns in [*namespaces, f"adm-{HONEST}"]:
-        kubectl(config, "create", "namespace", ns, check=False)
-    kubectl(config, "create", "serviceaccount", "forger", "-n", FORGER_NS, check=False)
+    """ServiceAccount `forger` with a Role on Secrets only, in each of `namespaces` (one
+    kubectl apply: the namespaces first)."""
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+        for ns in [*namespaces, f"adm-{HONEST}"]
+    ]
+    docs.append(
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": "forger", "namespace": FORGER_NS}}
+    )  # fmt: skip
+    verbs = ["get", "list", "watch", "create", "update", "patch", "delete"]
     for ns in namespaces:
-        verbs = "--verb=get,list,watch,create,update,patch,delete"
-        kubectl(
-            config, "create", "role", "secrets", "-n", ns, verbs, "--resource=secrets", check=False
-        )
-        kubectl(
-            config, "create", "rolebinding", "forger", "-n", ns, "--role=secrets",
-            f"--serviceaccount={FORGER_NS}:forger", check=False,
+        docs.append(
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+             "metadata": {"name": "secrets", "namespace": ns},
+             "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": verbs}]}
         )  # fmt: skip
+        docs.append(
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+             "metadata": {"name": "forger", "namespace": ns},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                         "name": "secrets"},
+             "subjects": [{"kind": "ServiceAccount", "name": "forger",
+                           "namespace": FORGER_NS}]}
+        )  # fmt: skip
+    kubectl(config, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
 
 
 def _admin_stack(repo: str) -> dict[str, Any]:

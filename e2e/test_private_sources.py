@@ -33,6 +33,7 @@ from e2e.testbed.chartrepo import ChartRepo, build_repository
 from e2e.testbed.controlplane import Cluster
 from e2e.testbed.helpers import kubectl
 from e2e.testbed.private_sources import (
+    CHARTS,
     apply,
     assert_files_private_and_gone,
     basic_auth,
@@ -54,13 +55,15 @@ REPO_USER = "puller"
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with Registry.start(tmp_path_factory.mktemp("registry-tls")) as running:
+    with Registry.start(tmp_path_factory.mktemp("registry-tls"), charts=CHARTS) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def plain_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with Registry.start(tmp_path_factory.mktemp("registry-plain"), tls=False) as running:
+    with Registry.start(
+        tmp_path_factory.mktemp("registry-plain"), tls=False, charts=CHARTS
+    ) as running:
         yield running
 
 

@@ -33,6 +33,7 @@ from e2e.testbed.herd_controller import (
     service_account_kubeconfig,
 )
 from e2e.testbed.private_sources import (
+    CHARTS,
     apply,
     assert_files_private_and_gone,
     basic_auth,
@@ -55,7 +56,7 @@ CLUSTER_ID = "c-m-pv000001"
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    with Registry.start(tmp_path_factory.mktemp("registry-tls")) as running:
+    with Registry.start(tmp_path_factory.mktemp("registry-tls"), charts=CHARTS) as running:
         yield running
 
 

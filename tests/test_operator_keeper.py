@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -21,11 +22,12 @@ from herd.operator import metrics
 from herd.operator.config import OperatorConfig
 from herd.operator.index import TargetIndex
 from herd.operator.keeper import Keeper
+from herd.operator.runtime import Runtime
 from herd.operator.stack import finish_pass
-from herd.plan.clusters import Cluster
+from herd.plan.clusters import Cluster, KubeconfigRef
 from herd.plan.releases import ReleaseKey
 from herd.plan.results import ReleaseResult, State
-from herd.plan.tenancy import Grants
+from herd.plan.tenancy import Grants, Mode
 from herd.rollout.staged import ChecksReport
 from herd.status.facts import FailOn, Observation
 
@@ -93,6 +95,9 @@ class FakeRuntime:
     def known_clusters(self) -> list[Cluster]:
         return []
 
+    def bounded(self, namespace: str) -> bool:
+        return Runtime.bounded(self, namespace)  # type: ignore[arg-type]
+
     async def grants(self, namespace: str) -> Grants:
         return Grants(namespace, unrestricted=True)
 
@@ -134,6 +139,30 @@ async def test_every_exception_ends_as_a_status_message(
     assert 2.0 <= delay <= 4.0
     assert all(w in runtime.written[-1].message for w in words), runtime.written[-1].message
     assert unsaid is None or unsaid not in runtime.written[-1].message
+
+
+@pytest.mark.parametrize(
+    ("namespace", "tenancy", "woken"),
+    [
+        ("default", Mode.GRANTS, True),
+        ("herd-system", Mode.GRANTS, False),
+        ("default", Mode.OPEN, False),
+    ],
+)
+async def test_a_relabel_wakes_a_stack_that_grants_bound(
+    runtime: FakeRuntime, namespace: str, tenancy: Mode, woken: bool
+) -> None:
+    """A grant may select clusters by label: relabelling a cluster the Stack targets before
+    and after may grant or withdraw it, so it wakes the Stack (not an admin or open one)."""
+    runtime.config = OperatorConfig(retry_seconds=4.0, resync_seconds=300.0, tenancy=tenancy)
+    body = {**BODY, "metadata": {**BODY["metadata"], "namespace": namespace}}
+    k = keeper(runtime, body)
+    await k.reconcile(body)
+    await k.writer.close()
+    ref = KubeconfigRef.secret("fleet-default", "one-kubeconfig", "value", "1")
+    before = Cluster("alive", "one", {"env": "prod"}, True, "rancher", ref)
+    after = dataclasses.replace(before, labels={"env": "staging"})
+    assert (runtime.index.affected(before, after) == {(namespace, "s")}) is woken
 
 
 async def test_a_dead_cluster_is_backed_off_alone_and_sets_the_next_pass(

@@ -16,6 +16,7 @@ one ignores it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -31,7 +32,14 @@ import yaml
 
 from e2e.testbed import faults, rancher
 from e2e.testbed.chartrepo import helm_binary
-from e2e.testbed.helpers import Target, eventually, get_stack, kubectl, wait_established
+from e2e.testbed.helpers import (
+    Target,
+    api_get,
+    eventually,
+    get_stack,
+    kubectl,
+    wait_established,
+)
 from e2e.testbed.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +50,7 @@ STARTED = ("Herd operator started", "Standby: Lease")
 # list refuses to tenant Stacks: controllers on the bed allow it (`HERD_EGRESS_ALLOW_CIDRS`).
 LOOPBACK_EGRESS = "127.0.0.0/8,::1/128"
 SEPARATOR = "\x1f"  # between the arguments of one logged helm call
+STACKS = "/apis/herd.suse.com/v1/namespaces"
 
 
 def settled_stack(target: Target, namespace: str, name: str, timeout: float) -> dict[str, Any]:
@@ -57,26 +66,48 @@ def settled_stack(target: Target, namespace: str, name: str, timeout: float) -> 
     return eventually(f"Stack {namespace}/{name} to settle", probe, timeout)
 
 
+def delete_stacks(management: Path, namespaces: Sequence[str], timeout: float = 120.0) -> None:
+    """Delete every Stack of `namespaces` at once, and return once they are gone (their
+    releases uninstalled by the controller, all namespaces' together) or after `timeout`:
+    a teardown, it does not fail."""
+
+    def gone() -> bool:
+        found = [api_get(management, f"{STACKS}/{ns}/stacks", check=False) for ns in namespaces]
+        return all(f is not None and not f.get("items") for f in found)
+
+    for namespace in namespaces:
+        kubectl(management, "delete", "stacks", "--all", "-n", namespace, "--wait=false",
+                check=False)  # fmt: skip
+    with contextlib.suppress(AssertionError):
+        eventually("the Stacks gone", gone, timeout)
+
+
 def prepare_management(management: Path, rancher_namespaces: list[str]) -> None:
-    """CRD, `install/` (namespace, RBAC), and install/'s fleet-default Role per namespace."""
+    """CRD, `install/` (namespace, RBAC), and install/'s fleet-default Role per namespace:
+    after the CRD, one kubectl apply (the namespaces first), not a process per object."""
     kubectl(management, "apply", "-f", str(ROOT / "crds"))
     wait_established(management, "stacks.herd.suse.com")
-    for fleet in ("fleet-default", "fleet-local"):  # install/ has Roles in both
-        kubectl(management, "create", "namespace", fleet, check=False)
-    kubectl(management, "apply", "-f", str(ROOT / "install"))
-    docs = list(yaml.safe_load_all((ROOT / "install" / "10-rbac.yaml").read_text()))
+    installed = [
+        doc
+        for path in sorted((ROOT / "install").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
     roles = [
         d
-        for d in docs
-        if d
-        and d["kind"] in ("Role", "RoleBinding")
-        and d["metadata"]["namespace"] == "fleet-default"
+        for d in installed
+        if d["kind"] in ("Role", "RoleBinding") and d["metadata"]["namespace"] == "fleet-default"
     ]
-    for namespace in rancher_namespaces:
-        kubectl(management, "create", "namespace", namespace, check=False)
-        for doc in roles:
-            doc["metadata"]["namespace"] = namespace
-        kubectl(management, "apply", "-f", "-", stdin=yaml.safe_dump_all(roles))
+    # install/ has Roles in both fleet namespaces.
+    namespaces = dict.fromkeys(["fleet-default", "fleet-local", *rancher_namespaces])
+    docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in namespaces]
+    docs += installed
+    docs += [
+        {**d, "metadata": {**d["metadata"], "namespace": namespace}}
+        for namespace in rancher_namespaces
+        for d in roles
+    ]
+    kubectl(management, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
 
 
 def service_account_kubeconfig(management: Path, path: Path) -> Path:
@@ -298,9 +329,7 @@ def tenant_controller(
     try:
         yield running
     finally:
-        for namespace in (*tenants, CONTROLLER_NS):
-            kubectl(management, "delete", "stacks", "--all", "-n", namespace, "--timeout=120s",
-                    check=False, timeout=180)  # fmt: skip
+        delete_stacks(management, (*tenants, CONTROLLER_NS))
         running.stop()
         names = [g["metadata"]["name"] for g in grants]
         kubectl(management, "delete", "clustergrants", *names, check=False)

@@ -20,6 +20,9 @@ import yaml
 from e2e.testbed import faults
 from e2e.testbed.helpers import kubectl
 
+# The one chart `stack_body` deploys: all the test registries need (a push is a helm process).
+CHARTS = ("app-0.1.0",)
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"

@@ -62,6 +62,10 @@ SA_PREFIX = "system:serviceaccount:"
 TOKEN_SECONDS = 600  # the shortest TokenRequest lifetime the API server accepts
 _HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length"}
 _MAX_BODY = 32 * 1024 * 1024
+# How long `stop()` lets in-flight requests finish. A watch whose client is gone (helm,
+# killed with its controller) blocks its handler until the next event downstream, which
+# may never come: aiohttp's default (60 s) held every teardown 30 s, the join's bound.
+STOP_GRACE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,7 @@ class RancherProxy:
         self._bare = {cid: self._session(bed, admin=False) for cid, bed in self.clusters.items()}
         app = web.Application(client_max_size=_MAX_BODY)
         app.router.add_route("*", PREFIX + "{cluster}/{path:.*}", self._handle)
-        runner = web.AppRunner(app, handle_signals=False)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=STOP_GRACE_SECONDS)
         await runner.setup()
         serving = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         serving.load_cert_chain(self.pki.serving.cert, self.pki.serving.key)

@@ -28,6 +28,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -95,8 +96,17 @@ class Registry:
         return f"oci://{self.host}/charts"
 
     @classmethod
-    def start(cls, workdir: Path, *, tls: bool = True, password: str | None = None) -> Registry:
-        """Start a registry under `workdir` (auth always on) and push the fixture charts."""
+    def start(
+        cls,
+        workdir: Path,
+        *,
+        tls: bool = True,
+        password: str | None = None,
+        charts: Sequence[str] = (),
+    ) -> Registry:
+        """Start a registry under `workdir` (auth always on) and push the fixture charts
+        (only the archives named in `charts`, e.g. `app-0.1.0`, when given: a push is a
+        helm process each)."""
         workdir.mkdir(parents=True, exist_ok=True)
         password = password or secrets.token_urlsafe(18)
         write_htpasswd(workdir / "htpasswd", USERNAME, password)
@@ -134,7 +144,7 @@ class Registry:
         )
         try:
             registry._wait_ready()
-            registry.push_fixtures()
+            registry.push_fixtures(charts)
         except BaseException:
             registry.stop()
             raise
@@ -159,14 +169,19 @@ class Registry:
                     raise RuntimeError(f"registry not up at {self.host}") from None
                 time.sleep(0.1)
 
-    def push_fixtures(self) -> None:
-        """Package every fixture chart and `helm push` it to `oci://HOST/charts`."""
+    def push_fixtures(self, charts: Sequence[str] = ()) -> None:
+        """Package every fixture chart and `helm push` it (those named in `charts`, when
+        given) to `oci://HOST/charts`."""
         repo = chartrepo.build_repository(self.workdir / "build")
         config = self.workdir / "helm-registry.json"
         write_registry_config(config, self.host, self.username, self.password)
         flags = [f"--registry-config={config}"]
         flags += [f"--ca-file={self.ca}"] if self.ca else ["--plain-http"]
-        for archive in sorted(repo.glob("*.tgz")):
+        archives = sorted(repo.glob("*.tgz"))
+        if charts:
+            archives = [a for a in archives if a.name.removesuffix(".tgz") in charts]
+            assert len(archives) == len(charts), f"not all of {charts} are fixture charts"
+        for archive in archives:
             chartrepo.run_helm(["push", str(archive), self.repo, *flags], self.workdir / "helm")
 
     def stop(self) -> None:

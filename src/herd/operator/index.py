@@ -26,13 +26,14 @@ class TargetIndex:
     (appearing, disappearing, relabelled, renamed), or when it targets the cluster before
     and after and the cluster became (un)ready, changed id, or its kubeconfig moved or
     rotated. A relabel that keeps a Stack's match as it was does not affect it, unless the
-    Stack's values follow cluster facts (`facts=True`: `values.clusters` or templated
-    values), when a relabel or rename of a cluster it targets does.
+    Stack follows cluster facts (`facts=True`: its `values.clusters` or templated values,
+    or ClusterGrants that may select clusters by label bound it), when a relabel or rename
+    of a cluster it targets does.
     """
 
     def __init__(self) -> None:
         self._targets: dict[StackKey, Targets] = {}
-        self._facts: StackKeys = set()  # Stacks whose values depend on labels and names
+        self._facts: StackKeys = set()  # Stacks that labels and names may change (values, grants)
 
     def set(self, stack: StackKey, targets: Targets, *, facts: bool = False) -> None:
         self._targets[stack] = targets

@@ -133,7 +133,9 @@ class Keeper:
         previous = self.writer.written
         try:
             stack = parse_stack(dict(body))
-            self._runtime.index.set(self.key, stack.spec.targets, facts=follows_facts(stack.spec))
+            # A relabel may change a templated value, or which clusters a grant covers.
+            facts = follows_facts(stack.spec) or self._runtime.bounded(stack.namespace)
+            self._runtime.index.set(self.key, stack.spec.targets, facts=facts)
             annotations = meta.get("annotations") or {}
             staging = StageInputs(
                 previous=previous.rollout if previous else None,

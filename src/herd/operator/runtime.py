@@ -159,12 +159,19 @@ class Runtime:
     async def inventory_ids(self) -> set[str]:
         return {c.id for c in await self.inventory.clusters()}
 
+    def bounded(self, namespace: str) -> bool:
+        """Whether ClusterGrants bound the Stacks of `namespace` (not admin Stacks, not in
+        open mode). A grant may select clusters by label: a relabel can grant or withdraw a
+        cluster a bounded Stack targets, so the fleet poll wakes it on one."""
+        config = self.config
+        return config.tenancy is not Mode.OPEN and namespace != config.namespace
+
     async def grants(self, namespace: str) -> Grants:
         """What the Stacks of `namespace` were granted, read now (unrestricted for admin
         Stacks and in open mode). `TransientError` when the grants cannot be listed: a
         bounded Stack then waits, it never runs unbounded."""
         config = self.config
-        if config.tenancy is Mode.OPEN or namespace == config.namespace:
+        if not self.bounded(namespace):
             return grants_for(namespace, [], admin_namespace=config.namespace, mode=config.tenancy)
         found, _ = await asyncio.to_thread(list_grants, self.api)
         addons = await self.addons.namespaces()  # reserved: no tenant chart goes there
