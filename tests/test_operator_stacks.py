@@ -13,7 +13,7 @@ from herd.names import APPROVE_ANNOTATION
 from herd.operator import metrics
 from herd.operator.handlers import _new_value, annotated
 from herd.operator.index import TargetIndex
-from herd.operator.stack import Stacks
+from herd.operator.stack import Stacks, where
 from herd.rollout.gates import Gates
 
 KEY = ("team", "app")
@@ -101,3 +101,27 @@ def test_an_orphan_deletion_forgets_the_stack() -> None:
 
 def _targets() -> Targets:
     return Targets.model_validate({"clusterIds": ["c1"]})
+
+
+def test_where_names_the_innermost_coroutine_a_pass_waits_in() -> None:
+    """A stop that waits on a pass logs where it waits (`finish_pass`): the innermost
+    coroutine of its await chain, and what that awaits."""
+
+    async def stuck_in_a_check(gate: asyncio.Event) -> None:
+        await gate.wait()
+
+    async def a_pass(gate: asyncio.Event) -> None:
+        await stuck_in_a_check(gate)
+
+    async def scenario() -> str:
+        gate = asyncio.Event()
+        task = asyncio.create_task(a_pass(gate))
+        await asyncio.sleep(0)
+        found = where(task)
+        gate.set()
+        await task
+        return found
+
+    found = asyncio.run(scenario())
+    assert "locks.py" in found and " wait, " in found, found  # Event.wait, under both
+    assert "awaiting a Future" in found, found

@@ -133,3 +133,28 @@ def test_the_event_loop_keeps_running_while_a_check_burns_cpu() -> None:
 
 def _count(manifest: str) -> int:
     return len(list(yamlsafe.load_all(manifest)))
+
+
+def test_closing_the_pool_ends_a_check_in_progress_at_once() -> None:
+    """A stopping controller closes the pool (`herd.operator.handlers._stop`): a check in
+    progress ends within a second with `WorkerDied` (not a verdict on the release), however
+    long its limit, and no check starts after that."""
+
+    async def scenario() -> None:
+        pool = worker.WorkerPool(replace(LIMITS, seconds=60.0))
+        try:
+            assert await pool.run("pid", os.getpid) != os.getpid()  # started and idle
+            check = asyncio.create_task(pool.run("a long check", time.sleep, 60))
+            await asyncio.sleep(0.5)
+            assert not check.done()
+            started = time.monotonic()
+            pool.close()
+            with pytest.raises(worker.WorkerDied, match="without an answer"):
+                await asyncio.wait_for(check, 10)
+            assert time.monotonic() - started < 2
+            with pytest.raises(worker.WorkerDied, match="the check workers are closed"):
+                await pool.run("pid", os.getpid)
+        finally:
+            pool.close()
+
+    asyncio.run(scenario())

@@ -112,6 +112,7 @@ class WorkerPool:
     def __init__(self, limits: Limits = Limits()) -> None:
         self.limits = limits
         self._idle: list[_Child] = []
+        self._busy: set[_Child] = set()  # answering a check now: `close` kills them too
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self._context: Any = None
         self._closed = False
@@ -167,12 +168,17 @@ class WorkerPool:
             if not self._idle and warming is not None and not warming.done():
                 with contextlib.suppress(TimeoutError):  # then start one of our own
                     await asyncio.wait_for(asyncio.wrap_future(warming), START_SECONDS)
+            self._unless_closed(what)
             child = self._idle.pop() if self._idle else await self._spawn(what)
+            self._busy.add(child)
             try:
+                self._unless_closed(what)
                 answer = await self._call(child, what, function, args)
             except BaseException:
-                child.kill()  # timed out, cancelled, or died: never reused
+                child.kill()  # timed out, cancelled, closed or died: never reused
                 raise
+            finally:
+                self._busy.discard(child)
             if self._closed or len(self._idle) >= self._size:
                 child.kill()
             else:
@@ -243,12 +249,20 @@ class WorkerPool:
                 self._context = context
         return _Child(self._context, self.limits.memory_bytes)
 
+    def _unless_closed(self, what: str) -> None:
+        if self._closed:
+            raise WorkerDied(f"{what} was stopped: the check workers are closed")
+
     def close(self) -> None:
-        """Kill the idle workers (busy ones are killed when their check returns)."""
+        """Kill every worker, idle and busy: a check in progress ends at once with
+        `WorkerDied` (its pipe breaks), and no later check starts (the process stops)."""
         self._closed = True
         for child in self._idle:
             child.kill()
         self._idle.clear()
+        for child in list(self._busy):  # its check reads EOF, then `run` closes the pipe
+            with contextlib.suppress(OSError, ValueError):
+                child.process.kill()
 
 
 # An AF_UNIX socket path holds at most 107 bytes. The fork server's socket goes to

@@ -340,7 +340,8 @@ async def _stop(  # noqa: PLR0917 (the stop's parts, from `_lead` only)
     settle: float,
     exit_at: float,
 ) -> None:
-    """Start no new helm work, let running helm finish within `budget`, then stop kopf."""
+    """Start no new helm work, let running helm finish within `budget`, stop the check
+    workers, then stop kopf."""
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         gates = runtime.gates
@@ -356,6 +357,9 @@ async def _stop(  # noqa: PLR0917 (the stop's parts, from `_lead` only)
                 "those releases as stuck)",
                 budget,
             )
+    # No check matters once helm may not start: a pass waiting on one (a render check, up
+    # to HERD_CHECK_SECONDS) would hold the stop; its check ends now, as not a verdict.
+    worker.pool().close()
     stop_flag.set()
     # kopf's stop, then the Lease hand-over, must fit before the watchdog's exit.
     settle = min(settle, max(0.5, exit_at - time.monotonic() - 3.0))

@@ -38,6 +38,8 @@ from herd.operator.keeper import Keeper, parse_status
 from herd.operator.runtime import Runtime
 from herd.operator.statuswriter import Gone
 
+PASS_REPORT_SECONDS = 10.0  # a stop waiting on a pass says where it waits this often
+PASS_REPORT_DEPTH = 64
 KEEPER_WAIT = 10.0  # seconds to wait for a pass in progress before retrying the deletion
 
 
@@ -224,10 +226,28 @@ async def finish_pass(work: Coroutine[Any, Any, float], logger: Logger) -> float
             logger.info("Letting the Stack's current pass finish before stopping")
         while not task.done():  # the loop ends (and deletion may go on) only after it
             try:
-                await asyncio.wait({task})
+                await asyncio.wait({task}, timeout=PASS_REPORT_SECONDS)
             except asyncio.CancelledError:
                 continue
+            if not task.done():  # say where it waits: a stop that hangs can be told apart
+                logger.info("Still waiting for the Stack's pass, at %s", where(task))
         raise
+
+
+def where(task: asyncio.Future[Any]) -> str:
+    """The innermost coroutine a pass waits in (file:line function), and what it awaits."""
+    coro: Any = task.get_coro() if isinstance(task, asyncio.Task) else None
+    frame, awaited = None, None
+    for _ in range(PASS_REPORT_DEPTH):  # bounded: an await chain is a few dozen deep
+        if coro is None or getattr(coro, "cr_frame", None) is None:
+            break
+        frame, awaited = coro.cr_frame, coro.cr_await
+        coro = awaited if hasattr(awaited, "cr_frame") else None
+    if frame is None:
+        return "an unknown point"
+    name = frame.f_code.co_filename.rsplit("/herd/", 1)[-1]
+    what = type(awaited).__name__ if awaited is not None else "nothing"
+    return f"{name}:{frame.f_lineno} {frame.f_code.co_name}, awaiting a {what}"
 
 
 async def _first_of(wake: asyncio.Event, stopped: Any, delay: float) -> None:
