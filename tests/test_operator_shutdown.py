@@ -41,3 +41,11 @@ def test_the_exit_budget_follows_the_helm_budget_unless_set() -> None:
     assert OperatorConfig.from_env({}).exit_budget == 25.0  # under a pod's default 30 s grace
     assert OperatorConfig.from_env({"HERD_SHUTDOWN_SECONDS": "300"}).exit_budget == 310.0
     assert OperatorConfig.from_env({"HERD_EXIT_SECONDS": "7"}).exit_budget == 7.0
+
+
+def test_a_leader_that_lost_its_lease_has_a_short_exit_budget() -> None:
+    """Its helm is killed at once, so a pass that does not end never holds it for the helm
+    budget (test_ha's lost-Lease test waited 30 s+ with HERD_SHUTDOWN_SECONDS=60)."""
+    assert OperatorConfig.from_env({"HERD_SHUTDOWN_SECONDS": "60"}).lost_exit_budget == 10.0
+    assert OperatorConfig.from_env({}).lost_exit_budget == 10.0
+    assert OperatorConfig.from_env({"HERD_EXIT_SECONDS": "7"}).lost_exit_budget == 7.0

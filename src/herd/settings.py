@@ -45,7 +45,7 @@ Hostile input and shutdown (`herd.helm.worker`, `herd.operator.shutdown`):
 | HERD_CHECK_SECONDS | 10 | a render check or CRD read of a chart is stopped after this long |
 | HERD_CHECK_MEMORY_MB | 1024 | address-space limit of the worker processes that run those checks |
 | HERD_CHECK_WORKERS | 2 | worker processes (checks at once) |
-| HERD_EXIT_SECONDS | shutdown + 10 | once stopping (SIGTERM, Lease lost), exit within this |
+| HERD_EXIT_SECONDS | shutdown + 10 | once stopping, exit within this (Lease lost: 10 s at most) |
 | HERD_TEST_STALL_CHECKS | "" | tests only: "1" makes every check hang in a controller thread |
 
 Settings whose default belongs to the layer that uses it (the rollout's limits, the stuck

@@ -23,6 +23,7 @@ from herd.rollout.gates import DEFAULT_LIMITS
 from herd.settings import HelmSettings, Settings
 
 T = TypeVar("T")
+LOST_EXIT_SECONDS = 10.0  # a leader that lost its Lease exits within this (at most)
 EXIT_MARGIN_SECONDS = 10.0  # after helm's budget: kopf's own stop, the Lease hand-over
 
 
@@ -66,6 +67,12 @@ class OperatorConfig:
         if self.exit_seconds is not None:
             return self.exit_seconds
         return self.shutdown_seconds + EXIT_MARGIN_SECONDS
+
+    @property
+    def lost_exit_budget(self) -> float:
+        """`exit_budget` for a leader that lost its Lease: its helm is killed at once and no
+        new helm starts, so nothing is left to wait for but kopf's stop and the exit."""
+        return min(self.exit_budget, LOST_EXIT_SECONDS)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:

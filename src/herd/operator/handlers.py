@@ -312,13 +312,16 @@ async def _lead(  # noqa: PLR0917 (the process's parts, handed down once)
         await asyncio.wait({operator, renewal, signalled}, return_when=asyncio.FIRST_COMPLETED)
         lost = renewal.done()
         why = "Lease lost" if lost else "signalled" if signalled.done() else "kopf stopped"
-        # Whatever hangs from here on (a thread stuck in a call), the process ends in time.
-        watchdog.arm(config.exit_budget, EXIT_LOST if lost else 0, why)
+        # Whatever hangs from here on (a thread stuck in a call, a pass that does not end),
+        # the process ends in time; one that lost the Lease has nothing left to finish.
+        exit_budget = config.lost_exit_budget if lost else config.exit_budget
+        watchdog.arm(exit_budget, EXIT_LOST if lost else 0, why)
         if lost:  # another process leads: its journal recovery must find no helm of ours
             logger.warning("Lease lost: killed %d running helm process(es)", kill_running())
         if not operator.done():
-            budget, settle = config.shutdown_seconds, (1.0 if lost else SETTLE_SECONDS)
-            exit_at = time.monotonic() + config.exit_budget
+            budget = min(config.shutdown_seconds, exit_budget)
+            settle = 1.0 if lost else SETTLE_SECONDS
+            exit_at = time.monotonic() + exit_budget
             await _stop(memo, stop_flag, operator, budget, settle, exit_at)
     finally:
         renewal.cancel()

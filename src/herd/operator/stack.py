@@ -25,6 +25,7 @@ What every Stack shares (clients, inventory, engine, gates, the target index) st
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -224,13 +225,15 @@ async def finish_pass(work: Coroutine[Any, Any, float], logger: Logger) -> float
     except asyncio.CancelledError:
         if not task.done():
             logger.info("Letting the Stack's current pass finish before stopping")
+        report_at = time.monotonic() + PASS_REPORT_SECONDS
         while not task.done():  # the loop ends (and deletion may go on) only after it
             try:
-                await asyncio.wait({task}, timeout=PASS_REPORT_SECONDS)
+                await asyncio.wait({task}, timeout=max(0.0, report_at - time.monotonic()))
             except asyncio.CancelledError:
-                continue
-            if not task.done():  # say where it waits: a stop that hangs can be told apart
+                continue  # kopf cancels again and again: the report keeps its own clock
+            if not task.done() and time.monotonic() >= report_at:  # say where it waits
                 logger.info("Still waiting for the Stack's pass, at %s", where(task))
+                report_at += PASS_REPORT_SECONDS
         raise
 
 
