@@ -29,6 +29,7 @@ from e2e.testbed import binaries, fixture_charts
 from e2e.testbed.chartrepo import helm_binary
 from e2e.testbed.components import Shape
 from e2e.testbed.controlplane import Cluster, TestBed
+from e2e.testbed.helpers import kubectl
 from herd.helm.environment import GO_GC
 from herd.helm.release_secret import read_release
 from herd.kube.client import api_client_from_kubeconfig
@@ -130,6 +131,8 @@ def measure_commands(rounds: int, cluster: Cluster, workdir: Path) -> None:
     )
     herd = [*install, *values, "--disable-openapi-validation"]  # as Herd runs it
     measure_gc(cluster, rounds, lambda i, go: helm(*herd, "--", f"gc{i}", chart, cache=warm, go=go))
+    herd = [a for a in herd if a not in ("-n", NAMESPACE, "--create-namespace")]
+    measure_namespace(cluster, rounds, lambda *a: helm(*herd, *a, "--", "r", chart, cache=warm))
     measure_direct_read(cluster, rounds)
 
 
@@ -149,6 +152,29 @@ def measure_gc(cluster: Cluster, rounds: int, once: Callable[[int, dict[str, str
         f"default {1000 * cpu['default'] / rounds:.0f} ms, {settings} "
         f"{1000 * cpu['herd'] / rounds:.0f} ms (helm CPU, alternated)",
     )
+
+
+def measure_namespace(cluster: Cluster, rounds: int, herd: Callable[..., bytes]) -> None:
+    """An install into a new namespace with helm's --create-namespace (helm validates the
+    Namespace against the API server's OpenAPI v3 documents) and into one made beforehand
+    (as Herd does: `ClusterHelm._ensure_namespace`), alternated; helm and apiserver CPU."""
+    apiserver = cluster.apiserver.pid or 0
+    cpu = {"--create-namespace": [0.0, 0.0], "made beforehand": [0.0, 0.0]}
+    for i in range(rounds):
+        for way, spent in cpu.items():
+            namespace = f"ns{i}-{len(way)}"
+            flags = ["--create-namespace"] if way.startswith("--") else []
+            if not flags:
+                kubectl(cluster.kubeconfig, "create", "namespace", namespace)
+            helm_before, api_before = children_cpu(), measure.cpu_seconds(apiserver)
+            herd(f"--namespace={namespace}", *flags)
+            spent[0] += children_cpu() - helm_before
+            spent[1] += measure.cpu_seconds(apiserver) - api_before
+    shown = ", ".join(
+        f"{way}: helm {1000 * h / rounds:.0f} ms, apiserver {1000 * a / rounds:.0f} ms"
+        for way, (h, a) in cpu.items()
+    )
+    line("install into a new namespace", f"{shown} (alternated)")
 
 
 def measure_direct_read(cluster: Cluster, rounds: int) -> None:

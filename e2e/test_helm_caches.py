@@ -115,3 +115,32 @@ async def test_manifests_read_from_secrets_are_helms(
         assert await helm.manifest(namespace, "m", 9) is None
     finally:
         helm.close()
+
+
+async def test_the_release_namespace_is_herds_not_helms(
+    downstream: list[BedCluster], env: HelmEnvironment, tmp_path: Path
+) -> None:
+    """Herd creates an admin release's namespace itself, labelled as helm labels it: helm's
+    --create-namespace would fetch and parse the API server's OpenAPI v3 documents in every
+    installing process, to validate that one Namespace. An existing namespace is kept."""
+    cluster = downstream[0]
+    chart = gizmo_chart(tmp_path / "gizmo", "ConfigMap")
+    (chart / "templates" / "gizmo.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\n"
+    )
+    namespace = f"made-{uuid.uuid4().hex[:6]}"
+    helm = ClusterHelm(env, cluster.name, cluster.kubeconfig)
+    try:
+        for name in ("one", "two"):  # the second finds the namespace there
+            release = desired(cluster.name, namespace, name, {"size": 1})
+            assert (await helm.install_or_upgrade(release, chart, "test")).revision == 1
+    finally:
+        helm.close()
+    made = json.loads(
+        kubectl(
+            cluster.kubeconfig, "get", "namespace", namespace, "-o", "json", "--show-managed-fields"
+        )
+    )
+    assert made["metadata"]["labels"]["name"] == namespace
+    managers = {entry["manager"] for entry in made["metadata"]["managedFields"]}
+    assert managers == {"herd"}, managers  # helm's --create-namespace would be "helm"

@@ -50,8 +50,9 @@ class CoreApi:
         path = _NAMESPACED + "/configmaps/{name}"
         return self._call("DELETE", path, {"namespace": namespace, "name": name}, **options)
 
-    def create_namespace(self, body: Any, **options: Any) -> Any:
-        return self._call("POST", "/api/v1/namespaces", {}, body=body, **options)
+    def create_namespace(self, body: Any, *, field_manager: str = "", **options: Any) -> Any:
+        query = [("fieldManager", field_manager)] if field_manager else []
+        return self._call("POST", "/api/v1/namespaces", {}, body=body, query=query, **options)
 
     def read_namespaced_secret(self, name: str, namespace: str, **options: Any) -> Any:
         path = _NAMESPACED + "/secrets/{name}"
