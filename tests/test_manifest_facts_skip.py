@@ -58,7 +58,9 @@ def test_configmaps_are_not_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
 SPELLINGS = {
     "escaped key": 'kind: Pod\nmetadata: {name: p}\nspec:\n  "c\\x6fntainers": [{image: a:1}]\n',
     "escaped kind": 'kind: "Deploym\\u0065nt"\nmetadata: {name: d}\nspec: {}\n',
-    "alias key": "kind: Pod\nmetadata: {name: p}\nx: &k initContainers\nspec: {*k : [{image: b}]}\n",
+    "alias key": (
+        "kind: Pod\nmetadata: {name: p}\nx: &k initContainers\nspec: {*k : [{image: b}]}\n"
+    ),
     "no start marker": DEPLOYMENT,
     "end marker then bare": configmap(1) + "...\n" + DEPLOYMENT,
     "marker with comment": "--- # web\n" + DEPLOYMENT + "--- \n" + configmap(2),

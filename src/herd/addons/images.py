@@ -1,6 +1,8 @@
 """What a release runs, read from its rendered manifest: images, workloads, GPUs.
 
-`manifest_facts` (pure) parses a stored release's manifest (what `helm get manifest` prints), and
+`manifest_facts` (pure) parses a stored release's manifest (what `helm get manifest` prints):
+only its documents that can hold a fact (`fact_documents`: a release of 400 ConfigMaps
+parses nothing), and
 `bounded_manifest_facts` runs it in helm's worker pool (its callers' manifests are
 namespace writers' data: bounded, and off the event loop); `normalize`
 writes an image reference the way a container runtime resolves it, so the images a
@@ -12,6 +14,7 @@ chart names (`nginx:1.25`) match what NeuVector reports (`docker.io/library/ngin
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -87,7 +90,7 @@ def fact_documents(manifest: str) -> str:
     starts = [0, *(m.start() for m in _BOUNDARY.finditer(manifest) if m.start()), len(manifest)]
     if len(starts) - 2 > limits.documents:
         raise yamlsafe.YamlLimitError(f"more than {limits.documents} YAML documents")
-    chunks = (manifest[a:b] for a, b in zip(starts, starts[1:], strict=False))
+    chunks = (manifest[a:b] for a, b in itertools.pairwise(starts))
     return "".join(c for c in chunks if any(needle in c for needle in _NEEDLES))
 
 
