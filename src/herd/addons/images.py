@@ -1,10 +1,9 @@
 """What a release runs, read from its rendered manifest: images, workloads, GPUs.
 
-`manifest_facts` (pure) parses a stored release's manifest (what `helm get manifest` prints):
-only its documents that can hold a fact (`fact_documents`: a release of 400 ConfigMaps
-parses nothing), and
-`bounded_manifest_facts` runs it in helm's worker pool (its callers' manifests are
-namespace writers' data: bounded, and off the event loop); `normalize`
+`manifest_facts` (pure) parses a stored release's manifest (what `helm get manifest`
+prints), only the documents that can hold a fact (`fact_documents`: a release of 400
+ConfigMaps parses nothing); `bounded_manifest_facts` runs it in helm's worker pool (its
+callers' manifests are namespace writers' data: bounded, and off the event loop); `normalize`
 writes an image reference the way a container runtime resolves it, so the images a
 chart names (`nginx:1.25`) match what NeuVector reports (`docker.io/library/nginx:1.25`).
 `gpus` is the `nvidia.com/gpu` demand (`herd.addons.gpu.demand`). Callers: `herd.addons.probe`
