@@ -63,6 +63,8 @@ SPELLINGS = {
     ),
     "no start marker": DEPLOYMENT,
     "end marker then bare": configmap(1) + "...\n" + DEPLOYMENT,
+    "skipped, then an end marker": configmap(1) + "---\n" + configmap(2) + "...\n" + DEPLOYMENT,
+    "end marker, then a start": configmap(1) + "...\n---\n" + DEPLOYMENT,
     "marker with comment": "--- # web\n" + DEPLOYMENT + "--- \n" + configmap(2),
     "marker glued to text is no marker": configmap(3) + "---x: 1\n" + DEPLOYMENT,
     "block scalar": "kind: ConfigMap\ndata:\n  f: |\n    containers:\n---\n" + DEPLOYMENT,
