@@ -1,8 +1,9 @@
 """What a release runs, read from its rendered manifest: images, workloads, GPUs.
 
-`manifest_facts` (pure) parses a stored release's manifest (what `helm get manifest` prints), and
-`bounded_manifest_facts` runs it in helm's worker pool (its callers' manifests are
-namespace writers' data: bounded, and off the event loop); `normalize`
+`manifest_facts` (pure) parses a stored release's manifest (what `helm get manifest`
+prints), only the documents that can hold a fact (`fact_documents`: a release of 400
+ConfigMaps parses nothing); `bounded_manifest_facts` runs it in helm's worker pool (its
+callers' manifests are namespace writers' data: bounded, and off the event loop); `normalize`
 writes an image reference the way a container runtime resolves it, so the images a
 chart names (`nginx:1.25`) match what NeuVector reports (`docker.io/library/nginx:1.25`).
 `gpus` is the `nvidia.com/gpu` demand (`herd.addons.gpu.demand`). Callers: `herd.addons.probe`
@@ -12,6 +13,8 @@ chart names (`nginx:1.25`) match what NeuVector reports (`docker.io/library/ngin
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +27,15 @@ from herd.plan import yamlsafe
 
 _CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
+# What a document must spell for a fact to come from it: a container list key (they all
+# end in "ontainers"), a workload kind, or a backslash (a double-quoted escape can spell
+# either without its letters). Aliases cannot reach across documents, and a key folded
+# over lines gains a space, so a document without any of these yields no fact.
+_NEEDLES = ("ontainers", *sorted(WORKLOAD_KINDS), "\\")
+# A line starting "---" or "..." then a blank or the end: a document boundary wherever it
+# stands (YAML forbids such a line inside any scalar); a %directive line turns the skip off.
+_BOUNDARY = re.compile(r"^(?:---|\.\.\.)(?=[ \t\r\n]|\Z)", re.MULTILINE)
+_DIRECTIVE = re.compile(r"^%", re.MULTILINE)
 _DEFAULT_REGISTRY = "docker.io"
 
 
@@ -49,7 +61,8 @@ def manifest_facts(manifest: str, namespace: str) -> ManifestFacts:
     images: set[str] = set()
     workloads: list[Workload] = []
     try:
-        documents = [d for d in yamlsafe.load_all(manifest) if isinstance(d, dict)]
+        kept = fact_documents(manifest)
+        documents = [d for d in yamlsafe.load_all(kept) if isinstance(d, dict)]
     except yaml.YAMLError:
         return ManifestFacts(frozenset(), ())
     for doc in documents:
@@ -61,6 +74,23 @@ def manifest_facts(manifest: str, namespace: str) -> ManifestFacts:
             )
     gpus = gpu_demand(documents, namespace)
     return ManifestFacts(frozenset(images), tuple(sorted(workloads)), gpus)
+
+
+def fact_documents(manifest: str) -> str:
+    """The documents of `manifest` that can hold a fact (`_NEEDLES`), in order, split at
+    the boundaries the YAML parser sees too; the others (a chart's ConfigMaps, Services,
+    CRDs without pod templates) are never parsed. Within `yamlsafe`'s bounds: more bytes
+    or documents than it allows raise its `YamlLimitError`, as parsing them all would."""
+    limits = yamlsafe.DEFAULT_LIMITS
+    if len(manifest) > limits.bytes:
+        raise yamlsafe.YamlLimitError(f"more than {limits.bytes} bytes of YAML")
+    if _DIRECTIVE.search(manifest):
+        return manifest  # a %TAG may name what a later document's tags mean: parse all
+    starts = [0, *(m.start() for m in _BOUNDARY.finditer(manifest) if m.start()), len(manifest)]
+    if len(starts) - 2 > limits.documents:
+        raise yamlsafe.YamlLimitError(f"more than {limits.documents} YAML documents")
+    chunks = (manifest[a:b] for a, b in itertools.pairwise(starts))
+    return "".join(c for c in chunks if any(needle in c for needle in _NEEDLES))
 
 
 async def bounded_manifest_facts(manifest: str, namespace: str) -> ManifestFacts:
