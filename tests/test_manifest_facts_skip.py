@@ -69,6 +69,13 @@ SPELLINGS = {
     "marker glued to text is no marker": configmap(3) + "---x: 1\n" + DEPLOYMENT,
     "block scalar": "kind: ConfigMap\ndata:\n  f: |\n    containers:\n---\n" + DEPLOYMENT,
     "crlf": (configmap(4) + "---\n" + DEPLOYMENT).replace("\n", "\r\n"),
+    # Line breaks YAML knows and a regex's ^ does not: the marker after them is one to the
+    # parser only, so the two documents stay one chunk (kept or dropped together).
+    "lone cr": configmap(5) + "x: 1\r---\r" + DEPLOYMENT,
+    "next line": configmap(6) + "x: 1\x85---\n" + DEPLOYMENT,
+    "line separator": configmap(7) + "x: 1\u2028--- \u2029" + DEPLOYMENT,
+    "directive after a line separator": "a: 1\u2028...\u2028%TAG !e! tag:x,2000:\n---\n"
+    + DEPLOYMENT,
     "directive": "%YAML 1.1\n---\n" + DEPLOYMENT,
     "tag directive": "%TAG !e! tag:yaml.org,2002:\n--- !e!map\n" + DEPLOYMENT,
 }
