@@ -16,6 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from e2e.testbed.controlplane import Cluster
 
 CONTROLLER_USER = "system:serviceaccount:herd-system:herd-controller"
 MIB = 1024 * 1024
@@ -113,3 +117,14 @@ def machine_cpu() -> tuple[float, float]:
     idle = values[3] + values[4]
     tick = os.sysconf("SC_CLK_TCK")
     return (sum(values) - idle) / tick, sum(values) / tick
+
+
+def cluster_memory(clusters: list[Cluster]) -> tuple[float, float]:
+    """Average (RSS, peak RSS) per downstream cluster, in MiB, all its processes together."""
+    now = peak = 0
+    for cluster in clusters:
+        for process in cluster.processes:
+            if process.pid is not None:
+                rss, hwm = memory(process.pid)
+                now, peak = now + rss, peak + hwm
+    return now / len(clusters) / MIB, peak / len(clusters) / MIB

@@ -9,9 +9,10 @@ light downstream clusters, the last one with an audit log), then for each letter
 old commit's `src`; B: this checkout) rolls out a new Stack of `--charts` charts to every
 cluster. Per rollout: releases/s, CPU-s per release by program once the pass's add-on probe
 has settled (helm, the downstream apiservers, the controller, ...) and Herd's share, helm
-processes and downstream API requests per release. Between rollouts the Stack is removed
-without uninstalling (its finalizer dropped while no controller runs), so each controller
-sees its own Stack only. Not part of `make test`.
+processes and downstream API requests per release; the same net of the test bed's idle
+rate (measured for `--idle-seconds` before each rollout, `benchmarks._scale_idle`).
+Between rollouts the Stack is removed without uninstalling (its finalizer dropped while
+no controller runs), so each controller sees its own Stack only. Not part of `make test`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import benchmarks._scale_idle as scale_idle
 import benchmarks._scale_measure as measure
 import yaml
 from benchmarks import scale
@@ -42,6 +44,9 @@ def rollout(run: scale.Run, name: str, label: str) -> dict[str, float]:
     args = run.args
     releases = args.clusters * args.charts
     body = scale.stack_body(name, run.repo, args.charts, {"scale": "yes"}, 0)
+    time.sleep(3)  # the new controller's start-up and the last Stack's removal settle
+    rates = scale_idle.idle_rates(lambda: scale.cpu_by_program(run), args.idle_seconds)
+    scale.line(f"{label} {name} idle", scale_idle.describe(rates, args.idle_seconds))
     before = scale.cpu_by_program(run)
     began = time.time()
     kubectl(run.management.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(body))
@@ -53,6 +58,7 @@ def rollout(run: scale.Run, name: str, label: str) -> dict[str, float]:
     settled = time.time()
     used = {k: after[k] - before.get(k, 0.0) for k in after}
     total = sum(used.values())
+    net = scale_idle.net(used, rates, settled - began)
     helm = [c for c in run.controller.helm_calls(began) if c.at <= settled]
     audited = run.downstream[-1]
     calls = measure.between(measure.requests(audited.audit_log, "admin"), began, settled)
@@ -61,6 +67,9 @@ def rollout(run: scale.Run, name: str, label: str) -> dict[str, float]:
         "CPU-s/release": total / releases,
         **{f"{k} CPU-s/release": v / releases for k, v in used.items()},
         "Herd share %": 100 * used["herd controller"] / max(total, 1e-9),
+        "net CPU-s/release": sum(net.values()) / releases,
+        **{f"net {k} CPU-s/release": net[k] / releases for k in rates},
+        "net Herd share %": 100 * net["herd controller"] / max(sum(net.values()), 1e-9),
         "helm processes/release": len(helm) / releases,
         "downstream requests/release": len(calls) / args.charts,
     }
@@ -133,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-helm", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--order", default="ABBA")
+    parser.add_argument("--idle-seconds", type=float, default=15, help="the bed's idle rate")
     args: Any = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="herd-cpu-compare-") as directory:
         compare(args, Path(directory))

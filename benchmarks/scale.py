@@ -31,10 +31,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import benchmarks._scale_idle as scale_idle
 import benchmarks._scale_measure as measure
 import yaml
 from kubernetes import client
@@ -94,6 +95,7 @@ class Run:
     repo: str
     controller: Controller
     api: client.ApiClient
+    idle: dict[str, float] = field(default_factory=dict)  # the bed's, CPU-s/s by program
 
     @property
     def management(self) -> Cluster:
@@ -183,17 +185,6 @@ def register(bed: TestBed, pod_clusters: int) -> None:
     rancher.register_clusters(management, clusters, RANCHER_NS)
 
 
-def cluster_memory(clusters: list[Cluster]) -> tuple[float, float]:
-    """Average (RSS, peak RSS) per downstream cluster, in MiB, all its processes together."""
-    now = peak = 0
-    for cluster in clusters:
-        for process in cluster.processes:
-            if process.pid is not None:
-                rss, hwm = measure.memory(process.pid)
-                now, peak = now + rss, peak + hwm
-    return now / len(clusters) / measure.MIB, peak / len(clusters) / measure.MIB
-
-
 def cpu_by_program(run: Run) -> dict[str, float]:
     """CPU seconds so far: each test-bed program summed over clusters, the controller
     alone, and helm (the controller's waited-for children)."""
@@ -212,18 +203,20 @@ def cpu_by_program(run: Run) -> dict[str, float]:
 
 
 def cpu_report(
-    before: dict[str, float], after: dict[str, float], releases: int, what: str = "in the rollout"
+    before: dict[str, float],
+    after: dict[str, float],
+    releases: int,
+    what: str = "in the rollout",
+    idle: tuple[dict[str, float], float] | None = None,
 ) -> None:
     """CPU-s per release by program (helm, each test-bed program summed over clusters, the
-    controller), the total, and the controller's share of it."""
+    controller), the total, and the controller's share of it; with `idle` (the bed's idle
+    rates and the window's seconds) the same net of the bed's idle too."""
     used = {k: after[k] - before.get(k, 0.0) for k in after}
-    total = sum(used.values())
-    line(
-        f"CPU per release {what}",
-        ", ".join(f"{k} {v / releases:.3f} s" for k, v in sorted(used.items(), key=lambda i: -i[1]))
-        + f"; total {total / releases:.3f} CPU-s; Herd's share "
-        f"{100 * used['herd controller'] / max(total, 1e-9):.1f}%",
-    )
+    line(f"CPU per release {what}", scale_idle.per_release(used, releases))
+    if idle is not None:
+        net = scale_idle.net(used, *idle)
+        line("  net of the bed's idle rate", scale_idle.per_release(net, releases))
 
 
 def settle(controller: Controller, quiet: float = 4.0, timeout: float = 120.0) -> None:
@@ -250,7 +243,9 @@ def settled_figures(
     time.sleep(4)
     settle(run.controller)
     settled = time.time()
-    cpu_report(before, cpu_by_program(run), releases, "with the pass's probe (settled)")
+    after = cpu_by_program(run)
+    idle = (run.idle, time.time() - began)
+    cpu_report(before, after, releases, "with the pass's probe (settled)", idle)
     line("  settled", f"{settled - began - took:.1f} s after convergence")
     helm_calls = [c for c in run.controller.helm_calls(began) if c.at <= settled]
     line("helm processes per release (settled)", f"{len(helm_calls) / releases:.2f}")
@@ -311,6 +306,8 @@ def measure_run(run: Run) -> None:
     def sample() -> None:
         peak[0] = max(peak[0], measure.memory(pid)[1])
 
+    run.idle = scale_idle.idle_rates(lambda: cpu_by_program(run), args.idle_seconds)
+    line("idle CPU of the test bed before", scale_idle.describe(run.idle, args.idle_seconds))
     cpu_before, machine_before = cpu_by_program(run), measure.machine_cpu()
     began = time.time()
     kubectl(run.management.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(bodies))
@@ -323,7 +320,7 @@ def measure_run(run: Run) -> None:
         f"{took:.1f} s, {rate:.2f} releases/s",
         ">= 4 releases/s" if releases >= 400 else "",
     )
-    cpu_report(cpu_before, cpu_after, releases)
+    cpu_report(cpu_before, cpu_after, releases, idle=(run.idle, time.time() - began))
     settled_figures(run, began, took, cpu_before, releases)
     busy = machine_after[0] - machine_before[0]
     total = machine_after[1] - machine_before[1]
@@ -410,7 +407,7 @@ def idle_and_memory(run: Run, peak: list[int], sample: Callable[[], None]) -> No
     line("idle CPU of the test bed and controller", f"{idle / 10:.2f} cores")
     sample()
     line("controller peak RSS", f"{peak[0] / measure.MIB:.0f} MiB", "<= 200 MiB")
-    now, high = cluster_memory(run.downstream)
+    now, high = measure.cluster_memory(run.downstream)
     line("RSS per downstream cluster", f"{now:.0f} MiB (peak {high:.0f} MiB)")
     etcd = run.bed.etcd
     if etcd is not None and etcd.process.pid is not None:
@@ -426,6 +423,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-helm", type=int, default=8)
     parser.add_argument("--max-rows", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=1200)
+    parser.add_argument("--idle-seconds", type=float, default=15, help="the bed's idle rate")
     parser.add_argument("--force", action="store_true", help="start with < 14 GiB available")
     parser.add_argument("--keep", type=Path, help="work here and keep the logs (not a temp dir)")
     args = parser.parse_args(argv)
