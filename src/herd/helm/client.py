@@ -22,8 +22,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-from kubernetes.client.exceptions import ApiException
-
 from herd.helm.environment import HelmCommand, HelmEnvironment, HelmError, ReleaseNotFound
 from herd.helm.failures import FailureKind, HelmFailure, classify
 from herd.helm.release_secret import ReleaseDataError, read_release, stored_manifest
@@ -130,15 +128,13 @@ class ClusterHelm:
         says the namespace is missing."""
         if namespace in self._namespaces:
             return
-        body = {"metadata": {"name": namespace, "labels": {"name": namespace}}}
+        labels = {"name": namespace}
+        ensure = self._core().ensure_namespace
         try:
-            create = self._core().create_namespace
-            await asyncio.to_thread(create, body, field_manager=FIELD_MANAGER, _request_timeout=30)
-        except ApiException as error:
-            if error.status != 409:
-                logger.debug("cannot create namespace %s: %s", namespace, api_error_summary(error))
-                return
-        except Exception as error:  # unreachable: helm's own call says so, classified
+            await asyncio.to_thread(
+                ensure, namespace, labels, field_manager=FIELD_MANAGER, _request_timeout=30
+            )
+        except Exception as error:  # forbidden, unreachable: helm's own call says so
             logger.debug("cannot create namespace %s: %s", namespace, api_error_summary(error))
             return
         self._namespaces.add(namespace)

@@ -54,6 +54,19 @@ class CoreApi:
         query = [("fieldManager", field_manager)] if field_manager else []
         return self._call("POST", "/api/v1/namespaces", {}, body=body, query=query, **options)
 
+    def ensure_namespace(
+        self, name: str, labels: dict[str, str] | None = None, **options: Any
+    ) -> None:
+        """The namespace `name` created with `labels` when it is missing ("already exists"
+        is success; its labels are then left as they are); any other answer raised."""
+        metadata: dict[str, Any] = {"name": name, **({"labels": labels} if labels else {})}
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
+        try:
+            self.create_namespace(body, **options)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+
     def read_namespaced_secret(self, name: str, namespace: str, **options: Any) -> Any:
         path = _NAMESPACED + "/secrets/{name}"
         return self._call("GET", path, {"namespace": namespace, "name": name}, **options)

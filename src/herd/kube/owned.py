@@ -251,9 +251,4 @@ class DownstreamOwnership:
 
 
 def ensure_records_namespace(core: CoreApi) -> None:
-    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DOWNSTREAM_NAMESPACE}}
-    try:
-        core.create_namespace(cast(Any, body), _request_timeout=_TIMEOUT)
-    except ApiException as error:
-        if error.status != 409:
-            raise
+    core.ensure_namespace(DOWNSTREAM_NAMESPACE, _request_timeout=_TIMEOUT)
