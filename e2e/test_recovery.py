@@ -6,13 +6,18 @@ Lease, one downstream cluster). A controller SIGKILLed with its helm children wh
 `pending-upgrade`; the standby, now leader, recovers it as soon as it holds the Lease and the
 hand-over grace has passed, not after the chart's timeout. A release another live actor
 is upgrading (a plain `helm upgrade` carrying Herd's own labels, as a tenant could forge
-them) is never touched. The tests run in order (the second uses the first's Stack).
+them) is never touched. A controller restarted on its own work directory (a container
+restarted in its pod) takes the Lease its dead predecessor held at once, without waiting a
+Lease duration, but not while a helm of that predecessor still runs. The tests run in
+order (the second uses the first's Stack).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -22,6 +27,7 @@ from e2e.test_ha import (
     STACKS_NS,
     Bed,
     eventually,
+    forget_leases,
     releases,
     stack,
     started,
@@ -121,6 +127,64 @@ def test_a_release_a_live_actor_is_upgrading_is_never_touched(ha_bed: Bed) -> No
         live.terminate()
         live.wait(30)
         _leave_nothing(bed)
+
+
+TAKEN_AT_ONCE = "which ended with every helm it started: taking it at once"
+WAITED = "waiting for it to be released or expire"
+
+
+def _pending(bed: Bed, gate: str) -> None:
+    bed.apply(_stack(bed.repo, gate))  # unschedulable until the gate opens: helm waits
+    eventually(
+        "helm upgrading",
+        lambda: releases(bed.target).get(RELEASE, {}).get("status") == "pending-upgrade",
+        120,
+    )
+
+
+def test_a_restarted_controller_takes_over_from_its_dead_self_at_once(ha_bed: Bed) -> None:  # noqa: F811
+    bed = ha_bed
+    forget_leases(bed.management.kubeconfig)  # the earlier tests' dead holders
+    d = bed.start("recovery-d")
+    _leads(bed, d)
+    bed.apply(_stack(bed.repo, None))
+    bed.settled("recovery")
+    gate = f"restart-{os.getpid()}"
+    _pending(bed, gate)
+    d.crash()  # the container dies with its helm children; the pod and its emptyDir stay
+    killed = time.monotonic()
+    again = bed.start("recovery-d")  # the same work directory
+    _open_gate(bed, gate)
+    started(again, "Leading: acquired Lease")
+    bed.settled("recovery", timeout=TARGET_SECONDS + 120)
+    took = time.monotonic() - killed
+    print(f"\nRESTART mid-upgrade (timeout 15m): converged {took:.1f}s after the kill")
+    assert TAKEN_AT_ONCE in again.text() and WAITED not in again.text()
+    assert releases(bed.target)[RELEASE]["status"] == "deployed"
+    assert _helm_verbs(again.text()).count("rollback") == 1, "not recovered by one rollback"
+    assert took <= TARGET_SECONDS - LEASE_SECONDS / 2, f"{took:.1f}s: the Lease was waited out"
+
+
+def test_a_restart_beside_a_live_helm_of_its_predecessor_waits_the_lease(ha_bed: Bed) -> None:  # noqa: F811
+    bed = ha_bed
+    d = bed.controllers[-1]  # the restarted controller of the test above, leading
+    _pending(bed, f"orphan-{os.getpid()}")
+    os.kill(d.process.pid, signal.SIGKILL)  # the controller alone: its helm runs on
+    d.process.wait()
+    os.killpg(d.process.pid, 0)  # its group lives on: the helm (ProcessLookupError if not)
+    try:
+        again = bed.start("recovery-d")
+        started(again, WAITED)
+        time.sleep(LEASE_SECONDS / 2)
+        assert "Leading: acquired Lease" not in again.text()
+        assert TAKEN_AT_ONCE not in again.text()
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the orphaned helm, in the old group
+            os.killpg(d.process.pid, signal.SIGKILL)
+    # It leads once the Lease has expired in its eyes (recovery then goes as for a standby:
+    # test 1); the bed is left clean for test_ha.
+    started(again, "Leading: acquired Lease", LEASE_SECONDS + 30)
+    _leave_nothing(bed)
 
 
 def _leave_nothing(bed: Bed) -> None:

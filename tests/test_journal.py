@@ -7,8 +7,12 @@ hand-over grace has passed; `decide` then recovers it at once, except a CLI's re
 
 from __future__ import annotations
 
-import pytest
+import time
 
+import pytest
+from kubernetes import client
+
+from herd.kube.journal import ManagementJournal
 from herd.operator.leader import HANDOVER_SECONDS, fenced
 from herd.plan.decide import Action, decide
 from herd.plan.journal import (
@@ -19,10 +23,11 @@ from herd.plan.journal import (
     decode,
     deploying,
     encode,
+    entry_key,
     recovering,
     removing,
 )
-from herd.plan.releases import ObservedRelease
+from herd.plan.releases import ObservedRelease, ReleaseKey
 from tests.test_decide import DB, NOW, OWNER, found
 
 
@@ -144,3 +149,19 @@ def test_the_fence_fires_before_a_new_leader_recovers(since_renewal: float, expe
     # A standby takes the Lease >= duration (10 s) after the last renewal and recovers
     # HANDOVER_SECONDS later: the fence fires half of the grace before that.
     assert fenced(100.0, 100.0 + since_renewal, 10.0) is expected
+
+
+def test_a_holder_known_gone_leaves_its_operations_to_recover_without_grace() -> None:
+    """`ManagementJournal(gone=...)`: the process that ended with all its helm (a restart
+    on the same work directory) needs no hand-over grace; any other former holder does."""
+    journal = ManagementJournal(
+        client.ApiClient(), "ns", "lease", "pod_2_def", 4, time.monotonic(), 600.0, gone="pod_1_abc"
+    )
+    dead, other = ReleaseKey("c1", "default", "db"), ReleaseKey("c1", "default", "web")
+    journal._operations = {  # what `load` reads from the ConfigMap
+        entry_key(dead): op(5, ("pending-upgrade",)),
+        entry_key(other): Operation(5, ("pending-upgrade",), "pod_0_aaa", 2, NOW),
+    }
+    assert journal.abandoned_in(dead, release("pending-upgrade", 5)) == 0.0
+    waits = journal.abandoned_in(other, release("pending-upgrade", 5))
+    assert waits is not None and 500.0 < waits <= 600.0

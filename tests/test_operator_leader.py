@@ -161,3 +161,11 @@ def test_ha_settings_from_the_environment() -> None:
     assert (config.shard, config.lease_seconds, config.shutdown_seconds) == ("gpu", 9.0, 300.0)
     default = OperatorConfig.from_env({})
     assert (default.shard, default.lease_seconds) == ("", 15.0)
+
+
+def test_a_holder_known_gone_is_taken_over_at_once() -> None:
+    seen = Observation(record(OTHER), 10.0)
+    assert decide(seen, ME, 10.0, gone=OTHER) is Verdict.ACQUIRE  # no Lease duration
+    assert decide(seen, ME, 10.0, gone="pod-c_56_0a0b0c") is Verdict.WAIT
+    assert decide(seen, ME, 10.0) is Verdict.WAIT
+    assert decide(Observation(record(ME), 0.0), ME, 1.0, gone=ME) is Verdict.RENEW

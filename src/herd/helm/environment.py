@@ -38,6 +38,7 @@ from pathlib import Path
 from herd.errors import ReleaseError
 from herd.helm.failures import FailureKind, HelmFailure, classify
 from herd.helm.kube_cache import KubeCaches, key
+from herd.helm.workdir import inherited
 from herd.settings import HelmSettings
 
 logger = logging.getLogger(__name__)
@@ -201,6 +202,7 @@ class HelmCommand:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=self._environment,
+            pass_fds=inherited(),  # the actors lock: held while this helm runs
         )
         _RUNNING.add(process)
         try:

@@ -15,6 +15,17 @@ directory) before it empties anything, and a second process is refused with the 
 one's pid. A directory removed under a running controller is made again (`ensure`, every
 second), and its owners write their files again on next use.
 
+Proof that the directory's previous process is gone (`take_over`): a second lock file,
+whose open file every helm process of the controller inherits (`inherited`, passed by
+`herd.helm.environment.HelmCommand`), so it is free only once the process and every helm
+it started have ended, however they ended. The holder writes its Lease identity into it;
+the next process that gets the lock reads the identity of a process that can act no
+more, and may take a Lease that identity holds at once (`herd.operator.leader`) instead of
+waiting a Lease duration: what a container restarted in its pod (the work directory is an
+`emptyDir`, which outlives the container) needs to recover in seconds. A live helm of
+the previous process (one orphaned by a SIGKILL of the controller alone) keeps the lock:
+no proof, and the Lease is waited out as before.
+
 Callers: the operator at start (`herd.operator`), before it builds the `KubeconfigStore`
 and the `HelmEnvironment` on the subdirectories.
 """
@@ -23,7 +34,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -31,6 +44,8 @@ from herd.errors import PermanentError
 
 SUBDIRECTORIES = ("helm/cache", "helm/config", "helm/data", "helm/charts", "kubeconfigs", "tmp")
 _HELD: dict[Path, int] = {}  # work directory -> the open, locked lock file (process lifetime)
+_ACTORS: list[int] = []  # the locked actors file, inherited by every helm process
+_IDENTITY = re.compile(r"[A-Za-z0-9._-]{1,300}")  # a Lease identity (`leader.identity`)
 
 
 class WorkdirBusy(PermanentError, ValueError):
@@ -114,3 +129,80 @@ def ensure(path: Path) -> None:
     for sub in SUBDIRECTORIES:
         (path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
     path.chmod(0o700)
+
+
+def actors_file(path: Path) -> Path:
+    """Beside the work directory, as `lock_file`: its identity outlives an emptied one."""
+    return path.parent / f".{path.name}.actors"
+
+
+def take_over(path: Path, me: str) -> str | None:
+    """Hold the actors lock of `path` for this process and its helm children, and return
+    the identity its previous holder wrote, which is then known gone with every helm it
+    started; None when a process of that holder still runs (the lock is taken), when there
+    was no holder or when the file does not hold an identity. `me` is written for the next
+    process only once this one holds the lock."""
+    target = actors_file(path)
+    # Read-only: the helm processes inherit this one (flock does not need write access),
+    # so none of them can write an identity of its choosing for the next process to trust.
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError:  # a symlink (ELOOP), a directory, ...: no proof, nothing held
+        return None
+    try:
+        if not _private(os.fstat(fd)):  # e.g. planted in a shared /tmp by another user
+            raise BlockingIOError
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a holder runs
+        previous = os.pread(fd, 512, 0).decode("ascii", errors="replace").strip()
+        # The same file, not whatever the path names now; closing this other open file of
+        # it leaves the flock of `fd` held.
+        writer = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            os.write(writer, f"{me}\n".encode())
+        finally:
+            os.close(writer)
+    except OSError:  # no proof, nothing held: the Lease is waited out as without the file
+        os.close(fd)
+        return None
+    _ACTORS.append(fd)
+    if not _IDENTITY.fullmatch(previous) or filesystem(target) not in LOCAL_FILESYSTEMS:
+        return None  # a network file system's lock can be lost while its holder runs
+    return previous
+
+
+LOCAL_FILESYSTEMS = frozenset(
+    {"tmpfs", "ramfs", "ext2", "ext3", "ext4", "xfs", "btrfs", "overlay", "f2fs", "zfs"}
+)
+
+
+def filesystem(path: Path, mountinfo: str | None = None) -> str:
+    """The type of the file system `path` is on ("" when unknown), from `mountinfo`
+    (default: this process's `/proc/self/mountinfo`): the longest mount point above it."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return ""
+    real = os.path.realpath(path)
+    found, depth = "", -1
+    for line in mountinfo.splitlines():
+        head, _, tail = line.partition(" - ")
+        fields = head.split()
+        if len(fields) < 5 or not tail:
+            continue
+        mount = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) > depth:
+            found, depth = tail.split()[0], len(mount)
+    return found
+
+
+def _private(info: os.stat_result) -> bool:
+    """A regular file of this user's that nobody else may write."""
+    return stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o022
+
+
+def inherited() -> tuple[int, ...]:
+    """The file descriptors every helm process must inherit (`pass_fds`): the actors lock
+    of `take_over`, so that it stays held while any of them runs."""
+    return tuple(_ACTORS)

@@ -49,7 +49,8 @@ class OperationJournal(Protocol):
 class ManagementJournal:
     """The leader's journal. `holder`/`term`: this process's Lease identity and term;
     `acquired`: monotonic time it took the Lease; `grace`: how long after that a former
-    holder may still have helm running (`herd.operator.leader.HANDOVER_SECONDS`)."""
+    holder may still have helm running (`herd.operator.leader.HANDOVER_SECONDS`); `gone`: a
+    former holder known to have ended with all its helm, whose operations need no grace."""
 
     def __init__(  # noqa: PLR0917 (who acts, and where it writes)
         self,
@@ -60,8 +61,11 @@ class ManagementJournal:
         term: int,
         acquired: float,
         grace: float,
+        *,
+        gone: str | None = None,
     ) -> None:
         self._core = client.CoreV1Api(api)
+        self._gone = gone
         self._namespace = namespace
         self.name = f"herd-journal-{lease}"
         self._holder, self._term = holder, term
@@ -118,11 +122,13 @@ class ManagementJournal:
         """Seconds until `abandoned` (`herd.plan.journal.abandoned_in`): what is left of
         the hand-over grace for a release an earlier holder's helm left pending."""
         name = entry_key(key)
+        operation = self._operations.get(name)
+        gone = operation is not None and operation.holder == self._gone
         return abandoned_in(
-            self._operations.get(name),
+            operation,
             observed,
             running=name in self._running,
-            grace=self.wait_seconds(),
+            grace=0.0 if gone else self.wait_seconds(),
         )
 
     def wait_seconds(self) -> float:

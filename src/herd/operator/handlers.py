@@ -41,13 +41,14 @@ from herd.api import PLURAL, VERSION
 from herd.errors import TransientError
 from herd.helm import worker
 from herd.helm.environment import kill_running
-from herd.helm.workdir import ensure
+from herd.helm.workdir import ensure, take_over
 from herd.kube.client import api_client_from_kubeconfig, load_apis
 from herd.names import APPROVE_ANNOTATION, GROUP, RECONCILE_AT, SHARD_LABEL
 from herd.operator import metrics
 from herd.operator.config import OperatorConfig
+from herd.operator.health import serve_health
 from herd.operator.impersonation import keep_bindings
-from herd.operator.leader import LeaderElector, identity, lease_name, serve_health
+from herd.operator.leader import LeaderElector, identity, lease_name
 from herd.operator.runtime import Runtime, open_workdir
 from herd.operator.shutdown import Watchdog
 from herd.operator.stack import Stacks
@@ -225,10 +226,12 @@ def run(*, namespaces: list[str] | None = None) -> None:
 
 async def _main(config: OperatorConfig, namespaces: list[str]) -> int:
     workdir = open_workdir(config)  # before any API client writes its key files
+    me = identity()
+    gone = take_over(workdir, me)  # before any helm runs: every helm inherits its lock
     worker.configure(config.worker_limits())
     api = api_client_from_kubeconfig(None)
     elector = LeaderElector(
-        api, config.namespace, lease_name(config.shard), identity(), config.lease_seconds
+        api, config.namespace, lease_name(config.shard), me, config.lease_seconds, gone=gone
     )
     watchdog = Watchdog()
     watchdog.on_exit("stop the check workers", lambda: worker.pool().close())
@@ -239,7 +242,7 @@ async def _main(config: OperatorConfig, namespaces: list[str]) -> int:
         asyncio.create_task(_keep_workdir(workdir), name="herd work directory"),
         asyncio.create_task(_warm_up(), name="herd warm-up"),
     ]
-    health = await serve_health(config.health_port, elector)
+    health = await serve_health(config.health_port, lambda: elector.leading)
     stopping = asyncio.Event()  # SIGTERM or SIGINT
     _on_signals(stopping)
     try:

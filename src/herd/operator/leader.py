@@ -21,6 +21,10 @@ The decisions are pure (`observe`, `decide`, `lease_spec`, `still_leading`), tab
   takes an expired Lease no earlier than a duration after the last renewal it saw, so once
   the new leader has held the Lease for `HANDOVER_SECONDS`, no helm of the old holder runs:
   its journaled operations (`herd.kube.journal`) are recovered then (`Tenure`).
+- The one exception to waiting out a Lease: a holder known to be gone with every helm it
+  started, because it was this work directory's previous process and the directory's
+  actors lock is free (`herd.helm.workdir.take_over`; a container restarted in its pod).
+  Its Lease is taken at once; the hand-over grace still applies.
 """
 
 from __future__ import annotations
@@ -38,7 +42,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import web
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -120,13 +123,17 @@ class Verdict(enum.Enum):
     WAIT = "wait"  # another holder's, still valid
 
 
-def decide(observation: Observation | None, me: str, now: float) -> Verdict:
+def decide(
+    observation: Observation | None, me: str, now: float, gone: str | None = None
+) -> Verdict:
+    """`gone`: a holder known to act no more (`herd.helm.workdir.take_over`), whose Lease
+    is taken without waiting for it to expire."""
     if observation is None:
         return Verdict.CREATE
     record = observation.record
     if record.holder == me:
         return Verdict.RENEW
-    if not record.holder or now - observation.since >= record.duration:
+    if not record.holder or record.holder == gone or now - observation.since >= record.duration:
         return Verdict.ACQUIRE
     return Verdict.WAIT
 
@@ -164,12 +171,14 @@ def micro_time(moment: datetime) -> str:
 @dataclass(frozen=True)
 class Tenure:
     """This process's leadership, as its journal records it: who, which term (the Lease's
-    transitions), and when (monotonic) it took the Lease."""
+    transitions), and when (monotonic) it took the Lease; `gone`: a former holder known to
+    have ended with all its helm (`LeaderElector.gone`), whose operations need no grace."""
 
     holder: str
     term: int
     acquired: float
     grace: float = HANDOVER_SECONDS
+    gone: str | None = None
 
 
 def fenced(last_renewed: float, now: float, duration: float) -> bool:
@@ -200,13 +209,21 @@ class LeaderElector:
     """Acquire, renew and release one Lease through the (blocking) kubernetes client."""
 
     def __init__(
-        self, api: client.ApiClient, namespace: str, name: str, me: str, duration: float
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        name: str,
+        me: str,
+        duration: float,
+        *,
+        gone: str | None = None,
     ) -> None:
         self._leases = client.CoordinationV1Api(api)
         self.namespace = namespace
         self.name = name
         self.me = me
         self.duration = duration
+        self.gone = gone  # this work directory's previous process, ended with its helm
         self._observation: Observation | None = None
         self._renewed = 0.0  # monotonic time of our last successful write
         self._reported: str | None = None  # the holder last logged, to log changes only
@@ -236,7 +253,7 @@ class LeaderElector:
     def tenure(self) -> Tenure:
         """Who leads now (after `acquire`): what the journal records and waits on."""
         record = self._observation.record if self._observation else None
-        return Tenure(self.me, record.transitions if record else 0, self._acquired)
+        return Tenure(self.me, record.transitions if record else 0, self._acquired, gone=self.gone)
 
     def fence(self, kill: Callable[[], object]) -> threading.Thread:
         """Start the fence thread: `kill` (SIGKILL of this process's helm) once renewal has
@@ -386,9 +403,16 @@ class LeaderElector:
         now = time.monotonic()
         record = LeaseRecord.from_body(body) if body else None
         self._observation = observe(self._observation, record, now) if record else None
-        verdict = decide(self._observation, self.me, now)
+        verdict = decide(self._observation, self.me, now, self.gone)
         if verdict is Verdict.WAIT:
             return False
+        if record is not None and record.holder == self.gone:
+            logger.info(
+                "Standby: Lease %s is held by %s, this work directory's previous process, "
+                "which ended with every helm it started: taking it at once",
+                self.where,
+                record.holder,
+            )
         metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
         lease = {
             "apiVersion": "coordination.k8s.io/v1",
@@ -421,26 +445,3 @@ class LeaderElector:
         """A blocking client call in a thread, with a timeout well under the renew period."""
         timeout = max(1.0, self.duration * RETRY_FRACTION)
         return await asyncio.to_thread(read_json, method, *args, _request_timeout=timeout)
-
-
-# -- liveness ------------------------------------------------------------------------------
-
-
-async def serve_health(port: int, elector: LeaderElector) -> web.AppRunner | None:
-    """`/healthz` for leader and standby alike (kopf's own endpoint runs only when leading).
-
-    A standby is alive and ready: the Deployment's rollout and liveness must not depend
-    on which replica leads.
-    """
-    if not port:
-        return None
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"role": "leader" if elector.leading else "standby"})
-
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "0.0.0.0", port).start()  # noqa: S104 (probed by the kubelet)
-    return runner

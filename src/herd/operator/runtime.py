@@ -279,6 +279,7 @@ def _journal(config: OperatorConfig, api: client.ApiClient, tenure: Tenure) -> M
         tenure.term,
         tenure.acquired,
         tenure.grace,
+        gone=tenure.gone,
     )
 
 
