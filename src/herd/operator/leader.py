@@ -24,7 +24,8 @@ The decisions are pure (`observe`, `decide`, `lease_spec`, `still_leading`), tab
 - The one exception to waiting out a Lease: a holder known to be gone with every helm it
   started, because it was this work directory's previous process and the directory's
   actors lock is free (`herd.helm.workdir.take_over`; a container restarted in its pod).
-  Its Lease is taken at once; the hand-over grace still applies.
+  Its Lease is taken at once, and its journaled operations are recovered without the
+  hand-over grace (`Tenure.gone`); other former holders' keep it.
 """
 
 from __future__ import annotations
