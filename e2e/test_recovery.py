@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import time
+from datetime import datetime
 
 from e2e.test_ha import (
     APPS_NS,
@@ -159,10 +160,21 @@ def test_a_restarted_controller_takes_over_from_its_dead_self_at_once(ha_bed: Be
     bed.settled("recovery", timeout=TARGET_SECONDS + 120)
     took = time.monotonic() - killed
     print(f"\nRESTART mid-upgrade (timeout 15m): converged {took:.1f}s after the kill")
-    assert TAKEN_AT_ONCE in again.text() and WAITED not in again.text()
+    text = again.text()
+    assert TAKEN_AT_ONCE in text and WAITED not in text
+    # The mechanism, not the machine's load (the wall time includes Python's start and
+    # helm's work; faults.py kill measures it): the Lease is taken right after its first read.
+    waited = _logged_at(text, "Leading: acquired Lease") - _logged_at(text, TAKEN_AT_ONCE)
+    assert waited < LEASE_SECONDS / 2, f"{waited:.1f}s from the first Lease read to leading"
     assert releases(bed.target)[RELEASE]["status"] == "deployed"
-    assert _helm_verbs(again.text()).count("rollback") == 1, "not recovered by one rollback"
-    assert took <= TARGET_SECONDS - LEASE_SECONDS / 2, f"{took:.1f}s: the Lease was waited out"
+    assert _helm_verbs(text).count("rollback") == 1, "not recovered by one rollback"
+
+
+def _logged_at(text: str, what: str) -> float:
+    """The epoch seconds of the first log line holding `what` (kopf's `[asctime]`)."""
+    line = next(line for line in text.splitlines() if what in line)
+    stamp = line[1 : line.index("]")]
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
 def test_a_restart_beside_a_live_helm_of_its_predecessor_waits_the_lease(ha_bed: Bed) -> None:  # noqa: F811
